@@ -1,0 +1,31 @@
+# make run   set everything up, run the pipeline on the default dataset, show the metrics
+# make test  set everything up and run the test suite
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+SYSTEM_PYTHON ?= python3
+# Stage commands in dvc.yaml call `python`, `dvc` comes from the virtual environment.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup system run test clean
+
+setup: system $(VENV)/.installed
+
+system:
+	@bash scripts/setup_system.sh
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: setup
+	dvc repro
+	dvc metrics show
+
+test: setup
+	$(PYTHON) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

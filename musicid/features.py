@@ -1,0 +1,93 @@
+"""Log-mel spectrograms computed for a batch of clips at once.
+
+The numbers follow librosa's definitions (``librosa.feature.melspectrogram``
+with a centred, zero-padded, periodic-Hann STFT and power 2, then
+``librosa.power_to_db`` with ``ref=1``, ``amin=1e-10``), floored at
+``floor_db``; but one STFT and one matrix product with the mel filterbank serve
+a whole batch of clips instead of one librosa call per clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+
+AMIN = 1e-10
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    sample_rate: int
+    n_fft: int
+    hop_length: int
+    n_mels: int
+    fmin: float
+    fmax: float
+    floor_db: float
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """librosa's Slaney-normalised mel filterbank, float32 [n_mels, 1 + n_fft // 2]."""
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                               dtype=np.float32)
+
+
+@lru_cache(maxsize=8)
+def hann_window(n_fft: int) -> np.ndarray:
+    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+
+
+def n_frames(n_samples: int, hop_length: int) -> int:
+    """Frames of a centred STFT over ``n_samples`` samples."""
+    return 1 + n_samples // hop_length
+
+
+def power_spectrogram(clips: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """clips float32 [batch, n_samples] -> power float32 [batch, n_frames, 1 + n_fft // 2]."""
+    padded = np.pad(clips, ((0, 0), (n_fft // 2, n_fft // 2)), mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop_length]
+    spectrum = scipy.fft.rfft(frames * hann_window(n_fft), axis=-1)
+    return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32, copy=False)
+
+
+def logmel(clips: np.ndarray, config: LogMelConfig) -> np.ndarray:
+    """clips float32 [batch, n_samples] at config.sample_rate Hz -> dB float32 [batch, n_mels, n_frames]."""
+    clips = np.asarray(clips, dtype=np.float32)
+    power = power_spectrogram(clips, config.n_fft, config.hop_length)  # (B, T, F)
+    filters = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    mel = power @ filters.T  # (B, T, n_mels)
+    decibels = 10.0 * np.log10(np.maximum(mel, AMIN))
+    np.maximum(decibels, config.floor_db, out=decibels)
+    return np.ascontiguousarray(decibels.transpose(0, 2, 1))
+
+
+class RunningBandStats:
+    """Per-band mean and standard deviation over many [batch, n_bands, n_frames] arrays."""
+
+    def __init__(self, n_bands: int):
+        self.count = 0
+        self.total = np.zeros(n_bands, dtype=np.float64)
+        self.total_sq = np.zeros(n_bands, dtype=np.float64)
+
+    def update(self, features: np.ndarray) -> None:
+        if features.shape[0] == 0:
+            return
+        values = features.astype(np.float64)
+        self.count += values.shape[0] * values.shape[2]
+        self.total += values.sum(axis=(0, 2))
+        self.total_sq += np.square(values).sum(axis=(0, 2))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) float32 [n_bands]; std is at least 1e-6."""
+        if self.count == 0:
+            raise ValueError("no training rows to compute normalisation statistics from")
+        mean = self.total / self.count
+        variance = np.maximum(self.total_sq / self.count - np.square(mean), 0.0)
+        return mean.astype(np.float32), np.maximum(np.sqrt(variance), 1e-6).astype(np.float32)

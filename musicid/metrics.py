@@ -1,0 +1,56 @@
+"""Clip- and track-level classification metrics and confusion-matrix records."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def track_probabilities(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray,
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average the clip probabilities of each track.
+
+    probabilities float [N, C], labels int [N], tracks str [N] ->
+    (track probabilities [M, C], track labels [M], track ids [M]), sorted by track id.
+    """
+    names, inverse = np.unique(tracks, return_inverse=True)
+    summed = np.zeros((len(names), probabilities.shape[1]), dtype=np.float64)
+    np.add.at(summed, inverse, probabilities)
+    counts = np.bincount(inverse, minlength=len(names))
+    track_labels = np.zeros(len(names), dtype=np.int64)
+    track_labels[inverse] = labels
+    return summed / counts[:, None], track_labels, names
+
+
+def summarise(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> tuple[dict, list[dict]]:
+    """(headline metrics, per-class rows) for integer labels and predictions."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
+
+    labels = list(range(len(label_names)))
+    if len(y_true) == 0:
+        return {"accuracy": 0.0, "balanced_accuracy": 0.0, "macro_f1": 0.0, "n": 0}, []
+    headline = {
+        "accuracy": round(float(np.mean(y_true == y_pred)), 6),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 6),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                         zero_division=0)), 6),
+        "n": int(len(y_true)),
+    }
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    rows = [{"label": name, "precision": round(float(p), 6), "recall": round(float(r), 6),
+             "f1": round(float(f), 6), "support": int(s)}
+            for name, p, r, f, s in zip(label_names, precision, recall, f1, support)]
+    return headline, rows
+
+
+def confusion_records(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> list[dict]:
+    """``[{"actual": name, "predicted": name}, ...]`` for DVC's ``confusion`` plot template."""
+    return [{"actual": label_names[int(t)], "predicted": label_names[int(p)]}
+            for t, p in zip(y_true, y_pred)]
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """int64 [n_classes (actual), n_classes (predicted)]."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return matrix

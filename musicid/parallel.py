@@ -1,0 +1,48 @@
+"""Per-file work spread over worker processes, results returned in input order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+
+def resolve_jobs(jobs: int) -> int:
+    """``jobs`` workers, or one per usable core when ``jobs`` is 0."""
+    if jobs > 0:
+        return jobs
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ordered_map(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    jobs: int,
+    initializer: Callable[..., None] | None = None,
+    initargs: Iterable[Any] = (),
+) -> Iterator[Any]:
+    """Yield ``function(item)`` for each item, in the order of ``items``.
+
+    With one job (or one item) the work runs in this process, which keeps
+    tracebacks simple and avoids the cost of starting workers.  Otherwise a
+    pool of ``jobs`` processes started with ``spawn`` (safe with threads in
+    the parent, e.g. PyTorch or FluidSynth) runs it; ``initializer`` runs once
+    per worker, for expensive per-worker set-up such as loading a SoundFont.
+    """
+    jobs = min(resolve_jobs(jobs), max(1, len(items)))
+    if jobs == 1:
+        if initializer is not None:
+            initializer(*initargs)
+        for item in items:
+            yield function(item)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=initializer, initargs=tuple(initargs)
+    ) as pool:
+        # Small chunks keep both cores busy when file sizes differ a lot.
+        yield from pool.map(function, items, chunksize=1)

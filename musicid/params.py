@@ -1,0 +1,243 @@
+"""Typed, validated params: one dataclass per section of ``params.yaml``.
+
+Each stage loads only its own section with :func:`load_section`.  Unknown keys,
+missing keys and values of the wrong type stop the stage at once with a message
+naming the key, e.g. ``params.yaml: render.sample_rate must be int, got 'fast'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params file or one of its values is invalid; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetParams:
+    source: str  # "music21" (offline corpus); more sources arrive with the download stage
+    classes: list[str]  # labels to keep, in the order given
+    max_per_class: int  # cap of pieces per class (0: no cap)
+    seed: int  # picks which pieces are kept when a class has more than the cap
+
+    def check(self, fail) -> None:
+        if self.source not in ("music21",):
+            fail("source", f"must be one of ['music21'], got {self.source!r}")
+        if not self.classes:
+            fail("classes", "must list at least one class")
+        if len(set(self.classes)) != len(self.classes):
+            fail("classes", f"has duplicates: {self.classes}")
+        if self.max_per_class < 0:
+            fail("max_per_class", f"must be >= 0, got {self.max_per_class}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderParams:
+    soundfonts: list[str]  # .sf2/.sf3 files; each MIDI file is rendered once per SoundFont
+    sample_rate: int  # Hz of the written WAV files
+    gain: float  # FluidSynth master gain
+    reverb: bool
+    chorus: bool
+    max_seconds: float  # a MIDI file longer than this is rejected as too_long
+    min_rms: float  # a render quieter than this (linear RMS) is rejected as silent
+    jobs: int  # worker processes; 0 means one per core
+
+    def check(self, fail) -> None:
+        if not self.soundfonts:
+            fail("soundfonts", "must list at least one SoundFont file")
+        if self.sample_rate < 8000 or self.sample_rate > 192000:
+            fail("sample_rate", f"must be between 8000 and 192000 Hz, got {self.sample_rate}")
+        if not 0 < self.gain <= 10:
+            fail("gain", f"must be in (0, 10], got {self.gain}")
+        if self.max_seconds <= 0:
+            fail("max_seconds", f"must be > 0, got {self.max_seconds}")
+        if self.min_rms < 0:
+            fail("min_rms", f"must be >= 0, got {self.min_rms}")
+        if self.jobs < 0:
+            fail("jobs", f"must be >= 0 (0: one per core), got {self.jobs}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitParams:
+    val: float  # fraction of each class's tracks for validation
+    test: float  # fraction of each class's tracks for test
+    seed: int
+
+    def check(self, fail) -> None:
+        for key in ("val", "test"):
+            value = getattr(self, key)
+            if not 0 <= value < 1:
+                fail(key, f"must be in [0, 1), got {value}")
+        if self.val + self.test >= 1:
+            fail("test", f"val + test must be < 1, got {self.val} + {self.test}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipParams:
+    sample_rate: int  # Hz of the clips (audio is resampled with soxr when it differs)
+    clip_seconds: float
+    hop_seconds: float  # distance between clip starts; < clip_seconds means overlap
+    max_clips_per_track: int  # 0: no cap; otherwise evenly spaced clips are kept
+    min_rms: float  # clips quieter than this (linear RMS) are skipped as silence
+
+    def check(self, fail) -> None:
+        if self.sample_rate < 1000:
+            fail("sample_rate", f"must be >= 1000 Hz, got {self.sample_rate}")
+        if self.clip_seconds <= 0:
+            fail("clip_seconds", f"must be > 0, got {self.clip_seconds}")
+        if self.hop_seconds <= 0:
+            fail("hop_seconds", f"must be > 0, got {self.hop_seconds}")
+        if self.max_clips_per_track < 0:
+            fail("max_clips_per_track", f"must be >= 0, got {self.max_clips_per_track}")
+        if self.min_rms < 0:
+            fail("min_rms", f"must be >= 0, got {self.min_rms}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureParams:
+    kind: str  # "logmel"
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    fmin: float
+    fmax: float  # Hz; must not exceed the clips' Nyquist frequency
+    floor_db: float  # log floor: dB values are clipped below this (power_to_db with amin)
+    batch_size: int  # clips per batched STFT
+
+    def check(self, fail) -> None:
+        if self.kind not in ("logmel",):
+            fail("kind", f"must be one of ['logmel'], got {self.kind!r}")
+        for key in ("n_mels", "n_fft", "hop_length", "batch_size"):
+            if getattr(self, key) <= 0:
+                fail(key, f"must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.fmin < self.fmax:
+            fail("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    channels: list[int]  # output channels of each conv block
+    embedding_dim: int
+    dropout: float
+    seed: int
+
+    def check(self, fail) -> None:
+        for key in ("epochs", "batch_size", "embedding_dim"):
+            if getattr(self, key) <= 0:
+                fail(key, f"must be > 0, got {getattr(self, key)}")
+        if self.lr <= 0:
+            fail("lr", f"must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            fail("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not self.channels or any(c <= 0 for c in self.channels):
+            fail("channels", f"must be a non-empty list of positive ints, got {self.channels}")
+        if not 0 <= self.dropout < 1:
+            fail("dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int
+
+    def check(self, fail) -> None:
+        if self.batch_size <= 0:
+            fail("batch_size", f"must be > 0, got {self.batch_size}")
+
+
+SECTIONS: dict[str, type] = {
+    "dataset": DatasetParams,
+    "render": RenderParams,
+    "split": SplitParams,
+    "clip": ClipParams,
+    "features": FeatureParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a simple type annotation; ints are accepted for floats."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ParamsError(f"{where} must be a list, got {value!r}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} for {where}")
+
+
+def parse_section(raw: Any, section: str, source: str = "params.yaml"):
+    """Build the dataclass of ``section`` from a mapping, validating every key."""
+    cls = SECTIONS[section]
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: section '{section}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{source}: unknown key {section}.{unknown[0]} (known: {', '.join(names)})"
+        )
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ParamsError(f"{source}: missing key {section}.{missing[0]}")
+    values = {n: _coerce(raw[n], hints[n], f"{source}: {section}.{n}") for n in names}
+    params = cls(**values)
+
+    def fail(key: str, message: str) -> None:
+        raise ParamsError(f"{source}: {section}.{key} {message}")
+
+    params.check(fail)
+    return params
+
+
+def load_section(path: str | Path, section: str):
+    """Read ``path`` (a params.yaml) and return its validated ``section`` dataclass."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"params file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict) or section not in document:
+        raise ParamsError(f"{path}: missing section '{section}'")
+    return parse_section(document[section], section, source=str(path))
+
+
+def as_dict(params) -> dict:
+    """The params as a plain dict (for HDF5 attributes and checkpoints)."""
+    return dataclasses.asdict(params)
