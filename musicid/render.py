@@ -151,9 +151,9 @@ class MidiRenderer:
             if fs.fluid_player_add(player, str(midi_path).encode()) != fs.FLUID_OK:
                 raise RenderError("unparseable", "FluidSynth's player cannot open the file")
             fs.fluid_player_play(player)
-            max_blocks = math.ceil(max_seconds * self.config.sample_rate / BLOCK_FRAMES)
+            max_frames = max_seconds * self.config.sample_rate
             while fs.fluid_player_get_status(player) == fs.FLUID_PLAYER_PLAYING:
-                if len(blocks) >= max_blocks:
+                if len(blocks) * BLOCK_FRAMES >= max_frames:
                     raise RenderError("too_long", f"still playing after {max_seconds:g} s")
                 write_block()
             played = len(blocks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musicid.io import atomic_path
+from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN
 
 
@@ -95,7 +96,7 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
             loss.backward()
             optimiser.step()
             schedule.step()
-            total_loss += float(loss) * len(index)
+            total_loss += loss.item() * len(index)
             correct += int((logits.argmax(1) == y).sum())
         val_pred = predict_proba(model, val_x, 256, device).argmax(1) if len(val_x) else np.zeros(0)
         val_accuracy = float((val_pred == val_y).mean()) if len(val_y) else 0.0
@@ -124,8 +125,11 @@ def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[s
         "params": pipeline_params,
         **(extra or {}),
     }
-    with atomic_path(path) as temporary:
-        torch.save(checkpoint, temporary)
+    # torch.save names the archive's top folder after the file it writes to; saving
+    # to memory gives the fixed name "archive", so equal checkpoints are equal bytes.
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None):

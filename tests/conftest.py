@@ -1,0 +1,52 @@
+"""Tiny fixtures the tests make themselves: MIDI files written with pretty_midi, WAVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_midi(path: Path, notes: list[tuple[int, float, float]], program: int = 0) -> Path:
+    """Write a one-instrument MIDI file; notes are (pitch, start_s, end_s) at 120 bpm."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    instrument = pretty_midi.Instrument(program=program)
+    for pitch, start, end in notes:
+        instrument.notes.append(pretty_midi.Note(velocity=100, pitch=pitch, start=start, end=end))
+    midi.instruments.append(instrument)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.write(str(path))
+    return path
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> Path:
+    import soundfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), audio, sample_rate, subtype=subtype)
+    return path
+
+
+def sine(frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
+    """float32 [round(seconds * sample_rate)] sine wave."""
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@pytest.fixture
+def three_note_midi(tmp_path: Path) -> Path:
+    """C4, E4, G4, half a second each: ends at 1.5 s."""
+    return write_midi(tmp_path / "three.mid", [(60, 0.0, 0.5), (64, 0.5, 1.0), (67, 1.0, 1.5)])
+
+
+@pytest.fixture
+def soundfont() -> Path:
+    if not SOUNDFONT.is_file():
+        pytest.fail(f"{SOUNDFONT} is missing: run `make setup` (installs fluid-soundfont-gm)")
+    return SOUNDFONT

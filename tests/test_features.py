@@ -1,0 +1,45 @@
+import librosa
+import numpy as np
+import pytest
+
+from musicid.features import LogMelConfig, RunningBandStats, logmel, n_frames
+
+CONFIG = LogMelConfig(sample_rate=16000, n_fft=1024, hop_length=512, n_mels=64, fmin=30.0,
+                      fmax=8000.0, floor_db=-100.0)
+
+
+def test_logmel_matches_librosa():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 2) / 16000
+    clips = np.stack([
+        0.3 * np.sin(2 * np.pi * 440 * t),
+        0.1 * rng.standard_normal(len(t)),
+        np.concatenate([np.zeros(len(t) // 2), 0.5 * np.sin(2 * np.pi * 3000 * t[: len(t) // 2])]),
+    ]).astype(np.float32)
+    ours = logmel(clips, CONFIG)
+    assert ours.shape == (3, 64, n_frames(len(t), 512)) and ours.dtype == np.float32
+    for clip, values in zip(clips, ours):
+        mel = librosa.feature.melspectrogram(y=clip, sr=16000, n_fft=1024, hop_length=512, n_mels=64,
+                                             fmin=30.0, fmax=8000.0, power=2.0)
+        reference = np.maximum(librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None), -100.0)
+        assert reference.shape == values.shape
+        assert np.max(np.abs(reference - values)) < 1e-3
+
+
+def test_floor_applies():
+    silent = np.zeros((1, 4096), np.float32)
+    assert np.all(logmel(silent, CONFIG) == -100.0)
+
+
+def test_running_band_stats_match_numpy():
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(3.0, 2.0, size=(n, 4, 7)).astype(np.float32) for n in (5, 0, 3)]
+    stats = RunningBandStats(4)
+    for batch in batches:
+        stats.update(batch)
+    mean, std = stats.result()
+    everything = np.concatenate(batches)
+    assert np.allclose(mean, everything.mean(axis=(0, 2)), atol=1e-5)
+    assert np.allclose(std, everything.std(axis=(0, 2)), atol=1e-5)
+    with pytest.raises(ValueError, match="no training rows"):
+        RunningBandStats(4).result()

@@ -1,0 +1,142 @@
+"""The whole DAG through `dvc repro` on a tiny dataset, in a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+TINY = {
+    "dataset": {"classes": ["bach", "palestrina"], "max_per_class": 4},
+    "render": {"sample_rate": 16000, "jobs": 2},
+    "split": {"val": 0.25, "test": 0.25},
+    "clip": {"clip_seconds": 2.0, "hop_seconds": 2.0, "max_clips_per_track": 4},
+    "features": {"n_mels": 32, "hop_length": 256},
+    "train": {"epochs": 1, "channels": [4, 8], "embedding_dim": 8, "batch_size": 8},
+}
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MUSICID_PROGRESS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def changed_stages(project: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], project)))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("e2e") / "project"
+    project.mkdir()
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    for folder in ("stages", "musicid"):
+        shutil.copytree(PROJECT_ROOT / folder, project / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    set_params(project, TINY)
+    run(["git", "init", "-q"], project)
+    run(["dvc", "init", "-q"], project)
+    run(["dvc", "config", "core.analytics", "false"], project)
+    run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline"], project)
+    return project
+
+
+@pytest.mark.e2e
+def test_every_output_exists_and_agrees(project):
+    manifest = json.loads((project / "data/raw/manifest.json").read_text())
+    paths = [record["path"] for record in manifest["files"]]
+    assert paths == sorted(paths) and len(paths) == 8
+    assert {record["label"] for record in manifest["files"]} == {"bach", "palestrina"}
+    for record in manifest["files"]:
+        assert (project / "data/raw" / record["path"]).stat().st_size == record["size"]
+
+    report = json.loads((project / "data/audio/report.json").read_text())
+    assert sorted(r["source"] for r in report["files"]) == paths
+    rendered = [r for r in report["files"] if r["status"] == "rendered"]
+    assert len(rendered) >= 6
+    for record in report["files"]:
+        assert (record["reason"] is None) == (record["status"] == "rendered")
+        for output in record["outputs"]:
+            assert (project / "data/audio" / output).is_file()
+
+    with h5py.File(project / "data/clips.h5", "r") as clips, \
+            h5py.File(project / "data/features.h5", "r") as features:
+        assert clips["audio"].shape[1] == 2 * 16000
+        assert clips.attrs["sample_rate"] == 16000
+        n = clips["audio"].shape[0]
+        assert features["features"].shape[:2] == (n, 32)
+        tracks = clips["track"].asstr()[:]
+        splits = clips["split"].asstr()[:]
+        assert np.array_equal(features["track"].asstr()[:], tracks)
+        assert np.array_equal(features["split"].asstr()[:], splits)
+        # No track is on both sides of a split.
+        for track in set(tracks):
+            assert len(set(splits[tracks == track])) == 1, track
+        assert set(splits) == {"train", "val", "test"}
+        assert len(features.attrs["band_mean"]) == 32
+
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    for split in ("val", "test"):
+        for level in ("clip", "track"):
+            for key in ("accuracy", "macro_f1"):
+                assert 0.0 <= metrics[split][level][key] <= 1.0
+                assert isinstance(metrics[split][level][key], float)
+    confusion = json.loads((project / "metrics/confusion/test_track.json").read_text())
+    assert len(confusion) == metrics["test"]["track"]["n"]
+    assert set(confusion[0]) == {"actual", "predicted"}
+    assert (project / "models/model.pt").is_file()
+    assert (project / "metrics/training.csv").read_text().startswith("epoch,")
+
+
+@pytest.mark.e2e
+def test_second_repro_runs_nothing(project):
+    output = run(["dvc", "repro"], project)
+    assert "Running stage" not in output
+    assert changed_stages(project) == set()
+
+
+@pytest.mark.e2e
+def test_changing_a_param_reruns_only_its_stage(project):
+    set_params(project, {"train": {"epochs": 2}})
+    assert changed_stages(project) == {"train"}
+    output = run(["dvc", "repro"], project)
+    assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
+    assert "Running stage 'featurize'" not in output
+    diff = run(["dvc", "metrics", "diff", "--all", "--json"], project)
+    assert "test.track.macro_f1" in json.loads(diff)["metrics/metrics.json"]
+    assert changed_stages(project) == set()
+
+
+@pytest.mark.e2e
+def test_repro_of_one_stage_stops_there(project):
+    set_params(project, {"features": {"n_mels": 24}})
+    output = run(["dvc", "repro", "featurize"], project)
+    assert "Running stage 'featurize'" in output
+    assert "Running stage 'train'" not in output
+    assert changed_stages(project) == {"train", "evaluate"}
+    with h5py.File(project / "data/features.h5", "r") as features:
+        assert features["features"].shape[1] == 24
