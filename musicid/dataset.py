@@ -1,8 +1,18 @@
 """Datasets: turn a source collection into ``data/raw/<label>/<file>`` plus a manifest.
 
-The default source is the corpus shipped inside the ``music21`` package: real
-scores (Bach chorales, Palestrina masses, Monteverdi madrigals, the Italian
-trecento repertory, ...), written out as MIDI.  Nothing is fetched from the web.
+Three sources share one manifest format:
+
+* the corpus shipped inside the ``music21`` package (the offline default): real
+  scores (Bach chorales, Palestrina masses, Monteverdi madrigals, the Italian
+  trecento repertory, ...), written out as MIDI;
+* a folder tree on disk, or one extracted from a downloaded archive, where a
+  file's label is the name of the folder right above it (``genres/blues/x.wav``
+  is "blues").
+
+Every file is checked before it is kept: its extension must be a MIDI or audio
+one and its first bytes must agree with it; identical content twice under one
+label is kept once, and identical content under two labels is dropped from both
+(it would leak across the split with contradictory labels).
 
 The manifest (``manifest.json``) holds one record per kept file, sorted by path::
 
@@ -15,12 +25,15 @@ and one record per source that could not be used, with its reason.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
 from musicid.io import safe_name, sha256_file
 
 # Formats music21 reads as scores.  Roman-numeral analyses (.rntxt) are left out:
@@ -125,10 +138,8 @@ def export_music21(
     for label in classes:
         pieces = list_corpus_pieces(label)
         if not pieces:
-            skipped.append(
-                {"origin": f"music21:{label}", "label": label,
-                 "reason": "no_such_class: the music21 corpus has no scores for this name"}
-            )
+            skipped.append({"origin": f"music21:{label}", "label": label,
+                            "reason": "no_such_class: the music21 corpus has no scores for this name"})
             continue
         chosen.extend(select_pieces(pieces, max_per_class, seed))
 
@@ -152,5 +163,146 @@ def export_music21(
     return {
         "source": "music21",
         "files": sorted(files, key=lambda record: record["path"]),
-        "skipped": sorted(skipped, key=lambda record: (record["label"], record["origin"])),
+        "skipped": sort_skipped(skipped),
+        "unlabeled": [],
     }
+
+
+def sort_skipped(records: list[dict]) -> list[dict]:
+    return sorted(records, key=lambda record: (record["origin"], record["reason"]))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file found in a source tree that passed the name and content checks."""
+
+    path: Path  # where it is on disk now
+    relative: str  # its path inside the tree, "/"-separated
+    label: str | None  # None for an unlabeled file
+    sha256: str
+    size: int
+
+
+def _output_name(folder: str, relative: str, taken: set[str]) -> str:
+    """``<folder>/<safe stem><ext>``; when taken, the stem gets a hash of the source path."""
+    pure = Path(relative)
+    extension = pure.suffix.lower()
+    name = f"{folder}/{safe_name(pure.stem)}{extension}"
+    if name in taken:
+        digest = hashlib.sha256(relative.encode()).hexdigest()[:8]
+        name = f"{folder}/{safe_name(pure.stem)}-{digest}{extension}"
+    taken.add(name)
+    return name
+
+
+def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
+                 labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
+                 extra_skipped: list[dict] = (), progress=lambda items, **_: items) -> dict:
+    """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
+
+    ``origin_prefix + relative path`` names each file's origin in the manifest.
+    ``labels`` remaps folder names; ``classes`` (when not empty) keeps only those
+    labels; files under a folder named ``unlabeled`` go to ``_unlabeled/``.
+    """
+    skipped: list[dict] = list(extra_skipped)
+    candidates: list[Candidate] = []
+
+    def skip(relative: str, label: str | None, reason: str) -> None:
+        skipped.append({"origin": origin_prefix + relative, "label": label, "reason": reason})
+
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in sorted(names):
+            found.append(Path(folder) / name)
+    for path in progress(sorted(found, key=lambda p: p.relative_to(root).as_posix()),
+                         total=len(found), desc="check"):
+        relative = path.relative_to(root).as_posix()
+        parents = relative.split("/")[:-1]
+        if path.is_symlink():
+            skip(relative, None, "symlink: links are not followed")
+            continue
+        extension = path.suffix.lower()
+        if extension not in ACCEPTED_EXTENSIONS:
+            skip(relative, None, f"unsupported_type: {extension or 'no extension'}")
+            continue
+        if unlabeled is not None and unlabeled in parents:
+            label = None
+        elif not parents:
+            skip(relative, None, "no_label: the file is not inside a label folder")
+            continue
+        else:
+            label = safe_name(labels.get(parents[-1], parents[-1]))
+            if classes and label not in classes:
+                skip(relative, label, "not_in_classes")
+                continue
+        mismatch = check_file(path)
+        if mismatch:
+            skip(relative, label, f"content_mismatch: {mismatch}")
+            continue
+        candidates.append(Candidate(path, relative, label, sha256_file(path), path.stat().st_size))
+
+    labelled = [c for c in candidates if c.label is not None]
+    kept = _deduplicate(labelled, skip)
+    by_label: dict[str, list[Candidate]] = {}
+    for candidate in kept:
+        by_label.setdefault(candidate.label, []).append(candidate)
+    chosen: list[Candidate] = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if max_per_class and len(members) > max_per_class:
+            ranked = sorted(members, key=lambda c: hashlib.sha256(f"{seed}:{c.relative}".encode()).hexdigest())
+            for candidate in ranked[max_per_class:]:
+                skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
+            members = ranked[:max_per_class]
+        chosen.extend(sorted(members, key=lambda c: c.relative))
+
+    for label in classes:
+        if label not in by_label:
+            skip("", label, "no_such_class: no usable files with this label")
+
+    files, taken = [], set()
+    for candidate in sorted(chosen, key=lambda c: (c.label, c.relative)):
+        name = _output_name(candidate.label, candidate.relative, taken)
+        _copy(candidate.path, out_dir / name)
+        files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
+                      "size": candidate.size, "origin": origin_prefix + candidate.relative})
+
+    unlabeled_files = []
+    for candidate in _deduplicate([c for c in candidates if c.label is None], skip):
+        inner = candidate.relative.split("/")
+        inner = inner[inner.index(unlabeled) + 1:]
+        name = _output_name("_unlabeled", "__".join(inner), taken)
+        _copy(candidate.path, out_dir / name)
+        unlabeled_files.append({"path": name, "label": None, "sha256": candidate.sha256,
+                                "size": candidate.size, "origin": origin_prefix + candidate.relative})
+
+    return {
+        "files": sorted(files, key=lambda record: record["path"]),
+        "skipped": sort_skipped(skipped),
+        "unlabeled": sorted(unlabeled_files, key=lambda record: record["path"]),
+    }
+
+
+def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
+    """Keep the first of identical files with one label; drop those claimed by two labels."""
+    by_hash: dict[str, list[Candidate]] = {}
+    for candidate in sorted(candidates, key=lambda c: c.relative):
+        by_hash.setdefault(candidate.sha256, []).append(candidate)
+    kept = []
+    for group in by_hash.values():
+        group_labels = sorted({c.label for c in group})
+        if len(group_labels) > 1:
+            for candidate in group:
+                skip(candidate.relative, candidate.label,
+                     f"ambiguous_label: the same content is under {', '.join(group_labels)}")
+            continue
+        kept.append(group[0])
+        for candidate in group[1:]:
+            skip(candidate.relative, candidate.label, f"duplicate: same content as {group[0].relative}")
+    return sorted(kept, key=lambda c: c.relative)
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)

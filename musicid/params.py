@@ -8,6 +8,7 @@ naming the key, e.g. ``params.yaml: render.sample_rate must be int, got 'fast'``
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,20 +23,45 @@ class ParamsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetParams:
-    source: str  # "music21" (offline corpus); more sources arrive with the download stage
-    classes: list[str]  # labels to keep, in the order given
+    source: str  # "music21" (offline corpus), "url" (an archive) or "path" (a local folder)
+    classes: list[str]  # labels to keep; for url and path sources, [] keeps every label found
     max_per_class: int  # cap of pieces per class (0: no cap)
     seed: int  # picks which pieces are kept when a class has more than the cap
+    url: str | None  # source "url": http(s):// or file:// URL of a .zip, .tar, .tar.gz or .tgz
+    sha256: str | None  # source "url": the archive's SHA-256; null fetches and prints it
+    allow_unverified: bool  # source "url": use an archive without a pinned sha256
+    path: str | None  # source "path": a local folder (relative to params.yaml's folder)
+    labels: dict[str, str]  # folder name -> label, to merge or rename classes
+    unlabeled: str | None  # folder name of files with no label, kept apart for prediction
+    max_bytes: int  # cap on the bytes an archive may expand to
+    max_files: int  # cap on the number of files in an archive
 
     def check(self, fail) -> None:
-        if self.source not in ("music21",):
-            fail("source", f"must be one of ['music21'], got {self.source!r}")
-        if not self.classes:
-            fail("classes", "must list at least one class")
+        sources = ("music21", "url", "path")
+        if self.source not in sources:
+            fail("source", f"must be one of {list(sources)}, got {self.source!r}")
+        if self.source == "music21" and not self.classes:
+            fail("classes", "must name at least one composer of the music21 corpus")
+        if self.source == "url":
+            if not self.url:
+                fail("url", "must be set when dataset.source is url")
+            scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
+            if scheme not in ("http", "https", "file"):
+                fail("url", f"must start with http://, https:// or file://, got {self.url!r}")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+            fail("sha256", f"must be 64 hexadecimal digits, got {self.sha256!r}")
+        if self.source == "path" and not self.path:
+            fail("path", "must be set when dataset.source is path")
         if len(set(self.classes)) != len(self.classes):
             fail("classes", f"has duplicates: {self.classes}")
         if self.max_per_class < 0:
             fail("max_per_class", f"must be >= 0, got {self.max_per_class}")
+        if self.max_bytes <= 0:
+            fail("max_bytes", f"must be > 0, got {self.max_bytes}")
+        if self.max_files <= 0:
+            fail("max_files", f"must be > 0, got {self.max_files}")
+        if self.unlabeled is not None and ("/" in self.unlabeled or not self.unlabeled.strip()):
+            fail("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +201,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return None
         inner = [o for o in options if o is not type(None)]
         return _coerce(value, inner[0], where)
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where} must be a mapping, got {value!r}")
+        return {_coerce(k, key_type, f"{where} key"): _coerce(v, value_type, f"{where}.{k}")
+                for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):

@@ -1,21 +1,58 @@
-"""Stage `download`: write the source collection into data/raw/<label>/ with a manifest.
+"""Stage `download`: bring the source collection into data/raw/<label>/ with a manifest.
 
     python stages/download.py --params params.yaml --out data/raw
+
+Sources (params `dataset.source`): the offline music21 corpus, an archive at a
+URL (verified by its SHA-256), or a local folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections import Counter
-from functools import partial
 from pathlib import Path
 
-from musicid.dataset import export_music21
+from musicid.archive import ArchiveError, extract_archive
+from musicid.dataset import collect_tree, export_music21
+from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map
 from musicid.params import ParamsError, load_section
 from musicid.progress import progress
+
+
+def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
+    """Fill ``staging`` from the configured source; return the manifest."""
+    if params.source == "music21":
+        def run_all(function, items):
+            return progress(ordered_map(function, items, jobs=jobs), total=len(items), desc="music21")
+
+        return export_music21(classes=params.classes, max_per_class=params.max_per_class,
+                              seed=params.seed, out_dir=staging, map_function=run_all)
+
+    common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
+                  unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
+                  progress=progress)
+    if params.source == "path":
+        root = (params_dir / params.path).resolve()
+        if not root.is_dir():
+            raise FetchError(f"dataset.path {params.path!r} is not a folder ({root})")
+        manifest = collect_tree(root, f"{params.path.rstrip('/')}/", **common)
+        return {"source": "path", **manifest}
+
+    archive = fetch(params.url, params.sha256, default_cache_dir(), params.allow_unverified,
+                    progressbar=os.environ.get("MUSICID_PROGRESS", "1") != "0")
+    # Extract inside the staging folder, so that nothing from the archive is ever
+    # written outside data/raw; the extraction folder is removed before the swap.
+    with tempfile.TemporaryDirectory(prefix=".extract-", dir=staging) as scratch:
+        refused = extract_archive(archive, scratch, params.max_bytes, params.max_files)
+        refused_records = [{"origin": f"{params.url}#{name}", "label": None,
+                            "reason": f"unsafe_member: {reason}"} for name, reason in refused]
+        manifest = collect_tree(Path(scratch), f"{params.url}#", extra_skipped=refused_records, **common)
+    return {"source": "url", "sha256": params.sha256, **manifest}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,25 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"download: {error}", file=sys.stderr)
         return 2
 
-    def run_all(function, items):
-        return progress(ordered_map(function, items, jobs=args.jobs), total=len(items), desc="download")
-
-    with atomic_directory(args.out) as staging:
-        manifest = export_music21(
-            classes=params.classes,
-            max_per_class=params.max_per_class,
-            seed=params.seed,
-            out_dir=staging,
-            map_function=run_all,
-        )
-        write_json_atomic(staging / "manifest.json", manifest)
+    try:
+        # The new tree replaces data/raw only once complete: a failed download
+        # leaves no partial data/raw behind.
+        with atomic_directory(args.out) as staging:
+            manifest = download(params, args.params.resolve().parent, staging, args.jobs)
+            write_json_atomic(staging / "manifest.json", manifest)
+    except (FetchError, ArchiveError) as error:
+        print(f"download: {error}", file=sys.stderr)
+        return 1
 
     counts = Counter(record["label"] for record in manifest["files"])
-    per_label = ", ".join(f"{label} {counts[label]}" for label in params.classes)
-    print(
-        f"download: {len(manifest['files'])} files kept ({per_label}), "
-        f"{len(manifest['skipped'])} skipped -> {args.out}"
-    )
+    per_label = ", ".join(f"{label} {counts[label]}" for label in sorted(counts))
+    reasons = Counter(record["reason"].split(":")[0] for record in manifest["skipped"])
+    detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})" if reasons else ""
+    unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
+    print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
+          f"{len(manifest['skipped'])} skipped{detail} -> {args.out}")
     return 0
 
 

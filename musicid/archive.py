@@ -1,0 +1,139 @@
+"""Safe extraction of zip and tar archives.
+
+A member is refused (listed with a reason, never written) when its path is
+absolute or climbs out with ``..``, or when it is a symlink, a hard link, a
+device or a FIFO.  Extraction stops with :class:`ArchiveError` when the members
+would hold more than ``max_bytes`` bytes or number more than ``max_files``
+(decompression bombs): sizes are counted as bytes are written, not taken from
+the headers, which can lie.
+"""
+
+from __future__ import annotations
+
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+COPY_CHUNK = 1 << 20
+
+
+class ArchiveError(ValueError):
+    """The archive cannot be used as a whole (not an archive, over a limit, corrupt)."""
+
+
+def unsafe_path_reason(name: str) -> str | None:
+    """Why the member path ``name`` may not be written, or ``None`` when it is safe."""
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        return "absolute_path"
+    if any(part == ".." for part in PurePosixPath(normalised).parts):
+        return "path_traversal"
+    if "\x00" in normalised:
+        return "bad_name"
+    return None
+
+
+class _Budget:
+    def __init__(self, max_bytes: int, max_files: int):
+        self.max_bytes, self.max_files = max_bytes, max_files
+        self.bytes = 0
+        self.files = 0
+
+    def add_file(self) -> None:
+        self.files += 1
+        if self.files > self.max_files:
+            raise ArchiveError(f"archive holds more than {self.max_files} files "
+                               f"(dataset.max_files); refusing to extract it")
+
+    def copy(self, source: IO[bytes], target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            while chunk := source.read(COPY_CHUNK):
+                self.bytes += len(chunk)
+                if self.bytes > self.max_bytes:
+                    raise ArchiveError(f"archive expands to more than {self.max_bytes} bytes "
+                                       f"(dataset.max_bytes); refusing to extract it")
+                out.write(chunk)
+
+
+def _destination(root: Path, name: str) -> Path:
+    target = (root / name.replace("\\", "/")).resolve()
+    # Belt and braces: the name checks above already exclude this.
+    if not target.is_relative_to(root.resolve()):
+        raise ArchiveError(f"member {name!r} resolves outside the extraction folder")
+    return target
+
+
+def extract_archive(archive: str | Path, dest: str | Path, max_bytes: int, max_files: int,
+                    ) -> list[tuple[str, str]]:
+    """Extract the regular files of ``archive`` (zip or tar, any compression) into ``dest``.
+
+    Returns the refused members as ``(member name, reason)`` pairs, sorted.
+    Raises :class:`ArchiveError` when the archive as a whole cannot be used.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(max_bytes, max_files)
+    refused: list[tuple[str, str]] = []
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, dest, budget, refused)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, dest, budget, refused)
+        else:
+            raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, ArchiveError):
+            raise
+        raise ArchiveError(f"{archive.name} is corrupt: {type(error).__name__}: {error}") from None
+    return sorted(refused)
+
+
+def _extract_zip(archive: Path, dest: Path, budget: _Budget, refused: list) -> None:
+    with zipfile.ZipFile(archive) as handle:
+        for info in handle.infolist():
+            name = info.filename
+            if info.is_dir():
+                continue
+            reason = unsafe_path_reason(name)
+            mode = info.external_attr >> 16
+            if reason is None and stat.S_IFMT(mode) == stat.S_IFLNK:
+                reason = "symlink"
+            elif reason is None and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+                reason = "special_file"
+            if reason:
+                refused.append((name, reason))
+                continue
+            budget.add_file()
+            with handle.open(info) as source:
+                budget.copy(source, _destination(dest, name))
+
+
+def _extract_tar(archive: Path, dest: Path, budget: _Budget, refused: list) -> None:
+    with tarfile.open(archive, mode="r:*") as handle:
+        for member in handle:
+            name = member.name
+            if member.isdir():
+                continue
+            reason = unsafe_path_reason(name)
+            if reason is None:
+                if member.issym():
+                    reason = "symlink"
+                elif member.islnk():
+                    reason = "hard_link"
+                elif member.isdev() or member.isfifo():
+                    reason = "special_file"
+                elif not member.isfile():
+                    reason = "special_file"
+            if reason:
+                refused.append((name, reason))
+                continue
+            budget.add_file()
+            source = handle.extractfile(member)
+            if source is None:
+                refused.append((name, "special_file"))
+                continue
+            with source:
+                budget.copy(source, _destination(dest, name))

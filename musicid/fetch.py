@@ -1,0 +1,118 @@
+"""Fetch a dataset archive by URL, verified by its SHA-256.
+
+``http``/``https`` downloads go through pooch (the download library librosa
+and SciPy use): streamed to a temporary file in the cache folder, hash-checked,
+and only then moved to their cached name, with retries on transient failures.
+An interrupted transfer therefore never leaves a half file under the real
+name.  ``file://`` URLs are read in place and checked the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from musicid.io import safe_name, sha256_file
+
+SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+SCHEMES = ("http", "https", "file")
+
+
+class FetchError(RuntimeError):
+    """The archive could not be fetched or verified; the message says why."""
+
+
+class UnverifiedDownload(FetchError):
+    """No hash to check against; ``actual_sha256`` is the hash to pin."""
+
+    def __init__(self, url: str, actual_sha256: str):
+        super().__init__(
+            f"dataset.sha256 is not set, so {url} cannot be verified. Its SHA-256 is\n"
+            f"    {actual_sha256}\n"
+            f"Pin it with `dataset.sha256: {actual_sha256}` in params.yaml (after checking it "
+            f"against the publisher's), or set `dataset.allow_unverified: true` to use it as it is."
+        )
+        self.actual_sha256 = actual_sha256
+
+
+class ChecksumMismatch(FetchError):
+    def __init__(self, url: str, expected: str, actual: str):
+        super().__init__(f"checksum mismatch for {url}: expected sha256 {expected}, got {actual}")
+        self.expected, self.actual = expected, actual
+
+
+def default_cache_dir() -> Path:
+    """``$MUSICID_CACHE``, or the user's cache folder (e.g. ~/.cache/musicid)."""
+    if os.environ.get("MUSICID_CACHE"):
+        return Path(os.environ["MUSICID_CACHE"])
+    import pooch
+
+    return Path(pooch.os_cache("musicid"))
+
+
+def archive_name(url: str) -> str:
+    """The file name at the end of the URL's path, made safe (``archive`` when there is none)."""
+    name = Path(unquote(urlparse(url).path)).name
+    return safe_name(name) if name else "archive"
+
+
+def fetch(url: str, sha256: str | None, cache_dir: Path, allow_unverified: bool = False,
+          retries: int = 2, timeout_s: float = 60.0, progressbar: bool = False) -> Path:
+    """Return a local path holding the verified bytes of ``url``.
+
+    Raises :class:`ChecksumMismatch` when the bytes do not hash to ``sha256``,
+    :class:`UnverifiedDownload` when ``sha256`` is None and ``allow_unverified``
+    is false (after fetching, so the hash to pin can be printed), and
+    :class:`FetchError` when the transfer fails after ``retries`` retries.
+    """
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise FetchError(f"unsupported URL scheme {scheme!r} in {url} (use one of {', '.join(SCHEMES)})")
+    if sha256 is not None and not SHA256_PATTERN.match(sha256):
+        raise FetchError(f"dataset.sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    expected = sha256.lower() if sha256 else None
+
+    if scheme == "file":
+        path = Path(unquote(urlparse(url).path))
+        if not path.is_file():
+            raise FetchError(f"no such file: {path}")
+        actual = sha256_file(path)
+    else:
+        path = _download(url, expected, cache_dir, retries, timeout_s, progressbar)
+        actual = sha256_file(path)
+    if expected is None:
+        if not allow_unverified:
+            raise UnverifiedDownload(url, actual)
+    elif actual != expected:
+        raise ChecksumMismatch(url, expected, actual)
+    return path
+
+
+def _download(url: str, expected: str | None, cache_dir: Path, retries: int, timeout_s: float,
+              progressbar: bool) -> Path:
+    import pooch
+    import requests
+
+    if expected:
+        fname = f"{expected}-{archive_name(url)}"
+        known_hash = f"sha256:{expected}"
+    else:
+        # Unverified downloads are cached under the URL's hash, apart from verified ones.
+        fname = f"unverified-{hashlib.sha256(url.encode()).hexdigest()[:16]}-{archive_name(url)}"
+        known_hash = None
+    fetcher = pooch.create(path=cache_dir, base_url="", registry={fname: known_hash},
+                           urls={fname: url}, retry_if_failed=retries)
+    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout_s)
+    try:
+        return Path(fetcher.fetch(fname, downloader=downloader))
+    except ValueError as error:
+        if "does not match the known hash" in str(error):
+            got = re.search(r"but got ([0-9a-fA-F]{64})", str(error))
+            raise ChecksumMismatch(url, expected, got.group(1) if got else "unknown") from None
+        raise FetchError(f"cannot fetch {url}: {error}") from None
+    except requests.exceptions.RequestException as error:
+        raise FetchError(f"cannot fetch {url} after {retries + 1} attempts: "
+                         f"{type(error).__name__}: {error}") from None

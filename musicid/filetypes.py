@@ -1,0 +1,68 @@
+"""What a file is, by its first bytes rather than its name.
+
+Collections gathered from the web hold files that are not what their extension
+says: an HTML error page saved as ``.mid``, a text note named ``.wav``.  Such a
+file would fail much later, or worse, be half-read; here it is caught at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MIDI_EXTENSIONS = (".mid", ".midi")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
+
+
+def _looks_like(head: bytes) -> str:
+    """A short description of what ``head`` (a file's first bytes) looks like."""
+    stripped = head.lstrip().lower()
+    if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "an HTML page"
+    if stripped.startswith(b"<?xml") or stripped.startswith(b"<"):
+        return "XML or HTML text"
+    if stripped.startswith((b"{", b"[")):
+        return "JSON text"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip data"
+    if not head:
+        return "an empty file"
+    if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head[:64]):
+        return "plain text"
+    return f"unknown data starting {head[:8].hex()}"
+
+
+def _is_mp3(head: bytes) -> bool:
+    if head.startswith(b"ID3"):
+        return True
+    # An MPEG audio frame header: 11 sync bits, then a valid layer field.
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+
+
+def content_mismatch(extension: str, head: bytes) -> str | None:
+    """``None`` when ``head`` fits ``extension`` (lower case, with dot); else why not."""
+    if extension in MIDI_EXTENSIONS:
+        ok = head.startswith(b"MThd") or (head.startswith(b"RIFF") and head[8:12] == b"RMID")
+    elif extension == ".wav":
+        ok = head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
+    elif extension == ".flac":
+        ok = head.startswith(b"fLaC")
+    elif extension == ".ogg":
+        ok = head.startswith(b"OggS")
+    elif extension == ".mp3":
+        ok = _is_mp3(head)
+    else:
+        return f"unsupported extension {extension!r}"
+    if ok:
+        return None
+    return f"named {extension} but looks like {_looks_like(head)}"
+
+
+def check_file(path: str | Path) -> str | None:
+    """:func:`content_mismatch` for a file on disk (reads its first 64 bytes)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    return content_mismatch(path.suffix.lower(), head)

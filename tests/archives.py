@@ -1,0 +1,56 @@
+"""Archives built by the tests: good ones and hostile ones."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+
+def midi_bytes(pitch: int = 60) -> bytes:
+    """A valid one-note MIDI file (different pitches give different bytes)."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    instrument = pretty_midi.Instrument(program=0)
+    instrument.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=0.0, end=0.5))
+    midi.instruments.append(instrument)
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+def wav_bytes(seconds: float = 0.1, sample_rate: int = 8000, value: float = 0.25) -> bytes:
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.full(int(seconds * sample_rate), value, np.float32), sample_rate,
+                    format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def tar_bytes(members: dict[str, bytes], mode: str = "w:gz", links: dict[str, tuple[str, bytes]] = None,
+              ) -> bytes:
+    """Regular members, plus ``links``: name -> (kind, target) with kind in sym/hard/fifo/chr."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, (kind, target) in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = {"sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
+                         "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE}[kind]
+            info.linkname = target
+            archive.addfile(info)
+    return buffer.getvalue()

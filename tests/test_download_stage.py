@@ -1,0 +1,229 @@
+"""The download stage on local folders, file:// URLs and archives from a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+
+import pytest
+import yaml
+
+from tests.archives import midi_bytes, tar_bytes, wav_bytes, zip_bytes
+from tests.conftest import PROJECT_ROOT
+from tests.http_server import ArchiveServer
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("download_stage", PROJECT_ROOT / "stages" / "download.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STAGE = load_stage()
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.setenv("MUSICID_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "project").mkdir()
+    return tmp_path
+
+
+def run_stage(workspace, **dataset) -> int:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"classes": [], "max_per_class": 0, **dataset})
+    (workspace / "project" / "params.yaml").write_text(yaml.safe_dump(params))
+    return STAGE.main(["--params", str(workspace / "project" / "params.yaml"),
+                       "--out", str(workspace / "project" / "data" / "raw"), "--jobs", "1"])
+
+
+def tree(root, files: dict[str, bytes]):
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def raw_files(workspace):
+    raw = workspace / "project" / "data" / "raw"
+    return sorted(os.path.relpath(os.path.join(d, f), raw) for d, _, fs in os.walk(raw) for f in fs)
+
+
+def manifest(workspace):
+    return json.loads((workspace / "project" / "data" / "raw" / "manifest.json").read_text())
+
+
+def nothing_outside_raw(workspace):
+    """The project holds params.yaml and data/raw only: no temporaries, no escaped files."""
+    project = workspace / "project"
+    assert sorted(os.listdir(project)) == ["data", "params.yaml"]
+    assert os.listdir(project / "data") in (["raw"], [])
+
+
+CHALLENGE = {
+    "musicians/bach/one.MID": midi_bytes(60),
+    "musicians/bach/deeper/two.mid": midi_bytes(61),  # label: "deeper" (the folder right above)
+    "musicians/bach/three.Midi": midi_bytes(62),
+    "musicians/bach/one_copy.mid": midi_bytes(60),  # duplicate under the same label
+    "musicians/haydn/a.mid": midi_bytes(70),
+    "musicians/haydn/shared.mid": midi_bytes(99),  # same bytes under two labels
+    "musicians/mozart/shared.mid": midi_bytes(99),
+    "musicians/mozart/page.mid": b"<!DOCTYPE html><html>Not found</html>",
+    "musicians/mozart/tone.WAV": wav_bytes(),
+    "musicians/mozart/notes.txt": b"liner notes",
+    "test/unknown1.mid": midi_bytes(80),
+    "test/sub/unknown2.mid": midi_bytes(81),
+    "stray.mid": midi_bytes(90),
+}
+
+
+def test_local_folder(workspace):
+    tree(workspace / "src", CHALLENGE)
+    assert run_stage(workspace, source="path", path="../src", unlabeled="test",
+                     labels={"deeper": "bach"}) == 0
+    assert raw_files(workspace) == [
+        "_unlabeled/sub__unknown2.mid", "_unlabeled/unknown1.mid",
+        "bach/one.mid", "bach/three.midi", "bach/two.mid",
+        "haydn/a.mid", "manifest.json", "mozart/tone.wav",
+    ]
+    result = manifest(workspace)
+    assert [r["path"] for r in result["files"]] == ["bach/one.mid", "bach/three.midi", "bach/two.mid",
+                                                    "haydn/a.mid", "mozart/tone.wav"]
+    first = result["files"][0]
+    assert first == {"path": "bach/one.mid", "label": "bach", "size": len(midi_bytes(60)),
+                     "sha256": hashlib.sha256(midi_bytes(60)).hexdigest(),
+                     "origin": "../src/musicians/bach/one.MID"}
+    reasons = {r["origin"].removeprefix("../src/"): r["reason"] for r in result["skipped"]}
+    assert reasons == {
+        "musicians/bach/one_copy.mid": "duplicate: same content as musicians/bach/one.MID",
+        "musicians/haydn/shared.mid": "ambiguous_label: the same content is under haydn, mozart",
+        "musicians/mozart/shared.mid": "ambiguous_label: the same content is under haydn, mozart",
+        "musicians/mozart/page.mid": "content_mismatch: named .mid but looks like an HTML page",
+        "musicians/mozart/notes.txt": "unsupported_type: .txt",
+        "stray.mid": "no_label: the file is not inside a label folder",
+    }
+    assert [r["path"] for r in result["unlabeled"]] == ["_unlabeled/sub__unknown2.mid", "_unlabeled/unknown1.mid"]
+    assert all(r["label"] is None for r in result["unlabeled"])
+    nothing_outside_raw(workspace)
+
+
+def test_same_source_twice_gives_identical_bytes(workspace):
+    tree(workspace / "src", CHALLENGE)
+    run_stage(workspace, source="path", path="../src", unlabeled="test")
+    raw = workspace / "project" / "data" / "raw"
+    first = {name: (raw / name).read_bytes() for name in raw_files(workspace)}
+    run_stage(workspace, source="path", path="../src", unlabeled="test")
+    assert {name: (raw / name).read_bytes() for name in raw_files(workspace)} == first
+
+
+def test_classes_filter_and_cap(workspace):
+    tree(workspace / "src", {f"genres/{g}/{g}.{i:05d}.wav": wav_bytes(value=0.01 * i + (g == "rock") * 0.3)
+                             for g in ("blues", "rock", "jazz") for i in range(5)})
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "rock", "disco"],
+                     max_per_class=3, seed=1) == 0
+    result = manifest(workspace)
+    labels = [r["label"] for r in result["files"]]
+    assert labels == ["blues"] * 3 + ["rock"] * 3
+    reasons = [r["reason"] for r in result["skipped"]]
+    assert reasons.count("not_in_classes") == 5
+    assert reasons.count("over_max_per_class: 3") == 4
+    assert reasons.count("no_such_class: no usable files with this label") == 1
+
+
+def test_missing_folder_is_an_error(workspace, capsys):
+    assert run_stage(workspace, source="path", path="../nowhere") == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (workspace / "project" / "data" / "raw").exists()
+
+
+@pytest.fixture
+def server():
+    with ArchiveServer() as running:
+        yield running
+
+
+def test_web_archive(workspace, server):
+    data = tar_bytes({"genres/blues/b1.wav": wav_bytes(value=0.1), "genres/jazz/j1.wav": wav_bytes(value=0.2),
+                      "genres/jazz/J2.WAV": wav_bytes(value=0.3)})
+    server.routes["/genres.tar.gz"] = data
+    sha = hashlib.sha256(data).hexdigest()
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/genres.tar.gz", sha256=sha) == 0
+    assert raw_files(workspace) == ["blues/b1.wav", "jazz/J2.wav", "jazz/j1.wav", "manifest.json"]
+    result = manifest(workspace)
+    assert result["source"] == "url" and result["sha256"] == sha
+    assert result["files"][0]["origin"] == f"{server.base_url}/genres.tar.gz#genres/blues/b1.wav"
+    nothing_outside_raw(workspace)
+
+
+def test_wrong_hash_leaves_no_raw_folder(workspace, server, capsys):
+    server.routes["/a.zip"] = zip_bytes({"x/bach/a.mid": midi_bytes()})
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256="0" * 64) == 1
+    error = capsys.readouterr().err
+    assert "expected sha256 " + "0" * 64 in error
+    assert hashlib.sha256(server.routes["/a.zip"]).hexdigest() in error
+    nothing_outside_raw(workspace)
+    assert not (workspace / "project" / "data" / "raw").exists()
+
+
+def test_failed_download_keeps_the_previous_raw_folder(workspace, server):
+    tree(workspace / "src", {"set/bach/a.mid": midi_bytes()})
+    assert run_stage(workspace, source="path", path="../src") == 0
+    before = raw_files(workspace)
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/missing.zip", sha256="1" * 64) == 1
+    assert raw_files(workspace) == before
+    nothing_outside_raw(workspace)
+
+
+def test_missing_hash_prints_it_and_refuses(workspace, server, capsys):
+    data = zip_bytes({"x/bach/a.mid": midi_bytes()})
+    server.routes["/a.zip"] = data
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256=None) == 1
+    assert f"dataset.sha256: {hashlib.sha256(data).hexdigest()}" in capsys.readouterr().err
+    assert not (workspace / "project" / "data" / "raw").exists()
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256=None,
+                     allow_unverified=True) == 0
+    assert raw_files(workspace) == ["bach/a.mid", "manifest.json"]
+
+
+def test_hostile_archive_members_are_refused(workspace, server):
+    data = tar_bytes({"set/bach/a.mid": midi_bytes(), "../../evil.mid": midi_bytes(61),
+                      "/tmp/musicid-absolute.mid": midi_bytes(62)},
+                     links={"set/bach/link.mid": ("sym", "/etc/passwd")})
+    server.routes["/evil.tgz"] = data
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/evil.tgz",
+                     sha256=hashlib.sha256(data).hexdigest()) == 0
+    assert raw_files(workspace) == ["bach/a.mid", "manifest.json"]
+    reasons = sorted(r["reason"] for r in manifest(workspace)["skipped"])
+    assert reasons == ["unsafe_member: absolute_path", "unsafe_member: path_traversal",
+                       "unsafe_member: symlink"]
+    assert not (workspace / "evil.mid").exists() and not os.path.exists("/tmp/musicid-absolute.mid")
+    nothing_outside_raw(workspace)
+
+
+def test_oversized_archive_is_refused(workspace, server, capsys):
+    data = zip_bytes({"set/bach/a.wav": b"RIFF" + bytes(3_000_000)})
+    server.routes["/big.zip"] = data
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/big.zip",
+                     sha256=hashlib.sha256(data).hexdigest(), max_bytes=1_000_000) == 1
+    assert "more than 1000000 bytes (dataset.max_bytes)" in capsys.readouterr().err
+    nothing_outside_raw(workspace)
+    assert not (workspace / "project" / "data" / "raw").exists()
+
+
+def test_file_url_source(workspace):
+    archive = workspace / "set.zip"
+    archive.write_bytes(zip_bytes({"true/a.wav": wav_bytes(value=0.1), "false/b.wav": wav_bytes(value=0.2)}))
+    assert run_stage(workspace, source="url", url=archive.as_uri(),
+                     sha256=hashlib.sha256(archive.read_bytes()).hexdigest()) == 0
+    assert raw_files(workspace) == ["false/b.wav", "manifest.json", "true/a.wav"]
+
+
+def test_bad_params_name_the_key(workspace, capsys):
+    assert run_stage(workspace, source="url", url=None) == 2
+    assert "dataset.url must be set" in capsys.readouterr().err
+    assert run_stage(workspace, source="url", url="ftp://x/y.zip") == 2
+    assert "dataset.url must start with" in capsys.readouterr().err

@@ -1,0 +1,33 @@
+import pytest
+
+from musicid.filetypes import check_file, content_mismatch
+from tests.archives import midi_bytes, wav_bytes
+
+
+def test_real_files_pass():
+    assert content_mismatch(".mid", midi_bytes()) is None
+    assert content_mismatch(".midi", midi_bytes()) is None
+    assert content_mismatch(".wav", wav_bytes()) is None
+    assert content_mismatch(".flac", b"fLaC\x00\x00\x00\x22") is None
+    assert content_mismatch(".ogg", b"OggS\x00\x02") is None
+    assert content_mismatch(".mp3", b"ID3\x04\x00") is None
+    assert content_mismatch(".mp3", bytes([0xFF, 0xFB, 0x90, 0x64])) is None
+
+
+@pytest.mark.parametrize("extension,head,expected", [
+    (".mid", b"<!DOCTYPE html><html><body>404</body>", "named .mid but looks like an HTML page"),
+    (".mid", b"", "named .mid but looks like an empty file"),
+    (".wav", b"just some notes\n", "named .wav but looks like plain text"),
+    (".mid", b"RIFF\x00\x00\x00\x00WAVEfmt ", "named .mid but looks like unknown data starting 5249464600000000"),
+    (".flac", b"PK\x03\x04rest", "named .flac but looks like a zip archive"),
+    (".mp3", b"\x00\x00\x00\x00", "named .mp3 but looks like unknown data starting 00000000"),
+])
+def test_mismatches_say_what_the_file_looks_like(extension, head, expected):
+    assert content_mismatch(extension, head) == expected
+
+
+def test_check_file_uses_the_lower_case_extension(tmp_path):
+    (tmp_path / "A.MID").write_bytes(midi_bytes())
+    (tmp_path / "B.Mid").write_text("<html></html>")
+    assert check_file(tmp_path / "A.MID") is None
+    assert check_file(tmp_path / "B.Mid") == "named .mid but looks like an HTML page"
