@@ -68,22 +68,36 @@ class DatasetParams:
 class RenderParams:
     soundfonts: list[str]  # .sf2/.sf3 files; each MIDI file is rendered once per SoundFont
     sample_rate: int  # Hz of the written WAV files
+    channels: int  # 1 (mono mix) or 2 (stereo) in the written WAV files
     gain: float  # FluidSynth master gain
     reverb: bool
     chorus: bool
-    max_seconds: float  # a MIDI file longer than this is rejected as too_long
+    program: int | None  # force every melodic part to this General MIDI program (0-127)
+    max_seconds: float  # a source longer than this is rejected as too_long
+    timeout_s: float  # wall-clock limit for rendering one file
+    trim_db: float  # trailing audio quieter than this (dB below the peak) is trimmed
     min_rms: float  # a render quieter than this (linear RMS) is rejected as silent
     jobs: int  # worker processes; 0 means one per core
 
     def check(self, fail) -> None:
         if not self.soundfonts:
             fail("soundfonts", "must list at least one SoundFont file")
+        if len(set(self.soundfonts)) != len(self.soundfonts):
+            fail("soundfonts", f"has duplicates: {self.soundfonts}")
         if self.sample_rate < 8000 or self.sample_rate > 192000:
             fail("sample_rate", f"must be between 8000 and 192000 Hz, got {self.sample_rate}")
+        if self.channels not in (1, 2):
+            fail("channels", f"must be 1 or 2, got {self.channels}")
         if not 0 < self.gain <= 10:
             fail("gain", f"must be in (0, 10], got {self.gain}")
+        if self.program is not None and not 0 <= self.program <= 127:
+            fail("program", f"must be a General MIDI program 0-127 or null, got {self.program}")
         if self.max_seconds <= 0:
             fail("max_seconds", f"must be > 0, got {self.max_seconds}")
+        if self.timeout_s <= 0:
+            fail("timeout_s", f"must be > 0, got {self.timeout_s}")
+        if self.trim_db >= 0:
+            fail("trim_db", f"must be negative (dB below the peak), got {self.trim_db}")
         if self.min_rms < 0:
             fail("min_rms", f"must be >= 0, got {self.min_rms}")
         if self.jobs < 0:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import math
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,11 @@ def _load_fluidsynth():
     for level in range(5):  # FLUID_PANIC .. FLUID_DBG
         set_log(level, None, None)
     return fluidsynth
+
+
+def check_fluidsynth() -> None:
+    """Raise :class:`FluidSynthUnavailable` when the FluidSynth library cannot be loaded."""
+    _load_fluidsynth()
 
 
 def check_soundfonts(paths: list[str]) -> None:
@@ -127,11 +134,14 @@ class MidiRenderer:
         )
 
     def render(self, midi_path: str | Path, soundfont_index: int = 0,
-               max_seconds: float = math.inf) -> np.ndarray:
-        """Render one MIDI file.
+               stop_after_s: float = math.inf, timeout_s: float = math.inf) -> np.ndarray:
+        """Render one MIDI file until FluidSynth's player stops, plus the release tail.
 
-        Returns float32 [2, n_frames] at ``config.sample_rate`` Hz.  Raises
-        :class:`RenderError` ``too_long`` when the render passes ``max_seconds``.
+        Returns float32 [2, n_frames] at ``config.sample_rate`` Hz (empty when the
+        player refuses the file).  Rendering ends early after ``stop_after_s``
+        seconds of audio (a player can run on long after the last note, up to
+        a stray event hours later); it raises :class:`RenderError` ``timeout``
+        past ``timeout_s`` seconds of wall time.
         """
         fs = self.fluidsynth
         lib = self.library
@@ -140,27 +150,34 @@ class MidiRenderer:
         lib.fluid_synth_add_sfont(synth.synth, sfont)
         player = fs.new_fluid_player(synth.synth)
         blocks: list[np.ndarray] = []
+        started = time.monotonic()
 
         def write_block() -> None:
             block = np.zeros((2, BLOCK_FRAMES), dtype=np.float32)
             lib.fluid_synth_write_float(synth.synth, BLOCK_FRAMES, block[0].ctypes.data, 0, 1,
                                         block[1].ctypes.data, 0, 1)
             blocks.append(block)
+            if time.monotonic() - started > timeout_s:
+                raise RenderError("timeout", f"rendering took more than {timeout_s:g} s")
 
         try:
             if fs.fluid_player_add(player, str(midi_path).encode()) != fs.FLUID_OK:
                 raise RenderError("unparseable", "FluidSynth's player cannot open the file")
             fs.fluid_player_play(player)
-            max_frames = max_seconds * self.config.sample_rate
+            max_frames = stop_after_s * self.config.sample_rate
+            stopped_early = False
             while fs.fluid_player_get_status(player) == fs.FLUID_PLAYER_PLAYING:
                 if len(blocks) * BLOCK_FRAMES >= max_frames:
-                    raise RenderError("too_long", f"still playing after {max_seconds:g} s")
+                    stopped_early = True
+                    break
                 write_block()
-            played = len(blocks)
-            tail_blocks = math.ceil(TAIL_SECONDS * self.config.sample_rate / BLOCK_FRAMES)
-            while (len(blocks) - played < tail_blocks
-                   and fs.fluid_synth_get_active_voice_count(synth.synth) > 0):
-                write_block()
+            if not stopped_early:
+                # The release of the last notes (and the reverb) after the player stops.
+                played = len(blocks)
+                tail_blocks = math.ceil(TAIL_SECONDS * self.config.sample_rate / BLOCK_FRAMES)
+                while (len(blocks) - played < tail_blocks
+                       and fs.fluid_synth_get_active_voice_count(synth.synth) > 0):
+                    write_block()
         finally:
             fs.fluid_player_stop(player)
             fs.delete_fluid_player(player)
@@ -172,21 +189,73 @@ class MidiRenderer:
         return np.concatenate(blocks, axis=1)
 
 
-def midi_summary(path: str | Path) -> float:
-    """Parse a MIDI file and return its end time in seconds (last note off).
+DRUM_CHANNEL = 9  # General MIDI channel 10
 
-    Raises :class:`RenderError` ``unparseable`` or ``no_notes``.
+
+def midi_end_time(path: str | Path) -> float:
+    """Parse a MIDI file with mido; return the time of its last note event in seconds.
+
+    mido reads files that stricter readers refuse (pretty_midi rejects files
+    whose largest tick passes a sanity limit), and follows tempo changes in
+    every track, as FluidSynth's player does.  Raises :class:`RenderError`
+    ``unparseable`` or ``no_notes``.
     """
-    import pretty_midi
+    import mido
 
     try:
-        midi = pretty_midi.PrettyMIDI(str(path))
-    except Exception as error:  # noqa: BLE001 - mido/pretty_midi raise many types on bad files
+        midi = mido.MidiFile(str(path), clip=True)
+        now, last_note, notes = 0.0, 0.0, 0
+        for message in midi:  # merged tracks, delta times in seconds
+            now += message.time
+            if message.type in ("note_on", "note_off"):
+                last_note = now
+                notes += message.type == "note_on" and message.velocity > 0
+    except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
         raise RenderError("unparseable", f"{type(error).__name__}: {error}"[:200]) from None
-    notes = [note for instrument in midi.instruments for note in instrument.notes]
-    if not notes:
+    if notes == 0:
         raise RenderError("no_notes", "the file holds no note events")
-    return float(max(note.end for note in notes))
+    return float(last_note)
+
+
+def reserialize_midi(path: str | Path, target: str | Path, program: int | None = None) -> None:
+    """Write ``path`` again through mido, optionally forcing one General MIDI program.
+
+    mido writes well-formed events whatever it read (e.g. meta events of the
+    length the standard gives), which FluidSynth's stricter player then
+    accepts.  With ``program``, every program change on a melodic channel is
+    set to it and each melodic channel starts with it; drums stay drums.
+    """
+    import mido
+
+    midi = mido.MidiFile(str(path), clip=True)
+    if program is not None:
+        for track in midi.tracks:
+            for index, message in enumerate(track):
+                if message.type == "program_change" and message.channel != DRUM_CHANNEL:
+                    track[index] = message.copy(program=program)
+        if midi.type != 2 and midi.tracks:
+            first = [mido.Message("program_change", channel=c, program=program, time=0)
+                     for c in range(16) if c != DRUM_CHANNEL]
+            midi.tracks[0][0:0] = first
+    midi.save(str(target))
+
+
+def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_db: float) -> np.ndarray:
+    """Cut a render to the MIDI's end plus the release tail, then trim trailing silence.
+
+    Notes left without a note-off ring (and the player can run on after the
+    last note); nothing past ``end_seconds + TAIL_SECONDS`` belongs to the
+    piece.  Silence is judged against the render's peak: frames after the last
+    one within ``trim_db`` dB of it are dropped.  audio: float32 [channels, n].
+    """
+    limit = int(round((end_seconds + TAIL_SECONDS) * sample_rate))
+    audio = audio[:, :limit]
+    if audio.shape[1] == 0:
+        return audio
+    peak = float(np.abs(audio).max())
+    if peak == 0 or not np.isfinite(peak):
+        return audio
+    return trim_trailing_silence(audio, threshold=peak * 10 ** (trim_db / 20))
 
 
 def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndarray:
@@ -203,7 +272,11 @@ def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndar
 
 def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
                    expected_seconds: float | None = None) -> None:
-    """Raise :class:`RenderError` when ``audio`` (float32 [channels, n]) is unusable."""
+    """Raise :class:`RenderError` when ``audio`` (float32 [channels, n]) is unusable.
+
+    With ``expected_seconds`` (a MIDI file's end time), a render that stops
+    short of it by more than the tolerance is a ``duration_mismatch``.
+    """
     if audio.size == 0 or audio.shape[-1] == 0:
         raise RenderError("empty_render", "no audio frames")
     if not np.isfinite(audio).all():
@@ -214,16 +287,20 @@ def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
     if expected_seconds is not None:
         seconds = audio.shape[-1] / sample_rate
         tolerance = max(DURATION_TOLERANCE_S, 0.05 * expected_seconds)
-        if abs(seconds - expected_seconds) > tolerance:
+        if seconds < expected_seconds - tolerance:
             raise RenderError(
                 "duration_mismatch",
-                f"rendered {seconds:.1f} s, the MIDI file ends at {expected_seconds:.1f} s",
+                f"rendered {seconds:.1f} s, the MIDI file's notes end at {expected_seconds:.1f} s",
             )
 
 
-def to_mono(audio: np.ndarray) -> np.ndarray:
-    """float32 [channels, n] -> float32 [n], the mean of the channels."""
-    return audio.mean(axis=0, dtype=np.float32) if audio.ndim == 2 else audio.astype(np.float32)
+def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """float32 [c, n] -> float32 [n] (channels=1, the mean) or [n, 2] (channels=2)."""
+    if channels == 1:
+        return audio.mean(axis=0, dtype=np.float32)
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    return np.ascontiguousarray(audio[:2].T)
 
 
 def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -238,23 +315,26 @@ def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
-    if data.shape[0] and file_rate != sample_rate:
+    if data.shape[0] and file_rate != sample_rate and np.isfinite(data).all():
         data = soxr.resample(data, file_rate, sample_rate, quality="HQ").astype(np.float32)
     return np.ascontiguousarray(data.T)
 
 
-def write_wav(path: Path, mono: np.ndarray, sample_rate: int) -> None:
-    """Write float32 [n] as 16-bit PCM WAV, through a temporary name."""
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float32 [n] or [n, channels] as 16-bit PCM WAV, through a temporary name."""
     import soundfile
 
     from musicid.io import atomic_path
 
     with atomic_path(path) as temporary:
-        soundfile.write(str(temporary), np.clip(mono, -1.0, 1.0), sample_rate,
+        soundfile.write(str(temporary), np.clip(audio, -1.0, 1.0), sample_rate,
                         subtype="PCM_16", format="WAV")
 
 
 # --- per-file work for the render stage --------------------------------------
+
+# Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
+RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
 
 _worker_renderer: MidiRenderer | None = None
 
@@ -266,14 +346,76 @@ def init_worker(soundfonts: list[str], config: SynthConfig) -> None:
 
 
 @dataclass(frozen=True)
+class RenderPolicy:
+    """What the render stage accepts and how it writes (from params ``render.*``)."""
+
+    min_rms: float  # linear RMS under which a render is silent
+    max_seconds: float  # longer sources are too_long
+    timeout_s: float  # wall-clock limit per render
+    trim_db: float  # trailing frames quieter than this, relative to the peak, are dropped
+    program: int | None  # force every melodic part to this General MIDI program
+    channels: int  # 1 (mono) or 2 (stereo) in the written WAVs
+
+
+@dataclass(frozen=True)
 class RenderTask:
     source: str  # path relative to the raw data directory, e.g. "bach/bwv1.6.mid"
     label: str
     input_path: str  # absolute path of the source file
     output_dir: str  # where the WAVs go (the stage's staging directory)
-    output_names: tuple[str, ...]  # one relative WAV path per SoundFont
-    min_rms: float
-    max_seconds: float
+    output_names: tuple[str, ...]  # relative WAV paths: one per SoundFont for MIDI, one for audio
+    policy: RenderPolicy
+
+
+def _render_validated(renderer: MidiRenderer, midi_path: Path, index: int, expected: float,
+                      policy: RenderPolicy) -> np.ndarray:
+    sample_rate = renderer.config.sample_rate
+    audio = renderer.render(midi_path, index, stop_after_s=expected + TAIL_SECONDS,
+                            timeout_s=policy.timeout_s)
+    audio = finish_render(audio, sample_rate, expected, policy.trim_db)
+    validate_audio(audio, sample_rate, policy.min_rms, expected_seconds=expected)
+    return audio
+
+
+def render_midi_source(renderer: MidiRenderer, path: Path, n_soundfonts: int,
+                       policy: RenderPolicy) -> tuple[list[np.ndarray], bool]:
+    """Render one MIDI file with every SoundFont; returns (renders, recovered).
+
+    When FluidSynth's player gives empty, truncated or silent audio for a file
+    that mido reads, the file is written again through mido and rendered once
+    more; if that validates, the source counts as recovered.
+    """
+    expected = midi_end_time(path)
+    if expected > policy.max_seconds:
+        raise RenderError("too_long", f"the notes last {expected:.0f} s (render.max_seconds "
+                                      f"{policy.max_seconds:g})")
+    with tempfile.TemporaryDirectory(prefix="musicid-render-") as scratch:
+        reserialized = Path(scratch) / "reserialized.mid"
+        if policy.program is not None:
+            # Forcing a program already writes the file through mido.
+            reserialize_midi(path, reserialized, program=policy.program)
+            path = reserialized
+        renders, recovered = [], False
+        for index in range(n_soundfonts):
+            try:
+                renders.append(_render_validated(renderer, path, index, expected, policy))
+                continue
+            except RenderError as error:
+                if error.reason not in RECOVERABLE or path == reserialized:
+                    raise
+                first = error
+            try:
+                reserialize_midi(path, reserialized)
+            except Exception:  # noqa: BLE001 - mido could read it but not write it: keep the first reason
+                raise first from None
+            path = reserialized
+            try:
+                renders.append(_render_validated(renderer, path, index, expected, policy))
+            except RenderError as second:
+                raise RenderError(first.reason, f"{first.detail}; re-serialized with mido: "
+                                                f"{second.reason}: {second.detail}") from None
+            recovered = True
+    return renders, recovered
 
 
 def render_one(task: RenderTask) -> dict:
@@ -282,34 +424,28 @@ def render_one(task: RenderTask) -> dict:
               "reason": None, "detail": None, "duration_s": None, "outputs": []}
     renderer = _worker_renderer
     sample_rate = renderer.config.sample_rate
+    policy = task.policy
     suffix = Path(task.source).suffix.lower()
+    recovered = False
     try:
         if suffix in MIDI_SUFFIXES:
-            expected = midi_summary(task.input_path)
-            if expected > task.max_seconds:
-                raise RenderError("too_long", f"the MIDI file lasts {expected:.0f} s")
-            renders = []
-            for index in range(len(task.output_names)):
-                audio = renderer.render(task.input_path, index, max_seconds=task.max_seconds + 60)
-                audio = trim_trailing_silence(audio)
-                validate_audio(audio, sample_rate, task.min_rms, expected_seconds=expected)
-                renders.append(to_mono(audio))
+            renders, recovered = render_midi_source(renderer, Path(task.input_path),
+                                                    len(task.output_names), policy)
         elif suffix in AUDIO_SUFFIXES:
             audio = decode_audio(task.input_path, sample_rate)
-            validate_audio(audio, sample_rate, task.min_rms)
-            if audio.shape[1] / sample_rate > task.max_seconds:
+            validate_audio(audio, sample_rate, policy.min_rms)
+            if audio.shape[1] / sample_rate > policy.max_seconds:
                 raise RenderError("too_long", f"the audio lasts {audio.shape[1] / sample_rate:.0f} s")
-            # An audio source is the same for every SoundFont: one output.
-            renders = [to_mono(audio)]
+            renders = [audio]
         else:
             raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
     except RenderError as error:
         record["reason"] = error.reason
         record["detail"] = error.detail or None
         return record
-    for name, mono in zip(task.output_names, renders):
-        write_wav(Path(task.output_dir) / name, mono, sample_rate)
+    for name, audio in zip(task.output_names, renders):
+        write_wav(Path(task.output_dir) / name, to_channels(audio, policy.channels), sample_rate)
         record["outputs"].append(name)
-    record["status"] = "rendered"
-    record["duration_s"] = round(len(renders[0]) / sample_rate, 3)
+    record["status"] = "recovered" if recovered else "rendered"
+    record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
     return record

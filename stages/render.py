@@ -8,31 +8,38 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
+from musicid.filetypes import MIDI_EXTENSIONS
 from musicid.io import atomic_directory, safe_name, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import ParamsError, load_section
 from musicid.progress import progress
-from musicid.render import FluidSynthUnavailable, RenderTask, SynthConfig, check_soundfonts, init_worker, render_one
+from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderPolicy, RenderTask, SynthConfig, check_fluidsynth,
+                            check_soundfonts, init_worker, render_one)
 
 
 def make_tasks(manifest: dict, raw_dir: Path, staging: Path, soundfonts: list[str],
-               min_rms: float, max_seconds: float) -> list[RenderTask]:
-    """One task per manifest file, sorted by source path."""
+               policy: RenderPolicy) -> list[RenderTask]:
+    """One task per labelled manifest file, sorted by source path.
+
+    A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
+    are several); an audio file gets one.  All share the source's track id.
+    """
     tasks = []
     for record in sorted(manifest["files"], key=lambda r: r["path"]):
-        source = record["path"]
-        label = record["label"]
+        source, label = record["path"], record["label"]
         inner = source.split("/", 1)[1] if "/" in source else source
         track_id = safe_name(inner.rsplit(".", 1)[0].replace("/", "__"))
-        if len(soundfonts) == 1:
+        is_midi = Path(source).suffix.lower() in MIDI_EXTENSIONS
+        if len(soundfonts) == 1 or not is_midi:
             names = (f"{label}/{track_id}.wav",)
         else:
             names = tuple(f"{label}/{track_id}__{safe_name(Path(sf).stem)}.wav" for sf in soundfonts)
         tasks.append(RenderTask(source, label, str((raw_dir / source).resolve()), str(staging),
-                                names, min_rms, max_seconds))
+                                names, policy))
     return tasks
 
 
@@ -45,30 +52,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_section(args.params, "render")
         check_soundfonts(params.soundfonts)
+        check_fluidsynth()
+        config = SynthConfig(params.sample_rate, params.gain, params.reverb, params.chorus)
+        # Load every SoundFont once here, so that a broken one stops the stage with
+        # its name rather than inside a worker process.
+        MidiRenderer(params.soundfonts, config)
     except (ParamsError, FluidSynthUnavailable) as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
     manifest = json.loads((args.raw / "manifest.json").read_text())
-    config = SynthConfig(params.sample_rate, params.gain, params.reverb, params.chorus)
+    policy = RenderPolicy(min_rms=params.min_rms, max_seconds=params.max_seconds,
+                          timeout_s=params.timeout_s, trim_db=params.trim_db,
+                          program=params.program, channels=params.channels)
 
+    started = time.monotonic()
     with atomic_directory(args.out) as staging:
-        tasks = make_tasks(manifest, args.raw, staging, params.soundfonts, params.min_rms, params.max_seconds)
-        try:
-            records = list(progress(
-                ordered_map(render_one, tasks, jobs=params.jobs, initializer=init_worker,
-                            initargs=(params.soundfonts, config)),
-                total=len(tasks), desc="render"))
-        except FluidSynthUnavailable as error:
-            print(f"render: {error}", file=sys.stderr)
-            return 2
+        tasks = make_tasks(manifest, args.raw, staging, params.soundfonts, policy)
+        records = list(progress(
+            ordered_map(render_one, tasks, jobs=params.jobs, initializer=init_worker,
+                        initargs=(params.soundfonts, config)),
+            total=len(tasks), desc="render"))
         write_json_atomic(staging / "report.json", {"files": records})
+    elapsed = time.monotonic() - started
 
     status = Counter(record["status"] for record in records)
-    reasons = Counter(record["reason"] for record in records if record["reason"])
+    reasons = Counter(record["reason"] for record in records if record["status"] == "rejected")
     seconds = sum(record["duration_s"] or 0 for record in records)
     detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})" if reasons else ""
-    print(f"render: {status['rendered']} rendered, {status['rejected']} rejected{detail}; "
-          f"{seconds / 60:.1f} min of audio with {resolve_jobs(params.jobs)} workers -> {args.out}")
+    print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
+          f"{status['rejected']} rejected{detail}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
+          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {resolve_jobs(params.jobs)} workers) -> {args.out}")
     return 0
 
 

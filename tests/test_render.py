@@ -1,18 +1,36 @@
+import struct
+import sys
+
 import numpy as np
 import pytest
 import soundfile
 
 from musicid import render
-from musicid.render import (MidiRenderer, RenderError, RenderTask, SynthConfig, FluidSynthUnavailable,
-                            midi_summary, trim_trailing_silence, validate_audio)
-from tests.conftest import sine, write_midi, write_wav
+from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderError, RenderPolicy, RenderTask,
+                            SynthConfig, check_fluidsynth, finish_render, midi_end_time, reserialize_midi,
+                            trim_trailing_silence, validate_audio)
+from tests.conftest import SOUNDFONT, sine, write_midi, write_wav
 
 SR = 22050
+POLICY = RenderPolicy(min_rms=1e-4, max_seconds=600.0, timeout_s=60.0, trim_db=-60.0, program=None,
+                      channels=1)
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+
+
+def smf(events_hex: str, division: int = 480) -> bytes:
+    """A format-0 Standard MIDI File with one track of the given events."""
+    events = bytes.fromhex(events_hex)
+    return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, division)
+            + b"MTrk" + struct.pack(">I", len(events)) + events)
+
+
+# A time-signature meta event with 5 data bytes instead of 4: mido (and so
+# pretty_midi) read it, FluidSynth's player refuses the whole file.
+STRICT_PLAYER_REJECTS = smf("00FF58050402180800" "00903C64" "8360803C40" "00FF2F00")
 
 
 @pytest.fixture(scope="module")
 def renderer():
-    from tests.conftest import SOUNDFONT
     return MidiRenderer([str(SOUNDFONT)], SynthConfig(sample_rate=SR, gain=0.5, reverb=True, chorus=False))
 
 
@@ -22,18 +40,18 @@ def worker(renderer, monkeypatch):
     return renderer
 
 
-def task(tmp_path, source, label="a", names=("a/x.wav",), max_seconds=600.0):
-    return RenderTask(source=source, label=label, input_path=str(tmp_path / source),
-                      output_dir=str(tmp_path / "out"), output_names=names, min_rms=1e-4,
-                      max_seconds=max_seconds)
+def task(tmp_path, source, names=("a/x.wav",), **policy):
+    return RenderTask(source=source, label="a", input_path=str(tmp_path / source),
+                      output_dir=str(tmp_path / "out"), output_names=names,
+                      policy=RenderPolicy(**{**POLICY.__dict__, **policy}))
 
 
 def test_render_three_notes(renderer, three_note_midi):
     audio = renderer.render(three_note_midi)
     assert audio.dtype == np.float32 and audio.shape[0] == 2
-    seconds = trim_trailing_silence(audio).shape[1] / SR
-    assert 1.5 <= seconds <= 1.5 + render.TAIL_SECONDS
-    assert np.sqrt(np.mean(audio ** 2)) > 1e-3
+    finished = finish_render(audio, SR, 1.5, -60.0)
+    assert 1.5 <= finished.shape[1] / SR <= 1.5 + render.TAIL_SECONDS
+    assert np.sqrt(np.mean(finished ** 2)) > 1e-3
 
 
 def test_render_does_not_depend_on_what_was_rendered_before(renderer, tmp_path, three_note_midi):
@@ -47,13 +65,18 @@ def test_render_does_not_depend_on_what_was_rendered_before(renderer, tmp_path, 
 def test_render_one_writes_a_valid_wav(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0), (62, 1.0, 2.0)])
     record = render.render_one(task(tmp_path, "a/x.mid"))
-    assert record["status"] == "rendered" and record["reason"] is None
-    assert record["outputs"] == ["a/x.wav"]
+    assert (record["status"], record["reason"], record["outputs"]) == ("rendered", None, ["a/x.wav"])
     info = soundfile.info(str(tmp_path / "out" / "a" / "x.wav"))
     assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
     assert abs(info.frames / SR - record["duration_s"]) < 1e-3
     assert 2.0 <= record["duration_s"] <= 2.0 + render.TAIL_SECONDS
     assert [p.name for p in (tmp_path / "out" / "a").iterdir()] == ["x.wav"]  # no temporaries
+
+
+def test_stereo_output(worker, tmp_path):
+    write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
+    render.render_one(task(tmp_path, "a/x.mid", channels=2))
+    assert soundfile.info(str(tmp_path / "out" / "a" / "x.wav")).channels == 2
 
 
 def test_two_runs_give_identical_wav_bytes(worker, tmp_path):
@@ -62,6 +85,18 @@ def test_two_runs_give_identical_wav_bytes(worker, tmp_path):
     first = (tmp_path / "out" / "a" / "x.wav").read_bytes()
     render.render_one(task(tmp_path, "a/x.mid"))
     assert (tmp_path / "out" / "a" / "x.wav").read_bytes() == first
+
+
+def test_file_the_strict_player_refuses_is_recovered(worker, renderer, tmp_path):
+    path = tmp_path / "a" / "strict.mid"
+    path.parent.mkdir()
+    path.write_bytes(STRICT_PLAYER_REJECTS)
+    assert midi_end_time(path) == pytest.approx(0.5)  # mido reads it
+    assert trim_trailing_silence(renderer.render(path)).shape[1] == 0  # FluidSynth's player does not
+    record = render.render_one(task(tmp_path, "a/strict.mid"))
+    assert (record["status"], record["reason"]) == ("recovered", None)
+    assert 0.5 <= record["duration_s"] <= 0.5 + render.TAIL_SECONDS
+    assert (tmp_path / "out" / "a" / "x.wav").is_file()
 
 
 @pytest.mark.parametrize("name,make,reason", [
@@ -84,6 +119,59 @@ def test_bad_sources_are_rejected_with_their_reason(worker, tmp_path, three_note
     assert not (tmp_path / "out").exists()
 
 
+def test_silent_notes_are_rejected_even_after_recovery(worker, tmp_path):
+    # Velocity-1 notes on a muted channel (volume 0): FluidSynth renders silence.
+    path = tmp_path / "a" / "muted.mid"
+    path.parent.mkdir()
+    path.write_bytes(smf("00B00700" "00903C01" "8360803C40" "00FF2F00"))
+    record = render.render_one(task(tmp_path, "a/muted.mid"))
+    assert (record["status"], record["reason"]) == ("rejected", "silent")
+    assert "re-serialized with mido: silent" in record["detail"]
+
+
+def test_timeout(worker, tmp_path):
+    write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 300.0)])
+    record = render.render_one(task(tmp_path, "a/x.mid", timeout_s=1e-6))
+    assert (record["status"], record["reason"]) == ("rejected", "timeout")
+
+
+def test_notes_after_a_long_silence(worker, tmp_path):
+    write_midi(tmp_path / "a" / "x.mid", [(60, 3600.0, 3601.0)])
+    record = render.render_one(task(tmp_path, "a/x.mid"))
+    assert (record["status"], record["reason"]) == ("rejected", "too_long")
+
+
+def test_render_stops_after_the_last_note(renderer, tmp_path):
+    # A stray controller event an hour after the only note: the player would run on.
+    path = tmp_path / "stray.mid"
+    path.write_bytes(smf("00903C64" "8360803C40" + "FFFFFF7F" * 4 + "00B00140" "00FF2F00"))
+    audio = renderer.render(path, stop_after_s=0.5 + render.TAIL_SECONDS)
+    assert audio.shape[1] <= (0.5 + render.TAIL_SECONDS) * SR + render.BLOCK_FRAMES
+
+
+def test_forced_program(renderer, tmp_path, three_note_midi):
+    import mido
+
+    target = tmp_path / "organ.mid"
+    write_midi(tmp_path / "strings.mid", [(60, 0.0, 1.0)], program=48)
+    reserialize_midi(tmp_path / "strings.mid", target, program=19)
+    programs = {(m.channel, m.program) for t in mido.MidiFile(target).tracks for m in t
+                if m.type == "program_change"}
+    assert (0, 48) not in programs and (0, 19) in programs and all(p == 19 for _, p in programs)
+    assert 9 not in {channel for channel, _ in programs}  # drums stay drums
+    assert not np.array_equal(renderer.render(tmp_path / "strings.mid"), renderer.render(target))
+
+
+def test_each_soundfont_renders_once(tmp_path, monkeypatch):
+    several = MidiRenderer([str(SOUNDFONT), TIMGM], SynthConfig(SR, 0.5, False, False))
+    monkeypatch.setattr(render, "_worker_renderer", several)
+    write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
+    record = render.render_one(task(tmp_path, "a/x.mid", names=("a/x__fluid.wav", "a/x__tim.wav")))
+    assert record["outputs"] == ["a/x__fluid.wav", "a/x__tim.wav"]
+    one, two = (soundfile.read(str(tmp_path / "out" / name))[0] for name in record["outputs"])
+    assert not np.array_equal(one[: min(len(one), len(two))], two[: min(len(one), len(two))])
+
+
 def test_audio_source_is_resampled_and_kept(worker, tmp_path):
     write_wav(tmp_path / "a" / "tone.flac", sine(440, 2.0, 44100), 44100)
     record = render.render_one(task(tmp_path, "a/tone.flac"))
@@ -94,14 +182,27 @@ def test_audio_source_is_resampled_and_kept(worker, tmp_path):
 
 def test_validate_duration_mismatch():
     audio = np.full((1, 10 * SR), 0.1, np.float32)
-    validate_audio(audio, SR, 1e-4, expected_seconds=9.0)
+    validate_audio(audio, SR, 1e-4, expected_seconds=11.0)
     with pytest.raises(RenderError) as caught:
         validate_audio(audio, SR, 1e-4, expected_seconds=20.0)
     assert caught.value.reason == "duration_mismatch"
 
 
-def test_midi_summary_end_time(three_note_midi):
-    assert midi_summary(three_note_midi) == pytest.approx(1.5)
+def test_finish_render_cuts_at_the_end_and_trims():
+    audio = np.zeros((2, 10 * SR), np.float32)
+    audio[:, : 2 * SR] = 0.5
+    audio[:, 2 * SR: 3 * SR] = 0.0001  # -74 dB below the peak
+    audio[:, 9 * SR:] = 0.5  # past the end + tail: cut
+    assert finish_render(audio, SR, end_seconds=2.0, trim_db=-60).shape == (2, 2 * SR)
+    assert finish_render(audio, SR, end_seconds=2.0, trim_db=-80).shape == (2, 3 * SR)
+
+
+def test_midi_end_time_follows_tempo(three_note_midi, tmp_path):
+    assert midi_end_time(three_note_midi) == pytest.approx(1.5)
+    # 480 ticks at 60 bpm (1,000,000 us per beat) = 1 s.
+    path = tmp_path / "slow.mid"
+    path.write_bytes(smf("00FF51030F4240" "00903C64" "8360803C40" "00FF2F00"))
+    assert midi_end_time(path) == pytest.approx(1.0)
 
 
 def test_trim_trailing_silence():
@@ -114,3 +215,9 @@ def test_trim_trailing_silence():
 def test_missing_soundfont_says_what_to_install(tmp_path):
     with pytest.raises(FluidSynthUnavailable, match="apt-get install --no-install-recommends fluid-soundfont-gm"):
         MidiRenderer([str(tmp_path / "none.sf2")], SynthConfig(SR, 0.5, False, False))
+
+
+def test_missing_library_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)  # import fluidsynth now raises ImportError
+    with pytest.raises(FluidSynthUnavailable, match="apt-get install --no-install-recommends libfluidsynth3"):
+        check_fluidsynth()

@@ -1,0 +1,87 @@
+"""The render stage as a whole: report, parallel workers, determinism, fatal set-up errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT, sine, write_midi, write_wav
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("render_stage", PROJECT_ROOT / "stages" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+STAGE = load_stage()
+
+
+@pytest.fixture
+def raw(tmp_path, monkeypatch):
+    """A tiny data/raw with good, recoverable and bad sources, and its manifest."""
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "raw"
+    write_midi(root / "a" / "one.mid", [(60, 0.0, 1.0), (64, 1.0, 2.0)])
+    write_midi(root / "a" / "two.mid", [(67, 0.0, 0.5)], program=40)
+    write_midi(root / "b" / "three.mid", [(48, 0.0, 1.5), (55, 0.0, 1.5)], program=19)
+    write_midi(root / "b" / "empty.mid", [])
+    write_wav(root / "b" / "tone.wav", sine(330, 1.0, 44100), 44100)
+    files = [{"path": p, "label": p.split("/")[0]} for p in
+             ("a/one.mid", "a/two.mid", "b/empty.mid", "b/three.mid", "b/tone.wav")]
+    (root / "manifest.json").write_text(json.dumps({"files": files, "skipped": [], "unlabeled": []}))
+    return root
+
+
+def run(tmp_path, raw, out_name="audio", **render):
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["render"].update({"jobs": 2, **render})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return STAGE.main(["--params", str(tmp_path / "params.yaml"), "--raw", str(raw),
+                       "--out", str(tmp_path / out_name)])
+
+
+def test_report_lists_every_source_sorted(tmp_path, raw, capsys):
+    assert run(tmp_path, raw) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert [r["source"] for r in report["files"]] == ["a/one.mid", "a/two.mid", "b/empty.mid",
+                                                      "b/three.mid", "b/tone.wav"]
+    assert [(r["status"], r["reason"]) for r in report["files"]] == [
+        ("rendered", None), ("rendered", None), ("rejected", "no_notes"), ("rendered", None), ("rendered", None)]
+    assert report["files"][0]["outputs"] == ["a/one.wav"]
+    assert set(report["files"][0]) >= {"source", "status", "reason", "duration_s", "outputs"}
+    assert "render: 4 rendered, 0 recovered, 1 rejected (no_notes 1)" in capsys.readouterr().out
+
+
+def test_two_runs_with_two_workers_give_identical_bytes(tmp_path, raw):
+    assert run(tmp_path, raw, out_name="first") == 0
+    assert run(tmp_path, raw, out_name="second") == 0
+    first = sorted(p.relative_to(tmp_path / "first") for p in (tmp_path / "first").rglob("*") if p.is_file())
+    second = sorted(p.relative_to(tmp_path / "second") for p in (tmp_path / "second").rglob("*") if p.is_file())
+    assert first == second and len(first) == 5
+    for name in first:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
+
+
+def test_several_soundfonts_share_the_track(tmp_path, raw):
+    fonts = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"]
+    assert run(tmp_path, raw, soundfonts=fonts) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert report["files"][0]["outputs"] == ["a/one__FluidR3_GM.wav", "a/one__TimGM6mb.wav"]
+    assert report["files"][4]["outputs"] == ["b/tone.wav"]  # audio is not rendered per SoundFont
+
+
+def test_missing_soundfont_stops_the_stage(tmp_path, raw, capsys):
+    assert run(tmp_path, raw, soundfonts=[str(tmp_path / "nope.sf2")]) == 2
+    assert "fluid-soundfont-gm" in capsys.readouterr().err
+    assert not (tmp_path / "audio").exists()
+
+
+def test_broken_soundfont_is_named(tmp_path, raw, capsys):
+    (tmp_path / "broken.sf2").write_bytes(b"RIFF not really")
+    assert run(tmp_path, raw, soundfonts=[str(tmp_path / "broken.sf2")]) == 2
+    assert "cannot load the SoundFont" in capsys.readouterr().err
