@@ -11,6 +11,16 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_stage(name: str):
+    """Import ``stages/<name>.py`` (a script, not a package module) to call its ``main``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", PROJECT_ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_midi(path: Path, notes: list[tuple[int, float, float]], program: int = 0) -> Path:
     """Write a one-instrument MIDI file; notes are (pitch, start_s, end_s) at 120 bpm."""
     import pretty_midi

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 
@@ -11,18 +10,11 @@ import pytest
 import yaml
 
 from tests.archives import midi_bytes, tar_bytes, wav_bytes, zip_bytes
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, load_stage
 from tests.http_server import ArchiveServer
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("download_stage", PROJECT_ROOT / "stages" / "download.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-STAGE = load_stage()
+STAGE = load_stage("download")
 
 
 @pytest.fixture

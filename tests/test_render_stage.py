@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, sine, write_midi, write_wav
+from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("render_stage", PROJECT_ROOT / "stages" / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-STAGE = load_stage()
+STAGE = load_stage("render")
 
 
 @pytest.fixture
