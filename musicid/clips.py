@@ -1,22 +1,28 @@
 """Track-level splits and fixed-length clips.
 
 Splits are assigned to whole tracks before any clip is cut, stratified by
-label and seeded, so no track ever has clips on both sides of a split.
+label and seeded, so no track ever has clips on both sides of a split; all
+renders of one source (one per SoundFont) are one track.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+SILENCE_FRAME_SECONDS = 0.05
 
-def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int) -> dict[str, str]:
+
+def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
+                  holdout_classes: list[str] = ()) -> dict[str, str]:
     """Map each track id to "train", "val" or "test".
 
-    tracks: track id -> label.  For every label, its tracks are shuffled with a
+    tracks: track id -> label.  Every track of a class in ``holdout_classes``
+    goes to test.  For every other label, its tracks are shuffled with a
     generator seeded by ``seed`` and the label, then ``round(test * n)`` go to
     test and ``round(val * n)`` to val (at least one each when the fraction is
     positive and the label has three tracks or more), the rest to train.
@@ -27,6 +33,9 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int) ->
     splits: dict[str, str] = {}
     for label in sorted(by_label):
         members = sorted(by_label[label])
+        if label in holdout_classes:
+            splits.update({track: "test" for track in members})
+            continue
         label_seed = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
         order = np.random.default_rng(label_seed).permutation(len(members))
         n = len(members)
@@ -72,54 +81,108 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     return mono
 
 
-def cut_clips(mono: np.ndarray, sample_rate: int, clip_seconds: float, hop_seconds: float,
-              max_clips: int, min_rms: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Cut ``mono`` (float32 [n]) into clips.
+def silent_fraction(clips: np.ndarray, frame_samples: int, min_rms: float) -> np.ndarray:
+    """Fraction of ``frame_samples``-long frames quieter than ``min_rms``, per clip.
+
+    clips: float32 [k, clip_samples] -> float64 [k]; a partial last frame is ignored.
+    """
+    n_frames = clips.shape[1] // frame_samples
+    if n_frames == 0:
+        return np.zeros(len(clips))
+    frames = clips[:, : n_frames * frame_samples].reshape(len(clips), n_frames, frame_samples)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=2))
+    return np.mean(rms < min_rms, axis=1)
+
+
+def normalize_loudness(clips: np.ndarray, mode: str, target_db: float) -> np.ndarray:
+    """Scale each clip so its peak ("peak") or RMS ("rms") is ``target_db`` dBFS.
+
+    clips float32 [k, n]; silent clips are left as they are; after RMS scaling
+    samples beyond full scale are clipped to [-1, 1].
+    """
+    if mode == "none" or len(clips) == 0:
+        return clips
+    target = 10.0 ** (target_db / 20.0)
+    if mode == "peak":
+        level = np.abs(clips).max(axis=1)
+    else:
+        level = np.sqrt(np.mean(np.square(clips, dtype=np.float64), axis=1))
+    gain = np.where(level > 0, target / np.maximum(level, 1e-12), 1.0).astype(np.float32)
+    return np.clip(clips * gain[:, None], -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    sample_rate: int
+    clip_seconds: float
+    hop_seconds: float
+    normalize: str = "none"
+    target_db: float = -20.0
+    min_rms: float = 0.001
+    max_silence: float = 0.5
+
+
+def cut_clips(mono: np.ndarray, spec: ClipSpec, max_clips: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cut ``mono`` (float32 [n] at spec.sample_rate Hz) into clips.
 
     Returns ``(clips float32 [k, clip_samples], offsets_s float64 [k], n_silent)``:
-    the clips kept after skipping those quieter than ``min_rms`` and capping the
-    rest to ``max_clips`` evenly spaced ones, their start times in seconds, and
-    how many were skipped as silence.
+    the clips kept after skipping those with more than ``spec.max_silence`` of
+    their 50 ms frames under ``spec.min_rms`` and capping the rest to
+    ``max_clips`` evenly spaced ones (0: no cap), normalised; their start times
+    in seconds; and how many were skipped as silence.
     """
-    clip_samples = int(round(clip_seconds * sample_rate))
-    hop_samples = max(1, int(round(hop_seconds * sample_rate)))
+    sample_rate = spec.sample_rate
+    clip_samples = int(round(spec.clip_seconds * sample_rate))
+    hop_samples = max(1, int(round(spec.hop_seconds * sample_rate)))
     starts = clip_starts(len(mono), clip_samples, hop_samples)
     if starts.size == 0:
         return np.zeros((0, clip_samples), np.float32), np.zeros(0), 0
     windows = np.lib.stride_tricks.sliding_window_view(mono, clip_samples)[starts]
-    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
-    loud = rms >= min_rms
+    frame_samples = max(1, int(round(SILENCE_FRAME_SECONDS * sample_rate)))
+    loud = silent_fraction(windows, frame_samples, spec.min_rms) <= spec.max_silence
     n_silent = int((~loud).sum())
     starts = starts[loud]
-    keep = evenly_spaced(len(starts), max_clips)
-    starts = starts[keep]
+    starts = starts[evenly_spaced(len(starts), max_clips)]
     clips = np.stack([mono[s:s + clip_samples] for s in starts]) if len(starts) else \
         np.zeros((0, clip_samples), np.float32)
-    return clips.astype(np.float32, copy=False), starts / sample_rate, n_silent
+    clips = normalize_loudness(clips.astype(np.float32, copy=False), spec.normalize, spec.target_db)
+    return clips, starts / sample_rate, n_silent
 
 
-def clip_track(task: tuple) -> tuple[np.ndarray, np.ndarray, int, int]:
+@dataclass(frozen=True)
+class ClipTask:
+    paths: tuple[str, ...]  # the track's WAVs (one per SoundFont)
+    spec: ClipSpec
+    max_clips: int  # for the whole track (0: no cap), shared out over its WAVs
+
+
+def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Worker: load every WAV of one track and cut its clips.
 
-    task: (wav paths, sample_rate, clip_seconds, hop_seconds, max_clips, min_rms).
     Returns (clips [k, clip_samples], offsets_s [k], output index [k], n_silent),
-    where "output index" tells which of the track's WAVs (one per SoundFont) a
-    clip came from.
+    where "output index" tells which of the track's WAVs a clip came from.
     """
-    paths, sample_rate, clip_seconds, hop_seconds, max_clips, min_rms = task
     all_clips, all_offsets, all_index, silent = [], [], [], 0
-    for index, path in enumerate(paths):
-        mono = load_mono(path, sample_rate)
-        per_output = max_clips // len(paths) if max_clips else 0
-        if max_clips and per_output == 0:
-            per_output = 1
-        clips, offsets, n_silent = cut_clips(mono, sample_rate, clip_seconds, hop_seconds,
-                                             per_output, min_rms)
+    per_output = 0
+    if task.max_clips:
+        per_output = max(1, task.max_clips // len(task.paths))
+    for index, path in enumerate(task.paths):
+        mono = load_mono(path, task.spec.sample_rate)
+        clips, offsets, n_silent = cut_clips(mono, task.spec, per_output)
         all_clips.append(clips)
         all_offsets.append(offsets)
         all_index.append(np.full(len(clips), index, dtype=np.int64))
         silent += n_silent
     return (np.concatenate(all_clips), np.concatenate(all_offsets), np.concatenate(all_index), silent)
+
+
+def per_track_cap(max_per_track: int, max_per_class: int, tracks_in_class: int) -> int:
+    """Clips one track may give: the track cap, and an equal share of the class cap (0: none)."""
+    caps = [cap for cap in (max_per_track, max_per_class // max(tracks_in_class, 1) if max_per_class else 0)
+            if cap]
+    if max_per_class and max_per_class < tracks_in_class:
+        caps.append(1)  # every track keeps at least one clip
+    return min(caps) if caps else 0
 
 
 def expected_clip_count(seconds: float, clip_seconds: float, hop_seconds: float) -> int:

@@ -1,10 +1,11 @@
-"""Log-mel spectrograms computed for a batch of clips at once.
+"""Log-mel spectrograms and MFCCs computed for a batch of clips at once.
 
 The numbers follow librosa's definitions (``librosa.feature.melspectrogram``
 with a centred, zero-padded, periodic-Hann STFT and power 2, then
-``librosa.power_to_db`` with ``ref=1``, ``amin=1e-10``), floored at
-``floor_db``; but one STFT and one matrix product with the mel filterbank serve
-a whole batch of clips instead of one librosa call per clip.
+``librosa.power_to_db`` with ``ref=1``, ``amin=1e-10`` and an optional
+``top_db``; ``librosa.feature.mfcc`` is the orthonormal DCT-II of that), also
+floored at ``floor_db``; but one STFT and one matrix product with the mel
+filterbank serve a whole batch of clips instead of one librosa call per clip.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class LogMelConfig:
     fmin: float
     fmax: float
     floor_db: float
+    top_db: float | None = None
 
 
 @lru_cache(maxsize=8)
@@ -66,8 +68,21 @@ def logmel(clips: np.ndarray, config: LogMelConfig) -> np.ndarray:
     filters = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     mel = power @ filters.T  # (B, T, n_mels)
     decibels = 10.0 * np.log10(np.maximum(mel, AMIN))
+    if config.top_db is not None:
+        # librosa's top_db: nothing more than top_db below the clip's loudest bin.
+        np.maximum(decibels, decibels.max(axis=(1, 2), keepdims=True) - config.top_db, out=decibels)
     np.maximum(decibels, config.floor_db, out=decibels)
     return np.ascontiguousarray(decibels.transpose(0, 2, 1))
+
+
+def mfcc(clips: np.ndarray, config: LogMelConfig, n_mfcc: int) -> np.ndarray:
+    """clips float32 [batch, n_samples] -> MFCCs float32 [batch, n_mfcc, n_frames].
+
+    The orthonormal DCT-II over the mel bands of :func:`logmel`, as
+    ``librosa.feature.mfcc`` computes it (which uses ``top_db=80``).
+    """
+    bands = logmel(clips, config)
+    return scipy.fft.dct(bands, type=2, norm="ortho", axis=1)[:, :n_mfcc].astype(np.float32)
 
 
 class RunningBandStats:

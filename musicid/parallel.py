@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +33,8 @@ def ordered_map(
     pool of ``jobs`` processes started with ``spawn`` (safe with threads in
     the parent, e.g. PyTorch or FluidSynth) runs it; ``initializer`` runs once
     per worker, for expensive per-worker set-up such as loading a SoundFont.
+    At most ``2 * jobs`` items are in flight, so results waiting to be consumed
+    cannot pile up in memory however many items there are.
     """
     jobs = min(resolve_jobs(jobs), max(1, len(items)))
     if jobs == 1:
@@ -44,5 +47,10 @@ def ordered_map(
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=initializer, initargs=tuple(initargs)
     ) as pool:
-        # Small chunks keep both cores busy when file sizes differ a lot.
-        yield from pool.map(function, items, chunksize=1)
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -109,6 +109,7 @@ class SplitParams:
     val: float  # fraction of each class's tracks for validation
     test: float  # fraction of each class's tracks for test
     seed: int
+    holdout_classes: list[str]  # classes whose every track goes to test, as unknown (open set)
 
     def check(self, fail) -> None:
         for key in ("val", "test"):
@@ -117,6 +118,8 @@ class SplitParams:
                 fail(key, f"must be in [0, 1), got {value}")
         if self.val + self.test >= 1:
             fail("test", f"val + test must be < 1, got {self.val} + {self.test}")
+        if len(set(self.holdout_classes)) != len(self.holdout_classes):
+            fail("holdout_classes", f"has duplicates: {self.holdout_classes}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +127,12 @@ class ClipParams:
     sample_rate: int  # Hz of the clips (audio is resampled with soxr when it differs)
     clip_seconds: float
     hop_seconds: float  # distance between clip starts; < clip_seconds means overlap
+    normalize: str  # "none", "peak" or "rms": loudness normalisation of each clip
+    target_db: float  # level (dBFS) of the peak or RMS after normalisation
+    min_rms: float  # a 50 ms frame quieter than this (linear RMS) counts as silence
+    max_silence: float  # clips with a larger fraction of silent frames are skipped
     max_clips_per_track: int  # 0: no cap; otherwise evenly spaced clips are kept
-    min_rms: float  # clips quieter than this (linear RMS) are skipped as silence
+    max_clips_per_class: int  # 0: no cap; otherwise each track of a class gets an equal share
 
     def check(self, fail) -> None:
         if self.sample_rate < 1000:
@@ -134,31 +141,44 @@ class ClipParams:
             fail("clip_seconds", f"must be > 0, got {self.clip_seconds}")
         if self.hop_seconds <= 0:
             fail("hop_seconds", f"must be > 0, got {self.hop_seconds}")
-        if self.max_clips_per_track < 0:
-            fail("max_clips_per_track", f"must be >= 0, got {self.max_clips_per_track}")
+        if self.normalize not in ("none", "peak", "rms"):
+            fail("normalize", f"must be one of ['none', 'peak', 'rms'], got {self.normalize!r}")
+        if self.target_db > 0:
+            fail("target_db", f"must be <= 0 dBFS, got {self.target_db}")
         if self.min_rms < 0:
             fail("min_rms", f"must be >= 0, got {self.min_rms}")
+        if not 0 <= self.max_silence <= 1:
+            fail("max_silence", f"must be in [0, 1], got {self.max_silence}")
+        for key in ("max_clips_per_track", "max_clips_per_class"):
+            if getattr(self, key) < 0:
+                fail(key, f"must be >= 0 (0: no cap), got {getattr(self, key)}")
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureParams:
-    kind: str  # "logmel"
+    kind: str  # "logmel" or "mfcc"
     n_mels: int
     n_fft: int
     hop_length: int
     fmin: float
     fmax: float  # Hz; must not exceed the clips' Nyquist frequency
-    floor_db: float  # log floor: dB values are clipped below this (power_to_db with amin)
+    floor_db: float  # dB values are clipped below this (power_to_db with amin=1e-10)
+    top_db: float | None  # and below each clip's maximum minus this (librosa's top_db); null: off
+    n_mfcc: int  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
     batch_size: int  # clips per batched STFT
 
     def check(self, fail) -> None:
-        if self.kind not in ("logmel",):
-            fail("kind", f"must be one of ['logmel'], got {self.kind!r}")
-        for key in ("n_mels", "n_fft", "hop_length", "batch_size"):
+        if self.kind not in ("logmel", "mfcc"):
+            fail("kind", f"must be one of ['logmel', 'mfcc'], got {self.kind!r}")
+        for key in ("n_mels", "n_fft", "hop_length", "batch_size", "n_mfcc"):
             if getattr(self, key) <= 0:
                 fail(key, f"must be > 0, got {getattr(self, key)}")
+        if self.n_mfcc > self.n_mels:
+            fail("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if not 0 <= self.fmin < self.fmax:
             fail("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+        if self.top_db is not None and self.top_db <= 0:
+            fail("top_db", f"must be > 0 or null, got {self.top_db}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_directory(args.confusion) as confusion_dir, h5py.File(args.features, "r") as table:
         splits = read_strings(table["split"])
         for split in ("val", "test"):
-            rows = np.nonzero(splits == split)[0]
+            # Classification metrics cover the known classes; held-out ones are unknown.
+            rows = np.nonzero((splits == split) & table["known"][:])[0]
             features = normalise(table["features"][rows], mean, std) if len(rows) else \
                 np.zeros((0, *table["features"].shape[1:]), np.float32)
             labels = table["label"][rows].astype(np.int64)

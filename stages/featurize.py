@@ -1,4 +1,4 @@
-"""Stage `featurize`: log-mel spectrograms of every clip into HDF5.
+"""Stage `featurize`: log-mel spectrograms or MFCCs of every clip into HDF5.
 
     python stages/featurize.py --params params.yaml --clips data/clips.h5 --out data/features.h5
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.features import LogMelConfig, RunningBandStats, logmel, n_frames
+from musicid.features import LogMelConfig, RunningBandStats, logmel, mfcc, n_frames
 from musicid.h5 import STRING, RowWriter, read_strings
 from musicid.io import atomic_path, dumps_json
 from musicid.params import ParamsError, as_dict, load_section
@@ -39,16 +39,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
         config = LogMelConfig(sample_rate, params.n_fft, params.hop_length, params.n_mels,
-                              params.fmin, params.fmax, params.floor_db)
+                              params.fmin, params.fmax, params.floor_db, params.top_db)
         audio = clips["audio"]
         total, clip_samples = audio.shape
         frames = n_frames(clip_samples, params.hop_length)
+        n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels
         splits = read_strings(clips["split"])
-        stats = RunningBandStats(params.n_mels)
+        stats = RunningBandStats(n_bands)
         with atomic_path(args.out) as temporary:
             with RowWriter(temporary, {
-                "features": (np.float32, (params.n_mels, frames)),
+                "features": (np.float32, (n_bands, frames)),
                 "label": (np.int16, ()),
+                "known": (np.bool_, ()),
                 "track": (STRING, ()),
                 "offset_s": (np.float64, ()),
                 "split": (STRING, ()),
@@ -56,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
                 for start in progress(range(0, total, params.batch_size),
                                       total=-(-total // params.batch_size), desc="featurize"):
                     stop = min(start + params.batch_size, total)
-                    features = logmel(audio[start:stop], config)
+                    batch = audio[start:stop]
+                    features = mfcc(batch, config, params.n_mfcc) if params.kind == "mfcc" else \
+                        logmel(batch, config)
                     writer.append(
                         features=features,
                         label=clips["label"][start:stop],
+                        known=clips["known"][start:stop],
                         track=clips["track"].asstr()[start:stop],
                         offset_s=clips["offset_s"][start:stop],
                         split=splits[start:stop],
@@ -67,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
                     # Normalisation statistics see the training split only.
                     stats.update(features[splits[start:stop] == "train"])
                 mean, std = stats.result()
-                writer.attrs["label_names"] = list(clips.attrs["label_names"])
-                writer.attrs["sample_rate"] = sample_rate
+                for key in ("label_names", "n_known", "holdout_classes", "sample_rate"):
+                    writer.attrs[key] = clips.attrs[key]
                 writer.attrs["band_mean"] = mean
                 writer.attrs["band_std"] = std
                 writer.attrs["params"] = dumps_json({
                     "features": as_dict(params),
                     **json.loads(clips.attrs["params"]),
                 })
-    print(f"featurize: {total} clips -> {params.kind} [{params.n_mels} x {frames}] -> {args.out}")
+    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}] -> {args.out}")
     return 0
 
 

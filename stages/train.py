@@ -23,9 +23,9 @@ from musicid.training import normalise, save_checkpoint, train_model
 
 
 def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [N, n_bands, T], labels int64 [N]) of one split."""
+    """(features float32 [N, n_bands, T], labels int64 [N]) of the known-class rows of one split."""
     with h5py.File(features_path, "r") as table:
-        mask = read_strings(table["split"]) == split
+        mask = (read_strings(table["split"]) == split) & table["known"][:]
         rows = np.nonzero(mask)[0]
         features = table["features"][rows] if len(rows) else np.zeros((0, *table["features"].shape[1:]), np.float32)
         labels = table["label"][rows].astype(np.int64)
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     with h5py.File(args.features, "r") as table:
-        label_names = [str(name) for name in table.attrs["label_names"]]
+        # Held-out classes (open set) come after the known ones; the model never sees them.
+        n_known = int(table.attrs["n_known"])
+        label_names = [str(name) for name in table.attrs["label_names"]][:n_known]
         band_mean = np.asarray(table.attrs["band_mean"], dtype=np.float32)
         band_std = np.asarray(table.attrs["band_std"], dtype=np.float32)
         upstream = json.loads(table.attrs["params"])

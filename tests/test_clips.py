@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from musicid.clips import (assign_splits, clip_starts, clip_track, cut_clips, evenly_spaced,
-                           expected_clip_count, load_mono)
+from musicid.clips import (ClipSpec, ClipTask, assign_splits, clip_starts, clip_track, cut_clips, evenly_spaced,
+                           expected_clip_count, load_mono, normalize_loudness, per_track_cap, silent_fraction)
 from tests.conftest import sine, write_wav
 
 
@@ -18,6 +18,15 @@ def test_splits_are_per_track_stratified_and_seeded():
         assert chosen.count("train") == len(chosen) - n_test - n_val
     assert splits == assign_splits(dict(reversed(list(tracks.items()))), 0.15, 0.2, 0)
     assert splits != assign_splits(tracks, 0.15, 0.2, 1)
+
+
+def test_holdout_classes_go_to_test_only():
+    tracks = {f"{label}/{i:02d}": label for label in ("a", "b", "c") for i in range(10)}
+    splits = assign_splits(tracks, 0.2, 0.2, 0, holdout_classes=["c"])
+    assert {splits[t] for t in tracks if t.startswith("c/")} == {"test"}
+    # The other classes are split exactly as without a holdout.
+    plain = assign_splits(tracks, 0.2, 0.2, 0)
+    assert all(splits[t] == plain[t] for t in tracks if not t.startswith("c/"))
 
 
 def test_a_class_with_fewer_than_three_tracks_stays_in_train():
@@ -39,25 +48,64 @@ def test_evenly_spaced():
 
 
 def test_cut_clips_counts_offsets_and_silence():
-    sr = 100
+    sr = 100  # 5 samples per 50 ms silence frame
     mono = np.concatenate([np.full(300, 0.5, np.float32), np.zeros(100, np.float32),
                            np.full(100, 0.5, np.float32)])  # 5.0 s
-    clips, offsets, silent = cut_clips(mono, sr, clip_seconds=1.0, hop_seconds=1.0, max_clips=0, min_rms=0.1)
+    spec = ClipSpec(sr, 1.0, 1.0, min_rms=0.1, max_silence=0.5)
+    clips, offsets, silent = cut_clips(mono, spec, max_clips=0)
     # Clips start at 0..4 s; the one at 3 s is all zeros and is skipped.
     assert offsets.tolist() == [0.0, 1.0, 2.0, 4.0]
     assert silent == 1
     assert clips.shape == (4, 100) and clips.dtype == np.float32
     assert np.array_equal(clips[2], mono[200:300])
-    clips, offsets, _ = cut_clips(mono, sr, 1.0, 0.5, max_clips=3, min_rms=0.0)
+    # With a 0.5 s hop, the clip at 2.5 s is half silence (kept), the one at 3.0 s all (skipped).
+    clips, offsets, silent = cut_clips(mono, ClipSpec(sr, 1.0, 0.5, min_rms=0.1, max_silence=0.5), 0)
+    assert offsets.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.5, 4.0]
+    assert silent == 1
+    clips, offsets, _ = cut_clips(mono, ClipSpec(sr, 1.0, 0.5, min_rms=0.0, max_silence=1.0), max_clips=3)
     assert offsets.tolist() == [0.0, 2.0, 4.0]
+
+
+def test_silent_fraction():
+    clips = np.zeros((2, 10), np.float32)
+    clips[1, :5] = 1.0
+    assert silent_fraction(clips, 5, 0.5).tolist() == [1.0, 0.5]
+
+
+def test_normalize_loudness():
+    clips = np.array([[0.1, -0.2, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    peak = normalize_loudness(clips, "peak", -6.0)
+    assert np.abs(peak[0]).max() == pytest.approx(10 ** (-6 / 20), rel=1e-6)
+    assert np.array_equal(peak[1], clips[1])  # silence stays silence
+    rms = normalize_loudness(clips, "rms", -20.0)
+    assert np.sqrt(np.mean(rms[0].astype(np.float64) ** 2)) == pytest.approx(0.1, rel=1e-5)
+    assert normalize_loudness(clips, "none", -20.0) is clips
+    loud = normalize_loudness(np.array([[1.0, 0.0, 0.0, 0.0]], np.float32), "rms", 0.0)
+    assert loud.max() == 1.0  # clipped to full scale
+
+
+def test_per_track_cap():
+    assert per_track_cap(16, 0, 10) == 16
+    assert per_track_cap(0, 0, 10) == 0
+    assert per_track_cap(16, 100, 10) == 10
+    assert per_track_cap(5, 100, 10) == 5
+    assert per_track_cap(0, 5, 10) == 1  # every track keeps at least one clip
 
 
 def test_wav_of_known_length_gives_exact_clips(tmp_path):
     path = write_wav(tmp_path / "t.wav", sine(220, 10.0, 16000), 16000)
-    clips, offsets, index, silent = clip_track(([str(path)], 16000, 4.0, 3.0, 0, 0.001))
+    clips, offsets, index, silent = clip_track(ClipTask((str(path),), ClipSpec(16000, 4.0, 3.0), 0))
     assert clips.shape == (3, 64000)
     assert offsets.tolist() == [0.0, 3.0, 6.0]
     assert index.tolist() == [0, 0, 0] and silent == 0
+
+
+def test_renders_of_one_track_share_the_cap(tmp_path):
+    one = write_wav(tmp_path / "one.wav", sine(220, 10.0, 8000), 8000)
+    two = write_wav(tmp_path / "two.wav", sine(330, 10.0, 8000), 8000)
+    clips, offsets, index, _ = clip_track(ClipTask((str(one), str(two)), ClipSpec(8000, 1.0, 1.0), 4))
+    assert index.tolist() == [0, 0, 1, 1]
+    assert offsets.tolist() == [0.0, 9.0, 0.0, 9.0]
 
 
 def test_resampling_keeps_a_sine_frequency(tmp_path):

@@ -43,3 +43,34 @@ def test_running_band_stats_match_numpy():
     assert np.allclose(std, everything.std(axis=(0, 2)), atol=1e-5)
     with pytest.raises(ValueError, match="no training rows"):
         RunningBandStats(4).result()
+
+
+def test_mfcc_matches_librosa():
+    import dataclasses
+
+    from musicid.features import mfcc
+
+    rng = np.random.default_rng(2)
+    t = np.arange(16000) / 16000
+    clips = np.stack([0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(len(t)),
+                      0.2 * rng.standard_normal(len(t))]).astype(np.float32)
+    # librosa.feature.mfcc takes power_to_db's default top_db=80 relative to each clip's maximum.
+    config = dataclasses.replace(CONFIG, top_db=80.0, floor_db=-300.0)
+    ours = mfcc(clips, config, n_mfcc=20)
+    assert ours.shape == (2, 20, n_frames(16000, 512))
+    for clip, values in zip(clips, ours):
+        reference = librosa.feature.mfcc(y=clip, sr=16000, n_mfcc=20, n_fft=1024, hop_length=512, n_mels=64,
+                                         fmin=30.0, fmax=8000.0)
+        assert np.max(np.abs(reference - values)) < 1e-3
+
+
+def test_top_db_is_relative_to_each_clip():
+    import dataclasses
+
+    t = np.arange(8000) / 16000
+    loud = 0.5 * np.sin(2 * np.pi * 440 * t)
+    clips = np.stack([loud, loud * 1e-3]).astype(np.float32)
+    values = logmel(clips, dataclasses.replace(CONFIG, top_db=40.0, floor_db=-300.0))
+    for clip in values:
+        assert clip.max() - clip.min() == pytest.approx(40.0, abs=1e-3)
+    assert values[0].max() - values[1].max() == pytest.approx(60.0, abs=0.01)

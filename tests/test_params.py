@@ -21,14 +21,28 @@ def test_defaults_have_expected_values():
 
 
 def test_unknown_key_is_named():
-    raw = {"val": 0.1, "test": 0.2, "seed": 0, "tset": 0.3}
+    raw = {"val": 0.1, "test": 0.2, "seed": 0, "holdout_classes": [], "tset": 0.3}
     with pytest.raises(ParamsError, match=r"unknown key split\.tset"):
         parse_section(raw, "split")
 
 
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
-        parse_section({"val": 0.1, "test": 0.2}, "split")
+        parse_section({"val": 0.1, "test": 0.2, "holdout_classes": []}, "split")
+
+
+def test_mapping_and_optional_values():
+    from musicid.params import DatasetParams
+
+    base = dict(source="path", classes=[], max_per_class=0, seed=0, url=None, sha256=None,
+                allow_unverified=False, path="x", unlabeled=None, max_bytes=1, max_files=1)
+    assert parse_section({**base, "labels": {"Bach, J.S.": "bach"}}, "dataset").labels == {"Bach, J.S.": "bach"}
+    assert parse_section({**base, "labels": None}, "dataset").labels == {}
+    with pytest.raises(ParamsError, match=r"dataset\.labels\.x must be a string"):
+        parse_section({**base, "labels": {"x": 3}}, "dataset")
+    with pytest.raises(ParamsError, match=r"dataset\.sha256 must be 64 hexadecimal digits"):
+        parse_section({**base, "labels": {}, "sha256": "abc"}, "dataset")
+    assert isinstance(parse_section({**base, "labels": {}}, "dataset"), DatasetParams)
 
 
 def test_wrong_type_is_named():
@@ -38,16 +52,16 @@ def test_wrong_type_is_named():
 
 def test_bool_is_not_accepted_as_number():
     with pytest.raises(ParamsError, match=r"split\.seed must be an integer"):
-        parse_section({"val": 0.1, "test": 0.2, "seed": True}, "split")
+        parse_section({"val": 0.1, "test": 0.2, "seed": True, "holdout_classes": []}, "split")
 
 
 def test_range_check_is_named():
     with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
-        parse_section({"val": 0.5, "test": 0.5, "seed": 0}, "split")
+        parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": []}, "split")
 
 
 def test_int_accepted_for_float():
-    assert parse_section({"val": 0, "test": 0, "seed": 1}, "split").val == 0.0
+    assert parse_section({"val": 0, "test": 0, "seed": 1, "holdout_classes": []}, "split").val == 0.0
 
 
 def test_missing_file_and_section(tmp_path):
