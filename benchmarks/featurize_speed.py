@@ -1,0 +1,123 @@
+"""Featurize throughput against a per-clip librosa loop, on the same clips, in one run.
+
+Three ways compute log-mel spectrograms with the project's default params (or
+MFCCs with --mfcc) for the same clips: the featurize stage's code in one
+process, the same spread over worker processes as the stage runs it, and a
+plain loop calling librosa once per clip. The script checks that the numbers
+agree (to 1e-3 dB / 1e-3) and prints throughput in multiples of real time and
+the ratios. Clips come from data/clips.h5 when it exists, else from synthetic
+tones and noise written to a temporary table.
+
+    python benchmarks/featurize_speed.py [--clips data/clips.h5] [--n 512] [--mfcc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import librosa
+import numpy as np
+import yaml
+
+from musicid.features import FeatureTask, LogMelConfig, compute_features, feature_rows, init_worker, mel_filterbank
+from musicid.parallel import ordered_map, resolve_jobs
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def synthetic_clips(n: int, seconds: float, sample_rate: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    frequencies = rng.uniform(80, 2000, size=(n, 1))
+    tones = 0.3 * np.sin(2 * np.pi * frequencies * t) + 0.05 * rng.standard_normal((n, len(t)))
+    return tones.astype(np.float32)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=Path, default=PROJECT / "data" / "clips.h5")
+    parser.add_argument("--n", type=int, default=512, help="clips to featurize")
+    parser.add_argument("--mfcc", action="store_true", help="MFCCs instead of log-mel spectrograms")
+    args = parser.parse_args()
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    features, clip_params = params["features"], params["clip"]
+    import tempfile
+
+    scratch = tempfile.TemporaryDirectory(prefix="musicid-bench-")
+    if args.clips.is_file():
+        with h5py.File(args.clips, "r") as table:
+            clips = table["audio"][: args.n]
+            sample_rate = int(table.attrs["sample_rate"])
+        origin = f"{len(clips)} clips from {args.clips}"
+    else:
+        sample_rate = clip_params["sample_rate"]
+        clips = synthetic_clips(args.n, clip_params["clip_seconds"], sample_rate)
+        origin = f"{len(clips)} synthetic clips"
+    table_path = Path(scratch.name) / "clips.h5"  # what the stage's workers read
+    with h5py.File(table_path, "w") as table:
+        table["audio"] = clips
+    jobs = resolve_jobs(0)
+    top_db = 80.0 if args.mfcc else features["top_db"]
+    floor_db = -300.0 if args.mfcc else features["floor_db"]
+    config = LogMelConfig(sample_rate, features["n_fft"], features["hop_length"], features["n_mels"],
+                          features["fmin"], features["fmax"], floor_db, top_db)
+    seconds = clips.shape[0] * clips.shape[1] / sample_rate
+    kwargs = dict(sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
+                  fmin=config.fmin, fmax=config.fmax)
+
+    kind = "mfcc" if args.mfcc else "logmel"
+    batch = features["batch_size"]
+    tasks = [FeatureTask(i, min(i + batch, len(clips)), config, kind, features["n_mfcc"])
+             for i in range(0, len(clips), batch)]
+
+    def ours() -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return np.concatenate([compute_features(clips[t.start:t.stop], config, kind, t.n_mfcc) for t in tasks])
+
+    def ours_workers() -> np.ndarray:
+        return np.concatenate(list(ordered_map(feature_rows, tasks, jobs=jobs, initializer=init_worker,
+                                               initargs=(str(table_path),))))
+
+    def per_clip_librosa() -> np.ndarray:
+        out = []
+        for clip in clips:
+            if args.mfcc:
+                out.append(librosa.feature.mfcc(y=clip, n_mfcc=features["n_mfcc"], **kwargs))
+            else:
+                power = librosa.feature.melspectrogram(y=clip, **kwargs)
+                out.append(np.maximum(librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=top_db), floor_db))
+        return np.stack(out)
+
+    # Warm both up (imports, filterbank) on one clip, outside the timing.
+    mel_filterbank(sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    librosa.feature.melspectrogram(y=clips[0], **kwargs)
+    timings = {}
+    methods = ((f"musicid, 1 process", ours), (f"musicid stage, {jobs} workers", ours_workers),
+               ("librosa, one call per clip", per_clip_librosa))
+    for name, function in methods:
+        started = time.perf_counter()
+        result = function()
+        timings[name] = (time.perf_counter() - started, result)
+    reference = timings["librosa, one call per clip"][1]
+    difference = max(float(np.max(np.abs(timings[name][1] - reference))) for name, _ in methods[:2])
+    described = f"MFCC ({features['n_mfcc']})" if args.mfcc else f"log-mel ({config.n_mels} bands)"
+    print(f"{origin}, {seconds / 60:.1f} min of audio at {sample_rate} Hz, {described}, "
+          f"n_fft {config.n_fft}, hop {config.hop_length}")
+    for name, (elapsed, _) in timings.items():
+        print(f"  {name:28s} {elapsed:7.2f} s = {seconds / elapsed:8.0f}x real time")
+    baseline = timings["librosa, one call per clip"][0]
+    for name, _ in methods[:2]:
+        print(f"ratio {name} / librosa loop: {baseline / timings[name][0]:.2f}x")
+    print(f"largest difference from librosa: {difference:.2e} ({'within' if difference < 1e-3 else 'BEYOND'} 1e-3)")
+    scratch.cleanup()
+    return 0 if difference < 1e-3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
