@@ -83,6 +83,9 @@ def test_every_output_exists_and_agrees(project):
         for output in record["outputs"]:
             assert (project / "data/audio" / output).is_file()
 
+    clip_report = json.loads((project / "data/clips_report.json").read_text())
+    assert sorted(clip_report["counts"]) == ["bach", "palestrina"]
+
     with h5py.File(project / "data/clips.h5", "r") as clips, \
             h5py.File(project / "data/features.h5", "r") as features:
         assert clips["audio"].shape[1] == 2 * 16000
@@ -97,6 +100,8 @@ def test_every_output_exists_and_agrees(project):
         for track in set(tracks):
             assert len(set(splits[tracks == track])) == 1, track
         assert set(splits) == {"train", "val", "test"}
+        assert clip_report["clips"] == n
+        assert sum(c["clips"] for label in clip_report["counts"].values() for c in label.values()) == n
         assert len(features.attrs["band_mean"]) == 32
 
     metrics = json.loads((project / "metrics/metrics.json").read_text())
