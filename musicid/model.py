@@ -47,6 +47,9 @@ class SpectrogramCNN(nn.Module):
         # in a range where softmax can become confident.
         self.classifier = nn.Linear(config.embedding_dim, config.n_classes)
         self.scale = 10.0
+        # False for a model trained with the triplet loss alone: its classifier is
+        # untrained and classes are told by the nearest class centroid instead.
+        self.uses_classifier = True
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, n_bands, T) normalised features -> (B, embedding_dim), unit length."""

@@ -185,11 +185,18 @@ class FeatureParams:
 class TrainParams:
     epochs: int
     batch_size: int
-    lr: float
+    lr: float  # peak learning rate of the one-cycle schedule (AdamW)
     weight_decay: float
     channels: list[int]  # output channels of each conv block
     embedding_dim: int
     dropout: float
+    loss: str  # "ce", "triplet" (batch-hard, on the embedding) or "ce+triplet"
+    triplet_margin: float
+    sampler: str  # "shuffle" (class weights in the loss) or "balanced" (classes take turns)
+    patience: int  # early stopping: epochs without a better val macro-F1 (0: off)
+    freq_mask: int  # SpecAugment: widest band mask (0: off)
+    time_mask: int  # SpecAugment: widest frame mask (0: off)
+    masks: int  # SpecAugment: masks of each kind per clip
     seed: int
 
     def check(self, fail) -> None:
@@ -204,6 +211,15 @@ class TrainParams:
             fail("channels", f"must be a non-empty list of positive ints, got {self.channels}")
         if not 0 <= self.dropout < 1:
             fail("dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.loss not in ("ce", "triplet", "ce+triplet"):
+            fail("loss", f"must be one of ['ce', 'triplet', 'ce+triplet'], got {self.loss!r}")
+        if self.triplet_margin <= 0:
+            fail("triplet_margin", f"must be > 0, got {self.triplet_margin}")
+        if self.sampler not in ("shuffle", "balanced"):
+            fail("sampler", f"must be one of ['shuffle', 'balanced'], got {self.sampler!r}")
+        for key in ("patience", "freq_mask", "time_mask", "masks"):
+            if getattr(self, key) < 0:
+                fail(key, f"must be >= 0, got {getattr(self, key)}")
 
 
 @dataclasses.dataclass(frozen=True)

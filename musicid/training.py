@@ -47,6 +47,99 @@ def predict_proba(model: SpectrogramCNN, features: np.ndarray, batch_size: int,
     return np.concatenate(outputs)
 
 
+@torch.no_grad()
+def embed(model: SpectrogramCNN, features: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
+    """Unit-length embeddings float32 [N, embedding_dim] of normalised features [N, n_bands, T]."""
+    model.eval()
+    outputs = [model.embed(torch.from_numpy(features[start:start + batch_size]).to(device)).cpu().numpy()
+               for start in range(0, len(features), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.config.embedding_dim), np.float32)
+
+
+def class_centroids(embeddings: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Unit-length mean embedding of each class: float32 [n_classes, embedding_dim]."""
+    centroids = np.zeros((n_classes, embeddings.shape[1]), dtype=np.float64)
+    np.add.at(centroids, labels, embeddings)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return (centroids / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def batch_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Batch-hard triplet loss on unit-length embeddings (B, D) with labels (B,).
+
+    For each anchor: its farthest same-label clip and nearest other-label clip
+    in the batch; anchors without both are left out.
+    """
+    distances = torch.cdist(embeddings, embeddings)  # (B, B)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    positive = torch.where(same & ~eye, distances, torch.zeros_like(distances)).amax(dim=1)
+    negative = torch.where(~same, distances, torch.full_like(distances, float("inf"))).amin(dim=1)
+    valid = (same & ~eye).any(dim=1) & (~same).any(dim=1)
+    if not valid.any():
+        return embeddings.sum() * 0.0
+    return F.relu(positive - negative + margin)[valid].mean()
+
+
+def spec_augment(x: torch.Tensor, freq_mask: int, time_mask: int, masks: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style masking of normalised features x (B, n_bands, T): zero random bands and frames.
+
+    Each of ``masks`` masks per clip covers up to ``freq_mask`` bands and
+    ``time_mask`` frames (0 turns that kind off); positions come from ``generator``.
+    """
+    if masks == 0 or (freq_mask == 0 and time_mask == 0):
+        return x
+    x = x.clone()
+    batch, bands, frames = x.shape
+    for _ in range(masks):
+        for size, length, axis in ((freq_mask, bands, 1), (time_mask, frames, 2)):
+            if size == 0:
+                continue
+            widths = torch.randint(0, size + 1, (batch,), generator=generator)
+            starts = (torch.rand(batch, generator=generator) * (length - widths + 1).clamp(min=1)).long()
+            positions = torch.arange(length)
+            mask = (positions[None, :] >= starts[:, None]) & (positions[None, :] < (starts + widths)[:, None])
+            x = x.masked_fill(mask[:, :, None] if axis == 1 else mask[:, None, :], 0.0)
+    return x
+
+
+def balanced_order(labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of row indices in which classes take turns (class-balanced batches).
+
+    Every class contributes as many rows as the largest one, smaller classes
+    being cycled through again in a fresh shuffle, so each batch holds about
+    the same number of clips of every class (what batch-hard triplets need).
+    """
+    classes = np.unique(labels)
+    per_class = [np.flatnonzero(labels == c) for c in classes]
+    longest = max(len(rows) for rows in per_class)
+    streams = []
+    for rows in per_class:
+        picks = []
+        while sum(len(p) for p in picks) < longest:
+            picks.append(rows[torch.randperm(len(rows), generator=generator).numpy()])
+        streams.append(np.concatenate(picks)[:longest])
+    interleaved = np.stack(streams, axis=1).reshape(-1)  # class 0, class 1, ..., class 0, ...
+    return torch.from_numpy(interleaved)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    loss: str = "ce"  # "ce", "triplet" or "ce+triplet"
+    triplet_margin: float = 0.3
+    sampler: str = "shuffle"  # "shuffle" (with class weights in the loss) or "balanced"
+    patience: int = 0  # stop after this many epochs without a better val macro-F1 (0: never)
+    freq_mask: int = 0
+    time_mask: int = 0
+    masks: int = 0
+
+
 @dataclass
 class EpochLog:
     epoch: int
@@ -57,67 +150,120 @@ class EpochLog:
     lr: float
 
 
-def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                config: ModelConfig, epochs: int, batch_size: int, lr: float,
-                weight_decay: float, seed: int, progress=lambda items, **_: items,
-                ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
-    """Train with AdamW and a cosine schedule; keep the epoch with the best val macro-F1.
-
-    train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
-    Returns (best model, per-epoch log, best epoch number).
-    """
+def _val_scores(model, val_x, val_y, n_classes, device) -> tuple[float, float]:
     from sklearn.metrics import f1_score
 
-    seed_everything(seed)
+    if len(val_y) == 0:
+        return 0.0, 0.0
+    model.eval()
+    if model.uses_classifier:
+        predicted = predict_proba(model, val_x, 256, device).argmax(1)
+    else:  # a triplet-only model predicts the nearest class centroid of the validation clips' own split
+        embeddings = embed(model, val_x, 256, device)
+        predicted = (embeddings @ class_centroids(embeddings, val_y, n_classes).T).argmax(1)
+    accuracy = float((predicted == val_y).mean())
+    return accuracy, float(f1_score(val_y, predicted, average="macro", labels=range(n_classes), zero_division=0))
+
+
+def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                config: ModelConfig, train: TrainConfig, progress=lambda items, **_: items,
+                on_epoch=lambda log: None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+    """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
+
+    train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
+    ``on_epoch`` receives each epoch's log (for dvclive).  Returns (best model,
+    per-epoch log, best epoch number).
+    """
+    seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, -(-len(train_x) // batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, epochs=epochs,
+    model.uses_classifier = train.loss != "triplet"
+    optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    generator = torch.Generator().manual_seed(train.seed)
+    epoch_rows = len(train_x) if train.sampler == "shuffle" else \
+        int(len(np.unique(train_y)) * np.bincount(train_y).max())
+    steps_per_epoch = int(max(1, -(-epoch_rows // train.batch_size)))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=train.lr, epochs=train.epochs,
                                                    steps_per_epoch=steps_per_epoch)
-    # Weight classes by inverse frequency so a big class cannot dominate the loss.
+    # With plain shuffling, classes are weighted by inverse frequency so a big
+    # class cannot dominate the loss; balanced batches need no weights.
     counts = np.bincount(train_y, minlength=config.n_classes).astype(np.float64)
     weights = torch.tensor(counts.sum() / np.maximum(counts, 1) / config.n_classes, dtype=torch.float32)
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.from_numpy(train_x)
-    targets = torch.from_numpy(train_y)
+    if train.sampler == "balanced":
+        weights = torch.ones(config.n_classes)
+    weights = weights.to(device)
+    inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
     log: list[EpochLog] = []
     best_state, best_f1, best_epoch = None, -1.0, 0
-    for epoch in progress(range(1, epochs + 1), total=epochs, desc="train"):
+    for epoch in progress(range(1, train.epochs + 1), total=train.epochs, desc="train"):
         model.train()
-        order = torch.randperm(len(inputs), generator=generator)
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            x, y = inputs[index].to(device), targets[index].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, weight=weights.to(device))
+        order = torch.randperm(len(inputs), generator=generator) if train.sampler == "shuffle" else \
+            balanced_order(train_y, generator)
+        total_loss, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), train.batch_size):
+            index = order[start:start + train.batch_size]
+            x = spec_augment(inputs[index], train.freq_mask, train.time_mask, train.masks, generator)
+            x, y = x.to(device), targets[index].to(device)
+            embeddings = model.embed(x)
+            logits = model.scale * model.classifier(embeddings)
+            loss = torch.zeros((), device=device)
+            if train.loss in ("ce", "ce+triplet"):
+                loss = loss + F.cross_entropy(logits, y, weight=weights)
+            if train.loss in ("triplet", "ce+triplet"):
+                loss = loss + batch_hard_triplet_loss(embeddings, y, train.triplet_margin)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
             total_loss += loss.item() * len(index)
             correct += int((logits.argmax(1) == y).sum())
-        val_pred = predict_proba(model, val_x, 256, device).argmax(1) if len(val_x) else np.zeros(0)
-        val_accuracy = float((val_pred == val_y).mean()) if len(val_y) else 0.0
-        val_f1 = float(f1_score(val_y, val_pred, average="macro", labels=range(config.n_classes),
-                                zero_division=0)) if len(val_y) else 0.0
-        log.append(EpochLog(epoch, total_loss / len(inputs), correct / len(inputs), val_accuracy,
-                            val_f1, optimiser.param_groups[0]["lr"]))
+            seen += len(index)
+        val_accuracy, val_f1 = _val_scores(model, val_x, val_y, config.n_classes, device)
+        entry = EpochLog(epoch, total_loss / seen, correct / seen, val_accuracy, val_f1,
+                         optimiser.param_groups[0]["lr"])
+        log.append(entry)
+        on_epoch(entry)
         if val_f1 > best_f1:
             best_f1, best_epoch = val_f1, epoch
             best_state = copy.deepcopy(model.state_dict())
+        elif train.patience and epoch - best_epoch >= train.patience:
+            break  # early stopping: the best epoch is kept
     model.load_state_dict(best_state)
     return model, log, best_epoch
 
 
+@torch.no_grad()
+def class_probabilities(model: SpectrogramCNN, features: np.ndarray, centroids: np.ndarray, batch_size: int,
+                        device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities float32 [N, n_classes], embeddings float32 [N, D]) of normalised features.
+
+    A model trained with a classifier uses it; a triplet-only model scores
+    each class by the cosine similarity of the embedding to its training
+    centroid (scaled like the classifier's logits).
+    """
+    embeddings = embed(model, features, batch_size, device)
+    if len(embeddings) == 0:
+        return np.zeros((0, model.config.n_classes), np.float32), embeddings
+    tensor = torch.from_numpy(embeddings).to(device)
+    if model.uses_classifier:
+        logits = model.scale * model.classifier(tensor)
+    else:
+        logits = model.scale * tensor @ torch.from_numpy(centroids).to(device).T
+    return F.softmax(logits, dim=1).cpu().numpy(), embeddings
+
+
 def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[str],
                     band_mean: np.ndarray, band_std: np.ndarray, pipeline_params: dict,
-                    extra: dict | None = None) -> None:
-    """Write a self-describing checkpoint: weights, model config, labels, feature params, statistics."""
+                    centroids: np.ndarray | None = None, extra: dict | None = None) -> None:
+    """Write a self-describing checkpoint: weights, model config, labels, feature params,
+    normalisation statistics and the training classes' embedding centroids."""
+    if centroids is None:
+        centroids = np.zeros((model.config.n_classes, model.config.embedding_dim), np.float32)
     checkpoint = {
         "format": "musicid-checkpoint-1",
         "model_config": model.config.to_dict(),
+        "uses_classifier": bool(model.uses_classifier),
+        "centroids": torch.from_numpy(np.asarray(centroids, dtype=np.float32)),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "label_names": list(label_names),
         "band_mean": torch.from_numpy(np.asarray(band_mean, dtype=np.float32)),
@@ -139,5 +285,6 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None):
         raise ValueError(f"{path} is not a musicid checkpoint")
     model = SpectrogramCNN(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["state_dict"])
+    model.uses_classifier = checkpoint["uses_classifier"]
     model.to(device or "cpu").eval()
     return model, checkpoint

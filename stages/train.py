@@ -1,7 +1,7 @@
 """Stage `train`: fit the spectrogram CNN on the training split; keep the best val epoch.
 
     python stages/train.py --params params.yaml --features data/features.h5 \
-        --model models/model.pt --log metrics/training.csv
+        --model models/model.pt --live metrics/train
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import h5py
 import numpy as np
 
 from musicid.h5 import read_strings
-from musicid.io import atomic_path
 from musicid.model import ModelConfig
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
-from musicid.training import normalise, save_checkpoint, train_model
+from musicid.training import (TrainConfig, class_centroids, embed, normalise, pick_device, save_checkpoint,
+                              train_model)
 
 
 def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
     parser.add_argument("--model", required=True, type=Path, help="output: models/model.pt")
-    parser.add_argument("--log", required=True, type=Path, help="output: per-epoch CSV for dvc plots")
+    parser.add_argument("--live", required=True, type=Path, help="output: dvclive folder (training curves)")
     args = parser.parse_args(argv)
     try:
         params = load_section(args.params, "train")
@@ -64,21 +64,38 @@ def main(argv: list[str] | None = None) -> int:
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
                          dropout=params.dropout)
-    model, log, best_epoch = train_model(
-        train_x, train_y, val_x, val_y, config, epochs=params.epochs, batch_size=params.batch_size,
-        lr=params.lr, weight_decay=params.weight_decay, seed=params.seed, progress=progress)
+    schedule = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
+                           weight_decay=params.weight_decay, seed=params.seed, loss=params.loss,
+                           triplet_margin=params.triplet_margin, sampler=params.sampler,
+                           patience=params.patience, freq_mask=params.freq_mask,
+                           time_mask=params.time_mask, masks=params.masks)
+    from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
+    # Curves for `dvc plots`; the stage itself is the DVC experiment, so dvclive
+    # neither records one of its own nor edits dvc.yaml.
+    try:
+        live = Live(str(args.live), save_dvc_exp=False, dvcyaml=None)
+    except SCMError as error:  # dvclive reads the current git revision
+        print(f"train: dvclive cannot read the git repository ({error}); commit the project "
+              "(`git add -A && git commit`) before running the pipeline", file=sys.stderr)
+        return 1
+    with live:
+        def on_epoch(entry) -> None:
+            for name in ("train_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr"):
+                live.log_metric(name, round(getattr(entry, name), 6))
+            live.next_step()
+
+        model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, schedule,
+                                             progress=progress, on_epoch=on_epoch)
+    centroids = class_centroids(embed(model, train_x, 256, pick_device()), train_y, config.n_classes)
     save_checkpoint(args.model, model, label_names, band_mean, band_std,
                     {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
-                    extra={"best_epoch": best_epoch})
-    with atomic_path(args.log) as temporary:
-        lines = ["epoch,train_loss,train_accuracy,val_accuracy,val_macro_f1,lr"]
-        lines += [f"{e.epoch},{e.train_loss:.6f},{e.train_accuracy:.6f},{e.val_accuracy:.6f},"
-                  f"{e.val_macro_f1:.6f},{e.lr:.8f}" for e in log]
-        temporary.write_text("\n".join(lines) + "\n")
+                    centroids=centroids, extra={"best_epoch": best_epoch})
     best = log[best_epoch - 1]
-    print(f"train: {len(train_x)} clips, {params.epochs} epochs; best epoch {best_epoch} "
-          f"(val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) -> {args.model}")
+    print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}); best epoch "
+          f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "
+          f"-> {args.model}")
     return 0
 
 

@@ -34,3 +34,50 @@ def test_confusion_records_and_matrix():
 def test_empty_split():
     headline, rows = summarise(np.zeros(0, int), np.zeros(0, int), ["a"])
     assert headline["n"] == 0 and rows == []
+
+
+def test_novelty_ranks_a_held_out_class_above_known_ones():
+    from musicid.metrics import novelty_scores, open_set_metrics
+
+    rng = np.random.default_rng(0)
+    centroids = np.eye(3)[:2]  # two known classes along the first two axes
+    tracks, embeddings, unknown_tracks = [], [], set()
+    for track in range(12):
+        axis = track % 3  # class 2 (the third axis) was never trained on
+        clips = np.eye(3)[axis] + 0.2 * rng.standard_normal((4, 3))
+        embeddings.append(clips / np.linalg.norm(clips, axis=1, keepdims=True))
+        tracks += [f"t{track:02d}"] * 4
+        if axis == 2:
+            unknown_tracks.add(f"t{track:02d}")
+    names, scores = novelty_scores(np.concatenate(embeddings), np.array(tracks), centroids)
+    unknown = np.array([name in unknown_tracks for name in names])
+    assert scores[unknown].min() > scores[~unknown].max()
+    result = open_set_metrics(scores, unknown)
+    assert result == {"auroc": 1.0, "fpr_at_95_tpr": 0.0, "n_known": 8, "n_unknown": 4}
+
+
+def test_open_set_metrics_exact():
+    from musicid.metrics import open_set_metrics
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    unknown = np.array([True, False, True, False, False])
+    # Pairs (unknown, known) ranked right: 0.9 beats all 3; 0.7 beats 2 of 3 -> 5/6.
+    result = open_set_metrics(scores, unknown)
+    assert result["auroc"] == round(5 / 6, 6)
+    # Flagging 95 % of the unknown tracks needs the threshold at 0.7: 1 of 3 known is above.
+    assert result["fpr_at_95_tpr"] == round(1 / 3, 6)
+
+
+def test_figures_are_written_and_deterministic(tmp_path):
+    from musicid.figures import pca_2d, save_confusion_png, save_embedding_png
+
+    save_confusion_png(tmp_path / "a.png", np.array([[3, 1], [0, 4]]), ["x", "y"], "test")
+    save_confusion_png(tmp_path / "b.png", np.array([[3, 1], [0, 4]]), ["x", "y"], "test")
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    points = np.random.default_rng(0).standard_normal((20, 5))
+    save_embedding_png(tmp_path / "e.png", points, ["p"] * 10 + ["q"] * 10, "map")
+    assert (tmp_path / "e.png").stat().st_size > 1000
+    projected = pca_2d(points)
+    assert projected.shape == (20, 2)
+    assert np.allclose(pca_2d(points * 1.0), projected)

@@ -1,21 +1,28 @@
 import numpy as np
+import pytest
 import torch
 
 from musicid.model import ModelConfig, SpectrogramCNN
-from musicid.training import load_checkpoint, normalise, predict_proba, save_checkpoint, train_model
+from musicid.training import (TrainConfig, balanced_order, batch_hard_triplet_loss, class_centroids,
+                              class_probabilities, embed, load_checkpoint, normalise, predict_proba,
+                              save_checkpoint, spec_augment, train_model)
 
 
-def toy_data(n_per_class: int, seed: int):
-    """Two classes of 8 x 16 'spectrograms': energy in the low or in the high bands."""
+def toy_data(n_per_class: int, seed: int, classes: int = 2):
+    """'Spectrograms' of 8 x 16 whose energy sits in a class's own pair of bands."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(0, 1, size=(2 * n_per_class, 8, 16)).astype(np.float32)
-    y = np.repeat([0, 1], n_per_class).astype(np.int64)
-    x[y == 0, :4] += 2.0
-    x[y == 1, 4:] += 2.0
+    x = rng.normal(0, 1, size=(classes * n_per_class, 8, 16)).astype(np.float32)
+    y = np.repeat(np.arange(classes), n_per_class).astype(np.int64)
+    for c in range(classes):
+        x[y == c, 2 * c: 2 * c + 2] += 3.0
     return x, y
 
 
 CONFIG = ModelConfig(n_bands=8, n_classes=2, channels=[4, 8], embedding_dim=8, dropout=0.0)
+
+
+def schedule(**changes):
+    return TrainConfig(**{**dict(epochs=4, batch_size=8, lr=0.01, weight_decay=0.0, seed=3), **changes})
 
 
 def test_shapes_and_unit_embeddings():
@@ -30,8 +37,7 @@ def test_shapes_and_unit_embeddings():
 def test_training_learns_an_easy_task_and_is_deterministic():
     train_x, train_y = toy_data(32, 0)
     val_x, val_y = toy_data(16, 1)
-    runs = [train_model(train_x, train_y, val_x, val_y, CONFIG, epochs=4, batch_size=8, lr=0.01,
-                        weight_decay=0.0, seed=3) for _ in range(2)]
+    runs = [train_model(train_x, train_y, val_x, val_y, CONFIG, schedule()) for _ in range(2)]
     (model, log, best_epoch), (model2, log2, _) = runs
     assert len(log) == 4 and 1 <= best_epoch <= 4
     assert log[best_epoch - 1].val_accuracy >= 0.9
@@ -40,18 +46,78 @@ def test_training_learns_an_easy_task_and_is_deterministic():
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("loss,sampler", [("triplet", "balanced"), ("ce+triplet", "balanced"), ("ce", "balanced")])
+def test_other_losses_and_sampler_learn(loss, sampler):
+    config = ModelConfig(n_bands=8, n_classes=3, channels=[4, 8], embedding_dim=8, dropout=0.0)
+    train_x, train_y = toy_data(24, 0, classes=3)
+    val_x, val_y = toy_data(12, 1, classes=3)
+    model, log, best = train_model(train_x, train_y, val_x, val_y, config,
+                                   schedule(loss=loss, sampler=sampler, epochs=5, freq_mask=2, time_mask=3))
+    assert log[best - 1].val_macro_f1 >= 0.9
+    assert model.uses_classifier == (loss != "triplet")
+    centroids = class_centroids(embed(model, train_x, 16, torch.device("cpu")), train_y, 3)
+    probabilities, _ = class_probabilities(model, val_x, centroids, 16, torch.device("cpu"))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert (probabilities.argmax(1) == val_y).mean() >= 0.9
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    train_x, train_y = toy_data(16, 0)
+    _, log, best = train_model(train_x, train_y, train_x, train_y, CONFIG, schedule(epochs=30, patience=2))
+    assert len(log) < 30
+    assert len(log) - best == 2
+    assert log[best - 1].val_macro_f1 == max(entry.val_macro_f1 for entry in log)
+
+
+def test_batch_hard_triplet_loss_exact():
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1])
+    # Anchor 0: hardest positive at sqrt(2), nearest negative at 2 -> relu(sqrt 2 - 2 + 1).
+    # Anchor 1: positive sqrt(2), negative sqrt(2) -> 1.  Anchor 2 has no positive.
+    expected = ((2 ** 0.5 - 2 + 1) + 1.0) / 2
+    assert batch_hard_triplet_loss(embeddings, labels, margin=1.0).item() == pytest.approx(expected, rel=1e-5)
+    assert batch_hard_triplet_loss(embeddings, torch.tensor([0, 1, 2]), 1.0).item() == 0.0
+
+
+def test_balanced_order_takes_turns():
+    labels = np.array([0] * 6 + [1] * 2)
+    order = balanced_order(labels, torch.Generator().manual_seed(0)).numpy()
+    assert len(order) == 12
+    assert labels[order].tolist() == [0, 1] * 6
+    assert sorted(set(order[labels[order] == 1].tolist())) == [6, 7]
+
+
+def test_spec_augment_masks_and_is_seeded():
+    x = torch.ones(4, 10, 20)
+    first = spec_augment(x, 3, 5, 1, torch.Generator().manual_seed(1))
+    again = spec_augment(x, 3, 5, 1, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)
+    assert torch.equal(x, torch.ones(4, 10, 20))  # the input is left alone
+    zeros = (first == 0)
+    # Masked values are whole bands or whole frames of a clip.
+    for clip in zeros:
+        rows = clip.all(dim=1).sum().item()
+        columns = clip.all(dim=0).sum().item()
+        assert rows <= 3 and columns <= 5
+        assert clip.sum().item() == rows * 20 + columns * 10 - rows * columns
+    assert spec_augment(x, 0, 0, 2, torch.Generator()) is x
+
+
 def test_checkpoint_round_trip(tmp_path):
     train_x, train_y = toy_data(8, 0)
-    model, _, _ = train_model(train_x, train_y, train_x, train_y, CONFIG, epochs=1, batch_size=8,
-                              lr=0.01, weight_decay=0.0, seed=0)
+    model, _, _ = train_model(train_x, train_y, train_x, train_y, CONFIG, schedule(epochs=1))
     mean, std = np.zeros(8, np.float32), np.ones(8, np.float32)
-    save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}})
+    centroids = class_centroids(embed(model, train_x, 4, torch.device("cpu")), train_y, 2)
+    save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}},
+                    centroids=centroids)
     first = (tmp_path / "m.pt").read_bytes()
-    save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}})
+    save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}},
+                    centroids=centroids)
     assert (tmp_path / "m.pt").read_bytes() == first
     loaded, checkpoint = load_checkpoint(tmp_path / "m.pt")
     assert checkpoint["label_names"] == ["low", "high"]
     assert checkpoint["params"] == {"features": {"n_mels": 8}}
+    assert np.array_equal(checkpoint["centroids"].numpy(), centroids)
     device = torch.device("cpu")
     assert np.array_equal(predict_proba(model, train_x, 4, device), predict_proba(loaded, train_x, 4, device))
 

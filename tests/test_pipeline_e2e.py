@@ -59,6 +59,8 @@ def project(tmp_path_factory) -> Path:
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "project"], project)  # dvclive reads the current revision
     run(["dvc", "repro"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)
@@ -114,7 +116,14 @@ def test_every_output_exists_and_agrees(project):
     assert len(confusion) == metrics["test"]["track"]["n"]
     assert set(confusion[0]) == {"actual", "predicted"}
     assert (project / "models/model.pt").is_file()
-    assert (project / "metrics/training.csv").read_text().startswith("epoch,")
+    curves = project / "metrics/train/plots/metrics"
+    assert sorted(p.name for p in curves.iterdir()) == [
+        "lr.tsv", "train_accuracy.tsv", "train_loss.tsv", "val_accuracy.tsv", "val_macro_f1.tsv"]
+    assert (curves / "val_macro_f1.tsv").read_text().startswith("step\tval_macro_f1\n0\t")
+    novelty = (project / "metrics/novelty.csv").read_text().splitlines()
+    assert novelty[0] == "track,label,known,novelty" and len(novelty) == 1 + metrics["test"]["track"]["n"]
+    figures = sorted(p.name for p in (project / "metrics/figures").iterdir())
+    assert "confusion_test_track.png" in figures and "embeddings_test.png" in figures
 
 
 @pytest.mark.e2e
@@ -145,3 +154,16 @@ def test_repro_of_one_stage_stops_there(project):
     assert changed_stages(project) == {"train", "evaluate"}
     with h5py.File(project / "data/features.h5", "r") as features:
         assert features["features"].shape[1] == 24
+
+
+@pytest.mark.e2e
+def test_experiments(project):
+    output = run(["dvc", "exp", "run", "-S", "train.lr=0.01", "-n", "faster"], project)
+    assert "Running stage 'train'" in output and "Running stage 'featurize'" not in output
+    shown = run(["dvc", "exp", "show", "--json"], project)
+    assert '"name": "faster"' in shown
+    assert '"lr": 0.01' in shown
+    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
+    assert "metrics/metrics.json" in diff
+    plots = run(["dvc", "plots", "diff", "--json"], project)
+    assert "metrics/confusion/test_track.json" in plots
