@@ -429,33 +429,40 @@ def render_midi_source(renderer: MidiRenderer, path: Path, n_soundfonts: int,
     return renders, recovered
 
 
+def load_source(renderer: MidiRenderer, path: Path, n_outputs: int, policy: RenderPolicy,
+                ) -> tuple[list[np.ndarray], bool]:
+    """Render (MIDI) or decode (audio) one source and check it.
+
+    Returns (audio float32 [channels, n] per output, recovered); raises
+    :class:`RenderError` with the reason when the source is unusable.
+    """
+    sample_rate = renderer.config.sample_rate
+    suffix = path.suffix.lower()
+    if suffix in MIDI_SUFFIXES:
+        return render_midi_source(renderer, path, n_outputs, policy)
+    if suffix in AUDIO_SUFFIXES:
+        audio = decode_audio(path, sample_rate)
+        validate_audio(audio, sample_rate, policy.min_rms)
+        if audio.shape[1] / sample_rate > policy.max_seconds:
+            raise RenderError("too_long", f"the audio lasts {audio.shape[1] / sample_rate:.0f} s")
+        return [audio], False
+    raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
+
+
 def render_one(task: RenderTask) -> dict:
     """Render or decode one source, validate it, write its WAVs; return its report record."""
     record = {"source": task.source, "label": task.label, "status": "rejected",
               "reason": None, "detail": None, "duration_s": None, "outputs": []}
     renderer = _worker_renderer
     sample_rate = renderer.config.sample_rate
-    policy = task.policy
-    suffix = Path(task.source).suffix.lower()
-    recovered = False
     try:
-        if suffix in MIDI_SUFFIXES:
-            renders, recovered = render_midi_source(renderer, Path(task.input_path),
-                                                    len(task.output_names), policy)
-        elif suffix in AUDIO_SUFFIXES:
-            audio = decode_audio(task.input_path, sample_rate)
-            validate_audio(audio, sample_rate, policy.min_rms)
-            if audio.shape[1] / sample_rate > policy.max_seconds:
-                raise RenderError("too_long", f"the audio lasts {audio.shape[1] / sample_rate:.0f} s")
-            renders = [audio]
-        else:
-            raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
+        renders, recovered = load_source(renderer, Path(task.input_path), len(task.output_names), task.policy)
     except RenderError as error:
         record["reason"] = error.reason
         record["detail"] = error.detail or None
         return record
     for name, audio in zip(task.output_names, renders):
-        write_wav(Path(task.output_dir) / name, to_channels(audio, policy.channels), sample_rate)
+        write_wav(Path(task.output_dir) / name, to_channels(audio, task.policy.channels), sample_rate)
         record["outputs"].append(name)
     record["status"] = "recovered" if recovered else "rendered"
     record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)

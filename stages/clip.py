@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             writer.attrs["n_known"] = len(label_names) - len(holdout)
             writer.attrs["holdout_classes"] = holdout
             writer.attrs["sample_rate"] = clip_params.sample_rate
-            writer.attrs["params"] = dumps_json({"clip": as_dict(clip_params), "split": as_dict(split_params)})
+            writer.attrs["params"] = dumps_json({"render": report.get("params"), "clip": as_dict(clip_params),
+                                                 "split": as_dict(split_params)})
             writer.attrs["counts"] = dumps_json(counts)
             total = writer.rows
     write_json_atomic(args.report, {

@@ -15,7 +15,7 @@ from pathlib import Path
 from musicid.filetypes import MIDI_EXTENSIONS
 from musicid.io import atomic_directory, safe_name, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
-from musicid.params import ParamsError, load_section
+from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
 from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderPolicy, RenderTask, SynthConfig, check_fluidsynth,
                             check_soundfonts, init_worker, render_one)
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             ordered_map(render_one, tasks, jobs=params.jobs, initializer=init_worker,
                         initargs=(params.soundfonts, config)),
             total=len(tasks), desc="render"))
-        write_json_atomic(staging / "report.json", {"files": records})
+        # The params travel on with the data (clips.h5, features.h5, the checkpoint),
+        # so that prediction can render new files exactly as the training data was.
+        write_json_atomic(staging / "report.json", {"files": records, "params": as_dict(params)})
     elapsed = time.monotonic() - started
 
     status = Counter(record["status"] for record in records)

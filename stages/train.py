@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from musicid.h5 import read_strings
+from musicid.metrics import novelty_scores
 from musicid.model import ModelConfig
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -22,14 +23,15 @@ from musicid.training import (TrainConfig, class_centroids, embed, normalise, pi
                               train_model)
 
 
-def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 [N, n_bands, T], labels int64 [N]) of the known-class rows of one split."""
+def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features float32 [N, n_bands, T], labels int64 [N], tracks str [N]) of the known-class rows of a split."""
     with h5py.File(features_path, "r") as table:
         mask = (read_strings(table["split"]) == split) & table["known"][:]
         rows = np.nonzero(mask)[0]
         features = table["features"][rows] if len(rows) else np.zeros((0, *table["features"].shape[1:]), np.float32)
         labels = table["label"][rows].astype(np.int64)
-    return features, labels
+        tracks = read_strings(table["track"])[rows]
+    return features, labels, tracks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         band_std = np.asarray(table.attrs["band_std"], dtype=np.float32)
         upstream = json.loads(table.attrs["params"])
         sample_rate = int(table.attrs["sample_rate"])
-    train_x, train_y = load_split(args.features, "train")
-    val_x, val_y = load_split(args.features, "val")
+    train_x, train_y, _ = load_split(args.features, "train")
+    val_x, val_y, val_tracks = load_split(args.features, "val")
     if len(train_x) == 0:
         print("train: the training split is empty", file=sys.stderr)
         return 1
@@ -88,10 +90,15 @@ def main(argv: list[str] | None = None) -> int:
 
         model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, schedule,
                                              progress=progress, on_epoch=on_epoch)
-    centroids = class_centroids(embed(model, train_x, 256, pick_device()), train_y, config.n_classes)
+    device = pick_device()
+    centroids = class_centroids(embed(model, train_x, 256, device), train_y, config.n_classes)
+    # How novel known music looks: the 95th percentile of the validation tracks'
+    # novelty scores, a reference for the scores predict prints.
+    _, val_scores = novelty_scores(embed(model, val_x, 256, device), val_tracks, centroids)
+    reference = float(np.percentile(val_scores, 95)) if len(val_scores) else float("nan")
     save_checkpoint(args.model, model, label_names, band_mean, band_std,
                     {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
-                    centroids=centroids, extra={"best_epoch": best_epoch})
+                    centroids=centroids, extra={"best_epoch": best_epoch, "novelty_reference": reference})
     best = log[best_epoch - 1]
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}); best epoch "
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "

@@ -167,3 +167,30 @@ def test_experiments(project):
     assert "metrics/metrics.json" in diff
     plots = run(["dvc", "plots", "diff", "--json"], project)
     assert "metrics/confusion/test_track.json" in plots
+
+
+@pytest.mark.e2e
+def test_predict_scores_files_and_reports_bad_ones(project, tmp_path):
+    from tests.conftest import write_midi
+
+    good = sorted((project / "data/raw/bach").glob("*.mid"))[0]
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes(b"MThd\x00\x00\x00\x06\x00")  # cut short
+    empty = write_midi(tmp_path / "empty.mid", [])
+    output = run([sys.executable, "-m", "musicid", "predict", str(good), str(broken), str(empty),
+                  str(project / "data/raw/palestrina"), "--model", str(project / "models/model.pt"),
+                  "--json", "--top", "2"], project)
+    result = json.loads(output)
+    files = {Path(f["path"]).name: f for f in result["files"]}
+    assert files["broken.mid"]["error"].startswith("unparseable")
+    assert files["empty.mid"]["error"].startswith("no_notes")
+    scored = [f for f in result["files"] if f["error"] is None]
+    assert len(scored) >= 4  # the bach file and the palestrina folder's files
+    for entry in scored:
+        assert [label["label"] for label in entry["labels"]] in (["bach", "palestrina"], ["palestrina", "bach"])
+        assert abs(sum(label["probability"] for label in entry["labels"]) - 1.0) < 1e-4
+        assert entry["novelty"] >= 0 and entry["clips"] > 0
+    text = run([sys.executable, "-m", "musicid", "predict", str(broken), str(good),
+                "--model", str(project / "models/model.pt")], project)
+    assert f"{broken}: cannot score (unparseable" in text
+    assert f"{good}: " in text and "novelty" in text

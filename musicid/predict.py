@@ -1,0 +1,124 @@
+"""Ask a trained model about new files: who wrote (or plays) them, and how new they look.
+
+Each file goes through the same render, clip and featurize steps as the
+training data, with the params stored in the checkpoint, so a prediction
+needs nothing but the checkpoint and the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from musicid.clips import ClipSpec, cut_clips
+from musicid.features import LogMelConfig, compute_features
+from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.metrics import novelty_scores
+from musicid.render import MidiRenderer, RenderError, RenderPolicy, SynthConfig, load_source, to_channels
+from musicid.training import class_probabilities, load_checkpoint, normalise, pick_device
+
+
+@dataclass
+class Prediction:
+    path: str
+    labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
+    novelty: float | None = None  # distance of the file's mean embedding to the nearest class centroid
+    clips: int = 0
+    error: str | None = None  # "reason: detail" when the file could not be used
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
+                "novelty": None if self.novelty is None else round(self.novelty, 6), "clips": self.clips,
+                "error": self.error}
+
+
+def collect_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files given directly, plus the MIDI and audio files inside given folders (sorted)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS))
+        else:
+            found.append(path)
+    return found
+
+
+class Predictor:
+    """Loads a checkpoint once and scores files with it."""
+
+    def __init__(self, checkpoint_path: str | Path):
+        self.device = pick_device()
+        self.model, self.checkpoint = load_checkpoint(checkpoint_path, self.device)
+        params = self.checkpoint["params"]
+        if not params.get("render"):
+            raise ValueError(f"{checkpoint_path} holds no render params; retrain it with this version")
+        render, clip, features = params["render"], params["clip"], params["features"]
+        self.render_policy = RenderPolicy(min_rms=render["min_rms"], max_seconds=render["max_seconds"],
+                                          timeout_s=render["timeout_s"], trim_db=render["trim_db"],
+                                          program=render["program"], channels=1)
+        self.soundfonts = list(render["soundfonts"])
+        self.renderer = MidiRenderer(self.soundfonts, SynthConfig(render["sample_rate"], render["gain"],
+                                                                  render["reverb"], render["chorus"]))
+        self.render_rate = render["sample_rate"]
+        self.clip_spec = ClipSpec(clip["sample_rate"], clip["clip_seconds"], clip["hop_seconds"],
+                                  clip["normalize"], clip["target_db"], clip["min_rms"], clip["max_silence"])
+        self.feature_kind, self.n_mfcc = features["kind"], features["n_mfcc"]
+        self.feature_config = LogMelConfig(clip["sample_rate"], features["n_fft"], features["hop_length"],
+                                           features["n_mels"], features["fmin"], features["fmax"],
+                                           features["floor_db"], features["top_db"])
+        self.label_names = list(self.checkpoint["label_names"])
+        self.centroids = self.checkpoint["centroids"].numpy()
+        self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
+
+    def clips_of(self, path: Path) -> np.ndarray:
+        """All clips of one file as the pipeline cuts them: float32 [k, clip_samples]."""
+        import soxr
+
+        renders, _ = load_source(self.renderer, path, len(self.soundfonts), self.render_policy)
+        clips = []
+        for audio in renders:
+            mono = to_channels(audio, 1)
+            if self.render_rate != self.clip_spec.sample_rate:
+                mono = soxr.resample(mono, self.render_rate, self.clip_spec.sample_rate, quality="HQ")
+            clips.append(cut_clips(mono.astype(np.float32), self.clip_spec, max_clips=0)[0])
+        return np.concatenate(clips)
+
+    def predict(self, path: str | Path, top: int = 3) -> Prediction:
+        path = Path(path)
+        prediction = Prediction(str(path))
+        if not path.is_file():
+            prediction.error = "missing: no such file"
+            return prediction
+        try:
+            clips = self.clips_of(path)
+        except RenderError as error:
+            prediction.error = f"{error.reason}: {error.detail}" if error.detail else error.reason
+            return prediction
+        if len(clips) == 0:
+            prediction.error = (f"too_short: no {self.clip_spec.clip_seconds:g} s clip that is not mostly "
+                                "silence")
+            return prediction
+        features = compute_features(clips, self.feature_config, self.feature_kind, self.n_mfcc)
+        features = normalise(features, self.checkpoint["band_mean"].numpy(), self.checkpoint["band_std"].numpy())
+        probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device)
+        mean = probabilities.mean(axis=0)
+        order = np.argsort(-mean, kind="stable")[:top]
+        prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
+        _, scores = novelty_scores(embeddings, np.zeros(len(embeddings), dtype=int), self.centroids)
+        prediction.novelty = float(scores[0])
+        prediction.clips = len(clips)
+        return prediction
+
+
+def format_prediction(prediction: Prediction, reference: float) -> str:
+    """One line per file for people."""
+    if prediction.error:
+        return f"{prediction.path}: cannot score ({prediction.error})"
+    labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
+    flag = ""
+    if np.isfinite(reference) and prediction.novelty > reference:
+        flag = " - more novel than 95 % of known validation tracks: perhaps a new composer"
+    return f"{prediction.path}: {labels}; novelty {prediction.novelty:.3f}{flag} ({prediction.clips} clips)"
