@@ -160,13 +160,17 @@ def test_repro_of_one_stage_stops_there(project):
 def test_experiments(project):
     output = run(["dvc", "exp", "run", "-S", "train.lr=0.01", "-n", "faster"], project)
     assert "Running stage 'train'" in output and "Running stage 'featurize'" not in output
+    run(["dvc", "exp", "run", "-S", "train.lr=0.001", "-n", "slower"], project)
     shown = run(["dvc", "exp", "show", "--json"], project)
-    assert '"name": "faster"' in shown
-    assert '"lr": 0.01' in shown
-    diff = json.loads(run(["dvc", "metrics", "diff", "--all", "--json"], project))
-    assert "metrics/metrics.json" in diff
-    plots = run(["dvc", "plots", "diff", "--json"], project)
-    assert "metrics/confusion/test_track.json" in plots
+    assert '"name": "faster"' in shown and '"name": "slower"' in shown
+    assert '"lr": 0.01' in shown and '"lr": 0.001' in shown
+    diff = json.loads(run(["dvc", "metrics", "diff", "faster", "slower", "--all", "--json"], project))
+    assert "test.track.macro_f1" in diff["metrics/metrics.json"]
+    plots = json.loads(run(["dvc", "plots", "diff", "faster", "slower", "--json"], project))["data"]
+    confusion = [name for name in plots if "confusion/test_track.json" in name]
+    assert confusion, sorted(plots)
+    revisions = {revision for entry in plots[confusion[0]] for revision in entry["revisions"]}
+    assert revisions == {"faster", "slower"}
 
 
 @pytest.mark.e2e
