@@ -13,10 +13,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.features import FeatureTask, LogMelConfig, RunningBandStats, feature_rows, init_worker, n_frames
+from musicid.features import LogMelConfig, RunningBandStats, compute_features, n_frames
 from musicid.h5 import STRING, RowWriter, read_strings
 from musicid.io import atomic_path, dumps_json
-from musicid.parallel import ordered_map
+from musicid.parallel import resolve_jobs
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--clips", required=True, type=Path, help="input: data/clips.h5")
     parser.add_argument("--out", required=True, type=Path, help="output: data/features.h5")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--jobs", type=int, default=0, help="threads for the FFTs (0: one per core)")
     args = parser.parse_args(argv)
     try:
         params = load_section(args.params, "features")
@@ -56,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
                 "offset_s": (np.float64, ()),
                 "split": (STRING, ()),
             }) as writer:
-                starts = range(0, total, params.batch_size)
-                tasks = [FeatureTask(start, min(start + params.batch_size, total), config, params.kind,
-                                     params.n_mfcc) for start in starts]
-                results = ordered_map(feature_rows, tasks, jobs=args.jobs, initializer=init_worker,
-                                      initargs=(str(args.clips),))
-                for task, features in progress(zip(tasks, results), total=len(tasks), desc="featurize"):
-                    start, stop = task.start, task.stop
+                import torch
+
+                torch.set_num_threads(resolve_jobs(args.jobs))
+                audio = clips["audio"]
+                for start in progress(range(0, total, params.batch_size),
+                                      total=-(-total // params.batch_size), desc="featurize"):
+                    stop = min(start + params.batch_size, total)
+                    features = compute_features(audio[start:stop], config, params.kind, params.n_mfcc)
                     writer.append(
                         features=features,
                         label=clips["label"][start:stop],
