@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicid.audio import read_audio, resample
+
 SILENCE_FRAME_SECONDS = 0.05
 
 
@@ -71,14 +73,8 @@ def evenly_spaced(count: int, cap: int) -> np.ndarray:
 
 def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     """Read an audio file as float32 [n] mono at ``sample_rate`` Hz (soxr when resampling)."""
-    import soundfile
-    import soxr
-
-    audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1, dtype=np.float32)
-    if file_rate != sample_rate and mono.size:
-        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ").astype(np.float32)
-    return mono
+    audio, file_rate = read_audio(path)
+    return resample(audio.mean(axis=1, dtype=np.float32), file_rate, sample_rate)
 
 
 def silent_fraction(clips: np.ndarray, frame_samples: int, min_rms: float) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicid.audio import resample
 from musicid.clips import ClipSpec, cut_clips
 from musicid.features import LogMelConfig, compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS
@@ -75,15 +76,11 @@ class Predictor:
 
     def clips_of(self, path: Path) -> np.ndarray:
         """All clips of one file as the pipeline cuts them: float32 [k, clip_samples]."""
-        import soxr
-
         renders, _ = load_source(self.renderer, path, len(self.soundfonts), self.render_policy)
         clips = []
         for audio in renders:
-            mono = to_channels(audio, 1)
-            if self.render_rate != self.clip_spec.sample_rate:
-                mono = soxr.resample(mono, self.render_rate, self.clip_spec.sample_rate, quality="HQ")
-            clips.append(cut_clips(mono.astype(np.float32), self.clip_spec, max_clips=0)[0])
+            mono = resample(to_channels(audio, 1), self.render_rate, self.clip_spec.sample_rate)
+            clips.append(cut_clips(mono, self.clip_spec, max_clips=0)[0])
         return np.concatenate(clips)
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:

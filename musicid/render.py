@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicid.audio import read_audio, resample
+
 MIDI_SUFFIXES = (".mid", ".midi")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 BLOCK_FRAMES = 8192  # frames per FluidSynth write call; a multiple of its 64-frame block
@@ -252,14 +254,24 @@ def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_
     audio = audio[:, :limit]
     if audio.shape[1] == 0:
         return audio
-    frame_peaks = np.abs(audio[0])
-    for channel in audio[1:]:  # row by row: much faster than a reduction over axis 0
-        np.maximum(frame_peaks, np.abs(channel), out=frame_peaks)
+    frame_peaks = _frame_peaks(audio)
     peak = float(frame_peaks.max())
     if peak == 0 or not np.isfinite(peak):
         return audio
-    loud = np.flatnonzero(frame_peaks > peak * 10 ** (trim_db / 20))
-    return audio[:, : int(loud[-1]) + 1]
+    return _cut_after_last_loud(audio, frame_peaks, peak * 10 ** (trim_db / 20))
+
+
+def _frame_peaks(audio: np.ndarray) -> np.ndarray:
+    """float32 [channels, n] -> the largest |sample| of each frame, [n]."""
+    frame_peaks = np.abs(audio[0])
+    for channel in audio[1:]:  # row by row: much faster than a reduction over axis 0
+        np.maximum(frame_peaks, np.abs(channel), out=frame_peaks)
+    return frame_peaks
+
+
+def _cut_after_last_loud(audio: np.ndarray, frame_peaks: np.ndarray, threshold: float) -> np.ndarray:
+    loud = np.flatnonzero(frame_peaks > threshold)
+    return audio[:, : int(loud[-1]) + 1 if loud.size else 0]
 
 
 def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndarray:
@@ -269,9 +281,7 @@ def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndar
     """
     if audio.shape[1] == 0:
         return audio
-    loud = np.nonzero(np.abs(audio).max(axis=0) > threshold)[0]
-    end = int(loud[-1]) + 1 if loud.size else 0
-    return audio[:, :end]
+    return _cut_after_last_loud(audio, _frame_peaks(audio), threshold)
 
 
 def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
@@ -318,15 +328,12 @@ def decode_audio(path: str | Path, sample_rate: int) -> np.ndarray:
 
     Raises :class:`RenderError` ``decode_error`` when the file cannot be read.
     """
-    import soundfile
-    import soxr
-
     try:
-        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        data, file_rate = read_audio(path)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
-    if data.shape[0] and file_rate != sample_rate and np.isfinite(data).all():
-        data = soxr.resample(data, file_rate, sample_rate, quality="HQ").astype(np.float32)
+    if np.isfinite(data).all():  # NaNs are left for validate_audio to name
+        data = resample(data, file_rate, sample_rate)
     return np.ascontiguousarray(data.T)
 
 
