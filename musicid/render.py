@@ -14,8 +14,10 @@ Every source ends as ``rendered`` or ``rejected`` with a machine-readable reason
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -47,7 +49,10 @@ class FluidSynthUnavailable(RuntimeError):
 
 def _load_fluidsynth():
     try:
-        import fluidsynth
+        # pyfluidsynth prints where it found the library to stdout when the CI
+        # variable is set; stdout belongs to the commands (predict --json).
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
     except ImportError as error:  # pyfluidsynth raises ImportError when libfluidsynth is absent
         raise FluidSynthUnavailable(
             f"cannot load the FluidSynth library ({error}). Install it with "

@@ -221,3 +221,13 @@ def test_missing_library_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "fluidsynth", None)  # import fluidsynth now raises ImportError
     with pytest.raises(FluidSynthUnavailable, match="apt-get install --no-install-recommends libfluidsynth3"):
         check_fluidsynth()
+
+
+def test_loading_fluidsynth_keeps_stdout_clean():
+    # pyfluidsynth prints where it found the library when CI is set; predict --json owns stdout.
+    import os
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-c", "from musicid.render import check_fluidsynth; check_fluidsynth()"],
+                            capture_output=True, text=True, env={**os.environ, "CI": "1"}, check=True)
+    assert result.stdout == ""
