@@ -26,13 +26,24 @@ TINY = {
 }
 
 
-def run(args: list[str], cwd: Path) -> str:
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "MUSICID_PROGRESS": "0", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def run(args: list[str], cwd: Path) -> str:
+    """Run a command that must succeed; its stdout and stderr as one text."""
+    result = _run(args, cwd)
     return result.stdout + result.stderr
+
+
+def run_json(args: list[str], cwd: Path):
+    """Run a command that prints JSON on stdout (whatever it logs on stderr)."""
+    return json.loads(_run(args, cwd).stdout)
 
 
 def set_params(project: Path, overrides: dict) -> None:
@@ -43,7 +54,7 @@ def set_params(project: Path, overrides: dict) -> None:
 
 
 def changed_stages(project: Path) -> set[str]:
-    return set(json.loads(run(["dvc", "status", "--json"], project)))
+    return set(run_json(["dvc", "status", "--json"], project))
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +175,9 @@ def test_experiments(project):
     shown = run(["dvc", "exp", "show", "--json"], project)
     assert '"name": "faster"' in shown and '"name": "slower"' in shown
     assert '"lr": 0.01' in shown and '"lr": 0.001' in shown
-    diff = json.loads(run(["dvc", "metrics", "diff", "faster", "slower", "--all", "--json"], project))
+    diff = run_json(["dvc", "metrics", "diff", "faster", "slower", "--all", "--json"], project)
     assert "test.track.macro_f1" in diff["metrics/metrics.json"]
-    plots = json.loads(run(["dvc", "plots", "diff", "faster", "slower", "--json"], project))["data"]
+    plots = run_json(["dvc", "plots", "diff", "faster", "slower", "--json"], project)["data"]
     confusion = [name for name in plots if "confusion/test_track.json" in name]
     assert confusion, sorted(plots)
     revisions = {revision for entry in plots[confusion[0]] for revision in entry["revisions"]}
@@ -181,10 +192,9 @@ def test_predict_scores_files_and_reports_bad_ones(project, tmp_path):
     broken = tmp_path / "broken.mid"
     broken.write_bytes(b"MThd\x00\x00\x00\x06\x00")  # cut short
     empty = write_midi(tmp_path / "empty.mid", [])
-    output = run([sys.executable, "-m", "musicid", "predict", str(good), str(broken), str(empty),
-                  str(project / "data/raw/palestrina"), "--model", str(project / "models/model.pt"),
-                  "--json", "--top", "2"], project)
-    result = json.loads(output)
+    result = run_json([sys.executable, "-m", "musicid", "predict", str(good), str(broken), str(empty),
+                       str(project / "data/raw/palestrina"), "--model", str(project / "models/model.pt"),
+                       "--json", "--top", "2"], project)
     files = {Path(f["path"]).name: f for f in result["files"]}
     assert files["broken.mid"]["error"].startswith("unparseable")
     assert files["empty.mid"]["error"].startswith("no_notes")
