@@ -8,7 +8,7 @@ agree (to 1e-3 dB / 1e-3) and prints throughput in multiples of real time and
 the ratios. Clips come from data/clips.h5 when it exists, else from synthetic
 tones and noise written to a temporary table.
 
-    python benchmarks/featurize_speed.py [--clips data/clips.h5] [--n 512] [--mfcc]
+    python benchmarks/featurize_speed.py [--clips data/clips.h5] [--n 1024] [--mfcc] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def synthetic_clips(n: int, seconds: float, sample_rate: int) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=PROJECT / "data" / "clips.h5")
-    parser.add_argument("--n", type=int, default=512, help="clips to featurize")
+    parser.add_argument("--n", type=int, default=1024, help="clips to featurize")
     parser.add_argument("--mfcc", action="store_true", help="MFCCs instead of log-mel spectrograms")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each method; the median is shown")
     args = parser.parse_args()
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     features, clip_params = params["features"], params["clip"]
@@ -68,10 +69,7 @@ def main() -> int:
 
     def ours(threads: int):
         def run() -> np.ndarray:
-            import torch
-
-            torch.set_num_threads(threads)
-            return np.concatenate([compute_features(clips[i:i + batch], config, kind, features["n_mfcc"])
+            return np.concatenate([compute_features(clips[i:i + batch], config, kind, features["n_mfcc"], threads)
                                    for i in range(0, len(clips), batch)])
         return run
 
@@ -89,20 +87,23 @@ def main() -> int:
     mel_filterbank(sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     compute_features(clips[:1], config, kind, features["n_mfcc"])
     librosa.feature.melspectrogram(y=clips[0], **kwargs)
-    timings = {}
     methods = (("musicid, 1 thread", ours(1)), (f"musicid stage, {jobs} threads", ours(jobs)),
                ("librosa, one call per clip", per_clip_librosa))
-    for name, function in methods:
-        started = time.perf_counter()
-        result = function()
-        timings[name] = (time.perf_counter() - started, result)
+    elapsed: dict[str, list[float]] = {name: [] for name, _ in methods}
+    results = {}
+    for _ in range(args.repeats):  # interleaved, so that a slow moment of the machine hits every method
+        for name, function in methods:
+            started = time.perf_counter()
+            results[name] = function()
+            elapsed[name].append(time.perf_counter() - started)
+    timings = {name: (float(np.median(elapsed[name])), results[name]) for name, _ in methods}
     reference = timings["librosa, one call per clip"][1]
     difference = max(float(np.max(np.abs(timings[name][1] - reference))) for name, _ in methods[:2])
     described = f"MFCC ({features['n_mfcc']})" if args.mfcc else f"log-mel ({config.n_mels} bands)"
     print(f"{origin}, {seconds / 60:.1f} min of audio at {sample_rate} Hz, {described}, "
           f"n_fft {config.n_fft}, hop {config.hop_length}")
     for name, (elapsed, _) in timings.items():
-        print(f"  {name:28s} {elapsed:7.2f} s = {seconds / elapsed:8.0f}x real time")
+        print(f"  {name:28s} {elapsed:7.2f} s = {seconds / elapsed:8.0f}x real time (median of {args.repeats})")
     baseline = timings["librosa, one call per clip"][0]
     for name, _ in methods[:2]:
         print(f"ratio {name} / librosa loop: {baseline / timings[name][0]:.2f}x")

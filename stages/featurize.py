@@ -56,14 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                 "offset_s": (np.float64, ()),
                 "split": (STRING, ()),
             }) as writer:
-                import torch
-
-                torch.set_num_threads(resolve_jobs(args.jobs))
+                threads = resolve_jobs(args.jobs)
                 audio = clips["audio"]
                 for start in progress(range(0, total, params.batch_size),
                                       total=-(-total // params.batch_size), desc="featurize"):
                     stop = min(start + params.batch_size, total)
-                    features = compute_features(audio[start:stop], config, params.kind, params.n_mfcc)
+                    features = compute_features(audio[start:stop], config, params.kind, params.n_mfcc, threads)
                     writer.append(
                         features=features,
                         label=clips["label"][start:stop],
