@@ -56,22 +56,6 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return matrix
 
 
-def novelty_scores(embeddings: np.ndarray, tracks: np.ndarray, centroids: np.ndarray,
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Per track: the distance of its mean embedding to the nearest class centroid.
-
-    embeddings float [N, D] (unit length), tracks str [N], centroids float [C, D]
-    (unit length) -> (track ids [M] sorted, scores float64 [M]).  The higher the
-    score, the less the track resembles any class seen in training.
-    """
-    names, inverse = np.unique(tracks, return_inverse=True)
-    means = np.zeros((len(names), embeddings.shape[1]), dtype=np.float64)
-    np.add.at(means, inverse, embeddings)
-    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    distances = np.linalg.norm(means[:, None, :] - centroids[None, :, :].astype(np.float64), axis=2)
-    return names, distances.min(axis=1)
-
-
 def open_set_metrics(scores: np.ndarray, unknown: np.ndarray) -> dict:
     """AUROC of ``scores`` for telling unknown (True) from known tracks, and the FPR at 95 % TPR.
 

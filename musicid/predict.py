@@ -16,16 +16,15 @@ from musicid.audio import resample
 from musicid.clips import ClipSpec, cut_clips
 from musicid.features import LogMelConfig, compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS
-from musicid.metrics import novelty_scores
 from musicid.render import MidiRenderer, RenderError, RenderPolicy, SynthConfig, load_source, to_channels
-from musicid.training import class_probabilities, load_checkpoint, normalise, pick_device
+from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
 
 
 @dataclass
 class Prediction:
     path: str
     labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
-    novelty: float | None = None  # distance of the file's mean embedding to the nearest class centroid
+    novelty: float | None = None  # Mahalanobis distance of the file's mean embedding to the nearest class
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
 
@@ -72,6 +71,7 @@ class Predictor:
                                            features["floor_db"], features["top_db"])
         self.label_names = list(self.checkpoint["label_names"])
         self.centroids = self.checkpoint["centroids"].numpy()
+        self.novelty = checkpoint_novelty(self.checkpoint)
         self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
 
     def clips_of(self, path: Path) -> np.ndarray:
@@ -104,7 +104,7 @@ class Predictor:
         mean = probabilities.mean(axis=0)
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
-        _, scores = novelty_scores(embeddings, np.zeros(len(embeddings), dtype=int), self.centroids)
+        _, scores = self.novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
         prediction.novelty = float(scores[0])
         prediction.clips = len(clips)
         return prediction

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN
+from musicid.novelty import Mahalanobis
 
 
 def seed_everything(seed: int) -> None:
@@ -254,9 +255,11 @@ def class_probabilities(model: SpectrogramCNN, features: np.ndarray, centroids: 
 
 def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[str],
                     band_mean: np.ndarray, band_std: np.ndarray, pipeline_params: dict,
-                    centroids: np.ndarray | None = None, extra: dict | None = None) -> None:
+                    centroids: np.ndarray | None = None, novelty: Mahalanobis | None = None,
+                    extra: dict | None = None) -> None:
     """Write a self-describing checkpoint: weights, model config, labels, feature params,
-    normalisation statistics and the training classes' embedding centroids."""
+    normalisation statistics, the training classes' embedding centroids and the
+    statistics of the novelty score."""
     if centroids is None:
         centroids = np.zeros((model.config.n_classes, model.config.embedding_dim), np.float32)
     checkpoint = {
@@ -269,6 +272,10 @@ def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[s
         "band_mean": torch.from_numpy(np.asarray(band_mean, dtype=np.float32)),
         "band_std": torch.from_numpy(np.asarray(band_std, dtype=np.float32)),
         "params": pipeline_params,
+        **({} if novelty is None else {
+            "novelty_class_means": torch.from_numpy(np.asarray(novelty.class_means, dtype=np.float64)),
+            "novelty_precision": torch.from_numpy(np.asarray(novelty.precision, dtype=np.float64)),
+        }),
         **(extra or {}),
     }
     # torch.save names the archive's top folder after the file it writes to; saving
@@ -276,6 +283,14 @@ def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[s
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def checkpoint_novelty(checkpoint: dict) -> Mahalanobis:
+    """The novelty score's statistics stored in a checkpoint by the train stage."""
+    if "novelty_precision" not in checkpoint:
+        raise ValueError("the checkpoint holds no novelty statistics (it was written by an older "
+                         "version of musicid); retrain it with `dvc repro train`")
+    return Mahalanobis(checkpoint["novelty_class_means"].cpu().numpy(), checkpoint["novelty_precision"].cpu().numpy())
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None):

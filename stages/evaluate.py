@@ -18,10 +18,10 @@ import numpy as np
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
 from musicid.io import atomic_directory, atomic_path, dumps_json, write_json_atomic
-from musicid.metrics import (confusion_matrix, confusion_records, novelty_scores, open_set_metrics, summarise,
-                             track_probabilities)
+from musicid.metrics import confusion_matrix, confusion_records, open_set_metrics, summarise, track_probabilities
+from musicid.novelty import cosine_scores
 from musicid.params import ParamsError, load_section
-from musicid.training import class_probabilities, load_checkpoint, normalise, pick_device
+from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     label_names = checkpoint["label_names"]
     mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
     centroids = checkpoint["centroids"].numpy()
+    try:
+        novelty = checkpoint_novelty(checkpoint)
+    except ValueError as error:
+        print(f"evaluate: {args.model}: {error}", file=sys.stderr)
+        return 2
     metrics: dict = {}
     per_class: dict = {}
     with h5py.File(args.features, "r") as table, atomic_directory(args.confusion) as confusion_dir, \
@@ -82,17 +87,20 @@ def main(argv: list[str] | None = None) -> int:
                 save_embedding_png(figures_dir / "embeddings_test.png", embeddings,
                                    [all_names[i] + ("" if is_known[j] else " (unknown)")
                                     for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
-                names, scores = novelty_scores(embeddings, tracks, centroids)
+                # Tracks are ranked by the Mahalanobis score; the cosine score is shown for comparison.
+                names, scores = novelty.track_scores(embeddings, tracks)
+                _, cosine = cosine_scores(embeddings, tracks, centroids)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
                 track_known = {t: bool(k) for t, k in zip(tracks, is_known)}
                 unknown = np.array([not track_known[t] for t in names])
                 if unknown.any():
-                    metrics["open_set"] = open_set_metrics(scores, unknown)
+                    metrics["open_set"] = {"score": "mahalanobis", **open_set_metrics(scores, unknown),
+                                           "cosine": open_set_metrics(cosine, unknown)}
                 order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))
                 with atomic_path(args.novelty) as temporary:
-                    lines = ["track,label,known,novelty"]
+                    lines = ["track,label,known,novelty,novelty_cosine"]
                     lines += [f"{names[i]},{track_label[names[i]]},{str(track_known[names[i]]).lower()},"
-                              f"{scores[i]:.6f}" for i in order]
+                              f"{scores[i]:.6f},{cosine[i]:.6f}" for i in order]
                     temporary.write_text("\n".join(lines) + "\n")
     write_json_atomic(args.metrics, metrics)
     write_json_atomic(args.per_class, per_class)

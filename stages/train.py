@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 
 from musicid.h5 import read_strings
-from musicid.metrics import novelty_scores
 from musicid.model import ModelConfig
+from musicid.novelty import Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
 from musicid.training import (TrainConfig, class_centroids, embed, normalise, pick_device, save_checkpoint,
@@ -91,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, schedule,
                                              progress=progress, on_epoch=on_epoch)
     device = pick_device()
-    centroids = class_centroids(embed(model, train_x, 256, device), train_y, config.n_classes)
+    train_embeddings = embed(model, train_x, 256, device)
+    centroids = class_centroids(train_embeddings, train_y, config.n_classes)
+    novelty = Mahalanobis.fit(train_embeddings, train_y)
     # How novel known music looks: the 95th percentile of the validation tracks'
     # novelty scores, a reference for the scores predict prints.
-    _, val_scores = novelty_scores(embed(model, val_x, 256, device), val_tracks, centroids)
+    _, val_scores = novelty.track_scores(embed(model, val_x, 256, device), val_tracks)
     reference = float(np.percentile(val_scores, 95)) if len(val_scores) else float("nan")
     save_checkpoint(args.model, model, label_names, band_mean, band_std,
                     {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
-                    centroids=centroids, extra={"best_epoch": best_epoch, "novelty_reference": reference})
+                    centroids=centroids, novelty=novelty,
+                    extra={"best_epoch": best_epoch, "novelty_reference": reference})
     best = log[best_epoch - 1]
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}); best epoch "
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "

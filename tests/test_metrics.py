@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from musicid.metrics import confusion_matrix, confusion_records, summarise, track_probabilities
 
@@ -36,8 +37,10 @@ def test_empty_split():
     assert headline["n"] == 0 and rows == []
 
 
-def test_novelty_ranks_a_held_out_class_above_known_ones():
-    from musicid.metrics import novelty_scores, open_set_metrics
+@pytest.mark.parametrize("kind", ["mahalanobis", "cosine"])
+def test_novelty_ranks_a_held_out_class_above_known_ones(kind):
+    from musicid.metrics import open_set_metrics
+    from musicid.novelty import Mahalanobis, track_scores
 
     rng = np.random.default_rng(0)
     centroids = np.eye(3)[:2]  # two known classes along the first two axes
@@ -49,11 +52,47 @@ def test_novelty_ranks_a_held_out_class_above_known_ones():
         tracks += [f"t{track:02d}"] * 4
         if axis == 2:
             unknown_tracks.add(f"t{track:02d}")
-    names, scores = novelty_scores(np.concatenate(embeddings), np.array(tracks), centroids)
+    embeddings, tracks = np.concatenate(embeddings), np.array(tracks)
+    known = np.array([track not in unknown_tracks for track in tracks])
+    # Fitted on the known classes' clips, as the train stage fits it on the training split.
+    mahalanobis = Mahalanobis.fit(embeddings[known], embeddings[known].argmax(axis=1))
+    names, scores = track_scores(kind, embeddings, tracks, centroids, mahalanobis)
     unknown = np.array([name in unknown_tracks for name in names])
     assert scores[unknown].min() > scores[~unknown].max()
     result = open_set_metrics(scores, unknown)
     assert result == {"auroc": 1.0, "fpr_at_95_tpr": 0.0, "n_known": 8, "n_unknown": 4}
+
+
+def test_mahalanobis_weighs_directions_by_how_known_music_varies():
+    from musicid.novelty import Mahalanobis, cosine_scores
+
+    rng = np.random.default_rng(1)
+    # Two known classes that vary widely along axis 2 and hardly along axis 3.
+    means = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    spread = np.array([0.02, 0.02, 0.4, 0.02])
+    labels = np.repeat([0, 1], 200)
+    training = means[labels] + spread * rng.standard_normal((400, 4))
+    model = Mahalanobis.fit(training, labels)
+    assert np.allclose(model.class_means, means, atol=0.08)
+    # A known track far out along the usual direction, and a new one a little off along the unusual one.
+    tracks = np.array(["known", "new"])
+    means_of_tracks = np.array([[1.0, 0, 0.6, 0], [1.0, 0, 0, 0.2]])
+    _, distance = model.track_scores(means_of_tracks, tracks)
+    assert distance[1] > 2 * distance[0]
+    # The cosine score ranks them the other way round.
+    _, cosine = cosine_scores(means_of_tracks, tracks, means)
+    assert cosine[0] > cosine[1]
+
+
+def test_mahalanobis_leaves_out_classes_without_clips_and_needs_two_clips():
+    from musicid.novelty import Mahalanobis
+
+    rng = np.random.default_rng(2)
+    labels = np.array([0, 0, 0, 2, 2, 2])  # class 1 has no training clips
+    model = Mahalanobis.fit(rng.standard_normal((6, 3)), labels)
+    assert model.class_means.shape == (2, 3) and np.all(np.isfinite(model.precision))
+    with pytest.raises(ValueError, match="at least two training clips"):
+        Mahalanobis.fit(np.ones((1, 3)), np.array([0]))
 
 
 def test_open_set_metrics_exact():

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from musicid.model import ModelConfig, SpectrogramCNN
-from musicid.training import (TrainConfig, balanced_order, batch_hard_triplet_loss, class_centroids,
-                              class_probabilities, embed, load_checkpoint, normalise, predict_proba,
-                              save_checkpoint, spec_augment, train_model)
+from musicid.novelty import Mahalanobis
+from musicid.training import (TrainConfig, balanced_order, batch_hard_triplet_loss, checkpoint_novelty,
+                              class_centroids, class_probabilities, embed, load_checkpoint, normalise,
+                              predict_proba, save_checkpoint, spec_augment, train_model)
 
 
 def toy_data(n_per_class: int, seed: int, classes: int = 2):
@@ -107,17 +108,26 @@ def test_checkpoint_round_trip(tmp_path):
     train_x, train_y = toy_data(8, 0)
     model, _, _ = train_model(train_x, train_y, train_x, train_y, CONFIG, schedule(epochs=1))
     mean, std = np.zeros(8, np.float32), np.ones(8, np.float32)
-    centroids = class_centroids(embed(model, train_x, 4, torch.device("cpu")), train_y, 2)
+    embeddings = embed(model, train_x, 4, torch.device("cpu"))
+    centroids = class_centroids(embeddings, train_y, 2)
+    novelty = Mahalanobis.fit(embeddings, train_y)
     save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}},
-                    centroids=centroids)
+                    centroids=centroids, novelty=novelty)
     first = (tmp_path / "m.pt").read_bytes()
     save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], mean, std, {"features": {"n_mels": 8}},
-                    centroids=centroids)
+                    centroids=centroids, novelty=novelty)
     assert (tmp_path / "m.pt").read_bytes() == first
     loaded, checkpoint = load_checkpoint(tmp_path / "m.pt")
     assert checkpoint["label_names"] == ["low", "high"]
     assert checkpoint["params"] == {"features": {"n_mels": 8}}
     assert np.array_equal(checkpoint["centroids"].numpy(), centroids)
+    stored = checkpoint_novelty(checkpoint)
+    assert np.array_equal(stored.class_means, novelty.class_means)
+    assert np.array_equal(stored.precision, novelty.precision)
+    # A checkpoint without the novelty statistics (an older version's) is refused with what to do.
+    save_checkpoint(tmp_path / "old.pt", model, ["low", "high"], mean, std, {}, centroids=centroids)
+    with pytest.raises(ValueError, match="dvc repro train"):
+        checkpoint_novelty(load_checkpoint(tmp_path / "old.pt")[1])
     device = torch.device("cpu")
     assert np.array_equal(predict_proba(model, train_x, 4, device), predict_proba(loaded, train_x, 4, device))
 

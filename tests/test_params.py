@@ -94,7 +94,7 @@ def _musicid_imports(path):
 
 
 def test_dvc_yaml_deps_include_each_stage_script_and_its_modules():
-    """Editing a stage's code, or any library module it uses, must rerun the stage."""
+    """Editing a stage's code, or any library module it uses, must rerun the stage; nothing else may."""
     pipeline = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in pipeline.items():
         script = f"stages/{name}.py"
@@ -106,3 +106,5 @@ def test_dvc_yaml_deps_include_each_stage_script_and_its_modules():
                 todo.append(PROJECT_ROOT / module)
         missing = sorted(needed - set(stage["deps"]))
         assert not missing, f"stage {name} uses {missing} but dvc.yaml does not list them"
+        unused = sorted(dep for dep in stage["deps"] if dep.startswith("musicid/") and dep not in needed)
+        assert not unused, f"stage {name} lists {unused} in dvc.yaml but does not use them (needless reruns)"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from musicid.h5 import read_strings
 from tests.conftest import PROJECT_ROOT
 
 TINY = {
@@ -132,9 +133,43 @@ def test_every_output_exists_and_agrees(project):
         "lr.tsv", "train_accuracy.tsv", "train_loss.tsv", "val_accuracy.tsv", "val_macro_f1.tsv"]
     assert (curves / "val_macro_f1.tsv").read_text().startswith("step\tval_macro_f1\n0\t")
     novelty = (project / "metrics/novelty.csv").read_text().splitlines()
-    assert novelty[0] == "track,label,known,novelty" and len(novelty) == 1 + metrics["test"]["track"]["n"]
+    assert novelty[0] == "track,label,known,novelty,novelty_cosine"
+    assert len(novelty) == 1 + metrics["test"]["track"]["n"]
     figures = sorted(p.name for p in (project / "metrics/figures").iterdir())
     assert "confusion_test_track.png" in figures and "embeddings_test.png" in figures
+
+
+@pytest.mark.e2e
+def test_held_out_class_is_scored_as_unknown(project, tmp_path):
+    """clip -> featurize -> train -> evaluate with one class held out, run as the stage scripts."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["split"]["holdout_classes"] = ["palestrina"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    common = ["--params", str(tmp_path / "params.yaml")]
+    run([sys.executable, "stages/clip.py", *common, "--audio", "data/audio", "--out", str(tmp_path / "clips.h5"),
+         "--report", str(tmp_path / "clips_report.json")], project)
+    run([sys.executable, "stages/featurize.py", *common, "--clips", str(tmp_path / "clips.h5"),
+         "--out", str(tmp_path / "features.h5")], project)
+    run([sys.executable, "stages/train.py", *common, "--features", str(tmp_path / "features.h5"),
+         "--model", str(tmp_path / "model.pt"), "--live", str(tmp_path / "live")], project)
+    output = run([sys.executable, "stages/evaluate.py", *common, "--model", str(tmp_path / "model.pt"),
+                  "--features", str(tmp_path / "features.h5"), "--metrics", str(tmp_path / "metrics.json"),
+                  "--per-class", str(tmp_path / "per_class.json"), "--confusion", str(tmp_path / "confusion"),
+                  "--novelty", str(tmp_path / "novelty.csv"), "--figures", str(tmp_path / "figures")], project)
+    assert "novelty AUROC" in output
+    with h5py.File(tmp_path / "features.h5", "r") as features:
+        splits = read_strings(features["split"])
+        known = features["known"][:]
+    assert known[splits != "test"].all() and (~known).any() and set(splits[~known]) == {"test"}
+    rows = [line.split(",") for line in (tmp_path / "novelty.csv").read_text().splitlines()[1:]]
+    unknown_rows = [row for row in rows if row[2] == "false"]
+    assert unknown_rows and {row[1] for row in unknown_rows} == {"palestrina"}
+    open_set = json.loads((tmp_path / "metrics.json").read_text())["open_set"]
+    assert open_set["score"] == "mahalanobis"
+    assert open_set["n_unknown"] == len(unknown_rows) and open_set["n_known"] == len(rows) - len(unknown_rows)
+    assert 0.0 <= open_set["auroc"] <= 1.0 and 0.0 <= open_set["cosine"]["auroc"] <= 1.0
+    scores = [float(row[3]) for row in rows]
+    assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.e2e
