@@ -44,6 +44,14 @@ class ChecksumMismatch(FetchError):
         self.expected, self.actual = expected, actual
 
 
+# Client errors worth another attempt: request timeout, too many requests.
+RETRIED_CLIENT_ERRORS = (408, 429)
+
+
+class _ClientError(Exception):
+    """A 4xx answer that another attempt would get again (not one pooch retries on)."""
+
+
 def default_cache_dir() -> Path:
     """``$MUSICID_CACHE``, or the user's cache folder (e.g. ~/.cache/musicid)."""
     if os.environ.get("MUSICID_CACHE"):
@@ -105,9 +113,22 @@ def _download(url: str, expected: str | None, cache_dir: Path, retries: int, tim
         known_hash = None
     fetcher = pooch.create(path=cache_dir, base_url="", registry={fname: known_hash},
                            urls={fname: url}, retry_if_failed=retries)
-    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout_s)
+    http = pooch.HTTPDownloader(progressbar=progressbar, timeout=timeout_s)
+
+    def downloader(url, output_file, pooch_object, check_only=False):
+        # pooch retries on any HTTP error; an answer such as 404 or 403 will not change.
+        try:
+            return http(url, output_file, pooch_object, check_only=check_only)
+        except requests.exceptions.HTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if status is not None and 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS:
+                raise _ClientError(f"HTTP {status} {error.response.reason}") from None
+            raise
+
     try:
         return Path(fetcher.fetch(fname, downloader=downloader))
+    except _ClientError as error:
+        raise FetchError(f"cannot fetch {url}: the server answered {error} (not retried)") from None
     except ValueError as error:
         if "does not match the known hash" in str(error):
             got = re.search(r"but got ([0-9a-fA-F]{64})", str(error))

@@ -64,9 +64,12 @@ def test_missing_hash_prints_the_hash_and_refuses(server, tmp_path):
     assert path.read_bytes() == GOOD
 
 
-def test_not_found(server, tmp_path):
-    with pytest.raises(FetchError, match="404"):
-        fetch(f"{server.base_url}/missing.zip", GOOD_SHA, tmp_path, retries=0)
+def test_not_found_is_not_retried(server, tmp_path):
+    with pytest.raises(FetchError, match="404") as caught:
+        fetch(f"{server.base_url}/missing.zip", GOOD_SHA, tmp_path, retries=2)
+    assert "not retried" in str(caught.value)
+    assert server.requests["/missing.zip"] == 1  # the same answer would come again
+    assert cache_files(tmp_path) == []
 
 
 def test_file_url(tmp_path):
