@@ -217,6 +217,8 @@ def midi_end_time(path: str | Path) -> float:
             if message.type in ("note_on", "note_off"):
                 last_note = now
                 notes += message.type == "note_on" and message.velocity > 0
+    except EOFError:  # mido's message for a file that stops mid-structure is empty
+        raise RenderError("unparseable", "the file ends in the middle of a MIDI chunk (cut short?)") from None
     except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
         raise RenderError("unparseable", f"{type(error).__name__}: {error}"[:200]) from None
     if notes == 0:

@@ -231,3 +231,11 @@ def test_loading_fluidsynth_keeps_stdout_clean():
     result = subprocess.run([sys.executable, "-c", "from musicid.render import check_fluidsynth; check_fluidsynth()"],
                             capture_output=True, text=True, env={**os.environ, "CI": "1"}, check=True)
     assert result.stdout == ""
+
+
+def test_a_cut_short_midi_file_is_described(worker, tmp_path, three_note_midi):
+    path = tmp_path / "a" / "cut.mid"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00")  # the header chunk stops after one byte
+    record = render.render_one(task(tmp_path, "a/cut.mid"))
+    assert record["reason"] == "unparseable" and "cut short" in record["detail"]
