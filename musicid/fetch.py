@@ -122,7 +122,7 @@ def _download(url: str, expected: str | None, cache_dir: Path, retries: int, tim
         except requests.exceptions.HTTPError as error:
             status = error.response.status_code if error.response is not None else None
             if status is not None and 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS:
-                raise _ClientError(f"HTTP {status} {error.response.reason}") from None
+                raise _ClientError(f"HTTP {status} {error.response.reason or ''}".rstrip()) from None
             raise
 
     try:

@@ -48,12 +48,23 @@ def cosine_scores(embeddings: np.ndarray, tracks: np.ndarray, centroids: np.ndar
     return names, distances.min(axis=1)
 
 
+# Below this mean variance per dimension the clips of each class (nearly) coincide
+# and no covariance can be estimated from them.
+MIN_VARIANCE = 1e-8
+
+
 @dataclass(frozen=True)
 class Mahalanobis:
-    """Class means float64 [C, D] and the shared precision matrix float64 [D, D]."""
+    """Class means float64 [C, D] and the shared precision matrix float64 [D, D].
+
+    ``euclidean`` is true when the training clips could not give a covariance
+    (no class had two different clips): the precision is then the identity,
+    and the score the plain distance to the nearest class mean.
+    """
 
     class_means: np.ndarray
     precision: np.ndarray
+    euclidean: bool = False
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: np.ndarray) -> Mahalanobis:
@@ -61,11 +72,14 @@ class Mahalanobis:
         from sklearn.covariance import LedoitWolf
 
         embeddings = np.asarray(embeddings, dtype=np.float64)
+        labels = np.asarray(labels)
+        if len(embeddings) == 0:
+            raise ValueError("the novelty score needs training clips")
         classes = np.unique(labels)
-        if len(embeddings) < 2:
-            raise ValueError("the Mahalanobis novelty score needs at least two training clips")
         means = np.stack([embeddings[labels == label].mean(axis=0) for label in classes])
         residuals = embeddings - means[np.searchsorted(classes, labels)]
+        if np.mean(np.square(residuals)) < MIN_VARIANCE:
+            return cls(means, np.eye(embeddings.shape[1]), euclidean=True)
         precision = LedoitWolf(assume_centered=True).fit(residuals).precision_
         return cls(means, (precision + precision.T) / 2)
 

@@ -173,6 +173,8 @@ class FeatureParams:
         for key in ("n_mels", "n_fft", "hop_length", "batch_size", "n_mfcc"):
             if getattr(self, key) <= 0:
                 fail(key, f"must be > 0, got {getattr(self, key)}")
+        if self.n_fft % 2:
+            fail("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
         if self.n_mfcc > self.n_mels:
             fail("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if not 0 <= self.fmin < self.fmax:

@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                     {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                     centroids=centroids, novelty=novelty,
                     extra={"best_epoch": best_epoch, "novelty_reference": reference})
+    if novelty.euclidean:
+        print("train: the training clips of each class coincide, so the novelty score is the plain "
+              "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
     best = log[best_epoch - 1]
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}); best epoch "
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "

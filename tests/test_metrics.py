@@ -84,15 +84,32 @@ def test_mahalanobis_weighs_directions_by_how_known_music_varies():
     assert cosine[0] > cosine[1]
 
 
-def test_mahalanobis_leaves_out_classes_without_clips_and_needs_two_clips():
+def test_mahalanobis_covariance_is_around_each_class_mean():
     from musicid.novelty import Mahalanobis
 
     rng = np.random.default_rng(2)
-    labels = np.array([0, 0, 0, 2, 2, 2])  # class 1 has no training clips
-    model = Mahalanobis.fit(rng.standard_normal((6, 3)), labels)
-    assert model.class_means.shape == (2, 3) and np.all(np.isfinite(model.precision))
-    with pytest.raises(ValueError, match="at least two training clips"):
-        Mahalanobis.fit(np.ones((1, 3)), np.array([0]))
+    labels = [0, 0, 0, 0, 2, 2, 2, 2]  # class 1 has no training clips; a plain list is fine
+    embeddings = 0.01 * rng.standard_normal((8, 3)) + np.where(np.array(labels)[:, None] == 0, 5.0, -5.0)
+    model = Mahalanobis.fit(embeddings, labels)
+    assert np.allclose(model.class_means, [embeddings[:4].mean(0), embeddings[4:].mean(0)])
+    assert not model.euclidean
+    # Residuals around the class means are about 0.01, so a unit step is far, even along the
+    # direction that separates the classes (around the global mean it would look near).
+    step = np.ones((1, 3)) / np.sqrt(3)
+    _, (distance,) = model.track_scores(model.class_means[:1] + step, np.array(["t"]))
+    assert distance > 20
+
+
+def test_mahalanobis_without_a_spread_falls_back_to_plain_distance():
+    from musicid.novelty import Mahalanobis
+
+    # One clip per class: no spread to estimate a covariance from.
+    model = Mahalanobis.fit(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 1]))
+    assert model.euclidean and np.array_equal(model.precision, np.eye(2))
+    _, (distance,) = model.track_scores(np.array([[1.0, 3.0]]), np.array(["t"]))
+    assert distance == pytest.approx(np.sqrt(1.0 + 4.0))  # to (0, 1)
+    with pytest.raises(ValueError, match="needs training clips"):
+        Mahalanobis.fit(np.zeros((0, 2)), np.zeros(0, int))
 
 
 def test_open_set_metrics_exact():

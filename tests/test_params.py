@@ -60,6 +60,12 @@ def test_range_check_is_named():
         parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": []}, "split")
 
 
+def test_odd_n_fft_is_refused():
+    features = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["features"]
+    with pytest.raises(ParamsError, match=r"features\.n_fft must be even"):
+        parse_section({**features, "n_fft": 1023}, "features")
+
+
 def test_int_accepted_for_float():
     assert parse_section({"val": 0, "test": 0, "seed": 1, "holdout_classes": []}, "split").val == 0.0
 
