@@ -165,7 +165,7 @@ class FeatureParams:
     floor_db: float  # dB values are clipped below this (power_to_db with amin=1e-10)
     top_db: float | None  # and below each clip's maximum minus this (librosa's top_db); null: off
     n_mfcc: int  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
-    batch_size: int  # clips per batched STFT
+    batch_size: int  # clips read, computed (shared among the threads) and written per step
 
     def check(self, fail) -> None:
         if self.kind not in ("logmel", "mfcc"):
