@@ -117,6 +117,12 @@ class ClipSpec:
     min_rms: float = 0.001
     max_silence: float = 0.5
 
+    @classmethod
+    def from_params(cls, clip) -> ClipSpec:
+        """From the ``clip`` params section."""
+        return cls(clip.sample_rate, clip.clip_seconds, clip.hop_seconds, clip.normalize, clip.target_db,
+                   clip.min_rms, clip.max_silence)
+
 
 def cut_clips(mono: np.ndarray, spec: ClipSpec, max_clips: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Cut ``mono`` (float32 [n] at spec.sample_rate Hz) into clips.

@@ -34,6 +34,12 @@ class LogMelConfig:
     floor_db: float
     top_db: float | None = None
 
+    @classmethod
+    def from_params(cls, features, sample_rate: int) -> LogMelConfig:
+        """From the ``features`` params section, for clips at ``sample_rate`` Hz."""
+        return cls(sample_rate, features.n_fft, features.hop_length, features.n_mels, features.fmin,
+                   features.fmax, features.floor_db, features.top_db)
+
 
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from musicid.audio import resample
 from musicid.clips import ClipSpec, cut_clips
 from musicid.features import LogMelConfig, compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.params import parse_section
 from musicid.render import MidiRenderer, RenderError, RenderPolicy, SynthConfig, load_source, to_channels
 from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
 
@@ -55,20 +56,16 @@ class Predictor:
         params = self.checkpoint["params"]
         if not params.get("render"):
             raise ValueError(f"{checkpoint_path} holds no render params; retrain it with this version")
-        render, clip, features = params["render"], params["clip"], params["features"]
-        self.render_policy = RenderPolicy(min_rms=render["min_rms"], max_seconds=render["max_seconds"],
-                                          timeout_s=render["timeout_s"], trim_db=render["trim_db"],
-                                          program=render["program"], channels=1)
-        self.soundfonts = list(render["soundfonts"])
-        self.renderer = MidiRenderer(self.soundfonts, SynthConfig(render["sample_rate"], render["gain"],
-                                                                  render["reverb"], render["chorus"]))
-        self.render_rate = render["sample_rate"]
-        self.clip_spec = ClipSpec(clip["sample_rate"], clip["clip_seconds"], clip["hop_seconds"],
-                                  clip["normalize"], clip["target_db"], clip["min_rms"], clip["max_silence"])
-        self.feature_kind, self.n_mfcc = features["kind"], features["n_mfcc"]
-        self.feature_config = LogMelConfig(clip["sample_rate"], features["n_fft"], features["hop_length"],
-                                           features["n_mels"], features["fmin"], features["fmax"],
-                                           features["floor_db"], features["top_db"])
+        # The checkpoint's params pass the same checks as params.yaml does for the stages.
+        render, clip, features = (parse_section(params[name], name, source=f"{checkpoint_path} (params)")
+                                  for name in ("render", "clip", "features"))
+        self.render_policy = RenderPolicy.from_params(render, channels=1)
+        self.soundfonts = list(render.soundfonts)
+        self.renderer = MidiRenderer(self.soundfonts, SynthConfig.from_params(render))
+        self.render_rate = render.sample_rate
+        self.clip_spec = ClipSpec.from_params(clip)
+        self.feature_kind, self.n_mfcc = features.kind, features.n_mfcc
+        self.feature_config = LogMelConfig.from_params(features, clip.sample_rate)
         self.label_names = list(self.checkpoint["label_names"])
         self.centroids = self.checkpoint["centroids"].numpy()
         self.novelty = checkpoint_novelty(self.checkpoint)

@@ -105,6 +105,11 @@ class SynthConfig:
     reverb: bool
     chorus: bool
 
+    @classmethod
+    def from_params(cls, render) -> SynthConfig:
+        """From the ``render`` params section."""
+        return cls(render.sample_rate, render.gain, render.reverb, render.chorus)
+
 
 class MidiRenderer:
     """Renders MIDI files with SoundFonts loaded once; not shared between processes."""
@@ -380,6 +385,13 @@ class RenderPolicy:
     trim_db: float  # trailing frames quieter than this, relative to the peak, are dropped
     program: int | None  # force every melodic part to this General MIDI program
     channels: int  # 1 (mono) or 2 (stereo) in the written WAVs
+
+    @classmethod
+    def from_params(cls, render, channels: int | None = None) -> RenderPolicy:
+        """From the ``render`` params section; ``channels`` overrides ``render.channels``."""
+        return cls(min_rms=render.min_rms, max_seconds=render.max_seconds, timeout_s=render.timeout_s,
+                   trim_db=render.trim_db, program=render.program,
+                   channels=render.channels if channels is None else channels)
 
 
 @dataclass(frozen=True)

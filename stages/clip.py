@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
                            split_params.test, split_params.seed, holdout)
 
-    spec = ClipSpec(clip_params.sample_rate, clip_params.clip_seconds, clip_params.hop_seconds,
-                    clip_params.normalize, clip_params.target_db, clip_params.min_rms,
-                    clip_params.max_silence)
+    spec = ClipSpec.from_params(clip_params)
     tracks_in_class = Counter(r["label"] for r in tracks.values())
     order = sorted(tracks)
     tasks = [ClipTask(tuple(str(args.audio / name) for name in tracks[t]["outputs"]), spec,

@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"featurize: {args.params}: features.fmax {params.fmax:g} Hz is above the clips' "
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
-        config = LogMelConfig(sample_rate, params.n_fft, params.hop_length, params.n_mels,
-                              params.fmin, params.fmax, params.floor_db, params.top_db)
+        config = LogMelConfig.from_params(params, sample_rate)
         total, clip_samples = clips["audio"].shape
         frames = n_frames(clip_samples, params.hop_length)
         n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_section(args.params, "render")
         check_soundfonts(params.soundfonts)
         check_fluidsynth()
-        config = SynthConfig(params.sample_rate, params.gain, params.reverb, params.chorus)
+        config = SynthConfig.from_params(params)
         # Load every SoundFont once here, so that a broken one stops the stage with
         # its name rather than inside a worker process.
         MidiRenderer(params.soundfonts, config)
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"render: {error}", file=sys.stderr)
         return 2
     manifest = json.loads((args.raw / "manifest.json").read_text())
-    policy = RenderPolicy(min_rms=params.min_rms, max_seconds=params.max_seconds,
-                          timeout_s=params.timeout_s, trim_db=params.trim_db,
-                          program=params.program, channels=params.channels)
+    policy = RenderPolicy.from_params(params)
 
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
