@@ -14,6 +14,7 @@ tones and noise written to a temporary table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -21,10 +22,10 @@ from pathlib import Path
 import h5py
 import librosa
 import numpy as np
-import yaml
 
 from musicid.features import LogMelConfig, compute_features, mel_filterbank
 from musicid.parallel import resolve_jobs
+from musicid.params import load_section
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -44,32 +45,31 @@ def main() -> int:
     parser.add_argument("--mfcc", action="store_true", help="MFCCs instead of log-mel spectrograms")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each method; the median is shown")
     args = parser.parse_args()
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    features, clip_params = params["features"], params["clip"]
+    features = load_section(PROJECT / "params.yaml", "features")
+    clip_params = load_section(PROJECT / "params.yaml", "clip")
     if args.clips.is_file():
         with h5py.File(args.clips, "r") as table:
             clips = table["audio"][: args.n]
             sample_rate = int(table.attrs["sample_rate"])
         origin = f"{len(clips)} clips from {args.clips}"
     else:
-        sample_rate = clip_params["sample_rate"]
-        clips = synthetic_clips(args.n, clip_params["clip_seconds"], sample_rate)
+        sample_rate = clip_params.sample_rate
+        clips = synthetic_clips(args.n, clip_params.clip_seconds, sample_rate)
         origin = f"{len(clips)} synthetic clips"
     jobs = resolve_jobs(0)
-    top_db = 80.0 if args.mfcc else features["top_db"]
-    floor_db = -300.0 if args.mfcc else features["floor_db"]
-    config = LogMelConfig(sample_rate, features["n_fft"], features["hop_length"], features["n_mels"],
-                          features["fmin"], features["fmax"], floor_db, top_db)
+    config = LogMelConfig.from_params(features, sample_rate)
+    if args.mfcc:  # librosa.feature.mfcc's power_to_db: top_db 80, no floor of ours
+        config = dataclasses.replace(config, top_db=80.0, floor_db=-300.0)
     seconds = clips.shape[0] * clips.shape[1] / sample_rate
     kwargs = dict(sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
                   fmin=config.fmin, fmax=config.fmax)
 
     kind = "mfcc" if args.mfcc else "logmel"
-    batch = features["batch_size"]
+    batch = features.batch_size
 
     def ours(threads: int):
         def run() -> np.ndarray:
-            return np.concatenate([compute_features(clips[i:i + batch], config, kind, features["n_mfcc"], threads)
+            return np.concatenate([compute_features(clips[i:i + batch], config, kind, features.n_mfcc, threads)
                                    for i in range(0, len(clips), batch)])
         return run
 
@@ -77,15 +77,15 @@ def main() -> int:
         out = []
         for clip in clips:
             if args.mfcc:
-                out.append(librosa.feature.mfcc(y=clip, n_mfcc=features["n_mfcc"], **kwargs))
+                out.append(librosa.feature.mfcc(y=clip, n_mfcc=features.n_mfcc, **kwargs))
             else:
                 power = librosa.feature.melspectrogram(y=clip, **kwargs)
-                out.append(np.maximum(librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=top_db), floor_db))
+                out.append(np.maximum(librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=config.top_db), config.floor_db))
         return np.stack(out)
 
     # Warm both up (imports, filterbank) on one clip, outside the timing.
     mel_filterbank(sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    compute_features(clips[:1], config, kind, features["n_mfcc"])
+    compute_features(clips[:1], config, kind, features.n_mfcc)
     librosa.feature.melspectrogram(y=clips[0], **kwargs)
     methods = (("musicid, 1 thread", ours(1)), (f"musicid stage, {jobs} threads", ours(jobs)),
                ("librosa, one call per clip", per_clip_librosa))
@@ -99,7 +99,7 @@ def main() -> int:
     timings = {name: (float(np.median(elapsed[name])), results[name]) for name, _ in methods}
     reference = timings["librosa, one call per clip"][1]
     difference = max(float(np.max(np.abs(timings[name][1] - reference))) for name, _ in methods[:2])
-    described = f"MFCC ({features['n_mfcc']})" if args.mfcc else f"log-mel ({config.n_mels} bands)"
+    described = f"MFCC ({features.n_mfcc})" if args.mfcc else f"log-mel ({config.n_mels} bands)"
     print(f"{origin}, {seconds / 60:.1f} min of audio at {sample_rate} Hz, {described}, "
           f"n_fft {config.n_fft}, hop {config.hop_length}")
     for name, (elapsed, _) in timings.items():

@@ -85,8 +85,6 @@ def extract_archive(archive: str | Path, dest: str | Path, max_bytes: int, max_f
         else:
             raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
-        if isinstance(error, ArchiveError):
-            raise
         raise ArchiveError(f"{archive.name} is corrupt: {type(error).__name__}: {error}") from None
     return sorted(refused)
 
@@ -123,17 +121,11 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, refused: list) -> N
                     reason = "symlink"
                 elif member.islnk():
                     reason = "hard_link"
-                elif member.isdev() or member.isfifo():
-                    reason = "special_file"
-                elif not member.isfile():
+                elif not member.isfile():  # devices, fifos and the like
                     reason = "special_file"
             if reason:
                 refused.append((name, reason))
                 continue
             budget.add_file()
-            source = handle.extractfile(member)
-            if source is None:
-                refused.append((name, "special_file"))
-                continue
-            with source:
+            with handle.extractfile(member) as source:
                 budget.copy(source, _destination(dest, name))

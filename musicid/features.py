@@ -166,7 +166,7 @@ def compute_features(clips: np.ndarray, config: LogMelConfig, kind: str, n_mfcc:
             for start in starts[worker::workers]:
                 out[start:start + COMPUTE_CHUNK] = workspace.features(clips[start:start + COMPUTE_CHUNK], kind, n_mfcc)
         finally:
-            _WORKSPACES.setdefault((config, clips.shape[1]), queue.SimpleQueue()).put(workspace)
+            _give_back(workspace, config, clips.shape[1])
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -180,12 +180,19 @@ def compute_features(clips: np.ndarray, config: LogMelConfig, kind: str, n_mfcc:
 _WORKSPACES: dict[tuple[LogMelConfig, int], queue.SimpleQueue] = {}
 
 
+def _idle(config: LogMelConfig, n_samples: int) -> queue.SimpleQueue:
+    return _WORKSPACES.setdefault((config, n_samples), queue.SimpleQueue())
+
+
 def _take_workspace(config: LogMelConfig, n_samples: int) -> _Workspace:
-    idle = _WORKSPACES.setdefault((config, n_samples), queue.SimpleQueue())
     try:
-        return idle.get_nowait()
+        return _idle(config, n_samples).get_nowait()
     except queue.Empty:
         return _Workspace(config, n_samples)
+
+
+def _give_back(workspace: _Workspace, config: LogMelConfig, n_samples: int) -> None:
+    _idle(config, n_samples).put(workspace)
 
 
 class RunningBandStats:

@@ -12,13 +12,20 @@ def track_probabilities(probabilities: np.ndarray, labels: np.ndarray, tracks: n
     probabilities float [N, C], labels int [N], tracks str [N] ->
     (track probabilities [M, C], track labels [M], track ids [M]), sorted by track id.
     """
-    names, inverse = np.unique(tracks, return_inverse=True)
-    summed = np.zeros((len(names), probabilities.shape[1]), dtype=np.float64)
-    np.add.at(summed, inverse, probabilities)
-    counts = np.bincount(inverse, minlength=len(names))
+    names, means = track_means(probabilities, tracks)
+    _, inverse = np.unique(tracks, return_inverse=True)
     track_labels = np.zeros(len(names), dtype=np.int64)
     track_labels[inverse] = labels
-    return summed / counts[:, None], track_labels, names
+    return means, track_labels, names
+
+
+def track_means(values: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(track ids [M] sorted, mean float64 [M, D] of each track's rows) of values [N, D], tracks [N]."""
+    names, inverse = np.unique(tracks, return_inverse=True)
+    means = np.zeros((len(names), values.shape[1]), dtype=np.float64)
+    np.add.at(means, inverse, values)
+    means /= np.bincount(inverse, minlength=len(names))[:, None]
+    return names, means
 
 
 def summarise(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> tuple[dict, list[dict]]:

@@ -22,17 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCORES = ("mahalanobis", "cosine")
-
-
-def track_means(embeddings: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(track ids [M] sorted, mean embedding float64 [M, D] of each track's clips)."""
-    names, inverse = np.unique(tracks, return_inverse=True)
-    means = np.zeros((len(names), embeddings.shape[1]), dtype=np.float64)
-    np.add.at(means, inverse, embeddings)
-    means /= np.bincount(inverse, minlength=len(names))[:, None]
-    return names, means
-
+from musicid.metrics import track_means
 
 def cosine_scores(embeddings: np.ndarray, tracks: np.ndarray, centroids: np.ndarray,
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -90,12 +80,3 @@ class Mahalanobis:
         squared = np.einsum("mcd,de,mce->mc", differences, self.precision, differences)
         return names, np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
-
-def track_scores(kind: str, embeddings: np.ndarray, tracks: np.ndarray, centroids: np.ndarray,
-                 mahalanobis: Mahalanobis) -> tuple[np.ndarray, np.ndarray]:
-    """The novelty score ``kind`` (one of :data:`SCORES`) of every track."""
-    if kind == "mahalanobis":
-        return mahalanobis.track_scores(embeddings, tracks)
-    if kind == "cosine":
-        return cosine_scores(embeddings, tracks, centroids)
-    raise ValueError(f"unknown novelty score {kind!r}; expected one of {', '.join(SCORES)}")

@@ -59,7 +59,7 @@ class Predictor:
         # The checkpoint's params pass the same checks as params.yaml does for the stages.
         render, clip, features = (parse_section(params[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
-        self.render_policy = RenderPolicy.from_params(render, channels=1)
+        self.render_policy = RenderPolicy.from_params(render)
         self.soundfonts = list(render.soundfonts)
         self.renderer = MidiRenderer(self.soundfonts, SynthConfig.from_params(render))
         self.render_rate = render.sample_rate

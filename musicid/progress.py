@@ -9,6 +9,11 @@ from typing import Iterable, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def progress_enabled() -> bool:
+    """False when MUSICID_PROGRESS=0 turns progress bars off."""
+    return os.environ.get("MUSICID_PROGRESS", "1") != "0"
+
+
 def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
     """Wrap ``items`` in a tqdm bar on a terminal; MUSICID_PROGRESS=0 turns bars off everywhere.
 
@@ -17,7 +22,7 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> It
     """
     from tqdm import tqdm
 
-    enabled = os.environ.get("MUSICID_PROGRESS", "1") != "0"
+    enabled = progress_enabled()
     yield from tqdm(
         items, total=total, desc=desc, disable=None if enabled else True, file=sys.stderr,
         dynamic_ncols=True, mininterval=0.5, leave=False,

@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from musicid.audio import read_audio, resample
+from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 
-MIDI_SUFFIXES = (".mid", ".midi")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 BLOCK_FRAMES = 8192  # frames per FluidSynth write call; a multiple of its 64-frame block
 TAIL_SECONDS = 3.0  # at most this much release/reverb tail after the last MIDI event
 DURATION_TOLERANCE_S = 2.0  # allowed |rendered - expected| length, or 5 % when larger
@@ -387,11 +386,10 @@ class RenderPolicy:
     channels: int  # 1 (mono) or 2 (stereo) in the written WAVs
 
     @classmethod
-    def from_params(cls, render, channels: int | None = None) -> RenderPolicy:
-        """From the ``render`` params section; ``channels`` overrides ``render.channels``."""
+    def from_params(cls, render) -> RenderPolicy:
+        """From the ``render`` params section."""
         return cls(min_rms=render.min_rms, max_seconds=render.max_seconds, timeout_s=render.timeout_s,
-                   trim_db=render.trim_db, program=render.program,
-                   channels=render.channels if channels is None else channels)
+                   trim_db=render.trim_db, program=render.program, channels=render.channels)
 
 
 @dataclass(frozen=True)
@@ -464,9 +462,9 @@ def load_source(renderer: MidiRenderer, path: Path, n_outputs: int, policy: Rend
     """
     sample_rate = renderer.config.sample_rate
     suffix = path.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
+    if suffix in MIDI_EXTENSIONS:
         return render_midi_source(renderer, path, n_outputs, policy)
-    if suffix in AUDIO_SUFFIXES:
+    if suffix in AUDIO_EXTENSIONS:
         audio = decode_audio(path, sample_rate)
         validate_audio(audio, sample_rate, policy.min_rms)
         if audio.shape[1] / sample_rate > policy.max_seconds:

@@ -9,7 +9,6 @@ URL (verified by its SHA-256), or a local folder.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections import Counter
@@ -21,7 +20,7 @@ from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map
 from musicid.params import ParamsError, load_section
-from musicid.progress import progress
+from musicid.progress import progress, progress_enabled
 
 
 def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
@@ -44,7 +43,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
         return {"source": "path", **manifest}
 
     archive = fetch(params.url, params.sha256, default_cache_dir(), params.allow_unverified,
-                    progressbar=os.environ.get("MUSICID_PROGRESS", "1") != "0")
+                    progressbar=progress_enabled())
     # Extract inside the staging folder, so that nothing from the archive is ever
     # written outside data/raw; the extraction folder is removed before the swap.
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=staging) as scratch:

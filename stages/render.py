@@ -17,8 +17,8 @@ from musicid.io import atomic_directory, safe_name, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderPolicy, RenderTask, SynthConfig, check_fluidsynth,
-                            check_soundfonts, init_worker, render_one)
+from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderPolicy, RenderTask, SynthConfig, init_worker,
+                            render_one)
 
 
 def make_tasks(manifest: dict, raw_dir: Path, staging: Path, soundfonts: list[str],
@@ -51,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_section(args.params, "render")
-        check_soundfonts(params.soundfonts)
-        check_fluidsynth()
         config = SynthConfig.from_params(params)
-        # Load every SoundFont once here, so that a broken one stops the stage with
-        # its name rather than inside a worker process.
+        # Load FluidSynth and every SoundFont once here, so that a missing or broken
+        # one stops the stage with its name rather than inside a worker process.
         MidiRenderer(params.soundfonts, config)
     except (ParamsError, FluidSynthUnavailable) as error:
         print(f"render: {error}", file=sys.stderr)
