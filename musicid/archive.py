@@ -91,41 +91,45 @@ def extract_archive(archive: str | Path, dest: str | Path, max_bytes: int, max_f
 
 def _extract_zip(archive: Path, dest: Path, budget: _Budget, refused: list) -> None:
     with zipfile.ZipFile(archive) as handle:
-        for info in handle.infolist():
-            name = info.filename
-            if info.is_dir():
-                continue
-            reason = unsafe_path_reason(name)
-            mode = info.external_attr >> 16
-            if reason is None and stat.S_IFMT(mode) == stat.S_IFLNK:
-                reason = "symlink"
-            elif reason is None and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-                reason = "special_file"
-            if reason:
-                refused.append((name, reason))
-                continue
-            budget.add_file()
-            with handle.open(info) as source:
-                budget.copy(source, _destination(dest, name))
+        _extract_members(((info.filename, _zip_reason(info), lambda info=info: handle.open(info))
+                          for info in handle.infolist() if not info.is_dir()), dest, budget, refused)
 
 
 def _extract_tar(archive: Path, dest: Path, budget: _Budget, refused: list) -> None:
     with tarfile.open(archive, mode="r:*") as handle:
-        for member in handle:
-            name = member.name
-            if member.isdir():
-                continue
-            reason = unsafe_path_reason(name)
-            if reason is None:
-                if member.issym():
-                    reason = "symlink"
-                elif member.islnk():
-                    reason = "hard_link"
-                elif not member.isfile():  # devices, fifos and the like
-                    reason = "special_file"
-            if reason:
-                refused.append((name, reason))
-                continue
-            budget.add_file()
-            with handle.extractfile(member) as source:
-                budget.copy(source, _destination(dest, name))
+        _extract_members(((member.name, _tar_reason(member), lambda member=member: handle.extractfile(member))
+                          for member in handle if not member.isdir()), dest, budget, refused)
+
+
+def _zip_reason(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member may not be extracted, or None."""
+    reason = unsafe_path_reason(info.filename)
+    mode = stat.S_IFMT(info.external_attr >> 16)
+    if reason is None and mode == stat.S_IFLNK:
+        return "symlink"
+    if reason is None and mode not in (0, stat.S_IFREG):
+        return "special_file"
+    return reason
+
+
+def _tar_reason(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member may not be extracted, or None."""
+    reason = unsafe_path_reason(member.name)
+    if reason is None and member.issym():
+        return "symlink"
+    if reason is None and member.islnk():
+        return "hard_link"
+    if reason is None and not member.isfile():  # devices, fifos and the like
+        return "special_file"
+    return reason
+
+
+def _extract_members(members, dest: Path, budget: _Budget, refused: list) -> None:
+    """Copy each (name, reason, open) member whose reason is None; list the others in ``refused``."""
+    for name, reason, open_member in members:
+        if reason:
+            refused.append((name, reason))
+            continue
+        budget.add_file()
+        with open_member() as source:
+            budget.copy(source, _destination(dest, name))
