@@ -11,6 +11,19 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def section_params(section: str, **overrides):
+    """The validated ``section`` of the project's params.yaml, with ``overrides`` applied.
+
+    Tests build their configs through this, so that a default lives only in params.yaml.
+    """
+    import yaml
+
+    from musicid.params import parse_section
+
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
+    return parse_section({**raw, **overrides}, section)
+
+
 def load_stage(name: str):
     """Import ``stages/<name>.py`` (a script, not a package module) to call its ``main``."""
     import importlib.util
