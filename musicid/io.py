@@ -31,15 +31,75 @@ def dumps_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+# A file name may hold at most 255 bytes on common file systems; staging names
+# add a dot, a process id, random letters and ".tmp" to the target's name.
+MAX_NAME_BYTES = 255
+_SHORT_NAME_BYTES = 120
+
+
+def _short(name: str, limit: int) -> str:
+    """``name`` itself when it fits in ``limit`` UTF-8 bytes, else a cut of it plus a hash of the whole."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    head = encoded[: limit - len(digest) - 1].decode("utf-8", errors="ignore")
+    return f"{head}-{digest}"
+
+
+def _staging_prefix(target: Path) -> str:
+    """``.<name>.<pid>.``: whose staging it is, so a later run can tell a dead run's leftovers."""
+    return f".{_short(target.name, _SHORT_NAME_BYTES)}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_stale_staging(target: str | Path) -> list[Path]:
+    """Remove the staging files and folders of ``target`` left by runs that were killed.
+
+    Staging names carry the process id of the run that made them; one whose
+    process is gone is a leftover of a run that died (SIGKILL, power loss)
+    before it could clean up.  A live run's staging is left alone.  Returns
+    what was removed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    prefix = f".{_short(target.name, _SHORT_NAME_BYTES)}."
+    removed = []
+    for path in sorted(target.parent.iterdir()):
+        name = path.name
+        if name == f"{prefix}old" or (name.startswith(prefix) and name.endswith(".tmp")):
+            pid_text = name[len(prefix):].split(".", 1)[0]
+            if name.endswith(".tmp") and (not pid_text.isdigit() or _pid_alive(int(pid_text))):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; move it into place on success.
 
-    On an exception the temporary file is removed and ``target`` is untouched.
+    On an exception the temporary file is removed and ``target`` is untouched;
+    staging left by an earlier run that was killed is removed first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_staging(target)
+    handle, name = tempfile.mkstemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary = Path(name)
     try:
@@ -77,11 +137,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_staging(target)
+    temporary = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield temporary
         if target.exists() or target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
+            old = target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")
             if old.exists():
                 shutil.rmtree(old)
             os.replace(target, old)
@@ -94,7 +155,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(temporary)
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe version of ``text``: letters, digits, ``.-_`` kept, the rest ``_``."""
+def safe_name(text: str, max_bytes: int = 200) -> str:
+    """A file-name-safe version of ``text``: letters, digits, ``.-_`` kept, the rest ``_``.
+
+    A result longer than ``max_bytes`` UTF-8 bytes is cut and given a hash of
+    the whole text, so two long names that share a beginning stay apart and
+    an extension or suffix added later still fits the 255-byte limit.
+    """
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
-    return cleaned.strip("._") or "_"
+    return _short(cleaned.strip("._") or "_", max_bytes)

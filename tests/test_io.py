@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -60,3 +61,47 @@ def test_sha256_and_safe_name(tmp_path):
     assert sha256_file(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert safe_name("Credo 22/d?.krn") == "Credo_22_d_.krn"
     assert safe_name("..") == "_"
+
+
+def test_long_names_fit_the_file_system(tmp_path):
+    # 250 bytes is a legal name; the staging name beside it must still fit in 255.
+    target = tmp_path / ("x" * 250 + ".wav")
+    with atomic_path(target) as temporary:
+        assert len(temporary.name.encode()) <= 255
+        temporary.write_bytes(b"ok")
+    assert target.read_bytes() == b"ok"
+    folder = tmp_path / ("é" * 120)  # 240 bytes
+    with atomic_directory(folder) as staging:
+        (staging / "a").write_text("a")
+    assert (folder / "a").read_text() == "a"
+
+
+def test_safe_name_shortens_long_names_with_a_hash():
+    long_a, long_b = "a" * 300 + "one", "a" * 300 + "two"
+    short_a, short_b = safe_name(long_a), safe_name(long_b)
+    assert len(short_a.encode()) <= 200 and short_a != short_b
+    assert short_a == safe_name(long_a)  # deterministic
+    assert len(safe_name("ü" * 200).encode()) <= 200
+    assert safe_name("short.mid") == "short.mid"
+
+
+def test_stale_staging_of_a_dead_run_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "audio"
+    # A run that was killed: its staging folder carries the pid of a process that is gone.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f".audio.{dead}.abcd1234.tmp"
+    stale.mkdir()
+    (stale / "half.wav").write_bytes(b"half")
+    stale_file = tmp_path / f".clips.h5.{dead}.zz.tmp"
+    stale_file.write_bytes(b"half")
+    live = tmp_path / f".audio.{os.getpid()}.live.tmp"  # a run still going (this one)
+    live.mkdir()
+    with atomic_directory(target) as staging:
+        (staging / "a").write_text("a")
+    with atomic_path(tmp_path / "clips.h5") as temporary:
+        temporary.write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["audio", "clips.h5", live.name])
