@@ -1,31 +1,52 @@
-"""Typed, validated params: one dataclass per section of ``params.yaml``.
+"""Typed, validated params: one pydantic model per section of ``params.yaml``.
 
-Each stage loads only its own section with :func:`load_section`.  Unknown keys,
-missing keys and values of the wrong type stop the stage at once with a message
-naming the key, e.g. ``params.yaml: render.sample_rate must be int, got 'fast'``.
+Each stage loads only its own section with :func:`load_section`; ``predict``
+checks the params stored in a checkpoint with :func:`parse_section`, and the
+tests build sections the same way.  The models are strict (no string "3" for
+an int, no ``true`` for a number), forbid unknown keys, refuse NaN and
+infinity, and have no defaults: ``params.yaml`` is the one place a default is
+written.  Every problem stops the stage at once with one line naming the key,
+e.g. ``params.yaml: render.sample_rate must be an integer, got 'fast'``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
-import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ParamsError(ValueError):
     """A params file or one of its values is invalid; the message names the key."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetParams:
-    source: str  # "music21" (offline corpus), "url" (an archive) or "path" (a local folder)
+class KeyProblem(ValueError):
+    """Raised inside a model's checks: ``key`` is the param the message is about."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+class Section(BaseModel):
+    """Base of every section: strict types, no unknown keys, finite numbers, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _no_duplicates(key: str, values: list) -> None:
+    if len(set(values)) != len(values):
+        raise KeyProblem(key, f"has duplicates: {values}")
+
+
+class DatasetParams(Section):
+    source: Literal["music21", "url", "path"]  # offline corpus, an archive, or a local folder
     classes: list[str]  # labels to keep; for url and path sources, [] keeps every label found
-    max_per_class: int  # cap of pieces per class (0: no cap)
+    max_per_class: int = Field(ge=0)  # cap of pieces per class (0: no cap)
     seed: int  # picks which pieces are kept when a class has more than the cap
     url: str | None  # source "url": http(s):// or file:// URL of a .zip, .tar, .tar.gz or .tgz
     sha256: str | None  # source "url": the archive's SHA-256; null fetches and prints it
@@ -33,207 +54,131 @@ class DatasetParams:
     path: str | None  # source "path": a local folder (relative to params.yaml's folder)
     labels: dict[str, str]  # folder name -> label, to merge or rename classes
     unlabeled: str | None  # folder name of files with no label, kept apart for prediction
-    max_bytes: int  # cap on the bytes an archive may expand to
-    max_files: int  # cap on the number of files in an archive
+    max_bytes: int = Field(gt=0)  # cap on the bytes an archive may expand to
+    max_files: int = Field(gt=0)  # cap on the number of files in an archive
 
-    def check(self, fail) -> None:
-        sources = ("music21", "url", "path")
-        if self.source not in sources:
-            fail("source", f"must be one of {list(sources)}, got {self.source!r}")
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _empty_labels(cls, value: Any) -> Any:
+        return {} if value is None else value  # `labels:` with nothing after it in YAML
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetParams:
         if self.source == "music21" and not self.classes:
-            fail("classes", "must name at least one composer of the music21 corpus")
+            raise KeyProblem("classes", "must name at least one composer of the music21 corpus")
         if self.source == "url":
             if not self.url:
-                fail("url", "must be set when dataset.source is url")
+                raise KeyProblem("url", "must be set when dataset.source is url")
             scheme = self.url.split("://", 1)[0].lower() if "://" in self.url else ""
             if scheme not in ("http", "https", "file"):
-                fail("url", f"must start with http://, https:// or file://, got {self.url!r}")
+                raise KeyProblem("url", f"must start with http://, https:// or file://, got {self.url!r}")
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
-            fail("sha256", f"must be 64 hexadecimal digits, got {self.sha256!r}")
+            raise KeyProblem("sha256", f"must be 64 hexadecimal digits, got {self.sha256!r}")
         if self.source == "path" and not self.path:
-            fail("path", "must be set when dataset.source is path")
-        if len(set(self.classes)) != len(self.classes):
-            fail("classes", f"has duplicates: {self.classes}")
-        if self.max_per_class < 0:
-            fail("max_per_class", f"must be >= 0, got {self.max_per_class}")
-        if self.max_bytes <= 0:
-            fail("max_bytes", f"must be > 0, got {self.max_bytes}")
-        if self.max_files <= 0:
-            fail("max_files", f"must be > 0, got {self.max_files}")
+            raise KeyProblem("path", "must be set when dataset.source is path")
+        _no_duplicates("classes", self.classes)
         if self.unlabeled is not None and ("/" in self.unlabeled or not self.unlabeled.strip()):
-            fail("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")
+            raise KeyProblem("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class RenderParams:
-    soundfonts: list[str]  # .sf2/.sf3 files; each MIDI file is rendered once per SoundFont
-    sample_rate: int  # Hz of the written WAV files
-    channels: int  # 1 (mono mix) or 2 (stereo) in the written WAV files
-    gain: float  # FluidSynth master gain
+class RenderParams(Section):
+    soundfonts: list[str] = Field(min_length=1)  # .sf2/.sf3 files; each MIDI file is rendered once per SoundFont
+    sample_rate: int = Field(ge=8000, le=192000)  # Hz of the written WAV files
+    channels: Literal[1, 2]  # 1 (mono mix) or 2 (stereo) in the written WAV files
+    gain: float = Field(gt=0, le=10)  # FluidSynth master gain
     reverb: bool
     chorus: bool
-    program: int | None  # force every melodic part to this General MIDI program (0-127)
-    max_seconds: float  # a source longer than this is rejected as too_long
-    timeout_s: float  # wall-clock limit for rendering one file
-    trim_db: float  # trailing audio quieter than this (dB below the peak) is trimmed
-    min_rms: float  # a render quieter than this (linear RMS) is rejected as silent
-    jobs: int  # worker processes; 0 means one per core
+    program: int | None = Field(ge=0, le=127)  # force every melodic part to this General MIDI program
+    max_seconds: float = Field(gt=0)  # a source longer than this is rejected as too_long
+    timeout_s: float = Field(gt=0)  # wall-clock limit for reading and rendering one file
+    trim_db: float = Field(lt=0)  # trailing audio quieter than this (dB below the peak) is trimmed
+    min_rms: float = Field(ge=0)  # a render quieter than this (linear RMS) is rejected as silent
 
-    def check(self, fail) -> None:
-        if not self.soundfonts:
-            fail("soundfonts", "must list at least one SoundFont file")
-        if len(set(self.soundfonts)) != len(self.soundfonts):
-            fail("soundfonts", f"has duplicates: {self.soundfonts}")
-        if self.sample_rate < 8000 or self.sample_rate > 192000:
-            fail("sample_rate", f"must be between 8000 and 192000 Hz, got {self.sample_rate}")
-        if self.channels not in (1, 2):
-            fail("channels", f"must be 1 or 2, got {self.channels}")
-        if not 0 < self.gain <= 10:
-            fail("gain", f"must be in (0, 10], got {self.gain}")
-        if self.program is not None and not 0 <= self.program <= 127:
-            fail("program", f"must be a General MIDI program 0-127 or null, got {self.program}")
-        if self.max_seconds <= 0:
-            fail("max_seconds", f"must be > 0, got {self.max_seconds}")
-        if self.timeout_s <= 0:
-            fail("timeout_s", f"must be > 0, got {self.timeout_s}")
-        if self.trim_db >= 0:
-            fail("trim_db", f"must be negative (dB below the peak), got {self.trim_db}")
-        if self.min_rms < 0:
-            fail("min_rms", f"must be >= 0, got {self.min_rms}")
-        if self.jobs < 0:
-            fail("jobs", f"must be >= 0 (0: one per core), got {self.jobs}")
+    @model_validator(mode="after")
+    def _check(self) -> RenderParams:
+        _no_duplicates("soundfonts", self.soundfonts)
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitParams:
-    val: float  # fraction of each class's tracks for validation
-    test: float  # fraction of each class's tracks for test
+class SplitParams(Section):
+    val: float = Field(ge=0, lt=1)  # fraction of each class's tracks for validation
+    test: float = Field(ge=0, lt=1)  # fraction of each class's tracks for test
     seed: int
     holdout_classes: list[str]  # classes whose every track goes to test, as unknown (open set)
 
-    def check(self, fail) -> None:
-        for key in ("val", "test"):
-            value = getattr(self, key)
-            if not 0 <= value < 1:
-                fail(key, f"must be in [0, 1), got {value}")
+    @model_validator(mode="after")
+    def _check(self) -> SplitParams:
         if self.val + self.test >= 1:
-            fail("test", f"val + test must be < 1, got {self.val} + {self.test}")
-        if len(set(self.holdout_classes)) != len(self.holdout_classes):
-            fail("holdout_classes", f"has duplicates: {self.holdout_classes}")
+            raise KeyProblem("test", f"val + test must be < 1, got {self.val} + {self.test}")
+        _no_duplicates("holdout_classes", self.holdout_classes)
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class ClipParams:
-    sample_rate: int  # Hz of the clips (audio is resampled with soxr when it differs)
-    clip_seconds: float
-    hop_seconds: float  # distance between clip starts; < clip_seconds means overlap
-    normalize: str  # "none", "peak" or "rms": loudness normalisation of each clip
-    target_db: float  # level (dBFS) of the peak or RMS after normalisation
-    min_rms: float  # a 50 ms frame quieter than this (linear RMS) counts as silence
-    max_silence: float  # clips with a larger fraction of silent frames are skipped
-    max_clips_per_track: int  # 0: no cap; otherwise evenly spaced clips are kept
-    max_clips_per_class: int  # 0: no cap; otherwise each track of a class gets an equal share
-
-    def check(self, fail) -> None:
-        if self.sample_rate < 1000:
-            fail("sample_rate", f"must be >= 1000 Hz, got {self.sample_rate}")
-        if self.clip_seconds <= 0:
-            fail("clip_seconds", f"must be > 0, got {self.clip_seconds}")
-        if self.hop_seconds <= 0:
-            fail("hop_seconds", f"must be > 0, got {self.hop_seconds}")
-        if self.normalize not in ("none", "peak", "rms"):
-            fail("normalize", f"must be one of ['none', 'peak', 'rms'], got {self.normalize!r}")
-        if self.target_db > 0:
-            fail("target_db", f"must be <= 0 dBFS, got {self.target_db}")
-        if self.min_rms < 0:
-            fail("min_rms", f"must be >= 0, got {self.min_rms}")
-        if not 0 <= self.max_silence <= 1:
-            fail("max_silence", f"must be in [0, 1], got {self.max_silence}")
-        for key in ("max_clips_per_track", "max_clips_per_class"):
-            if getattr(self, key) < 0:
-                fail(key, f"must be >= 0 (0: no cap), got {getattr(self, key)}")
+class ClipParams(Section):
+    sample_rate: int = Field(ge=1000)  # Hz of the clips (audio is resampled with soxr when it differs)
+    clip_seconds: float = Field(gt=0)
+    hop_seconds: float = Field(gt=0)  # distance between clip starts; < clip_seconds means overlap
+    normalize: Literal["none", "peak", "rms"]  # loudness normalisation of each clip
+    target_db: float = Field(le=0)  # level (dBFS) of the peak or RMS after normalisation
+    min_rms: float = Field(ge=0)  # a 50 ms frame quieter than this (linear RMS) counts as silence
+    max_silence: float = Field(ge=0, le=1)  # clips with a larger fraction of silent frames are skipped
+    max_clips_per_track: int = Field(ge=0)  # 0: no cap; otherwise evenly spaced clips are kept
+    max_clips_per_class: int = Field(ge=0)  # 0: no cap; otherwise each track of a class gets an equal share
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureParams:
-    kind: str  # "logmel" or "mfcc"
-    n_mels: int
-    n_fft: int
-    hop_length: int
-    fmin: float
-    fmax: float  # Hz; must not exceed the clips' Nyquist frequency
+class FeatureParams(Section):
+    kind: Literal["logmel", "mfcc"]
+    n_mels: int = Field(gt=0)
+    n_fft: int = Field(gt=0)
+    hop_length: int = Field(gt=0)
+    fmin: float = Field(ge=0)
+    fmax: float = Field(gt=0)  # Hz; must not exceed the clips' Nyquist frequency
     floor_db: float  # dB values are clipped below this (power_to_db with amin=1e-10)
-    top_db: float | None  # and below each clip's maximum minus this (librosa's top_db); null: off
-    n_mfcc: int  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
-    batch_size: int  # clips read, computed (shared among the threads) and written per step
+    top_db: float | None = Field(gt=0)  # and below each clip's maximum minus this (librosa's top_db); null: off
+    n_mfcc: int = Field(gt=0)  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
+    batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
 
-    def check(self, fail) -> None:
-        if self.kind not in ("logmel", "mfcc"):
-            fail("kind", f"must be one of ['logmel', 'mfcc'], got {self.kind!r}")
-        for key in ("n_mels", "n_fft", "hop_length", "batch_size", "n_mfcc"):
-            if getattr(self, key) <= 0:
-                fail(key, f"must be > 0, got {getattr(self, key)}")
+    @model_validator(mode="after")
+    def _check(self) -> FeatureParams:
         if self.n_fft % 2:
-            fail("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
+            raise KeyProblem("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
         if self.n_mfcc > self.n_mels:
-            fail("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
-        if not 0 <= self.fmin < self.fmax:
-            fail("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
-        if self.top_db is not None and self.top_db <= 0:
-            fail("top_db", f"must be > 0 or null, got {self.top_db}")
+            raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if self.fmin >= self.fmax:
+            raise KeyProblem("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainParams:
-    epochs: int
-    batch_size: int
-    lr: float  # peak learning rate of the one-cycle schedule (AdamW)
-    weight_decay: float
-    channels: list[int]  # output channels of each conv block
-    embedding_dim: int
-    dropout: float
-    loss: str  # "ce", "triplet" (batch-hard, on the embedding) or "ce+triplet"
-    triplet_margin: float
-    sampler: str  # "shuffle" (class weights in the loss) or "balanced" (classes take turns)
-    patience: int  # early stopping: epochs without a better val macro-F1 (0: off)
-    freq_mask: int  # SpecAugment: widest band mask (0: off)
-    time_mask: int  # SpecAugment: widest frame mask (0: off)
-    masks: int  # SpecAugment: masks of each kind per clip
+class TrainParams(Section):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)  # peak learning rate of the one-cycle schedule (AdamW)
+    weight_decay: float = Field(ge=0)
+    channels: list[int] = Field(min_length=1)  # output channels of each conv block
+    embedding_dim: int = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    loss: Literal["ce", "triplet", "ce+triplet"]  # triplet: batch-hard, on the embedding
+    triplet_margin: float = Field(gt=0)
+    sampler: Literal["shuffle", "balanced"]  # class weights in the loss, or classes taking turns
+    patience: int = Field(ge=0)  # early stopping: epochs without a better val macro-F1 (0: off)
+    freq_mask: int = Field(ge=0)  # SpecAugment: widest band mask (0: off)
+    time_mask: int = Field(ge=0)  # SpecAugment: widest frame mask (0: off)
+    masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
     seed: int
 
-    def check(self, fail) -> None:
-        for key in ("epochs", "batch_size", "embedding_dim"):
-            if getattr(self, key) <= 0:
-                fail(key, f"must be > 0, got {getattr(self, key)}")
-        if self.lr <= 0:
-            fail("lr", f"must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            fail("weight_decay", f"must be >= 0, got {self.weight_decay}")
-        if not self.channels or any(c <= 0 for c in self.channels):
-            fail("channels", f"must be a non-empty list of positive ints, got {self.channels}")
-        if not 0 <= self.dropout < 1:
-            fail("dropout", f"must be in [0, 1), got {self.dropout}")
-        if self.loss not in ("ce", "triplet", "ce+triplet"):
-            fail("loss", f"must be one of ['ce', 'triplet', 'ce+triplet'], got {self.loss!r}")
-        if self.triplet_margin <= 0:
-            fail("triplet_margin", f"must be > 0, got {self.triplet_margin}")
-        if self.sampler not in ("shuffle", "balanced"):
-            fail("sampler", f"must be one of ['shuffle', 'balanced'], got {self.sampler!r}")
-        for key in ("patience", "freq_mask", "time_mask", "masks"):
-            if getattr(self, key) < 0:
-                fail(key, f"must be >= 0, got {getattr(self, key)}")
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if any(width <= 0 for width in self.channels):
+            raise KeyProblem("channels", f"must be a non-empty list of positive ints, got {self.channels}")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluateParams:
-    batch_size: int
-
-    def check(self, fail) -> None:
-        if self.batch_size <= 0:
-            fail("batch_size", f"must be > 0, got {self.batch_size}")
+class EvaluateParams(Section):
+    batch_size: int = Field(gt=0)
 
 
-SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type[Section]] = {
     "dataset": DatasetParams,
     "render": RenderParams,
     "split": SplitParams,
@@ -243,75 +188,63 @@ SECTIONS: dict[str, type] = {
     "evaluate": EvaluateParams,
 }
 
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a simple type annotation; ints are accepted for floats."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _coerce(value, inner[0], where)
-    if origin is dict:
-        key_type, value_type = typing.get_args(annotation)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where} must be a mapping, got {value!r}")
-        return {_coerce(k, key_type, f"{where} key"): _coerce(v, value_type, f"{where}.{k}")
-                for k, v in value.items()}
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if not isinstance(value, list):
-            raise ParamsError(f"{where} must be a list, got {value!r}")
-        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{where} must be an integer, got {value!r}")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{where} must be true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{where} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {annotation!r} for {where}")
+# What each of pydantic's error types means, in the words of a params file.
+_TYPE_WORDS = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "finite_number": "must be a finite number",
+    "none_required": "must be null",
+}
+_BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-def parse_section(raw: Any, section: str, source: str = "params.yaml"):
-    """Build the dataclass of ``section`` from a mapping, validating every key."""
-    cls = SECTIONS[section]
+def _describe(error: dict, section: str, names: list[str]) -> str:
+    """One line for one pydantic error: ``<section>.<key> <what is wrong>, got <value>``."""
+    kind, context = error["type"], error.get("ctx", {})
+    # The key path, without the type names pydantic adds for the branches of a union.
+    parts = [str(part) for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+    parts = [p for p in parts if p not in ("int", "float", "str", "none", "list", "dict")] or parts
+    if kind == "extra_forbidden":
+        return f"unknown key {section}.{parts[0]} (known: {', '.join(names)})"
+    if kind == "missing":
+        return f"missing key {section}.{parts[0]}"
+    if isinstance(context.get("error"), KeyProblem):
+        problem = context["error"]
+        return f"{section}.{problem.key} {problem.message}"
+    where = f"{section}." + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".")
+    got = f", got {error['input']!r}"
+    if kind in _TYPE_WORDS:
+        return f"{where} {_TYPE_WORDS[kind]}{got}"
+    if kind in _BOUND_WORDS:
+        bound = next(iter(context.values()))
+        return f"{where} must be {_BOUND_WORDS[kind]} {bound:g}{got}"
+    if kind == "literal_error":
+        return f"{where} must be {context['expected']}{got}"
+    if kind == "too_short":
+        return f"{where} must not be empty{got}"
+    return f"{where}: {error['msg']}{got}"
+
+
+def parse_section(raw: Any, section: str, source: str = "params.yaml") -> Section:
+    """Build the model of ``section`` from a mapping; :class:`ParamsError` names the first bad key."""
+    model = SECTIONS[section]
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: section '{section}' must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ParamsError(
-            f"{source}: unknown key {section}.{unknown[0]} (known: {', '.join(names)})"
-        )
-    missing = [n for n in names if n not in raw]
-    if missing:
-        raise ParamsError(f"{source}: missing key {section}.{missing[0]}")
-    values = {n: _coerce(raw[n], hints[n], f"{source}: {section}.{n}") for n in names}
-    params = cls(**values)
-
-    def fail(key: str, message: str) -> None:
-        raise ParamsError(f"{source}: {section}.{key} {message}")
-
-    params.check(fail)
-    return params
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        names = list(model.model_fields)
+        # Report a missing or unknown key first: it is usually the cause of the rest.
+        errors = sorted(error.errors(), key=lambda e: e["type"] not in ("missing", "extra_forbidden"))
+        raise ParamsError(f"{source}: {_describe(errors[0], section, names)}") from None
 
 
-def load_section(path: str | Path, section: str):
-    """Read ``path`` (a params.yaml) and return its validated ``section`` dataclass."""
+def load_section(path: str | Path, section: str) -> Section:
+    """Read ``path`` (a params.yaml) and return its validated ``section`` model."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -324,6 +257,6 @@ def load_section(path: str | Path, section: str):
     return parse_section(document[section], section, source=str(path))
 
 
-def as_dict(params) -> dict:
+def as_dict(params: Section) -> dict:
     """The params as a plain dict (for HDF5 attributes and checkpoints)."""
-    return dataclasses.asdict(params)
+    return params.model_dump()

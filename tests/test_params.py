@@ -1,4 +1,4 @@
-import dataclasses
+import math
 
 import pytest
 import yaml
@@ -10,7 +10,7 @@ from tests.conftest import PROJECT_ROOT
 def test_every_section_of_the_project_params_loads():
     for section in SECTIONS:
         params = load_section(PROJECT_ROOT / "params.yaml", section)
-        assert dataclasses.is_dataclass(params)
+        assert isinstance(params, SECTIONS[section])
 
 
 def test_defaults_have_expected_values():
@@ -85,7 +85,7 @@ def test_dvc_yaml_lists_exactly_the_keys_each_stage_reads():
              "featurize": ["features"], "train": ["train"], "evaluate": ["evaluate"]}
     assert list(pipeline) == list(reads)
     for stage, sections in reads.items():
-        expected = {f"{s}.{f.name}" for s in sections for f in dataclasses.fields(SECTIONS[s])}
+        expected = {f"{s}.{name}" for s in sections for name in SECTIONS[s].model_fields}
         assert set(pipeline[stage]["params"]) == expected, stage
 
 
@@ -114,3 +114,50 @@ def test_dvc_yaml_deps_include_each_stage_script_and_its_modules():
         assert not missing, f"stage {name} uses {missing} but dvc.yaml does not list them"
         unused = sorted(dep for dep in stage["deps"] if dep.startswith("musicid/") and dep not in needed)
         assert not unused, f"stage {name} lists {unused} in dvc.yaml but does not use them (needless reruns)"
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("clip", "clip_seconds", math.nan), ("render", "timeout_s", math.inf), ("train", "lr", math.nan),
+    ("split", "val", -math.inf), ("features", "top_db", math.inf),
+])
+def test_nan_and_infinity_are_refused(section, key, value):
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
+    with pytest.raises(ParamsError, match=rf"{section}\.{key} must be a finite number, got (nan|inf|-inf)"):
+        parse_section({**raw, key: value}, section)
+
+
+def test_yaml_nan_is_refused_when_loaded(tmp_path):
+    text = (PROJECT_ROOT / "params.yaml").read_text().replace("clip_seconds: 4.0", "clip_seconds: .nan")
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"clip\.clip_seconds must be a finite number"):
+        load_section(tmp_path / "params.yaml", "clip")
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "loss", "hinge", r"train\.loss must be 'ce', 'triplet' or 'ce\+triplet', got 'hinge'"),
+    ("render", "channels", 3, r"render\.channels must be 1 or 2, got 3"),
+    ("render", "program", 128, r"render\.program must be <= 127, got 128"),
+    ("train", "channels", [8, 2.5], r"train\.channels\[1\] must be an integer, got 2\.5"),
+    ("train", "channels", [], r"train\.channels must not be empty"),
+    ("clip", "sample_rate", "16k", r"clip\.sample_rate must be an integer, got '16k'"),
+    ("features", "kind", "cqt", r"features\.kind must be 'logmel' or 'mfcc', got 'cqt'"),
+])
+def test_choices_bounds_and_item_types_are_named(section, key, value, message):
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
+    with pytest.raises(ParamsError, match=message):
+        parse_section({**raw, key: value}, section)
+
+
+def test_every_section_refuses_unknown_keys_and_speed_knobs_are_not_params():
+    document = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    for section in SECTIONS:
+        with pytest.raises(ParamsError, match=rf"unknown key {section}\.bogus"):
+            parse_section({**document[section], "bogus": 1}, section)
+    # Worker counts change how fast a stage runs, not what it writes: a --jobs argument, not a param.
+    assert "jobs" not in document["render"]
+
+
+def test_sections_are_immutable():
+    params = load_section(PROJECT_ROOT / "params.yaml", "train")
+    with pytest.raises(Exception):
+        params.epochs = 3
