@@ -5,8 +5,12 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+PARENT_CHECK_SECONDS = 0.5
 
 
 def resolve_jobs(jobs: int) -> int:
@@ -17,6 +21,28 @@ def resolve_jobs(jobs: int) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Watch (in a daemon thread) for the stage process to go; then end this worker at once.
+
+    A worker whose stage was killed (SIGKILL, an out-of-memory kill) is
+    re-parented and would otherwise go on rendering for minutes with nobody
+    to read its results.  Polling the parent's id works whatever the worker is
+    doing, since FluidSynth, NumPy and libsndfile release the GIL.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    _exit_with_parent(parent)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def ordered_map(
@@ -33,6 +59,7 @@ def ordered_map(
     pool of ``jobs`` processes started with ``spawn`` (safe with threads in
     the parent, e.g. PyTorch or FluidSynth) runs it; ``initializer`` runs once
     per worker, for expensive per-worker set-up such as loading a SoundFont.
+    Workers end by themselves when this process dies.
     At most ``2 * jobs`` items are in flight, so results waiting to be consumed
     cannot pile up in memory however many items there are.
     """
@@ -45,7 +72,8 @@ def ordered_map(
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=initializer, initargs=tuple(initargs)
+        max_workers=jobs, mp_context=context, initializer=_start_worker,
+        initargs=(os.getpid(), initializer, tuple(initargs)),
     ) as pool:
         pending: collections.deque = collections.deque()
         for item in items:

@@ -1,0 +1,73 @@
+"""Worker pools: results in input order, and no worker outlives a killed stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from musicid.parallel import ordered_map
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_results_come_in_input_order_with_two_workers():
+    assert list(ordered_map(_square, list(range(7)), jobs=2)) == [x * x for x in range(7)]
+    assert list(ordered_map(_square, [3], jobs=2)) == [9]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its new parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_the_stage_is_killed(tmp_path):
+    pids = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from musicid.parallel import ordered_map
+        from sleeper import sleep_and_report
+        for _ in ordered_map(sleep_and_report, [{str(pids)!r}] * 4, jobs=2):
+            pass
+    """)
+    (tmp_path / "sleeper.py").write_text(textwrap.dedent("""
+        import os, time
+        def sleep_and_report(path):
+            with open(path, "a") as handle:
+                handle.write(f"{os.getpid()}\\n")
+            time.sleep(120)
+    """))
+    stage = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+            time.sleep(0.1)
+        workers = [int(pid) for pid in pids.read_text().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+        stage.send_signal(signal.SIGKILL)
+        stage.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "workers outlived their stage"
+    finally:
+        stage.kill()
+        for pid in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
