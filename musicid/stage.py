@@ -1,0 +1,55 @@
+"""What the six stage scripts share: one exit path for the failures a user can fix.
+
+A stage's work runs inside :func:`run_stage`, which turns them into one line on
+stderr and an exit code, with no traceback:
+
+* bad params (:class:`~musicid.params.ParamsError`): exit 2, the message names the key;
+* a result that cannot be used, e.g. no clip at all (:class:`StageError`): exit 1,
+  the message names the param or input to change;
+* the file system refusing (a read-only output folder, a full disk, a missing
+  input): exit 1, naming the file and the cause;
+* Ctrl-C: exit 130.  Outputs are written under temporary names and moved into
+  place only when complete, so an interrupted or failed stage leaves the
+  previous outputs as they were.
+
+Anything else is a bug, and its traceback is shown.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from typing import Callable
+
+from musicid.params import ParamsError
+
+
+class StageError(Exception):
+    """The stage cannot go on; the message (one line) says why and what to change."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """``<file>: <cause>`` for an error of the file system, in words a user knows."""
+    cause = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        cause = f"{cause} (the disk or the file size limit is full)"
+    names = [name for name in (error.filename, getattr(error, "filename2", None)) if name]
+    return f"{' -> '.join(map(str, names))}: {cause}" if names else cause
+
+
+def run_stage(name: str, body: Callable[[], int | None]) -> int:
+    """Run a stage's work; return its exit code, printing one line for a failure a user can fix."""
+    try:
+        return body() or 0
+    except ParamsError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    except StageError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{name}: {describe_os_error(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; the previous outputs are left as they were", file=sys.stderr)
+        return 130
