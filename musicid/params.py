@@ -77,7 +77,6 @@ class RenderParams:
     timeout_s: float  # wall-clock limit for rendering one file
     trim_db: float  # trailing audio quieter than this (dB below the peak) is trimmed
     min_rms: float  # a render quieter than this (linear RMS) is rejected as silent
-    jobs: int  # worker processes; 0 means one per core
 
     def check(self, fail) -> None:
         if not self.soundfonts:
@@ -100,8 +99,6 @@ class RenderParams:
             fail("trim_db", f"must be negative (dB below the peak), got {self.trim_db}")
         if self.min_rms < 0:
             fail("min_rms", f"must be >= 0, got {self.min_rms}")
-        if self.jobs < 0:
-            fail("jobs", f"must be >= 0 (0: one per core), got {self.jobs}")
 
 
 @dataclasses.dataclass(frozen=True)
