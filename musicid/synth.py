@@ -130,7 +130,8 @@ class MidiRenderer:
         player refuses the file).  Rendering ends early after ``stop_after_s``
         seconds of audio (a player can run on long after the last note, up to
         a stray event hours later); it raises :class:`RenderError` ``timeout``
-        past ``timeout_s`` seconds of wall time.
+        past ``timeout_s`` seconds of wall time (what is left of the file's
+        ``render.timeout_s`` once it was read).
         """
         fs = self.fluidsynth
         lib = self.library
@@ -147,7 +148,7 @@ class MidiRenderer:
                                         block[1].ctypes.data, 0, 1)
             blocks.append(block)
             if time.monotonic() - started > timeout_s:
-                raise RenderError("timeout", f"rendering took more than {timeout_s:g} s")
+                raise RenderError("timeout", "reading and rendering the file took longer than render.timeout_s")
 
         try:
             if fs.fluid_player_add(player, str(midi_path).encode()) != fs.FLUID_OK:
