@@ -12,8 +12,10 @@ label folder without the extension (``a/sub/x.mid`` -> ``sub__x``).  When two
 sources of one label would get the same id (``x.mid`` and ``x.wav``, or names
 that differ only in characters a file name cannot keep), each of them keeps
 its extension (``x_mid``, ``x_wav``), and if that still collides, a hash of
-its path.  So every source gets its own WAVs, and the ids depend only on the
-set of names, never on the order of work.  A MIDI file gets one WAV per
+its path.  The same holds for any two output names that would clash (an audio
+file named like another source's per-SoundFont WAV).  So every source gets its
+own WAVs, and the names depend only on the set of source names, never on the
+order of work.  A MIDI file gets one WAV per
 SoundFont (``<id>__<soundfont>.wav`` when there are several); every name fits
 the 255-byte limit of file systems.
 """
@@ -43,8 +45,8 @@ from musicid.midi import read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
-__all__ = ["FluidSynthUnavailable", "RenderTask", "finish_render", "init_worker", "load_source",
-           "output_names", "render_one", "track_ids"]
+__all__ = ["FluidSynthUnavailable", "RenderTask", "assign_outputs", "finish_render", "init_worker", "load_source",
+           "output_names", "render_one"]
 
 # Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
 RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
@@ -70,28 +72,38 @@ class RenderTask:
     render: RenderParams
 
 
-def track_ids(sources: list[str]) -> dict[str, str]:
-    """Map each source path inside one label folder (``sub/x.mid``) to a track id unique among them.
+def _stem_id(source: str) -> str:
+    stem = source.rsplit(".", 1)[0] if "." in Path(source).name else source
+    return safe_name(stem.replace("/", "__"), TRACK_ID_BYTES)
 
-    See the module docstring for the rule; ids are at most ``TRACK_ID_BYTES`` bytes.
+
+def _id_with_extension(source: str) -> str:
+    stem, _, extension = source.rpartition(".")
+    return safe_name(f"{stem.replace('/', '__')}_{extension}", TRACK_ID_BYTES)
+
+
+def _id_with_hash(source: str, attempt: int) -> str:
+    digest = hashlib.sha256(f"{source}\0{attempt}".encode() if attempt else source.encode()).hexdigest()[:12]
+    return f"{safe_name(_id_with_extension(source), TRACK_ID_BYTES - len(digest) - 1)}-{digest}"
+
+
+def assign_outputs(label: str, sources: list[str], soundfonts: list[str]) -> dict[str, tuple[str, ...]]:
+    """The WAV paths of each source of one label: ``sources`` are paths inside the label folder (``sub/x.mid``).
+
+    Every source gets names no other source of the label has (see the module
+    docstring for the rule); they depend only on the set of names.
     """
-    def stem_id(source: str) -> str:
-        stem = source.rsplit(".", 1)[0] if "." in Path(source).name else source
-        return safe_name(stem.replace("/", "__"), TRACK_ID_BYTES)
-
-    def with_extension(source: str) -> str:
-        stem, _, extension = source.rpartition(".")
-        return safe_name(f"{stem.replace('/', '__')}_{extension}", TRACK_ID_BYTES)
-
-    def with_hash(source: str) -> str:
-        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
-        return f"{safe_name(with_extension(source), TRACK_ID_BYTES - len(digest) - 1)}-{digest}"
-
-    ids = {source: stem_id(source) for source in sources}
-    for rename in (with_extension, with_hash):
-        counts = Counter(ids.values())
-        ids = {source: rename(source) if counts[ids[source]] > 1 else ids[source] for source in sources}
-    return ids
+    ids = {source: _stem_id(source) for source in sources}
+    for attempt in range(len(sources) + 2):
+        names = {source: output_names(label, ids[source], soundfonts,
+                                      Path(source).suffix.lower() in MIDI_EXTENSIONS) for source in sources}
+        counts = Counter(name for source_names in names.values() for name in source_names)
+        clashing = [source for source in sources if any(counts[name] > 1 for name in names[source])]
+        if not clashing:
+            return names
+        for source in clashing:
+            ids[source] = _id_with_extension(source) if attempt == 0 else _id_with_hash(source, attempt - 1)
+    raise AssertionError(f"output names of label {label!r} still clash after hashing")  # a bug, not bad input
 
 
 def soundfont_suffixes(soundfonts: list[str]) -> list[str]:

@@ -12,12 +12,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from musicid.filetypes import MIDI_EXTENSIONS
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import ParamsError, RenderParams, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import RenderTask, init_worker, output_names, render_one, track_ids
+from musicid.render import RenderTask, assign_outputs, init_worker, render_one
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 
 
@@ -25,22 +24,18 @@ def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParam
     """One task per labelled manifest file, sorted by source path.
 
     A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
-    are several); an audio file gets one.  Every source has its own track id
-    (``musicid.render.track_ids``), unique within its label.
+    are several); an audio file gets one.  No two sources share an output
+    (``musicid.render.assign_outputs``).
     """
     records = sorted(manifest["files"], key=lambda r: r["path"])
     inner = {r["path"]: r["path"].split("/", 1)[1] if "/" in r["path"] else r["path"] for r in records}
-    ids = {}
+    names = {}
     for label in sorted({r["label"] for r in records}):
         sources = [r["path"] for r in records if r["label"] == label]
-        by_inner = track_ids([inner[source] for source in sources])
-        ids.update({source: by_inner[inner[source]] for source in sources})
-    tasks = []
-    for record in records:
-        source, label = record["path"], record["label"]
-        names = output_names(label, ids[source], render.soundfonts,
-                             Path(source).suffix.lower() in MIDI_EXTENSIONS)
-        tasks.append(RenderTask(source, label, str((raw_dir / source).resolve()), str(staging), names, render))
+        by_inner = assign_outputs(label, [inner[source] for source in sources], render.soundfonts)
+        names.update({source: by_inner[inner[source]] for source in sources})
+    tasks = [RenderTask(r["path"], r["label"], str((raw_dir / r["path"]).resolve()), str(staging),
+                        names[r["path"]], render) for r in records]
     return tasks
 
 

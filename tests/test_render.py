@@ -269,3 +269,15 @@ def test_the_default_length_limit_keeps_long_movements(tmp_path):
     path = write_midi(tmp_path / "movement.mid", [(60, 0.0, 1.0), (67, 1199.0, 1200.0)])
     assert midi_end_time(path) == pytest.approx(1200.0)
     assert section_params("render").max_seconds >= 3 * 3600 > midi_end_time(path)
+
+
+def test_output_names_never_clash_within_a_label():
+    fonts = ["/fonts/FluidR3_GM.sf2", "/fonts/TimGM6mb.sf2"]
+    # An audio file named like the other source's per-SoundFont WAV: both keep their extension.
+    assert render.assign_outputs("a", ["x.mid", "x__FluidR3_GM.wav", "y.mid"], fonts) == {
+        "x.mid": ("a/x_mid__FluidR3_GM.wav", "a/x_mid__TimGM6mb.wav"),
+        "x__FluidR3_GM.wav": ("a/x__FluidR3_GM_wav.wav",),
+        "y.mid": ("a/y__FluidR3_GM.wav", "a/y__TimGM6mb.wav")}
+    # Two SoundFonts with one file name get their position added.
+    assert render.assign_outputs("a", ["y.mid"], ["/one/GM.sf2", "/two/GM.sf2"]) == {
+        "y.mid": ("a/y__GM-0.wav", "a/y__GM-1.wav")}
