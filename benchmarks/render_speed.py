@@ -32,11 +32,14 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import soundfile
+import yaml
 
 from musicid.dataset import export_music21
 from musicid.parallel import ordered_map, resolve_jobs
-from musicid.render import RenderPolicy, RenderTask, SynthConfig, init_worker, render_one
+from musicid.params import parse_section
+from musicid.render import RenderTask, init_worker, render_one
 
+PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SAMPLE_RATE = 22050
 GAIN = 0.5
@@ -54,13 +57,15 @@ def audio_seconds(paths: list[Path]) -> float:
 
 
 def run_stage_code(midi: list[Path], out: Path, jobs: int) -> list[Path]:
-    policy = RenderPolicy(min_rms=1e-4, max_seconds=3600, timeout_s=600, trim_db=-60, program=None, channels=1)
+    # The project's render params, with the settings all three methods share.
+    project = yaml.safe_load((PROJECT / "params.yaml").read_text())["render"]
+    render = parse_section({**project, "soundfonts": [SOUNDFONT], "sample_rate": SAMPLE_RATE, "gain": GAIN,
+                            "reverb": EFFECTS["reverb"], "chorus": EFFECTS["chorus"], "program": None,
+                            "channels": 1, "timeout_s": 600}, "render")
     tasks = [RenderTask(source=f"{p.parent.name}/{p.name}", label=p.parent.name, input_path=str(p),
-                        output_dir=str(out), output_names=(f"{p.parent.name}/{p.stem}.wav",), policy=policy)
+                        output_dir=str(out), output_names=(f"{p.parent.name}/{p.stem}.wav",), render=render)
              for p in midi]
-    config = SynthConfig(SAMPLE_RATE, GAIN, reverb=EFFECTS["reverb"], chorus=EFFECTS["chorus"])
-    records = list(ordered_map(render_one, tasks, jobs=jobs, initializer=init_worker,
-                               initargs=([SOUNDFONT], config)))
+    records = list(ordered_map(render_one, tasks, jobs=jobs, initializer=init_worker, initargs=(render,)))
     return [out / name for record in records for name in record["outputs"]]
 
 

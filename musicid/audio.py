@@ -1,10 +1,17 @@
-"""Reading and resampling audio, shared by the render, clip and predict steps."""
+"""Reading, resampling, decoding and writing audio, shared by the render, clip and predict steps."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+
+DECODE_BLOCK_FRAMES = 1 << 16  # source frames decoded (and resampled) at a time
+
+
+class AudioTooLong(Exception):
+    """An audio file holds more than the frames a caller allows, whatever its header says."""
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -24,3 +31,77 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+def audio_header(path: str | Path) -> tuple[int, int]:
+    """(frames, sample rate in Hz) from an audio file's header, without decoding a sample."""
+    import soundfile
+
+    info = soundfile.info(str(path))
+    return int(info.frames), int(info.samplerate)
+
+
+def decode_audio(path: str | Path, sample_rate: int, channels: int,
+                 max_seconds: float = math.inf) -> np.ndarray:
+    """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
+
+    Returns float32 [channels, n] (channels 1: the mean of the file's channels;
+    2: its first two, a mono file doubled).  Memory stays at the result plus
+    one block: each block is resampled with a streaming soxr resampler (the
+    same samples as resampling the whole file at once) and mixed before the
+    next is read.  Raises :class:`AudioTooLong` as soon as the file holds more
+    than ``max_seconds`` of audio, whatever its header claims, and libsndfile's
+    errors for a file it cannot read.
+    """
+    import soundfile
+
+    parts: list[np.ndarray] = []
+    with soundfile.SoundFile(str(path)) as handle:
+        file_rate = handle.samplerate
+        allowed = math.inf if math.isinf(max_seconds) else int(max_seconds * file_rate)
+        stream = None
+        if file_rate != sample_rate:
+            import soxr
+
+            stream = soxr.ResampleStream(file_rate, sample_rate, handle.channels, dtype="float32", quality="HQ")
+        read = 0
+        while True:
+            block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)  # [n, file channels]
+            read += len(block)
+            if read > allowed:
+                raise AudioTooLong(f"the audio lasts more than {max_seconds:g} s")
+            last = len(block) < DECODE_BLOCK_FRAMES
+            if stream is not None:
+                block = stream.resample_chunk(block, last=last)
+            if len(block):
+                parts.append(to_channels(block.T, channels))
+            if last:
+                break
+    if not parts:
+        return np.zeros((channels, 0), np.float32)
+    joined = np.concatenate(parts)  # [n] or [n, 2]
+    return joined[np.newaxis] if channels == 1 else np.ascontiguousarray(joined.T)
+
+
+def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """float32 [c, n] -> float32 [n] (channels=1, the mean) or [n, 2] (channels=2)."""
+    if channels == 1:
+        mono = audio[0].copy() if len(audio) else np.zeros(0, np.float32)
+        for channel in audio[1:]:
+            mono += channel
+        return mono * np.float32(1.0 / max(len(audio), 1))
+    if audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    return np.ascontiguousarray(audio[:2].T)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write float32 [n] or [n, channels] as 16-bit PCM WAV, through a temporary name."""
+    import soundfile
+
+    from musicid.io import atomic_path
+
+    if np.abs(audio).max(initial=0.0) > 1.0:
+        audio = np.clip(audio, -1.0, 1.0)
+    with atomic_path(path) as temporary:
+        soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16", format="WAV")

@@ -3,6 +3,8 @@
 # library and command line, and a General MIDI SoundFont.  On Debian/Ubuntu, as
 # root, missing packages are installed with apt-get (no recommends); otherwise
 # the script says what is missing and how to install it, and fails.
+# FluidR3_GM is the pipeline's default SoundFont; the tests' second SoundFont
+# (TimGM6mb.sf2) ships inside the pretty_midi package, so it needs nothing here.
 set -euo pipefail
 
 missing=()

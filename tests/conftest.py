@@ -73,3 +73,23 @@ def soundfont() -> Path:
     if not SOUNDFONT.is_file():
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup` (installs fluid-soundfont-gm)")
     return SOUNDFONT
+
+
+def pretty_midi_soundfont() -> Path:
+    """TimGM6mb.sf2, the small General MIDI SoundFont shipped inside the pretty_midi package.
+
+    Every install of the project has it, so tests that need a second SoundFont
+    use it instead of a system package.
+    """
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
+
+
+@pytest.fixture
+def second_soundfont() -> Path:
+    """A second SoundFont, different from :data:`SOUNDFONT`: the one inside pretty_midi."""
+    path = pretty_midi_soundfont()
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: reinstall pretty_midi (`make setup`)")
+    return path

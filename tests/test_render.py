@@ -1,23 +1,29 @@
 import struct
 import sys
+import time
 
 import numpy as np
 import pytest
 import soundfile
 
-from musicid import render
-from musicid.render import (FluidSynthUnavailable, MidiRenderer, RenderError, RenderPolicy, RenderTask,
-                            SynthConfig, check_fluidsynth, finish_render, midi_end_time, reserialize_midi,
-                            trim_trailing_silence, validate_audio)
-from tests.conftest import SOUNDFONT, sine, write_midi, write_wav
+from musicid import render, synth
+from musicid.checks import RenderError, trim_trailing_silence, validate_audio
+from musicid.midi import force_program, midi_end_time
+from musicid.render import RenderTask, finish_render
+from musicid.synth import FluidSynthUnavailable, MidiRenderer, check_fluidsynth
+from tests.conftest import SOUNDFONT, section_params, sine, write_midi, write_wav
 
 SR = 22050
-POLICY = RenderPolicy(min_rms=1e-4, max_seconds=600.0, timeout_s=60.0, trim_db=-60.0, program=None,
-                      channels=1)
-TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 
 
-def smf(events_hex: str, division: int = 480) -> bytes:
+def params(**overrides):
+    """The render params the tests use, from params.yaml with these settings."""
+    settings = dict(soundfonts=[str(SOUNDFONT)], sample_rate=SR, gain=0.5, reverb=True, chorus=False,
+                    min_rms=1e-4, max_seconds=600.0, timeout_s=60.0, trim_db=-60.0, program=None, channels=1)
+    return section_params("render", **{**settings, **overrides})
+
+
+def smf(events_hex: str, division: int = 480) -> bytes:  # division: 16 bits, SMPTE when the high bit is set
     """A format-0 Standard MIDI File with one track of the given events."""
     events = bytes.fromhex(events_hex)
     return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, division)
@@ -31,7 +37,7 @@ STRICT_PLAYER_REJECTS = smf("00FF58050402180800" "00903C64" "8360803C40" "00FF2F
 
 @pytest.fixture(scope="module")
 def renderer():
-    return MidiRenderer([str(SOUNDFONT)], SynthConfig(sample_rate=SR, gain=0.5, reverb=True, chorus=False))
+    return MidiRenderer(params())
 
 
 @pytest.fixture
@@ -40,17 +46,16 @@ def worker(renderer, monkeypatch):
     return renderer
 
 
-def task(tmp_path, source, names=("a/x.wav",), **policy):
+def task(tmp_path, source, names=("a/x.wav",), **overrides):
     return RenderTask(source=source, label="a", input_path=str(tmp_path / source),
-                      output_dir=str(tmp_path / "out"), output_names=names,
-                      policy=RenderPolicy(**{**POLICY.__dict__, **policy}))
+                      output_dir=str(tmp_path / "out"), output_names=names, render=params(**overrides))
 
 
 def test_render_three_notes(renderer, three_note_midi):
     audio = renderer.render(three_note_midi)
     assert audio.dtype == np.float32 and audio.shape[0] == 2
     finished = finish_render(audio, SR, 1.5, -60.0)
-    assert 1.5 <= finished.shape[1] / SR <= 1.5 + render.TAIL_SECONDS
+    assert 1.5 <= finished.shape[1] / SR <= 1.5 + synth.TAIL_SECONDS
     assert np.sqrt(np.mean(finished ** 2)) > 1e-3
 
 
@@ -69,7 +74,7 @@ def test_render_one_writes_a_valid_wav(worker, tmp_path):
     info = soundfile.info(str(tmp_path / "out" / "a" / "x.wav"))
     assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
     assert abs(info.frames / SR - record["duration_s"]) < 1e-3
-    assert 2.0 <= record["duration_s"] <= 2.0 + render.TAIL_SECONDS
+    assert 2.0 <= record["duration_s"] <= 2.0 + synth.TAIL_SECONDS
     assert [p.name for p in (tmp_path / "out" / "a").iterdir()] == ["x.wav"]  # no temporaries
 
 
@@ -95,7 +100,8 @@ def test_file_the_strict_player_refuses_is_recovered(worker, renderer, tmp_path)
     assert trim_trailing_silence(renderer.render(path)).shape[1] == 0  # FluidSynth's player does not
     record = render.render_one(task(tmp_path, "a/strict.mid"))
     assert (record["status"], record["reason"]) == ("recovered", None)
-    assert 0.5 <= record["duration_s"] <= 0.5 + render.TAIL_SECONDS
+    assert record["detail"] == "FluidSynth's player gave silent; re-serialized with mido"
+    assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
     assert (tmp_path / "out" / "a" / "x.wav").is_file()
 
 
@@ -145,8 +151,8 @@ def test_render_stops_after_the_last_note(renderer, tmp_path):
     # A stray controller event an hour after the only note: the player would run on.
     path = tmp_path / "stray.mid"
     path.write_bytes(smf("00903C64" "8360803C40" + "FFFFFF7F" * 4 + "00B00140" "00FF2F00"))
-    audio = renderer.render(path, stop_after_s=0.5 + render.TAIL_SECONDS)
-    assert audio.shape[1] <= (0.5 + render.TAIL_SECONDS) * SR + render.BLOCK_FRAMES
+    audio = renderer.render(path, stop_after_s=0.5 + synth.TAIL_SECONDS)
+    assert audio.shape[1] <= (0.5 + synth.TAIL_SECONDS) * SR + synth.BLOCK_FRAMES
 
 
 def test_forced_program(renderer, tmp_path, three_note_midi):
@@ -154,7 +160,9 @@ def test_forced_program(renderer, tmp_path, three_note_midi):
 
     target = tmp_path / "organ.mid"
     write_midi(tmp_path / "strings.mid", [(60, 0.0, 1.0)], program=48)
-    reserialize_midi(tmp_path / "strings.mid", target, program=19)
+    organ = mido.MidiFile(tmp_path / "strings.mid")
+    force_program(organ, 19)
+    organ.save(target)
     programs = {(m.channel, m.program) for t in mido.MidiFile(target).tracks for m in t
                 if m.type == "program_change"}
     assert (0, 48) not in programs and (0, 19) in programs and all(p == 19 for _, p in programs)
@@ -162,11 +170,13 @@ def test_forced_program(renderer, tmp_path, three_note_midi):
     assert not np.array_equal(renderer.render(tmp_path / "strings.mid"), renderer.render(target))
 
 
-def test_each_soundfont_renders_once(tmp_path, monkeypatch):
-    several = MidiRenderer([str(SOUNDFONT), TIMGM], SynthConfig(SR, 0.5, False, False))
+def test_each_soundfont_renders_once(tmp_path, monkeypatch, second_soundfont):
+    fonts = [str(SOUNDFONT), str(second_soundfont)]
+    several = MidiRenderer(params(soundfonts=fonts, reverb=False))
     monkeypatch.setattr(render, "_worker_renderer", several)
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
-    record = render.render_one(task(tmp_path, "a/x.mid", names=("a/x__fluid.wav", "a/x__tim.wav")))
+    record = render.render_one(task(tmp_path, "a/x.mid", names=("a/x__fluid.wav", "a/x__tim.wav"),
+                                    soundfonts=fonts, reverb=False))
     assert record["outputs"] == ["a/x__fluid.wav", "a/x__tim.wav"]
     one, two = (soundfile.read(str(tmp_path / "out" / name))[0] for name in record["outputs"])
     assert not np.array_equal(one[: min(len(one), len(two))], two[: min(len(one), len(two))])
@@ -181,7 +191,7 @@ def test_audio_source_is_resampled_and_kept(worker, tmp_path):
 
 
 def test_validate_duration_mismatch():
-    audio = np.full((1, 10 * SR), 0.1, np.float32)
+    audio = sine(440, 10.0, SR)[np.newaxis]
     validate_audio(audio, SR, 1e-4, expected_seconds=11.0)
     with pytest.raises(RenderError) as caught:
         validate_audio(audio, SR, 1e-4, expected_seconds=20.0)
@@ -214,7 +224,7 @@ def test_trim_trailing_silence():
 
 def test_missing_soundfont_says_what_to_install(tmp_path):
     with pytest.raises(FluidSynthUnavailable, match="apt-get install --no-install-recommends fluid-soundfont-gm"):
-        MidiRenderer([str(tmp_path / "none.sf2")], SynthConfig(SR, 0.5, False, False))
+        MidiRenderer(params(soundfonts=[str(tmp_path / "none.sf2")]))
 
 
 def test_missing_library_says_what_to_install(monkeypatch):
@@ -228,7 +238,7 @@ def test_loading_fluidsynth_keeps_stdout_clean():
     import os
     import subprocess
 
-    result = subprocess.run([sys.executable, "-c", "from musicid.render import check_fluidsynth; check_fluidsynth()"],
+    result = subprocess.run([sys.executable, "-c", "from musicid.synth import check_fluidsynth; check_fluidsynth()"],
                             capture_output=True, text=True, env={**os.environ, "CI": "1"}, check=True)
     assert result.stdout == ""
 
@@ -239,3 +249,35 @@ def test_a_cut_short_midi_file_is_described(worker, tmp_path, three_note_midi):
     path.write_bytes(b"MThd\x00\x00\x00\x06\x00")  # the header chunk stops after one byte
     record = render.render_one(task(tmp_path, "a/cut.mid"))
     assert record["reason"] == "unparseable" and "cut short" in record["detail"]
+
+
+def test_timeout_covers_reading_the_midi_file(worker, tmp_path):
+    # 400,000 running-status notes: mido needs seconds to read them, far past the limit.
+    path = tmp_path / "a" / "huge.mid"
+    path.parent.mkdir()
+    path.write_bytes(smf("00903C40" + "003C40" * 400_000 + "00FF2F00"))
+    started = time.monotonic()
+    record = render.render_one(task(tmp_path, "a/huge.mid", timeout_s=0.5))
+    elapsed = time.monotonic() - started
+    assert (record["status"], record["reason"], record["detail"]) == (
+        "rejected", "timeout", "reading the file took longer than render.timeout_s")
+    assert elapsed < 1.5
+
+
+def test_the_default_length_limit_keeps_long_movements(tmp_path):
+    # A 20-minute movement is ordinary music; the clip caps, not max_seconds, bound the work per track.
+    path = write_midi(tmp_path / "movement.mid", [(60, 0.0, 1.0), (67, 1199.0, 1200.0)])
+    assert midi_end_time(path) == pytest.approx(1200.0)
+    assert section_params("render").max_seconds >= 3 * 3600 > midi_end_time(path)
+
+
+def test_output_names_never_clash_within_a_label():
+    fonts = ["/fonts/FluidR3_GM.sf2", "/fonts/TimGM6mb.sf2"]
+    # An audio file named like the other source's per-SoundFont WAV: both keep their extension.
+    assert render.assign_outputs("a", ["x.mid", "x__FluidR3_GM.wav", "y.mid"], fonts) == {
+        "x.mid": ("a/x_mid__FluidR3_GM.wav", "a/x_mid__TimGM6mb.wav"),
+        "x__FluidR3_GM.wav": ("a/x__FluidR3_GM_wav.wav",),
+        "y.mid": ("a/y__FluidR3_GM.wav", "a/y__TimGM6mb.wav")}
+    # Two SoundFonts with one file name get their position added.
+    assert render.assign_outputs("a", ["y.mid"], ["/one/GM.sf2", "/two/GM.sf2"]) == {
+        "y.mid": ("a/y__GM-0.wav", "a/y__GM-1.wav")}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+import soundfile
 import yaml
 
 from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
@@ -29,12 +31,17 @@ def raw(tmp_path, monkeypatch):
     return root
 
 
-def run(tmp_path, raw, out_name="audio", **render):
+def run(tmp_path, raw, out_name="audio", jobs=2, **render):
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["render"].update({"jobs": 2, **render})
+    params["render"].update(render)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return STAGE.main(["--params", str(tmp_path / "params.yaml"), "--raw", str(raw),
-                       "--out", str(tmp_path / out_name)])
+                       "--out", str(tmp_path / out_name), "--jobs", str(jobs)])
+
+
+def manifest(root, paths):
+    files = [{"path": p, "label": p.split("/")[0]} for p in sorted(paths)]
+    (root / "manifest.json").write_text(json.dumps({"files": files, "skipped": [], "unlabeled": []}))
 
 
 def test_report_lists_every_source_sorted(tmp_path, raw, capsys):
@@ -59,8 +66,8 @@ def test_two_runs_with_two_workers_give_identical_bytes(tmp_path, raw):
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes(), name
 
 
-def test_several_soundfonts_share_the_track(tmp_path, raw):
-    fonts = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"]
+def test_several_soundfonts_share_the_track(tmp_path, raw, soundfont, second_soundfont):
+    fonts = [str(soundfont), str(second_soundfont)]
     assert run(tmp_path, raw, soundfonts=fonts) == 0
     report = json.loads((tmp_path / "audio" / "report.json").read_text())
     assert report["files"][0]["outputs"] == ["a/one__FluidR3_GM.wav", "a/one__TimGM6mb.wav"]
@@ -77,3 +84,55 @@ def test_broken_soundfont_is_named(tmp_path, raw, capsys):
     (tmp_path / "broken.sf2").write_bytes(b"RIFF not really")
     assert run(tmp_path, raw, soundfonts=[str(tmp_path / "broken.sf2")]) == 2
     assert "cannot load the SoundFont" in capsys.readouterr().err
+
+
+def test_jobs_is_an_argument_not_a_param(tmp_path, raw, capsys):
+    assert run(tmp_path, raw, jobs=1) == 0
+    assert "1 workers" in capsys.readouterr().out
+    assert "jobs" not in json.loads((tmp_path / "audio" / "report.json").read_text())["params"]
+    assert run(tmp_path, raw, out_name="other", jobs=-1) == 2
+    assert "--jobs must be >= 0" in capsys.readouterr().err
+
+
+def test_a_240_byte_name_renders_with_several_soundfonts(tmp_path, monkeypatch, soundfont, second_soundfont):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "raw"
+    long_stem = "Ä" * 60 + "x" * 122  # 242 bytes with ".mid"
+    source = f"a/{long_stem}.mid"
+    assert len(f"{long_stem}.mid".encode()) == 246
+    write_midi(root / source, [(60, 0.0, 1.0)])
+    write_wav(root / "a" / f"{long_stem}.wav", sine(330, 1.0, 22050), 22050)
+    manifest(root, [source, f"a/{long_stem}.wav"])
+    # A SoundFont with a long name too: its part of the output names is shortened.
+    long_font = tmp_path / f"{'General_MIDI_' * 9}TimGM6mb.sf2"
+    long_font.symlink_to(second_soundfont)
+    fonts = [str(soundfont), str(long_font)]
+    assert run(tmp_path, root, soundfonts=fonts, jobs=1) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert [(r["status"], len(r["outputs"])) for r in report["files"]] == [("rendered", 2), ("rendered", 1)]
+    written = sorted(p.name for p in (tmp_path / "audio" / "a").iterdir())
+    assert written == sorted(name.split("/", 1)[1] for r in report["files"] for name in r["outputs"])
+    assert len(written) == 3 and max(len(name.encode()) for name in written) <= 255
+
+
+def test_sources_that_share_a_stem_each_get_their_own_track(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "raw"
+    write_midi(root / "a" / "x.mid", [(60, 0.0, 1.0)])
+    write_midi(root / "a" / "x.midi", [(72, 0.0, 2.0)], program=40)
+    write_wav(root / "a" / "x.wav", sine(330, 1.5, 22050), 22050)
+    write_wav(root / "a" / "y z.wav", sine(440, 1.0, 22050), 22050)
+    write_wav(root / "a" / "y_z.wav", sine(550, 1.0, 22050), 22050)
+    paths = ["a/x.mid", "a/x.midi", "a/x.wav", "a/y z.wav", "a/y_z.wav"]
+    manifest(root, paths)
+    assert run(tmp_path, root) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    outputs = {r["source"]: r["outputs"] for r in report["files"]}
+    assert outputs == {
+        "a/x.mid": ["a/x_mid.wav"], "a/x.midi": ["a/x_midi.wav"], "a/x.wav": ["a/x_wav.wav"],
+        "a/y z.wav": [f"a/y_z_wav-{hashlib.sha256(b'y z.wav').hexdigest()[:12]}.wav"],
+        "a/y_z.wav": [f"a/y_z_wav-{hashlib.sha256(b'y_z.wav').hexdigest()[:12]}.wav"]}
+    # Each source's WAV holds its own audio: the lengths differ.
+    seconds = {source: soundfile.info(str(tmp_path / "audio" / names[0])).duration
+               for source, names in outputs.items()}
+    assert seconds["a/x.wav"] == 1.5 and seconds["a/x.mid"] < seconds["a/x.midi"]

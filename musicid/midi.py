@@ -1,0 +1,255 @@
+"""Reading MIDI files with mido, and repairing what other readers accept but FluidSynth or mido refuse.
+
+Repairs, each reported in the source's record (status ``recovered``):
+
+- a RIFF-wrapped MIDI file (RMID, ``RIFF....RMID`` with the Standard MIDI File
+  in its ``data`` chunk) is unwrapped;
+- a key-signature meta event with an impossible key (mido raises on it) is
+  turned into a sequencer-specific meta event of the same length, which every
+  player ignores; a key signature changes nothing in the sound;
+- SMPTE time division (ticks per frame at 24, 25, 29.97 or 30 frames per
+  second, which FluidSynth's player does not implement and mido reads as a
+  negative tick rate) is converted to the same timing in ticks per beat with
+  one tempo, the tempo events the file may hold being meaningless under SMPTE.
+
+A file still unreadable after these repairs is rejected ``unparseable`` with
+mido's reason.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from musicid.checks import RenderError
+
+DRUM_CHANNEL = 9  # General MIDI channel 10
+SMPTE_FRAME_RATES = {24: 24.0, 25: 25.0, 29: 30000 / 1001, 30: 30.0}  # header code -> frames per second
+# Data bytes after the status byte, by the status's high nibble (channel messages).
+_CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
+_SEQUENCER_SPECIFIC = 0x7F
+_KEY_SIGNATURE = 0x59
+
+
+@dataclass
+class MidiSource:
+    """A MIDI file as it will be rendered."""
+
+    data: bytes  # the Standard MIDI File bytes to hand to FluidSynth
+    end_seconds: float  # time of the last note event
+    repairs: list[str]  # what was repaired, empty for a file read as it is
+    rewritten_by_mido: bool  # ``data`` was written by mido (SMPTE conversion, forced program)
+
+
+def read_midi(path: str | Path, program: int | None = None) -> MidiSource:
+    """Read a MIDI file, repair what can be repaired, and find the time of its last note.
+
+    With ``program``, every melodic part is forced to that General MIDI
+    program (see :func:`force_program`).  Raises :class:`RenderError`
+    ``unparseable`` or ``no_notes``.
+    """
+    import mido
+
+    data = Path(path).read_bytes()
+    repairs: list[str] = []
+    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
+        data = unwrap_rmid(data)
+        repairs.append("RIFF-wrapped MIDI (RMID) unwrapped")
+    try:
+        midi = _parse(data)
+    except mido.midifiles.meta.KeySignatureError as error:
+        data, dropped = drop_impossible_key_signatures(data)
+        if not dropped:
+            raise RenderError("unparseable", f"KeySignatureError: {error}"[:200]) from None
+        repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
+        midi = _parse(data)
+    rewrite = False
+    if midi.ticks_per_beat < 0:  # SMPTE: the division's high bit is set
+        repairs.append(smpte_to_metrical(midi))
+        rewrite = True
+    if program is not None:
+        force_program(midi, program)
+        rewrite = True
+    if rewrite:
+        data = _serialize(midi)
+    return MidiSource(data, _end_time(midi), repairs, rewrite)
+
+
+def _parse(data: bytes):
+    import mido
+
+    try:
+        return mido.MidiFile(file=io.BytesIO(data), clip=True)
+    except (mido.midifiles.meta.KeySignatureError, RenderError):
+        raise  # repairable (read_midi handles it), or a time limit that ran out
+    except EOFError:  # mido's message for a file that stops mid-structure is empty
+        raise RenderError("unparseable", "the file ends in the middle of a MIDI chunk (cut short?)") from None
+    except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
+        raise RenderError("unparseable", f"{type(error).__name__}: {error}"[:200]) from None
+
+
+def _serialize(midi) -> bytes:
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+def _end_time(midi) -> float:
+    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does."""
+    try:
+        now, last_note, notes = 0.0, 0.0, 0
+        for message in midi:  # merged tracks, delta times in seconds
+            now += message.time
+            if message.type in ("note_on", "note_off"):
+                last_note = now
+                notes += message.type == "note_on" and message.velocity > 0
+    except RenderError:
+        raise  # a time limit that ran out
+    except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
+        raise RenderError("unparseable", f"{type(error).__name__}: {error}"[:200]) from None
+    if notes == 0:
+        raise RenderError("no_notes", "the file holds no note events")
+    return float(last_note)
+
+
+def midi_end_time(path: str | Path) -> float:
+    """Time of the last note event of a MIDI file, in seconds (after repairs)."""
+    return read_midi(path).end_seconds
+
+
+def unwrap_rmid(data: bytes) -> bytes:
+    """The Standard MIDI File inside a RIFF RMID file's ``data`` chunk."""
+    position = 12
+    while position + 8 <= len(data):
+        chunk, size = data[position:position + 4], struct.unpack("<I", data[position + 4:position + 8])[0]
+        if chunk == b"data":
+            return data[position + 8: position + 8 + size]
+        position += 8 + size + (size & 1)  # RIFF chunks are padded to an even length
+    raise RenderError("unparseable", "RIFF-wrapped MIDI (RMID) without a data chunk")
+
+
+def _read_varlen(data: bytes, position: int, end: int) -> tuple[int, int]:
+    """(value, position after it) of a MIDI variable-length quantity."""
+    value = 0
+    for _ in range(4):
+        if position >= end:
+            break
+        byte = data[position]
+        position += 1
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            break
+    return value, position
+
+
+def drop_impossible_key_signatures(data: bytes) -> tuple[bytes, int]:
+    """Turn each key-signature meta event whose key mido refuses into a sequencer-specific one.
+
+    A valid key has -7..7 sharps (a signed byte) and mode 0 (major) or 1
+    (minor).  The event keeps its length, so no delta time or chunk size
+    changes.  Returns (the new bytes, how many events were changed).  Walking
+    stops quietly at the first malformed event of a track: mido then names it.
+    """
+    out = bytearray(data)
+    dropped = 0
+    position = 8 + struct.unpack(">I", data[4:8])[0] if len(data) >= 8 else len(data)
+    while position + 8 <= len(data):
+        chunk, size = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]
+        start = position + 8
+        end = min(start + size, len(data))
+        position = start + size
+        if chunk != b"MTrk":
+            continue
+        index, running = start, None
+        while index < end:
+            _, index = _read_varlen(data, index, end)  # delta time
+            if index >= end:
+                break
+            status = data[index]
+            if status == 0xFF and index + 1 < end:
+                kind = data[index + 1]
+                length, body = _read_varlen(data, index + 2, end)
+                if kind == _KEY_SIGNATURE and not _valid_key(data[body:body + length]):
+                    out[index + 1] = _SEQUENCER_SPECIFIC
+                    dropped += 1
+                index = body + length
+            elif status in (0xF0, 0xF7):
+                length, body = _read_varlen(data, index + 1, end)
+                index = body + length
+            elif status >= 0x80:
+                running = status
+                index += 1 + _CHANNEL_DATA_BYTES.get(status >> 4, 0)
+            elif running is not None:
+                index += _CHANNEL_DATA_BYTES[running >> 4]
+            else:
+                break
+    return bytes(out), dropped
+
+
+def _valid_key(body: bytes) -> bool:
+    if len(body) < 2:
+        return False
+    sharps = body[0] - 256 if body[0] > 127 else body[0]
+    return -7 <= sharps <= 7 and body[1] in (0, 1)
+
+
+def smpte_to_metrical(midi) -> str:
+    """Convert a mido MidiFile with SMPTE time division, in place, to ticks per beat; returns a description.
+
+    mido reads the division as a signed 16-bit number: the high byte is minus
+    the frame rate code, the low byte the ticks per frame.  A tick lasts
+    1 / (frames per second * ticks per frame) s; the converted file has
+    ``code * ticks per frame`` ticks per beat and one tempo giving that length.
+    """
+    import mido
+
+    raw = midi.ticks_per_beat & 0xFFFF
+    code, ticks_per_frame = 256 - (raw >> 8), raw & 0xFF
+    if code not in SMPTE_FRAME_RATES or ticks_per_frame == 0:
+        raise RenderError("unparseable", f"SMPTE time division with an unknown frame rate "
+                                         f"(code {code}, {ticks_per_frame} ticks per frame)")
+    ticks_per_second = SMPTE_FRAME_RATES[code] * ticks_per_frame
+    midi.ticks_per_beat = code * ticks_per_frame
+    tempo = round(1_000_000 * midi.ticks_per_beat / ticks_per_second)  # microseconds per beat
+    for track in midi.tracks:
+        kept, carried = [], 0
+        for message in track:
+            if message.type == "set_tempo":
+                carried += message.time  # its delta time passes on to the next event
+                continue
+            kept.append(message.copy(time=message.time + carried) if carried else message)
+            carried = 0
+        track[:] = kept
+    if midi.tracks:
+        midi.tracks[0].insert(0, mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    return (f"SMPTE time division ({SMPTE_FRAME_RATES[code]:.5g} fps x {ticks_per_frame} ticks) converted "
+            f"to {midi.ticks_per_beat} ticks per beat")
+
+
+def force_program(midi, program: int) -> None:
+    """Set every program change on a melodic channel to ``program``, and start each melodic channel with it.
+
+    Drums (channel 10) stay drums.  midi: a mido MidiFile, changed in place.
+    """
+    import mido
+
+    for track in midi.tracks:
+        for index, message in enumerate(track):
+            if message.type == "program_change" and message.channel != DRUM_CHANNEL:
+                track[index] = message.copy(program=program)
+    if midi.type != 2 and midi.tracks:
+        first = [mido.Message("program_change", channel=c, program=program, time=0)
+                 for c in range(16) if c != DRUM_CHANNEL]
+        midi.tracks[0][0:0] = first
+
+
+def reserialize_midi(data: bytes) -> bytes:
+    """``data`` written again through mido.
+
+    mido writes well-formed events whatever it read (e.g. meta events of the
+    length the standard gives), which FluidSynth's stricter player then
+    accepts.
+    """
+    return _serialize(_parse(data))

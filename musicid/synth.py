@@ -1,0 +1,179 @@
+"""FluidSynth in process: the library binding and a MIDI renderer.
+
+One worker process loads each SoundFont once.  Each file is then rendered by a
+fresh, cheap synthesizer (a couple of milliseconds to create) to which the
+loaded SoundFont is handed: a reused synthesizer carries voice and effect state
+from one file into the next, which would make a file's audio depend on which
+file its worker rendered before it.  FluidSynth's MIDI player is driven by the
+sample clock ("fast render"), so rendering runs as fast as the CPU allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musicid.checks import RenderError
+from musicid.params import RenderParams
+
+BLOCK_FRAMES = 8192  # frames per FluidSynth write call; a multiple of its 64-frame block
+TAIL_SECONDS = 3.0  # at most this much release/reverb tail after the last MIDI event
+
+
+class FluidSynthUnavailable(RuntimeError):
+    """The FluidSynth library or a SoundFont is missing; the message says what to install."""
+
+
+def _load_fluidsynth():
+    try:
+        # pyfluidsynth prints where it found the library to stdout when the CI
+        # variable is set; stdout belongs to the commands (predict --json).
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
+    except ImportError as error:  # pyfluidsynth raises ImportError when libfluidsynth is absent
+        raise FluidSynthUnavailable(
+            f"cannot load the FluidSynth library ({error}). Install it with "
+            "'apt-get install --no-install-recommends libfluidsynth3' (Debian/Ubuntu) "
+            "or 'brew install fluid-synth' (macOS), then 'pip install pyfluidsynth'."
+        ) from None
+    library = fluidsynth._fl
+    write_float = library.fluid_synth_write_float
+    write_float.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                            ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    write_float.restype = ctypes.c_int
+    for name in ("fluid_synth_add_sfont", "fluid_synth_remove_sfont"):
+        function = getattr(library, name)
+        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        function.restype = ctypes.c_int
+    get_sfont = library.fluid_synth_get_sfont_by_id
+    get_sfont.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    get_sfont.restype = ctypes.c_void_p
+    set_log = library.fluid_set_log_function
+    set_log.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    set_log.restype = ctypes.c_void_p
+    # FluidSynth logs to stderr by default, one line per problem and channel;
+    # every problem that matters is reported by this module with a reason instead.
+    for level in range(5):  # FLUID_PANIC .. FLUID_DBG
+        set_log(level, None, None)
+    return fluidsynth
+
+
+def check_fluidsynth() -> None:
+    """Raise :class:`FluidSynthUnavailable` when the FluidSynth library cannot be loaded."""
+    _load_fluidsynth()
+
+
+def check_soundfonts(paths: list[str]) -> None:
+    """Raise :class:`FluidSynthUnavailable` when a SoundFont file is missing."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FluidSynthUnavailable(
+                f"SoundFont not found: {path}. Install a General MIDI SoundFont, e.g. "
+                "'apt-get install --no-install-recommends fluid-soundfont-gm' "
+                "(gives /usr/share/sounds/sf2/FluidR3_GM.sf2), or set render.soundfonts "
+                "in params.yaml to a .sf2/.sf3 file you have."
+            )
+
+
+class MidiRenderer:
+    """Renders MIDI files with SoundFonts loaded once; not shared between processes.
+
+    Set up from the ``render`` params: ``soundfonts`` (all loaded, in order),
+    ``sample_rate``, ``gain``, ``reverb`` and ``chorus``.
+    """
+
+    def __init__(self, render: RenderParams):
+        soundfonts = list(render.soundfonts)
+        check_soundfonts(soundfonts)
+        self.fluidsynth = _load_fluidsynth()
+        self.library = self.fluidsynth._fl
+        self.params = render
+        self.sample_rate = render.sample_rate
+        self.n_soundfonts = len(soundfonts)
+        # A holder synth loads each SoundFont; the SoundFont is then taken off it
+        # so that it can be lent to the per-file synths (FluidSynth ref-counts it).
+        self._holder = self._new_synth()
+        self._sfonts = []
+        for path in soundfonts:
+            sfont_id = self._holder.sfload(str(path))
+            if sfont_id < 0:
+                raise FluidSynthUnavailable(f"FluidSynth cannot load the SoundFont {path}")
+            sfont = self.library.fluid_synth_get_sfont_by_id(self._holder.synth, sfont_id)
+            self.library.fluid_synth_remove_sfont(self._holder.synth, sfont)
+            self._sfonts.append(sfont)
+
+    def _new_synth(self):
+        return self.fluidsynth.Synth(
+            gain=self.params.gain,
+            samplerate=self.sample_rate,
+            channels=16,
+            **{
+                "player.timing-source": "sample",  # follow the rendered samples, not the wall clock
+                "synth.lock-memory": 0,
+                "synth.reverb.active": int(self.params.reverb),
+                "synth.chorus.active": int(self.params.chorus),
+                "synth.cpu-cores": 1,  # parallelism comes from worker processes
+            },
+        )
+
+    def render(self, midi_path: str | Path, soundfont_index: int = 0,
+               stop_after_s: float = math.inf, timeout_s: float = math.inf) -> np.ndarray:
+        """Render one MIDI file until FluidSynth's player stops, plus the release tail.
+
+        Returns float32 [2, n_frames] at ``sample_rate`` Hz (empty when the
+        player refuses the file).  Rendering ends early after ``stop_after_s``
+        seconds of audio (a player can run on long after the last note, up to
+        a stray event hours later); it raises :class:`RenderError` ``timeout``
+        past ``timeout_s`` seconds of wall time (what is left of the file's
+        ``render.timeout_s`` once it was read).
+        """
+        fs = self.fluidsynth
+        lib = self.library
+        synth = self._new_synth()
+        sfont = self._sfonts[soundfont_index]
+        lib.fluid_synth_add_sfont(synth.synth, sfont)
+        player = fs.new_fluid_player(synth.synth)
+        blocks: list[np.ndarray] = []
+        started = time.monotonic()
+
+        def write_block() -> None:
+            block = np.empty((2, BLOCK_FRAMES), dtype=np.float32)  # FluidSynth fills every frame
+            lib.fluid_synth_write_float(synth.synth, BLOCK_FRAMES, block[0].ctypes.data, 0, 1,
+                                        block[1].ctypes.data, 0, 1)
+            blocks.append(block)
+            if time.monotonic() - started > timeout_s:
+                raise RenderError("timeout", "reading and rendering the file took longer than render.timeout_s")
+
+        try:
+            if fs.fluid_player_add(player, str(midi_path).encode()) != fs.FLUID_OK:
+                raise RenderError("unparseable", "FluidSynth's player cannot open the file")
+            fs.fluid_player_play(player)
+            max_frames = stop_after_s * self.sample_rate
+            stopped_early = False
+            while fs.fluid_player_get_status(player) == fs.FLUID_PLAYER_PLAYING:
+                if len(blocks) * BLOCK_FRAMES >= max_frames:
+                    stopped_early = True
+                    break
+                write_block()
+            if not stopped_early:
+                # The release of the last notes (and the reverb) after the player stops.
+                played = len(blocks)
+                tail_blocks = math.ceil(TAIL_SECONDS * self.sample_rate / BLOCK_FRAMES)
+                while (len(blocks) - played < tail_blocks
+                       and fs.fluid_synth_get_active_voice_count(synth.synth) > 0):
+                    write_block()
+        finally:
+            fs.fluid_player_stop(player)
+            fs.delete_fluid_player(player)
+            # Take the SoundFont back before the synth is deleted, or it would go with it.
+            lib.fluid_synth_remove_sfont(synth.synth, sfont)
+            synth.delete()
+        if not blocks:
+            return np.zeros((2, 0), dtype=np.float32)
+        return np.concatenate(blocks, axis=1)

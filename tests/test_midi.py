@@ -1,0 +1,91 @@
+"""MIDI files other readers accept: repaired and rendered (recovered), or rejected with the true reason."""
+
+from __future__ import annotations
+
+import struct
+
+import mido
+import pytest
+
+from musicid import render, synth
+from musicid.midi import drop_impossible_key_signatures, read_midi
+from tests.test_render import renderer, smf, task, worker  # noqa: F401 - fixtures used by name
+
+NOTE_HALF_SECOND = "00903C64" "8360803C40" "00FF2F00"  # C4 for 480 ticks: 0.5 s at 120 bpm
+
+
+def rmid(standard_midi_file: bytes) -> bytes:
+    """A RIFF RMID file wrapping ``standard_midi_file`` in its data chunk (padded to an even length)."""
+    pad = b"\0" * (len(standard_midi_file) & 1)
+    body = b"RMID" + b"data" + struct.pack("<I", len(standard_midi_file)) + standard_midi_file + pad
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def put(tmp_path, name, data):
+    path = tmp_path / "a" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_riff_wrapped_midi_is_unwrapped_and_rendered(worker, tmp_path):
+    path = put(tmp_path, "wrapped.mid", rmid(smf("00FF0301" "41" + NOTE_HALF_SECOND)))  # odd length: padded
+    with pytest.raises(OSError, match="MThd not found"):
+        mido.MidiFile(path)  # what made it unparseable
+    record = render.render_one(task(tmp_path, "a/wrapped.mid"))
+    assert (record["status"], record["reason"], record["outputs"]) == ("recovered", None, ["a/x.wav"])
+    assert record["detail"] == "RIFF-wrapped MIDI (RMID) unwrapped"
+    assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
+
+
+def test_riff_without_a_data_chunk_is_named(worker, tmp_path):
+    put(tmp_path, "nodata.mid", b"RIFF" + struct.pack("<I", 12) + b"RMID" + b"LIST" + struct.pack("<I", 0))
+    record = render.render_one(task(tmp_path, "a/nodata.mid"))
+    assert (record["status"], record["reason"], record["detail"]) == (
+        "rejected", "unparseable", "RIFF-wrapped MIDI (RMID) without a data chunk")
+
+
+def test_impossible_key_signature_is_dropped(worker, tmp_path):
+    data = smf("00FF59020900" + NOTE_HALF_SECOND)  # nine sharps: no such key
+    path = put(tmp_path, "key.mid", data)
+    with pytest.raises(mido.midifiles.meta.KeySignatureError):
+        mido.MidiFile(path)
+    record = render.render_one(task(tmp_path, "a/key.mid"))
+    assert (record["status"], record["reason"]) == ("recovered", None)
+    assert record["detail"] == "1 key-signature event(s) with an impossible key dropped"
+    assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
+
+
+def test_only_impossible_keys_are_touched():
+    # A valid key (two flats, minor), an impossible mode, running status in between.
+    data = smf("00FF5902FE01" "00903C64" "00403C" "00FF59020003" "8360803C40" "00FF2F00")
+    repaired, dropped = drop_impossible_key_signatures(data)
+    assert dropped == 1
+    assert repaired == data.replace(bytes.fromhex("FF59020003"), bytes.fromhex("FF7F020003"))
+    keys = [m for m in mido.MidiFile(file=__import__("io").BytesIO(repaired)).tracks[0] if m.type == "key_signature"]
+    assert [m.key for m in keys] == ["Gm"]
+
+
+def test_smpte_division_is_converted(worker, tmp_path):
+    # 25 frames per second x 40 ticks per frame: 1000 ticks per second; the note lasts 1000 ticks.
+    # The tempo event means nothing under SMPTE timing and must not stretch the note.
+    path = put(tmp_path, "smpte.mid", smf("00FF510307A120" "00903C64" "8768803C40" "00FF2F00",
+                                          division=0xE728))
+    assert read_midi(path).end_seconds == pytest.approx(1.0)
+    record = render.render_one(task(tmp_path, "a/smpte.mid"))
+    assert (record["status"], record["reason"]) == ("recovered", None)
+    assert record["detail"] == "SMPTE time division (25 fps x 40 ticks) converted to 1000 ticks per beat"
+    assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
+
+
+def test_smpte_drop_frame_rate(tmp_path):
+    # Code 29 is 29.97 frames per second: 2997 ticks at 100 ticks per frame are one second.
+    path = put(tmp_path, "drop.mid", smf("00903C64" "9735803C40" "00FF2F00", division=0xE364))
+    assert read_midi(path).end_seconds == pytest.approx(1.0, abs=1e-5)  # the tempo is whole microseconds
+
+
+def test_smpte_with_an_unknown_frame_rate_is_named(worker, tmp_path):
+    put(tmp_path, "smpte20.mid", smf(NOTE_HALF_SECOND, division=0xEC28))  # -20 fps does not exist
+    record = render.render_one(task(tmp_path, "a/smpte20.mid"))
+    assert (record["status"], record["reason"], record["detail"]) == (
+        "rejected", "unparseable", "SMPTE time division with an unknown frame rate (code 20, 40 ticks per frame)")
