@@ -79,7 +79,7 @@ class _Workspace:
 
     def features(self, chunk: np.ndarray, params: FeatureParams, sample_rate: int, kind: str,
                  n_mfcc: int) -> np.ndarray:
-        """A few clips float32 [<= COMPUTE_CHUNK, n_samples] at ``sample_rate`` Hz -> float32 [chunk, n_bands, n_frames].
+        """A few clips float32 [<= COMPUTE_CHUNK, n_samples] at ``sample_rate`` Hz -> [chunk, n_bands, n_frames].
 
         librosa's arithmetic: zero-padded centred frames times the float64
         window, one float64 real FFT over every frame of the chunk, power 2,

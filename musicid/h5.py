@@ -10,6 +10,7 @@ pipeline writes is defined here once (:func:`clip_columns`,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,13 @@ class WriteError(Exception):
         self.cause = cause
 
 
-def _cause(error: OSError) -> str:
+def _cause(error: Exception) -> str:
     """The short reason of an h5py write error ("No space left on device"), not HDF5's multi-line dump."""
-    if error.errno:
+    if getattr(error, "errno", None):
         return os.strerror(error.errno)
+    found = re.search(r"errno = (\d+)", str(error))  # HDF5 puts the system's errno in its message
+    if found and int(found.group(1)):
+        return os.strerror(int(found.group(1)))
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
@@ -115,7 +119,7 @@ class RowWriter:
                 dataset = self.datasets[name]
                 dataset.resize((stop, *dataset.shape[1:]))
                 dataset[start:stop] = values
-        except OSError as error:
+        except (OSError, RuntimeError) as error:
             raise WriteError(self.path, _cause(error)) from None
         self.rows = stop
 
@@ -124,12 +128,15 @@ class RowWriter:
         return self.file.attrs
 
     def close(self) -> None:
-        """Close the file, writing what HDF5 still holds in memory; :class:`WriteError` if that fails."""
+        """Write what HDF5 still holds in memory and close the file; :class:`WriteError` if that fails."""
         if not self.file.id.valid:
             return
         try:
+            # Flushing first makes a failure leave no object half-closed (a failed close can crash later).
+            self.file.flush()
             self.file.close()
-        except OSError as error:
+        # h5py reports a failed flush of a dataset's chunks as RuntimeError, of the file as OSError.
+        except (OSError, RuntimeError) as error:
             self._abandon()
             raise WriteError(self.path, _cause(error)) from None
 
@@ -139,8 +146,10 @@ class RowWriter:
         HDF5 cannot close a file whose writes fail: it keeps it open and flushes
         again at interpreter exit, which crashes the process (a segmentation
         fault with h5py 3 on a full disk). Pointing the file's descriptor at
-        /dev/null first lets every later write succeed into nothing, so the
-        close completes.
+        /dev/null first lets every later write succeed into nothing; a flush
+        then clears what the failed write left pending, so the close completes.
+        Errors here are those of the write already reported, on a file about
+        to be deleted.
         """
         if not self.file.id.valid:
             return
@@ -149,7 +158,16 @@ class RowWriter:
             os.dup2(null, self._descriptor)
         finally:
             os.close(null)
-        self.file.close()
+        for _ in range(3):  # HDF5 may need a failed flush to reset a cache left mid-flush
+            try:
+                self.file.flush()
+            except (OSError, RuntimeError):
+                pass
+            try:
+                self.file.close()
+                return
+            except (OSError, RuntimeError):
+                continue
 
     def __enter__(self) -> "RowWriter":
         return self
