@@ -201,7 +201,11 @@ def wav_damage(path: str | Path) -> str | None:
     if not path.is_file():
         return "missing"
     size = path.stat().st_size
-    with open(path, "rb") as handle:
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    with handle:
         header = handle.read(12)
         if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
             return "not a WAV file (no RIFF/WAVE header)"

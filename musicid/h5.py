@@ -9,13 +9,16 @@ pipeline writes is defined here once (:func:`clip_columns`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
+
+from musicid.io import atomic_path
 
 STRING = h5py.string_dtype("utf-8")
 SPLITS = ("train", "val", "test")
@@ -58,7 +61,7 @@ class WriteError(Exception):
         self.cause = cause
 
 
-def _cause(error: Exception) -> str:
+def error_cause(error: Exception) -> str:
     """The short reason of an h5py write error ("No space left on device"), not HDF5's multi-line dump."""
     if getattr(error, "errno", None):
         return os.strerror(error.errno)
@@ -66,6 +69,20 @@ def _cause(error: Exception) -> str:
     if found and int(found.group(1)):
         return os.strerror(int(found.group(1)))
     return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+@contextlib.contextmanager
+def staged_table(target: str | Path) -> Iterator[Path]:
+    """:func:`musicid.io.atomic_path` for a table: a staging file that cannot be made is a :class:`WriteError`.
+
+    (A read-only or full folder refuses it before any row is written.)
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            temporary = stack.enter_context(atomic_path(target))
+        except OSError as error:
+            raise WriteError(target, error_cause(error)) from None
+        yield temporary
 
 
 class RowWriter:
@@ -83,7 +100,7 @@ class RowWriter:
         try:
             self.file = h5py.File(path, "w", libver="v112")
         except OSError as error:  # a read-only or missing folder
-            raise WriteError(path, _cause(error)) from None
+            raise WriteError(path, error_cause(error)) from None
         # The file's OS descriptor, to abandon the file when a write fails (see _abandon).
         self._descriptor = self.file.id.get_vfd_handle()
         self.rows = 0
@@ -103,7 +120,7 @@ class RowWriter:
                 )
         except OSError as error:
             self._abandon()
-            raise WriteError(path, _cause(error)) from None
+            raise WriteError(path, error_cause(error)) from None
 
     def append(self, **columns: Any) -> None:
         """Append equal-length batches of rows, one keyword per column."""
@@ -120,7 +137,7 @@ class RowWriter:
                 dataset.resize((stop, *dataset.shape[1:]))
                 dataset[start:stop] = values
         except (OSError, RuntimeError) as error:
-            raise WriteError(self.path, _cause(error)) from None
+            raise WriteError(self.path, error_cause(error)) from None
         self.rows = stop
 
     @property
@@ -138,7 +155,7 @@ class RowWriter:
         # h5py reports a failed flush of a dataset's chunks as RuntimeError, of the file as OSError.
         except (OSError, RuntimeError) as error:
             self._abandon()
-            raise WriteError(self.path, _cause(error)) from None
+            raise WriteError(self.path, error_cause(error)) from None
 
     def _abandon(self) -> None:
         """Close a file whose contents are being thrown away, without writing to it again.

@@ -16,8 +16,8 @@ import numpy as np
 
 from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, per_track_cap, too_small_classes,
                            wav_damage)
-from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns
-from musicid.io import atomic_path, dumps_json, write_json_atomic
+from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
+from musicid.io import dumps_json, write_json_atomic
 from musicid.parallel import ordered_map
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -85,9 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     clips_per, tracks_per = Counter(), Counter()
     silent_total, dropped = 0, {}
-    writing = args.out  # the output named when the disk or the folder refuses a write
     try:
-        with atomic_path(args.out) as temporary:
+        with staged_table(args.out) as temporary:
             with RowWriter(temporary, clip_columns(clip_samples)) as writer:
                 results = ordered_map(clip_track, tasks, jobs=args.jobs)
                 for track, (clips, offsets, output_index, n_silent) in progress(
@@ -126,22 +125,22 @@ def main(argv: list[str] | None = None) -> int:
                 writer.attrs["counts"] = dumps_json(counts)
                 total = writer.rows
             # Inside the staging of clips.h5: a report that cannot be written leaves neither file new.
-            writing = args.report
-            write_json_atomic(args.report, {
-                "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
-                "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
-            })
+            try:
+                write_json_atomic(args.report, {
+                    "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
+                    "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
+                })
+            except OSError as error:
+                raise WriteError(args.report, error_cause(error)) from None
     except EmptyResult as error:
         print(f"clip: {error}", file=sys.stderr)
         return 1
     except DamagedAudio as error:
         print(f"clip: {damaged_message({error.path: error.reason}, report_path)}", file=sys.stderr)
         return 1
-    except WriteError as error:
-        print(f"clip: cannot write {args.out}: {error.cause}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"clip: cannot write {writing}: {error.strerror or error}", file=sys.stderr)
+    except WriteError as error:  # RowWriter names its staging file: name the output instead
+        print(f"clip: cannot write {args.report if error.path == args.report else args.out}: {error.cause}",
+              file=sys.stderr)
         return 1
 
     per_split = {s: sum(v for (_, sp), v in clips_per.items() if sp == s) for s in SPLITS}

@@ -14,8 +14,9 @@ import h5py
 import numpy as np
 
 from musicid.features import RunningBandStats, compute_features, n_frames
-from musicid.h5 import SHARED_ATTRS, RowWriter, WriteError, feature_columns, read_strings
-from musicid.io import atomic_path, dumps_json
+from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
+                        staged_table)
+from musicid.io import dumps_json
 from musicid.parallel import resolve_jobs
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as error:
         print(f"featurize: cannot write {args.out}: {error.cause}", file=sys.stderr)
         return 1
-    except OSError as error:  # the staging file beside the output could not be made
-        print(f"featurize: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
+    except OSError as error:  # writes fail as WriteError, so this is h5py failing to read the clips
+        print(f"featurize: cannot read {args.clips} ({error_cause(error)}): rerun the clip stage "
+              "(dvc repro --force clip)", file=sys.stderr)
         return 1
 
 
@@ -66,7 +68,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         frames = n_frames(clip_samples, params.hop_length)
         n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels
         stats = RunningBandStats(n_bands)
-        with atomic_path(out) as temporary:
+        with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(n_bands, frames)) as writer:
                 audio = clips["audio"]
                 for start in progress(range(0, total, params.batch_size),

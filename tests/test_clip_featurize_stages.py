@@ -326,6 +326,12 @@ def test_featurize_with_no_clip_or_no_training_clip_says_so(tmp_path, capsys, mo
     assert code == 1
     assert capsys.readouterr().err == (f"featurize: {tmp_path / 'absent.h5'} is missing: the clip stage writes it "
                                        "(dvc repro clip)\n")
+    (tmp_path / "garbage.h5").write_bytes(b"not an HDF5 file" * 64)
+    code, out = run_featurize(tmp_path, tmp_path / "garbage.h5", name="garbage_features")
+    assert code == 1 and not out.exists()
+    assert capsys.readouterr().err == (
+        f"featurize: cannot read {tmp_path / 'garbage.h5'} (Unable to synchronously open file (file signature not "
+        "found)): rerun the clip stage (dvc repro --force clip)\n")
 
 
 # Runs a stage with a file-size limit, as a full disk refuses writes (EFBIG instead of ENOSPC).
