@@ -14,7 +14,6 @@ tones and noise written to a temporary table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,9 @@ import h5py
 import librosa
 import numpy as np
 
-from musicid.features import LogMelConfig, compute_features, mel_filterbank
+from musicid.features import compute_features, mel_filterbank
 from musicid.parallel import resolve_jobs
-from musicid.params import load_section
+from musicid.params import as_dict, load_section, parse_section
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -57,19 +56,20 @@ def main() -> int:
         clips = synthetic_clips(args.n, clip_params.clip_seconds, sample_rate)
         origin = f"{len(clips)} synthetic clips"
     jobs = resolve_jobs(0)
-    config = LogMelConfig.from_params(features, sample_rate)
+    kind = "mfcc" if args.mfcc else "logmel"
+    overrides = {"kind": kind}
     if args.mfcc:  # librosa.feature.mfcc's power_to_db: top_db 80, no floor of ours
-        config = dataclasses.replace(config, top_db=80.0, floor_db=-300.0)
+        overrides.update(top_db=80.0, floor_db=-300.0)
+    config = parse_section({**as_dict(features), **overrides}, "features")
     seconds = clips.shape[0] * clips.shape[1] / sample_rate
     kwargs = dict(sr=sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels,
                   fmin=config.fmin, fmax=config.fmax)
 
-    kind = "mfcc" if args.mfcc else "logmel"
     batch = features.batch_size
 
     def ours(threads: int):
         def run() -> np.ndarray:
-            return np.concatenate([compute_features(clips[i:i + batch], config, kind, features.n_mfcc, threads)
+            return np.concatenate([compute_features(clips[i:i + batch], config, sample_rate, threads)
                                    for i in range(0, len(clips), batch)])
         return run
 
@@ -85,7 +85,7 @@ def main() -> int:
 
     # Warm both up (imports, filterbank) on one clip, outside the timing.
     mel_filterbank(sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    compute_features(clips[:1], config, kind, features.n_mfcc)
+    compute_features(clips[:1], config, sample_rate)
     librosa.feature.melspectrogram(y=clips[0], **kwargs)
     methods = (("musicid, 1 thread", ours(1)), (f"musicid stage, {jobs} threads", ours(jobs)),
                ("librosa, one call per clip", per_clip_librosa))

@@ -9,14 +9,62 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from musicid.audio import read_audio, resample
 
+if TYPE_CHECKING:
+    from musicid.params import ClipParams
+
 SILENCE_FRAME_SECONDS = 0.05
+
+
+def tracks_needed(val: float, test: float) -> int:
+    """Tracks a class needs to be split: one for train, plus one for val and one for test when they are used."""
+    return 1 + (val > 0) + (test > 0)
+
+
+def too_small_classes(tracks: dict[str, str], val: float, test: float,
+                      holdout_classes: list[str] = ()) -> dict[str, str]:
+    """Known classes with fewer tracks than the split needs, each with the reason (label -> reason).
+
+    tracks: track id -> label.  Such a class cannot have a track in every
+    split; trained on with all its tracks in train, it is scored on nothing
+    and can take over the predictions, so it is left out.  Held-out classes
+    go to test whole and need no split.
+    """
+    needed = tracks_needed(val, test)
+    counts: dict[str, int] = {}
+    for label in tracks.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {label: f"{count} rendered track{'s' if count != 1 else ''}; split.val {val:g} and split.test "
+                   f"{test:g} need at least {needed} (one for each split used)"
+            for label, count in sorted(counts.items()) if count < needed and label not in holdout_classes}
+
+
+def split_sizes(n: int, val: float, test: float) -> tuple[int, int]:
+    """(n_test, n_val) of a known class of ``n >= tracks_needed(val, test)`` tracks.
+
+    ``round(test * n)`` and ``round(val * n)``, at least one each when the
+    fraction is positive, and at least one track left for train: when the
+    rounding takes every track, val and test give one back in turn (the
+    larger first, val on a tie).
+    """
+    if n < tracks_needed(val, test):
+        raise ValueError(f"{n} tracks cannot be split with val {val} and test {test}")
+    n_test = max(round(test * n), 1) if test > 0 else 0
+    n_val = max(round(val * n), 1) if val > 0 else 0
+    while n_test + n_val >= n:
+        if n_val >= n_test and n_val > (val > 0):
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_test, n_val
 
 
 def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
@@ -25,9 +73,10 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
 
     tracks: track id -> label.  Every track of a class in ``holdout_classes``
     goes to test.  For every other label, its tracks are shuffled with a
-    generator seeded by ``seed`` and the label, then ``round(test * n)`` go to
-    test and ``round(val * n)`` to val (at least one each when the fraction is
-    positive and the label has three tracks or more), the rest to train.
+    generator seeded by ``seed`` and the label, then :func:`split_sizes`
+    tracks go to test and val, the rest (at least one) to train.  A known
+    class with fewer tracks than the split needs (:func:`too_small_classes`)
+    is a ValueError: the caller leaves it out first.
     """
     by_label: dict[str, list[str]] = {}
     for track, label in tracks.items():
@@ -40,14 +89,7 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
             continue
         label_seed = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
         order = np.random.default_rng(label_seed).permutation(len(members))
-        n = len(members)
-        n_test = round(test * n)
-        n_val = round(val * n)
-        if n >= 3:
-            n_test = max(n_test, 1) if test > 0 else 0
-            n_val = max(n_val, 1) if val > 0 else 0
-        n_test = min(n_test, n)
-        n_val = min(n_val, n - n_test)
+        n_test, n_val = split_sizes(len(members), val, test)
         for rank, index in enumerate(order):
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             splits[members[index]] = split
@@ -107,54 +149,83 @@ def normalize_loudness(clips: np.ndarray, mode: str, target_db: float) -> np.nda
     return np.clip(clips * gain[:, None], -1.0, 1.0)
 
 
-@dataclass(frozen=True)
-class ClipSpec:
-    sample_rate: int
-    clip_seconds: float
-    hop_seconds: float
-    normalize: str = "none"
-    target_db: float = -20.0
-    min_rms: float = 0.001
-    max_silence: float = 0.5
-
-    @classmethod
-    def from_params(cls, clip) -> ClipSpec:
-        """From the ``clip`` params section."""
-        return cls(clip.sample_rate, clip.clip_seconds, clip.hop_seconds, clip.normalize, clip.target_db,
-                   clip.min_rms, clip.max_silence)
-
-
-def cut_clips(mono: np.ndarray, spec: ClipSpec, max_clips: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Cut ``mono`` (float32 [n] at spec.sample_rate Hz) into clips.
+def cut_clips(mono: np.ndarray, clip: ClipParams, max_clips: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cut ``mono`` (float32 [n] at clip.sample_rate Hz) into clips, as the ``clip`` params section says.
 
     Returns ``(clips float32 [k, clip_samples], offsets_s float64 [k], n_silent)``:
-    the clips kept after skipping those with more than ``spec.max_silence`` of
-    their 50 ms frames under ``spec.min_rms`` and capping the rest to
+    the clips kept after skipping those with more than ``clip.max_silence`` of
+    their 50 ms frames under ``clip.min_rms`` and capping the rest to
     ``max_clips`` evenly spaced ones (0: no cap), normalised; their start times
     in seconds; and how many were skipped as silence.
     """
-    sample_rate = spec.sample_rate
-    clip_samples = int(round(spec.clip_seconds * sample_rate))
-    hop_samples = max(1, int(round(spec.hop_seconds * sample_rate)))
+    sample_rate = clip.sample_rate
+    clip_samples = int(round(clip.clip_seconds * sample_rate))
+    hop_samples = max(1, int(round(clip.hop_seconds * sample_rate)))
     starts = clip_starts(len(mono), clip_samples, hop_samples)
     if starts.size == 0:
         return np.zeros((0, clip_samples), np.float32), np.zeros(0), 0
     windows = np.lib.stride_tricks.sliding_window_view(mono, clip_samples)[starts]
     frame_samples = max(1, int(round(SILENCE_FRAME_SECONDS * sample_rate)))
-    loud = silent_fraction(windows, frame_samples, spec.min_rms) <= spec.max_silence
+    loud = silent_fraction(windows, frame_samples, clip.min_rms) <= clip.max_silence
     n_silent = int((~loud).sum())
     starts = starts[loud]
     starts = starts[evenly_spaced(len(starts), max_clips)]
     clips = np.stack([mono[s:s + clip_samples] for s in starts]) if len(starts) else \
         np.zeros((0, clip_samples), np.float32)
-    clips = normalize_loudness(clips.astype(np.float32, copy=False), spec.normalize, spec.target_db)
+    clips = normalize_loudness(clips.astype(np.float32, copy=False), clip.normalize, clip.target_db)
     return clips, starts / sample_rate, n_silent
+
+
+class DamagedAudio(Exception):
+    """A WAV that the render stage wrote and validated is missing or cannot be read.
+
+    data/audio is a pipeline output: such a file was damaged after it was
+    written (a disk fault, a hand edit, an interrupted copy), which no
+    rerun of clip can repair.
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(path, reason)  # both in args, so the exception survives pickling from a worker
+        self.path = path
+        self.reason = reason
+
+
+def wav_damage(path: str | Path) -> str | None:
+    """Why the WAV file at ``path`` is not whole, in words, or None when it is.
+
+    Checks what libsndfile forgives: it reads a cut-off file's remaining
+    samples without complaint, so a truncated file is found by comparing the
+    size its ``data`` chunk declares with the bytes present.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    with handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return "not a WAV file (no RIFF/WAVE header)"
+        position = 12
+        while position + 8 <= size:
+            handle.seek(position)
+            chunk, length = struct.unpack("<4sI", handle.read(8))
+            if chunk == b"data":
+                present = size - position - 8
+                if length > present:
+                    return f"truncated (its data chunk declares {length} bytes, {present} are present)"
+                return None
+            position += 8 + length + (length & 1)  # chunks are padded to an even size
+    return "truncated (no data chunk)"
 
 
 @dataclass(frozen=True)
 class ClipTask:
     paths: tuple[str, ...]  # the track's WAVs (one per SoundFont)
-    spec: ClipSpec
+    clip: ClipParams
     max_clips: int  # for the whole track (0: no cap), shared out over its WAVs
 
 
@@ -163,14 +234,23 @@ def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]
 
     Returns (clips [k, clip_samples], offsets_s [k], output index [k], n_silent),
     where "output index" tells which of the track's WAVs a clip came from.
+    Raises :class:`DamagedAudio` for a WAV that is missing or unreadable.
     """
+    import soundfile
+
     all_clips, all_offsets, all_index, silent = [], [], [], 0
     per_output = 0
     if task.max_clips:
         per_output = max(1, task.max_clips // len(task.paths))
     for index, path in enumerate(task.paths):
-        mono = load_mono(path, task.spec.sample_rate)
-        clips, offsets, n_silent = cut_clips(mono, task.spec, per_output)
+        damage = wav_damage(path)
+        if damage:
+            raise DamagedAudio(path, damage)
+        try:
+            mono = load_mono(path, task.clip.sample_rate)
+        except soundfile.LibsndfileError as error:
+            raise DamagedAudio(path, f"unreadable ({error})") from None
+        clips, offsets, n_silent = cut_clips(mono, task.clip, per_output)
         all_clips.append(clips)
         all_offsets.append(offsets)
         all_index.append(np.full(len(clips), index, dtype=np.int64))

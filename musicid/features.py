@@ -13,32 +13,17 @@ from __future__ import annotations
 
 import queue
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
 import scipy.signal
 
+if TYPE_CHECKING:
+    from musicid.params import FeatureParams
+
 AMIN = 1e-10
-
-
-@dataclass(frozen=True)
-class LogMelConfig:
-    sample_rate: int
-    n_fft: int
-    hop_length: int
-    n_mels: int
-    fmin: float
-    fmax: float
-    floor_db: float
-    top_db: float | None = None
-
-    @classmethod
-    def from_params(cls, features, sample_rate: int) -> LogMelConfig:
-        """From the ``features`` params section, for clips at ``sample_rate`` Hz."""
-        return cls(sample_rate, features.n_fft, features.hop_length, features.n_mels, features.fmin,
-                   features.fmax, features.floor_db, features.top_db)
 
 
 @lru_cache(maxsize=8)
@@ -82,62 +67,64 @@ class _Workspace:
     keeps the speed steady.
     """
 
-    def __init__(self, config: LogMelConfig, n_samples: int):
-        half = config.n_fft // 2
-        count = n_frames(n_samples, config.hop_length)
+    def __init__(self, n_fft: int, hop_length: int, n_samples: int):
+        half = n_fft // 2
+        count = n_frames(n_samples, hop_length)
         bins = half + 1
-        self.config = config
         self.padded = np.zeros((COMPUTE_CHUNK, n_samples + 2 * half))  # zero edges stay zero
-        self.windowed = np.empty((COMPUTE_CHUNK, count, config.n_fft))
+        self.windowed = np.empty((COMPUTE_CHUNK, count, n_fft))
         self.spectrum = np.empty((COMPUTE_CHUNK, count, bins), dtype=np.complex128)
         self.power = np.empty((COMPUTE_CHUNK, count, bins))
         self.scratch = np.empty((COMPUTE_CHUNK, count, bins))
 
-    def features(self, chunk: np.ndarray, kind: str, n_mfcc: int) -> np.ndarray:
-        """A few clips float32 [<= COMPUTE_CHUNK, n_samples] -> float32 [chunk, n_bands, n_frames].
+    def features(self, chunk: np.ndarray, params: FeatureParams, sample_rate: int, kind: str,
+                 n_mfcc: int) -> np.ndarray:
+        """A few clips float32 [<= COMPUTE_CHUNK, n_samples] at ``sample_rate`` Hz -> [chunk, n_bands, n_frames].
 
         librosa's arithmetic: zero-padded centred frames times the float64
         window, one float64 real FFT over every frame of the chunk, power 2,
         one product with the mel filterbank, then dB. Every clip's numbers
         are independent of the other clips in its chunk.
         """
-        config = self.config
         size, n_samples = chunk.shape
-        half = config.n_fft // 2
+        half = params.n_fft // 2
         padded = self.padded[:size]
         padded[:, half:half + n_samples] = chunk
-        frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft, axis=1)[:, ::config.hop_length]
-        windowed = np.multiply(frames, hann_window(config.n_fft), out=self.windowed[:size])
+        frames = np.lib.stride_tricks.sliding_window_view(padded, params.n_fft, axis=1)[:, ::params.hop_length]
+        windowed = np.multiply(frames, hann_window(params.n_fft), out=self.windowed[:size])
         spectrum = np.fft.rfft(windowed, axis=-1, out=self.spectrum[:size])  # [chunk, n_frames, n_bins]
         parts = spectrum.view(np.float64)  # real and imaginary parts interleaved
         power = np.square(parts[..., 0::2], out=self.power[:size])
         power += np.square(parts[..., 1::2], out=self.scratch[:size])
         count = power.shape[1]
-        filters = _sparse_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+        filters = _sparse_filterbank(sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
         mel = filters @ power.reshape(size * count, -1).T  # [n_mels, chunk * n_frames]
         decibels = 10.0 * np.log10(np.maximum(mel.reshape(-1, size, count).transpose(1, 0, 2), AMIN))
-        if config.top_db is not None:
+        if params.top_db is not None:
             # librosa's top_db: nothing more than top_db below the clip's loudest bin.
-            decibels = np.maximum(decibels, decibels.max(axis=(1, 2), keepdims=True) - config.top_db)
-        decibels = np.maximum(decibels, config.floor_db)
+            decibels = np.maximum(decibels, decibels.max(axis=(1, 2), keepdims=True) - params.top_db)
+        decibels = np.maximum(decibels, params.floor_db)
         if kind == "mfcc":
             # librosa computes the DCT of float32 dB values.
             return scipy.fft.dct(decibels.astype(np.float32), type=2, norm="ortho", axis=1)[:, :n_mfcc]
         return decibels.astype(np.float32)
 
 
-def logmel(clips: np.ndarray, config: LogMelConfig, threads: int = 1) -> np.ndarray:
-    """clips float32 [batch, n_samples] at config.sample_rate Hz -> dB float32 [batch, n_mels, n_frames]."""
-    return compute_features(clips, config, "logmel", 0, threads)
+def logmel(clips: np.ndarray, features: FeatureParams, sample_rate: int, threads: int = 1) -> np.ndarray:
+    """clips float32 [batch, n_samples] at ``sample_rate`` Hz -> dB float32 [batch, n_mels, n_frames].
+
+    The ``features`` params section gives the STFT, mel bands and dB floors; its ``kind`` is not read.
+    """
+    return _compute(clips, features, sample_rate, "logmel", 0, threads)
 
 
-def mfcc(clips: np.ndarray, config: LogMelConfig, n_mfcc: int, threads: int = 1) -> np.ndarray:
-    """clips float32 [batch, n_samples] -> MFCCs float32 [batch, n_mfcc, n_frames].
+def mfcc(clips: np.ndarray, features: FeatureParams, sample_rate: int, threads: int = 1) -> np.ndarray:
+    """clips float32 [batch, n_samples] at ``sample_rate`` Hz -> MFCCs float32 [batch, features.n_mfcc, n_frames].
 
     The orthonormal DCT-II over the mel bands of :func:`logmel`, as
     ``librosa.feature.mfcc`` computes it (which uses ``top_db=80``).
     """
-    return compute_features(clips, config, "mfcc", n_mfcc, threads)
+    return _compute(clips, features, sample_rate, "mfcc", features.n_mfcc, threads)
 
 
 # Clips per FFT call: two 4 s clips at 16 kHz keep the frame matrix (2 MB of
@@ -145,28 +132,37 @@ def mfcc(clips: np.ndarray, config: LogMelConfig, n_mfcc: int, threads: int = 1)
 COMPUTE_CHUNK = 2
 
 
-def compute_features(clips: np.ndarray, config: LogMelConfig, kind: str, n_mfcc: int,
-                     threads: int = 1) -> np.ndarray:
-    """Features of a batch: clips float32 [batch, n_samples] -> float32 [batch, n_bands, n_frames].
+def compute_features(clips: np.ndarray, features: FeatureParams, sample_rate: int, threads: int = 1) -> np.ndarray:
+    """The features the ``features`` params section names (``kind``) of clips at ``sample_rate`` Hz.
+
+    clips float32 [batch, n_samples] -> float32 [batch, n_bands, n_frames],
+    n_bands being ``n_mels`` (log-mel, dB) or ``n_mfcc`` (MFCC).
 
     The batch is computed in chunks of :data:`COMPUTE_CHUNK` clips, shared
     among ``threads`` threads (NumPy and SciPy's FFT let go of the GIL while
     they compute). Each clip's numbers are the same whatever the batch size
     or thread count.
     """
+    return _compute(clips, features, sample_rate, features.kind, features.n_mfcc, threads)
+
+
+def _compute(clips: np.ndarray, params: FeatureParams, sample_rate: int, kind: str, n_mfcc: int,
+             threads: int) -> np.ndarray:
     clips = np.asarray(clips, dtype=np.float32)
-    n_bands = n_mfcc if kind == "mfcc" else config.n_mels
-    out = np.empty((len(clips), n_bands, n_frames(clips.shape[1], config.hop_length)), dtype=np.float32)
+    n_bands = n_mfcc if kind == "mfcc" else params.n_mels
+    out = np.empty((len(clips), n_bands, n_frames(clips.shape[1], params.hop_length)), dtype=np.float32)
     starts = range(0, len(clips), COMPUTE_CHUNK)
     workers = max(1, min(threads, len(starts)))
 
     def compute(worker: int) -> None:
-        workspace = _take_workspace(config, clips.shape[1])
+        key = (params.n_fft, params.hop_length, clips.shape[1])
+        workspace = _take_workspace(key)
         try:
             for start in starts[worker::workers]:
-                out[start:start + COMPUTE_CHUNK] = workspace.features(clips[start:start + COMPUTE_CHUNK], kind, n_mfcc)
+                out[start:start + COMPUTE_CHUNK] = workspace.features(clips[start:start + COMPUTE_CHUNK], params,
+                                                                      sample_rate, kind, n_mfcc)
         finally:
-            _give_back(workspace, config, clips.shape[1])
+            _give_back(workspace, key)
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -176,23 +172,23 @@ def compute_features(clips: np.ndarray, config: LogMelConfig, kind: str, n_mfcc:
     return out
 
 
-# Idle workspaces by (config, clip length); each thread takes its own.
-_WORKSPACES: dict[tuple[LogMelConfig, int], queue.SimpleQueue] = {}
+# Idle workspaces by (n_fft, hop_length, clip length), the sizes of their buffers; each thread takes its own.
+_WORKSPACES: dict[tuple[int, int, int], queue.SimpleQueue] = {}
 
 
-def _idle(config: LogMelConfig, n_samples: int) -> queue.SimpleQueue:
-    return _WORKSPACES.setdefault((config, n_samples), queue.SimpleQueue())
+def _idle(key: tuple[int, int, int]) -> queue.SimpleQueue:
+    return _WORKSPACES.setdefault(key, queue.SimpleQueue())
 
 
-def _take_workspace(config: LogMelConfig, n_samples: int) -> _Workspace:
+def _take_workspace(key: tuple[int, int, int]) -> _Workspace:
     try:
-        return _idle(config, n_samples).get_nowait()
+        return _idle(key).get_nowait()
     except queue.Empty:
-        return _Workspace(config, n_samples)
+        return _Workspace(*key)
 
 
-def _give_back(workspace: _Workspace, config: LogMelConfig, n_samples: int) -> None:
-    _idle(config, n_samples).put(workspace)
+def _give_back(workspace: _Workspace, key: tuple[int, int, int]) -> None:
+    _idle(key).put(workspace)
 
 
 class RunningBandStats:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.clips import ClipSpec, ClipTask, assign_splits, clip_track, per_track_cap
-from musicid.h5 import SPLITS, STRING, RowWriter
-from musicid.io import atomic_path, dumps_json, write_json_atomic
+from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, per_track_cap, too_small_classes,
+                           wav_damage)
+from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
+from musicid.io import dumps_json, write_json_atomic
 from musicid.parallel import ordered_map
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -37,86 +38,189 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clip: {error}", file=sys.stderr)
         return 2
 
-    report = json.loads((args.audio / "report.json").read_text())
+    report_path = args.audio / "report.json"
+    report = read_render_report(report_path)
+    if isinstance(report, str):
+        print(f"clip: {report}", file=sys.stderr)
+        return 1
     tracks = {r["source"]: r for r in report["files"] if r["status"] != "rejected"}
+    if not tracks:
+        print(f"clip: {no_track_message(report['files'], report_path)}", file=sys.stderr)
+        return 1
     labels_found = sorted({r["label"] for r in tracks.values()})
     holdout = sorted(set(split_params.holdout_classes))
     missing = [label for label in holdout if label not in labels_found]
-    if missing or len(holdout) >= len(labels_found):
+    if missing or len(labels_found) - len(holdout) < 2:
         reason = (f"names classes with no rendered track: {missing}" if missing
-                  else "must leave at least one class to train on")
+                  else f"must leave at least two of the classes {labels_found} to train on")
         print(f"clip: {args.params}: split.holdout_classes {reason}", file=sys.stderr)
         return 2
-    if not tracks:
-        print(f"clip: no usable audio in {args.audio}/report.json", file=sys.stderr)
+    # A class too small for the split is left out whole, never trained on.
+    excluded = too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val, split_params.test,
+                                 holdout)
+    tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
+    known = [label for label in labels_found if label not in holdout and label not in excluded]
+    if len(known) < 2:
+        left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
+        print(f"clip: {len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
+              f"two are needed; left out for too few tracks: {left_out}", file=sys.stderr)
         return 1
     # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
-    label_names = [label for label in labels_found if label not in holdout] + holdout
+    label_names = known + holdout
     label_index = {name: i for i, name in enumerate(label_names)}
     splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
                            split_params.test, split_params.seed, holdout)
+    damaged = {str(args.audio / name): wav_damage(args.audio / name)
+               for record in tracks.values() for name in record["outputs"]}
+    damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}
+    if damaged:
+        print(f"clip: {damaged_message(damaged, report_path)}", file=sys.stderr)
+        return 1
 
-    spec = ClipSpec.from_params(clip_params)
     tracks_in_class = Counter(r["label"] for r in tracks.values())
     order = sorted(tracks)
-    tasks = [ClipTask(tuple(str(args.audio / name) for name in tracks[t]["outputs"]), spec,
+    tasks = [ClipTask(tuple(str(args.audio / name) for name in tracks[t]["outputs"]), clip_params,
                       per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
                                     tracks_in_class[tracks[t]["label"]])) for t in order]
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     clips_per, tracks_per = Counter(), Counter()
-    silent_total, without_clips = 0, 0
-    with atomic_path(args.out) as temporary:
-        with RowWriter(temporary, {
-            "audio": (np.float32, (clip_samples,)),
-            "label": (np.int16, ()),
-            "known": (np.bool_, ()),
-            "track": (STRING, ()),
-            "source": (STRING, ()),
-            "offset_s": (np.float64, ()),
-            "split": (STRING, ()),
-        }) as writer:
-            results = ordered_map(clip_track, tasks, jobs=args.jobs)
-            for track, (clips, offsets, output_index, n_silent) in progress(
-                    zip(order, results), total=len(order), desc="clip"):
-                record = tracks[track]
-                split = splits[track]
-                count = len(clips)
-                writer.append(
-                    audio=clips,
-                    label=np.full(count, label_index[record["label"]], dtype=np.int16),
-                    known=np.full(count, record["label"] not in holdout),
-                    track=[track] * count,
-                    source=[record["outputs"][i] for i in output_index],
-                    offset_s=offsets,
-                    split=[split] * count,
-                )
-                clips_per[(record["label"], split)] += count
-                tracks_per[(record["label"], split)] += 1
-                silent_total += n_silent
-                without_clips += count == 0
-            counts = {label: {split: {"tracks": tracks_per[(label, split)], "clips": clips_per[(label, split)]}
-                              for split in SPLITS} for label in label_names}
-            writer.attrs["label_names"] = label_names
-            writer.attrs["n_known"] = len(label_names) - len(holdout)
-            writer.attrs["holdout_classes"] = holdout
-            writer.attrs["sample_rate"] = clip_params.sample_rate
-            writer.attrs["params"] = dumps_json({"render": report.get("params"), "clip": as_dict(clip_params),
-                                                 "split": as_dict(split_params)})
-            writer.attrs["counts"] = dumps_json(counts)
-            total = writer.rows
-    write_json_atomic(args.report, {
-        "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
-        "tracks_without_clips": without_clips, "holdout_classes": holdout,
-    })
+    silent_total, dropped = 0, {}
+    try:
+        with staged_table(args.out) as temporary:
+            with RowWriter(temporary, clip_columns(clip_samples)) as writer:
+                results = ordered_map(clip_track, tasks, jobs=args.jobs)
+                for track, (clips, offsets, output_index, n_silent) in progress(
+                        zip(order, results), total=len(order), desc="clip"):
+                    record = tracks[track]
+                    split = splits[track]
+                    count = len(clips)
+                    writer.append(
+                        audio=clips,
+                        label=np.full(count, label_index[record["label"]], dtype=np.int16),
+                        known=np.full(count, record["label"] not in holdout),
+                        track=[track] * count,
+                        source=[record["outputs"][i] for i in output_index],
+                        offset_s=offsets,
+                        split=[split] * count,
+                    )
+                    clips_per[(record["label"], split)] += count
+                    tracks_per[(record["label"], split)] += 1
+                    silent_total += n_silent
+                    if count == 0:
+                        # Clips that fit but were all silence, or not one whole clip.
+                        dropped[track] = "silent" if n_silent else "too_short"
+                empty = empty_result_message(clips_per, dropped, known, tracks, splits, clip_params)
+                if empty:
+                    raise EmptyResult(empty)
+                counts = {label: {split: {"tracks": tracks_per[(label, split)],
+                                          "clips": clips_per[(label, split)]}
+                                  for split in SPLITS} for label in label_names}
+                writer.attrs["label_names"] = label_names
+                writer.attrs["n_known"] = len(label_names) - len(holdout)
+                writer.attrs["holdout_classes"] = holdout
+                writer.attrs["sample_rate"] = clip_params.sample_rate
+                writer.attrs["params"] = dumps_json({"render": report.get("params"),
+                                                     "clip": as_dict(clip_params),
+                                                     "split": as_dict(split_params)})
+                writer.attrs["counts"] = dumps_json(counts)
+                total = writer.rows
+            # Inside the staging of clips.h5: a report that cannot be written leaves neither file new.
+            try:
+                write_json_atomic(args.report, {
+                    "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
+                    "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
+                })
+            except OSError as error:
+                raise WriteError(args.report, error_cause(error)) from None
+    except EmptyResult as error:
+        print(f"clip: {error}", file=sys.stderr)
+        return 1
+    except DamagedAudio as error:
+        print(f"clip: {damaged_message({error.path: error.reason}, report_path)}", file=sys.stderr)
+        return 1
+    except WriteError as error:  # RowWriter names its staging file: name the output instead
+        print(f"clip: cannot write {args.report if error.path == args.report else args.out}: {error.cause}",
+              file=sys.stderr)
+        return 1
 
     per_split = {s: sum(v for (_, sp), v in clips_per.items() if sp == s) for s in SPLITS}
+    reasons = Counter(dropped.values())
     print(f"clip: {total} clips of {clip_params.clip_seconds:g} s from {len(order)} tracks "
           f"(train {per_split['train']}, val {per_split['val']}, test {per_split['test']}; "
-          f"{silent_total} silent skipped, {without_clips} tracks too short) -> {args.out}")
+          f"{silent_total} silent clips skipped; tracks dropped: {reasons['silent']} all silence, "
+          f"{reasons['too_short']} too short) -> {args.out}")
     for label in label_names:
         cells = ", ".join(f"{s} {counts[label][s]['tracks']}/{counts[label][s]['clips']}" for s in SPLITS)
         print(f"  {label:20s} tracks/clips: {cells}{'  (held out: unknown)' if label in holdout else ''}")
+    for label, reason in excluded.items():
+        print(f"  {label:20s} left out: {reason}")
     return 0
+
+
+class EmptyResult(Exception):
+    """The clips would train nothing; the message names the params to change."""
+
+
+def read_render_report(path: Path) -> dict | str:
+    """The render stage's report, or why it cannot be used (one line)."""
+    if not path.is_file():
+        return f"{path} is missing: the render stage writes it (dvc repro render)"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"{path} is not valid JSON ({error}): rerun the render stage (dvc repro --force render)"
+    if not isinstance(report, dict) or not isinstance(report.get("files"), list):
+        return f"{path} has no list of files: rerun the render stage (dvc repro --force render)"
+    return report
+
+
+def no_track_message(records: list[dict], report_path: Path) -> str:
+    """Why there is no audio to clip: no source at all, or every one rejected (counts by reason)."""
+    if not records:
+        return f"no rendered track: {report_path} lists no source (the download stage kept no file)"
+    reasons = Counter(str(r.get("reason")) for r in records)
+    counted = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+    return f"no rendered track: all {len(records)} sources were rejected ({counted}); see {report_path}"
+
+
+def damaged_message(damaged: dict[str, str], report_path: Path) -> str:
+    """A rendered WAV gone bad: data/audio is a pipeline output, so it is restored, not skipped."""
+    path, reason = next(iter(damaged.items()))
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    return (f"{path}, rendered according to {report_path}, is {reason}{more}: the render stage's output was "
+            f"damaged after it was written; restore it (dvc checkout) or rerun render (dvc repro --force render)")
+
+
+def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: list[str], tracks: dict[str, dict],
+                         splits: dict[str, str], clip_params) -> str | None:
+    """Why the clips cannot be trained on, naming the params to change; None when they can.
+
+    No clip at all, or a known class without a training clip (its train tracks too short or silent).
+    """
+    length = f"clip.clip_seconds ({clip_params.clip_seconds:g} s)"
+    silence = (f"silence (more than clip.max_silence {clip_params.max_silence:g} of their 50 ms frames under "
+               f"clip.min_rms {clip_params.min_rms:g})")
+
+    def why(track_ids: list[str]) -> str:
+        reasons = Counter(dropped[t] for t in track_ids)
+        parts, change = [], []
+        if reasons["too_short"]:
+            longest = max((tracks[t].get("duration_s") or 0 for t in track_ids if dropped[t] == "too_short"))
+            parts.append(f"{reasons['too_short']} shorter than {length}, the longest lasting {longest:g} s")
+            change.append("lower clip.clip_seconds")
+        if reasons["silent"]:
+            parts.append(f"{reasons['silent']} all {silence}")
+            change.append("lower clip.min_rms or raise clip.max_silence")
+        return f"{' and '.join(parts)}; {' or '.join(change)}"
+
+    if sum(clips_per.values()) == 0:
+        return f"no clip cut from the {len(dropped)} tracks: {why(sorted(dropped))}"
+    for label in known:
+        if clips_per[(label, "train")] == 0:
+            # Every train track of the class was dropped.
+            train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits[t] == "train")
+            return f"class {label} has no clip in the train split: of its train tracks, {why(train_tracks)}"
+    return None
 
 
 if __name__ == "__main__":

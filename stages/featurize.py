@@ -13,9 +13,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.features import LogMelConfig, RunningBandStats, compute_features, n_frames
-from musicid.h5 import STRING, RowWriter, read_strings
-from musicid.io import atomic_path, dumps_json
+from musicid.features import RunningBandStats, compute_features, n_frames
+from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
+                        staged_table)
+from musicid.io import dumps_json
 from musicid.parallel import resolve_jobs
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -34,33 +35,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"featurize: {error}", file=sys.stderr)
         return 2
 
-    with h5py.File(args.clips, "r") as clips:
+    if not args.clips.is_file():
+        print(f"featurize: {args.clips} is missing: the clip stage writes it (dvc repro clip)", file=sys.stderr)
+        return 1
+    try:
+        return featurize(args.clips, args.out, params, args.params, resolve_jobs(args.jobs))
+    except WriteError as error:
+        print(f"featurize: cannot write {args.out}: {error.cause}", file=sys.stderr)
+        return 1
+    except OSError as error:  # writes fail as WriteError, so this is h5py failing to read the clips
+        print(f"featurize: cannot read {args.clips} ({error_cause(error)}): rerun the clip stage "
+              "(dvc repro --force clip)", file=sys.stderr)
+        return 1
+
+
+def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: int) -> int:
+    """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code."""
+    with h5py.File(clips_path, "r") as clips:
         sample_rate = int(clips.attrs["sample_rate"])
         if params.fmax > sample_rate / 2:
-            print(f"featurize: {args.params}: features.fmax {params.fmax:g} Hz is above the clips' "
+            print(f"featurize: {params_path}: features.fmax {params.fmax:g} Hz is above the clips' "
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
-        config = LogMelConfig.from_params(params, sample_rate)
         total, clip_samples = clips["audio"].shape
+        splits = read_strings(clips["split"])
+        if total == 0 or not (splits == "train").any():
+            where = "no clip" if total == 0 else "no clip in the train split (normalisation statistics need one)"
+            print(f"featurize: {clips_path} holds {where}: rerun the clip stage, which stops with the param "
+                  "to change (clip.clip_seconds, clip.min_rms, clip.max_silence, split.val, split.test)",
+                  file=sys.stderr)
+            return 1
         frames = n_frames(clip_samples, params.hop_length)
         n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels
-        splits = read_strings(clips["split"])
         stats = RunningBandStats(n_bands)
-        with atomic_path(args.out) as temporary:
-            with RowWriter(temporary, {
-                "features": (np.float32, (n_bands, frames)),
-                "label": (np.int16, ()),
-                "known": (np.bool_, ()),
-                "track": (STRING, ()),
-                "offset_s": (np.float64, ()),
-                "split": (STRING, ()),
-            }) as writer:
-                threads = resolve_jobs(args.jobs)
+        with staged_table(out) as temporary:
+            with RowWriter(temporary, feature_columns(n_bands, frames)) as writer:
                 audio = clips["audio"]
                 for start in progress(range(0, total, params.batch_size),
                                       total=-(-total // params.batch_size), desc="featurize"):
                     stop = min(start + params.batch_size, total)
-                    features = compute_features(audio[start:stop], config, params.kind, params.n_mfcc, threads)
+                    features = compute_features(audio[start:stop], params, sample_rate, threads)
                     writer.append(
                         features=features,
                         label=clips["label"][start:stop],
@@ -72,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     # Normalisation statistics see the training split only.
                     stats.update(features[splits[start:stop] == "train"])
                 mean, std = stats.result()
-                for key in ("label_names", "n_known", "holdout_classes", "sample_rate"):
+                for key in SHARED_ATTRS:
                     writer.attrs[key] = clips.attrs[key]
                 writer.attrs["band_mean"] = mean
                 writer.attrs["band_std"] = std
@@ -80,9 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                     "features": as_dict(params),
                     **json.loads(clips.attrs["params"]),
                 })
-    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}] -> {args.out}")
+    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}] -> {out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from musicid.h5 import read_strings
+from musicid.h5 import RowWriter, clip_columns, read_strings
 from tests.conftest import PROJECT_ROOT, load_stage, sine, write_wav
 
 CLIP = load_stage("clip")
@@ -86,6 +88,7 @@ def test_clips_table(tmp_path, audio):
                                      "test": {"tracks": 1, "clips": 5}}
     assert report["counts"]["c"]["test"] == {"tracks": 6, "clips": 30}
     assert report["silent_clips_skipped"] == 5 and report["clips"] == 90
+    assert report["dropped_tracks"] == {"a/quiet.mid": "silent"} and report["excluded_classes"] == {}
 
 
 def test_clip_stage_is_deterministic(tmp_path, audio):
@@ -140,3 +143,225 @@ def test_fmax_above_nyquist_is_refused(tmp_path, audio, capsys):
     _, clips = run_clip(tmp_path, audio)
     code, _ = run_featurize(tmp_path, clips, features={"fmax": 8000.0})
     assert code == 2 and "above the clips' Nyquist frequency" in capsys.readouterr().err
+
+
+def add_tracks(root, label, count, seconds, frequency=600.0, rejected=()):
+    """Add ``count`` rendered tracks of ``label`` (tones of ``seconds``) and rejected sources to report.json."""
+    report = json.loads((root / "report.json").read_text())
+    for i in range(count):
+        name = f"{label}/n{i}.wav"
+        write_wav(root / name, sine(frequency + 10 * i, seconds, 8000, amplitude=0.3), 8000)
+        report["files"].append({"source": f"{label}/n{i}.mid", "label": label, "status": "rendered",
+                                "reason": None, "duration_s": seconds, "outputs": [name]})
+    for source, reason in rejected:
+        report["files"].append({"source": source, "label": label, "status": "rejected", "reason": reason,
+                                "duration_s": None, "outputs": []})
+    report["files"].sort(key=lambda r: r["source"])
+    (root / "report.json").write_text(json.dumps(report))
+
+
+def assert_nothing_written(tmp_path, name="clips"):
+    assert not (tmp_path / f"{name}.h5").exists() and not (tmp_path / f"{name}.json").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_clips_longer_than_every_track_stop_the_stage(tmp_path, audio, capsys):
+    code, _ = run_clip(tmp_path, audio, clip={"clip_seconds": 6.0, "hop_seconds": 6.0})
+    assert code == 1
+    assert capsys.readouterr().err == ("clip: no clip cut from the 19 tracks: 19 shorter than clip.clip_seconds "
+                                       "(6 s), the longest lasting 5 s; lower clip.clip_seconds\n")
+    assert_nothing_written(tmp_path)
+
+
+def test_all_silence_names_the_silence_params(tmp_path, audio, capsys):
+    code, _ = run_clip(tmp_path, audio, clip={"min_rms": 0.9})
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "clip: no clip cut from the 19 tracks: 19 all silence (more than clip.max_silence 0.5 of their 50 ms "
+        "frames under clip.min_rms 0.9); lower clip.min_rms or raise clip.max_silence\n")
+    assert_nothing_written(tmp_path)
+
+
+def test_a_class_without_a_training_clip_stops_the_stage(tmp_path, audio, capsys):
+    add_tracks(audio, "d", 3, 0.5)  # 3 tracks: one per split, none long enough for a 1 s clip
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "clip: class d has no clip in the train split: of its train tracks, 1 shorter than clip.clip_seconds "
+        "(1 s), the longest lasting 0.5 s; lower clip.clip_seconds\n")
+    assert_nothing_written(tmp_path)
+
+
+def test_dropped_tracks_are_named_with_their_reason(tmp_path, audio, capsys):
+    add_tracks(audio, "a", 1, 0.5)  # a/n0.mid: shorter than one clip
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 0
+    report = json.loads((tmp_path / "clips.json").read_text())
+    assert report["dropped_tracks"] == {"a/n0.mid": "too_short", "a/quiet.mid": "silent"}
+    assert "5 silent clips skipped; tracks dropped: 1 all silence, 1 too short)" in capsys.readouterr().out
+
+
+def test_a_class_too_small_for_the_split_is_left_out(tmp_path, audio, capsys):
+    add_tracks(audio, "d", 2, 3.0)
+    code, clips = run_clip(tmp_path, audio)
+    assert code == 0
+    reason = "2 rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split used)"
+    report = json.loads((tmp_path / "clips.json").read_text())
+    assert report["excluded_classes"] == {"d": reason} and sorted(report["counts"]) == ["a", "b", "c"]
+    with h5py.File(clips, "r") as table:
+        assert list(table.attrs["label_names"]) == ["a", "b", "c"]
+        assert "d/n0.mid" not in set(read_strings(table["track"]))
+    assert f"  d                    left out: {reason}\n" in capsys.readouterr().out
+
+
+def test_fewer_than_two_classes_left_stops_the_stage(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "report.json").write_text(json.dumps({"files": []}))
+    add_tracks(root, "a", 4, 2.0)
+    add_tracks(root, "b", 2, 2.0)
+    code, _ = run_clip(tmp_path, root)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "clip: 1 class left to train on ['a'], at least two are needed; left out for too few tracks: b: 2 "
+        "rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split used)\n")
+    assert_nothing_written(tmp_path)
+
+
+def test_every_known_class_keeps_a_training_track(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "report.json").write_text(json.dumps({"files": []}))
+    add_tracks(root, "a", 4, 2.0)
+    add_tracks(root, "b", 4, 2.0, frequency=900.0)
+    code, _ = run_clip(tmp_path, root, split={"val": 0.4, "test": 0.4})  # rounds to 2 + 2 of 4
+    assert code == 0
+    counts = json.loads((tmp_path / "clips.json").read_text())["counts"]
+    for label in ("a", "b"):
+        assert {split: counts[label][split]["tracks"] for split in ("train", "val", "test")} == \
+            {"train": 1, "val": 1, "test": 2}
+
+
+def test_no_rendered_track_names_the_real_cause(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "report.json").write_text(json.dumps({"files": []}))
+    add_tracks(root, "a", 0, 1.0, rejected=[("a/x.mid", "no_notes"), ("a/y.mid", "silent"), ("a/z.mid", "silent")])
+    code, _ = run_clip(tmp_path, root)
+    assert code == 1
+    assert capsys.readouterr().err == (f"clip: no rendered track: all 3 sources were rejected (no_notes 1, silent 2)"
+                                       f"; see {root / 'report.json'}\n")
+    (root / "report.json").write_text(json.dumps({"files": []}))
+    assert run_clip(tmp_path, root)[0] == 1
+    assert capsys.readouterr().err == (f"clip: no rendered track: {root / 'report.json'} lists no source "
+                                       "(the download stage kept no file)\n")
+    assert_nothing_written(tmp_path)
+
+
+def test_a_missing_render_report_is_named(tmp_path, audio, capsys):
+    (audio / "report.json").unlink()
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 1
+    assert capsys.readouterr().err == (f"clip: {audio / 'report.json'} is missing: the render stage writes it "
+                                       "(dvc repro render)\n")
+    (audio / "report.json").write_text("{not json")
+    assert run_clip(tmp_path, audio)[0] == 1
+    assert capsys.readouterr().err.startswith(f"clip: {audio / 'report.json'} is not valid JSON (")
+    assert_nothing_written(tmp_path)
+
+
+DAMAGED_TAIL = (": the render stage's output was damaged after it was written; restore it (dvc checkout) or "
+                "rerun render (dvc repro --force render)\n")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("missing", "missing"),
+    ("truncated", "truncated (its data chunk declares 80000 bytes, 956 are present)"),
+])
+def test_a_rendered_wav_gone_bad_stops_the_stage(tmp_path, audio, capsys, damage, reason):
+    # A WAV that render validated and listed is a DVC output: damage to it is restored, not skipped.
+    wav = audio / "b/t3.wav"
+    if damage == "missing":
+        wav.unlink()
+    else:
+        wav.write_bytes(wav.read_bytes()[:1000])
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 1
+    assert capsys.readouterr().err == f"clip: {wav}, rendered according to {audio / 'report.json'}, is {reason}" \
+        + DAMAGED_TAIL
+    assert_nothing_written(tmp_path)
+
+
+def test_a_rendered_wav_libsndfile_cannot_read_stops_the_stage(tmp_path, audio, capsys):
+    wav = audio / "c/t0.wav"
+    data = wav.read_bytes()
+    wav.write_bytes(data[:20] + b"\x99\x99" + data[22:])  # an unknown sample format
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"clip: {wav}, rendered according to {audio / 'report.json'}, is unreadable (")
+    assert err.endswith(DAMAGED_TAIL) and err.count("\n") == 1
+    assert_nothing_written(tmp_path)
+
+
+def test_featurize_with_no_clip_or_no_training_clip_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    for name, splits in (("empty", []), ("no_train", ["val", "test"])):
+        with RowWriter(tmp_path / f"{name}.h5", clip_columns(8000)) as writer:
+            n = len(splits)
+            writer.append(audio=np.zeros((n, 8000), np.float32), label=np.zeros(n, np.int16),
+                          known=np.ones(n, bool), track=["t"] * n, source=["t.wav"] * n, offset_s=np.zeros(n),
+                          split=splits)
+            writer.attrs["sample_rate"] = 8000
+        code, out = run_featurize(tmp_path, tmp_path / f"{name}.h5", name=f"{name}_features")
+        assert code == 1 and not out.exists()
+        where = "no clip" if name == "empty" else "no clip in the train split (normalisation statistics need one)"
+        assert capsys.readouterr().err == (
+            f"featurize: {tmp_path / name}.h5 holds {where}: rerun the clip stage, which stops with the param to "
+            "change (clip.clip_seconds, clip.min_rms, clip.max_silence, split.val, split.test)\n")
+    code, _ = run_featurize(tmp_path, tmp_path / "absent.h5")
+    assert code == 1
+    assert capsys.readouterr().err == (f"featurize: {tmp_path / 'absent.h5'} is missing: the clip stage writes it "
+                                       "(dvc repro clip)\n")
+    (tmp_path / "garbage.h5").write_bytes(b"not an HDF5 file" * 64)
+    code, out = run_featurize(tmp_path, tmp_path / "garbage.h5", name="garbage_features")
+    assert code == 1 and not out.exists()
+    assert capsys.readouterr().err == (
+        f"featurize: cannot read {tmp_path / 'garbage.h5'} (Unable to synchronously open file (file signature not "
+        "found)): rerun the clip stage (dvc repro --force clip)\n")
+
+
+# Runs a stage with a file-size limit, as a full disk refuses writes (EFBIG instead of ENOSPC).
+LIMITED = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_limited(limit: int, script: str, *arguments) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", LIMITED, str(limit), str(PROJECT_ROOT / "stages" / script),
+                           *map(str, arguments)], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0"})
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, audio):
+    params = write_params(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    clip = run_limited(100_000, "clip.py", "--params", params, "--audio", audio, "--out", out / "clips.h5",
+                       "--report", out / "clips.json", "--jobs", "1")
+    assert (clip.returncode, clip.stdout, clip.stderr) == (1, "", f"clip: cannot write {out / 'clips.h5'}: "
+                                                                   "File too large\n")
+    assert list(out.iterdir()) == []
+    code, clips = run_clip(tmp_path, audio)
+    featurize = run_limited(50_000, "featurize.py", "--params", params, "--clips", clips,
+                            "--out", out / "features.h5")
+    assert (featurize.returncode, featurize.stdout, featurize.stderr) == (
+        1, "", f"featurize: cannot write {out / 'features.h5'}: File too large\n")
+    assert list(out.iterdir()) == []

@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 
-from musicid.clips import (ClipSpec, ClipTask, assign_splits, clip_starts, clip_track, cut_clips, evenly_spaced,
-                           expected_clip_count, load_mono, normalize_loudness, per_track_cap, silent_fraction)
-from tests.conftest import sine, write_wav
+from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_starts, clip_track, cut_clips, evenly_spaced,
+                           expected_clip_count, load_mono, normalize_loudness, per_track_cap, silent_fraction,
+                           split_sizes, too_small_classes, wav_damage)
+from tests.conftest import section_params, sine, write_wav
+
+
+def clip_params(sample_rate, clip_seconds, hop_seconds, **overrides):
+    return section_params("clip", sample_rate=sample_rate, clip_seconds=clip_seconds, hop_seconds=hop_seconds,
+                          **{"normalize": "none", **overrides})
 
 
 def test_splits_are_per_track_stratified_and_seeded():
@@ -29,8 +35,27 @@ def test_holdout_classes_go_to_test_only():
     assert all(splits[t] == plain[t] for t in tracks if not t.startswith("c/"))
 
 
-def test_a_class_with_fewer_than_three_tracks_stays_in_train():
-    assert assign_splits({"x/1": "x", "x/2": "x"}, 0.1, 0.1, 0) == {"x/1": "train", "x/2": "train"}
+def test_a_class_with_fewer_tracks_than_the_split_needs_is_named_and_refused():
+    tracks = {"x/1": "x", "x/2": "x", "y/1": "y", "h/1": "h", **{f"z/{i}": "z" for i in range(3)}}
+    assert too_small_classes(tracks, 0.1, 0.1, holdout_classes=["h"]) == {
+        "x": "2 rendered tracks; split.val 0.1 and split.test 0.1 need at least 3 (one for each split used)",
+        "y": "1 rendered track; split.val 0.1 and split.test 0.1 need at least 3 (one for each split used)",
+    }
+    # Without a validation split, two tracks are enough.
+    assert too_small_classes(tracks, 0.0, 0.1, holdout_classes=["h"]) == {
+        "y": "1 rendered track; split.val 0 and split.test 0.1 need at least 2 (one for each split used)"}
+    with pytest.raises(ValueError, match="2 tracks cannot be split"):
+        assign_splits({"x/1": "x", "x/2": "x"}, 0.1, 0.1, 0)
+
+
+def test_every_known_class_keeps_a_training_track():
+    # 4 tracks at val = test = 0.4 round to 2 + 2: val gives one back.
+    assert split_sizes(4, 0.4, 0.4) == (2, 1)
+    assert split_sizes(3, 0.45, 0.45) == (1, 1)
+    assert split_sizes(2, 0.0, 0.45) == (1, 0)
+    assert split_sizes(20, 0.15, 0.2) == (4, 3)  # ordinary sizes are round(fraction * n)
+    splits = assign_splits({f"x/{i}": "x" for i in range(4)}, 0.4, 0.4, 0)
+    assert sorted(splits.values()) == ["test", "test", "train", "val"]
 
 
 def test_clip_starts_exact():
@@ -48,21 +73,20 @@ def test_evenly_spaced():
 
 
 def test_cut_clips_counts_offsets_and_silence():
-    sr = 100  # 5 samples per 50 ms silence frame
-    mono = np.concatenate([np.full(300, 0.5, np.float32), np.zeros(100, np.float32),
-                           np.full(100, 0.5, np.float32)])  # 5.0 s
-    spec = ClipSpec(sr, 1.0, 1.0, min_rms=0.1, max_silence=0.5)
-    clips, offsets, silent = cut_clips(mono, spec, max_clips=0)
+    sr = 1000  # 50 samples per 50 ms silence frame
+    mono = np.concatenate([np.full(3000, 0.5, np.float32), np.zeros(1000, np.float32),
+                           np.full(1000, 0.5, np.float32)])  # 5.0 s
+    clips, offsets, silent = cut_clips(mono, clip_params(sr, 1.0, 1.0, min_rms=0.1, max_silence=0.5), max_clips=0)
     # Clips start at 0..4 s; the one at 3 s is all zeros and is skipped.
     assert offsets.tolist() == [0.0, 1.0, 2.0, 4.0]
     assert silent == 1
-    assert clips.shape == (4, 100) and clips.dtype == np.float32
-    assert np.array_equal(clips[2], mono[200:300])
+    assert clips.shape == (4, 1000) and clips.dtype == np.float32
+    assert np.array_equal(clips[2], mono[2000:3000])
     # With a 0.5 s hop, the clip at 2.5 s is half silence (kept), the one at 3.0 s all (skipped).
-    clips, offsets, silent = cut_clips(mono, ClipSpec(sr, 1.0, 0.5, min_rms=0.1, max_silence=0.5), 0)
+    clips, offsets, silent = cut_clips(mono, clip_params(sr, 1.0, 0.5, min_rms=0.1, max_silence=0.5), 0)
     assert offsets.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.5, 4.0]
     assert silent == 1
-    clips, offsets, _ = cut_clips(mono, ClipSpec(sr, 1.0, 0.5, min_rms=0.0, max_silence=1.0), max_clips=3)
+    clips, offsets, _ = cut_clips(mono, clip_params(sr, 1.0, 0.5, min_rms=0.0, max_silence=1.0), max_clips=3)
     assert offsets.tolist() == [0.0, 2.0, 4.0]
 
 
@@ -94,7 +118,7 @@ def test_per_track_cap():
 
 def test_wav_of_known_length_gives_exact_clips(tmp_path):
     path = write_wav(tmp_path / "t.wav", sine(220, 10.0, 16000), 16000)
-    clips, offsets, index, silent = clip_track(ClipTask((str(path),), ClipSpec(16000, 4.0, 3.0), 0))
+    clips, offsets, index, silent = clip_track(ClipTask((str(path),), clip_params(16000, 4.0, 3.0), 0))
     assert clips.shape == (3, 64000)
     assert offsets.tolist() == [0.0, 3.0, 6.0]
     assert index.tolist() == [0, 0, 0] and silent == 0
@@ -103,7 +127,7 @@ def test_wav_of_known_length_gives_exact_clips(tmp_path):
 def test_renders_of_one_track_share_the_cap(tmp_path):
     one = write_wav(tmp_path / "one.wav", sine(220, 10.0, 8000), 8000)
     two = write_wav(tmp_path / "two.wav", sine(330, 10.0, 8000), 8000)
-    clips, offsets, index, _ = clip_track(ClipTask((str(one), str(two)), ClipSpec(8000, 1.0, 1.0), 4))
+    clips, offsets, index, _ = clip_track(ClipTask((str(one), str(two)), clip_params(8000, 1.0, 1.0), 4))
     assert index.tolist() == [0, 0, 1, 1]
     assert offsets.tolist() == [0.0, 9.0, 0.0, 9.0]
 
@@ -121,3 +145,28 @@ def test_stereo_is_mixed_down(tmp_path):
     left, right = sine(440, 1.0, 8000), np.zeros(8000, np.float32)
     path = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), 8000, subtype="FLOAT")
     assert np.allclose(load_mono(path, 8000), left / 2, atol=1e-6)
+
+
+def test_a_damaged_wav_is_named_with_its_reason(tmp_path):
+    whole = write_wav(tmp_path / "whole.wav", sine(220, 1.0, 8000), 8000)
+    assert wav_damage(whole) is None
+    assert wav_damage(tmp_path / "gone.wav") == "missing"
+    (tmp_path / "cut.wav").write_bytes(whole.read_bytes()[:5000])
+    assert wav_damage(tmp_path / "cut.wav") == "truncated (its data chunk declares 16000 bytes, 4956 are present)"
+    (tmp_path / "noise.wav").write_bytes(b"not audio at all" * 10)
+    assert wav_damage(tmp_path / "noise.wav") == "not a WAV file (no RIFF/WAVE header)"
+    (tmp_path / "header.wav").write_bytes(whole.read_bytes()[:36])
+    assert wav_damage(tmp_path / "header.wav") == "truncated (no data chunk)"
+    with pytest.raises(DamagedAudio) as caught:
+        clip_track(ClipTask((str(whole), str(tmp_path / "cut.wav")), clip_params(8000, 0.5, 0.5), 0))
+    assert caught.value.path == str(tmp_path / "cut.wav") and caught.value.reason.startswith("truncated")
+
+
+def test_a_wav_libsndfile_cannot_decode_is_damaged(tmp_path):
+    whole = write_wav(tmp_path / "whole.wav", sine(220, 1.0, 8000), 8000).read_bytes()
+    # A whole data chunk behind a format chunk that names no format libsndfile knows.
+    (tmp_path / "format.wav").write_bytes(whole[:20] + b"\x99\x99" + whole[22:])
+    assert wav_damage(tmp_path / "format.wav") is None
+    with pytest.raises(DamagedAudio) as caught:
+        clip_track(ClipTask((str(tmp_path / "format.wav"),), clip_params(8000, 0.5, 0.5), 0))
+    assert caught.value.reason.startswith("unreadable (")

@@ -34,3 +34,45 @@ def test_columns_must_match(tmp_path):
     with RowWriter(tmp_path / "t.h5", {"n": (np.int16, ())}) as w:
         with pytest.raises(ValueError, match="every column"):
             w.append(n=[1], extra=[2])
+
+
+def test_table_columns_are_defined_once():
+    from musicid.h5 import clip_columns, feature_columns
+
+    assert list(clip_columns(8000)) == ["audio", "label", "known", "track", "source", "offset_s", "split"]
+    assert clip_columns(8000)["audio"] == (np.float32, (8000,))
+    assert list(feature_columns(64, 126)) == ["features", "label", "known", "track", "offset_s", "split"]
+    assert feature_columns(64, 126)["features"] == (np.float32, (64, 126))
+    assert feature_columns(64, 126)["label"] == (np.int16, ()) and feature_columns(1, 1)["split"] == (STRING, ())
+
+
+# Writes rows under a file-size limit, as a full disk would refuse them (EFBIG instead of ENOSPC).
+FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from musicid.h5 import RowWriter, WriteError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    with RowWriter(sys.argv[1], {"x": (np.float32, (4000,))}) as writer:
+        for _ in range(int(sys.argv[3])):
+            writer.append(x=np.random.default_rng(0).standard_normal((16, 4000)).astype(np.float32))
+except WriteError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("limit, batches", [(100_000, 50), (12_000, 1)])  # fails in append / only on close
+def test_a_failed_write_is_one_error_not_a_crash(tmp_path, limit, batches):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    target = tmp_path / "t.h5"
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(target), str(limit), str(batches)],
+                            capture_output=True, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+    assert result.returncode == 0, result.stderr  # -11 was HDF5 crashing at exit on the unwritable file
+    assert result.stdout == f"cannot write {target}: File too large\n"
+    assert result.stderr == ""
