@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from musicid.predict import Predictor, collect_inputs, format_prediction
-    from musicid.render import FluidSynthUnavailable
+    from musicid.synth import FluidSynthUnavailable
 
     inputs = collect_inputs(args.paths)
     if not inputs:

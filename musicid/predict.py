@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.audio import resample
-from musicid.clips import ClipSpec, cut_clips
-from musicid.features import LogMelConfig, compute_features
+from musicid.audio import resample, to_channels
+from musicid.checks import RenderError
+from musicid.clips import cut_clips
+from musicid.features import compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS
 from musicid.params import parse_section
-from musicid.render import MidiRenderer, RenderError, RenderPolicy, SynthConfig, load_source, to_channels
+from musicid.render import load_source
+from musicid.synth import MidiRenderer
 from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
 
 
@@ -59,13 +61,11 @@ class Predictor:
         # The checkpoint's params pass the same checks as params.yaml does for the stages.
         render, clip, features = (parse_section(params[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
-        self.render_policy = RenderPolicy.from_params(render)
-        self.soundfonts = list(render.soundfonts)
-        self.renderer = MidiRenderer(self.soundfonts, SynthConfig.from_params(render))
+        self.render_params = render
+        self.renderer = MidiRenderer(render)
         self.render_rate = render.sample_rate
-        self.clip_spec = ClipSpec.from_params(clip)
-        self.feature_kind, self.n_mfcc = features.kind, features.n_mfcc
-        self.feature_config = LogMelConfig.from_params(features, clip.sample_rate)
+        self.clip = clip
+        self.features = features
         self.label_names = list(self.checkpoint["label_names"])
         self.centroids = self.checkpoint["centroids"].numpy()
         self.novelty = checkpoint_novelty(self.checkpoint)
@@ -73,11 +73,11 @@ class Predictor:
 
     def clips_of(self, path: Path) -> np.ndarray:
         """All clips of one file as the pipeline cuts them: float32 [k, clip_samples]."""
-        renders, _ = load_source(self.renderer, path, len(self.soundfonts), self.render_policy)
+        renders, _ = load_source(self.renderer, path, self.render_params)
         clips = []
         for audio in renders:
-            mono = resample(to_channels(audio, 1), self.render_rate, self.clip_spec.sample_rate)
-            clips.append(cut_clips(mono, self.clip_spec, max_clips=0)[0])
+            mono = resample(to_channels(audio, 1), self.render_rate, self.clip.sample_rate)
+            clips.append(cut_clips(mono, self.clip, max_clips=0)[0])
         return np.concatenate(clips)
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
@@ -92,10 +92,10 @@ class Predictor:
             prediction.error = f"{error.reason}: {error.detail}" if error.detail else error.reason
             return prediction
         if len(clips) == 0:
-            prediction.error = (f"too_short: no {self.clip_spec.clip_seconds:g} s clip that is not mostly "
+            prediction.error = (f"too_short: no {self.clip.clip_seconds:g} s clip that is not mostly "
                                 "silence")
             return prediction
-        features = compute_features(clips, self.feature_config, self.feature_kind, self.n_mfcc)
+        features = compute_features(clips, self.features, self.clip.sample_rate)
         features = normalise(features, self.checkpoint["band_mean"].numpy(), self.checkpoint["band_std"].numpy())
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device)
         mean = probabilities.mean(axis=0)

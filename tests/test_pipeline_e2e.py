@@ -19,7 +19,7 @@ from tests.conftest import PROJECT_ROOT
 
 TINY = {
     "dataset": {"classes": ["bach", "palestrina"], "max_per_class": 4},
-    "render": {"sample_rate": 16000, "jobs": 2},
+    "render": {"sample_rate": 16000},
     "split": {"val": 0.25, "test": 0.25},
     "clip": {"clip_seconds": 2.0, "hop_seconds": 2.0, "max_clips_per_track": 4},
     "features": {"n_mels": 32, "hop_length": 256},
@@ -79,8 +79,22 @@ def project(tmp_path_factory) -> Path:
     return project
 
 
+@pytest.fixture
+def baseline(project) -> Path:
+    """The project as committed after its first `dvc repro`, whatever an earlier test changed.
+
+    Tests share one project (the pipeline runs once); each starts from the
+    baseline so that they pass in any order, alone or together.
+    """
+    run(["git", "reset", "-q", "--hard", "HEAD"], project)
+    run(["dvc", "checkout", "--force", "-q"], project)
+    assert changed_stages(project) == set()
+    return project
+
+
 @pytest.mark.e2e
-def test_every_output_exists_and_agrees(project):
+def test_every_output_exists_and_agrees(baseline):
+    project = baseline
     manifest = json.loads((project / "data/raw/manifest.json").read_text())
     paths = [record["path"] for record in manifest["files"]]
     assert paths == sorted(paths) and len(paths) == 8
@@ -140,8 +154,9 @@ def test_every_output_exists_and_agrees(project):
 
 
 @pytest.mark.e2e
-def test_held_out_class_is_scored_as_unknown(project, tmp_path):
+def test_held_out_class_is_scored_as_unknown(baseline, tmp_path):
     """clip -> featurize -> train -> evaluate with one class held out, run as the stage scripts."""
+    project = baseline
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["split"]["holdout_classes"] = ["palestrina"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -173,14 +188,16 @@ def test_held_out_class_is_scored_as_unknown(project, tmp_path):
 
 
 @pytest.mark.e2e
-def test_second_repro_runs_nothing(project):
+def test_second_repro_runs_nothing(baseline):
+    project = baseline
     output = run(["dvc", "repro"], project)
     assert "Running stage" not in output
     assert changed_stages(project) == set()
 
 
 @pytest.mark.e2e
-def test_changing_a_param_reruns_only_its_stage(project):
+def test_changing_a_param_reruns_only_its_stage(baseline):
+    project = baseline
     set_params(project, {"train": {"epochs": 2}})
     assert changed_stages(project) == {"train"}
     output = run(["dvc", "repro"], project)
@@ -192,7 +209,8 @@ def test_changing_a_param_reruns_only_its_stage(project):
 
 
 @pytest.mark.e2e
-def test_repro_of_one_stage_stops_there(project):
+def test_repro_of_one_stage_stops_there(baseline):
+    project = baseline
     set_params(project, {"features": {"n_mels": 24}})
     output = run(["dvc", "repro", "featurize"], project)
     assert "Running stage 'featurize'" in output
@@ -203,7 +221,8 @@ def test_repro_of_one_stage_stops_there(project):
 
 
 @pytest.mark.e2e
-def test_experiments(project):
+def test_experiments(baseline):
+    project = baseline
     output = run(["dvc", "exp", "run", "-S", "train.lr=0.01", "-n", "faster"], project)
     assert "Running stage 'train'" in output and "Running stage 'featurize'" not in output
     run(["dvc", "exp", "run", "-S", "train.lr=0.001", "-n", "slower"], project)
@@ -220,7 +239,8 @@ def test_experiments(project):
 
 
 @pytest.mark.e2e
-def test_predict_scores_files_and_reports_bad_ones(project, tmp_path):
+def test_predict_scores_files_and_reports_bad_ones(baseline, tmp_path):
+    project = baseline
     from tests.conftest import write_midi
 
     good = sorted((project / "data/raw/bach").glob("*.mid"))[0]
@@ -243,3 +263,19 @@ def test_predict_scores_files_and_reports_bad_ones(project, tmp_path):
                 "--model", str(project / "models/model.pt")], project)
     assert f"{broken}: cannot score (unparseable" in text
     assert f"{good}: " in text and "novelty" in text
+
+
+@pytest.mark.e2e
+def test_readme_recipe_returns_to_the_committed_run(baseline):
+    """After an experiment, the README's way back restores the committed params and outputs."""
+    project = baseline
+    committed = (project / "metrics/metrics.json").read_bytes()
+    run(["dvc", "exp", "run", "-S", "train.epochs=2", "-S", "train.seed=1"], project)
+    assert changed_stages(project) == set()
+    assert yaml.safe_load((project / "params.yaml").read_text())["train"]["epochs"] == 2
+    run(["git", "checkout", "params.yaml"], project)
+    assert changed_stages(project) == {"train", "evaluate"}
+    run(["dvc", "repro"], project)
+    assert changed_stages(project) == set()
+    assert (project / "metrics/metrics.json").read_bytes() == committed
+    assert run(["git", "status", "--porcelain"], project) == ""
