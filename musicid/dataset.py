@@ -5,21 +5,42 @@ Three sources share one manifest format:
 * the corpus shipped inside the ``music21`` package (the offline default): real
   scores (Bach chorales, Palestrina masses, Monteverdi madrigals, the Italian
   trecento repertory, ...), written out as MIDI;
-* a folder tree on disk, or one extracted from a downloaded archive, where a
-  file's label is the name of the folder right above it (``genres/blues/x.wav``
-  is "blues").
+* a folder tree on disk, or one extracted from a downloaded archive.
 
-Every file is checked before it is kept: its extension must be a MIDI or audio
-one and its first bytes must agree with it; identical content twice under one
-label is kept once, and identical content under two labels is dropped from both
-(it would leak across the split with contradictory labels).
+Labels of a folder tree, one rule:
+
+* A file's label is the name of its *first-level* folder under the collection
+  root (mapped through ``dataset.labels``).  Deeper folders belong to that
+  label and their path stays in the file's name: ``bach/op1/no2/x.mid`` is
+  "bach", written ``bach/op1__no2__x.mid``; a folder named ``foo.mid/`` is
+  just a folder.
+* The collection root is the given folder, stepped into while it holds a
+  single folder (hidden folders and the ``dataset.unlabeled`` one aside) and
+  that folder holds no MIDI or audio file directly: an archive of
+  ``genres/blues/x.wav`` has the labels of ``genres/``; ``bach/x.mid`` alone
+  is the one label "bach".
+* Files directly in the root (or in a folder stepped into) have no label and
+  are skipped; files anywhere under a folder named ``dataset.unlabeled`` go to
+  ``_unlabeled/``.
+* A label folder that is hidden (``.git``, ``__MACOSX``) or named like what
+  the pipeline writes beside the labels (``manifest.json``, ``report.json``,
+  ``_unlabeled``) is refused whole (``reserved_label``).
+
+Links (files or folders) are never followed and special files (FIFOs, sockets,
+devices) never opened; each is listed with its reason.  Every other file is
+checked before it is kept: its extension must be a MIDI or audio one and its
+first bytes must agree with it; identical content twice under one label is kept
+once, and identical content under two labels is dropped from both (it would
+leak across the split with contradictory labels).  Output names keep the
+extension, so ``x.mid``, ``x.midi`` and ``x.wav`` stay three files.
 
 The manifest (``manifest.json``) holds one record per kept file, sorted by path::
 
     {"path": "bach/bwv1.6.mid", "label": "bach", "sha256": "...", "size": 4242,
      "origin": "music21:bach/bwv1.6.mxl"}
 
-and one record per source that could not be used, with its reason.
+and one record per source that could not be used, with its reason (a refused
+folder is one record, its origin ending in ``/``).
 """
 
 from __future__ import annotations
@@ -263,11 +284,12 @@ def find_label_root(root: Path, unlabeled: str | None) -> Path:
         current = folders[0]
 
 
-def _label_folder_reason(folder: str, label: str) -> str | None:
-    """Why the label folder ``folder`` (giving ``label`` once mapped) cannot be a class, or None."""
+def _label_folder_reason(folder: str, labels: dict[str, str]) -> str | None:
+    """Why the label folder ``folder`` cannot be a class, or None; ``labels`` maps folder names."""
     if _is_hidden(folder):
         return HIDDEN_LABEL_REASON
-    if {folder, label} & RESERVED_LABELS:
+    mapped = labels.get(folder, folder)
+    if {folder, mapped, safe_name(mapped)} & RESERVED_LABELS:
         return RESERVED_LABEL_REASON
     return None
 
@@ -302,7 +324,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 skip(relative + "/", None, SYMLINK_REASON)
                 continue
             if folder in wrappers and folder / name not in wrappers and name != unlabeled:
-                reason = _label_folder_reason(name, safe_name(labels.get(name, name)))
+                reason = _label_folder_reason(name, labels)
                 if reason:
                     skip(relative + "/", None, reason)
                     continue
@@ -370,12 +392,17 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         if item.label is not None and classes and item.label not in classes:
             skip(item.relative, item.label, "not_in_classes")
             continue
-        mismatch = check_file(item.path)
+        try:
+            mismatch = check_file(item.path)
+            if not mismatch:
+                digest, size = sha256_file(item.path), item.path.stat().st_size
+        except OSError as error:  # no permission, or gone since the walk: this file only
+            skip(item.relative, item.label, f"unreadable: {error.strerror or type(error).__name__}")
+            continue
         if mismatch:
             skip(item.relative, item.label, f"content_mismatch: {mismatch}")
             continue
-        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, sha256_file(item.path),
-                                    item.path.stat().st_size))
+        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _deduplicate(labelled, skip)

@@ -40,13 +40,14 @@ def test_reserved_and_hidden_label_folders_are_refused_and_the_rest_kept(tmp_pat
         "manifest.json/a.mid": midi_bytes(60), "report.json/b.mid": midi_bytes(61),
         "_unlabeled/c.mid": midi_bytes(62), ".hidden/d.mid": midi_bytes(63), "__MACOSX/._e.mid": b"\x00\x05",
         "Rep/f.mid": midi_bytes(64),  # renamed to a reserved label through dataset.labels
+        "Unl/g.mid": midi_bytes(67),  # renamed to _unlabeled, which safe_name would turn into "unlabeled"
         "bach/g.mid": midi_bytes(65), "haydn/h.mid": midi_bytes(66),
     })
-    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Rep": "report.json"})
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Rep": "report.json", "Unl": "_unlabeled"})
     assert [r["path"] for r in manifest["files"]] == ["bach/g.mid", "haydn/h.mid"]
     assert reasons(manifest) == {
         ".hidden/": HIDDEN_LABEL_REASON, "__MACOSX/": HIDDEN_LABEL_REASON,
-        "Rep/": RESERVED_LABEL_REASON, "_unlabeled/": RESERVED_LABEL_REASON,
+        "Rep/": RESERVED_LABEL_REASON, "Unl/": RESERVED_LABEL_REASON, "_unlabeled/": RESERVED_LABEL_REASON,
         "manifest.json/": RESERVED_LABEL_REASON, "report.json/": RESERVED_LABEL_REASON,
     }
     assert files_under(tmp_path / "out") == ["bach/g.mid", "haydn/h.mid"]
@@ -173,3 +174,22 @@ def test_classes_matching_no_label_stop_before_any_file_is_read(tmp_path):
     assert message == ("dataset.classes [bach, monteverdi] names none of the labels found in src: "
                        "jazz, rock (set dataset.classes to [] to keep every label, or to some of these)")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_file_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    import musicid.dataset
+
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "bach/locked.mid": midi_bytes(61),
+                            "haydn/b.mid": midi_bytes(62)})
+    real_check = musicid.dataset.check_file
+
+    def check(path):
+        # Tests run as root, where chmod 000 does not stop a read: simulate the refusal.
+        if path.name == "locked.mid":
+            raise PermissionError(13, "Permission denied")
+        return real_check(path)
+
+    monkeypatch.setattr(musicid.dataset, "check_file", check)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert reasons(manifest) == {"bach/locked.mid": "unreadable: Permission denied"}
