@@ -7,10 +7,12 @@ when an earlier member already took its name (the same name twice, or a file
 and a folder of one name).  Folder members are not written as such; a folder
 named like a file (``x.mid/``) is just a folder.  Names the pipeline writes
 (``manifest.json``) cannot clash with members: the caller extracts into a
-folder of its own and applies the label rules of :mod:`musicid.dataset`.  Extraction stops with :class:`ArchiveError` when the members
-would hold more than ``max_bytes`` bytes or number more than ``max_files``
-(decompression bombs): sizes are counted as bytes are written, not taken from
-the headers, which can lie.
+folder of its own and applies the label rules of :mod:`musicid.dataset`.
+
+Extraction stops with :class:`ArchiveError` when the members would hold more
+than ``max_bytes`` bytes or number more than ``max_files`` (decompression
+bombs): sizes are counted as bytes are written, not taken from the headers,
+which can lie.
 """
 
 from __future__ import annotations
