@@ -1,11 +1,18 @@
 """Safe extraction of zip and tar archives.
 
 A member is refused (listed with a reason, never written) when its path is
-absolute or climbs out with ``..``, or when it is a symlink, a hard link, a
-device or a FIFO.  Extraction stops with :class:`ArchiveError` when the members
-would hold more than ``max_bytes`` bytes or number more than ``max_files``
-(decompression bombs): sizes are counted as bytes are written, not taken from
-the headers, which can lie.
+absolute or climbs out with ``..``, when a part of its name is longer than the
+file system allows, when it is a symlink, a hard link, a device or a FIFO, or
+when an earlier member already took its name (the same name twice, or a file
+and a folder of one name).  Folder members are not written as such; a folder
+named like a file (``x.mid/``) is just a folder.  Names the pipeline writes
+(``manifest.json``) cannot clash with members: the caller extracts into a
+folder of its own and applies the label rules of :mod:`musicid.dataset`.
+
+Extraction stops with :class:`ArchiveError` when the members would hold more
+than ``max_bytes`` bytes or number more than ``max_files`` (decompression
+bombs): sizes are counted as bytes are written, not taken from the headers,
+which can lie.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 COPY_CHUNK = 1 << 20
+NAME_MAX = 255  # bytes in one path component on Linux file systems
 
 
 class ArchiveError(ValueError):
@@ -32,6 +40,27 @@ def unsafe_path_reason(name: str) -> str | None:
         return "path_traversal"
     if "\x00" in normalised:
         return "bad_name"
+    if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in PurePosixPath(normalised).parts):
+        return "name_too_long"
+    return None
+
+
+def _collision_reason(root: Path, target: Path) -> str | None:
+    """Why ``target`` (inside ``root``) cannot be written next to the members already written, or None.
+
+    Tar and zip allow one name twice, and a file and a folder of one name
+    (``x.mid`` then ``x.mid/y.mid``); the file system does not.  The first
+    member wins, so the result does not depend on what the second holds.
+    """
+    if target == root or target.is_dir():
+        return "name_conflict"
+    if target.exists():
+        return "duplicate_member"
+    for parent in target.parents:
+        if parent == root:
+            break
+        if parent.exists() and not parent.is_dir():
+            return "name_conflict"
     return None
 
 
@@ -130,6 +159,11 @@ def _extract_members(members, dest: Path, budget: _Budget, refused: list) -> Non
         if reason:
             refused.append((name, reason))
             continue
+        target = _destination(dest, name)
+        reason = _collision_reason(dest.resolve(), target)
+        if reason:
+            refused.append((name, reason))
+            continue
         budget.add_file()
         with open_member() as source:
-            budget.copy(source, _destination(dest, name))
+            budget.copy(source, target)

@@ -5,21 +5,42 @@ Three sources share one manifest format:
 * the corpus shipped inside the ``music21`` package (the offline default): real
   scores (Bach chorales, Palestrina masses, Monteverdi madrigals, the Italian
   trecento repertory, ...), written out as MIDI;
-* a folder tree on disk, or one extracted from a downloaded archive, where a
-  file's label is the name of the folder right above it (``genres/blues/x.wav``
-  is "blues").
+* a folder tree on disk, or one extracted from a downloaded archive.
 
-Every file is checked before it is kept: its extension must be a MIDI or audio
-one and its first bytes must agree with it; identical content twice under one
-label is kept once, and identical content under two labels is dropped from both
-(it would leak across the split with contradictory labels).
+Labels of a folder tree, one rule:
+
+* A file's label is the name of its *first-level* folder under the collection
+  root (mapped through ``dataset.labels``).  Deeper folders belong to that
+  label and their path stays in the file's name: ``bach/op1/no2/x.mid`` is
+  "bach", written ``bach/op1__no2__x.mid``; a folder named ``foo.mid/`` is
+  just a folder.
+* The collection root is the given folder, stepped into while it holds a
+  single folder (hidden folders and the ``dataset.unlabeled`` one aside) and
+  that folder holds no MIDI or audio file directly: an archive of
+  ``genres/blues/x.wav`` has the labels of ``genres/``; ``bach/x.mid`` alone
+  is the one label "bach".
+* Files directly in the root (or in a folder stepped into) have no label and
+  are skipped; files anywhere under a folder named ``dataset.unlabeled`` go to
+  ``_unlabeled/``.
+* A label folder that is hidden (``.git``, ``__MACOSX``) or named like what
+  the pipeline writes beside the labels (``manifest.json``, ``report.json``,
+  ``_unlabeled``) is refused whole (``reserved_label``).
+
+Links (files or folders) are never followed and special files (FIFOs, sockets,
+devices) never opened; each is listed with its reason.  Every other file is
+checked before it is kept: its extension must be a MIDI or audio one and its
+first bytes must agree with it; identical content twice under one label is kept
+once, and identical content under two labels is dropped from both (it would
+leak across the split with contradictory labels).  Output names keep the
+extension, so ``x.mid``, ``x.midi`` and ``x.wav`` stay three files.
 
 The manifest (``manifest.json``) holds one record per kept file, sorted by path::
 
     {"path": "bach/bwv1.6.mid", "label": "bach", "sha256": "...", "size": 4242,
      "origin": "music21:bach/bwv1.6.mxl"}
 
-and one record per source that could not be used, with its reason.
+and one record per source that could not be used, with its reason (a refused
+folder is one record, its origin ending in ``/``).
 """
 
 from __future__ import annotations
@@ -27,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -172,6 +194,24 @@ def sort_skipped(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda record: (record["origin"], record["reason"]))
 
 
+# Names the pipeline itself writes beside the label folders: data/raw/manifest.json,
+# data/audio/report.json and data/raw/_unlabeled/.  A label with one of these names
+# would overwrite them (or be overwritten), so such a folder is refused.
+RESERVED_LABELS = frozenset({"manifest.json", "report.json", "_unlabeled"})
+# Folders that archivers and tools add and that never hold a class (macOS zips add
+# __MACOSX/ beside the real top folder).
+SYSTEM_FOLDERS = frozenset({"__MACOSX"})
+
+RESERVED_LABEL_REASON = "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"
+HIDDEN_LABEL_REASON = "reserved_label: hidden or system folder"
+SYMLINK_REASON = "symlink: links are not followed"
+NO_LABEL_REASON = "no_label: the file is not inside a label folder"
+
+
+class EmptyCollectionError(ValueError):
+    """The source holds no file the params let through; the message names the param to change."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A file found in a source tree that passed the name and content checks."""
@@ -179,20 +219,145 @@ class Candidate:
     path: Path  # where it is on disk now
     relative: str  # its path inside the tree, "/"-separated
     label: str | None  # None for an unlabeled file
+    inner: str  # its path below its label (or unlabeled) folder, "/" replaced by "__"
     sha256: str
     size: int
 
 
-def _output_name(folder: str, relative: str, taken: set[str]) -> str:
-    """``<folder>/<safe stem><ext>``; when taken, the stem gets a hash of the source path."""
-    pure = Path(relative)
+@dataclass(frozen=True)
+class _Found:
+    """A regular file with an accepted extension and a place in the tree, not yet read."""
+
+    path: Path
+    relative: str
+    label: str | None
+    inner: str
+
+
+def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str:
+    """``<folder>/<safe stem><ext>`` for the file at ``inner`` below ``folder``; unique in ``taken``.
+
+    The extension stays part of the name (lower-cased), so ``x.mid``, ``x.midi``
+    and ``x.wav`` keep three names.  A name already taken (``x.MID`` beside
+    ``x.mid``, or two names equal once made safe) gets a hash of the source
+    path ``relative``, which is stable from run to run.
+    """
+    pure = Path(inner)
     extension = pure.suffix.lower()
-    name = f"{folder}/{safe_name(pure.stem)}{extension}"
-    if name in taken:
-        digest = hashlib.sha256(relative.encode()).hexdigest()[:8]
-        name = f"{folder}/{safe_name(pure.stem)}-{digest}{extension}"
+    stem = safe_name(pure.stem)
+    name = f"{folder}/{stem}{extension}"
+    attempt = 0
+    while name in taken:
+        seed = relative if attempt == 0 else f"{relative}#{attempt}"
+        name = f"{folder}/{stem}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}{extension}"
+        attempt += 1
     taken.add(name)
     return name
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in SYSTEM_FOLDERS
+
+
+def _holds_music(folder: Path) -> bool:
+    """Whether ``folder`` directly holds a file (not a folder) with a MIDI or audio extension."""
+    with os.scandir(folder) as entries:
+        return any(not entry.is_dir(follow_symlinks=False) and Path(entry.name).suffix.lower() in ACCEPTED_EXTENSIONS
+                   for entry in entries)
+
+
+def find_label_root(root: Path, unlabeled: str | None) -> Path:
+    """The folder whose subfolders are the labels: ``root``, or the wrapping folder(s) inside it.
+
+    A folder is stepped into when it is the only folder at its level (hidden
+    folders and the ``unlabeled`` one aside) and holds no music file directly,
+    only folders: ``genres/blues/x.wav`` gives the labels of ``genres/``.
+    """
+    current = root
+    while True:
+        with os.scandir(current) as entries:
+            folders = sorted(Path(entry.path) for entry in entries
+                             if entry.is_dir(follow_symlinks=False) and not _is_hidden(entry.name)
+                             and entry.name != unlabeled)
+        if len(folders) != 1 or _holds_music(folders[0]):
+            return current
+        current = folders[0]
+
+
+def _label_folder_reason(folder: str, labels: dict[str, str]) -> str | None:
+    """Why the label folder ``folder`` cannot be a class, or None; ``labels`` maps folder names."""
+    if _is_hidden(folder):
+        return HIDDEN_LABEL_REASON
+    mapped = labels.get(folder, folder)
+    if {folder, mapped, safe_name(mapped)} & RESERVED_LABELS:
+        return RESERVED_LABEL_REASON
+    return None
+
+
+def _special_file_reason(mode: int) -> str | None:
+    """Why a file of ``os.lstat`` ``mode`` cannot be read as data (it may block or never end), or None."""
+    kinds = ((stat.S_ISLNK, None), (stat.S_ISREG, None), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    for test, kind in kinds:
+        if test(mode):
+            return None if kind is None else f"not_a_regular_file: {kind}"
+    return "not_a_regular_file: unknown kind"
+
+
+def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str | None, skip) -> list[_Found]:
+    """Every usable file under ``root``, with its label; records each thing left out through ``skip``.
+
+    Links are never followed and special files never opened: a FIFO named
+    ``x.mid`` would block the first read forever.
+    """
+    # The folders from root down to label_root: their other subfolders are not
+    # entered as wrappers, so they are checked like labels (hidden ones refused).
+    wrappers = {folder for folder in (label_root, *label_root.parents) if folder.is_relative_to(root)}
+    found: list[_Found] = []
+    for folder, subfolders, names in os.walk(root):
+        folder = Path(folder)
+        relative_folder = folder.relative_to(root)
+        kept = []
+        for name in sorted(subfolders):
+            relative = (relative_folder / name).as_posix()
+            if (folder / name).is_symlink():
+                skip(relative + "/", None, SYMLINK_REASON)
+                continue
+            if folder in wrappers and folder / name not in wrappers and name != unlabeled:
+                reason = _label_folder_reason(name, labels)
+                if reason:
+                    skip(relative + "/", None, reason)
+                    continue
+            kept.append(name)
+        subfolders[:] = kept  # os.walk enters only these, in this (sorted) order
+
+        for name in sorted(names):
+            path = folder / name
+            relative = (relative_folder / name).as_posix()
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                skip(relative, None, SYMLINK_REASON)
+                continue
+            special = _special_file_reason(mode)
+            if special:
+                skip(relative, None, special)
+                continue
+            extension = path.suffix.lower()
+            if extension not in ACCEPTED_EXTENSIONS:
+                skip(relative, None, f"unsupported_type: {extension or 'no extension'}")
+                continue
+            parents = relative.split("/")[:-1]
+            if unlabeled is not None and unlabeled in parents:
+                inner = "__".join(relative.split("/")[parents.index(unlabeled) + 1:])
+                found.append(_Found(path, relative, None, inner))
+                continue
+            below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()
+            if len(below) < 2:
+                skip(relative, None, NO_LABEL_REASON)
+                continue
+            label = safe_name(labels.get(below[0], below[0]))
+            found.append(_Found(path, relative, label, "__".join(below[1:])))
+    return sorted(found, key=lambda item: item.relative)
 
 
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
@@ -201,46 +366,43 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
-    ``labels`` remaps folder names; ``classes`` (when not empty) keeps only those
-    labels; files under a folder named ``unlabeled`` go to ``_unlabeled/``.
+    Labels follow the rule of the module docstring; ``labels`` remaps label
+    folder names; ``classes`` (when not empty) keeps only those labels; files
+    under a folder named ``unlabeled`` go to ``_unlabeled/``.
+
+    Raises :class:`EmptyCollectionError` when ``classes`` names none of the
+    labels found, before any file is read.
     """
     skipped: list[dict] = list(extra_skipped)
-    candidates: list[Candidate] = []
 
     def skip(relative: str, label: str | None, reason: str) -> None:
         skipped.append({"origin": origin_prefix + relative, "label": label, "reason": reason})
 
-    found = []
-    for folder, subfolders, names in os.walk(root):
-        subfolders.sort()
-        for name in sorted(names):
-            found.append(Path(folder) / name)
-    for path in progress(sorted(found, key=lambda p: p.relative_to(root).as_posix()),
-                         total=len(found), desc="check"):
-        relative = path.relative_to(root).as_posix()
-        parents = relative.split("/")[:-1]
-        if path.is_symlink():
-            skip(relative, None, "symlink: links are not followed")
+    found = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
+    found_labels = sorted({item.label for item in found if item.label is not None})
+    if classes and not set(classes) & set(found_labels):
+        where = origin_prefix.rstrip("/#") or str(root)
+        raise EmptyCollectionError(
+            f"dataset.classes [{', '.join(classes)}] names none of the labels found in {where}: "
+            f"{', '.join(found_labels) or 'none'} (set dataset.classes to [] to keep every label, "
+            f"or to some of these)")
+
+    candidates: list[Candidate] = []
+    for item in progress(found, total=len(found), desc="check"):
+        if item.label is not None and classes and item.label not in classes:
+            skip(item.relative, item.label, "not_in_classes")
             continue
-        extension = path.suffix.lower()
-        if extension not in ACCEPTED_EXTENSIONS:
-            skip(relative, None, f"unsupported_type: {extension or 'no extension'}")
+        try:
+            mismatch = check_file(item.path)
+            if not mismatch:
+                digest, size = sha256_file(item.path), item.path.stat().st_size
+        except OSError as error:  # no permission, or gone since the walk: this file only
+            skip(item.relative, item.label, f"unreadable: {error.strerror or type(error).__name__}")
             continue
-        if unlabeled is not None and unlabeled in parents:
-            label = None
-        elif not parents:
-            skip(relative, None, "no_label: the file is not inside a label folder")
-            continue
-        else:
-            label = safe_name(labels.get(parents[-1], parents[-1]))
-            if classes and label not in classes:
-                skip(relative, label, "not_in_classes")
-                continue
-        mismatch = check_file(path)
         if mismatch:
-            skip(relative, label, f"content_mismatch: {mismatch}")
+            skip(item.relative, item.label, f"content_mismatch: {mismatch}")
             continue
-        candidates.append(Candidate(path, relative, label, sha256_file(path), path.stat().st_size))
+        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _deduplicate(labelled, skip)
@@ -263,16 +425,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 
     files, taken = [], set()
     for candidate in sorted(chosen, key=lambda c: (c.label, c.relative)):
-        name = _output_name(candidate.label, candidate.relative, taken)
+        name = _output_name(candidate.label, candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
                       "size": candidate.size, "origin": origin_prefix + candidate.relative})
 
     unlabeled_files = []
     for candidate in _deduplicate([c for c in candidates if c.label is None], skip):
-        inner = candidate.relative.split("/")
-        inner = inner[inner.index(unlabeled) + 1:]
-        name = _output_name("_unlabeled", "__".join(inner), taken)
+        name = _output_name("_unlabeled", candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         unlabeled_files.append({"path": name, "label": None, "sha256": candidate.sha256,
                                 "size": candidate.size, "origin": origin_prefix + candidate.relative})

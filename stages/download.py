@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from musicid.archive import ArchiveError, extract_archive
-from musicid.dataset import collect_tree, export_music21
+from musicid.dataset import EmptyCollectionError, collect_tree, export_music21
 from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map
@@ -54,6 +54,26 @@ def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
     return {"source": "url", "sha256": params.sha256, **manifest}
 
 
+def reason_counts(skipped: list[dict]) -> str:
+    """``"content_mismatch 3, no_label 1"``: how many records of each reason (the part before ':')."""
+    reasons = Counter(record["reason"].split(":")[0] for record in skipped)
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+
+
+def require_labelled_files(params, manifest: dict) -> None:
+    """Stop with a message naming the param to change when no labelled file was kept."""
+    if manifest["files"]:
+        return
+    skipped = f" (skipped: {reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
+    if params.source == "music21":
+        raise EmptyCollectionError(f"no piece of dataset.classes [{', '.join(params.classes)}] could be "
+                                   f"written as MIDI{skipped}")
+    where = params.path if params.source == "path" else params.url
+    must = "hold" if params.source == "path" else "be an archive of"
+    raise EmptyCollectionError(f"no labelled file kept from {where}{skipped}; dataset.{params.source} must "
+                               f"{must} <label>/<files> folders of MIDI or audio files")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, type=Path, help="params.yaml")
@@ -71,15 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         # leaves no partial data/raw behind.
         with atomic_directory(args.out) as staging:
             manifest = download(params, args.params.resolve().parent, staging, args.jobs)
+            # Raised inside the staging block, so the previous data/raw stays as it was.
+            require_labelled_files(params, manifest)
             write_json_atomic(staging / "manifest.json", manifest)
-    except (FetchError, ArchiveError) as error:
+    except (FetchError, ArchiveError, EmptyCollectionError) as error:
         print(f"download: {error}", file=sys.stderr)
         return 1
 
     counts = Counter(record["label"] for record in manifest["files"])
     per_label = ", ".join(f"{label} {counts[label]}" for label in sorted(counts))
-    reasons = Counter(record["reason"].split(":")[0] for record in manifest["skipped"])
-    detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})" if reasons else ""
+    detail = f" ({reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
           f"{len(manifest['skipped'])} skipped{detail} -> {args.out}")

@@ -101,3 +101,60 @@ def test_unsafe_path_reason():
     assert unsafe_path_reason("a/../../b") == "path_traversal"
     assert unsafe_path_reason("C:\\x\\y.mid") == "absolute_path"
     assert unsafe_path_reason("..\\x.mid") == "path_traversal"
+
+
+def raw_tar(path, members: list[tuple[str, bytes]]):
+    """A plain tar of regular ``members`` in this order (names may repeat)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_a_member_that_collides_with_another_is_refused_not_fatal(box):
+    archive = box / "clash.tar"
+    raw_tar(archive, [("set/bach/a.mid", midi_bytes(60)), ("set/bach/a.mid", midi_bytes(61)),
+                      ("set/bach/x.mid", midi_bytes(62)), ("set/bach/x.mid/y.mid", midi_bytes(63)),
+                      ("set/haydn/f/z.mid", midi_bytes(64)), ("set/haydn/f", midi_bytes(65)),
+                      ("set/haydn/b.mid", midi_bytes(66))])
+    refused = extract_archive(archive, box / "box", **LIMITS)
+    assert refused == [("set/bach/a.mid", "duplicate_member"), ("set/bach/x.mid/y.mid", "name_conflict"),
+                       ("set/haydn/f", "name_conflict")]
+    assert files_under(box / "box") == ["set/bach/a.mid", "set/bach/x.mid", "set/haydn/b.mid",
+                                        "set/haydn/f/z.mid"]
+    # The first of two members with one name is kept, as the manifest's order would have it.
+    assert (box / "box" / "set/bach/a.mid").read_bytes() == midi_bytes(60)
+
+
+@pytest.mark.parametrize("maker", [zip_bytes, tar_bytes])
+def test_a_name_too_long_for_the_file_system_is_refused(box, maker):
+    long_name = "set/bach/" + "a" * 300 + ".mid"
+    archive = box / "long"
+    archive.write_bytes(maker({long_name: midi_bytes(), "set/bach/b.mid": midi_bytes(61)}))
+    assert extract_archive(archive, box / "box", **LIMITS) == [(long_name, "name_too_long")]
+    assert files_under(box / "box") == ["set/bach/b.mid"]
+
+
+def test_zip_special_files_are_refused_and_folders_named_like_files_kept(box):
+    import stat
+    import zipfile
+
+    archive = box / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        fifo = zipfile.ZipInfo("ok/pipe.mid")
+        fifo.external_attr = (stat.S_IFIFO | 0o644) << 16
+        handle.writestr(fifo, b"")
+        handle.writestr(zipfile.ZipInfo("ok/x.mid/"), b"")  # a folder entry named like a file
+        handle.writestr("ok/x.mid/inner.mid", midi_bytes())
+    assert extract_archive(archive, box / "box", **LIMITS) == [("ok/pipe.mid", "special_file")]
+    assert files_under(box / "box") == ["ok/x.mid/inner.mid"]
+
+
+def test_unsafe_path_reason_long_parts():
+    assert unsafe_path_reason("a/" + "b" * 255) is None
+    assert unsafe_path_reason("a/" + "b" * 256) == "name_too_long"
+    assert unsafe_path_reason("a/" + "é" * 128) == "name_too_long"  # 256 bytes in UTF-8

@@ -58,7 +58,7 @@ def nothing_outside_raw(workspace):
 
 CHALLENGE = {
     "musicians/bach/one.MID": midi_bytes(60),
-    "musicians/bach/deeper/two.mid": midi_bytes(61),  # label: "deeper" (the folder right above)
+    "musicians/bach/deeper/two.mid": midi_bytes(61),  # label: "bach" (the first-level folder)
     "musicians/bach/three.Midi": midi_bytes(62),
     "musicians/bach/one_copy.mid": midi_bytes(60),  # duplicate under the same label
     "musicians/haydn/a.mid": midi_bytes(70),
@@ -75,17 +75,17 @@ CHALLENGE = {
 
 def test_local_folder(workspace):
     tree(workspace / "src", CHALLENGE)
-    assert run_stage(workspace, source="path", path="../src", unlabeled="test",
-                     labels={"deeper": "bach"}) == 0
+    # musicians/ is the only folder beside the unlabeled one: it wraps the label folders.
+    assert run_stage(workspace, source="path", path="../src", unlabeled="test") == 0
     assert raw_files(workspace) == [
         "_unlabeled/sub__unknown2.mid", "_unlabeled/unknown1.mid",
-        "bach/one.mid", "bach/three.midi", "bach/two.mid",
+        "bach/deeper__two.mid", "bach/one.mid", "bach/three.midi",
         "haydn/a.mid", "manifest.json", "mozart/tone.wav",
     ]
     result = manifest(workspace)
-    assert [r["path"] for r in result["files"]] == ["bach/one.mid", "bach/three.midi", "bach/two.mid",
+    assert [r["path"] for r in result["files"]] == ["bach/deeper__two.mid", "bach/one.mid", "bach/three.midi",
                                                     "haydn/a.mid", "mozart/tone.wav"]
-    first = result["files"][0]
+    first = result["files"][1]
     assert first == {"path": "bach/one.mid", "label": "bach", "size": len(midi_bytes(60)),
                      "sha256": hashlib.sha256(midi_bytes(60)).hexdigest(),
                      "origin": "../src/musicians/bach/one.MID"}
@@ -219,3 +219,104 @@ def test_bad_params_name_the_key(workspace, capsys):
     assert "dataset.url must be set" in capsys.readouterr().err
     assert run_stage(workspace, source="url", url="ftp://x/y.zip") == 2
     assert "dataset.url must start with" in capsys.readouterr().err
+
+
+def test_label_folder_named_like_the_manifest_is_refused(workspace):
+    tree(workspace / "src", {"manifest.json/a.mid": midi_bytes(60), "bach/b.mid": midi_bytes(61),
+                             "haydn/c.mid": midi_bytes(62)})
+    assert run_stage(workspace, source="path", path="../src") == 0
+    assert raw_files(workspace) == ["bach/b.mid", "haydn/c.mid", "manifest.json"]
+    assert [(r["origin"], r["reason"].split(":")[0]) for r in manifest(workspace)["skipped"]] == [
+        ("../src/manifest.json/", "reserved_label")]
+
+
+def test_fifo_named_mid_does_not_hang_the_stage(workspace):
+    import subprocess
+    import sys
+
+    tree(workspace / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61)})
+    os.mkfifo(workspace / "src" / "bach" / "pipe.mid")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"source": "path", "path": "../src", "classes": [], "max_per_class": 0})
+    (workspace / "project" / "params.yaml").write_text(yaml.safe_dump(params))
+    # A subprocess with a deadline: a stage that blocks on the FIFO is killed and the test fails.
+    completed = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages" / "download.py"), "--params",
+         str(workspace / "project" / "params.yaml"), "--out", str(workspace / "project" / "data" / "raw"),
+         "--jobs", "1"],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0"},
+        capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert raw_files(workspace) == ["bach/a.mid", "haydn/b.mid", "manifest.json"]
+    assert [(r["origin"], r["reason"]) for r in manifest(workspace)["skipped"]] == [
+        ("../src/bach/pipe.mid", "not_a_regular_file: a FIFO")]
+
+
+def test_classes_naming_no_label_stop_and_keep_the_old_raw_folder(workspace, capsys):
+    tree(workspace / "old", {"set/bach/a.mid": midi_bytes()})
+    assert run_stage(workspace, source="path", path="../old") == 0
+    before = {name: (workspace / "project" / "data" / "raw" / name).read_bytes() for name in raw_files(workspace)}
+    capsys.readouterr()
+    tree(workspace / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
+    assert run_stage(workspace, source="path", path="../src", classes=["bach", "monteverdi"]) == 1
+    error = capsys.readouterr().err
+    assert error == ("download: dataset.classes [bach, monteverdi] names none of the labels found in ../src: "
+                     "jazz, rock (set dataset.classes to [] to keep every label, or to some of these)\n")
+    assert {name: (workspace / "project" / "data" / "raw" / name).read_bytes()
+            for name in raw_files(workspace)} == before
+    nothing_outside_raw(workspace)
+
+
+def test_no_labelled_file_stops_naming_the_source_param(workspace, capsys):
+    tree(workspace / "src", {"stray.mid": midi_bytes(), "bach/page.mid": b"<html>Not found</html>",
+                             "test/u.mid": midi_bytes(62)})
+    assert run_stage(workspace, source="path", path="../src", unlabeled="test") == 1
+    error = capsys.readouterr().err
+    assert error == ("download: no labelled file kept from ../src (skipped: content_mismatch 1, no_label 1); "
+                     "dataset.path must hold <label>/<files> folders of MIDI or audio files\n")
+    assert not (workspace / "project" / "data" / "raw").exists()
+    nothing_outside_raw(workspace)
+
+
+def odd_tar(path, members: dict[str, bytes], special: dict[str, int]):
+    """A tar of regular ``members`` and ``special`` ones: name -> tarfile type (DIRTYPE, FIFOTYPE, ...)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as archive:
+        for name, kind in special.items():
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "bach"
+            archive.addfile(info)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_archive_with_odd_members(workspace):
+    import tarfile
+
+    archive = workspace / "odd.tar"
+    odd_tar(archive, {"manifest.json": b'{"files": []}', "set/bach/a.mid": midi_bytes(60),
+                      "set/haydn/b.mid": midi_bytes(61), "set/report.json/c.mid": midi_bytes(62),
+                      "set/bach/x.mid/d.mid": midi_bytes(63)},
+            {"set/bach/x.mid/": tarfile.DIRTYPE, "set/bach/pipe.mid": tarfile.FIFOTYPE,
+             "set/haydn/dev.mid": tarfile.CHRTYPE, "set/mozart": tarfile.SYMTYPE})
+    url = archive.as_uri()
+    assert run_stage(workspace, source="url", url=url,
+                     sha256=hashlib.sha256(archive.read_bytes()).hexdigest()) == 0
+    assert raw_files(workspace) == ["bach/a.mid", "bach/x.mid__d.mid", "haydn/b.mid", "manifest.json"]
+    result = manifest(workspace)
+    assert json.loads((workspace / "project" / "data" / "raw" / "manifest.json").read_text()) == result
+    assert [(r["origin"].removeprefix(url + "#"), r["reason"]) for r in result["skipped"]] == [
+        ("manifest.json", "unsupported_type: .json"),
+        ("set/bach/pipe.mid", "unsafe_member: special_file"),
+        ("set/haydn/dev.mid", "unsafe_member: special_file"),
+        ("set/mozart", "unsafe_member: symlink"),
+        ("set/report.json/",
+         "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"),
+    ]
+    nothing_outside_raw(workspace)

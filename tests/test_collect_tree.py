@@ -1,0 +1,195 @@
+"""Odd folder trees through ``collect_tree``: reserved names, links, special files, nesting."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from musicid.dataset import collect_tree
+from tests.archives import midi_bytes, wav_bytes
+
+RESERVED_LABEL_REASON = "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"
+HIDDEN_LABEL_REASON = "reserved_label: hidden or system folder"
+SYMLINK_REASON = "symlink: links are not followed"
+
+
+def tree(root, files: dict[str, bytes]):
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def collect(root, out, classes=(), labels=None, unlabeled=None):
+    return collect_tree(root, "src/", out, classes=list(classes), labels=labels or {}, unlabeled=unlabeled,
+                        max_per_class=0, seed=0)
+
+
+def files_under(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def reasons(manifest):
+    return {r["origin"].removeprefix("src/"): r["reason"] for r in manifest["skipped"]}
+
+
+def test_reserved_and_hidden_label_folders_are_refused_and_the_rest_kept(tmp_path):
+    tree(tmp_path / "src", {
+        "manifest.json/a.mid": midi_bytes(60), "report.json/b.mid": midi_bytes(61),
+        "_unlabeled/c.mid": midi_bytes(62), ".hidden/d.mid": midi_bytes(63), "__MACOSX/._e.mid": b"\x00\x05",
+        "Rep/f.mid": midi_bytes(64),  # renamed to a reserved label through dataset.labels
+        "Unl/g.mid": midi_bytes(67),  # renamed to _unlabeled, which safe_name would turn into "unlabeled"
+        "bach/g.mid": midi_bytes(65), "haydn/h.mid": midi_bytes(66),
+    })
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Rep": "report.json", "Unl": "_unlabeled"})
+    assert [r["path"] for r in manifest["files"]] == ["bach/g.mid", "haydn/h.mid"]
+    assert reasons(manifest) == {
+        ".hidden/": HIDDEN_LABEL_REASON, "__MACOSX/": HIDDEN_LABEL_REASON,
+        "Rep/": RESERVED_LABEL_REASON, "Unl/": RESERVED_LABEL_REASON, "_unlabeled/": RESERVED_LABEL_REASON,
+        "manifest.json/": RESERVED_LABEL_REASON, "report.json/": RESERVED_LABEL_REASON,
+    }
+    assert files_under(tmp_path / "out") == ["bach/g.mid", "haydn/h.mid"]
+
+
+def test_nested_folders_belong_to_the_first_level_label(tmp_path):
+    tree(tmp_path / "src", {
+        "bach/top.mid": midi_bytes(60),
+        "bach/foo.mid/inner.mid": midi_bytes(61),  # a folder named like a file is just a folder
+        "bach/op1/no2/deep.mid": midi_bytes(62),
+        "Haydn, J./h.mid": midi_bytes(63),
+        "stray.mid": midi_bytes(64),
+    })
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Haydn, J.": "haydn"})
+    assert [(r["path"], r["label"], r["origin"]) for r in manifest["files"]] == [
+        ("bach/foo.mid__inner.mid", "bach", "src/bach/foo.mid/inner.mid"),
+        ("bach/op1__no2__deep.mid", "bach", "src/bach/op1/no2/deep.mid"),
+        ("bach/top.mid", "bach", "src/bach/top.mid"),
+        ("haydn/h.mid", "haydn", "src/Haydn, J./h.mid"),
+    ]
+    assert reasons(manifest) == {"stray.mid": "no_label: the file is not inside a label folder"}
+
+
+def test_a_single_wrapping_folder_is_stepped_into(tmp_path):
+    # genres/ holds folders and no music file; the files and the hidden folder beside it do not count.
+    tree(tmp_path / "src", {
+        "genres/blues/b.wav": wav_bytes(value=0.1), "genres/jazz/sub/j.wav": wav_bytes(value=0.2),
+        "genres/notes.txt": b"liner notes", "README.txt": b"read me", ".cache/x.wav": wav_bytes(value=0.3),
+        "loose.wav": wav_bytes(value=0.4),
+    })
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [(r["path"], r["label"]) for r in manifest["files"]] == [("blues/b.wav", "blues"),
+                                                                    ("jazz/sub__j.wav", "jazz")]
+    assert reasons(manifest) == {
+        ".cache/": HIDDEN_LABEL_REASON,
+        "README.txt": "unsupported_type: .txt",
+        "genres/notes.txt": "unsupported_type: .txt",
+        "loose.wav": "no_label: the file is not inside a label folder",
+    }
+
+
+def test_a_single_folder_holding_music_is_a_label_not_a_wrapper(tmp_path):
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "bach/op1/b.mid": midi_bytes(61)})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [(r["path"], r["label"]) for r in manifest["files"]] == [("bach/a.mid", "bach"),
+                                                                    ("bach/op1__b.mid", "bach")]
+
+
+def test_wrapper_beside_the_unlabeled_folder(tmp_path):
+    # The layout of composer-identification challenges: data/musicians/<composer>/, data/test/.
+    tree(tmp_path / "src", {"musicians/bach/a.mid": midi_bytes(60), "musicians/haydn/b.mid": midi_bytes(61),
+                            "test/sub/u.mid": midi_bytes(62)})
+    manifest = collect(tmp_path / "src", tmp_path / "out", unlabeled="test")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert [r["path"] for r in manifest["unlabeled"]] == ["_unlabeled/sub__u.mid"]
+    assert manifest["skipped"] == []
+
+
+def test_symlinked_folders_and_files_are_recorded(tmp_path):
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61)})
+    tree(tmp_path / "elsewhere", {"c.mid": midi_bytes(62)})
+    os.symlink(tmp_path / "elsewhere", tmp_path / "src" / "mozart")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "src" / "bach" / "more")
+    os.symlink(tmp_path / "elsewhere" / "c.mid", tmp_path / "src" / "haydn" / "c.mid")
+    os.symlink(tmp_path / "nowhere.mid", tmp_path / "src" / "haydn" / "broken.mid")
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert reasons(manifest) == {"mozart/": SYMLINK_REASON, "bach/more/": SYMLINK_REASON,
+                                 "haydn/c.mid": SYMLINK_REASON, "haydn/broken.mid": SYMLINK_REASON}
+
+
+def test_special_files_are_skipped_without_being_opened(tmp_path):
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61)})
+    os.mkfifo(tmp_path / "src" / "bach" / "pipe.mid")
+    # Opening this FIFO for reading would block: collect_tree must not open it.  The
+    # stage-level test runs the same case in a subprocess with a deadline.
+    import threading
+
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(collect(tmp_path / "src", tmp_path / "out")),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        # Release the blocked reader (a writer opening the FIFO ends its wait), then fail.
+        for _ in range(4):
+            try:
+                os.close(os.open(tmp_path / "src" / "bach" / "pipe.mid", os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        pytest.fail("collect_tree blocked on a FIFO")
+    assert [r["path"] for r in result["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert reasons(result) == {"bach/pipe.mid": "not_a_regular_file: a FIFO"}
+
+
+def test_names_differing_only_by_extension_each_keep_their_file(tmp_path):
+    sources = {"bach/x.mid": midi_bytes(60), "bach/x.midi": midi_bytes(61), "bach/x.MID": midi_bytes(62),
+               "bach/x.wav": wav_bytes(value=0.1), "bach/x.WAV": wav_bytes(value=0.2)}
+    tree(tmp_path / "src", sources)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+
+    def hashed(relative, extension):
+        return f"bach/x-{hashlib.sha256(relative.encode()).hexdigest()[:8]}{extension}"
+
+    # Sorted by source path, "x.MID" comes before "x.mid" and takes the plain name.
+    expected = {"bach/x.MID": "bach/x.mid", "bach/x.mid": hashed("bach/x.mid", ".mid"),
+                "bach/x.midi": "bach/x.midi", "bach/x.WAV": "bach/x.wav", "bach/x.wav": hashed("bach/x.wav", ".wav")}
+    assert {r["origin"].removeprefix("src/"): r["path"] for r in manifest["files"]} == expected
+    for source, output in expected.items():
+        assert (tmp_path / "out" / output).read_bytes() == sources[source]
+    assert manifest["skipped"] == []
+    again = collect(tmp_path / "src", tmp_path / "again")
+    assert again == manifest
+
+
+def test_classes_matching_no_label_stop_before_any_file_is_read(tmp_path):
+    from musicid.dataset import EmptyCollectionError
+
+    tree(tmp_path / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
+    with pytest.raises(EmptyCollectionError) as error:
+        collect(tmp_path / "src", tmp_path / "out", classes=["bach", "monteverdi"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert message == ("dataset.classes [bach, monteverdi] names none of the labels found in src: "
+                       "jazz, rock (set dataset.classes to [] to keep every label, or to some of these)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_file_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    import musicid.dataset
+
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "bach/locked.mid": midi_bytes(61),
+                            "haydn/b.mid": midi_bytes(62)})
+    real_check = musicid.dataset.check_file
+
+    def check(path):
+        # Tests run as root, where chmod 000 does not stop a read: simulate the refusal.
+        if path.name == "locked.mid":
+            raise PermissionError(13, "Permission denied")
+        return real_check(path)
+
+    monkeypatch.setattr(musicid.dataset, "check_file", check)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert reasons(manifest) == {"bach/locked.mid": "unreadable: Permission denied"}
