@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import section_params
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
-from musicid.training import (TrainConfig, balanced_order, batch_hard_triplet_loss, checkpoint_novelty,
+from musicid.training import (balanced_order, batch_hard_triplet_loss, checkpoint_novelty,
                               class_centroids, class_probabilities, embed, load_checkpoint, normalise,
                               predict_proba, save_checkpoint, spec_augment, train_model)
 
@@ -23,7 +24,11 @@ CONFIG = ModelConfig(n_bands=8, n_classes=2, channels=[4, 8], embedding_dim=8, d
 
 
 def schedule(**changes):
-    return TrainConfig(**{**dict(epochs=4, batch_size=8, lr=0.01, weight_decay=0.0, seed=3), **changes})
+    """The project's train params with a short, fast schedule; no SpecAugment unless asked for
+    (the toy inputs are only 8 bands high)."""
+    return section_params("train", **{**dict(epochs=4, batch_size=8, lr=0.01, weight_decay=0.0, seed=3,
+                                             loss="ce", sampler="shuffle", patience=0, freq_mask=0,
+                                             time_mask=0, masks=0), **changes})
 
 
 def test_shapes_and_unit_embeddings():
