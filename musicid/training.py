@@ -62,7 +62,7 @@ def pick_device() -> torch.device:
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor on any device as a NumPy array (``.numpy()`` refuses GPU tensors)."""
+    """A tensor on any device as a NumPy array (NumPy reads only CPU memory, so GPU tensors come back first)."""
     return tensor.detach().cpu().numpy()
 
 
