@@ -57,10 +57,19 @@ def confusion_records(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """int64 [n_classes (actual), n_classes (predicted)]."""
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
-    return matrix
+    """int64 [n_classes (actual), n_classes (predicted)], every class a row even when absent."""
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    return sklearn_confusion_matrix(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64),
+                                    labels=list(range(n_classes))).astype(np.int64)
+
+
+HEADLINE = ("macro_f1", "balanced_accuracy")
+
+
+def headline(summary: dict) -> dict:
+    """The values of ``summarise``'s summary that go into the metrics file compared across runs."""
+    return {key: summary[key] for key in HEADLINE}
 
 
 def open_set_metrics(scores: np.ndarray, unknown: np.ndarray) -> dict:

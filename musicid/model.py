@@ -57,6 +57,20 @@ class SpectrogramCNN(nn.Module):
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 2C)
         return F.normalize(self.project(self.dropout(pooled)), dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, n_bands, T) -> logits (B, n_classes)."""
-        return self.scale * self.classifier(self.embed(x))
+    def logits(self, embeddings: torch.Tensor, centroids: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit-length embeddings (B, embedding_dim) -> class logits (B, n_classes).
+
+        The classifier's logits, or, for a model without a trained classifier
+        (``uses_classifier`` false), the cosine similarity to each class's
+        training centroid (``centroids`` (n_classes, embedding_dim), unit length),
+        both times ``scale`` so that the two give softmax outputs of one range.
+        """
+        if self.uses_classifier:
+            return self.scale * self.classifier(embeddings)
+        if centroids is None:
+            raise ValueError("a model trained without a classifier needs the class centroids for its logits")
+        return self.scale * embeddings @ centroids.T
+
+    def forward(self, x: torch.Tensor, centroids: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, n_bands, T) -> logits (B, n_classes); see ``logits``."""
+        return self.logits(self.embed(x), centroids)

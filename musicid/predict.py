@@ -20,7 +20,12 @@ from musicid.filetypes import ACCEPTED_EXTENSIONS
 from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.synth import MidiRenderer
-from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
+from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
+                              to_numpy)
+
+# A threshold taken as the 95th percentile of fewer validation tracks than this
+# rests on one or two tracks: predict says so.
+MIN_THRESHOLD_TRACKS = 20
 
 
 @dataclass
@@ -28,24 +33,31 @@ class Prediction:
     path: str
     labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
     novelty: float | None = None  # Mahalanobis distance of the file's mean embedding to the nearest class
+    flagged: bool | None = None  # novelty above the checkpoint's threshold: unlike every known class
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
 
     def to_dict(self) -> dict:
         return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
-                "novelty": None if self.novelty is None else round(self.novelty, 6), "clips": self.clips,
-                "error": self.error}
+                "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
+                "clips": self.clips, "error": self.error}
 
 
-def collect_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files given directly, plus the MIDI and audio files inside given folders (sorted)."""
-    found: list[Path] = []
+EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
+
+
+def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
+    """(path, None) for each file given directly and each MIDI or audio file inside a given folder
+    (sorted), and (folder, reason) for a folder that holds none, so that it is reported, not skipped."""
+    found: list[tuple[Path, str | None]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*")
-                                if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS))
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS)
+            found.extend((file, None) for file in files)
+            if not files:
+                found.append((path, EMPTY_FOLDER))
         else:
-            found.append(path)
+            found.append((path, None))
     return found
 
 
@@ -67,9 +79,28 @@ class Predictor:
         self.clip = clip
         self.features = features
         self.label_names = list(self.checkpoint["label_names"])
-        self.centroids = self.checkpoint["centroids"].numpy()
+        self.centroids = to_numpy(self.checkpoint["centroids"])
+        self.band_mean = to_numpy(self.checkpoint["band_mean"])
+        self.band_std = to_numpy(self.checkpoint["band_std"])
         self.novelty = checkpoint_novelty(self.checkpoint)
+        # Files whose novelty is above this (the 95th percentile of the validation
+        # tracks' scores) are flagged; NaN when the checkpoint holds none.
         self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
+        # How many validation tracks the threshold rests on (None: a checkpoint that did not record it).
+        tracks = self.checkpoint.get("novelty_reference_tracks")
+        self.novelty_reference_tracks = None if tracks is None else int(tracks)
+
+    def threshold_warning(self) -> str | None:
+        """Why the novelty flag means little with this checkpoint, or None."""
+        if not np.isfinite(self.novelty_reference):
+            return "the model holds no novelty threshold, so no file is flagged; retrain it with `dvc repro train`"
+        if self.novelty_reference_tracks is None:
+            return ("the model does not record how many validation tracks its novelty threshold rests on; "
+                    "retrain it with `dvc repro train`")
+        if self.novelty_reference_tracks < MIN_THRESHOLD_TRACKS:
+            return (f"the novelty threshold rests on {self.novelty_reference_tracks} validation tracks "
+                    f"(fewer than {MIN_THRESHOLD_TRACKS}), so the flag means little")
+        return None
 
     def clips_of(self, path: Path) -> np.ndarray:
         """All clips of one file as the pipeline cuts them: float32 [k, clip_samples]."""
@@ -96,23 +127,32 @@ class Predictor:
                                 "silence")
             return prediction
         features = compute_features(clips, self.features, self.clip.sample_rate)
-        features = normalise(features, self.checkpoint["band_mean"].numpy(), self.checkpoint["band_std"].numpy())
+        features = normalise(features, self.band_mean, self.band_std)
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device)
         mean = probabilities.mean(axis=0)
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
         _, scores = self.novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
         prediction.novelty = float(scores[0])
+        prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
         prediction.clips = len(clips)
         return prediction
 
 
-def format_prediction(prediction: Prediction, reference: float) -> str:
+def format_threshold(reference: float, tracks: int | None) -> str:
+    """The line that says which novelty score gets a file flagged."""
+    if not np.isfinite(reference):
+        return "novelty threshold: none stored in the model"
+    basis = "" if tracks is None else f" of {tracks}"
+    return (f"novelty threshold {reference:.3f} (95th percentile{basis} validation tracks' scores): "
+            "a file above it is flagged as unlike every known class")
+
+
+def format_prediction(prediction: Prediction) -> str:
     """One line per file for people."""
     if prediction.error:
         return f"{prediction.path}: cannot score ({prediction.error})"
     labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
-    flag = ""
-    if np.isfinite(reference) and prediction.novelty > reference:
-        flag = " - more novel than 95 % of known validation tracks: perhaps a new composer"
+    # Labels may be composers, performers or genres: the flag names none of them.
+    flag = "; flagged: unlike every known class" if prediction.flagged else ""
     return f"{prediction.path}: {labels}; novelty {prediction.novelty:.3f}{flag} ({prediction.clips} clips)"

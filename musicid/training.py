@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
+import os
+import pickle
 import random
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -15,18 +20,50 @@ import torch.nn.functional as F
 from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
+from musicid.params import TrainParams
+
+# cuBLAS is deterministic only with a fixed workspace; PyTorch's deterministic
+# mode raises at the first matrix product on a GPU without this setting.
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch and ask PyTorch for deterministic kernels."""
+    if torch.cuda.is_available():
+        # Read by cuBLAS when it first starts, so it is set before any GPU work.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
 
 
+@contextlib.contextmanager
+def thread_invariant_kernels() -> Iterator[None]:
+    """Run PyTorch's CPU convolutions without oneDNN (MKL-DNN) inside the block.
+
+    oneDNN's convolution weight gradient splits its sum over the batch among the
+    intra-op threads, so its float rounding, and with it every trained weight,
+    depends on ``torch.get_num_threads()``; deterministic mode does not cover
+    that.  PyTorch's own convolution (im2col and one matrix product per clip)
+    sums in a fixed order: the same weights with 1 or 2 threads, at about the
+    same speed for this model.
+    """
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor on any device as a NumPy array (NumPy reads only CPU memory, so GPU tensors come back first)."""
+    return tensor.detach().cpu().numpy()
 
 
 def normalise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -42,7 +79,7 @@ def predict_proba(model: SpectrogramCNN, features: np.ndarray, batch_size: int,
     outputs = []
     for start in range(0, len(features), batch_size):
         batch = torch.from_numpy(features[start:start + batch_size]).to(device)
-        outputs.append(F.softmax(model(batch), dim=1).cpu().numpy())
+        outputs.append(to_numpy(F.softmax(model(batch), dim=1)))
     if not outputs:
         return np.zeros((0, model.config.n_classes), dtype=np.float32)
     return np.concatenate(outputs)
@@ -52,7 +89,7 @@ def predict_proba(model: SpectrogramCNN, features: np.ndarray, batch_size: int,
 def embed(model: SpectrogramCNN, features: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
     """Unit-length embeddings float32 [N, embedding_dim] of normalised features [N, n_bands, T]."""
     model.eval()
-    outputs = [model.embed(torch.from_numpy(features[start:start + batch_size]).to(device)).cpu().numpy()
+    outputs = [to_numpy(model.embed(torch.from_numpy(features[start:start + batch_size]).to(device)))
                for start in range(0, len(features), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.config.embedding_dim), np.float32)
 
@@ -119,36 +156,29 @@ def balanced_order(labels: np.ndarray, generator: torch.Generator) -> torch.Tens
     for rows in per_class:
         picks = []
         while sum(len(p) for p in picks) < longest:
-            picks.append(rows[torch.randperm(len(rows), generator=generator).numpy()])
+            picks.append(rows[to_numpy(torch.randperm(len(rows), generator=generator))])
         streams.append(np.concatenate(picks)[:longest])
     interleaved = np.stack(streams, axis=1).reshape(-1)  # class 0, class 1, ..., class 0, ...
     return torch.from_numpy(interleaved)
 
 
 @dataclass
-class TrainConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    seed: int
-    loss: str = "ce"  # "ce", "triplet" or "ce+triplet"
-    triplet_margin: float = 0.3
-    sampler: str = "shuffle"  # "shuffle" (with class weights in the loss) or "balanced"
-    patience: int = 0  # stop after this many epochs without a better val macro-F1 (0: never)
-    freq_mask: int = 0
-    time_mask: int = 0
-    masks: int = 0
-
-
-@dataclass
 class EpochLog:
-    epoch: int
+    epoch: int  # counted from 1
     train_loss: float
-    train_accuracy: float
+    train_accuracy: float | None  # of the classifier on the (augmented) training clips; None without one
     val_accuracy: float
     val_macro_f1: float
     lr: float
+
+    def line(self, epochs: int) -> str:
+        """One line for a log: ``epoch 3/12: loss 0.512, val macro-F1 0.801``."""
+        return (f"epoch {self.epoch}/{epochs}: loss {self.train_loss:.4f}, val accuracy "
+                f"{self.val_accuracy:.3f}, val macro-F1 {self.val_macro_f1:.3f}")
+
+
+class EmptyValidationSplit(ValueError):
+    """No validation clips: no epoch could be chosen on them."""
 
 
 def _val_scores(model, val_x, val_y, n_classes, device) -> tuple[float, float]:
@@ -167,14 +197,26 @@ def _val_scores(model, val_x, val_y, n_classes, device) -> tuple[float, float]:
 
 
 def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                config: ModelConfig, train: TrainConfig, progress=lambda items, **_: items,
+                config: ModelConfig, train: TrainParams, progress=lambda items, **_: items,
                 on_epoch=lambda log: None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
 
     train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
-    ``on_epoch`` receives each epoch's log (for dvclive).  Returns (best model,
-    per-epoch log, best epoch number).
+    ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
+    each epoch's log (for dvclive).  Returns (best model, per-epoch log, best
+    epoch number counted from 1).  Raises EmptyValidationSplit without
+    validation clips, as the kept epoch would then be chosen on nothing.
+    The weights are the same bytes whatever the number of PyTorch threads.
     """
+    if len(val_y) == 0:
+        raise EmptyValidationSplit("the validation split is empty, so no epoch can be chosen on it: "
+                                   "set split.val > 0 in params.yaml (each class needs a validation track)")
+    with thread_invariant_kernels():
+        return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch)
+
+
+def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainParams, progress,
+           on_epoch) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
@@ -206,10 +248,11 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
             x = spec_augment(inputs[index], train.freq_mask, train.time_mask, train.masks, generator)
             x, y = x.to(device), targets[index].to(device)
             embeddings = model.embed(x)
-            logits = model.scale * model.classifier(embeddings)
             loss = torch.zeros((), device=device)
-            if train.loss in ("ce", "ce+triplet"):
+            if model.uses_classifier:
+                logits = model.logits(embeddings)
                 loss = loss + F.cross_entropy(logits, y, weight=weights)
+                correct += int((logits.argmax(1) == y).sum())
             if train.loss in ("triplet", "ce+triplet"):
                 loss = loss + batch_hard_triplet_loss(embeddings, y, train.triplet_margin)
             optimiser.zero_grad(set_to_none=True)
@@ -217,11 +260,10 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
             optimiser.step()
             schedule.step()
             total_loss += loss.item() * len(index)
-            correct += int((logits.argmax(1) == y).sum())
             seen += len(index)
         val_accuracy, val_f1 = _val_scores(model, val_x, val_y, config.n_classes, device)
-        entry = EpochLog(epoch, total_loss / seen, correct / seen, val_accuracy, val_f1,
-                         optimiser.param_groups[0]["lr"])
+        entry = EpochLog(epoch, total_loss / seen, correct / seen if model.uses_classifier else None,
+                         val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
         on_epoch(entry)
         if val_f1 > best_f1:
@@ -245,12 +287,42 @@ def class_probabilities(model: SpectrogramCNN, features: np.ndarray, centroids: 
     embeddings = embed(model, features, batch_size, device)
     if len(embeddings) == 0:
         return np.zeros((0, model.config.n_classes), np.float32), embeddings
-    tensor = torch.from_numpy(embeddings).to(device)
-    if model.uses_classifier:
-        logits = model.scale * model.classifier(tensor)
-    else:
-        logits = model.scale * tensor @ torch.from_numpy(centroids).to(device).T
-    return F.softmax(logits, dim=1).cpu().numpy(), embeddings
+    logits = model.logits(torch.from_numpy(embeddings).to(device),
+                          torch.from_numpy(np.asarray(centroids, dtype=np.float32)).to(device))
+    return to_numpy(F.softmax(logits, dim=1)), embeddings
+
+
+class FeaturesError(ValueError):
+    """A features table that lacks what training or evaluation reads; the message names what."""
+
+
+FEATURE_COLUMNS = ("features", "label", "known", "track", "split")
+FEATURE_ATTRIBUTES = ("label_names", "n_known", "band_mean", "band_std", "params", "sample_rate")
+
+
+def check_features_table(path: str | Path) -> None:
+    """Raise FeaturesError unless ``path`` is an HDF5 file with every column and attribute of featurize's table."""
+    import h5py
+
+    path = Path(path)
+    remedy = "make it with `dvc repro featurize`"
+    if not path.is_file():
+        raise FeaturesError(f"{path}: no such features table; {remedy}")
+    try:
+        table = h5py.File(path, "r")
+    except OSError as error:
+        raise FeaturesError(f"{path}: not a readable HDF5 file ({error}); {remedy}") from None
+    with table:
+        missing = [f"column '{name}'" for name in FEATURE_COLUMNS if name not in table]
+        missing += [f"attribute '{name}'" for name in FEATURE_ATTRIBUTES if name not in table.attrs]
+        if missing:
+            raise FeaturesError(f"{path}: lacks {', '.join(missing)}; {remedy}")
+        rows = {name: len(table[name]) for name in FEATURE_COLUMNS}
+        if len(set(rows.values())) != 1:
+            raise FeaturesError(f"{path}: columns of different lengths {rows}; {remedy}")
+        if table["features"].ndim != 3:
+            raise FeaturesError(f"{path}: 'features' has shape {table['features'].shape}, not "
+                                f"(clips, bands, frames); {remedy}")
 
 
 def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[str],
@@ -259,7 +331,15 @@ def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[s
                     extra: dict | None = None) -> None:
     """Write a self-describing checkpoint: weights, model config, labels, feature params,
     normalisation statistics, the training classes' embedding centroids and the
-    statistics of the novelty score."""
+    statistics of the novelty score (see ``checkpoint_bytes``), atomically."""
+    write_bytes_atomic(path, checkpoint_bytes(model, label_names, band_mean, band_std, pipeline_params,
+                                              centroids, novelty, extra))
+
+
+def checkpoint_bytes(model: SpectrogramCNN, label_names: list[str], band_mean: np.ndarray,
+                     band_std: np.ndarray, pipeline_params: dict, centroids: np.ndarray | None = None,
+                     novelty: Mahalanobis | None = None, extra: dict | None = None) -> bytes:
+    """The checkpoint file's bytes: equal arguments give equal bytes."""
     if centroids is None:
         centroids = np.zeros((model.config.n_classes, model.config.embedding_dim), np.float32)
     checkpoint = {
@@ -282,7 +362,7 @@ def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[s
     # to memory gives the fixed name "archive", so equal checkpoints are equal bytes.
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def checkpoint_novelty(checkpoint: dict) -> Mahalanobis:
@@ -290,16 +370,45 @@ def checkpoint_novelty(checkpoint: dict) -> Mahalanobis:
     if "novelty_precision" not in checkpoint:
         raise ValueError("the checkpoint holds no novelty statistics (it was written by an older "
                          "version of musicid); retrain it with `dvc repro train`")
-    return Mahalanobis(checkpoint["novelty_class_means"].cpu().numpy(), checkpoint["novelty_precision"].cpu().numpy())
+    return Mahalanobis(to_numpy(checkpoint["novelty_class_means"]), to_numpy(checkpoint["novelty_precision"]))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or cannot be read; the message names the file and the cause."""
+
+
+CHECKPOINT_KEYS = ("model_config", "state_dict", "uses_classifier", "label_names", "centroids",
+                   "band_mean", "band_std", "params")
 
 
 def load_checkpoint(path: str | Path, device: torch.device | None = None):
-    """Return (model in eval mode, checkpoint dict)."""
-    checkpoint = torch.load(path, map_location=device or "cpu", weights_only=True)
-    if checkpoint.get("format") != "musicid-checkpoint-1":
-        raise ValueError(f"{path} is not a musicid checkpoint")
-    model = SpectrogramCNN(ModelConfig(**checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    """Return (model in eval mode on ``device``, checkpoint dict with every tensor on the CPU).
+
+    Only the model moves to ``device``; the stored arrays stay on the CPU, where
+    NumPy can read them.  Raises CheckpointError for a missing, truncated or
+    foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file; train one with `dvc repro train` "
+                              "(or give another with --model)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or not one): "
+                              f"{cause}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "musicid-checkpoint-1":
+        raise CheckpointError(f"{path}: not a musicid checkpoint (no 'format: musicid-checkpoint-1')")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}")
+    try:
+        model = SpectrogramCNN(ModelConfig(**checkpoint["model_config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError) as error:
+        cause = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: the weights do not fit the stored model config: {cause}") from None
     model.uses_classifier = checkpoint["uses_classifier"]
     model.to(device or "cpu").eval()
     return model, checkpoint

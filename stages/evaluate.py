@@ -1,14 +1,22 @@
-"""Stage `evaluate`: clip- and track-level metrics, confusion matrices, open-set novelty.
+"""Stage `evaluate`: clip- and track-level metrics, confusion matrices, open-set novelty, per-track predictions.
 
     python stages/evaluate.py --params params.yaml --model models/model.pt \
         --features data/features.h5 --metrics metrics/metrics.json \
         --per-class metrics/per_class.json --confusion metrics/confusion \
-        --novelty metrics/novelty.csv --figures metrics/figures
+        --novelty metrics/novelty.csv --predictions metrics/predictions.csv --figures metrics/figures
+
+``--metrics`` holds only what runs are compared on (macro-F1 and balanced
+accuracy per split and level, the open-set AUROC and FPR when a class is held
+out), so `dvc metrics diff` and `dvc exp show` stay narrow; the details
+(accuracy, counts, each class's precision and recall, the cosine score) are in
+``--per-class``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 from pathlib import Path
 
@@ -17,11 +25,36 @@ import numpy as np
 
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
-from musicid.io import atomic_directory, atomic_path, dumps_json, write_json_atomic
-from musicid.metrics import confusion_matrix, confusion_records, open_set_metrics, summarise, track_probabilities
+from musicid.io import atomic_directory, dumps_json, write_bytes_atomic, write_json_atomic
+from musicid.metrics import (confusion_matrix, confusion_records, headline, open_set_metrics, summarise,
+                             track_probabilities)
 from musicid.novelty import cosine_scores
 from musicid.params import ParamsError, load_section
-from musicid.training import checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device
+from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
+                              class_probabilities, load_checkpoint, normalise, pick_device, to_numpy)
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """CSV with "\\n" line ends; track ids holding commas or quotes are quoted."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def mismatch(checkpoint: dict, table: h5py.File) -> str | None:
+    """Why the model cannot score this features table, or None when it can."""
+    n_known = int(table.attrs["n_known"])
+    known_names = [str(name) for name in table.attrs["label_names"]][:n_known]
+    bands = table["features"].shape[1]
+    trained_bands = checkpoint["model_config"]["n_bands"]
+    if bands != trained_bands:
+        return f"the model was trained on {trained_bands}-band features, the table holds {bands}-band ones"
+    if list(checkpoint["label_names"]) != known_names:
+        return (f"the model knows the classes {list(checkpoint['label_names'])}, the table's known classes are "
+                f"{known_names}")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--model", required=True, type=Path, help="input: models/model.pt")
     parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
-    parser.add_argument("--metrics", required=True, type=Path, help="output: metrics.json")
-    parser.add_argument("--per-class", required=True, type=Path, help="output: per-class table (JSON)")
+    parser.add_argument("--metrics", required=True, type=Path, help="output: headline metrics (JSON)")
+    parser.add_argument("--per-class", required=True, type=Path,
+                        help="output: every metric of each split and level, per class too (JSON)")
     parser.add_argument("--confusion", required=True, type=Path,
                         help="output directory: one confusion-plot JSON per split and level")
     parser.add_argument("--novelty", required=True, type=Path, help="output: test tracks by novelty (CSV)")
+    parser.add_argument("--predictions", required=True, type=Path,
+                        help="output: each val and test track's prediction (CSV)")
     parser.add_argument("--figures", required=True, type=Path, help="output directory: PNG figures")
     args = parser.parse_args(argv)
     try:
@@ -43,68 +79,96 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     device = pick_device()
-    model, checkpoint = load_checkpoint(args.model, device)
-    label_names = checkpoint["label_names"]
-    mean, std = checkpoint["band_mean"].numpy(), checkpoint["band_std"].numpy()
-    centroids = checkpoint["centroids"].numpy()
     try:
+        check_features_table(args.features)
+        model, checkpoint = load_checkpoint(args.model, device)
         novelty = checkpoint_novelty(checkpoint)
-    except ValueError as error:
+    except (CheckpointError, FeaturesError) as error:
+        print(f"evaluate: {error}", file=sys.stderr)
+        return 1
+    except ValueError as error:  # a checkpoint without novelty statistics
         print(f"evaluate: {args.model}: {error}", file=sys.stderr)
-        return 2
+        return 1
+    label_names = list(checkpoint["label_names"])
+    mean, std = to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"])
+    centroids = to_numpy(checkpoint["centroids"])
+    # Tracks scored above this are flagged as unlike every known class (as predict does).
+    threshold = float(checkpoint.get("novelty_reference", float("nan")))
     metrics: dict = {}
-    per_class: dict = {}
-    with h5py.File(args.features, "r") as table, atomic_directory(args.confusion) as confusion_dir, \
-            atomic_directory(args.figures) as figures_dir:
-        all_names = [str(name) for name in table.attrs["label_names"]]
-        splits = read_strings(table["split"])
-        known = table["known"][:]
-        all_tracks = read_strings(table["track"])
-        for split in ("val", "test"):
-            rows = np.nonzero(splits == split)[0]
-            features = normalise(table["features"][rows], mean, std) if len(rows) else \
-                np.zeros((0, *table["features"].shape[1:]), np.float32)
-            labels = table["label"][rows].astype(np.int64)
-            tracks = all_tracks[rows]
-            probabilities, embeddings = class_probabilities(model, features, centroids, params.batch_size, device)
-            # Classification metrics cover the known classes; held-out ones are unknown.
-            is_known = known[rows]
-            track_probs, track_labels, _ = track_probabilities(probabilities[is_known], labels[is_known],
-                                                               tracks[is_known])
-            levels = {
-                "clip": (labels[is_known], probabilities[is_known].argmax(1)),
-                "track": (track_labels, track_probs.argmax(1)),
-            }
-            metrics[split], per_class[split] = {}, {}
-            for level, (truth, predicted) in levels.items():
-                metrics[split][level], per_class[split][level] = summarise(truth, predicted, label_names)
-                (confusion_dir / f"{split}_{level}.json").write_text(
-                    dumps_json(confusion_records(truth, predicted, label_names)))
-                save_confusion_png(figures_dir / f"confusion_{split}_{level}.png",
-                                   confusion_matrix(truth, predicted, len(label_names)), label_names,
-                                   f"{split}, {level} level")
-            if split == "test":
-                save_embedding_png(figures_dir / "embeddings_test.png", embeddings,
-                                   [all_names[i] + ("" if is_known[j] else " (unknown)")
-                                    for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
-                # Tracks are ranked by the Mahalanobis score; the cosine score is shown for comparison.
+    details: dict = {}
+    predictions: list[list] = []
+    with h5py.File(args.features, "r") as table:
+        problem = mismatch(checkpoint, table)
+        if problem:
+            print(f"evaluate: {args.model} does not fit {args.features}: {problem}; retrain with "
+                  "`dvc repro train`", file=sys.stderr)
+            return 1
+        with atomic_directory(args.confusion) as confusion_dir, atomic_directory(args.figures) as figures_dir:
+            all_names = [str(name) for name in table.attrs["label_names"]]
+            splits = read_strings(table["split"])
+            known = table["known"][:]
+            all_tracks = read_strings(table["track"])
+            for split in ("val", "test"):
+                rows = np.nonzero(splits == split)[0]
+                features = normalise(table["features"][rows], mean, std) if len(rows) else \
+                    np.zeros((0, *table["features"].shape[1:]), np.float32)
+                labels = table["label"][rows].astype(np.int64)
+                tracks = all_tracks[rows]
+                probabilities, embeddings = class_probabilities(model, features, centroids, params.batch_size,
+                                                                device)
+                # Classification metrics cover the known classes; held-out ones are unknown.
+                is_known = known[rows]
+                track_probs, track_labels, _ = track_probabilities(probabilities[is_known], labels[is_known],
+                                                                   tracks[is_known])
+                levels = {
+                    "clip": (labels[is_known], probabilities[is_known].argmax(1)),
+                    "track": (track_labels, track_probs.argmax(1)),
+                }
+                metrics[split], details[split] = {}, {}
+                for level, (truth, predicted) in levels.items():
+                    summary, per_class = summarise(truth, predicted, label_names)
+                    metrics[split][level] = headline(summary)
+                    details[split][level] = {**summary, "classes": per_class}
+                    (confusion_dir / f"{split}_{level}.json").write_text(
+                        dumps_json(confusion_records(truth, predicted, label_names)))
+                    save_confusion_png(figures_dir / f"confusion_{split}_{level}.png",
+                                       confusion_matrix(truth, predicted, len(label_names)), label_names,
+                                       f"{split}, {level} level")
+                # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = novelty.track_scores(embeddings, tracks)
-                _, cosine = cosine_scores(embeddings, tracks, centroids)
+                all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
                 track_known = {t: bool(k) for t, k in zip(tracks, is_known)}
-                unknown = np.array([not track_known[t] for t in names])
-                if unknown.any():
-                    metrics["open_set"] = {"score": "mahalanobis", **open_set_metrics(scores, unknown),
-                                           "cosine": open_set_metrics(cosine, unknown)}
-                order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))
-                with atomic_path(args.novelty) as temporary:
-                    lines = ["track,label,known,novelty,novelty_cosine"]
-                    lines += [f"{names[i]},{track_label[names[i]]},{str(track_known[names[i]]).lower()},"
-                              f"{scores[i]:.6f},{cosine[i]:.6f}" for i in order]
-                    temporary.write_text("\n".join(lines) + "\n")
+                for i, name in enumerate(names):
+                    flagged = bool(np.isfinite(threshold) and scores[i] > threshold)
+                    predictions.append([split, name, track_label[name], str(track_known[name]).lower(),
+                                        label_names[int(all_track_probs[i].argmax())],
+                                        *(f"{p:.6f}" for p in all_track_probs[i]), f"{scores[i]:.6f}",
+                                        str(flagged).lower()])
+                if split == "test":
+                    save_embedding_png(figures_dir / "embeddings_test.png", embeddings,
+                                       [all_names[i] + ("" if is_known[j] else " (unknown)")
+                                        for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
+                    # Tracks are ranked by the Mahalanobis score; the cosine score is shown for comparison.
+                    _, cosine = cosine_scores(embeddings, tracks, centroids)
+                    unknown = np.array([not track_known[t] for t in names])
+                    if unknown.any():
+                        open_set = open_set_metrics(scores, unknown)
+                        metrics["open_set"] = {"auroc": open_set["auroc"],
+                                               "fpr_at_95_tpr": open_set["fpr_at_95_tpr"]}
+                        details["open_set"] = {"score": "mahalanobis", **open_set,
+                                               "cosine": open_set_metrics(cosine, unknown)}
+                    order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))
+                    write_bytes_atomic(args.novelty, csv_text(
+                        ["track", "label", "known", "novelty", "novelty_cosine"],
+                        [[names[i], track_label[names[i]], str(track_known[names[i]]).lower(),
+                          f"{scores[i]:.6f}", f"{cosine[i]:.6f}"] for i in order]).encode("utf-8"))
+    write_bytes_atomic(args.predictions, csv_text(
+        ["split", "track", "label", "known", "predicted", *(f"p_{name}" for name in label_names), "novelty",
+         "flagged"], sorted(predictions, key=lambda row: (row[0] != "val", row[1]))).encode("utf-8"))
+    write_json_atomic(args.per_class, details)
     write_json_atomic(args.metrics, metrics)
-    write_json_atomic(args.per_class, per_class)
-    test = metrics["test"]
+    test = details["test"]
     open_set = metrics.get("open_set")
     extra = f"; novelty AUROC {open_set['auroc']:.3f}, FPR@95%TPR {open_set['fpr_at_95_tpr']:.3f}" if open_set else ""
     print(f"evaluate: test clip accuracy {test['clip']['accuracy']:.3f} macro-F1 {test['clip']['macro_f1']:.3f}; "

@@ -2,6 +2,11 @@
 
     python stages/train.py --params params.yaml --features data/features.h5 \
         --model models/model.pt --live metrics/train
+
+Writes the checkpoint and a folder of training curves: dvclive's per-epoch
+values (``plots/metrics/*.tsv``, step = epoch counted from 1, as in the log)
+and ``curves.png``.  Both are replaced only when training ends: an interrupted
+run leaves the previous model and curves as they were.
 """
 
 from __future__ import annotations
@@ -14,13 +19,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
+from musicid.io import atomic_directory, write_bytes_atomic
 from musicid.model import ModelConfig
 from musicid.novelty import Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
-from musicid.progress import progress
-from musicid.training import (TrainConfig, class_centroids, embed, normalise, pick_device, save_checkpoint,
+from musicid.progress import progress, progress_enabled
+from musicid.training import (EmptyValidationSplit, FeaturesError, check_features_table, checkpoint_bytes,
+                              class_centroids, embed, normalise, pick_device, thread_invariant_kernels,
                               train_model)
+
+class StageError(Exception):
+    """Stops the stage with a one-line message before anything is replaced."""
+
+
+# The per-epoch values dvclive writes as curves for `dvc plots`.
+CURVES = ("train_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
 
 
 def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,12 +49,19 @@ def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray,
     return features, labels, tracks
 
 
+def epoch_printer(epochs: int):
+    """One line per epoch on stderr when no progress bar shows (a log file, CI, MUSICID_PROGRESS=0)."""
+    if progress_enabled() and sys.stderr.isatty():
+        return lambda entry: None
+    return lambda entry: print(f"train: {entry.line(epochs)}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
     parser.add_argument("--model", required=True, type=Path, help="output: models/model.pt")
-    parser.add_argument("--live", required=True, type=Path, help="output: dvclive folder (training curves)")
+    parser.add_argument("--live", required=True, type=Path, help="output: folder of training curves")
     args = parser.parse_args(argv)
     try:
         params = load_section(args.params, "train")
@@ -47,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: {error}", file=sys.stderr)
         return 2
 
+    try:
+        check_features_table(args.features)
+    except FeaturesError as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 1
     with h5py.File(args.features, "r") as table:
         # Held-out classes (open set) come after the known ones; the model never sees them.
         n_known = int(table.attrs["n_known"])
@@ -60,48 +87,65 @@ def main(argv: list[str] | None = None) -> int:
     if len(train_x) == 0:
         print("train: the training split is empty", file=sys.stderr)
         return 1
+    if len(val_x) == 0:
+        print(f"train: {args.features}: the validation split is empty, so no epoch can be chosen on it: "
+              "set split.val > 0 in params.yaml (each class needs a validation track)", file=sys.stderr)
+        return 1
     train_x = normalise(train_x, band_mean, band_std)
     val_x = normalise(val_x, band_mean, band_std)
 
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
                          dropout=params.dropout)
-    schedule = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, lr=params.lr,
-                           weight_decay=params.weight_decay, seed=params.seed, loss=params.loss,
-                           triplet_margin=params.triplet_margin, sampler=params.sampler,
-                           patience=params.patience, freq_mask=params.freq_mask,
-                           time_mask=params.time_mask, masks=params.masks)
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
-    # Curves for `dvc plots`; the stage itself is the DVC experiment, so dvclive
-    # neither records one of its own nor edits dvc.yaml.
+    print_epoch = epoch_printer(params.epochs)
+    # dvclive writes into a staging folder that replaces --live only once the
+    # checkpoint is ready, so an interrupted run never mixes old and new curves;
+    # any exception, KeyboardInterrupt included, leaves both as they were.
     try:
-        live = Live(str(args.live), save_dvc_exp=False, dvcyaml=None)
-    except SCMError as error:  # dvclive reads the current git revision
-        print(f"train: dvclive cannot read the git repository ({error}); commit the project "
-              "(`git add -A && git commit`) before running the pipeline", file=sys.stderr)
-        return 1
-    with live:
-        def on_epoch(entry) -> None:
-            for name in ("train_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr"):
-                live.log_metric(name, round(getattr(entry, name), 6))
-            live.next_step()
+        with atomic_directory(args.live) as staging:
+            try:
+                # The stage itself is the DVC experiment, so dvclive neither records
+                # one of its own nor edits dvc.yaml.
+                live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
+            except SCMError as error:  # dvclive reads the current git revision
+                raise StageError(f"dvclive cannot read the git repository ({error}); commit the project "
+                                 "(`git add -A && git commit`) before running the pipeline") from None
+            with live:
+                def on_epoch(entry) -> None:
+                    live.step = entry.epoch  # the curves' step is the epoch number the log prints
+                    for name in CURVES:
+                        if getattr(entry, name) is not None:
+                            live.log_metric(name, round(getattr(entry, name), 6))
+                    print_epoch(entry)
 
-        model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, schedule,
-                                             progress=progress, on_epoch=on_epoch)
-    device = pick_device()
-    train_embeddings = embed(model, train_x, 256, device)
-    centroids = class_centroids(train_embeddings, train_y, config.n_classes)
-    novelty = Mahalanobis.fit(train_embeddings, train_y)
-    # How novel known music looks: the 95th percentile of the validation tracks'
-    # novelty scores, a reference for the scores predict prints.
-    _, val_scores = novelty.track_scores(embed(model, val_x, 256, device), val_tracks)
-    reference = float(np.percentile(val_scores, 95)) if len(val_scores) else float("nan")
-    save_checkpoint(args.model, model, label_names, band_mean, band_std,
-                    {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
-                    centroids=centroids, novelty=novelty,
-                    extra={"best_epoch": best_epoch, "novelty_reference": reference})
+                model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
+                                                     progress=progress, on_epoch=on_epoch)
+            save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
+                                     [e.train_loss for e in log], [e.val_macro_f1 for e in log], best_epoch)
+            device = pick_device()
+            with thread_invariant_kernels():
+                train_embeddings = embed(model, train_x, 256, device)
+                val_embeddings = embed(model, val_x, 256, device)
+            centroids = class_centroids(train_embeddings, train_y, config.n_classes)
+            novelty = Mahalanobis.fit(train_embeddings, train_y)
+            # How novel known music looks: the 95th percentile of the validation tracks'
+            # novelty scores, the threshold above which predict flags a file.
+            _, val_scores = novelty.track_scores(val_embeddings, val_tracks)
+            reference = float(np.percentile(val_scores, 95))
+            checkpoint = checkpoint_bytes(
+                model, label_names, band_mean, band_std,
+                {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
+                centroids=centroids, novelty=novelty,
+                extra={"best_epoch": best_epoch, "novelty_reference": reference,
+                       "novelty_reference_tracks": int(len(val_scores))})
+    except (StageError, EmptyValidationSplit) as error:
+        print(f"train: {error}", file=sys.stderr)
+        return 1
+    # Written last, so a model file never goes with curves of another run.
+    write_bytes_atomic(args.model, checkpoint)
     if novelty.euclidean:
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)

@@ -30,6 +30,8 @@ def test_confusion_records_and_matrix():
     records = confusion_records(np.array([0, 1]), np.array([1, 1]), ["a", "b"])
     assert records == [{"actual": "a", "predicted": "b"}, {"actual": "b", "predicted": "b"}]
     assert confusion_matrix(np.array([0, 1, 1]), np.array([1, 1, 0]), 2).tolist() == [[0, 1], [1, 1]]
+    # A class that appears in neither array still has its row and column.
+    assert confusion_matrix(np.array([0, 0]), np.array([0, 2]), 3).tolist() == [[1, 0, 1], [0, 0, 0], [0, 0, 0]]
 
 
 def test_empty_split():
@@ -128,7 +130,7 @@ def test_open_set_metrics_exact():
 
 
 def test_figures_are_written_and_deterministic(tmp_path):
-    from musicid.figures import pca_2d, save_confusion_png, save_embedding_png
+    from musicid.figures import save_confusion_png, save_embedding_png
 
     save_confusion_png(tmp_path / "a.png", np.array([[3, 1], [0, 4]]), ["x", "y"], "test")
     save_confusion_png(tmp_path / "b.png", np.array([[3, 1], [0, 4]]), ["x", "y"], "test")
@@ -137,6 +139,18 @@ def test_figures_are_written_and_deterministic(tmp_path):
     points = np.random.default_rng(0).standard_normal((20, 5))
     save_embedding_png(tmp_path / "e.png", points, ["p"] * 10 + ["q"] * 10, "map")
     assert (tmp_path / "e.png").stat().st_size > 1000
-    projected = pca_2d(points)
-    assert projected.shape == (20, 2)
-    assert np.allclose(pca_2d(points * 1.0), projected)
+    save_embedding_png(tmp_path / "f.png", points, ["p"] * 10 + ["q"] * 10, "map")
+    assert (tmp_path / "e.png").read_bytes() == (tmp_path / "f.png").read_bytes()
+
+
+def test_pca_2d_finds_the_plane_and_orders_its_axes_by_spread():
+    from musicid.figures import pca_2d
+
+    # Four points in a plane of 5-D space: spread 3 along its first axis, 1 along its second.
+    plane = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    axes, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((5, 2)))  # orthonormal [5, 2]
+    axes *= np.sign(axes[np.abs(axes).argmax(axis=0), [0, 1]])  # largest loading positive, as pca_2d fixes it
+    points = plane @ axes.T + np.array([10.0, -2.0, 0.5, 7.0, 1.0])  # anywhere in space
+    assert np.allclose(pca_2d(points), plane, atol=1e-9)
+    # The axes' signs come from the axes, not from the points: mirrored points give a mirrored map.
+    assert np.allclose(pca_2d(2 * points.mean(axis=0) - points), -plane, atol=1e-9)

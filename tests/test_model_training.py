@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import section_params
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
-from musicid.training import (TrainConfig, balanced_order, batch_hard_triplet_loss, checkpoint_novelty,
+from musicid.training import (EmptyValidationSplit, balanced_order, batch_hard_triplet_loss, checkpoint_novelty,
                               class_centroids, class_probabilities, embed, load_checkpoint, normalise,
-                              predict_proba, save_checkpoint, spec_augment, train_model)
+                              predict_proba, save_checkpoint, spec_augment, to_numpy, train_model)
 
 
 def toy_data(n_per_class: int, seed: int, classes: int = 2):
@@ -23,7 +24,11 @@ CONFIG = ModelConfig(n_bands=8, n_classes=2, channels=[4, 8], embedding_dim=8, d
 
 
 def schedule(**changes):
-    return TrainConfig(**{**dict(epochs=4, batch_size=8, lr=0.01, weight_decay=0.0, seed=3), **changes})
+    """The project's train params with a short, fast schedule; no SpecAugment unless asked for
+    (the toy inputs are only 8 bands high)."""
+    return section_params("train", **{**dict(epochs=4, batch_size=8, lr=0.01, weight_decay=0.0, seed=3,
+                                             loss="ce", sampler="shuffle", patience=0, freq_mask=0,
+                                             time_mask=0, masks=0), **changes})
 
 
 def test_shapes_and_unit_embeddings():
@@ -137,3 +142,94 @@ def test_normalise_per_band():
     out = normalise(x, np.array([5.0, 1.0], np.float32), np.array([2.0, 0.5], np.float32))
     assert out[0].tolist() == [[0.0] * 3, [8.0] * 3]
     assert out[1].tolist() == [[-2.0] * 3, [0.0] * 3]
+
+
+def test_logits_are_built_in_one_place():
+    model = SpectrogramCNN(CONFIG).eval()
+    x = torch.randn(3, 8, 16)
+    embeddings = model.embed(x)
+    assert torch.equal(model(x), model.logits(embeddings))
+    assert torch.allclose(model.logits(embeddings), 10.0 * model.classifier(embeddings))
+    # A triplet-only model scores classes by cosine similarity to their centroids, at the same scale.
+    model.uses_classifier = False
+    centroids = torch.nn.functional.normalize(torch.randn(2, 8), dim=1)
+    assert torch.allclose(model.logits(embeddings, centroids), 10.0 * embeddings @ centroids.T)
+    with pytest.raises(ValueError, match="needs the class centroids"):
+        model.logits(embeddings)
+    probabilities, _ = class_probabilities(model, x.numpy(), centroids.numpy(), 2, torch.device("cpu"))
+    assert np.allclose(probabilities, torch.softmax(10.0 * embeddings @ centroids.T, dim=1).detach().numpy(),
+                       atol=1e-6)
+
+
+def test_an_empty_validation_split_is_refused():
+    train_x, train_y = toy_data(8, 0)
+    with pytest.raises(EmptyValidationSplit, match=r"set split\.val > 0"):
+        train_model(train_x, train_y, train_x[:0], train_y[:0], CONFIG, schedule(epochs=1))
+
+
+class OnFakeGpu(torch.Tensor):
+    """A CPU tensor that refuses ``.numpy()`` as a CUDA tensor does, until ``.cpu()`` brings it back."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.numpy:
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first.")
+        result = super().__torch_function__(func, types, args, kwargs or {})
+        if func is torch.Tensor.cpu:
+            with torch._C.DisableTorchFunctionSubclass():
+                return result.as_subclass(torch.Tensor)
+        return result
+
+
+def test_model_outputs_on_a_gpu_come_back_to_numpy(monkeypatch):
+    model = SpectrogramCNN(CONFIG).eval()
+    with pytest.raises(TypeError, match="cuda"):
+        model.embed(torch.zeros(1, 8, 16)).as_subclass(OnFakeGpu).numpy()  # the fake refuses as CUDA does
+    plain_embed, plain_logits = model.embed, model.logits
+    monkeypatch.setattr(model, "embed", lambda x: plain_embed(x).as_subclass(OnFakeGpu))
+    monkeypatch.setattr(model, "logits", lambda e, c=None: plain_logits(e, c).as_subclass(OnFakeGpu))
+    x, _ = toy_data(3, 0)
+    device = torch.device("cpu")
+    assert embed(model, x, 4, device).shape == (6, 8)
+    assert predict_proba(model, x, 4, device).shape == (6, 2)
+    probabilities, embeddings = class_probabilities(model, x, np.eye(2, 8, dtype=np.float32), 4, device)
+    assert probabilities.shape == (6, 2) and embeddings.shape == (6, 8)
+    assert to_numpy(torch.ones(2).as_subclass(OnFakeGpu)).tolist() == [1.0, 1.0]
+
+
+def test_a_checkpoint_loads_its_arrays_to_the_cpu_and_only_the_model_to_the_device(tmp_path):
+    train_x, train_y = toy_data(8, 0)
+    model = SpectrogramCNN(CONFIG)
+    embeddings = embed(model, train_x, 4, torch.device("cpu"))
+    save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], np.zeros(8, np.float32), np.ones(8, np.float32), {},
+                    centroids=class_centroids(embeddings, train_y, 2), novelty=Mahalanobis.fit(embeddings, train_y))
+    # "meta" stands for any device NumPy cannot read (a GPU): the model goes there, the arrays do not.
+    loaded, checkpoint = load_checkpoint(tmp_path / "m.pt", torch.device("meta"))
+    assert {parameter.device.type for parameter in loaded.parameters()} == {"meta"}
+    tensors = {key: value for key, value in checkpoint.items() if isinstance(value, torch.Tensor)}
+    assert sorted(tensors) == ["band_mean", "band_std", "centroids", "novelty_class_means", "novelty_precision"]
+    assert {value.device.type for value in tensors.values()} == {"cpu"}
+    assert checkpoint_novelty(checkpoint).class_means.shape == (2, 8)
+
+
+def test_numpy_conversions_go_through_to_numpy():
+    """``.numpy()`` fails on GPU tensors; every conversion in the model code goes through ``to_numpy``."""
+    import re
+
+    from tests.conftest import PROJECT_ROOT
+
+    for name in ("musicid/training.py", "musicid/predict.py", "musicid/novelty.py", "musicid/metrics.py",
+                 "stages/train.py", "stages/evaluate.py"):
+        lines = (PROJECT_ROOT / name).read_text().splitlines()
+        calls = [line.strip() for line in lines if re.search(r"\.numpy\(\)", line)]
+        assert calls == (["return tensor.detach().cpu().numpy()"] if name == "musicid/training.py" else []), name
+
+
+def test_cublas_workspace_is_set_for_deterministic_gpu_work(monkeypatch):
+    from musicid.training import seed_everything
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seed_everything(0)
+    import os
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"

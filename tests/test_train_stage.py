@@ -1,10 +1,13 @@
-"""The train stage's refusals, on a tiny features table the test writes itself."""
+"""The train stage on tiny features tables the tests write themselves: refusals, determinism, interrupts."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -15,28 +18,44 @@ from tests.conftest import PROJECT_ROOT, load_stage
 TRAIN = load_stage("train")
 
 
-def write_features(path, splits: list[str]) -> None:
+def write_features(path, splits: list[str], bands: int = 8, frames: int = 16, drop: str | None = None) -> None:
+    """A features table as featurize writes it: one row per clip, two classes (the class's bands lit up).
+
+    ``drop`` leaves out one column, to test the refusal of an incomplete table.
+    """
     rng = np.random.default_rng(0)
     n = len(splits)
-    with RowWriter(path, {"features": (np.float32, (8, 16)), "label": (np.int16, ()), "known": (np.bool_, ()),
-                          "track": (STRING, ()), "offset_s": (np.float64, ()), "split": (STRING, ())}) as writer:
-        writer.append(features=rng.standard_normal((n, 8, 16)).astype(np.float32),
-                      label=np.arange(n, dtype=np.int16) % 2, known=np.ones(n, bool),
-                      track=np.array([f"t{i}" for i in range(n)], dtype=object),
-                      offset_s=np.zeros(n), split=np.array(splits, dtype=object))
+    labels = (np.arange(n, dtype=np.int16) // 2) % 2  # two clips per track, one class per track
+    features = rng.standard_normal((n, bands, frames)).astype(np.float32)
+    features[labels == 1, :2] += 3.0
+    columns = {"features": (np.float32, (bands, frames)), "label": (np.int16, ()), "known": (np.bool_, ()),
+               "track": (STRING, ()), "offset_s": (np.float64, ()), "split": (STRING, ())}
+    values = dict(features=features, label=labels, known=np.ones(n, bool),
+                  track=np.array([f"t{i // 2:03d}" for i in range(n)], dtype=object),
+                  offset_s=np.zeros(n), split=np.array(splits, dtype=object))
+    if drop:
+        del columns[drop], values[drop]
+    with RowWriter(path, columns) as writer:
+        writer.append(**values)
         writer.attrs["label_names"] = ["a", "b"]
         writer.attrs["n_known"] = 2
         writer.attrs["holdout_classes"] = []
         writer.attrs["sample_rate"] = 16000
-        writer.attrs["band_mean"] = np.zeros(8, np.float32)
-        writer.attrs["band_std"] = np.ones(8, np.float32)
+        writer.attrs["band_mean"] = np.zeros(bands, np.float32)
+        writer.attrs["band_std"] = np.ones(bands, np.float32)
         writer.attrs["params"] = json.dumps({})
+
+
+def splits_of(train: int, val: int) -> list[str]:
+    """Two clips per track; the tracks of each split alternate between the two classes."""
+    return ["train"] * (2 * train) + ["val"] * (2 * val)
 
 
 @pytest.fixture
 def params(tmp_path):
     values = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    values["train"].update({"epochs": 1, "channels": [4], "embedding_dim": 4, "batch_size": 4})
+    values["train"].update({"epochs": 2, "channels": [4], "embedding_dim": 4, "batch_size": 4,
+                            "freq_mask": 2, "time_mask": 2, "masks": 1})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
@@ -54,11 +73,112 @@ def test_an_empty_training_split_is_refused(tmp_path, params, capsys):
     assert not (tmp_path / "model.pt").exists()
 
 
+def test_an_empty_validation_split_is_refused_naming_split_val(tmp_path, params, capsys):
+    write_features(tmp_path / "features.h5", ["train"] * 8 + ["test"] * 4)
+    assert TRAIN.main(arguments(tmp_path, params)) == 1
+    err = capsys.readouterr().err
+    assert err == (f"train: {tmp_path / 'features.h5'}: the validation split is empty, so no epoch can be "
+                   "chosen on it: set split.val > 0 in params.yaml (each class needs a validation track)\n")
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "live").exists()
+
+
+def test_a_missing_features_table_is_explained(tmp_path, params, capsys):
+    assert TRAIN.main(arguments(tmp_path, params)) == 1
+    assert capsys.readouterr().err == (f"train: {tmp_path / 'features.h5'}: no such features table; "
+                                       "make it with `dvc repro featurize`\n")
+
+
+def test_a_features_table_without_a_column_is_explained(tmp_path, params, capsys):
+    write_features(tmp_path / "features.h5", splits_of(4, 2), drop="split")
+    assert TRAIN.main(arguments(tmp_path, params)) == 1
+    assert capsys.readouterr().err == (f"train: {tmp_path / 'features.h5'}: lacks column 'split'; "
+                                       "make it with `dvc repro featurize`\n")
+
+
+def test_a_file_that_is_not_hdf5_is_explained(tmp_path, params, capsys):
+    (tmp_path / "features.h5").write_bytes(b"not hdf5 at all")
+    assert TRAIN.main(arguments(tmp_path, params)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"train: {tmp_path / 'features.h5'}: not a readable HDF5 file (")
+    assert err.endswith("; make it with `dvc repro featurize`\n") and err.count("\n") == 1
+
+
 def test_a_repository_without_commits_is_explained(tmp_path, params, capsys, monkeypatch):
-    write_features(tmp_path / "features.h5", ["train"] * 8 + ["val"] * 4)
+    write_features(tmp_path / "features.h5", splits_of(4, 2))
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # dvclive reads the current commit
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
     assert TRAIN.main(arguments(tmp_path, params)) == 1
     assert "commit the project" in capsys.readouterr().err
-    assert not (tmp_path / "model.pt").exists()
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "live").exists()
+
+
+def test_one_line_per_epoch_and_curves_counted_like_the_log(tmp_path, params, capsys, monkeypatch):
+    write_features(tmp_path / "features.h5", splits_of(8, 4))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    assert TRAIN.main(arguments(tmp_path, params)) == 0
+    captured = capsys.readouterr()
+    epoch_lines = [line for line in captured.err.splitlines() if line.startswith("train: epoch ")]
+    assert [line.split(":")[1] for line in epoch_lines] == [" epoch 1/2", " epoch 2/2"]
+    assert all(", val macro-F1 " in line for line in epoch_lines)
+    live = tmp_path / "live"
+    assert (live / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (live / "plots" / "metrics" / "val_macro_f1.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == ["step", "val_macro_f1"]
+    assert [row.split("\t")[0] for row in rows[1:]] == ["1", "2"]
+    best = int(captured.out.split("best epoch ")[1].split()[0])
+    f1 = {int(row.split("\t")[0]): float(row.split("\t")[1]) for row in rows[1:]}
+    assert f1[best] == max(f1.values())
+    import torch
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["best_epoch"] == best
+
+
+def test_an_interrupt_leaves_the_previous_model_and_curves(tmp_path, params, monkeypatch):
+    write_features(tmp_path / "features.h5", splits_of(8, 4))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "live" / "plots").mkdir(parents=True)
+    (tmp_path / "live" / "metrics.json").write_text('{"old": 1}\n')
+    (tmp_path / "live" / "plots" / "old.tsv").write_text("step\told\n1\t0.5\n")
+    (tmp_path / "model.pt").write_bytes(b"the previous model")
+
+    def interrupt_at_epoch_2(epochs):
+        def on_epoch(entry):
+            if entry.epoch == 2:  # dvclive has written epoch 1's and 2's values by now
+                raise KeyboardInterrupt
+        return on_epoch
+
+    monkeypatch.setattr(TRAIN, "epoch_printer", interrupt_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        TRAIN.main(arguments(tmp_path, params))
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "features.h5", "live", "live/metrics.json", "live/plots", "live/plots/old.tsv", "model.pt",
+        "params.yaml"]
+    assert (tmp_path / "live" / "metrics.json").read_text() == '{"old": 1}\n'
+    assert (tmp_path / "model.pt").read_bytes() == b"the previous model"
+
+
+def test_the_checkpoint_is_the_same_bytes_with_one_or_two_threads(tmp_path, params):
+    """Convolutions, their gradients and the novelty statistics must not depend on the thread count."""
+    values = yaml.safe_load(params.read_text())
+    values["train"].update({"channels": [8, 16], "embedding_dim": 8, "batch_size": 8})
+    params.write_text(yaml.safe_dump(values))
+    write_features(tmp_path / "features.h5", splits_of(16, 4), bands=32, frames=64)
+    checkpoints = []
+    for threads in ("1", "2"):
+        model = tmp_path / f"model{threads}.pt"
+        environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0",
+                       "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                       "OPENBLAS_NUM_THREADS": threads}
+        script = ("import sys, torch; sys.argv[0] = 'train';"
+                  f" assert torch.get_num_threads() == {threads};"
+                  " from tests.conftest import load_stage;"
+                  " sys.exit(load_stage('train').main(sys.argv[1:]))")
+        subprocess.run([sys.executable, "-c", script, "--params", str(params),
+                        "--features", str(tmp_path / "features.h5"), "--model", str(model),
+                        "--live", str(tmp_path / f"live{threads}")],
+                       cwd=tmp_path, env=environment, check=True, capture_output=True)
+        checkpoints.append(model.read_bytes())
+    assert checkpoints[0] == checkpoints[1]
+    assert (tmp_path / "live1" / "plots" / "metrics" / "train_loss.tsv").read_text() == \
+        (tmp_path / "live2" / "plots" / "metrics" / "train_loss.tsv").read_text()

@@ -1,0 +1,117 @@
+"""`python -m musicid predict` with a small untrained checkpoint carrying the project's params."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from musicid.__main__ import main
+from musicid.model import ModelConfig, SpectrogramCNN
+from musicid.novelty import Mahalanobis
+from musicid.params import as_dict
+from musicid.training import save_checkpoint
+from tests.conftest import SOUNDFONT, section_params, sine, write_wav
+
+
+def write_checkpoint(path, reference: float, reference_tracks: int | None, label_names=("bach", "palestrina")):
+    """A checkpoint as train writes it: the pipeline's params, an (untrained) model, novelty statistics."""
+    params = {name: as_dict(section_params(name)) for name in ("render", "clip", "features")}
+    if not SOUNDFONT.is_file():
+        pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
+    params["render"]["soundfonts"] = [str(SOUNDFONT)]
+    torch.manual_seed(0)
+    config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=len(label_names), channels=[4],
+                         embedding_dim=4, dropout=0.0)
+    model = SpectrogramCNN(config)
+    embeddings = np.random.default_rng(0).standard_normal((20, 4))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.arange(20) % len(label_names)
+    extra = {"novelty_reference": reference}
+    if reference_tracks is not None:
+        extra["novelty_reference_tracks"] = reference_tracks
+    save_checkpoint(path, model, list(label_names), np.zeros(config.n_bands, np.float32),
+                    np.ones(config.n_bands, np.float32), params, novelty=Mahalanobis.fit(embeddings, labels),
+                    extra=extra)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    write_wav(tmp_path / "songs" / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    (tmp_path / "empty").mkdir()
+    return tmp_path
+
+
+def test_threshold_flag_and_an_empty_folder_reported(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=0.0, reference_tracks=24)
+    code = main(["predict", str(inputs / "songs"), str(inputs / "empty"), "--model", str(model)])
+    out, err = capsys.readouterr()
+    assert code == 1  # the empty folder could not be scored
+    lines = out.splitlines()
+    assert lines[0] == ("novelty threshold 0.000 (95th percentile of 24 validation tracks' scores): "
+                        "a file above it is flagged as unlike every known class")
+    assert lines[1].startswith(f"{inputs / 'songs' / 'tune.wav'}: ")
+    assert lines[1].endswith("; flagged: unlike every known class (2 clips)")
+    assert "composer" not in out
+    assert lines[2] == f"{inputs / 'empty'}: cannot score (no_files: no MIDI or audio files in this folder)"
+    assert len(lines) == 3 and err == ""
+
+
+def test_json_has_the_threshold_and_flags_and_warns_on_few_tracks(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=4)
+    assert main(["predict", str(inputs / "songs"), "--model", str(model), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("predict: warning: the novelty threshold rests on 4 validation tracks (fewer than 20), "
+                   "so the flag means little\n")
+    document = json.loads(out)
+    assert document["novelty_threshold"] == 1e9 and document["novelty_threshold_tracks"] == 4
+    assert document["warning"].startswith("the novelty threshold rests on 4")
+    (entry,) = document["files"]
+    assert entry["flagged"] is False and entry["clips"] == 2 and entry["error"] is None
+    assert [label["label"] for label in entry["labels"]] == sorted(
+        ["bach", "palestrina"], key=lambda name: -[l["probability"] for l in entry["labels"]
+                                                     if l["label"] == name][0])
+
+
+def test_a_checkpoint_without_the_track_count_is_warned_about(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=None)
+    assert main(["predict", str(inputs / "empty"), "--model", str(model), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert "does not record how many validation tracks" in err
+    assert json.loads(out)["files"] == [{"path": str(inputs / "empty"), "labels": [], "novelty": None,
+                                         "flagged": None, "clips": 0,
+                                         "error": "no_files: no MIDI or audio files in this folder"}]
+
+
+def test_no_model_says_how_to_get_one(inputs, capsys):
+    assert main(["predict", str(inputs / "songs"), "--model", str(inputs / "none.pt")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"predict: {inputs / 'none.pt'}: no such model file; train one with `dvc repro train` "
+                   "(or give another with --model)\n")
+
+
+@pytest.mark.parametrize("content,cause", [
+    (b"garbage that is not a zip archive", "not a readable PyTorch checkpoint (truncated or not one): "),
+    (None, "not a readable PyTorch checkpoint (truncated or not one): "),  # a truncated real checkpoint
+])
+def test_a_garbage_or_truncated_model_is_one_line(inputs, capsys, content, cause):
+    path = inputs / "bad.pt"
+    if content is None:
+        whole = write_checkpoint(inputs / "model.pt", 1.0, 24).read_bytes()
+        content = whole[: len(whole) // 2]
+    path.write_bytes(content)
+    assert main(["predict", str(inputs / "songs"), "--model", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"predict: {path}: {cause}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_pickle_that_is_not_a_musicid_checkpoint(inputs, capsys):
+    torch.save({"weights": torch.zeros(2)}, inputs / "other.pt")
+    assert main(["predict", str(inputs / "songs"), "--model", str(inputs / "other.pt")]) == 2
+    assert capsys.readouterr().err == (f"predict: {inputs / 'other.pt'}: not a musicid checkpoint "
+                                       "(no 'format: musicid-checkpoint-1')\n")
