@@ -14,6 +14,45 @@ class AudioTooLong(Exception):
     """An audio file holds more than the frames a caller allows, whatever its header says."""
 
 
+class Level:
+    """Per-channel mean and spread of a signal read block by block, in float64.
+
+    Blocks are merged with Chan et al.'s pairwise update, so the spread around
+    the mean is summed from deviations (no cancellation between two large
+    sums).  Measured on a file's own samples, before resampling: a resampling
+    filter rings at the edges of a constant signal, which would look like
+    music around a DC offset.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None  # float64 [channels]
+        self.spread: np.ndarray | None = None  # float64 [channels]: sum of squared deviations
+
+    def add(self, block: np.ndarray) -> None:
+        """Take in float32 [n, channels]."""
+        if len(block) == 0:
+            return
+        mean = block.mean(axis=0, dtype=np.float64)
+        deviations = block - mean.astype(np.float32)
+        spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
+        if self.count == 0:
+            self.count, self.mean, self.spread = len(block), mean, spread
+            return
+        total = self.count + len(block)
+        delta = mean - self.mean
+        self.spread = self.spread + spread + delta ** 2 * self.count * len(block) / total
+        self.mean = self.mean + delta * len(block) / total
+        self.count = total
+
+    def rms_without_offset(self) -> tuple[float, float]:
+        """(RMS once each channel's mean is removed, the largest |mean|); (0, 0) for no samples."""
+        if self.count == 0:
+            return 0.0, 0.0
+        rms = float(np.sqrt(self.spread.sum() / (self.count * len(self.spread))))
+        return rms, float(np.abs(self.mean).max())
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples float32 [n, channels], sample rate in Hz) of an audio file, through libsndfile."""
     import soundfile
@@ -42,7 +81,7 @@ def audio_header(path: str | Path) -> tuple[int, int]:
 
 
 def decode_audio(path: str | Path, sample_rate: int, channels: int,
-                 max_seconds: float = math.inf) -> np.ndarray:
+                 max_seconds: float = math.inf, level: Level | None = None) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
@@ -51,7 +90,8 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int,
     same samples as resampling the whole file at once) and mixed before the
     next is read.  Raises :class:`AudioTooLong` as soon as the file holds more
     than ``max_seconds`` of audio, whatever its header claims, and libsndfile's
-    errors for a file it cannot read.
+    errors for a file it cannot read.  ``level``, when given, takes in the
+    file's own samples, before resampling.
     """
     import soundfile
 
@@ -68,6 +108,8 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int,
         while True:
             block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)  # [n, file channels]
             read += len(block)
+            if level is not None:
+                level.add(block)
             if read > allowed:
                 raise AudioTooLong(f"the audio lasts more than {max_seconds:g} s")
             last = len(block) < DECODE_BLOCK_FRAMES

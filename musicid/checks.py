@@ -57,12 +57,15 @@ def check_audio_header(frames: int, file_rate: int, max_seconds: float) -> None:
 
 
 def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
-                   expected_seconds: float | None = None, max_peak: float | None = None) -> None:
+                   expected_seconds: float | None = None, max_peak: float | None = None,
+                   source_level: tuple[float, float] | None = None) -> None:
     """Raise :class:`RenderError` when ``audio`` (float32 [channels, n]) is unusable.
 
     With ``expected_seconds`` (a MIDI file's end time), a render that stops
     short of it by more than the tolerance is a ``duration_mismatch``.  With
-    ``max_peak``, a sample beyond it is ``clipping``.
+    ``max_peak``, a sample beyond it is ``clipping``.  ``source_level`` is
+    (RMS without the offset, offset) measured on a decoded file's own samples
+    before resampling; without it they are measured on ``audio``.
     """
     if audio.size == 0 or audio.shape[-1] == 0:
         raise RenderError("empty_render", "no audio frames")
@@ -74,7 +77,7 @@ def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
     rms = (energy / flat.size) ** 0.5
     if rms < min_rms:
         raise RenderError("silent", f"RMS {rms:.2e} below {min_rms:.2e}")
-    signal_rms, offset = _rms_without_offset(audio)
+    signal_rms, offset = source_level if source_level is not None else _rms_without_offset(audio)
     if signal_rms < min_rms:
         raise RenderError("silent", f"a constant offset of {offset:.3g} and no signal around it "
                                     f"(RMS {signal_rms:.2e} without it, below {min_rms:.2e})")

@@ -36,7 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
-from musicid.audio import AudioTooLong, audio_header, decode_audio, to_channels, write_wav
+from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, write_wav
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud, frame_peaks,
                             validate_audio)
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
@@ -238,13 +238,16 @@ def load_audio_source(path: Path, render: RenderParams) -> np.ndarray:
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
     check_audio_header(frames, file_rate, render.max_seconds)
+    level = Level()
     try:
-        audio = decode_audio(path, render.sample_rate, render.channels, max_seconds=render.max_seconds)
+        audio = decode_audio(path, render.sample_rate, render.channels, max_seconds=render.max_seconds,
+                             level=level)
     except AudioTooLong as error:  # the header understated the length
         raise RenderError("too_long", f"{error} (render.max_seconds)") from None
     except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
-    validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK)
+    validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
+                   source_level=level.rms_without_offset())
     return audio
 
 

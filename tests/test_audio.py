@@ -88,3 +88,25 @@ def test_decoding_memory_stays_near_the_result(tmp_path):
         tracemalloc.stop()
     assert decoded.shape == (1, frames)
     assert peak < 2.2 * 4 * frames  # the blocks and their concatenation
+
+
+@pytest.mark.parametrize("rate", [44100, 8000])
+def test_a_constant_offset_at_another_rate_is_silent(worker, tmp_path, rate):
+    # Resampling rings at the edges of a constant signal; that ringing is not music.
+    write_wav(tmp_path / "a" / "offset.wav", np.full(rate * 3, 0.5, np.float32), rate, "FLOAT")
+    record = render.render_one(task(tmp_path, "a/offset.wav"))
+    assert (record["status"], record["reason"]) == ("rejected", "silent")
+    assert record["detail"].startswith("a constant offset of 0.5 and no signal around it")
+
+
+def test_level_over_blocks_matches_the_whole_signal():
+    rng = np.random.default_rng(0)
+    samples = (0.3 + 0.01 * rng.standard_normal((10_000, 2))).astype(np.float32)
+    level = audio.Level()
+    for start in range(0, len(samples), 777):
+        level.add(samples[start:start + 777])
+    rms, offset = level.rms_without_offset()
+    centred = samples.astype(np.float64) - samples.mean(axis=0, dtype=np.float64)
+    assert rms == pytest.approx(float(np.sqrt(np.mean(centred ** 2))), rel=1e-6)
+    assert offset == pytest.approx(float(np.abs(samples.mean(axis=0, dtype=np.float64)).max()), rel=1e-9)
+    assert audio.Level().rms_without_offset() == (0.0, 0.0)

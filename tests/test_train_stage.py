@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from musicid.h5 import STRING, RowWriter
+from musicid.h5 import RowWriter, feature_columns
 from tests.conftest import PROJECT_ROOT, load_stage
 
 TRAIN = load_stage("train")
@@ -28,8 +28,7 @@ def write_features(path, splits: list[str], bands: int = 8, frames: int = 16, dr
     labels = (np.arange(n, dtype=np.int16) // 2) % 2  # two clips per track, one class per track
     features = rng.standard_normal((n, bands, frames)).astype(np.float32)
     features[labels == 1, :2] += 3.0
-    columns = {"features": (np.float32, (bands, frames)), "label": (np.int16, ()), "known": (np.bool_, ()),
-               "track": (STRING, ()), "offset_s": (np.float64, ()), "split": (STRING, ())}
+    columns = feature_columns(bands, frames)
     values = dict(features=features, label=labels, known=np.ones(n, bool),
                   track=np.array([f"t{i // 2:03d}" for i in range(n)], dtype=object),
                   offset_s=np.zeros(n), split=np.array(splits, dtype=object))
