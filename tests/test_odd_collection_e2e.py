@@ -73,7 +73,7 @@ def build_collection(root: Path) -> None:
 def odd_project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("odd") / "project"
     project.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, project / name)
     for folder in ("stages", "musicid"):
         shutil.copytree(PROJECT_ROOT / folder, project / folder,
@@ -81,7 +81,8 @@ def odd_project(tmp_path_factory) -> Path:
     build_collection(project / "collection")
     set_params(project, {**TINY, "dataset": {"source": "path", "path": "collection", "classes": [],
                                              "max_per_class": 0}})
-    (project / ".gitignore").write_text("/collection\n")
+    with open(project / ".gitignore", "a") as handle:
+        handle.write("/collection\n")
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
@@ -118,16 +119,20 @@ def test_download_keeps_every_good_file_and_names_every_odd_one(odd_project):
 @pytest.mark.e2e
 def test_render_recovers_what_it_can_and_gives_reasons(odd_project):
     report = json.loads((odd_project / "data/audio/report.json").read_text())
-    outcome = {record["source"].split("/", 1)[1]: (record["status"], record["reason"]) for record in report["files"]}
-    assert outcome["wrapped.mid"] == ("recovered", None)
-    assert outcome["key.mid"] == ("recovered", None)
-    assert outcome["smpte.mid"] == ("recovered", None)
-    assert outcome["cut.mid"] == ("rejected", "unparseable")
-    assert outcome["empty.mid"] == ("rejected", "no_notes")
-    assert outcome["onehz.wav"] == ("rejected", "implausible_rate")
-    assert outcome["dc.wav"] == ("rejected", "silent")
-    assert outcome["loud.wav"] == ("rejected", "clipping")
-    for name in [f"piece{i}.mid" for i in range(4)] + [LONG_NAME, "x.mid", "x.wav", "foo.mid/inner.mid"]:
+    manifest = json.loads((odd_project / "data/raw/manifest.json").read_text())
+    origin = {record["path"]: record["origin"].split("/", 1)[1] for record in manifest["files"]}
+    assert sorted(origin) == sorted(record["source"] for record in report["files"])  # every kept file met render
+    outcome = {origin[record["source"]]: (record["status"], record["reason"]) for record in report["files"]}
+    assert outcome["beta/wrapped.mid"] == ("recovered", None)
+    assert outcome["beta/key.mid"] == ("recovered", None)
+    assert outcome["beta/smpte.mid"] == ("recovered", None)
+    assert outcome["beta/cut.mid"] == ("rejected", "unparseable")
+    assert outcome["beta/empty.mid"] == ("rejected", "no_notes")
+    assert outcome["beta/onehz.wav"] == ("rejected", "implausible_rate")
+    assert outcome["beta/dc.wav"] == ("rejected", "silent")
+    assert outcome["beta/loud.wav"] == ("rejected", "clipping")
+    good = [f"{label}/piece{i}.mid" for label in ("alpha", "beta") for i in range(4)]
+    for name in good + [f"alpha/{LONG_NAME}", "alpha/x.mid", "alpha/x.wav", "alpha/foo.mid/inner.mid"]:
         assert outcome[name] == ("rendered", None), name
     # x.mid and x.wav each have their own WAV, so neither is lost.
     outputs = [o for record in report["files"] for o in record["outputs"]]
@@ -153,8 +158,9 @@ def test_predict_scores_the_good_and_names_the_bad(odd_project):
     empty = odd_project / "empty_folder"
     empty.mkdir(exist_ok=True)
     result = run_json([sys.executable, "-m", "musicid", "predict", "--json", str(collection / "alpha"),
-                       str(collection / "beta"), str(empty)], odd_project)
+                       str(collection / "beta"), str(empty)], odd_project, exit_code=1)
     files = {Path(entry["path"]).name: entry for entry in result["files"]}
+    assert files["empty_folder"]["error"].startswith("no_files")  # reported, not skipped
     for name in ("piece0.mid", "x.wav", "inner.mid", "wrapped.mid", "smpte.mid"):
         assert files[name]["error"] is None and files[name]["labels"], name
     for name, reason in {"cut.mid": "unparseable", "empty.mid": "no_notes", "onehz.wav": "implausible_rate",
