@@ -19,24 +19,15 @@ from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, pe
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json, write_json_atomic
 from musicid.parallel import ordered_map
-from musicid.params import ParamsError, as_dict, load_section
+from musicid.params import as_dict, load_section
 from musicid.progress import progress
+from musicid.stage import run_stage
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--audio", required=True, type=Path, help="input: data/audio (with report.json)")
-    parser.add_argument("--out", required=True, type=Path, help="output: data/clips.h5")
-    parser.add_argument("--report", required=True, type=Path, help="output: counts per label and split (JSON)")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
-    args = parser.parse_args(argv)
-    try:
-        clip_params = load_section(args.params, "clip")
-        split_params = load_section(args.params, "split")
-    except ParamsError as error:
-        print(f"clip: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    clip_params = load_section(args.params, "clip")
+    split_params = load_section(args.params, "split")
 
     report_path = args.audio / "report.json"
     report = read_render_report(report_path)
@@ -221,6 +212,17 @@ def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: lis
             train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits[t] == "train")
             return f"class {label} has no clip in the train split: of its train tracks, {why(train_tracks)}"
     return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--audio", required=True, type=Path, help="input: data/audio (with report.json)")
+    parser.add_argument("--out", required=True, type=Path, help="output: data/clips.h5")
+    parser.add_argument("--report", required=True, type=Path, help="output: counts per label and split (JSON)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    args = parser.parse_args(argv)
+    return run_stage("clip", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from musicid.dataset import EmptyCollectionError, collect_tree, export_music21
 from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map
-from musicid.params import ParamsError, load_section
+from musicid.params import load_section
 from musicid.progress import progress, progress_enabled
+from musicid.stage import run_stage
 
 
 def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
@@ -74,17 +75,9 @@ def require_labelled_files(params, manifest: dict) -> None:
                                f"{must} <label>/<files> folders of MIDI or audio files")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path, help="params.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (data/raw)")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
-    args = parser.parse_args(argv)
-    try:
-        params = load_section(args.params, "dataset")
-    except ParamsError as error:
-        print(f"download: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    params = load_section(args.params, "dataset")
 
     try:
         # The new tree replaces data/raw only once complete: a failed download
@@ -105,6 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
           f"{len(manifest['skipped'])} skipped{detail} -> {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path, help="params.yaml")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (data/raw)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    args = parser.parse_args(argv)
+    return run_stage("download", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ from musicid.io import atomic_directory, dumps_json, write_bytes_atomic, write_j
 from musicid.metrics import (confusion_matrix, confusion_records, headline, open_set_metrics, summarise,
                              track_probabilities)
 from musicid.novelty import cosine_scores
-from musicid.params import ParamsError, load_section
+from musicid.params import load_section
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
                               class_probabilities, load_checkpoint, normalise, pick_device, to_numpy)
+from musicid.stage import run_stage
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
@@ -57,26 +58,9 @@ def mismatch(checkpoint: dict, table: h5py.File) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--model", required=True, type=Path, help="input: models/model.pt")
-    parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
-    parser.add_argument("--metrics", required=True, type=Path, help="output: headline metrics (JSON)")
-    parser.add_argument("--per-class", required=True, type=Path,
-                        help="output: every metric of each split and level, per class too (JSON)")
-    parser.add_argument("--confusion", required=True, type=Path,
-                        help="output directory: one confusion-plot JSON per split and level")
-    parser.add_argument("--novelty", required=True, type=Path, help="output: test tracks by novelty (CSV)")
-    parser.add_argument("--predictions", required=True, type=Path,
-                        help="output: each val and test track's prediction (CSV)")
-    parser.add_argument("--figures", required=True, type=Path, help="output directory: PNG figures")
-    args = parser.parse_args(argv)
-    try:
-        params = load_section(args.params, "evaluate")
-    except ParamsError as error:
-        print(f"evaluate: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    params = load_section(args.params, "evaluate")
 
     device = pick_device()
     try:
@@ -175,6 +159,24 @@ def main(argv: list[str] | None = None) -> int:
           f"track accuracy {test['track']['accuracy']:.3f} macro-F1 {test['track']['macro_f1']:.3f} "
           f"({test['track']['n']} tracks){extra} -> {args.metrics}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--model", required=True, type=Path, help="input: models/model.pt")
+    parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
+    parser.add_argument("--metrics", required=True, type=Path, help="output: headline metrics (JSON)")
+    parser.add_argument("--per-class", required=True, type=Path,
+                        help="output: every metric of each split and level, per class too (JSON)")
+    parser.add_argument("--confusion", required=True, type=Path,
+                        help="output directory: one confusion-plot JSON per split and level")
+    parser.add_argument("--novelty", required=True, type=Path, help="output: test tracks by novelty (CSV)")
+    parser.add_argument("--predictions", required=True, type=Path,
+                        help="output: each val and test track's prediction (CSV)")
+    parser.add_argument("--figures", required=True, type=Path, help="output directory: PNG figures")
+    args = parser.parse_args(argv)
+    return run_stage("evaluate", lambda: run(args))
 
 
 if __name__ == "__main__":

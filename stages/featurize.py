@@ -11,29 +11,20 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from musicid.features import RunningBandStats, compute_features, n_frames
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
 from musicid.parallel import resolve_jobs
-from musicid.params import ParamsError, as_dict, load_section
+from musicid.params import as_dict, load_section
 from musicid.progress import progress
+from musicid.stage import run_stage
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--clips", required=True, type=Path, help="input: data/clips.h5")
-    parser.add_argument("--out", required=True, type=Path, help="output: data/features.h5")
-    parser.add_argument("--jobs", type=int, default=0, help="threads for the FFTs (0: one per core)")
-    args = parser.parse_args(argv)
-    try:
-        params = load_section(args.params, "features")
-    except ParamsError as error:
-        print(f"featurize: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    params = load_section(args.params, "features")
 
     if not args.clips.is_file():
         print(f"featurize: {args.clips} is missing: the clip stage writes it (dvc repro clip)", file=sys.stderr)
@@ -96,6 +87,17 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 })
     print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}] -> {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--clips", required=True, type=Path, help="input: data/clips.h5")
+    parser.add_argument("--out", required=True, type=Path, help="output: data/features.h5")
+    parser.add_argument("--jobs", type=int, default=0, help="threads for the FFTs (0: one per core)")
+    args = parser.parse_args(argv)
+    return run_stage("featurize", lambda: run(args))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
-from musicid.params import ParamsError, RenderParams, as_dict, load_section
+from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
 from musicid.render import RenderTask, assign_outputs, init_worker, render_one
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
+from musicid.stage import run_stage
 
 
 def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParams) -> list[RenderTask]:
@@ -39,19 +40,14 @@ def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParam
     return tasks
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--raw", required=True, type=Path, help="input: data/raw (with manifest.json)")
-    parser.add_argument("--out", required=True, type=Path, help="output directory: data/audio")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    params = load_section(args.params, "render")
     try:
-        params = load_section(args.params, "render")
         # Load FluidSynth and every SoundFont once here, so that a missing or broken
         # one stops the stage with its name rather than inside a worker process.
         MidiRenderer(params)
-    except (ParamsError, FluidSynthUnavailable) as error:
+    except FluidSynthUnavailable as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
     if args.jobs < 0:
@@ -78,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{status['rejected']} rejected{detail}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({seconds / max(elapsed, 1e-9):.0f}x real time, {resolve_jobs(args.jobs)} workers) -> {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--raw", required=True, type=Path, help="input: data/raw (with manifest.json)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory: data/audio")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    args = parser.parse_args(argv)
+    return run_stage("render", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ from musicid.h5 import read_strings
 from musicid.io import atomic_directory, write_bytes_atomic
 from musicid.model import ModelConfig
 from musicid.novelty import Mahalanobis
-from musicid.params import ParamsError, as_dict, load_section
+from musicid.params import as_dict, load_section
 from musicid.progress import progress, progress_enabled
 from musicid.training import (EmptyValidationSplit, FeaturesError, check_features_table, checkpoint_bytes,
                               class_centroids, embed, normalise, pick_device, thread_invariant_kernels,
                               train_model)
+from musicid.stage import run_stage
 
 class StageError(Exception):
     """Stops the stage with a one-line message before anything is replaced."""
@@ -56,18 +57,9 @@ def epoch_printer(epochs: int):
     return lambda entry: print(f"train: {entry.line(epochs)}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", required=True, type=Path)
-    parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
-    parser.add_argument("--model", required=True, type=Path, help="output: models/model.pt")
-    parser.add_argument("--live", required=True, type=Path, help="output: folder of training curves")
-    args = parser.parse_args(argv)
-    try:
-        params = load_section(args.params, "train")
-    except ParamsError as error:
-        print(f"train: {error}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
+    params = load_section(args.params, "train")
 
     try:
         check_features_table(args.features)
@@ -154,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True, type=Path)
+    parser.add_argument("--features", required=True, type=Path, help="input: data/features.h5")
+    parser.add_argument("--model", required=True, type=Path, help="output: models/model.pt")
+    parser.add_argument("--live", required=True, type=Path, help="output: folder of training curves")
+    args = parser.parse_args(argv)
+    return run_stage("train", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -36,3 +36,30 @@ def test_success_and_bugs():
     assert run_stage("clip", lambda: 3) == 3
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         run_stage("clip", lambda: 1 / 0)
+
+
+def test_a_read_only_output_folder_is_one_line(tmp_path, capsys):
+    """Root ignores permission bits, so the folder is made immutable (chattr +i), which binds root too."""
+    import json
+    import shutil
+    import subprocess
+
+    from tests.conftest import PROJECT_ROOT, load_stage
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "manifest.json").write_text(json.dumps({"files": [], "skipped": [], "unlabeled": []}))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(locked)]).returncode != 0:
+        pytest.skip("this file system cannot make a folder read-only for root (chattr +i)")
+    try:
+        code = load_stage("render").main(["--params", str(PROJECT_ROOT / "params.yaml"), "--raw", str(raw),
+                                          "--out", str(locked / "audio")])
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith("render: ") and captured.err.count("\n") == 1, captured.err
+    assert "Operation not permitted" in captured.err and str(locked) in captured.err
+    assert list(locked.iterdir()) == []
