@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 import soundfile
@@ -136,3 +137,46 @@ def test_sources_that_share_a_stem_each_get_their_own_track(tmp_path, monkeypatc
     seconds = {source: soundfile.info(str(tmp_path / "audio" / names[0])).duration
                for source, names in outputs.items()}
     assert seconds["a/x.wav"] == 1.5 and seconds["a/x.mid"] < seconds["a/x.midi"]
+
+
+def test_a_killed_run_leaves_no_workers_and_the_next_run_clears_its_staging(tmp_path):
+    """SIGKILL mid-run: workers exit with their stage, and the next run removes the dead run's staging."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    root = tmp_path / "raw"
+    for index in range(6):  # twenty sparse minutes each: long enough to be killed mid-run
+        write_midi(root / "a" / f"long{index}.mid", [(60 + index, t, t + 1.0) for t in range(0, 1200, 10)])
+    manifest(root, [f"a/long{index}.mid" for index in range(6)])
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    command = [sys.executable, str(PROJECT_ROOT / "stages" / "render.py"), "--params", str(tmp_path / "params.yaml"),
+               "--raw", str(root), "--out", str(tmp_path / "audio"), "--jobs", "2"]
+    stage = subprocess.Popen(command, env={**os.environ, "MUSICID_PROGRESS": "0"})
+    try:
+        deadline = time.monotonic() + 60
+        workers: list = []
+        while time.monotonic() < deadline and not (
+                list(tmp_path.glob(".audio.*.tmp/a/*.wav")) and len(workers) == 2):
+            workers = [child for child in psutil.Process(stage.pid).children()  # not the resource tracker
+                       if "spawn_main" in " ".join(child.cmdline())]
+            time.sleep(0.05)
+        assert stage.poll() is None, "the stage finished before it could be killed"
+        assert len(workers) == 2
+        stage.send_signal(signal.SIGKILL)
+        stage.wait()
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, "workers outlived their stage"
+        assert list(tmp_path.glob(".audio.*.tmp"))  # the dead run's staging, half full
+        assert not (tmp_path / "audio").exists()
+    finally:
+        stage.kill()
+    result = subprocess.run(command, env={**os.environ, "MUSICID_PROGRESS": "0"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.glob(".audio.*")), "stale staging left behind"
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert [r["status"] for r in report["files"]] == ["rendered"] * 6
