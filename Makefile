@@ -1,4 +1,4 @@
-# make run   set everything up, run the pipeline on the default dataset, show the metrics
+# make run   set everything up, run the pipeline on the default dataset, compare its metrics with the committed ones
 # make test  set everything up and run the test suite
 
 VENV := .venv
@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 run: setup
 	dvc repro
-	dvc metrics show
+	dvc metrics diff --all
 
 test: setup
 	$(PYTHON) -m pytest
