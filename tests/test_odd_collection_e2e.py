@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import PROJECT_ROOT, sine, write_midi, write_wav
-from tests.test_pipeline_e2e import TINY, changed_stages, run, run_json, set_params
+from tests.conftest import sine, write_midi, write_wav
+from tests.test_pipeline_e2e import TINY, changed_stages, commit_and_repro, copy_project, run_json, set_params
 from tests.test_render import smf
 
 NOTE_HALF_SECOND = "00903C64" "8360803C40" "00FF2F00"
@@ -71,24 +70,13 @@ def build_collection(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def odd_project(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("odd") / "project"
-    project.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
-    for folder in ("stages", "musicid"):
-        shutil.copytree(PROJECT_ROOT / folder, project / folder,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    project = copy_project(tmp_path_factory.mktemp("odd") / "project")
     build_collection(project / "collection")
     set_params(project, {**TINY, "dataset": {"source": "path", "path": "collection", "classes": [],
                                              "max_per_class": 0}})
     with open(project / ".gitignore", "a") as handle:
         handle.write("/collection\n")
-    run(["git", "init", "-q"], project)
-    run(["dvc", "init", "-q"], project)
-    run(["dvc", "config", "core.analytics", "false"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "project"], project)
-    project.joinpath("repro.log").write_text(run(["dvc", "repro"], project))
+    project.joinpath("repro.log").write_text(commit_and_repro(project))
     return project
 
 

@@ -59,22 +59,32 @@ def changed_stages(project: Path) -> set[str]:
     return set(run_json(["dvc", "status", "--json"], project))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("e2e") / "project"
+def copy_project(project: Path) -> Path:
+    """The pipeline's files (not its data or outputs) copied into the new folder ``project``."""
     project.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(PROJECT_ROOT / name, project / name)
     for folder in ("stages", "musicid"):
         shutil.copytree(PROJECT_ROOT / folder, project / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    set_params(project, TINY)
+    return project
+
+
+def commit_and_repro(project: Path) -> str:
+    """Make ``project`` a git and DVC repository, commit it, run `dvc repro`; what that printed."""
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     run(["dvc", "config", "core.analytics", "false"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "project"], project)  # dvclive reads the current revision
-    run(["dvc", "repro"], project)
+    return run(["dvc", "repro"], project)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("e2e") / "project")
+    set_params(project, TINY)
+    commit_and_repro(project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)
     return project
