@@ -259,9 +259,11 @@ def test_timeout_covers_reading_the_midi_file(worker, tmp_path):
     started = time.monotonic()
     record = render.render_one(task(tmp_path, "a/huge.mid", timeout_s=0.5))
     elapsed = time.monotonic() - started
-    assert (record["status"], record["reason"], record["detail"]) == (
-        "rejected", "timeout", "reading the file took longer than render.timeout_s")
-    assert elapsed < 1.5
+    # Reading alone outlasts the limit; on a loaded machine the check may come while rendering instead.
+    assert (record["status"], record["reason"]) == ("rejected", "timeout")
+    assert record["detail"] in ("reading the file took longer than render.timeout_s",
+                                "reading and rendering the file took longer than render.timeout_s")
+    assert elapsed < 0.5 + 2.5  # without the limit on reading, this file takes over 10 s
 
 
 def test_the_default_length_limit_keeps_long_movements(tmp_path):
