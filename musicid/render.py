@@ -120,12 +120,15 @@ def output_names(label: str, track_id: str, soundfonts: list[str], is_midi: bool
     return tuple(f"{label}/{track_id}__{suffix}.wav" for suffix in soundfont_suffixes(soundfonts))
 
 
+ALARM_REPEAT_S = 0.05  # seconds between alarms once a file's time is up
+
+
 @contextlib.contextmanager
 def time_limit(deadline: float) -> Iterator[None]:
     """Raise :class:`RenderError` ``timeout`` inside the block once ``time.monotonic()`` passes ``deadline``.
 
     Parsing a MIDI file runs in mido's pure-Python loops, which cannot check a
-    clock; a one-shot SIGALRM interrupts them.  Signals reach only the main
+    clock; SIGALRM interrupts them.  Signals reach only the main
     thread, so elsewhere the block runs to its end and the deadline is checked
     after it.  Only Python code runs under this limit (never FluidSynth, whose
     state an exception in the middle of its clean-up would corrupt).
@@ -144,7 +147,10 @@ def time_limit(deadline: float) -> Iterator[None]:
         raise RenderError("timeout", "reading the file took longer than render.timeout_s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, remaining)
+    # The alarm repeats: an exception raised by a signal handler while Python runs a
+    # weakref callback or a __del__ (garbage collection can run them anywhere) is
+    # printed and dropped, and the parse would go on; the next alarm stops it.
+    signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
     try:
         yield
     finally:

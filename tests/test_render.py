@@ -283,3 +283,23 @@ def test_output_names_never_clash_within_a_label():
     # Two SoundFonts with one file name get their position added.
     assert render.assign_outputs("a", ["y.mid"], ["/one/GM.sf2", "/two/GM.sf2"]) == {
         "y.mid": ("a/y__GM-0.wav", "a/y__GM-1.wav")}
+
+
+def test_the_time_limit_fires_again_when_its_first_alarm_is_swallowed():
+    """An alarm raised inside a garbage-collection callback is dropped by Python; the next one must come."""
+    from musicid.checks import RenderError
+    from musicid.render import time_limit
+
+    caught = 0
+    with pytest.raises(RenderError, match="timeout"):
+        with time_limit(time.monotonic() + 0.1):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    while time.monotonic() < deadline:
+                        sum(range(1000))
+                except RenderError:
+                    if caught:
+                        raise
+                    caught += 1  # as if Python had dropped it: carry on working
+    assert caught == 1
