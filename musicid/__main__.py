@@ -1,4 +1,4 @@
-"""Command line: ``python -m musicid predict PATH...``."""
+"""Command line: ``python -m musicid predict PATH...`` and ``python -m musicid cv [EXPERIMENT...]``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,22 @@ def main(argv: list[str] | None = None) -> int:
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
     predict.add_argument("--top", type=int, default=3, help="labels to show per file (default: 3)")
     predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    cv = commands.add_parser(
+        "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
+        epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
+               "none), 2 `dvc exp show` failed",
+        description="Read `dvc exp show --json` in the current folder, group the experiments whose params "
+                    "differ only in split.fold (run with split.folds >= 2, e.g. `dvc exp run --queue -S "
+                    "split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`), and print for each group "
+                    "the test track and clip macro-F1 and balanced accuracy of every fold, their mean and "
+                    "sample standard deviation, and which folds are missing or were run twice.")
+    cv.add_argument("experiments", nargs="*", metavar="EXPERIMENT_OR_REV",
+                    help="experiment names or revisions (4+ hex digits) to include (default: every experiment "
+                         "of the current commit)")
+    cv.add_argument("--json", action="store_true", help="print one JSON document for machines")
     args = parser.parse_args(argv)
+    if args.command == "cv":
+        return cross_validation(args.experiments, args.json)
 
     from musicid.params import ParamsError
     from musicid.predict import Prediction, Predictor, collect_inputs, format_prediction, format_threshold
@@ -64,6 +79,49 @@ def main(argv: list[str] | None = None) -> int:
                           "warning": warning,
                           "files": [r.to_dict() for r in results]}, indent=2))
     return EXIT_UNSCORED if any(r.error for r in results) else EXIT_SCORED
+
+
+def cross_validation(wanted: list[str], as_json: bool) -> int:
+    """``python -m musicid cv``: summarize the cross-validation experiments that dvc knows of."""
+    import subprocess
+
+    from musicid.crossval import (differing_params, format_summaries, group_runs, runs_from_exp_show,
+                                  select_runs, summarize, unscored_folds)
+
+    try:
+        shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    except FileNotFoundError:
+        print("cv: dvc is not installed (or not on PATH)", file=sys.stderr)
+        return EXIT_MODEL
+    if shown.returncode != 0:
+        lines = (shown.stderr or shown.stdout).strip().splitlines()
+        print(f"cv: `dvc exp show --json` exited {shown.returncode}: {lines[-1] if lines else 'no message'}",
+              file=sys.stderr)
+        return EXIT_MODEL
+    try:
+        runs = runs_from_exp_show(json.loads(shown.stdout))
+    except (json.JSONDecodeError, ValueError) as error:
+        print(f"cv: cannot read the output of `dvc exp show --json`: {error}", file=sys.stderr)
+        return EXIT_MODEL
+    runs, unmatched = select_runs(runs, wanted)
+    groups, _ = group_runs(runs)
+    summaries = [summarize(group) for group in groups]
+    waiting = [{"experiment": run.name, "rev": run.rev, "fold": run.params.get("split.fold"),
+                "state": run.state or "no scores"} for run in unscored_folds(runs)]
+    if as_json:
+        print(json.dumps({"groups": summaries, "unscored": waiting, "unmatched": unmatched}, indent=2))
+    else:
+        if summaries:
+            print(format_summaries(summaries, differing_params(groups)))
+        for run in waiting:
+            print(f"cv: not scored: {run['experiment']} (split.fold {run['fold']}): {run['state']}", file=sys.stderr)
+    for name in unmatched:
+        print(f"cv: {name} names no experiment or revision of `dvc exp show`", file=sys.stderr)
+    if not summaries:
+        print("cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
+              "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`", file=sys.stderr)
+    return EXIT_UNSCORED if unmatched or not summaries else EXIT_SCORED
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,217 @@
+"""Cross-validation over DVC experiments: one experiment per test fold, summed up per set of params.
+
+Each fold of a k-fold cross-validation is an ordinary experiment
+(``dvc exp run --queue -S split.folds=5 -S 'split.fold=range(5)'``).  This
+module reads what ``dvc exp show --json`` prints into :class:`Run` records
+(:func:`runs_from_exp_show`), groups the runs that differ only in
+``split.fold`` (:func:`group_runs`) and gives per fold, and as mean and
+sample standard deviation over the folds, the test scores a user compares
+configurations by (:func:`summarize`, :func:`format_summaries`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+# Test scores of metrics/metrics.json (the evaluate stage), as "split.level.score".
+SCORES = ("test.track.macro_f1", "test.clip.macro_f1", "test.track.balanced_accuracy",
+          "test.clip.balanced_accuracy")
+METRICS_FILE = "metrics/metrics.json"
+PARAMS_FILE = "params.yaml"
+FOLD, FOLDS = "split.fold", "split.folds"
+
+
+@dataclass
+class Run:
+    """One experiment (or commit): its name, flattened params and flattened metrics.
+
+    params: "section.key" -> value (keys of other params files are prefixed
+    with "<file>:"); metrics: "split.level.score" -> float, empty when the
+    experiment has no scores (queued, running or failed).
+    """
+
+    name: str
+    rev: str
+    timestamp: str | None
+    params: dict
+    metrics: dict
+    state: str | None = None  # the queue's word for an experiment without scores ("queued", "failed", ...)
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _run(entry: dict, state: str | None = None) -> Run:
+    """A Run from one revision of ``dvc exp show --json`` ({"rev", "name", "data": {...}, "error"})."""
+    data = entry.get("data") or {}
+    params = {}
+    for path, content in sorted((data.get("params") or {}).items()):
+        prefix = "" if path == PARAMS_FILE else f"{path}:"
+        params.update(_flatten((content or {}).get("data") or {}, prefix))
+    metrics_data = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data") or {}
+    metrics = {key: value for key, value in _flatten(metrics_data).items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if entry.get("error") and state is None:
+        state = "failed"
+    rev = entry.get("rev") or ""
+    return Run(name=entry.get("name") or rev[:7], rev=rev, timestamp=data.get("timestamp"), params=params,
+               metrics=metrics, state=state)
+
+
+def runs_from_exp_show(document: list) -> list[Run]:
+    """Every commit and experiment in the output of ``dvc exp show --json``, newest experiment first.
+
+    The workspace entry is left out: ``dvc exp run`` saves every run as an
+    experiment, so the workspace only repeats one of them (or holds an
+    unsaved run).
+    """
+    if not isinstance(document, list):
+        raise ValueError(f"dvc exp show --json printed {type(document).__name__}, not a list of revisions")
+    runs = []
+    for baseline in document:
+        if not isinstance(baseline, dict) or "rev" not in baseline:
+            raise ValueError(f"dvc exp show --json printed an entry without a rev: {str(baseline)[:80]}")
+        if baseline["rev"] != "workspace":
+            runs.append(_run(baseline))
+        for experiment in baseline.get("experiments") or []:
+            executor = experiment.get("executor") or {}
+            state = executor.get("state")
+            for revision in experiment.get("revs") or []:
+                runs.append(_run(revision, None if state in (None, "success") else state))
+    return runs
+
+
+@dataclass
+class Group:
+    """Runs with the same params but for ``split.fold``: the folds of one cross-validation."""
+
+    params: dict  # every param but split.fold
+    folds: int  # k of split.folds
+    by_fold: dict[int, list[Run]]  # fold -> its scored runs, newest first
+
+
+def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
+    """(groups of the scored cross-validation runs, runs left out).
+
+    Left out: runs without ``split.folds >= 2`` (not a fold of a
+    cross-validation) and runs without every score of :data:`SCORES`.
+    Groups are in the order of their newest run; folds within a group by
+    number, each fold's runs newest first.
+    """
+    groups: dict[str, Group] = {}
+    left_out = []
+    for run in runs:
+        folds = run.params.get(FOLDS)
+        if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2 or FOLD not in run.params \
+                or any(key not in run.metrics for key in SCORES):
+            left_out.append(run)
+            continue
+        params = {key: value for key, value in sorted(run.params.items()) if key != FOLD}
+        key = json.dumps(params, sort_keys=True)
+        group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}))
+        group.by_fold.setdefault(run.params[FOLD], []).append(run)
+    for group in groups.values():
+        group.by_fold = {fold: sorted(group.by_fold[fold], key=lambda r: r.timestamp or "", reverse=True)
+                         for fold in sorted(group.by_fold)}
+    return list(groups.values()), left_out
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1; None for one value)."""
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarize(group: Group) -> dict:
+    """Per fold, mean and sd of :data:`SCORES` for one group, and what is missing or repeated.
+
+    A fold run more than once is scored by its newest run (the pipeline is
+    deterministic, so a rerun with the same params and code gives the same
+    scores) and named under "duplicates".
+    """
+    used = {fold: runs[0] for fold, runs in group.by_fold.items()}
+    warnings = []
+    missing = [fold for fold in range(group.folds) if fold not in used]
+    if missing:
+        warnings.append(f"folds {missing} of {group.folds} have no scored run: the mean is over "
+                        f"{len(used)} fold{'s' if len(used) != 1 else ''}")
+    duplicates = {fold: [run.name for run in runs] for fold, runs in group.by_fold.items() if len(runs) > 1}
+    for fold, names in duplicates.items():
+        warnings.append(f"fold {fold} was run {len(names)} times ({', '.join(names)}): the newest, "
+                        f"{names[0]}, is used")
+    stats = {score: mean_sd([used[fold].metrics[score] for fold in used]) for score in SCORES}
+    return {
+        "params": group.params,
+        "folds": group.folds,
+        "folds_present": sorted(used),
+        "missing_folds": missing,
+        "duplicates": {str(fold): names for fold, names in duplicates.items()},
+        "per_fold": [{"fold": fold, "experiment": run.name, "rev": run.rev,
+                      **{score: run.metrics[score] for score in SCORES}} for fold, run in used.items()],
+        "mean": {score: stats[score][0] for score in SCORES},
+        "sd": {score: stats[score][1] for score in SCORES},
+        "warnings": warnings,
+    }
+
+
+def differing_params(groups: list[Group]) -> list[str]:
+    """The params whose value is not the same in every group (what tells the groups apart), sorted."""
+    keys = sorted({key for group in groups for key in group.params})
+    return [key for key in keys
+            if len({json.dumps(group.params.get(key), sort_keys=True) for group in groups}) > 1]
+
+
+def format_summaries(summaries: list[dict], shown_params: list[str]) -> str:
+    """The table a person reads: per group its params, one line per fold, mean +- sd, warnings."""
+    header = f"{'':24s}" + "".join(f"{score.removeprefix('test.'):>26s}" for score in SCORES)
+    lines = []
+    for summary in summaries:
+        params = summary["params"]
+        described = ", ".join(f"{key}={json.dumps(params.get(key))}" for key in [FOLDS, *shown_params])
+        lines.append(f"{described}: {len(summary['folds_present'])} of {summary['folds']} folds")
+        lines.append(header)
+        for row in summary["per_fold"]:
+            label = f"  fold {row['fold']} {row['experiment']}"
+            lines.append(f"{label[:24]:24s}" + "".join(f"{row[score]:>26.4f}" for score in SCORES))
+        cells = []
+        for score in SCORES:
+            sd = summary["sd"][score]
+            cells.append(f"{summary['mean'][score]:.4f} +- {sd:.4f}" if sd is not None
+                         else f"{summary['mean'][score]:.4f} (one fold)")
+        lines.append(f"{'  mean +- sd':24s}" + "".join(f"{cell:>26s}" for cell in cells))
+        lines.extend(f"  warning: {warning}" for warning in summary["warnings"])
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def select_runs(runs: list[Run], wanted: list[str]) -> tuple[list[Run], list[str]]:
+    """(the runs named in ``wanted`` by experiment name or rev prefix, the names that matched none).
+
+    Empty ``wanted``: every run.
+    """
+    if not wanted:
+        return runs, []
+    chosen = [run for run in runs if any(run.name == w or (len(w) >= 4 and run.rev.startswith(w))
+                                         for w in wanted)]
+    unmatched = [w for w in wanted if not any(run.name == w or (len(w) >= 4 and run.rev.startswith(w))
+                                              for run in runs)]
+    return chosen, unmatched
+
+
+def unscored_folds(runs: list[Run]) -> list[Run]:
+    """Runs of a cross-validation (``split.folds >= 2``) that have no scores yet: queued, running or failed."""
+    return [run for run in runs if isinstance(run.params.get(FOLDS), int) and run.params[FOLDS] >= 2
+            and any(key not in run.metrics for key in SCORES)]

@@ -1,0 +1,211 @@
+"""k-fold params, and the summary of cross-validation experiments (`python -m musicid cv`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from musicid.__main__ import main
+from musicid.crossval import Run, format_summaries, group_runs, mean_sd, runs_from_exp_show, summarize
+from musicid.params import ParamsError
+from tests.conftest import section_params
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"folds": 1}, r"split\.folds must be 0 \(one split by fractions\) or at least 2, got 1"),
+    ({"folds": -1}, r"split\.folds must be >= 0, got -1"),
+    ({"folds": 5, "fold": 5}, r"split\.fold must be < split\.folds \(5\), got 5"),
+    ({"folds": 0, "fold": 2}, r"split\.fold must be 0 when split\.folds is 0 \(no cross-validation\), got 2"),
+    ({"folds": 3, "fold": -1}, r"split\.fold must be >= 0, got -1"),
+    ({"folds": 3, "fold": "1"}, r"split\.fold must be an integer, got '1'"),
+])
+def test_bad_fold_params_are_named(overrides, message):
+    with pytest.raises(ParamsError, match=message):
+        section_params("split", **overrides)
+
+
+def test_fold_params_that_are_fine():
+    assert section_params("split").folds == 0 and section_params("split").fold == 0  # the default: one split
+    assert section_params("split", folds=5, fold=4).fold == 4
+    # split.test is unused with folds, so val + test is not checked then; it still is without.
+    assert section_params("split", folds=5, fold=0, val=0.5, test=0.6).val == 0.5
+    with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
+        section_params("split", val=0.5, test=0.6)
+
+
+SCORES = ("test.track.macro_f1", "test.clip.macro_f1", "test.track.balanced_accuracy", "test.clip.balanced_accuracy")
+
+
+def run(name, fold, scores, lr=0.01, folds=3, timestamp="2025-01-01T00:00:00"):
+    """A scored run: scores are (track F1, clip F1, track balanced accuracy, clip balanced accuracy)."""
+    params = {"split.folds": folds, "split.fold": fold, "split.seed": 0, "train.lr": lr}
+    return Run(name=name, rev=f"{name}0000", timestamp=timestamp, params=params,
+               metrics=dict(zip(SCORES, scores)) if scores else {})
+
+
+def test_mean_and_sample_standard_deviation():
+    assert mean_sd([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2), abs=1e-12)
+    assert mean_sd([1.0, 1.0]) == (1.0, 0.0)
+    assert mean_sd([0.25]) == (0.25, None)
+
+
+def test_runs_are_grouped_by_every_param_but_the_fold():
+    runs = [
+        run("a0", 0, (0.6, 0.5, 0.6, 0.5)), run("a1", 1, (0.8, 0.6, 0.7, 0.5)), run("a2", 2, (1.0, 0.7, 0.8, 0.5)),
+        # Fold 1 of the same params, run again later with other scores: the newest is used.
+        run("a1again", 1, (0.9, 0.6, 0.7, 0.5), timestamp="2025-01-02T00:00:00"),
+        run("b0", 0, (0.5, 0.4, 0.5, 0.4), lr=0.001), run("b1", 1, (0.7, 0.4, 0.5, 0.4), lr=0.001),
+        run("queued", 2, None, lr=0.001),  # no scores yet
+        run("single", 0, (0.9, 0.9, 0.9, 0.9), folds=0),  # one split by fractions: not a fold
+    ]
+    groups, left_out = group_runs(runs)
+    assert [r.name for r in left_out] == ["queued", "single"]
+    assert [g.params["train.lr"] for g in groups] == [0.01, 0.001]
+    assert "split.fold" not in groups[0].params and groups[0].folds == 3
+
+    first = summarize(groups[0])
+    assert first["folds_present"] == [0, 1, 2] and first["missing_folds"] == []
+    assert first["duplicates"] == {"1": ["a1again", "a1"]}
+    assert [row["experiment"] for row in first["per_fold"]] == ["a0", "a1again", "a2"]
+    assert first["mean"]["test.track.macro_f1"] == pytest.approx(2.5 / 3, abs=1e-12)
+    # sd of 0.6, 0.9, 1.0 (n - 1): sqrt((0.0544... + 0.0044... + 0.0277...) / 2)
+    assert first["sd"]["test.track.macro_f1"] == pytest.approx(0.2081665999, abs=1e-9)
+    assert first["mean"]["test.clip.macro_f1"] == pytest.approx(0.6, abs=1e-12)
+    assert first["sd"]["test.clip.macro_f1"] == pytest.approx(0.1, abs=1e-12)
+    assert first["mean"]["test.clip.balanced_accuracy"] == 0.5 and first["sd"]["test.clip.balanced_accuracy"] == 0
+    assert first["warnings"] == ["fold 1 was run 2 times (a1again, a1): the newest, a1again, is used"]
+
+    second = summarize(groups[1])
+    assert second["folds_present"] == [0, 1] and second["missing_folds"] == [2]
+    assert second["mean"]["test.track.macro_f1"] == pytest.approx(0.6, abs=1e-12)
+    assert second["sd"]["test.track.macro_f1"] == pytest.approx(0.1414213562, abs=1e-9)
+    assert second["warnings"] == ["folds [2] of 3 have no scored run: the mean is over 2 folds"]
+
+
+def test_the_table():
+    groups, _ = group_runs([run("x0", 0, (0.5, 0.25, 0.5, 0.25), folds=2), run("x1", 1, (0.75, 0.5, 1.0, 0.25),
+                                                                               folds=2)])
+    text = format_summaries([summarize(groups[0])], ["train.lr"])
+    assert text.splitlines() == [
+        "split.folds=2, train.lr=0.01: 2 of 2 folds",
+        " " * 24 + "            track.macro_f1             clip.macro_f1   track.balanced_accuracy"
+                   "    clip.balanced_accuracy",
+        "  fold 0 x0             " + "                    0.5000" + "                    0.2500"
+        + "                    0.5000" + "                    0.2500",
+        "  fold 1 x1             " + "                    0.7500" + "                    0.5000"
+        + "                    1.0000" + "                    0.2500",
+        "  mean +- sd            " + "          0.6250 +- 0.1768" + "          0.3750 +- 0.1768"
+        + "          0.7500 +- 0.3536" + "          0.2500 +- 0.0000",
+    ]
+
+
+# What `dvc exp show --json` (dvc 3.67) printed for a commit with one finished and one queued fold
+# experiment, trimmed to the keys that are read (plus a few that are not, to keep its shape).
+EXP_SHOW = [
+    {"rev": "workspace", "name": None, "error": None, "experiments": None, "data": {
+        "rev": "workspace", "timestamp": None,
+        "params": {"params.yaml": {"data": {"split": {"folds": 2, "fold": 0}, "train": {"lr": 0.01}}}},
+        "metrics": {"metrics/metrics.json": {"error": {"type": "FileNotFoundError", "msg": "[Errno 2] ..."}}},
+        "deps": {}, "outs": {}, "meta": {}}},
+    {"rev": "811da310453dd6cb69bc862a54f5b5de96b4495a", "name": "master", "error": None, "data": {
+        "rev": "811da310453dd6cb69bc862a54f5b5de96b4495a", "timestamp": "2026-11-22T06:25:37",
+        "params": {"params.yaml": {"data": {"split": {"folds": 0, "fold": 0}, "train": {"lr": 0.01}}}},
+        "metrics": {"metrics/metrics.json": {"data": {"test": {
+            "track": {"macro_f1": 0.5, "balanced_accuracy": 0.25}, "clip": {"macro_f1": 0.125,
+                                                                            "balanced_accuracy": 0.125}}}}},
+        "deps": {}, "outs": {}, "meta": {}},
+     "experiments": [
+         {"name": "good", "executor": None, "revs": [
+             {"rev": "5648e9ad7df3f0e2466dbc839ed8f0199786a6f7", "name": "good", "error": None, "experiments": None,
+              "data": {"rev": "5648e9ad7df3f0e2466dbc839ed8f0199786a6f7", "timestamp": "2026-11-22T06:25:39",
+                       "params": {"params.yaml": {"data": {"split": {"folds": 2, "fold": 1},
+                                                           "train": {"lr": 0.01}}}},
+                       "metrics": {"metrics/metrics.json": {"data": {"test": {
+                           "track": {"macro_f1": 0.75, "balanced_accuracy": 0.5},
+                           "clip": {"macro_f1": 0.5, "balanced_accuracy": 0.375}}, "val": {"track": {
+                               "macro_f1": 1.0}}}}},
+                       "deps": {}, "outs": {}, "meta": {}}}]},
+         {"name": "waiting", "executor": {"state": "queued", "name": "dvc-task", "local": {"pid": None}}, "revs": [
+             {"rev": "815b5e05f70e19fafa2a23c6bf5451e0b21e42d4", "name": "waiting", "error": None,
+              "experiments": None,
+              "data": {"rev": "815b5e05f70e19fafa2a23c6bf5451e0b21e42d4", "timestamp": "2026-11-22T06:25:42",
+                       "params": {"params.yaml": {"data": {"split": {"folds": 2, "fold": 0},
+                                                           "train": {"lr": 0.01}}}},
+                       "metrics": {}, "deps": {}, "outs": {}, "meta": {}}}]},
+     ]},
+]
+
+
+def test_exp_show_json_is_read_into_runs():
+    runs = runs_from_exp_show(EXP_SHOW)
+    assert [(r.name, r.state) for r in runs] == [("master", None), ("good", None), ("waiting", "queued")]
+    good = runs[1]
+    assert good.rev == "5648e9ad7df3f0e2466dbc839ed8f0199786a6f7" and good.timestamp == "2026-11-22T06:25:39"
+    assert good.params == {"split.folds": 2, "split.fold": 1, "train.lr": 0.01}
+    assert good.metrics == {"test.track.macro_f1": 0.75, "test.track.balanced_accuracy": 0.5,
+                            "test.clip.macro_f1": 0.5, "test.clip.balanced_accuracy": 0.375,
+                            "val.track.macro_f1": 1.0}
+    assert runs[2].metrics == {}
+    with pytest.raises(ValueError, match="not a list of revisions"):
+        runs_from_exp_show({"rev": "workspace"})
+
+
+def fake_dvc(monkeypatch, stdout: str, returncode: int = 0, stderr: str = ""):
+    """Make `dvc exp show --json` print ``stdout``; the command line it was called with is recorded."""
+    calls = []
+
+    def fake_run(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, returncode, stdout=stdout, stderr=stderr)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return calls
+
+
+def test_cv_command_prints_json(monkeypatch, capsys):
+    second = json.loads(json.dumps(EXP_SHOW))
+    first_fold = second[1]["experiments"][1]
+    first_fold["executor"] = None  # the queued fold, now finished
+    first_fold["revs"][0]["data"]["metrics"] = {"metrics/metrics.json": {"data": {"test": {
+        "track": {"macro_f1": 0.25, "balanced_accuracy": 0.5}, "clip": {"macro_f1": 0.5, "balanced_accuracy": 0.125}}}}}
+    calls = fake_dvc(monkeypatch, json.dumps(second))
+    assert main(["cv", "--json"]) == 0
+    assert calls == [["dvc", "exp", "show", "--json"]]
+    document = json.loads(capsys.readouterr().out)
+    assert document["unscored"] == [] and document["unmatched"] == []
+    [group] = document["groups"]
+    assert group["folds_present"] == [0, 1] and group["params"] == {"split.folds": 2, "train.lr": 0.01}
+    assert [(row["fold"], row["experiment"]) for row in group["per_fold"]] == [(0, "waiting"), (1, "good")]
+    assert group["mean"] == {"test.track.macro_f1": 0.5, "test.clip.macro_f1": 0.5,
+                             "test.track.balanced_accuracy": 0.5, "test.clip.balanced_accuracy": 0.25}
+    assert group["sd"]["test.track.macro_f1"] == pytest.approx(0.3535533906, abs=1e-9)
+    assert group["sd"]["test.clip.macro_f1"] == 0.0
+
+
+def test_cv_command_names_what_is_missing(monkeypatch, capsys):
+    fake_dvc(monkeypatch, json.dumps(EXP_SHOW))
+    assert main(["cv", "good", "nosuch"]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "split.folds=2: 1 of 2 folds"
+    assert "  warning: folds [0] of 2 have no scored run: the mean is over 1 fold" in out.splitlines()
+    assert err.splitlines() == ["cv: nosuch names no experiment or revision of `dvc exp show`"]
+
+    assert main(["cv"]) == 0
+    assert capsys.readouterr().err.splitlines() == ["cv: not scored: waiting (split.fold 0): queued"]
+
+    assert main(["cv", "master"]) == 1  # a commit with one split by fractions is not a cross-validation
+    assert capsys.readouterr().err.splitlines() == [
+        "cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
+        "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`"]
+
+
+def test_cv_command_when_dvc_fails(monkeypatch, capsys):
+    fake_dvc(monkeypatch, "", returncode=255, stderr="ERROR: you are not inside of a DVC repository\n")
+    assert main(["cv"]) == 2
+    assert capsys.readouterr().err == "cv: `dvc exp show --json` exited 255: ERROR: you are not inside of a DVC " \
+                                      "repository\n"
+    fake_dvc(monkeypatch, "not json")
+    assert main(["cv"]) == 2
+    assert capsys.readouterr().err.startswith("cv: cannot read the output of `dvc exp show --json`: Expecting value")
