@@ -21,14 +21,14 @@ def test_defaults_have_expected_values():
 
 
 def test_unknown_key_is_named():
-    raw = {"val": 0.1, "test": 0.2, "seed": 0, "holdout_classes": [], "tset": 0.3}
+    raw = {"val": 0.1, "test": 0.2, "seed": 0, "holdout_classes": [], "folds": 0, "fold": 0, "tset": 0.3}
     with pytest.raises(ParamsError, match=r"unknown key split\.tset"):
         parse_section(raw, "split")
 
 
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
-        parse_section({"val": 0.1, "test": 0.2, "holdout_classes": []}, "split")
+        parse_section({"val": 0.1, "test": 0.2, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
 
 
 def test_mapping_and_optional_values():
@@ -52,12 +52,12 @@ def test_wrong_type_is_named():
 
 def test_bool_is_not_accepted_as_number():
     with pytest.raises(ParamsError, match=r"split\.seed must be an integer"):
-        parse_section({"val": 0.1, "test": 0.2, "seed": True, "holdout_classes": []}, "split")
+        parse_section({"val": 0.1, "test": 0.2, "seed": True, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
 
 
 def test_range_check_is_named():
     with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
-        parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": []}, "split")
+        parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
 
 
 def test_odd_n_fft_is_refused():
@@ -67,7 +67,7 @@ def test_odd_n_fft_is_refused():
 
 
 def test_int_accepted_for_float():
-    assert parse_section({"val": 0, "test": 0, "seed": 1, "holdout_classes": []}, "split").val == 0.0
+    assert parse_section({"val": 0, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").val == 0.0
 
 
 def test_missing_file_and_section(tmp_path):
