@@ -24,26 +24,45 @@ if TYPE_CHECKING:
 SILENCE_FRAME_SECONDS = 0.05
 
 
-def tracks_needed(val: float, test: float) -> int:
-    """Tracks a class needs to be split: one for train, plus one for val and one for test when they are used."""
-    return 1 + (val > 0) + (test > 0)
+def tracks_needed(val: float, test: float, folds: int = 0) -> int:
+    """Tracks a class needs to be split.
+
+    By fractions (``folds`` 0): one for train, plus one for val and one for
+    test when they are used.  In ``folds`` >= 2 folds (``test`` unused): one
+    test track in every fold, and beside the fold holding the most of them
+    (``ceil(n / folds)``) one train track left, and one val track when ``val``
+    is positive; that is ``folds`` tracks, but 4 for 2 folds with val.
+    """
+    if folds == 0:
+        return 1 + (val > 0) + (test > 0)
+    left = 1 + (val > 0)
+    needed = folds
+    while needed - math.ceil(needed / folds) < left:
+        needed += 1
+    return needed
 
 
 def too_small_classes(tracks: dict[str, str], val: float, test: float,
-                      holdout_classes: list[str] = ()) -> dict[str, str]:
+                      holdout_classes: list[str] = (), folds: int = 0) -> dict[str, str]:
     """Known classes with fewer tracks than the split needs, each with the reason (label -> reason).
 
     tracks: track id -> label.  Such a class cannot have a track in every
-    split; trained on with all its tracks in train, it is scored on nothing
-    and can take over the predictions, so it is left out.  Held-out classes
-    go to test whole and need no split.
+    split (in every fold's test split, with ``folds`` >= 2); trained on with
+    all its tracks in train, it is scored on nothing and can take over the
+    predictions, so it is left out.  Held-out classes go to test whole and
+    need no split.  The answer does not depend on which fold is test, so
+    every fold of a cross-validation leaves out the same classes.
     """
-    needed = tracks_needed(val, test)
+    needed = tracks_needed(val, test, folds)
+    if folds:
+        wanted = f"split.folds {folds} and split.val {val:g} need at least {needed} (a test track in every fold, " \
+                 f"and a train{' and a val' if val > 0 else ''} track beside the largest fold)"
+    else:
+        wanted = f"split.val {val:g} and split.test {test:g} need at least {needed} (one for each split used)"
     counts: dict[str, int] = {}
     for label in tracks.values():
         counts[label] = counts.get(label, 0) + 1
-    return {label: f"{count} rendered track{'s' if count != 1 else ''}; split.val {val:g} and split.test "
-                   f"{test:g} need at least {needed} (one for each split used)"
+    return {label: f"{count} rendered track{'s' if count != 1 else ''}; {wanted}"
             for label, count in sorted(counts.items()) if count < needed and label not in holdout_classes}
 
 
@@ -67,33 +86,82 @@ def split_sizes(n: int, val: float, test: float) -> tuple[int, int]:
     return n_test, n_val
 
 
-def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
-                  holdout_classes: list[str] = ()) -> dict[str, str]:
-    """Map each track id to "train", "val" or "test".
+def _order(members: list[str], *key: object) -> list[str]:
+    """``members`` (sorted track ids) in an order drawn by a generator seeded with ``key`` (e.g. seed, label)."""
+    key_seed = int.from_bytes(hashlib.sha256(":".join(map(str, key)).encode()).digest()[:8], "little")
+    return [members[i] for i in np.random.default_rng(key_seed).permutation(len(members))]
 
-    tracks: track id -> label.  Every track of a class in ``holdout_classes``
-    goes to test.  For every other label, its tracks are shuffled with a
-    generator seeded by ``seed`` and the label, then :func:`split_sizes`
-    tracks go to test and val, the rest (at least one) to train.  A known
-    class with fewer tracks than the split needs (:func:`too_small_classes`)
-    is a ValueError: the caller leaves it out first.
-    """
+
+def _by_label(tracks: dict[str, str]) -> dict[str, list[str]]:
+    """label -> its sorted track ids, labels sorted."""
     by_label: dict[str, list[str]] = {}
     for track, label in tracks.items():
         by_label.setdefault(label, []).append(track)
+    return {label: sorted(by_label[label]) for label in sorted(by_label)}
+
+
+def assign_folds(tracks: dict[str, str], folds: int, seed: int, holdout_classes: list[str] = ()) -> dict[str, int]:
+    """Deal the tracks of the known classes into ``folds`` folds: track id -> fold (0 .. folds - 1).
+
+    tracks: track id -> label.  Stratified and grouped: each class's tracks,
+    in an order seeded by ``seed`` and the label, are dealt round-robin, so
+    the fold sizes of one class differ by at most one and a track (with all
+    its renders) is in one fold.  The deal goes on across the classes (in
+    label order) where the previous class stopped, so that the fold sizes
+    overall differ by at most one too.  Held-out classes are in no fold.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    assignment: dict[str, int] = {}
+    dealt = 0
+    for label, members in _by_label(tracks).items():
+        if label in holdout_classes:
+            continue
+        for track in _order(members, seed, label):
+            assignment[track] = dealt % folds
+            dealt += 1
+    return assignment
+
+
+def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
+                  holdout_classes: list[str] = (), folds: int = 0, fold: int = 0) -> dict[str, str]:
+    """Map each track id to "train", "val" or "test".
+
+    tracks: track id -> label.  Every track of a class in ``holdout_classes``
+    goes to test.  For every other label:
+
+    - ``folds`` 0: its tracks are shuffled with a generator seeded by
+      ``seed`` and the label, then :func:`split_sizes` tracks go to test and
+      val, the rest (at least one) to train;
+    - ``folds`` >= 2: the tracks of fold ``fold`` of :func:`assign_folds` go
+      to test (``test`` is unused); of the others, ``round(val * n)`` (at
+      least one when ``val`` > 0, see :func:`split_sizes`), drawn with a
+      generator seeded by ``seed``, the label and ``fold``, go to val and the
+      rest (at least one) to train.
+
+    A known class with fewer tracks than the split needs
+    (:func:`too_small_classes`) is a ValueError: the caller leaves it out first.
+    """
+    by_label = _by_label(tracks)
+    folded = assign_folds(tracks, folds, seed, holdout_classes) if folds else {}
     splits: dict[str, str] = {}
-    for label in sorted(by_label):
-        members = sorted(by_label[label])
+    for label, members in by_label.items():
         if label in holdout_classes:
             splits.update({track: "test" for track in members})
             continue
-        label_seed = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
-        order = np.random.default_rng(label_seed).permutation(len(members))
-        n_test, n_val = split_sizes(len(members), val, test)
-        for rank, index in enumerate(order):
-            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            splits[members[index]] = split
-    return splits
+        if not folds:
+            n_test, n_val = split_sizes(len(members), val, test)
+            for rank, track in enumerate(_order(members, seed, label)):
+                splits[track] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            continue
+        if len(members) < tracks_needed(val, test, folds):
+            raise ValueError(f"{len(members)} tracks of {label} cannot be split into {folds} folds with val {val}")
+        splits.update({track: "test" for track in members if folded[track] == fold})
+        rest = [track for track in members if folded[track] != fold]
+        _, n_val = split_sizes(len(rest), val, 0.0)
+        for rank, track in enumerate(_order(rest, seed, label, fold)):
+            splits[track] = "val" if rank < n_val else "train"
+    return {track: splits[track] for track in sorted(splits)}
 
 
 def clip_starts(n_samples: int, clip_samples: int, hop_samples: int) -> np.ndarray:

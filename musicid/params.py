@@ -102,15 +102,23 @@ class RenderParams(Section):
 
 
 class SplitParams(Section):
-    val: float = Field(ge=0, lt=1)  # fraction of each class's tracks for validation
-    test: float = Field(ge=0, lt=1)  # fraction of each class's tracks for test
+    val: float = Field(ge=0, lt=1)  # fraction of each class's tracks (outside the test fold) for validation
+    test: float = Field(ge=0, lt=1)  # fraction of each class's tracks for test (unused when folds > 0)
     seed: int
     holdout_classes: list[str]  # classes whose every track goes to test, as unknown (open set)
+    folds: int = Field(ge=0)  # k-fold cross-validation by track: k >= 2 folds, 0: one split by fractions
+    fold: int = Field(ge=0)  # which fold is test, 0 .. folds - 1 (0 when folds is 0)
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:
-        if self.val + self.test >= 1:
+        if self.folds == 0 and self.val + self.test >= 1:
             raise KeyProblem("test", f"val + test must be < 1, got {self.val} + {self.test}")
+        if self.folds == 1:
+            raise KeyProblem("folds", "must be 0 (one split by fractions) or at least 2, got 1")
+        if self.folds == 0 and self.fold != 0:
+            raise KeyProblem("fold", f"must be 0 when split.folds is 0 (no cross-validation), got {self.fold}")
+        if self.folds and self.fold >= self.folds:
+            raise KeyProblem("fold", f"must be < split.folds ({self.folds}), got {self.fold}")
         _no_duplicates("holdout_classes", self.holdout_classes)
         return self
 

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # A class too small for the split is left out whole, never trained on.
     excluded = too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val, split_params.test,
-                                 holdout)
+                                 holdout, split_params.folds)
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
     known = [label for label in labels_found if label not in holdout and label not in excluded]
     if len(known) < 2:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     label_names = known + holdout
     label_index = {name: i for i, name in enumerate(label_names)}
     splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                           split_params.test, split_params.seed, holdout)
+                           split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
     damaged = {str(args.audio / name): wav_damage(args.audio / name)
                for record in tracks.values() for name in record["outputs"]}
     damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_starts, clip_track, cut_clips, evenly_spaced,
-                           expected_clip_count, load_mono, normalize_loudness, per_track_cap, silent_fraction,
-                           split_sizes, too_small_classes, wav_damage)
+from musicid.clips import (ClipTask, DamagedAudio, assign_folds, assign_splits, clip_starts, clip_track, cut_clips,
+                           evenly_spaced, expected_clip_count, load_mono, normalize_loudness, per_track_cap,
+                           silent_fraction, split_sizes, too_small_classes, tracks_needed, wav_damage)
 from tests.conftest import section_params, sine, write_wav
 
 
@@ -56,6 +56,93 @@ def test_every_known_class_keeps_a_training_track():
     assert split_sizes(20, 0.15, 0.2) == (4, 3)  # ordinary sizes are round(fraction * n)
     splits = assign_splits({f"x/{i}": "x" for i in range(4)}, 0.4, 0.4, 0)
     assert sorted(splits.values()) == ["test", "test", "train", "val"]
+
+
+def test_the_split_by_fractions_is_the_one_it_always_was():
+    # Pinned: folds 0 must give every existing project the very split it had before k-fold existed.
+    tracks = {f"{label}/{i}": label for label in ("a", "b") for i in range(5)}
+    tracks["h/0"] = "h"
+    assert assign_splits(tracks, 0.2, 0.2, 7, ["h"]) == {
+        "a/0": "train", "a/1": "test", "a/2": "val", "a/3": "train", "a/4": "train",
+        "b/0": "val", "b/1": "train", "b/2": "train", "b/3": "train", "b/4": "test", "h/0": "test"}
+    assert assign_splits(tracks, 0.2, 0.2, 7, ["h"], folds=0, fold=0) == assign_splits(tracks, 0.2, 0.2, 7, ["h"])
+
+
+def _fold_tracks():
+    """Known classes of 11, 7 and 5 tracks, and a held-out class of 3."""
+    tracks = {f"a/{i:02d}": "a" for i in range(11)}
+    tracks.update({f"b/{i}": "b" for i in range(7)})
+    tracks.update({f"c/{i}": "c" for i in range(5)})
+    tracks.update({f"h/{i}": "h" for i in range(3)})
+    return tracks
+
+
+def test_folds_are_stratified_and_every_track_is_tested_exactly_once():
+    tracks = _fold_tracks()
+    folds = assign_folds(tracks, 5, seed=0, holdout_classes=["h"])
+    assert sorted(folds) == sorted(t for t, label in tracks.items() if label != "h")
+    for label, sizes in (("a", [3, 2, 2, 2, 2]), ("b", [2, 2, 1, 1, 1]), ("c", [1, 1, 1, 1, 1])):
+        per_fold = [sum(1 for t, f in folds.items() if f == k and tracks[t] == label) for k in range(5)]
+        assert sorted(per_fold, reverse=True) == sizes, label
+    # The deal goes on across the classes, so the folds are even overall: 23 tracks -> 5, 5, 5, 4, 4.
+    assert sorted(np.bincount(list(folds.values())).tolist(), reverse=True) == [5, 5, 5, 4, 4]
+
+    tested = {track: 0 for track in tracks}
+    for fold in range(5):
+        splits = assign_splits(tracks, 0.25, 0.2, 0, ["h"], folds=5, fold=fold)
+        assert sorted(splits) == sorted(tracks)
+        assert {t for t, s in splits.items() if s == "test" and tracks[t] != "h"} == \
+            {t for t, f in folds.items() if f == fold}
+        for track, split in splits.items():
+            tested[track] += split == "test"
+        for label in ("a", "b", "c"):
+            chosen = [splits[t] for t in tracks if tracks[t] == label]
+            rest = len(chosen) - chosen.count("test")
+            # val is round(0.25 * the tracks outside the test fold), at least one; train keeps the rest.
+            assert chosen.count("val") == max(round(0.25 * rest), 1), (label, fold)
+            assert chosen.count("train") == rest - chosen.count("val") >= 1
+    assert {t: n for t, n in tested.items() if tracks[t] != "h"} == {t: 1 for t in tracks if tracks[t] != "h"}
+    assert all(tested[f"h/{i}"] == 5 for i in range(3))  # a held-out class is test in every fold
+
+
+def test_folds_are_deterministic_and_seeded():
+    tracks = _fold_tracks()
+    reversed_tracks = dict(reversed(list(tracks.items())))
+    for fold in range(3):
+        splits = assign_splits(tracks, 0.2, 0.2, 0, folds=3, fold=fold)
+        assert splits == assign_splits(reversed_tracks, 0.2, 0.2, 0, folds=3, fold=fold)
+    assert assign_folds(tracks, 3, 0) == assign_folds(reversed_tracks, 3, 0)
+    assert assign_folds(tracks, 3, 0) != assign_folds(tracks, 3, 1)
+    # Without val, a track's split follows from its fold alone.
+    folds = assign_folds(tracks, 4, 2, ["h"])
+    splits = assign_splits(tracks, 0.0, 0.2, 2, ["h"], folds=4, fold=1)
+    assert splits == {t: "test" if folds.get(t, 1) == 1 else "train" for t in sorted(tracks)}
+
+
+def test_the_tracks_a_fold_split_needs():
+    # A test track in every fold, and a train (and val) track beside the largest fold.
+    assert tracks_needed(0.0, 0.2, 2) == 2
+    assert tracks_needed(0.15, 0.2, 2) == 4  # 3 tracks: the fold of 2 leaves only one
+    assert tracks_needed(0.15, 0.2, 3) == 3
+    assert tracks_needed(0.15, 0.0, 5) == 5
+    assert tracks_needed(0.15, 0.2, 0) == 3  # by fractions, as before
+    tracks = {**{f"x/{i}": "x" for i in range(3)}, **{f"y/{i}": "y" for i in range(4)}, "h/0": "h"}
+    assert too_small_classes(tracks, 0.15, 0.2, ["h"], folds=4) == {
+        "x": "3 rendered tracks; split.folds 4 and split.val 0.15 need at least 4 (a test track in every fold, "
+             "and a train and a val track beside the largest fold)"}
+    assert too_small_classes(tracks, 0.0, 0.2, ["h"], folds=2) == {}
+    assert too_small_classes(tracks, 0.1, 0.2, ["h"], folds=2) == {
+        "x": "3 rendered tracks; split.folds 2 and split.val 0.1 need at least 4 (a test track in every fold, "
+             "and a train and a val track beside the largest fold)"}
+    with pytest.raises(ValueError, match="3 tracks of x cannot be split into 4 folds with val 0.15"):
+        assign_splits(tracks, 0.15, 0.2, 0, ["h"], folds=4, fold=0)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        assign_folds(tracks, 1, 0)
+    # The smallest class that passes: every fold has its test track, and train and val tracks beside it.
+    small = {f"x/{i}": "x" for i in range(4)}
+    for fold in range(2):
+        assert sorted(assign_splits(small, 0.1, 0.2, 0, folds=2, fold=fold).values()) == \
+            ["test", "test", "train", "val"]
 
 
 def test_clip_starts_exact():
