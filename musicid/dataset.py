@@ -4,7 +4,8 @@ Three sources share one manifest format:
 
 * the corpus shipped inside the ``music21`` package (the offline default): real
   scores (Bach chorales, Palestrina masses, Monteverdi madrigals, the Italian
-  trecento repertory, ...), written out as MIDI;
+  trecento repertory, ...), written out as MIDI; a work the corpus holds in two
+  formats (``bach/bwv277.krn`` and ``bach/bwv277.mxl``) is written once;
 * a folder tree on disk, or one extracted from a downloaded archive.
 
 Labels of a folder tree, one rule:
@@ -58,9 +59,13 @@ from typing import Callable
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
 from musicid.io import safe_name, sha256_file
 
-# Formats music21 reads as scores.  Roman-numeral analyses (.rntxt) are left out:
-# they are harmonic analyses of a piece, not the piece as written.
-SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid", ".midi")
+# Formats music21 reads as scores, in order of preference when the corpus holds
+# one work in several of them (``beethoven/opus18no1/movement1.krn`` and ``.mxl``):
+# MusicXML carries the most of the score (parts, instruments, tempo, dynamics),
+# Humdrum and ABC less, MIDI is already a performance.  Roman-numeral analyses
+# (.rntxt) are left out: they are harmonic analyses of a piece, not the piece as
+# written.
+SCORE_SUFFIXES = (".mxl", ".musicxml", ".xml", ".krn", ".abc", ".mid", ".midi")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,33 @@ def list_corpus_pieces(composer: str) -> list[CorpusPiece]:
             continue
         pieces.append(CorpusPiece(composer, path.relative_to(root).as_posix()))
     return sorted(pieces, key=lambda piece: piece.relative_path)
+
+
+def one_file_per_work(pieces: list[CorpusPiece]) -> tuple[list[CorpusPiece], list[dict]]:
+    """Keep one file per work: the files with the same path but for the extension are one work.
+
+    The kept file is the one whose extension comes first in ``SCORE_SUFFIXES``.
+    Two files of one work would be two tracks, so the same music could sit on
+    both sides of a split (and both would be written to the same ``.mid`` name).
+    Returns ``(kept pieces sorted by path, skipped records)``, each skipped
+    record ``{"origin", "label", "reason": "same_work: kept <path>"}``.
+    """
+    works: dict[tuple[str, str], list[CorpusPiece]] = {}
+    for piece in pieces:
+        stem = piece.relative_path.rsplit(".", 1)[0]
+        works.setdefault((piece.label, stem), []).append(piece)
+    kept, skipped = [], []
+    for key in sorted(works):
+        ranked = sorted(works[key], key=lambda piece: (_format_rank(piece), piece.relative_path))
+        kept.append(ranked[0])
+        skipped.extend({"origin": twin.origin, "label": twin.label,
+                        "reason": f"same_work: kept {ranked[0].relative_path}"} for twin in ranked[1:])
+    return sorted(kept, key=lambda piece: piece.relative_path), sort_skipped(skipped)
+
+
+def _format_rank(piece: CorpusPiece) -> int:
+    suffix = "." + piece.relative_path.rsplit(".", 1)[-1].lower()
+    return SCORE_SUFFIXES.index(suffix) if suffix in SCORE_SUFFIXES else len(SCORE_SUFFIXES)
 
 
 def select_pieces(pieces: list[CorpusPiece], cap: int, seed: int) -> list[CorpusPiece]:
@@ -152,6 +184,9 @@ def export_music21(
 ) -> dict:
     """Write the chosen corpus pieces as MIDI under ``out_dir/<label>/``.
 
+    A work the corpus holds in two formats is one piece (:func:`one_file_per_work`),
+    reduced before ``max_per_class`` counts the pieces, the twin recorded as skipped.
+
     ``map_function(function, items)`` runs the conversions (in parallel in the
     stage) and yields results in order.  Returns the manifest (not yet written).
     """
@@ -163,7 +198,9 @@ def export_music21(
             skipped.append({"origin": f"music21:{label}", "label": label,
                             "reason": "no_such_class: the music21 corpus has no scores for this name"})
             continue
-        chosen.extend(select_pieces(pieces, max_per_class, seed))
+        works, twins = one_file_per_work(pieces)
+        skipped.extend(twins)
+        chosen.extend(select_pieces(works, max_per_class, seed))
 
     files: list[dict] = []
     for piece, data, reason in map_function(score_to_midi, chosen):

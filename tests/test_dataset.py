@@ -1,7 +1,8 @@
 import pretty_midi
 import pytest
 
-from musicid.dataset import CorpusPiece, list_corpus_pieces, score_to_midi, select_pieces
+from musicid.dataset import (CorpusPiece, export_music21, list_corpus_pieces, one_file_per_work, score_to_midi,
+                             select_pieces)
 
 
 def test_output_name_flattens_nested_paths():
@@ -55,3 +56,56 @@ def test_missing_corpus_file_gets_a_reason():
     _, data, reason = score_to_midi(CorpusPiece("bach", "bach/does-not-exist.mxl"))
     assert data is None
     assert reason.startswith("unconvertible:")
+
+
+def test_one_file_per_work_keeps_the_preferred_format():
+    pieces = [CorpusPiece("beethoven", path) for path in (
+        "beethoven/opus18no1/movement1.krn", "beethoven/opus18no1/movement1.mxl",
+        "beethoven/opus18no1/movement2.krn", "beethoven/opus74.mxl",
+        "beethoven/x.abc", "beethoven/x.mid", "beethoven/x.xml")]
+    kept, skipped = one_file_per_work(list(reversed(pieces)))
+    assert [p.relative_path for p in kept] == [
+        "beethoven/opus18no1/movement1.mxl", "beethoven/opus18no1/movement2.krn",
+        "beethoven/opus74.mxl", "beethoven/x.xml"]
+    assert skipped == [
+        {"origin": "music21:beethoven/opus18no1/movement1.krn", "label": "beethoven",
+         "reason": "same_work: kept beethoven/opus18no1/movement1.mxl"},
+        {"origin": "music21:beethoven/x.abc", "label": "beethoven", "reason": "same_work: kept beethoven/x.xml"},
+        {"origin": "music21:beethoven/x.mid", "label": "beethoven", "reason": "same_work: kept beethoven/x.xml"},
+    ]
+
+
+def _fake_convert(function, pieces):
+    """A map function that stands in for the MIDI conversion: a fixed payload per piece."""
+    for piece in pieces:
+        yield piece, b"MThd" + piece.relative_path.encode(), None
+
+
+def test_export_writes_each_work_of_the_corpus_once_before_the_cap(tmp_path):
+    # The real corpus: 26 Beethoven files, the four movements of op. 18 no. 1 in .krn and .mxl.
+    assert len(list_corpus_pieces("beethoven")) == 26
+    manifest = export_music21(["beethoven"], max_per_class=22, seed=0, out_dir=tmp_path,
+                              map_function=_fake_convert)
+    origins = [record["origin"] for record in manifest["files"]]
+    assert len(origins) == 22  # the cap counts works, so every one of the 22 works is kept
+    assert len({record["path"] for record in manifest["files"]}) == 22
+    assert [o for o in origins if "opus18no1" in o] == [
+        f"music21:beethoven/opus18no1/movement{n}.mxl" for n in (1, 2, 3, 4)]
+    assert manifest["skipped"] == [
+        {"origin": f"music21:beethoven/opus18no1/movement{n}.krn", "label": "beethoven",
+         "reason": f"same_work: kept beethoven/opus18no1/movement{n}.mxl"} for n in (1, 2, 3, 4)]
+    assert (tmp_path / "beethoven/opus18no1__movement1.mid").read_bytes() == \
+        b"MThdbeethoven/opus18no1/movement1.mxl"
+
+
+def test_export_twins_of_bach_and_trecento(tmp_path):
+    manifest = export_music21(["bach", "trecento"], max_per_class=0, seed=0, out_dir=tmp_path,
+                              map_function=_fake_convert)
+    assert len(manifest["files"]) == 410 + 102
+    assert [(r["origin"], r["reason"]) for r in manifest["skipped"]] == [
+        ("music21:bach/bwv277.krn", "same_work: kept bach/bwv277.mxl"),
+        ("music21:bach/bwv281.krn", "same_work: kept bach/bwv281.mxl"),
+        ("music21:bach/bwv366.krn", "same_work: kept bach/bwv366.mxl"),
+        ("music21:trecento/PMFC_13_01-Kyrie-Summe-Clementissime.xml",
+         "same_work: kept trecento/PMFC_13_01-Kyrie-Summe-Clementissime.mxl"),
+    ]

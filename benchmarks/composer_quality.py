@@ -1,0 +1,351 @@
+"""Composer-identification quality: k-fold cross-validation on a suite of offline tasks.
+
+Each task is a collection built from the music21 corpus and run through the
+pipeline's own stage scripts (download, render, clip, featurize, train,
+evaluate), with one params.yaml per task, configuration and fold, written from
+the project's params.yaml plus overrides.  Cross-validation is the pipeline's
+own: ``split.folds`` = k and ``split.fold`` = 0 .. k-1 (track-grouped,
+stratified by label; val comes from the tracks outside the test fold).
+
+Tasks (``--tasks``):
+
+* ``default-piano``: the default classes (bach, monteverdi, palestrina,
+  trecento, ``dataset.max_per_class`` each) rendered with ``render.program: 0``,
+  so every part is a piano and the instrumentation music21 writes (voice oohs
+  for Palestrina, ...) cannot give the answer away.
+* ``quartets``: the string-quartet movements of Haydn, Mozart and Beethoven in
+  the corpus (Mozart's piano sonata K. 545 left out), every work once, all parts
+  forced to one violin (``render.program: 40``: a clear attack, so fast passages
+  stay distinct; part names differ between the scores).
+* ``lopsided``: bach 48 vs monteverdi 8 (6x), as piano.  Both are four- and
+  five-part vocal polyphony, so the task is hard as well as lopsided; 8
+  Monteverdi madrigals still leave one per test fold and some for val at k = 5
+  (trecento 6 would not, once a score or two fails to convert).
+
+Configurations (``--configs``): named param overrides.  ``default`` is
+params.yaml as it is; others are built in (see ``CONFIGS``) or given as
+``name:section.key=value,section.key=value`` (values read as YAML, e.g.
+``wide:train.channels=[32,64,128,256]``).
+
+Each task is downloaded and rendered once per distinct dataset/render params
+and reused by every configuration and fold; clip and featurize run once per
+fold and distinct clip/split/features params; train and evaluate once per
+configuration and fold.  Every step is kept under ``--out`` in a folder named
+by a hash of the params it depends on, so an interrupted suite resumes where it
+stopped and a configuration that only changes ``train`` reuses the features.
+
+Prints one table, task x configuration: mean +- sample sd over folds of test
+track macro-F1 and test clip macro-F1, and the minutes the configuration costs
+alone (its download and render, plus every fold's clip to evaluate, measured
+when each step ran).  The same table, with per-fold figures, is written to
+``<out>/composer_quality.json``.  Scores are deterministic given the args (the
+stages are); minutes are measured.
+
+    python benchmarks/composer_quality.py [--tasks default-piano quartets lopsided] [--configs default]
+        [--folds 5] [--max-per-class 0] [--epochs 0] [--out benchmarks/runs/composer_quality] [--jobs 0]
+
+A small run: ``--tasks default-piano --folds 3 --max-per-class 6 --epochs 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+STAGES = PROJECT / "stages"
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    composer: str  # music21 corpus composer, also the label
+    cap: int | None  # at most this many works (None: the base params' dataset.max_per_class; 0: all)
+    exclude: tuple[str, ...] = ()  # corpus paths (as in the manifest's origin, without "music21:") left out
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    classes: tuple[ClassSpec, ...]
+    render: dict  # overrides of the render section
+
+    def describe(self) -> str:
+        return ", ".join(spec.composer for spec in self.classes)
+
+
+TASKS = {
+    "default-piano": Task("default-piano", tuple(ClassSpec(c, None) for c in
+                                                 ("bach", "monteverdi", "palestrina", "trecento")),
+                          {"program": 0}),
+    "quartets": Task("quartets", (ClassSpec("haydn", 0),
+                                  ClassSpec("mozart", 0, ("mozart/k545/movement1_exposition.mxl",)),
+                                  ClassSpec("beethoven", 0)),
+                     {"program": 40}),
+    "lopsided": Task("lopsided", (ClassSpec("bach", 48), ClassSpec("monteverdi", 8)), {"program": 0}),
+}
+
+# Named configurations: dotted param keys -> values, applied over params.yaml.
+CONFIGS = {
+    "default": {},
+    "overlap": {"clip.hop_seconds": 2.0},  # twice the clips per track
+    "mfcc": {"features.kind": "mfcc"},
+    "balanced": {"train.sampler": "balanced"},
+}
+
+
+def digest(*parts) -> str:
+    """A short stable hash of JSON-able ``parts``: names a folder by the params it depends on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    """``name`` (built in) or ``name:a.b=v,c.d=w`` -> (name, {dotted key: value})."""
+    if ":" not in text:
+        if text not in CONFIGS:
+            raise SystemExit(f"composer_quality: unknown configuration {text!r}; built in: "
+                             f"{', '.join(CONFIGS)}, or give name:section.key=value,...")
+        return text, CONFIGS[text]
+    name, _, body = text.partition(":")
+    overrides = {}
+    for item in body.split(","):
+        key, equals, value = item.partition("=")
+        if not equals or key.count(".") != 1:
+            raise SystemExit(f"composer_quality: configuration {name!r}: {item!r} is not section.key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
+
+
+def apply(params: dict, overrides: dict) -> dict:
+    """A copy of ``params`` with ``{"section.key": value}`` overrides set."""
+    result = json.loads(json.dumps(params))
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        if section not in result or key not in result[section]:
+            raise SystemExit(f"composer_quality: no param {dotted} in params.yaml")
+        result[section][key] = value
+    return result
+
+
+def run_stage(name: str, arguments: list, folder: Path, jobs: int | None = None) -> float:
+    """Run ``stages/<name>.py`` from the project root (train needs its git repository); return seconds.
+
+    Its output goes to ``folder/<name>.log``; a failure stops the suite with the
+    stage's last line, as a mean over fewer folds would not be comparable.
+    """
+    command = [sys.executable, str(STAGES / f"{name}.py"), *map(str, arguments)]
+    if jobs is not None:
+        command += ["--jobs", str(jobs)]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "MUSICID_PROGRESS": "0"}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    log = folder / f"{name}.log"
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise SystemExit(f"composer_quality: {name} failed in {folder}: {last} (log: {log})")
+    return seconds
+
+
+def write_params(folder: Path, params: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=True))
+    return path
+
+
+def cached(folder: Path, work) -> float:
+    """Seconds ``work()`` took, now or when it last completed in ``folder`` (its ``seconds.json``)."""
+    marker = folder / "seconds.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())["seconds"]
+    seconds = work()
+    marker.write_text(json.dumps({"seconds": round(seconds, 1)}))
+    return seconds
+
+
+def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: int) -> tuple[Path, float]:
+    """Download and render ``task`` once; return (its audio folder, seconds it took).
+
+    Each class is exported from the music21 corpus by the download stage with its
+    own cap (the music21 source has one cap for all classes); the kept MIDI files
+    minus the task's exclusions form a ``<label>/<file>.mid`` folder that the
+    download stage reads as a ``path`` source, so the task's manifest and audio
+    come from the stages as a user would run them.
+    """
+    render = {**base["render"], **task.render}
+    caps = {}
+    for spec in task.classes:
+        cap = base["dataset"]["max_per_class"] if spec.cap is None else spec.cap
+        if max_per_class:
+            cap = min(cap, max_per_class) if cap else max_per_class
+        caps[spec.composer] = cap
+    key = digest([(s.composer, caps[s.composer], s.exclude) for s in task.classes], base["dataset"]["seed"],
+                 render)
+    folder = out / task.name / f"data-{key}"
+
+    def work() -> float:
+        if folder.exists():  # a run stopped half-way: start this step again
+            shutil.rmtree(folder)
+        collection = folder / "collection"
+        seconds = 0.0
+        for spec in task.classes:
+            corpus = folder / "corpus" / spec.composer
+            dataset = {**base["dataset"], "source": "music21", "classes": [spec.composer],
+                       "max_per_class": caps[spec.composer]}
+            params = write_params(corpus, {**base, "dataset": dataset})
+            seconds += run_stage("download", ["--params", params, "--out", corpus / "raw"], corpus, jobs)
+            manifest = json.loads((corpus / "raw" / "manifest.json").read_text())
+            for record in manifest["files"]:
+                if record["origin"].removeprefix("music21:") in spec.exclude:
+                    continue
+                target = collection / record["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(corpus / "raw" / record["path"], target)
+        dataset = {**base["dataset"], "source": "path", "path": str(collection), "classes": [],
+                   "max_per_class": 0}
+        params = write_params(folder, {**base, "dataset": dataset, "render": render})
+        seconds += run_stage("download", ["--params", params, "--out", folder / "raw"], folder, jobs)
+        seconds += run_stage("render", ["--params", params, "--raw", folder / "raw", "--out", folder / "audio"],
+                             folder, jobs)
+        return seconds
+
+    return folder / "audio", cached(folder, work)
+
+
+def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path, jobs: int) -> tuple[Path, float]:
+    """Clip and featurize one fold (once per distinct clip/split/features params); (features.h5, seconds)."""
+    key = digest(str(audio), params["clip"], params["split"], params["features"])
+    folder = out / task.name / f"features-{key}"
+
+    def work() -> float:
+        path = write_params(folder, params)
+        clips = folder / "clips.h5"
+        seconds = run_stage("clip", ["--params", path, "--audio", audio, "--out", clips,
+                                     "--report", folder / "clips_report.json"], folder, jobs)
+        seconds += run_stage("featurize", ["--params", path, "--clips", clips, "--out", folder / "features.h5"],
+                             folder, jobs)
+        clips.unlink()  # the waveforms are the largest file and nothing reads them again
+        return seconds
+
+    return folder / "features.h5", cached(folder, work)
+
+
+def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:
+    """Train and evaluate one fold in ``folder``; (the evaluate stage's metrics, seconds)."""
+    key = digest(str(features), params["train"], params["evaluate"])
+    folder = folder / key
+
+    def work() -> float:
+        path = write_params(folder, params)
+        model = folder / "model.pt"
+        seconds = run_stage("train", ["--params", path, "--features", features, "--model", model,
+                                      "--live", folder / "live"], folder)
+        seconds += run_stage("evaluate", ["--params", path, "--model", model, "--features", features,
+                                          "--metrics", folder / "metrics.json", "--per-class",
+                                          folder / "per_class.json", "--confusion", folder / "confusion",
+                                          "--novelty", folder / "novelty.csv", "--predictions",
+                                          folder / "predictions.csv", "--figures", folder / "figures"], folder)
+        return seconds
+
+    seconds = cached(folder, work)
+    return json.loads((folder / "metrics.json").read_text()), seconds
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1); sd is NaN for one value."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def run_cell(task: Task, name: str, overrides: dict, args, base: dict) -> dict:
+    """Cross-validate one configuration on one task; the row of the table with its folds."""
+    params = apply(base, overrides)
+    if args.epochs:
+        params["train"]["epochs"] = args.epochs
+    audio, data_seconds = prepare_data(task, params, args.max_per_class, args.out, args.jobs)
+    folds = []
+    for fold in range(args.folds):
+        fold_params = json.loads(json.dumps(params))
+        fold_params["split"].update(folds=args.folds, fold=fold)
+        features, feature_seconds = prepare_features(task, audio, fold_params, fold, args.out, args.jobs)
+        metrics, model_seconds = train_and_evaluate(features, fold_params, args.out / task.name / name / f"fold{fold}")
+        test = metrics["test"]
+        folds.append({"fold": fold, "track_macro_f1": test["track"]["macro_f1"],
+                      "clip_macro_f1": test["clip"]["macro_f1"],
+                      "track_balanced_accuracy": test["track"]["balanced_accuracy"],
+                      "clip_balanced_accuracy": test["clip"]["balanced_accuracy"],
+                      "minutes": round((feature_seconds + model_seconds) / 60, 2)})
+        print(f"{task.name} {name} fold {fold}: track macro-F1 {folds[-1]['track_macro_f1']:.3f}, "
+              f"clip macro-F1 {folds[-1]['clip_macro_f1']:.3f}", file=sys.stderr)
+    row = {"task": task.name, "config": name, "overrides": overrides, "folds": folds,
+           "data_minutes": round(data_seconds / 60, 2)}
+    for metric in ("track_macro_f1", "clip_macro_f1", "track_balanced_accuracy", "clip_balanced_accuracy"):
+        mean, sd = mean_sd([f[metric] for f in folds])
+        row[metric] = {"mean": round(mean, 4), "sd": None if math.isnan(sd) else round(sd, 4)}
+    row["minutes"] = round(row["data_minutes"] + sum(f["minutes"] for f in folds), 2)
+    return row
+
+
+def format_table(rows: list[dict], folds: int) -> str:
+    def cell(value: dict) -> str:
+        sd = "-" if value["sd"] is None else f"{value['sd']:.3f}"
+        return f"{value['mean']:.3f} +- {sd}"
+
+    header = f"{'task':<14} {'config':<12} {'track macro-F1':>16} {'clip macro-F1':>16} {'minutes':>8}"
+    lines = [f"{folds}-fold cross-validation by track; mean +- sample sd over folds; minutes: download, render "
+             f"and every fold", header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row['task']:<14} {row['config']:<12} {cell(row['track_macro_f1']):>16} "
+                     f"{cell(row['clip_macro_f1']):>16} {row['minutes']:>8.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--configs", nargs="+", default=["default"],
+                        help="built-in names or name:section.key=value,...")
+    parser.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation (>= 2)")
+    parser.add_argument("--max-per-class", type=int, default=0,
+                        help="cap every class of every task at this many works (0: the task's own counts)")
+    parser.add_argument("--epochs", type=int, default=0, help="train.epochs for every run (0: as configured)")
+    parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml", help="the base params")
+    parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "runs" / "composer_quality")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes of the stages (0: one per core)")
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
+    if args.max_per_class < 0 or args.epochs < 0:
+        parser.error("--max-per-class and --epochs must be >= 0")
+    configs = [parse_config(text) for text in args.configs]
+    if len({name for name, _ in configs}) != len(configs):
+        parser.error("--configs: two configurations have the same name")
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = yaml.safe_load(args.params.read_text())
+
+    rows = [run_cell(TASKS[task], name, overrides, args, base) for task in args.tasks for name, overrides in configs]
+    table = format_table(rows, args.folds)
+    print(table)
+    summary = {"args": {"tasks": args.tasks, "configs": args.configs, "folds": args.folds,
+                        "max_per_class": args.max_per_class, "epochs": args.epochs},
+               "rows": rows}
+    (args.out / "composer_quality.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(f"composer_quality: {len(rows)} rows -> {args.out / 'composer_quality.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
