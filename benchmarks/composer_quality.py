@@ -119,12 +119,24 @@ def parse_config(text: str) -> tuple[str, dict]:
         return text, CONFIGS[text]
     name, _, body = text.partition(":")
     overrides = {}
-    for item in body.split(","):
+    for item in _top_level_items(body):
         key, equals, value = item.partition("=")
         if not equals or key.count(".") != 1:
             raise SystemExit(f"composer_quality: configuration {name!r}: {item!r} is not section.key=value")
         overrides[key.strip()] = yaml.safe_load(value)
     return name, overrides
+
+
+def _top_level_items(body: str) -> list[str]:
+    """``a=1,b=[2, 3]`` -> ``["a=1", "b=[2, 3]"]``: commas inside brackets belong to a value."""
+    items, depth, start = [], 0, 0
+    for index, character in enumerate(body):
+        depth += character in "[{"
+        depth -= character in "]}"
+        if character == "," and depth == 0:
+            items.append(body[start:index])
+            start = index + 1
+    return items + [body[start:]]
 
 
 def apply(params: dict, overrides: dict) -> dict:

@@ -1,0 +1,46 @@
+"""The benchmark suite's own logic (its runs take hours and are not part of the tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+
+import pytest
+import yaml
+
+from musicid.params import SECTIONS, parse_section
+from tests.conftest import PROJECT_ROOT
+
+spec = importlib.util.spec_from_file_location("composer_quality", PROJECT_ROOT / "benchmarks" / "composer_quality.py")
+suite = importlib.util.module_from_spec(spec)
+sys.modules["composer_quality"] = suite  # its dataclasses look their module up there
+spec.loader.exec_module(suite)
+PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def test_every_built_in_configuration_gives_valid_params():
+    for name, overrides in suite.CONFIGS.items():
+        params = suite.apply(PARAMS, overrides)
+        for section in SECTIONS:
+            parse_section(params[section], section, source=f"configuration {name}")
+    assert PARAMS["train"]["epochs"] != 99 and suite.apply(PARAMS, {"train.epochs": 99})["train"]["epochs"] == 99
+    assert PARAMS["train"]["epochs"] == yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["epochs"]
+
+
+def test_configurations_from_the_command_line():
+    assert suite.parse_config("wide:train.channels=[32, 64],train.lr=0.001") == (
+        "wide", {"train.channels": [32, 64], "train.lr": 0.001})
+    assert suite.parse_config("default") == ("default", suite.CONFIGS["default"])
+    with pytest.raises(SystemExit, match="unknown configuration"):
+        suite.parse_config("nope")
+    with pytest.raises(SystemExit, match="is not section.key=value"):
+        suite.parse_config("bad:epochs=3")
+    with pytest.raises(SystemExit, match="no param train.epoch"):
+        suite.apply(PARAMS, {"train.epoch": 3})
+
+
+def test_mean_and_sample_sd():
+    assert suite.mean_sd([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2))
+    mean, sd = suite.mean_sd([0.8])
+    assert mean == 0.8 and math.isnan(sd)
