@@ -19,9 +19,9 @@ from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, pe
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json, write_json_atomic
 from musicid.parallel import ordered_map
-from musicid.params import as_dict, load_section
+from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
-from musicid.stage import run_stage
+from musicid.stage import StageError, run_stage
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,20 +32,17 @@ def run(args: argparse.Namespace) -> int:
     report_path = args.audio / "report.json"
     report = read_render_report(report_path)
     if isinstance(report, str):
-        print(f"clip: {report}", file=sys.stderr)
-        return 1
+        raise StageError(report)
     tracks = {r["source"]: r for r in report["files"] if r["status"] != "rejected"}
     if not tracks:
-        print(f"clip: {no_track_message(report['files'], report_path)}", file=sys.stderr)
-        return 1
+        raise StageError(no_track_message(report["files"], report_path))
     labels_found = sorted({r["label"] for r in tracks.values()})
     holdout = sorted(set(split_params.holdout_classes))
     missing = [label for label in holdout if label not in labels_found]
     if missing or len(labels_found) - len(holdout) < 2:
         reason = (f"names classes with no rendered track: {missing}" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
-        print(f"clip: {args.params}: split.holdout_classes {reason}", file=sys.stderr)
-        return 2
+        raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
     # A class too small for the split is left out whole, never trained on.
     excluded = too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val, split_params.test,
                                  holdout, split_params.folds)
@@ -53,9 +50,8 @@ def run(args: argparse.Namespace) -> int:
     known = [label for label in labels_found if label not in holdout and label not in excluded]
     if len(known) < 2:
         left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
-        print(f"clip: {len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
-              f"two are needed; left out for too few tracks: {left_out}", file=sys.stderr)
-        return 1
+        raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
+                         f"two are needed; left out for too few tracks: {left_out}")
     # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
     label_names = known + holdout
     label_index = {name: i for i, name in enumerate(label_names)}
@@ -65,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
                for record in tracks.values() for name in record["outputs"]}
     damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}
     if damaged:
-        print(f"clip: {damaged_message(damaged, report_path)}", file=sys.stderr)
-        return 1
+        raise StageError(damaged_message(damaged, report_path))
 
     tracks_in_class = Counter(r["label"] for r in tracks.values())
     order = sorted(tracks)
@@ -124,15 +119,12 @@ def run(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise WriteError(args.report, error_cause(error)) from None
     except EmptyResult as error:
-        print(f"clip: {error}", file=sys.stderr)
-        return 1
+        raise StageError(str(error)) from None
     except DamagedAudio as error:
-        print(f"clip: {damaged_message({error.path: error.reason}, report_path)}", file=sys.stderr)
-        return 1
+        raise StageError(damaged_message({error.path: error.reason}, report_path)) from None
     except WriteError as error:  # RowWriter names its staging file: name the output instead
-        print(f"clip: cannot write {args.report if error.path == args.report else args.out}: {error.cause}",
-              file=sys.stderr)
-        return 1
+        raise StageError(f"cannot write {args.report if error.path == args.report else args.out}: "
+                         f"{error.cause}") from None
 
     per_split = {s: sum(v for (_, sp), v in clips_per.items() if sp == s) for s in SPLITS}
     reasons = Counter(dropped.values())
