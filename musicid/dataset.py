@@ -46,16 +46,20 @@ folder is one record, its origin ending in ``/``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
 import shutil
 import stat
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from musicid.deadline import wall_clock_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
 from musicid.io import safe_name, sha256_file
 
@@ -149,22 +153,31 @@ def select_pieces(pieces: list[CorpusPiece], cap: int, seed: int) -> list[Corpus
     return sorted(chosen, key=lambda piece: piece.relative_path)
 
 
-def score_to_midi(piece: CorpusPiece) -> tuple[CorpusPiece, bytes | None, str | None]:
+class ConversionTimeout(Exception):
+    """A score took longer to convert than ``dataset.timeout_s``."""
+
+
+def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[CorpusPiece, bytes | None, str | None]:
     """Convert one corpus score to Standard MIDI File bytes.
 
     Returns ``(piece, midi_bytes, None)`` or ``(piece, None, reason)`` when
-    music21 cannot parse or convert the score (badly formed repeats, for one).
+    music21 cannot parse or convert the score (badly formed repeats, for one)
+    or takes longer than ``timeout_s`` seconds of wall time (some full
+    string-quartet movements take music21 ten minutes and more).
     """
     from music21 import converter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            score = converter.parse(corpus_root() / piece.relative_path)
-            with tempfile.TemporaryDirectory() as scratch:
-                midi_path = Path(scratch) / "score.mid"
-                score.write("midi", fp=midi_path)
-                data = midi_path.read_bytes()
+            with wall_clock_limit(time.monotonic() + timeout_s, ConversionTimeout):
+                score = converter.parse(corpus_root() / piece.relative_path)
+                with tempfile.TemporaryDirectory() as scratch:
+                    midi_path = Path(scratch) / "score.mid"
+                    score.write("midi", fp=midi_path)
+                    data = midi_path.read_bytes()
+        except ConversionTimeout:
+            return piece, None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser
             # A score music21 cannot handle is reported, not fatal: its reason goes
             # into the manifest and the other pieces carry on.
@@ -181,6 +194,7 @@ def export_music21(
     seed: int,
     out_dir: Path,
     map_function: Callable,
+    timeout_s: float = math.inf,
 ) -> dict:
     """Write the chosen corpus pieces as MIDI under ``out_dir/<label>/``.
 
@@ -203,7 +217,8 @@ def export_music21(
         chosen.extend(select_pieces(works, max_per_class, seed))
 
     files: list[dict] = []
-    for piece, data, reason in map_function(score_to_midi, chosen):
+    convert = functools.partial(score_to_midi, timeout_s=timeout_s)
+    for piece, data, reason in map_function(convert, chosen):
         if data is None:
             skipped.append({"origin": piece.origin, "label": piece.label, "reason": reason})
             continue

@@ -56,6 +56,7 @@ class DatasetParams(Section):
     unlabeled: str | None  # folder name of files with no label, kept apart for prediction
     max_bytes: int = Field(gt=0)  # cap on the bytes an archive may expand to
     max_files: int = Field(gt=0)  # cap on the number of files in an archive
+    timeout_s: float = Field(gt=0)  # source "music21": wall-clock limit on converting one score
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
-import signal
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, write_wav
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud, frame_peaks,
                             validate_audio)
+from musicid.deadline import wall_clock_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name
 from musicid.midi import read_midi, reserialize_midi
@@ -120,42 +117,17 @@ def output_names(label: str, track_id: str, soundfonts: list[str], is_midi: bool
     return tuple(f"{label}/{track_id}__{suffix}.wav" for suffix in soundfont_suffixes(soundfonts))
 
 
-ALARM_REPEAT_S = 0.05  # seconds between alarms once a file's time is up
-
-
-@contextlib.contextmanager
-def time_limit(deadline: float) -> Iterator[None]:
+def time_limit(deadline: float) -> contextlib.AbstractContextManager[None]:
     """Raise :class:`RenderError` ``timeout`` inside the block once ``time.monotonic()`` passes ``deadline``.
 
-    Parsing a MIDI file runs in mido's pure-Python loops, which cannot check a
-    clock; SIGALRM interrupts them.  Signals reach only the main
-    thread, so elsewhere the block runs to its end and the deadline is checked
-    after it.  Only Python code runs under this limit (never FluidSynth, whose
-    state an exception in the middle of its clean-up would corrupt).
+    Parsing a MIDI file runs in mido's pure-Python loops; see
+    :func:`musicid.deadline.wall_clock_limit` for how they are interrupted.
+    Only Python code runs under this limit (never FluidSynth).
     """
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
+    if deadline - time.monotonic() <= 0:
         raise RenderError("timeout", "no time left for this file")
-    use_alarm = threading.current_thread() is threading.main_thread() and math.isfinite(remaining)
-    if not use_alarm:
-        yield
-        if time.monotonic() > deadline:
-            raise RenderError("timeout", "reading the file took longer than render.timeout_s")
-        return
-
-    def on_alarm(signum, frame):
-        raise RenderError("timeout", "reading the file took longer than render.timeout_s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    # The alarm repeats: an exception raised by a signal handler while Python runs a
-    # weakref callback or a __del__ (garbage collection can run them anywhere) is
-    # printed and dropped, and the parse would go on; the next alarm stops it.
-    signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return wall_clock_limit(deadline, lambda: RenderError(
+        "timeout", "reading the file took longer than render.timeout_s"))
 
 
 def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_db: float) -> np.ndarray:

@@ -31,7 +31,8 @@ def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
             return progress(ordered_map(function, items, jobs=jobs), total=len(items), desc="music21")
 
         return export_music21(classes=params.classes, max_per_class=params.max_per_class,
-                              seed=params.seed, out_dir=staging, map_function=run_all)
+                              seed=params.seed, out_dir=staging, map_function=run_all,
+                              timeout_s=params.timeout_s)
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,

@@ -109,3 +109,13 @@ def test_export_twins_of_bach_and_trecento(tmp_path):
         ("music21:trecento/PMFC_13_01-Kyrie-Summe-Clementissime.xml",
          "same_work: kept trecento/PMFC_13_01-Kyrie-Summe-Clementissime.mxl"),
     ]
+
+
+def test_a_score_that_takes_too_long_to_convert_is_skipped_as_timeout():
+    # A chorale takes music21 a good fraction of a second; a millisecond is not enough.
+    piece = CorpusPiece("bach", "bach/bwv66.6.mxl")
+    _, data, reason = score_to_midi(piece, timeout_s=0.001)
+    assert data is None
+    assert reason == "timeout: music21 took longer than dataset.timeout_s (0.001 s)"
+    # With time enough, the same score converts.
+    assert score_to_midi(piece, timeout_s=60)[1]
