@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from musicid.params import ClipParams
 
 SILENCE_FRAME_SECONDS = 0.05
+# A track's level is measured over its frames within this many dB of its loudest one:
+# silence, fades and reverberant tails do not pull it down.
+TRACK_LEVEL_RANGE_DB = 40.0
 
 
 def tracks_needed(val: float, test: float, folds: int = 0) -> int:
@@ -200,13 +203,50 @@ def silent_fraction(clips: np.ndarray, frame_samples: int, min_rms: float) -> np
     return np.mean(rms < min_rms, axis=1)
 
 
+def frame_rms(mono: np.ndarray, frame_samples: int) -> np.ndarray:
+    """RMS of each whole ``frame_samples``-long frame of ``mono`` (float [n]) -> float64 [n // frame_samples]."""
+    n_frames = len(mono) // frame_samples
+    frames = mono[: n_frames * frame_samples].reshape(n_frames, frame_samples)
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+
+
+def track_level(mono: np.ndarray, frame_samples: int) -> float:
+    """Linear RMS of the sounding part of a track: its frames within TRACK_LEVEL_RANGE_DB of the loudest.
+
+    mono float [n]; 0.0 for digital silence or audio shorter than one frame.
+    Scaling the track by g scales this by g exactly (the frames chosen are the same).
+    """
+    rms = frame_rms(mono, frame_samples)
+    if rms.size == 0 or rms.max() == 0:
+        return 0.0
+    sounding = rms[rms >= rms.max() * 10.0 ** (-TRACK_LEVEL_RANGE_DB / 20.0)]
+    return float(np.sqrt(np.mean(np.square(sounding))))
+
+
+def normalize_track(mono: np.ndarray, frame_samples: int, target_db: float) -> np.ndarray:
+    """Scale ``mono`` (float32 [n]) so that its :func:`track_level` is ``target_db`` dBFS.
+
+    The same music at any level (or converted to another sample rate or channel
+    layout, which leaves its level as it was) gives the same clips, and the
+    silence test that follows sees the same frames as silent.  Peaks may end up
+    above 1.0: clips are float32 and never written as audio, so nothing is clipped.
+    Digital silence is returned as it is.
+    """
+    level = track_level(mono, frame_samples)
+    if level == 0.0:
+        return mono
+    return (mono * np.float32(10.0 ** (target_db / 20.0) / level)).astype(np.float32, copy=False)
+
+
 def normalize_loudness(clips: np.ndarray, mode: str, target_db: float) -> np.ndarray:
     """Scale each clip so its peak ("peak") or RMS ("rms") is ``target_db`` dBFS.
 
     clips float32 [k, n]; silent clips are left as they are; after RMS scaling
-    samples beyond full scale are clipped to [-1, 1].
+    samples beyond full scale are clipped to [-1, 1].  Modes "none" and
+    "track" (done on the whole track before cutting, :func:`normalize_track`)
+    leave the clips as they are.
     """
-    if mode == "none" or len(clips) == 0:
+    if mode in ("none", "track") or len(clips) == 0:
         return clips
     target = 10.0 ** (target_db / 20.0)
     if mode == "peak":
@@ -232,8 +272,10 @@ def cut_clips(mono: np.ndarray, clip: ClipParams, max_clips: int) -> tuple[np.nd
     starts = clip_starts(len(mono), clip_samples, hop_samples)
     if starts.size == 0:
         return np.zeros((0, clip_samples), np.float32), np.zeros(0), 0
-    windows = np.lib.stride_tricks.sliding_window_view(mono, clip_samples)[starts]
     frame_samples = max(1, int(round(SILENCE_FRAME_SECONDS * sample_rate)))
+    if clip.normalize == "track":
+        mono = normalize_track(mono, frame_samples, clip.target_db)
+    windows = np.lib.stride_tricks.sliding_window_view(mono, clip_samples)[starts]
     loud = silent_fraction(windows, frame_samples, clip.min_rms) <= clip.max_silence
     n_silent = int((~loud).sum())
     starts = starts[loud]

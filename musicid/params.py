@@ -128,8 +128,8 @@ class ClipParams(Section):
     sample_rate: int = Field(ge=1000)  # Hz of the clips (audio is resampled with soxr when it differs)
     clip_seconds: float = Field(gt=0)
     hop_seconds: float = Field(gt=0)  # distance between clip starts; < clip_seconds means overlap
-    normalize: Literal["none", "peak", "rms"]  # loudness normalisation of each clip
-    target_db: float = Field(le=0)  # level (dBFS) of the peak or RMS after normalisation
+    normalize: Literal["none", "track", "peak", "rms"]  # loudness normalisation of the track, or of each clip
+    target_db: float = Field(le=0)  # level (dBFS) of the track's sounding part, or each clip's peak or RMS
     min_rms: float = Field(ge=0)  # a 50 ms frame quieter than this (linear RMS) counts as silence
     max_silence: float = Field(ge=0, le=1)  # clips with a larger fraction of silent frames are skipped
     max_clips_per_track: int = Field(ge=0)  # 0: no cap; otherwise evenly spaced clips are kept

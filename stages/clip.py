@@ -63,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if damaged:
         raise StageError(damaged_message(damaged, report_path))
 
-    tracks_in_class = Counter(r["label"] for r in tracks.values())
+    # The clip caps bound the cost of training; val and test tracks give every clip, so
+    # that each track's decision rests on the whole piece.
+    train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
     order = sorted(tracks)
     tasks = [ClipTask(tuple(str(args.audio / name) for name in tracks[t]["outputs"]), clip_params,
                       per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
-                                    tracks_in_class[tracks[t]["label"]])) for t in order]
+                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0)
+             for t in order]
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     clips_per, tracks_per = Counter(), Counter()
     silent_total, dropped = 0, {}

@@ -101,9 +101,15 @@ def test_clip_stage_is_deterministic(tmp_path, audio):
 def test_class_cap(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio, clip={"max_clips_per_class": 12, "max_clips_per_track": 0})
     with h5py.File(clips, "r") as table:
-        counts = np.bincount(table["label"][:])
-    # a: 7 tracks -> 1 clip each (6 with sound); b and c: 6 tracks -> 2 clips each.
-    assert counts.tolist() == [6, 12, 12]
+        labels, splits = table["label"][:], read_strings(table["split"])
+        tracks = read_strings(table["track"])
+    train = splits == "train"
+    # The cap is shared by the training tracks of a class: a has 5 of them, so 12 // 5 = 2
+    # clips each; b and c have 4, so 3 each.
+    assert np.bincount(labels[train]).tolist() == [10, 12, 12]
+    # Val and test tracks give every clip (5 s tones, 1 s clips).
+    assert all(np.sum(tracks == track) == 5 for track in set(tracks[~train]))
+    assert np.sum(~train) == 5 * 5  # a's silent track is one of the six val and test tracks
 
 
 def test_bad_holdout_is_named(tmp_path, audio, capsys):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from musicid.clips import (ClipTask, DamagedAudio, assign_folds, assign_splits, clip_starts, clip_track, cut_clips,
-                           evenly_spaced, expected_clip_count, load_mono, normalize_loudness, per_track_cap,
-                           silent_fraction, split_sizes, too_small_classes, tracks_needed, wav_damage)
+                           evenly_spaced, expected_clip_count, load_mono, normalize_loudness, normalize_track, per_track_cap,
+                           silent_fraction, split_sizes, too_small_classes, track_level, tracks_needed, wav_damage)
 from tests.conftest import section_params, sine, write_wav
 
 
@@ -257,3 +257,30 @@ def test_a_wav_libsndfile_cannot_decode_is_damaged(tmp_path):
     with pytest.raises(DamagedAudio) as caught:
         clip_track(ClipTask((str(tmp_path / "format.wav"),), clip_params(8000, 0.5, 0.5), 0))
     assert caught.value.reason.startswith("unreadable (")
+
+
+def test_track_normalisation_makes_the_clips_independent_of_the_level():
+    rng = np.random.default_rng(0)
+    sample_rate = 8000
+    # 3 s of noise at varied loudness, then 1 s of silence, then 2 s of a quiet tone.
+    t = np.arange(2 * sample_rate) / sample_rate
+    mono = np.concatenate([rng.normal(0, 0.2, 3 * sample_rate) * np.linspace(0.2, 1, 3 * sample_rate),
+                           np.zeros(sample_rate), 0.01 * np.sin(2 * np.pi * 440 * t)]).astype(np.float32)
+    params = clip_params(sample_rate=sample_rate, clip_seconds=1.0, hop_seconds=1.0, normalize="track",
+                         target_db=-20.0, min_rms=0.001, max_silence=0.5, max_clips_per_track=0)
+    reference, offsets, silent = cut_clips(mono, params, max_clips=0)
+    assert offsets.tolist() == [0.0, 1.0, 2.0, 4.0, 5.0] and silent == 1
+    for gain in (0.5, 0.25, 0.1, 4.0):
+        clips, scaled_offsets, _ = cut_clips(mono * np.float32(gain), params, max_clips=0)
+        assert np.array_equal(scaled_offsets, offsets)  # the same clips are silent at every level
+        assert np.allclose(clips, reference, rtol=1e-5, atol=1e-7)
+    frame = int(0.05 * sample_rate)
+    assert track_level(normalize_track(mono, frame, -20.0), frame) == pytest.approx(0.1, rel=1e-6)
+    assert track_level(np.zeros(100, np.float32), frame) == 0.0
+    # Frames more than 40 dB below the loudest (silence, tails) do not pull the level down.
+    loud_and_tail = np.concatenate([np.full(frame * 4, 0.5), np.full(frame * 40, 0.001)]).astype(np.float32)
+    assert track_level(loud_and_tail, frame) == pytest.approx(0.5)
+    # Without it, a tenth of the level turns the quiet tone into silence.
+    quiet = cut_clips(mono * np.float32(0.1), clip_params(sample_rate=sample_rate, clip_seconds=1.0,
+                      hop_seconds=1.0, normalize="none", min_rms=0.001, max_clips_per_track=0), max_clips=0)
+    assert quiet[1].tolist() == [0.0, 1.0, 2.0]
