@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+# How a track's clip probabilities become the track's: "mean" averages them;
+# "log_mean" averages their logarithms (the product of the clips' evidence,
+# renormalised, as if the clips were independent), where a clip that all but
+# rules a class out weighs more than several that mildly favour it.
+# Evaluate reports both (per_class.json, "track_pooling"); the headline and
+# predict use TRACK_POOLING.
+Pooling = Literal["mean", "log_mean"]
+TRACK_POOLING: Pooling = "mean"
+LOG_FLOOR = 1e-6  # probabilities are floored here before the logarithm: a single 0 must not veto a class
+
+
+def pool(probabilities: np.ndarray, tracks: np.ndarray, pooling: Pooling = TRACK_POOLING,
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(track ids [M] sorted, pooled probabilities float64 [M, C], rows summing to 1) of clips [N, C], tracks [N]."""
+    if pooling == "mean":
+        return track_means(probabilities, tracks)
+    if pooling != "log_mean":
+        raise ValueError(f"unknown pooling {pooling!r}")
+    names, log_means = track_means(np.log(np.maximum(probabilities, LOG_FLOOR)), tracks)
+    pooled = np.exp(log_means - log_means.max(axis=1, keepdims=True))
+    return names, pooled / pooled.sum(axis=1, keepdims=True)
 
 
 def track_probabilities(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray,
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Average the clip probabilities of each track.
+                        pooling: Pooling = TRACK_POOLING) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool the clip probabilities of each track (see :func:`pool`).
 
     probabilities float [N, C], labels int [N], tracks str [N] ->
     (track probabilities [M, C], track labels [M], track ids [M]), sorted by track id.
     """
-    names, means = track_means(probabilities, tracks)
+    names, means = pool(probabilities, tracks, pooling)
     _, inverse = np.unique(tracks, return_inverse=True)
     track_labels = np.zeros(len(names), dtype=np.int64)
     track_labels[inverse] = labels

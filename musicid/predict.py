@@ -17,6 +17,7 @@ from musicid.checks import RenderError
 from musicid.clips import cut_clips
 from musicid.features import compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.metrics import pool
 from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.synth import MidiRenderer
@@ -129,7 +130,7 @@ class Predictor:
         features = compute_features(clips, self.features, self.clip.sample_rate)
         features = normalise(features, self.band_mean, self.band_std)
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device)
-        mean = probabilities.mean(axis=0)
+        mean = pool(probabilities, np.zeros(len(probabilities), dtype=int))[1][0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
         _, scores = self.novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))

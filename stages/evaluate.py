@@ -19,6 +19,7 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import get_args
 
 import h5py
 import numpy as np
@@ -26,8 +27,8 @@ import numpy as np
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
 from musicid.io import atomic_directory, dumps_json, write_bytes_atomic, write_json_atomic
-from musicid.metrics import (confusion_matrix, confusion_records, headline, open_set_metrics, summarise,
-                             track_probabilities)
+from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
+                             open_set_metrics, summarise, track_probabilities)
 from musicid.novelty import cosine_scores
 from musicid.params import load_section
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
@@ -118,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
                     save_confusion_png(figures_dir / f"confusion_{split}_{level}.png",
                                        confusion_matrix(truth, predicted, len(label_names)), label_names,
                                        f"{split}, {level} level")
+                # Track macro-F1 under each way of pooling the clips (the headline uses TRACK_POOLING).
+                details[split]["track_pooling"] = {
+                    "used": TRACK_POOLING,
+                    **{way: summarise(track_labels, track_probabilities(
+                        probabilities[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
+                        label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = novelty.track_scores(embeddings, tracks)
                 all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names

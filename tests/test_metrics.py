@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from musicid.metrics import confusion_matrix, confusion_records, summarise, track_probabilities
+from musicid.metrics import confusion_matrix, confusion_records, pool, summarise, track_probabilities
 
 
 def test_track_probabilities_average_clips():
@@ -154,3 +154,17 @@ def test_pca_2d_finds_the_plane_and_orders_its_axes_by_spread():
     assert np.allclose(pca_2d(points), plane, atol=1e-9)
     # The axes' signs come from the axes, not from the points: mirrored points give a mirrored map.
     assert np.allclose(pca_2d(2 * points.mean(axis=0) - points), -plane, atol=1e-9)
+
+
+def test_log_mean_pooling_multiplies_the_evidence_of_the_clips():
+    # Track t: three clips mildly for class 0, one that all but rules it out.
+    probabilities = np.array([[0.7, 0.3], [0.7, 0.3], [0.7, 0.3], [0.001, 0.999], [0.5, 0.5]])
+    tracks = np.array(["t", "t", "t", "t", "u"])
+    names, mean = pool(probabilities, tracks, "mean")
+    assert names.tolist() == ["t", "u"] and mean[0].argmax() == 0  # (2.1 + 0.001) / 4 > 0.5
+    _, log_mean = pool(probabilities, tracks, "log_mean")
+    assert log_mean[0].argmax() == 1
+    assert np.allclose(log_mean.sum(axis=1), 1.0) and np.allclose(log_mean[1], [0.5, 0.5])
+    # A probability of exactly 0 is floored (1e-6): no NaN, and enough clips that agree outweigh it.
+    _, floored = pool(np.array([[0.0, 1.0]] + [[0.9, 0.1]] * 7), np.array(["t"] * 8), "log_mean")
+    assert np.isfinite(floored).all() and floored[0].argmax() == 0
