@@ -16,9 +16,11 @@ from musicid.training import save_checkpoint
 from tests.conftest import SOUNDFONT, section_params, sine, write_wav
 
 
-def write_checkpoint(path, reference: float, reference_tracks: int | None, label_names=("bach", "palestrina")):
+def write_checkpoint(path, reference: float, reference_tracks: int | None, label_names=("bach", "palestrina"),
+                     clip: dict | None = None):
     """A checkpoint as train writes it: the pipeline's params, an (untrained) model, novelty statistics."""
     params = {name: as_dict(section_params(name)) for name in ("render", "clip", "features")}
+    params["clip"].update(clip or {})
     if not SOUNDFONT.is_file():
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
@@ -115,3 +117,38 @@ def test_a_pickle_that_is_not_a_musicid_checkpoint(inputs, capsys):
     assert main(["predict", str(inputs / "songs"), "--model", str(inputs / "other.pt")]) == 2
     assert capsys.readouterr().err == (f"predict: {inputs / 'other.pt'}: not a musicid checkpoint "
                                        "(no 'format: musicid-checkpoint-1')\n")
+
+
+def _chord(seconds: float, sample_rate: int) -> np.ndarray:
+    """A swelling three-note chord with a quiet passage: float32 [n], peak about 0.5."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (262.0, 330.0, 392.0)) / 3
+    swell = 0.2 + 0.8 * (0.5 + 0.5 * np.sin(2 * np.pi * t / seconds))
+    return (0.5 * chord * swell).astype(np.float32)
+
+
+@pytest.mark.parametrize("normalize, invariant", [("track", True), ("none", False)])
+def test_level_sample_rate_and_channels_do_not_change_the_answer(tmp_path, normalize, invariant):
+    import soundfile
+    import soxr
+
+    from musicid.predict import Predictor
+
+    model = write_checkpoint(tmp_path / "model.pt", reference=0.0, reference_tracks=24, clip={"normalize": normalize})
+    audio = _chord(12.0, 22050)
+    variants = {"own": write_wav(tmp_path / "own.wav", audio, 22050),
+                "half": write_wav(tmp_path / "half.wav", audio * 0.5, 22050),
+                "quarter": write_wav(tmp_path / "quarter.wav", audio * 0.25, 22050)}
+    stereo = np.repeat(soxr.resample(audio, 22050, 44100)[:, None], 2, axis=1)
+    soundfile.write(tmp_path / "copy.flac", stereo, 44100, subtype="PCM_16")
+    variants["flac"] = tmp_path / "copy.flac"
+    predictor = Predictor(model)
+    clips = {name: predictor.clips_of(path) for name, path in variants.items()}
+    assert {name: len(c) for name, c in clips.items()} == {name: 3 for name in variants}
+    # What the model sees: the same clips, up to 16-bit rounding and resampling, at every level and format.
+    same = [np.allclose(clips[name], clips["own"], atol=2e-3) for name in ("half", "quarter", "flac")]
+    assert same == ([True] * 3 if invariant else [False, False, True])
+    if invariant:
+        scores = {name: dict(predictor.predict(path, top=2).labels) for name, path in variants.items()}
+        assert all(abs(scores[name][label] - scores["own"][label]) < 1e-3
+                   for name in variants for label in scores["own"]), scores
