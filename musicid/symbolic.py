@@ -179,3 +179,86 @@ def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, tran
     if tempo <= 0:
         raise ValueError(f"tempo factor must be > 0, got {tempo}")
     return window_features(notes.played(transpose, tempo), offsets_s, clip_seconds)
+
+
+@dataclass
+class TrackTask:
+    """The clips of one source whose symbolic features are wanted (one worker item)."""
+
+    path: str  # the MIDI file
+    offsets_s: np.ndarray  # float64 [k] clip starts in their WAVs
+    transpose: np.ndarray  # int64 [k] of the WAV each clip comes from
+    tempo: np.ndarray  # float64 [k]
+    clip_seconds: float
+
+
+def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
+    """Worker: (features float32 [k, SYMBOLIC_DIM], None), or (None, "reason: detail") for an unreadable file.
+
+    The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
+    """
+    try:
+        notes = read_notes(task.path)
+    except RenderError as error:
+        return None, str(error)
+    except OSError as error:  # the source left data/raw after it was rendered
+        return None, f"unreadable: {error.strerror or type(error).__name__}"
+    out = np.zeros((len(task.offsets_s), SYMBOLIC_DIM), dtype=np.float32)
+    variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
+    for transpose, tempo in variants:
+        rows = (task.transpose == transpose) & (task.tempo == tempo)
+        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo)
+    return out, None
+
+
+@dataclass
+class TableSymbolic:
+    """Symbolic features of every row of a clips table."""
+
+    features: np.ndarray  # float32 [n, SYMBOLIC_DIM]; zeros where absent
+    present: np.ndarray  # bool [n]: False for clips of audio sources and of unreadable MIDI files
+    audio_sources: int  # sources that are audio files (no notes to read)
+    unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
+
+
+def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
+                   records: list[dict], raw_dir: Path, jobs: int = 1) -> TableSymbolic:
+    """Symbolic features of the clips of a clips table.
+
+    tracks str [n]: each clip's source under ``raw_dir`` (the render report's
+    ``source``); outputs str [n]: the WAV it was cut from (one of the record's
+    ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
+    the render report's ``files``. MIDI files are read on ``jobs`` processes.
+    """
+    from musicid.filetypes import MIDI_EXTENSIONS
+    from musicid.parallel import ordered_map
+
+    by_source = {record["source"]: record for record in records}
+    features = np.zeros((len(tracks), SYMBOLIC_DIM), dtype=np.float32)
+    present = np.zeros(len(tracks), dtype=bool)
+    names = sorted(set(tracks.tolist()))
+    midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
+    tasks, rows_of, unreadable = [], [], {}
+    for name in midi_names:
+        rows = np.flatnonzero(tracks == name)
+        record = by_source.get(name)
+        if record is None:
+            unreadable[name] = "missing: not in the render report"
+            continue
+        variants = render_variants(record)
+        unknown = sorted(set(outputs[rows].tolist()) - set(variants))
+        if unknown:
+            unreadable[name] = f"missing: the render report does not list its WAV {unknown[0]}"
+            continue
+        transpose = np.array([variants[o][0] for o in outputs[rows]], dtype=np.int64)
+        tempo = np.array([variants[o][1] for o in outputs[rows]], dtype=np.float64)
+        tasks.append(TrackTask(str(raw_dir / name), offsets_s[rows].astype(np.float64), transpose, tempo,
+                               clip_seconds))
+        rows_of.append((name, rows))
+    for (name, rows), (values, reason) in zip(rows_of, ordered_map(track_features, tasks, jobs=jobs)):
+        if values is None:
+            unreadable[name] = reason
+            continue
+        features[rows] = values
+        present[rows] = True
+    return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())))
