@@ -47,9 +47,18 @@ def clip_columns(clip_samples: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
     return _row_columns("audio", np.float32, (clip_samples,), with_source=True)
 
 
-def feature_columns(n_bands: int, n_frames: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """Columns of features.h5: ``features`` float32 [n_bands, n_frames] (dB or MFCC) per row, then metadata."""
-    return _row_columns("features", np.float32, (n_bands, n_frames), with_source=False)
+def feature_columns(n_bands: int, n_frames: int, symbolic_dim: int = 0) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """Columns of features.h5: ``features`` float32 [n_bands, n_frames] (dB or MFCC) per row, then metadata.
+
+    With ``symbolic_dim`` > 0, two more columns come last: ``symbolic`` float32
+    [symbolic_dim] (musicid.symbolic; zeros where absent) and ``has_symbolic``
+    bool (False for clips of audio sources and of unreadable MIDI files).
+    """
+    columns = _row_columns("features", np.float32, (n_bands, n_frames), with_source=False)
+    if symbolic_dim:
+        columns["symbolic"] = (np.float32, (symbolic_dim,))
+        columns["has_symbolic"] = (np.bool_, ())
+    return columns
 
 
 class WriteError(Exception):

@@ -1,9 +1,10 @@
-"""A compact CNN for (n_bands x n_frames) spectrogram inputs."""
+"""A compact CNN for (n_bands x n_frames) spectrogram inputs, optionally fused with symbolic features."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +17,9 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     embedding_dim: int = 128
     dropout: float = 0.2
+    # Symbolic features per clip (musicid.symbolic); 0: audio only. The default lets the
+    # configs of checkpoints written before the field existed load as audio-only models.
+    symbolic_dim: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,8 +37,29 @@ class ConvBlock(nn.Module):
         return F.max_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2, ceil_mode=True)
 
 
+SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output
+
+
+class SymbolicBranch(nn.Module):
+    """A small MLP on a clip's normalised symbolic features and their presence flag: (B, D + 1) -> (B, 64)."""
+
+    def __init__(self, symbolic_dim: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(symbolic_dim + 1, SYMBOLIC_WIDTH), nn.LayerNorm(SYMBOLIC_WIDTH), nn.ReLU(),
+            nn.Linear(SYMBOLIC_WIDTH, SYMBOLIC_WIDTH), nn.LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
+
+    def forward(self, symbolic: torch.Tensor) -> torch.Tensor:
+        return self.layers(symbolic)
+
+
 class SpectrogramCNN(nn.Module):
-    """Conv blocks -> global mean+max pooling -> L2-normalised embedding -> class logits."""
+    """Conv blocks -> global mean+max pooling [+ symbolic branch] -> L2-normalised embedding -> class logits.
+
+    With ``config.symbolic_dim`` > 0 the pooled audio vector is concatenated with
+    the symbolic branch's output before ``project``, so the embedding, the
+    classifier, the centroids and the novelty score all see both.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -42,7 +67,9 @@ class SpectrogramCNN(nn.Module):
         widths = [1, *config.channels]
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.dropout = nn.Dropout(config.dropout)
-        self.project = nn.Linear(2 * config.channels[-1], config.embedding_dim)
+        self.symbolic = SymbolicBranch(config.symbolic_dim) if config.symbolic_dim else None
+        fused = 2 * config.channels[-1] + (SYMBOLIC_WIDTH if config.symbolic_dim else 0)
+        self.project = nn.Linear(fused, config.embedding_dim)
         # The classifier sees unit-length embeddings; a fixed scale keeps its logits
         # in a range where softmax can become confident.
         self.classifier = nn.Linear(config.embedding_dim, config.n_classes)
@@ -51,10 +78,20 @@ class SpectrogramCNN(nn.Module):
         # untrained and classes are told by the nearest class centroid instead.
         self.uses_classifier = True
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, n_bands, T) normalised features -> (B, embedding_dim), unit length."""
+    def embed(self, x: torch.Tensor, symbolic: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, n_bands, T) normalised features -> (B, embedding_dim), unit length.
+
+        symbolic: (B, symbolic_dim + 1), the normalised symbolic features (zeros
+        where absent) then the presence flag (1 or 0), as ``symbolic_input``
+        builds it; None means absent for every clip (an audio file). An
+        audio-only model ignores it.
+        """
         h = self.blocks(x.unsqueeze(1))  # (B, C, n_bands / 2^k, T / 2^k)
         pooled = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (B, 2C)
+        if self.symbolic is not None:
+            if symbolic is None:
+                symbolic = x.new_zeros((len(x), self.config.symbolic_dim + 1))
+            pooled = torch.cat([pooled, self.symbolic(symbolic)], dim=1)  # (B, 2C + 64)
         return F.normalize(self.project(self.dropout(pooled)), dim=1)
 
     def logits(self, embeddings: torch.Tensor, centroids: torch.Tensor | None = None) -> torch.Tensor:
@@ -71,6 +108,16 @@ class SpectrogramCNN(nn.Module):
             raise ValueError("a model trained without a classifier needs the class centroids for its logits")
         return self.scale * embeddings @ centroids.T
 
-    def forward(self, x: torch.Tensor, centroids: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, n_bands, T) -> logits (B, n_classes); see ``logits``."""
-        return self.logits(self.embed(x), centroids)
+    def forward(self, x: torch.Tensor, centroids: torch.Tensor | None = None,
+                symbolic: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, n_bands, T) -> logits (B, n_classes); see ``embed`` and ``logits``."""
+        embeddings = self.embed(x) if symbolic is None else self.embed(x, symbolic)
+        return self.logits(embeddings, centroids)
+
+
+def symbolic_input(features: np.ndarray, present: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The symbolic branch's input float32 [N, D + 1]: features float32 [N, D] normalised with
+    ``mean``/``std`` float32 [D], zeroed where ``present`` (bool [N]) is False, then the flag."""
+    normalised = (features - mean[None, :]) / std[None, :]
+    normalised = np.where(present[:, None], normalised, 0.0)
+    return np.concatenate([normalised, present[:, None].astype(np.float64)], axis=1).astype(np.float32)

@@ -147,6 +147,7 @@ class FeatureParams(Section):
     top_db: float | None = Field(gt=0)  # and below each clip's maximum minus this (librosa's top_db); null: off
     n_mfcc: int = Field(gt=0)  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
+    symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
 
     @model_validator(mode="after")
     def _check(self) -> FeatureParams:
@@ -175,6 +176,7 @@ class TrainParams(Section):
     time_mask: int = Field(ge=0)  # SpecAugment: widest frame mask (0: off)
     masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
     seed: int
+    symbolic_dropout: float = Field(ge=0, le=1)  # fraction of training clips whose symbolic input is hidden
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

@@ -16,10 +16,12 @@ from musicid.audio import resample, to_channels
 from musicid.checks import RenderError
 from musicid.clips import cut_clips
 from musicid.features import compute_features
-from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.metrics import pool
+from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
+from musicid.symbolic import clip_features, read_notes
 from musicid.synth import MidiRenderer
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
@@ -37,6 +39,7 @@ class Prediction:
     flagged: bool | None = None  # novelty above the checkpoint's threshold: unlike every known class
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
+    symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
@@ -71,8 +74,11 @@ class Predictor:
         params = self.checkpoint["params"]
         if not params.get("render"):
             raise ValueError(f"{checkpoint_path} holds no render params; retrain it with this version")
-        # The checkpoint's params pass the same checks as params.yaml does for the stages.
-        render, clip, features = (parse_section(params[name], name, source=f"{checkpoint_path} (params)")
+        # The checkpoint's params pass the same checks as params.yaml does for the stages. A table
+        # featurized without symbolic features does not record the key (it keeps the bytes it had
+        # before the key existed), nor do older checkpoints: both mean false.
+        stored = {**params, "features": {"symbolic": False, **params["features"]}}
+        render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
         self.render_params = render
         self.renderer = MidiRenderer(render)
@@ -84,6 +90,12 @@ class Predictor:
         self.band_mean = to_numpy(self.checkpoint["band_mean"])
         self.band_std = to_numpy(self.checkpoint["band_std"])
         self.novelty = checkpoint_novelty(self.checkpoint)
+        # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
+        # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
+        self.uses_symbolic = bool(self.model.config.symbolic_dim)
+        if self.uses_symbolic:
+            self.symbolic_mean = to_numpy(self.checkpoint["symbolic_mean"])
+            self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
         # Files whose novelty is above this (the 95th percentile of the validation
         # tracks' scores) are flagged; NaN when the checkpoint holds none.
         self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
@@ -103,14 +115,29 @@ class Predictor:
                     f"(fewer than {MIN_THRESHOLD_TRACKS}), so the flag means little")
         return None
 
-    def clips_of(self, path: Path) -> np.ndarray:
-        """All clips of one file as the pipeline cuts them: float32 [k, clip_samples]."""
+    def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds)."""
         renders, _ = load_source(self.renderer, path, self.render_params)
-        clips = []
+        clips, offsets = [], []
         for audio in renders:
             mono = resample(to_channels(audio, 1), self.render_rate, self.clip.sample_rate)
-            clips.append(cut_clips(mono, self.clip, max_clips=0)[0])
-        return np.concatenate(clips)
+            kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
+            clips.append(kept)
+            offsets.append(starts)
+        return np.concatenate(clips), np.concatenate(offsets)
+
+    def symbolic_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
+        """The symbolic branch's input float32 [k, D + 1] of a file's clips, None for an audio file or a
+        MIDI file whose notes cannot be read (the audio branch alone then decides), as featurize does."""
+        if path.suffix.lower() not in MIDI_EXTENSIONS:
+            return None
+        try:
+            notes = read_notes(path)
+        except RenderError:
+            return None
+        # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
+        features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate)
+        return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         path = Path(path)
@@ -119,7 +146,7 @@ class Predictor:
             prediction.error = "missing: no such file"
             return prediction
         try:
-            clips = self.clips_of(path)
+            clips, offsets = self.clips_and_offsets(path)
         except RenderError as error:
             prediction.error = f"{error.reason}: {error.detail}" if error.detail else error.reason
             return prediction
@@ -129,7 +156,10 @@ class Predictor:
             return prediction
         features = compute_features(clips, self.features, self.clip.sample_rate)
         features = normalise(features, self.band_mean, self.band_std)
-        probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device)
+        symbolic = self.symbolic_of(path, offsets, clips.shape[1]) if self.uses_symbolic else None
+        prediction.symbolic = symbolic is not None
+        probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device,
+                                                        symbolic)
         mean = pool(probabilities, np.zeros(len(probabilities), dtype=int))[1][0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]

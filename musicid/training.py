@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from musicid.io import write_bytes_atomic
-from musicid.model import ModelConfig, SpectrogramCNN
+from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Mahalanobis
 from musicid.params import TrainParams
 
@@ -71,25 +71,36 @@ def normalise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
     return ((features - mean[None, :, None]) / std[None, :, None]).astype(np.float32)
 
 
+def _symbolic_batch(symbolic: np.ndarray | None, start: int, stop: int, device) -> dict:
+    """Rows start:stop of the symbolic branch's input [N, D + 1] (see ``symbolic_input``) as the keyword
+    argument of the model's ``embed``/``forward``; no argument at all for an audio-only call."""
+    return {} if symbolic is None else {"symbolic": torch.from_numpy(symbolic[start:stop]).to(device)}
+
+
 @torch.no_grad()
 def predict_proba(model: SpectrogramCNN, features: np.ndarray, batch_size: int,
-                  device: torch.device) -> np.ndarray:
-    """Class probabilities float32 [N, n_classes] for normalised features [N, n_bands, T]."""
+                  device: torch.device, symbolic: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities float32 [N, n_classes] for normalised features [N, n_bands, T]
+    (and the symbolic branch's input float32 [N, D + 1], None: absent)."""
     model.eval()
     outputs = []
     for start in range(0, len(features), batch_size):
         batch = torch.from_numpy(features[start:start + batch_size]).to(device)
-        outputs.append(to_numpy(F.softmax(model(batch), dim=1)))
+        outputs.append(to_numpy(F.softmax(
+            model(batch, **_symbolic_batch(symbolic, start, start + batch_size, device)), dim=1)))
     if not outputs:
         return np.zeros((0, model.config.n_classes), dtype=np.float32)
     return np.concatenate(outputs)
 
 
 @torch.no_grad()
-def embed(model: SpectrogramCNN, features: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Unit-length embeddings float32 [N, embedding_dim] of normalised features [N, n_bands, T]."""
+def embed(model: SpectrogramCNN, features: np.ndarray, batch_size: int, device: torch.device,
+          symbolic: np.ndarray | None = None) -> np.ndarray:
+    """Unit-length embeddings float32 [N, embedding_dim] of normalised features [N, n_bands, T]
+    (and the symbolic branch's input float32 [N, D + 1], None: absent)."""
     model.eval()
-    outputs = [to_numpy(model.embed(torch.from_numpy(features[start:start + batch_size]).to(device)))
+    outputs = [to_numpy(model.embed(torch.from_numpy(features[start:start + batch_size]).to(device),
+                                    **_symbolic_batch(symbolic, start, start + batch_size, device)))
                for start in range(0, len(features), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, model.config.embedding_dim), np.float32)
 
@@ -181,16 +192,16 @@ class EmptyValidationSplit(ValueError):
     """No validation clips: no epoch could be chosen on them."""
 
 
-def _val_scores(model, val_x, val_y, n_classes, device) -> tuple[float, float]:
+def _val_scores(model, val_x, val_y, n_classes, device, val_symbolic=None) -> tuple[float, float]:
     from sklearn.metrics import f1_score
 
     if len(val_y) == 0:
         return 0.0, 0.0
     model.eval()
     if model.uses_classifier:
-        predicted = predict_proba(model, val_x, 256, device).argmax(1)
+        predicted = predict_proba(model, val_x, 256, device, val_symbolic).argmax(1)
     else:  # a triplet-only model predicts the nearest class centroid of the validation clips' own split
-        embeddings = embed(model, val_x, 256, device)
+        embeddings = embed(model, val_x, 256, device, val_symbolic)
         predicted = (embeddings @ class_centroids(embeddings, val_y, n_classes).T).argmax(1)
     accuracy = float((predicted == val_y).mean())
     return accuracy, float(f1_score(val_y, predicted, average="macro", labels=range(n_classes), zero_division=0))
@@ -198,10 +209,14 @@ def _val_scores(model, val_x, val_y, n_classes, device) -> tuple[float, float]:
 
 def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                 config: ModelConfig, train: TrainParams, progress=lambda items, **_: items,
-                on_epoch=lambda log: None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+                on_epoch=lambda log: None, train_symbolic: np.ndarray | None = None,
+                val_symbolic: np.ndarray | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
 
     train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
+    train_symbolic/val_symbolic: the symbolic branch's input float32 [N, D + 1]
+    (``musicid.model.symbolic_input``) for a model with ``config.symbolic_dim``;
+    ``train.symbolic_dropout`` of the training clips see theirs as absent.
     ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
     each epoch's log (for dvclive).  Returns (best model, per-epoch log, best
     epoch number counted from 1).  Raises EmptyValidationSplit without
@@ -212,11 +227,21 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
         raise EmptyValidationSplit("the validation split is empty, so no epoch can be chosen on it: "
                                    "set split.val > 0 in params.yaml (each class needs a validation track)")
     with thread_invariant_kernels():
-        return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch)
+        return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
+                      train_symbolic, val_symbolic)
+
+
+def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Hide the symbolic input (B, D + 1) of a random ``fraction`` of the clips: features and flag zeroed,
+    as for a clip of an audio file, so the audio branch learns to stand alone."""
+    if fraction == 0:
+        return symbolic
+    keep = torch.rand(len(symbolic), generator=generator) >= fraction
+    return symbolic * keep[:, None].to(symbolic.dtype)
 
 
 def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainParams, progress,
-           on_epoch) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+           on_epoch, train_symbolic=None, val_symbolic=None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
@@ -236,6 +261,10 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
         weights = torch.ones(config.n_classes)
     weights = weights.to(device)
     inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    # The symbolic dropout masks come from a generator of their own, so the order of
+    # batches and the SpecAugment masks are those of an audio-only run.
+    symbolic_inputs = None if train_symbolic is None else torch.from_numpy(train_symbolic)
+    symbolic_generator = torch.Generator().manual_seed(train.seed)
     log: list[EpochLog] = []
     best_state, best_f1, best_epoch = None, -1.0, 0
     for epoch in progress(range(1, train.epochs + 1), total=train.epochs, desc="train"):
@@ -247,7 +276,9 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
             index = order[start:start + train.batch_size]
             x = spec_augment(inputs[index], train.freq_mask, train.time_mask, train.masks, generator)
             x, y = x.to(device), targets[index].to(device)
-            embeddings = model.embed(x)
+            symbolic = None if symbolic_inputs is None else \
+                drop_symbolic(symbolic_inputs[index], train.symbolic_dropout, symbolic_generator).to(device)
+            embeddings = model.embed(x) if symbolic is None else model.embed(x, symbolic)
             loss = torch.zeros((), device=device)
             if model.uses_classifier:
                 logits = model.logits(embeddings)
@@ -261,7 +292,7 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
             schedule.step()
             total_loss += loss.item() * len(index)
             seen += len(index)
-        val_accuracy, val_f1 = _val_scores(model, val_x, val_y, config.n_classes, device)
+        val_accuracy, val_f1 = _val_scores(model, val_x, val_y, config.n_classes, device, val_symbolic)
         entry = EpochLog(epoch, total_loss / seen, correct / seen if model.uses_classifier else None,
                          val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
@@ -277,14 +308,15 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
 
 @torch.no_grad()
 def class_probabilities(model: SpectrogramCNN, features: np.ndarray, centroids: np.ndarray, batch_size: int,
-                        device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities float32 [N, n_classes], embeddings float32 [N, D]) of normalised features.
+                        device: torch.device, symbolic: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities float32 [N, n_classes], embeddings float32 [N, D]) of normalised features
+    (and the symbolic branch's input float32 [N, D + 1], None: absent).
 
     A model trained with a classifier uses it; a triplet-only model scores
     each class by the cosine similarity of the embedding to its training
     centroid (scaled like the classifier's logits).
     """
-    embeddings = embed(model, features, batch_size, device)
+    embeddings = embed(model, features, batch_size, device, symbolic)
     if len(embeddings) == 0:
         return np.zeros((0, model.config.n_classes), np.float32), embeddings
     logits = model.logits(torch.from_numpy(embeddings).to(device),
@@ -323,6 +355,26 @@ def check_features_table(path: str | Path) -> None:
         if table["features"].ndim != 3:
             raise FeaturesError(f"{path}: 'features' has shape {table['features'].shape}, not "
                                 f"(clips, bands, frames); {remedy}")
+        if "symbolic" in table:  # written by featurize with features.symbolic
+            missing = [f"column '{name}'" for name in ("has_symbolic",) if name not in table]
+            missing += [f"attribute '{name}'" for name in SYMBOLIC_ATTRIBUTES if name not in table.attrs]
+            if missing:
+                raise FeaturesError(f"{path}: has symbolic features but lacks {', '.join(missing)}; {remedy}")
+            lengths = {name: len(table[name]) for name in ("symbolic", "has_symbolic")}
+            if set(lengths.values()) != set(rows.values()):
+                raise FeaturesError(f"{path}: columns of different lengths {rows | lengths}; {remedy}")
+
+
+SYMBOLIC_ATTRIBUTES = ("symbolic_mean", "symbolic_std")
+
+
+def read_symbolic_input(table, rows: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The symbolic branch's input float32 [len(rows), D + 1] of rows of an open features table
+    with symbolic columns, normalised with ``mean``/``std`` float32 [D]."""
+    dim = table["symbolic"].shape[1]
+    if len(rows) == 0:
+        return np.zeros((0, dim + 1), np.float32)
+    return symbolic_input(table["symbolic"][rows], table["has_symbolic"][rows].astype(bool), mean, std)
 
 
 def save_checkpoint(path: str | Path, model: SpectrogramCNN, label_names: list[str],
@@ -409,6 +461,9 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None):
     except (TypeError, RuntimeError) as error:
         cause = str(error).strip().splitlines()[0]
         raise CheckpointError(f"{path}: the weights do not fit the stored model config: {cause}") from None
+    if model.config.symbolic_dim and any(key not in checkpoint for key in SYMBOLIC_ATTRIBUTES):
+        raise CheckpointError(f"{path}: the model has a symbolic branch but the checkpoint lacks "
+                              f"{' and '.join(SYMBOLIC_ATTRIBUTES)}")
     model.uses_classifier = checkpoint["uses_classifier"]
     model.to(device or "cpu").eval()
     return model, checkpoint

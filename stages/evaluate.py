@@ -32,7 +32,8 @@ from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion
 from musicid.novelty import cosine_scores
 from musicid.params import load_section
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
-                              class_probabilities, load_checkpoint, normalise, pick_device, to_numpy)
+                              class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
+                              to_numpy)
 from musicid.stage import run_stage
 
 
@@ -53,6 +54,12 @@ def mismatch(checkpoint: dict, table: h5py.File) -> str | None:
     trained_bands = checkpoint["model_config"]["n_bands"]
     if bands != trained_bands:
         return f"the model was trained on {trained_bands}-band features, the table holds {bands}-band ones"
+    symbolic_dim = checkpoint["model_config"].get("symbolic_dim", 0)
+    table_dim = table["symbolic"].shape[1] if "symbolic" in table else 0
+    if symbolic_dim and symbolic_dim != table_dim:
+        held = f"{table_dim}-value symbolic features" if table_dim else "no symbolic features"
+        return (f"the model was trained with {symbolic_dim}-value symbolic features, the table holds {held} "
+                "(features.symbolic)")
     if list(checkpoint["label_names"]) != known_names:
         return (f"the model knows the classes {list(checkpoint['label_names'])}, the table's known classes are "
                 f"{known_names}")
@@ -77,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     label_names = list(checkpoint["label_names"])
     mean, std = to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"])
     centroids = to_numpy(checkpoint["centroids"])
+    # A model with a symbolic branch reads the table's symbolic columns; an audio-only one ignores them.
+    uses_symbolic = bool(model.config.symbolic_dim)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = float(checkpoint.get("novelty_reference", float("nan")))
     metrics: dict = {}
@@ -99,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
                     np.zeros((0, *table["features"].shape[1:]), np.float32)
                 labels = table["label"][rows].astype(np.int64)
                 tracks = all_tracks[rows]
+                symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                               to_numpy(checkpoint["symbolic_std"])) if uses_symbolic else None
                 probabilities, embeddings = class_probabilities(model, features, centroids, params.batch_size,
-                                                                device)
+                                                                device, symbolic)
                 # Classification metrics cover the known classes; held-out ones are unknown.
                 is_known = known[rows]
                 track_probs, track_labels, _ = track_probabilities(probabilities[is_known], labels[is_known],

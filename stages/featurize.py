@@ -1,6 +1,13 @@
 """Stage `featurize`: log-mel spectrograms or MFCCs of every clip into HDF5.
 
-    python stages/featurize.py --params params.yaml --clips data/clips.h5 --out data/features.h5
+    python stages/featurize.py --params params.yaml --clips data/clips.h5 --out data/features.h5 \
+        --render-report data/audio/report.json --raw data/raw
+
+With ``features.symbolic`` true, each clip also gets the symbolic features of
+the notes its MIDI source plays in the clip's window (musicid.symbolic), read
+from the source in ``--raw`` named by the render report; the table then has the
+columns ``symbolic`` and ``has_symbolic`` and the attributes ``symbolic_mean``
+and ``symbolic_std`` (over the training clips that have them).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from musicid.features import RunningBandStats, compute_features, n_frames
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
@@ -19,7 +27,8 @@ from musicid.io import dumps_json
 from musicid.parallel import resolve_jobs
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
-from musicid.stage import run_stage
+from musicid.stage import StageError, run_stage
+from musicid.symbolic import SYMBOLIC_DIM, TableSymbolic, table_features
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"featurize: {args.clips} is missing: the clip stage writes it (dvc repro clip)", file=sys.stderr)
         return 1
     try:
-        return featurize(args.clips, args.out, params, args.params, resolve_jobs(args.jobs))
+        return featurize(args.clips, args.out, params, args.params, resolve_jobs(args.jobs),
+                         render_report=args.render_report, raw=args.raw)
     except WriteError as error:
         print(f"featurize: cannot write {args.out}: {error.cause}", file=sys.stderr)
         return 1
@@ -40,7 +50,41 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: int) -> int:
+def read_render_records(path: Path) -> list[dict]:
+    """The ``files`` records of the render stage's report; StageError naming the file if unusable."""
+    if not path.is_file():
+        raise StageError(f"{path} is missing: the render stage writes it (dvc repro render)")
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StageError(f"{path} is not valid JSON ({error}): rerun the render stage") from None
+    if not isinstance(report, dict) or not isinstance(report.get("files"), list):
+        raise StageError(f"{path} has no 'files' list: rerun the render stage")
+    return report["files"]
+
+
+def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int) -> TableSymbolic:
+    """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
+    if render_report is None or raw is None:
+        raise StageError("features.symbolic is true: give the render report and the raw sources "
+                         "(--render-report data/audio/report.json --raw data/raw)")
+    records = read_render_records(render_report)
+    clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
+    return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
+                          clip_seconds, records, raw, jobs)
+
+
+def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 [SYMBOLIC_DIM] of rows float32 [n, SYMBOLIC_DIM]; std at least 1e-6, and
+    (0, 1) when there is no row (no training clip has notes)."""
+    if len(values) == 0:
+        return np.zeros(SYMBOLIC_DIM, np.float32), np.ones(SYMBOLIC_DIM, np.float32)
+    values = values.astype(np.float64)
+    return values.mean(axis=0).astype(np.float32), np.maximum(values.std(axis=0), 1e-6).astype(np.float32)
+
+
+def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: int,
+              render_report: Path | None = None, raw: Path | None = None) -> int:
     """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code."""
     with h5py.File(clips_path, "r") as clips:
         sample_rate = int(clips.attrs["sample_rate"])
@@ -59,13 +103,17 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         frames = n_frames(clip_samples, params.hop_length)
         n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels
         stats = RunningBandStats(n_bands)
+        symbolic = symbolic_of(clips, render_report, raw, threads) if params.symbolic else None
         with staged_table(out) as temporary:
-            with RowWriter(temporary, feature_columns(n_bands, frames)) as writer:
+            with RowWriter(temporary, feature_columns(n_bands, frames,
+                                                      SYMBOLIC_DIM if params.symbolic else 0)) as writer:
                 audio = clips["audio"]
                 for start in progress(range(0, total, params.batch_size),
                                       total=-(-total // params.batch_size), desc="featurize"):
                     stop = min(start + params.batch_size, total)
                     features = compute_features(audio[start:stop], params, sample_rate, threads)
+                    extra = {} if symbolic is None else {"symbolic": symbolic.features[start:stop],
+                                                         "has_symbolic": symbolic.present[start:stop]}
                     writer.append(
                         features=features,
                         label=clips["label"][start:stop],
@@ -73,6 +121,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                         track=clips["track"].asstr()[start:stop],
                         offset_s=clips["offset_s"][start:stop],
                         split=splits[start:stop],
+                        **extra,
                     )
                     # Normalisation statistics see the training split only.
                     stats.update(features[splits[start:stop] == "train"])
@@ -81,12 +130,35 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                     writer.attrs[key] = clips.attrs[key]
                 writer.attrs["band_mean"] = mean
                 writer.attrs["band_std"] = std
+                feature_params = as_dict(params)
+                if symbolic is None:
+                    # Without symbolic features the table is the same bytes as before the key existed.
+                    del feature_params["symbolic"]
+                else:
+                    used = symbolic.present & (splits == "train")
+                    writer.attrs["symbolic_mean"], writer.attrs["symbolic_std"] = \
+                        symbolic_stats(symbolic.features[used])
                 writer.attrs["params"] = dumps_json({
-                    "features": as_dict(params),
+                    "features": feature_params,
                     **json.loads(clips.attrs["params"]),
                 })
-    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}] -> {out}")
+    for source, reason in (symbolic.unreadable.items() if symbolic else ()):
+        print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
+    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}]"
+          f"{symbolic_summary(symbolic) if symbolic else ''} -> {out}")
     return 0
+
+
+def symbolic_summary(symbolic: TableSymbolic) -> str:
+    """``; symbolic [44] for 80 of 90 clips (1 audio source, 1 unreadable MIDI file)``."""
+    absent = []
+    if symbolic.audio_sources:
+        absent.append(f"{symbolic.audio_sources} audio source{'s' * (symbolic.audio_sources != 1)}")
+    if symbolic.unreadable:
+        count = len(symbolic.unreadable)
+        absent.append(f"{count} unreadable MIDI file{'s' * (count != 1)}")
+    why = f" ({', '.join(absent)})" if absent else ""
+    return f"; symbolic [{SYMBOLIC_DIM}] for {int(symbolic.present.sum())} of {len(symbolic.present)} clips{why}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--clips", required=True, type=Path, help="input: data/clips.h5")
     parser.add_argument("--out", required=True, type=Path, help="output: data/features.h5")
-    parser.add_argument("--jobs", type=int, default=0, help="threads for the FFTs (0: one per core)")
+    parser.add_argument("--render-report", type=Path,
+                        help="input with features.symbolic: data/audio/report.json (which WAV is which source)")
+    parser.add_argument("--raw", type=Path, help="input with features.symbolic: data/raw (the MIDI sources)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="threads for the FFTs, processes reading MIDI files (0: one per core)")
     args = parser.parse_args(argv)
     return run_stage("featurize", lambda: run(args))
 

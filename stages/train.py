@@ -18,6 +18,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
@@ -27,8 +28,8 @@ from musicid.novelty import Mahalanobis
 from musicid.params import as_dict, load_section
 from musicid.progress import progress, progress_enabled
 from musicid.training import (EmptyValidationSplit, FeaturesError, check_features_table, checkpoint_bytes,
-                              class_centroids, embed, normalise, pick_device, thread_invariant_kernels,
-                              train_model)
+                              class_centroids, embed, normalise, pick_device, read_symbolic_input,
+                              thread_invariant_kernels, train_model)
 from musicid.stage import run_stage
 
 class StageError(Exception):
@@ -42,12 +43,28 @@ CURVES = ("train_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
 def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features float32 [N, n_bands, T], labels int64 [N], tracks str [N]) of the known-class rows of a split."""
     with h5py.File(features_path, "r") as table:
-        mask = (read_strings(table["split"]) == split) & table["known"][:]
-        rows = np.nonzero(mask)[0]
+        rows = split_rows(table, split)
         features = table["features"][rows] if len(rows) else np.zeros((0, *table["features"].shape[1:]), np.float32)
         labels = table["label"][rows].astype(np.int64)
         tracks = read_strings(table["track"])[rows]
     return features, labels, tracks
+
+
+def split_rows(table: h5py.File, split: str) -> np.ndarray:
+    """Row indices int64 [N] of the known-class clips of a split."""
+    return np.nonzero((read_strings(table["split"]) == split) & table["known"][:])[0]
+
+
+def load_symbolic(features_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(train input, val input float32 [N, D + 1], mean, std float32 [D]) of the symbolic branch, in the
+    row order of :func:`load_split`; None for a table without symbolic features."""
+    with h5py.File(features_path, "r") as table:
+        if "symbolic" not in table:
+            return None
+        mean = np.asarray(table.attrs["symbolic_mean"], dtype=np.float32)
+        std = np.asarray(table.attrs["symbolic_std"], dtype=np.float32)
+        train, val = (read_symbolic_input(table, split_rows(table, split), mean, std) for split in ("train", "val"))
+    return train, val, mean, std
 
 
 def epoch_printer(epochs: int):
@@ -85,10 +102,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     train_x = normalise(train_x, band_mean, band_std)
     val_x = normalise(val_x, band_mean, band_std)
+    symbolic = load_symbolic(args.features)
+    train_symbolic, val_symbolic = (None, None) if symbolic is None else symbolic[:2]
 
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
-                         dropout=params.dropout)
+                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else len(symbolic[2]))
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
@@ -114,13 +133,14 @@ def run(args: argparse.Namespace) -> int:
                     print_epoch(entry)
 
                 model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
-                                                     progress=progress, on_epoch=on_epoch)
+                                                     progress=progress, on_epoch=on_epoch,
+                                                     train_symbolic=train_symbolic, val_symbolic=val_symbolic)
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
                                      [e.train_loss for e in log], [e.val_macro_f1 for e in log], best_epoch)
             device = pick_device()
             with thread_invariant_kernels():
-                train_embeddings = embed(model, train_x, 256, device)
-                val_embeddings = embed(model, val_x, 256, device)
+                train_embeddings = embed(model, train_x, 256, device, train_symbolic)
+                val_embeddings = embed(model, val_x, 256, device, val_symbolic)
             centroids = class_centroids(train_embeddings, train_y, config.n_classes)
             novelty = Mahalanobis.fit(train_embeddings, train_y)
             # How novel known music looks: the 95th percentile of the validation tracks'
@@ -132,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
                 extra={"best_epoch": best_epoch, "novelty_reference": reference,
-                       "novelty_reference_tracks": int(len(val_scores))})
+                       "novelty_reference_tracks": int(len(val_scores)),
+                       # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
+                       **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
+                                                       "symbolic_std": torch.from_numpy(symbolic[3])})})
     except (StageError, EmptyValidationSplit) as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
@@ -142,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
     best = log[best_epoch - 1]
-    print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}); best epoch "
+    print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}"
+          f"{'' if symbolic is None else ', audio and symbolic features'}); best epoch "
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0

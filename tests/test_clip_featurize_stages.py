@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from musicid.h5 import RowWriter, clip_columns, read_strings
-from tests.conftest import PROJECT_ROOT, load_stage, sine, write_wav
+from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
 
 CLIP = load_stage("clip")
 FEATURIZE = load_stage("featurize")
@@ -371,3 +371,95 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, audio):
     assert (featurize.returncode, featurize.stdout, featurize.stderr) == (
         1, "", f"featurize: cannot write {out / 'features.h5'}: File too large\n")
     assert list(out.iterdir()) == []
+
+
+def symbolic_sources(tmp_path, audio):
+    """data/raw for the ``audio`` fixture: a MIDI file per source (a one-pitch melody per class), one source
+    turned into an audio file, and one MIDI file that cannot be read."""
+    raw = tmp_path / "raw"
+    report = json.loads((audio / "report.json").read_text())
+    for record in report["files"]:
+        if record["source"] == "c/t0.mid":
+            record["source"] = "c/t0.wav"  # an audio source: no notes to read
+            write_wav(raw / "c/t0.wav", sine(440.0, 5.0, 8000, 0.3), 8000)
+            continue
+        pitch = {"a": 60, "b": 62, "c": 64}[record["label"]]
+        write_midi(raw / record["source"], [(pitch, 0.5 * k, 0.5 * k + 0.5) for k in range(10)])
+    (raw / "b/t1.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")  # cut short
+    report["files"].sort(key=lambda r: r["source"])
+    (audio / "report.json").write_text(json.dumps(report))
+    return raw
+
+
+def run_symbolic_featurize(tmp_path, clips, audio, raw, name="symbolic", **features):
+    path = write_params(tmp_path, features={"symbolic": True, **features})
+    code = FEATURIZE.main(["--params", str(path), "--clips", str(clips), "--out", str(tmp_path / f"{name}.h5"),
+                           "--render-report", str(audio / "report.json"), "--raw", str(raw), "--jobs", "1"])
+    return code, tmp_path / f"{name}.h5"
+
+
+def test_symbolic_features_beside_the_audio_features(tmp_path, audio, capsys):
+    raw = symbolic_sources(tmp_path, audio)
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err.startswith("featurize: b/t1.mid: no symbolic features (unparseable: ")
+    assert out == (f"featurize: 90 clips -> logmel [32 x 32]; symbolic [44] for 80 of 90 clips "
+                   f"(1 audio source, 1 unreadable MIDI file) -> {table_path}\n")
+    with h5py.File(table_path, "r") as table:
+        tracks = read_strings(table["track"])
+        present = table["has_symbolic"][:]
+        symbolic = table["symbolic"][:]
+        assert symbolic.shape == (90, 44) and symbolic.dtype == np.float32
+        assert np.array_equal(present, ~np.isin(tracks, ["c/t0.wav", "b/t1.mid"]))
+        assert not symbolic[~present].any()
+        # A clip of class b at 1 s: D sounding all through the window (pitch class 2).
+        row = np.flatnonzero((tracks == "b/t0.mid") & (table["offset_s"][:] == 1.0))[0]
+        assert symbolic[row, 2] == pytest.approx(1.0) and symbolic[row, :12].sum() == pytest.approx(1.0)
+        train = present & (read_strings(table["split"]) == "train")
+        assert np.allclose(table.attrs["symbolic_mean"], symbolic[train].mean(axis=0), atol=1e-6)
+        assert json.loads(table.attrs["params"])["features"]["symbolic"] is True
+    code, again = run_symbolic_featurize(tmp_path, clips, audio, raw, name="again")
+    assert digest(again) == digest(table_path)
+
+
+def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):
+    _, clips = run_clip(tmp_path, audio)
+    _, table_path = run_featurize(tmp_path, clips)
+    with h5py.File(table_path, "r") as table:
+        assert sorted(table) == ["features", "known", "label", "offset_s", "split", "track"]
+        assert "symbolic_mean" not in table.attrs
+        assert "symbolic" not in json.loads(table.attrs["params"])["features"]
+
+
+def test_symbolic_without_the_render_report_is_one_line(tmp_path, audio, capsys):
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, table_path = run_featurize(tmp_path, clips, features={"symbolic": True})
+    assert code == 1 and not table_path.exists()
+    assert capsys.readouterr().err == ("featurize: features.symbolic is true: give the render report and the raw "
+                                       "sources (--render-report data/audio/report.json --raw data/raw)\n")
+
+
+def test_a_bad_symbolic_param_is_named(tmp_path, audio, capsys):
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, _ = run_featurize(tmp_path, clips, features={"symbolic": "yes"})
+    assert code == 2 and "features.symbolic must be true or false, got 'yes'" in capsys.readouterr().err
+
+
+def test_table_features_follow_augmented_renders(tmp_path):
+    from musicid.symbolic import table_features
+
+    raw = tmp_path / "raw"
+    write_midi(raw / "a/x.mid", [(60, 0.0, 2.0)])
+    record = {"source": "a/x.mid", "label": "a", "status": "rendered", "outputs": ["a/x.wav"],
+              "augmented": [{"output": "a/x__up.wav", "transpose": 3, "tempo": 2.0}]}
+    result = table_features(np.array(["a/x.mid"] * 3, dtype=object),
+                            np.array(["a/x.wav", "a/x__up.wav", "a/x__up.wav"], dtype=object),
+                            np.array([0.0, 0.0, 1.0]), 1.0, [record], raw)
+    assert result.present.tolist() == [True, True, True] and result.unreadable == {}
+    assert result.features[0, 0] == 1.0 and result.features[1, 3] == 1.0  # C, and E-flat 3 semitones up
+    assert not result.features[2].any()  # WAV 1 s of the faster render is MIDI 2 s: the note has ended

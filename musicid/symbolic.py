@@ -1,0 +1,264 @@
+"""Symbolic features of a MIDI source, per clip: what notes sound in each clip's time window.
+
+Alignment.  The render stage plays a MIDI file from its time 0 and writes every
+frame FluidSynth gives from the first one (``musicid.synth.MidiRenderer.render``);
+``musicid.render.finish_render`` only cuts the end (the release tail and
+trailing silence).  So time t of a rendered WAV is time t of the MIDI file, and
+a clip at ``offset_s`` of a WAV covers MIDI time ``[offset_s, offset_s +
+clip_seconds)``.  An extra render of a source listed in its render-report
+record under ``augmented`` (``{"output", "transpose", "tempo"}``) plays the
+notes ``transpose`` semitones higher and ``tempo`` times faster: WAV time t is
+MIDI time ``t * tempo``.  Features are computed on the notes as that render
+plays them (pitches shifted, times divided by ``tempo``), so a density or a
+duration is per second of the audio the clip holds.
+
+Layout of one clip's vector, float32 [SYMBOLIC_DIM] = [44]; every block is
+computed from the non-drum notes sounding in the window (a note counts for the
+part of it inside the window):
+
+====== ==== =================================================================
+index  size block
+====== ==== =================================================================
+0-11   12   pitch-class histogram weighted by sounding time (C = 0), sums to 1
+12-23  12   pitch-class histogram of the onsets inside the window, sums to 1
+            (zeros when no note starts in the window)
+24-36  13   histogram of intervals between successive onsets, in semitones
+            folded to 0..12 (0 unison, 12 octave, 13 -> 1, 24 -> 12), sums to 1;
+            onsets are ordered by time then pitch, so a chord gives its
+            harmonic intervals and a melody its melodic ones
+37     1    note density: log(1 + onsets per second)
+38     1    mean polyphony: log(1 + sounding notes averaged over the window)
+39     1    max polyphony: log(1 + most notes sounding at once)
+40     1    pitch mean / 127 (weighted by sounding time)
+41     1    pitch standard deviation / 12 (octaves; weighted by sounding time)
+42     1    pitch range (highest - lowest sounding) / 12 (octaves)
+43     1    mean note duration: log(1 + seconds), whole notes sounding in the window
+====== ==== =================================================================
+
+A window in which no note sounds gives the zero vector.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicid.checks import RenderError
+from musicid.midi import read_midi
+
+PITCH_CLASS_BLOCK = slice(0, 12)
+ONSET_CLASS_BLOCK = slice(12, 24)
+INTERVAL_BLOCK = slice(24, 37)
+DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
+SYMBOLIC_DIM = 44
+
+
+@dataclass
+class Notes:
+    """The non-drum notes of a MIDI file, sorted by (start, pitch)."""
+
+    start: np.ndarray  # float64 [n] seconds
+    end: np.ndarray  # float64 [n] seconds, > start
+    pitch: np.ndarray  # int64 [n] MIDI note numbers
+
+    def played(self, transpose: int = 0, tempo: float = 1.0) -> Notes:
+        """The notes as a render ``transpose`` semitones up and ``tempo`` times faster plays them."""
+        if transpose == 0 and tempo == 1.0:
+            return self
+        pitch = np.clip(self.pitch + transpose, 0, 127)
+        return _sorted(self.start / tempo, self.end / tempo, pitch)
+
+
+def _sorted(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> Notes:
+    order = np.lexsort((pitch, start))
+    return Notes(start[order], end[order], pitch[order])
+
+
+def read_notes(path: str | Path) -> Notes:
+    """The non-drum notes of the MIDI file at ``path``, read as the render stage reads it.
+
+    The bytes come from :func:`musicid.midi.read_midi` (RMID unwrapped, impossible
+    key signatures dropped, SMPTE timing converted), so a file that rendered
+    also has notes.  Raises :class:`RenderError` ``unparseable`` when neither mido
+    nor pretty_midi can read it.
+    """
+    import pretty_midi
+
+    source = read_midi(path)
+    try:
+        midi = pretty_midi.PrettyMIDI(io.BytesIO(source.data))
+    except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many types on bad files
+        raise RenderError("unparseable", f"pretty_midi: {type(error).__name__}: {error}"[:200]) from None
+    parts = [instrument.notes for instrument in midi.instruments if not instrument.is_drum]
+    notes = [note for part in parts for note in part if note.end > note.start]
+    start = np.array([note.start for note in notes], dtype=np.float64)
+    end = np.array([note.end for note in notes], dtype=np.float64)
+    pitch = np.array([note.pitch for note in notes], dtype=np.int64)
+    return _sorted(start, end, pitch)
+
+
+def fold_intervals(semitones: np.ndarray) -> np.ndarray:
+    """|intervals| in semitones folded into 0..12: 0 stays 0, others keep their size within an octave
+    (13 -> 1, 24 -> 12); int64 [n]."""
+    size = np.abs(semitones)
+    return np.where(size == 0, 0, (size - 1) % 12 + 1)
+
+
+def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float) -> np.ndarray:
+    """Features of the windows ``[offset, offset + clip_seconds)`` (seconds of ``notes``' time).
+
+    offsets_s float [k] -> float32 [k, SYMBOLIC_DIM] (layout in the module docstring).
+    """
+    offsets_s = np.asarray(offsets_s, dtype=np.float64)
+    out = np.zeros((len(offsets_s), SYMBOLIC_DIM), dtype=np.float32)
+    if len(notes.start) == 0:
+        return out
+    # Notes sorted by start: those starting before a window's end are a prefix; those that have all
+    # ended before its start are a prefix of the running maximum of the ends.
+    ended_by = np.maximum.accumulate(notes.end)
+    lows = np.searchsorted(ended_by, offsets_s, side="right")
+    highs = np.searchsorted(notes.start, offsets_s + clip_seconds, side="left")
+    for row, (offset, low, high) in enumerate(zip(offsets_s, lows, highs)):
+        out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds)
+    return out
+
+
+def _one_window(notes: Notes, low: int, high: int, window_start: float, window_end: float) -> np.ndarray:
+    features = np.zeros(SYMBOLIC_DIM, dtype=np.float64)
+    start, end, pitch = notes.start[low:high], notes.end[low:high], notes.pitch[low:high]
+    sounding = end > window_start
+    if not sounding.any():
+        return features
+    start, end, pitch = start[sounding], end[sounding], pitch[sounding]
+    seconds = window_end - window_start
+    begin, finish = np.maximum(start, window_start), np.minimum(end, window_end)
+    overlap = finish - begin  # > 0 for every sounding note
+    weight = overlap / overlap.sum()
+    features[PITCH_CLASS_BLOCK] = np.bincount(pitch % 12, weights=weight, minlength=12)
+    onset = start >= window_start
+    if onset.any():
+        onset_pitch = pitch[onset]  # in (start, pitch) order
+        features[ONSET_CLASS_BLOCK] = np.bincount(onset_pitch % 12, minlength=12) / len(onset_pitch)
+        if len(onset_pitch) > 1:
+            intervals = np.bincount(fold_intervals(np.diff(onset_pitch)), minlength=13)
+            features[INTERVAL_BLOCK] = intervals / intervals.sum()
+        features[DENSITY] = np.log1p(len(onset_pitch) / seconds)
+    features[MEAN_POLYPHONY] = np.log1p(overlap.sum() / seconds)
+    # Most notes at once: +1 at each clipped start, -1 at each clipped end, ends first on ties.
+    times = np.concatenate([begin, finish])
+    steps = np.concatenate([np.ones(len(begin)), -np.ones(len(finish))])
+    order = np.lexsort((steps, times))
+    features[MAX_POLYPHONY] = np.log1p(np.cumsum(steps[order]).max())
+    mean_pitch = float(np.sum(weight * pitch))
+    features[PITCH_MEAN] = mean_pitch / 127.0
+    features[PITCH_STD] = np.sqrt(np.sum(weight * np.square(pitch - mean_pitch))) / 12.0
+    features[PITCH_RANGE] = (pitch.max() - pitch.min()) / 12.0
+    features[MEAN_DURATION] = np.log1p(np.mean(end - start))
+    return features
+
+
+def render_variants(record: dict) -> dict[str, tuple[int, float]]:
+    """Output WAV name -> (transpose semitones, tempo factor) for each output of a render-report record.
+
+    Plain renders are (0, 1.0); extra renders listed under ``augmented`` carry
+    their own values (missing fields count as plain).
+    """
+    variants = {name: (0, 1.0) for name in record.get("outputs") or []}
+    for extra in record.get("augmented") or []:
+        variants[extra["output"]] = (int(extra.get("transpose", 0)), float(extra.get("tempo", 1.0)))
+    return variants
+
+
+def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, transpose: int = 0,
+                  tempo: float = 1.0) -> np.ndarray:
+    """Features float32 [k, SYMBOLIC_DIM] of clips at ``offsets_s`` (seconds of a WAV rendered with
+    ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each."""
+    if tempo <= 0:
+        raise ValueError(f"tempo factor must be > 0, got {tempo}")
+    return window_features(notes.played(transpose, tempo), offsets_s, clip_seconds)
+
+
+@dataclass
+class TrackTask:
+    """The clips of one source whose symbolic features are wanted (one worker item)."""
+
+    path: str  # the MIDI file
+    offsets_s: np.ndarray  # float64 [k] clip starts in their WAVs
+    transpose: np.ndarray  # int64 [k] of the WAV each clip comes from
+    tempo: np.ndarray  # float64 [k]
+    clip_seconds: float
+
+
+def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
+    """Worker: (features float32 [k, SYMBOLIC_DIM], None), or (None, "reason: detail") for an unreadable file.
+
+    The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
+    """
+    try:
+        notes = read_notes(task.path)
+    except RenderError as error:
+        return None, str(error)
+    except OSError as error:  # the source left data/raw after it was rendered
+        return None, f"unreadable: {error.strerror or type(error).__name__}"
+    out = np.zeros((len(task.offsets_s), SYMBOLIC_DIM), dtype=np.float32)
+    variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
+    for transpose, tempo in variants:
+        rows = (task.transpose == transpose) & (task.tempo == tempo)
+        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo)
+    return out, None
+
+
+@dataclass
+class TableSymbolic:
+    """Symbolic features of every row of a clips table."""
+
+    features: np.ndarray  # float32 [n, SYMBOLIC_DIM]; zeros where absent
+    present: np.ndarray  # bool [n]: False for clips of audio sources and of unreadable MIDI files
+    audio_sources: int  # sources that are audio files (no notes to read)
+    unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
+
+
+def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
+                   records: list[dict], raw_dir: Path, jobs: int = 1) -> TableSymbolic:
+    """Symbolic features of the clips of a clips table.
+
+    tracks str [n]: each clip's source under ``raw_dir`` (the render report's
+    ``source``); outputs str [n]: the WAV it was cut from (one of the record's
+    ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
+    the render report's ``files``. MIDI files are read on ``jobs`` processes.
+    """
+    from musicid.filetypes import MIDI_EXTENSIONS
+    from musicid.parallel import ordered_map
+
+    by_source = {record["source"]: record for record in records}
+    features = np.zeros((len(tracks), SYMBOLIC_DIM), dtype=np.float32)
+    present = np.zeros(len(tracks), dtype=bool)
+    names = sorted(set(tracks.tolist()))
+    midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
+    tasks, rows_of, unreadable = [], [], {}
+    for name in midi_names:
+        rows = np.flatnonzero(tracks == name)
+        record = by_source.get(name)
+        if record is None:
+            unreadable[name] = "missing: not in the render report"
+            continue
+        variants = render_variants(record)
+        unknown = sorted(set(outputs[rows].tolist()) - set(variants))
+        if unknown:
+            unreadable[name] = f"missing: the render report does not list its WAV {unknown[0]}"
+            continue
+        transpose = np.array([variants[o][0] for o in outputs[rows]], dtype=np.int64)
+        tempo = np.array([variants[o][1] for o in outputs[rows]], dtype=np.float64)
+        tasks.append(TrackTask(str(raw_dir / name), offsets_s[rows].astype(np.float64), transpose, tempo,
+                               clip_seconds))
+        rows_of.append((name, rows))
+    for (name, rows), (values, reason) in zip(rows_of, ordered_map(track_features, tasks, jobs=jobs)):
+        if values is None:
+            unreadable[name] = reason
+            continue
+        features[rows] = values
+        present[rows] = True
+    return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())))

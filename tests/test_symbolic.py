@@ -1,0 +1,104 @@
+"""Symbolic features of hand-built MIDI notes: exact values per block, empty windows, transposed and faster renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from musicid.checks import RenderError
+from musicid.symbolic import (DENSITY, INTERVAL_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
+                              ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD,
+                              SYMBOLIC_DIM, clip_features, fold_intervals, read_notes, render_variants)
+
+
+def write_triad(path, with_drums: bool = True):
+    """C4 E4 G4 held from 0 to 2 s (piano), and, on the drum channel, a hi-hat at 0.5 s (ignored)."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    piano = pretty_midi.Instrument(program=0)
+    for pitch in (60, 64, 67):
+        piano.notes.append(pretty_midi.Note(velocity=100, pitch=pitch, start=0.0, end=2.0))
+    midi.instruments.append(piano)
+    if with_drums:
+        drums = pretty_midi.Instrument(program=0, is_drum=True)
+        drums.notes.append(pretty_midi.Note(velocity=100, pitch=42, start=0.5, end=0.6))
+        midi.instruments.append(drums)
+    midi.write(str(path))
+    return path
+
+
+def one_hot_thirds(classes):
+    values = np.zeros(12)
+    values[list(classes)] = 1 / 3
+    return values
+
+
+def test_a_c_major_triad_window(tmp_path):
+    notes = read_notes(write_triad(tmp_path / "triad.mid"))
+    assert notes.pitch.tolist() == [60, 64, 67]  # the drum note is not a note of the music
+    (row,) = clip_features(notes, np.array([0.0]), 4.0)
+    assert row.dtype == np.float32 and row.shape == (SYMBOLIC_DIM,) == (44,)
+    np.testing.assert_allclose(row[PITCH_CLASS_BLOCK], one_hot_thirds([0, 4, 7]), atol=1e-7)
+    np.testing.assert_allclose(row[ONSET_CLASS_BLOCK], one_hot_thirds([0, 4, 7]), atol=1e-7)
+    intervals = np.zeros(13)
+    intervals[[3, 4]] = 0.5  # C-E a major third, E-G a minor third
+    np.testing.assert_allclose(row[INTERVAL_BLOCK], intervals, atol=1e-7)
+    pitches = np.array([60.0, 64.0, 67.0])
+    expected = {DENSITY: np.log1p(3 / 4), MEAN_POLYPHONY: np.log1p(6 / 4), MAX_POLYPHONY: np.log1p(3),
+                PITCH_MEAN: pitches.mean() / 127, PITCH_STD: pitches.std() / 12, PITCH_RANGE: 7 / 12,
+                MEAN_DURATION: np.log1p(2.0)}
+    for index, value in expected.items():
+        assert row[index] == pytest.approx(value, rel=1e-6), index
+
+
+def test_windows_without_notes_or_onsets(tmp_path):
+    notes = read_notes(write_triad(tmp_path / "triad.mid"))
+    empty, held, late = clip_features(notes, np.array([4.0, 1.0, 2.0]), 4.0)
+    assert not empty.any()
+    assert not late.any()  # the notes end exactly where the window starts
+    # Held notes without an onset: sounding pitch classes, but no onset, interval or density.
+    np.testing.assert_allclose(held[PITCH_CLASS_BLOCK], one_hot_thirds([0, 4, 7]), atol=1e-7)
+    assert not held[ONSET_CLASS_BLOCK].any() and not held[INTERVAL_BLOCK].any() and held[DENSITY] == 0
+    assert held[MEAN_POLYPHONY] == pytest.approx(np.log1p(3 / 4))  # three notes for 1 s of 4
+    assert held[MAX_POLYPHONY] == pytest.approx(np.log1p(3))
+
+
+def test_a_transposed_faster_render_rotates_pitch_classes_and_scales_time(tmp_path):
+    notes = read_notes(write_triad(tmp_path / "triad.mid"))
+    # Two semitones up, twice as fast: the chord is D F# A from 0 to 1 s of the WAV.
+    first, second = clip_features(notes, np.array([0.0, 1.0]), 4.0, transpose=2, tempo=2.0)
+    np.testing.assert_allclose(first[PITCH_CLASS_BLOCK], one_hot_thirds([2, 6, 9]), atol=1e-7)
+    assert first[MEAN_DURATION] == pytest.approx(np.log1p(1.0))
+    assert first[MEAN_POLYPHONY] == pytest.approx(np.log1p(3 / 4))
+    assert first[PITCH_MEAN] == pytest.approx((62 + 66 + 69) / 3 / 127, rel=1e-6)
+    assert not second.any()  # WAV 1 s is MIDI 2 s, where the chord has ended
+    plain = clip_features(notes, np.array([0.0]), 4.0)[0]
+    np.testing.assert_allclose(first[INTERVAL_BLOCK], plain[INTERVAL_BLOCK])  # intervals do not move
+
+
+def test_render_variants_read_augmented_records_with_defaults():
+    record = {"source": "a/x.mid", "outputs": ["a/x.wav"],
+              "augmented": [{"output": "a/x__aug1.wav", "transpose": -3, "tempo": 1.1},
+                            {"output": "a/x__aug2.wav"}]}
+    assert render_variants(record) == {"a/x.wav": (0, 1.0), "a/x__aug1.wav": (-3, 1.1), "a/x__aug2.wav": (0, 1.0)}
+    assert render_variants({"source": "a/y.mid", "outputs": ["a/y.wav"]}) == {"a/y.wav": (0, 1.0)}
+
+
+def test_folded_intervals():
+    assert fold_intervals(np.array([0, 1, -1, 7, 12, 13, -19, 24, 25])).tolist() == [0, 1, 1, 7, 12, 1, 7, 12, 1]
+
+
+def test_an_unreadable_file_is_unparseable(tmp_path):
+    path = tmp_path / "bad.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01")  # header cut short
+    with pytest.raises(RenderError) as error:
+        read_notes(path)
+    assert error.value.reason == "unparseable"
+
+
+def test_features_are_deterministic_and_batch_independent(tmp_path):
+    notes = read_notes(write_triad(tmp_path / "triad.mid"))
+    offsets = np.array([0.0, 0.5, 1.5, 3.0])
+    together = clip_features(notes, offsets, 1.0)
+    apart = np.concatenate([clip_features(notes, offsets[i:i + 1], 1.0) for i in range(4)])
+    assert together.tobytes() == apart.tobytes()

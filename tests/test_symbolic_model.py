@@ -1,0 +1,199 @@
+"""The model's symbolic branch: forward with and without it, train and evaluate on a table with symbolic
+features, predict on a MIDI and a WAV file with a symbolic checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from musicid.h5 import RowWriter, feature_columns
+from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
+from musicid.novelty import Mahalanobis
+from musicid.params import as_dict
+from musicid.predict import Predictor
+from musicid.symbolic import SYMBOLIC_DIM
+from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
+from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
+
+TRAIN = load_stage("train")
+EVALUATE = load_stage("evaluate")
+
+
+def test_forward_with_and_without_symbolic_input():
+    torch.manual_seed(0)
+    model = SpectrogramCNN(ModelConfig(n_bands=8, n_classes=3, channels=[4], embedding_dim=4, dropout=0.0,
+                                       symbolic_dim=SYMBOLIC_DIM)).eval()
+    x = torch.randn(5, 8, 16)
+    features = np.random.default_rng(0).standard_normal((5, SYMBOLIC_DIM)).astype(np.float32)
+    present = np.array([True, True, False, True, False])
+    symbolic = torch.from_numpy(symbolic_input(features, present, np.zeros(SYMBOLIC_DIM, np.float32),
+                                               np.ones(SYMBOLIC_DIM, np.float32)))
+    assert symbolic.shape == (5, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1, 1, 0, 1, 0]
+    assert not symbolic[2].any() and not symbolic[4].any()
+    with torch.no_grad():
+        fused = model.embed(x, symbolic)
+        alone = model.embed(x)  # an audio file: every clip absent
+        logits = model(x, symbolic=symbolic)
+    assert fused.shape == (5, 4) and logits.shape == (5, 3)
+    assert torch.allclose(fused.norm(dim=1), torch.ones(5))
+    absent = [2, 4]
+    assert torch.equal(fused[absent], alone[absent])  # absent rows are the audio-only path
+    assert not torch.allclose(fused[[0, 1, 3]], alone[[0, 1, 3]])
+    audio_only = SpectrogramCNN(ModelConfig(n_bands=8, n_classes=3, channels=[4], embedding_dim=4)).eval()
+    assert audio_only.symbolic is None and audio_only.project.in_features == 8
+    assert model.project.in_features == 8 + 64
+
+
+def test_symbolic_dropout_hides_a_seeded_fraction():
+    symbolic = torch.ones(1000, SYMBOLIC_DIM + 1)
+    first = drop_symbolic(symbolic, 0.3, torch.Generator().manual_seed(0))
+    again = drop_symbolic(symbolic, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(first, again)
+    hidden = (first.sum(dim=1) == 0).sum().item()
+    assert 250 < hidden < 350 and set(first.sum(dim=1).tolist()) == {0.0, SYMBOLIC_DIM + 1.0}
+    assert torch.equal(drop_symbolic(symbolic, 0.0, torch.Generator()), symbolic)
+    assert not drop_symbolic(symbolic, 1.0, torch.Generator().manual_seed(0)).any()
+
+
+def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int = 16,
+                            symbolic: bool = True) -> None:
+    """Two classes told apart only by their symbolic features (the audio is noise); the last clip of
+    each split has none (an audio source)."""
+    rng = np.random.default_rng(0)
+    n = len(splits)
+    labels = (np.arange(n, dtype=np.int16) // 2) % 2
+    values = dict(features=rng.standard_normal((n, bands, frames)).astype(np.float32), label=labels,
+                  known=np.ones(n, bool), track=np.array([f"t{i // 2:03d}" for i in range(n)], dtype=object),
+                  offset_s=np.zeros(n), split=np.array(splits, dtype=object))
+    if symbolic:
+        notes = rng.random((n, SYMBOLIC_DIM)).astype(np.float32)
+        notes[labels == 1, :12] += 2.0
+        present = np.ones(n, bool)
+        present[-1] = False
+        notes[~present] = 0
+        values.update(symbolic=notes, has_symbolic=present)
+    with RowWriter(path, feature_columns(bands, frames, SYMBOLIC_DIM if symbolic else 0)) as writer:
+        writer.append(**values)
+        writer.attrs["label_names"] = ["a", "b"]
+        writer.attrs["n_known"] = 2
+        writer.attrs["holdout_classes"] = []
+        writer.attrs["sample_rate"] = 16000
+        writer.attrs["band_mean"] = np.zeros(bands, np.float32)
+        writer.attrs["band_std"] = np.ones(bands, np.float32)
+        if symbolic:
+            writer.attrs["symbolic_mean"] = notes[present].mean(axis=0)
+            writer.attrs["symbolic_std"] = np.maximum(notes[present].std(axis=0), 1e-6)
+        writer.attrs["params"] = json.dumps({})
+
+
+@pytest.fixture
+def params(tmp_path):
+    values = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    values["train"].update({"epochs": 3, "channels": [4], "embedding_dim": 4, "batch_size": 4,
+                            "freq_mask": 2, "time_mask": 2, "masks": 1, "symbolic_dropout": 0.3})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def stage_arguments(tmp_path, params, features="features.h5", model="model.pt"):
+    train = ["--params", str(params), "--features", str(tmp_path / features), "--model", str(tmp_path / model),
+             "--live", str(tmp_path / "live")]
+    evaluate = ["--params", str(params), "--model", str(tmp_path / model), "--features", str(tmp_path / features),
+                "--metrics", str(tmp_path / "metrics.json"), "--per-class", str(tmp_path / "per_class.json"),
+                "--confusion", str(tmp_path / "confusion"), "--novelty", str(tmp_path / "novelty.csv"),
+                "--predictions", str(tmp_path / "predictions.csv"), "--figures", str(tmp_path / "figures")]
+    return train, evaluate
+
+
+def test_train_and_evaluate_with_symbolic_features(tmp_path, params, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0
+    assert "(ce, audio and symbolic features)" in capsys.readouterr().out
+    first = (tmp_path / "model.pt").read_bytes()
+    assert TRAIN.main(train) == 0
+    assert (tmp_path / "model.pt").read_bytes() == first  # the dropout masks are seeded
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    assert model.config.symbolic_dim == SYMBOLIC_DIM
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        assert np.array_equal(checkpoint["symbolic_mean"].numpy(), table.attrs["symbolic_mean"])
+    assert EVALUATE.main(evaluate) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == {"val", "test"}
+    # The symbolic model on a table without symbolic features is refused, naming the param.
+    write_symbolic_features(tmp_path / "plain.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, symbolic=False)
+    _, evaluate_plain = stage_arguments(tmp_path, params, features="plain.h5")
+    capsys.readouterr()
+    assert EVALUATE.main(evaluate_plain) == 1
+    assert ("the model was trained with 44-value symbolic features, the table holds no symbolic features "
+            "(features.symbolic)") in capsys.readouterr().err
+
+
+def test_an_audio_only_model_ignores_symbolic_columns(tmp_path, params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "plain.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, symbolic=False)
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, _ = stage_arguments(tmp_path, params, features="plain.h5")
+    assert TRAIN.main(train) == 0
+    assert load_checkpoint(tmp_path / "model.pt")[0].config.symbolic_dim == 0
+    _, evaluate = stage_arguments(tmp_path, params)
+    assert EVALUATE.main(evaluate) == 0
+
+
+@pytest.mark.parametrize("value,message", [
+    (1.5, "train.symbolic_dropout must be <= 1, got 1.5"),
+    (-0.1, "train.symbolic_dropout must be >= 0, got -0.1"),
+    ("often", "train.symbolic_dropout must be a number, got 'often'"),
+])
+def test_a_bad_symbolic_dropout_is_named(tmp_path, params, capsys, value, message):
+    values = yaml.safe_load(params.read_text())
+    values["train"]["symbolic_dropout"] = value
+    params.write_text(yaml.safe_dump(values))
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 8 + ["val"] * 4)
+    train, _ = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 2
+    assert capsys.readouterr().err == f"train: {params}: {message}\n"
+
+
+def write_symbolic_checkpoint(path):
+    params = {name: as_dict(section_params(name)) for name in ("render", "clip", "features")}
+    if not SOUNDFONT.is_file():
+        pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
+    params["render"]["soundfonts"] = [str(SOUNDFONT)]
+    params["features"]["symbolic"] = True
+    torch.manual_seed(0)
+    config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
+                         dropout=0.0, symbolic_dim=SYMBOLIC_DIM)
+    embeddings = np.random.default_rng(0).standard_normal((20, 4))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    save_checkpoint(path, SpectrogramCNN(config), ["bach", "palestrina"], np.zeros(config.n_bands, np.float32),
+                    np.ones(config.n_bands, np.float32), params,
+                    novelty=Mahalanobis.fit(embeddings, np.arange(20) % 2),
+                    extra={"novelty_reference": 1e9, "novelty_reference_tracks": 24,
+                           "symbolic_mean": torch.zeros(SYMBOLIC_DIM), "symbolic_std": torch.ones(SYMBOLIC_DIM)})
+    return path
+
+
+def test_predict_reads_the_notes_of_a_midi_file_and_not_of_a_wav(tmp_path):
+    predictor = Predictor(write_symbolic_checkpoint(tmp_path / "model.pt"))
+    assert predictor.uses_symbolic
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    from_midi, from_wav = predictor.predict(midi), predictor.predict(wav)
+    assert from_midi.error is None and from_wav.error is None
+    assert from_midi.symbolic and not from_wav.symbolic
+    assert from_midi.clips == 2 and from_wav.clips == 2
+    clips, offsets = predictor.clips_and_offsets(midi)
+    symbolic = predictor.symbolic_of(midi, offsets, clips.shape[1])
+    assert symbolic.shape == (2, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]
+    assert offsets.tolist() == [0.0, 4.0] and symbolic[0, :12].sum() == pytest.approx(1.0)
+    assert predictor.symbolic_of(wav, offsets, clips.shape[1]) is None
