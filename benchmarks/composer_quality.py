@@ -247,7 +247,8 @@ def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path
         clips = folder / "clips.h5"
         seconds = run_stage("clip", ["--params", path, "--audio", audio, "--out", clips,
                                      "--report", folder / "clips_report.json"], folder, jobs)
-        seconds += run_stage("featurize", ["--params", path, "--clips", clips, "--out", folder / "features.h5"],
+        seconds += run_stage("featurize", ["--params", path, "--clips", clips, "--out", folder / "features.h5",
+                                           "--render-report", audio / "report.json", "--raw", audio.parent / "raw"],
                              folder, jobs)
         clips.unlink()  # the waveforms are the largest file and nothing reads them again
         return seconds
