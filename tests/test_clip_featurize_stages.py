@@ -420,3 +420,20 @@ def test_augmented_renders_of_held_out_tracks_are_ignored(tmp_path, audio):
     assert not [row for row in rows if row[1] != "train" and "__aug" in row[2]]
     assert {row[2] for row in rows if row[0].startswith("c/")} == {f"c/t{i}.wav" for i in range(6)}
     assert any("__aug1" in row[2] for row in rows)
+
+
+def test_a_damaged_augmented_render_of_a_train_track_stops_the_stage(tmp_path, audio, capsys):
+    code, plain = run_clip(tmp_path, audio, name="plain")
+    with h5py.File(plain, "r") as table:
+        splits = dict(zip(read_strings(table["track"]), read_strings(table["split"])))
+    add_augmented(audio, copies=1)
+    train = sorted(track for track, split in splits.items() if split == "train")[0]
+    held = sorted(track for track, split in splits.items() if split == "test")[0]
+    (audio / held.replace(".mid", "__aug1.wav")).unlink()  # unused: a test track is scored on plain renders
+    assert run_clip(tmp_path, audio, name="fine")[0] == 0
+    wav = audio / train.replace(".mid", "__aug1.wav")
+    wav.unlink()
+    capsys.readouterr()
+    assert run_clip(tmp_path, audio, name="broken")[0] == 1
+    assert capsys.readouterr().err.startswith(f"clip: {wav}, rendered according to {audio / 'report.json'}, "
+                                              f"is missing: ")
