@@ -2,7 +2,8 @@
 
 Splits are assigned to whole tracks before any clip is cut, stratified by
 label and seeded, so no track ever has clips on both sides of a split; all
-renders of one source (one per SoundFont) are one track.
+renders of one source (one per SoundFont, and its augmented renders, which
+only training tracks use) are one track.
 """
 
 from __future__ import annotations
@@ -334,9 +335,10 @@ def wav_damage(path: str | Path) -> str | None:
 
 @dataclass(frozen=True)
 class ClipTask:
-    paths: tuple[str, ...]  # the track's WAVs (one per SoundFont)
+    paths: tuple[str, ...]  # the track's WAVs: one per SoundFont, then its augmented renders (train tracks)
     clip: ClipParams
-    max_clips: int  # for the whole track (0: no cap), shared out over its WAVs
+    max_clips: int  # for the whole track (0: no cap), shared out over its plain WAVs
+    augmented: int = 0  # how many of ``paths``, at the end, are augmented renders
 
 
 def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -345,13 +347,20 @@ def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]
     Returns (clips [k, clip_samples], offsets_s [k], output index [k], n_silent),
     where "output index" tells which of the track's WAVs a clip came from.
     Raises :class:`DamagedAudio` for a WAV that is missing or unreadable.
+
+    The cap is shared out over the plain renders only, and each augmented
+    render may give as many clips as one plain render: augmentation is there
+    to add varied training clips, and sharing the cap with the copies would
+    instead swap most of a track's clips of the music as written for
+    transposed and re-timed ones, so that the training clips would drift away
+    from the val and test clips, which are always plain.
     """
     import soundfile
 
     all_clips, all_offsets, all_index, silent = [], [], [], 0
     per_output = 0
     if task.max_clips:
-        per_output = max(1, task.max_clips // len(task.paths))
+        per_output = max(1, task.max_clips // (len(task.paths) - task.augmented))
     for index, path in enumerate(task.paths):
         damage = wav_damage(path)
         if damage:

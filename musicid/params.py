@@ -83,6 +83,17 @@ class DatasetParams(Section):
         return self
 
 
+class AugmentParams(Section):
+    """``render.augment``: extra renders of each MIDI source, each with its own seeded transform."""
+
+    copies: int = Field(ge=0, le=16)  # extra renders per MIDI source (0: off)
+    transpose: int = Field(ge=0, le=12)  # semitones: each copy shifted by a uniform integer in [-transpose, transpose]
+    tempo: float = Field(ge=0, lt=0.5)  # each copy's tempo scaled by a uniform factor in [1 - tempo, 1 + tempo]
+    programs: list[int]  # General MIDI programs a copy's melodic parts may be put on ([]: the file's own)
+    soundfonts: list[str]  # SoundFonts a copy may be rendered with ([]: render.soundfonts)
+    seed: int
+
+
 class RenderParams(Section):
     soundfonts: list[str] = Field(min_length=1)  # .sf2/.sf3 files; each MIDI file is rendered once per SoundFont
     sample_rate: int = Field(ge=8000, le=192000)  # Hz of the written WAV files
@@ -95,10 +106,16 @@ class RenderParams(Section):
     timeout_s: float = Field(gt=0)  # wall-clock limit for reading and rendering one file
     trim_db: float = Field(lt=0)  # trailing audio quieter than this (dB below the peak) is trimmed
     min_rms: float = Field(ge=0)  # a render quieter than this (linear RMS) is rejected as silent
+    augment: AugmentParams  # extra, transformed renders of MIDI sources, used for training tracks only
 
     @model_validator(mode="after")
     def _check(self) -> RenderParams:
         _no_duplicates("soundfonts", self.soundfonts)
+        bad = [program for program in self.augment.programs if not 0 <= program <= 127]
+        if bad:
+            raise KeyProblem("augment.programs", f"must be General MIDI programs 0 .. 127, got {bad[0]}")
+        _no_duplicates("augment.programs", self.augment.programs)
+        _no_duplicates("augment.soundfonts", self.augment.soundfonts)
         return self
 
 
@@ -208,21 +225,23 @@ _TYPE_WORDS = {
     "list_type": "must be a list",
     "dict_type": "must be a mapping",
     "finite_number": "must be a finite number",
+    "model_type": "must be a mapping",
     "none_required": "must be null",
 }
 _BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-def _describe(error: dict, section: str, names: list[str]) -> str:
+def _describe(error: dict, section: str, names_at) -> str:
     """One line for one pydantic error: ``<section>.<key> <what is wrong>, got <value>``."""
     kind, context = error["type"], error.get("ctx", {})
     # The key path, without the type names pydantic adds for the branches of a union.
     parts = [str(part) for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
     parts = [p for p in parts if p not in ("int", "float", "str", "none", "list", "dict")] or parts
     if kind == "extra_forbidden":
-        return f"unknown key {section}.{parts[0]} (known: {', '.join(names)})"
+        # A key of a nested mapping (render.augment.x) is named with its path and its siblings.
+        return f"unknown key {'.'.join([section, *parts])} (known: {', '.join(names_at(parts[:-1]))})"
     if kind == "missing":
-        return f"missing key {section}.{parts[0]}"
+        return f"missing key {'.'.join([section, *parts])}"
     if isinstance(context.get("error"), KeyProblem):
         problem = context["error"]
         return f"{section}.{problem.key} {problem.message}"
@@ -248,10 +267,16 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml") -> Sectio
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        names = list(model.model_fields)
+        def names_at(path: list[str]) -> list[str]:
+            """The keys of the (nested) mapping at ``path`` inside the section."""
+            nested = model
+            for part in path:
+                nested = nested.model_fields[part].annotation
+            return list(nested.model_fields)
+
         # Report a missing or unknown key first: it is usually the cause of the rest.
         errors = sorted(error.errors(), key=lambda e: e["type"] not in ("missing", "extra_forbidden"))
-        raise ParamsError(f"{source}: {_describe(errors[0], section, names)}") from None
+        raise ParamsError(f"{source}: {_describe(errors[0], section, names_at)}") from None
 
 
 def load_section(path: str | Path, section: str) -> Section:

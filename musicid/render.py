@@ -18,12 +18,19 @@ own WAVs, and the names depend only on the set of source names, never on the
 order of work.  A MIDI file gets one WAV per
 SoundFont (``<id>__<soundfont>.wav`` when there are several); every name fits
 the 255-byte limit of file systems.
+
+Augmentation.  With ``render.augment.copies`` > 0, every MIDI source gets
+that many extra renders, ``<id>__aug<k>.wav``, each of the source transformed
+as :mod:`musicid.augment` draws it, listed in the record's ``augmented``
+list.  A copy that fails its checks is left out (``augment_rejected``) and
+nothing of it is written; the plain renders never depend on the copies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import tempfile
 import time
 from collections import Counter
@@ -32,13 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
 from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, write_wav
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud, frame_peaks,
                             validate_audio)
 from musicid.deadline import wall_clock_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name
-from musicid.midi import read_midi, reserialize_midi
+from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
@@ -47,16 +55,16 @@ __all__ = ["FluidSynthUnavailable", "RenderTask", "assign_outputs", "finish_rend
 
 # Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
 RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
-TRACK_ID_BYTES = 200  # room left for "__<soundfont>.wav" within 255 bytes
+TRACK_ID_BYTES = 200  # room left for "__<soundfont>.wav" (or "__aug<k>.wav") within 255 bytes
 SOUNDFONT_SUFFIX_BYTES = 40
 
 _worker_renderer: MidiRenderer | None = None
 
 
 def init_worker(render: RenderParams) -> None:
-    """Load the SoundFonts once in this process (a pool initializer)."""
+    """Load the SoundFonts (those of render.augment too) once in this process (a pool initializer)."""
     global _worker_renderer
-    _worker_renderer = MidiRenderer(render)
+    _worker_renderer = MidiRenderer(render, augment=True)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class RenderTask:
     output_dir: str  # where the WAVs go (the stage's staging directory)
     output_names: tuple[str, ...]  # relative WAV paths: one per SoundFont for MIDI, one for audio
     render: RenderParams
+    augmented_names: tuple[str, ...] = ()  # relative WAV paths of the render.augment.copies extra renders (MIDI)
 
 
 def _stem_id(source: str) -> str:
@@ -90,17 +99,45 @@ def assign_outputs(label: str, sources: list[str], soundfonts: list[str]) -> dic
     Every source gets names no other source of the label has (see the module
     docstring for the rule); they depend only on the set of names.
     """
+    return {source: plain for source, (plain, _) in assign_all_outputs(label, sources, soundfonts, 0).items()}
+
+
+def assign_all_outputs(label: str, sources: list[str], soundfonts: list[str],
+                       copies: int) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each source's (plain WAV paths, augmented WAV paths): ``copies`` augmented ones per MIDI source.
+
+    As :func:`assign_outputs`, with the augmented names (see
+    :func:`augmented_names`) counted among the names no two sources may
+    share; with ``copies`` 0 the plain names are those of :func:`assign_outputs`.
+    """
     ids = {source: _stem_id(source) for source in sources}
     for attempt in range(len(sources) + 2):
-        names = {source: output_names(label, ids[source], soundfonts,
-                                      Path(source).suffix.lower() in MIDI_EXTENSIONS) for source in sources}
-        counts = Counter(name for source_names in names.values() for name in source_names)
-        clashing = [source for source in sources if any(counts[name] > 1 for name in names[source])]
+        names = {}
+        for source in sources:
+            is_midi = Path(source).suffix.lower() in MIDI_EXTENSIONS
+            names[source] = (output_names(label, ids[source], soundfonts, is_midi),
+                             augmented_names(label, ids[source], soundfonts, copies if is_midi else 0))
+        counts = Counter(name for plain, augmented in names.values() for name in plain + augmented)
+        clashing = [source for source in sources if any(counts[name] > 1 for name in sum(names[source], ()))]
         if not clashing:
             return names
         for source in clashing:
             ids[source] = _id_with_extension(source) if attempt == 0 else _id_with_hash(source, attempt - 1)
     raise AssertionError(f"output names of label {label!r} still clash after hashing")  # a bug, not bad input
+
+
+def augmented_names(label: str, track_id: str, soundfonts: list[str], copies: int) -> tuple[str, ...]:
+    """Relative WAV paths of a MIDI source's augmented renders: ``<label>/<id>__aug<k>.wav``, k = 1 .. copies.
+
+    The marker ``aug`` takes an underscore more while a SoundFont's suffix
+    (``<id>__<soundfont>.wav``, with several SoundFonts) would be the same as
+    a copy's name, so that a source's names never clash among themselves.
+    """
+    suffixes = set(soundfont_suffixes(soundfonts)) if len(soundfonts) > 1 else set()
+    marker = "aug"
+    while any(f"{marker}{copy}" in suffixes for copy in range(1, copies + 1)):
+        marker += "_"
+    return tuple(f"{label}/{track_id}__{marker}{copy}.wav" for copy in range(1, copies + 1))
 
 
 def soundfont_suffixes(soundfonts: list[str]) -> list[str]:
@@ -209,6 +246,36 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
     return renders, repairs
 
 
+def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, source: str,
+                     copy: int) -> tuple[Augmentation, np.ndarray]:
+    """Render copy ``copy`` (1 ..) of the MIDI file ``path`` (``source`` in data/raw) with its drawn transform.
+
+    Returns (the transform, audio float32 [2, n] at ``render.sample_rate`` Hz),
+    checked as a plain render is; raises :class:`RenderError` when the copy
+    is unusable (e.g. ``no_notes`` when the transposition pushed every note
+    out of range, ``too_long`` when the slower tempo passes
+    render.max_seconds).  A copy has its own ``render.timeout_s``.
+    """
+    import mido
+
+    deadline = time.monotonic() + render.timeout_s
+    augmentation = draw_augmentation(render.augment, render.soundfonts, source, copy)
+    with tempfile.TemporaryDirectory(prefix="musicid-augment-") as scratch:
+        transformed = Path(scratch) / "augmented.mid"
+        with time_limit(deadline):
+            # The source as its plain render reads it (repairs, render.program), then transformed.
+            midi = mido.MidiFile(file=io.BytesIO(read_midi(path, program=render.program).data), clip=True)
+            apply_augmentation(midi, augmentation)
+            midi.save(str(transformed))
+            expected = midi_end_time(transformed)
+        if expected > render.max_seconds:
+            raise RenderError("too_long", f"the notes last {expected:.0f} s at tempo x{augmentation.tempo:g} "
+                                          f"(render.max_seconds {render.max_seconds:g})")
+        audio = _render_validated(renderer, transformed, renderer.soundfont_index(augmentation.soundfont),
+                                  expected, render, deadline)
+    return augmentation, audio
+
+
 def load_audio_source(path: Path, render: RenderParams) -> np.ndarray:
     """Decode one audio file, checking its header first; float32 [render.channels, n] at render.sample_rate."""
     try:
@@ -251,6 +318,8 @@ def render_one(task: RenderTask) -> dict:
     """Render or decode one source, validate it, write its WAVs; return its report record."""
     record = {"source": task.source, "label": task.label, "status": "rejected",
               "reason": None, "detail": None, "duration_s": None, "outputs": []}
+    if task.render.augment.copies:  # absent when augmentation is off: the report is as it always was
+        record["augmented"], record["augment_rejected"] = [], []
     renderer = _worker_renderer
     sample_rate = renderer.sample_rate
     try:
@@ -267,4 +336,13 @@ def render_one(task: RenderTask) -> dict:
     else:
         record["status"] = "rendered"
     record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
+    for copy, name in enumerate(task.augmented_names, start=1):
+        try:
+            augmentation, audio = render_augmented(renderer, Path(task.input_path), task.render, task.source, copy)
+        except RenderError as error:
+            # Only this copy is lost: the plain renders above are already written.
+            record["augment_rejected"].append({"copy": copy, "reason": error.reason, "detail": error.detail or None})
+            continue
+        write_wav(Path(task.output_dir) / name, to_channels(audio, task.render.channels), sample_rate)
+        record["augmented"].append(augmentation.record(name))
     return record

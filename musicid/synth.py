@@ -69,14 +69,14 @@ def check_fluidsynth() -> None:
     _load_fluidsynth()
 
 
-def check_soundfonts(paths: list[str]) -> None:
-    """Raise :class:`FluidSynthUnavailable` when a SoundFont file is missing."""
+def check_soundfonts(paths: list[str], key: str = "render.soundfonts") -> None:
+    """Raise :class:`FluidSynthUnavailable` when a SoundFont file is missing; ``key`` is the param that lists it."""
     for path in paths:
         if not Path(path).is_file():
             raise FluidSynthUnavailable(
                 f"SoundFont not found: {path}. Install a General MIDI SoundFont, e.g. "
                 "'apt-get install --no-install-recommends fluid-soundfont-gm' "
-                "(gives /usr/share/sounds/sf2/FluidR3_GM.sf2), or set render.soundfonts "
+                f"(gives /usr/share/sounds/sf2/FluidR3_GM.sf2), or set {key} "
                 "in params.yaml to a .sf2/.sf3 file you have."
             )
 
@@ -85,17 +85,26 @@ class MidiRenderer:
     """Renders MIDI files with SoundFonts loaded once; not shared between processes.
 
     Set up from the ``render`` params: ``soundfonts`` (all loaded, in order),
-    ``sample_rate``, ``gain``, ``reverb`` and ``chorus``.
+    ``sample_rate``, ``gain``, ``reverb`` and ``chorus``.  With ``augment``
+    (the render stage's workers) and ``render.augment.copies`` > 0, the
+    SoundFonts of ``render.augment.soundfonts`` are loaded too, after the
+    others (one that is also in ``render.soundfonts`` is loaded once); find
+    a SoundFont's index with :meth:`soundfont_index`.  Prediction renders
+    plainly and loads none of them.
     """
 
-    def __init__(self, render: RenderParams):
+    def __init__(self, render: RenderParams, augment: bool = False):
         soundfonts = list(render.soundfonts)
         check_soundfonts(soundfonts)
+        if augment and render.augment.copies:
+            check_soundfonts(render.augment.soundfonts, key="render.augment.soundfonts")
+            soundfonts += [path for path in render.augment.soundfonts if path not in soundfonts]
+        self.soundfont_paths = soundfonts
         self.fluidsynth = _load_fluidsynth()
         self.library = self.fluidsynth._fl
         self.params = render
         self.sample_rate = render.sample_rate
-        self.n_soundfonts = len(soundfonts)
+        self.n_soundfonts = len(render.soundfonts)  # the plain renders of a MIDI file: one per render.soundfonts
         # A holder synth loads each SoundFont; the SoundFont is then taken off it
         # so that it can be lent to the per-file synths (FluidSynth ref-counts it).
         self._holder = self._new_synth()
@@ -107,6 +116,10 @@ class MidiRenderer:
             sfont = self.library.fluid_synth_get_sfont_by_id(self._holder.synth, sfont_id)
             self.library.fluid_synth_remove_sfont(self._holder.synth, sfont)
             self._sfonts.append(sfont)
+
+    def soundfont_index(self, path: str) -> int:
+        """Index (for :meth:`render`) of a loaded SoundFont, given its path as the params write it."""
+        return self.soundfont_paths.index(path)
 
     def _new_synth(self):
         return self.fluidsynth.Synth(

@@ -57,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
     label_index = {name: i for i, name in enumerate(label_names)}
     splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
                            split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
+    # A train track's augmented renders (render.augment) are cut too; val, test and held-out tracks are
+    # scored on plain renders only, as prediction renders a file.
+    outputs = {t: list(r["outputs"]) for t, r in tracks.items()}
+    augmented = {t: [copy["output"] for copy in r.get("augmented", [])] if splits[t] == "train" else []
+                 for t, r in tracks.items()}
     damaged = {str(args.audio / name): wav_damage(args.audio / name)
-               for record in tracks.values() for name in record["outputs"]}
+               for track in tracks for name in outputs[track] + augmented[track]}
     damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}
     if damaged:
         raise StageError(damaged_message(damaged, report_path))
@@ -67,12 +72,13 @@ def run(args: argparse.Namespace) -> int:
     # that each track's decision rests on the whole piece.
     train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
     order = sorted(tracks)
-    tasks = [ClipTask(tuple(str(args.audio / name) for name in tracks[t]["outputs"]), clip_params,
+    tasks = [ClipTask(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
                       per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
-                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0)
+                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0,
+                      augmented=len(augmented[t]))
              for t in order]
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
-    clips_per, tracks_per = Counter(), Counter()
+    clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
     silent_total, dropped = 0, {}
     try:
         with staged_table(args.out) as temporary:
@@ -83,16 +89,18 @@ def run(args: argparse.Namespace) -> int:
                     record = tracks[track]
                     split = splits[track]
                     count = len(clips)
+                    names = outputs[track] + augmented[track]
                     writer.append(
                         audio=clips,
                         label=np.full(count, label_index[record["label"]], dtype=np.int16),
                         known=np.full(count, record["label"] not in holdout),
                         track=[track] * count,
-                        source=[record["outputs"][i] for i in output_index],
+                        source=[names[i] for i in output_index],
                         offset_s=offsets,
                         split=[split] * count,
                     )
                     clips_per[(record["label"], split)] += count
+                    augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
                     tracks_per[(record["label"], split)] += 1
                     silent_total += n_silent
                     if count == 0:
@@ -117,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 write_json_atomic(args.report, {
                     "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
+                    # Of the train clips in "counts", those cut from augmented renders, by label.
+                    "augmented_clips": {label: augmented_per[label] for label in label_names},
                     "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
                 })
             except OSError as error:
@@ -131,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
 
     per_split = {s: sum(v for (_, sp), v in clips_per.items() if sp == s) for s in SPLITS}
     reasons = Counter(dropped.values())
+    n_augmented = sum(augmented_per.values())
+    of_them = f", of them {n_augmented} from augmented renders" if n_augmented else ""
     print(f"clip: {total} clips of {clip_params.clip_seconds:g} s from {len(order)} tracks "
-          f"(train {per_split['train']}, val {per_split['val']}, test {per_split['test']}; "
+          f"(train {per_split['train']}{of_them}, val {per_split['val']}, test {per_split['test']}; "
           f"{silent_total} silent clips skipped; tracks dropped: {reasons['silent']} all silence, "
           f"{reasons['too_short']} too short) -> {args.out}")
     for label in label_names:

@@ -16,7 +16,7 @@ from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import RenderTask, assign_outputs, init_worker, render_one
+from musicid.render import RenderTask, assign_all_outputs, init_worker, render_one
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.stage import run_stage
 
@@ -25,18 +25,20 @@ def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParam
     """One task per labelled manifest file, sorted by source path.
 
     A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
-    are several); an audio file gets one.  No two sources share an output
-    (``musicid.render.assign_outputs``).
+    are several) and, with ``render.augment.copies`` > 0, that many augmented
+    ones (``<id>__aug<k>.wav``); an audio file gets one.  No two sources share
+    an output (``musicid.render.assign_all_outputs``).
     """
     records = sorted(manifest["files"], key=lambda r: r["path"])
     inner = {r["path"]: r["path"].split("/", 1)[1] if "/" in r["path"] else r["path"] for r in records}
     names = {}
     for label in sorted({r["label"] for r in records}):
         sources = [r["path"] for r in records if r["label"] == label]
-        by_inner = assign_outputs(label, [inner[source] for source in sources], render.soundfonts)
+        by_inner = assign_all_outputs(label, [inner[source] for source in sources], render.soundfonts,
+                                      render.augment.copies)
         names.update({source: by_inner[inner[source]] for source in sources})
     tasks = [RenderTask(r["path"], r["label"], str((raw_dir / r["path"]).resolve()), str(staging),
-                        names[r["path"]], render) for r in records]
+                        names[r["path"]][0], render, augmented_names=names[r["path"]][1]) for r in records]
     return tasks
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Load FluidSynth and every SoundFont once here, so that a missing or broken
         # one stops the stage with its name rather than inside a worker process.
-        MidiRenderer(params)
+        MidiRenderer(params, augment=True)
     except FluidSynthUnavailable as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
@@ -70,8 +72,14 @@ def run(args: argparse.Namespace) -> int:
     reasons = Counter(record["reason"] for record in records if record["status"] == "rejected")
     seconds = sum(record["duration_s"] or 0 for record in records)
     detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(reasons.items()))})" if reasons else ""
+    augmented = ""
+    if params.augment.copies:
+        copies = sum(len(record["augmented"]) for record in records)
+        lost = Counter(copy["reason"] for record in records for copy in record["augment_rejected"])
+        lost_detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(lost.items()))})" if lost else ""
+        augmented = f"; {copies} augmented renders, {sum(lost.values())} rejected{lost_detail}"
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
-          f"{status['rejected']} rejected{detail}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
+          f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({seconds / max(elapsed, 1e-9):.0f}x real time, {resolve_jobs(args.jobs)} workers) -> {args.out}")
     return 0
 

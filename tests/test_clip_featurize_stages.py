@@ -463,3 +463,75 @@ def test_table_features_follow_augmented_renders(tmp_path):
     assert result.present.tolist() == [True, True, True] and result.unreadable == {}
     assert result.features[0, 0] == 1.0 and result.features[1, 3] == 1.0  # C, and E-flat 3 semitones up
     assert not result.features[2].any()  # WAV 1 s of the faster render is MIDI 2 s: the note has ended
+
+
+def add_augmented(audio, copies=2):
+    """Give every tone track ``copies`` augmented renders (5 s tones) in report.json, as render.augment does."""
+    report = json.loads((audio / "report.json").read_text())
+    for record in report["files"]:
+        if record["status"] == "rejected":
+            continue
+        record["augmented"] = []
+        for copy in range(1, copies + 1):
+            name = record["outputs"][0].replace(".wav", f"__aug{copy}.wav")
+            write_wav(audio / name, sine(600.0 + 50 * copy, 5.0, 8000, amplitude=0.3), 8000)
+            record["augmented"].append({"output": name, "transpose": copy, "tempo": 1.0, "program": None,
+                                        "soundfont": "FluidR3_GM.sf2"})
+    (audio / "report.json").write_text(json.dumps(report))
+
+
+def test_augmented_renders_are_cut_for_train_tracks_only_and_leave_the_split_alone(tmp_path, audio):
+    code, plain = run_clip(tmp_path, audio, name="plain")
+    assert code == 0
+    add_augmented(audio)
+    code, clips = run_clip(tmp_path, audio, name="augmented", clip={"max_clips_per_track": 3})
+    assert code == 0
+    with h5py.File(plain, "r") as table:
+        plain_split = dict(zip(read_strings(table["track"]), read_strings(table["split"])))
+    with h5py.File(clips, "r") as table:
+        tracks, splits = read_strings(table["track"]), read_strings(table["split"])
+        sources = read_strings(table["source"])
+    assert dict(zip(tracks, splits)) == plain_split  # the same tracks in the same splits
+    by_track = {}
+    for track, source in zip(tracks, sources):
+        by_track.setdefault(track, []).append(source)
+    for track, split in plain_split.items():
+        stem = track.replace(".mid", "")
+        if split == "train":  # the cap of 3 for each plain render, and as many for each augmented one
+            assert by_track[track] == [f"{stem}.wav"] * 3 + [f"{stem}__aug1.wav"] * 3 + [f"{stem}__aug2.wav"] * 3
+        else:  # every clip of a val or test track: the cap bounds training only
+            assert by_track[track] == [f"{stem}.wav"] * 5
+    report = json.loads((tmp_path / "augmented.json").read_text())
+    train_tracks = {label: sum(1 for t, s in plain_split.items() if s == "train" and t.startswith(label))
+                    for label in "abc"}
+    assert report["augmented_clips"] == {label: 6 * train_tracks[label] for label in "abc"}
+    assert report["counts"]["a"]["train"]["clips"] == 9 * train_tracks["a"]
+    assert json.loads((tmp_path / "plain.json").read_text())["augmented_clips"] == {"a": 0, "b": 0, "c": 0}
+
+
+def test_augmented_renders_of_held_out_tracks_are_ignored(tmp_path, audio):
+    add_augmented(audio, copies=1)
+    code, clips = run_clip(tmp_path, audio, split={"holdout_classes": ["c"]})
+    assert code == 0
+    with h5py.File(clips, "r") as table:
+        rows = list(zip(read_strings(table["track"]), read_strings(table["split"]), read_strings(table["source"])))
+    assert not [row for row in rows if row[1] != "train" and "__aug" in row[2]]
+    assert {row[2] for row in rows if row[0].startswith("c/")} == {f"c/t{i}.wav" for i in range(6)}
+    assert any("__aug1" in row[2] for row in rows)
+
+
+def test_a_damaged_augmented_render_of_a_train_track_stops_the_stage(tmp_path, audio, capsys):
+    code, plain = run_clip(tmp_path, audio, name="plain")
+    with h5py.File(plain, "r") as table:
+        splits = dict(zip(read_strings(table["track"]), read_strings(table["split"])))
+    add_augmented(audio, copies=1)
+    train = sorted(track for track, split in splits.items() if split == "train")[0]
+    held = sorted(track for track, split in splits.items() if split == "test")[0]
+    (audio / held.replace(".mid", "__aug1.wav")).unlink()  # unused: a test track is scored on plain renders
+    assert run_clip(tmp_path, audio, name="fine")[0] == 0
+    wav = audio / train.replace(".mid", "__aug1.wav")
+    wav.unlink()
+    capsys.readouterr()
+    assert run_clip(tmp_path, audio, name="broken")[0] == 1
+    assert capsys.readouterr().err.startswith(f"clip: {wav}, rendered according to {audio / 'report.json'}, "
+                                              f"is missing: ")

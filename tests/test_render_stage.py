@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import soundfile
 import yaml
 
-from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
+from musicid.augment import draw_augmentation
+from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
 
 
 STAGE = load_stage("render")
@@ -180,3 +182,90 @@ def test_a_killed_run_leaves_no_workers_and_the_next_run_clears_its_staging(tmp_
     assert not list(tmp_path.glob(".audio.*")), "stale staging left behind"
     report = json.loads((tmp_path / "audio" / "report.json").read_text())
     assert [r["status"] for r in report["files"]] == ["rendered"] * 6
+
+
+# --- render.augment ---------------------------------------------------------------------------------------
+
+
+def augment(**overrides):
+    """The project's render.augment with ``overrides``."""
+    return {**yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["render"]["augment"], **overrides}
+
+
+def files_of(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.wav"))}
+
+
+def test_copies_zero_writes_and_reports_only_the_plain_renders(tmp_path, raw):
+    assert run(tmp_path, raw, augment=augment(copies=0, programs=[40], soundfonts=[str(tmp_path / "absent.sf2")])) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    for record in report["files"]:  # the records of a run without augmentation, key for key
+        assert set(record) == {"source", "label", "status", "reason", "detail", "duration_s", "outputs"}
+    assert sorted(files_of(tmp_path / "audio")) == ["a/one.wav", "a/two.wav", "b/three.wav", "b/tone.wav"]
+
+
+def test_augmented_copies_are_written_reported_and_leave_the_plain_renders_alone(
+        tmp_path, raw, capsys, soundfont, second_soundfont):
+    assert run(tmp_path, raw, out_name="plain") == 0
+    setting = augment(copies=2, programs=[40, 73], soundfonts=[str(soundfont), str(second_soundfont)], seed=5)
+    assert run(tmp_path, raw, out_name="first", augment=setting) == 0
+    assert "render: 4 rendered, 0 recovered, 1 rejected (no_notes 1); 6 augmented renders, 0 rejected;" in \
+        capsys.readouterr().out
+    assert run(tmp_path, raw, out_name="second", augment=setting) == 0
+    first, second, plain = (files_of(tmp_path / name) for name in ("first", "second", "plain"))
+    assert first == second  # deterministic
+    assert {name: first[name] for name in plain} == plain  # the plain renders do not change with copies
+    report = json.loads((tmp_path / "first" / "report.json").read_text())
+    records = {r["source"]: r for r in report["files"]}
+    assert [copy["output"] for copy in records["a/one.mid"]["augmented"]] == ["a/one__aug1.wav", "a/one__aug2.wav"]
+    assert sorted(set(first) - set(plain)) == sorted(
+        copy["output"] for r in report["files"] for copy in r.get("augmented", []))
+    for source in ("a/one.mid", "a/two.mid", "b/three.mid"):
+        for number, copy in enumerate(records[source]["augmented"], start=1):
+            drawn = draw_augmentation(section_params("render", augment=setting).augment, [], source, number)
+            assert copy == {"output": copy["output"], "transpose": drawn.transpose, "tempo": drawn.tempo,
+                            "program": drawn.program, "soundfont": Path(drawn.soundfont).name}
+            assert copy["program"] in (40, 73) and copy["soundfont"] in ("FluidR3_GM.sf2", "TimGM6mb.sf2")
+    assert records["b/tone.wav"]["augmented"] == [] and records["b/empty.mid"]["augmented"] == []
+    assert records["a/one.mid"]["augment_rejected"] == []
+
+
+def test_a_file_s_copies_do_not_depend_on_the_other_files(tmp_path, raw):
+    setting = augment(copies=2)
+    assert run(tmp_path, raw, out_name="all", augment=setting) == 0
+    manifest(raw, ["a/one.mid"])
+    assert run(tmp_path, raw, out_name="alone", augment=setting) == 0
+    alone = json.loads((tmp_path / "alone" / "report.json").read_text())["files"]
+    together = json.loads((tmp_path / "all" / "report.json").read_text())["files"]
+    assert alone[0]["augmented"] == together[0]["augmented"]
+    assert files_of(tmp_path / "alone") == {name: data for name, data in files_of(tmp_path / "all").items()
+                                           if name.startswith("a/one")}
+
+
+def test_a_copy_that_fails_its_checks_loses_nothing_else(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "raw"
+    write_midi(root / "a" / "slow.mid", [(60, 0.0, 2.0)])  # a copy slower than 2 / 2.2 passes render.max_seconds
+    manifest(root, ["a/slow.mid"])
+    setting = augment(copies=6, tempo=0.3)
+    drawn = [draw_augmentation(section_params("render", augment=setting).augment, [str(SOUNDFONT)], "a/slow.mid", k)
+             for k in range(1, 7)]
+    lost = [k for k, d in enumerate(drawn, start=1) if 2.0 / d.tempo > 2.2]
+    assert 0 < len(lost) < 6  # the seed gives both kinds of copy
+    assert run(tmp_path, root, augment=setting, max_seconds=2.2) == 0
+    record = json.loads((tmp_path / "audio" / "report.json").read_text())["files"][0]
+    assert record["status"] == "rendered" and record["outputs"] == ["a/slow.wav"]
+    assert [copy["reason"] for copy in record["augment_rejected"]] == ["too_long"] * len(lost)
+    assert [copy["copy"] for copy in record["augment_rejected"]] == lost
+    kept = [f"a/slow__aug{k}.wav" for k in range(1, 7) if k not in lost]
+    assert [copy["output"] for copy in record["augmented"]] == kept
+    assert sorted(files_of(tmp_path / "audio")) == sorted(["a/slow.wav", *kept])  # nothing of a lost copy
+    assert (f"1 rendered, 0 recovered, 0 rejected; {len(kept)} augmented renders, {len(lost)} rejected "
+            f"(too_long {len(lost)});") in capsys.readouterr().out
+
+
+def test_a_missing_augmentation_soundfont_stops_the_stage_naming_its_key(tmp_path, raw, capsys):
+    assert run(tmp_path, raw, augment=augment(copies=1, soundfonts=[str(tmp_path / "nope.sf2")])) == 2
+    error = capsys.readouterr().err
+    assert f"SoundFont not found: {tmp_path / 'nope.sf2'}" in error and "set render.augment.soundfonts" in error
+    assert not (tmp_path / "audio").exists()
