@@ -136,7 +136,7 @@ class ClipParams(Section):
 
 
 class FeatureParams(Section):
-    kind: Literal["logmel", "mfcc"]
+    kind: Literal["logmel", "mfcc", "cqt", "chroma"]
     n_mels: int = Field(gt=0)
     n_fft: int = Field(gt=0)
     hop_length: int = Field(gt=0)
@@ -146,6 +146,8 @@ class FeatureParams(Section):
     top_db: float | None = Field(gt=0)  # and below each clip's maximum minus this (librosa's top_db); null: off
     n_mfcc: int = Field(gt=0)  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
+    bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
+    n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
     @model_validator(mode="after")
     def _check(self) -> FeatureParams:
@@ -155,6 +157,16 @@ class FeatureParams(Section):
             raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.fmin >= self.fmax:
             raise KeyProblem("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+        # Whole semitones per bin step keep transposition a shift by whole bins.
+        if self.bins_per_octave % 12:
+            raise KeyProblem("bins_per_octave", f"must be a multiple of 12 (12, 24, 36, ...), got {self.bins_per_octave}")
+        if self.kind in ("cqt", "chroma"):
+            if self.fmin <= 0:
+                raise KeyProblem("fmin", f"must be > 0 for features.kind {self.kind} (the lowest constant-Q bin's "
+                                         f"centre, e.g. 32.703 for C1), got {self.fmin:g}")
+            if self.n_bins < self.bins_per_octave:
+                raise KeyProblem("n_bins", f"must be at least one octave (features.bins_per_octave = "
+                                           f"{self.bins_per_octave}) for features.kind {self.kind}, got {self.n_bins}")
         return self
 
 
@@ -174,11 +186,18 @@ class TrainParams(Section):
     time_mask: int = Field(ge=0)  # SpecAugment: widest frame mask (0: off)
     masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
     seed: int
+    pitch_shift: int = Field(ge=0)  # features cqt/chroma: transpose each clip by up to this many semitones (0: off)
+    label_smoothing: float = Field(ge=0, lt=1)  # cross-entropy's label smoothing (0: off)
+    mixup: float = Field(ge=0)  # mixup's Beta(alpha, alpha) parameter, loss ce only (0: off)
+    grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
         if any(width <= 0 for width in self.channels):
             raise KeyProblem("channels", f"must be a non-empty list of positive ints, got {self.channels}")
+        if self.mixup and self.loss != "ce":
+            raise KeyProblem("mixup", f"must be 0 with train.loss {self.loss} (a mixed clip has no one label for "
+                                      f"its triplets), got {self.mixup:g}")
         return self
 
 
