@@ -154,7 +154,7 @@ class ClipParams(Section):
 
 
 class FeatureParams(Section):
-    kind: Literal["logmel", "mfcc"]
+    kind: Literal["logmel", "mfcc", "cqt", "chroma"]
     n_mels: int = Field(gt=0)
     n_fft: int = Field(gt=0)
     hop_length: int = Field(gt=0)
@@ -165,6 +165,8 @@ class FeatureParams(Section):
     n_mfcc: int = Field(gt=0)  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
     symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
+    bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
+    n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
     @model_validator(mode="after")
     def _check(self) -> FeatureParams:
@@ -174,6 +176,16 @@ class FeatureParams(Section):
             raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.fmin >= self.fmax:
             raise KeyProblem("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+        # Whole semitones per bin step keep transposition a shift by whole bins.
+        if self.bins_per_octave % 12:
+            raise KeyProblem("bins_per_octave", f"must be a multiple of 12 (12, 24, 36, ...), got {self.bins_per_octave}")
+        if self.kind in ("cqt", "chroma"):
+            if self.fmin <= 0:
+                raise KeyProblem("fmin", f"must be > 0 for features.kind {self.kind} (the lowest constant-Q bin's "
+                                         f"centre, e.g. 32.703 for C1), got {self.fmin:g}")
+            if self.n_bins < self.bins_per_octave:
+                raise KeyProblem("n_bins", f"must be at least one octave (features.bins_per_octave = "
+                                           f"{self.bins_per_octave}) for features.kind {self.kind}, got {self.n_bins}")
         return self
 
 
@@ -194,11 +206,18 @@ class TrainParams(Section):
     masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
     seed: int
     symbolic_dropout: float = Field(ge=0, le=1)  # fraction of training clips whose symbolic input is hidden
+    pitch_shift: int = Field(ge=0)  # features cqt/chroma: transpose each clip by up to this many semitones (0: off)
+    label_smoothing: float = Field(ge=0, lt=1)  # cross-entropy's label smoothing (0: off)
+    mixup: float = Field(ge=0)  # mixup's Beta(alpha, alpha) parameter, loss ce only (0: off)
+    grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
         if any(width <= 0 for width in self.channels):
             raise KeyProblem("channels", f"must be a non-empty list of positive ints, got {self.channels}")
+        if self.mixup and self.loss != "ce":
+            raise KeyProblem("mixup", f"must be 0 with train.loss {self.loss} (a mixed clip has no one label for "
+                                      f"its triplets), got {self.mixup:g}")
         return self
 
 

@@ -153,6 +153,109 @@ def spec_augment(x: torch.Tensor, freq_mask: int, time_mask: int, masks: int,
     return x
 
 
+@dataclass(frozen=True)
+class PitchAxis:
+    """What transposing normalised constant-Q or chroma features needs to know about their bands."""
+
+    kind: str  # features.kind: "cqt" (bands are constant-Q bins) or "chroma" (12 pitch classes, C first)
+    bins_per_octave: int  # features.bins_per_octave: cqt bins per octave (a multiple of 12)
+    floor_db: float  # features.floor_db: the dB value of a cqt band with nothing in it
+    band_mean: np.ndarray  # float32 [n_bands]: featurize's normalisation statistics
+    band_std: np.ndarray  # float32 [n_bands]
+
+    @classmethod
+    def of(cls, features: dict, band_mean: np.ndarray, band_std: np.ndarray) -> PitchAxis:
+        """From the ``features`` params section (as a dict, as features.h5 stores it) and the band statistics."""
+        return cls(features["kind"], int(features["bins_per_octave"]), float(features["floor_db"]),
+                   np.asarray(band_mean, dtype=np.float32), np.asarray(band_std, dtype=np.float32))
+
+
+def pitch_shift(x: torch.Tensor, max_semitones: int, axis: PitchAxis | None,
+                generator: torch.Generator) -> torch.Tensor:
+    """Transpose each clip of normalised features x (B, n_bands, T) by a random -k..k semitones.
+
+    The shift (uniform whole semitones, from ``generator``) is applied to the
+    un-normalised values, which are then normalised again, since each band has
+    its own statistics.  A cqt clip moves by ``bins_per_octave / 12`` bins a
+    semitone and the bands it leaves empty get ``floor_db`` (nothing wraps
+    around); a chroma clip rolls round its 12 pitch classes.
+    """
+    if max_semitones == 0:
+        return x
+    if axis is None or axis.kind not in ("cqt", "chroma"):
+        raise ValueError("pitch shifting needs constant-Q or chroma features (features.kind cqt or chroma)")
+    batch, bands, _ = x.shape
+    semitones = torch.randint(-max_semitones, max_semitones + 1, (batch,), generator=generator)
+    mean = torch.from_numpy(axis.band_mean).to(x.device)[None, :, None]
+    std = torch.from_numpy(axis.band_std).to(x.device)[None, :, None]
+    raw = x * std + mean
+    steps = semitones if axis.kind == "chroma" else semitones * (axis.bins_per_octave // 12)
+    source = torch.arange(bands)[None, :] - steps[:, None]  # (B, n_bands): the band each band takes its values from
+    if axis.kind == "chroma":
+        source = source % bands
+    inside = ((source >= 0) & (source < bands)).to(x.device)
+    shifted = torch.gather(raw, 1, source.clamp(0, bands - 1).to(x.device)[:, :, None].expand_as(raw))
+    shifted = torch.where(inside[:, :, None], shifted, torch.full_like(shifted, axis.floor_db))
+    return (shifted - mean) / std
+
+
+def augment_batch(x: torch.Tensor, train: TrainParams, pitch: PitchAxis | None,
+                  generator: torch.Generator) -> torch.Tensor:
+    """A training batch of normalised features (B, n_bands, T), transposed then masked (``train`` params)."""
+    x = pitch_shift(x, train.pitch_shift, pitch, generator)
+    return spec_augment(x, train.freq_mask, train.time_mask, train.masks, generator)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator,
+          symbolic: torch.Tensor | None = None,
+          ) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
+    """Mix a batch with a shuffled copy of itself: (mixed x, the copy's labels, weight of the originals,
+    mixed symbolic input or None).
+
+    The weight is drawn from Beta(alpha, alpha), seeded from ``generator``
+    (PyTorch's Beta sampler has no generator argument); alpha 0 returns the
+    batch unchanged with weight 1.  The symbolic input (B, D + 1), when
+    given, is mixed with the same partners and weight.  The loss of a mixed
+    batch is the same mix of the losses of both label sets, which is the
+    cross-entropy against the mixed one-hot targets.
+    """
+    if alpha == 0:
+        return x, y, 1.0, symbolic
+    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+    share = float(np.random.default_rng(seed).beta(alpha, alpha))
+    partner = torch.randperm(len(y), generator=generator).to(x.device)
+    mixed_symbolic = None if symbolic is None else share * symbolic + (1.0 - share) * symbolic[partner]
+    return share * x + (1.0 - share) * x[partner], y[partner], share, mixed_symbolic
+
+
+def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
+    """Scale every gradient by min(1, max_norm / global L2 norm), the rule of clip_grad_norm_ (0: off).
+
+    The norm is summed by NumPy in float64, in a fixed order, because
+    PyTorch's reductions of large tensors split the sum among the intra-op
+    threads and so could round differently with another thread count.
+    """
+    if max_norm == 0:
+        return
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    total = float(np.sqrt(sum(np.sum(np.square(to_numpy(g).astype(np.float64))) for g in gradients)))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for gradient in gradients:
+            gradient.mul_(scale)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's groups: weight decay on the conv and linear weights, none on biases and batch-norm parameters.
+
+    Decaying a batch-norm scale or a bias towards 0 only fights the
+    normalisation; weights (2-d and up) are what decay regularises.
+    """
+    named = sorted(model.named_parameters())
+    return [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
+
+
 def balanced_order(labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
     """An epoch's order of row indices in which classes take turns (class-balanced batches).
 
@@ -210,7 +313,8 @@ def _val_scores(model, val_x, val_y, n_classes, device, val_symbolic=None) -> tu
 def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                 config: ModelConfig, train: TrainParams, progress=lambda items, **_: items,
                 on_epoch=lambda log: None, train_symbolic: np.ndarray | None = None,
-                val_symbolic: np.ndarray | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+                val_symbolic: np.ndarray | None = None, pitch: PitchAxis | None = None,
+                ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
 
     train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
@@ -218,7 +322,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     (``musicid.model.symbolic_input``) for a model with ``config.symbolic_dim``;
     ``train.symbolic_dropout`` of the training clips see theirs as absent.
     ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
-    each epoch's log (for dvclive).  Returns (best model, per-epoch log, best
+    each epoch's log (for dvclive); ``pitch`` describes the bands of
+    constant-Q or chroma features, needed by ``train.pitch_shift``.  Returns (best model, per-epoch log, best
     epoch number counted from 1).  Raises EmptyValidationSplit without
     validation clips, as the kept epoch would then be chosen on nothing.
     The weights are the same bytes whatever the number of PyTorch threads.
@@ -228,7 +333,7 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                                    "set split.val > 0 in params.yaml (each class needs a validation track)")
     with thread_invariant_kernels():
         return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
-                      train_symbolic, val_symbolic)
+                      train_symbolic, val_symbolic, pitch)
 
 
 def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -241,12 +346,13 @@ def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Gene
 
 
 def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainParams, progress,
-           on_epoch, train_symbolic=None, val_symbolic=None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+           on_epoch, train_symbolic=None, val_symbolic=None, pitch: PitchAxis | None = None,
+           ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
     model.uses_classifier = train.loss != "triplet"
-    optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    optimiser = torch.optim.AdamW(parameter_groups(model, train.weight_decay), lr=train.lr)
     generator = torch.Generator().manual_seed(train.seed)
     epoch_rows = len(train_x) if train.sampler == "shuffle" else \
         int(len(np.unique(train_y)) * np.bincount(train_y).max())
@@ -274,20 +380,26 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
         total_loss, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), train.batch_size):
             index = order[start:start + train.batch_size]
-            x = spec_augment(inputs[index], train.freq_mask, train.time_mask, train.masks, generator)
+            x = augment_batch(inputs[index], train, pitch, generator)
             x, y = x.to(device), targets[index].to(device)
             symbolic = None if symbolic_inputs is None else \
                 drop_symbolic(symbolic_inputs[index], train.symbolic_dropout, symbolic_generator).to(device)
+            x, partner_y, share, symbolic = mixup(x, y, train.mixup, generator, symbolic)
             embeddings = model.embed(x) if symbolic is None else model.embed(x, symbolic)
             loss = torch.zeros((), device=device)
             if model.uses_classifier:
                 logits = model.logits(embeddings)
-                loss = loss + F.cross_entropy(logits, y, weight=weights)
+                loss = loss + share * F.cross_entropy(logits, y, weight=weights,
+                                                      label_smoothing=train.label_smoothing)
+                if share < 1.0:
+                    loss = loss + (1.0 - share) * F.cross_entropy(logits, partner_y, weight=weights,
+                                                                  label_smoothing=train.label_smoothing)
                 correct += int((logits.argmax(1) == y).sum())
             if train.loss in ("triplet", "ce+triplet"):
                 loss = loss + batch_hard_triplet_loss(embeddings, y, train.triplet_margin)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(model, train.grad_clip)
             optimiser.step()
             schedule.step()
             total_loss += loss.item() * len(index)

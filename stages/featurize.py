@@ -1,4 +1,4 @@
-"""Stage `featurize`: log-mel spectrograms or MFCCs of every clip into HDF5.
+"""Stage `featurize`: log-mel, MFCC, constant-Q or chroma features of every clip into HDF5.
 
     python stages/featurize.py --params params.yaml --clips data/clips.h5 --out data/features.h5 \
         --render-report data/audio/report.json --raw data/raw
@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.features import RunningBandStats, compute_features, n_frames
+from musicid.features import PITCH_KINDS, RunningBandStats, compute_features, constant_q_cutoff, n_bands, n_frames
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
@@ -88,7 +88,13 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
     """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code."""
     with h5py.File(clips_path, "r") as clips:
         sample_rate = int(clips.attrs["sample_rate"])
-        if params.fmax > sample_rate / 2:
+        if params.kind in PITCH_KINDS and constant_q_cutoff(params) > sample_rate / 2:
+            # fmax is not read by the constant-Q kinds: their top is fmin and n_bins.
+            print(f"featurize: {params_path}: features.n_bins {params.n_bins} from features.fmin {params.fmin:g} Hz "
+                  f"reach {constant_q_cutoff(params):.0f} Hz (the top filter's edge), above the clips' Nyquist "
+                  f"frequency {sample_rate / 2:g} Hz", file=sys.stderr)
+            return 2
+        if params.kind not in PITCH_KINDS and params.fmax > sample_rate / 2:
             print(f"featurize: {params_path}: features.fmax {params.fmax:g} Hz is above the clips' "
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
@@ -101,11 +107,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                   file=sys.stderr)
             return 1
         frames = n_frames(clip_samples, params.hop_length)
-        n_bands = params.n_mfcc if params.kind == "mfcc" else params.n_mels
-        stats = RunningBandStats(n_bands)
+        bands = n_bands(params)
+        stats = RunningBandStats(bands)
         symbolic = symbolic_of(clips, render_report, raw, threads) if params.symbolic else None
         with staged_table(out) as temporary:
-            with RowWriter(temporary, feature_columns(n_bands, frames,
+            with RowWriter(temporary, feature_columns(bands, frames,
                                                       SYMBOLIC_DIM if params.symbolic else 0)) as writer:
                 audio = clips["audio"]
                 for start in progress(range(0, total, params.batch_size),
@@ -144,7 +150,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 })
     for source, reason in (symbolic.unreadable.items() if symbolic else ()):
         print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
-    print(f"featurize: {total} clips -> {params.kind} [{n_bands} x {frames}]"
+    print(f"featurize: {total} clips -> {params.kind} [{bands} x {frames}]"
           f"{symbolic_summary(symbolic) if symbolic else ''} -> {out}")
     return 0
 

@@ -25,10 +25,10 @@ from musicid.h5 import read_strings
 from musicid.io import atomic_directory, write_bytes_atomic
 from musicid.model import ModelConfig
 from musicid.novelty import Mahalanobis
-from musicid.params import as_dict, load_section
+from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
-from musicid.training import (EmptyValidationSplit, FeaturesError, check_features_table, checkpoint_bytes,
-                              class_centroids, embed, normalise, pick_device, read_symbolic_input,
+from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, check_features_table,
+                              checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               thread_invariant_kernels, train_model)
 from musicid.stage import run_stage
 
@@ -74,6 +74,19 @@ def epoch_printer(epochs: int):
     return lambda entry: print(f"train: {entry.line(epochs)}", file=sys.stderr, flush=True)
 
 
+def pitch_axis(params, features: dict | None, params_path: Path, features_path: Path, band_mean: np.ndarray,
+               band_std: np.ndarray) -> PitchAxis | None:
+    """The band layout train.pitch_shift transposes along; ParamsError when the features have no pitch axis."""
+    if params.pitch_shift == 0:
+        return None
+    kind = (features or {}).get("kind")
+    if kind not in ("cqt", "chroma"):
+        raise ParamsError(f"{params_path}: train.pitch_shift must be 0 for features of kind {kind or 'unknown'} "
+                          f"({features_path}): transposing needs features.kind cqt or chroma, got "
+                          f"{params.pitch_shift}")
+    return PitchAxis.of(features, band_mean, band_std)
+
+
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "train")
@@ -91,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         band_std = np.asarray(table.attrs["band_std"], dtype=np.float32)
         upstream = json.loads(table.attrs["params"])
         sample_rate = int(table.attrs["sample_rate"])
+    pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
     train_x, train_y, _ = load_split(args.features, "train")
     val_x, val_y, val_tracks = load_split(args.features, "val")
     if len(train_x) == 0:
@@ -133,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                     print_epoch(entry)
 
                 model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
-                                                     progress=progress, on_epoch=on_epoch,
+                                                     progress=progress, on_epoch=on_epoch, pitch=pitch,
                                                      train_symbolic=train_symbolic, val_symbolic=val_symbolic)
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
                                      [e.train_loss for e in log], [e.val_macro_f1 for e in log], best_epoch)

@@ -535,3 +535,28 @@ def test_a_damaged_augmented_render_of_a_train_track_stops_the_stage(tmp_path, a
     assert run_clip(tmp_path, audio, name="broken")[0] == 1
     assert capsys.readouterr().err.startswith(f"clip: {wav}, rendered according to {audio / 'report.json'}, "
                                               f"is missing: ")
+
+
+def test_featurize_writes_cqt_and_chroma_deterministically(tmp_path, audio):
+    _, clips = run_clip(tmp_path, audio)
+    pitch = {"kind": "cqt", "fmin": 32.703, "n_bins": 72, "bins_per_octave": 12}  # C1..B6, below 4 kHz
+    _, first = run_featurize(tmp_path, clips, name="one", features=pitch)
+    _, second = run_featurize(tmp_path, clips, name="two", features=pitch)
+    assert digest(first) == digest(second)
+    with h5py.File(first, "r") as table:
+        assert table["features"].shape == (90, 72, 1 + 8000 // 256)
+        assert table.attrs["band_mean"].shape == (72,)
+        assert json.loads(table.attrs["params"])["features"]["kind"] == "cqt"
+    _, chroma = run_featurize(tmp_path, clips, name="chroma", features={**pitch, "kind": "chroma"})
+    with h5py.File(chroma, "r") as table:
+        assert table["features"].shape == (90, 12, 1 + 8000 // 256)
+
+
+def test_a_constant_q_top_above_nyquist_names_n_bins(tmp_path, audio, capsys):
+    _, clips = run_clip(tmp_path, audio)
+    code, out = run_featurize(tmp_path, clips, features={"kind": "cqt", "fmin": 32.703, "n_bins": 84,
+                                                         "bins_per_octave": 12})
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err == (
+        f"featurize: {tmp_path / 'params.yaml'}: features.n_bins 84 from features.fmin 32.703 Hz reach 4122 Hz "
+        "(the top filter's edge), above the clips' Nyquist frequency 4000 Hz\n")

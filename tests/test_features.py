@@ -93,3 +93,82 @@ def test_numbers_do_not_depend_on_batch_or_threads(kind):
         assert np.array_equal(compute_features(clips, config, SAMPLE_RATE, threads=4), together)
     alone = np.concatenate([compute_features(clips[i:i + 1], config, SAMPLE_RATE, threads=1) for i in range(33)])
     assert np.array_equal(alone, together)
+
+
+C1 = 32.703  # Hz: the lowest bin of a note-aligned constant-Q transform (MIDI 24)
+
+
+def test_cqt_is_librosas_in_decibels_and_a_440_hz_tone_peaks_in_the_a4_bin():
+    from musicid.features import compute_features
+
+    clips = np.stack([0.3 * np.sin(2 * np.pi * 440.0 * np.arange(32000) / 16000),
+                      np.zeros(32000)]).astype(np.float32)
+    for bins_per_octave, a4 in ((12, 45), (24, 90)):  # A4 is MIDI 69, 45 semitones above C1
+        config = feature_params(kind="cqt", fmin=C1, bins_per_octave=bins_per_octave,
+                                n_bins=7 * bins_per_octave)
+        values = compute_features(clips, config, SAMPLE_RATE)
+        assert values.shape == (2, 7 * bins_per_octave, n_frames(32000, 512)) and values.dtype == np.float32
+        assert set(values[:, :, 10:-10].argmax(axis=1)[0]) == {a4}
+        assert np.all(values[1] == -100.0)  # silence sits on the floor
+        reference = librosa.amplitude_to_db(np.abs(librosa.cqt(clips[0], sr=SAMPLE_RATE, hop_length=512, fmin=C1,
+                                                               n_bins=7 * bins_per_octave,
+                                                               bins_per_octave=bins_per_octave)),
+                                            ref=1.0, amin=1e-5, top_db=None)
+        assert np.max(np.abs(np.maximum(reference, -100.0) - values[0])) < 1e-3
+
+
+def test_chroma_is_librosas_and_a_440_hz_tone_is_pitch_class_a():
+    from musicid.features import compute_features
+
+    clips = np.stack([0.3 * np.sin(2 * np.pi * 440.0 * np.arange(32000) / 16000),
+                      0.3 * np.sin(2 * np.pi * 261.63 * np.arange(32000) / 16000)]).astype(np.float32)
+    config = feature_params(kind="chroma", fmin=C1, bins_per_octave=36, n_bins=252)
+    values = compute_features(clips, config, SAMPLE_RATE)
+    assert values.shape == (2, 12, n_frames(32000, 512)) and values.dtype == np.float32
+    assert set(values[0, :, 10:-10].argmax(axis=0)) == {9} and set(values[1, :, 10:-10].argmax(axis=0)) == {0}
+    assert values.max() == 1.0 and values.min() >= 0.0
+    reference = librosa.feature.chroma_cqt(y=clips[0], sr=SAMPLE_RATE, hop_length=512, fmin=C1, n_octaves=7,
+                                           bins_per_octave=36, tuning=0.0)
+    assert np.max(np.abs(reference - values[0])) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["cqt", "chroma"])
+def test_pitch_features_do_not_depend_on_batch_or_threads(kind):
+    from musicid.features import compute_features
+
+    rng = np.random.default_rng(4)
+    clips = (0.2 * rng.standard_normal((37, 8000))).astype(np.float32)  # 16 + 16 + 5: a short last chunk
+    config = feature_params(kind=kind, fmin=C1, n_bins=84, bins_per_octave=12)
+    together = compute_features(clips, config, SAMPLE_RATE, threads=1)
+    assert together.shape == (37, 84 if kind == "cqt" else 12, n_frames(8000, 512))
+    assert compute_features(clips, config, SAMPLE_RATE, threads=2).tobytes() == together.tobytes()
+    alone = np.concatenate([compute_features(clips[i:i + 1], config, SAMPLE_RATE) for i in range(37)])
+    assert alone.tobytes() == together.tobytes()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"bins_per_octave": 18}, r"features\.bins_per_octave must be a multiple of 12 \(12, 24, 36, \.\.\.\), got 18"),
+    ({"bins_per_octave": 0}, r"features\.bins_per_octave must be > 0, got 0"),
+    ({"kind": "cqt", "fmin": 0.0}, r"features\.fmin must be > 0 for features\.kind cqt \(the lowest constant-Q"),
+    ({"kind": "chroma", "fmin": C1, "n_bins": 23, "bins_per_octave": 24},
+     r"features\.n_bins must be at least one octave \(features\.bins_per_octave = 24\) for features\.kind "
+     r"chroma, got 23"),
+    ({"n_bins": 0}, r"features\.n_bins must be > 0, got 0"),
+])
+def test_bad_constant_q_params_are_named(overrides, message):
+    from musicid.params import ParamsError
+
+    with pytest.raises(ParamsError, match=message):
+        feature_params(**overrides)
+
+
+def test_constant_q_cutoff_is_librosas_nyquist_limit():
+    from musicid.features import constant_q_cutoff
+
+    config = feature_params(kind="cqt", fmin=C1, n_bins=84, bins_per_octave=12)
+    cutoff = constant_q_cutoff(config)
+    assert 3951.0 < cutoff < 4200.0  # B7's centre and half its bandwidth
+    clip = np.zeros(8000, np.float32)
+    librosa.cqt(clip, sr=int(2 * cutoff) + 2, hop_length=512, fmin=C1, n_bins=84)  # just above: allowed
+    with pytest.raises(librosa.ParameterError, match="Nyquist"):
+        librosa.cqt(clip, sr=int(2 * cutoff) - 2, hop_length=512, fmin=C1, n_bins=84)

@@ -140,7 +140,7 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("train", "channels", [8, 2.5], r"train\.channels\[1\] must be an integer, got 2\.5"),
     ("train", "channels", [], r"train\.channels must not be empty"),
     ("clip", "sample_rate", "16k", r"clip\.sample_rate must be an integer, got '16k'"),
-    ("features", "kind", "cqt", r"features\.kind must be 'logmel' or 'mfcc', got 'cqt'"),
+    ("features", "kind", "stft", r"features\.kind must be 'logmel', 'mfcc', 'cqt' or 'chroma', got 'stft'"),
     ("dataset", "timeout_s", 0, r"dataset\.timeout_s must be > 0, got 0"),
 ])
 def test_choices_bounds_and_item_types_are_named(section, key, value, message):
