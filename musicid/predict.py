@@ -65,6 +65,14 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     return found
 
 
+# Params a checkpoint may lack, with the value that reproduces how it was made.
+ABSENT_KEYS = {
+    "render": {"augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
+    "clip": {},
+    "features": {"symbolic": False, "bins_per_octave": 12, "n_bins": 84},
+}
+
+
 class Predictor:
     """Loads a checkpoint once and scores files with it."""
 
@@ -74,10 +82,10 @@ class Predictor:
         params = self.checkpoint["params"]
         if not params.get("render"):
             raise ValueError(f"{checkpoint_path} holds no render params; retrain it with this version")
-        # The checkpoint's params pass the same checks as params.yaml does for the stages. A table
-        # featurized without symbolic features does not record the key (it keeps the bytes it had
-        # before the key existed), nor do older checkpoints: both mean false.
-        stored = {**params, "features": {"symbolic": False, **params["features"]}}
+        # The checkpoint's params pass the same checks as params.yaml does for the stages. Keys that a
+        # checkpoint does not record (made before the key existed; a table featurized without symbolic
+        # features leaves that key out to keep its bytes) take the value that means what it did then.
+        stored = {name: {**ABSENT_KEYS.get(name, {}), **params[name]} for name in ("render", "clip", "features")}
         render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
         self.render_params = render

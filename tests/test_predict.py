@@ -152,3 +152,16 @@ def test_level_sample_rate_and_channels_do_not_change_the_answer(tmp_path, norma
         scores = {name: dict(predictor.predict(path, top=2).labels) for name, path in variants.items()}
         assert all(abs(scores[name][label] - scores["own"][label]) < 1e-3
                    for name in variants for label in scores["own"]), scores
+
+
+def test_a_checkpoint_made_before_the_newer_params_still_predicts(inputs):
+    from musicid.predict import Predictor
+
+    model = write_checkpoint(inputs / "model.pt", reference=0.0, reference_tracks=24)
+    checkpoint = torch.load(model, weights_only=False)
+    for section, key in (("render", "augment"), ("features", "symbolic"), ("features", "bins_per_octave"),
+                         ("features", "n_bins")):
+        del checkpoint["params"][section][key]
+    torch.save(checkpoint, model)
+    prediction = Predictor(model).predict(inputs / "songs" / "tune.wav")
+    assert prediction.error is None and prediction.clips == 2
