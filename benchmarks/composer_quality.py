@@ -102,6 +102,12 @@ CONFIGS = {
     "overlap": {"clip.hop_seconds": 2.0},  # twice the clips per track
     "mfcc": {"features.kind": "mfcc"},
     "balanced": {"train.sampler": "balanced"},
+    "symbolic": {"features.symbolic": True},  # the notes of each clip's MIDI source, fused with the audio
+    "augment": {"render.augment.copies": 2},  # two transposed, tempo-scaled renders of each training track
+    "cqt": {"features.kind": "cqt", "features.fmin": 32.703, "train.pitch_shift": 2},
+    "smooth": {"train.label_smoothing": 0.1},
+    "mixup": {"train.mixup": 0.2},
+    "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track
 }
 
 
@@ -121,7 +127,7 @@ def parse_config(text: str) -> tuple[str, dict]:
     overrides = {}
     for item in _top_level_items(body):
         key, equals, value = item.partition("=")
-        if not equals or key.count(".") != 1:
+        if not equals or key.count(".") < 1:
             raise SystemExit(f"composer_quality: configuration {name!r}: {item!r} is not section.key=value")
         overrides[key.strip()] = yaml.safe_load(value)
     return name, overrides
@@ -143,10 +149,13 @@ def apply(params: dict, overrides: dict) -> dict:
     """A copy of ``params`` with ``{"section.key": value}`` overrides set."""
     result = json.loads(json.dumps(params))
     for dotted, value in overrides.items():
-        section, key = dotted.split(".")
-        if section not in result or key not in result[section]:
+        *path, key = dotted.split(".")
+        place = result
+        for part in path:
+            place = place.get(part) if isinstance(place, dict) else None
+        if not isinstance(place, dict) or key not in place:
             raise SystemExit(f"composer_quality: no param {dotted} in params.yaml")
-        result[section][key] = value
+        place[key] = value
     return result
 
 
@@ -214,11 +223,18 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
         collection = folder / "collection"
         seconds = 0.0
         for spec in task.classes:
-            corpus = folder / "corpus" / spec.composer
             dataset = {**base["dataset"], "source": "music21", "classes": [spec.composer],
                        "max_per_class": caps[spec.composer]}
-            params = write_params(corpus, {**base, "dataset": dataset})
-            seconds += run_stage("download", ["--params", params, "--out", corpus / "raw"], corpus, jobs)
+            # The scores' conversion depends on the dataset params alone: shared by every render setting.
+            corpus = out / task.name / f"corpus-{spec.composer}-{digest(dataset)}"
+
+            def convert(corpus=corpus, dataset=dataset) -> float:
+                if corpus.exists():
+                    shutil.rmtree(corpus)
+                params = write_params(corpus, {**base, "dataset": dataset})
+                return run_stage("download", ["--params", params, "--out", corpus / "raw"], corpus, jobs)
+
+            seconds += cached(corpus, convert)
             manifest = json.loads((corpus / "raw" / "manifest.json").read_text())
             for record in manifest["files"]:
                 if record["origin"].removeprefix("music21:") in spec.exclude:

@@ -26,6 +26,9 @@ def test_every_built_in_configuration_gives_valid_params():
             parse_section(params[section], section, source=f"configuration {name}")
     assert PARAMS["train"]["epochs"] != 99 and suite.apply(PARAMS, {"train.epochs": 99})["train"]["epochs"] == 99
     assert PARAMS["train"]["epochs"] == yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]["epochs"]
+    assert suite.apply(PARAMS, {"render.augment.copies": 2})["render"]["augment"]["copies"] == 2
+    with pytest.raises(SystemExit, match="no param render.augment.colour"):
+        suite.apply(PARAMS, {"render.augment.colour": 1})
 
 
 def test_configurations_from_the_command_line():
