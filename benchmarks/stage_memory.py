@@ -76,6 +76,7 @@ def main() -> int:
     args = parser.parse_args()
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["clip"]["max_clips_per_track"] = 0  # every clip, so 10x tracks make 10x clips
+    params["features"]["symbolic"] = False  # synthetic audio tracks: no MIDI source to read notes from
     rows = []
     with tempfile.TemporaryDirectory(prefix="musicid-memory-") as scratch:
         scratch = Path(scratch)

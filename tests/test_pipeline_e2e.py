@@ -180,7 +180,8 @@ def test_held_out_class_is_scored_as_unknown(baseline, tmp_path):
     run([sys.executable, "stages/clip.py", *common, "--audio", "data/audio", "--out", str(tmp_path / "clips.h5"),
          "--report", str(tmp_path / "clips_report.json")], project)
     run([sys.executable, "stages/featurize.py", *common, "--clips", str(tmp_path / "clips.h5"),
-         "--out", str(tmp_path / "features.h5")], project)
+         "--out", str(tmp_path / "features.h5"), "--render-report", "data/audio/report.json", "--raw", "data/raw"],
+        project)
     run([sys.executable, "stages/train.py", *common, "--features", str(tmp_path / "features.h5"),
          "--model", str(tmp_path / "model.pt"), "--live", str(tmp_path / "live")], project)
     output = run([sys.executable, "stages/evaluate.py", *common, "--model", str(tmp_path / "model.pt"),
