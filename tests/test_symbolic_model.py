@@ -19,6 +19,7 @@ from musicid.predict import Predictor
 from musicid.symbolic import SYMBOLIC_DIM
 from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
 from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
+from tests.test_train_stage import write_table_attrs
 
 TRAIN = load_stage("train")
 EVALUATE = load_stage("evaluate")
@@ -79,12 +80,7 @@ def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int
         values.update(symbolic=notes, has_symbolic=present)
     with RowWriter(path, feature_columns(bands, frames, SYMBOLIC_DIM if symbolic else 0)) as writer:
         writer.append(**values)
-        writer.attrs["label_names"] = ["a", "b"]
-        writer.attrs["n_known"] = 2
-        writer.attrs["holdout_classes"] = []
-        writer.attrs["sample_rate"] = 16000
-        writer.attrs["band_mean"] = np.zeros(bands, np.float32)
-        writer.attrs["band_std"] = np.ones(bands, np.float32)
+        write_table_attrs(writer, bands)
         if symbolic:
             writer.attrs["symbolic_mean"] = notes[present].mean(axis=0)
             writer.attrs["symbolic_std"] = np.maximum(notes[present].std(axis=0), 1e-6)

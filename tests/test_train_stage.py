@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 import yaml
@@ -36,13 +35,18 @@ def write_features(path, splits: list[str], bands: int = 8, frames: int = 16, dr
         del columns[drop], values[drop]
     with RowWriter(path, columns) as writer:
         writer.append(**values)
-        writer.attrs["label_names"] = ["a", "b"]
-        writer.attrs["n_known"] = 2
-        writer.attrs["holdout_classes"] = []
-        writer.attrs["sample_rate"] = 16000
-        writer.attrs["band_mean"] = np.zeros(bands, np.float32)
-        writer.attrs["band_std"] = np.ones(bands, np.float32)
+        write_table_attrs(writer, bands)
         writer.attrs["params"] = json.dumps({})
+
+
+def write_table_attrs(writer, bands: int) -> None:
+    """The attributes featurize writes for two known classes "a" and "b" (features normalised already)."""
+    writer.attrs["label_names"] = ["a", "b"]
+    writer.attrs["n_known"] = 2
+    writer.attrs["holdout_classes"] = []
+    writer.attrs["sample_rate"] = 16000
+    writer.attrs["band_mean"] = np.zeros(bands, np.float32)
+    writer.attrs["band_std"] = np.ones(bands, np.float32)
 
 
 def splits_of(train: int, val: int) -> list[str]:
