@@ -137,13 +137,14 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(audio[:2].T)
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write float32 [n] or [n, channels] as 16-bit PCM WAV, through a temporary name."""
-    import soundfile
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """float32 [n] or [n, channels] as the bytes of a 16-bit PCM WAV file ."""
+    import io
 
-    from musicid.io import atomic_path
+    import soundfile
 
     if np.abs(audio).max(initial=0.0) > 1.0:
         audio = np.clip(audio, -1.0, 1.0)
-    with atomic_path(path) as temporary:
-        soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16", format="WAV")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, sample_rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sized
 
 PARENT_CHECK_SECONDS = 0.5
 
@@ -47,7 +47,7 @@ def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs
 
 def ordered_map(
     function: Callable[[Any], Any],
-    items: Sequence[Any],
+    items: Iterable[Any],
     jobs: int,
     initializer: Callable[..., None] | None = None,
     initargs: Iterable[Any] = (),
@@ -60,10 +60,13 @@ def ordered_map(
     the parent, e.g. PyTorch or FluidSynth) runs it; ``initializer`` runs once
     per worker, for expensive per-worker set-up such as loading a SoundFont.
     Workers end by themselves when this process dies.
+    ``items`` may be a generator, which is advanced only as work is sent out.
     At most ``2 * jobs`` items are in flight, so results waiting to be consumed
     cannot pile up in memory however many items there are.
     """
-    jobs = min(resolve_jobs(jobs), max(1, len(items)))
+    jobs = resolve_jobs(jobs)
+    if isinstance(items, Sized):  # a generator (items read as they are sent) keeps every worker
+        jobs = min(jobs, max(1, len(items)))
     if jobs == 1:
         if initializer is not None:
             initializer(*initargs)

@@ -40,18 +40,18 @@ from pathlib import Path
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, write_wav
+from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud, frame_peaks,
                             validate_audio)
 from musicid.deadline import wall_clock_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
-from musicid.io import safe_name
+from musicid.io import safe_name, write_bytes_atomic
 from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
-__all__ = ["FluidSynthUnavailable", "RenderTask", "assign_outputs", "finish_render", "init_worker", "load_source",
-           "output_names", "render_one"]
+__all__ = ["FluidSynthUnavailable", "RenderTask", "Rendered", "assign_outputs", "finish_render", "init_worker",
+           "load_source", "output_names", "render_one", "write_rendered"]
 
 # Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
 RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
@@ -69,13 +69,22 @@ def init_worker(render: RenderParams) -> None:
 
 @dataclass(frozen=True)
 class RenderTask:
+    """Everything one source's render needs, files included: a worker reads and writes nothing shared."""
+
     source: str  # path relative to the raw data directory, e.g. "bach/bwv1.6.mid"
     label: str
-    input_path: str  # absolute path of the source file
-    output_dir: str  # where the WAVs go (the stage's staging directory)
+    data: bytes  # the source file's bytes
     output_names: tuple[str, ...]  # relative WAV paths: one per SoundFont for MIDI, one for audio
     render: RenderParams
     augmented_names: tuple[str, ...] = ()  # relative WAV paths of the render.augment.copies extra renders (MIDI)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What rendering one source gives: its report record and the bytes of each WAV it names."""
+
+    record: dict
+    wavs: tuple[tuple[str, bytes], ...]  # (relative WAV path, 16-bit PCM WAV file bytes), outputs then copies
 
 
 def _stem_id(source: str) -> str:
@@ -314,35 +323,53 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams,
     raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
 
 
-def render_one(task: RenderTask) -> dict:
-    """Render or decode one source, validate it, write its WAVs; return its report record."""
+def render_one(task: RenderTask) -> Rendered:
+    """Render or decode one source, validate it, and return its record with its WAV files' bytes.
+
+    Works from ``task`` alone, so that it can run where the raw files are not
+    (another process or machine); the caller writes the WAVs
+    (:func:`write_rendered`).  The source's bytes go to a private temporary
+    file, since FluidSynth's player and libsndfile read files.
+    """
     record = {"source": task.source, "label": task.label, "status": "rejected",
               "reason": None, "detail": None, "duration_s": None, "outputs": []}
     if task.render.augment.copies:  # absent when augmentation is off: the report is as it always was
         record["augmented"], record["augment_rejected"] = [], []
     renderer = _worker_renderer
     sample_rate = renderer.sample_rate
-    try:
-        renders, repairs = load_source(renderer, Path(task.input_path), task.render)
-    except RenderError as error:
-        record["reason"] = error.reason
-        record["detail"] = error.detail or None
-        return record
-    for name, audio in zip(task.output_names, renders):
-        write_wav(Path(task.output_dir) / name, to_channels(audio, task.render.channels), sample_rate)
-        record["outputs"].append(name)
-    if repairs:
-        record["status"], record["detail"] = "recovered", "; ".join(repairs)
-    else:
-        record["status"] = "rendered"
-    record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
-    for copy, name in enumerate(task.augmented_names, start=1):
+    wavs = []
+    with tempfile.TemporaryDirectory(prefix="musicid-source-") as scratch:
+        path = Path(scratch) / f"source{Path(task.source).suffix.lower()}"
+        path.write_bytes(task.data)
         try:
-            augmentation, audio = render_augmented(renderer, Path(task.input_path), task.render, task.source, copy)
+            renders, repairs = load_source(renderer, path, task.render)
         except RenderError as error:
-            # Only this copy is lost: the plain renders above are already written.
-            record["augment_rejected"].append({"copy": copy, "reason": error.reason, "detail": error.detail or None})
-            continue
-        write_wav(Path(task.output_dir) / name, to_channels(audio, task.render.channels), sample_rate)
-        record["augmented"].append(augmentation.record(name))
-    return record
+            record["reason"] = error.reason
+            record["detail"] = error.detail or None
+            return Rendered(record, ())
+        for name, audio in zip(task.output_names, renders):
+            wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
+            record["outputs"].append(name)
+        if repairs:
+            record["status"], record["detail"] = "recovered", "; ".join(repairs)
+        else:
+            record["status"] = "rendered"
+        record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
+        for copy, name in enumerate(task.augmented_names, start=1):
+            try:
+                augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy)
+            except RenderError as error:
+                # Only this copy is lost: the plain renders above are kept.
+                record["augment_rejected"].append({"copy": copy, "reason": error.reason,
+                                                   "detail": error.detail or None})
+                continue
+            wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
+            record["augmented"].append(augmentation.record(name))
+    return Rendered(record, tuple(wavs))
+
+
+def write_rendered(rendered: Rendered, output_dir: Path) -> dict:
+    """Write the WAVs of ``rendered`` under ``output_dir`` (each through a temporary name); its record."""
+    for name, data in rendered.wavs:
+        write_bytes_atomic(Path(output_dir) / name, data)
+    return rendered.record

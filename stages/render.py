@@ -11,18 +11,22 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import RenderTask, assign_all_outputs, init_worker, render_one
+from musicid.render import RenderTask, assign_all_outputs, init_worker, render_one, write_rendered
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.stage import run_stage
 
 
-def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParams) -> list[RenderTask]:
-    """One task per labelled manifest file, sorted by source path.
+def make_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> Iterator[RenderTask]:
+    """One task per labelled manifest file, sorted by source path, each with its source's bytes.
+
+    A generator: a source is read only when its task is about to be sent to a
+    worker, so memory holds the files in flight, not the collection.
 
     A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
     are several) and, with ``render.augment.copies`` > 0, that many augmented
@@ -37,9 +41,9 @@ def make_tasks(manifest: dict, raw_dir: Path, staging: Path, render: RenderParam
         by_inner = assign_all_outputs(label, [inner[source] for source in sources], render.soundfonts,
                                       render.augment.copies)
         names.update({source: by_inner[inner[source]] for source in sources})
-    tasks = [RenderTask(r["path"], r["label"], str((raw_dir / r["path"]).resolve()), str(staging),
-                        names[r["path"]][0], render, augmented_names=names[r["path"]][1]) for r in records]
-    return tasks
+    for r in records:
+        yield RenderTask(r["path"], r["label"], (raw_dir / r["path"]).read_bytes(), names[r["path"]][0], render,
+                         augmented_names=names[r["path"]][1])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
-        tasks = make_tasks(manifest, args.raw, staging, params)
-        records = list(progress(
+        total = len(manifest["files"])
+        tasks = make_tasks(manifest, args.raw, params)
+        records = [write_rendered(rendered, staging) for rendered in progress(
             ordered_map(render_one, tasks, jobs=args.jobs, initializer=init_worker, initargs=(params,)),
-            total=len(tasks), desc="render"))
+            total=total, desc="render")]
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
         write_json_atomic(staging / "report.json", {"files": records, "params": as_dict(params)})

@@ -11,7 +11,7 @@ import soundfile
 from musicid import audio, render
 from musicid.audio import AudioTooLong, decode_audio, read_audio, resample, to_channels
 from tests.conftest import sine, write_wav
-from tests.test_render import SR, renderer, task, worker  # noqa: F401 - fixtures used by name
+from tests.test_render import SR, renderer, render_to, task, worker  # noqa: F401 - fixtures used by name
 
 
 def silent_flac(path, seconds: int, rate: int = 8000, channels: int = 1):
@@ -33,14 +33,14 @@ def silent_flac(path, seconds: int, rate: int = 8000, channels: int = 1):
 ])
 def test_audio_that_is_not_music_is_rejected(worker, tmp_path, name, samples, rate, subtype, reason, detail):
     write_wav(tmp_path / "a" / name, samples, rate, subtype)
-    record = render.render_one(task(tmp_path, f"a/{name}"))
+    record = render_to(tmp_path, task(tmp_path, f"a/{name}"))
     assert (record["status"], record["reason"], record["detail"]) == ("rejected", reason, detail)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_little_over_full_scale_is_kept(worker, tmp_path):
     write_wav(tmp_path / "a" / "hot.wav", 1.5 * sine(440, 1.0, SR), SR, "FLOAT")
-    assert render.render_one(task(tmp_path, "a/hot.wav"))["status"] == "rendered"
+    assert render_to(tmp_path, task(tmp_path, "a/hot.wav"))["status"] == "rendered"
 
 
 def test_too_long_is_known_from_the_header_without_decoding(worker, tmp_path, monkeypatch):
@@ -51,7 +51,7 @@ def test_too_long_is_known_from_the_header_without_decoding(worker, tmp_path, mo
         raise AssertionError("decoded before the length was checked")
 
     monkeypatch.setattr(render, "decode_audio", no_decoding)
-    record = render.render_one(task(tmp_path, "a/hour.flac", max_seconds=600.0))
+    record = render_to(tmp_path, task(tmp_path, "a/hour.flac", max_seconds=600.0))
     assert (record["status"], record["reason"], record["detail"]) == (
         "rejected", "too_long", "the audio lasts 3600 s (render.max_seconds 600)")
 
@@ -94,7 +94,7 @@ def test_decoding_memory_stays_near_the_result(tmp_path):
 def test_a_constant_offset_at_another_rate_is_silent(worker, tmp_path, rate):
     # Resampling rings at the edges of a constant signal; that ringing is not music.
     write_wav(tmp_path / "a" / "offset.wav", np.full(rate * 3, 0.5, np.float32), rate, "FLOAT")
-    record = render.render_one(task(tmp_path, "a/offset.wav"))
+    record = render_to(tmp_path, task(tmp_path, "a/offset.wav"))
     assert (record["status"], record["reason"]) == ("rejected", "silent")
     assert record["detail"].startswith("a constant offset of 0.5 and no signal around it")
 

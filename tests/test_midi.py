@@ -9,7 +9,7 @@ import pytest
 
 from musicid import render, synth
 from musicid.midi import drop_impossible_key_signatures, read_midi
-from tests.test_render import renderer, smf, task, worker  # noqa: F401 - fixtures used by name
+from tests.test_render import render_to, renderer, smf, task, worker  # noqa: F401 - fixtures used by name
 
 NOTE_HALF_SECOND = "00903C64" "8360803C40" "00FF2F00"  # C4 for 480 ticks: 0.5 s at 120 bpm
 
@@ -32,7 +32,7 @@ def test_riff_wrapped_midi_is_unwrapped_and_rendered(worker, tmp_path):
     path = put(tmp_path, "wrapped.mid", rmid(smf("00FF0301" "41" + NOTE_HALF_SECOND)))  # odd length: padded
     with pytest.raises(OSError, match="MThd not found"):
         mido.MidiFile(path)  # what made it unparseable
-    record = render.render_one(task(tmp_path, "a/wrapped.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/wrapped.mid"))
     assert (record["status"], record["reason"], record["outputs"]) == ("recovered", None, ["a/x.wav"])
     assert record["detail"] == "RIFF-wrapped MIDI (RMID) unwrapped"
     assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
@@ -40,7 +40,7 @@ def test_riff_wrapped_midi_is_unwrapped_and_rendered(worker, tmp_path):
 
 def test_riff_without_a_data_chunk_is_named(worker, tmp_path):
     put(tmp_path, "nodata.mid", b"RIFF" + struct.pack("<I", 12) + b"RMID" + b"LIST" + struct.pack("<I", 0))
-    record = render.render_one(task(tmp_path, "a/nodata.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/nodata.mid"))
     assert (record["status"], record["reason"], record["detail"]) == (
         "rejected", "unparseable", "RIFF-wrapped MIDI (RMID) without a data chunk")
 
@@ -50,7 +50,7 @@ def test_impossible_key_signature_is_dropped(worker, tmp_path):
     path = put(tmp_path, "key.mid", data)
     with pytest.raises(mido.midifiles.meta.KeySignatureError):
         mido.MidiFile(path)
-    record = render.render_one(task(tmp_path, "a/key.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/key.mid"))
     assert (record["status"], record["reason"]) == ("recovered", None)
     assert record["detail"] == "1 key-signature event(s) with an impossible key dropped"
     assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
@@ -72,7 +72,7 @@ def test_smpte_division_is_converted(worker, tmp_path):
     path = put(tmp_path, "smpte.mid", smf("00FF510307A120" "00903C64" "8768803C40" "00FF2F00",
                                           division=0xE728))
     assert read_midi(path).end_seconds == pytest.approx(1.0)
-    record = render.render_one(task(tmp_path, "a/smpte.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/smpte.mid"))
     assert (record["status"], record["reason"]) == ("recovered", None)
     assert record["detail"] == "SMPTE time division (25 fps x 40 ticks) converted to 1000 ticks per beat"
     assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
@@ -86,6 +86,6 @@ def test_smpte_drop_frame_rate(tmp_path):
 
 def test_smpte_with_an_unknown_frame_rate_is_named(worker, tmp_path):
     put(tmp_path, "smpte20.mid", smf(NOTE_HALF_SECOND, division=0xEC28))  # -20 fps does not exist
-    record = render.render_one(task(tmp_path, "a/smpte20.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/smpte20.mid"))
     assert (record["status"], record["reason"], record["detail"]) == (
         "rejected", "unparseable", "SMPTE time division with an unknown frame rate (code 20, 40 ticks per frame)")

@@ -47,8 +47,14 @@ def worker(renderer, monkeypatch):
 
 
 def task(tmp_path, source, names=("a/x.wav",), **overrides):
-    return RenderTask(source=source, label="a", input_path=str(tmp_path / source),
-                      output_dir=str(tmp_path / "out"), output_names=names, render=params(**overrides))
+    """The task of the file ``tmp_path / source`` (written before), with its bytes."""
+    return RenderTask(source=source, label="a", data=(tmp_path / source).read_bytes(), output_names=names,
+                      render=params(**overrides))
+
+
+def render_to(tmp_path, render_task):
+    """Render a task as the stage does, its WAVs written under ``tmp_path / "out"``; its record."""
+    return render.write_rendered(render.render_one(render_task), tmp_path / "out")
 
 
 def test_render_three_notes(renderer, three_note_midi):
@@ -69,7 +75,7 @@ def test_render_does_not_depend_on_what_was_rendered_before(renderer, tmp_path, 
 
 def test_render_one_writes_a_valid_wav(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0), (62, 1.0, 2.0)])
-    record = render.render_one(task(tmp_path, "a/x.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/x.mid"))
     assert (record["status"], record["reason"], record["outputs"]) == ("rendered", None, ["a/x.wav"])
     info = soundfile.info(str(tmp_path / "out" / "a" / "x.wav"))
     assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
@@ -80,15 +86,15 @@ def test_render_one_writes_a_valid_wav(worker, tmp_path):
 
 def test_stereo_output(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
-    render.render_one(task(tmp_path, "a/x.mid", channels=2))
+    render_to(tmp_path, task(tmp_path, "a/x.mid", channels=2))
     assert soundfile.info(str(tmp_path / "out" / "a" / "x.wav")).channels == 2
 
 
 def test_two_runs_give_identical_wav_bytes(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0), (67, 0.5, 1.5)])
-    render.render_one(task(tmp_path, "a/x.mid"))
+    render_to(tmp_path, task(tmp_path, "a/x.mid"))
     first = (tmp_path / "out" / "a" / "x.wav").read_bytes()
-    render.render_one(task(tmp_path, "a/x.mid"))
+    render_to(tmp_path, task(tmp_path, "a/x.mid"))
     assert (tmp_path / "out" / "a" / "x.wav").read_bytes() == first
 
 
@@ -98,7 +104,7 @@ def test_file_the_strict_player_refuses_is_recovered(worker, renderer, tmp_path)
     path.write_bytes(STRICT_PLAYER_REJECTS)
     assert midi_end_time(path) == pytest.approx(0.5)  # mido reads it
     assert trim_trailing_silence(renderer.render(path)).shape[1] == 0  # FluidSynth's player does not
-    record = render.render_one(task(tmp_path, "a/strict.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/strict.mid"))
     assert (record["status"], record["reason"]) == ("recovered", None)
     assert record["detail"] == "FluidSynth's player gave silent; re-serialized with mido"
     assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
@@ -119,7 +125,7 @@ def test_bad_sources_are_rejected_with_their_reason(worker, tmp_path, three_note
     path = tmp_path / "a" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     make(path, three_note_midi)
-    record = render.render_one(task(tmp_path, f"a/{name}"))
+    record = render_to(tmp_path, task(tmp_path, f"a/{name}"))
     assert (record["status"], record["reason"]) == ("rejected", reason)
     assert record["outputs"] == []
     assert not (tmp_path / "out").exists()
@@ -130,20 +136,20 @@ def test_silent_notes_are_rejected_even_after_recovery(worker, tmp_path):
     path = tmp_path / "a" / "muted.mid"
     path.parent.mkdir()
     path.write_bytes(smf("00B00700" "00903C01" "8360803C40" "00FF2F00"))
-    record = render.render_one(task(tmp_path, "a/muted.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/muted.mid"))
     assert (record["status"], record["reason"]) == ("rejected", "silent")
     assert "re-serialized with mido: silent" in record["detail"]
 
 
 def test_timeout(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 300.0)])
-    record = render.render_one(task(tmp_path, "a/x.mid", timeout_s=1e-6))
+    record = render_to(tmp_path, task(tmp_path, "a/x.mid", timeout_s=1e-6))
     assert (record["status"], record["reason"]) == ("rejected", "timeout")
 
 
 def test_notes_after_a_long_silence(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 3600.0, 3601.0)])
-    record = render.render_one(task(tmp_path, "a/x.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/x.mid"))
     assert (record["status"], record["reason"]) == ("rejected", "too_long")
 
 
@@ -175,7 +181,7 @@ def test_each_soundfont_renders_once(tmp_path, monkeypatch, second_soundfont):
     several = MidiRenderer(params(soundfonts=fonts, reverb=False))
     monkeypatch.setattr(render, "_worker_renderer", several)
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
-    record = render.render_one(task(tmp_path, "a/x.mid", names=("a/x__fluid.wav", "a/x__tim.wav"),
+    record = render_to(tmp_path, task(tmp_path, "a/x.mid", names=("a/x__fluid.wav", "a/x__tim.wav"),
                                     soundfonts=fonts, reverb=False))
     assert record["outputs"] == ["a/x__fluid.wav", "a/x__tim.wav"]
     one, two = (soundfile.read(str(tmp_path / "out" / name))[0] for name in record["outputs"])
@@ -184,7 +190,7 @@ def test_each_soundfont_renders_once(tmp_path, monkeypatch, second_soundfont):
 
 def test_audio_source_is_resampled_and_kept(worker, tmp_path):
     write_wav(tmp_path / "a" / "tone.flac", sine(440, 2.0, 44100), 44100)
-    record = render.render_one(task(tmp_path, "a/tone.flac"))
+    record = render_to(tmp_path, task(tmp_path, "a/tone.flac"))
     assert record["status"] == "rendered"
     audio, rate = soundfile.read(str(tmp_path / "out" / "a" / "x.wav"))
     assert rate == SR and len(audio) == 2 * SR
@@ -247,7 +253,7 @@ def test_a_cut_short_midi_file_is_described(worker, tmp_path, three_note_midi):
     path = tmp_path / "a" / "cut.mid"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"MThd\x00\x00\x00\x06\x00")  # the header chunk stops after one byte
-    record = render.render_one(task(tmp_path, "a/cut.mid"))
+    record = render_to(tmp_path, task(tmp_path, "a/cut.mid"))
     assert record["reason"] == "unparseable" and "cut short" in record["detail"]
 
 
@@ -257,7 +263,7 @@ def test_timeout_covers_reading_the_midi_file(worker, tmp_path):
     path.parent.mkdir()
     path.write_bytes(smf("00903C40" + "003C40" * 400_000 + "00FF2F00"))
     started = time.monotonic()
-    record = render.render_one(task(tmp_path, "a/huge.mid", timeout_s=0.5))
+    record = render_to(tmp_path, task(tmp_path, "a/huge.mid", timeout_s=0.5))
     elapsed = time.monotonic() - started
     # Reading alone outlasts the limit; on a loaded machine the check may come while rendering instead.
     assert (record["status"], record["reason"]) == ("rejected", "timeout")
