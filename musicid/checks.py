@@ -18,7 +18,9 @@ reason (``RenderError.reason``) and a one-line detail:
   removed, so a file holding one constant value is silent;
 - ``clipping``: an audio file whose samples pass ``MAX_AUDIO_PEAK`` (far beyond
   full scale: a float file of garbage or of wrongly scaled integers);
-- ``unsupported_format``: neither a MIDI nor an audio file extension.
+- ``unsupported_format``: neither a MIDI nor an audio file extension;
+- ``worker_crash``: on a Dask cluster, the file killed one worker process after
+  another (see :mod:`musicid.cluster`).
 """
 
 from __future__ import annotations

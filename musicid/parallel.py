@@ -11,6 +11,22 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sized
 
 PARENT_CHECK_SECONDS = 0.5
+SCHEDULER_ENV = "MUSICID_SCHEDULER"  # a Dask scheduler's address, for `dvc repro` without editing dvc.yaml
+
+
+def resolve_scheduler(address: str | None) -> str | None:
+    """The Dask scheduler to use: ``address`` (``--scheduler``), else ``$MUSICID_SCHEDULER``, else None (local)."""
+    return address or os.environ.get(SCHEDULER_ENV) or None
+
+
+def where(jobs: int, scheduler: str | None) -> str:
+    """Where per-file work runs, for a stage's summary line: ``"2 local workers"`` or the cluster."""
+    if scheduler:
+        from musicid.cluster import describe
+
+        return describe(scheduler)
+    jobs = resolve_jobs(jobs)
+    return f"{jobs} local worker{'s' if jobs != 1 else ''}"
 
 
 def resolve_jobs(jobs: int) -> int:
@@ -51,8 +67,15 @@ def ordered_map(
     jobs: int,
     initializer: Callable[..., None] | None = None,
     initargs: Iterable[Any] = (),
+    scheduler: str | None = None,
+    on_crash: Callable[[Any], Any] | None = None,
 ) -> Iterator[Any]:
     """Yield ``function(item)`` for each item, in the order of ``items``.
+
+    With ``scheduler`` (a Dask scheduler's address, see :func:`resolve_scheduler`)
+    the work runs on that cluster (:func:`musicid.cluster.cluster_map`; an item
+    that kills worker after worker gives ``on_crash(item)``); ``jobs`` is then
+    not used.  Otherwise it runs on this machine, as follows.
 
     With one job (or one item) the work runs in this process, which keeps
     tracebacks simple and avoids the cost of starting workers.  Otherwise a
@@ -64,6 +87,11 @@ def ordered_map(
     At most ``2 * jobs`` items are in flight, so results waiting to be consumed
     cannot pile up in memory however many items there are.
     """
+    if scheduler:
+        from musicid.cluster import cluster_map
+
+        yield from cluster_map(function, items, scheduler, initializer, tuple(initargs), on_crash)
+        return
     jobs = resolve_jobs(jobs)
     if isinstance(items, Sized):  # a generator (items read as they are sent) keeps every worker
         jobs = min(jobs, max(1, len(items)))

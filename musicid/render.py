@@ -50,8 +50,8 @@ from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
-__all__ = ["FluidSynthUnavailable", "RenderTask", "Rendered", "assign_outputs", "finish_render", "init_worker",
-           "load_source", "output_names", "render_one", "write_rendered"]
+__all__ = ["FluidSynthUnavailable", "RenderTask", "Rendered", "assign_outputs", "crashed", "finish_render",
+           "init_worker", "load_source", "output_names", "render_one", "write_rendered"]
 
 # Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
 RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
@@ -366,6 +366,16 @@ def render_one(task: RenderTask) -> Rendered:
             wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
             record["augmented"].append(augmentation.record(name))
     return Rendered(record, tuple(wavs))
+
+
+def crashed(task: RenderTask) -> Rendered:
+    """The result of a source that killed worker after worker (on a cluster): rejected, ``worker_crash``."""
+    record = {"source": task.source, "label": task.label, "status": "rejected", "reason": "worker_crash",
+              "detail": "the worker processes rendering this file died, one after another", "duration_s": None,
+              "outputs": []}
+    if task.render.augment.copies:
+        record["augmented"], record["augment_rejected"] = [], []
+    return Rendered(record, ())
 
 
 def write_rendered(rendered: Rendered, output_dir: Path) -> dict:

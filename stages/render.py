@@ -1,6 +1,6 @@
 """Stage `render`: MIDI (and audio) sources to validated WAV files plus a report.
 
-    python stages/render.py --params params.yaml --raw data/raw --out data/audio [--jobs N]
+    python stages/render.py --params params.yaml --raw data/raw --out data/audio [--jobs N] [--scheduler ADDRESS]
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Iterator
 
 from musicid.io import atomic_directory, write_json_atomic
-from musicid.parallel import ordered_map, resolve_jobs
+from musicid.parallel import ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import RenderTask, assign_all_outputs, init_worker, render_one, write_rendered
+from musicid.render import RenderTask, assign_all_outputs, crashed, init_worker, render_one, write_rendered
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.stage import run_stage
 
@@ -60,13 +60,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"render: --jobs must be >= 0 (0: one per core), got {args.jobs}", file=sys.stderr)
         return 2
     manifest = json.loads((args.raw / "manifest.json").read_text())
+    scheduler = resolve_scheduler(args.scheduler)
+    workers = where(args.jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
 
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
         total = len(manifest["files"])
         tasks = make_tasks(manifest, args.raw, params)
         records = [write_rendered(rendered, staging) for rendered in progress(
-            ordered_map(render_one, tasks, jobs=args.jobs, initializer=init_worker, initargs=(params,)),
+            ordered_map(render_one, tasks, jobs=args.jobs, initializer=init_worker, initargs=(params,),
+                        scheduler=scheduler, on_crash=crashed),
             total=total, desc="render")]
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         augmented = f"; {copies} augmented renders, {sum(lost.values())} rejected{lost_detail}"
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
-          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {resolve_jobs(args.jobs)} workers) -> {args.out}")
+          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {workers}) -> {args.out}")
     return 0
 
 
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", required=True, type=Path, help="input: data/raw (with manifest.json)")
     parser.add_argument("--out", required=True, type=Path, help="output directory: data/audio")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)
     return run_stage("render", lambda: run(args))
 
