@@ -91,7 +91,7 @@ def test_broken_soundfont_is_named(tmp_path, raw, capsys):
 
 def test_jobs_is_an_argument_not_a_param(tmp_path, raw, capsys):
     assert run(tmp_path, raw, jobs=1) == 0
-    assert "1 workers" in capsys.readouterr().out
+    assert "1 local worker)" in capsys.readouterr().out
     assert "jobs" not in json.loads((tmp_path / "audio" / "report.json").read_text())["params"]
     assert run(tmp_path, raw, out_name="other", jobs=-1) == 2
     assert "--jobs must be >= 0" in capsys.readouterr().err
