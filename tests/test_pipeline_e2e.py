@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,6 +58,29 @@ def set_params(project: Path, overrides: dict) -> None:
 
 def changed_stages(project: Path) -> set[str]:
     return set(run_json(["dvc", "status", "--json"], project))
+
+
+def dvc_outputs(project: Path) -> dict[str, bool]:
+    """Every output of every stage in dvc.yaml (outs, metrics and plots) -> whether DVC caches it."""
+    outputs = {}
+    for stage in yaml.safe_load((project / "dvc.yaml").read_text())["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                path, options = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+                outputs[path] = options.get("cache", True)
+    return outputs
+
+
+def file_digests(root: Path, paths: list[str]) -> dict[str, str]:
+    """sha256 of every file at or under each of ``paths`` (relative to ``root``), by relative path."""
+    digests = {}
+    for path in paths:
+        target = root / path
+        assert target.exists(), f"{target} is missing"
+        files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        for file in files:
+            digests[file.relative_to(root).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digests
 
 
 def copy_project(project: Path) -> Path:
@@ -334,3 +358,47 @@ def test_cross_validation_runs_each_fold_as_an_experiment(baseline):
         assert group["sd"][key] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12)
     table = run([sys.executable, "-m", "musicid", "cv"], project)
     assert table.startswith("split.folds=3: 3 of 3 folds\n") and "mean +- sd" in table
+
+
+@pytest.mark.e2e
+def test_a_fresh_clone_pulls_the_results_from_a_remote(baseline, tmp_path):
+    """Push to a local-directory remote, clone, pull: the clone has every output, byte for byte, and nothing to run."""
+    project = baseline
+    outputs = dvc_outputs(project)
+    cached = sorted(path for path, is_cached in outputs.items() if is_cached)
+    uncached = sorted(path for path, is_cached in outputs.items() if not is_cached)
+    # DVC neither pushes nor pulls an output it does not cache: such outputs reach a clone through git.
+    for path in uncached:
+        assert run(["git", "ls-files", path], project).strip(), f"{path} is not committed to git"
+    cached_files = file_digests(project, cached)
+    directories = [path for path in cached if (project / path).is_dir()]
+    # One object per distinct file, plus one listing per directory output.
+    n_objects = len(set(cached_files.values())) + len(directories)
+
+    remote = tmp_path / "remote"
+    # The remote's address is committed (.dvc/config), as a team would do, so every clone knows where to pull from.
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
+    run(["git", "commit", "-qm", "shared remote", ".dvc/config"], project)
+    clone = tmp_path / "clone"
+    try:
+        not_in_remote = run_json(["dvc", "data", "status", "--not-in-remote", "--json"], project)["not_in_remote"]
+        assert sorted(not_in_remote) == sorted(f"{path}/" if path in directories else path for path in cached)
+        assert run_json(["dvc", "status", "--cloud", "--json"], project) == {
+            path: "new" for path in [*cached_files, *directories]}
+        assert run(["dvc", "push"], project) == f"{n_objects} files pushed\n"
+        assert run(["dvc", "status", "--cloud"], project) == "Cache and remote 'shared' are in sync.\n"
+        assert run_json(["dvc", "data", "status", "--not-in-remote", "--json"], project) == {}
+        run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    finally:
+        run(["git", "reset", "-q", "--hard", "HEAD~1"], project)
+
+    assert changed_stages(clone) == set(yaml.safe_load((clone / "dvc.yaml").read_text())["stages"])
+    pulled = run(["dvc", "pull"], clone).splitlines()
+    assert sorted(pulled[:-1]) == sorted(f"A       {path}/" if path in directories else f"A       {path}"
+                                         for path in cached)
+    assert pulled[-1] == f"{n_objects} files fetched and {len(cached_files)} files added"
+    # Up to date although every file in the clone is newer than its twin in the project: DVC compares hashes.
+    assert (clone / "models/model.pt").stat().st_mtime_ns != (project / "models/model.pt").stat().st_mtime_ns
+    assert changed_stages(clone) == set()
+    assert run(["git", "status", "--porcelain"], clone) == ""
+    assert file_digests(clone, cached + uncached) == file_digests(project, cached + uncached)
