@@ -9,6 +9,7 @@ only training tracks use) are one track.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import struct
 from dataclasses import dataclass
@@ -185,9 +186,14 @@ def evenly_spaced(count: int, cap: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, count - 1, cap)).astype(np.int64))
 
 
-def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read an audio file as float32 [n] mono at ``sample_rate`` Hz (soxr when resampling)."""
-    audio, file_rate = read_audio(path)
+def load_mono(source: str | Path | bytes, sample_rate: int) -> np.ndarray:
+    """Read an audio file (a path, or the file's bytes) as float32 [n] mono at ``sample_rate`` Hz (soxr)."""
+    if isinstance(source, bytes):
+        import soundfile
+
+        audio, file_rate = soundfile.read(io.BytesIO(source), dtype="float32", always_2d=True)
+    else:
+        audio, file_rate = read_audio(source)
     return resample(audio.mean(axis=1, dtype=np.float32), file_rate, sample_rate)
 
 
@@ -306,47 +312,71 @@ def wav_damage(path: str | Path) -> str | None:
 
     Checks what libsndfile forgives: it reads a cut-off file's remaining
     samples without complaint, so a truncated file is found by comparing the
-    size its ``data`` chunk declares with the bytes present.
+    size its ``data`` chunk declares with the bytes present.  Reads the
+    chunk headers only.
     """
     path = Path(path)
     if not path.is_file():
         return "missing"
-    size = path.stat().st_size
     try:
         handle = open(path, "rb")
     except OSError as error:
         return f"unreadable ({error.strerror})"
     with handle:
-        header = handle.read(12)
-        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return "not a WAV file (no RIFF/WAVE header)"
-        position = 12
-        while position + 8 <= size:
-            handle.seek(position)
-            chunk, length = struct.unpack("<4sI", handle.read(8))
-            if chunk == b"data":
-                present = size - position - 8
-                if length > present:
-                    return f"truncated (its data chunk declares {length} bytes, {present} are present)"
-                return None
-            position += 8 + length + (length & 1)  # chunks are padded to an even size
+        return _riff_damage(handle, path.stat().st_size)
+
+
+def wav_bytes_damage(data: bytes) -> str | None:
+    """:func:`wav_damage` of a WAV file's bytes."""
+    return _riff_damage(io.BytesIO(data), len(data))
+
+
+def _riff_damage(handle, size: int) -> str | None:
+    header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return "not a WAV file (no RIFF/WAVE header)"
+    position = 12
+    while position + 8 <= size:
+        handle.seek(position)
+        chunk, length = struct.unpack("<4sI", handle.read(8))
+        if chunk == b"data":
+            present = size - position - 8
+            if length > present:
+                return f"truncated (its data chunk declares {length} bytes, {present} are present)"
+            return None
+        position += 8 + length + (length & 1)  # chunks are padded to an even size
     return "truncated (no data chunk)"
 
 
 @dataclass(frozen=True)
 class ClipTask:
-    paths: tuple[str, ...]  # the track's WAVs: one per SoundFont, then its augmented renders (train tracks)
+    """Everything the clips of one track need, its WAVs' bytes included: a worker reads no file."""
+
+    paths: tuple[str, ...]  # the track's WAVs (named in messages): one per SoundFont, then its augmented renders
+    wavs: tuple[bytes, ...]  # the bytes of each of ``paths``
     clip: ClipParams
     max_clips: int  # for the whole track (0: no cap), shared out over its plain WAVs
     augmented: int = 0  # how many of ``paths``, at the end, are augmented renders
 
+    @classmethod
+    def read(cls, paths: tuple[str, ...], clip: ClipParams, max_clips: int, augmented: int = 0) -> ClipTask:
+        """The task of the WAV files at ``paths``, read now; :class:`DamagedAudio` for one that cannot be."""
+        wavs = []
+        for path in paths:
+            try:
+                wavs.append(Path(path).read_bytes())
+            except OSError as error:
+                raise DamagedAudio(path, "missing" if isinstance(error, FileNotFoundError)
+                                   else f"unreadable ({error.strerror})") from None
+        return cls(tuple(paths), tuple(wavs), clip, max_clips, augmented)
+
 
 def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Worker: load every WAV of one track and cut its clips.
+    """Worker: decode every WAV of one track (from ``task.wavs``) and cut its clips.
 
     Returns (clips [k, clip_samples], offsets_s [k], output index [k], n_silent),
     where "output index" tells which of the track's WAVs a clip came from.
-    Raises :class:`DamagedAudio` for a WAV that is missing or unreadable.
+    Raises :class:`DamagedAudio` for a WAV that is not whole or cannot be decoded.
 
     The cap is shared out over the plain renders only, and each augmented
     render may give as many clips as one plain render: augmentation is there
@@ -361,20 +391,25 @@ def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]
     per_output = 0
     if task.max_clips:
         per_output = max(1, task.max_clips // (len(task.paths) - task.augmented))
-    for index, path in enumerate(task.paths):
-        damage = wav_damage(path)
+    for index, (path, data) in enumerate(zip(task.paths, task.wavs)):
+        damage = wav_bytes_damage(data)
         if damage:
             raise DamagedAudio(path, damage)
         try:
-            mono = load_mono(path, task.clip.sample_rate)
+            mono = load_mono(data, task.clip.sample_rate)
         except soundfile.LibsndfileError as error:
-            raise DamagedAudio(path, f"unreadable ({error})") from None
+            raise DamagedAudio(path, f"unreadable ({error.error_string})") from None
         clips, offsets, n_silent = cut_clips(mono, task.clip, per_output)
         all_clips.append(clips)
         all_offsets.append(offsets)
         all_index.append(np.full(len(clips), index, dtype=np.int64))
         silent += n_silent
     return (np.concatenate(all_clips), np.concatenate(all_offsets), np.concatenate(all_index), silent)
+
+
+def crashed_track(task: ClipTask) -> None:
+    """The result of a track that killed worker after worker (on a cluster): None, dropped as ``worker_crash``."""
+    return None
 
 
 def per_track_cap(max_per_track: int, max_per_class: int, tracks_in_class: int) -> int:

@@ -188,6 +188,11 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[Corp
     return piece, data, None
 
 
+def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
+    """The result of a score that killed worker after worker (on a Dask cluster): skipped, ``worker_crash``."""
+    return piece, None, "worker_crash: the worker processes converting this score died, one after another"
+
+
 def export_music21(
     classes: list[str],
     max_per_class: int,
@@ -202,7 +207,11 @@ def export_music21(
     reduced before ``max_per_class`` counts the pieces, the twin recorded as skipped.
 
     ``map_function(function, items)`` runs the conversions (in parallel in the
-    stage) and yields results in order.  Returns the manifest (not yet written).
+    stage, or on a Dask cluster: a :class:`CorpusPiece` names a file of the
+    corpus that music21 installs, so a worker with music21 needs no shared
+    file system) and yields results in order; ``function`` returns
+    ``(piece, MIDI bytes or None, reason or None)``.  Only this process
+    writes under ``out_dir``.  Returns the manifest (not yet written).
     """
     chosen: list[CorpusPiece] = []
     skipped: list[dict] = []

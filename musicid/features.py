@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import queue
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -200,6 +201,21 @@ def compute_features(clips: np.ndarray, features: FeatureParams, sample_rate: in
     or thread count.
     """
     return _compute(clips, features, sample_rate, features.kind, features.n_mfcc, threads)
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """Consecutive rows of a clips table whose features one worker computes (on a Dask cluster)."""
+
+    start: int  # the first row's index in the table
+    clips: np.ndarray  # float32 [batch, n_samples]
+    features: FeatureParams
+    sample_rate: int  # Hz
+
+
+def block_features(block: FeatureBlock) -> np.ndarray:
+    """Worker: :func:`compute_features` of ``block.clips`` on one thread (a worker process is one core)."""
+    return compute_features(block.clips, block.features, block.sample_rate, 1)
 
 
 def _compute(clips: np.ndarray, params: FeatureParams, sample_rate: int, kind: str, n_mfcc: int,

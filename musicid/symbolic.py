@@ -41,8 +41,10 @@ A window in which no note sounds gives the zero vector.
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -183,32 +185,43 @@ def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, tran
 
 @dataclass
 class TrackTask:
-    """The clips of one source whose symbolic features are wanted (one worker item)."""
+    """The clips of one source whose symbolic features are wanted (one worker item), the file's bytes included."""
 
-    path: str  # the MIDI file
+    data: bytes | None  # the MIDI file's bytes; None when it could not be read (``unreadable`` says why)
     offsets_s: np.ndarray  # float64 [k] clip starts in their WAVs
     transpose: np.ndarray  # int64 [k] of the WAV each clip comes from
     tempo: np.ndarray  # float64 [k]
     clip_seconds: float
+    unreadable: str | None = None  # why ``data`` is None: "unreadable: <error>"
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
     """Worker: (features float32 [k, SYMBOLIC_DIM], None), or (None, "reason: detail") for an unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
+    Works from ``task`` alone (another process or machine): the bytes go to a private temporary file,
+    which :func:`read_notes` reads as the render stage reads a source.
     """
+    if task.data is None:
+        return None, task.unreadable
     try:
-        notes = read_notes(task.path)
+        with tempfile.TemporaryDirectory(prefix="musicid-notes-") as scratch:
+            path = Path(scratch) / "source.mid"
+            path.write_bytes(task.data)
+            notes = read_notes(path)
     except RenderError as error:
         return None, str(error)
-    except OSError as error:  # the source left data/raw after it was rendered
-        return None, f"unreadable: {error.strerror or type(error).__name__}"
     out = np.zeros((len(task.offsets_s), SYMBOLIC_DIM), dtype=np.float32)
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
         out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo)
     return out, None
+
+
+def crashed_source(task: TrackTask) -> tuple[None, str]:
+    """The result of a source that killed worker after worker (on a Dask cluster): no symbolic features."""
+    return None, "worker_crash: the worker processes reading this file died, one after another"
 
 
 @dataclass
@@ -222,23 +235,24 @@ class TableSymbolic:
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
-                   records: list[dict], raw_dir: Path, jobs: int = 1) -> TableSymbolic:
+                   records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
     ``source``); outputs str [n]: the WAV it was cut from (one of the record's
     ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
-    the render report's ``files``. MIDI files are read on ``jobs`` processes.
+    the render report's ``files``. MIDI files are read here, as they are sent
+    to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them.
     """
     from musicid.filetypes import MIDI_EXTENSIONS
-    from musicid.parallel import ordered_map
+    from musicid.parallel import ordered_map, resolve_jobs
 
     by_source = {record["source"]: record for record in records}
     features = np.zeros((len(tracks), SYMBOLIC_DIM), dtype=np.float32)
     present = np.zeros(len(tracks), dtype=bool)
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
-    tasks, rows_of, unreadable = [], [], {}
+    wanted, rows_of, unreadable = [], [], {}
     for name in midi_names:
         rows = np.flatnonzero(tracks == name)
         record = by_source.get(name)
@@ -252,10 +266,22 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
             continue
         transpose = np.array([variants[o][0] for o in outputs[rows]], dtype=np.int64)
         tempo = np.array([variants[o][1] for o in outputs[rows]], dtype=np.float64)
-        tasks.append(TrackTask(str(raw_dir / name), offsets_s[rows].astype(np.float64), transpose, tempo,
-                               clip_seconds))
+        wanted.append((raw_dir / name, offsets_s[rows].astype(np.float64), transpose, tempo))
         rows_of.append((name, rows))
-    for (name, rows), (values, reason) in zip(rows_of, ordered_map(track_features, tasks, jobs=jobs)):
+
+    def tasks() -> Iterator[TrackTask]:
+        # A generator: a file is read only when its task is sent out.
+        for path, offsets, transpose, tempo in wanted:
+            try:
+                yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds)
+            except OSError as error:  # the source left data/raw after it was rendered
+                yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
+                                f"unreadable: {error.strerror or type(error).__name__}")
+
+    # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
+    jobs = min(resolve_jobs(jobs), max(1, len(wanted)))
+    results = ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler, on_crash=crashed_source)
+    for (name, rows), (values, reason) in zip(rows_of, results):
         if values is None:
             unreadable[name] = reason
             continue

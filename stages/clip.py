@@ -1,7 +1,7 @@
 """Stage `clip`: assign splits per track, then cut fixed-length clips into HDF5.
 
     python stages/clip.py --params params.yaml --audio data/audio \
-        --out data/clips.h5 --report data/clips_report.json
+        --out data/clips.h5 --report data/clips_report.json [--jobs N] [--scheduler ADDRESS]
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, per_track_cap, too_small_classes,
-                           wav_damage)
+from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, per_track_cap,
+                           too_small_classes, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json, write_json_atomic
-from musicid.parallel import ordered_map
+from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
@@ -72,20 +73,33 @@ def run(args: argparse.Namespace) -> int:
     # that each track's decision rests on the whole piece.
     train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
     order = sorted(tracks)
-    tasks = [ClipTask(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
-                      per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
-                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0,
-                      augmented=len(augmented[t]))
-             for t in order]
+
+    def tasks() -> Iterator[ClipTask]:
+        # A generator: a track's WAVs are read only when its task is sent to a worker, so memory
+        # holds the tracks in flight, not the collection.
+        for t in order:
+            cap = per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
+                                train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0
+            yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
+                                cap, augmented=len(augmented[t]))
+
+    scheduler = resolve_scheduler(args.scheduler)
+    jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
+    workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
     silent_total, dropped = 0, {}
     try:
         with staged_table(args.out) as temporary:
             with RowWriter(temporary, clip_columns(clip_samples)) as writer:
-                results = ordered_map(clip_track, tasks, jobs=args.jobs)
-                for track, (clips, offsets, output_index, n_silent) in progress(
-                        zip(order, results), total=len(order), desc="clip"):
+                results = ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
+                                      on_crash=crashed_track)
+                for track, result in progress(zip(order, results), total=len(order), desc="clip"):
+                    if result is None:  # it killed worker after worker: the other tracks go on
+                        tracks_per[(tracks[track]["label"], splits[track])] += 1
+                        dropped[track] = "worker_crash"
+                        continue
+                    clips, offsets, output_index, n_silent = result
                     record = tracks[track]
                     split = splits[track]
                     count = len(clips)
@@ -143,10 +157,11 @@ def run(args: argparse.Namespace) -> int:
     reasons = Counter(dropped.values())
     n_augmented = sum(augmented_per.values())
     of_them = f", of them {n_augmented} from augmented renders" if n_augmented else ""
+    crashes = f", {reasons['worker_crash']} killed the workers cutting them" if reasons["worker_crash"] else ""
     print(f"clip: {total} clips of {clip_params.clip_seconds:g} s from {len(order)} tracks "
           f"(train {per_split['train']}{of_them}, val {per_split['val']}, test {per_split['test']}; "
           f"{silent_total} silent clips skipped; tracks dropped: {reasons['silent']} all silence, "
-          f"{reasons['too_short']} too short) -> {args.out}")
+          f"{reasons['too_short']} too short{crashes}; {workers}) -> {args.out}")
     for label in label_names:
         cells = ", ".join(f"{s} {counts[label][s]['tracks']}/{counts[label][s]['clips']}" for s in SPLITS)
         print(f"  {label:20s} tracks/clips: {cells}{'  (held out: unknown)' if label in holdout else ''}")
@@ -209,6 +224,9 @@ def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: lis
         if reasons["silent"]:
             parts.append(f"{reasons['silent']} all {silence}")
             change.append("lower clip.min_rms or raise clip.max_silence")
+        if reasons["worker_crash"]:
+            parts.append(f"{reasons['worker_crash']} killed worker after worker (worker_crash)")
+            change.append("see why those WAVs crash the workers")
         return f"{' and '.join(parts)}; {' or '.join(change)}"
 
     if sum(clips_per.values()) == 0:
@@ -228,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output: data/clips.h5")
     parser.add_argument("--report", required=True, type=Path, help="output: counts per label and split (JSON)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)
     return run_stage("clip", lambda: run(args))
 

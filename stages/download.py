@@ -1,9 +1,11 @@
 """Stage `download`: bring the source collection into data/raw/<label>/ with a manifest.
 
-    python stages/download.py --params params.yaml --out data/raw
+    python stages/download.py --params params.yaml --out data/raw [--jobs N] [--scheduler ADDRESS]
 
 Sources (params `dataset.source`): the offline music21 corpus, an archive at a
-URL (verified by its SHA-256), or a local folder.
+URL (verified by its SHA-256), or a local folder.  The music21 conversions run
+on ``--jobs`` local processes or on a Dask cluster (``--scheduler``); the other
+sources are copied and hashed here, work bound by the disk, not worth sending.
 """
 
 from __future__ import annotations
@@ -15,20 +17,24 @@ from collections import Counter
 from pathlib import Path
 
 from musicid.archive import ArchiveError, extract_archive
-from musicid.dataset import EmptyCollectionError, collect_tree, export_music21
+from musicid.dataset import EmptyCollectionError, collect_tree, crashed_score, export_music21
 from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
-from musicid.parallel import ordered_map
+from musicid.parallel import ordered_map, resolve_scheduler, where
 from musicid.params import load_section
 from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
 
 
-def download(params, params_dir: Path, staging: Path, jobs: int) -> dict:
-    """Fill ``staging`` from the configured source; return the manifest."""
+def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str | None = None) -> dict:
+    """Fill ``staging`` from the configured source; return the manifest.
+
+    ``scheduler``: a Dask scheduler's address for the music21 conversions (None: ``jobs`` local processes).
+    """
     if params.source == "music21":
         def run_all(function, items):
-            return progress(ordered_map(function, items, jobs=jobs), total=len(items), desc="music21")
+            return progress(ordered_map(function, items, jobs=jobs, scheduler=scheduler, on_crash=crashed_score),
+                            total=len(items), desc="music21")
 
         return export_music21(classes=params.classes, max_per_class=params.max_per_class,
                               seed=params.seed, out_dir=staging, map_function=run_all,
@@ -79,12 +85,14 @@ def require_labelled_files(params, manifest: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "dataset")
+    scheduler = resolve_scheduler(args.scheduler) if params.source == "music21" else None
+    workers = f"; {where(args.jobs, scheduler)}" if params.source == "music21" else ""
 
     try:
         # The new tree replaces data/raw only once complete: a failed download
         # leaves no partial data/raw behind.
         with atomic_directory(args.out) as staging:
-            manifest = download(params, args.params.resolve().parent, staging, args.jobs)
+            manifest = download(params, args.params.resolve().parent, staging, args.jobs, scheduler)
             # Raised inside the staging block, so the previous data/raw stays as it was.
             require_labelled_files(params, manifest)
             write_json_atomic(staging / "manifest.json", manifest)
@@ -97,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     detail = f" ({reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
-          f"{len(manifest['skipped'])} skipped{detail} -> {args.out}")
+          f"{len(manifest['skipped'])} skipped{detail}{workers} -> {args.out}")
     return 0
 
 
@@ -106,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path, help="params.yaml")
     parser.add_argument("--out", required=True, type=Path, help="output directory (data/raw)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler's address for the music21 conversions (default: $MUSICID_SCHEDULER; "
+                             "unset: local workers)")
     args = parser.parse_args(argv)
     return run_stage("download", lambda: run(args))
 

@@ -1,13 +1,18 @@
 """Stage `featurize`: log-mel, MFCC, constant-Q or chroma features of every clip into HDF5.
 
     python stages/featurize.py --params params.yaml --clips data/clips.h5 --out data/features.h5 \
-        --render-report data/audio/report.json --raw data/raw
+        --render-report data/audio/report.json --raw data/raw [--jobs N] [--scheduler ADDRESS]
 
 With ``features.symbolic`` true, each clip also gets the symbolic features of
 the notes its MIDI source plays in the clip's window (musicid.symbolic), read
 from the source in ``--raw`` named by the render report; the table then has the
 columns ``symbolic`` and ``has_symbolic`` and the attributes ``symbolic_mean``
 and ``symbolic_std`` (over the training clips that have them).
+
+With a Dask scheduler (``--scheduler`` or ``$MUSICID_SCHEDULER``) the features of
+each block of ``features.batch_size`` clips, and the notes of each MIDI source,
+are computed on the cluster from the arrays and bytes this process sends; this
+process alone writes the table, in row order, so it holds the same bytes.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 
-from musicid.features import PITCH_KINDS, RunningBandStats, compute_features, constant_q_cutoff, n_bands, n_frames
+from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block_features, compute_features,
+                              constant_q_cutoff, n_bands, n_frames)
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
-from musicid.parallel import resolve_jobs
+from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
@@ -38,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.clips.is_file():
         print(f"featurize: {args.clips} is missing: the clip stage writes it (dvc repro clip)", file=sys.stderr)
         return 1
+    scheduler = resolve_scheduler(args.scheduler)
     try:
         return featurize(args.clips, args.out, params, args.params, resolve_jobs(args.jobs),
-                         render_report=args.render_report, raw=args.raw)
+                         render_report=args.render_report, raw=args.raw, scheduler=scheduler)
     except WriteError as error:
         print(f"featurize: cannot write {args.out}: {error.cause}", file=sys.stderr)
         return 1
@@ -63,7 +71,8 @@ def read_render_records(path: Path) -> list[dict]:
     return report["files"]
 
 
-def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int) -> TableSymbolic:
+def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
+                scheduler: str | None = None) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -71,7 +80,7 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int) 
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs)
+                          clip_seconds, records, raw, jobs, scheduler)
 
 
 def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,9 +92,33 @@ def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=0).astype(np.float32), np.maximum(values.std(axis=0), 1e-6).astype(np.float32)
 
 
+def block_crashed(block: FeatureBlock) -> None:
+    """A block of clips killed worker after worker: the table has one row per clip, none may be left out."""
+    raise StageError(f"the clips in rows {block.start} to {block.start + len(block.clips) - 1} of the clips table "
+                     "killed one Dask worker after another (worker_crash); the feature table keeps every clip, so "
+                     "the stage stops: run it without --scheduler to see the error")
+
+
+def feature_batches(audio, ranges: list[tuple[int, int]], params, sample_rate: int, threads: int,
+                    scheduler: str | None) -> Iterator[np.ndarray]:
+    """The features float32 [stop - start, n_bands, n_frames] of each (start, stop) range of rows of ``audio``.
+
+    Here on ``threads`` threads, or on the Dask cluster at ``scheduler``, one
+    block per range, sent as it is read (at most two per worker thread in flight).
+    """
+    if not scheduler:
+        return (compute_features(audio[start:stop], params, sample_rate, threads) for start, stop in ranges)
+    blocks = (FeatureBlock(start, audio[start:stop], params, sample_rate) for start, stop in ranges)
+    return ordered_map(block_features, blocks, jobs=threads, scheduler=scheduler, on_crash=block_crashed)
+
+
 def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: int,
-              render_report: Path | None = None, raw: Path | None = None) -> int:
-    """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code."""
+              render_report: Path | None = None, raw: Path | None = None, scheduler: str | None = None) -> int:
+    """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code.
+
+    ``scheduler``: a Dask scheduler's address (None: ``threads`` threads here, and as many processes for
+    the symbolic features).
+    """
     with h5py.File(clips_path, "r") as clips:
         sample_rate = int(clips.attrs["sample_rate"])
         if params.kind in PITCH_KINDS and constant_q_cutoff(params) > sample_rate / 2:
@@ -101,23 +134,23 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         total, clip_samples = clips["audio"].shape
         splits = read_strings(clips["split"])
         if total == 0 or not (splits == "train").any():
-            where = "no clip" if total == 0 else "no clip in the train split (normalisation statistics need one)"
-            print(f"featurize: {clips_path} holds {where}: rerun the clip stage, which stops with the param "
+            held = "no clip" if total == 0 else "no clip in the train split (normalisation statistics need one)"
+            print(f"featurize: {clips_path} holds {held}: rerun the clip stage, which stops with the param "
                   "to change (clip.clip_seconds, clip.min_rms, clip.max_silence, split.val, split.test)",
                   file=sys.stderr)
             return 1
         frames = n_frames(clip_samples, params.hop_length)
         bands = n_bands(params)
         stats = RunningBandStats(bands)
-        symbolic = symbolic_of(clips, render_report, raw, threads) if params.symbolic else None
+        workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
+        symbolic = symbolic_of(clips, render_report, raw, threads, scheduler) if params.symbolic else None
         with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(bands, frames,
                                                       SYMBOLIC_DIM if params.symbolic else 0)) as writer:
-                audio = clips["audio"]
-                for start in progress(range(0, total, params.batch_size),
-                                      total=-(-total // params.batch_size), desc="featurize"):
-                    stop = min(start + params.batch_size, total)
-                    features = compute_features(audio[start:stop], params, sample_rate, threads)
+                ranges = [(start, min(start + params.batch_size, total))
+                          for start in range(0, total, params.batch_size)]
+                batches = feature_batches(clips["audio"], ranges, params, sample_rate, threads, scheduler)
+                for (start, stop), features in progress(zip(ranges, batches), total=len(ranges), desc="featurize"):
                     extra = {} if symbolic is None else {"symbolic": symbolic.features[start:stop],
                                                          "has_symbolic": symbolic.present[start:stop]}
                     writer.append(
@@ -151,7 +184,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
     for source, reason in (symbolic.unreadable.items() if symbolic else ()):
         print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
     print(f"featurize: {total} clips -> {params.kind} [{bands} x {frames}]"
-          f"{symbolic_summary(symbolic) if symbolic else ''} -> {out}")
+          f"{symbolic_summary(symbolic) if symbolic else ''}; {workers} -> {out}")
     return 0
 
 
@@ -177,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", type=Path, help="input with features.symbolic: data/raw (the MIDI sources)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="threads for the FFTs, processes reading MIDI files (0: one per core)")
+    parser.add_argument("--scheduler", default=None,
+                        help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)
     return run_stage("featurize", lambda: run(args))
 

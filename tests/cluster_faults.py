@@ -2,7 +2,8 @@
 
 Loaded into every worker of a test's ``LocalCluster`` (``preload=[this file]``),
 it wraps :func:`musicid.render.load_source`, which every render and decode
-goes through:
+goes through, and :func:`musicid.clips.load_mono`, which decodes each WAV the
+clip stage cuts:
 
 * a source whose bytes hold ``POISON`` ends the worker process at once,
   every time: the file FluidSynth crashes on;
@@ -10,7 +11,9 @@ goes through:
   (the first worker to read it creates ``$MUSICID_TEST_CRASH_MARKER``), as a
   worker lost in the middle of a file for a reason of its own would;
 * a source holding ``SLOW`` sleeps ``SLOW_SECONDS`` first, to leave the test
-  time to take the scheduler away.
+  time to take the scheduler away;
+* the music21 corpus score named by ``$MUSICID_TEST_POISON_SCORE`` (its path
+  in the corpus) ends the worker process converting it, every time.
 """
 
 from __future__ import annotations
@@ -24,27 +27,49 @@ CRASH_ONCE = b"musicid-test: end the first worker"
 SLOW = b"musicid-test: slow file"
 SLOW_SECONDS = 30.0
 MARKER_ENV = "MUSICID_TEST_CRASH_MARKER"
+POISON_SCORE_ENV = "MUSICID_TEST_POISON_SCORE"
+
+
+def act_on(data: bytes) -> None:
+    """End this process, or sleep, as the markers in ``data`` say."""
+    if POISON in data:
+        os._exit(13)
+    if CRASH_ONCE in data:
+        marker = Path(os.environ[MARKER_ENV])
+        try:
+            marker.open("x").close()
+        except FileExistsError:
+            pass
+        else:
+            os._exit(13)
+    if SLOW in data:
+        time.sleep(SLOW_SECONDS)
 
 
 def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
-    from musicid import render
+    from musicid import clips, dataset, render
 
     original = render.load_source
 
     def load_source(renderer, path, params):
-        data = Path(path).read_bytes()
-        if POISON in data:
-            os._exit(13)
-        if CRASH_ONCE in data:
-            marker = Path(os.environ[MARKER_ENV])
-            try:
-                marker.open("x").close()
-            except FileExistsError:
-                pass
-            else:
-                os._exit(13)
-        if SLOW in data:
-            time.sleep(SLOW_SECONDS)
+        act_on(Path(path).read_bytes())
         return original(renderer, path, params)
 
     render.load_source = load_source
+
+    original_mono = clips.load_mono
+
+    def load_mono(source, sample_rate):
+        act_on(source)
+        return original_mono(source, sample_rate)
+
+    clips.load_mono = load_mono
+
+    original_score = dataset.score_to_midi
+
+    def score_to_midi(piece, timeout_s):
+        if piece.relative_path == os.environ.get(POISON_SCORE_ENV):
+            os._exit(13)
+        return original_score(piece, timeout_s)
+
+    dataset.score_to_midi = score_to_midi

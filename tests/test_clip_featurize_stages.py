@@ -205,7 +205,8 @@ def test_dropped_tracks_are_named_with_their_reason(tmp_path, audio, capsys):
     assert code == 0
     report = json.loads((tmp_path / "clips.json").read_text())
     assert report["dropped_tracks"] == {"a/n0.mid": "too_short", "a/quiet.mid": "silent"}
-    assert "5 silent clips skipped; tracks dropped: 1 all silence, 1 too short)" in capsys.readouterr().out
+    assert "5 silent clips skipped; tracks dropped: 1 all silence, 1 too short; 2 local workers)" in \
+        capsys.readouterr().out
 
 
 def test_a_class_too_small_for_the_split_is_left_out(tmp_path, audio, capsys):
@@ -408,7 +409,7 @@ def test_symbolic_features_beside_the_audio_features(tmp_path, audio, capsys):
     assert code == 0
     assert err.startswith("featurize: b/t1.mid: no symbolic features (unparseable: ")
     assert out == (f"featurize: 90 clips -> logmel [32 x 32]; symbolic [44] for 80 of 90 clips "
-                   f"(1 audio source, 1 unreadable MIDI file) -> {table_path}\n")
+                   f"(1 audio source, 1 unreadable MIDI file); 1 local worker -> {table_path}\n")
     with h5py.File(table_path, "r") as table:
         tracks = read_strings(table["track"])
         present = table["has_symbolic"][:]

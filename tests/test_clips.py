@@ -205,7 +205,7 @@ def test_per_track_cap():
 
 def test_wav_of_known_length_gives_exact_clips(tmp_path):
     path = write_wav(tmp_path / "t.wav", sine(220, 10.0, 16000), 16000)
-    clips, offsets, index, silent = clip_track(ClipTask((str(path),), clip_params(16000, 4.0, 3.0), 0))
+    clips, offsets, index, silent = clip_track(ClipTask.read((str(path),), clip_params(16000, 4.0, 3.0), 0))
     assert clips.shape == (3, 64000)
     assert offsets.tolist() == [0.0, 3.0, 6.0]
     assert index.tolist() == [0, 0, 0] and silent == 0
@@ -214,7 +214,7 @@ def test_wav_of_known_length_gives_exact_clips(tmp_path):
 def test_renders_of_one_track_share_the_cap(tmp_path):
     one = write_wav(tmp_path / "one.wav", sine(220, 10.0, 8000), 8000)
     two = write_wav(tmp_path / "two.wav", sine(330, 10.0, 8000), 8000)
-    clips, offsets, index, _ = clip_track(ClipTask((str(one), str(two)), clip_params(8000, 1.0, 1.0), 4))
+    clips, offsets, index, _ = clip_track(ClipTask.read((str(one), str(two)), clip_params(8000, 1.0, 1.0), 4))
     assert index.tolist() == [0, 0, 1, 1]
     assert offsets.tolist() == [0.0, 9.0, 0.0, 9.0]
 
@@ -245,7 +245,7 @@ def test_a_damaged_wav_is_named_with_its_reason(tmp_path):
     (tmp_path / "header.wav").write_bytes(whole.read_bytes()[:36])
     assert wav_damage(tmp_path / "header.wav") == "truncated (no data chunk)"
     with pytest.raises(DamagedAudio) as caught:
-        clip_track(ClipTask((str(whole), str(tmp_path / "cut.wav")), clip_params(8000, 0.5, 0.5), 0))
+        clip_track(ClipTask.read((str(whole), str(tmp_path / "cut.wav")), clip_params(8000, 0.5, 0.5), 0))
     assert caught.value.path == str(tmp_path / "cut.wav") and caught.value.reason.startswith("truncated")
 
 
@@ -255,7 +255,7 @@ def test_a_wav_libsndfile_cannot_decode_is_damaged(tmp_path):
     (tmp_path / "format.wav").write_bytes(whole[:20] + b"\x99\x99" + whole[22:])
     assert wav_damage(tmp_path / "format.wav") is None
     with pytest.raises(DamagedAudio) as caught:
-        clip_track(ClipTask((str(tmp_path / "format.wav"),), clip_params(8000, 0.5, 0.5), 0))
+        clip_track(ClipTask.read((str(tmp_path / "format.wav"),), clip_params(8000, 0.5, 0.5), 0))
     assert caught.value.reason.startswith("unreadable (")
 
 

@@ -20,8 +20,13 @@ FAULTS = str(Path(cluster_faults.__file__).resolve())
 
 
 def start_cluster(**kwargs):
-    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None, **kwargs)
+    # One task at a time per one-thread worker, as the README says to start a scheduler: Dask counts a death
+    # against every task a worker holds, so a file queued behind a crashing one would be blamed too.
+    import dask
+
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                        dashboard_address=None, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,145 @@ def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys)
     err = capsys.readouterr().err
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
     assert not (tmp_path / "audio").exists()
+
+
+# --- download (music21), clip and featurize -------------------------------------------------------------------
+
+DOWNLOAD = load_stage("download")
+CLIP = load_stage("clip")
+FEATURIZE = load_stage("featurize")
+# Four corpus scores that music21 converts in well under a second each: two Bach chorales, one by
+# Corelli, one by Ciconia.
+SCORES = {"classes": ["bach", "ciconia", "corelli"], "max_per_class": 2, "seed": 0}
+
+
+def download(tmp_path, out_name, *extra, **dataset):
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"source": "music21", **SCORES, **dataset})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return DOWNLOAD.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / out_name), *extra])
+
+
+def test_download_on_a_cluster_gives_the_bytes_of_the_local_pool(tmp_path, cluster, monkeypatch, capsys):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.delenv("MUSICID_SCHEDULER", raising=False)
+    assert download(tmp_path, "local", "--jobs", "2") == 0
+    assert download(tmp_path, "cluster", "--scheduler", cluster.scheduler_address) == 0
+    local, remote = files_of(tmp_path / "local"), files_of(tmp_path / "cluster")
+    assert sorted(local) == ["bach/bwv389.mid", "bach/bwv424.mid", "ciconia/quod_jactatur.mid",
+                             "corelli/opus3no1__1grave.mid", "manifest.json"]
+    assert local.keys() == remote.keys() and [name for name in local if local[name] != remote[name]] == []
+    out = capsys.readouterr().out
+    assert "3 skipped (same_work 3); 2 local workers -> " in out
+    assert f"3 skipped (same_work 3); Dask cluster {cluster.scheduler_address}, 2 worker threads -> " in out
+
+
+def test_a_score_that_kills_every_worker_is_skipped_as_worker_crash(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.setenv(cluster_faults.POISON_SCORE_ENV, "bach/bwv424.mxl")
+    with start_cluster(preload=[FAULTS]) as faulty:
+        assert download(tmp_path, "raw", "--scheduler", faulty.scheduler_address) == 0
+    manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
+    assert [r["path"] for r in manifest["files"]] == ["bach/bwv389.mid", "ciconia/quod_jactatur.mid",
+                                                      "corelli/opus3no1__1grave.mid"]
+    assert [r for r in manifest["skipped"] if r["origin"] == "music21:bach/bwv424.mxl"] == [
+        {"origin": "music21:bach/bwv424.mxl", "label": "bach",
+         "reason": "worker_crash: the worker processes converting this score died, one after another"}]
+    assert "worker_crash 1" in capsys.readouterr().out
+
+
+def marked_wav(path: Path, audio, sample_rate: int, marker: bytes) -> Path:
+    """A WAV file whose bytes hold ``marker``, in a chunk of its own before the format chunk (players skip it)."""
+    write_wav(path, audio, sample_rate)
+    data = path.read_bytes()
+    chunk = marker + b"\0" * (len(marker) & 1)
+    body = data[12:]
+    extra = b"mark" + len(marker).to_bytes(4, "little") + chunk
+    path.write_bytes(b"RIFF" + (4 + len(extra) + len(body)).to_bytes(4, "little") + b"WAVE" + extra + body)
+    return path
+
+
+@pytest.fixture
+def audio(tmp_path, monkeypatch):
+    """data/audio: 2 labels x 4 tracks of 3 s tones at 8000 Hz and report.json; data/raw: their MIDI sources."""
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.delenv("MUSICID_SCHEDULER", raising=False)
+    root, raw = tmp_path / "audio", tmp_path / "raw"
+    for label, base in (("a", 220.0), ("b", 330.0)):
+        for i in range(4):
+            write_wav(root / f"{label}/t{i}.wav", sine(base * (1 + i / 12), 3.0, 8000, amplitude=0.3), 8000)
+            write_midi(raw / f"{label}/t{i}.mid", [(57 + i + 5 * (label == "b"), 0.5 * k, 0.5 * k + 0.5)
+                                                   for k in range(6)])
+    write_report(root)
+    return root
+
+
+def write_report(root: Path) -> None:
+    files = [{"source": str(p.relative_to(root).with_suffix(".mid")), "label": p.parent.name, "status": "rendered",
+              "reason": None, "duration_s": 3.0, "outputs": [str(p.relative_to(root))]}
+             for p in sorted(root.rglob("*.wav"))]
+    (root / "report.json").write_text(json.dumps({"files": files}))
+
+
+def clip_params(tmp_path) -> Path:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["clip"].update({"sample_rate": 8000, "clip_seconds": 1.0, "hop_seconds": 1.0})
+    params["split"].update({"val": 0.25, "test": 0.25})
+    params["features"].update({"n_mels": 32, "n_fft": 512, "hop_length": 256, "fmax": 4000.0, "batch_size": 7,
+                               "symbolic": True})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path / "params.yaml"
+
+
+def clip(tmp_path, audio, name, *extra):
+    return CLIP.main(["--params", str(clip_params(tmp_path)), "--audio", str(audio),
+                      "--out", str(tmp_path / f"{name}.h5"), "--report", str(tmp_path / f"{name}.json"), *extra])
+
+
+def featurize(tmp_path, clips, name, *extra):
+    return FEATURIZE.main(["--params", str(clip_params(tmp_path)), "--clips", str(clips),
+                           "--out", str(tmp_path / f"{name}.h5"), "--render-report",
+                           str(tmp_path / "audio" / "report.json"), "--raw", str(tmp_path / "raw"), *extra])
+
+
+def same_bytes(*paths: Path) -> bool:
+    return len({path.read_bytes() for path in paths}) == 1
+
+
+def test_clip_and_featurize_on_a_cluster_give_the_bytes_of_the_local_pool(tmp_path, audio, cluster, capsys):
+    assert clip(tmp_path, audio, "local", "--jobs", "2") == 0
+    assert clip(tmp_path, audio, "cluster", "--scheduler", cluster.scheduler_address) == 0
+    assert same_bytes(tmp_path / "local.h5", tmp_path / "cluster.h5")
+    assert same_bytes(tmp_path / "local.json", tmp_path / "cluster.json")
+    out = capsys.readouterr().out
+    assert "too short; 2 local workers) -> " in out
+    assert f"too short; Dask cluster {cluster.scheduler_address}, 2 worker threads) -> " in out
+
+    assert featurize(tmp_path, tmp_path / "local.h5", "features_local", "--jobs", "2") == 0
+    assert featurize(tmp_path, tmp_path / "local.h5", "features_cluster", "--scheduler",
+                     cluster.scheduler_address) == 0
+    assert same_bytes(tmp_path / "features_local.h5", tmp_path / "features_cluster.h5")
+    out = capsys.readouterr().out
+    assert "symbolic [44] for 24 of 24 clips; 2 local workers -> " in out
+    assert f"symbolic [44] for 24 of 24 clips; Dask cluster {cluster.scheduler_address}, 2 worker threads -> " in out
+
+
+def test_a_track_that_kills_every_worker_is_dropped_as_worker_crash(tmp_path, audio, faulty_cluster, capsys):
+    marked_wav(audio / "a" / "poison.wav", sine(500.0, 3.0, 8000, amplitude=0.3), 8000, cluster_faults.POISON)
+    write_report(audio)
+    assert clip(tmp_path, audio, "clips", "--scheduler", faulty_cluster.scheduler_address) == 0
+    report = json.loads((tmp_path / "clips.json").read_text())
+    assert report["dropped_tracks"] == {"a/poison.mid": "worker_crash"}
+    assert report["clips"] == 8 * 3
+    assert "tracks dropped: 0 all silence, 0 too short, 1 killed the workers cutting them; " in capsys.readouterr().out
+
+
+def test_a_worker_lost_in_the_middle_of_a_track_costs_a_retry(tmp_path, audio, faulty_cluster):
+    marked_wav(audio / "a" / "unlucky.wav", sine(500.0, 3.0, 8000, amplitude=0.3), 8000, cluster_faults.CRASH_ONCE)
+    write_report(audio)
+    assert clip(tmp_path, audio, "cluster", "--scheduler", faulty_cluster.scheduler_address) == 0
+    assert (tmp_path / "crashed-once").exists()  # a worker did die on it
+    assert clip(tmp_path, audio, "local", "--jobs", "2") == 0
+    assert json.loads((tmp_path / "local.json").read_text())["clips"] == 9 * 3
+    assert same_bytes(tmp_path / "local.h5", tmp_path / "cluster.h5")
+    assert same_bytes(tmp_path / "local.json", tmp_path / "cluster.json")
