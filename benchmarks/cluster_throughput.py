@@ -137,7 +137,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import dask
     import distributed
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -149,9 +148,8 @@ def main() -> None:
         scratch = Path(scratch)
         (scratch / "raw").mkdir()
         midi = make_midi(scratch / "raw", args.files, args.seconds, args.seed)
-        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-            clusters = {n: distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                    host="127.0.0.1", dashboard_address=None) for n in (1, 2)}
+        clusters = {n: distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                host="127.0.0.1", dashboard_address=None) for n in (1, 2)}
         try:
             ways = [("local pool", 1, None), ("Dask cluster", 1, clusters[1].scheduler_address),
                     ("local pool", 2, None), ("Dask cluster", 2, clusters[2].scheduler_address)]

@@ -18,9 +18,10 @@ process per core: ``dask worker ADDRESS --nworkers <cores> --nthreads 1``.
 Failures.
 * A worker that dies in the middle of an item (FluidSynth can crash a
   process) costs a retry on another worker: the scheduler does that itself.
-  An item that has killed ``distributed.scheduler.allowed-failures`` + 1
-  workers (4 with Dask's defaults) comes back as ``on_crash(item)``, e.g. a
-  record rejected with reason ``worker_crash``, and the run goes on.
+  An item declared killed after ``distributed.scheduler.allowed-failures`` + 1
+  worker deaths (4 with Dask's defaults) is sent once more (see ``ROUNDS``);
+  killed again, it comes back as ``on_crash(item)``, e.g. a record rejected
+  with reason ``worker_crash``, and the run goes on.
 * A scheduler that cannot be reached, or is lost during the run, raises
   :class:`ClusterError`, a :class:`musicid.stage.StageError`: the stage stops
   with one line, and its staging output is discarded, so nothing
@@ -44,6 +45,11 @@ CONNECT_TIMEOUT = "20s"
 # results are read in order, few enough that results waiting to be written
 # (WAV bytes, clip arrays) stay a bounded amount of memory.
 IN_FLIGHT_PER_THREAD = 2
+# Rounds of the scheduler's own retries an item gets before it counts as a crash.  Dask counts a
+# worker's death against every task the worker holds, the ones queued behind the running one too,
+# so an innocent item can be declared killed (KilledWorker) with a crashing one; a second round,
+# under a new key, clears it, while a file that really kills workers fails both.
+ROUNDS = 2
 
 _lock = threading.Lock()
 _initialized: set[str] = set()
@@ -117,32 +123,37 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
         limit = max(2, IN_FLIGHT_PER_THREAD * threads)
         pending: collections.deque = collections.deque()
 
-        def result(entry):
-            item, future = entry
+        def submit(index: int, item: Any, attempt: int):
             try:
-                return future.result()
-            except KilledWorker:
-                if on_crash is None:
-                    raise ClusterError("an item killed one Dask worker after another") from None
-                return on_crash(item)
-            except (OSError, TimeoutError, CancelledError) as error:  # CommClosedError is an OSError
-                raise ClusterError(f"lost the Dask scheduler at {address} "
-                                   f"({type(error).__name__}: {error})"[:300]) from None
-            finally:
-                future.release()
-
-        for index, item in enumerate(items):
-            try:
-                future = client.submit(run_on_worker, function, initializer, tuple(initargs), item,
-                                       key=f"musicid-{run_id}-{index}", pure=False)
+                return client.submit(run_on_worker, function, initializer, tuple(initargs), item,
+                                     key=f"musicid-{run_id}-{index}-{attempt}", pure=False)
             except (OSError, TimeoutError) as error:
                 raise ClusterError(f"lost the Dask scheduler at {address} "
                                    f"({type(error).__name__}: {error})"[:300]) from None
-            pending.append((item, future))
+
+        def result(index: int, item: Any, future):
+            for attempt in range(1, ROUNDS + 1):
+                try:
+                    return future.result()
+                except KilledWorker:
+                    pass
+                except (OSError, TimeoutError, CancelledError) as error:  # CommClosedError is an OSError
+                    raise ClusterError(f"lost the Dask scheduler at {address} "
+                                       f"({type(error).__name__}: {error})"[:300]) from None
+                finally:
+                    future.release()
+                if attempt < ROUNDS:
+                    future = submit(index, item, attempt)
+            if on_crash is None:
+                raise ClusterError("an item killed one Dask worker after another")
+            return on_crash(item)
+
+        for index, item in enumerate(items):
+            pending.append((index, item, submit(index, item, 0)))
             if len(pending) >= limit:
-                yield result(pending.popleft())
+                yield result(*pending.popleft())
         while pending:
-            yield result(pending.popleft())
+            yield result(*pending.popleft())
     finally:
         client.close()
 

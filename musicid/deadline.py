@@ -1,15 +1,18 @@
 """Wall-clock limits on pure-Python work (parsing a MIDI file, converting a score).
 
 Parsers such as mido's and music21's run in Python loops that never look at a
-clock; SIGALRM interrupts them.  Signals reach only the main thread, so
-elsewhere the block runs to its end and the deadline is checked after it.
-Only Python code should run under a limit: an exception raised in the middle
-of a C library's clean-up (FluidSynth's) could corrupt its state.
+clock.  In the main thread SIGALRM interrupts them.  Signals reach only the
+main thread, and a Dask worker runs its tasks in other threads: there a timer
+thread raises the exception in the working thread instead
+(``PyThreadState_SetAsyncExc``), which Python delivers between two bytecodes.
+Either way, only Python code should run under a limit: an exception raised in
+the middle of a C library's clean-up (FluidSynth's) could corrupt its state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import signal
 import threading
@@ -20,17 +23,58 @@ from typing import Callable, Iterator
 ALARM_REPEAT_S = 0.05
 
 
+class _Expired(BaseException):
+    """Raised in a worker thread at its deadline; a BaseException, so that ``except Exception`` in a
+    parser cannot swallow it.  Never leaves :func:`wall_clock_limit`."""
+
+
+def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
+    """Make thread ``ident`` raise ``exception`` at its next bytecode; None withdraws one not yet raised."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
+                                               ctypes.py_object(exception) if exception else None)
+
+
+@contextlib.contextmanager
+def _thread_limit(remaining: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
+    ident = threading.get_ident()
+    lock = threading.Lock()
+    done = threading.Event()
+    active = [True]
+
+    def fire() -> None:
+        wait = remaining
+        while not done.wait(wait):
+            with lock:
+                if not active[0]:
+                    return
+                _raise_in_thread(ident, _Expired)
+            wait = ALARM_REPEAT_S  # repeated, for the reason given in wall_clock_limit
+
+    timer = threading.Thread(target=fire, name="wall-clock-limit", daemon=True)
+    timer.start()
+    try:
+        yield
+    except _Expired:
+        raise timed_out() from None
+    finally:
+        with lock:
+            active[0] = False
+            _raise_in_thread(ident, None)  # one set just now and not yet raised must not escape the block
+        done.set()
+
+
 @contextlib.contextmanager
 def wall_clock_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
     """Raise ``timed_out()`` inside the block once ``time.monotonic()`` passes ``deadline``."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise timed_out()
-    use_alarm = threading.current_thread() is threading.main_thread() and math.isfinite(remaining)
-    if not use_alarm:
+    if not math.isfinite(remaining):
         yield
-        if time.monotonic() > deadline:
-            raise timed_out()
+        return
+    if threading.current_thread() is not threading.main_thread():
+        with _thread_limit(remaining, timed_out):
+            yield
         return
 
     def on_alarm(signum, frame):

@@ -10,6 +10,7 @@ import mido
 import pytest
 import yaml
 
+from musicid import cluster as cluster_module
 from tests import cluster_faults
 from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
 
@@ -20,13 +21,10 @@ FAULTS = str(Path(cluster_faults.__file__).resolve())
 
 
 def start_cluster(**kwargs):
-    # One task at a time per one-thread worker, as the README says to start a scheduler: Dask counts a death
-    # against every task a worker holds, so a file queued behind a crashing one would be blamed too.
-    import dask
-
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        dashboard_address=None, **kwargs)
+    # Dask's default scheduler settings: a worker holds a task queued behind the running one, and a
+    # worker's death counts against both (musicid.cluster.ROUNDS keeps the innocent one).
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                    dashboard_address=None, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +139,8 @@ def test_a_lost_scheduler_stops_the_stage_with_nothing_written(tmp_path, raw, fa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
 
 
-def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys):
+def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys, monkeypatch):
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", "2s")  # the stage waits that long for it
     write_manifest(raw)
     assert render(tmp_path, raw, "audio", "--scheduler", "tcp://127.0.0.1:9") == 1
     err = capsys.readouterr().err

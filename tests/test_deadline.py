@@ -1,0 +1,61 @@
+"""Wall-clock limits on pure-Python work, in the main thread (SIGALRM) and in others (as on a Dask worker)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from musicid.deadline import wall_clock_limit
+
+
+class TookTooLong(Exception):
+    pass
+
+
+def busy_python(seconds: float) -> int:
+    """A pure-Python loop, as a parser's, that swallows every ordinary exception it meets."""
+    count, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            count += 1
+        except Exception:  # noqa: BLE001 - a parser's catch-all must not defeat the limit
+            pass
+    return count
+
+
+def limited(seconds_of_work: float, limit_s: float) -> tuple[str, float]:
+    started = time.monotonic()
+    try:
+        with wall_clock_limit(started + limit_s, lambda: TookTooLong("late")):
+            busy_python(seconds_of_work)
+    except TookTooLong:
+        return "timed out", time.monotonic() - started
+    return "finished", time.monotonic() - started
+
+
+def in_thread(function, *args):
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_work_past_the_deadline_is_interrupted(where):
+    outcome, seconds = limited(30.0, 0.3) if where == "main thread" else in_thread(limited, 30.0, 0.3)
+    assert outcome == "timed out"
+    assert seconds < 3.0
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_work_within_the_deadline_finishes_and_nothing_fires_later(where):
+    def run():
+        outcome = limited(0.05, 0.2)
+        busy_python(0.5)  # a late exception would surface here, outside the block
+        return outcome
+
+    outcome, seconds = run() if where == "main thread" else in_thread(run)
+    assert outcome == "finished" and seconds < 0.2
