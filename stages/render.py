@@ -6,32 +6,36 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
-from musicid.render import RenderTask, assign_all_outputs, crashed, init_worker, render_one, write_rendered
+from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, init_worker, render_one,
+                            write_rendered)
+from musicid.render_cache import RenderCache, open_cache, size_limit
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.stage import run_stage
 
+# Results that depend on the machine's load or luck, never reused from the render cache.
+UNREPEATABLE = {"timeout", "worker_crash"}
 
-def make_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> Iterator[RenderTask]:
-    """One task per labelled manifest file, sorted by source path, each with its source's bytes.
 
-    A generator: a source is read only when its task is about to be sent to a
-    worker, so memory holds the files in flight, not the collection.
+def plan_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> list[tuple[Path, RenderTask]]:
+    """(source file, its task without the bytes) per labelled manifest file, sorted by source path.
 
     A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
     are several) and, with ``render.augment.copies`` > 0, that many augmented
     ones (``<id>__aug<k>.wav``); an audio file gets one.  No two sources share
-    an output (``musicid.render.assign_all_outputs``).
+    an output (``musicid.render.assign_all_outputs``).  :func:`with_data`
+    reads a source when its task is about to be sent to a worker, so memory
+    holds the files in flight, not the collection.
     """
     records = sorted(manifest["files"], key=lambda r: r["path"])
     inner = {r["path"]: r["path"].split("/", 1)[1] if "/" in r["path"] else r["path"] for r in records}
@@ -41,9 +45,23 @@ def make_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> Iterator[
         by_inner = assign_all_outputs(label, [inner[source] for source in sources], render.soundfonts,
                                       render.augment.copies)
         names.update({source: by_inner[inner[source]] for source in sources})
-    for r in records:
-        yield RenderTask(r["path"], r["label"], (raw_dir / r["path"]).read_bytes(), names[r["path"]][0], render,
-                         augmented_names=names[r["path"]][1])
+    return [(raw_dir / r["path"], RenderTask(r["path"], r["label"], b"", names[r["path"]][0], render,
+                                             augmented_names=names[r["path"]][1])) for r in records]
+
+
+def with_data(path: Path, task: RenderTask) -> RenderTask:
+    return dataclasses.replace(task, data=path.read_bytes())
+
+
+def cache_key(cache: RenderCache, path: Path, task: RenderTask) -> str:
+    return cache.key(task.source, task.label, task.output_names, task.augmented_names, path.read_bytes())
+
+
+def cacheable(rendered: Rendered) -> bool:
+    """Whether a result may be reused: not one that depends on the machine's load or luck."""
+    record = rendered.record
+    reasons = {record["reason"]} | {copy["reason"] for copy in record.get("augment_rejected", [])}
+    return not reasons & UNREPEATABLE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,14 +81,35 @@ def run(args: argparse.Namespace) -> int:
     scheduler = resolve_scheduler(args.scheduler)
     workers = where(args.jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
 
+    cache = open_cache(params)
+    try:
+        cache_limit = size_limit() if cache else 0
+    except ValueError as error:
+        print(f"render: {error}", file=sys.stderr)
+        return 2
+
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
-        total = len(manifest["files"])
-        tasks = make_tasks(manifest, args.raw, params)
-        records = [write_rendered(rendered, staging) for rendered in progress(
-            ordered_map(render_one, tasks, jobs=args.jobs, initializer=init_worker, initargs=(params,),
-                        scheduler=scheduler, on_crash=crashed),
-            total=total, desc="render")]
+        planned = plan_tasks(manifest, args.raw, params)
+        keys = [cache_key(cache, path, task) if cache else None for path, task in planned]
+        found = [key is not None and cache.path(key).is_file() for key in keys]
+        misses = (with_data(path, task) for (path, task), hit in zip(planned, found) if not hit)
+        rendered_misses = ordered_map(render_one, misses, jobs=args.jobs, initializer=init_worker,
+                                      initargs=(params,), scheduler=scheduler, on_crash=crashed)
+        records, from_cache = [], 0
+        for (path, task), key, hit in progress(zip(planned, keys, found), total=len(planned), desc="render"):
+            rendered = cache.get(key) if hit else None
+            if rendered is not None:
+                from_cache += 1
+            else:
+                if hit:  # the entry went bad or away since it was found: render the source here
+                    init_worker(params)
+                    rendered = render_one(with_data(path, task))
+                else:
+                    rendered = next(rendered_misses)
+                if cache and cacheable(rendered):
+                    cache.put(key, rendered)
+            records.append(write_rendered(rendered, staging))
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
         write_json_atomic(staging / "report.json", {"files": records, "params": as_dict(params)})
@@ -86,9 +125,15 @@ def run(args: argparse.Namespace) -> int:
         lost = Counter(copy["reason"] for record in records for copy in record["augment_rejected"])
         lost_detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(lost.items()))})" if lost else ""
         augmented = f"; {copies} augmented renders, {sum(lost.values())} rejected{lost_detail}"
+    if cache:
+        evicted = cache.prune(cache_limit)
+        cached = f"; {from_cache} of {len(records)} from the render cache" + (
+            f" ({evicted} old entries evicted)" if evicted else "")
+    else:
+        cached = "; render cache off (MUSICID_NO_CACHE)"
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
-          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {workers}) -> {args.out}")
+          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {workers}){cached} -> {args.out}")
     return 0
 
 

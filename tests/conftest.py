@@ -11,6 +11,21 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_render_cache(tmp_path_factory):
+    """Every render in the tests (stage scripts, `dvc repro` in subprocesses) uses a cache of the test run's
+    own, never the user's; tests of the cache point it at their own folder."""
+    import os
+
+    previous = os.environ.get("MUSICID_RENDER_CACHE")
+    os.environ["MUSICID_RENDER_CACHE"] = str(tmp_path_factory.mktemp("render-cache"))
+    yield
+    if previous is None:
+        del os.environ["MUSICID_RENDER_CACHE"]
+    else:
+        os.environ["MUSICID_RENDER_CACHE"] = previous
+
+
 def section_params(section: str, **overrides):
     """The validated ``section`` of the project's params.yaml, with ``overrides`` applied.
 

@@ -1,0 +1,240 @@
+"""A per-source cache of the render stage's results, so that adding a file renders only that file.
+
+DVC hashes ``data/raw`` as a whole: when one file is added the render stage
+runs again, and DVC removes ``data/audio`` before it does.  This cache sits
+below the stage: one entry per source, holding exactly what rendering that
+source gave (:class:`musicid.render.Rendered`: its report record and the
+bytes of its WAVs), so the stage's output after an incremental run is byte
+for byte the output of a run from scratch.  DVC's own cache works above it:
+it restores a stage's whole output when nothing the stage depends on changed
+(``dvc checkout``, switching experiments); this one serves the sources that
+did not change when something else did.
+
+Key.  The sha256 of everything a render depends on: the source's bytes; its
+path, label and output names (they are in the record, and augmentation draws
+depend on the path); every ``render`` param; the content of each SoundFont
+the params name; the FluidSynth library's version; and the source code of
+:mod:`musicid.render` and every ``musicid`` module it imports, directly or
+not.  Anything else that changes changes the key, so a stale entry is never
+found; it is only ever evicted.
+
+Place and size.  ``$MUSICID_RENDER_CACHE``, else ``render/`` in the user's
+cache folder (:func:`musicid.fetch.default_cache_dir`: ``$MUSICID_CACHE`` or
+e.g. ``~/.cache/musicid``), never inside the project.  After each run the
+least recently used entries are removed until the cache holds at most
+``$MUSICID_RENDER_CACHE_GB`` GB (default 20); the entries of the run itself
+are kept whatever their size.  ``python -m musicid cache info`` shows it,
+``python -m musicid cache clear`` empties it, and ``MUSICID_NO_CACHE=1``
+makes the stage neither read nor write it.
+
+Entries.  ``<key[:2]>/<key>.entry``: one JSON line (the record, each WAV's
+name and size, the sha256 of the WAV bytes) and the WAV bytes after it.
+Written under a temporary name and renamed, so a killed run never leaves a
+half entry under a real name; an entry whose bytes do not match its digest
+(a damaged disk) is removed and counted as a miss.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from musicid.params import RenderParams, as_dict
+
+DISABLE_ENV = "MUSICID_NO_CACHE"
+DIR_ENV = "MUSICID_RENDER_CACHE"
+SIZE_ENV = "MUSICID_RENDER_CACHE_GB"
+DEFAULT_GB = 20.0
+SUFFIX = ".entry"
+PACKAGE = Path(__file__).resolve().parent
+
+
+def enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "") in ("", "0")
+
+
+def cache_dir() -> Path:
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV])
+    from musicid.fetch import default_cache_dir
+
+    return default_cache_dir() / "render"
+
+
+def size_limit() -> int:
+    """The cache's bound in bytes, from ``$MUSICID_RENDER_CACHE_GB``; ValueError naming it when unusable."""
+    text = os.environ.get(SIZE_ENV, "")
+    try:
+        gigabytes = float(text) if text else DEFAULT_GB
+    except ValueError:
+        raise ValueError(f"{SIZE_ENV} must be a number of gigabytes, got {text!r}") from None
+    if not gigabytes >= 0:
+        raise ValueError(f"{SIZE_ENV} must be >= 0, got {text!r}")
+    return int(gigabytes * 1e9)
+
+
+def code_modules(root: str = "render", package: Path = PACKAGE) -> list[Path]:
+    """The source files of ``musicid.<root>`` and every ``musicid`` module it imports, directly or not, sorted.
+
+    Read from the import statements of the files themselves, so the list
+    follows the code: a module that render starts to use is in the key at once.
+    """
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (package / f"{name}.py").is_file():
+            continue
+        seen.add(name)
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("musicid"):
+                parts = node.module.split(".")
+                if len(parts) > 1:
+                    todo.append(parts[1])
+                else:  # from musicid import x
+                    todo.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                todo.extend(alias.name.split(".")[1] for alias in node.names
+                            if alias.name.startswith("musicid."))
+    return sorted(package / f"{name}.py" for name in seen)
+
+
+def code_version(package: Path = PACKAGE) -> str:
+    digest = hashlib.sha256()
+    for path in code_modules(package=package):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def fluidsynth_version() -> str:
+    from musicid.synth import _load_fluidsynth
+
+    library = _load_fluidsynth()._fl
+    function = library.fluid_version_str
+    function.restype = __import__("ctypes").c_char_p
+    return function().decode()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def render_context(render: RenderParams) -> str:
+    """The part of every key shared by a run: params, SoundFont contents, FluidSynth and code versions."""
+    soundfonts = sorted(set(render.soundfonts) | (set(render.augment.soundfonts) if render.augment.copies else set()))
+    context = {"params": as_dict(render), "soundfonts": {path: file_sha256(path) for path in soundfonts},
+               "fluidsynth": fluidsynth_version(), "code": code_version()}
+    return hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
+
+
+class RenderCache:
+    """The entries under ``root`` for one run's ``context`` (:func:`render_context`)."""
+
+    def __init__(self, root: Path, context: str):
+        self.root = Path(root)
+        self.context = context
+        self.used: set[str] = set()
+
+    def key(self, source: str, label: str, output_names, augmented_names, data: bytes) -> str:
+        identity = json.dumps([self.context, source, label, list(output_names), list(augmented_names),
+                               hashlib.sha256(data).hexdigest()])
+        return hashlib.sha256(identity.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}{SUFFIX}"
+
+    def get(self, key: str):
+        """The :class:`musicid.render.Rendered` stored under ``key``, or None (absent or damaged: removed)."""
+        from musicid.render import Rendered
+
+        path = self.path(key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            line_end = blob.index(b"\n")
+            header = json.loads(blob[:line_end])
+            payload = blob[line_end + 1:]
+            if len(payload) != sum(header["sizes"]) or hashlib.sha256(payload).hexdigest() != header["sha256"]:
+                raise ValueError("the WAV bytes do not match the entry's digest")
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+        wavs, position = [], 0
+        for name, size in zip(header["names"], header["sizes"]):
+            wavs.append((name, payload[position:position + size]))
+            position += size
+        os.utime(path)  # recently used: the last to be evicted
+        self.used.add(key)
+        return Rendered(header["record"], tuple(wavs))
+
+    def put(self, key: str, rendered) -> None:
+        payload = b"".join(data for _, data in rendered.wavs)
+        header = {"record": rendered.record, "names": [name for name, _ in rendered.wavs],
+                  "sizes": [len(data) for _, data in rendered.wavs], "sha256": hashlib.sha256(payload).hexdigest()}
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+                out.write(payload)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        self.used.add(key)
+
+    def prune(self, limit: int) -> int:
+        """Remove least recently used entries (never this run's) until at most ``limit`` bytes; how many went."""
+        return prune(self.root, limit, keep=self.used)
+
+
+def entries(root: Path) -> list[tuple[float, int, Path]]:
+    """(last use, size, path) of every entry under ``root``, oldest first; temporaries of dead runs removed."""
+    found = []
+    for path in sorted(Path(root).glob("*/*")):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if path.name.endswith(".tmp"):
+            if time.time() - stat.st_mtime > 24 * 3600:  # a killed run's; a live run's is minutes old
+                path.unlink(missing_ok=True)
+            continue
+        if path.name.endswith(SUFFIX):
+            found.append((stat.st_mtime, stat.st_size, path))
+    return sorted(found)
+
+
+def prune(root: Path, limit: int, keep: set[str] = frozenset()) -> int:
+    found = entries(root)
+    total = sum(size for _, size, _ in found)
+    removed = 0
+    for _, size, path in found:
+        if total <= limit:
+            break
+        if path.name[:-len(SUFFIX)] in keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
+
+
+def open_cache(render: RenderParams) -> RenderCache | None:
+    """This run's cache, or None with ``MUSICID_NO_CACHE=1``."""
+    if not enabled():
+        return None
+    return RenderCache(cache_dir(), render_context(render))

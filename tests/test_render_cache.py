@@ -1,0 +1,147 @@
+"""The render stage's per-source cache: only changed sources render, and the output is that of a run from scratch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from musicid import render_cache
+from tests.conftest import write_midi
+from tests.test_render_stage import manifest, raw, run  # noqa: F401 - raw is a fixture used by name
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("MUSICID_RENDER_CACHE", str(folder))
+    monkeypatch.delenv("MUSICID_NO_CACHE", raising=False)
+    return folder
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def from_scratch(tmp_path, raw, monkeypatch, name="scratch", **render):
+    monkeypatch.setenv("MUSICID_NO_CACHE", "1")
+    assert run(tmp_path, raw, out_name=name, **render) == 0
+    monkeypatch.delenv("MUSICID_NO_CACHE")
+    return files_of(tmp_path / name)
+
+
+def sources(raw: Path) -> list[str]:
+    return sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file() and p.name != "manifest.json")
+
+
+def test_adding_a_file_renders_only_that_file_and_gives_the_output_of_a_run_from_scratch(
+        tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+    assert "; 0 of 5 from the render cache" in capsys.readouterr().out
+    write_midi(raw / "a" / "added.mid", [(72, 0.0, 1.0)])
+    manifest(raw, sources(raw))
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 5 of 6 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == from_scratch(tmp_path, raw, monkeypatch)
+    assert "render cache off (MUSICID_NO_CACHE)" in capsys.readouterr().out
+
+
+def test_a_changed_and_a_removed_source(tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+    write_midi(raw / "a" / "one.mid", [(59, 0.0, 1.0)])  # new content, same name
+    (raw / "a" / "two.mid").unlink()
+    manifest(raw, sources(raw))
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 3 of 4 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == from_scratch(tmp_path, raw, monkeypatch)
+
+
+def test_changing_a_render_param_renders_everything_again(tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second", gain=0.4) == 0
+    assert "; 0 of 5 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == from_scratch(tmp_path, raw, monkeypatch, gain=0.4)
+    assert files_of(tmp_path / "second") != files_of(tmp_path / "first")
+
+
+def test_a_damaged_entry_is_a_miss_and_is_replaced(tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+    entries = sorted(cache.glob("*/*.entry"))
+    assert len(entries) == 5  # one per source, the rejected empty.mid too
+    victim = max(entries, key=lambda p: p.stat().st_size)
+    blob = bytearray(victim.read_bytes())
+    blob[-100] ^= 0xFF  # a flipped bit in the WAV bytes
+    victim.write_bytes(bytes(blob))
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 4 of 5 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == files_of(tmp_path / "first")
+    assert victim.read_bytes() != bytes(blob)  # written again, whole
+
+
+def test_no_cache_reads_and_writes_nothing(tmp_path, raw, cache, monkeypatch):
+    assert run(tmp_path, raw, out_name="first") == 0
+    before = files_of(cache)
+    shutil.rmtree(tmp_path / "first")
+    monkeypatch.setenv("MUSICID_NO_CACHE", "1")
+    for entry in cache.glob("*/*.entry"):  # were it read, the output would be empty
+        entry.write_bytes(b'{"record": {}, "names": [], "sizes": [], "sha256": "' + b"0" * 64 + b'"}\n')
+    damaged = files_of(cache)
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert files_of(cache) == damaged != before
+    assert len(json.loads((tmp_path / "second" / "report.json").read_text())["files"]) == 5
+
+
+def test_the_least_recently_used_entries_go_beyond_the_size_limit(tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+    entries = sorted(cache.glob("*/*.entry"))
+    for age, entry in enumerate(entries):
+        os.utime(entry, (1e9 + age, 1e9 + age))
+    keep = entries[-1].name[:-len(".entry")]
+    limit = entries[-1].stat().st_size
+    assert render_cache.prune(cache, limit) == 4
+    assert [p.name for p in cache.glob("*/*.entry")] == [f"{keep}.entry"]
+    # A run keeps every entry it used, whatever the bound.
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "0")
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 1 of 5 from the render cache" in capsys.readouterr().out
+    assert len(list(cache.glob("*/*.entry"))) == 5
+
+
+def test_a_bad_size_limit_stops_the_stage_naming_the_variable(tmp_path, raw, cache, monkeypatch, capsys):
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "lots")
+    assert run(tmp_path, raw) == 2
+    assert "MUSICID_RENDER_CACHE_GB must be a number of gigabytes, got 'lots'" in capsys.readouterr().err
+
+
+def test_the_code_version_follows_every_module_render_imports(tmp_path):
+    package = tmp_path / "musicid"
+    shutil.copytree(render_cache.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    names = [p.name for p in render_cache.code_modules(package=package)]
+    assert {"render.py", "synth.py", "midi.py", "augment.py", "audio.py", "checks.py", "params.py"} <= set(names)
+    assert "train.py" not in names and "render_cache.py" not in names
+    before = render_cache.code_version(package)
+    checks = package / "checks.py"  # imported by render, and by midi
+    checks.write_text(checks.read_text() + "\n# changed\n")
+    assert render_cache.code_version(package) != before
+
+
+def test_a_soundfont_change_changes_the_context(tmp_path, soundfont):
+    from tests.conftest import section_params
+
+    copy = tmp_path / "font.sf2"
+    shutil.copy(soundfont, copy)
+    params = section_params("render", soundfonts=[str(copy)])
+    before = render_cache.render_context(params)
+    with open(copy, "r+b") as handle:  # same size, same name, other content
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+        handle.seek(-1, os.SEEK_END)
+        handle.write(bytes([last[0] ^ 1]))
+    assert render_cache.render_context(params) != before
