@@ -1,4 +1,4 @@
-"""Command line: ``python -m musicid predict PATH...`` and ``python -m musicid cv [EXPERIMENT...]``."""
+"""Command line: ``python -m musicid predict PATH...``, ``cv [EXPERIMENT...]`` and ``cache info|clear``."""
 
 from __future__ import annotations
 
@@ -42,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="experiment names or revisions (4+ hex digits) to include (default: every experiment "
                          "of the current commit)")
     cv.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    cache = commands.add_parser(
+        "cache", help="the render stage's per-source cache: its size, or empty it",
+        description="The render stage keeps each source's result in a cache of its own "
+                    "($MUSICID_RENDER_CACHE, else render/ in the user's cache folder), so that adding a file "
+                    "renders only that file. `info` prints where it is and how big; `clear` removes every entry.")
+    cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cv":
         return cross_validation(args.experiments, args.json)
+    if args.command == "cache":
+        return render_cache_command(args.action)
 
     from musicid.params import ParamsError
     from musicid.predict import Prediction, Predictor, collect_inputs, format_prediction, format_threshold
@@ -79,6 +87,26 @@ def main(argv: list[str] | None = None) -> int:
                           "warning": warning,
                           "files": [r.to_dict() for r in results]}, indent=2))
     return EXIT_UNSCORED if any(r.error for r in results) else EXIT_SCORED
+
+
+def render_cache_command(action: str) -> int:
+    from musicid import render_cache
+
+    root = render_cache.cache_dir()
+    found = render_cache.entries(root) if root.is_dir() else []
+    size = sum(size for _, size, _ in found)
+    if action == "clear":
+        for _, _, path in found:
+            path.unlink(missing_ok=True)
+        print(f"render cache {root}: removed {len(found)} entries ({size / 1e9:.2f} GB)")
+        return 0
+    try:
+        limit = f"{render_cache.size_limit() / 1e9:g} GB"
+    except ValueError as error:
+        limit = str(error)
+    print(f"render cache {root}: {len(found)} entries, {size / 1e9:.2f} GB (limit {limit}, "
+          f"${render_cache.SIZE_ENV})")
+    return 0
 
 
 def cross_validation(wanted: list[str], as_json: bool) -> int:

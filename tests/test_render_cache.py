@@ -145,3 +145,17 @@ def test_a_soundfont_change_changes_the_context(tmp_path, soundfont):
         handle.seek(-1, os.SEEK_END)
         handle.write(bytes([last[0] ^ 1]))
     assert render_cache.render_context(params) != before
+
+
+def test_the_cache_command_shows_and_clears_the_cache(tmp_path, raw, cache, capsys):
+    from musicid.__main__ import main
+
+    assert run(tmp_path, raw) == 0
+    size = sum(p.stat().st_size for p in cache.glob("*/*.entry"))
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out == f"render cache {cache}: 5 entries, {size / 1e9:.2f} GB (limit 20 GB, " \
+                                      "$MUSICID_RENDER_CACHE_GB)\n"
+    assert main(["cache", "clear"]) == 0
+    assert "removed 5 entries" in capsys.readouterr().out
+    assert list(cache.glob("*/*.entry")) == []
