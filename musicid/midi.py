@@ -97,14 +97,46 @@ def _serialize(midi) -> bytes:
 
 
 def _end_time(midi) -> float:
-    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does."""
+    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does.
+
+    The same float as summing the delta times of mido's merged playback
+    (``for message in midi``), delta by delta, without building that merged
+    copy of every message: the messages of all tracks are sorted by absolute
+    tick (stable, as mido sorts them), and since mido drops the end-of-track
+    events and adds their delta to the next message, each delta is the
+    distance in ticks to the previous other message, converted with mido's own
+    :func:`tick2second` at the tempo then in force.
+    """
+    from mido.midifiles.units import tick2second
+
     try:
-        now, last_note, notes = 0.0, 0.0, 0
-        for message in midi:  # merged tracks, delta times in seconds
-            now += message.time
-            if message.type in ("note_on", "note_off"):
+        ticks_per_beat = midi.ticks_per_beat
+        entries = []  # (absolute tick, message), end-of-track events left out
+        last_tick = 0
+        for track in midi.tracks:
+            tick = 0
+            for message in track:
+                tick += message.time
+                if message.type != "end_of_track":
+                    entries.append((tick, message))
+            last_tick = max(last_tick, tick)
+        entries.sort(key=lambda entry: entry[0])
+        tempo = 500000  # microseconds per beat until a set_tempo (MIDI's default, mido's DEFAULT_TEMPO)
+        previous, now, last_note, notes = 0, 0.0, 0.0, 0
+        for tick, message in entries:
+            if tick > previous:
+                now += tick2second(tick - previous, ticks_per_beat, tempo)
+                previous = tick
+            kind = message.type
+            if kind == "note_on":
                 last_note = now
-                notes += message.type == "note_on" and message.velocity > 0
+                notes += message.velocity > 0
+            elif kind == "note_off":
+                last_note = now
+            elif kind == "set_tempo":
+                tempo = message.tempo
+        if last_tick > previous:  # the closing end-of-track delta, converted as mido converts it
+            tick2second(last_tick - previous, ticks_per_beat, tempo)
     except RenderError:
         raise  # a time limit that ran out
     except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
