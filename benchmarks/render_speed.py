@@ -17,7 +17,10 @@ minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.  The 
 (cli, stage, stage-16k, cli, stage, ...), so a load that comes and goes on the
 machine touches all of them alike; each round gives a ratio stage/cli, and
 the minimum, median and maximum over rounds are printed.  Throughput is
-seconds of audio written per second of wall time ("x real time").
+seconds of audio written per second of wall time ("x real time"), and per
+second of CPU time of this process and its children (the command line's
+processes, the stage's workers): on a machine shared with other work the CPU
+figure moves much less from round to round than the wall-clock one.
 
     python benchmarks/render_speed.py [--rounds 5] [--jobs 0] [--out benchmarks/runs/render_speed]
 """
@@ -25,6 +28,7 @@ seconds of audio written per second of wall time ("x real time").
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -128,6 +132,12 @@ METHODS = {
 }
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def spread(values: list[float]) -> str:
     return f"min {min(values):.2f}  median {statistics.median(values):.2f}  max {max(values):.2f}"
 
@@ -151,28 +161,34 @@ def main() -> int:
           f"gain {GAIN}, reverb and chorus off; cli and stage at {SAMPLE_RATE} Hz, stage-16k at {CLIP_RATE} Hz",
           flush=True)
     throughput: dict[str, list[float]] = {name: [] for name in args.methods}
+    per_cpu: dict[str, list[float]] = {name: [] for name in args.methods}
     for round_index in range(args.rounds):
         line = []
         for name in args.methods:
             out = args.out / "wav" / name
             shutil.rmtree(out, ignore_errors=True)
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), cpu_seconds()
             outputs = METHODS[name](midi, out, jobs)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
             seconds = audio_seconds(outputs)
             throughput[name].append(seconds / elapsed)
-            line.append(f"{name} {seconds / 60:.1f} min in {elapsed:.1f} s = {seconds / elapsed:.0f}x")
+            per_cpu[name].append(seconds / cpu)
+            line.append(f"{name} {seconds / 60:.1f} min in {elapsed:.1f} s = {seconds / elapsed:.0f}x "
+                        f"({cpu:.1f} CPU s)")
         print(f"round {round_index + 1}: " + ";  ".join(line), flush=True)
-    print("throughput, audio seconds per wall second:")
-    for name, values in throughput.items():
-        print(f"  {name:10s} {spread(values)}")
-    if "cli" in throughput:
+    for unit, figures in (("wall", throughput), ("CPU", per_cpu)):
+        print(f"throughput, audio seconds per {unit} second:")
+        for name, values in figures.items():
+            print(f"  {name:10s} {spread(values)}")
+    for unit, figures in (("wall", throughput), ("CPU", per_cpu)):
+        if "cli" not in figures:
+            continue
         for name in ("stage", "stage-16k"):
-            if name in throughput:
-                ratios = [ours / cli for ours, cli in zip(throughput[name], throughput["cli"])]
+            if name in figures:
+                ratios = [ours / cli for ours, cli in zip(figures[name], figures["cli"])]
                 label = ("equal settings, ratio stage/cli" if name == "stage"
                          else f"stage at {CLIP_RATE} Hz (not equal settings), ratio stage-16k/cli")
-                print(f"{label}: {spread(ratios)}")
+                print(f"{label} ({unit} time): {spread(ratios)}")
     return 0
 
 
