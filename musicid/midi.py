@@ -50,9 +50,13 @@ def read_midi(path: str | Path, program: int | None = None) -> MidiSource:
     program (see :func:`force_program`).  Raises :class:`RenderError`
     ``unparseable`` or ``no_notes``.
     """
+    return read_midi_data(Path(path).read_bytes(), program)
+
+
+def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
+    """:func:`read_midi` of a file's bytes (e.g. received from another machine, or written by mido)."""
     import mido
 
-    data = Path(path).read_bytes()
     repairs: list[str] = []
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":
         data = unwrap_rmid(data)
@@ -146,9 +150,9 @@ def _end_time(midi) -> float:
     return float(last_note)
 
 
-def midi_end_time(path: str | Path) -> float:
-    """Time of the last note event of a MIDI file, in seconds (after repairs)."""
-    return read_midi(path).end_seconds
+def midi_end_time(midi: str | Path | bytes) -> float:
+    """Time of the last note event of a MIDI file (its path or its bytes), in seconds (after repairs)."""
+    return (read_midi_data(midi) if isinstance(midi, bytes) else read_midi(midi)).end_seconds
 
 
 def unwrap_rmid(data: bytes) -> bytes:

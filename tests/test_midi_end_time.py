@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from musicid.checks import RenderError
-from musicid.midi import _end_time, read_midi
+from musicid.midi import _end_time, midi_end_time, read_midi, read_midi_data
 
 
 def end_time_by_merged_playback(midi: mido.MidiFile) -> float:
@@ -88,3 +88,11 @@ def test_zero_ticks_per_beat_is_unparseable_as_before(tmp_path):
     with pytest.raises(RenderError) as error:
         read_midi(path)
     assert (error.value.reason, error.value.detail) == ("unparseable", "ZeroDivisionError: float division by zero")
+
+
+def test_the_bytes_of_a_file_read_as_the_file(tmp_path):
+    path = tmp_path / "x.mid"
+    midi = random_file(3)
+    midi.save(str(path))
+    assert midi_end_time(path.read_bytes()) == midi_end_time(path) == end_time_by_merged_playback(midi)
+    assert read_midi_data(path.read_bytes()) == read_midi(path)
