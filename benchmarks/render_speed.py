@@ -1,32 +1,38 @@
-"""Render the same MIDI files three ways on this machine, in one run, and compare.
+"""Render the same long MIDI files with the render stage's code and with the `fluidsynth` command line, at equal settings.
 
-1. this project's render stage code (pyfluidsynth in process, one SoundFont
-   load per worker, validation and WAV writing included);
-2. the `fluidsynth -F` command line, one process per file, the way most
-   projects call it, with as many processes at a time as there are workers;
-3. pretty_midi's ``PrettyMIDI.fluidsynth()``, in as many worker processes:
-   once as it is usually called (FluidSynth's default effects, reverb and
-   chorus, on), and once with a synthesizer per instrument set up with the
-   same effects as the other two, so that all do the same work.
+Both render with FluidR3_GM at 22050 Hz, gain 0.5, reverb and chorus off, the
+instruments each file names (``render.program: null``):
 
-All use the same SoundFont, sample rate and gain; effects follow the project's
-default params (``render.reverb``, ``render.chorus``) unless --reverb is given.
+* ``cli``: ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r 22050 -F out.wav SF2 file.mid``,
+  one process per file (each loads the SoundFont), ``--jobs`` at a time;
+* ``stage``: :func:`musicid.render.render_one` through
+  :func:`musicid.parallel.ordered_map` with ``--jobs`` workers (one SoundFont
+  load per worker, the stage's checks, trimming and WAV writing included);
+* ``stage-16k`` (not at equal settings, so reported apart): the same at the
+  clip stage's rate, 16000 Hz, with no resampling left for the clip stage.
 
-Throughput is seconds of audio rendered per second of wall time ("x real
-time"); the ratios are what to compare, since absolute figures depend on the
-machine and its load.
+The 16 files are string-quartet movements of Haydn, Mozart and Beethoven
+and piano pieces from the music21 corpus, 69 minutes in all (25 s to 11
+minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.  The methods run interleaved, round after round
+(cli, stage, stage-16k, cli, stage, ...), so a load that comes and goes on the
+machine touches all of them alike; each round gives a ratio stage/cli, and
+the minimum, median and maximum over rounds are printed.  Throughput is
+seconds of audio written per second of wall time ("x real time"), and per
+second of CPU time of this process and its children (the command line's
+processes, the stage's workers): on a machine shared with other work the CPU
+figure moves much less from round to round than the wall-clock one.
 
-    python benchmarks/render_speed.py                  # 4 classes x 4 corpus pieces, all cores
-    python benchmarks/render_speed.py --per-class 8 --jobs 2
+    python benchmarks/render_speed.py [--rounds 5] [--jobs 0] [--out benchmarks/runs/render_speed]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
@@ -34,46 +40,81 @@ from pathlib import Path
 import soundfile
 import yaml
 
-from musicid.dataset import export_music21
+from musicid.dataset import CorpusPiece, score_to_midi
 from musicid.parallel import ordered_map, resolve_jobs
-from musicid.params import parse_section
+from musicid.params import RenderParams, parse_section
 from musicid.render import RenderTask, init_worker, render_one
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SAMPLE_RATE = 22050
+CLIP_RATE = 16000  # params.yaml clip.sample_rate
 GAIN = 0.5
-EFFECTS = {"reverb": False, "chorus": False}  # set from the command line in main()
+CONVERT_TIMEOUT_S = 600  # music21 takes minutes over some quartet movements; done once, then cached
+# Corpus scores (label, path in the music21 corpus): 12 string-quartet movements, 4 piano pieces.  Only
+# scores whose MIDI export FluidSynth's player finishes by itself: for many of the others (haydn
+# opus1no1/movement3, mozart k80/movement1, k156/movement1, ...) FluidSynth 2.3's player never reaches
+# its end, so the command line writes audio until its disk is full, where the stage stops at the last
+# note plus the release tail.
+PIECES = (
+    ("beethoven", "beethoven/opus18no1/movement3.mxl"), ("cpebach", "cpebach/h186.mxl"),
+    ("haydn", "haydn/opus1no1/movement1.mxl"), ("haydn", "haydn/opus1no1/movement2.mxl"),
+    ("haydn", "haydn/opus1no1/movement4.mxl"), ("haydn", "haydn/opus1no1/movement5.mxl"),
+    ("haydn", "haydn/opus74no1/movement1.mxl"), ("haydn", "haydn/opus74no1/movement2.mxl"),
+    ("joplin", "joplin/maple_leaf_rag.mxl"), ("mozart", "mozart/k155/movement1.mxl"),
+    ("mozart", "mozart/k155/movement3.mxl"), ("mozart", "mozart/k156/movement3.mxl"),
+    ("mozart", "mozart/k156/movement4.mxl"), ("mozart", "mozart/k458/movement4.mxl"),
+    ("mozart", "mozart/k545/movement1_exposition.mxl"), ("mozart", "mozart/k80/movement4.mxl"),
+)
 
 
-def make_midi_set(folder: Path, per_class: int) -> list[Path]:
-    manifest = export_music21(["bach", "monteverdi", "palestrina", "trecento"], per_class, 0, folder,
-                              map_function=lambda function, items: map(function, items))
-    return [folder / record["path"] for record in manifest["files"]]
+def _convert(piece: CorpusPiece) -> tuple[CorpusPiece, bytes | None, str | None]:
+    return score_to_midi(piece, timeout_s=CONVERT_TIMEOUT_S)
+
+
+def midi_set(folder: Path, jobs: int) -> list[Path]:
+    """The benchmark's MIDI files under ``folder/<label>/``, converted from the corpus the first time."""
+    pieces = [CorpusPiece(label, path) for label, path in PIECES]
+    missing = [piece for piece in pieces if not (folder / piece.output_name).is_file()]
+    if missing:
+        print(f"converting {len(missing)} corpus scores to MIDI (once, kept in {folder}) ...", flush=True)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for piece, data, reason in pool.map(_convert, missing):
+                if data is None:
+                    raise SystemExit(f"cannot convert {piece.relative_path}: {reason}")
+                target = folder / piece.output_name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+    return [folder / piece.output_name for piece in pieces]
 
 
 def audio_seconds(paths: list[Path]) -> float:
     return sum(soundfile.info(str(path)).duration for path in paths)
 
 
-def run_stage_code(midi: list[Path], out: Path, jobs: int) -> list[Path]:
-    # The project's render params, with the settings all three methods share.
+def stage_params(sample_rate: int) -> RenderParams:
+    """The project's render params with the settings the command line is given."""
     project = yaml.safe_load((PROJECT / "params.yaml").read_text())["render"]
-    render = parse_section({**project, "soundfonts": [SOUNDFONT], "sample_rate": SAMPLE_RATE, "gain": GAIN,
-                            "reverb": EFFECTS["reverb"], "chorus": EFFECTS["chorus"], "program": None,
-                            "channels": 1, "timeout_s": 600}, "render")
+    return parse_section({**project, "soundfonts": [SOUNDFONT], "sample_rate": sample_rate, "gain": GAIN,
+                          "reverb": False, "chorus": False, "program": None, "timeout_s": 600}, "render")
+
+
+def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_RATE) -> list[Path]:
+    render = stage_params(sample_rate)
     tasks = [RenderTask(source=f"{p.parent.name}/{p.name}", label=p.parent.name, input_path=str(p),
                         output_dir=str(out), output_names=(f"{p.parent.name}/{p.stem}.wav",), render=render)
              for p in midi]
     records = list(ordered_map(render_one, tasks, jobs=jobs, initializer=init_worker, initargs=(render,)))
+    failed = [record for record in records if record["status"] != "rendered"]
+    if failed:
+        raise SystemExit(f"the stage did not render {failed[0]['source']}: {failed[0]['reason']}")
     return [out / name for record in records for name in record["outputs"]]
 
 
 def _cli_one(arguments: tuple[Path, Path]) -> Path:
     midi, wav = arguments
     wav.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["fluidsynth", "-ni", "-q", "-R", str(int(EFFECTS["reverb"])), "-C", str(int(EFFECTS["chorus"])),
-                    "-g", str(GAIN), "-r", str(SAMPLE_RATE),
+    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", str(GAIN), "-r", str(SAMPLE_RATE),
                     "-F", str(wav), SOUNDFONT, str(midi)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return wav
@@ -84,91 +125,70 @@ def run_command_line(midi: list[Path], out: Path, jobs: int) -> list[Path]:
         return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav") for p in midi]))
 
 
-def _pretty_midi_one(arguments: tuple[Path, Path, dict | None]) -> Path:
-    import warnings
-
-    import numpy as np
-    import pretty_midi
-
-    midi, wav, effects = arguments
-    score = pretty_midi.PrettyMIDI(str(midi))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sf2_path is deprecated but is how most code calls it
-        if effects is None:
-            audio = score.fluidsynth(fs=SAMPLE_RATE, sf2_path=SOUNDFONT)
-        else:
-            import fluidsynth
-
-            parts = []
-            for instrument in score.instruments:  # what PrettyMIDI.fluidsynth() does, per instrument
-                synth = fluidsynth.Synth(samplerate=SAMPLE_RATE, **{
-                    "synth.reverb.active": int(effects["reverb"]), "synth.chorus.active": int(effects["chorus"])})
-                sfid = synth.sfload(SOUNDFONT)
-                parts.append(instrument.fluidsynth(fs=SAMPLE_RATE, synthesizer=synth, sfid=sfid))
-                synth.delete()
-            audio = np.zeros(max(len(part) for part in parts))
-            for part in parts:
-                audio[: len(part)] += part
-            audio /= max(np.abs(audio).max(), 1e-9)
-    wav.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(str(wav), audio, SAMPLE_RATE, subtype="PCM_16")
-    return wav
+METHODS = {
+    "cli": run_command_line,
+    "stage": run_stage,
+    "stage-16k": lambda midi, out, jobs: run_stage(midi, out, jobs, CLIP_RATE),
+}
 
 
-def run_pretty_midi(midi: list[Path], out: Path, jobs: int, effects: dict | None = None) -> list[Path]:
-    import pretty_midi
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    readable = []
-    for path in midi:  # pretty_midi refuses some files the other two render
-        try:
-            pretty_midi.PrettyMIDI(str(path))
-            readable.append(path)
-        except Exception:  # noqa: BLE001 - only to leave such files out of its run
-            pass
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(_pretty_midi_one,
-                             [(p, out / p.parent.name / f"{p.stem}.wav", effects) for p in readable]))
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):.2f}  median {statistics.median(values):.2f}  max {max(values):.2f}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=4, help="corpus pieces per class (4 classes)")
-    parser.add_argument("--jobs", type=int, default=0, help="workers for every method (0: one per core)")
-    parser.add_argument("--reverb", action="store_true", help="render with FluidSynth's reverb on")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of every method")
+    parser.add_argument("--jobs", type=int, default=0, help="files at a time for every method (0: one per core)")
+    parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "runs" / "render_speed")
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
     args = parser.parse_args()
-    EFFECTS["reverb"] = args.reverb
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if shutil.which("fluidsynth") is None:
         print("the fluidsynth command line is missing: apt-get install --no-install-recommends fluidsynth",
               file=sys.stderr)
         return 2
     jobs = resolve_jobs(args.jobs)
-    with tempfile.TemporaryDirectory(prefix="musicid-bench-") as scratch:
-        scratch = Path(scratch)
-        midi = make_midi_set(scratch / "midi", args.per_class)
-        effects = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in EFFECTS.items())
-        print(f"{len(midi)} MIDI files from the music21 corpus, {jobs} workers per method, "
-              f"{SAMPLE_RATE} Hz, {Path(SOUNDFONT).name}, {effects}")
-        results = {}
-        methods = (
-            ("musicid render stage", run_stage_code),
-            ("fluidsynth -F, one process per file", run_command_line),
-            ("pretty_midi .fluidsynth(), same effects", lambda m, o, j: run_pretty_midi(m, o, j, dict(EFFECTS))),
-            ("pretty_midi .fluidsynth(), as usually called", run_pretty_midi),
-        )
-        for index, (name, method) in enumerate(methods):
-            started = time.perf_counter()
-            outputs = method(midi, scratch / f"method{index}", jobs)
-            elapsed = time.perf_counter() - started
+    midi = midi_set(args.out / "midi", jobs)
+    print(f"{len(midi)} MIDI files from the music21 corpus, {jobs} at a time, {Path(SOUNDFONT).name}, "
+          f"gain {GAIN}, reverb and chorus off; cli and stage at {SAMPLE_RATE} Hz, stage-16k at {CLIP_RATE} Hz",
+          flush=True)
+    throughput: dict[str, list[float]] = {name: [] for name in args.methods}
+    per_cpu: dict[str, list[float]] = {name: [] for name in args.methods}
+    for round_index in range(args.rounds):
+        line = []
+        for name in args.methods:
+            out = args.out / "wav" / name
+            shutil.rmtree(out, ignore_errors=True)
+            started, started_cpu = time.perf_counter(), cpu_seconds()
+            outputs = METHODS[name](midi, out, jobs)
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
             seconds = audio_seconds(outputs)
-            results[name] = seconds / elapsed
-            print(f"  {name:46s} {len(outputs):3d} files  {seconds / 60:6.1f} min of audio in "
-                  f"{elapsed:6.1f} s  = {results[name]:7.1f}x real time")
-        ours = results["musicid render stage"]
-        print(f"ratio musicid / fluidsynth -F:                  {ours / results['fluidsynth -F, one process per file']:.2f}x")
-        print(f"ratio musicid / pretty_midi, same effects:      "
-              f"{ours / results['pretty_midi .fluidsynth(), same effects']:.2f}x")
-        print(f"ratio musicid / pretty_midi, as usually called: "
-              f"{ours / results['pretty_midi .fluidsynth(), as usually called']:.2f}x")
+            throughput[name].append(seconds / elapsed)
+            per_cpu[name].append(seconds / cpu)
+            line.append(f"{name} {seconds / 60:.1f} min in {elapsed:.1f} s = {seconds / elapsed:.0f}x "
+                        f"({cpu:.1f} CPU s)")
+        print(f"round {round_index + 1}: " + ";  ".join(line), flush=True)
+    for unit, figures in (("wall", throughput), ("CPU", per_cpu)):
+        print(f"throughput, audio seconds per {unit} second:")
+        for name, values in figures.items():
+            print(f"  {name:10s} {spread(values)}")
+    for unit, figures in (("wall", throughput), ("CPU", per_cpu)):
+        if "cli" not in figures:
+            continue
+        for name in ("stage", "stage-16k"):
+            if name in figures:
+                ratios = [ours / cli for ours, cli in zip(figures[name], figures["cli"])]
+                label = ("equal settings, ratio stage/cli" if name == "stage"
+                         else f"stage at {CLIP_RATE} Hz (not equal settings), ratio stage-16k/cli")
+                print(f"{label} ({unit} time): {spread(ratios)}")
     return 0
 
 

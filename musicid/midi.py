@@ -50,9 +50,13 @@ def read_midi(path: str | Path, program: int | None = None) -> MidiSource:
     program (see :func:`force_program`).  Raises :class:`RenderError`
     ``unparseable`` or ``no_notes``.
     """
+    return read_midi_data(Path(path).read_bytes(), program)
+
+
+def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
+    """:func:`read_midi` of a file's bytes (e.g. received from another machine, or written by mido)."""
     import mido
 
-    data = Path(path).read_bytes()
     repairs: list[str] = []
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":
         data = unwrap_rmid(data)
@@ -97,14 +101,46 @@ def _serialize(midi) -> bytes:
 
 
 def _end_time(midi) -> float:
-    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does."""
+    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does.
+
+    The same float as summing the delta times of mido's merged playback
+    (``for message in midi``), delta by delta, without building that merged
+    copy of every message: the messages of all tracks are sorted by absolute
+    tick (stable, as mido sorts them), and since mido drops the end-of-track
+    events and adds their delta to the next message, each delta is the
+    distance in ticks to the previous other message, converted with mido's own
+    :func:`tick2second` at the tempo then in force.
+    """
+    from mido.midifiles.units import tick2second
+
     try:
-        now, last_note, notes = 0.0, 0.0, 0
-        for message in midi:  # merged tracks, delta times in seconds
-            now += message.time
-            if message.type in ("note_on", "note_off"):
+        ticks_per_beat = midi.ticks_per_beat
+        entries = []  # (absolute tick, message), end-of-track events left out
+        last_tick = 0
+        for track in midi.tracks:
+            tick = 0
+            for message in track:
+                tick += message.time
+                if message.type != "end_of_track":
+                    entries.append((tick, message))
+            last_tick = max(last_tick, tick)
+        entries.sort(key=lambda entry: entry[0])
+        tempo = 500000  # microseconds per beat until a set_tempo (MIDI's default, mido's DEFAULT_TEMPO)
+        previous, now, last_note, notes = 0, 0.0, 0.0, 0
+        for tick, message in entries:
+            if tick > previous:
+                now += tick2second(tick - previous, ticks_per_beat, tempo)
+                previous = tick
+            kind = message.type
+            if kind == "note_on":
                 last_note = now
-                notes += message.type == "note_on" and message.velocity > 0
+                notes += message.velocity > 0
+            elif kind == "note_off":
+                last_note = now
+            elif kind == "set_tempo":
+                tempo = message.tempo
+        if last_tick > previous:  # the closing end-of-track delta, converted as mido converts it
+            tick2second(last_tick - previous, ticks_per_beat, tempo)
     except RenderError:
         raise  # a time limit that ran out
     except Exception as error:  # noqa: BLE001 - mido raises many types on bad files
@@ -114,9 +150,9 @@ def _end_time(midi) -> float:
     return float(last_note)
 
 
-def midi_end_time(path: str | Path) -> float:
-    """Time of the last note event of a MIDI file, in seconds (after repairs)."""
-    return read_midi(path).end_seconds
+def midi_end_time(midi: str | Path | bytes) -> float:
+    """Time of the last note event of a MIDI file (its path or its bytes), in seconds (after repairs)."""
+    return (read_midi_data(midi) if isinstance(midi, bytes) else read_midi(midi)).end_seconds
 
 
 def unwrap_rmid(data: bytes) -> bytes:

@@ -51,6 +51,9 @@ def _load_fluidsynth():
         function = getattr(library, name)
         function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         function.restype = ctypes.c_int
+    add_mem = library.fluid_player_add_mem
+    add_mem.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    add_mem.restype = ctypes.c_int
     get_sfont = library.fluid_synth_get_sfont_by_id
     get_sfont.argtypes = [ctypes.c_void_p, ctypes.c_int]
     get_sfont.restype = ctypes.c_void_p
@@ -135,16 +138,23 @@ class MidiRenderer:
             },
         )
 
-    def render(self, midi_path: str | Path, soundfont_index: int = 0,
+    def render(self, midi: str | Path | bytes, soundfont_index: int = 0,
                stop_after_s: float = math.inf, timeout_s: float = math.inf) -> np.ndarray:
         """Render one MIDI file until FluidSynth's player stops, plus the release tail.
 
-        Returns float32 [2, n_frames] at ``sample_rate`` Hz (empty when the
-        player refuses the file).  Rendering ends early after ``stop_after_s``
-        seconds of audio (a player can run on long after the last note, up to
-        a stray event hours later); it raises :class:`RenderError` ``timeout``
-        past ``timeout_s`` seconds of wall time (what is left of the file's
-        ``render.timeout_s`` once it was read).
+        ``midi`` is the file's path or its Standard MIDI File bytes (handed to
+        the player from memory: no temporary file).  Returns float32
+        [2, n_frames] at ``sample_rate`` Hz (empty when the player refuses the
+        file).  Rendering ends early after ``stop_after_s`` seconds of audio (a
+        player can run on long after the last note, up to a stray event hours
+        later); it raises :class:`RenderError` ``timeout`` past ``timeout_s``
+        seconds of wall time (what is left of the file's ``render.timeout_s``
+        once it was read).
+
+        FluidSynth writes each block straight into one output array (no
+        per-block arrays to join); with a finite ``stop_after_s`` that array
+        is allocated once at its largest possible size, and its pages are only
+        touched as far as the render goes.
         """
         fs = self.fluidsynth
         lib = self.library
@@ -152,33 +162,47 @@ class MidiRenderer:
         sfont = self._sfonts[soundfont_index]
         lib.fluid_synth_add_sfont(synth.synth, sfont)
         player = fs.new_fluid_player(synth.synth)
-        blocks: list[np.ndarray] = []
+        tail_blocks = math.ceil(TAIL_SECONDS * self.sample_rate / BLOCK_FRAMES)
+        max_frames = stop_after_s * self.sample_rate
+        # Blocks the loops below can write at most: the played ones (up to
+        # max_frames, rounded up to a block) and the tail.
+        capacity = (math.ceil(max_frames / BLOCK_FRAMES) + tail_blocks) * BLOCK_FRAMES \
+            if math.isfinite(max_frames) else 64 * BLOCK_FRAMES
+        output = np.empty((2, capacity), dtype=np.float32)
+        written = 0  # frames
         started = time.monotonic()
 
         def write_block() -> None:
-            block = np.empty((2, BLOCK_FRAMES), dtype=np.float32)  # FluidSynth fills every frame
-            lib.fluid_synth_write_float(synth.synth, BLOCK_FRAMES, block[0].ctypes.data, 0, 1,
-                                        block[1].ctypes.data, 0, 1)
-            blocks.append(block)
+            nonlocal output, written
+            if written + BLOCK_FRAMES > output.shape[1]:  # only with no stop_after_s: grow by doubling
+                grown = np.empty((2, 2 * output.shape[1]), dtype=np.float32)
+                grown[:, :written] = output[:, :written]
+                output = grown
+            # Each channel is a contiguous row: FluidSynth fills BLOCK_FRAMES frames from the offset.
+            lib.fluid_synth_write_float(synth.synth, BLOCK_FRAMES, output[0].ctypes.data, written, 1,
+                                        output[1].ctypes.data, written, 1)
+            written += BLOCK_FRAMES
             if time.monotonic() - started > timeout_s:
                 raise RenderError("timeout", "reading and rendering the file took longer than render.timeout_s")
 
         try:
-            if fs.fluid_player_add(player, str(midi_path).encode()) != fs.FLUID_OK:
+            if isinstance(midi, bytes):
+                status = lib.fluid_player_add_mem(player, midi, len(midi))
+            else:
+                status = fs.fluid_player_add(player, str(midi).encode())
+            if status != fs.FLUID_OK:
                 raise RenderError("unparseable", "FluidSynth's player cannot open the file")
             fs.fluid_player_play(player)
-            max_frames = stop_after_s * self.sample_rate
             stopped_early = False
             while fs.fluid_player_get_status(player) == fs.FLUID_PLAYER_PLAYING:
-                if len(blocks) * BLOCK_FRAMES >= max_frames:
+                if written >= max_frames:
                     stopped_early = True
                     break
                 write_block()
             if not stopped_early:
                 # The release of the last notes (and the reverb) after the player stops.
-                played = len(blocks)
-                tail_blocks = math.ceil(TAIL_SECONDS * self.sample_rate / BLOCK_FRAMES)
-                while (len(blocks) - played < tail_blocks
+                played = written
+                while (written - played < tail_blocks * BLOCK_FRAMES
                        and fs.fluid_synth_get_active_voice_count(synth.synth) > 0):
                     write_block()
         finally:
@@ -187,6 +211,4 @@ class MidiRenderer:
             # Take the SoundFont back before the synth is deleted, or it would go with it.
             lib.fluid_synth_remove_sfont(synth.synth, sfont)
             synth.delete()
-        if not blocks:
-            return np.zeros((2, 0), dtype=np.float32)
-        return np.concatenate(blocks, axis=1)
+        return output[:, :written]

@@ -309,3 +309,69 @@ def test_the_time_limit_fires_again_when_its_first_alarm_is_swallowed():
                         raise
                     caught += 1  # as if Python had dropped it: carry on working
     assert caught == 1
+
+
+def render_block_by_block(renderer, midi_path, stop_after_s=float("inf")):
+    """The renderer's output as it was first computed: one new array per block, joined at the end."""
+    fs, lib = renderer.fluidsynth, renderer.library
+    fluid = renderer._new_synth()
+    sfont = renderer._sfonts[0]
+    lib.fluid_synth_add_sfont(fluid.synth, sfont)
+    player = fs.new_fluid_player(fluid.synth)
+    blocks = []
+
+    def write_block():
+        block = np.empty((2, synth.BLOCK_FRAMES), dtype=np.float32)
+        lib.fluid_synth_write_float(fluid.synth, synth.BLOCK_FRAMES, block[0].ctypes.data, 0, 1,
+                                    block[1].ctypes.data, 0, 1)
+        blocks.append(block)
+
+    try:
+        assert fs.fluid_player_add(player, str(midi_path).encode()) == fs.FLUID_OK
+        fs.fluid_player_play(player)
+        stopped_early = False
+        while fs.fluid_player_get_status(player) == fs.FLUID_PLAYER_PLAYING:
+            if len(blocks) * synth.BLOCK_FRAMES >= stop_after_s * renderer.sample_rate:
+                stopped_early = True
+                break
+            write_block()
+        if not stopped_early:
+            played = len(blocks)
+            tail_blocks = int(np.ceil(synth.TAIL_SECONDS * renderer.sample_rate / synth.BLOCK_FRAMES))
+            while len(blocks) - played < tail_blocks and fs.fluid_synth_get_active_voice_count(fluid.synth) > 0:
+                write_block()
+    finally:
+        fs.fluid_player_stop(player)
+        fs.delete_fluid_player(player)
+        lib.fluid_synth_remove_sfont(fluid.synth, sfont)
+        fluid.delete()
+    return np.concatenate(blocks, axis=1)
+
+
+@pytest.fixture
+def long_notes_midi(tmp_path):
+    """Notes spanning several output blocks, so the output array is filled at many offsets."""
+    return write_midi(tmp_path / "long.mid", [(48 + k, 0.4 * k, 0.4 * k + 1.0) for k in range(12)], program=40)
+
+
+@pytest.mark.parametrize("stop_after_s", [float("inf"), 5.8, 2.0])
+def test_render_is_bit_identical_to_rendering_block_by_block(renderer, long_notes_midi, stop_after_s):
+    expected = render_block_by_block(renderer, long_notes_midi, stop_after_s)
+    audio = renderer.render(long_notes_midi, stop_after_s=stop_after_s)
+    assert audio.shape == expected.shape and audio.dtype == np.float32
+    assert audio.tobytes() == expected.tobytes()
+
+
+def test_render_from_bytes_is_the_render_from_the_file(renderer, long_notes_midi):
+    from_file = renderer.render(long_notes_midi, stop_after_s=8.0)
+    from_bytes = renderer.render(long_notes_midi.read_bytes(), stop_after_s=8.0)
+    assert from_bytes.tobytes() == from_file.tobytes()
+
+
+def test_render_from_bytes_the_player_refuses(renderer, tmp_path):
+    # The player reads the bytes when it starts playing, and stops at once on a file it refuses.
+    path = tmp_path / "strict.mid"
+    path.write_bytes(STRICT_PLAYER_REJECTS)
+    from_file, from_bytes = renderer.render(path), renderer.render(STRICT_PLAYER_REJECTS)
+    assert from_file.shape == from_bytes.shape == (2, synth.BLOCK_FRAMES)
+    assert from_bytes.tobytes() == from_file.tobytes()  # nothing played: only the reverb's idle noise
