@@ -43,7 +43,7 @@ import yaml
 from musicid.dataset import CorpusPiece, score_to_midi
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import RenderParams, parse_section
-from musicid.render import RenderTask, init_worker, render_one
+from musicid.render import RenderTask, init_worker, render_one, write_rendered
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
@@ -101,10 +101,11 @@ def stage_params(sample_rate: int) -> RenderParams:
 
 def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_RATE) -> list[Path]:
     render = stage_params(sample_rate)
-    tasks = [RenderTask(source=f"{p.parent.name}/{p.name}", label=p.parent.name, input_path=str(p),
-                        output_dir=str(out), output_names=(f"{p.parent.name}/{p.stem}.wav",), render=render)
-             for p in midi]
-    records = list(ordered_map(render_one, tasks, jobs=jobs, initializer=init_worker, initargs=(render,)))
+    # As the stage: each source's bytes go to a worker, its WAV bytes come back and are written here.
+    tasks = (RenderTask(source=f"{p.parent.name}/{p.name}", label=p.parent.name, data=p.read_bytes(),
+                        output_names=(f"{p.parent.name}/{p.stem}.wav",), render=render) for p in midi)
+    records = [write_rendered(rendered, out) for rendered in
+               ordered_map(render_one, tasks, jobs=jobs, initializer=init_worker, initargs=(render,))]
     failed = [record for record in records if record["status"] != "rendered"]
     if failed:
         raise SystemExit(f"the stage did not render {failed[0]['source']}: {failed[0]['reason']}")
