@@ -235,7 +235,8 @@ def main() -> None:
           "(through cluster_map: 2 in flight per worker thread)")
     print(f"\nEstimate for {TARGET_FILES:,} files (from the 2-worker cluster's per-file costs; network "
           f"assumed 1 Gbit/s at the stage process, every byte passing through it; the scheduler's rate "
-          f"assumed to stay at the 2-worker figure, an optimistic bound):")
+          f"taken at the 2-worker figure, a pessimistic one: with 4 tasks in flight it measures the round "
+          f"trip, and more workers keep more in flight):")
     for stage, name, workers, r in rows:
         if name != "Dask cluster" or workers != 2:
             continue
