@@ -13,6 +13,7 @@ import yaml
 from musicid import cluster as cluster_module
 from tests import cluster_faults
 from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
+from tests.test_render_stage import raw  # noqa: F401 - a fixture used by name: good, empty and audio sources
 
 distributed = pytest.importorskip("distributed")
 
@@ -50,17 +51,9 @@ def marked_midi(path: Path, marker: bytes, pitch: int = 62) -> Path:
     return path
 
 
-@pytest.fixture
-def raw(tmp_path, monkeypatch):
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+@pytest.fixture(autouse=True)
+def no_scheduler_from_the_environment(monkeypatch):
     monkeypatch.delenv("MUSICID_SCHEDULER", raising=False)
-    root = tmp_path / "raw"
-    write_midi(root / "a" / "one.mid", [(60, 0.0, 1.0), (64, 1.0, 2.0)])
-    write_midi(root / "a" / "two.mid", [(67, 0.0, 0.5)], program=40)
-    write_midi(root / "b" / "three.mid", [(48, 0.0, 1.5), (55, 0.0, 1.5)], program=19)
-    write_midi(root / "b" / "empty.mid", [])
-    write_wav(root / "b" / "tone.wav", sine(330, 1.0, 44100), 44100)
-    return root
 
 
 def write_manifest(root: Path) -> None:
