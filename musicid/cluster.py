@@ -117,9 +117,13 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
     run_id = uuid.uuid4().hex[:12]  # keys unique to this run: never a result of another client's run
     try:
         threads = sum(client.nthreads().values())
-        if threads == 0:
-            raise ClusterError(f"the Dask scheduler at {address} has no workers: start some with "
-                               f"'dask worker {address} --nworkers <cores> --nthreads 1'")
+        if threads == 0:  # workers still starting (or restarting after a crash) get a moment
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise ClusterError(f"the Dask scheduler at {address} has no workers: start some with "
+                                   f"'dask worker {address} --nworkers <cores> --nthreads 1'") from None
+            threads = sum(client.nthreads().values())
         limit = max(2, IN_FLIGHT_PER_THREAD * threads)
         pending: collections.deque = collections.deque()
 

@@ -18,6 +18,7 @@ clip stage cuts:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -26,8 +27,13 @@ POISON = b"musicid-test: end this worker"
 CRASH_ONCE = b"musicid-test: end the first worker"
 SLOW = b"musicid-test: slow file"
 SLOW_SECONDS = 30.0
-MARKER_ENV = "MUSICID_TEST_CRASH_MARKER"
+MARKER_ENV = "MUSICID_TEST_CRASH_DIR"  # where a CRASH_ONCE file's marker goes, one per content
 POISON_SCORE_ENV = "MUSICID_TEST_POISON_SCORE"
+
+
+def crash_marker(data: bytes) -> Path:
+    """The file the first worker to meet CRASH_ONCE ``data`` creates before it dies."""
+    return Path(os.environ[MARKER_ENV]) / hashlib.sha256(data).hexdigest()[:16]
 
 
 def act_on(data: bytes) -> None:
@@ -35,7 +41,7 @@ def act_on(data: bytes) -> None:
     if POISON in data:
         os._exit(13)
     if CRASH_ONCE in data:
-        marker = Path(os.environ[MARKER_ENV])
+        marker = crash_marker(data)
         try:
             marker.open("x").close()
         except FileExistsError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -34,10 +35,30 @@ def cluster():
         yield running
 
 
+@pytest.fixture(scope="module")
+def faulty_cluster(tmp_path_factory):
+    """A cluster whose workers die on the tests' marked files and score (tests/cluster_faults.py).
+
+    Its workers read the environment they start with, so it is set first.
+    """
+    settings = {cluster_faults.MARKER_ENV: str(tmp_path_factory.mktemp("crashed-once")),
+                cluster_faults.POISON_SCORE_ENV: "bach/bwv424.mxl"}
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        with start_cluster(preload=[FAULTS]) as running:
+            yield running
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture
-def faulty_cluster(tmp_path, monkeypatch):
-    """A cluster whose workers die on the test's marked files (tests/cluster_faults.py)."""
-    monkeypatch.setenv(cluster_faults.MARKER_ENV, str(tmp_path / "crashed-once"))
+def doomed_cluster():
+    """A cluster of its own, for a test that takes its scheduler away."""
     with start_cluster(preload=[FAULTS]) as running:
         yield running
 
@@ -106,28 +127,28 @@ def test_a_file_that_kills_every_worker_is_rejected_and_the_run_goes_on(tmp_path
 
 
 def test_a_worker_lost_in_the_middle_of_a_file_costs_a_retry(tmp_path, raw, faulty_cluster, capsys):
-    marked_midi(raw / "a" / "unlucky.mid", cluster_faults.CRASH_ONCE)
+    unlucky = marked_midi(raw / "a" / "unlucky.mid", cluster_faults.CRASH_ONCE)
     write_manifest(raw)
     assert render(tmp_path, raw, "cluster", "--scheduler", faulty_cluster.scheduler_address) == 0
-    assert (tmp_path / "crashed-once").exists()  # a worker did die on it
+    assert cluster_faults.crash_marker(unlucky.read_bytes()).exists()  # a worker did die on it
     assert render(tmp_path, raw, "local", "--jobs", "2") == 0  # (the local pool has no fault preload)
     local, remote = files_of(tmp_path / "local"), files_of(tmp_path / "cluster")
     assert "a/unlucky.wav" in local
     assert local.keys() == remote.keys() and [name for name in local if local[name] != remote[name]] == []
 
 
-def test_a_lost_scheduler_stops_the_stage_with_nothing_written(tmp_path, raw, faulty_cluster, capsys):
+def test_a_lost_scheduler_stops_the_stage_with_nothing_written(tmp_path, raw, doomed_cluster, capsys):
     marked_midi(raw / "a" / "slow.mid", cluster_faults.SLOW)
     write_manifest(raw)
-    timer = threading.Timer(4.0, faulty_cluster.close)
+    timer = threading.Timer(4.0, doomed_cluster.close)
     timer.start()
     try:
-        code = render(tmp_path, raw, "audio", "--scheduler", faulty_cluster.scheduler_address)
+        code = render(tmp_path, raw, "audio", "--scheduler", doomed_cluster.scheduler_address)
     finally:
         timer.cancel()
     assert code == 1
     err = capsys.readouterr().err
-    assert f"lost the Dask scheduler at {faulty_cluster.scheduler_address}" in err
+    assert f"lost the Dask scheduler at {doomed_cluster.scheduler_address}" in err
     assert "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
 
@@ -172,11 +193,9 @@ def test_download_on_a_cluster_gives_the_bytes_of_the_local_pool(tmp_path, clust
     assert f"3 skipped (same_work 3); Dask cluster {cluster.scheduler_address}, 2 worker threads -> " in out
 
 
-def test_a_score_that_kills_every_worker_is_skipped_as_worker_crash(tmp_path, monkeypatch, capsys):
+def test_a_score_that_kills_every_worker_is_skipped_as_worker_crash(tmp_path, faulty_cluster, monkeypatch, capsys):
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    monkeypatch.setenv(cluster_faults.POISON_SCORE_ENV, "bach/bwv424.mxl")
-    with start_cluster(preload=[FAULTS]) as faulty:
-        assert download(tmp_path, "raw", "--scheduler", faulty.scheduler_address) == 0
+    assert download(tmp_path, "raw", "--scheduler", faulty_cluster.scheduler_address) == 0
     manifest = json.loads((tmp_path / "raw" / "manifest.json").read_text())
     assert [r["path"] for r in manifest["files"]] == ["bach/bwv389.mid", "ciconia/quod_jactatur.mid",
                                                       "corelli/opus3no1__1grave.mid"]
@@ -273,10 +292,11 @@ def test_a_track_that_kills_every_worker_is_dropped_as_worker_crash(tmp_path, au
 
 
 def test_a_worker_lost_in_the_middle_of_a_track_costs_a_retry(tmp_path, audio, faulty_cluster):
-    marked_wav(audio / "a" / "unlucky.wav", sine(500.0, 3.0, 8000, amplitude=0.3), 8000, cluster_faults.CRASH_ONCE)
+    unlucky = marked_wav(audio / "a" / "unlucky.wav", sine(500.0, 3.0, 8000, amplitude=0.3), 8000,
+                         cluster_faults.CRASH_ONCE)
     write_report(audio)
     assert clip(tmp_path, audio, "cluster", "--scheduler", faulty_cluster.scheduler_address) == 0
-    assert (tmp_path / "crashed-once").exists()  # a worker did die on it
+    assert cluster_faults.crash_marker(unlucky.read_bytes()).exists()  # a worker did die on it
     assert clip(tmp_path, audio, "local", "--jobs", "2") == 0
     assert json.loads((tmp_path / "local.json").read_text())["clips"] == 9 * 3
     assert same_bytes(tmp_path / "local.h5", tmp_path / "cluster.h5")
