@@ -19,13 +19,13 @@ Failures.
 * A worker that dies in the middle of an item (FluidSynth can crash a
   process) costs a retry on another worker: the scheduler does that itself.
   An item declared killed after ``distributed.scheduler.allowed-failures`` + 1
-  worker deaths (4 with Dask's defaults) is sent once more (see ``ROUNDS``);
-  killed again, it comes back as ``on_crash(item)``, e.g. a record rejected
-  with reason ``worker_crash``, and the run goes on.
-* A scheduler that cannot be reached, or is lost during the run, raises
-  :class:`ClusterError`, a :class:`musicid.stage.StageError`: the stage stops
-  with one line, and its staging output is discarded, so nothing
-  half-written is left.
+  worker deaths (4 with Dask's defaults) is sent once more, alone (see
+  ``ROUNDS``); killed again, it comes back as ``on_crash(item)``, e.g. a
+  record rejected with reason ``worker_crash``, and the run goes on.
+* A scheduler that cannot be reached, or is lost during the run, or that has
+  had no worker for ``NO_WORKERS_S`` raises :class:`ClusterError`, a
+  :class:`musicid.stage.StageError`: the stage stops with one line, and its
+  staging output is discarded, so nothing half-written is left.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import collections
 import hashlib
 import pickle
 import threading
+import time
 import uuid
 from concurrent.futures import CancelledError
 from typing import Any, Callable, Iterable, Iterator
@@ -47,16 +48,23 @@ CONNECT_TIMEOUT = "20s"
 IN_FLIGHT_PER_THREAD = 2
 # Rounds of the scheduler's own retries an item gets before it counts as a crash.  Dask counts a
 # worker's death against every task the worker holds, the ones queued behind the running one too,
-# so an innocent item can be declared killed (KilledWorker) with a crashing one; a second round,
-# under a new key, clears it, while a file that really kills workers fails both.
+# so an innocent item can be declared killed (KilledWorker) with a crashing one.  The last round
+# runs the item alone, once everything else of this run has finished: a worker that dies then died
+# of that item, so only a file that really kills workers fails it.
 ROUNDS = 2
+# While waiting for a result, the cluster is looked at this often (seconds) ...
+POLL_S = 1.0
+# ... and a cluster that has had no worker for this long stops the stage: a task waits forever on
+# a scheduler whose workers are all gone (a worker's nanny can give up restarting it).
+NO_WORKERS_S = 60.0
 
 _lock = threading.Lock()
-_initialized: set[str] = set()
+_initialized: list[str | None] = [None]
+_KILLED = object()
 
 
 class ClusterError(StageError):
-    """The Dask scheduler cannot be reached or was lost; the message names its address."""
+    """The Dask scheduler cannot be reached, was lost, or has no workers left; the message names its address."""
 
 
 def _initializer_key(initializer: Callable[..., None], initargs: tuple) -> str:
@@ -66,16 +74,20 @@ def _initializer_key(initializer: Callable[..., None], initargs: tuple) -> str:
 
 def run_on_worker(function: Callable[[Any], Any], initializer: Callable[..., None] | None, initargs: tuple,
                   item: Any) -> Any:
-    """What a worker runs for one item: the initializer once per process (per distinct args), then the item.
+    """What a worker runs for one item: the initializer when its args differ from the last ones run, then the item.
 
-    One item at a time per worker process (see the module docstring).
+    An initializer sets per-process state (a renderer with the run's SoundFont
+    and settings) that the next one replaces, so it runs again whenever the
+    args change, also back to earlier ones.  One item at a time per worker
+    process (see the module docstring).
     """
     with _lock:
         if initializer is not None:
             key = _initializer_key(initializer, initargs)
-            if key not in _initialized:
+            if _initialized[0] != key:
+                _initialized[0] = None  # a failing initializer leaves no state that counts as set up
                 initializer(*initargs)
-                _initialized.add(key)
+                _initialized[0] = key
         return function(item)
 
 
@@ -103,55 +115,107 @@ def describe(address: str) -> str:
     return f"Dask cluster {address}, {threads} worker thread{'s' if threads != 1 else ''}"
 
 
+def _no_workers(address: str) -> ClusterError:
+    return ClusterError(f"the Dask scheduler at {address} has no workers: start some with "
+                        f"'dask worker {address} --nworkers <cores> --nthreads 1'")
+
+
 def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: str,
                 initializer: Callable[..., None] | None = None, initargs: tuple = (),
                 on_crash: Callable[[Any], Any] | None = None) -> Iterator[Any]:
     """Yield ``function(item)`` for each item, computed on the cluster at ``address``, in the order of ``items``.
 
     See the module docstring for workers and failures; ``on_crash`` None makes
-    a crashing item a :class:`ClusterError` too.
+    a crashing item a :class:`ClusterError` too.  An exception ``function``
+    raises is raised here.
     """
     from distributed import KilledWorker
 
     client = connect(address)
     run_id = uuid.uuid4().hex[:12]  # keys unique to this run: never a result of another client's run
+
+    def lost(error: BaseException) -> ClusterError:
+        return ClusterError(f"lost the Dask scheduler at {address} ({type(error).__name__}: {error})"[:300])
+
+    def threads() -> int:
+        try:
+            return sum(client.nthreads().values())
+        except Exception as error:  # noqa: BLE001 - whatever the client raises, the scheduler is gone
+            raise lost(error) from None
+
+    def submit(index: int, item: Any, attempt: int):
+        try:
+            return client.submit(run_on_worker, function, initializer, tuple(initargs), item,
+                                 key=f"musicid-{run_id}-{index}-{attempt}", pure=False)
+        except Exception as error:  # noqa: BLE001 - ClosedClientError, CommClosedError, ...: the scheduler is gone
+            raise lost(error) from None
+
+    def settle(future) -> BaseException | None:
+        """Wait until ``future`` has finished or failed and return its exception (None for a result).
+
+        :class:`ClusterError` when the cluster can no longer run it: the
+        scheduler is gone, or it has had no worker for ``NO_WORKERS_S``.
+        """
+        workerless_since = None
+        while True:
+            try:
+                error = future.exception(timeout=POLL_S)
+            except TimeoutError:
+                if threads() > 0:
+                    workerless_since = None
+                elif workerless_since is None:
+                    workerless_since = time.monotonic()
+                elif time.monotonic() - workerless_since > NO_WORKERS_S:
+                    raise ClusterError(f"the Dask scheduler at {address} has had no workers for "
+                                       f"{NO_WORKERS_S:g} s (they died and were not restarted)") from None
+                continue
+            except Exception as error:  # noqa: BLE001 - the client's own failures: the scheduler is gone
+                raise lost(error) from None
+            if future.status == "error":
+                return error
+            if future.status != "finished":  # cancelled or lost: the scheduler let go of it
+                raise lost(CancelledError(f"task {future.status}"))
+            return None
+
+    def outcome(future) -> Any:
+        """The result of a settled future, or ``_KILLED``; the exception ``function`` raised is raised."""
+        try:
+            error = settle(future)
+            if isinstance(error, KilledWorker):
+                return _KILLED
+            if error is not None:
+                raise error
+            try:
+                return future.result()
+            except Exception as error:  # noqa: BLE001 - fetching a finished result failed: the scheduler is gone
+                raise lost(error) from None
+        finally:
+            future.release()
+
+    pending: collections.deque = collections.deque()
+
+    def result(index: int, item: Any, future) -> Any:
+        value = outcome(future)
+        for attempt in range(1, ROUNDS):
+            if value is not _KILLED:
+                return value
+            if attempt == ROUNDS - 1:  # the last round alone: nothing else of this run on the cluster
+                for _, _, other in pending:
+                    settle(other)
+            value = outcome(submit(index, item, attempt))
+        if value is not _KILLED:
+            return value
+        if on_crash is None:
+            raise ClusterError("an item killed one Dask worker after another")
+        return on_crash(item)
+
     try:
-        threads = sum(client.nthreads().values())
-        if threads == 0:  # workers still starting (or restarting after a crash) get a moment
+        if threads() == 0:  # workers still starting (or restarting after a crash) get a moment
             try:
                 client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
             except TimeoutError:
-                raise ClusterError(f"the Dask scheduler at {address} has no workers: start some with "
-                                   f"'dask worker {address} --nworkers <cores> --nthreads 1'") from None
-            threads = sum(client.nthreads().values())
-        limit = max(2, IN_FLIGHT_PER_THREAD * threads)
-        pending: collections.deque = collections.deque()
-
-        def submit(index: int, item: Any, attempt: int):
-            try:
-                return client.submit(run_on_worker, function, initializer, tuple(initargs), item,
-                                     key=f"musicid-{run_id}-{index}-{attempt}", pure=False)
-            except (OSError, TimeoutError) as error:
-                raise ClusterError(f"lost the Dask scheduler at {address} "
-                                   f"({type(error).__name__}: {error})"[:300]) from None
-
-        def result(index: int, item: Any, future):
-            for attempt in range(1, ROUNDS + 1):
-                try:
-                    return future.result()
-                except KilledWorker:
-                    pass
-                except (OSError, TimeoutError, CancelledError) as error:  # CommClosedError is an OSError
-                    raise ClusterError(f"lost the Dask scheduler at {address} "
-                                       f"({type(error).__name__}: {error})"[:300]) from None
-                finally:
-                    future.release()
-                if attempt < ROUNDS:
-                    future = submit(index, item, attempt)
-            if on_crash is None:
-                raise ClusterError("an item killed one Dask worker after another")
-            return on_crash(item)
-
+                raise _no_workers(address) from None
+        limit = max(2, IN_FLIGHT_PER_THREAD * threads())
         for index, item in enumerate(items):
             pending.append((index, item, submit(index, item, 0)))
             if len(pending) >= limit:
@@ -159,5 +223,6 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
         while pending:
             yield result(*pending.popleft())
     finally:
+        for _, _, future in pending:
+            future.cancel()
         client.close()
-

@@ -13,9 +13,10 @@ did not change when something else did.
 Key.  The sha256 of everything a render depends on: the source's bytes; its
 path, label and output names (they are in the record, and augmentation draws
 depend on the path); every ``render`` param; the content of each SoundFont
-the params name; the FluidSynth library's version; and the source code of
+the params name; the FluidSynth library's version; the source code of
 :mod:`musicid.render` and every ``musicid`` module it imports, directly or
-not.  Anything else that changes changes the key, so a stale entry is never
+not; and the version of every other package that code imports (numpy,
+soundfile and libsndfile, soxr, mido...).  Anything else that changes changes the key, so a stale entry is never
 found; it is only ever evicted.
 
 Place and size.  ``$MUSICID_RENDER_CACHE``, else ``render/`` in the user's
@@ -40,11 +41,13 @@ import ast
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 from musicid.params import RenderParams, as_dict
+from musicid.stage import StageError
 
 DISABLE_ENV = "MUSICID_NO_CACHE"
 DIR_ENV = "MUSICID_RENDER_CACHE"
@@ -105,6 +108,39 @@ def code_modules(root: str = "render", package: Path = PACKAGE) -> list[Path]:
     return sorted(package / f"{name}.py" for name in seen)
 
 
+def library_versions(package: Path = PACKAGE) -> dict[str, str]:
+    """The installed version of every third-party package the render code imports, and libsndfile's.
+
+    Read, like :func:`code_modules`, from the import statements: numpy,
+    soundfile, soxr, mido... whatever the code uses, so that an upgrade that
+    changes a single sample also changes the key.
+    """
+    import importlib.metadata
+    import sys
+
+    names: set[str] = set()
+    for path in code_modules(package=package):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    names -= {"musicid", "__future__"} | set(sys.stdlib_module_names)
+    distributions = importlib.metadata.packages_distributions()
+    versions = {}
+    for name in sorted(names):
+        for distribution in distributions.get(name, [name]):
+            try:
+                versions[distribution] = importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                versions[distribution] = "not installed"
+    if "soundfile" in names:
+        import soundfile
+
+        versions["libsndfile"] = soundfile.__libsndfile_version__
+    return versions
+
+
 def code_version(package: Path = PACKAGE) -> str:
     digest = hashlib.sha256()
     for path in code_modules(package=package):
@@ -129,12 +165,69 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def render_context(render: RenderParams) -> str:
-    """The part of every key shared by a run: params, SoundFont contents, FluidSynth and code versions."""
+def _sha256_or_missing(path: str) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as error:
+        return f"missing ({type(error).__name__})"
+
+
+def render_environment(render: RenderParams) -> dict:
+    """What a render depends on besides its source: params, SoundFont contents, FluidSynth, libraries, code.
+
+    The stage compares a cluster worker's with its own (see
+    :func:`musicid.render.init_worker`): a worker with another SoundFont
+    under the same path, or another FluidSynth, would render other audio.
+    """
     soundfonts = sorted(set(render.soundfonts) | (set(render.augment.soundfonts) if render.augment.copies else set()))
-    context = {"params": as_dict(render), "soundfonts": {path: file_sha256(path) for path in soundfonts},
-               "fluidsynth": fluidsynth_version(), "code": code_version()}
-    return hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
+    return {"params": as_dict(render), "soundfonts": {path: _sha256_or_missing(path) for path in soundfonts},
+            "fluidsynth": fluidsynth_version(), "libraries": library_versions(), "code": code_version()}
+
+
+def render_context(render: RenderParams, environment: dict | None = None) -> str:
+    """The part of every key shared by a run: the digest of :func:`render_environment`."""
+    environment = render_environment(render) if environment is None else environment
+    return hashlib.sha256(json.dumps(environment, sort_keys=True).encode()).hexdigest()
+
+
+def environment_differences(expected: dict, found: dict) -> list[str]:
+    """Each way ``found`` differs from ``expected``, as a phrase: ``"SoundFont /a.sf2 (sha256 12ab... here, 34cd... there)"``."""
+    differences = []
+    for path in sorted(set(expected["soundfonts"]) | set(found["soundfonts"])):
+        mine, theirs = expected["soundfonts"].get(path), found["soundfonts"].get(path)
+        if mine != theirs:
+            differences.append(f"SoundFont {path} (sha256 {str(theirs)[:12]}... here, {str(mine)[:12]}... on the stage's machine)")
+    if expected["fluidsynth"] != found["fluidsynth"]:
+        differences.append(f"FluidSynth {found['fluidsynth']} (the stage's machine has {expected['fluidsynth']})")
+    for name in sorted(set(expected["libraries"]) | set(found["libraries"])):
+        mine, theirs = expected["libraries"].get(name), found["libraries"].get(name)
+        if mine != theirs:
+            differences.append(f"{name} {theirs} (the stage's machine has {mine})")
+    if expected["code"] != found["code"]:
+        differences.append("another version of the musicid render code")
+    return differences
+
+
+class WorkerEnvironmentError(StageError):
+    """A cluster worker would render other audio than the stage's machine (another SoundFont, FluidSynth...)."""
+
+
+def init_checked_worker(render: RenderParams, expected_environment: dict) -> None:
+    """:func:`musicid.render.init_worker` for a Dask worker, after checking it renders as the stage's machine would.
+
+    ``expected_environment`` is :func:`render_environment` on the stage's
+    machine.  A worker with other SoundFonts under the same paths, another
+    FluidSynth, other libraries or code would render other audio (and put it
+    in the cache under this machine's key): it stops the stage, naming what
+    differs.
+    """
+    from musicid.render import init_worker
+
+    differences = environment_differences(expected_environment, render_environment(render))
+    if differences:
+        raise WorkerEnvironmentError(f"the Dask worker on {socket.gethostname()} would render other audio than "
+                                     f"this machine; it has {'; '.join(differences)}")
+    init_worker(render)
 
 
 class RenderCache:
@@ -144,6 +237,8 @@ class RenderCache:
         self.root = Path(root)
         self.context = context
         self.used: set[str] = set()
+        self.failed_writes = 0
+        self.write_error = ""
 
     def key(self, source: str, label: str, output_names, augmented_names, data: bytes) -> str:
         identity = json.dumps([self.context, source, label, list(output_names), list(augmented_names),
@@ -160,7 +255,7 @@ class RenderCache:
         path = self.path(key)
         try:
             blob = path.read_bytes()
-        except FileNotFoundError:
+        except OSError:  # gone (another run pruned it) or unreadable: a miss
             return None
         try:
             line_end = blob.index(b"\n")
@@ -175,11 +270,26 @@ class RenderCache:
         for name, size in zip(header["names"], header["sizes"]):
             wavs.append((name, payload[position:position + size]))
             position += size
-        os.utime(path)  # recently used: the last to be evicted
+        try:
+            os.utime(path)  # recently used: the last to be evicted
+        except OSError:
+            pass  # pruned by another run meanwhile: the bytes are read already
         self.used.add(key)
         return Rendered(header["record"], tuple(wavs))
 
     def put(self, key: str, rendered) -> None:
+        """Store ``rendered`` under ``key``; a failure (disk full, no permission) is counted, not raised.
+
+        The cache only saves time: a run whose cache cannot be written still
+        writes its output, and its summary line says how many entries were lost.
+        """
+        try:
+            self._put(key, rendered)
+        except OSError as error:
+            self.failed_writes += 1
+            self.write_error = f"{type(error).__name__}: {error}"[:200]
+
+    def _put(self, key: str, rendered) -> None:
         payload = b"".join(data for _, data in rendered.wavs)
         header = {"record": rendered.record, "names": [name for name, _ in rendered.wavs],
                   "sizes": [len(data) for _, data in rendered.wavs], "sha256": hashlib.sha256(payload).hexdigest()}
@@ -233,8 +343,8 @@ def prune(root: Path, limit: int, keep: set[str] = frozenset()) -> int:
     return removed
 
 
-def open_cache(render: RenderParams) -> RenderCache | None:
+def open_cache(render: RenderParams, environment: dict | None = None) -> RenderCache | None:
     """This run's cache, or None with ``MUSICID_NO_CACHE=1``."""
     if not enabled():
         return None
-    return RenderCache(cache_dir(), render_context(render))
+    return RenderCache(cache_dir(), render_context(render, environment))

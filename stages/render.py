@@ -19,7 +19,7 @@ from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
 from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, init_worker, render_one,
                             write_rendered)
-from musicid.render_cache import RenderCache, open_cache, size_limit
+from musicid.render_cache import RenderCache, init_checked_worker, open_cache, render_environment, size_limit
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.stage import run_stage
 
@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     scheduler = resolve_scheduler(args.scheduler)
     workers = where(args.jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
 
-    cache = open_cache(params)
+    # Dask workers first check that they would render what this machine would (init_checked_worker).
+    environment = render_environment(params) if scheduler else None
+    cache = open_cache(params, environment)
     try:
         cache_limit = size_limit() if cache else 0
     except ValueError as error:
@@ -94,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         keys = [cache_key(cache, path, task) if cache else None for path, task in planned]
         found = [key is not None and cache.path(key).is_file() for key in keys]
         misses = (with_data(path, task) for (path, task), hit in zip(planned, found) if not hit)
-        rendered_misses = ordered_map(render_one, misses, jobs=args.jobs, initializer=init_worker,
-                                      initargs=(params,), scheduler=scheduler, on_crash=crashed)
+        rendered_misses = ordered_map(render_one, misses, jobs=args.jobs,
+                                      initializer=init_checked_worker if scheduler else init_worker,
+                                      initargs=(params, environment) if scheduler else (params,),
+                                      scheduler=scheduler, on_crash=crashed)
         records, from_cache = [], 0
         for (path, task), key, hit in progress(zip(planned, keys, found), total=len(planned), desc="render"):
             rendered = cache.get(key) if hit else None
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     if cache:
         evicted = cache.prune(cache_limit)
         cached = f"; {from_cache} of {len(records)} from the render cache" + (
-            f" ({evicted} old entries evicted)" if evicted else "")
+            f" ({evicted} old entries evicted)" if evicted else "") + (
+            f"; {cache.failed_writes} could not be stored ({cache.write_error})" if cache.failed_writes else "")
     else:
         cached = "; render cache off (MUSICID_NO_CACHE)"
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "

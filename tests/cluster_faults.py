@@ -13,7 +13,9 @@ clip stage cuts:
 * a source holding ``SLOW`` sleeps ``SLOW_SECONDS`` first, to leave the test
   time to take the scheduler away;
 * the music21 corpus score named by ``$MUSICID_TEST_POISON_SCORE`` (its path
-  in the corpus) ends the worker process converting it, every time.
+  in the corpus) ends the worker process converting it, every time;
+* with ``$MUSICID_TEST_FLUIDSYNTH`` set, the workers claim that FluidSynth
+  version, as workers on a machine with another FluidSynth would.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ POISON = b"musicid-test: end this worker"
 CRASH_ONCE = b"musicid-test: end the first worker"
 SLOW = b"musicid-test: slow file"
 SLOW_SECONDS = 30.0
+# A crash comes this long after the work began, as FluidSynth's would, in the middle of a file.  A
+# worker process that dies within moments of starting races its nanny's start-up, which can then
+# give up restarting it (distributed 2026.8): the stage would stop for want of workers.
+CRASH_AFTER_S = 0.5
 MARKER_ENV = "MUSICID_TEST_CRASH_DIR"  # where a CRASH_ONCE file's marker goes, one per content
 POISON_SCORE_ENV = "MUSICID_TEST_POISON_SCORE"
+FLUIDSYNTH_ENV = "MUSICID_TEST_FLUIDSYNTH"  # the FluidSynth version the workers claim to have
 
 
 def crash_marker(data: bytes) -> Path:
@@ -36,10 +43,16 @@ def crash_marker(data: bytes) -> Path:
     return Path(os.environ[MARKER_ENV]) / hashlib.sha256(data).hexdigest()[:16]
 
 
+def crash() -> None:
+    """End this worker process, a moment into the work."""
+    time.sleep(CRASH_AFTER_S)
+    os._exit(13)
+
+
 def act_on(data: bytes) -> None:
     """End this process, or sleep, as the markers in ``data`` say."""
     if POISON in data:
-        os._exit(13)
+        crash()
     if CRASH_ONCE in data:
         marker = crash_marker(data)
         try:
@@ -47,7 +60,7 @@ def act_on(data: bytes) -> None:
         except FileExistsError:
             pass
         else:
-            os._exit(13)
+            crash()
     if SLOW in data:
         time.sleep(SLOW_SECONDS)
 
@@ -75,7 +88,12 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
 
     def score_to_midi(piece, timeout_s):
         if piece.relative_path == os.environ.get(POISON_SCORE_ENV):
-            os._exit(13)
+            crash()
         return original_score(piece, timeout_s)
 
     dataset.score_to_midi = score_to_midi
+
+    if os.environ.get(FLUIDSYNTH_ENV):
+        from musicid import render_cache
+
+        render_cache.fluidsynth_version = lambda: os.environ[FLUIDSYNTH_ENV]

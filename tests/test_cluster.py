@@ -17,6 +17,7 @@ from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
 from tests.test_render_stage import raw  # noqa: F401 - a fixture used by name: good, empty and audio sources
 
 distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402 - after the skip: installed with distributed
 
 RENDER = load_stage("render")
 FAULTS = str(Path(cluster_faults.__file__).resolve())
@@ -35,18 +36,23 @@ def cluster():
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def faulty_cluster(tmp_path_factory):
-    """A cluster whose workers die on the tests' marked files and score (tests/cluster_faults.py).
+    """A cluster of its own whose workers die on the tests' marked files and score (tests/cluster_faults.py).
 
-    Its workers read the environment they start with, so it is set first.
+    Its workers read the environment they start with, so it is set first.  A
+    task is declared killed after 2 worker deaths instead of Dask's 4: fewer
+    restarts per test, and still an innocent task can die with a poisoned one.
+    A cluster per test: after many deaths a nanny can fail to restart its
+    worker (distributed 2026.8), which would leave the next test no workers.
     """
     settings = {cluster_faults.MARKER_ENV: str(tmp_path_factory.mktemp("crashed-once")),
                 cluster_faults.POISON_SCORE_ENV: "bach/bwv424.mxl"}
     previous = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
-        with start_cluster(preload=[FAULTS]) as running:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+                start_cluster(preload=[FAULTS]) as running:
             yield running
     finally:
         for name, value in previous.items():
@@ -75,6 +81,12 @@ def marked_midi(path: Path, marker: bytes, pitch: int = 62) -> Path:
 @pytest.fixture(autouse=True)
 def no_scheduler_from_the_environment(monkeypatch):
     monkeypatch.delenv("MUSICID_SCHEDULER", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_render_cache(monkeypatch):
+    """Every render here runs on its workers: none is served from the render cache of an earlier run."""
+    monkeypatch.setenv("MUSICID_NO_CACHE", "1")
 
 
 def write_manifest(root: Path) -> None:
@@ -151,6 +163,44 @@ def test_a_lost_scheduler_stops_the_stage_with_nothing_written(tmp_path, raw, do
     assert f"lost the Dask scheduler at {doomed_cluster.scheduler_address}" in err
     assert "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
+
+
+def test_a_cluster_left_without_workers_stops_the_stage_with_nothing_written(tmp_path, raw, doomed_cluster,
+                                                                            capsys, monkeypatch):
+    monkeypatch.setattr(cluster_module, "NO_WORKERS_S", 3.0)
+    marked_midi(raw / "a" / "slow.mid", cluster_faults.SLOW)
+    write_manifest(raw)
+    timer = threading.Timer(3.0, doomed_cluster.scale, args=(0,))  # the workers go, the scheduler stays
+    timer.start()
+    try:
+        code = render(tmp_path, raw, "audio", "--scheduler", doomed_cluster.scheduler_address)
+    finally:
+        timer.cancel()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"the Dask scheduler at {doomed_cluster.scheduler_address} has had no workers for 3 s" in err
+    assert "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
+
+
+def test_a_worker_that_would_render_other_audio_stops_the_stage(tmp_path, raw, capsys, monkeypatch):
+    monkeypatch.setenv(cluster_faults.FLUIDSYNTH_ENV, "1.0.0")  # read by the workers as they start
+    with start_cluster(preload=[FAULTS]) as foreign:
+        monkeypatch.delenv(cluster_faults.FLUIDSYNTH_ENV)
+        write_manifest(raw)
+        assert render(tmp_path, raw, "audio", "--scheduler", foreign.scheduler_address) == 1
+    err = capsys.readouterr().err
+    assert "would render other audio than this machine; it has FluidSynth 1.0.0 (the stage's machine has " in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "audio").exists()
+
+
+def test_a_worker_sets_up_again_whenever_the_args_change(monkeypatch):
+    monkeypatch.setattr(cluster_module, "_initialized", [None])
+    calls = []
+    for args in [("a",), ("a",), ("b",), ("a",)]:  # a run with params a, one with b, a again
+        assert cluster_module.run_on_worker(str.upper, calls.append, args, "x") == "X"
+    assert calls == ["a", "b", "a"]
 
 
 def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys, monkeypatch):

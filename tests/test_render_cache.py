@@ -159,3 +159,58 @@ def test_the_cache_command_shows_and_clears_the_cache(tmp_path, raw, cache, caps
     assert main(["cache", "clear"]) == 0
     assert "removed 5 entries" in capsys.readouterr().out
     assert list(cache.glob("*/*.entry")) == []
+
+
+def test_the_libraries_render_imports_are_in_the_context(monkeypatch):
+    from tests.conftest import section_params
+
+    versions = render_cache.library_versions()
+    assert {"numpy", "soundfile", "libsndfile", "soxr", "mido", "pyfluidsynth"} <= set(versions)
+    params = section_params("render")
+    before = render_cache.render_context(params)
+    monkeypatch.setattr(render_cache, "library_versions", lambda: {**versions, "numpy": "0.0.1"})
+    assert render_cache.render_context(params) != before
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_stage(tmp_path, raw, cache, monkeypatch, capsys):
+    def disk_full(self, key, rendered):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(render_cache.RenderCache, "_put", disk_full)
+    assert run(tmp_path, raw, out_name="first") == 0
+    assert "; 0 of 5 from the render cache; 5 could not be stored (OSError: [Errno 28] No space left on device)" \
+        in capsys.readouterr().out
+    assert files_of(tmp_path / "first") == from_scratch(tmp_path, raw, monkeypatch)
+
+
+def test_an_entry_evicted_by_another_run_while_it_is_read_is_still_used(tmp_path, raw, cache, monkeypatch, capsys):
+    assert run(tmp_path, raw, out_name="first") == 0
+
+    def evicted(path, *args, **kwargs):  # another run's prune removed it between our read and our touch
+        Path(path).unlink()
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(render_cache.os, "utime", evicted)
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 5 of 5 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == files_of(tmp_path / "first")
+
+
+def test_a_worker_that_would_render_other_audio_is_refused_naming_the_difference(tmp_path, soundfont, monkeypatch):
+    from tests.conftest import section_params
+
+    copy = tmp_path / "font.sf2"
+    shutil.copy(soundfont, copy)
+    params = section_params("render", soundfonts=[str(copy)])
+    expected = render_cache.render_environment(params)
+    render_cache.init_checked_worker(params, expected)  # the same machine: no complaint
+    with open(copy, "ab") as handle:
+        handle.write(b"\0")  # another file under the same path
+    monkeypatch.setattr(render_cache, "fluidsynth_version", lambda: "1.0.0")
+    with pytest.raises(render_cache.WorkerEnvironmentError) as refused:
+        render_cache.init_checked_worker(params, expected)
+    message = str(refused.value)
+    assert "would render other audio than this machine" in message
+    assert f"SoundFont {copy} (sha256 " in message
+    assert f"FluidSynth 1.0.0 (the stage's machine has {expected['fluidsynth']})" in message
