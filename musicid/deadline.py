@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import os
 import signal
 import threading
 import time
@@ -34,33 +35,71 @@ def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
                                                ctypes.py_object(exception) if exception else None)
 
 
+class _Watchdog:
+    """One thread per process that raises :class:`_Expired` in the threads whose deadline has passed.
+
+    Arming and disarming take its lock, and it raises only under that lock, so
+    once :meth:`disarm` returns no exception of that limit can reach the
+    thread: any it had set and not yet raised is withdrawn there.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked child has the state but not the thread
+
+    def _reset(self) -> None:
+        self._condition = threading.Condition()
+        self._armed: dict[object, tuple[int, float]] = {}  # token -> (thread ident, deadline)
+        self._thread: threading.Thread | None = None
+
+    def arm(self, token: object, ident: int, deadline: float) -> None:
+        with self._condition:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="wall-clock-limit", daemon=True)
+                self._thread.start()
+            self._armed[token] = (ident, deadline)
+            self._condition.notify()
+
+    def disarm(self, token: object, ident: int) -> None:
+        """End limit ``token`` of thread ``ident``; safe to repeat (an :class:`_Expired` can cut it short)."""
+        with self._condition:
+            self._armed.pop(token, None)
+            if all(other != ident for other, _ in self._armed.values()):
+                _raise_in_thread(ident, None)
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                now, wake = time.monotonic(), math.inf
+                for ident, deadline in self._armed.values():
+                    if now >= deadline:
+                        _raise_in_thread(ident, _Expired)
+                        deadline = now + ALARM_REPEAT_S  # repeated, for the reason given in wall_clock_limit
+                    wake = min(wake, deadline)
+                self._condition.wait(None if wake == math.inf else wake - now)
+
+
+_watchdog = _Watchdog()
+
+
 @contextlib.contextmanager
-def _thread_limit(remaining: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
-    ident = threading.get_ident()
-    lock = threading.Lock()
-    done = threading.Event()
-    active = [True]
-
-    def fire() -> None:
-        wait = remaining
-        while not done.wait(wait):
-            with lock:
-                if not active[0]:
-                    return
-                _raise_in_thread(ident, _Expired)
-            wait = ALARM_REPEAT_S  # repeated, for the reason given in wall_clock_limit
-
-    timer = threading.Thread(target=fire, name="wall-clock-limit", daemon=True)
-    timer.start()
+def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
+    expired, armed = False, True
+    token, ident = object(), threading.get_ident()
     try:
+        _watchdog.arm(token, ident, deadline)
         yield
     except _Expired:
-        raise timed_out() from None
+        expired = True
     finally:
-        with lock:
-            active[0] = False
-            _raise_in_thread(ident, None)  # one set just now and not yet raised must not escape the block
-        done.set()
+        while armed:
+            try:
+                _watchdog.disarm(token, ident)
+                armed = False
+            except _Expired:  # raised after the deadline and before the disarm: the block is over anyway
+                expired = True
+    if expired:
+        raise timed_out() from None
 
 
 @contextlib.contextmanager
@@ -73,7 +112,7 @@ def wall_clock_limit(deadline: float, timed_out: Callable[[], Exception]) -> Ite
         yield
         return
     if threading.current_thread() is not threading.main_thread():
-        with _thread_limit(remaining, timed_out):
+        with _thread_limit(deadline, timed_out):
             yield
         return
 

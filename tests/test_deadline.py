@@ -59,3 +59,25 @@ def test_work_within_the_deadline_finishes_and_nothing_fires_later(where):
 
     outcome, seconds = run() if where == "main thread" else in_thread(run)
     assert outcome == "finished" and seconds < 0.2
+
+
+def test_deadlines_at_the_edge_of_the_block_never_leak_out_of_it():
+    """Thousands of blocks whose deadline falls as they end, in a thread: each ends as timed out or
+    finished, nothing is raised after the block, and one watchdog thread serves them all."""
+    def run():
+        outcomes = {"timed out": 0, "finished": 0}
+        for attempt in range(3000):
+            started = time.monotonic()
+            try:
+                with wall_clock_limit(started + 0.0005 * (attempt % 5), lambda: TookTooLong("late")):
+                    busy_python(0.001)
+                outcomes["finished"] += 1
+            except TookTooLong:
+                outcomes["timed out"] += 1
+        busy_python(0.3)  # an exception left behind would surface here
+        return outcomes
+
+    before = threading.active_count()
+    outcomes = in_thread(run)
+    assert sum(outcomes.values()) == 3000 and outcomes["timed out"] > 0 and outcomes["finished"] > 0
+    assert threading.active_count() <= before + 1  # the watchdog, not a thread per block
