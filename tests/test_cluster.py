@@ -24,8 +24,8 @@ FAULTS = str(Path(cluster_faults.__file__).resolve())
 
 
 def start_cluster(**kwargs):
-    # Dask's default scheduler settings: a worker holds a task queued behind the running one, and a
-    # worker's death counts against both (musicid.cluster.ROUNDS keeps the innocent one).
+    # A worker holds a task queued behind the running one, and a worker's death counts against both
+    # (musicid.cluster.ROUNDS keeps the innocent one).
     return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                     dashboard_address=None, **kwargs)
 
@@ -184,9 +184,9 @@ def test_a_cluster_left_without_workers_stops_the_stage_with_nothing_written(tmp
 
 
 def test_a_worker_that_would_render_other_audio_stops_the_stage(tmp_path, raw, capsys, monkeypatch):
-    monkeypatch.setenv(cluster_faults.FLUIDSYNTH_ENV, "1.0.0")  # read by the workers as they start
+    # Read by the workers as they start (maybe after LocalCluster returns); the stage process ignores it.
+    monkeypatch.setenv(cluster_faults.FLUIDSYNTH_ENV, "1.0.0")
     with start_cluster(preload=[FAULTS]) as foreign:
-        monkeypatch.delenv(cluster_faults.FLUIDSYNTH_ENV)
         write_manifest(raw)
         assert render(tmp_path, raw, "audio", "--scheduler", foreign.scheduler_address) == 1
     err = capsys.readouterr().err
