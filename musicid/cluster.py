@@ -14,6 +14,9 @@ name, for render).  The ``initializer`` of :func:`musicid.parallel.ordered_map`
 worker process run one at a time (the per-file code keeps per-process state,
 such as a loaded SoundFont), so start workers with one thread each and one
 process per core: ``dask worker ADDRESS --nworkers <cores> --nthreads 1``.
+Each item carries the stage machine's :func:`environment_fingerprint` (Python,
+library versions, the musicid code): a worker whose own differs refuses it, and
+the stage stops naming the difference.
 
 Failures.
 * A worker that dies in the middle of an item (FluidSynth can crash a
@@ -31,12 +34,15 @@ Failures.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import pickle
+import socket
 import threading
 import time
 import uuid
 from concurrent.futures import CancelledError
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from musicid.stage import StageError
@@ -58,6 +64,11 @@ POLL_S = 1.0
 # a scheduler whose workers are all gone (a worker's nanny can give up restarting it).
 NO_WORKERS_S = 60.0
 
+# The packages whose versions can change a stage's output bytes; a worker must have the versions the
+# stage's machine has (see environment_fingerprint).
+LIBRARIES = ("numpy", "scipy", "soundfile", "soxr", "librosa", "mido", "pretty_midi", "music21", "h5py",
+             "pyfluidsynth", "pydantic", "PyYAML")
+
 _lock = threading.Lock()
 _initialized: list[str | None] = [None]
 _KILLED = object()
@@ -67,20 +78,68 @@ class ClusterError(StageError):
     """The Dask scheduler cannot be reached, was lost, or has no workers left; the message names its address."""
 
 
+class WorkerMismatch(StageError):
+    """A worker has other library versions or other musicid code than the stage's machine."""
+
+
+@functools.cache
+def environment_fingerprint() -> dict[str, str]:
+    """What, besides the inputs, decides the bytes a worker returns: Python, the libraries, the musicid code.
+
+    Each item carries the stage machine's; a worker whose own differs refuses
+    the work (:class:`WorkerMismatch`), since its outputs would not be the
+    bytes of a local run.  Computed once per process.
+    """
+    import importlib.metadata
+    import platform
+
+    fingerprint = {"python": ".".join(platform.python_version_tuple()[:2])}
+    for name in LIBRARIES:
+        try:
+            fingerprint[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            fingerprint[name] = "not installed"
+    try:
+        import soundfile
+
+        fingerprint["libsndfile"] = soundfile.__libsndfile_version__
+    except (ImportError, OSError):
+        fingerprint["libsndfile"] = "not installed"
+    code = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        code.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    fingerprint["musicid code"] = code.hexdigest()[:16]
+    return fingerprint
+
+
+def _check_environment(expected: dict[str, str]) -> None:
+    found = environment_fingerprint()
+    if found == expected:
+        return
+    differences = [f"{name} {found.get(name, 'none')} (the stage's machine has {expected.get(name, 'none')})"
+                   for name in sorted(set(found) | set(expected)) if found.get(name) != expected.get(name)]
+    raise WorkerMismatch(f"the Dask worker on {socket.gethostname()} would not give the bytes of a local run; "
+                         f"it has {'; '.join(differences)}; install the same versions and code on every worker")
+
+
 def _initializer_key(initializer: Callable[..., None], initargs: tuple) -> str:
     blob = pickle.dumps((initializer.__module__, initializer.__qualname__, initargs))
     return hashlib.sha256(blob).hexdigest()
 
 
 def run_on_worker(function: Callable[[Any], Any], initializer: Callable[..., None] | None, initargs: tuple,
-                  item: Any) -> Any:
+                  item: Any, expected: dict[str, str] | None = None) -> Any:
     """What a worker runs for one item: the initializer when its args differ from the last ones run, then the item.
 
     An initializer sets per-process state (a renderer with the run's SoundFont
     and settings) that the next one replaces, so it runs again whenever the
-    args change, also back to earlier ones.  One item at a time per worker
-    process (see the module docstring).
+    args change, also back to earlier ones.  With ``expected`` (the stage
+    machine's :func:`environment_fingerprint`) a worker that differs refuses
+    the item.  One item at a time per worker process (see the module docstring).
     """
+    if expected is not None:
+        _check_environment(expected)
     with _lock:
         if initializer is not None:
             key = _initializer_key(initializer, initargs)
@@ -133,6 +192,7 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
 
     client = connect(address)
     run_id = uuid.uuid4().hex[:12]  # keys unique to this run: never a result of another client's run
+    expected = environment_fingerprint()
 
     def lost(error: BaseException) -> ClusterError:
         return ClusterError(f"lost the Dask scheduler at {address} ({type(error).__name__}: {error})"[:300])
@@ -145,7 +205,7 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
 
     def submit(index: int, item: Any, attempt: int):
         try:
-            return client.submit(run_on_worker, function, initializer, tuple(initargs), item,
+            return client.submit(run_on_worker, function, initializer, tuple(initargs), item, expected,
                                  key=f"musicid-{run_id}-{index}-{attempt}", pure=False)
         except Exception as error:  # noqa: BLE001 - ClosedClientError, CommClosedError, ...: the scheduler is gone
             raise lost(error) from None

@@ -15,7 +15,8 @@ clip stage cuts:
 * the music21 corpus score named by ``$MUSICID_TEST_POISON_SCORE`` (its path
   in the corpus) ends the worker process converting it, every time;
 * with ``$MUSICID_TEST_FLUIDSYNTH`` set, the workers claim that FluidSynth
-  version, as workers on a machine with another FluidSynth would.
+  version, as workers on a machine with another FluidSynth would; with
+  ``$MUSICID_TEST_NUMPY``, that numpy version.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CRASH_AFTER_S = 0.5
 MARKER_ENV = "MUSICID_TEST_CRASH_DIR"  # where a CRASH_ONCE file's marker goes, one per content
 POISON_SCORE_ENV = "MUSICID_TEST_POISON_SCORE"
 FLUIDSYNTH_ENV = "MUSICID_TEST_FLUIDSYNTH"  # the FluidSynth version the workers claim to have
+NUMPY_ENV = "MUSICID_TEST_NUMPY"  # the numpy version the workers claim to have
 
 
 def crash_marker(data: bytes) -> Path:
@@ -97,3 +99,9 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
         from musicid import render_cache
 
         render_cache.fluidsynth_version = lambda: os.environ[FLUIDSYNTH_ENV]
+
+    if os.environ.get(NUMPY_ENV):
+        from musicid import cluster
+
+        actual = cluster.environment_fingerprint()
+        cluster.environment_fingerprint = lambda: {**actual, "numpy": os.environ[NUMPY_ENV]}

@@ -351,3 +351,13 @@ def test_a_worker_lost_in_the_middle_of_a_track_costs_a_retry(tmp_path, audio, f
     assert json.loads((tmp_path / "local.json").read_text())["clips"] == 9 * 3
     assert same_bytes(tmp_path / "local.h5", tmp_path / "cluster.h5")
     assert same_bytes(tmp_path / "local.json", tmp_path / "cluster.json")
+
+
+def test_a_worker_with_other_library_versions_stops_the_stage(tmp_path, audio, capsys, monkeypatch):
+    monkeypatch.setenv(cluster_faults.NUMPY_ENV, "0.0.1")  # read by the workers as they start
+    with start_cluster(preload=[FAULTS]) as foreign:
+        assert clip(tmp_path, audio, "clips", "--scheduler", foreign.scheduler_address) == 1
+    err = capsys.readouterr().err
+    assert "would not give the bytes of a local run; it has numpy 0.0.1 (the stage's machine has " in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "clips.h5").exists() and not (tmp_path / "clips.json").exists()
