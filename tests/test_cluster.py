@@ -149,36 +149,26 @@ def test_a_worker_lost_in_the_middle_of_a_file_costs_a_retry(tmp_path, raw, faul
     assert local.keys() == remote.keys() and [name for name in local if local[name] != remote[name]] == []
 
 
-def test_a_lost_scheduler_stops_the_stage_with_nothing_written(tmp_path, raw, doomed_cluster, capsys):
+@pytest.mark.parametrize("loss", ["scheduler", "workers"])
+def test_a_lost_scheduler_or_all_workers_stop_the_stage_with_nothing_written(tmp_path, raw, doomed_cluster, capsys,
+                                                                           monkeypatch, loss):
     marked_midi(raw / "a" / "slow.mid", cluster_faults.SLOW)
     write_manifest(raw)
-    timer = threading.Timer(4.0, doomed_cluster.close)
+    address = doomed_cluster.scheduler_address
+    if loss == "scheduler":
+        timer, message = threading.Timer(4.0, doomed_cluster.close), f"lost the Dask scheduler at {address}"
+    else:  # the workers go, the scheduler stays
+        monkeypatch.setattr(cluster_module, "NO_WORKERS_S", 3.0)
+        timer = threading.Timer(3.0, doomed_cluster.scale, args=(0,))
+        message = f"the Dask scheduler at {address} has had no workers for 3 s"
     timer.start()
     try:
-        code = render(tmp_path, raw, "audio", "--scheduler", doomed_cluster.scheduler_address)
+        code = render(tmp_path, raw, "audio", "--scheduler", address)
     finally:
         timer.cancel()
     assert code == 1
     err = capsys.readouterr().err
-    assert f"lost the Dask scheduler at {doomed_cluster.scheduler_address}" in err
-    assert "Traceback" not in err
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
-
-
-def test_a_cluster_left_without_workers_stops_the_stage_with_nothing_written(tmp_path, raw, doomed_cluster,
-                                                                            capsys, monkeypatch):
-    monkeypatch.setattr(cluster_module, "NO_WORKERS_S", 3.0)
-    marked_midi(raw / "a" / "slow.mid", cluster_faults.SLOW)
-    write_manifest(raw)
-    timer = threading.Timer(3.0, doomed_cluster.scale, args=(0,))  # the workers go, the scheduler stays
-    timer.start()
-    try:
-        code = render(tmp_path, raw, "audio", "--scheduler", doomed_cluster.scheduler_address)
-    finally:
-        timer.cancel()
-    assert code == 1
-    err = capsys.readouterr().err
-    assert f"the Dask scheduler at {doomed_cluster.scheduler_address} has had no workers for 3 s" in err
+    assert message in err
     assert "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".audio", "audio"))] == []
 
