@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
-from musicid.novelty import Mahalanobis
+from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import TrainParams
 
 # cuBLAS is deterministic only with a fixed workspace; PyTorch's deterministic
@@ -529,11 +529,18 @@ def checkpoint_bytes(model: SpectrogramCNN, label_names: list[str], band_mean: n
     return buffer.getvalue()
 
 
-def checkpoint_novelty(checkpoint: dict) -> Mahalanobis:
-    """The novelty score's statistics stored in a checkpoint by the train stage."""
+def checkpoint_novelty(checkpoint: dict, kind: str | None = None) -> Mahalanobis | Cosine:
+    """The novelty scorer of a checkpoint: the one ``train.novelty`` chose (``kind`` None), or ``kind``.
+
+    A checkpoint that does not name its score (written before
+    ``train.novelty`` existed) used the Mahalanobis distance.
+    """
     if "novelty_precision" not in checkpoint:
         raise ValueError("the checkpoint holds no novelty statistics (it was written by an older "
                          "version of musicid); retrain it with `dvc repro train`")
+    kind = kind or checkpoint.get("novelty_score", "mahalanobis")
+    if kind == "cosine":
+        return Cosine(to_numpy(checkpoint["centroids"]))
     return Mahalanobis(to_numpy(checkpoint["novelty_class_means"]), to_numpy(checkpoint["novelty_precision"]))
 
 

@@ -29,12 +29,13 @@ from musicid.h5 import read_strings
 from musicid.io import atomic_directory, dumps_json, write_bytes_atomic, write_json_atomic
 from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
                              open_set_metrics, summarise, track_probabilities)
-from musicid.novelty import cosine_scores
 from musicid.params import load_section
+from musicid.stage import run_stage
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
                               class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
                               to_numpy)
-from musicid.stage import run_stage
+
+NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_features_table(args.features)
         model, checkpoint = load_checkpoint(args.model, device)
         novelty = checkpoint_novelty(checkpoint)
+        novelty_kind = checkpoint.get("novelty_score", "mahalanobis")
     except (CheckpointError, FeaturesError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 1
@@ -151,20 +153,23 @@ def run(args: argparse.Namespace) -> int:
                     save_embedding_png(figures_dir / "embeddings_test.png", embeddings,
                                        [all_names[i] + ("" if is_known[j] else " (unknown)")
                                         for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
-                    # Tracks are ranked by the Mahalanobis score; the cosine score is shown for comparison.
-                    _, cosine = cosine_scores(embeddings, tracks, centroids)
+                    # Tracks are ranked by train.novelty's score; both scores are shown for comparison.
+                    both = {kind: checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)[1]
+                            for kind in NOVELTY_SCORES}
                     unknown = np.array([not track_known[t] for t in names])
                     if unknown.any():
                         open_set = open_set_metrics(scores, unknown)
                         metrics["open_set"] = {"auroc": open_set["auroc"],
                                                "fpr_at_95_tpr": open_set["fpr_at_95_tpr"]}
-                        details["open_set"] = {"score": "mahalanobis", **open_set,
-                                               "cosine": open_set_metrics(cosine, unknown)}
+                        details["open_set"] = {"score": novelty_kind, **open_set,
+                                               **{kind: open_set_metrics(both[kind], unknown)
+                                                  for kind in NOVELTY_SCORES}}
                     order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))
                     write_bytes_atomic(args.novelty, csv_text(
-                        ["track", "label", "known", "novelty", "novelty_cosine"],
+                        ["track", "label", "known", "novelty", *(f"novelty_{kind}" for kind in NOVELTY_SCORES)],
                         [[names[i], track_label[names[i]], str(track_known[names[i]]).lower(),
-                          f"{scores[i]:.6f}", f"{cosine[i]:.6f}"] for i in order]).encode("utf-8"))
+                          f"{scores[i]:.6f}", *(f"{both[kind][i]:.6f}" for kind in NOVELTY_SCORES)]
+                         for i in order]).encode("utf-8"))
     write_bytes_atomic(args.predictions, csv_text(
         ["split", "track", "label", "known", "predicted", *(f"p_{name}" for name in label_names), "novelty",
          "flagged"], sorted(predictions, key=lambda row: (row[0] != "val", row[1]))).encode("utf-8"))

@@ -24,7 +24,7 @@ from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
 from musicid.io import atomic_directory, write_bytes_atomic
 from musicid.model import ModelConfig
-from musicid.novelty import Mahalanobis
+from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, check_features_table,
@@ -156,16 +156,17 @@ def run(args: argparse.Namespace) -> int:
                 train_embeddings = embed(model, train_x, 256, device, train_symbolic)
                 val_embeddings = embed(model, val_x, 256, device, val_symbolic)
             centroids = class_centroids(train_embeddings, train_y, config.n_classes)
-            novelty = Mahalanobis.fit(train_embeddings, train_y)
+            novelty = Mahalanobis.fit(train_embeddings, train_y)  # stored whichever score is used
+            scorer = Cosine(centroids) if params.novelty == "cosine" else novelty
             # How novel known music looks: the 95th percentile of the validation tracks'
-            # novelty scores, the threshold above which predict flags a file.
-            _, val_scores = novelty.track_scores(val_embeddings, val_tracks)
+            # novelty scores (train.novelty's), the threshold above which predict flags a file.
+            _, val_scores = scorer.track_scores(val_embeddings, val_tracks)
             reference = float(np.percentile(val_scores, 95))
             checkpoint = checkpoint_bytes(
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
-                extra={"best_epoch": best_epoch, "novelty_reference": reference,
+                extra={"best_epoch": best_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
                        "novelty_reference_tracks": int(len(val_scores)),
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     # Written last, so a model file never goes with curves of another run.
     write_bytes_atomic(args.model, checkpoint)
-    if novelty.euclidean:
+    if novelty.euclidean and params.novelty == "mahalanobis":
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
     best = log[best_epoch - 1]

@@ -212,6 +212,26 @@ def test_a_checkpoint_loads_its_arrays_to_the_cpu_and_only_the_model_to_the_devi
     assert checkpoint_novelty(checkpoint).class_means.shape == (2, 8)
 
 
+def test_the_checkpoint_names_its_novelty_score(tmp_path):
+    from musicid.novelty import Cosine, cosine_scores
+
+    train_x, train_y = toy_data(8, 0)
+    model = SpectrogramCNN(CONFIG)
+    embeddings = embed(model, train_x, 4, torch.device("cpu"))
+    centroids = class_centroids(embeddings, train_y, 2)
+    tracks = np.array([f"t{i % 3}" for i in range(len(embeddings))])
+    for extra, kind in [({}, Mahalanobis), ({"novelty_score": "mahalanobis"}, Mahalanobis),
+                        ({"novelty_score": "cosine"}, Cosine)]:
+        save_checkpoint(tmp_path / "m.pt", model, ["low", "high"], np.zeros(8, np.float32), np.ones(8, np.float32),
+                        {}, centroids=centroids, novelty=Mahalanobis.fit(embeddings, train_y), extra=extra)
+        _, checkpoint = load_checkpoint(tmp_path / "m.pt", torch.device("cpu"))
+        assert type(checkpoint_novelty(checkpoint)) is kind  # none named: written before the choice existed
+        assert type(checkpoint_novelty(checkpoint, "cosine")) is Cosine
+    names, scores = checkpoint_novelty(checkpoint).track_scores(embeddings, tracks)
+    expected_names, expected = cosine_scores(embeddings, tracks, centroids)
+    assert names.tolist() == expected_names.tolist() and np.allclose(scores, expected)
+
+
 def test_numpy_conversions_go_through_to_numpy():
     """``.numpy()`` fails on GPU tensors; every conversion in the model code goes through ``to_numpy``."""
     import re

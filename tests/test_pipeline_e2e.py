@@ -184,7 +184,7 @@ def test_every_output_exists_and_agrees(baseline):
         "lr.tsv", "train_accuracy.tsv", "train_loss.tsv", "val_accuracy.tsv", "val_macro_f1.tsv"]
     assert (curves / "val_macro_f1.tsv").read_text().startswith("step\tval_macro_f1\n1\t")
     novelty = (project / "metrics/novelty.csv").read_text().splitlines()
-    assert novelty[0] == "track,label,known,novelty,novelty_cosine"
+    assert novelty[0] == "track,label,known,novelty,novelty_cosine,novelty_mahalanobis"
     assert len(novelty) == 1 + n_tracks
     predictions = (project / "metrics/predictions.csv").read_text().splitlines()
     assert len(predictions) == 1 + n_tracks + per_class["val"]["track"]["n"]
@@ -223,9 +223,10 @@ def test_held_out_class_is_scored_as_unknown(baseline, tmp_path):
     assert unknown_rows and {row[1] for row in unknown_rows} == {"palestrina"}
     assert 0.0 <= json.loads((tmp_path / "metrics.json").read_text())["open_set"]["auroc"] <= 1.0
     open_set = json.loads((tmp_path / "per_class.json").read_text())["open_set"]
-    assert open_set["score"] == "mahalanobis"
+    assert open_set["score"] == "cosine"  # train.novelty's default: tracks ranked by it, both reported
     assert open_set["n_unknown"] == len(unknown_rows) and open_set["n_known"] == len(rows) - len(unknown_rows)
-    assert 0.0 <= open_set["cosine"]["auroc"] <= 1.0
+    assert open_set["auroc"] == open_set["cosine"]["auroc"] and 0.0 <= open_set["mahalanobis"]["auroc"] <= 1.0
+    assert [row[3] for row in rows] == [row[4] for row in rows]  # novelty is novelty_cosine
     scores = [float(row[3]) for row in rows]
     assert scores == sorted(scores, reverse=True)
 

@@ -154,6 +154,7 @@ def test_each_lever_changes_the_model_and_is_deterministic(levers):
     ("grad_clip", -1.0, r"train\.grad_clip must be >= 0, got -1\.0"),
     ("pitch_shift", -1, r"train\.pitch_shift must be >= 0, got -1"),
     ("pitch_shift", 1.5, r"train\.pitch_shift must be an integer, got 1\.5"),
+    ("novelty", "euclid", r"train\.novelty must be 'cosine' or 'mahalanobis', got 'euclid'"),
 ])
 def test_bad_lever_values_are_named(key, value, message):
     with pytest.raises(ParamsError, match=message):
