@@ -2,7 +2,7 @@
 
 Parsers such as mido's and music21's run in Python loops that never look at a
 clock.  In the main thread SIGALRM interrupts them.  Signals reach only the
-main thread, and a Dask worker runs its tasks in other threads: there a timer
+main thread, and a Dask worker runs its tasks in other threads: there a watchdog
 thread raises the exception in the working thread instead
 (``PyThreadState_SetAsyncExc``), which Python delivers between two bytecodes.
 Either way, only Python code should run under a limit: an exception raised in
@@ -16,6 +16,7 @@ import ctypes
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable, Iterator
@@ -25,8 +26,8 @@ ALARM_REPEAT_S = 0.05
 
 
 class _Expired(BaseException):
-    """Raised in a worker thread at its deadline; a BaseException, so that ``except Exception`` in a
-    parser cannot swallow it.  Never leaves :func:`wall_clock_limit`."""
+    """Raised inside a block at its deadline (by SIGALRM or the watchdog); a BaseException, so that
+    ``except Exception`` in a parser cannot swallow it.  Never leaves :func:`wall_clock_limit`."""
 
 
 def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
@@ -103,29 +104,67 @@ def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterat
 
 
 @contextlib.contextmanager
+def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
+    """The main thread's limit: SIGALRM, whose handler raises :class:`_Expired` while the block runs.
+
+    The alarm repeats: an exception raised by a signal handler while Python
+    runs a weakref callback or a ``__del__`` (garbage collection can run them
+    anywhere) is dropped, and the work would go on; the next alarm stops it.
+    Such a dropped ``_Expired`` is kept from ``sys.unraisablehook`` (it is
+    expected, not a bug to report).  The handler raises nothing once the block
+    is closing, and closing is repeated until it is done, so no alarm can
+    outlive the block: one that fired in the middle of the clean-up used to
+    leave the timer running and the handler installed.
+    """
+    active = [True]
+
+    def on_alarm(signum, frame):
+        if active[0]:
+            raise _Expired()
+
+    previous_hook = sys.unraisablehook
+
+    def unraisable(unraisable_exception) -> None:
+        if not isinstance(unraisable_exception.exc_value, _Expired):
+            previous_hook(unraisable_exception)
+
+    expired, armed = False, True
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        sys.unraisablehook = unraisable
+        signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
+        yield
+    except _Expired:
+        expired = True
+    finally:
+        while armed:
+            try:
+                active[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                sys.unraisablehook = previous_hook
+                armed = False
+            except _Expired:  # an alarm just before active[0] was cleared: the block is over anyway
+                expired = True
+    if expired:
+        raise timed_out() from None
+
+
+@contextlib.contextmanager
 def wall_clock_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
-    """Raise ``timed_out()`` inside the block once ``time.monotonic()`` passes ``deadline``."""
+    """Raise ``timed_out()`` when the block ends, once ``time.monotonic()`` passes ``deadline`` inside it.
+
+    Inside the block the limit raises an internal BaseException, which the
+    ``except Exception`` of a parser cannot swallow; it becomes ``timed_out()``
+    where the block ends, after the alarm or watchdog is disarmed.
+    """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise timed_out()
     if not math.isfinite(remaining):
         yield
         return
-    if threading.current_thread() is not threading.main_thread():
-        with _thread_limit(deadline, timed_out):
-            yield
-        return
-
-    def on_alarm(signum, frame):
-        raise timed_out()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    # The alarm repeats: an exception raised by a signal handler while Python runs a
-    # weakref callback or a __del__ (garbage collection can run them anywhere) is
-    # printed and dropped, and the work would go on; the next alarm stops it.
-    signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
-    try:
+    limit = _thread_limit(deadline, timed_out) if threading.current_thread() is not threading.main_thread() \
+        else _signal_limit(remaining, timed_out)
+    with limit:
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

@@ -46,7 +46,8 @@ class Cosine:
     centroids: np.ndarray
 
     def track_scores(self, embeddings: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids [M] sorted, distance float64 [M] of each track's unit-length mean embedding to the nearest centroid)."""
+        """(track ids [M] sorted, distance float64 [M] of each track's unit-length mean embedding to the
+        nearest centroid)."""
         return cosine_scores(embeddings, tracks, self.centroids)
 
 

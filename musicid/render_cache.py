@@ -191,12 +191,14 @@ def render_context(render: RenderParams, environment: dict | None = None) -> str
 
 
 def environment_differences(expected: dict, found: dict) -> list[str]:
-    """Each way ``found`` differs from ``expected``, as a phrase: ``"SoundFont /a.sf2 (sha256 12ab... here, 34cd... there)"``."""
+    """Each way ``found`` (a worker's) differs from ``expected`` (the stage machine's), as a phrase, e.g.
+    ``"SoundFont /a.sf2 (sha256 12ab... here, 34cd... on the stage's machine)"``."""
     differences = []
     for path in sorted(set(expected["soundfonts"]) | set(found["soundfonts"])):
         mine, theirs = expected["soundfonts"].get(path), found["soundfonts"].get(path)
         if mine != theirs:
-            differences.append(f"SoundFont {path} (sha256 {str(theirs)[:12]}... here, {str(mine)[:12]}... on the stage's machine)")
+            differences.append(f"SoundFont {path} (sha256 {str(theirs)[:12]}... here, "
+                               f"{str(mine)[:12]}... on the stage's machine)")
     if expected["fluidsynth"] != found["fluidsynth"]:
         differences.append(f"FluidSynth {found['fluidsynth']} (the stage's machine has {expected['fluidsynth']})")
     for name in sorted(set(expected["libraries"]) | set(found["libraries"])):

@@ -81,3 +81,26 @@ def test_deadlines_at_the_edge_of_the_block_never_leak_out_of_it():
     outcomes = in_thread(run)
     assert sum(outcomes.values()) == 3000 and outcomes["timed out"] > 0 and outcomes["finished"] > 0
     assert threading.active_count() <= before + 1  # the watchdog, not a thread per block
+
+
+def test_an_alarm_during_the_clean_up_leaves_nothing_behind(monkeypatch):
+    """The alarm's handler run at the worst moment: as the block's clean-up stops the timer."""
+    import signal
+
+    from musicid import deadline
+
+    real_setitimer = signal.setitimer
+    fired = []
+
+    def setitimer(which, seconds, interval=0.0):
+        if seconds == 0 and not fired:  # the clean-up: the alarm arrives right now
+            fired.append(True)
+            signal.getsignal(signal.SIGALRM)(signal.SIGALRM, None)
+        return real_setitimer(which, seconds, interval)
+
+    monkeypatch.setattr(deadline.signal, "setitimer", setitimer)
+    before = signal.getsignal(signal.SIGALRM)
+    with wall_clock_limit(time.monotonic() + 10, lambda: TookTooLong("late")):
+        busy_python(0.01)
+    assert fired
+    assert signal.getsignal(signal.SIGALRM) is before and real_setitimer(signal.ITIMER_REAL, 0) == (0.0, 0.0)
