@@ -84,18 +84,23 @@ _watchdog = _Watchdog()
 
 
 @contextlib.contextmanager
-def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
+def _limited(arm: Callable[[], None], disarm: Callable[[], None],
+             timed_out: Callable[[], Exception]) -> Iterator[None]:
+    """Run the block between ``arm()`` and ``disarm()``; :class:`_Expired` inside it ends as ``timed_out()``.
+
+    ``disarm`` must make sure no further ``_Expired`` reaches the thread; it
+    is repeated until it completes, since one can still arrive while it runs.
+    """
     expired, armed = False, True
-    token, ident = object(), threading.get_ident()
     try:
-        _watchdog.arm(token, ident, deadline)
+        arm()
         yield
     except _Expired:
         expired = True
     finally:
         while armed:
             try:
-                _watchdog.disarm(token, ident)
+                disarm()
                 armed = False
             except _Expired:  # raised after the deadline and before the disarm: the block is over anyway
                 expired = True
@@ -103,8 +108,13 @@ def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterat
         raise timed_out() from None
 
 
-@contextlib.contextmanager
-def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
+def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> contextlib.AbstractContextManager[None]:
+    """A thread's limit: the process's watchdog raises :class:`_Expired` in it past ``deadline``."""
+    token, ident = object(), threading.get_ident()
+    return _limited(lambda: _watchdog.arm(token, ident, deadline), lambda: _watchdog.disarm(token, ident), timed_out)
+
+
+def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> contextlib.AbstractContextManager[None]:
     """The main thread's limit: SIGALRM, whose handler raises :class:`_Expired` while the block runs.
 
     The alarm repeats: an exception raised by a signal handler while Python
@@ -117,37 +127,30 @@ def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> Itera
     leave the timer running and the handler installed.
     """
     active = [True]
+    previous: list = []
+    previous_hook = sys.unraisablehook
 
     def on_alarm(signum, frame):
         if active[0]:
             raise _Expired()
 
-    previous_hook = sys.unraisablehook
-
     def unraisable(unraisable_exception) -> None:
         if not isinstance(unraisable_exception.exc_value, _Expired):
             previous_hook(unraisable_exception)
 
-    expired, armed = False, True
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    try:
+    def arm() -> None:
+        previous.append(signal.signal(signal.SIGALRM, on_alarm))
         sys.unraisablehook = unraisable
         signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
-        yield
-    except _Expired:
-        expired = True
-    finally:
-        while armed:
-            try:
-                active[0] = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
-                sys.unraisablehook = previous_hook
-                armed = False
-            except _Expired:  # an alarm just before active[0] was cleared: the block is over anyway
-                expired = True
-    if expired:
-        raise timed_out() from None
+
+    def disarm() -> None:
+        active[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if previous:
+            signal.signal(signal.SIGALRM, previous[0])
+        sys.unraisablehook = previous_hook
+
+    return _limited(arm, disarm, timed_out)
 
 
 @contextlib.contextmanager
