@@ -35,7 +35,7 @@ MIN_THRESHOLD_TRACKS = 20
 class Prediction:
     path: str
     labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
-    novelty: float | None = None  # the train.novelty score of the file's mean embedding (distance to the nearest class)
+    novelty: float | None = None  # the file's train.novelty score: distance of its mean embedding to the nearest class
     flagged: bool | None = None  # novelty above the checkpoint's threshold: unlike every known class
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used

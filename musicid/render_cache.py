@@ -16,8 +16,8 @@ depend on the path); every ``render`` param; the content of each SoundFont
 the params name; the FluidSynth library's version; the source code of
 :mod:`musicid.render` and every ``musicid`` module it imports, directly or
 not; and the version of every other package that code imports (numpy,
-soundfile and libsndfile, soxr, mido...).  Anything else that changes changes the key, so a stale entry is never
-found; it is only ever evicted.
+soundfile and libsndfile, soxr, mido...).  Anything else that changes changes
+the key, so a stale entry is never found; it is only ever evicted.
 
 Place and size.  ``$MUSICID_RENDER_CACHE``, else ``render/`` in the user's
 cache folder (:func:`musicid.fetch.default_cache_dir`: ``$MUSICID_CACHE`` or
@@ -172,16 +172,23 @@ def _sha256_or_missing(path: str) -> str:
         return f"missing ({type(error).__name__})"
 
 
-def render_environment(render: RenderParams) -> dict:
-    """What a render depends on besides its source: params, SoundFont contents, FluidSynth, libraries, code.
+def machine_resources(render: RenderParams) -> dict:
+    """What a render depends on that a machine holds outside the Python packages: SoundFonts, FluidSynth.
 
-    The stage compares a cluster worker's with its own (see
-    :func:`musicid.render.init_worker`): a worker with another SoundFont
-    under the same path, or another FluidSynth, would render other audio.
+    The SoundFonts the params name, by content (sha256; ``missing`` when
+    unreadable), and the FluidSynth library's version.  A Dask worker compares
+    its own with the stage machine's (:func:`init_checked_worker`); the Python
+    packages and the musicid code are compared for every stage by
+    :func:`musicid.cluster.environment_fingerprint`.
     """
     soundfonts = sorted(set(render.soundfonts) | (set(render.augment.soundfonts) if render.augment.copies else set()))
-    return {"params": as_dict(render), "soundfonts": {path: _sha256_or_missing(path) for path in soundfonts},
-            "fluidsynth": fluidsynth_version(), "libraries": library_versions(), "code": code_version()}
+    return {"soundfonts": {path: _sha256_or_missing(path) for path in soundfonts}, "fluidsynth": fluidsynth_version()}
+
+
+def render_environment(render: RenderParams) -> dict:
+    """What a render depends on besides its source: params, SoundFont contents, FluidSynth, libraries, code."""
+    return {"params": as_dict(render), **machine_resources(render), "libraries": library_versions(),
+            "code": code_version()}
 
 
 def render_context(render: RenderParams, environment: dict | None = None) -> str:
@@ -191,8 +198,8 @@ def render_context(render: RenderParams, environment: dict | None = None) -> str
 
 
 def environment_differences(expected: dict, found: dict) -> list[str]:
-    """Each way ``found`` (a worker's) differs from ``expected`` (the stage machine's), as a phrase, e.g.
-    ``"SoundFont /a.sf2 (sha256 12ab... here, 34cd... on the stage's machine)"``."""
+    """Each way ``found`` (a worker's :func:`machine_resources`) differs from ``expected`` (the stage
+    machine's), as a phrase, e.g. ``"SoundFont /a.sf2 (sha256 12ab... here, 34cd... on the stage's machine)"``."""
     differences = []
     for path in sorted(set(expected["soundfonts"]) | set(found["soundfonts"])):
         mine, theirs = expected["soundfonts"].get(path), found["soundfonts"].get(path)
@@ -201,12 +208,6 @@ def environment_differences(expected: dict, found: dict) -> list[str]:
                                f"{str(mine)[:12]}... on the stage's machine)")
     if expected["fluidsynth"] != found["fluidsynth"]:
         differences.append(f"FluidSynth {found['fluidsynth']} (the stage's machine has {expected['fluidsynth']})")
-    for name in sorted(set(expected["libraries"]) | set(found["libraries"])):
-        mine, theirs = expected["libraries"].get(name), found["libraries"].get(name)
-        if mine != theirs:
-            differences.append(f"{name} {theirs} (the stage's machine has {mine})")
-    if expected["code"] != found["code"]:
-        differences.append("another version of the musicid render code")
     return differences
 
 
@@ -218,14 +219,14 @@ def init_checked_worker(render: RenderParams, expected_environment: dict) -> Non
     """:func:`musicid.render.init_worker` for a Dask worker, after checking it renders as the stage's machine would.
 
     ``expected_environment`` is :func:`render_environment` on the stage's
-    machine.  A worker with other SoundFonts under the same paths, another
-    FluidSynth, other libraries or code would render other audio (and put it
-    in the cache under this machine's key): it stops the stage, naming what
-    differs.
+    machine.  A worker with other SoundFonts under the same paths or another
+    FluidSynth would render other audio (and put it in the cache under this
+    machine's key): it stops the stage, naming what differs.  (Other libraries
+    or code are refused before, by :func:`musicid.cluster.run_on_worker`.)
     """
     from musicid.render import init_worker
 
-    differences = environment_differences(expected_environment, render_environment(render))
+    differences = environment_differences(expected_environment, machine_resources(render))
     if differences:
         raise WorkerEnvironmentError(f"the Dask worker on {socket.gethostname()} would render other audio than "
                                      f"this machine; it has {'; '.join(differences)}")

@@ -529,16 +529,18 @@ def checkpoint_bytes(model: SpectrogramCNN, label_names: list[str], band_mean: n
     return buffer.getvalue()
 
 
-def checkpoint_novelty(checkpoint: dict, kind: str | None = None) -> Mahalanobis | Cosine:
-    """The novelty scorer of a checkpoint: the one ``train.novelty`` chose (``kind`` None), or ``kind``.
+def checkpoint_novelty_kind(checkpoint: dict) -> str:
+    """The novelty score ``train.novelty`` chose for a checkpoint; ``mahalanobis`` for one written before
+    that param existed."""
+    return checkpoint.get("novelty_score", "mahalanobis")
 
-    A checkpoint that does not name its score (written before
-    ``train.novelty`` existed) used the Mahalanobis distance.
-    """
+
+def checkpoint_novelty(checkpoint: dict, kind: str | None = None) -> Mahalanobis | Cosine:
+    """The novelty scorer of a checkpoint: :func:`checkpoint_novelty_kind`'s (``kind`` None), or ``kind``."""
     if "novelty_precision" not in checkpoint:
         raise ValueError("the checkpoint holds no novelty statistics (it was written by an older "
                          "version of musicid); retrain it with `dvc repro train`")
-    kind = kind or checkpoint.get("novelty_score", "mahalanobis")
+    kind = kind or checkpoint_novelty_kind(checkpoint)
     if kind == "cosine":
         return Cosine(to_numpy(checkpoint["centroids"]))
     return Mahalanobis(to_numpy(checkpoint["novelty_class_means"]), to_numpy(checkpoint["novelty_precision"]))

@@ -32,8 +32,8 @@ from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion
 from musicid.params import load_section
 from musicid.stage import run_stage
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
-                              class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
-                              to_numpy)
+                              checkpoint_novelty_kind, class_probabilities, load_checkpoint, normalise, pick_device,
+                              read_symbolic_input, to_numpy)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_features_table(args.features)
         model, checkpoint = load_checkpoint(args.model, device)
         novelty = checkpoint_novelty(checkpoint)
-        novelty_kind = checkpoint.get("novelty_score", "mahalanobis")
+        novelty_kind = checkpoint_novelty_kind(checkpoint)
     except (CheckpointError, FeaturesError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 1
