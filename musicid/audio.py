@@ -143,7 +143,7 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
     import soundfile
 
-    if np.abs(audio).max(initial=0.0) > 1.0:
+    if audio.size and max(float(audio.max()), -float(audio.min())) > 1.0:  # no |audio| copy
         audio = np.clip(audio, -1.0, 1.0)
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, sample_rate, subtype="PCM_16", format="WAV")

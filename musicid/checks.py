@@ -71,14 +71,18 @@ def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
     """
     if audio.size == 0 or audio.shape[-1] == 0:
         raise RenderError("empty_render", "no audio frames")
-    flat = audio.reshape(-1).astype(np.float32, copy=False)
-    # One BLAS pass; a NaN or an infinity anywhere makes the sum of squares non-finite.
-    energy = float(np.dot(flat, flat))
+    # Channel by channel: one BLAS pass each, and no copy of a sliced [channels, n] view. A NaN or an
+    # infinity anywhere makes the sum of squares non-finite.
+    channels = [channel.astype(np.float32, copy=False) for channel in audio.reshape(-1, audio.shape[-1])]
+    energies = [float(np.dot(channel, channel)) for channel in channels]
+    energy = sum(energies)
     if not np.isfinite(energy):
         raise RenderError("non_finite", "audio holds NaN or infinite samples")
-    rms = (energy / flat.size) ** 0.5
+    rms = (energy / audio.size) ** 0.5
     if rms < min_rms:
         raise RenderError("silent", f"RMS {rms:.2e} below {min_rms:.2e}")
+    if source_level is None and _offset_cannot_matter(channels, energies, rms, min_rms):
+        source_level = (rms, 0.0)  # only compared with min_rms below, which it passes either way
     signal_rms, offset = source_level if source_level is not None else _rms_without_offset(audio)
     if signal_rms < min_rms:
         raise RenderError("silent", f"a constant offset of {offset:.3g} and no signal around it "
@@ -96,6 +100,27 @@ def validate_audio(audio: np.ndarray, sample_rate: int, min_rms: float,
                 "duration_mismatch",
                 f"rendered {seconds:.1f} s, the MIDI file's notes end at {expected_seconds:.1f} s",
             )
+
+
+def _offset_cannot_matter(channels: list[np.ndarray], energies: list[float], rms: float,
+                          min_rms: float) -> bool:
+    """True when removing each channel's mean cannot bring the RMS below ``min_rms``.
+
+    Removing a mean m from a channel of n samples and energy e leaves e - n m**2.
+    When every channel's mean is at most half its RMS, at least 3/4 of the
+    energy stays, so the RMS without the offset is at least 0.86 of ``rms``;
+    with ``rms`` >= 2 ``min_rms`` it stays above ``min_rms`` with a margin far
+    wider than the rounding of float32 sums.  This spares the centred copy of
+    every channel that :func:`_rms_without_offset` makes (a render is tens of
+    megabytes) for the ordinary render, whose mean is near zero.
+    """
+    if rms < 2 * min_rms:
+        return False
+    for channel, channel_energy in zip(channels, energies):
+        mean = float(channel.sum(dtype=np.float64)) / channel.size
+        if mean * mean > 0.25 * channel_energy / channel.size:
+            return False
+    return True
 
 
 def _rms_without_offset(audio: np.ndarray) -> tuple[float, float]:
@@ -122,10 +147,25 @@ def frame_peaks(audio: np.ndarray) -> np.ndarray:
     return peaks
 
 
-def cut_after_last_loud(audio: np.ndarray, peaks: np.ndarray, threshold: float) -> np.ndarray:
-    """audio float32 [channels, n] up to its last frame whose peak (``peaks`` [n]) passes ``threshold``."""
-    loud = np.flatnonzero(peaks > threshold)
-    return audio[:, : int(loud[-1]) + 1 if loud.size else 0]
+def peak_level(audio: np.ndarray) -> float:
+    """The largest |sample| of float32 [channels, n] (NaN when a sample is NaN), without an |audio| copy."""
+    return max(float(audio.max()), -float(audio.min())) if audio.size else 0.0
+
+
+def cut_after_last_loud(audio: np.ndarray, threshold: float, chunk_frames: int = 1 << 16) -> np.ndarray:
+    """audio float32 [channels, n] up to its last frame whose largest |sample| passes ``threshold``.
+
+    Looks from the end backwards a chunk at a time: the last loud frame of a
+    render is a few seconds from its end at most, so only the tail is read.
+    """
+    end = audio.shape[1]
+    while end > 0:
+        start = max(0, end - chunk_frames)
+        loud = np.flatnonzero(frame_peaks(audio[:, start:end]) > threshold)
+        if loud.size:
+            return audio[:, : start + int(loud[-1]) + 1]
+        end = start
+    return audio[:, :0]
 
 
 def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndarray:
@@ -135,4 +175,4 @@ def trim_trailing_silence(audio: np.ndarray, threshold: float = 1e-4) -> np.ndar
     """
     if audio.shape[1] == 0:
         return audio
-    return cut_after_last_loud(audio, frame_peaks(audio), threshold)
+    return cut_after_last_loud(audio, threshold)

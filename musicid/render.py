@@ -41,8 +41,8 @@ import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
 from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes
-from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud, frame_peaks,
-                            validate_audio)
+from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
+                            peak_level, validate_audio)
 from musicid.deadline import wall_clock_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name, write_bytes_atomic
@@ -188,11 +188,10 @@ def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_
     audio = audio[:, :limit]
     if audio.shape[1] == 0:
         return audio
-    peaks = frame_peaks(audio)
-    peak = float(peaks.max())
+    peak = peak_level(audio)
     if peak == 0 or not np.isfinite(peak):
         return audio
-    return cut_after_last_loud(audio, peaks, peak * 10 ** (trim_db / 20))
+    return cut_after_last_loud(audio, peak * 10 ** (trim_db / 20))
 
 
 def _render_validated(renderer: MidiRenderer, midi_path: Path, index: int, expected: float,

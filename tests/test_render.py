@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from musicid import render, synth
-from musicid.checks import RenderError, trim_trailing_silence, validate_audio
+from musicid.checks import RenderError, cut_after_last_loud, peak_level, trim_trailing_silence, validate_audio
 from musicid.midi import force_program, midi_end_time
 from musicid.render import RenderTask, finish_render
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, check_fluidsynth
@@ -226,6 +226,51 @@ def test_trim_trailing_silence():
     audio[1, 41] = 0.5
     assert trim_trailing_silence(audio).shape == (2, 42)
     assert trim_trailing_silence(np.zeros((2, 10), np.float32)).shape == (2, 0)
+
+
+def _last_loud_by_full_scan(audio, threshold):
+    loud = np.flatnonzero(np.abs(audio).max(axis=0) > threshold)
+    return int(loud[-1]) + 1 if loud.size else 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 16])
+def test_the_backward_scan_cuts_where_a_full_scan_does(chunk):
+    rng = np.random.default_rng(chunk)
+    for case in range(40):
+        frames = int(rng.integers(0, 300))
+        audio = (rng.standard_normal((int(rng.integers(1, 3)), frames)) * 0.01).astype(np.float32)
+        for position in rng.integers(0, max(frames, 1), int(rng.integers(0, 4))):
+            if frames:
+                audio[int(rng.integers(0, audio.shape[0])), int(position)] = rng.choice([-0.5, 0.5])
+        threshold = float(rng.choice([0.02, 0.1, 0.4]))
+        cut = cut_after_last_loud(audio, threshold, chunk_frames=chunk)
+        assert cut.shape == (audio.shape[0], _last_loud_by_full_scan(audio, threshold)), case
+        assert np.shares_memory(cut, audio) or cut.size == 0
+
+
+def test_peak_level_sees_both_signs_and_nan():
+    assert peak_level(np.array([[0.1, -0.7], [0.2, 0.3]], np.float32)) == pytest.approx(0.7)
+    assert peak_level(np.zeros((2, 0), np.float32)) == 0.0
+    assert np.isnan(peak_level(np.array([[0.1, np.nan]], np.float32)))
+
+
+@pytest.mark.parametrize("offset, signal, reason", [
+    (0.0, 0.01, None),  # ordinary: the offset shortcut applies
+    (0.3, 0.0, "silent"),  # an offset and nothing else
+    (0.3, 5e-5, "silent"),  # an offset and a signal below min_rms: the shortcut must not hide it
+    (0.3, 0.01, None),  # an offset with a real signal around it
+    (0.0, 1.5e-4, None),  # near min_rms: measured exactly
+])
+def test_a_constant_offset_is_judged_as_before(offset, signal, reason):
+    n = SR
+    audio = np.stack([np.full(n, offset, np.float32) + np.float32(signal) * np.sign(np.sin(np.arange(n) * 0.1)),
+                      np.full(n, offset, np.float32)]).astype(np.float32)
+    if reason is None:
+        validate_audio(audio, SR, 1e-4)
+    else:
+        with pytest.raises(RenderError) as caught:
+            validate_audio(audio, SR, 1e-4)
+        assert caught.value.reason == reason and "constant offset" in caught.value.detail
 
 
 def test_missing_soundfont_says_what_to_install(tmp_path):
