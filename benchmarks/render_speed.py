@@ -8,15 +8,17 @@ instruments each file names (``render.program: null``):
 * ``stage``: :func:`musicid.render.render_one` through
   :func:`musicid.parallel.ordered_map` with ``--jobs`` workers (one SoundFont
   load per worker, the stage's checks, trimming and WAV writing included);
-* ``stage-16k`` (not at equal settings, so reported apart): the same at the
-  clip stage's rate, 16000 Hz, with no resampling left for the clip stage.
+* ``cli-16k`` and ``stage-16k``: the same two at the clip stage's rate,
+  16000 Hz (``clip.sample_rate``), which leaves the clip stage no resampling.
 
 The 16 files are string-quartet movements of Haydn, Mozart and Beethoven
 and piano pieces from the music21 corpus, 69 minutes in all (25 s to 11
 minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.  The methods run interleaved, round after round
-(cli, stage, stage-16k, cli, stage, ...), so a load that comes and goes on the
-machine touches all of them alike; each round gives a ratio stage/cli, and
-the minimum, median and maximum over rounds are printed.  Throughput is
+(cli, stage, cli-16k, stage-16k, cli, ...), so a load that comes and goes on
+the machine touches all of them alike; each round gives the ratios stage/cli
+and stage-16k/cli-16k (equal settings), and stage-16k/cli (the stage at the
+clip stage's rate against the command line at 22050 Hz), of which the
+minimum, median and maximum over rounds are printed.  Throughput is
 seconds of audio written per second of wall time ("x real time"), and per
 second of CPU time of this process and its children (the command line's
 processes, the stage's workers): on a machine shared with other work the CPU
@@ -112,25 +114,33 @@ def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_
     return [out / name for record in records for name in record["outputs"]]
 
 
-def _cli_one(arguments: tuple[Path, Path]) -> Path:
-    midi, wav = arguments
+def _cli_one(arguments: tuple[Path, Path, int]) -> Path:
+    midi, wav, sample_rate = arguments
     wav.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", str(GAIN), "-r", str(SAMPLE_RATE),
+    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", str(GAIN), "-r", str(sample_rate),
                     "-F", str(wav), SOUNDFONT, str(midi)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     return wav
 
 
-def run_command_line(midi: list[Path], out: Path, jobs: int) -> list[Path]:
+def run_command_line(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_RATE) -> list[Path]:
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the processes
-        return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav") for p in midi]))
+        return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav", sample_rate) for p in midi]))
 
 
 METHODS = {
     "cli": run_command_line,
     "stage": run_stage,
+    "cli-16k": lambda midi, out, jobs: run_command_line(midi, out, jobs, CLIP_RATE),
     "stage-16k": lambda midi, out, jobs: run_stage(midi, out, jobs, CLIP_RATE),
 }
+# (ours, the command line's) pairs whose per-round ratios are printed, with what each compares.
+RATIOS = (
+    ("stage", "cli", f"equal settings at {SAMPLE_RATE} Hz, ratio stage/cli"),
+    ("stage-16k", "cli-16k", f"equal settings at {CLIP_RATE} Hz, ratio stage-16k/cli-16k"),
+    ("stage-16k", "cli", f"the stage at the clip stage's {CLIP_RATE} Hz against the command line at "
+                         f"{SAMPLE_RATE} Hz, ratio stage-16k/cli"),
+)
 
 
 def cpu_seconds() -> float:
@@ -159,7 +169,7 @@ def main() -> int:
     jobs = resolve_jobs(args.jobs)
     midi = midi_set(args.out / "midi", jobs)
     print(f"{len(midi)} MIDI files from the music21 corpus, {jobs} at a time, {Path(SOUNDFONT).name}, "
-          f"gain {GAIN}, reverb and chorus off; cli and stage at {SAMPLE_RATE} Hz, stage-16k at {CLIP_RATE} Hz",
+          f"gain {GAIN}, reverb and chorus off; cli and stage at {SAMPLE_RATE} Hz, cli-16k and stage-16k at {CLIP_RATE} Hz",
           flush=True)
     throughput: dict[str, list[float]] = {name: [] for name in args.methods}
     per_cpu: dict[str, list[float]] = {name: [] for name in args.methods}
@@ -182,13 +192,9 @@ def main() -> int:
         for name, values in figures.items():
             print(f"  {name:10s} {spread(values)}")
     for unit, figures in (("wall", throughput), ("CPU", per_cpu)):
-        if "cli" not in figures:
-            continue
-        for name in ("stage", "stage-16k"):
-            if name in figures:
-                ratios = [ours / cli for ours, cli in zip(figures[name], figures["cli"])]
-                label = ("equal settings, ratio stage/cli" if name == "stage"
-                         else f"stage at {CLIP_RATE} Hz (not equal settings), ratio stage-16k/cli")
+        for ours, theirs, label in RATIOS:
+            if ours in figures and theirs in figures:
+                ratios = [a / b for a, b in zip(figures[ours], figures[theirs])]
                 print(f"{label} ({unit} time): {spread(ratios)}")
     return 0
 
