@@ -56,6 +56,8 @@ ONSET_CLASS_BLOCK = slice(12, 24)
 INTERVAL_BLOCK = slice(24, 37)
 DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
 SYMBOLIC_DIM = 44
+# Largest tick pretty_midi may read: its tick-to-time table is then at most 400 MB (8 bytes a tick).
+MAX_TICKS = 50_000_000
 
 
 @dataclass
@@ -90,6 +92,11 @@ def read_notes(path: str | Path) -> Notes:
     import pretty_midi
 
     source = read_midi(path)
+    # pretty_midi refuses a file whose largest tick passes its MAX_TICK (1e7) as
+    # "likely corrupt", since it sizes a float64 array by it (8 bytes a tick).
+    # Real scores pass it: a 10-minute Palestrina Gloria has 12.2 million ticks.
+    # read_midi has checked the file's timing already, so allow up to MAX_TICKS.
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_TICKS)
     try:
         midi = pretty_midi.PrettyMIDI(io.BytesIO(source.data))
     except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many types on bad files

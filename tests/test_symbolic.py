@@ -102,3 +102,20 @@ def test_features_are_deterministic_and_batch_independent(tmp_path):
     together = clip_features(notes, offsets, 1.0)
     apart = np.concatenate([clip_features(notes, offsets[i:i + 1], 1.0) for i in range(4)])
     assert together.tobytes() == apart.tobytes()
+
+
+def test_a_long_score_past_pretty_midis_tick_guard_has_its_notes(tmp_path):
+    """A score with 12 million ticks (as a 10-minute Palestrina Gloria has) is read, not refused as corrupt."""
+    import mido
+
+    midi = mido.MidiFile(ticks_per_beat=30000)  # 120 bpm: 60000 ticks a second
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.Message("note_on", note=60, velocity=90, time=0))
+    track.append(mido.Message("note_off", note=60, velocity=0, time=60000))
+    track.append(mido.Message("note_on", note=67, velocity=90, time=12_000_000 - 60000))  # at 200 s
+    track.append(mido.Message("note_off", note=67, velocity=0, time=30000))
+    midi.save(str(tmp_path / "long.mid"))
+    notes = read_notes(tmp_path / "long.mid")
+    assert notes.pitch.tolist() == [60, 67]
+    assert notes.start.tolist() == [0.0, 200.0] and notes.end.tolist() == [1.0, 200.5]
