@@ -1,28 +1,32 @@
 """Render the same long MIDI files with the render stage's code and with the `fluidsynth` command line, at equal settings.
 
-Both render with FluidR3_GM at 22050 Hz, gain 0.5, reverb and chorus off, the
-instruments each file names (``render.program: null``):
+All render with FluidR3_GM, gain 0.5, reverb and chorus off, the instruments
+each file names (``render.program: null``), two sample rates each:
 
-* ``cli``: ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r 22050 -F out.wav SF2 file.mid``,
-  one process per file (each loads the SoundFont), ``--jobs`` at a time;
-* ``stage``: :func:`musicid.render.render_one` through
+* ``cli-22k``: ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r 22050 -F out.wav SF2 file.mid``,
+  one process per file (each loads the SoundFont), ``--jobs`` at a time: the
+  usual way to render for a model that then resamples to 16000 Hz;
+* ``stage-22k``: :func:`musicid.render.render_one` through
   :func:`musicid.parallel.ordered_map` with ``--jobs`` workers (one SoundFont
-  load per worker, the stage's checks, trimming and WAV writing included);
-* ``cli-16k`` and ``stage-16k``: the same two at the clip stage's rate,
-  16000 Hz (``clip.sample_rate``), which leaves the clip stage no resampling.
+  load per worker, the stage's checks, trimming and WAV writing included), at
+  22050 Hz;
+* ``cli-16k`` and ``stage-16k``: the same two at 16000 Hz, the clip stage's
+  rate (``clip.sample_rate``) and the render stage's default
+  (``render.sample_rate``), which leaves the clip stage no resampling.
 
 The 16 files are string-quartet movements of Haydn, Mozart and Beethoven
 and piano pieces from the music21 corpus, 69 minutes in all (25 s to 11
-minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.  The methods run interleaved, round after round
-(cli, stage, cli-16k, stage-16k, cli, ...), so a load that comes and goes on
-the machine touches all of them alike; each round gives the ratios stage/cli
-and stage-16k/cli-16k (equal settings), and stage-16k/cli (the stage at the
-clip stage's rate against the command line at 22050 Hz), of which the
-minimum, median and maximum over rounds are printed.  Throughput is
-seconds of audio written per second of wall time ("x real time"), and per
-second of CPU time of this process and its children (the command line's
-processes, the stage's workers): on a machine shared with other work the CPU
-figure moves much less from round to round than the wall-clock one.
+minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.
+The methods run interleaved, round after round (cli-22k, stage-22k, cli-16k,
+stage-16k, cli-22k, ...), so a load that comes and goes on the machine
+touches all of them alike; each round gives the ratios of the stage to the
+command line at the same rate (equal settings), and of the stage at its
+default rate to the command line at 22050 Hz, of which the minimum, median
+and maximum over rounds are printed.  Throughput is seconds of audio written
+per second of wall time ("x real time"), and per second of CPU time of this
+process and its children (the command line's processes, the stage's
+workers): on a machine shared with other work the CPU figure moves much less
+from round to round than the wall-clock one.
 
     python benchmarks/render_speed.py [--rounds 5] [--jobs 0] [--out benchmarks/runs/render_speed]
 """
@@ -49,8 +53,8 @@ from musicid.render import RenderTask, init_worker, render_one, write_rendered
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-SAMPLE_RATE = 22050
-CLIP_RATE = 16000  # params.yaml clip.sample_rate
+SAMPLE_RATE = 22050  # the command line's usual rate, before a resampling to the model's
+CLIP_RATE = 16000  # params.yaml clip.sample_rate and render.sample_rate
 GAIN = 0.5
 CONVERT_TIMEOUT_S = 600  # music21 takes minutes over some quartet movements; done once, then cached
 # Corpus scores (label, path in the music21 corpus): 12 string-quartet movements, 4 piano pieces.  Only
@@ -129,17 +133,17 @@ def run_command_line(midi: list[Path], out: Path, jobs: int, sample_rate: int = 
 
 
 METHODS = {
-    "cli": run_command_line,
-    "stage": run_stage,
+    "cli-22k": run_command_line,
+    "stage-22k": run_stage,
     "cli-16k": lambda midi, out, jobs: run_command_line(midi, out, jobs, CLIP_RATE),
     "stage-16k": lambda midi, out, jobs: run_stage(midi, out, jobs, CLIP_RATE),
 }
 # (ours, the command line's) pairs whose per-round ratios are printed, with what each compares.
 RATIOS = (
-    ("stage", "cli", f"equal settings at {SAMPLE_RATE} Hz, ratio stage/cli"),
+    ("stage-22k", "cli-22k", f"equal settings at {SAMPLE_RATE} Hz, ratio stage-22k/cli-22k"),
     ("stage-16k", "cli-16k", f"equal settings at {CLIP_RATE} Hz, ratio stage-16k/cli-16k"),
-    ("stage-16k", "cli", f"the stage at the clip stage's {CLIP_RATE} Hz against the command line at "
-                         f"{SAMPLE_RATE} Hz, ratio stage-16k/cli"),
+    ("stage-16k", "cli-22k", f"the stage at its default {CLIP_RATE} Hz against the command line at "
+                             f"{SAMPLE_RATE} Hz, ratio stage-16k/cli-22k"),
 )
 
 
@@ -169,8 +173,11 @@ def main() -> int:
     jobs = resolve_jobs(args.jobs)
     midi = midi_set(args.out / "midi", jobs)
     print(f"{len(midi)} MIDI files from the music21 corpus, {jobs} at a time, {Path(SOUNDFONT).name}, "
-          f"gain {GAIN}, reverb and chorus off; cli and stage at {SAMPLE_RATE} Hz, cli-16k and stage-16k at {CLIP_RATE} Hz",
+          f"gain {GAIN}, reverb and chorus off; -22k at {SAMPLE_RATE} Hz, -16k at {CLIP_RATE} Hz",
           flush=True)
+    project = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    print(f"params.yaml renders at {project['render']['sample_rate']} Hz and clips at "
+          f"{project['clip']['sample_rate']} Hz", flush=True)
     throughput: dict[str, list[float]] = {name: [] for name in args.methods}
     per_cpu: dict[str, list[float]] = {name: [] for name in args.methods}
     for round_index in range(args.rounds):
