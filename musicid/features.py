@@ -179,12 +179,38 @@ def constant_q(clips: np.ndarray, features: FeatureParams, sample_rate: int) -> 
                                    hop_length=features.hop_length, fmin=features.fmin, n_bins=features.n_bins,
                                    bins_per_octave=features.bins_per_octave, tuning=0.0))
     if features.kind == "chroma":
-        return librosa.feature.chroma_cqt(C=magnitude, sr=sample_rate, fmin=features.fmin,
-                                          bins_per_octave=features.bins_per_octave).astype(np.float32)
+        return _chroma(magnitude, features)
     decibels = 20.0 * np.log10(np.maximum(magnitude.astype(np.float64), np.sqrt(AMIN)))
     if features.top_db is not None:
         decibels = np.maximum(decibels, decibels.max(axis=(1, 2), keepdims=True) - features.top_db)
     return np.maximum(decibels, features.floor_db).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _chroma_filter(n_bins: int, bins_per_octave: int, fmin: float):
+    """librosa's constant-Q to chroma map [12, n_bins] as a float64 CSR matrix."""
+    import librosa
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(librosa.filters.cq_to_chroma(n_bins, bins_per_octave=bins_per_octave,
+                                                                fmin=fmin).astype(np.float64))
+
+
+def _chroma(magnitude: np.ndarray, features: FeatureParams) -> np.ndarray:
+    """``librosa.feature.chroma_cqt`` of constant-Q magnitudes [batch, n_bins, n_frames], batch-independent.
+
+    librosa folds the bins with ``np.einsum(..., optimize=True)``, which hands
+    the whole batch to BLAS: on some CPUs (AVX-512 OpenBLAS kernels) a clip's
+    sums then round differently with the batch size.  A sparse product adds
+    each chroma bin's constant-Q bins in one fixed order whatever the batch.
+    """
+    import librosa
+
+    batch, n_bins, count = magnitude.shape
+    fold = _chroma_filter(n_bins, features.bins_per_octave, features.fmin)
+    columns = magnitude.astype(np.float64).transpose(1, 0, 2).reshape(n_bins, batch * count)
+    chroma = (fold @ columns).reshape(-1, batch, count).transpose(1, 0, 2)
+    return librosa.util.normalize(chroma, norm=np.inf, axis=-2).astype(np.float32)
 
 
 def compute_features(clips: np.ndarray, features: FeatureParams, sample_rate: int, threads: int = 1) -> np.ndarray:
