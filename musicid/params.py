@@ -101,6 +101,7 @@ class RenderParams(Section):
     gain: float = Field(gt=0, le=10)  # FluidSynth master gain
     reverb: bool
     chorus: bool
+    interpolation: Literal["none", "linear", "4th", "7th"]  # FluidSynth's sample interpolation
     program: int | None = Field(ge=0, le=127)  # force every melodic part to this General MIDI program
     max_seconds: float = Field(gt=0)  # a source longer than this is rejected as too_long
     timeout_s: float = Field(gt=0)  # wall-clock limit for reading and rendering one file

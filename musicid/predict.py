@@ -67,7 +67,7 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
 
 # Params a checkpoint may lack, with the value that reproduces how it was made.
 ABSENT_KEYS = {
-    "render": {"augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
+    "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
     "features": {"symbolic": False, "bins_per_octave": 12, "n_bins": 84},
 }

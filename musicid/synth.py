@@ -26,6 +26,14 @@ BLOCK_FRAMES = 8192  # frames per FluidSynth write call; a multiple of its 64-fr
 TAIL_SECONDS = 3.0  # at most this much release/reverb tail after the last MIDI event
 
 
+# render.interpolation -> FluidSynth's fluid_interp (FLUID_INTERP_NONE, _LINEAR, _4THORDER, _7THORDER).
+INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
+DEFAULT_INTERPOLATION = "4th"  # FLUID_INTERP_DEFAULT, to which a system reset puts every channel back
+SYSEX = 0xF0  # fluid_midi_event_get_type of a system-exclusive event (SMF F0 and F7 events alike)
+# int handler(void *data, fluid_midi_event_t *event): fluid_player_set_playback_callback's handler.
+PLAYBACK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
 class FluidSynthUnavailable(RuntimeError):
     """The FluidSynth library or a SoundFont is missing; the message says what to install."""
 
@@ -57,6 +65,18 @@ def _load_fluidsynth():
     get_sfont = library.fluid_synth_get_sfont_by_id
     get_sfont.argtypes = [ctypes.c_void_p, ctypes.c_int]
     get_sfont.restype = ctypes.c_void_p
+    set_interp = library.fluid_synth_set_interp_method
+    set_interp.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    set_interp.restype = ctypes.c_int
+    set_callback = library.fluid_player_set_playback_callback
+    set_callback.argtypes = [ctypes.c_void_p, PLAYBACK_CALLBACK, ctypes.c_void_p]
+    set_callback.restype = ctypes.c_int
+    handle_event = library.fluid_synth_handle_midi_event
+    handle_event.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    handle_event.restype = ctypes.c_int
+    event_type = library.fluid_midi_event_get_type
+    event_type.argtypes = [ctypes.c_void_p]
+    event_type.restype = ctypes.c_int
     set_log = library.fluid_set_log_function
     set_log.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     set_log.restype = ctypes.c_void_p
@@ -88,7 +108,7 @@ class MidiRenderer:
     """Renders MIDI files with SoundFonts loaded once; not shared between processes.
 
     Set up from the ``render`` params: ``soundfonts`` (all loaded, in order),
-    ``sample_rate``, ``gain``, ``reverb`` and ``chorus``.  With ``augment``
+    ``sample_rate``, ``gain``, ``reverb``, ``chorus`` and ``interpolation``.  With ``augment``
     (the render stage's workers) and ``render.augment.copies`` > 0, the
     SoundFonts of ``render.augment.soundfonts`` are loaded too, after the
     others (one that is also in ``render.soundfonts`` is loaded once); find
@@ -125,7 +145,7 @@ class MidiRenderer:
         return self.soundfont_paths.index(path)
 
     def _new_synth(self):
-        return self.fluidsynth.Synth(
+        synth = self.fluidsynth.Synth(
             gain=self.params.gain,
             samplerate=self.sample_rate,
             channels=16,
@@ -137,6 +157,25 @@ class MidiRenderer:
                 "synth.cpu-cores": 1,  # parallelism comes from worker processes
             },
         )
+        # Every channel (-1); the player's program changes keep it.
+        if self.library.fluid_synth_set_interp_method(synth.synth, -1,
+                                                      INTERPOLATION[self.params.interpolation]) != 0:
+            synth.delete()
+            raise FluidSynthUnavailable(f"FluidSynth refuses render.interpolation {self.params.interpolation!r}")
+        return synth
+
+    def _keep_interpolation(self, synth_pointer: int):
+        """A playback handler: FluidSynth's own, then render.interpolation again after a system-exclusive event."""
+        lib = self.library
+        method = INTERPOLATION[self.params.interpolation]
+
+        def handle(_data, event):
+            status = lib.fluid_synth_handle_midi_event(synth_pointer, event)
+            if lib.fluid_midi_event_get_type(event) == SYSEX:
+                lib.fluid_synth_set_interp_method(synth_pointer, -1, method)
+            return status
+
+        return PLAYBACK_CALLBACK(handle)
 
     def render(self, midi: str | Path | bytes, soundfont_index: int = 0,
                stop_after_s: float = math.inf, timeout_s: float = math.inf) -> np.ndarray:
@@ -185,6 +224,15 @@ class MidiRenderer:
             if time.monotonic() - started > timeout_s:
                 raise RenderError("timeout", "reading and rendering the file took longer than render.timeout_s")
 
+        if self.params.interpolation != DEFAULT_INTERPOLATION:
+            data = midi if isinstance(midi, bytes) else Path(midi).read_bytes()
+            # A GM, GS or XG reset (system exclusive) re-initialises FluidSynth's channels, interpolation
+            # included: in a file that may hold one, every event goes through a handler that sets the
+            # interpolation again after each system-exclusive event.  Other files keep FluidSynth's own
+            # handler (a Python call per event costs a few per cent of the render).
+            if SYSEX in data or 0xF7 in data:  # a stray byte of that value only takes the slower path
+                handler = self._keep_interpolation(synth.synth)
+                lib.fluid_player_set_playback_callback(player, handler, None)
         try:
             if isinstance(midi, bytes):
                 status = lib.fluid_player_add_mem(player, midi, len(midi))

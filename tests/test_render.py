@@ -176,6 +176,26 @@ def test_forced_program(renderer, tmp_path, three_note_midi):
     assert not np.array_equal(renderer.render(tmp_path / "strings.mid"), renderer.render(target))
 
 
+# Three notes, with or without a GM System On (F0 7E 7F 09 01 F7) before them; FluidSynth answers that
+# system exclusive message by resetting every channel, FluidSynth's default interpolation included.
+GM_RESET = "00F0057E7F0901F7"
+NOTES = "00903C64" "83608043" "00" "90437F" "8360803C40" "00804340" "00FF2F00"
+
+
+@pytest.mark.parametrize("method", ["none", "linear", "7th"])
+def test_interpolation_is_the_params_even_after_a_gm_reset(method):
+    fourth = MidiRenderer(params(interpolation="4th")).render(smf(NOTES))
+    chosen = MidiRenderer(params(interpolation=method))
+    plain = chosen.render(smf(NOTES))
+    assert plain.shape == fourth.shape
+    apart = np.abs(plain - fourth).max()
+    assert apart > 1e-4
+    # A reset before the first note changes little else on a fresh synth (float rounding, 1e-8): were the
+    # interpolation FluidSynth's default again after it, the audio would be the 4th-order render.
+    reset = chosen.render(smf(GM_RESET + NOTES))
+    assert np.abs(reset - plain).max() < apart / 1000
+
+
 def test_each_soundfont_renders_once(tmp_path, monkeypatch, second_soundfont):
     fonts = [str(SOUNDFONT), str(second_soundfont)]
     several = MidiRenderer(params(soundfonts=fonts, reverb=False))
