@@ -1,18 +1,20 @@
 """Render the same long MIDI files with the render stage's code and with the `fluidsynth` command line, at equal settings.
 
 All render with FluidR3_GM, gain 0.5, reverb and chorus off, the instruments
-each file names (``render.program: null``), two sample rates each:
+each file names (``render.program: null``), in two settings each:
 
 * ``cli-22k``: ``fluidsynth -ni -q -R 0 -C 0 -g 0.5 -r 22050 -F out.wav SF2 file.mid``,
   one process per file (each loads the SoundFont), ``--jobs`` at a time: the
-  usual way to render for a model that then resamples to 16000 Hz;
+  usual way to render for a model that then resamples to 16000 Hz, with
+  FluidSynth's default 4th-order interpolation;
 * ``stage-22k``: :func:`musicid.render.render_one` through
   :func:`musicid.parallel.ordered_map` with ``--jobs`` workers (one SoundFont
   load per worker, the stage's checks, trimming and WAV writing included), at
-  22050 Hz;
-* ``cli-16k`` and ``stage-16k``: the same two at 16000 Hz, the clip stage's
-  rate (``clip.sample_rate``) and the render stage's default
-  (``render.sample_rate``), which leaves the clip stage no resampling.
+  22050 Hz with ``render.interpolation: 4th``: the same settings as ``cli-22k``;
+* ``cli-16k`` and ``stage-16k``: the same two at the stage's defaults, 16000
+  Hz (``render.sample_rate`` = ``clip.sample_rate``: nothing to resample) and
+  linear interpolation (``render.interpolation: linear``; the command line is
+  given it as the shell command ``interp 1`` with ``-f``).
 
 The 16 files are string-quartet movements of Haydn, Mozart and Beethoven
 and piano pieces from the music21 corpus, 69 minutes in all (25 s to 11
@@ -20,10 +22,10 @@ minutes each, 12 over 100 s), exported once and kept under ``--out``/midi.
 The methods run interleaved, round after round (cli-22k, stage-22k, cli-16k,
 stage-16k, cli-22k, ...), so a load that comes and goes on the machine
 touches all of them alike; each round gives the ratios of the stage to the
-command line at the same rate (equal settings), and of the stage at its
-default rate to the command line at 22050 Hz, of which the minimum, median
-and maximum over rounds are printed.  Throughput is seconds of audio written
-per second of wall time ("x real time"), and per second of CPU time of this
+command line at the same settings, and of the stage at its defaults to the
+command line as usually run (``cli-22k``), of which the minimum, median and
+maximum over rounds are printed.  Throughput is seconds of audio written per
+second of wall time ("x real time"), and per second of CPU time of this
 process and its children (the command line's processes, the stage's
 workers): on a machine shared with other work the CPU figure moves much less
 from round to round than the wall-clock one.
@@ -55,6 +57,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SAMPLE_RATE = 22050  # the command line's usual rate, before a resampling to the model's
 CLIP_RATE = 16000  # params.yaml clip.sample_rate and render.sample_rate
+DEFAULT_INTERPOLATION = "linear"  # params.yaml render.interpolation
+# render.interpolation -> the fluidsynth shell's `interp` command (FluidSynth's fluid_interp numbers).
+CLI_INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
 GAIN = 0.5
 CONVERT_TIMEOUT_S = 600  # music21 takes minutes over some quartet movements; done once, then cached
 # Corpus scores (label, path in the music21 corpus): 12 string-quartet movements, 4 piano pieces.  Only
@@ -98,15 +103,16 @@ def audio_seconds(paths: list[Path]) -> float:
     return sum(soundfile.info(str(path)).duration for path in paths)
 
 
-def stage_params(sample_rate: int) -> RenderParams:
+def stage_params(sample_rate: int, interpolation: str) -> RenderParams:
     """The project's render params with the settings the command line is given."""
     project = yaml.safe_load((PROJECT / "params.yaml").read_text())["render"]
     return parse_section({**project, "soundfonts": [SOUNDFONT], "sample_rate": sample_rate, "gain": GAIN,
-                          "reverb": False, "chorus": False, "program": None, "timeout_s": 600}, "render")
+                          "reverb": False, "chorus": False, "program": None, "timeout_s": 600,
+                          "interpolation": interpolation}, "render")
 
 
-def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_RATE) -> list[Path]:
-    render = stage_params(sample_rate)
+def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int, interpolation: str) -> list[Path]:
+    render = stage_params(sample_rate, interpolation)
     # As the stage: each source's bytes go to a worker, its WAV bytes come back and are written here.
     tasks = (RenderTask(source=f"{p.parent.name}/{p.name}", label=p.parent.name, data=p.read_bytes(),
                         output_names=(f"{p.parent.name}/{p.stem}.wav",), render=render) for p in midi)
@@ -118,32 +124,33 @@ def run_stage(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_
     return [out / name for record in records for name in record["outputs"]]
 
 
-def _cli_one(arguments: tuple[Path, Path, int]) -> Path:
-    midi, wav, sample_rate = arguments
+def _cli_one(arguments: tuple[Path, Path, int, Path]) -> Path:
+    midi, wav, sample_rate, commands = arguments
     wav.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", str(GAIN), "-r", str(sample_rate),
-                    "-F", str(wav), SOUNDFONT, str(midi)], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                    "-f", str(commands), "-F", str(wav), SOUNDFONT, str(midi)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wav
 
 
-def run_command_line(midi: list[Path], out: Path, jobs: int, sample_rate: int = SAMPLE_RATE) -> list[Path]:
+def run_command_line(midi: list[Path], out: Path, jobs: int, sample_rate: int, interpolation: str) -> list[Path]:
+    commands = out / "interp.txt"  # the fluidsynth shell command that sets every channel's interpolation
+    commands.parent.mkdir(parents=True, exist_ok=True)
+    commands.write_text(f"interp {CLI_INTERPOLATION[interpolation]}\n")
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the processes
-        return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav", sample_rate) for p in midi]))
+        return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav", sample_rate, commands)
+                                        for p in midi]))
 
 
-METHODS = {
-    "cli-22k": run_command_line,
-    "stage-22k": run_stage,
-    "cli-16k": lambda midi, out, jobs: run_command_line(midi, out, jobs, CLIP_RATE),
-    "stage-16k": lambda midi, out, jobs: run_stage(midi, out, jobs, CLIP_RATE),
-}
+SETTINGS = {"22k": (SAMPLE_RATE, "4th"), "16k": (CLIP_RATE, DEFAULT_INTERPOLATION)}
+METHODS = {f"{kind}-{name}": (run, *settings) for name, settings in SETTINGS.items()
+           for kind, run in (("cli", run_command_line), ("stage", run_stage))}
 # (ours, the command line's) pairs whose per-round ratios are printed, with what each compares.
 RATIOS = (
-    ("stage-22k", "cli-22k", f"equal settings at {SAMPLE_RATE} Hz, ratio stage-22k/cli-22k"),
-    ("stage-16k", "cli-16k", f"equal settings at {CLIP_RATE} Hz, ratio stage-16k/cli-16k"),
-    ("stage-16k", "cli-22k", f"the stage at its default {CLIP_RATE} Hz against the command line at "
-                             f"{SAMPLE_RATE} Hz, ratio stage-16k/cli-22k"),
+    ("stage-22k", "cli-22k", f"equal settings ({SAMPLE_RATE} Hz, 4th-order), ratio stage-22k/cli-22k"),
+    ("stage-16k", "cli-16k", f"equal settings ({CLIP_RATE} Hz, {DEFAULT_INTERPOLATION}), ratio stage-16k/cli-16k"),
+    ("stage-16k", "cli-22k", f"the stage at its defaults ({CLIP_RATE} Hz, {DEFAULT_INTERPOLATION}) against the "
+                             f"command line as usually run ({SAMPLE_RATE} Hz, 4th-order), ratio stage-16k/cli-22k"),
 )
 
 
@@ -173,10 +180,12 @@ def main() -> int:
     jobs = resolve_jobs(args.jobs)
     midi = midi_set(args.out / "midi", jobs)
     print(f"{len(midi)} MIDI files from the music21 corpus, {jobs} at a time, {Path(SOUNDFONT).name}, "
-          f"gain {GAIN}, reverb and chorus off; -22k at {SAMPLE_RATE} Hz, -16k at {CLIP_RATE} Hz",
+          f"gain {GAIN}, reverb and chorus off; -22k at {SAMPLE_RATE} Hz with 4th-order interpolation, "
+          f"-16k at {CLIP_RATE} Hz with {DEFAULT_INTERPOLATION}",
           flush=True)
     project = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    print(f"params.yaml renders at {project['render']['sample_rate']} Hz and clips at "
+    print(f"params.yaml renders at {project['render']['sample_rate']} Hz with "
+          f"{project['render']['interpolation']} interpolation and clips at "
           f"{project['clip']['sample_rate']} Hz", flush=True)
     throughput: dict[str, list[float]] = {name: [] for name in args.methods}
     per_cpu: dict[str, list[float]] = {name: [] for name in args.methods}
@@ -186,7 +195,8 @@ def main() -> int:
             out = args.out / "wav" / name
             shutil.rmtree(out, ignore_errors=True)
             started, started_cpu = time.perf_counter(), cpu_seconds()
-            outputs = METHODS[name](midi, out, jobs)
+            run, sample_rate, interpolation = METHODS[name]
+            outputs = run(midi, out, jobs, sample_rate, interpolation)
             elapsed, cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
             seconds = audio_seconds(outputs)
             throughput[name].append(seconds / elapsed)
