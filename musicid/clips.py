@@ -408,7 +408,7 @@ def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]
 
 
 def crashed_track(task: ClipTask) -> None:
-    """The result of a track that killed worker after worker (on a cluster): None, dropped as ``worker_crash``."""
+    """The result of a track that killed worker after worker (local or Dask): None, dropped as ``worker_crash``."""
     return None
 
 

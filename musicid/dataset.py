@@ -189,7 +189,7 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[Corp
 
 
 def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
-    """The result of a score that killed worker after worker (on a Dask cluster): skipped, ``worker_crash``."""
+    """The result of a score that killed worker after worker (local or Dask): skipped, ``worker_crash``."""
     return piece, None, "worker_crash: the worker processes converting this score died, one after another"
 
 

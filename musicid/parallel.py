@@ -8,9 +8,12 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Sized
 
 PARENT_CHECK_SECONDS = 0.5
+# Times an item whose worker died is run again alone in a fresh pool before it counts as a crash.
+LOCAL_TRIES = 2
 SCHEDULER_ENV = "MUSICID_SCHEDULER"  # a Dask scheduler's address, for `dvc repro` without editing dvc.yaml
 
 
@@ -82,7 +85,10 @@ def ordered_map(
     pool of ``jobs`` processes started with ``spawn`` (safe with threads in
     the parent, e.g. PyTorch or FluidSynth) runs it; ``initializer`` runs once
     per worker, for expensive per-worker set-up such as loading a SoundFont.
-    Workers end by themselves when this process dies.
+    Workers end by themselves when this process dies.  A worker that dies
+    costs a retry, and an item that kills worker after worker gives
+    ``on_crash(item)``, as on a cluster (see :func:`_pool_map`); in this
+    process (one job) nothing can survive a crash.
     ``items`` may be a generator, which is advanced only as work is sent out.
     At most ``2 * jobs`` items are in flight, so results waiting to be consumed
     cannot pile up in memory however many items there are.
@@ -101,15 +107,71 @@ def ordered_map(
         for item in items:
             yield function(item)
         return
+    yield from _pool_map(function, items, jobs, initializer, tuple(initargs), on_crash)
+
+
+def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
+              initializer: Callable[..., None] | None, initargs: tuple,
+              on_crash: Callable[[Any], Any] | None) -> Iterator[Any]:
+    """:func:`ordered_map` on a local process pool that survives a worker's death.
+
+    A worker that dies (FluidSynth can crash a process) breaks the whole pool:
+    every item in flight fails with it, and nothing says which one killed it.
+    So the pool is started again, and the oldest item in flight, whose result
+    is due, runs alone in it; once it is settled, the other items that were
+    lost run again as usual.  An item that kills its worker when it runs alone,
+    :data:`LOCAL_TRIES` times, gives ``on_crash(item)`` (the stages reject
+    it as ``worker_crash`` and go on); with ``on_crash`` None it raises
+    :class:`musicid.stage.StageError`.  An innocent item is never charged:
+    it only counts when nothing else ran beside it.
+    """
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_start_worker,
-        initargs=(os.getpid(), initializer, tuple(initargs)),
-    ) as pool:
-        pending: collections.deque = collections.deque()
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                                   initargs=(os.getpid(), initializer, initargs))
+
+    pool = new_pool()
+    pending: collections.deque = collections.deque()  # (item, future), oldest first
+
+    def restart() -> None:
+        nonlocal pool
+        pool.shutdown(wait=True, cancel_futures=True)
+        pool = new_pool()
+
+    def alone(item: Any) -> Any:
+        """``function(item)`` run with nothing beside it, in a fresh pool each time it kills its worker."""
+        for _ in range(LOCAL_TRIES):
+            restart()
+            try:
+                return pool.submit(function, item).result()
+            except BrokenProcessPool:
+                continue
+        restart()
+        if on_crash is None:
+            from musicid.stage import StageError
+
+            raise StageError("an item killed one worker process after another")
+        return on_crash(item)
+
+    def settle(item: Any, future) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            pass
+        value = alone(item)
+        # The others lost with the pool run again; those that had finished keep their results.
+        for index, (other, lost) in enumerate(pending):
+            if lost.cancelled() or isinstance(lost.exception(), BrokenProcessPool):
+                pending[index] = (other, pool.submit(function, other))
+        return value
+
+    try:
         for item in items:
-            pending.append(pool.submit(function, item))
+            pending.append((item, pool.submit(function, item)))
             if len(pending) >= 2 * jobs:
-                yield pending.popleft().result()
+                yield settle(*pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield settle(*pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -368,7 +368,7 @@ def render_one(task: RenderTask) -> Rendered:
 
 
 def crashed(task: RenderTask) -> Rendered:
-    """The result of a source that killed worker after worker (on a cluster): rejected, ``worker_crash``."""
+    """The result of a source that killed worker after worker (local or Dask): rejected, ``worker_crash``."""
     record = {"source": task.source, "label": task.label, "status": "rejected", "reason": "worker_crash",
               "detail": "the worker processes rendering this file died, one after another", "duration_s": None,
               "outputs": []}

@@ -95,8 +95,8 @@ def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def block_crashed(block: FeatureBlock) -> None:
     """A block of clips killed worker after worker: the table has one row per clip, none may be left out."""
     raise StageError(f"the clips in rows {block.start} to {block.start + len(block.clips) - 1} of the clips table "
-                     "killed one Dask worker after another (worker_crash); the feature table keeps every clip, so "
-                     "the stage stops: run it without --scheduler to see the error")
+                     "killed one worker process after another (worker_crash); the feature table keeps every clip, "
+                     "so the stage stops: run it with --jobs 1 (in one process) to see the error")
 
 
 def feature_batches(audio, ranges: list[tuple[int, int]], params, sample_rate: int, threads: int,

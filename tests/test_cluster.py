@@ -138,6 +138,44 @@ def test_a_file_that_kills_every_worker_is_rejected_and_the_run_goes_on(tmp_path
     assert "rejected (no_notes 1, worker_crash 1)" in capsys.readouterr().out
 
 
+@pytest.fixture
+def faulty_local_workers(tmp_path_factory, monkeypatch):
+    """The local pool's worker processes die on the marked files as the faulty cluster's do.
+
+    Spawned workers are fresh interpreters: a ``sitecustomize`` on their
+    PYTHONPATH puts the same hooks (tests/cluster_faults.py) into each.
+    """
+    hooks = tmp_path_factory.mktemp("local-faults")
+    (hooks / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
+        "from tests import cluster_faults\ncluster_faults.dask_setup(None)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(cluster_faults.MARKER_ENV, str(tmp_path_factory.mktemp("crashed-once-locally")))
+
+
+def test_on_the_local_pool_a_dead_worker_costs_a_retry_and_a_poison_file_is_rejected(
+        tmp_path, raw, faulty_local_workers, capsys):
+    marked_midi(raw / "a" / "poison.mid", cluster_faults.POISON)
+    unlucky = marked_midi(raw / "a" / "unlucky.mid", cluster_faults.CRASH_ONCE, pitch=65)
+    write_manifest(raw)
+    assert render(tmp_path, raw, "audio", "--jobs", "2") == 0
+    assert cluster_faults.crash_marker(unlucky.read_bytes()).exists()  # a worker did die on it
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    status = {r["source"]: (r["status"], r["reason"]) for r in report["files"]}
+    assert status == {"a/one.mid": ("rendered", None), "a/poison.mid": ("rejected", "worker_crash"),
+                      "a/two.mid": ("rendered", None), "a/unlucky.mid": ("rendered", None),
+                      "b/empty.mid": ("rejected", "no_notes"), "b/three.mid": ("rendered", None),
+                      "b/tone.wav": ("rendered", None)}
+    assert "rejected (no_notes 1, worker_crash 1)" in capsys.readouterr().out
+    # The good files are the bytes of a run without the two marked files.
+    (raw / "a" / "poison.mid").unlink()
+    unlucky.unlink()
+    write_manifest(raw)
+    assert render(tmp_path, raw, "clean", "--jobs", "2") == 0
+    crashed, clean = files_of(tmp_path / "audio"), files_of(tmp_path / "clean")
+    assert [name for name in clean if name != "report.json" and crashed[name] != clean[name]] == []
+
+
 def test_a_worker_lost_in_the_middle_of_a_file_costs_a_retry(tmp_path, raw, faulty_cluster, capsys):
     unlucky = marked_midi(raw / "a" / "unlucky.mid", cluster_faults.CRASH_ONCE)
     write_manifest(raw)

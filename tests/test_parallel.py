@@ -71,3 +71,49 @@ def test_workers_exit_when_the_stage_is_killed(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _crash_on_poison(item: str) -> str:
+    """A worker: dies (as FluidSynth can) on "poison", every time; "once" dies the first time only."""
+    if item == "poison":
+        time.sleep(0.2)  # in the middle of the work, while the other worker is busy too
+        os._exit(13)
+    if item.startswith("once:"):
+        marker = item.split(":", 1)[1]
+        try:
+            with open(marker, "x"):
+                pass
+        except FileExistsError:
+            return item.upper()
+        time.sleep(0.2)
+        os._exit(13)
+    time.sleep(0.05)
+    return item.upper()
+
+
+def test_a_dead_worker_costs_a_retry_and_a_poison_item_gives_on_crash(tmp_path):
+    items = ["a", "b", f"once:{tmp_path / 'marker'}", "c", "poison", "d", "e", "f"]
+    results = list(ordered_map(_crash_on_poison, items, jobs=2, on_crash=lambda item: f"crashed {item}"))
+    assert results == ["A", "B", f"ONCE:{str(tmp_path / 'marker').upper()}", "C", "crashed poison", "D", "E", "F"]
+
+
+def test_a_poison_item_without_on_crash_stops_with_a_stage_error():
+    import pytest
+
+    from musicid.stage import StageError
+
+    with pytest.raises(StageError, match="killed one worker process after another"):
+        list(ordered_map(_crash_on_poison, ["a", "poison", "b"], jobs=2))
+
+
+def _fail_on_b(item: str) -> str:
+    if item == "b":
+        raise ValueError("bad b")
+    return item
+
+
+def test_an_exception_in_a_worker_is_raised_as_before():
+    import pytest
+
+    with pytest.raises(ValueError, match="bad b"):
+        list(ordered_map(_fail_on_b, ["a", "b", "c"], jobs=2))
