@@ -44,7 +44,7 @@ class Prediction:
     def to_dict(self) -> dict:
         return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
                 "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
-                "clips": self.clips, "error": self.error}
+                "clips": self.clips, "symbolic": self.symbolic, "error": self.error}
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"

@@ -305,6 +305,7 @@ def test_predict_scores_files_and_reports_bad_ones(baseline, tmp_path):
         assert len(set(names)) == 2 and set(names) <= {"bach", "monteverdi", "palestrina"}
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-4
         assert entry["novelty"] >= 0 and entry["clips"] > 0
+        assert entry["symbolic"] is True  # MIDI files, and the default model reads their notes too
     text = run([sys.executable, "-m", "musicid", "predict", str(broken), str(good),
                 "--model", str(project / "models/model.pt")], project, exit_code=1)
     assert f"{broken}: cannot score (unparseable" in text

@@ -73,6 +73,7 @@ def test_json_has_the_threshold_and_flags_and_warns_on_few_tracks(inputs, capsys
     assert document["warning"].startswith("the novelty threshold rests on 4")
     (entry,) = document["files"]
     assert entry["flagged"] is False and entry["clips"] == 2 and entry["error"] is None
+    assert entry["symbolic"] is False  # an audio-only model
     assert [label["label"] for label in entry["labels"]] == sorted(
         ["bach", "palestrina"], key=lambda name: -[l["probability"] for l in entry["labels"]
                                                      if l["label"] == name][0])
@@ -84,7 +85,7 @@ def test_a_checkpoint_without_the_track_count_is_warned_about(inputs, capsys):
     out, err = capsys.readouterr()
     assert "does not record how many validation tracks" in err
     assert json.loads(out)["files"] == [{"path": str(inputs / "empty"), "labels": [], "novelty": None,
-                                         "flagged": None, "clips": 0,
+                                         "flagged": None, "clips": 0, "symbolic": False,
                                          "error": "no_files: no MIDI or audio files in this folder"}]
 
 
