@@ -224,16 +224,16 @@ class MidiRenderer:
             if time.monotonic() - started > timeout_s:
                 raise RenderError("timeout", "reading and rendering the file took longer than render.timeout_s")
 
-        if self.params.interpolation != DEFAULT_INTERPOLATION:
-            data = midi if isinstance(midi, bytes) else Path(midi).read_bytes()
-            # A GM, GS or XG reset (system exclusive) re-initialises FluidSynth's channels, interpolation
-            # included: in a file that may hold one, every event goes through a handler that sets the
-            # interpolation again after each system-exclusive event.  Other files keep FluidSynth's own
-            # handler (a Python call per event costs a few per cent of the render).
-            if SYSEX in data or 0xF7 in data:  # a stray byte of that value only takes the slower path
-                handler = self._keep_interpolation(synth.synth)
-                lib.fluid_player_set_playback_callback(player, handler, None)
         try:
+            if self.params.interpolation != DEFAULT_INTERPOLATION:
+                data = midi if isinstance(midi, bytes) else Path(midi).read_bytes()
+                # A GM, GS or XG reset (system exclusive) re-initialises FluidSynth's channels, interpolation
+                # included: in a file that may hold one, every event goes through a handler that sets the
+                # interpolation again after each system-exclusive event.  Other files keep FluidSynth's own
+                # handler (a Python call per event costs a few per cent of the render).
+                if SYSEX in data or 0xF7 in data:  # a stray byte of that value only takes the slower path
+                    handler = self._keep_interpolation(synth.synth)
+                    lib.fluid_player_set_playback_callback(player, handler, None)
             if isinstance(midi, bytes):
                 status = lib.fluid_player_add_mem(player, midi, len(midi))
             else:
