@@ -107,7 +107,8 @@ CONFIGS = {
     "cqt": {"features.kind": "cqt", "features.fmin": 32.703, "train.pitch_shift": 2},
     "smooth": {"train.label_smoothing": 0.1},
     "mixup": {"train.mixup": 0.2},
-    "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track
+    "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track (the default now)
+    "cap16": {"clip.max_clips_per_track": 16},  # at most 16 clips per training track (the default before)
 }
 
 
