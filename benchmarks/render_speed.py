@@ -52,14 +52,13 @@ from musicid.dataset import CorpusPiece, score_to_midi
 from musicid.parallel import ordered_map, resolve_jobs
 from musicid.params import RenderParams, parse_section
 from musicid.render import RenderTask, init_worker, render_one, write_rendered
+from musicid.synth import INTERPOLATION
 
 PROJECT = Path(__file__).resolve().parent.parent
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SAMPLE_RATE = 22050  # the command line's usual rate, before a resampling to the model's
 CLIP_RATE = 16000  # params.yaml clip.sample_rate and render.sample_rate
 DEFAULT_INTERPOLATION = "linear"  # params.yaml render.interpolation
-# render.interpolation -> the fluidsynth shell's `interp` command (FluidSynth's fluid_interp numbers).
-CLI_INTERPOLATION = {"none": 0, "linear": 1, "4th": 4, "7th": 7}
 GAIN = 0.5
 CONVERT_TIMEOUT_S = 600  # music21 takes minutes over some quartet movements; done once, then cached
 # Corpus scores (label, path in the music21 corpus): 12 string-quartet movements, 4 piano pieces.  Only
@@ -136,7 +135,8 @@ def _cli_one(arguments: tuple[Path, Path, int, Path]) -> Path:
 def run_command_line(midi: list[Path], out: Path, jobs: int, sample_rate: int, interpolation: str) -> list[Path]:
     commands = out / "interp.txt"  # the fluidsynth shell command that sets every channel's interpolation
     commands.parent.mkdir(parents=True, exist_ok=True)
-    commands.write_text(f"interp {CLI_INTERPOLATION[interpolation]}\n")
+    # The fluidsynth shell's `interp` takes FluidSynth's fluid_interp numbers, as the stage's synth does.
+    commands.write_text(f"interp {INTERPOLATION[interpolation]}\n")
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # threads only wait on the processes
         return list(pool.map(_cli_one, [(p, out / p.parent.name / f"{p.stem}.wav", sample_rate, commands)
                                         for p in midi]))
