@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from musicid.deadline import wall_clock_limit
+from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
 from musicid.io import safe_name, sha256_file
 
@@ -157,6 +157,14 @@ class ConversionTimeout(Exception):
     """A score took longer to convert than ``dataset.timeout_s``."""
 
 
+def _convert(piece: CorpusPiece, converter) -> bytes:
+    score = converter.parse(corpus_root() / piece.relative_path)
+    with tempfile.TemporaryDirectory() as scratch:
+        midi_path = Path(scratch) / "score.mid"
+        score.write("midi", fp=midi_path)
+        return midi_path.read_bytes()
+
+
 def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[CorpusPiece, bytes | None, str | None]:
     """Convert one corpus score to Standard MIDI File bytes.
 
@@ -170,12 +178,7 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[Corp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with wall_clock_limit(time.monotonic() + timeout_s, ConversionTimeout):
-                score = converter.parse(corpus_root() / piece.relative_path)
-                with tempfile.TemporaryDirectory() as scratch:
-                    midi_path = Path(scratch) / "score.mid"
-                    score.write("midi", fp=midi_path)
-                    data = midi_path.read_bytes()
+            data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter)
         except ConversionTimeout:
             return piece, None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser

@@ -11,7 +11,6 @@ the middle of a C library's clean-up (FluidSynth's) could corrupt its state.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import os
@@ -19,21 +18,42 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, TypeVar
 
-# After the first alarm, further ones every this many seconds (see wall_clock_limit).
+T = TypeVar("T")
+
+# After the first alarm, further ones every this many seconds (see _signal_limit).
 ALARM_REPEAT_S = 0.05
 
 
 class _Expired(BaseException):
     """Raised inside a block at its deadline (by SIGALRM or the watchdog); a BaseException, so that
-    ``except Exception`` in a parser cannot swallow it.  Never leaves :func:`wall_clock_limit`."""
+    ``except Exception`` in a parser cannot swallow it.  Never leaves :func:`call_with_limit`."""
 
 
-def _raise_in_thread(ident: int, exception: type[BaseException] | None) -> None:
-    """Make thread ``ident`` raise ``exception`` at its next bytecode; None withdraws one not yet raised."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
-                                               ctypes.py_object(exception) if exception else None)
+class _Withdrawn(BaseException):
+    """Put in place of an :class:`_Expired` not yet raised, in the thread itself, and caught at once."""
+
+
+def _raise_in_thread(ident: int, exception: type[BaseException]) -> None:
+    """Make thread ``ident`` raise ``exception`` at its next check for one (in place of one set and not yet raised)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
+
+
+def _withdraw_own() -> None:
+    """Withdraw an asynchronous exception set for the calling thread and not yet raised.
+
+    Not with ``PyThreadState_SetAsyncExc(ident, NULL)``: in CPython 3.11 that
+    leaves the eval loop's "pending" flag set with nothing to raise, and the
+    next traced function call (a debugger, coverage) then spins for ever.  An
+    exception put in its place and raised at once clears the flag.
+    """
+    try:
+        _raise_in_thread(threading.get_ident(), _Withdrawn)
+        while True:  # raised at the first check, at the latest this loop's jump back
+            pass
+    except _Withdrawn:
+        pass
 
 
 class _Watchdog:
@@ -41,7 +61,10 @@ class _Watchdog:
 
     Arming and disarming take its lock, and it raises only under that lock, so
     once :meth:`disarm` returns no exception of that limit can reach the
-    thread: any it had set and not yet raised is withdrawn there.
+    thread: any it had set and not yet raised is withdrawn there.  They take
+    the bare lock, whose ``with`` enters and leaves in C: the exception can
+    reach the thread as it takes the lock, and out of the Python ``__enter__``
+    of a ``threading.Condition`` it left the lock held and the watchdog stuck.
     """
 
     def __init__(self) -> None:
@@ -49,12 +72,13 @@ class _Watchdog:
         os.register_at_fork(after_in_child=self._reset)  # a forked child has the state but not the thread
 
     def _reset(self) -> None:
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)  # waited on by the watchdog thread only
         self._armed: dict[object, tuple[int, float]] = {}  # token -> (thread ident, deadline)
         self._thread: threading.Thread | None = None
 
     def arm(self, token: object, ident: int, deadline: float) -> None:
-        with self._condition:
+        with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._watch, name="wall-clock-limit", daemon=True)
                 self._thread.start()
@@ -62,11 +86,12 @@ class _Watchdog:
             self._condition.notify()
 
     def disarm(self, token: object, ident: int) -> None:
-        """End limit ``token`` of thread ``ident``; safe to repeat (an :class:`_Expired` can cut it short)."""
-        with self._condition:
+        """End limit ``token`` of thread ``ident``, from that thread; safe to repeat (an :class:`_Expired` can
+        cut it short)."""
+        with self._lock:
             self._armed.pop(token, None)
             if all(other != ident for other, _ in self._armed.values()):
-                _raise_in_thread(ident, None)
+                _withdraw_own()
 
     def _watch(self) -> None:
         with self._condition:
@@ -75,7 +100,7 @@ class _Watchdog:
                 for ident, deadline in self._armed.values():
                     if now >= deadline:
                         _raise_in_thread(ident, _Expired)
-                        deadline = now + ALARM_REPEAT_S  # repeated, for the reason given in wall_clock_limit
+                        deadline = now + ALARM_REPEAT_S  # repeated, for the reason given in _signal_limit
                     wake = min(wake, deadline)
                 self._condition.wait(None if wake == math.inf else wake - now)
 
@@ -83,47 +108,62 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-@contextlib.contextmanager
-def _limited(arm: Callable[[], None], disarm: Callable[[], None],
-             timed_out: Callable[[], Exception]) -> Iterator[None]:
-    """Run the block between ``arm()`` and ``disarm()``; :class:`_Expired` inside it ends as ``timed_out()``.
+def _run_limited(arm: Callable[[], None], disarm: Callable[[], None], timed_out: Callable[[], Exception],
+                 function: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    """Call ``function(*args, **kwargs)`` between ``arm()`` and ``disarm()``; :class:`_Expired` ends as ``timed_out()``.
+
+    A function call, not a ``with`` block, for a reason: Python delivers an
+    asynchronous exception or runs a signal handler at the next check of its
+    eval loop, which can fall just after the work returns.  At the end of a
+    ``with`` block that check can land in the ``__exit__`` frame before it
+    has disarmed anything (a context manager's ``__exit__`` is Python code, with
+    a check on entry), and the exception escaped the block.  Here the work
+    returns into a ``try`` of this frame, and the only checks between it and a
+    completed ``disarm()`` are inside the ``try`` around the disarm.
 
     ``disarm`` must make sure no further ``_Expired`` reaches the thread; it
     is repeated until it completes, since one can still arrive while it runs.
     """
-    expired, armed = False, True
+    expired, failure, result = False, None, None
     try:
         arm()
-        yield
+        result = function(*args, **kwargs)
     except _Expired:
         expired = True
-    finally:
-        while armed:
-            try:
-                disarm()
-                armed = False
-            except _Expired:  # raised after the deadline and before the disarm: the block is over anyway
-                expired = True
+    except BaseException as error:  # re-raised below, once the limit is off
+        failure = error
+    while True:
+        try:
+            disarm()
+            break
+        except _Expired:  # raised after the deadline and before the disarm: the work is over anyway
+            expired = True
     if expired:
         raise timed_out() from None
+    if failure is not None:
+        try:
+            raise failure
+        finally:
+            failure = None  # no reference cycle through this frame
+    return result
 
 
-def _thread_limit(deadline: float, timed_out: Callable[[], Exception]) -> contextlib.AbstractContextManager[None]:
-    """A thread's limit: the process's watchdog raises :class:`_Expired` in it past ``deadline``."""
+def _thread_limit(deadline: float) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A thread's limit, as (arm, disarm): the process's watchdog raises :class:`_Expired` in it past ``deadline``."""
     token, ident = object(), threading.get_ident()
-    return _limited(lambda: _watchdog.arm(token, ident, deadline), lambda: _watchdog.disarm(token, ident), timed_out)
+    return lambda: _watchdog.arm(token, ident, deadline), lambda: _watchdog.disarm(token, ident)
 
 
-def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> contextlib.AbstractContextManager[None]:
-    """The main thread's limit: SIGALRM, whose handler raises :class:`_Expired` while the block runs.
+def _signal_limit(remaining: float) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The main thread's limit, as (arm, disarm): SIGALRM, whose handler raises :class:`_Expired` while the block runs.
 
     The alarm repeats: an exception raised by a signal handler while Python
     runs a weakref callback or a ``__del__`` (garbage collection can run them
     anywhere) is dropped, and the work would go on; the next alarm stops it.
     Such a dropped ``_Expired`` is kept from ``sys.unraisablehook`` (it is
-    expected, not a bug to report).  The handler raises nothing once the block
+    expected, not a bug to report).  The handler raises nothing once the limit
     is closing, and closing is repeated until it is done, so no alarm can
-    outlive the block: one that fired in the middle of the clean-up used to
+    outlive the work: one that fired in the middle of the clean-up used to
     leave the timer running and the handler installed.
     """
     active = [True]
@@ -150,24 +190,23 @@ def _signal_limit(remaining: float, timed_out: Callable[[], Exception]) -> conte
             signal.signal(signal.SIGALRM, previous[0])
         sys.unraisablehook = previous_hook
 
-    return _limited(arm, disarm, timed_out)
+    return arm, disarm
 
 
-@contextlib.contextmanager
-def wall_clock_limit(deadline: float, timed_out: Callable[[], Exception]) -> Iterator[None]:
-    """Raise ``timed_out()`` when the block ends, once ``time.monotonic()`` passes ``deadline`` inside it.
+def call_with_limit(deadline: float, timed_out: Callable[[], Exception],
+                    function: Callable[..., T], /, *args, **kwargs) -> T:
+    """Return ``function(*args, **kwargs)``, or raise ``timed_out()`` once ``time.monotonic()`` passes ``deadline``.
 
-    Inside the block the limit raises an internal BaseException, which the
+    Inside the call the limit raises an internal BaseException, which the
     ``except Exception`` of a parser cannot swallow; it becomes ``timed_out()``
-    where the block ends, after the alarm or watchdog is disarmed.
+    once the alarm or watchdog is disarmed.  Nothing of the limit is left
+    after this returns or raises.  Other exceptions of ``function`` pass through.
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise timed_out()
     if not math.isfinite(remaining):
-        yield
-        return
-    limit = _thread_limit(deadline, timed_out) if threading.current_thread() is not threading.main_thread() \
-        else _signal_limit(remaining, timed_out)
-    with limit:
-        yield
+        return function(*args, **kwargs)
+    arm, disarm = _thread_limit(deadline) if threading.current_thread() is not threading.main_thread() \
+        else _signal_limit(remaining)
+    return _run_limited(arm, disarm, timed_out, function, args, kwargs)

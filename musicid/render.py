@@ -28,7 +28,6 @@ nothing of it is written; the plain renders never depend on the copies.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import tempfile
@@ -36,6 +35,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -43,12 +43,14 @@ from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
 from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
-from musicid.deadline import wall_clock_limit
+from musicid.deadline import call_with_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name, write_bytes_atomic
 from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
+
+T = TypeVar("T")
 
 __all__ = ["FluidSynthUnavailable", "RenderTask", "Rendered", "assign_outputs", "crashed", "finish_render",
            "init_worker", "load_source", "output_names", "render_one", "write_rendered"]
@@ -163,17 +165,17 @@ def output_names(label: str, track_id: str, soundfonts: list[str], is_midi: bool
     return tuple(f"{label}/{track_id}__{suffix}.wav" for suffix in soundfont_suffixes(soundfonts))
 
 
-def time_limit(deadline: float) -> contextlib.AbstractContextManager[None]:
-    """Raise :class:`RenderError` ``timeout`` inside the block once ``time.monotonic()`` passes ``deadline``.
+def with_time_limit(deadline: float, function: Callable[..., T], /, *args, **kwargs) -> T:
+    """``function(*args, **kwargs)``, or :class:`RenderError` ``timeout`` once ``time.monotonic()`` passes ``deadline``.
 
     Parsing a MIDI file runs in mido's pure-Python loops; see
-    :func:`musicid.deadline.wall_clock_limit` for how they are interrupted.
+    :func:`musicid.deadline.call_with_limit` for how they are interrupted.
     Only Python code runs under this limit (never FluidSynth).
     """
     if deadline - time.monotonic() <= 0:
         raise RenderError("timeout", "no time left for this file")
-    return wall_clock_limit(deadline, lambda: RenderError(
-        "timeout", "reading the file took longer than render.timeout_s"))
+    return call_with_limit(deadline, lambda: RenderError(
+        "timeout", "reading the file took longer than render.timeout_s"), function, *args, **kwargs)
 
 
 def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_db: float) -> np.ndarray:
@@ -211,8 +213,7 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
     that mido reads, the file is written again through mido and rendered once
     more; if that validates, the source counts as recovered.
     """
-    with time_limit(deadline):
-        source = read_midi(path, program=render.program)
+    source = with_time_limit(deadline, read_midi, path, program=render.program)
     expected = source.end_seconds
     if expected > render.max_seconds:
         raise RenderError("too_long", f"the notes last {expected:.0f} s (render.max_seconds "
@@ -235,8 +236,7 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
                     raise
                 first = error
             try:
-                with time_limit(deadline):
-                    data = reserialize_midi(source.data)
+                data = with_time_limit(deadline, reserialize_midi, source.data)
             except RenderError as error:
                 if error.reason == "timeout":
                     raise
@@ -270,12 +270,15 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
     augmentation = draw_augmentation(render.augment, render.soundfonts, source, copy)
     with tempfile.TemporaryDirectory(prefix="musicid-augment-") as scratch:
         transformed = Path(scratch) / "augmented.mid"
-        with time_limit(deadline):
+
+        def transform() -> float:
             # The source as its plain render reads it (repairs, render.program), then transformed.
             midi = mido.MidiFile(file=io.BytesIO(read_midi(path, program=render.program).data), clip=True)
             apply_augmentation(midi, augmentation)
             midi.save(str(transformed))
-            expected = midi_end_time(transformed)
+            return midi_end_time(transformed)
+
+        expected = with_time_limit(deadline, transform)
         if expected > render.max_seconds:
             raise RenderError("too_long", f"the notes last {expected:.0f} s at tempo x{augmentation.tempo:g} "
                                           f"(render.max_seconds {render.max_seconds:g})")

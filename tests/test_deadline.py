@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dis
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from musicid.deadline import wall_clock_limit
+from musicid import deadline
+from musicid.deadline import _Expired, call_with_limit
 
 
 class TookTooLong(Exception):
@@ -28,8 +32,7 @@ def busy_python(seconds: float) -> int:
 def limited(seconds_of_work: float, limit_s: float) -> tuple[str, float]:
     started = time.monotonic()
     try:
-        with wall_clock_limit(started + limit_s, lambda: TookTooLong("late")):
-            busy_python(seconds_of_work)
+        call_with_limit(started + limit_s, lambda: TookTooLong("late"), busy_python, seconds_of_work)
     except TookTooLong:
         return "timed out", time.monotonic() - started
     return "finished", time.monotonic() - started
@@ -69,8 +72,7 @@ def test_deadlines_at_the_edge_of_the_block_never_leak_out_of_it():
         for attempt in range(3000):
             started = time.monotonic()
             try:
-                with wall_clock_limit(started + 0.0005 * (attempt % 5), lambda: TookTooLong("late")):
-                    busy_python(0.001)
+                call_with_limit(started + 0.0005 * (attempt % 5), lambda: TookTooLong("late"), busy_python, 0.001)
                 outcomes["finished"] += 1
             except TookTooLong:
                 outcomes["timed out"] += 1
@@ -81,6 +83,80 @@ def test_deadlines_at_the_edge_of_the_block_never_leak_out_of_it():
     outcomes = in_thread(run)
     assert sum(outcomes.values()) == 3000 and outcomes["timed out"] > 0 and outcomes["finished"] > 0
     assert threading.active_count() <= before + 1  # the watchdog, not a thread per block
+
+
+CALLS = ("CALL", "CALL_FUNCTION_EX")
+
+
+def _checks_of(code) -> set[int]:
+    """Offsets of ``code``'s instructions before which CPython looks for a pending signal or asynchronous
+    exception: those right after a call returns, and backward jumps (function entry is the 'call' event)."""
+    checks, previous = set(), None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "JUMP_BACKWARD" or (previous is not None and previous.opname in CALLS):
+            checks.add(instruction.offset)
+        previous = instruction
+    return checks
+
+
+def deliver_after_the_work_returns(k: int) -> tuple[bool, str]:
+    """Run a limited call that finishes in time, with an expiry delivered at the ``k``-th point after the
+    work returns where CPython could deliver one, up to the limit's disarm; returns (delivered, outcome)."""
+    def work() -> int:
+        return sum(range(10))
+
+    points, delivered, over = [0], [False], [False]
+    checks: dict = {}
+
+    def tracer(frame, event, arg):
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        if over[0] or delivered[0]:
+            return tracer
+        if event == "return" and code is work.__code__:
+            points[0] = 0
+            over[0] = None  # from here on, count
+        elif event == "return" and code.co_name == "disarm" and Path(code.co_filename) == Path(deadline.__file__):
+            over[0] = True  # the limit is off: nothing can be delivered any more
+        elif over[0] is None and (event == "call" or (event == "opcode" and frame.f_lasti in checks.setdefault(
+                code, _checks_of(code)))):
+            if points[0] == k:
+                delivered[0] = True
+                raise _Expired()  # raised from the tracer, it surfaces in the traced frame at this point
+            points[0] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        try:
+            call_with_limit(time.monotonic() + 30, lambda: TookTooLong("late"), work)
+            outcome = "finished"
+        except TookTooLong:
+            outcome = "timed out"
+    except _Expired:
+        outcome = "escaped"
+    finally:
+        sys.settrace(None)
+    return delivered[0], outcome
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_an_expiry_at_any_point_after_the_work_returns_never_escapes(where):
+    """The deadline can fall between the work's return and the limit's disarm.  At every point there where
+    Python could deliver it (traced opcode by opcode), the call ends as timed out, never with the internal
+    exception: with a ``with`` block, one delivered on entry to ``__exit__`` escaped."""
+    def sweep():
+        outcomes = []
+        for k in range(200):
+            delivered, outcome = deliver_after_the_work_returns(k)
+            if not delivered:
+                break
+            outcomes.append(outcome)
+        return outcomes
+
+    outcomes = sweep() if where == "main thread" else in_thread(sweep)
+    assert len(outcomes) >= 3  # the return into the limit's frame, the call of disarm and the checks in it
+    assert set(outcomes) == {"timed out"}, outcomes
 
 
 def test_an_alarm_during_the_clean_up_leaves_nothing_behind(monkeypatch):
@@ -100,7 +176,6 @@ def test_an_alarm_during_the_clean_up_leaves_nothing_behind(monkeypatch):
 
     monkeypatch.setattr(deadline.signal, "setitimer", setitimer)
     before = signal.getsignal(signal.SIGALRM)
-    with wall_clock_limit(time.monotonic() + 10, lambda: TookTooLong("late")):
-        busy_python(0.01)
+    call_with_limit(time.monotonic() + 10, lambda: TookTooLong("late"), busy_python, 0.01)
     assert fired
     assert signal.getsignal(signal.SIGALRM) is before and real_setitimer(signal.ITIMER_REAL, 0) == (0.0, 0.0)
