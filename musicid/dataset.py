@@ -157,12 +157,10 @@ class ConversionTimeout(Exception):
     """A score took longer to convert than ``dataset.timeout_s``."""
 
 
-def _convert(piece: CorpusPiece, converter) -> bytes:
+def _convert(piece: CorpusPiece, converter, midi_path: Path) -> bytes:
     score = converter.parse(corpus_root() / piece.relative_path)
-    with tempfile.TemporaryDirectory() as scratch:
-        midi_path = Path(scratch) / "score.mid"
-        score.write("midi", fp=midi_path)
-        return midi_path.read_bytes()
+    score.write("midi", fp=midi_path)
+    return midi_path.read_bytes()
 
 
 def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[CorpusPiece, bytes | None, str | None]:
@@ -178,7 +176,9 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[Corp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter)
+            with tempfile.TemporaryDirectory() as scratch:  # outside the limit: its clean-up is never cut short
+                data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter,
+                                       Path(scratch) / "score.mid")
         except ConversionTimeout:
             return piece, None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser

@@ -35,9 +35,10 @@ class _Withdrawn(BaseException):
     """Put in place of an :class:`_Expired` not yet raised, in the thread itself, and caught at once."""
 
 
-def _raise_in_thread(ident: int, exception: type[BaseException]) -> None:
-    """Make thread ``ident`` raise ``exception`` at its next check for one (in place of one set and not yet raised)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
+def _raise_in_thread(ident: int, exception: type[BaseException]) -> int:
+    """Make thread ``ident`` raise ``exception`` at its next check for one (in place of one set and not yet
+    raised); returns how many threads were found (0 or 1)."""
+    return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
 
 
 def _withdraw_own() -> None:
@@ -49,9 +50,9 @@ def _withdraw_own() -> None:
     exception put in its place and raised at once clears the flag.
     """
     try:
-        _raise_in_thread(threading.get_ident(), _Withdrawn)
-        while True:  # raised at the first check, at the latest this loop's jump back
-            pass
+        if _raise_in_thread(threading.get_ident(), _Withdrawn) == 1:
+            while True:  # raised at the first check, at the latest this loop's jump back
+                pass
     except _Withdrawn:
         pass
 
@@ -74,15 +75,16 @@ class _Watchdog:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)  # waited on by the watchdog thread only
-        self._armed: dict[object, tuple[int, float]] = {}  # token -> (thread ident, deadline)
+        # token -> (thread ident, deadline, the limit's closing flag: [True] once the work has returned)
+        self._armed: dict[object, tuple[int, float, list[bool]]] = {}
         self._thread: threading.Thread | None = None
 
-    def arm(self, token: object, ident: int, deadline: float) -> None:
+    def arm(self, token: object, ident: int, deadline: float, closing: list[bool]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._watch, name="wall-clock-limit", daemon=True)
                 self._thread.start()
-            self._armed[token] = (ident, deadline)
+            self._armed[token] = (ident, deadline, closing)
             self._condition.notify()
 
     def disarm(self, token: object, ident: int) -> None:
@@ -90,14 +92,16 @@ class _Watchdog:
         cut it short)."""
         with self._lock:
             self._armed.pop(token, None)
-            if all(other != ident for other, _ in self._armed.values()):
+            if all(other != ident for other, _, _ in self._armed.values()):
                 _withdraw_own()
 
     def _watch(self) -> None:
         with self._condition:
             while True:
                 now, wake = time.monotonic(), math.inf
-                for ident, deadline in self._armed.values():
+                for ident, deadline, closing in self._armed.values():
+                    if closing[0]:  # the work has returned: nothing more is raised in its thread
+                        continue
                     if now >= deadline:
                         _raise_in_thread(ident, _Expired)
                         deadline = now + ALARM_REPEAT_S  # repeated, for the reason given in _signal_limit
@@ -108,8 +112,8 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-def _run_limited(arm: Callable[[], None], disarm: Callable[[], None], timed_out: Callable[[], Exception],
-                 function: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _run_limited(arm: Callable[[], None], disarm: Callable[[], None], closing: list[bool],
+                 timed_out: Callable[[], Exception], function: Callable[..., T], args: tuple, kwargs: dict) -> T:
     """Call ``function(*args, **kwargs)`` between ``arm()`` and ``disarm()``; :class:`_Expired` ends as ``timed_out()``.
 
     A function call, not a ``with`` block, for a reason: Python delivers an
@@ -118,19 +122,26 @@ def _run_limited(arm: Callable[[], None], disarm: Callable[[], None], timed_out:
     ``with`` block that check can land in the ``__exit__`` frame before it
     has disarmed anything (a context manager's ``__exit__`` is Python code, with
     a check on entry), and the exception escaped the block.  Here the work
-    returns into a ``try`` of this frame, and the only checks between it and a
-    completed ``disarm()`` are inside the ``try`` around the disarm.
+    returns into a ``try`` of this frame, and ``closing[0] = True`` follows
+    with no check in between (a store into a list calls nothing), also as the
+    first statement of each handler: from then on the alarm handler and the
+    watchdog raise nothing, so at most one ``_Expired``, set before, is still
+    pending, and the first ``disarm()`` either withdraws it or is cut short
+    by it inside its ``try``.  ``disarm`` is repeated until it completes.
 
-    ``disarm`` must make sure no further ``_Expired`` reaches the thread; it
-    is repeated until it completes, since one can still arrive while it runs.
+    The work's own exception, if it raised one, wins over a timeout that came
+    as the limit was taken off (KeyboardInterrupt stays KeyboardInterrupt).
     """
     expired, failure, result = False, None, None
     try:
         arm()
         result = function(*args, **kwargs)
+        closing[0] = True
     except _Expired:
+        closing[0] = True
         expired = True
     except BaseException as error:  # re-raised below, once the limit is off
+        closing[0] = True
         failure = error
     while True:
         try:
@@ -138,23 +149,26 @@ def _run_limited(arm: Callable[[], None], disarm: Callable[[], None], timed_out:
             break
         except _Expired:  # raised after the deadline and before the disarm: the work is over anyway
             expired = True
-    if expired:
-        raise timed_out() from None
+        except BaseException as error:  # (a KeyboardInterrupt, say) kept, and the disarm done all the same
+            if failure is None:
+                failure = error
     if failure is not None:
         try:
             raise failure
         finally:
             failure = None  # no reference cycle through this frame
+    if expired:
+        raise timed_out() from None
     return result
 
 
-def _thread_limit(deadline: float) -> tuple[Callable[[], None], Callable[[], None]]:
+def _thread_limit(deadline: float, closing: list[bool]) -> tuple[Callable[[], None], Callable[[], None]]:
     """A thread's limit, as (arm, disarm): the process's watchdog raises :class:`_Expired` in it past ``deadline``."""
     token, ident = object(), threading.get_ident()
-    return lambda: _watchdog.arm(token, ident, deadline), lambda: _watchdog.disarm(token, ident)
+    return lambda: _watchdog.arm(token, ident, deadline, closing), lambda: _watchdog.disarm(token, ident)
 
 
-def _signal_limit(remaining: float) -> tuple[Callable[[], None], Callable[[], None]]:
+def _signal_limit(remaining: float, closing: list[bool]) -> tuple[Callable[[], None], Callable[[], None]]:
     """The main thread's limit, as (arm, disarm): SIGALRM, whose handler raises :class:`_Expired` while the block runs.
 
     The alarm repeats: an exception raised by a signal handler while Python
@@ -166,12 +180,11 @@ def _signal_limit(remaining: float) -> tuple[Callable[[], None], Callable[[], No
     outlive the work: one that fired in the middle of the clean-up used to
     leave the timer running and the handler installed.
     """
-    active = [True]
     previous: list = []
     previous_hook = sys.unraisablehook
 
     def on_alarm(signum, frame):
-        if active[0]:
+        if not closing[0]:
             raise _Expired()
 
     def unraisable(unraisable_exception) -> None:
@@ -179,12 +192,13 @@ def _signal_limit(remaining: float) -> tuple[Callable[[], None], Callable[[], No
             previous_hook(unraisable_exception)
 
     def arm() -> None:
-        previous.append(signal.signal(signal.SIGALRM, on_alarm))
+        previous.append(signal.getsignal(signal.SIGALRM))  # first: disarm restores it, whatever cuts arm short
+        signal.signal(signal.SIGALRM, on_alarm)
         sys.unraisablehook = unraisable
         signal.setitimer(signal.ITIMER_REAL, remaining, ALARM_REPEAT_S)
 
     def disarm() -> None:
-        active[0] = False
+        closing[0] = True
         signal.setitimer(signal.ITIMER_REAL, 0)
         if previous:
             signal.signal(signal.SIGALRM, previous[0])
@@ -207,6 +221,7 @@ def call_with_limit(deadline: float, timed_out: Callable[[], Exception],
         raise timed_out()
     if not math.isfinite(remaining):
         return function(*args, **kwargs)
-    arm, disarm = _thread_limit(deadline) if threading.current_thread() is not threading.main_thread() \
-        else _signal_limit(remaining)
-    return _run_limited(arm, disarm, timed_out, function, args, kwargs)
+    closing = [False]
+    arm, disarm = _thread_limit(deadline, closing) if threading.current_thread() is not threading.main_thread() \
+        else _signal_limit(remaining, closing)
+    return _run_limited(arm, disarm, closing, timed_out, function, args, kwargs)

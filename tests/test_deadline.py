@@ -39,11 +39,22 @@ def limited(seconds_of_work: float, limit_s: float) -> tuple[str, float]:
 
 
 def in_thread(function, *args):
-    result = []
-    thread = threading.Thread(target=lambda: result.append(function(*args)))
+    """``function(*args)`` run in a new thread; what it raised is raised here."""
+    outcome = []
+
+    def target():
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=target)
     thread.start()
     thread.join()
-    return result[0]
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value
 
 
 @pytest.mark.parametrize("where", ["main thread", "other thread"])
@@ -126,6 +137,7 @@ def deliver_after_the_work_returns(k: int) -> tuple[bool, str]:
             points[0] += 1
         return tracer
 
+    before = sys.gettrace()  # a debugger's or coverage's, put back after
     sys.settrace(tracer)
     try:
         try:
@@ -136,7 +148,7 @@ def deliver_after_the_work_returns(k: int) -> tuple[bool, str]:
     except _Expired:
         outcome = "escaped"
     finally:
-        sys.settrace(None)
+        sys.settrace(before)
     return delivered[0], outcome
 
 
@@ -157,6 +169,62 @@ def test_an_expiry_at_any_point_after_the_work_returns_never_escapes(where):
     outcomes = sweep() if where == "main thread" else in_thread(sweep)
     assert len(outcomes) >= 3  # the return into the limit's frame, the call of disarm and the checks in it
     assert set(outcomes) == {"timed out"}, outcomes
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_nothing_is_raised_once_the_work_has_returned(where, monkeypatch):
+    """The deadline passes while the limit is being taken off (a first disarm that sleeps for six of the
+    alarm's 50 ms repeats, the GIL released): the work has returned, so its result comes back, and no
+    expiry cuts the disarm short (one that did, and then another at the retry, escaped)."""
+    import signal
+
+    slept = []
+
+    def sleep_once():
+        if not slept:
+            slept.append(True)
+            time.sleep(0.3)
+
+    if where == "main thread":
+        real_setitimer = signal.setitimer
+
+        def setitimer(which, seconds, interval=0.0):
+            if seconds == 0:
+                sleep_once()  # the real SIGALRM fires meanwhile; its handler runs once this returns
+            return real_setitimer(which, seconds, interval)
+
+        monkeypatch.setattr(deadline.signal, "setitimer", setitimer)
+    else:
+        real_disarm = deadline._Watchdog.disarm
+
+        def disarm(self, token, ident):
+            sleep_once()  # the watchdog runs meanwhile, past the deadline
+            real_disarm(self, token, ident)
+
+        monkeypatch.setattr(deadline._Watchdog, "disarm", disarm)
+
+    def run():
+        result = call_with_limit(time.monotonic() + 0.05, lambda: TookTooLong("late"), sum, [1, 2])
+        busy_python(0.2)  # an exception left behind would surface here
+        return result
+
+    assert (run() if where == "main thread" else in_thread(run)) == 3
+    assert slept
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_the_work_s_own_interrupt_passes_through(where):
+    """A KeyboardInterrupt (any BaseException) of the work comes out as itself, with the limit taken off."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    def run():
+        with pytest.raises(KeyboardInterrupt):
+            call_with_limit(time.monotonic() + 0.2, lambda: TookTooLong("late"), interrupted)
+        busy_python(0.4)  # past the deadline: an alarm or watchdog left armed would raise here
+        return True
+
+    assert run() if where == "main thread" else in_thread(run)
 
 
 def test_an_alarm_during_the_clean_up_leaves_nothing_behind(monkeypatch):
