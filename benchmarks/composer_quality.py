@@ -109,6 +109,7 @@ CONFIGS = {
     "mixup": {"train.mixup": 0.2},
     "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track (the default now)
     "cap16": {"clip.max_clips_per_track": 16},  # at most 16 clips per training track (the default before)
+    "instruments": {"render.program": None},  # the instruments music21 writes, instead of the task's one program
 }
 
 
@@ -198,16 +199,26 @@ def cached(folder: Path, work) -> float:
     return seconds
 
 
+def task_params(task: Task, base: dict, overrides: dict) -> dict:
+    """The params of one configuration on one task: ``base``, the task's render settings, then the
+    configuration's ``overrides`` (which win, so that a configuration can change a task's render)."""
+    params = json.loads(json.dumps(base))
+    params["render"].update(task.render)
+    return apply(params, overrides)
+
+
 def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: int) -> tuple[Path, float]:
     """Download and render ``task`` once; return (its audio folder, seconds it took).
 
     Each class is exported from the music21 corpus by the download stage with its
-    own cap (the music21 source has one cap for all classes); the kept MIDI files
-    minus the task's exclusions form a ``<label>/<file>.mid`` folder that the
-    download stage reads as a ``path`` source, so the task's manifest and audio
-    come from the stages as a user would run them.
+    own cap (the music21 source has one cap for all classes), with the
+    instruments music21 writes (``dataset.program`` null: the task's render
+    params say what the parts play); the kept MIDI files minus the task's
+    exclusions form a ``<label>/<file>.mid`` folder that the download stage
+    reads as a ``path`` source, so the task's manifest and audio come from the
+    stages as a user would run them.  ``base``: the params with the task's render settings.
     """
-    render = {**base["render"], **task.render}
+    render = base["render"]
     caps = {}
     for spec in task.classes:
         cap = base["dataset"]["max_per_class"] if spec.cap is None else spec.cap
@@ -225,7 +236,7 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
         seconds = 0.0
         for spec in task.classes:
             dataset = {**base["dataset"], "source": "music21", "classes": [spec.composer],
-                       "max_per_class": caps[spec.composer]}
+                       "max_per_class": caps[spec.composer], "program": None}
             # The scores' conversion depends on the dataset params alone: shared by every render setting.
             corpus = out / task.name / f"corpus-{spec.composer}-{digest(dataset)}"
 
@@ -304,7 +315,7 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 def run_cell(task: Task, name: str, overrides: dict, args, base: dict) -> dict:
     """Cross-validate one configuration on one task; the row of the table with its folds."""
-    params = apply(base, overrides)
+    params = task_params(task, base, overrides)
     if args.epochs:
         params["train"]["epochs"] = args.epochs
     audio, data_seconds = prepare_data(task, params, args.max_per_class, args.out, args.jobs)

@@ -62,6 +62,7 @@ from typing import Callable
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
 from musicid.io import safe_name, sha256_file
+from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
 # one work in several of them (``beethoven/opus18no1/movement1.krn`` and ``.mxl``):
@@ -163,13 +164,18 @@ def _convert(piece: CorpusPiece, converter, midi_path: Path) -> bytes:
     return midi_path.read_bytes()
 
 
-def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[CorpusPiece, bytes | None, str | None]:
+def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf,
+                  program: int | None = None) -> tuple[CorpusPiece, bytes | None, str | None]:
     """Convert one corpus score to Standard MIDI File bytes.
 
     Returns ``(piece, midi_bytes, None)`` or ``(piece, None, reason)`` when
     music21 cannot parse or convert the score (badly formed repeats, for one)
     or takes longer than ``timeout_s`` seconds of wall time (some full
-    string-quartet movements take music21 ten minutes and more).
+    string-quartet movements take music21 ten minutes and more).  With
+    ``program`` (``dataset.program``), every melodic part of the MIDI file is
+    put on that General MIDI program: the corpus's instruments are each
+    collection's editorial choice (Palestrina's voices as "voice oohs"), so
+    they would tell the collections apart rather than the composers.
     """
     from music21 import converter
 
@@ -188,6 +194,11 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf) -> tuple[Corp
             return piece, None, f"unconvertible: {type(error).__name__}: {message}"
     if not data:
         return piece, None, "unconvertible: music21 wrote an empty MIDI file"
+    if program is not None:
+        try:
+            data = with_program(data, program)
+        except Exception as error:  # noqa: BLE001 - mido raises many types on a file it cannot read
+            return piece, None, f"unconvertible: music21 wrote a MIDI file mido cannot read ({type(error).__name__})"
     return piece, data, None
 
 
@@ -203,6 +214,7 @@ def export_music21(
     out_dir: Path,
     map_function: Callable,
     timeout_s: float = math.inf,
+    program: int | None = None,
 ) -> dict:
     """Write the chosen corpus pieces as MIDI under ``out_dir/<label>/``.
 
@@ -214,7 +226,9 @@ def export_music21(
     corpus that music21 installs, so a worker with music21 needs no shared
     file system) and yields results in order; ``function`` returns
     ``(piece, MIDI bytes or None, reason or None)``.  Only this process
-    writes under ``out_dir``.  Returns the manifest (not yet written).
+    writes under ``out_dir``.  ``program``: see :func:`score_to_midi`; the
+    manifest records it, and the render stage passes it on with its params.
+    Returns the manifest (not yet written).
     """
     chosen: list[CorpusPiece] = []
     skipped: list[dict] = []
@@ -229,7 +243,7 @@ def export_music21(
         chosen.extend(select_pieces(works, max_per_class, seed))
 
     files: list[dict] = []
-    convert = functools.partial(score_to_midi, timeout_s=timeout_s)
+    convert = functools.partial(score_to_midi, timeout_s=timeout_s, program=program)
     for piece, data, reason in map_function(convert, chosen):
         if data is None:
             skipped.append({"origin": piece.origin, "label": piece.label, "reason": reason})
@@ -248,6 +262,7 @@ def export_music21(
         )
     return {
         "source": "music21",
+        "program": program,
         "files": sorted(files, key=lambda record: record["path"]),
         "skipped": sort_skipped(skipped),
         "unlabeled": [],

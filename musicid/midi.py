@@ -281,6 +281,14 @@ def force_program(midi, program: int) -> None:
         midi.tracks[0][0:0] = first
 
 
+def with_program(data: bytes, program: int) -> bytes:
+    """Standard MIDI File bytes ``data`` with every melodic part on ``program`` (:func:`force_program`),
+    written again through mido."""
+    midi = _parse(data)
+    force_program(midi, program)
+    return _serialize(midi)
+
+
 def reserialize_midi(data: bytes) -> bytes:
     """``data`` written again through mido.
 

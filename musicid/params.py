@@ -57,6 +57,7 @@ class DatasetParams(Section):
     max_bytes: int = Field(gt=0)  # cap on the bytes an archive may expand to
     max_files: int = Field(gt=0)  # cap on the number of files in an archive
     timeout_s: float = Field(gt=0)  # source "music21": wall-clock limit on converting one score
+    program: int | None = Field(ge=0, le=127)  # source "music21": every melodic part on this General MIDI program
 
     @field_validator("labels", mode="before")
     @classmethod

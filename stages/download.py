@@ -38,7 +38,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
 
         return export_music21(classes=params.classes, max_per_class=params.max_per_class,
                               seed=params.seed, out_dir=staging, map_function=run_all,
-                              timeout_s=params.timeout_s)
+                              timeout_s=params.timeout_s, program=params.program)
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,

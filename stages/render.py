@@ -27,6 +27,17 @@ from musicid.stage import run_stage
 UNREPEATABLE = {"timeout", "worker_crash"}
 
 
+def recorded_params(params: RenderParams, manifest: dict) -> dict:
+    """The render params the report records: as given, except that a collection the download stage wrote
+    with every melodic part on one program (``dataset.program``, the manifest's ``program``) sounds as if
+    rendered with that ``program``, and is recorded so, so that ``predict`` puts a new MIDI file's parts
+    on it too, as its training data was."""
+    recorded = as_dict(params)
+    if recorded["program"] is None and manifest.get("program") is not None:
+        recorded["program"] = manifest["program"]
+    return recorded
+
+
 def plan_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> list[tuple[Path, RenderTask]]:
     """(source file, its task without the bytes) per labelled manifest file, sorted by source path.
 
@@ -116,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             records.append(write_rendered(rendered, staging))
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
-        write_json_atomic(staging / "report.json", {"files": records, "params": as_dict(params)})
+        write_json_atomic(staging / "report.json", {"files": records, "params": recorded_params(params, manifest)})
     elapsed = time.monotonic() - started
 
     status = Counter(record["status"] for record in records)

@@ -47,3 +47,12 @@ def test_mean_and_sample_sd():
     assert suite.mean_sd([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2))
     mean, sd = suite.mean_sd([0.8])
     assert mean == 0.8 and math.isnan(sd)
+
+
+def test_a_configuration_can_change_what_a_task_renders_with():
+    quartets = suite.TASKS["quartets"]
+    assert suite.task_params(quartets, PARAMS, {})["render"]["program"] == 40  # the task's one violin
+    assert suite.task_params(quartets, PARAMS, suite.CONFIGS["instruments"])["render"]["program"] is None
+    assert suite.task_params(suite.TASKS["default-piano"], PARAMS, {})["render"]["program"] == 0
+    # The base params are left as they were.
+    assert PARAMS["render"]["program"] is None

@@ -1,3 +1,5 @@
+import io
+
 import pretty_midi
 import pytest
 
@@ -43,6 +45,20 @@ def test_score_to_midi_writes_a_playable_file(tmp_path):
     assert midi.get_end_time() > 20
     # The same score always gives the same bytes (the manifest's hashes depend on it).
     assert score_to_midi(piece)[1] == data
+
+
+def test_score_to_midi_puts_every_part_on_the_program_asked_for():
+    piece = CorpusPiece("palestrina", "palestrina/Agnus_01.krn")
+    own = pretty_midi.PrettyMIDI(io.BytesIO(score_to_midi(piece)[1]))
+    _, data, reason = score_to_midi(piece, program=0)
+    assert reason is None
+    forced = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    assert {i.program for i in own.instruments} != {0}  # music21 writes the voices with programs of its own
+    assert [i.program for i in forced.instruments] == [0] * len(own.instruments)
+    # Only the programs change: the same notes, at the same times.
+    assert [[(n.pitch, n.start, n.end) for n in i.notes] for i in forced.instruments] == \
+        [[(n.pitch, n.start, n.end) for n in i.notes] for i in own.instruments]
+    assert score_to_midi(piece, program=0)[1] == data
 
 
 def test_score_music21_cannot_convert_gets_a_reason():

@@ -35,7 +35,8 @@ def test_mapping_and_optional_values():
     from musicid.params import DatasetParams
 
     base = dict(source="path", classes=[], max_per_class=0, seed=0, url=None, sha256=None,
-                allow_unverified=False, path="x", unlabeled=None, max_bytes=1, max_files=1, timeout_s=1)
+                allow_unverified=False, path="x", unlabeled=None, max_bytes=1, max_files=1, timeout_s=1,
+                program=None)
     assert parse_section({**base, "labels": {"Bach, J.S.": "bach"}}, "dataset").labels == {"Bach, J.S.": "bach"}
     assert parse_section({**base, "labels": None}, "dataset").labels == {}
     with pytest.raises(ParamsError, match=r"dataset\.labels\.x must be a string"):
@@ -143,6 +144,8 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("clip", "sample_rate", "16k", r"clip\.sample_rate must be an integer, got '16k'"),
     ("features", "kind", "stft", r"features\.kind must be 'logmel', 'mfcc', 'cqt' or 'chroma', got 'stft'"),
     ("dataset", "timeout_s", 0, r"dataset\.timeout_s must be > 0, got 0"),
+    ("dataset", "program", -1, r"dataset\.program must be >= 0, got -1"),
+    ("dataset", "program", "piano", r"dataset\.program must be an integer, got 'piano'"),
 ])
 def test_choices_bounds_and_item_types_are_named(section, key, value, message):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]

@@ -59,6 +59,20 @@ def test_report_lists_every_source_sorted(tmp_path, raw, capsys):
     assert "render: 4 rendered, 0 recovered, 1 rejected (no_notes 1)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("render_program, recorded", [(None, 0), (40, 40)])
+def test_a_collection_written_on_one_program_is_recorded_as_rendered_with_it(tmp_path, raw, render_program, recorded):
+    # The music21 source writes every part on dataset.program; the report's params say so, so that the
+    # checkpoint, and predict with it, put a new file's parts on that program too. render.program wins.
+    listed = json.loads((raw / "manifest.json").read_text())
+    (raw / "manifest.json").write_text(json.dumps({**listed, "program": 0}))
+    assert run(tmp_path, raw, program=render_program) == 0
+    assert json.loads((tmp_path / "audio" / "report.json").read_text())["params"]["program"] == recorded
+    # Without a program in the manifest (a folder or an archive), the params are recorded as given.
+    (raw / "manifest.json").write_text(json.dumps(listed))
+    assert run(tmp_path, raw, out_name="plain", program=render_program) == 0
+    assert json.loads((tmp_path / "plain" / "report.json").read_text())["params"]["program"] == render_program
+
+
 def test_two_runs_with_two_workers_give_identical_bytes(tmp_path, raw):
     assert run(tmp_path, raw, out_name="first") == 0
     assert run(tmp_path, raw, out_name="second") == 0
