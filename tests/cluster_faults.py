@@ -88,10 +88,10 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
 
     original_score = dataset.score_to_midi
 
-    def score_to_midi(piece, timeout_s):
+    def score_to_midi(piece, timeout_s, **options):
         if piece.relative_path == os.environ.get(POISON_SCORE_ENV):
             crash()
-        return original_score(piece, timeout_s)
+        return original_score(piece, timeout_s, **options)
 
     dataset.score_to_midi = score_to_midi
 
