@@ -61,6 +61,18 @@ def test_score_to_midi_puts_every_part_on_the_program_asked_for():
     assert score_to_midi(piece, program=0)[1] == data
 
 
+def test_a_conversion_mido_cannot_rewrite_is_skipped_with_a_reason(monkeypatch):
+    import musicid.dataset
+
+    def unreadable(data, program):
+        raise EOFError("cut short")
+
+    monkeypatch.setattr(musicid.dataset, "with_program", unreadable)
+    _, data, reason = score_to_midi(CorpusPiece("bach", "bach/bwv66.6.mxl"), program=0)
+    assert data is None
+    assert reason == "unconvertible: music21 wrote a MIDI file mido cannot read (EOFError)"
+
+
 def test_score_music21_cannot_convert_gets_a_reason():
     # This Beethoven quartet has repeats music21 cannot expand.
     _, data, reason = score_to_midi(CorpusPiece("beethoven", "beethoven/opus18no5.mxl"))
