@@ -37,12 +37,19 @@ stopped and a configuration that only changes ``train`` reuses the features.
 Prints one table, task x configuration: mean +- sample sd over folds of test
 track macro-F1 and test clip macro-F1, and the minutes the configuration costs
 alone (its download and render, plus every fold's clip to evaluate, measured
-when each step ran).  The same table, with per-fold figures, is written to
-``<out>/composer_quality.json``.  Scores are deterministic given the args (the
-stages are); minutes are measured.
+when each step ran).  With two configurations or more, each is also compared
+with the task's first one fold by fold (the folds hold the same tracks): mean
++- sd of the difference and the folds it is better and worse in.  ``--seeds 0 1
+2`` trains every fold once per ``train.seed`` and takes the mean, so that a
+fold's figure is not one training run's luck (on a task of a few dozen tracks a
+run's kept epoch moves a fold by tenths); the table then also gives the sd
+between the seeds.  The same tables, with per-fold and per-seed figures, are
+written to ``<out>/composer_quality.json``.  Scores are deterministic given the
+args on one machine (the stages are); minutes are measured.
 
     python benchmarks/composer_quality.py [--tasks default-piano quartets lopsided] [--configs default]
-        [--folds 5] [--max-per-class 0] [--epochs 0] [--out benchmarks/runs/composer_quality] [--jobs 0]
+        [--folds 5] [--seeds 0] [--max-per-class 0] [--epochs 0] [--out benchmarks/runs/composer_quality]
+        [--jobs 0]
 
 A small run: ``--tasks default-piano --folds 3 --max-per-class 6 --epochs 2``.
 """
@@ -313,38 +320,89 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
+FOLD_METRICS = ("track_macro_f1", "clip_macro_f1", "track_balanced_accuracy", "clip_balanced_accuracy")
+
+
+def fold_figures(runs: list[dict]) -> dict:
+    """One fold's figures from its training runs (one per seed): each metric's mean over the runs.
+
+    Averaging the seeds before the folds are compared takes the training's own
+    noise (the seed, and a CPU's last bits) out of a fold's figure, so that two
+    configurations compare pair by pair on the same tracks.
+    """
+    figures = {}
+    for metric in sorted({key for run in runs for key in run if key in FOLD_METRICS or key.endswith("_pooling")}):
+        if all(metric in run for run in runs):
+            figures[metric] = round(statistics.fmean(run[metric] for run in runs), 4)
+    return figures
+
+
 def run_cell(task: Task, name: str, overrides: dict, args, base: dict) -> dict:
-    """Cross-validate one configuration on one task; the row of the table with its folds."""
+    """Cross-validate one configuration on one task; the row of the table with its folds.
+
+    With several ``args.seeds`` each fold is trained once per ``train.seed`` and
+    its figures are the mean over them (the runs are listed under ``seeds``).
+    """
     params = task_params(task, base, overrides)
     if args.epochs:
         params["train"]["epochs"] = args.epochs
+    seeds = args.seeds or [params["train"]["seed"]]
     audio, data_seconds = prepare_data(task, params, args.max_per_class, args.out, args.jobs)
     folds = []
     for fold in range(args.folds):
         fold_params = json.loads(json.dumps(params))
         fold_params["split"].update(folds=args.folds, fold=fold)
         features, feature_seconds = prepare_features(task, audio, fold_params, fold, args.out, args.jobs)
-        metrics, model_seconds = train_and_evaluate(features, fold_params, args.out / task.name / name / f"fold{fold}")
-        test = metrics["test"]
-        folds.append({"fold": fold, "track_macro_f1": test["track"]["macro_f1"],
-                      "clip_macro_f1": test["clip"]["macro_f1"],
-                      "track_balanced_accuracy": test["track"]["balanced_accuracy"],
-                      "clip_balanced_accuracy": test["clip"]["balanced_accuracy"],
-                      **{f"track_macro_f1_{way}_pooling": f1 for way, f1 in metrics["track_pooling"].items()},
-                      "minutes": round((feature_seconds + model_seconds) / 60, 2)})
-        print(f"{task.name} {name} fold {fold}: track macro-F1 {folds[-1]['track_macro_f1']:.3f}, "
-              f"clip macro-F1 {folds[-1]['clip_macro_f1']:.3f}", file=sys.stderr)
-    row = {"task": task.name, "config": name, "overrides": overrides, "folds": folds,
+        runs, minutes = [], feature_seconds / 60
+        for seed in seeds:
+            fold_params["train"]["seed"] = seed
+            metrics, model_seconds = train_and_evaluate(features, fold_params,
+                                                        args.out / task.name / name / f"fold{fold}")
+            test = metrics["test"]
+            runs.append({"seed": seed, "track_macro_f1": test["track"]["macro_f1"],
+                         "clip_macro_f1": test["clip"]["macro_f1"],
+                         "track_balanced_accuracy": test["track"]["balanced_accuracy"],
+                         "clip_balanced_accuracy": test["clip"]["balanced_accuracy"],
+                         **{f"track_macro_f1_{way}_pooling": f1 for way, f1 in metrics["track_pooling"].items()}})
+            minutes += model_seconds / 60
+            print(f"{task.name} {name} fold {fold} seed {seed}: track macro-F1 {runs[-1]['track_macro_f1']:.3f}, "
+                  f"clip macro-F1 {runs[-1]['clip_macro_f1']:.3f}", file=sys.stderr)
+        folds.append({"fold": fold, **fold_figures(runs), "seeds": runs, "minutes": round(minutes, 2)})
+    row = {"task": task.name, "config": name, "overrides": overrides, "seeds": seeds, "folds": folds,
            "data_minutes": round(data_seconds / 60, 2)}
     pooled = sorted({key for f in folds for key in f if key.endswith("_pooling")})
-    for metric in ("track_macro_f1", "clip_macro_f1", "track_balanced_accuracy", "clip_balanced_accuracy",
-                   *pooled):
+    for metric in (*FOLD_METRICS, *pooled):
         if not all(metric in f for f in folds):
             continue
         mean, sd = mean_sd([f[metric] for f in folds])
         row[metric] = {"mean": round(mean, 4), "sd": None if math.isnan(sd) else round(sd, 4)}
+    if len(seeds) > 1:  # the training's own noise: sd over the seeds within a fold, averaged over the folds
+        row["clip_macro_f1_seed_sd"] = round(statistics.fmean(
+            statistics.stdev(run["clip_macro_f1"] for run in f["seeds"]) for f in folds), 4)
     row["minutes"] = round(row["data_minutes"] + sum(f["minutes"] for f in folds), 2)
     return row
+
+
+def paired(rows: list[dict]) -> list[dict]:
+    """Each row against the first row of its task, fold by fold (the folds hold the same tracks).
+
+    For track and clip macro-F1: the mean +- sample sd over folds of the
+    difference, and in how many folds it is above and below zero.
+    """
+    first, comparisons = {}, []
+    for row in rows:
+        reference = first.setdefault(row["task"], row)
+        if reference is row:
+            continue
+        comparison = {"task": row["task"], "config": row["config"], "against": reference["config"]}
+        for metric in ("track_macro_f1", "clip_macro_f1"):
+            differences = [mine[metric] - theirs[metric] for mine, theirs in zip(row["folds"], reference["folds"])]
+            mean, sd = mean_sd(differences)
+            comparison[metric] = {"mean": round(mean, 4), "sd": None if math.isnan(sd) else round(sd, 4),
+                                  "better": sum(d > 0 for d in differences),
+                                  "worse": sum(d < 0 for d in differences)}
+        comparisons.append(comparison)
+    return comparisons
 
 
 def format_table(rows: list[dict], folds: int) -> str:
@@ -352,15 +410,32 @@ def format_table(rows: list[dict], folds: int) -> str:
         sd = "-" if value["sd"] is None else f"{value['sd']:.3f}"
         return f"{value['mean']:.3f} +- {sd}"
 
+    seeds = max(len(row["seeds"]) for row in rows)
     header = (f"{'task':<14} {'config':<12} {'track macro-F1':>16} {'clip macro-F1':>16} "
               f"{'track, log-mean pooling':>24} {'minutes':>8}")
-    lines = [f"{folds}-fold cross-validation by track; mean +- sample sd over folds; minutes: download, render "
-             f"and every fold", header, "-" * len(header)]
+    each = f"; each fold the mean of {seeds} training seeds" if seeds > 1 else ""
+    lines = [f"{folds}-fold cross-validation by track; mean +- sample sd over folds{each}; minutes: download, "
+             f"render and every fold", header, "-" * len(header)]
     for row in rows:
         log_mean = row.get("track_macro_f1_log_mean_pooling")
         lines.append(f"{row['task']:<14} {row['config']:<12} {cell(row['track_macro_f1']):>16} "
                      f"{cell(row['clip_macro_f1']):>16} {cell(log_mean) if log_mean else '-':>24} "
                      f"{row['minutes']:>8.1f}")
+    noise = [row for row in rows if "clip_macro_f1_seed_sd" in row]
+    if noise:
+        lines += ["", "clip macro-F1 sd between the seeds of one fold (the training's own noise), mean over folds:"]
+        lines += [f"{row['task']:<14} {row['config']:<12} {row['clip_macro_f1_seed_sd']:.3f}" for row in noise]
+    comparisons = paired(rows)
+    if comparisons:
+        lines += ["", "fold by fold against the task's first configuration: mean +- sd of the difference "
+                      "(folds better / worse)"]
+        for comparison in comparisons:
+            parts = [f"{metric.split('_')[0]} {value['mean']:+.3f} +- "
+                     f"{'-' if value['sd'] is None else format(value['sd'], '.3f')} "
+                     f"({value['better']}/{value['worse']})"
+                     for metric, value in ((m, comparison[m]) for m in ("track_macro_f1", "clip_macro_f1"))]
+            lines.append(f"{comparison['task']:<14} {comparison['config']:<12} vs {comparison['against']:<12} "
+                         + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -373,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-class", type=int, default=0,
                         help="cap every class of every task at this many works (0: the task's own counts)")
     parser.add_argument("--epochs", type=int, default=0, help="train.epochs for every run (0: as configured)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[],
+                        help="train each fold once per train.seed given; a fold's figure is their mean "
+                             "(default: the params' train.seed, once)")
     parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml", help="the base params")
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "runs" / "composer_quality")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes of the stages (0: one per core)")
@@ -381,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--folds must be at least 2")
     if args.max_per_class < 0 or args.epochs < 0:
         parser.error("--max-per-class and --epochs must be >= 0")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error("--seeds: a seed is given twice")
     configs = [parse_config(text) for text in args.configs]
     if len({name for name, _ in configs}) != len(configs):
         parser.error("--configs: two configurations have the same name")
@@ -392,8 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows, args.folds)
     print(table)
     summary = {"args": {"tasks": args.tasks, "configs": args.configs, "folds": args.folds,
-                        "max_per_class": args.max_per_class, "epochs": args.epochs},
-               "rows": rows}
+                        "max_per_class": args.max_per_class, "epochs": args.epochs, "seeds": args.seeds},
+               "rows": rows, "paired": paired(rows)}
     (args.out / "composer_quality.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(f"composer_quality: {len(rows)} rows -> {args.out / 'composer_quality.json'}", file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import math
 import sys
@@ -56,3 +57,62 @@ def test_a_configuration_can_change_what_a_task_renders_with():
     assert suite.task_params(suite.TASKS["default-piano"], PARAMS, {})["render"]["program"] == 0
     # The base params are left as they were.
     assert PARAMS["render"]["program"] is None
+
+
+def _metrics(track: float, clip: float) -> dict:
+    return {"test": {"track": {"macro_f1": track, "balanced_accuracy": track},
+                     "clip": {"macro_f1": clip, "balanced_accuracy": clip}},
+            "track_pooling": {"mean": track, "log_mean": track - 0.1}}
+
+
+def test_several_seeds_train_each_fold_once_each_and_a_fold_is_their_mean(monkeypatch, tmp_path):
+    trained = []
+
+    def train_and_evaluate(features, params, folder):
+        seed, fold = params["train"]["seed"], params["split"]["fold"]
+        trained.append((fold, seed, params["train"]["epochs"]))
+        return _metrics(0.5 + 0.1 * fold + 0.01 * seed, 0.4 + 0.02 * seed), 60.0
+
+    monkeypatch.setattr(suite, "prepare_data", lambda *a: (tmp_path / "audio", 120.0))
+    monkeypatch.setattr(suite, "prepare_features", lambda *a: (tmp_path / "features.h5", 30.0))
+    monkeypatch.setattr(suite, "train_and_evaluate", train_and_evaluate)
+    args = argparse.Namespace(folds=2, seeds=[0, 2], epochs=3, max_per_class=0, out=tmp_path, jobs=1)
+    row = suite.run_cell(suite.TASKS["lopsided"], "default", {}, args, PARAMS)
+
+    assert trained == [(0, 0, 3), (0, 2, 3), (1, 0, 3), (1, 2, 3)]
+    assert [f["track_macro_f1"] for f in row["folds"]] == pytest.approx([0.51, 0.61])
+    assert [f["clip_macro_f1"] for f in row["folds"]] == pytest.approx([0.42, 0.42])
+    assert [run["seed"] for run in row["folds"][0]["seeds"]] == [0, 2]
+    assert row["folds"][1]["track_macro_f1_log_mean_pooling"] == pytest.approx(0.51)
+    assert row["track_macro_f1"]["mean"] == pytest.approx(0.56)
+    assert row["clip_macro_f1"] == {"mean": pytest.approx(0.42), "sd": pytest.approx(0.0)}
+    assert row["clip_macro_f1_seed_sd"] == pytest.approx(math.sqrt(2 * 0.02 ** 2), abs=1e-4)
+    # Data 2 min; each fold 0.5 min of features and two 1-minute trainings.
+    assert row["minutes"] == pytest.approx(2 + 2 * 2.5)
+
+    args.seeds = []  # the params' own seed, once
+    trained.clear()
+    row = suite.run_cell(suite.TASKS["lopsided"], "default", {}, args, PARAMS)
+    assert trained == [(0, PARAMS["train"]["seed"], 3), (1, PARAMS["train"]["seed"], 3)]
+    assert "clip_macro_f1_seed_sd" not in row
+
+
+def _row(task: str, config: str, clips: list[float], tracks: list[float]) -> dict:
+    folds = [{"fold": i, "clip_macro_f1": c, "track_macro_f1": t} for i, (c, t) in enumerate(zip(clips, tracks))]
+    return {"task": task, "config": config, "seeds": [0], "folds": folds, "minutes": 1.0,
+            **{metric: dict(zip(("mean", "sd"), suite.mean_sd([f[metric] for f in folds])))
+               for metric in ("clip_macro_f1", "track_macro_f1")}}
+
+
+def test_configurations_compare_fold_by_fold_with_the_tasks_first():
+    rows = [_row("quartets", "default", [0.5, 0.6, 0.7], [0.6, 0.8, 1.0]),
+            _row("quartets", "ema", [0.6, 0.6, 0.8], [0.6, 0.7, 1.0]),
+            _row("lopsided", "ema", [0.9, 0.9, 0.9], [1.0, 1.0, 1.0])]
+    [comparison] = suite.paired(rows)  # the lopsided row has nothing to compare with
+    assert (comparison["config"], comparison["against"]) == ("ema", "default")
+    assert comparison["clip_macro_f1"] == {"mean": pytest.approx(0.2 / 3, abs=1e-4), "sd": pytest.approx(math.sqrt(1 / 300), abs=1e-4),
+                                           "better": 2, "worse": 0}
+    assert comparison["track_macro_f1"]["better"] == 0 and comparison["track_macro_f1"]["worse"] == 1
+    table = suite.format_table(rows, 3)
+    assert "quartets       ema          vs default      track -0.033 +- 0.058 (0/1), clip +0.067 +- 0.058 (2/0)" \
+        in table
