@@ -212,6 +212,7 @@ class TrainParams(Section):
     label_smoothing: float = Field(ge=0, lt=1)  # cross-entropy's label smoothing (0: off)
     mixup: float = Field(ge=0)  # mixup's Beta(alpha, alpha) parameter, loss ce only (0: off)
     grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)
+    ema: float = Field(ge=0, lt=1)  # decay per step of the kept weights' moving average (0: off, the last step's)
     novelty: Literal["cosine", "mahalanobis"]  # the novelty score evaluate ranks by and predict flags with
 
     @model_validator(mode="after")

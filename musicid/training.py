@@ -16,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
@@ -317,6 +318,10 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                 ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
 
+    With ``train.ema`` > 0 the model scored on val after each epoch, and kept,
+    is the exponential moving average of the weights after every step (decay
+    ``train.ema`` per step), batch-norm statistics included.
+
     train_x/val_x: normalised float32 [N, n_bands, T]; train_y/val_y: int64 [N].
     train_symbolic/val_symbolic: the symbolic branch's input float32 [N, D + 1]
     (``musicid.model.symbolic_input``) for a model with ``config.symbolic_dim``;
@@ -371,6 +376,11 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
     # batches and the SpecAugment masks are those of an audio-only run.
     symbolic_inputs = None if train_symbolic is None else torch.from_numpy(train_symbolic)
     symbolic_generator = torch.Generator().manual_seed(train.seed)
+    # train.ema: the weights scored on val and kept are a moving average of the
+    # steps' weights (batch-norm statistics too), which a single step's noise moves little.
+    averaged = None if not train.ema else \
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train.ema), use_buffers=True)
+    kept = model if averaged is None else averaged.module
     log: list[EpochLog] = []
     best_state, best_f1, best_epoch = None, -1.0, 0
     for epoch in progress(range(1, train.epochs + 1), total=train.epochs, desc="train"):
@@ -402,16 +412,18 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
             clip_gradients(model, train.grad_clip)
             optimiser.step()
             schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total_loss += loss.item() * len(index)
             seen += len(index)
-        val_accuracy, val_f1 = _val_scores(model, val_x, val_y, config.n_classes, device, val_symbolic)
+        val_accuracy, val_f1 = _val_scores(kept, val_x, val_y, config.n_classes, device, val_symbolic)
         entry = EpochLog(epoch, total_loss / seen, correct / seen if model.uses_classifier else None,
                          val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
         on_epoch(entry)
         if val_f1 > best_f1:
             best_f1, best_epoch = val_f1, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(kept.state_dict())
         elif train.patience and epoch - best_epoch >= train.patience:
             break  # early stopping: the best epoch is kept
     model.load_state_dict(best_state)

@@ -140,7 +140,7 @@ def trained_bytes(**levers) -> bytes:
 
 
 @pytest.mark.parametrize("levers", [{"label_smoothing": 0.1}, {"mixup": 0.4}, {"grad_clip": 0.05},
-                                    {"pitch_shift": 2}])
+                                    {"pitch_shift": 2}, {"ema": 0.9}])
 def test_each_lever_changes_the_model_and_is_deterministic(levers):
     once = trained_bytes(**levers)
     assert trained_bytes(**levers) == once
@@ -152,6 +152,8 @@ def test_each_lever_changes_the_model_and_is_deterministic(levers):
     ("label_smoothing", -0.1, r"train\.label_smoothing must be >= 0, got -0\.1"),
     ("mixup", -0.2, r"train\.mixup must be >= 0, got -0\.2"),
     ("grad_clip", -1.0, r"train\.grad_clip must be >= 0, got -1\.0"),
+    ("ema", 1.0, r"train\.ema must be < 1, got 1\.0"),
+    ("ema", -0.5, r"train\.ema must be >= 0, got -0\.5"),
     ("pitch_shift", -1, r"train\.pitch_shift must be >= 0, got -1"),
     ("pitch_shift", 1.5, r"train\.pitch_shift must be an integer, got 1\.5"),
     ("novelty", "euclid", r"train\.novelty must be 'cosine' or 'mahalanobis', got 'euclid'"),
