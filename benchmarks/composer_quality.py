@@ -295,13 +295,20 @@ def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path
     return folder / "features.h5", cached(folder, work)
 
 
-def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:
-    """Train and evaluate one fold in ``folder``; (the evaluate stage's metrics, seconds)."""
-    # A param at its "off" value is left out of the key: runs made before it existed are the same runs.
+def run_key(features: Path, params: dict) -> str:
+    """The cache key of one training run: its features and its train and evaluate params.
+
+    A train param at its "off" value (``NEUTRAL_TRAIN``) is left out: runs made before it existed are the
+    same runs.
+    """
     train = {key: value for key, value in params["train"].items()
              if key not in NEUTRAL_TRAIN or value != NEUTRAL_TRAIN[key]}
-    key = digest(str(features), train, params["evaluate"])
-    folder = folder / key
+    return digest(str(features), train, params["evaluate"])
+
+
+def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:
+    """Train and evaluate one fold in ``folder``; (the evaluate stage's metrics, seconds)."""
+    folder = folder / run_key(features, params)
 
     def work() -> float:
         path = write_params(folder, params)
@@ -412,10 +419,11 @@ def paired(rows: list[dict]) -> list[dict]:
     return comparisons
 
 
-def format_table(rows: list[dict], folds: int) -> str:
-    def cell(value: dict) -> str:
+def format_table(rows: list[dict], folds: int, comparisons: list[dict]) -> str:
+    """The printed table of ``rows``, then the seed noise and ``comparisons`` (:func:`paired`) if any."""
+    def cell(value: dict, sign: str = "") -> str:
         sd = "-" if value["sd"] is None else f"{value['sd']:.3f}"
-        return f"{value['mean']:.3f} +- {sd}"
+        return f"{value['mean']:{sign}.3f} +- {sd}"
 
     seeds = max(len(row["seeds"]) for row in rows)
     header = (f"{'task':<14} {'config':<12} {'track macro-F1':>16} {'clip macro-F1':>16} "
@@ -432,15 +440,13 @@ def format_table(rows: list[dict], folds: int) -> str:
     if noise:
         lines += ["", "clip macro-F1 sd between the seeds of one fold (the training's own noise), mean over folds:"]
         lines += [f"{row['task']:<14} {row['config']:<12} {row['clip_macro_f1_seed_sd']:.3f}" for row in noise]
-    comparisons = paired(rows)
     if comparisons:
         lines += ["", "fold by fold against the task's first configuration: mean +- sd of the difference "
                       "(folds better / worse)"]
         for comparison in comparisons:
-            parts = [f"{metric.split('_')[0]} {value['mean']:+.3f} +- "
-                     f"{'-' if value['sd'] is None else format(value['sd'], '.3f')} "
-                     f"({value['better']}/{value['worse']})"
-                     for metric, value in ((m, comparison[m]) for m in ("track_macro_f1", "clip_macro_f1"))]
+            parts = [f"{level} {cell(comparison[f'{level}_macro_f1'], '+')} "
+                     f"({comparison[f'{level}_macro_f1']['better']}/{comparison[f'{level}_macro_f1']['worse']})"
+                     for level in ("track", "clip")]
             lines.append(f"{comparison['task']:<14} {comparison['config']:<12} vs {comparison['against']:<12} "
                          + ", ".join(parts))
     return "\n".join(lines)
@@ -476,11 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     base = yaml.safe_load(args.params.read_text())
 
     rows = [run_cell(TASKS[task], name, overrides, args, base) for task in args.tasks for name, overrides in configs]
-    table = format_table(rows, args.folds)
+    comparisons = paired(rows)
+    table = format_table(rows, args.folds, comparisons)
     print(table)
     summary = {"args": {"tasks": args.tasks, "configs": args.configs, "folds": args.folds,
                         "max_per_class": args.max_per_class, "epochs": args.epochs, "seeds": args.seeds},
-               "rows": rows, "paired": paired(rows)}
+               "rows": rows, "paired": comparisons}
     (args.out / "composer_quality.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(f"composer_quality: {len(rows)} rows -> {args.out / 'composer_quality.json'}", file=sys.stderr)
     return 0

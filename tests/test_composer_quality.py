@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import sys
 
@@ -110,9 +111,30 @@ def test_configurations_compare_fold_by_fold_with_the_tasks_first():
             _row("lopsided", "ema", [0.9, 0.9, 0.9], [1.0, 1.0, 1.0])]
     [comparison] = suite.paired(rows)  # the lopsided row has nothing to compare with
     assert (comparison["config"], comparison["against"]) == ("ema", "default")
-    assert comparison["clip_macro_f1"] == {"mean": pytest.approx(0.2 / 3, abs=1e-4), "sd": pytest.approx(math.sqrt(1 / 300), abs=1e-4),
+    assert comparison["clip_macro_f1"] == {"mean": pytest.approx(0.2 / 3, abs=1e-4),
+                                           "sd": pytest.approx(math.sqrt(1 / 300), abs=1e-4),
                                            "better": 2, "worse": 0}
     assert comparison["track_macro_f1"]["better"] == 0 and comparison["track_macro_f1"]["worse"] == 1
-    table = suite.format_table(rows, 3)
+    table = suite.format_table(rows, 3, suite.paired(rows))
     assert "quartets       ema          vs default      track -0.033 +- 0.058 (0/1), clip +0.067 +- 0.058 (2/0)" \
         in table
+
+
+def test_a_param_at_its_off_value_keeps_the_cache_key_of_runs_made_before_it_existed(tmp_path):
+    params = suite.apply(PARAMS, {"train.ema": 0.0})
+    before = json.loads(json.dumps(params))
+    del before["train"]["ema"]
+    features = tmp_path / "features.h5"
+    assert suite.run_key(features, params) == suite.run_key(features, before)
+    assert suite.run_key(features, suite.apply(PARAMS, {"train.ema": 0.99})) != suite.run_key(features, before)
+    assert suite.run_key(features, suite.apply(PARAMS, {"train.seed": 1})) != suite.run_key(features, params)
+
+
+def test_a_seed_given_twice_is_refused(capsys, monkeypatch, tmp_path):
+    def run_cell(*_):
+        raise AssertionError("the suite ran")
+
+    monkeypatch.setattr(suite, "run_cell", run_cell)
+    with pytest.raises(SystemExit):
+        suite.main(["--seeds", "0", "0", "--out", str(tmp_path / "out")])
+    assert "--seeds: a seed is given twice" in capsys.readouterr().err
