@@ -203,6 +203,7 @@ class TrainParams(Section):
     triplet_margin: float = Field(gt=0)
     sampler: Literal["shuffle", "balanced"]  # class weights in the loss, or classes taking turns
     patience: int = Field(ge=0)  # early stopping: epochs without a better val macro-F1 (0: off)
+    keep: Literal["best", "last"]  # the epoch the model keeps: best val macro-F1, or the schedule's last
     freq_mask: int = Field(ge=0)  # SpecAugment: widest band mask (0: off)
     time_mask: int = Field(ge=0)  # SpecAugment: widest frame mask (0: off)
     masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
@@ -222,6 +223,9 @@ class TrainParams(Section):
         if self.mixup and self.loss != "ce":
             raise KeyProblem("mixup", f"must be 0 with train.loss {self.loss} (a mixed clip has no one label for "
                                       f"its triplets), got {self.mixup:g}")
+        if self.keep == "last" and self.patience:
+            raise KeyProblem("patience", f"must be 0 with train.keep last (early stopping keeps the best epoch, "
+                                         f"not the last), got {self.patience}")
         return self
 
 

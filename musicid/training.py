@@ -316,7 +316,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                 on_epoch=lambda log: None, train_symbolic: np.ndarray | None = None,
                 val_symbolic: np.ndarray | None = None, pitch: PitchAxis | None = None,
                 ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
-    """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1.
+    """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1
+    (``train.keep`` best) or the last epoch (``train.keep`` last, val then only logged).
 
     With ``train.ema`` > 0 the model scored on val after each epoch, and kept,
     is the exponential moving average of the weights after every step (decay
@@ -328,7 +329,7 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     ``train.symbolic_dropout`` of the training clips see theirs as absent.
     ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
     each epoch's log (for dvclive); ``pitch`` describes the bands of
-    constant-Q or chroma features, needed by ``train.pitch_shift``.  Returns (best model, per-epoch log, best
+    constant-Q or chroma features, needed by ``train.pitch_shift``.  Returns (kept model, per-epoch log, kept
     epoch number counted from 1).  Raises EmptyValidationSplit without
     validation clips, as the kept epoch would then be chosen on nothing.
     The weights are the same bytes whatever the number of PyTorch threads.
@@ -421,7 +422,7 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
                          val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
         on_epoch(entry)
-        if val_f1 > best_f1:
+        if (epoch == train.epochs) if train.keep == "last" else (val_f1 > best_f1):
             best_f1, best_epoch = val_f1, epoch
             best_state = copy.deepcopy(kept.state_dict())
         elif train.patience and epoch - best_epoch >= train.patience:

@@ -157,6 +157,7 @@ def test_each_lever_changes_the_model_and_is_deterministic(levers):
     ("pitch_shift", -1, r"train\.pitch_shift must be >= 0, got -1"),
     ("pitch_shift", 1.5, r"train\.pitch_shift must be an integer, got 1\.5"),
     ("novelty", "euclid", r"train\.novelty must be 'cosine' or 'mahalanobis', got 'euclid'"),
+    ("keep", "first", r"train\.keep must be 'best' or 'last', got 'first'"),
 ])
 def test_bad_lever_values_are_named(key, value, message):
     with pytest.raises(ParamsError, match=message):
@@ -168,6 +169,36 @@ def test_mixup_needs_the_cross_entropy_loss_alone(loss):
     with pytest.raises(ParamsError, match=rf"train\.mixup must be 0 with train\.loss {loss.replace('+', '.')} "
                                           r"\(a mixed clip has no one label for its triplets\), got 0\.2"):
         section_params("train", mixup=0.2, loss=loss)
+
+
+def test_keep_last_needs_early_stopping_off():
+    with pytest.raises(ParamsError, match=r"train\.patience must be 0 with train\.keep last \(early stopping "
+                                          r"keeps the best epoch, not the last\), got 2"):
+        section_params("train", keep="last", patience=2)
+
+
+def test_keep_last_keeps_the_final_weights_whatever_val_says(monkeypatch):
+    """Val macro-F1 falling epoch by epoch: keep best returns epoch 1, keep last the final epoch, whose
+    weights are those keep best returns when val rises instead (the same seeded training)."""
+    import musicid.training as training
+    train_x, train_y, val_x, val_y = tiny_data()
+    config = ModelConfig(n_bands=12, n_classes=2, channels=[4, 8], embedding_dim=4, dropout=0.2)
+
+    def run(keep: str, scores: list[float]):
+        calls = iter(scores)
+        monkeypatch.setattr(training, "_val_scores", lambda *_, **__: (0.5, next(calls)))
+        params = section_params("train", epochs=3, channels=[4, 8], embedding_dim=4, batch_size=8, keep=keep)
+        model, log, epoch = train_model(train_x, train_y, val_x, val_y, config, params)
+        assert [entry.val_macro_f1 for entry in log] == scores
+        return checkpoint_bytes(model, ["a", "b"], np.zeros(12), np.ones(12), {}), epoch
+
+    falling, rising = [0.9, 0.6, 0.3], [0.3, 0.6, 0.9]
+    first, first_epoch = run("best", falling)
+    last, last_epoch = run("last", falling)
+    final, final_epoch = run("best", rising)
+    assert (first_epoch, last_epoch, final_epoch) == (1, 3, 3)
+    assert last == final
+    assert last != first
 
 
 @pytest.fixture
