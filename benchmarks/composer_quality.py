@@ -121,7 +121,7 @@ CONFIGS = {
 
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
-NEUTRAL_TRAIN = {"ema": 0.0}
+NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best"}
 
 
 def digest(*parts) -> str:

@@ -121,12 +121,13 @@ def test_configurations_compare_fold_by_fold_with_the_tasks_first():
 
 
 def test_a_param_at_its_off_value_keeps_the_cache_key_of_runs_made_before_it_existed(tmp_path):
-    params = suite.apply(PARAMS, {"train.ema": 0.0})
+    params = suite.apply(PARAMS, {"train.ema": 0.0, "train.keep": "best"})
     before = json.loads(json.dumps(params))
-    del before["train"]["ema"]
+    del before["train"]["ema"], before["train"]["keep"]
     features = tmp_path / "features.h5"
     assert suite.run_key(features, params) == suite.run_key(features, before)
     assert suite.run_key(features, suite.apply(PARAMS, {"train.ema": 0.99})) != suite.run_key(features, before)
+    assert suite.run_key(features, suite.apply(PARAMS, {"train.keep": "last"})) != suite.run_key(features, before)
     assert suite.run_key(features, suite.apply(PARAMS, {"train.seed": 1})) != suite.run_key(features, params)
 
 
