@@ -1,4 +1,4 @@
-"""Stage `train`: fit the spectrogram CNN on the training split; keep the best val epoch.
+"""Stage `train`: fit the spectrogram CNN on the training split; keep the last epoch (or the best val one).
 
     python stages/train.py --params params.yaml --features data/features.h5 \
         --model models/model.pt --live metrics/train

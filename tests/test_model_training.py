@@ -69,7 +69,7 @@ def test_other_losses_and_sampler_learn(loss, sampler):
 
 def test_early_stopping_keeps_the_best_epoch():
     train_x, train_y = toy_data(16, 0)
-    _, log, best = train_model(train_x, train_y, train_x, train_y, CONFIG, schedule(epochs=30, patience=2))
+    _, log, best = train_model(train_x, train_y, train_x, train_y, CONFIG, schedule(epochs=30, patience=2, keep="best"))
     assert len(log) < 30
     assert len(log) - best == 2
     assert log[best - 1].val_macro_f1 == max(entry.val_macro_f1 for entry in log)

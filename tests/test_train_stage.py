@@ -116,7 +116,11 @@ def test_a_repository_without_commits_is_explained(tmp_path, params, capsys, mon
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "live").exists()
 
 
-def test_one_line_per_epoch_and_curves_counted_like_the_log(tmp_path, params, capsys, monkeypatch):
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_one_line_per_epoch_and_curves_counted_like_the_log(tmp_path, params, capsys, monkeypatch, keep):
+    values = yaml.safe_load(params.read_text())
+    values["train"]["keep"] = keep
+    params.write_text(yaml.safe_dump(values))
     write_features(tmp_path / "features.h5", splits_of(8, 4))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
@@ -130,11 +134,14 @@ def test_one_line_per_epoch_and_curves_counted_like_the_log(tmp_path, params, ca
     rows = (live / "plots" / "metrics" / "val_macro_f1.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["step", "val_macro_f1"]
     assert [row.split("\t")[0] for row in rows[1:]] == ["1", "2"]
-    best = int(captured.out.split("best epoch ")[1].split()[0])
+    kept = int(captured.out.split(f"{keep} epoch ")[1].split()[0])
     f1 = {int(row.split("\t")[0]): float(row.split("\t")[1]) for row in rows[1:]}
-    assert f1[best] == max(f1.values())
+    if keep == "best":
+        assert f1[kept] == max(f1.values())
+    else:
+        assert kept == 2
     import torch
-    assert torch.load(tmp_path / "model.pt", weights_only=True)["best_epoch"] == best
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["best_epoch"] == kept
 
 
 def test_an_interrupt_leaves_the_previous_model_and_curves(tmp_path, params, monkeypatch):
