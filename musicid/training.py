@@ -422,7 +422,8 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
                          val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
         on_epoch(entry)
-        if (epoch == train.epochs) if train.keep == "last" else (val_f1 > best_f1):
+        keep_this = epoch == train.epochs if train.keep == "last" else val_f1 > best_f1
+        if keep_this:
             best_f1, best_epoch = val_f1, epoch
             best_state = copy.deepcopy(kept.state_dict())
         elif train.patience and epoch - best_epoch >= train.patience:

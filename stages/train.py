@@ -181,8 +181,7 @@ def run(args: argparse.Namespace) -> int:
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
     best = log[best_epoch - 1]
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}"
-          f"{'' if symbolic is None else ', audio and symbolic features'}); "
-          f"{'last' if params.keep == 'last' else 'best'} epoch "
+          f"{'' if symbolic is None else ', audio and symbolic features'}); {params.keep} epoch "
           f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0
