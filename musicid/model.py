@@ -40,14 +40,34 @@ class ConvBlock(nn.Module):
 SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output
 
 
+class LayerNorm(nn.Module):
+    """``nn.LayerNorm`` over the last dimension with its scale and shift applied outside the fused kernel.
+
+    PyTorch's CPU layer-norm backward sums the scale and shift gradients over
+    the batch in per-thread parts, so they (and every weight trained after
+    them) would depend on ``torch.get_num_threads()``; the gradients of a
+    plain product and sum do not.  Same parameters and state-dict keys
+    (``weight``, ``bias``) as ``nn.LayerNorm``.
+    """
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__()
+        self.width, self.eps = width, eps
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (self.width,), eps=self.eps) * self.weight + self.bias
+
+
 class SymbolicBranch(nn.Module):
     """A small MLP on a clip's normalised symbolic features and their presence flag: (B, D + 1) -> (B, 64)."""
 
     def __init__(self, symbolic_dim: int):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(symbolic_dim + 1, SYMBOLIC_WIDTH), nn.LayerNorm(SYMBOLIC_WIDTH), nn.ReLU(),
-            nn.Linear(SYMBOLIC_WIDTH, SYMBOLIC_WIDTH), nn.LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
+            nn.Linear(symbolic_dim + 1, SYMBOLIC_WIDTH), LayerNorm(SYMBOLIC_WIDTH), nn.ReLU(),
+            nn.Linear(SYMBOLIC_WIDTH, SYMBOLIC_WIDTH), LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
 
     def forward(self, symbolic: torch.Tensor) -> torch.Tensor:
         return self.layers(symbolic)
