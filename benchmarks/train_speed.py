@@ -1,10 +1,18 @@
-"""What thread-invariant training costs: PyTorch's own convolutions against oneDNN's, in one run.
+"""What thread-invariant training costs: three choices of convolution kernels, in one run.
 
-Training runs its convolutions without oneDNN, whose weight gradient splits
-its sum among the threads (so the weights depend on the thread count).  This
-script trains the default model for a few epochs on the same clips both ways,
-alternating, and prints the median seconds per epoch of each and their ratio,
-and whether each way gives the same weights with 1 and 2 threads.
+oneDNN's convolution weight gradient splits its sum over the batch among the
+threads, so weights trained with it depend on the thread count.  Training
+(``musicid.model.ThreadInvariantConv3x3``) takes oneDNN for the forward pass
+and the input gradient and PyTorch's own kernel for the weight gradient.  This
+script trains the default model (with the table's symbolic features, as train
+does) for a few epochs on the same clips three ways, alternating:
+
+- PyTorch's own kernels for all three (how training ran before),
+- the mixed kernels training uses,
+- oneDNN for all three (PyTorch's default, not thread-invariant),
+
+and prints the median seconds per epoch of each, the ratios, and whether each
+gives the same weights with 1 and 2 threads.
 
     python benchmarks/train_speed.py [--features data/features.h5] [--clips 512] [--epochs 2] [--repeats 3]
 """
@@ -21,44 +29,69 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from musicid import training
 from musicid.h5 import read_strings
-from musicid.model import ModelConfig
+from musicid.model import ConvBlock, ModelConfig, onednn
 from musicid.params import load_section
 
 PROJECT = Path(__file__).resolve().parent.parent
+WAYS = {"pytorch": "PyTorch's kernels (before)", "mixed": "mixed kernels (as train runs)",
+        "onednn": "oneDNN's kernels"}
 
 
-def load(features: Path, clips: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The first ``clips`` training clips and the first quarter as many validation clips, normalised."""
+def load(features: Path, clips: int) -> dict:
+    """The first ``clips`` training clips and the first quarter as many validation clips, normalised,
+    with their symbolic branch input when the table has symbolic features."""
     with h5py.File(features, "r") as table:
         splits = read_strings(table["split"])
         mean = np.asarray(table.attrs["band_mean"], np.float32)
         std = np.asarray(table.attrs["band_std"], np.float32)
-        rows = {split: np.flatnonzero(splits == split)[:count]
-                for split, count in (("train", clips), ("val", max(clips // 4, 1)))}
-        data = {split: (training.normalise(table["features"][index], mean, std),
-                        table["label"][index].astype(np.int64)) for split, index in rows.items()}
-    return (*data["train"], *data["val"])
+        symbolic = "symbolic" in table and "symbolic_mean" in table.attrs
+        data = {}
+        for split, count in (("train", clips), ("val", max(clips // 4, 1))):
+            index = np.flatnonzero(splits == split)[:count]
+            data[f"{split}_x"] = training.normalise(table["features"][index], mean, std)
+            data[f"{split}_y"] = table["label"][index].astype(np.int64)
+            data[f"{split}_symbolic"] = None if not symbolic else training.read_symbolic_input(
+                table, index, np.asarray(table.attrs["symbolic_mean"], np.float32),
+                np.asarray(table.attrs["symbolic_std"], np.float32))
+    return data
 
 
-def train_once(arrays, params, invariant: bool, threads: int) -> tuple[float, bytes]:
-    """(seconds per epoch, the trained weights' bytes) of one training run."""
-    train_x, train_y, val_x, val_y = arrays
-    config = ModelConfig(n_bands=train_x.shape[1], n_classes=int(train_y.max()) + 1,
-                         channels=list(params.channels), embedding_dim=params.embedding_dim,
-                         dropout=params.dropout)
-    torch.set_num_threads(threads)
-    kernels = training.thread_invariant_kernels
-    if not invariant:  # oneDNN's kernels, as PyTorch uses them by default
-        training.thread_invariant_kernels = contextlib.nullcontext
+def plain_conv_block(self, x: torch.Tensor) -> torch.Tensor:
+    """ConvBlock.forward with nn.Conv2d's own autograd: one kernel family for all three passes."""
+    return F.max_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2, ceil_mode=True)
+
+
+@contextlib.contextmanager
+def kernels(way: str):
+    if way == "mixed":
+        yield
+        return
+    mixed = ConvBlock.forward
+    ConvBlock.forward = plain_conv_block
     try:
-        started = time.perf_counter()
-        model, log, _ = training.train_model(train_x, train_y, val_x, val_y, config, params)
-        seconds = (time.perf_counter() - started) / len(log)
+        with onednn(way == "onednn"):
+            yield
     finally:
-        training.thread_invariant_kernels = kernels
+        ConvBlock.forward = mixed
+
+
+def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes]:
+    """(seconds per epoch, the trained weights' bytes) of one training run."""
+    symbolic = data["train_symbolic"]
+    config = ModelConfig(n_bands=data["train_x"].shape[1], n_classes=int(data["train_y"].max()) + 1,
+                         channels=list(params.channels), embedding_dim=params.embedding_dim,
+                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else symbolic.shape[1] - 1)
+    torch.set_num_threads(threads)
+    with kernels(way):
+        started = time.perf_counter()
+        model, log, _ = training.train_model(data["train_x"], data["train_y"], data["val_x"], data["val_y"],
+                                             config, params, train_symbolic=symbolic,
+                                             val_symbolic=data["val_symbolic"])
+        seconds = (time.perf_counter() - started) / len(log)
     weights = b"".join(value.numpy().tobytes() for value in model.state_dict().values())
     return seconds, weights
 
@@ -75,24 +108,27 @@ def main() -> int:
         print(f"train_speed: {args.features} is missing: run `dvc repro featurize` first", file=sys.stderr)
         return 2
     params = load_section(args.params, "train").model_copy(update={"epochs": args.epochs, "patience": 0})
-    arrays = load(args.features, args.clips)
+    data = load(args.features, args.clips)
     threads = torch.get_num_threads()
-    print(f"{len(arrays[0])} training clips [{arrays[0].shape[1]} x {arrays[0].shape[2]}], {args.epochs} epochs, "
-          f"{threads} threads, {args.repeats} runs of each, alternating")
-    times = {True: [], False: []}
+    symbolic = "with" if data["train_symbolic"] is not None else "without"
+    print(f"{len(data['train_x'])} training clips [{data['train_x'].shape[1]} x {data['train_x'].shape[2]}] "
+          f"{symbolic} symbolic features, {args.epochs} epochs, {threads} threads, {args.repeats} runs of each, "
+          "alternating")
+    times = {way: [] for way in WAYS}
     weights = {}
     for _ in range(args.repeats):
-        for invariant in (True, False):
-            seconds, weights[invariant, threads] = train_once(arrays, params, invariant, threads)
-            times[invariant].append(seconds)
-    for invariant in (True, False):
-        _, weights[invariant, 1] = train_once(arrays, params, invariant, 1)
-    for invariant, name in ((True, "PyTorch's convolutions (as train runs)"), (False, "oneDNN's convolutions")):
-        same = "the same weights as" if weights[invariant, 1] == weights[invariant, threads] else "other weights than"
-        print(f"{name:40s} median {statistics.median(times[invariant]):6.2f} s per epoch; "
+        for way in WAYS:
+            seconds, weights[way, threads] = train_once(data, params, way, threads)
+            times[way].append(seconds)
+    for way in WAYS:
+        _, weights[way, 1] = train_once(data, params, way, 1)
+    for way, name in WAYS.items():
+        same = "the same weights as" if weights[way, 1] == weights[way, threads] else "other weights than"
+        print(f"{name:32s} median {statistics.median(times[way]):6.2f} s per epoch; "
               f"1 thread gives {same} {threads}")
-    ratio = statistics.median(times[True]) / statistics.median(times[False])
-    print(f"thread-invariant / oneDNN time per epoch: {ratio:.2f}")
+    median = {way: statistics.median(values) for way, values in times.items()}
+    print(f"time per epoch, PyTorch's / mixed: {median['pytorch'] / median['mixed']:.2f}; "
+          f"mixed / oneDNN: {median['mixed'] / median['onednn']:.2f}")
     return 0
 
 

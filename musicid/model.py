@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,6 +27,47 @@ class ModelConfig:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def onednn(enabled: bool) -> Iterator[None]:
+    """Let PyTorch's CPU convolutions use oneDNN (MKL-DNN) inside the block, or not."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = enabled
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
+
+
+class ThreadInvariantConv3x3(torch.autograd.Function):
+    """A 3x3, stride-1, padding-1 convolution without bias whose gradients do not depend on the thread count.
+
+    oneDNN's weight gradient splits its sum over the batch among the intra-op
+    threads, so its rounding, and with it every trained weight, depends on
+    ``torch.get_num_threads()`` (deterministic mode does not cover that).
+    PyTorch's own weight gradient (im2col and one matrix product per clip)
+    sums in a fixed order.  The forward pass and the input gradient compute
+    each output value on one thread, so they take oneDNN's faster kernels:
+    ``benchmarks/train_speed.py`` measures the three ways.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        with onednn(True):
+            return F.conv2d(x, weight, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            with onednn(True):
+                grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=1)
+        with onednn(False):
+            grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
+        return grad_x, grad_weight
+
+
 class ConvBlock(nn.Module):
     """3x3 conv, batch norm, ReLU, 2x2 max pooling."""
 
@@ -34,7 +77,8 @@ class ConvBlock(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2, ceil_mode=True)
+        return F.max_pool2d(F.relu(self.norm(ThreadInvariantConv3x3.apply(x, self.conv.weight))),
+                            kernel_size=2, ceil_mode=True)
 
 
 SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output

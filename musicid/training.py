@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import os
@@ -11,7 +10,6 @@ import random
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -37,25 +35,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-
-
-@contextlib.contextmanager
-def thread_invariant_kernels() -> Iterator[None]:
-    """Run PyTorch's CPU convolutions without oneDNN (MKL-DNN) inside the block.
-
-    oneDNN's convolution weight gradient splits its sum over the batch among the
-    intra-op threads, so its float rounding, and with it every trained weight,
-    depends on ``torch.get_num_threads()``; deterministic mode does not cover
-    that.  PyTorch's own convolution (im2col and one matrix product per clip)
-    sums in a fixed order: the same weights with 1 or 2 threads, at about the
-    same speed for this model.
-    """
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
 
 
 def pick_device() -> torch.device:
@@ -337,9 +316,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     if len(val_y) == 0:
         raise EmptyValidationSplit("the validation split is empty, so no epoch can be chosen on it: "
                                    "set split.val > 0 in params.yaml (each class needs a validation track)")
-    with thread_invariant_kernels():
-        return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
-                      train_symbolic, val_symbolic, pitch)
+    return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
+                  train_symbolic, val_symbolic, pitch)
 
 
 def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:

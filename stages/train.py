@@ -29,7 +29,7 @@ from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
-                              thread_invariant_kernels, train_model)
+                              train_model)
 from musicid.stage import run_stage
 
 class StageError(Exception):
@@ -152,9 +152,8 @@ def run(args: argparse.Namespace) -> int:
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
                                      [e.train_loss for e in log], [e.val_macro_f1 for e in log], best_epoch)
             device = pick_device()
-            with thread_invariant_kernels():
-                train_embeddings = embed(model, train_x, 256, device, train_symbolic)
-                val_embeddings = embed(model, val_x, 256, device, val_symbolic)
+            train_embeddings = embed(model, train_x, 256, device, train_symbolic)
+            val_embeddings = embed(model, val_x, 256, device, val_symbolic)
             centroids = class_centroids(train_embeddings, train_y, config.n_classes)
             novelty = Mahalanobis.fit(train_embeddings, train_y)  # stored whichever score is used
             scorer = Cosine(centroids) if params.novelty == "cosine" else novelty
