@@ -2,14 +2,14 @@
 
 oneDNN's convolution weight gradient splits its sum over the batch among the
 threads, so weights trained with it depend on the thread count.  Training
-(``musicid.model.ThreadInvariantConv3x3``) takes oneDNN for the forward pass
-and the input gradient and PyTorch's own kernel for the weight gradient.  This
+(``musicid.model.ThreadInvariantConv3x3``) runs that one pass of oneDNN on a
+single thread, and the forward pass and the input gradient on all.  This
 script trains the default model (with the table's symbolic features, as train
 does) for a few epochs on the same clips three ways, alternating:
 
-- PyTorch's own kernels for all three (how training ran before),
-- the mixed kernels training uses,
-- oneDNN for all three (PyTorch's default, not thread-invariant),
+- PyTorch's own kernels for all three passes (how training ran before),
+- training's way (oneDNN, the weight gradient on one thread),
+- oneDNN on all threads for all three (PyTorch's default, not thread-invariant),
 
 and prints the median seconds per epoch of each, the ratios, and whether each
 gives the same weights with 1 and 2 threads.
@@ -37,7 +37,7 @@ from musicid.model import ConvBlock, ModelConfig, onednn
 from musicid.params import load_section
 
 PROJECT = Path(__file__).resolve().parent.parent
-WAYS = {"pytorch": "PyTorch's kernels (before)", "mixed": "mixed kernels (as train runs)",
+WAYS = {"pytorch": "PyTorch's kernels (before)", "training": "oneDNN, weight grad 1 thread",
         "onednn": "oneDNN's kernels"}
 
 
@@ -61,22 +61,22 @@ def load(features: Path, clips: int) -> dict:
 
 
 def plain_conv_block(self, x: torch.Tensor) -> torch.Tensor:
-    """ConvBlock.forward with nn.Conv2d's own autograd: one kernel family for all three passes."""
+    """ConvBlock.forward with nn.Conv2d's own autograd: one kernel family, all threads, for all three passes."""
     return F.max_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2, ceil_mode=True)
 
 
 @contextlib.contextmanager
 def kernels(way: str):
-    if way == "mixed":
+    if way == "training":
         yield
         return
-    mixed = ConvBlock.forward
+    training_forward = ConvBlock.forward
     ConvBlock.forward = plain_conv_block
     try:
         with onednn(way == "onednn"):
             yield
     finally:
-        ConvBlock.forward = mixed
+        ConvBlock.forward = training_forward
 
 
 def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes]:
@@ -127,8 +127,8 @@ def main() -> int:
         print(f"{name:32s} median {statistics.median(times[way]):6.2f} s per epoch; "
               f"1 thread gives {same} {threads}")
     median = {way: statistics.median(values) for way, values in times.items()}
-    print(f"time per epoch, PyTorch's / mixed: {median['pytorch'] / median['mixed']:.2f}; "
-          f"mixed / oneDNN: {median['mixed'] / median['onednn']:.2f}")
+    print(f"time per epoch, PyTorch's / training's: {median['pytorch'] / median['training']:.2f}; "
+          f"training's / oneDNN's: {median['training'] / median['onednn']:.2f}")
     return 0
 
 

@@ -42,12 +42,12 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
     """A 3x3, stride-1, padding-1 convolution without bias whose gradients do not depend on the thread count.
 
     oneDNN's weight gradient splits its sum over the batch among the intra-op
-    threads, so its rounding, and with it every trained weight, depends on
-    ``torch.get_num_threads()`` (deterministic mode does not cover that).
-    PyTorch's own weight gradient (im2col and one matrix product per clip)
-    sums in a fixed order.  The forward pass and the input gradient compute
-    each output value on one thread, so they take oneDNN's faster kernels:
-    ``benchmarks/train_speed.py`` measures the three ways.
+    threads, so its rounding, and with it every trained weight, would depend
+    on ``torch.get_num_threads()`` (deterministic mode does not cover that).
+    Here it runs on one thread, whatever the count, while the forward pass and
+    the input gradient, which compute each output value on one thread, use
+    them all.  PyTorch's own kernels, the other thread-invariant choice, train
+    about 1.8x slower (``benchmarks/train_speed.py``).
     """
 
     @staticmethod
@@ -63,8 +63,13 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             with onednn(True):
                 grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=1)
-        with onednn(False):
-            grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with onednn(True):
+                grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
+        finally:
+            torch.set_num_threads(threads)
         return grad_x, grad_weight
 
 
