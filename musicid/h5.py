@@ -94,13 +94,20 @@ def staged_table(target: str | Path) -> Iterator[Path]:
         yield temporary
 
 
+# How the metadata columns are compressed (array columns are not; see RowWriter).
+METADATA_COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
 class RowWriter:
     """Append rows to named datasets of one HDF5 file.
 
-    ``columns`` maps a dataset name to ``(dtype, row_shape)``; array columns are
-    chunked by ``chunk_rows`` rows and gzip-compressed.  A failed write (disk
-    full, file size limit) raises :class:`WriteError`; the file is then
-    abandoned, to be removed by the caller (``musicid.io.atomic_path``).
+    ``columns`` maps a dataset name to ``(dtype, row_shape)``.  Array columns
+    (audio, features) are chunked by ``chunk_rows`` rows and stored as they
+    are: gzip saves a fifth of their size and costs most of the clip stage's
+    time (``benchmarks/table_compression.py``).  The per-row metadata columns
+    are gzip-compressed.  A failed write (disk full, file size limit) raises
+    :class:`WriteError`; the file is then abandoned, to be removed by the
+    caller (``musicid.io.atomic_path``).
     """
 
     def __init__(self, path: str | Path, columns: dict[str, tuple[Any, tuple[int, ...]]],
@@ -122,9 +129,7 @@ class RowWriter:
                     maxshape=(None, *row_shape),
                     dtype=dtype,
                     chunks=(chunk_rows, *row_shape) if row_shape else (max(chunk_rows, 1024),),
-                    compression="gzip",
-                    compression_opts=1 if row_shape else 4,
-                    shuffle=True,
+                    **({} if row_shape else METADATA_COMPRESSION),
                     track_times=False,
                 )
         except OSError as error:
