@@ -69,7 +69,7 @@ def save_embedding_png(path: str | Path, embeddings: np.ndarray, labels: list[st
 
 
 def save_training_curves_png(path: str | Path, epochs: list[int], train_loss: list[float],
-                             val_macro_f1: list[float], best_epoch: int) -> None:
+                             val_macro_f1: list[float], kept_epoch: int) -> None:
     """Training loss and validation macro-F1 by epoch (counted from 1), the kept epoch marked."""
     plt = _pyplot()
     figure, (loss_axes, f1_axes) = plt.subplots(1, 2, figsize=(10, 4))
@@ -79,7 +79,7 @@ def save_training_curves_png(path: str | Path, epochs: list[int], train_loss: li
     f1_axes.set_ylabel("validation macro-F1 (clips)")
     f1_axes.set_ylim(0, 1)
     for axes in (loss_axes, f1_axes):
-        axes.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
+        axes.axvline(kept_epoch, color="grey", linestyle="--", label=f"kept: epoch {kept_epoch}")
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     f1_axes.legend(loc="lower right")

@@ -361,7 +361,7 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train.ema), use_buffers=True)
     kept = model if averaged is None else averaged.module
     log: list[EpochLog] = []
-    best_state, best_f1, best_epoch = None, -1.0, 0
+    kept_state, kept_f1, kept_epoch = None, -1.0, 0
     for epoch in progress(range(1, train.epochs + 1), total=train.epochs, desc="train"):
         model.train()
         order = torch.randperm(len(inputs), generator=generator) if train.sampler == "shuffle" else \
@@ -400,14 +400,14 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
                          val_accuracy, val_f1, optimiser.param_groups[0]["lr"])
         log.append(entry)
         on_epoch(entry)
-        keep_this = epoch == train.epochs if train.keep == "last" else val_f1 > best_f1
+        keep_this = epoch == train.epochs if train.keep == "last" else val_f1 > kept_f1
         if keep_this:
-            best_f1, best_epoch = val_f1, epoch
-            best_state = copy.deepcopy(kept.state_dict())
-        elif train.patience and epoch - best_epoch >= train.patience:
+            kept_f1, kept_epoch = val_f1, epoch
+            kept_state = copy.deepcopy(kept.state_dict())
+        elif train.patience and epoch - kept_epoch >= train.patience:
             break  # early stopping: the best epoch is kept
-    model.load_state_dict(best_state)
-    return model, log, best_epoch
+    model.load_state_dict(kept_state)
+    return model, log, kept_epoch
 
 
 @torch.no_grad()

@@ -146,11 +146,11 @@ def run(args: argparse.Namespace) -> int:
                             live.log_metric(name, round(getattr(entry, name), 6))
                     print_epoch(entry)
 
-                model, log, best_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
+                model, log, kept_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
                                                      progress=progress, on_epoch=on_epoch, pitch=pitch,
                                                      train_symbolic=train_symbolic, val_symbolic=val_symbolic)
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
-                                     [e.train_loss for e in log], [e.val_macro_f1 for e in log], best_epoch)
+                                     [e.train_loss for e in log], [e.val_macro_f1 for e in log], kept_epoch)
             device = pick_device()
             train_embeddings = embed(model, train_x, 256, device, train_symbolic)
             val_embeddings = embed(model, val_x, 256, device, val_symbolic)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
-                extra={"best_epoch": best_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
+                extra={"kept_epoch": kept_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
                        "novelty_reference_tracks": int(len(val_scores)),
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
@@ -178,10 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if novelty.euclidean and params.novelty == "mahalanobis":
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
-    best = log[best_epoch - 1]
+    kept = log[kept_epoch - 1]
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}"
           f"{'' if symbolic is None else ', audio and symbolic features'}); {params.keep} epoch "
-          f"{best_epoch} (val clip accuracy {best.val_accuracy:.3f}, macro-F1 {best.val_macro_f1:.3f}) "
+          f"{kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, macro-F1 {kept.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0
 

@@ -141,7 +141,7 @@ def test_one_line_per_epoch_and_curves_counted_like_the_log(tmp_path, params, ca
     else:
         assert kept == 2
     import torch
-    assert torch.load(tmp_path / "model.pt", weights_only=True)["best_epoch"] == kept
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["kept_epoch"] == kept
 
 
 def test_an_interrupt_leaves_the_previous_model_and_curves(tmp_path, params, monkeypatch):
