@@ -170,7 +170,7 @@ def test_an_interrupt_leaves_the_previous_model_and_curves(tmp_path, params, mon
 def test_the_checkpoint_is_the_same_bytes_with_one_or_two_threads(tmp_path, params):
     """Convolutions, the symbolic branch's layer norms, their gradients and the novelty statistics must
     not depend on the thread count (an audio-and-symbolic model has every layer an audio-only one has)."""
-    from tests.test_symbolic_model import write_symbolic_features
+    from tests.test_symbolic_model import write_symbolic_features  # here: that module imports this one
     values = yaml.safe_load(params.read_text())
     values["train"].update({"channels": [8, 16], "embedding_dim": 8, "batch_size": 8})
     params.write_text(yaml.safe_dump(values))
