@@ -167,6 +167,7 @@ class FeatureParams(Section):
     n_mfcc: int = Field(gt=0)  # kind "mfcc": coefficients kept (DCT-II, orthonormal, of the log-mel bands)
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
     symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
+    symbolic_key: Literal["absolute", "relative"]  # pitch classes from C, or from each source's estimated tonic
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 

@@ -36,6 +36,14 @@ index  size block
 ====== ==== =================================================================
 
 A window in which no note sounds gives the zero vector.
+
+Key.  With ``key_relative`` the two pitch-class blocks are rotated so that index 0
+is the tonic of the key estimated for the whole source (as that render plays
+it), not C: they then tell scale degrees, a composer's harmonic vocabulary,
+whatever key a piece is in.  The key is the one of the 24 major and minor keys
+whose Krumhansl-Kessler profile correlates best (Pearson) with the source's
+pitch-class histogram weighted by sounding time (Krumhansl & Kessler 1982; the
+Krumhansl-Schmuckler algorithm, as in music21's ``analysis.discrete``).
 """
 
 from __future__ import annotations
@@ -56,6 +64,10 @@ ONSET_CLASS_BLOCK = slice(12, 24)
 INTERVAL_BLOCK = slice(24, 37)
 DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
 SYMBOLIC_DIM = 44
+# Krumhansl & Kessler's (1982) probe-tone ratings of the 12 pitch classes above a tonic (music21's
+# analysis.discrete.KrumhanslKessler weights, which a test checks these against).
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 # Largest tick pretty_midi may read: its tick-to-time table is then at most 400 MB (8 bytes a tick).
 MAX_TICKS = 50_000_000
 
@@ -169,6 +181,26 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
     return features
 
 
+def estimate_tonic(notes: Notes) -> int:
+    """Pitch class (C = 0) of the tonic of the best-fitting major or minor key of ``notes`` (module
+    docstring, Key); 0 when no note sounds or every pitch class sounds equally long."""
+    seconds = np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12)
+    if len(notes.pitch) == 0 or np.ptp(seconds) == 0:
+        return 0
+    # Row 12 * mode + tonic: the profile rotated so that its tonic lies on that pitch class.
+    profiles = np.stack([np.roll(profile, tonic) for profile in (KK_MAJOR, KK_MINOR) for tonic in range(12)])
+    fit = [np.corrcoef(seconds, profile)[0, 1] for profile in profiles]
+    return int(np.argmax(fit)) % 12
+
+
+def key_relative(features: np.ndarray, tonic: int) -> np.ndarray:
+    """Features float32 [k, SYMBOLIC_DIM] with both pitch-class blocks rotated so that index 0 is ``tonic``."""
+    out = features.copy()
+    for block in (PITCH_CLASS_BLOCK, ONSET_CLASS_BLOCK):
+        out[:, block] = np.roll(features[:, block], -tonic, axis=1)
+    return out
+
+
 def render_variants(record: dict) -> dict[str, tuple[int, float]]:
     """Output WAV name -> (transpose semitones, tempo factor) for each output of a render-report record.
 
@@ -182,12 +214,15 @@ def render_variants(record: dict) -> dict[str, tuple[int, float]]:
 
 
 def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, transpose: int = 0,
-                  tempo: float = 1.0) -> np.ndarray:
+                  tempo: float = 1.0, relative: bool = False) -> np.ndarray:
     """Features float32 [k, SYMBOLIC_DIM] of clips at ``offsets_s`` (seconds of a WAV rendered with
-    ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each."""
+    ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each; ``relative``: pitch
+    classes counted from the source's estimated tonic (module docstring, Key)."""
     if tempo <= 0:
         raise ValueError(f"tempo factor must be > 0, got {tempo}")
-    return window_features(notes.played(transpose, tempo), offsets_s, clip_seconds)
+    played = notes.played(transpose, tempo)
+    features = window_features(played, offsets_s, clip_seconds)
+    return key_relative(features, estimate_tonic(played)) if relative else features
 
 
 @dataclass
@@ -200,6 +235,7 @@ class TrackTask:
     tempo: np.ndarray  # float64 [k]
     clip_seconds: float
     unreadable: str | None = None  # why ``data`` is None: "unreadable: <error>"
+    relative: bool = False  # pitch classes counted from the source's tonic (features.symbolic_key: relative)
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
@@ -222,7 +258,7 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
-        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo)
+        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative)
     return out, None
 
 
@@ -242,14 +278,16 @@ class TableSymbolic:
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
-                   records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None) -> TableSymbolic:
+                   records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None,
+                   relative: bool = False) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
     ``source``); outputs str [n]: the WAV it was cut from (one of the record's
     ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
     the render report's ``files``. MIDI files are read here, as they are sent
-    to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them.
+    to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them. ``relative``:
+    pitch classes counted from each source's estimated tonic.
     """
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.parallel import ordered_map, resolve_jobs
@@ -280,10 +318,10 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         # A generator: a file is read only when its task is sent out.
         for path, offsets, transpose, tempo in wanted:
             try:
-                yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds)
+                yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                f"unreadable: {error.strerror or type(error).__name__}")
+                                f"unreadable: {error.strerror or type(error).__name__}", relative)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))

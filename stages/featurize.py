@@ -72,7 +72,7 @@ def read_render_records(path: Path) -> list[dict]:
 
 
 def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
-                scheduler: str | None = None) -> TableSymbolic:
+                scheduler: str | None = None, relative: bool = False) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -80,7 +80,7 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs, scheduler)
+                          clip_seconds, records, raw, jobs, scheduler, relative)
 
 
 def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +143,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         bands = n_bands(params)
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
-        symbolic = symbolic_of(clips, render_report, raw, threads, scheduler) if params.symbolic else None
+        symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative") \
+            if params.symbolic else None
         with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(bands, frames,
                                                       SYMBOLIC_DIM if params.symbolic else 0)) as writer:
@@ -170,8 +171,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 writer.attrs["band_mean"] = mean
                 writer.attrs["band_std"] = std
                 feature_params = as_dict(params)
+                # Keys left at what the table meant before they existed keep its bytes as they were
+                # (predict's ABSENT_KEYS puts them back).
+                if feature_params["symbolic_key"] == "absolute":
+                    del feature_params["symbolic_key"]
                 if symbolic is None:
-                    # Without symbolic features the table is the same bytes as before the key existed.
                     del feature_params["symbolic"]
                 else:
                     used = symbolic.present & (splits == "train")

@@ -428,6 +428,28 @@ def test_symbolic_features_beside_the_audio_features(tmp_path, audio, capsys):
     assert digest(again) == digest(table_path)
 
 
+def test_key_relative_symbolic_features(tmp_path, audio, capsys):
+    raw = symbolic_sources(tmp_path, audio)
+    _, clips = run_clip(tmp_path, audio)
+    _, absolute_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    code, relative_path = run_symbolic_featurize(tmp_path, clips, audio, raw, name="relative",
+                                                 symbolic_key="relative")
+    assert code == 0
+    with h5py.File(absolute_path, "r") as absolute, h5py.File(relative_path, "r") as relative:
+        # Each melody repeats one pitch (C, D or E by class), its own tonic: it sounds on index 0.
+        sounding = absolute["symbolic"][:, :12].sum(axis=1) > 0
+        assert sounding.sum() > 40
+        tonic = absolute["symbolic"][sounding, :12].argmax(axis=1)
+        assert set(tonic.tolist()) == {0, 2, 4}
+        np.testing.assert_array_equal(relative["symbolic"][sounding, 0], absolute["symbolic"][sounding, :12].max(1))
+        np.testing.assert_array_equal(relative["symbolic"][:, 24:], absolute["symbolic"][:, 24:])
+        assert json.loads(relative.attrs["params"])["features"]["symbolic_key"] == "relative"
+        # absolute, what every table meant before the key existed, is left out: those tables keep their bytes
+        assert "symbolic_key" not in json.loads(absolute.attrs["params"])["features"]
+    code, _ = run_symbolic_featurize(tmp_path, clips, audio, raw, name="bad", symbolic_key="tonic")
+    assert code == 2 and "features.symbolic_key" in capsys.readouterr().err
+
+
 def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio)
     _, table_path = run_featurize(tmp_path, clips)

@@ -9,7 +9,8 @@ import pytest
 from musicid.checks import RenderError
 from musicid.symbolic import (DENSITY, INTERVAL_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
                               ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD,
-                              SYMBOLIC_DIM, clip_features, fold_intervals, read_notes, render_variants)
+                              SYMBOLIC_DIM, Notes, clip_features, estimate_tonic, fold_intervals, read_notes,
+                              render_variants)
 
 
 def write_triad(path, with_drums: bool = True):
@@ -74,6 +75,48 @@ def test_a_transposed_faster_render_rotates_pitch_classes_and_scales_time(tmp_pa
     assert not second.any()  # WAV 1 s is MIDI 2 s, where the chord has ended
     plain = clip_features(notes, np.array([0.0]), 4.0)[0]
     np.testing.assert_allclose(first[INTERVAL_BLOCK], plain[INTERVAL_BLOCK])  # intervals do not move
+
+
+def scale_notes(pitches, seconds=0.5) -> Notes:
+    """One note after another, ``seconds`` each, in the order given."""
+    start = np.arange(len(pitches)) * seconds
+    return Notes(start, start + seconds, np.array(pitches, dtype=np.int64))
+
+
+def test_the_key_profiles_are_music21s():
+    from music21.analysis.discrete import KrumhanslKessler
+
+    from musicid.symbolic import KK_MAJOR, KK_MINOR
+
+    assert KK_MAJOR.tolist() == KrumhanslKessler().getWeights("major")
+    assert KK_MINOR.tolist() == KrumhanslKessler().getWeights("minor")
+
+
+@pytest.mark.parametrize("pitches, tonic", [
+    ([60, 62, 64, 65, 67, 69, 71, 72, 60, 64, 67], 0),  # C major scale and triad
+    ([67, 69, 71, 72, 74, 76, 78, 79, 67, 71, 74], 7),  # G major
+    ([57, 59, 60, 62, 64, 65, 68, 69, 57, 60, 64], 9),  # A harmonic minor
+    ([], 0),  # no notes
+    (list(range(60, 72)), 0),  # every pitch class equally long: no key to prefer
+])
+def test_estimate_tonic(pitches, tonic):
+    assert estimate_tonic(scale_notes(pitches)) == tonic
+
+
+def test_key_relative_pitch_classes_do_not_move_with_transposition():
+    notes = scale_notes([62, 64, 66, 67, 69, 71, 73, 74, 62, 66, 69])  # D major: tonic 2
+    offsets = np.array([0.0, 2.0])
+    absolute = clip_features(notes, offsets, 2.0)
+    relative = clip_features(notes, offsets, 2.0, relative=True)
+    for block in (PITCH_CLASS_BLOCK, ONSET_CLASS_BLOCK):
+        np.testing.assert_array_equal(relative[:, block], np.roll(absolute[:, block], -2, axis=1))
+    np.testing.assert_array_equal(relative[:, 24:], absolute[:, 24:])  # the other blocks are the same
+    assert relative[0, 0] == pytest.approx(0.25)  # the first 2 s: D E F# G, the tonic is index 0
+    for transpose in (-5, 1, 3):  # a render in another key: the same scale degrees
+        moved = clip_features(notes, offsets, 2.0, transpose=transpose, relative=True)
+        np.testing.assert_array_equal(moved[:, :24], relative[:, :24])
+        assert not np.array_equal(clip_features(notes, offsets, 2.0, transpose=transpose)[:, :24],
+                                  absolute[:, :24])
 
 
 def test_render_variants_read_augmented_records_with_defaults():

@@ -160,12 +160,12 @@ def test_a_bad_symbolic_dropout_is_named(tmp_path, params, capsys, value, messag
     assert capsys.readouterr().err == f"train: {params}: {message}\n"
 
 
-def write_symbolic_checkpoint(path):
+def write_symbolic_checkpoint(path, **features):
     params = {name: as_dict(section_params(name)) for name in ("render", "clip", "features")}
     if not SOUNDFONT.is_file():
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
-    params["features"]["symbolic"] = True
+    params["features"].update(symbolic=True, **features)
     torch.manual_seed(0)
     config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
                          dropout=0.0, symbolic_dim=SYMBOLIC_DIM)
@@ -193,3 +193,20 @@ def test_predict_reads_the_notes_of_a_midi_file_and_not_of_a_wav(tmp_path):
     assert symbolic.shape == (2, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]
     assert offsets.tolist() == [0.0, 4.0] and symbolic[0, :12].sum() == pytest.approx(1.0)
     assert predictor.symbolic_of(wav, offsets, clips.shape[1]) is None
+
+
+def test_predict_counts_pitch_classes_from_the_tonic_as_the_model_was_trained(tmp_path):
+    from musicid.symbolic import estimate_tonic, read_notes
+
+    absolute = Predictor(write_symbolic_checkpoint(tmp_path / "absolute.pt"))
+    relative = Predictor(write_symbolic_checkpoint(tmp_path / "relative.pt", symbolic_key="relative"))
+    # G major up and down: the tonic is pitch class 7.
+    scale = [67, 69, 71, 72, 74, 76, 78, 79, 78, 76, 74, 72, 71, 69, 67, 67]
+    midi = write_midi(tmp_path / "tune.mid", [(pitch, 0.5 * k, 0.5 * k + 0.5) for k, pitch in enumerate(scale)])
+    assert estimate_tonic(read_notes(midi)) == 7
+    clips, offsets = relative.clips_and_offsets(midi)
+    by_c = absolute.symbolic_of(midi, offsets, clips.shape[1])
+    by_tonic = relative.symbolic_of(midi, offsets, clips.shape[1])
+    np.testing.assert_array_equal(by_tonic[:, :12], np.roll(by_c[:, :12], -7, axis=1))
+    np.testing.assert_array_equal(by_tonic[:, 24:], by_c[:, 24:])
+    assert relative.predict(midi).error is None
