@@ -122,6 +122,12 @@ CONFIGS = {
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best"}
+NEUTRAL_FEATURES = {"symbolic_key": "absolute"}
+
+
+def without_neutral(section: dict, neutral: dict) -> dict:
+    """``section`` without the params at their "off" value (``neutral``): the same runs as before they existed."""
+    return {key: value for key, value in section.items() if key not in neutral or value != neutral[key]}
 
 
 def digest(*parts) -> str:
@@ -278,7 +284,7 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
 
 def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path, jobs: int) -> tuple[Path, float]:
     """Clip and featurize one fold (once per distinct clip/split/features params); (features.h5, seconds)."""
-    key = digest(str(audio), params["clip"], params["split"], params["features"])
+    key = digest(str(audio), params["clip"], params["split"], without_neutral(params["features"], NEUTRAL_FEATURES))
     folder = out / task.name / f"features-{key}"
 
     def work() -> float:
@@ -301,9 +307,7 @@ def run_key(features: Path, params: dict) -> str:
     A train param at its "off" value (``NEUTRAL_TRAIN``) is left out: runs made before it existed are the
     same runs.
     """
-    train = {key: value for key, value in params["train"].items()
-             if key not in NEUTRAL_TRAIN or value != NEUTRAL_TRAIN[key]}
-    return digest(str(features), train, params["evaluate"])
+    return digest(str(features), without_neutral(params["train"], NEUTRAL_TRAIN), params["evaluate"])
 
 
 def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:
