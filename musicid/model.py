@@ -57,19 +57,20 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
             return F.conv2d(x, weight, padding=1)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, weight = ctx.saved_tensors
-        grad_x = None
+        grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
             with onednn(True):
                 grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=1)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with onednn(True):
-                grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
-        finally:
-            torch.set_num_threads(threads)
+        if ctx.needs_input_grad[1]:  # not for a frozen weight
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with onednn(True):
+                    grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
+            finally:
+                torch.set_num_threads(threads)
         return grad_x, grad_weight
 
 

@@ -253,3 +253,24 @@ def test_cublas_workspace_is_set_for_deterministic_gpu_work(monkeypatch):
     seed_everything(0)
     import os
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+@pytest.mark.parametrize("frozen", ["weight", "input"])
+def test_the_thread_invariant_convolution_gives_pytorchs_gradients(frozen, monkeypatch):
+    from musicid.model import ThreadInvariantConv3x3
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 9, 11, generator=generator, dtype=torch.float64, requires_grad=frozen == "weight")
+    weight = torch.randn(5, 3, 3, 3, generator=generator, dtype=torch.float64, requires_grad=frozen == "input")
+    assert torch.autograd.gradcheck(ThreadInvariantConv3x3.apply, (x, weight))
+    if frozen == "weight":  # its gradient, the costly one on one thread, is not even computed
+        monkeypatch.setattr(torch.nn.grad, "conv2d_weight", lambda *args, **kwargs: pytest.fail("computed"))
+    ThreadInvariantConv3x3.apply(x, weight).square().sum().backward()
+    reference_x, reference_weight = x.detach().clone().requires_grad_(x.requires_grad), \
+        weight.detach().clone().requires_grad_(weight.requires_grad)
+    torch.nn.functional.conv2d(reference_x, reference_weight, padding=1).square().sum().backward()
+    # A frozen tensor gets no gradient (none is computed); the other one gets PyTorch's.
+    for ours, reference in ((x, reference_x), (weight, reference_weight)):
+        assert (ours.grad is None) == (reference.grad is None) == (not ours.requires_grad)
+        if ours.grad is not None:
+            torch.testing.assert_close(ours.grad, reference.grad)
