@@ -49,7 +49,6 @@ Krumhansl-Schmuckler algorithm, as in music21's ``analysis.discrete``).
 from __future__ import annotations
 
 import io
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -57,7 +56,7 @@ from typing import Iterator
 import numpy as np
 
 from musicid.checks import RenderError
-from musicid.midi import read_midi
+from musicid.midi import read_midi, read_midi_data
 
 PITCH_CLASS_BLOCK = slice(0, 12)
 ONSET_CLASS_BLOCK = slice(12, 24)
@@ -93,8 +92,8 @@ def _sorted(start: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> Notes:
     return Notes(start[order], end[order], pitch[order])
 
 
-def read_notes(path: str | Path) -> Notes:
-    """The non-drum notes of the MIDI file at ``path``, read as the render stage reads it.
+def read_notes(midi: str | Path | bytes) -> Notes:
+    """The non-drum notes of a MIDI file (its path, or its bytes), read as the render stage reads it.
 
     The bytes come from :func:`musicid.midi.read_midi` (RMID unwrapped, impossible
     key signatures dropped, SMPTE timing converted), so a file that rendered
@@ -103,7 +102,7 @@ def read_notes(path: str | Path) -> Notes:
     """
     import pretty_midi
 
-    source = read_midi(path)
+    source = read_midi_data(midi) if isinstance(midi, bytes) else read_midi(midi)
     # pretty_midi refuses a file whose largest tick passes its MAX_TICK (1e7) as
     # "likely corrupt", since it sizes a float64 array by it (8 bytes a tick).
     # Real scores pass it: a 10-minute Palestrina Gloria has 12.2 million ticks.
@@ -242,16 +241,13 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
     """Worker: (features float32 [k, SYMBOLIC_DIM], None), or (None, "reason: detail") for an unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
-    Works from ``task`` alone (another process or machine): the bytes go to a private temporary file,
-    which :func:`read_notes` reads as the render stage reads a source.
+    Works from ``task`` alone (another process or machine), on the file's bytes, as the render stage reads
+    a source; nothing is written, so a killed worker leaves nothing behind.
     """
     if task.data is None:
         return None, task.unreadable
     try:
-        with tempfile.TemporaryDirectory(prefix="musicid-notes-") as scratch:
-            path = Path(scratch) / "source.mid"
-            path.write_bytes(task.data)
-            notes = read_notes(path)
+        notes = read_notes(task.data)
     except RenderError as error:
         return None, str(error)
     out = np.zeros((len(task.offsets_s), SYMBOLIC_DIM), dtype=np.float32)

@@ -139,6 +139,23 @@ def test_an_unreadable_file_is_unparseable(tmp_path):
     assert error.value.reason == "unparseable"
 
 
+def test_a_worker_reads_the_notes_from_the_bytes_and_writes_no_file(tmp_path, monkeypatch):
+    from musicid.symbolic import TrackTask, track_features
+
+    path = write_triad(tmp_path / "triad.mid")
+    from_bytes, from_path = read_notes(path.read_bytes()), read_notes(path)
+    for name in ("start", "end", "pitch"):
+        np.testing.assert_array_equal(getattr(from_bytes, name), getattr(from_path, name))
+    # Nothing goes to a temporary file, which a worker killed mid-file would leave behind.
+    for maker in ("mkdtemp", "mkstemp", "NamedTemporaryFile"):
+        monkeypatch.setattr(f"tempfile.{maker}", lambda *args, **kwargs: pytest.fail("wrote a temporary file"))
+    task = TrackTask(path.read_bytes(), np.array([0.0]), np.array([0]), np.array([1.0]), 4.0)
+    values, reason = track_features(task)
+    assert reason is None and values[0, :12].sum() == pytest.approx(1.0)
+    bad = TrackTask(b"MThd\x00\x00\x00\x06\x00\x01", np.array([0.0]), np.array([0]), np.array([1.0]), 4.0)
+    assert track_features(bad)[1].startswith("unparseable")
+
+
 def test_features_are_deterministic_and_batch_independent(tmp_path):
     notes = read_notes(write_triad(tmp_path / "triad.mid"))
     offsets = np.array([0.0, 0.5, 1.5, 3.0])
