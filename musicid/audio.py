@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -72,15 +73,16 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
-def audio_header(path: str | Path) -> tuple[int, int]:
-    """(frames, sample rate in Hz) from an audio file's header, without decoding a sample."""
+def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
+    """(frames, sample rate in Hz) from an audio file's header (its path or an open binary file), without
+    decoding a sample."""
     import soundfile
 
-    info = soundfile.info(str(path))
+    info = soundfile.info(path if hasattr(path, "read") else str(path))
     return int(info.frames), int(info.samplerate)
 
 
-def decode_audio(path: str | Path, sample_rate: int, channels: int,
+def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
@@ -96,7 +98,7 @@ def decode_audio(path: str | Path, sample_rate: int, channels: int,
     import soundfile
 
     parts: list[np.ndarray] = []
-    with soundfile.SoundFile(str(path)) as handle:
+    with soundfile.SoundFile(path if hasattr(path, "read") else str(path)) as handle:
         file_rate = handle.samplerate
         allowed = math.inf if math.isinf(max_seconds) else int(max_seconds * file_rate)
         stream = None

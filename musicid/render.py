@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut
 from musicid.deadline import call_with_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name, write_bytes_atomic
-from musicid.midi import midi_end_time, read_midi, reserialize_midi
+from musicid.midi import midi_end_time, read_midi, read_midi_data, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
@@ -196,9 +195,9 @@ def finish_render(audio: np.ndarray, sample_rate: int, end_seconds: float, trim_
     return cut_after_last_loud(audio, peak * 10 ** (trim_db / 20))
 
 
-def _render_validated(renderer: MidiRenderer, midi_path: Path, index: int, expected: float,
+def _render_validated(renderer: MidiRenderer, midi: Path | bytes, index: int, expected: float,
                       render: RenderParams, deadline: float) -> np.ndarray:
-    audio = renderer.render(midi_path, index, stop_after_s=expected + TAIL_SECONDS,
+    audio = renderer.render(midi, index, stop_after_s=expected + TAIL_SECONDS,
                             timeout_s=deadline - time.monotonic())
     audio = finish_render(audio, renderer.sample_rate, expected, render.trim_db)
     validate_audio(audio, renderer.sample_rate, render.min_rms, expected_seconds=expected)
@@ -206,57 +205,57 @@ def _render_validated(renderer: MidiRenderer, midi_path: Path, index: int, expec
 
 
 def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
-                       deadline: float) -> tuple[list[np.ndarray], list[str]]:
+                       deadline: float, data: bytes | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Render one MIDI file with every SoundFont; returns (renders, what was repaired).
 
+    ``data``: the file's bytes, when they are at hand (``path`` is then not read).
     When FluidSynth's player gives empty, truncated or silent audio for a file
     that mido reads, the file is written again through mido and rendered once
     more; if that validates, the source counts as recovered.
     """
-    source = with_time_limit(deadline, read_midi, path, program=render.program)
+    if data is None:
+        source = with_time_limit(deadline, read_midi, path, program=render.program)
+    else:
+        source = with_time_limit(deadline, read_midi_data, data, program=render.program)
     expected = source.end_seconds
     if expected > render.max_seconds:
         raise RenderError("too_long", f"the notes last {expected:.0f} s (render.max_seconds "
                                       f"{render.max_seconds:g})")
     repairs = list(source.repairs)
-    with tempfile.TemporaryDirectory(prefix="musicid-render-") as scratch:
-        # FluidSynth reads a path: the file itself when nothing was changed, else the changed bytes.
-        reserialized = Path(scratch) / "reserialized.mid"
-        if repairs or source.rewritten_by_mido:
-            reserialized.write_bytes(source.data)
-            path = reserialized
-        rewritten = source.rewritten_by_mido
-        renders = []
-        for index in range(renderer.n_soundfonts):
-            try:
-                renders.append(_render_validated(renderer, path, index, expected, render, deadline))
-                continue
-            except RenderError as error:
-                if error.reason not in RECOVERABLE or rewritten:
-                    raise
-                first = error
-            try:
-                data = with_time_limit(deadline, reserialize_midi, source.data)
-            except RenderError as error:
-                if error.reason == "timeout":
-                    raise
-                raise first from None  # mido could read it but not write it: keep the first reason
-            reserialized.write_bytes(data)
-            path, rewritten = reserialized, True
-            try:
-                renders.append(_render_validated(renderer, path, index, expected, render, deadline))
-            except RenderError as second:
-                if second.reason == "timeout":
-                    raise
-                raise RenderError(first.reason, f"{first.detail}; re-serialized with mido: "
-                                                f"{second.reason}: {second.detail}") from None
-            repairs.append(f"FluidSynth's player gave {first.reason}; re-serialized with mido")
+    # FluidSynth's player reads the file itself when nothing was changed, else the changed bytes (from memory).
+    midi: Path | bytes = source.data if repairs or source.rewritten_by_mido or data is not None else path
+    rewritten = source.rewritten_by_mido
+    renders = []
+    for index in range(renderer.n_soundfonts):
+        try:
+            renders.append(_render_validated(renderer, midi, index, expected, render, deadline))
+            continue
+        except RenderError as error:
+            if error.reason not in RECOVERABLE or rewritten:
+                raise
+            first = error
+        try:
+            midi = with_time_limit(deadline, reserialize_midi, source.data)
+        except RenderError as error:
+            if error.reason == "timeout":
+                raise
+            raise first from None  # mido could read it but not write it: keep the first reason
+        rewritten = True
+        try:
+            renders.append(_render_validated(renderer, midi, index, expected, render, deadline))
+        except RenderError as second:
+            if second.reason == "timeout":
+                raise
+            raise RenderError(first.reason, f"{first.detail}; re-serialized with mido: "
+                                            f"{second.reason}: {second.detail}") from None
+        repairs.append(f"FluidSynth's player gave {first.reason}; re-serialized with mido")
     return renders, repairs
 
 
 def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, source: str,
-                     copy: int) -> tuple[Augmentation, np.ndarray]:
-    """Render copy ``copy`` (1 ..) of the MIDI file ``path`` (``source`` in data/raw) with its drawn transform.
+                     copy: int, data: bytes | None = None) -> tuple[Augmentation, np.ndarray]:
+    """Render copy ``copy`` (1 ..) of the MIDI file ``path`` (``source`` in data/raw; ``data``: its bytes,
+    when at hand) with its drawn transform.
 
     Returns (the transform, audio float32 [2, n] at ``render.sample_rate`` Hz),
     checked as a plain render is; raises :class:`RenderError` when the copy
@@ -268,35 +267,40 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
 
     deadline = time.monotonic() + render.timeout_s
     augmentation = draw_augmentation(render.augment, render.soundfonts, source, copy)
-    with tempfile.TemporaryDirectory(prefix="musicid-augment-") as scratch:
-        transformed = Path(scratch) / "augmented.mid"
 
-        def transform() -> float:
-            # The source as its plain render reads it (repairs, render.program), then transformed.
-            midi = mido.MidiFile(file=io.BytesIO(read_midi(path, program=render.program).data), clip=True)
-            apply_augmentation(midi, augmentation)
-            midi.save(str(transformed))
-            return midi_end_time(transformed)
+    def transform() -> tuple[bytes, float]:
+        # The source as its plain render reads it (repairs, render.program), then transformed.
+        source = read_midi(path, program=render.program) if data is None else \
+            read_midi_data(data, program=render.program)
+        midi = mido.MidiFile(file=io.BytesIO(source.data), clip=True)
+        apply_augmentation(midi, augmentation)
+        transformed = io.BytesIO()
+        midi.save(file=transformed)
+        return transformed.getvalue(), midi_end_time(transformed.getvalue())
 
-        expected = with_time_limit(deadline, transform)
-        if expected > render.max_seconds:
-            raise RenderError("too_long", f"the notes last {expected:.0f} s at tempo x{augmentation.tempo:g} "
-                                          f"(render.max_seconds {render.max_seconds:g})")
-        audio = _render_validated(renderer, transformed, renderer.soundfont_index(augmentation.soundfont),
-                                  expected, render, deadline)
+    transformed, expected = with_time_limit(deadline, transform)
+    if expected > render.max_seconds:
+        raise RenderError("too_long", f"the notes last {expected:.0f} s at tempo x{augmentation.tempo:g} "
+                                      f"(render.max_seconds {render.max_seconds:g})")
+    audio = _render_validated(renderer, transformed, renderer.soundfont_index(augmentation.soundfont),
+                              expected, render, deadline)
     return augmentation, audio
 
 
-def load_audio_source(path: Path, render: RenderParams) -> np.ndarray:
-    """Decode one audio file, checking its header first; float32 [render.channels, n] at render.sample_rate."""
+def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None) -> np.ndarray:
+    """Decode one audio file (from ``data``, its bytes, when given), checking its header first; float32
+    [render.channels, n] at render.sample_rate."""
+    def source() -> Path | io.BytesIO:
+        return path if data is None else io.BytesIO(data)
+
     try:
-        frames, file_rate = audio_header(path)
+        frames, file_rate = audio_header(source())
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
     check_audio_header(frames, file_rate, render.max_seconds)
     level = Level()
     try:
-        audio = decode_audio(path, render.sample_rate, render.channels, max_seconds=render.max_seconds,
+        audio = decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
                              level=level)
     except AudioTooLong as error:  # the header understated the length
         raise RenderError("too_long", f"{error} (render.max_seconds)") from None
@@ -307,9 +311,11 @@ def load_audio_source(path: Path, render: RenderParams) -> np.ndarray:
     return audio
 
 
-def load_source(renderer: MidiRenderer, path: Path, render: RenderParams,
+def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: bytes | None = None,
                 ) -> tuple[list[np.ndarray], list[str]]:
     """Render (MIDI, once per SoundFont of ``renderer``) or decode (audio) one source and check it.
+
+    ``data``: the file's bytes, when they are at hand (``path`` then only names the file, by its suffix).
 
     Returns (audio float32 [channels, n] at ``render.sample_rate`` Hz per output,
     what was repaired: empty unless the source was recovered); raises
@@ -319,9 +325,9 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams,
     deadline = time.monotonic() + render.timeout_s
     suffix = path.suffix.lower()
     if suffix in MIDI_EXTENSIONS:
-        return render_midi_source(renderer, path, render, deadline)
+        return render_midi_source(renderer, path, render, deadline, data)
     if suffix in AUDIO_EXTENSIONS:
-        return [load_audio_source(path, render)], []
+        return [load_audio_source(path, render, data)], []
     raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
 
 
@@ -330,8 +336,9 @@ def render_one(task: RenderTask) -> Rendered:
 
     Works from ``task`` alone, so that it can run where the raw files are not
     (another process or machine); the caller writes the WAVs
-    (:func:`write_rendered`).  The source's bytes go to a private temporary
-    file, since FluidSynth's player and libsndfile read files.
+    (:func:`write_rendered`).  The source's bytes are read from memory
+    (FluidSynth's player and libsndfile both can), so nothing is written that
+    a killed worker could leave behind.
     """
     record = {"source": task.source, "label": task.label, "status": "rejected",
               "reason": None, "detail": None, "duration_s": None, "outputs": []}
@@ -340,33 +347,31 @@ def render_one(task: RenderTask) -> Rendered:
     renderer = _worker_renderer
     sample_rate = renderer.sample_rate
     wavs = []
-    with tempfile.TemporaryDirectory(prefix="musicid-source-") as scratch:
-        path = Path(scratch) / f"source{Path(task.source).suffix.lower()}"
-        path.write_bytes(task.data)
+    path = Path(task.source)  # names the file; its bytes are task.data, read from memory
+    try:
+        renders, repairs = load_source(renderer, path, task.render, task.data)
+    except RenderError as error:
+        record["reason"] = error.reason
+        record["detail"] = error.detail or None
+        return Rendered(record, ())
+    for name, audio in zip(task.output_names, renders):
+        wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
+        record["outputs"].append(name)
+    if repairs:
+        record["status"], record["detail"] = "recovered", "; ".join(repairs)
+    else:
+        record["status"] = "rendered"
+    record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
+    for copy, name in enumerate(task.augmented_names, start=1):
         try:
-            renders, repairs = load_source(renderer, path, task.render)
+            augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy, task.data)
         except RenderError as error:
-            record["reason"] = error.reason
-            record["detail"] = error.detail or None
-            return Rendered(record, ())
-        for name, audio in zip(task.output_names, renders):
-            wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
-            record["outputs"].append(name)
-        if repairs:
-            record["status"], record["detail"] = "recovered", "; ".join(repairs)
-        else:
-            record["status"] = "rendered"
-        record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
-        for copy, name in enumerate(task.augmented_names, start=1):
-            try:
-                augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy)
-            except RenderError as error:
-                # Only this copy is lost: the plain renders above are kept.
-                record["augment_rejected"].append({"copy": copy, "reason": error.reason,
-                                                   "detail": error.detail or None})
-                continue
-            wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
-            record["augmented"].append(augmentation.record(name))
+            # Only this copy is lost: the plain renders above are kept.
+            record["augment_rejected"].append({"copy": copy, "reason": error.reason,
+                                               "detail": error.detail or None})
+            continue
+        wavs.append((name, wav_bytes(to_channels(audio, task.render.channels), sample_rate)))
+        record["augmented"].append(augmentation.record(name))
     return Rendered(record, tuple(wavs))
 
 

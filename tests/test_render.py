@@ -84,6 +84,28 @@ def test_render_one_writes_a_valid_wav(worker, tmp_path):
     assert [p.name for p in (tmp_path / "out" / "a").iterdir()] == ["x.wav"]  # no temporaries
 
 
+def test_a_worker_renders_from_memory_what_it_would_from_the_file(worker, tmp_path, monkeypatch):
+    """render_one renders the task's bytes, writing no temporary file (which a killed worker would leave
+    behind), and gets the samples a render of the file on disk gets: plain, transposed copy, audio source."""
+    write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0), (64, 0.5, 1.5), (67, 1.0, 2.0)])
+    write_wav(tmp_path / "a" / "y.wav", sine(440.0, 2.0, 22050, 0.3), 22050)
+    from_disk = {name: render.load_source(worker, tmp_path / "a" / name, params())[0][0]
+                 for name in ("x.mid", "y.wav")}
+    augment = params(augment={**params().augment.model_dump(), "copies": 1, "transpose": 2})
+    copy_from_disk = render.render_augmented(worker, tmp_path / "a" / "x.mid", augment, "a/x.mid", 1)[1]
+    for maker in ("mkdtemp", "mkstemp", "NamedTemporaryFile"):
+        monkeypatch.setattr(f"tempfile.{maker}", lambda *args, **kwargs: pytest.fail("wrote a temporary file"))
+    midi_task = RenderTask(source="a/x.mid", label="a", data=(tmp_path / "a" / "x.mid").read_bytes(),
+                           output_names=("a/x.wav",), render=augment, augmented_names=("a/x__aug1.wav",))
+    rendered = render.render_one(midi_task)
+    assert rendered.record["status"] == "rendered" and len(rendered.record["augmented"]) == 1
+    audio = render.render_one(task(tmp_path, "a/y.wav", names=("a/y.wav",)))
+    for (name, wav), expected in zip([*rendered.wavs, *audio.wavs],
+                                     [from_disk["x.mid"], copy_from_disk, from_disk["y.wav"]]):
+        want = render.wav_bytes(render.to_channels(expected, 1), SR)
+        assert wav == want, name
+
+
 def test_stereo_output(worker, tmp_path):
     write_midi(tmp_path / "a" / "x.mid", [(60, 0.0, 1.0)])
     render_to(tmp_path, task(tmp_path, "a/x.mid", channels=2))
