@@ -52,7 +52,6 @@ import math
 import os
 import shutil
 import stat
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -158,10 +157,15 @@ class ConversionTimeout(Exception):
     """A score took longer to convert than ``dataset.timeout_s``."""
 
 
-def _convert(piece: CorpusPiece, converter, midi_path: Path) -> bytes:
+def _convert(piece: CorpusPiece, converter) -> bytes:
+    from music21.converter.subConverters import ConverterMidi
+    from music21.midi.translate import music21ObjectToMidiFile
+
     score = converter.parse(corpus_root() / piece.relative_path)
-    score.write("midi", fp=midi_path)
-    return midi_path.read_bytes()
+    # What score.write("midi") writes to a file (music21's ConverterMidi.write, its default options),
+    # as bytes in memory: nothing on disk that a killed worker would leave behind.
+    return music21ObjectToMidiFile(score, addStartDelay=False, addEndDelay=True,
+                                   encoding=ConverterMidi().encoding).writestr()
 
 
 def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf,
@@ -182,9 +186,7 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with tempfile.TemporaryDirectory() as scratch:  # outside the limit: its clean-up is never cut short
-                data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter,
-                                       Path(scratch) / "score.mid")
+            data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter)
         except ConversionTimeout:
             return piece, None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser

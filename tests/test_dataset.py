@@ -3,8 +3,8 @@ import io
 import pretty_midi
 import pytest
 
-from musicid.dataset import (CorpusPiece, export_music21, list_corpus_pieces, one_file_per_work, score_to_midi,
-                             select_pieces)
+from musicid.dataset import (CorpusPiece, corpus_root, export_music21, list_corpus_pieces, one_file_per_work,
+                             score_to_midi, select_pieces)
 
 
 def test_output_name_flattens_nested_paths():
@@ -45,6 +45,18 @@ def test_score_to_midi_writes_a_playable_file(tmp_path):
     assert midi.get_end_time() > 20
     # The same score always gives the same bytes (the manifest's hashes depend on it).
     assert score_to_midi(piece)[1] == data
+
+
+def test_score_to_midi_gives_what_music21_writes_to_a_file_and_writes_nothing(tmp_path, monkeypatch):
+    from music21 import converter
+
+    piece = CorpusPiece("palestrina", "palestrina/Agnus_01.krn")
+    written = converter.parse(corpus_root() / piece.relative_path).write("midi", fp=tmp_path / "score.mid")
+    # A worker killed mid-score leaves no temporary file behind: none is made.
+    for maker in ("mkdtemp", "mkstemp", "NamedTemporaryFile"):
+        monkeypatch.setattr(f"tempfile.{maker}", lambda *args, **kwargs: pytest.fail("wrote a temporary file"))
+    _, data, reason = score_to_midi(piece)
+    assert reason is None and data == written.read_bytes()
 
 
 def test_score_to_midi_puts_every_part_on_the_program_asked_for():
