@@ -37,13 +37,14 @@ index  size block
 
 A window in which no note sounds gives the zero vector.
 
-Key.  With ``key_relative`` the two pitch-class blocks are rotated so that index 0
-is the tonic of the key estimated for the whole source (as that render plays
-it), not C: they then tell scale degrees, a composer's harmonic vocabulary,
-whatever key a piece is in.  The key is the one of the 24 major and minor keys
-whose Krumhansl-Kessler profile correlates best (Pearson) with the source's
-pitch-class histogram weighted by sounding time (Krumhansl & Kessler 1982; the
-Krumhansl-Schmuckler algorithm, as in music21's ``analysis.discrete``).
+Key.  With ``relative`` (``features.symbolic_key: relative``) the two
+pitch-class blocks are rotated so that index 0 is the tonic of the key
+estimated for the whole source (as that render plays it), not C: they then
+tell scale degrees, a composer's harmonic vocabulary, whatever key a piece is
+in.  The key is the one of the 24 major and minor keys whose Krumhansl-Kessler
+profile correlates best (Pearson) with the source's pitch-class histogram
+weighted by sounding time (Krumhansl & Kessler 1982; the Krumhansl-Schmuckler
+algorithm, as in music21's ``analysis.discrete``).
 """
 
 from __future__ import annotations
