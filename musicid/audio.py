@@ -73,12 +73,17 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
+def _soundfile_source(path: str | Path | BinaryIO) -> str | BinaryIO:
+    """What soundfile opens: an open binary file as it is, a path as a string."""
+    return path if hasattr(path, "read") else str(path)
+
+
 def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
     """(frames, sample rate in Hz) from an audio file's header (its path or an open binary file), without
     decoding a sample."""
     import soundfile
 
-    info = soundfile.info(path if hasattr(path, "read") else str(path))
+    info = soundfile.info(_soundfile_source(path))
     return int(info.frames), int(info.samplerate)
 
 
@@ -98,7 +103,7 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     import soundfile
 
     parts: list[np.ndarray] = []
-    with soundfile.SoundFile(path if hasattr(path, "read") else str(path)) as handle:
+    with soundfile.SoundFile(_soundfile_source(path)) as handle:
         file_rate = handle.samplerate
         allowed = math.inf if math.isinf(max_seconds) else int(max_seconds * file_rate)
         stream = None

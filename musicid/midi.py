@@ -43,14 +43,14 @@ class MidiSource:
     rewritten_by_mido: bool  # ``data`` was written by mido (SMPTE conversion, forced program)
 
 
-def read_midi(path: str | Path, program: int | None = None) -> MidiSource:
-    """Read a MIDI file, repair what can be repaired, and find the time of its last note.
+def read_midi(path: str | Path | bytes, program: int | None = None) -> MidiSource:
+    """Read a MIDI file (its path or its bytes), repair what can be repaired, and find the time of its last note.
 
     With ``program``, every melodic part is forced to that General MIDI
     program (see :func:`force_program`).  Raises :class:`RenderError`
     ``unparseable`` or ``no_notes``.
     """
-    return read_midi_data(Path(path).read_bytes(), program)
+    return read_midi_data(path if isinstance(path, bytes) else Path(path).read_bytes(), program)
 
 
 def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
@@ -152,7 +152,7 @@ def _end_time(midi) -> float:
 
 def midi_end_time(midi: str | Path | bytes) -> float:
     """Time of the last note event of a MIDI file (its path or its bytes), in seconds (after repairs)."""
-    return (read_midi_data(midi) if isinstance(midi, bytes) else read_midi(midi)).end_seconds
+    return read_midi(midi).end_seconds
 
 
 def unwrap_rmid(data: bytes) -> bytes:

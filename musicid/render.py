@@ -45,7 +45,7 @@ from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut
 from musicid.deadline import call_with_limit
 from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
 from musicid.io import safe_name, write_bytes_atomic
-from musicid.midi import midi_end_time, read_midi, read_midi_data, reserialize_midi
+from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
 from musicid.synth import TAIL_SECONDS, FluidSynthUnavailable, MidiRenderer
 
@@ -213,10 +213,7 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
     that mido reads, the file is written again through mido and rendered once
     more; if that validates, the source counts as recovered.
     """
-    if data is None:
-        source = with_time_limit(deadline, read_midi, path, program=render.program)
-    else:
-        source = with_time_limit(deadline, read_midi_data, data, program=render.program)
+    source = with_time_limit(deadline, read_midi, path if data is None else data, program=render.program)
     expected = source.end_seconds
     if expected > render.max_seconds:
         raise RenderError("too_long", f"the notes last {expected:.0f} s (render.max_seconds "
@@ -270,8 +267,7 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
 
     def transform() -> tuple[bytes, float]:
         # The source as its plain render reads it (repairs, render.program), then transformed.
-        source = read_midi(path, program=render.program) if data is None else \
-            read_midi_data(data, program=render.program)
+        source = read_midi(path if data is None else data, program=render.program)
         midi = mido.MidiFile(file=io.BytesIO(source.data), clip=True)
         apply_augmentation(midi, augmentation)
         transformed = io.BytesIO()

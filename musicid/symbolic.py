@@ -57,7 +57,7 @@ from typing import Iterator
 import numpy as np
 
 from musicid.checks import RenderError
-from musicid.midi import read_midi, read_midi_data
+from musicid.midi import read_midi
 
 PITCH_CLASS_BLOCK = slice(0, 12)
 ONSET_CLASS_BLOCK = slice(12, 24)
@@ -103,7 +103,7 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     """
     import pretty_midi
 
-    source = read_midi_data(midi) if isinstance(midi, bytes) else read_midi(midi)
+    source = read_midi(midi)
     # pretty_midi refuses a file whose largest tick passes its MAX_TICK (1e7) as
     # "likely corrupt", since it sizes a float64 array by it (8 bytes a tick).
     # Real scores pass it: a 10-minute Palestrina Gloria has 12.2 million ticks.
@@ -185,7 +185,7 @@ def estimate_tonic(notes: Notes) -> int:
     """Pitch class (C = 0) of the tonic of the best-fitting major or minor key of ``notes`` (module
     docstring, Key); 0 when no note sounds or every pitch class sounds equally long."""
     seconds = np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12)
-    if len(notes.pitch) == 0 or np.ptp(seconds) == 0:
+    if np.ptp(seconds) == 0:  # no notes, or every pitch class as long as the others
         return 0
     # Row 12 * mode + tonic: the profile rotated so that its tonic lies on that pitch class.
     profiles = np.stack([np.roll(profile, tonic) for profile in (KK_MAJOR, KK_MINOR) for tonic in range(12)])
