@@ -168,6 +168,7 @@ class FeatureParams(Section):
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
     symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
     symbolic_key: Literal["absolute", "relative"]  # pitch classes from C, or from each source's estimated tonic
+    symbolic_texture: bool  # also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 

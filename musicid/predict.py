@@ -69,7 +69,7 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
 ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
-    "features": {"symbolic": False, "symbolic_key": "absolute", "bins_per_octave": 12, "n_bins": 84},
+    "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "bins_per_octave": 12, "n_bins": 84},
 }
 
 
@@ -145,7 +145,8 @@ class Predictor:
             return None
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
-                                 relative=self.features.symbolic_key == "relative")
+                                 relative=self.features.symbolic_key == "relative",
+                                 texture=self.features.symbolic_texture)
         return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:

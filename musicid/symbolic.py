@@ -35,6 +35,20 @@ index  size block
 43     1    mean note duration: log(1 + seconds), whole notes sounding in the window
 ====== ==== =================================================================
 
+With ``texture`` (``features.symbolic_texture: true``) 25 more follow, float32
+[SYMBOLIC_DIM + TEXTURE_DIM] = [69]: how the notes sound together and in time.
+
+====== ==== =================================================================
+44-56  13   vertical intervals: for each onset in the window, its interval to
+            every note already sounding when it starts (those earlier in
+            (start, pitch) order, so a chord's notes pair up once), folded to
+            0..12 as above; sums to 1 (zeros when no onset has company)
+57-62  6    durations of the notes starting in the window (whole notes), in
+            bins with edges 0.125, 0.25, 0.5, 1 and 2 seconds; sums to 1
+63-68  6    inter-onset intervals (between the distinct onset times in the
+            window, to the millisecond), the same bins; sums to 1
+====== ==== =================================================================
+
 A window in which no note sounds gives the zero vector.
 
 Key.  With ``relative`` (``features.symbolic_key: relative``) the two
@@ -64,6 +78,10 @@ ONSET_CLASS_BLOCK = slice(12, 24)
 INTERVAL_BLOCK = slice(24, 37)
 DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
 SYMBOLIC_DIM = 44
+VERTICAL_BLOCK, DURATION_BLOCK, IOI_BLOCK = slice(44, 57), slice(57, 63), slice(63, 69)
+TEXTURE_DIM = 25
+# Bin edges, seconds, of the duration and inter-onset-interval histograms: 1/8 s to 2 s in octaves.
+TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
 # Krumhansl & Kessler's (1982) probe-tone ratings of the 12 pitch classes above a tonic (music21's
 # analysis.discrete.KrumhanslKessler weights, which a test checks these against).
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -128,13 +146,18 @@ def fold_intervals(semitones: np.ndarray) -> np.ndarray:
     return np.where(size == 0, 0, (size - 1) % 12 + 1)
 
 
-def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float) -> np.ndarray:
+def symbolic_dim(texture: bool = False) -> int:
+    """Length of a clip's symbolic vector: SYMBOLIC_DIM, plus TEXTURE_DIM with ``texture``."""
+    return SYMBOLIC_DIM + (TEXTURE_DIM if texture else 0)
+
+
+def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, texture: bool = False) -> np.ndarray:
     """Features of the windows ``[offset, offset + clip_seconds)`` (seconds of ``notes``' time).
 
-    offsets_s float [k] -> float32 [k, SYMBOLIC_DIM] (layout in the module docstring).
+    offsets_s float [k] -> float32 [k, symbolic_dim(texture)] (layout in the module docstring).
     """
     offsets_s = np.asarray(offsets_s, dtype=np.float64)
-    out = np.zeros((len(offsets_s), SYMBOLIC_DIM), dtype=np.float32)
+    out = np.zeros((len(offsets_s), symbolic_dim(texture)), dtype=np.float32)
     if len(notes.start) == 0:
         return out
     # Notes sorted by start: those starting before a window's end are a prefix; those that have all
@@ -143,12 +166,13 @@ def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float) ->
     lows = np.searchsorted(ended_by, offsets_s, side="right")
     highs = np.searchsorted(notes.start, offsets_s + clip_seconds, side="left")
     for row, (offset, low, high) in enumerate(zip(offsets_s, lows, highs)):
-        out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds)
+        out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds, texture)
     return out
 
 
-def _one_window(notes: Notes, low: int, high: int, window_start: float, window_end: float) -> np.ndarray:
-    features = np.zeros(SYMBOLIC_DIM, dtype=np.float64)
+def _one_window(notes: Notes, low: int, high: int, window_start: float, window_end: float,
+                texture: bool = False) -> np.ndarray:
+    features = np.zeros(symbolic_dim(texture), dtype=np.float64)
     start, end, pitch = notes.start[low:high], notes.end[low:high], notes.pitch[low:high]
     sounding = end > window_start
     if not sounding.any():
@@ -178,7 +202,32 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
     features[PITCH_STD] = np.sqrt(np.sum(weight * np.square(pitch - mean_pitch))) / 12.0
     features[PITCH_RANGE] = (pitch.max() - pitch.min()) / 12.0
     features[MEAN_DURATION] = np.log1p(np.mean(end - start))
+    if texture and onset.any():
+        _texture(features, start, end, pitch, onset)
     return features
+
+
+def _share(counts: np.ndarray) -> np.ndarray:
+    """``counts`` divided by their sum; zeros when there are none."""
+    total = counts.sum()
+    return counts / total if total else np.zeros(len(counts))
+
+
+def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
+             onset: np.ndarray) -> None:
+    """Fill the texture blocks (module docstring) from a window's sounding notes in (start, pitch) order."""
+    index = np.flatnonzero(onset)
+    # company[a, j]: note j, earlier in (start, pitch) order, still sounds when onset index[a] starts.
+    company = (np.arange(len(start))[None, :] < index[:, None]) & (end[None, :] > start[index][:, None])
+    rows, columns = np.nonzero(company)
+    vertical = fold_intervals(pitch[index][rows] - pitch[columns])
+    features[VERTICAL_BLOCK] = _share(np.bincount(vertical, minlength=13).astype(np.float64))
+    bins = len(TIME_EDGES) + 1
+    durations = np.searchsorted(TIME_EDGES, end[index] - start[index], side="right")
+    features[DURATION_BLOCK] = _share(np.bincount(durations, minlength=bins).astype(np.float64))
+    gaps = np.diff(np.unique(np.round(start[index], 3)))
+    features[IOI_BLOCK] = _share(np.bincount(np.searchsorted(TIME_EDGES, gaps, side="right"),
+                                             minlength=bins).astype(np.float64))
 
 
 def estimate_tonic(notes: Notes) -> int:
@@ -214,14 +263,15 @@ def render_variants(record: dict) -> dict[str, tuple[int, float]]:
 
 
 def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, transpose: int = 0,
-                  tempo: float = 1.0, relative: bool = False) -> np.ndarray:
-    """Features float32 [k, SYMBOLIC_DIM] of clips at ``offsets_s`` (seconds of a WAV rendered with
-    ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each; ``relative``: pitch
-    classes counted from the source's estimated tonic (module docstring, Key)."""
+                  tempo: float = 1.0, relative: bool = False, texture: bool = False) -> np.ndarray:
+    """Features float32 [k, symbolic_dim(texture)] of clips at ``offsets_s`` (seconds of a WAV rendered
+    with ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each; ``relative``:
+    pitch classes counted from the source's estimated tonic (module docstring, Key); ``texture``: the
+    texture blocks too."""
     if tempo <= 0:
         raise ValueError(f"tempo factor must be > 0, got {tempo}")
     played = notes.played(transpose, tempo)
-    features = window_features(played, offsets_s, clip_seconds)
+    features = window_features(played, offsets_s, clip_seconds, texture)
     return key_relative(features, estimate_tonic(played)) if relative else features
 
 
@@ -236,10 +286,11 @@ class TrackTask:
     clip_seconds: float
     unreadable: str | None = None  # why ``data`` is None: "unreadable: <error>"
     relative: bool = False  # pitch classes counted from the source's tonic (features.symbolic_key: relative)
+    texture: bool = False  # the texture blocks too (features.symbolic_texture)
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
-    """Worker: (features float32 [k, SYMBOLIC_DIM], None), or (None, "reason: detail") for an unreadable file.
+    """Worker: (features float32 [k, symbolic_dim(task.texture)], None), or (None, "reason: detail") for an unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
     Works from ``task`` alone (another process or machine), on the file's bytes, as the render stage reads
@@ -251,11 +302,12 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
         notes = read_notes(task.data)
     except RenderError as error:
         return None, str(error)
-    out = np.zeros((len(task.offsets_s), SYMBOLIC_DIM), dtype=np.float32)
+    out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture)), dtype=np.float32)
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
-        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative)
+        out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative,
+                                  task.texture)
     return out, None
 
 
@@ -268,7 +320,7 @@ def crashed_source(task: TrackTask) -> tuple[None, str]:
 class TableSymbolic:
     """Symbolic features of every row of a clips table."""
 
-    features: np.ndarray  # float32 [n, SYMBOLIC_DIM]; zeros where absent
+    features: np.ndarray  # float32 [n, symbolic_dim(texture)]; zeros where absent
     present: np.ndarray  # bool [n]: False for clips of audio sources and of unreadable MIDI files
     audio_sources: int  # sources that are audio files (no notes to read)
     unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
@@ -276,7 +328,7 @@ class TableSymbolic:
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
                    records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None,
-                   relative: bool = False) -> TableSymbolic:
+                   relative: bool = False, texture: bool = False) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
@@ -284,13 +336,13 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
     the render report's ``files``. MIDI files are read here, as they are sent
     to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them. ``relative``:
-    pitch classes counted from each source's estimated tonic.
+    pitch classes counted from each source's estimated tonic; ``texture``: the texture blocks too.
     """
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.parallel import ordered_map, resolve_jobs
 
     by_source = {record["source"]: record for record in records}
-    features = np.zeros((len(tracks), SYMBOLIC_DIM), dtype=np.float32)
+    features = np.zeros((len(tracks), symbolic_dim(texture)), dtype=np.float32)
     present = np.zeros(len(tracks), dtype=bool)
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
@@ -315,10 +367,11 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         # A generator: a file is read only when its task is sent out.
         for path, offsets, transpose, tempo in wanted:
             try:
-                yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative)
+                yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative,
+                                texture=texture)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                f"unreadable: {error.strerror or type(error).__name__}", relative)
+                                f"unreadable: {error.strerror or type(error).__name__}", relative, texture)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))

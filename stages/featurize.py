@@ -35,7 +35,7 @@ from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
-from musicid.symbolic import SYMBOLIC_DIM, TableSymbolic, table_features
+from musicid.symbolic import TableSymbolic, symbolic_dim, table_features
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def read_render_records(path: Path) -> list[dict]:
 
 
 def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
-                scheduler: str | None = None, relative: bool = False) -> TableSymbolic:
+                scheduler: str | None = None, relative: bool = False, texture: bool = False) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -80,14 +80,14 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs, scheduler, relative)
+                          clip_seconds, records, raw, jobs, scheduler, relative, texture)
 
 
 def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 [SYMBOLIC_DIM] of rows float32 [n, SYMBOLIC_DIM]; std at least 1e-6, and
-    (0, 1) when there is no row (no training clip has notes)."""
+    """(mean, std) float32 [D] of rows float32 [n, D]; std at least 1e-6, and (0, 1) when there is no
+    row (no training clip has notes)."""
     if len(values) == 0:
-        return np.zeros(SYMBOLIC_DIM, np.float32), np.ones(SYMBOLIC_DIM, np.float32)
+        return np.zeros(values.shape[1], np.float32), np.ones(values.shape[1], np.float32)
     values = values.astype(np.float64)
     return values.mean(axis=0).astype(np.float32), np.maximum(values.std(axis=0), 1e-6).astype(np.float32)
 
@@ -143,11 +143,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         bands = n_bands(params)
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
-        symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative") \
-            if params.symbolic else None
+        symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
+                               params.symbolic_texture) if params.symbolic else None
         with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(bands, frames,
-                                                      SYMBOLIC_DIM if params.symbolic else 0)) as writer:
+                                                      symbolic_dim(params.symbolic_texture) if params.symbolic else 0)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))
                           for start in range(0, total, params.batch_size)]
                 batches = feature_batches(clips["audio"], ranges, params, sample_rate, threads, scheduler)
@@ -175,6 +175,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 # (predict's ABSENT_KEYS puts them back).
                 if feature_params["symbolic_key"] == "absolute":
                     del feature_params["symbolic_key"]
+                if not feature_params["symbolic_texture"]:
+                    del feature_params["symbolic_texture"]
                 if symbolic is None:
                     del feature_params["symbolic"]
                 else:
@@ -201,7 +203,7 @@ def symbolic_summary(symbolic: TableSymbolic) -> str:
         count = len(symbolic.unreadable)
         absent.append(f"{count} unreadable MIDI file{'s' * (count != 1)}")
     why = f" ({', '.join(absent)})" if absent else ""
-    return f"; symbolic [{SYMBOLIC_DIM}] for {int(symbolic.present.sum())} of {len(symbolic.present)} clips{why}"
+    return f"; symbolic [{symbolic.features.shape[1]}] for {int(symbolic.present.sum())} of {len(symbolic.present)} clips{why}"
 
 
 def main(argv: list[str] | None = None) -> int:
