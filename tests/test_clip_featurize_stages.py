@@ -450,6 +450,24 @@ def test_key_relative_symbolic_features(tmp_path, audio, capsys):
     assert code == 2 and "features.symbolic_key" in capsys.readouterr().err
 
 
+def test_texture_symbolic_features(tmp_path, audio, capsys):
+    raw = symbolic_sources(tmp_path, audio)
+    _, clips = run_clip(tmp_path, audio)
+    _, plain_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    capsys.readouterr()
+    code, texture_path = run_symbolic_featurize(tmp_path, clips, audio, raw, name="texture", symbolic_texture=True)
+    assert code == 0 and "; symbolic [69] for 80 of 90 clips" in capsys.readouterr().out
+    with h5py.File(plain_path, "r") as plain, h5py.File(texture_path, "r") as texture:
+        assert texture["symbolic"].shape == (90, 69)
+        np.testing.assert_array_equal(texture["symbolic"][:, :44], plain["symbolic"][:])
+        assert texture["symbolic"][:, 44:].any() and texture.attrs["symbolic_mean"].shape == (69,)
+        assert json.loads(texture.attrs["params"])["features"]["symbolic_texture"] is True
+        # false, what every table meant before the key existed, is left out: those tables keep their bytes
+        assert "symbolic_texture" not in json.loads(plain.attrs["params"])["features"]
+    code, _ = run_symbolic_featurize(tmp_path, clips, audio, raw, name="bad", symbolic_texture="lots")
+    assert code == 2 and "features.symbolic_texture" in capsys.readouterr().err
+
+
 def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio)
     _, table_path = run_featurize(tmp_path, clips)

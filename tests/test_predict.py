@@ -160,7 +160,7 @@ def test_a_checkpoint_made_before_the_newer_params_still_predicts(inputs):
 
     model = write_checkpoint(inputs / "model.pt", reference=0.0, reference_tracks=24)
     checkpoint = torch.load(model, weights_only=False)
-    for section, key in (("render", "augment"), ("features", "symbolic"), ("features", "symbolic_key"),
+    for section, key in (("render", "augment"), ("features", "symbolic"), ("features", "symbolic_key"), ("features", "symbolic_texture"),
                          ("features", "bins_per_octave"), ("features", "n_bins")):
         del checkpoint["params"][section][key]
     torch.save(checkpoint, model)

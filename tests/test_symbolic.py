@@ -7,10 +7,10 @@ import pretty_midi
 import pytest
 
 from musicid.checks import RenderError
-from musicid.symbolic import (DENSITY, INTERVAL_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
-                              ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD,
-                              SYMBOLIC_DIM, Notes, clip_features, estimate_tonic, fold_intervals, read_notes,
-                              render_variants)
+from musicid.symbolic import (DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION,
+                              MEAN_POLYPHONY, ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE,
+                              PITCH_STD, SYMBOLIC_DIM, VERTICAL_BLOCK, Notes, clip_features, estimate_tonic,
+                              fold_intervals, read_notes, render_variants, symbolic_dim)
 
 
 def write_triad(path, with_drums: bool = True):
@@ -75,6 +75,42 @@ def test_a_transposed_faster_render_rotates_pitch_classes_and_scales_time(tmp_pa
     assert not second.any()  # WAV 1 s is MIDI 2 s, where the chord has ended
     plain = clip_features(notes, np.array([0.0]), 4.0)[0]
     np.testing.assert_allclose(first[INTERVAL_BLOCK], plain[INTERVAL_BLOCK])  # intervals do not move
+
+
+def texture_notes() -> Notes:
+    """C4 held 0-2 s; E4 0-0.5 s; G4 0.5-1 s; C5 1-1.1 s."""
+    return Notes(np.array([0.0, 0.0, 0.5, 1.0]), np.array([2.0, 0.5, 1.0, 1.1]), np.array([60, 64, 67, 72]))
+
+
+def test_texture_blocks_of_a_hand_built_window():
+    (row,) = clip_features(texture_notes(), np.array([0.0]), 4.0, texture=True)
+    assert row.dtype == np.float32 and row.shape == (symbolic_dim(True),) == (69,)
+    # E4 starts over C4 (a major third), G4 over C4 only (E4 ends as it starts: a fifth), C5 over C4 only
+    # (G4 ends as it starts: an octave).
+    vertical = np.zeros(13)
+    vertical[[4, 7, 12]] = 1 / 3
+    np.testing.assert_allclose(row[VERTICAL_BLOCK], vertical, atol=1e-7)
+    # Durations 2 s (bin >= 2 s), 0.5 s twice (bin 0.5-1 s), 0.1 s (bin < 0.125 s).
+    np.testing.assert_allclose(row[DURATION_BLOCK], [0.25, 0, 0, 0.5, 0, 0.25], atol=1e-7)
+    # Distinct onsets 0, 0.5 and 1 s: two gaps of 0.5 s.
+    np.testing.assert_allclose(row[IOI_BLOCK], [0, 0, 0, 1, 0, 0], atol=1e-7)
+    # The first 44 are the features without texture, unchanged.
+    np.testing.assert_array_equal(row[:SYMBOLIC_DIM], clip_features(texture_notes(), np.array([0.0]), 4.0)[0])
+
+
+def test_texture_of_a_lone_onset_and_of_held_notes():
+    # Window 0.9-4.9 s: C4 and G4 held into it (no onset), C5 starts at 1 s, over C4 alone.
+    held, lone = clip_features(texture_notes(), np.array([1.5, 0.9]), 4.0, texture=True)
+    assert held[PITCH_CLASS_BLOCK].any() and not held[SYMBOLIC_DIM:].any()  # no onset: no texture
+    vertical = np.zeros(13)
+    vertical[12] = 1.0
+    np.testing.assert_allclose(lone[VERTICAL_BLOCK], vertical, atol=1e-7)
+    np.testing.assert_allclose(lone[DURATION_BLOCK], [1, 0, 0, 0, 0, 0], atol=1e-7)
+    assert not lone[IOI_BLOCK].any()  # one onset: no interval between onsets
+    # A faster render halves the durations: 0.1 s stays in the first bin, the windows move with it.
+    (faster,) = clip_features(texture_notes(), np.array([0.0]), 4.0, tempo=2.0, texture=True)
+    np.testing.assert_allclose(faster[DURATION_BLOCK], [0.25, 0, 0.5, 0, 0.25, 0], atol=1e-7)
+    np.testing.assert_allclose(faster[IOI_BLOCK], [0, 0, 1, 0, 0, 0], atol=1e-7)
 
 
 def scale_notes(pitches, seconds=0.5) -> Notes:

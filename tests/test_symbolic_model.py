@@ -16,7 +16,7 @@ from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
 from musicid.predict import Predictor
-from musicid.symbolic import SYMBOLIC_DIM
+from musicid.symbolic import SYMBOLIC_DIM, symbolic_dim
 from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
 from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
 from tests.test_train_stage import write_table_attrs
@@ -166,16 +166,17 @@ def write_symbolic_checkpoint(path, **features):
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
     params["features"].update(symbolic=True, **features)
+    dim = symbolic_dim(params["features"]["symbolic_texture"])
     torch.manual_seed(0)
     config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
-                         dropout=0.0, symbolic_dim=SYMBOLIC_DIM)
+                         dropout=0.0, symbolic_dim=dim)
     embeddings = np.random.default_rng(0).standard_normal((20, 4))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     save_checkpoint(path, SpectrogramCNN(config), ["bach", "palestrina"], np.zeros(config.n_bands, np.float32),
                     np.ones(config.n_bands, np.float32), params,
                     novelty=Mahalanobis.fit(embeddings, np.arange(20) % 2),
                     extra={"novelty_reference": 1e9, "novelty_reference_tracks": 24,
-                           "symbolic_mean": torch.zeros(SYMBOLIC_DIM), "symbolic_std": torch.ones(SYMBOLIC_DIM)})
+                           "symbolic_mean": torch.zeros(dim), "symbolic_std": torch.ones(dim)})
     return path
 
 
@@ -210,3 +211,16 @@ def test_predict_counts_pitch_classes_from_the_tonic_as_the_model_was_trained(tm
     np.testing.assert_array_equal(by_tonic[:, :12], np.roll(by_c[:, :12], -7, axis=1))
     np.testing.assert_array_equal(by_tonic[:, 24:], by_c[:, 24:])
     assert relative.predict(midi).error is None
+
+
+def test_predict_reads_the_texture_blocks_when_the_model_was_trained_with_them(tmp_path):
+    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
+    texture = Predictor(write_symbolic_checkpoint(tmp_path / "texture.pt", symbolic_texture=True))
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    clips, offsets = texture.clips_and_offsets(midi)
+    without = plain.symbolic_of(midi, offsets, clips.shape[1])
+    with_texture = texture.symbolic_of(midi, offsets, clips.shape[1])
+    assert without.shape == (2, SYMBOLIC_DIM + 1) and with_texture.shape == (2, symbolic_dim(True) + 1)
+    np.testing.assert_array_equal(with_texture[:, :SYMBOLIC_DIM], without[:, :SYMBOLIC_DIM])
+    assert with_texture[:, SYMBOLIC_DIM:-1].any()
+    assert texture.predict(midi).error is None
