@@ -72,6 +72,7 @@ def ordered_map(
     initargs: Iterable[Any] = (),
     scheduler: str | None = None,
     on_crash: Callable[[Any], Any] | None = None,
+    isolate: bool = False,
 ) -> Iterator[Any]:
     """Yield ``function(item)`` for each item, in the order of ``items``.
 
@@ -88,7 +89,10 @@ def ordered_map(
     Workers end by themselves when this process dies.  A worker that dies
     costs a retry, and an item that kills worker after worker gives
     ``on_crash(item)``, as on a cluster (see :func:`_pool_map`); in this
-    process (one job) nothing can survive a crash.
+    process nothing can survive a crash.  So for work that can crash a
+    process (native code such as FluidSynth), ``isolate`` keeps it in a
+    worker process whenever ``jobs`` is 0 (one per core), even on a one-core
+    machine or for one item; only ``jobs`` 1, asked for, runs it here.
     ``items`` may be a generator, which is advanced only as work is sent out.
     At most ``2 * jobs`` items are in flight, so results waiting to be consumed
     cannot pile up in memory however many items there are.
@@ -98,10 +102,11 @@ def ordered_map(
 
         yield from cluster_map(function, items, scheduler, initializer, tuple(initargs), on_crash)
         return
+    in_process = jobs == 1 or not isolate
     jobs = resolve_jobs(jobs)
     if isinstance(items, Sized):  # a generator (items read as they are sent) keeps every worker
         jobs = min(jobs, max(1, len(items)))
-    if jobs == 1:
+    if jobs == 1 and in_process:
         if initializer is not None:
             initializer(*initargs)
         for item in items:

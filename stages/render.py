@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         rendered_misses = ordered_map(render_one, misses, jobs=args.jobs,
                                       initializer=init_checked_worker if scheduler else init_worker,
                                       initargs=(params, environment) if scheduler else (params,),
-                                      scheduler=scheduler, on_crash=crashed)
+                                      scheduler=scheduler, on_crash=crashed, isolate=True)
         records, from_cache = [], 0
         for (path, task), key, hit in progress(zip(planned, keys, found), total=len(planned), desc="render"):
             rendered = cache.get(key) if hit else None

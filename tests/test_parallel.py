@@ -97,6 +97,27 @@ def test_a_dead_worker_costs_a_retry_and_a_poison_item_gives_on_crash(tmp_path):
     assert results == ["A", "B", f"ONCE:{str(tmp_path / 'marker').upper()}", "C", "crashed poison", "D", "E", "F"]
 
 
+def test_isolated_work_survives_a_crash_on_one_core_and_for_one_item(monkeypatch):
+    import musicid.parallel
+
+    monkeypatch.setattr(musicid.parallel.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert musicid.parallel.resolve_jobs(0) == 1
+    crashed = lambda item: f"crashed {item}"  # noqa: E731
+    # jobs 0 ("one per core") on one core: one worker process takes the crash, the good items come back.
+    assert list(ordered_map(_crash_on_poison, ["a", "poison", "b"], jobs=0, on_crash=crashed, isolate=True)) \
+        == ["A", "crashed poison", "B"]
+    assert list(ordered_map(_crash_on_poison, ["poison"], jobs=0, on_crash=crashed, isolate=True)) == \
+        ["crashed poison"]
+    # One item runs in a worker when isolated, in this process (no worker to start) when not, or with jobs 1.
+    assert list(ordered_map(_pid, ["a"], jobs=0, isolate=True)) != [os.getpid()]
+    assert list(ordered_map(_pid, ["a"], jobs=0)) == [os.getpid()]
+    assert list(ordered_map(_pid, ["a", "b"], jobs=1, isolate=True)) == [os.getpid()] * 2
+
+
+def _pid(item: str) -> int:
+    return os.getpid()
+
+
 def test_a_poison_item_without_on_crash_stops_with_a_stage_error():
     import pytest
 
