@@ -42,7 +42,10 @@ With ``texture`` (``features.symbolic_texture: true``) 25 more follow, float32
 44-56  13   vertical intervals: for each onset in the window, its interval to
             every note already sounding when it starts (those earlier in
             (start, pitch) order, so a chord's notes pair up once), folded to
-            0..12 as above; sums to 1 (zeros when no onset has company)
+            0..12 as above; sums to 1 (zeros when no onset has company).
+            In a window of more than MAX_PAIRS (onset, note) pairs (tens of
+            thousands of notes in 4 s) every k-th onset only, so that memory
+            and time stay bounded on any file
 57-62  6    durations of the notes starting in the window (whole notes), in
             bins with edges 0.125, 0.25, 0.5, 1 and 2 seconds; sums to 1
 63-68  6    inter-onset intervals (between the distinct onset times in the
@@ -82,6 +85,8 @@ VERTICAL_BLOCK, DURATION_BLOCK, IOI_BLOCK = slice(44, 57), slice(57, 63), slice(
 TEXTURE_DIM = 25
 # Bin edges, seconds, of the duration and inter-onset-interval histograms: 1/8 s to 2 s in octaves.
 TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
+# Most (onset, sounding note) pairs the vertical-interval block weighs in one window (a 4 MB mask).
+MAX_PAIRS = 1 << 22
 # Krumhansl & Kessler's (1982) probe-tone ratings of the 12 pitch classes above a tonic (music21's
 # analysis.discrete.KrumhanslKessler weights, which a test checks these against).
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -217,10 +222,11 @@ def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np
              onset: np.ndarray) -> None:
     """Fill the texture blocks (module docstring) from a window's sounding notes in (start, pitch) order."""
     index = np.flatnonzero(onset)
-    # company[a, j]: note j, earlier in (start, pitch) order, still sounds when onset index[a] starts.
-    company = (np.arange(len(start))[None, :] < index[:, None]) & (end[None, :] > start[index][:, None])
+    paired = index[::-(-len(index) * len(start) // MAX_PAIRS)]  # every onset, or every k-th (docstring)
+    # company[a, j]: note j, earlier in (start, pitch) order, still sounds when onset paired[a] starts.
+    company = (np.arange(len(start))[None, :] < paired[:, None]) & (end[None, :] > start[paired][:, None])
     rows, columns = np.nonzero(company)
-    vertical = fold_intervals(pitch[index][rows] - pitch[columns])
+    vertical = fold_intervals(pitch[paired][rows] - pitch[columns])
     features[VERTICAL_BLOCK] = _share(np.bincount(vertical, minlength=13).astype(np.float64))
     bins = len(TIME_EDGES) + 1
     durations = np.searchsorted(TIME_EDGES, end[index] - start[index], side="right")

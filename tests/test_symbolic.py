@@ -113,6 +113,25 @@ def test_texture_of_a_lone_onset_and_of_held_notes():
     np.testing.assert_allclose(faster[IOI_BLOCK], [0, 0, 1, 0, 0, 0], atol=1e-7)
 
 
+def test_vertical_intervals_of_a_crowded_window_come_from_every_kth_onset(monkeypatch):
+    import musicid.symbolic
+
+    # 4 onsets x 4 notes = 16 pairs; at most 8: every 2nd onset (C4, G4), and G4 sounds over C4 alone.
+    monkeypatch.setattr(musicid.symbolic, "MAX_PAIRS", 8)
+    (row,) = clip_features(texture_notes(), np.array([0.0]), 4.0, texture=True)
+    vertical = np.zeros(13)
+    vertical[7] = 1.0
+    np.testing.assert_allclose(row[VERTICAL_BLOCK], vertical, atol=1e-7)
+    np.testing.assert_allclose(row[DURATION_BLOCK], [0.25, 0, 0, 0.5, 0, 0.25], atol=1e-7)  # every onset still
+    # 20000 notes starting in 4 s: the mask stays at MAX_PAIRS of the default.
+    monkeypatch.undo()
+    count = 20_000
+    start = np.linspace(0.0, 3.9, count)
+    crowd = Notes(start, start + 1.0, (np.arange(count) % 88 + 21).astype(np.int64))
+    (crowded,) = clip_features(crowd, np.array([0.0]), 4.0, texture=True)
+    assert crowded[VERTICAL_BLOCK].sum() == pytest.approx(1.0)
+
+
 def scale_notes(pitches, seconds=0.5) -> Notes:
     """One note after another, ``seconds`` each, in the order given."""
     start = np.arange(len(pitches)) * seconds
