@@ -69,7 +69,8 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
 ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
-    "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "bins_per_octave": 12, "n_bins": 84},
+    "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "bins_per_octave": 12,
+                 "n_bins": 84},
 }
 
 

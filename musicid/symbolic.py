@@ -296,7 +296,8 @@ class TrackTask:
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
-    """Worker: (features float32 [k, symbolic_dim(task.texture)], None), or (None, "reason: detail") for an unreadable file.
+    """Worker: (features float32 [k, symbolic_dim(task.texture)], None), or (None, "reason: detail") for an
+    unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
     Works from ``task`` alone (another process or machine), on the file's bytes, as the render stage reads

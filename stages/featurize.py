@@ -145,9 +145,9 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
                                params.symbolic_texture) if params.symbolic else None
+        width = symbolic_dim(params.symbolic_texture) if params.symbolic else 0
         with staged_table(out) as temporary:
-            with RowWriter(temporary, feature_columns(bands, frames,
-                                                      symbolic_dim(params.symbolic_texture) if params.symbolic else 0)) as writer:
+            with RowWriter(temporary, feature_columns(bands, frames, width)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))
                           for start in range(0, total, params.batch_size)]
                 batches = feature_batches(clips["audio"], ranges, params, sample_rate, threads, scheduler)
@@ -203,7 +203,8 @@ def symbolic_summary(symbolic: TableSymbolic) -> str:
         count = len(symbolic.unreadable)
         absent.append(f"{count} unreadable MIDI file{'s' * (count != 1)}")
     why = f" ({', '.join(absent)})" if absent else ""
-    return f"; symbolic [{symbolic.features.shape[1]}] for {int(symbolic.present.sum())} of {len(symbolic.present)} clips{why}"
+    count = f"{int(symbolic.present.sum())} of {len(symbolic.present)} clips"
+    return f"; symbolic [{symbolic.features.shape[1]}] for {count}{why}"
 
 
 def main(argv: list[str] | None = None) -> int:
