@@ -195,7 +195,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
 
 
 def symbolic_summary(symbolic: TableSymbolic) -> str:
-    """``; symbolic [69] for 80 of 90 clips (1 audio source, 1 unreadable MIDI file)``."""
+    """``; symbolic [44] for 80 of 90 clips (1 audio source, 1 unreadable MIDI file)``."""
     absent = []
     if symbolic.audio_sources:
         absent.append(f"{symbolic.audio_sources} audio source{'s' * (symbolic.audio_sources != 1)}")

@@ -191,7 +191,7 @@ def test_predict_reads_the_notes_of_a_midi_file_and_not_of_a_wav(tmp_path):
     assert from_midi.clips == 2 and from_wav.clips == 2
     clips, offsets = predictor.clips_and_offsets(midi)
     symbolic = predictor.symbolic_of(midi, offsets, clips.shape[1])
-    assert symbolic.shape == (2, symbolic_dim(True) + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]  # the default
+    assert symbolic.shape == (2, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]
     assert offsets.tolist() == [0.0, 4.0] and symbolic[0, :12].sum() == pytest.approx(1.0)
     assert predictor.symbolic_of(wav, offsets, clips.shape[1]) is None
 
@@ -214,7 +214,7 @@ def test_predict_counts_pitch_classes_from_the_tonic_as_the_model_was_trained(tm
 
 
 def test_predict_reads_the_texture_blocks_when_the_model_was_trained_with_them(tmp_path):
-    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt", symbolic_texture=False))
+    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
     texture = Predictor(write_symbolic_checkpoint(tmp_path / "texture.pt", symbolic_texture=True))
     midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
     clips, offsets = texture.clips_and_offsets(midi)
