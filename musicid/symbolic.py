@@ -213,7 +213,7 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
 
 
 def _share(counts: np.ndarray) -> np.ndarray:
-    """``counts`` divided by their sum; zeros when there are none."""
+    """``counts`` (integers) divided by their sum, float64; zeros when there are none."""
     total = counts.sum()
     return counts / total if total else np.zeros(len(counts))
 
@@ -227,13 +227,12 @@ def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np
     company = (np.arange(len(start))[None, :] < paired[:, None]) & (end[None, :] > start[paired][:, None])
     rows, columns = np.nonzero(company)
     vertical = fold_intervals(pitch[paired][rows] - pitch[columns])
-    features[VERTICAL_BLOCK] = _share(np.bincount(vertical, minlength=13).astype(np.float64))
+    features[VERTICAL_BLOCK] = _share(np.bincount(vertical, minlength=13))
     bins = len(TIME_EDGES) + 1
     durations = np.searchsorted(TIME_EDGES, end[index] - start[index], side="right")
-    features[DURATION_BLOCK] = _share(np.bincount(durations, minlength=bins).astype(np.float64))
+    features[DURATION_BLOCK] = _share(np.bincount(durations, minlength=bins))
     gaps = np.diff(np.unique(np.round(start[index], 3)))
-    features[IOI_BLOCK] = _share(np.bincount(np.searchsorted(TIME_EDGES, gaps, side="right"),
-                                             minlength=bins).astype(np.float64))
+    features[IOI_BLOCK] = _share(np.bincount(np.searchsorted(TIME_EDGES, gaps, side="right"), minlength=bins))
 
 
 def estimate_tonic(notes: Notes) -> int:
