@@ -122,7 +122,7 @@ CONFIGS = {
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best"}
-NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False}
+NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False}
 
 
 def without_neutral(section: dict, neutral: dict) -> dict:

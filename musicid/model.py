@@ -22,9 +22,16 @@ class ModelConfig:
     # Symbolic features per clip (musicid.symbolic); 0: audio only. The default lets the
     # configs of checkpoints written before the field existed load as audio-only models.
     symbolic_dim: int = 0
+    # [pitches, frames]: the last pitches * frames symbolic features are a piano roll
+    # (features.symbolic_roll), read by a RollBranch; []: none. Left out of to_dict when empty, so
+    # checkpoints without one keep their bytes.
+    roll_shape: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        config = asdict(self)
+        if not self.roll_shape:
+            del config["roll_shape"]
+        return config
 
 
 @contextlib.contextmanager
@@ -87,7 +94,7 @@ class ConvBlock(nn.Module):
                             kernel_size=2, ceil_mode=True)
 
 
-SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output
+SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output (and of the roll branch's)
 
 
 class LayerNorm(nn.Module):
@@ -123,6 +130,23 @@ class SymbolicBranch(nn.Module):
         return self.layers(symbolic)
 
 
+class RollBranch(nn.Module):
+    """Conv blocks on a clip's piano roll (B, pitches, frames), global mean and max pooling, then a linear
+    layer: (B, pitches * frames) -> (B, 64). Convolution along pitch sees a figure the same in every
+    register and key; along time, what follows what."""
+
+    def __init__(self, shape: list[int], channels: tuple[int, ...] = (16, 32, 64)):
+        super().__init__()
+        self.shape = tuple(shape)
+        widths = [1, *channels]
+        self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.out = nn.Sequential(nn.Linear(2 * channels[-1], SYMBOLIC_WIDTH), LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
+
+    def forward(self, roll: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(roll.reshape(len(roll), 1, *self.shape))
+        return self.out(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+
+
 class SpectrogramCNN(nn.Module):
     """Conv blocks -> global mean+max pooling [+ symbolic branch] -> L2-normalised embedding -> class logits.
 
@@ -137,8 +161,12 @@ class SpectrogramCNN(nn.Module):
         widths = [1, *config.channels]
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.dropout = nn.Dropout(config.dropout)
-        self.symbolic = SymbolicBranch(config.symbolic_dim) if config.symbolic_dim else None
-        fused = 2 * config.channels[-1] + (SYMBOLIC_WIDTH if config.symbolic_dim else 0)
+        # With a piano roll the MLP reads the features before it (and the presence flag), RollBranch the roll.
+        self.roll = RollBranch(config.roll_shape) if config.symbolic_dim and config.roll_shape else None
+        plain = config.symbolic_dim - (int(np.prod(config.roll_shape)) if self.roll is not None else 0)
+        self.symbolic = SymbolicBranch(plain) if config.symbolic_dim else None
+        fused = 2 * config.channels[-1] + (SYMBOLIC_WIDTH if config.symbolic_dim else 0) + \
+            (SYMBOLIC_WIDTH if self.roll is not None else 0)
         self.project = nn.Linear(fused, config.embedding_dim)
         # The classifier sees unit-length embeddings; a fixed scale keeps its logits
         # in a range where softmax can become confident.
@@ -161,7 +189,12 @@ class SpectrogramCNN(nn.Module):
         if self.symbolic is not None:
             if symbolic is None:
                 symbolic = x.new_zeros((len(x), self.config.symbolic_dim + 1))
-            pooled = torch.cat([pooled, self.symbolic(symbolic)], dim=1)  # (B, 2C + 64)
+            if self.roll is None:
+                pooled = torch.cat([pooled, self.symbolic(symbolic)], dim=1)  # (B, 2C + 64)
+            else:
+                plain = self.config.symbolic_dim - int(np.prod(self.config.roll_shape))
+                head = torch.cat([symbolic[:, :plain], symbolic[:, -1:]], dim=1)
+                pooled = torch.cat([pooled, self.symbolic(head), self.roll(symbolic[:, plain:-1])], dim=1)
         return F.normalize(self.project(self.dropout(pooled)), dim=1)
 
     def logits(self, embeddings: torch.Tensor, centroids: torch.Tensor | None = None) -> torch.Tensor:

@@ -169,6 +169,7 @@ class FeatureParams(Section):
     symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
     symbolic_key: Literal["absolute", "relative"]  # pitch classes from C, or from each source's estimated tonic
     symbolic_texture: bool  # also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
+    symbolic_roll: bool  # also an 88 x 32 piano roll of the clip's window (musicid.symbolic), read by a conv branch
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
@@ -176,6 +177,9 @@ class FeatureParams(Section):
     def _check(self) -> FeatureParams:
         if self.n_fft % 2:
             raise KeyProblem("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
+        if self.symbolic_roll and not self.symbolic:
+            raise KeyProblem("symbolic_roll", "needs features.symbolic: true (the roll is read from the MIDI "
+                                              "sources with the other symbolic features)")
         if self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.fmin >= self.fmax:

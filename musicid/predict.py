@@ -69,7 +69,8 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
 ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
-    "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "bins_per_octave": 12,
+    "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
+                 "bins_per_octave": 12,
                  "n_bins": 84},
 }
 
@@ -147,7 +148,7 @@ class Predictor:
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
-                                 texture=self.features.symbolic_texture)
+                                 texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
         return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:

@@ -52,6 +52,16 @@ With ``texture`` (``features.symbolic_texture: true``) 25 more follow, float32
             window, to the millisecond), the same bins; sums to 1
 ====== ==== =================================================================
 
+With ``roll`` (``features.symbolic_roll: true``) a piano roll of the window
+follows the blocks above, ROLL_PITCHES x ROLL_FRAMES = 88 x 32 = 2816 more:
+row p (MIDI note 21 + p, A0 to C8; lower and higher notes on the edge rows),
+column f (the f-th 32nd of the window), holds the fraction of that frame in
+which the pitch sounds, at most 1. Unlike the histograms it keeps what comes
+after what: melodic lines, voice leading, chord changes. The model reads it
+with a small convolutional network of its own (``musicid.model.RollBranch``);
+its values are not standardised (they are 0..1 already, and a convolution
+wants one scale everywhere).
+
 A window in which no note sounds gives the zero vector.
 
 Key.  With ``relative`` (``features.symbolic_key: relative``) the two
@@ -83,6 +93,9 @@ DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN
 SYMBOLIC_DIM = 44
 VERTICAL_BLOCK, DURATION_BLOCK, IOI_BLOCK = slice(44, 57), slice(57, 63), slice(63, 69)
 TEXTURE_DIM = 25
+# The piano roll (module docstring): MIDI notes ROLL_LOW .. ROLL_LOW + ROLL_PITCHES - 1, ROLL_FRAMES a window.
+ROLL_LOW, ROLL_PITCHES, ROLL_FRAMES = 21, 88, 32
+ROLL_DIM = ROLL_PITCHES * ROLL_FRAMES
 # Bin edges, seconds, of the duration and inter-onset-interval histograms: 1/8 s to 2 s in octaves.
 TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
 # Most (onset, sounding note) pairs the vertical-interval block weighs in one window (a 4 MB mask).
@@ -151,18 +164,20 @@ def fold_intervals(semitones: np.ndarray) -> np.ndarray:
     return np.where(size == 0, 0, (size - 1) % 12 + 1)
 
 
-def symbolic_dim(texture: bool = False) -> int:
-    """Length of a clip's symbolic vector: SYMBOLIC_DIM, plus TEXTURE_DIM with ``texture``."""
-    return SYMBOLIC_DIM + (TEXTURE_DIM if texture else 0)
+def symbolic_dim(texture: bool = False, roll: bool = False) -> int:
+    """Length of a clip's symbolic vector: SYMBOLIC_DIM, plus TEXTURE_DIM with ``texture``, plus ROLL_DIM
+    with ``roll`` (the piano roll, always last)."""
+    return SYMBOLIC_DIM + (TEXTURE_DIM if texture else 0) + (ROLL_DIM if roll else 0)
 
 
-def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, texture: bool = False) -> np.ndarray:
+def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, texture: bool = False,
+                    roll: bool = False) -> np.ndarray:
     """Features of the windows ``[offset, offset + clip_seconds)`` (seconds of ``notes``' time).
 
-    offsets_s float [k] -> float32 [k, symbolic_dim(texture)] (layout in the module docstring).
+    offsets_s float [k] -> float32 [k, symbolic_dim(texture, roll)] (layout in the module docstring).
     """
     offsets_s = np.asarray(offsets_s, dtype=np.float64)
-    out = np.zeros((len(offsets_s), symbolic_dim(texture)), dtype=np.float32)
+    out = np.zeros((len(offsets_s), symbolic_dim(texture, roll)), dtype=np.float32)
     if len(notes.start) == 0:
         return out
     # Notes sorted by start: those starting before a window's end are a prefix; those that have all
@@ -171,13 +186,14 @@ def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, te
     lows = np.searchsorted(ended_by, offsets_s, side="right")
     highs = np.searchsorted(notes.start, offsets_s + clip_seconds, side="left")
     for row, (offset, low, high) in enumerate(zip(offsets_s, lows, highs)):
-        out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds, texture)
+        out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds, texture,
+                               roll)
     return out
 
 
 def _one_window(notes: Notes, low: int, high: int, window_start: float, window_end: float,
-                texture: bool = False) -> np.ndarray:
-    features = np.zeros(symbolic_dim(texture), dtype=np.float64)
+                texture: bool = False, roll: bool = False) -> np.ndarray:
+    features = np.zeros(symbolic_dim(texture, roll), dtype=np.float64)
     start, end, pitch = notes.start[low:high], notes.end[low:high], notes.pitch[low:high]
     sounding = end > window_start
     if not sounding.any():
@@ -209,7 +225,23 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
     features[MEAN_DURATION] = np.log1p(np.mean(end - start))
     if texture and onset.any():
         _texture(features, start, end, pitch, onset)
+    if roll:
+        features[symbolic_dim(texture):] = piano_roll(begin, finish, pitch, window_start, window_end).ravel()
     return features
+
+
+def piano_roll(begin: np.ndarray, finish: np.ndarray, pitch: np.ndarray, window_start: float,
+               window_end: float) -> np.ndarray:
+    """float64 [ROLL_PITCHES, ROLL_FRAMES]: the share of each frame of the window in which each pitch
+    sounds (module docstring), from the notes' sounding parts ``[begin, finish)`` inside the window."""
+    edges = window_start + (window_end - window_start) * np.arange(ROLL_FRAMES + 1) / ROLL_FRAMES
+    # overlap[n, f]: seconds note n sounds in frame f.
+    overlap = np.clip(np.minimum(finish[:, None], edges[None, 1:]) - np.maximum(begin[:, None], edges[None, :-1]),
+                      0.0, None)
+    rows = np.clip(pitch - ROLL_LOW, 0, ROLL_PITCHES - 1)
+    out = np.zeros((ROLL_PITCHES, ROLL_FRAMES))
+    np.add.at(out, rows, overlap / np.diff(edges)[None, :])
+    return np.minimum(out, 1.0)
 
 
 def _share(counts: np.ndarray) -> np.ndarray:
@@ -268,15 +300,15 @@ def render_variants(record: dict) -> dict[str, tuple[int, float]]:
 
 
 def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, transpose: int = 0,
-                  tempo: float = 1.0, relative: bool = False, texture: bool = False) -> np.ndarray:
-    """Features float32 [k, symbolic_dim(texture)] of clips at ``offsets_s`` (seconds of a WAV rendered
-    with ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each; ``relative``:
-    pitch classes counted from the source's estimated tonic (module docstring, Key); ``texture``: the
-    texture blocks too."""
+                  tempo: float = 1.0, relative: bool = False, texture: bool = False, roll: bool = False) -> np.ndarray:
+    """Features float32 [k, symbolic_dim(texture, roll)] of clips at ``offsets_s`` (seconds of a WAV
+    rendered with ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each;
+    ``relative``: pitch classes counted from the source's estimated tonic (module docstring, Key);
+    ``texture``: the texture blocks too; ``roll``: the piano roll too."""
     if tempo <= 0:
         raise ValueError(f"tempo factor must be > 0, got {tempo}")
     played = notes.played(transpose, tempo)
-    features = window_features(played, offsets_s, clip_seconds, texture)
+    features = window_features(played, offsets_s, clip_seconds, texture, roll)
     return key_relative(features, estimate_tonic(played)) if relative else features
 
 
@@ -292,10 +324,11 @@ class TrackTask:
     unreadable: str | None = None  # why ``data`` is None: "unreadable: <error>"
     relative: bool = False  # pitch classes counted from the source's tonic (features.symbolic_key: relative)
     texture: bool = False  # the texture blocks too (features.symbolic_texture)
+    roll: bool = False  # the piano roll too (features.symbolic_roll)
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
-    """Worker: (features float32 [k, symbolic_dim(task.texture)], None), or (None, "reason: detail") for an
+    """Worker: (features float32 [k, symbolic_dim(task.texture, task.roll)], None), or (None, "reason: detail") for an
     unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
@@ -308,12 +341,12 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
         notes = read_notes(task.data)
     except RenderError as error:
         return None, str(error)
-    out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture)), dtype=np.float32)
+    out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture, task.roll)), dtype=np.float32)
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
         out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative,
-                                  task.texture)
+                                  task.texture, task.roll)
     return out, None
 
 
@@ -326,7 +359,7 @@ def crashed_source(task: TrackTask) -> tuple[None, str]:
 class TableSymbolic:
     """Symbolic features of every row of a clips table."""
 
-    features: np.ndarray  # float32 [n, symbolic_dim(texture)]; zeros where absent
+    features: np.ndarray  # float32 [n, symbolic_dim(texture, roll)]; zeros where absent
     present: np.ndarray  # bool [n]: False for clips of audio sources and of unreadable MIDI files
     audio_sources: int  # sources that are audio files (no notes to read)
     unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
@@ -334,7 +367,7 @@ class TableSymbolic:
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
                    records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None,
-                   relative: bool = False, texture: bool = False) -> TableSymbolic:
+                   relative: bool = False, texture: bool = False, roll: bool = False) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
@@ -342,13 +375,14 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     ``outputs`` or ``augmented`` names); offsets_s float64 [n]. ``records`` are
     the render report's ``files``. MIDI files are read here, as they are sent
     to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them. ``relative``:
-    pitch classes counted from each source's estimated tonic; ``texture``: the texture blocks too.
+    pitch classes counted from each source's estimated tonic; ``texture``: the texture blocks too; ``roll``: the
+    piano roll too.
     """
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.parallel import ordered_map, resolve_jobs
 
     by_source = {record["source"]: record for record in records}
-    features = np.zeros((len(tracks), symbolic_dim(texture)), dtype=np.float32)
+    features = np.zeros((len(tracks), symbolic_dim(texture, roll)), dtype=np.float32)
     present = np.zeros(len(tracks), dtype=bool)
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
@@ -374,10 +408,10 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         for path, offsets, transpose, tempo in wanted:
             try:
                 yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative,
-                                texture=texture)
+                                texture=texture, roll=roll)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                f"unreadable: {error.strerror or type(error).__name__}", relative, texture)
+                                f"unreadable: {error.strerror or type(error).__name__}", relative, texture, roll)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))

@@ -35,7 +35,7 @@ from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
-from musicid.symbolic import TableSymbolic, symbolic_dim, table_features
+from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, TableSymbolic, symbolic_dim, table_features
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +72,8 @@ def read_render_records(path: Path) -> list[dict]:
 
 
 def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
-                scheduler: str | None = None, relative: bool = False, texture: bool = False) -> TableSymbolic:
+                scheduler: str | None = None, relative: bool = False, texture: bool = False,
+                roll: bool = False) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -80,16 +81,22 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs, scheduler, relative, texture)
+                          clip_seconds, records, raw, jobs, scheduler, relative, texture, roll)
 
 
-def symbolic_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) float32 [D] of rows float32 [n, D]; std at least 1e-6, and (0, 1) when there is no
-    row (no training clip has notes)."""
+    row (no training clip has notes). With ``roll`` the last ROLL_DIM columns (the piano roll, 0..1
+    already) get (0, 1): a convolution reads them on one scale."""
+    dim = values.shape[1]
+    mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
     if len(values) == 0:
-        return np.zeros(values.shape[1], np.float32), np.ones(values.shape[1], np.float32)
-    values = values.astype(np.float64)
-    return values.mean(axis=0).astype(np.float32), np.maximum(values.std(axis=0), 1e-6).astype(np.float32)
+        return mean, std
+    plain = dim - (ROLL_DIM if roll else 0)
+    values = values[:, :plain].astype(np.float64)
+    mean[:plain] = values.mean(axis=0)
+    std[:plain] = np.maximum(values.std(axis=0), 1e-6)
+    return mean, std
 
 
 def block_crashed(block: FeatureBlock) -> None:
@@ -144,8 +151,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
-                               params.symbolic_texture) if params.symbolic else None
-        width = symbolic_dim(params.symbolic_texture) if params.symbolic else 0
+                               params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
+        width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if params.symbolic else 0
         with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(bands, frames, width)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))
@@ -175,14 +182,17 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 # (predict's ABSENT_KEYS puts them back).
                 if feature_params["symbolic_key"] == "absolute":
                     del feature_params["symbolic_key"]
-                if not feature_params["symbolic_texture"]:
-                    del feature_params["symbolic_texture"]
+                for key in ("symbolic_texture", "symbolic_roll"):
+                    if not feature_params[key]:
+                        del feature_params[key]
                 if symbolic is None:
                     del feature_params["symbolic"]
                 else:
                     used = symbolic.present & (splits == "train")
                     writer.attrs["symbolic_mean"], writer.attrs["symbolic_std"] = \
-                        symbolic_stats(symbolic.features[used])
+                        symbolic_stats(symbolic.features[used], params.symbolic_roll)
+                    if params.symbolic_roll:  # what train builds the model's roll branch for
+                        writer.attrs["symbolic_roll_shape"] = np.array([ROLL_PITCHES, ROLL_FRAMES], np.int64)
                 writer.attrs["params"] = dumps_json({
                     "features": feature_params,
                     **json.loads(clips.attrs["params"]),

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         band_std = np.asarray(table.attrs["band_std"], dtype=np.float32)
         upstream = json.loads(table.attrs["params"])
         sample_rate = int(table.attrs["sample_rate"])
+        # [pitches, frames] of the piano roll that ends each clip's symbolic features (features.symbolic_roll).
+        roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
     pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
     train_x, train_y, _ = load_split(args.features, "train")
     val_x, val_y, val_tracks = load_split(args.features, "val")
@@ -121,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
-                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else len(symbolic[2]))
+                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else len(symbolic[2]),
+                         roll_shape=[] if symbolic is None else roll_shape)
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 
