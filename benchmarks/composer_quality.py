@@ -110,6 +110,7 @@ CONFIGS = {
     "mfcc": {"features.kind": "mfcc"},
     "balanced": {"train.sampler": "balanced"},
     "symbolic": {"features.symbolic": True},  # the notes of each clip's MIDI source, fused with the audio
+    "roll": {"features.symbolic_roll": True},  # and a piano roll of each clip, read by a conv branch
     "augment": {"render.augment.copies": 2},  # two transposed, tempo-scaled renders of each training track
     "cqt": {"features.kind": "cqt", "features.fmin": 32.703, "train.pitch_shift": 2},
     "smooth": {"train.label_smoothing": 0.1},

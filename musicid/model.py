@@ -152,7 +152,9 @@ class SpectrogramCNN(nn.Module):
 
     With ``config.symbolic_dim`` > 0 the pooled audio vector is concatenated with
     the symbolic branch's output before ``project``, so the embedding, the
-    classifier, the centroids and the novelty score all see both.
+    classifier, the centroids and the novelty score all see both; with
+    ``config.roll_shape`` also with the roll branch's, which reads the piano
+    roll at the end of the symbolic features.
     """
 
     def __init__(self, config: ModelConfig):

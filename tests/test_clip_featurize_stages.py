@@ -468,6 +468,41 @@ def test_texture_symbolic_features(tmp_path, audio, capsys):
     assert code == 2 and "features.symbolic_texture" in capsys.readouterr().err
 
 
+def test_piano_roll_symbolic_features(tmp_path, audio, capsys):
+    raw = symbolic_sources(tmp_path, audio)
+    _, clips = run_clip(tmp_path, audio)
+    _, plain_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    capsys.readouterr()
+    code, roll_path = run_symbolic_featurize(tmp_path, clips, audio, raw, name="roll", symbolic_roll=True)
+    assert code == 0 and "; symbolic [2860] for 80 of 90 clips" in capsys.readouterr().out
+    with h5py.File(plain_path, "r") as plain, h5py.File(roll_path, "r") as roll:
+        assert roll["symbolic"].shape == (90, 44 + 88 * 32)
+        np.testing.assert_array_equal(roll["symbolic"][:, :44], plain["symbolic"][:])
+        np.testing.assert_array_equal(roll.attrs["symbolic_mean"][:44], plain.attrs["symbolic_mean"])
+        np.testing.assert_array_equal(roll.attrs["symbolic_std"][:44], plain.attrs["symbolic_std"])
+        # The roll (0..1 already) is left on its own scale: mean 0, sd 1 for the model's convolution.
+        assert not roll.attrs["symbolic_mean"][44:].any() and (roll.attrs["symbolic_std"][44:] == 1).all()
+        assert roll.attrs["symbolic_roll_shape"].tolist() == [88, 32]
+        # A clip of class b at 1 s: D4 (MIDI 62) sounds through the whole window, nothing else does.
+        tracks = read_strings(roll["track"])
+        row = np.flatnonzero((tracks == "b/t0.mid") & (roll["offset_s"][:] == 1.0))[0]
+        window = roll["symbolic"][row, 44:].reshape(88, 32)
+        assert (window[62 - 21] == 1).all() and window.sum() == 32
+        assert json.loads(roll.attrs["params"])["features"]["symbolic_roll"] is True
+        assert "symbolic_roll" not in json.loads(plain.attrs["params"])["features"]
+        assert "symbolic_roll_shape" not in plain.attrs
+    code, again = run_symbolic_featurize(tmp_path, clips, audio, raw, name="again", symbolic_roll=True)
+    assert code == 0 and digest(again) == digest(roll_path)
+    capsys.readouterr()
+    code, _ = run_symbolic_featurize(tmp_path, clips, audio, raw, name="bad", symbolic_roll="wide")
+    assert code == 2 and "features.symbolic_roll" in capsys.readouterr().err
+    code = FEATURIZE.main(["--params", str(write_params(tmp_path, features={"symbolic": False, "symbolic_roll": True})),
+                           "--clips", str(clips), "--out", str(tmp_path / "off.h5")])
+    assert code == 2 and capsys.readouterr().err.endswith(
+        "features.symbolic_roll needs features.symbolic: true (the roll is read from the MIDI sources with "
+        "the other symbolic features)\n") and not (tmp_path / "off.h5").exists()
+
+
 def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio)
     _, table_path = run_featurize(tmp_path, clips)

@@ -9,7 +9,8 @@ import pytest
 from musicid.checks import RenderError
 from musicid.symbolic import (DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION,
                               MEAN_POLYPHONY, ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE,
-                              PITCH_STD, SYMBOLIC_DIM, VERTICAL_BLOCK, Notes, clip_features, estimate_tonic,
+                              PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, VERTICAL_BLOCK,
+                              Notes, clip_features, estimate_tonic,
                               fold_intervals, read_notes, render_variants, symbolic_dim)
 
 
@@ -96,6 +97,38 @@ def test_texture_blocks_of_a_hand_built_window():
     np.testing.assert_allclose(row[IOI_BLOCK], [0, 0, 0, 1, 0, 0], atol=1e-7)
     # The first 44 are the features without texture, unchanged.
     np.testing.assert_array_equal(row[:SYMBOLIC_DIM], clip_features(texture_notes(), np.array([0.0]), 4.0)[0])
+
+
+def test_piano_roll_of_a_hand_built_window():
+    (row,) = clip_features(texture_notes(), np.array([0.0]), 4.0, roll=True)
+    assert row.dtype == np.float32 and row.shape == (symbolic_dim(roll=True),) == (44 + 88 * 32,)
+    roll = row[SYMBOLIC_DIM:].reshape(ROLL_PITCHES, ROLL_FRAMES)  # frames of 4 s / 32 = 0.125 s
+    expected = np.zeros((88, 32))
+    expected[60 - 21, :16] = 1.0  # C4 0-2 s
+    expected[64 - 21, :4] = 1.0  # E4 0-0.5 s
+    expected[67 - 21, 4:8] = 1.0  # G4 0.5-1 s
+    expected[72 - 21, 8] = 0.8  # C5 1-1.1 s: 0.1 of a 0.125 s frame
+    np.testing.assert_allclose(roll, expected, atol=1e-6)
+    np.testing.assert_array_equal(row[:SYMBOLIC_DIM], clip_features(texture_notes(), np.array([0.0]), 4.0)[0])
+    # After the texture blocks when both are on; a window starting inside a note counts its part inside.
+    (both,) = clip_features(texture_notes(), np.array([1.0]), 4.0, texture=True, roll=True)
+    assert both.shape == (symbolic_dim(True, True),) == (69 + ROLL_DIM,)
+    late = both[symbolic_dim(True):].reshape(ROLL_PITCHES, ROLL_FRAMES)
+    assert late[60 - 21, :8].tolist() == [1.0] * 8 and not late[60 - 21, 8:].any()  # C4 1-2 s of its 0-2 s
+    assert late[72 - 21, 0] == pytest.approx(0.8) and late.sum() == pytest.approx(8.8)
+
+
+def test_piano_roll_edges_and_unisons():
+    # A0 and C8 bound the roll: lower and higher notes land on its edge rows. Two overlapping notes of one
+    # pitch sound it once (at most 1), and a faster render shortens the notes in the roll.
+    notes = Notes(np.array([0.0, 0.0, 0.0, 0.25]), np.array([0.5, 0.5, 0.5, 0.75]), np.array([10, 120, 60, 60]))
+    (row,) = clip_features(notes, np.array([0.0]), 4.0, roll=True)
+    roll = row[SYMBOLIC_DIM:].reshape(ROLL_PITCHES, ROLL_FRAMES)
+    assert roll[0, :4].tolist() == [1.0] * 4 and roll[87, :4].tolist() == [1.0] * 4
+    assert roll[60 - 21, :6].tolist() == [1.0] * 6 and roll.max() == 1.0
+    (faster,) = clip_features(notes, np.array([0.0]), 4.0, tempo=2.0, transpose=1, roll=True)
+    fast = faster[SYMBOLIC_DIM:].reshape(ROLL_PITCHES, ROLL_FRAMES)
+    assert fast[61 - 21, :3].tolist() == [1.0] * 3 and not fast[61 - 21, 3:].any() and not fast[60 - 21].any()
 
 
 def test_texture_of_a_lone_onset_and_of_held_notes():

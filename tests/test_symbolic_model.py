@@ -16,7 +16,7 @@ from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
 from musicid.predict import Predictor
-from musicid.symbolic import SYMBOLIC_DIM, symbolic_dim
+from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, symbolic_dim
 from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
 from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
 from tests.test_train_stage import write_table_attrs
@@ -50,6 +50,27 @@ def test_forward_with_and_without_symbolic_input():
     assert model.project.in_features == 8 + 64
 
 
+def test_the_roll_branch_reads_the_roll_and_the_mlp_the_rest():
+    torch.manual_seed(0)
+    dim = SYMBOLIC_DIM + ROLL_DIM
+    model = SpectrogramCNN(ModelConfig(n_bands=8, n_classes=3, channels=[4], embedding_dim=4, dropout=0.0,
+                                       symbolic_dim=dim, roll_shape=[ROLL_PITCHES, ROLL_FRAMES])).eval()
+    assert model.roll is not None and model.project.in_features == 8 + 64 + 64
+    assert model.symbolic.layers[0].in_features == SYMBOLIC_DIM + 1
+    assert model.config.to_dict()["roll_shape"] == [88, 32]
+    assert "roll_shape" not in ModelConfig(n_bands=8, n_classes=3).to_dict()  # older checkpoints' bytes
+    x = torch.randn(3, 8, 16)
+    features = np.random.default_rng(0).random((3, dim)).astype(np.float32)
+    symbolic = torch.from_numpy(symbolic_input(features, np.array([True, True, False]), np.zeros(dim, np.float32),
+                                               np.ones(dim, np.float32)))
+    moved = symbolic.clone()
+    moved[:, SYMBOLIC_DIM:-1] = torch.roll(moved[:, SYMBOLIC_DIM:-1].reshape(3, 88, 32), 5, dims=2).reshape(3, -1)
+    with torch.no_grad():
+        fused, alone, other = model.embed(x, symbolic), model.embed(x), model.embed(x, moved)
+    assert torch.equal(fused[2], alone[2])  # absent: the audio-only path
+    assert not torch.allclose(fused[:2], other[:2])  # the roll is read: moving it in time moves the embedding
+
+
 def test_symbolic_dropout_hides_a_seeded_fraction():
     symbolic = torch.ones(1000, SYMBOLIC_DIM + 1)
     first = drop_symbolic(symbolic, 0.3, torch.Generator().manual_seed(0))
@@ -62,9 +83,9 @@ def test_symbolic_dropout_hides_a_seeded_fraction():
 
 
 def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int = 16,
-                            symbolic: bool = True) -> None:
+                            symbolic: bool = True, roll: bool = False) -> None:
     """Two classes told apart only by their symbolic features (the audio is noise); the last clip of
-    each split has none (an audio source)."""
+    each split has none (an audio source). ``roll``: a piano roll follows, as features.symbolic_roll writes it."""
     rng = np.random.default_rng(0)
     n = len(splits)
     labels = (np.arange(n, dtype=np.int16) // 2) % 2
@@ -72,18 +93,20 @@ def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int
                   known=np.ones(n, bool), track=np.array([f"t{i // 2:03d}" for i in range(n)], dtype=object),
                   offset_s=np.zeros(n), split=np.array(splits, dtype=object))
     if symbolic:
-        notes = rng.random((n, SYMBOLIC_DIM)).astype(np.float32)
+        notes = rng.random((n, symbolic_dim(roll=roll))).astype(np.float32)
         notes[labels == 1, :12] += 2.0
         present = np.ones(n, bool)
         present[-1] = False
         notes[~present] = 0
         values.update(symbolic=notes, has_symbolic=present)
-    with RowWriter(path, feature_columns(bands, frames, SYMBOLIC_DIM if symbolic else 0)) as writer:
+    with RowWriter(path, feature_columns(bands, frames, symbolic_dim(roll=roll) if symbolic else 0)) as writer:
         writer.append(**values)
         write_table_attrs(writer, bands)
         if symbolic:
             writer.attrs["symbolic_mean"] = notes[present].mean(axis=0)
             writer.attrs["symbolic_std"] = np.maximum(notes[present].std(axis=0), 1e-6)
+            if roll:
+                writer.attrs["symbolic_roll_shape"] = np.array([ROLL_PITCHES, ROLL_FRAMES])
         writer.attrs["params"] = json.dumps({})
 
 
@@ -133,6 +156,20 @@ def test_train_and_evaluate_with_symbolic_features(tmp_path, params, monkeypatch
             "(features.symbolic)") in capsys.readouterr().err
 
 
+def test_train_evaluate_and_reload_a_model_with_a_roll_branch(tmp_path, params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, roll=True)
+    train, evaluate = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0
+    first = (tmp_path / "model.pt").read_bytes()
+    assert TRAIN.main(train) == 0 and (tmp_path / "model.pt").read_bytes() == first
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    assert model.config.roll_shape == [88, 32] and model.roll is not None
+    assert model.config.symbolic_dim == SYMBOLIC_DIM + ROLL_DIM
+    assert EVALUATE.main(evaluate) == 0
+
+
 def test_an_audio_only_model_ignores_symbolic_columns(tmp_path, params, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
@@ -166,10 +203,11 @@ def write_symbolic_checkpoint(path, **features):
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
     params["features"].update(symbolic=True, **features)
-    dim = symbolic_dim(params["features"]["symbolic_texture"])
+    dim = symbolic_dim(params["features"]["symbolic_texture"], params["features"]["symbolic_roll"])
     torch.manual_seed(0)
     config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
-                         dropout=0.0, symbolic_dim=dim)
+                         dropout=0.0, symbolic_dim=dim,
+                         roll_shape=[ROLL_PITCHES, ROLL_FRAMES] if params["features"]["symbolic_roll"] else [])
     embeddings = np.random.default_rng(0).standard_normal((20, 4))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     save_checkpoint(path, SpectrogramCNN(config), ["bach", "palestrina"], np.zeros(config.n_bands, np.float32),
@@ -224,3 +262,19 @@ def test_predict_reads_the_texture_blocks_when_the_model_was_trained_with_them(t
     np.testing.assert_array_equal(with_texture[:, :SYMBOLIC_DIM], without[:, :SYMBOLIC_DIM])
     assert with_texture[:, SYMBOLIC_DIM:-1].any()
     assert texture.predict(midi).error is None
+
+
+def test_predict_reads_the_piano_roll_when_the_model_was_trained_with_it(tmp_path):
+    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
+    roll = Predictor(write_symbolic_checkpoint(tmp_path / "roll.pt", symbolic_roll=True))
+    assert roll.model.roll is not None
+    # C4 C#4 D4 D#4 E4 repeated, half a second each: 9 s, two clips.
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    clips, offsets = roll.clips_and_offsets(midi)
+    without = plain.symbolic_of(midi, offsets, clips.shape[1])
+    with_roll = roll.symbolic_of(midi, offsets, clips.shape[1])
+    assert with_roll.shape == (2, SYMBOLIC_DIM + ROLL_DIM + 1)
+    np.testing.assert_array_equal(with_roll[:, :SYMBOLIC_DIM], without[:, :SYMBOLIC_DIM])
+    first = with_roll[0, SYMBOLIC_DIM:-1].reshape(ROLL_PITCHES, ROLL_FRAMES)
+    assert first[60 - 21, :4].tolist() == [1.0] * 4 and first[61 - 21, 4:8].tolist() == [1.0] * 4
+    assert roll.predict(midi).error is None
