@@ -111,6 +111,9 @@ CONFIGS = {
     "balanced": {"train.sampler": "balanced"},
     "symbolic": {"features.symbolic": True},  # the notes of each clip's MIDI source, fused with the audio
     "roll": {"features.symbolic_roll": True},  # and a piano roll of each clip, read by a conv branch
+    # the roll read by a cheaper branch: frames merged in pairs, half the conv widths
+    "rolllite": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32]},
+    "roll2": {"features.symbolic_roll": True, "train.roll_channels": [8, 16]},  # two narrow blocks, full frames
     "augment": {"render.augment.copies": 2},  # two transposed, tempo-scaled renders of each training track
     "cqt": {"features.kind": "cqt", "features.fmin": 32.703, "train.pitch_shift": 2},
     "smooth": {"train.label_smoothing": 0.1},
@@ -122,7 +125,7 @@ CONFIGS = {
 
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
-NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best"}
+NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False}
 
 

@@ -26,11 +26,16 @@ class ModelConfig:
     # (features.symbolic_roll), read by a RollBranch; []: none. Left out of to_dict when empty, so
     # checkpoints without one keep their bytes.
     roll_shape: list[int] = field(default_factory=list)
+    # The roll branch's conv widths and the frames merged (max) before them; left out with roll_shape,
+    # and a checkpoint without them has the branch these defaults build.
+    roll_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    roll_pool: int = 1
 
     def to_dict(self) -> dict:
         config = asdict(self)
         if not self.roll_shape:
-            del config["roll_shape"]
+            for key in ("roll_shape", "roll_channels", "roll_pool"):
+                del config[key]
         return config
 
 
@@ -133,17 +138,23 @@ class SymbolicBranch(nn.Module):
 class RollBranch(nn.Module):
     """Conv blocks on a clip's piano roll (B, pitches, frames), global mean and max pooling, then a linear
     layer: (B, pitches * frames) -> (B, 64). Convolution along pitch sees a figure the same in every
-    register and key; along time, what follows what."""
+    register and key; along time, what follows what. ``pool`` > 1 first merges that many frames (a pitch
+    sounds in the merged frame if it sounds in any), which with narrower ``channels`` makes the branch
+    cheaper: its first block is most of its cost."""
 
-    def __init__(self, shape: list[int], channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, shape: list[int], channels: list[int] | tuple[int, ...] = (16, 32, 64), pool: int = 1):
         super().__init__()
         self.shape = tuple(shape)
+        self.pool = pool
         widths = [1, *channels]
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.out = nn.Sequential(nn.Linear(2 * channels[-1], SYMBOLIC_WIDTH), LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
 
     def forward(self, roll: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(roll.reshape(len(roll), 1, *self.shape))
+        roll = roll.reshape(len(roll), 1, *self.shape)
+        if self.pool > 1:
+            roll = F.max_pool2d(roll, kernel_size=(1, self.pool), ceil_mode=True)
+        h = self.blocks(roll)
         return self.out(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
 
 
@@ -164,7 +175,8 @@ class SpectrogramCNN(nn.Module):
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.dropout = nn.Dropout(config.dropout)
         # With a piano roll the MLP reads the features before it (and the presence flag), RollBranch the roll.
-        self.roll = RollBranch(config.roll_shape) if config.symbolic_dim and config.roll_shape else None
+        self.roll = RollBranch(config.roll_shape, config.roll_channels, config.roll_pool) \
+            if config.symbolic_dim and config.roll_shape else None
         plain = config.symbolic_dim - (int(np.prod(config.roll_shape)) if self.roll is not None else 0)
         self.symbolic = SymbolicBranch(plain) if config.symbolic_dim else None
         fused = 2 * config.channels[-1] + (SYMBOLIC_WIDTH if config.symbolic_dim else 0) + \

@@ -221,11 +221,15 @@ class TrainParams(Section):
     grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)
     ema: float = Field(ge=0, lt=1)  # decay per step of the kept weights' moving average (0: off, the last step's)
     novelty: Literal["cosine", "mahalanobis"]  # the novelty score evaluate ranks by and predict flags with
+    roll_channels: list[int] = Field(min_length=1)  # features.symbolic_roll: output channels of each roll conv block
+    roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
         if any(width <= 0 for width in self.channels):
             raise KeyProblem("channels", f"must be a non-empty list of positive ints, got {self.channels}")
+        if any(width <= 0 for width in self.roll_channels):
+            raise KeyProblem("roll_channels", f"must be a non-empty list of positive ints, got {self.roll_channels}")
         if self.mixup and self.loss != "ce":
             raise KeyProblem("mixup", f"must be 0 with train.loss {self.loss} (a mixed clip has no one label for "
                                       f"its triplets), got {self.mixup:g}")

@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         sample_rate = int(table.attrs["sample_rate"])
         # [pitches, frames] of the piano roll that ends each clip's symbolic features (features.symbolic_roll).
         roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
+    if roll_shape and params.roll_pool > roll_shape[1]:
+        print(f"train: params.yaml: train.roll_pool must be at most the piano roll's {roll_shape[1]} frames, "
+              f"got {params.roll_pool}", file=sys.stderr)
+        return 1
     pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
     train_x, train_y, _ = load_split(args.features, "train")
     val_x, val_y, val_tracks = load_split(args.features, "val")
@@ -124,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
                          dropout=params.dropout, symbolic_dim=0 if symbolic is None else len(symbolic[2]),
-                         roll_shape=[] if symbolic is None else roll_shape)
+                         roll_shape=[] if symbolic is None else roll_shape,
+                         roll_channels=list(params.roll_channels), roll_pool=params.roll_pool)
     from dvclive import Live
     from scmrepo.exceptions import SCMError
 

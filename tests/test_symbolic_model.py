@@ -58,7 +58,8 @@ def test_the_roll_branch_reads_the_roll_and_the_mlp_the_rest():
     assert model.roll is not None and model.project.in_features == 8 + 64 + 64
     assert model.symbolic.layers[0].in_features == SYMBOLIC_DIM + 1
     assert model.config.to_dict()["roll_shape"] == [88, 32]
-    assert "roll_shape" not in ModelConfig(n_bands=8, n_classes=3).to_dict()  # older checkpoints' bytes
+    plain = ModelConfig(n_bands=8, n_classes=3).to_dict()  # without a roll: older checkpoints' bytes
+    assert not {"roll_shape", "roll_channels", "roll_pool"} & set(plain)
     x = torch.randn(3, 8, 16)
     features = np.random.default_rng(0).random((3, dim)).astype(np.float32)
     symbolic = torch.from_numpy(symbolic_input(features, np.array([True, True, False]), np.zeros(dim, np.float32),
@@ -69,6 +70,30 @@ def test_the_roll_branch_reads_the_roll_and_the_mlp_the_rest():
         fused, alone, other = model.embed(x, symbolic), model.embed(x), model.embed(x, moved)
     assert torch.equal(fused[2], alone[2])  # absent: the audio-only path
     assert not torch.allclose(fused[:2], other[:2])  # the roll is read: moving it in time moves the embedding
+
+
+def test_a_lighter_roll_branch_merges_frames_and_still_reads_time():
+    torch.manual_seed(0)
+    dim = SYMBOLIC_DIM + ROLL_DIM
+    config = ModelConfig(n_bands=8, n_classes=3, channels=[4], embedding_dim=4, dropout=0.0, symbolic_dim=dim,
+                         roll_shape=[ROLL_PITCHES, ROLL_FRAMES], roll_channels=[8, 16], roll_pool=2)
+    model = SpectrogramCNN(config).eval()
+    assert [block.conv.out_channels for block in model.roll.blocks] == [8, 16] and model.roll.pool == 2
+    assert model.roll.out[0].in_features == 2 * 16
+    assert config.to_dict()["roll_channels"] == [8, 16] and config.to_dict()["roll_pool"] == 2
+    # A roll checkpoint written before the branch had these keys builds the branch it was trained with.
+    older = {key: value for key, value in config.to_dict().items() if key not in ("roll_channels", "roll_pool")}
+    default = SpectrogramCNN(ModelConfig(**older))
+    assert [block.conv.out_channels for block in default.roll.blocks] == [16, 32, 64] and default.roll.pool == 1
+    roll = torch.zeros(2, ROLL_PITCHES, ROLL_FRAMES)
+    roll[:, 40, 3] = 1.0  # one note, in frame 3 (merged with frame 2) or, moved, frame 20
+    moved = torch.roll(roll, 17, dims=2)
+    shifted = torch.zeros_like(roll)
+    shifted[:, 40, 2] = 1.0  # the other frame of frame 3's pair: merged, the same input
+    with torch.no_grad():
+        first, other, same = (model.roll(r.reshape(2, -1)) for r in (roll, moved, shifted))
+    assert torch.equal(first, same)
+    assert not torch.allclose(first, other)
 
 
 def test_symbolic_dropout_hides_a_seeded_fraction():
@@ -168,6 +193,30 @@ def test_train_evaluate_and_reload_a_model_with_a_roll_branch(tmp_path, params, 
     assert model.config.roll_shape == [88, 32] and model.roll is not None
     assert model.config.symbolic_dim == SYMBOLIC_DIM + ROLL_DIM
     assert EVALUATE.main(evaluate) == 0
+
+
+def test_train_with_a_lighter_roll_branch_and_its_params_checked(tmp_path, params, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, roll=True)
+    values = yaml.safe_load(params.read_text())
+
+    def with_train(**changes) -> list[str]:
+        path = tmp_path / "lighter.yaml"
+        path.write_text(yaml.safe_dump({**values, "train": {**values["train"], **changes}}))
+        return stage_arguments(tmp_path, path)[0]
+
+    assert TRAIN.main(with_train(roll_channels=[8, 16], roll_pool=4)) == 0
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    assert model.config.roll_channels == [8, 16] and model.config.roll_pool == 4
+    assert [block.conv.out_channels for block in model.roll.blocks] == [8, 16]
+    capsys.readouterr()
+    assert TRAIN.main(with_train(roll_pool=33)) == 1
+    assert "train.roll_pool must be at most the piano roll's 32 frames, got 33" in capsys.readouterr().err
+    assert TRAIN.main(with_train(roll_channels=[8, 0])) == 2
+    assert "train.roll_channels must be a non-empty list of positive ints, got [8, 0]" in capsys.readouterr().err
+    assert TRAIN.main(with_train(roll_pool=0)) == 2
+    assert "train.roll_pool" in capsys.readouterr().err
 
 
 def test_an_audio_only_model_ignores_symbolic_columns(tmp_path, params, monkeypatch):
