@@ -3,6 +3,7 @@ features, predict on a MIDI and a WAV file with a symbolic checkpoint."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import h5py
@@ -217,6 +218,24 @@ def test_train_with_a_lighter_roll_branch_and_its_params_checked(tmp_path, param
     assert "train.roll_channels must be a non-empty list of positive ints, got [8, 0]" in capsys.readouterr().err
     assert TRAIN.main(with_train(roll_pool=0)) == 2
     assert "train.roll_pool" in capsys.readouterr().err
+
+
+def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params, monkeypatch, capsys):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("roll_cost", PROJECT_ROOT / "benchmarks" / "roll_cost.py")
+    roll_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roll_cost)
+    write_symbolic_features(tmp_path / "roll.h5", ["train"] * 16 + ["val"] * 8, roll=True)
+    write_symbolic_features(tmp_path / "plain.h5", ["train"] * 16 + ["val"] * 8)
+    arguments = ["--params", str(params), "--clips", "8", "--epochs", "1", "--repeats", "1"]
+    assert roll_cost.main(["--features", str(tmp_path / "roll.h5"), *arguments]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("8 training clips [8 x 16], roll 88 x 32, 1 epochs")
+    assert [line.split(" median")[0].strip() for line in lines[1:]] == list(roll_cost.BRANCHES)
+    assert lines[1].endswith("1.00x without the roll")
+    assert roll_cost.main(["--features", str(tmp_path / "plain.h5"), *arguments]) == 2
+    assert "has no piano roll: featurize with features.symbolic_roll: true" in capsys.readouterr().err
 
 
 def test_an_audio_only_model_ignores_symbolic_columns(tmp_path, params, monkeypatch):
