@@ -106,10 +106,9 @@ def run(args: argparse.Namespace) -> int:
         sample_rate = int(table.attrs["sample_rate"])
         # [pitches, frames] of the piano roll that ends each clip's symbolic features (features.symbolic_roll).
         roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
-    if roll_shape and params.roll_pool > roll_shape[1]:
-        print(f"train: params.yaml: train.roll_pool must be at most the piano roll's {roll_shape[1]} frames, "
-              f"got {params.roll_pool}", file=sys.stderr)
-        return 1
+    if roll_shape and params.roll_pool > roll_shape[1]:  # a bad param, found only against the table
+        raise ParamsError(f"{args.params}: train.roll_pool must be at most the piano roll's {roll_shape[1]} "
+                          f"frames ({args.features}), got {params.roll_pool}")
     pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
     train_x, train_y, _ = load_split(args.features, "train")
     val_x, val_y, val_tracks = load_split(args.features, "val")
