@@ -58,8 +58,9 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
     on ``torch.get_num_threads()`` (deterministic mode does not cover that).
     Here it runs on one thread, whatever the count, while the forward pass and
     the input gradient, which compute each output value on one thread, use
-    them all.  PyTorch's own kernels, the other thread-invariant choice, train
-    about 1.8x slower (``benchmarks/train_speed.py``).
+    them all.  PyTorch's own kernels train 1.5x to 1.8x slower and, with
+    PyTorch 2.13 on an Intel Xeon, give other weights on one thread than on
+    two as well (``benchmarks/train_speed.py``).
     """
 
     @staticmethod
