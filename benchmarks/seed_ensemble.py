@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -29,7 +28,11 @@ import yaml
 
 from musicid.h5 import read_strings
 from musicid.metrics import summarise, track_probabilities
-from musicid.training import class_probabilities, load_checkpoint, normalise, read_symbolic_input, to_numpy
+from musicid.training import (class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
+                              to_numpy)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
 
 TABLE_SECTIONS = ("clip", "split", "features")  # the params a features table was made from
 
@@ -69,7 +72,8 @@ def find_table(task_dir: Path, run: Path) -> Path:
 
 def test_probabilities(model_path: Path, table_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clip probabilities float32 [N, C], labels [N], tracks [N]) of the test clips of the known classes."""
-    model, checkpoint = load_checkpoint(model_path)
+    device = pick_device()
+    model, checkpoint = load_checkpoint(model_path, device)
     mean, std = to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"])
     with h5py.File(table_path, "r") as table:
         rows = np.nonzero((read_strings(table["split"]) == "test") & table["known"][:].astype(bool))[0]
@@ -78,13 +82,8 @@ def test_probabilities(model_path: Path, table_path: Path) -> tuple[np.ndarray, 
                                        to_numpy(checkpoint["symbolic_std"])) if model.config.symbolic_dim else None
         labels = table["label"][rows].astype(np.int64)
         tracks = read_strings(table["track"])[rows]
-    probabilities, _ = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 64,
-                                           model_device(model), symbolic)
+    probabilities, _ = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 64, device, symbolic)
     return probabilities, labels, tracks
-
-
-def model_device(model):
-    return next(model.parameters()).device
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray, n_classes: int) -> dict:
@@ -94,9 +93,9 @@ def scores(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray, n_
             "track": summarise(track_labels, track_probs.argmax(1), names)[0]["macro_f1"]}
 
 
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else math.nan
-    return f"{statistics.fmean(values):.3f} +- {sd:.3f}"
+def cell(values: list[float]) -> str:
+    mean, sd = mean_sd(values)
+    return f"{mean:.3f} +- {sd:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{task} fold {fold}: seeds {[round(f['clip'], 3) for _, f in per_seed]} clip, "
                   f"ensemble {together['clip']:.3f} clip, {together['track']:.3f} track", file=sys.stderr)
         gains = {level: [e - s for e, s in zip(ensemble[level], single[level])] for level in ("track", "clip")}
-        print(f"| {task} | {mean_sd(single['track'])} / {mean_sd(single['clip'])} | "
-              f"{mean_sd(ensemble['track'])} / {mean_sd(ensemble['clip'])} | {mean_sd(gains['track'])} | "
-              f"{mean_sd(gains['clip'])} ({sum(g > 0 for g in gains['clip'])} / "
+        print(f"| {task} | {cell(single['track'])} / {cell(single['clip'])} | "
+              f"{cell(ensemble['track'])} / {cell(ensemble['clip'])} | {cell(gains['track'])} | "
+              f"{cell(gains['clip'])} ({sum(g > 0 for g in gains['clip'])} / "
               f"{sum(g < 0 for g in gains['clip'])}) |")
     return 0
 
