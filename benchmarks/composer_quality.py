@@ -114,6 +114,10 @@ CONFIGS = {
     # the roll read by a cheaper branch: frames merged in pairs, half the conv widths
     "rolllite": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32]},
     "roll2": {"features.symbolic_roll": True, "train.roll_channels": [8, 16]},  # two narrow blocks, full frames
+    # the notes behind each training clip's symbolic features transposed by -3..3 semitones (the audio is not)
+    "transpose": {"train.symbolic_transpose": 3},
+    "rolllite-transpose": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32],
+                           "train.symbolic_transpose": 3},
     "augment": {"render.augment.copies": 2},  # two transposed, tempo-scaled renders of each training track
     "cqt": {"features.kind": "cqt", "features.fmin": 32.703, "train.pitch_shift": 2},
     "smooth": {"train.label_smoothing": 0.1},
@@ -125,7 +129,8 @@ CONFIGS = {
 
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
-NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1}
+NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1,
+                 "symbolic_transpose": 0}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False}
 
 

@@ -216,6 +216,7 @@ class TrainParams(Section):
     seed: int
     symbolic_dropout: float = Field(ge=0, le=1)  # fraction of training clips whose symbolic input is hidden
     pitch_shift: int = Field(ge=0)  # features cqt/chroma: transpose each clip by up to this many semitones (0: off)
+    symbolic_transpose: int = Field(ge=0, le=12)  # transpose each clip's notes by up to this many semitones (0: off)
     label_smoothing: float = Field(ge=0, lt=1)  # cross-entropy's label smoothing (0: off)
     mixup: float = Field(ge=0)  # mixup's Beta(alpha, alpha) parameter, loss ce only (0: off)
     grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)

@@ -85,17 +85,11 @@ import numpy as np
 
 from musicid.checks import RenderError
 from musicid.midi import read_midi
+from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
+    DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
+    ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
+    ROLL_PITCHES, SYMBOLIC_DIM, TEXTURE_DIM, VERTICAL_BLOCK)
 
-PITCH_CLASS_BLOCK = slice(0, 12)
-ONSET_CLASS_BLOCK = slice(12, 24)
-INTERVAL_BLOCK = slice(24, 37)
-DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
-SYMBOLIC_DIM = 44
-VERTICAL_BLOCK, DURATION_BLOCK, IOI_BLOCK = slice(44, 57), slice(57, 63), slice(63, 69)
-TEXTURE_DIM = 25
-# The piano roll (module docstring): MIDI notes ROLL_LOW .. ROLL_LOW + ROLL_PITCHES - 1, ROLL_FRAMES a window.
-ROLL_LOW, ROLL_PITCHES, ROLL_FRAMES = 21, 88, 32
-ROLL_DIM = ROLL_PITCHES * ROLL_FRAMES
 # Bin edges, seconds, of the duration and inter-onset-interval histograms: 1/8 s to 2 s in octaves.
 TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
 # Most (onset, sounding note) pairs the vertical-interval block weighs in one window (a 4 MB mask).

@@ -20,6 +20,7 @@ from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import TrainParams
+from musicid.symbolic_layout import ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, ROLL_FRAMES, ROLL_PITCHES
 
 # cuBLAS is deterministic only with a fixed workspace; PyTorch's deterministic
 # mode raises at the first matrix product on a GPU without this setting.
@@ -179,6 +180,54 @@ def pitch_shift(x: torch.Tensor, max_semitones: int, axis: PitchAxis | None,
     return (shifted - mean) / std
 
 
+@dataclass
+class SymbolicAxis:
+    """What train.symbolic_transpose needs to know of the symbolic branch's input (``symbolic_input``)."""
+
+    mean: np.ndarray  # float32 [D]: featurize's normalisation statistics
+    std: np.ndarray  # float32 [D]
+    roll: bool  # the last ROLL_PITCHES x ROLL_FRAMES features are a piano roll (features.symbolic_roll)
+    key_relative: bool  # features.symbolic_key relative: the pitch-class blocks count from each source's tonic
+
+
+def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: SymbolicAxis,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Transpose the notes behind each clip's symbolic input (B, D + 1) by a random -k..k semitones.
+
+    Transposing moves what depends on absolute pitch (``musicid.symbolic``):
+    the two pitch-class histograms rotate (not when they already count from
+    the tonic, ``key_relative``), the mean pitch moves by k/127 and the piano
+    roll's rows move by k (rows it leaves get silence; nothing wraps around).
+    Intervals, densities, polyphony, spread and durations stay as they are.
+    The shift is applied to the un-normalised values, which are then
+    normalised again.  Clips whose input is absent (flag 0: an audio source,
+    or hidden by train.symbolic_dropout) and windows without a note keep their
+    input; one semitone count is drawn per clip from ``generator`` whatever.
+    """
+    if max_semitones == 0:
+        return symbolic
+    batch, width = symbolic.shape
+    semitones = torch.randint(-max_semitones, max_semitones + 1, (batch,), generator=generator)
+    mean, std = torch.from_numpy(axis.mean), torch.from_numpy(axis.std)
+    raw = symbolic[:, :-1] * std + mean
+    out = raw.clone()
+    sounding = (symbolic[:, -1] > 0) & (raw[:, PITCH_CLASS_BLOCK].sum(1) > 0.5)
+    if not axis.key_relative:
+        source = (torch.arange(12)[None, :] - semitones[:, None]) % 12  # (B, 12): the class each class takes
+        for block in (PITCH_CLASS_BLOCK, ONSET_CLASS_BLOCK):
+            out[:, block] = torch.gather(raw[:, block], 1, source)
+    out[:, PITCH_MEAN] = raw[:, PITCH_MEAN] + semitones.to(raw.dtype) / 127
+    if axis.roll:
+        start = width - 1 - ROLL_PITCHES * ROLL_FRAMES
+        roll = raw[:, start:].reshape(batch, ROLL_PITCHES, ROLL_FRAMES)
+        source = torch.arange(ROLL_PITCHES)[None, :] - semitones[:, None]  # (B, pitches)
+        inside = (source >= 0) & (source < ROLL_PITCHES)
+        moved = torch.gather(roll, 1, source.clamp(0, ROLL_PITCHES - 1)[:, :, None].expand_as(roll))
+        out[:, start:] = torch.where(inside[:, :, None], moved, torch.zeros_like(moved)).reshape(batch, -1)
+    moved = torch.cat([(out - mean) / std, symbolic[:, -1:]], dim=1)
+    return torch.where(sounding[:, None], moved, symbolic)
+
+
 def augment_batch(x: torch.Tensor, train: TrainParams, pitch: PitchAxis | None,
                   generator: torch.Generator) -> torch.Tensor:
     """A training batch of normalised features (B, n_bands, T), transposed then masked (``train`` params)."""
@@ -294,7 +343,7 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                 config: ModelConfig, train: TrainParams, progress=lambda items, **_: items,
                 on_epoch=lambda log: None, train_symbolic: np.ndarray | None = None,
                 val_symbolic: np.ndarray | None = None, pitch: PitchAxis | None = None,
-                ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+                symbolic_axis: SymbolicAxis | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1
     (``train.keep`` best) or the last epoch (``train.keep`` last, val then only logged).
 
@@ -308,7 +357,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     ``train.symbolic_dropout`` of the training clips see theirs as absent.
     ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
     each epoch's log (for dvclive); ``pitch`` describes the bands of
-    constant-Q or chroma features, needed by ``train.pitch_shift``.  Returns (kept model, per-epoch log, kept
+    constant-Q or chroma features, needed by ``train.pitch_shift``; ``symbolic_axis`` the symbolic input,
+    needed by ``train.symbolic_transpose``.  Returns (kept model, per-epoch log, kept
     epoch number counted from 1).  Raises EmptyValidationSplit without
     validation clips, as the kept epoch would then be chosen on nothing.
     The weights are the same bytes whatever the number of PyTorch threads.
@@ -316,8 +366,10 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     if len(val_y) == 0:
         raise EmptyValidationSplit("the validation split is empty, so no epoch can be chosen on it: "
                                    "set split.val > 0 in params.yaml (each class needs a validation track)")
+    if train.symbolic_transpose and (train_symbolic is None or symbolic_axis is None):
+        raise ValueError("train.symbolic_transpose needs symbolic features and their SymbolicAxis")
     return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
-                  train_symbolic, val_symbolic, pitch)
+                  train_symbolic, val_symbolic, pitch, symbolic_axis)
 
 
 def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -331,7 +383,7 @@ def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Gene
 
 def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainParams, progress,
            on_epoch, train_symbolic=None, val_symbolic=None, pitch: PitchAxis | None = None,
-           ) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+           symbolic_axis: SymbolicAxis | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
@@ -351,8 +403,8 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
         weights = torch.ones(config.n_classes)
     weights = weights.to(device)
     inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    # The symbolic dropout masks come from a generator of their own, so the order of
-    # batches and the SpecAugment masks are those of an audio-only run.
+    # The symbolic dropout masks (and transpositions) come from a generator of their own, so
+    # the order of batches and the SpecAugment masks are those of an audio-only run.
     symbolic_inputs = None if train_symbolic is None else torch.from_numpy(train_symbolic)
     symbolic_generator = torch.Generator().manual_seed(train.seed)
     # train.ema: the weights scored on val and kept are a moving average of the
@@ -371,8 +423,9 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
             index = order[start:start + train.batch_size]
             x = augment_batch(inputs[index], train, pitch, generator)
             x, y = x.to(device), targets[index].to(device)
-            symbolic = None if symbolic_inputs is None else \
-                drop_symbolic(symbolic_inputs[index], train.symbolic_dropout, symbolic_generator).to(device)
+            symbolic = None if symbolic_inputs is None else transpose_symbolic(
+                drop_symbolic(symbolic_inputs[index], train.symbolic_dropout, symbolic_generator),
+                train.symbolic_transpose, symbolic_axis, symbolic_generator).to(device)
             x, partner_y, share, symbolic = mixup(x, y, train.mixup, generator, symbolic)
             embeddings = model.embed(x) if symbolic is None else model.embed(x, symbolic)
             loss = torch.zeros((), device=device)

@@ -27,7 +27,7 @@ from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
-from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, check_features_table,
+from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               train_model)
 from musicid.stage import run_stage
@@ -123,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
     val_x = normalise(val_x, band_mean, band_std)
     symbolic = load_symbolic(args.features)
     train_symbolic, val_symbolic = (None, None) if symbolic is None else symbolic[:2]
+    symbolic_axis = None if symbolic is None else SymbolicAxis(
+        symbolic[2], symbolic[3], roll=bool(roll_shape),
+        key_relative=(upstream.get("features") or {}).get("symbolic_key") == "relative")
+    if params.symbolic_transpose and symbolic is None:  # a bad param, found only against the table
+        raise ParamsError(f"{args.params}: train.symbolic_transpose must be 0 for a features table without "
+                          f"symbolic features ({args.features}: made with features.symbolic false, or from audio "
+                          f"only), got {params.symbolic_transpose}")
 
     config = ModelConfig(n_bands=train_x.shape[1], n_classes=len(label_names),
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
@@ -155,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
                 model, log, kept_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
                                                      progress=progress, on_epoch=on_epoch, pitch=pitch,
-                                                     train_symbolic=train_symbolic, val_symbolic=val_symbolic)
+                                                     train_symbolic=train_symbolic, val_symbolic=val_symbolic,
+                                                     symbolic_axis=symbolic_axis)
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
                                      [e.train_loss for e in log], [e.val_macro_f1 for e in log], kept_epoch)
             device = pick_device()

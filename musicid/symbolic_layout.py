@@ -1,0 +1,16 @@
+"""Where each block of a clip's symbolic vector sits (the tables of ``musicid.symbolic``'s docstring).
+
+A module of its own, without dependencies, so that training can transpose a
+vector (train.symbolic_transpose) without importing what reads MIDI files.
+"""
+
+PITCH_CLASS_BLOCK = slice(0, 12)
+ONSET_CLASS_BLOCK = slice(12, 24)
+INTERVAL_BLOCK = slice(24, 37)
+DENSITY, MEAN_POLYPHONY, MAX_POLYPHONY, PITCH_MEAN, PITCH_STD, PITCH_RANGE, MEAN_DURATION = range(37, 44)
+SYMBOLIC_DIM = 44
+VERTICAL_BLOCK, DURATION_BLOCK, IOI_BLOCK = slice(44, 57), slice(57, 63), slice(63, 69)
+TEXTURE_DIM = 25
+# The piano roll (module docstring): MIDI notes ROLL_LOW .. ROLL_LOW + ROLL_PITCHES - 1, ROLL_FRAMES a window.
+ROLL_LOW, ROLL_PITCHES, ROLL_FRAMES = 21, 88, 32
+ROLL_DIM = ROLL_PITCHES * ROLL_FRAMES
