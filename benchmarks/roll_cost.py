@@ -8,10 +8,11 @@ the same clips of a table made with ``features.symbolic_roll: true``, alternatin
 - without the roll (the table's other symbolic features only, as ``symbolic_roll: false`` trains),
 - with the roll branch of each ``train.roll_channels`` / ``train.roll_pool`` below,
 
-and prints the median seconds per epoch of each and its ratio to training without the roll. Its ratios held
-on a whole collection (pool 2 with [8, 16, 32]: 1.03-1.09x here, 1.08x for the 11520 training clips of
-``collection_budget.py`` run back to back with the default); what it leaves out is the roll's featurize and
-the evaluate stage: for a budget, time ``collection_budget.py`` with the params.
+and prints the median seconds per epoch of each and its ratio to training without the roll. Its ratios
+held on a whole collection on an Intel Xeon (pool 2 with [8, 16, 32]: 1.03-1.09x here, 1.08x for the 11520
+training clips of ``collection_budget.py`` run back to back with the default), less well on an AMD EPYC
+(1.09x here, 1.20x on the collection); what it leaves out is the roll's featurize and the evaluate stage:
+for a budget, time ``collection_budget.py`` with the params.
 
     python benchmarks/roll_cost.py --features <a features.h5 with a piano roll> [--clips 512] [--epochs 2]
 """
