@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from musicid.io import write_bytes_atomic
@@ -28,7 +29,16 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch and ask PyTorch for deterministic kernels."""
+    """Seed Python, NumPy and PyTorch and ask PyTorch for deterministic kernels.
+
+    Deterministic mode also fills every new tensor's memory with NaN before an
+    operation writes it, a debugging aid against reading memory nobody wrote,
+    which costs a few percent of training's time at most
+    (``benchmarks/nan_fill.py``).  Training reads no such memory (a test
+    trains with the filling on and off and compares the checkpoints' bytes;
+    one such read would put NaNs in the weights), so it is turned off; the
+    kernels stay the deterministic ones.
+    """
     if torch.cuda.is_available():
         # Read by cuBLAS when it first starts, so it is set before any GPU work.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
@@ -36,6 +46,7 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def pick_device() -> torch.device:

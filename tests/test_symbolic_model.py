@@ -239,6 +239,29 @@ def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params
     assert "has no piano roll: featurize with features.symbolic_roll: true" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("roll", [False, True])
+def test_the_nan_fill_benchmark_gives_the_same_weights_both_ways(tmp_path, params, monkeypatch, capsys, roll):
+    import torch.utils.deterministic
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("nan_fill", PROJECT_ROOT / "benchmarks" / "nan_fill.py")
+    nan_fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nan_fill)
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8, roll=roll)
+    seed_everything = nan_fill.training.seed_everything
+    assert nan_fill.main(["--features", str(tmp_path / "features.h5"), "--params", str(params), "--clips", "8",
+                          "--epochs", "1", "--repeats", "1"]) == 0
+    assert nan_fill.training.seed_everything is seed_everything  # put back
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("8 training clips [8 x 16] with symbolic features" +
+                               (", roll 88 x 32 (channels" if roll else ", 1 epochs"))
+    assert [line.split(" median")[0].strip() for line in lines[1:3]] == list(nan_fill.WAYS.values())
+    assert lines[3].endswith("the two give the same weights")
+    assert nan_fill.main(["--features", str(tmp_path / "missing.h5")]) == 2
+    assert "missing.h5 is missing" in capsys.readouterr().err
+
+
 def test_an_audio_only_model_ignores_symbolic_columns(tmp_path, params, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")

@@ -167,6 +167,40 @@ def test_an_interrupt_leaves_the_previous_model_and_curves(tmp_path, params, mon
     assert (tmp_path / "model.pt").read_bytes() == b"the previous model"
 
 
+@pytest.mark.parametrize("roll", [False, True])
+def test_training_reads_no_memory_that_no_operation_wrote(tmp_path, params, monkeypatch, roll):
+    """Training turns off deterministic mode's NaN filling of new tensors, for speed, and keeps the
+    deterministic kernels. Were any step to read memory nothing wrote, the NaNs the filling leaves there
+    would change the weights: the checkpoint must be the same bytes with the filling on."""
+    import torch
+    import torch.utils.deterministic
+
+    from musicid import training
+    from tests.test_symbolic_model import write_symbolic_features  # here: that module imports this one
+    training.seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    values = yaml.safe_load(params.read_text())
+    values["train"].update({"channels": [8, 16], "embedding_dim": 8, "batch_size": 8,
+                            "roll_channels": [4, 8], "roll_pool": 2})
+    params.write_text(yaml.safe_dump(values))
+    write_symbolic_features(tmp_path / "features.h5", splits_of(16, 4), bands=32, frames=64, roll=roll)
+    seed_everything = training.seed_everything
+    checkpoints = []
+    for fill in (False, True):
+        def seeded(seed: int, fill: bool = fill) -> None:
+            seed_everything(seed)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
+
+        monkeypatch.setattr(training, "seed_everything", seeded)
+        model = tmp_path / f"model-{fill}.pt"
+        assert TRAIN.main(["--params", str(params), "--features", str(tmp_path / "features.h5"),
+                           "--model", str(model), "--live", str(tmp_path / f"live-{fill}")]) == 0
+        checkpoints.append(model.read_bytes())
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    assert checkpoints[0] == checkpoints[1]
+
+
 def test_the_checkpoint_is_the_same_bytes_with_one_or_two_threads(tmp_path, params):
     """Convolutions, the symbolic branch's layer norms, their gradients and the novelty statistics must
     not depend on the thread count (an audio-and-symbolic model has every layer an audio-only one has)."""
