@@ -22,11 +22,9 @@ with ``features.symbolic_roll: true`` the model has the params' roll branch.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import torch
@@ -35,9 +33,8 @@ import torch.utils.deterministic
 from musicid import training
 from musicid.model import ModelConfig
 from musicid.params import load_section
-from train_speed import load
+from train_speed import load, training_parser
 
-PROJECT = Path(__file__).resolve().parent.parent
 WAYS = {True: "NaN filling on (before)", False: "NaN filling off (training now)"}
 
 
@@ -68,13 +65,7 @@ def train_once(data: dict, params, roll_shape: list[int], fill: bool) -> tuple[f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=Path, default=PROJECT / "data" / "features.h5")
-    parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml")
-    parser.add_argument("--clips", type=int, default=512, help="training clips (default 512)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = training_parser(__doc__).parse_args(argv)
     if not args.features.is_file():
         print(f"nan_fill: {args.features} is missing: run `dvc repro featurize` first", file=sys.stderr)
         return 2

@@ -19,11 +19,9 @@ for a budget, time ``collection_budget.py`` with the params.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -32,9 +30,8 @@ import torch
 from musicid import training
 from musicid.model import ModelConfig
 from musicid.params import load_section
-from train_speed import load
+from train_speed import load, training_parser
 
-PROJECT = Path(__file__).resolve().parent.parent
 # name -> (train.roll_channels, train.roll_pool); None: without the roll
 BRANCHES = {"no roll": None, "roll 16-32-64": ([16, 32, 64], 1), "roll 8-16-32, pool 2": ([8, 16, 32], 2),
             "roll 8-16": ([8, 16], 1)}
@@ -59,14 +56,7 @@ def train_once(data: dict, params, roll_shape: list[int], branch: tuple[list[int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=Path, required=True,
-                        help="a features.h5 made with features.symbolic_roll: true")
-    parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml")
-    parser.add_argument("--clips", type=int, default=512, help="training clips (default 512)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = training_parser(__doc__, "a features.h5 made with features.symbolic_roll: true").parse_args(argv)
     if not args.features.is_file():
         print(f"roll_cost: {args.features} is missing", file=sys.stderr)
         return 2

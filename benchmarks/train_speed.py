@@ -96,14 +96,23 @@ def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes
     return seconds, weights
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=Path, default=PROJECT / "data" / "features.h5")
+def training_parser(doc: str, features_help: str | None = None) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks that time training on a features table's clips; ``features_help``:
+    the table is required (no default) and this says what it must hold."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if features_help is None:
+        parser.add_argument("--features", type=Path, default=PROJECT / "data" / "features.h5")
+    else:
+        parser.add_argument("--features", type=Path, required=True, help=features_help)
     parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml")
     parser.add_argument("--clips", type=int, default=512, help="training clips (default 512)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = training_parser(__doc__).parse_args()
     if not args.features.is_file():
         print(f"train_speed: {args.features} is missing: run `dvc repro featurize` first", file=sys.stderr)
         return 2

@@ -49,6 +49,24 @@ def load_stage(name: str):
     return module
 
 
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (a script) with its folder on ``sys.path``, as running it has, for the
+    sibling scripts it imports; registered in ``sys.modules`` under ``name`` (dataclasses look it up there)."""
+    import importlib.util
+    import sys
+
+    folder = str(PROJECT_ROOT / "benchmarks")
+    spec = importlib.util.spec_from_file_location(name, Path(folder) / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
 def write_midi(path: Path, notes: list[tuple[int, float, float]], program: int = 0) -> Path:
     """Write a one-instrument MIDI file; notes are (pitch, start_s, end_s) at 120 bpm."""
     import pretty_midi

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import sys
 
 import pytest
 import yaml
 
 from musicid.params import SECTIONS, parse_section
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, load_benchmark
 
-spec = importlib.util.spec_from_file_location("composer_quality", PROJECT_ROOT / "benchmarks" / "composer_quality.py")
-suite = importlib.util.module_from_spec(spec)
-sys.modules["composer_quality"] = suite  # its dataclasses look their module up there
-spec.loader.exec_module(suite)
+suite = load_benchmark("composer_quality")
 PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 
 

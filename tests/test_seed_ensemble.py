@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, load_stage
+from tests.conftest import load_benchmark, load_stage
 from tests.test_evaluate_stage import outputs
 from tests.test_train_stage import params, write_features  # noqa: F401 (params is a fixture)
 
 TRAIN = load_stage("train")
 EVALUATE = load_stage("evaluate")
-spec = importlib.util.spec_from_file_location("seed_ensemble", PROJECT_ROOT / "benchmarks" / "seed_ensemble.py")
-ensemble = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ensemble)
+ensemble = load_benchmark("seed_ensemble")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ features, predict on a MIDI and a WAV file with a symbolic checkpoint."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import h5py
@@ -19,7 +18,8 @@ from musicid.params import as_dict
 from musicid.predict import Predictor
 from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, symbolic_dim
 from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
-from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_midi, write_wav
+from tests.conftest import (PROJECT_ROOT, SOUNDFONT, load_benchmark, load_stage, section_params, sine, write_midi,
+                            write_wav)
 from tests.test_train_stage import write_table_attrs
 
 TRAIN = load_stage("train")
@@ -223,10 +223,7 @@ def test_train_with_a_lighter_roll_branch_and_its_params_checked(tmp_path, param
 
 def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params, monkeypatch, capsys):
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("roll_cost", PROJECT_ROOT / "benchmarks" / "roll_cost.py")
-    roll_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(roll_cost)
+    roll_cost = load_benchmark("roll_cost")
     write_symbolic_features(tmp_path / "roll.h5", ["train"] * 16 + ["val"] * 8, roll=True)
     write_symbolic_features(tmp_path / "plain.h5", ["train"] * 16 + ["val"] * 8)
     arguments = ["--params", str(params), "--clips", "8", "--epochs", "1", "--repeats", "1"]
@@ -243,10 +240,7 @@ def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params
 def test_the_nan_fill_benchmark_gives_the_same_weights_both_ways(tmp_path, params, monkeypatch, capsys, roll):
     import torch.utils.deterministic
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("nan_fill", PROJECT_ROOT / "benchmarks" / "nan_fill.py")
-    nan_fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nan_fill)
+    nan_fill = load_benchmark("nan_fill")
     write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8, roll=roll)
     seed_everything = nan_fill.training.seed_everything
     assert nan_fill.main(["--features", str(tmp_path / "features.h5"), "--params", str(params), "--clips", "8",
