@@ -140,6 +140,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     remove_stale_staging(target)
     temporary = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent))
     try:
+        # mkdtemp makes the folder private (0700); the output is an ordinary folder
+        os.chmod(temporary, 0o777 & ~_current_umask())
         yield temporary
         if target.exists() or target.is_symlink():
             old = target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")

@@ -48,6 +48,20 @@ def test_atomic_directory_replaces_tree(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_atomic_directory_gets_the_modes_of_an_ordinary_folder(tmp_path, umask):
+    """mkdtemp's private mode (0700) must not reach the output folder: it follows the umask."""
+    previous = os.umask(umask)
+    try:
+        with atomic_directory(tmp_path / "raw") as staging:
+            (staging / "sub").mkdir()
+        ordinary = tmp_path / "ordinary"
+        ordinary.mkdir()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "raw").stat().st_mode & 0o777 == ordinary.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_json_is_canonical(tmp_path):
     assert dumps_json({"b": 1, "a": [2]}) == '{\n  "a": [\n    2\n  ],\n  "b": 1\n}\n'
     write_json_atomic(tmp_path / "x.json", {"z": 0.5})
