@@ -53,6 +53,7 @@ import os
 import shutil
 import stat
 import time
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ from typing import Callable
 
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
-from musicid.io import safe_name, sha256_file
+from musicid.io import printable, safe_name, sha256_file
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -289,7 +290,11 @@ SYMLINK_REASON = "symlink: links are not followed"
 NO_LABEL_REASON = "no_label: the file is not inside a label folder"
 
 
-class EmptyCollectionError(ValueError):
+class CollectionError(ValueError):
+    """The collection and the dataset params do not fit together; the message names the param to change."""
+
+
+class EmptyCollectionError(CollectionError):
     """The source holds no file the params let through; the message names the param to change."""
 
 
@@ -369,8 +374,8 @@ def _label_folder_reason(folder: str, labels: dict[str, str]) -> str | None:
     """Why the label folder ``folder`` cannot be a class, or None; ``labels`` maps folder names."""
     if _is_hidden(folder):
         return HIDDEN_LABEL_REASON
-    mapped = labels.get(folder, folder)
-    if {folder, mapped, safe_name(mapped)} & RESERVED_LABELS:
+    mapped, label = _folder_label(folder, labels)
+    if {folder, mapped, label} & RESERVED_LABELS:
         return RESERVED_LABEL_REASON
     return None
 
@@ -385,27 +390,49 @@ def _special_file_reason(mode: int) -> str | None:
     return "not_a_regular_file: unknown kind"
 
 
-def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str | None, skip) -> list[_Found]:
+def _folder_label(folder: str, labels: dict[str, str]) -> tuple[str, str]:
+    """(the name ``folder`` is mapped to through ``labels``, the label that gives): composed (NFC) first,
+    so that a name spelled with combining accents is the name spelled without them."""
+    name = unicodedata.normalize("NFC", folder)
+    mapped = labels.get(name, name)
+    return mapped, safe_name(mapped)
+
+
+@dataclass
+class _Tree:
+    """What :func:`_walk` found."""
+
+    files: list[_Found]
+    mapped: dict[str, set[str]]  # label -> the (mapped) label folder names that give it
+    saw_unlabeled: bool  # a folder named dataset.unlabeled was found
+
+
+def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str | None, skip) -> _Tree:
     """Every usable file under ``root``, with its label; records each thing left out through ``skip``.
 
     Links are never followed and special files never opened: a FIFO named
-    ``x.mid`` would block the first read forever.
+    ``x.mid`` would block the first read forever.  Names are taken through
+    :func:`printable`, so a name that is not UTF-8 is kept (and shown with
+    ``\\xNN``) rather than stopping the walk.
     """
     # The folders from root down to label_root: their other subfolders are not
     # entered as wrappers, so they are checked like labels (hidden ones refused).
     wrappers = {folder for folder in (label_root, *label_root.parents) if folder.is_relative_to(root)}
     found: list[_Found] = []
+    mapped: dict[str, set[str]] = {}
+    saw_unlabeled = False
     for folder, subfolders, names in os.walk(root):
         folder = Path(folder)
         relative_folder = folder.relative_to(root)
         kept = []
         for name in sorted(subfolders):
-            relative = (relative_folder / name).as_posix()
+            relative = printable((relative_folder / name).as_posix())
+            saw_unlabeled = saw_unlabeled or name == unlabeled
             if (folder / name).is_symlink():
                 skip(relative + "/", None, SYMLINK_REASON)
                 continue
             if folder in wrappers and folder / name not in wrappers and name != unlabeled:
-                reason = _label_folder_reason(name, labels)
+                reason = _label_folder_reason(printable(name), labels)
                 if reason:
                     skip(relative + "/", None, reason)
                     continue
@@ -414,7 +441,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
 
         for name in sorted(names):
             path = folder / name
-            relative = (relative_folder / name).as_posix()
+            relative = printable((relative_folder / name).as_posix())
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
                 skip(relative, None, SYMLINK_REASON)
@@ -429,16 +456,17 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 continue
             parents = relative.split("/")[:-1]
             if unlabeled is not None and unlabeled in parents:
-                inner = "__".join(relative.split("/")[parents.index(unlabeled) + 1:])
+                inner = "__".join(relative.split("/")[parents.index(printable(unlabeled)) + 1:])
                 found.append(_Found(path, relative, None, inner))
                 continue
             below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()
             if len(below) < 2:
                 skip(relative, None, NO_LABEL_REASON)
                 continue
-            label = safe_name(labels.get(below[0], below[0]))
-            found.append(_Found(path, relative, label, "__".join(below[1:])))
-    return sorted(found, key=lambda item: item.relative)
+            name_of_label, label = _folder_label(printable(below[0]), labels)
+            mapped.setdefault(label, set()).add(name_of_label)
+            found.append(_Found(path, relative, label, printable("__".join(below[1:]))))
+    return _Tree(sorted(found, key=lambda item: item.relative), mapped, saw_unlabeled)
 
 
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
@@ -451,18 +479,38 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     folder names; ``classes`` (when not empty) keeps only those labels; files
     under a folder named ``unlabeled`` go to ``_unlabeled/``.
 
+    Label folder names, the keys of ``labels`` and the names in ``classes``
+    are compared composed (NFC) and made file-name safe as labels are
+    (``"Bach, J.S."`` is the label ``Bach__J.S``).
+
     Raises :class:`EmptyCollectionError` when ``classes`` names none of the
-    labels found, before any file is read.
+    labels found, and :class:`CollectionError` when two label folders would
+    become one label without ``labels`` saying so, or no folder is named
+    ``unlabeled``; before any file is read.
     """
     skipped: list[dict] = list(extra_skipped)
 
     def skip(relative: str, label: str | None, reason: str) -> None:
         skipped.append({"origin": origin_prefix + relative, "label": label, "reason": reason})
 
-    found = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
+    labels = {unicodedata.normalize("NFC", folder): label for folder, label in labels.items()}
+    classes = [_folder_label(name, {})[1] for name in classes]
+    where = origin_prefix.rstrip("/#") or str(root)
+    tree = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
+    found = tree.files
+    if unlabeled is not None and not tree.saw_unlabeled:
+        raise CollectionError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
+                              f"null, or to the name of the folder of unlabeled files)")
+    clashes = {label: sorted(names) for label, names in sorted(tree.mapped.items()) if len(names) > 1}
+    if clashes:
+        label, names = next(iter(clashes.items()))
+        raise CollectionError(
+            f"the label folders {' and '.join(map(repr, names))} in {where} would both become the label "
+            f"{label!r} (a label keeps letters, digits and .-_ only); rename one, or map them with "
+            f"dataset.labels, e.g. {{{names[0]!r}: {label}, {names[1]!r}: other}}"
+            + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
     found_labels = sorted({item.label for item in found if item.label is not None})
     if classes and not set(classes) & set(found_labels):
-        where = origin_prefix.rstrip("/#") or str(root)
         raise EmptyCollectionError(
             f"dataset.classes [{', '.join(classes)}] names none of the labels found in {where}: "
             f"{', '.join(found_labels) or 'none'} (set dataset.classes to [] to keep every label, "

@@ -27,8 +27,15 @@ def _looks_like(head: bytes) -> str:
         return "a zip archive"
     if head.startswith(b"\x1f\x8b"):
         return "gzip data"
+    if head.startswith(b"\x00\x05\x16\x07"):  # the "._x.mid" beside "x.mid" that macOS writes on other disks
+        return "a macOS AppleDouble file"
     if not head:
         return "an empty file"
+    # A file of one kind saved under another's extension (its own extension would fit it)
+    for kind, extension in (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
+                            ("Ogg data", ".ogg"), ("MP3 audio", ".mp3")):
+        if _fits(extension, head):
+            return kind
     if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head[:64]):
         return "plain text"
     return f"unknown data starting {head[:8].hex()}"
@@ -41,21 +48,24 @@ def _is_mp3(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
 
 
+def _fits(extension: str, head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) starts as a file of ``extension`` (an accepted one) does."""
+    if extension in MIDI_EXTENSIONS:
+        return head.startswith(b"MThd") or (head.startswith(b"RIFF") and head[8:12] == b"RMID")
+    if extension == ".wav":
+        return head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
+    if extension == ".flac":
+        return head.startswith(b"fLaC")
+    if extension == ".ogg":
+        return head.startswith(b"OggS")
+    return _is_mp3(head)
+
+
 def content_mismatch(extension: str, head: bytes) -> str | None:
     """``None`` when ``head`` fits ``extension`` (lower case, with dot); else why not."""
-    if extension in MIDI_EXTENSIONS:
-        ok = head.startswith(b"MThd") or (head.startswith(b"RIFF") and head[8:12] == b"RMID")
-    elif extension == ".wav":
-        ok = head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
-    elif extension == ".flac":
-        ok = head.startswith(b"fLaC")
-    elif extension == ".ogg":
-        ok = head.startswith(b"OggS")
-    elif extension == ".mp3":
-        ok = _is_mp3(head)
-    else:
+    if extension not in ACCEPTED_EXTENSIONS:
         return f"unsupported extension {extension!r}"
-    if ok:
+    if _fits(extension, head):
         return None
     return f"named {extension} but looks like {_looks_like(head)}"
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -164,5 +165,17 @@ def safe_name(text: str, max_bytes: int = 200) -> str:
     the whole text, so two long names that share a beginning stay apart and
     an extension or suffix added later still fits the 255-byte limit.
     """
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in text)
+    # Composed (NFC) first: a name spelled with combining accents (as macOS writes it, "Dvor\u030ca\u0301k")
+    # keeps its letters ("Dvořák") instead of losing the accents to "_".
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in unicodedata.normalize("NFC", text))
     return _short(cleaned.strip("._") or "_", max_bytes)
+
+
+def printable(name: str) -> str:
+    """A file name from the file system as text that can be shown and written to JSON.
+
+    Bytes of a name that are not UTF-8 (a Latin-1 ``caf\xe9.mid`` from an old
+    archive or share) reach Python as lone surrogates, which no UTF-8 text can
+    hold; they are written ``\\xNN``.  Any other name comes back as it is.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from musicid.archive import ArchiveError, extract_archive
-from musicid.dataset import EmptyCollectionError, collect_tree, crashed_score, export_music21
+from musicid.dataset import CollectionError, EmptyCollectionError, collect_tree, crashed_score, export_music21
 from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             # Raised inside the staging block, so the previous data/raw stays as it was.
             require_labelled_files(params, manifest)
             write_json_atomic(staging / "manifest.json", manifest)
-    except (FetchError, ArchiveError, EmptyCollectionError) as error:
+    except (FetchError, ArchiveError, CollectionError) as error:
         print(f"download: {error}", file=sys.stderr)
         return 1
 

@@ -193,3 +193,56 @@ def test_an_unreadable_file_is_skipped_with_its_reason(tmp_path, monkeypatch):
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
     assert reasons(manifest) == {"bach/locked.mid": "unreadable: Permission denied"}
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_and_shown_escaped(tmp_path):
+    """A Latin-1 name (old archives, Windows shares) is a good file: kept, its name written \\xNN."""
+    from musicid.io import dumps_json
+
+    source = tmp_path / "src"
+    tree(source, {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(62)})
+    (source / "bach" / os.fsdecode(b"caf\xe9.mid")).write_bytes(midi_bytes(61))
+    manifest = collect(source, tmp_path / "out", classes=[])
+    assert [(r["path"], r["origin"]) for r in manifest["files"]] == [
+        ("bach/a.mid", "src/bach/a.mid"), ("bach/caf_xe9.mid", "src/bach/caf\\xe9.mid"),
+        ("haydn/b.mid", "src/haydn/b.mid")]
+    dumps_json(manifest).encode("utf-8")  # the manifest can be written
+    assert (tmp_path / "out" / "bach" / "caf_xe9.mid").read_bytes() == midi_bytes(61)
+
+
+def test_label_folders_are_compared_composed_and_classes_as_labels(tmp_path):
+    """macOS writes "Dvořák" with combining accents (NFD): the label is still "Dvořák", and dataset.classes
+    and dataset.labels name a folder as it reads, whichever way it is spelled."""
+    import unicodedata
+
+    tree(tmp_path / "src", {unicodedata.normalize("NFD", "Dvořák") + "/a.mid": midi_bytes(60),
+                            "Bach, J.S./b.mid": midi_bytes(61), "haydn/c.mid": midi_bytes(62)})
+    manifest = collect(tmp_path / "src", tmp_path / "out", classes=["Dvořák", "Bach, J.S."])
+    assert [r["label"] for r in manifest["files"]] == ["Bach__J.S", "Dvořák"]
+    renamed = collect(tmp_path / "src", tmp_path / "out2", labels={"Dvořák": "dvorak"})
+    assert [r["label"] for r in renamed["files"]] == ["Bach__J.S", "dvorak", "haydn"]
+
+
+def test_two_label_folders_that_would_become_one_label_stop_the_collection(tmp_path):
+    from musicid.dataset import CollectionError
+
+    tree(tmp_path / "src", {"A B/a.mid": midi_bytes(60), "A_B/b.mid": midi_bytes(61), "C/c.mid": midi_bytes(62)})
+    with pytest.raises(CollectionError, match=r"the label folders 'A B' and 'A_B' in src would both become the "
+                                              r"label 'A_B'.*dataset\.labels"):
+        collect(tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # Said on purpose through dataset.labels, they are one class.
+    merged = collect(tmp_path / "src", tmp_path / "out", labels={"A B": "ab", "A_B": "ab"})
+    assert [(r["path"], r["label"]) for r in merged["files"]] == [("C/c.mid", "C"), ("ab/a.mid", "ab"),
+                                                                 ("ab/b.mid", "ab")]
+
+
+def test_an_unlabeled_folder_that_is_not_there_stops_the_collection(tmp_path):
+    """A misspelt dataset.unlabeled would make the unlabeled files a class of their own."""
+    from musicid.dataset import CollectionError
+
+    tree(tmp_path / "src", {"A/a.mid": midi_bytes(60), "B/b.mid": midi_bytes(61), "test/new.mid": midi_bytes(62)})
+    with pytest.raises(CollectionError, match=r"dataset.unlabeled 'tset': no folder of that name in src"):
+        collect(tmp_path / "src", tmp_path / "out", unlabeled="tset")
+    manifest = collect(tmp_path / "src", tmp_path / "out", unlabeled="test")
+    assert [r["path"] for r in manifest["unlabeled"]] == ["_unlabeled/new.mid"]

@@ -18,7 +18,11 @@ def test_real_files_pass():
     (".mid", b"<!DOCTYPE html><html><body>404</body>", "named .mid but looks like an HTML page"),
     (".mid", b"", "named .mid but looks like an empty file"),
     (".wav", b"just some notes\n", "named .wav but looks like plain text"),
-    (".mid", b"RIFF\x00\x00\x00\x00WAVEfmt ", "named .mid but looks like unknown data starting 5249464600000000"),
+    (".mid", b"RIFF\x00\x00\x00\x00WAVEfmt ", "named .mid but looks like WAV audio"),
+    (".wav", b"MThd\x00\x00\x00\x06\x00\x01", "named .wav but looks like MIDI data"),
+    (".mp3", b"fLaC\x00\x00\x00\x22", "named .mp3 but looks like FLAC audio"),
+    (".mid", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X", "named .mid but looks like a macOS AppleDouble file"),
+    (".wav", b"RIFF\x00\x00\x00\x00AVI LIST", "named .wav but looks like unknown data starting 5249464600000000"),
     (".flac", b"PK\x03\x04rest", "named .flac but looks like a zip archive"),
     (".mp3", b"\x00\x00\x00\x00", "named .mp3 but looks like unknown data starting 00000000"),
 ])
