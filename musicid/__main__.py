@@ -8,10 +8,21 @@ import sys
 
 
 # Exit codes: every path scored; some path (a file, or a folder with no MIDI or
-# audio file) could not be scored, each said why; no model to score with (missing,
-# unreadable, foreign or incomplete checkpoint; FluidSynth missing) or a usage
-# error (argparse's own code).
+# audio file; a MIDI file where FluidSynth or the model's SoundFont is missing)
+# could not be scored, each said why; no model to score with (missing,
+# unreadable, foreign or incomplete checkpoint) or a usage error (argparse's own code).
 EXIT_SCORED, EXIT_UNSCORED, EXIT_MODEL = 0, 1, 2
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("paths", nargs="+", help="files, or folders searched for MIDI and audio files")
     predict.add_argument("--model", default="models/model.pt",
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
-    predict.add_argument("--top", type=int, default=3, help="labels to show per file (default: 3)")
+    predict.add_argument("--top", type=positive_int, default=3, help="labels to show per file (default: 3)")
     predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
     cv = commands.add_parser(
         "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
@@ -54,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         return render_cache_command(args.action)
 
+    from musicid.io import printable
     from musicid.params import ParamsError
     from musicid.predict import Prediction, Predictor, collect_inputs, format_prediction, format_threshold
-    from musicid.synth import FluidSynthUnavailable
     from musicid.training import CheckpointError
 
     try:
         predictor = Predictor(args.model)
-    except (CheckpointError, ParamsError, FluidSynthUnavailable) as error:
+    except (CheckpointError, ParamsError) as error:
         print(f"predict: {error}", file=sys.stderr)
         return EXIT_MODEL
     except ValueError as error:  # a checkpoint without render params or novelty statistics
@@ -75,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(threshold, flush=True)
     results = []
     for path, reason in collect_inputs(args.paths):
-        prediction = Prediction(str(path), error=reason) if reason else predictor.predict(path, top=args.top)
+        prediction = (Prediction(printable(str(path)), error=reason) if reason
+                      else predictor.predict(path, top=args.top))
         results.append(prediction)
         if not args.json:
             print(format_prediction(prediction), flush=True)

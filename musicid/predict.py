@@ -16,13 +16,14 @@ from musicid.audio import resample, to_channels
 from musicid.checks import RenderError
 from musicid.clips import cut_clips
 from musicid.features import compute_features
-from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS
+from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
+from musicid.io import printable
 from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.symbolic import clip_features, read_notes
-from musicid.synth import MidiRenderer
+from musicid.synth import FluidSynthUnavailable, MidiRenderer
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
 
@@ -48,15 +49,24 @@ class Prediction:
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
+SYSTEM_FOLDERS = frozenset({"__MACOSX"})
+
+
+def _hidden(relative: Path) -> bool:
+    """Whether a path inside a searched folder is hidden (``.x``, macOS's ``._x.mid`` beside ``x.mid``) or
+    in a hidden or system folder: what a file manager does not show, download leaves out too."""
+    return any(part.startswith(".") or part in SYSTEM_FOLDERS for part in relative.parts)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     """(path, None) for each file given directly and each MIDI or audio file inside a given folder
-    (sorted), and (folder, reason) for a folder that holds none, so that it is reported, not skipped."""
+    (sorted; hidden files and folders left out), and (folder, reason) for a folder that holds none, so
+    that it is reported, not skipped."""
     found: list[tuple[Path, str | None]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS
+                           and not _hidden(p.relative_to(path)))
             found.extend((file, None) for file in files)
             if not files:
                 found.append((path, EMPTY_FOLDER))
@@ -91,7 +101,7 @@ class Predictor:
         render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
         self.render_params = render
-        self.renderer = MidiRenderer(render)
+        self._renderer: MidiRenderer | None = None  # made for the first MIDI file: audio files need none
         self.render_rate = render.sample_rate
         self.clip = clip
         self.features = features
@@ -125,9 +135,27 @@ class Predictor:
                     f"(fewer than {MIN_THRESHOLD_TRACKS}), so the flag means little")
         return None
 
+    def midi_renderer(self) -> MidiRenderer:
+        """The renderer of MIDI files, with the checkpoint's SoundFonts; :class:`RenderError` ``no_soundfont``
+        or ``no_fluidsynth`` when this machine cannot render as the model's data was rendered."""
+        if self._renderer is None:
+            missing = [path for path in self.render_params.soundfonts if not Path(path).is_file()]
+            if missing:
+                raise RenderError("no_soundfont", (
+                    f"the model renders MIDI with the SoundFont {missing[0]}, which is not on this machine "
+                    "(it is part of the model's params, so params.yaml does not change it): install it at that "
+                    "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
+                    "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
+            try:
+                self._renderer = MidiRenderer(self.render_params)
+            except FluidSynthUnavailable as error:
+                raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
+        return self._renderer
+
     def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds)."""
-        renders, _ = load_source(self.renderer, path, self.render_params)
+        renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
+        renders, _ = load_source(renderer, path, self.render_params)
         clips, offsets = [], []
         for audio in renders:
             mono = resample(to_channels(audio, 1), self.render_rate, self.clip.sample_rate)
@@ -153,9 +181,17 @@ class Predictor:
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         path = Path(path)
-        prediction = Prediction(str(path))
+        prediction = Prediction(printable(str(path)))
         if not path.is_file():
             prediction.error = "missing: no such file"
+            return prediction
+        try:
+            mismatch = check_file(path)  # download's check: an empty file, or a web page saved as .mid
+        except OSError as error:
+            prediction.error = f"unreadable: {error.strerror or type(error).__name__}"
+            return prediction
+        if mismatch:
+            prediction.error = f"content_mismatch: {mismatch}"
             return prediction
         try:
             clips, offsets = self.clips_and_offsets(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -237,7 +238,7 @@ class MidiRenderer:
             if isinstance(midi, bytes):
                 status = lib.fluid_player_add_mem(player, midi, len(midi))
             else:
-                status = fs.fluid_player_add(player, str(midi).encode())
+                status = fs.fluid_player_add(player, os.fsencode(midi))  # the name's bytes, UTF-8 or not
             if status != fs.FLUID_OK:
                 raise RenderError("unparseable", "FluidSynth's player cannot open the file")
             fs.fluid_player_play(player)

@@ -621,10 +621,17 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None):
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; train one with `dvc repro train` "
                               "(or give another with --model)")
+    if not zipfile.is_zipfile(path):  # torch.save's format; anything else would reach the legacy unpickler
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or not one): not the zip "
+                              "archive torch.save writes")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in cause or "Weights only load failed" in cause:
+            # PyTorch's message suggests loading with weights_only=False, which runs whatever code the file
+            # holds: a musicid checkpoint never needs it, so that advice is not passed on.
+            cause = "it holds Python objects other than tensors and plain data, which are not loaded"
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or not one): "
                               f"{cause}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "musicid-checkpoint-1":

@@ -113,6 +113,28 @@ def test_a_garbage_or_truncated_model_is_one_line(inputs, capsys, content, cause
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+class _Foreign:
+    """A class a checkpoint could pickle; loading it would run code, so it is refused."""
+
+
+@pytest.mark.parametrize("kind", ["midi", "objects"])
+def test_a_model_file_that_is_not_one_gets_no_unsafe_advice(inputs, capsys, kind):
+    """PyTorch's own message advises weights_only=False (running whatever the file holds): not passed on."""
+    path = inputs / "foreign.pt"
+    if kind == "midi":
+        from tests.archives import midi_bytes
+
+        path.write_bytes(midi_bytes(60))
+    else:
+        torch.save({"weights": _Foreign()}, path)
+    assert main(["predict", str(inputs / "songs"), "--model", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"predict: {path}: not a readable PyTorch checkpoint (truncated or not one): ")
+    assert "weights_only" not in err and err.count("\n") == 1
+    assert err.endswith("not the zip archive torch.save writes\n" if kind == "midi" else
+                        "it holds Python objects other than tensors and plain data, which are not loaded\n")
+
+
 def test_a_pickle_that_is_not_a_musicid_checkpoint(inputs, capsys):
     torch.save({"weights": torch.zeros(2)}, inputs / "other.pt")
     assert main(["predict", str(inputs / "songs"), "--model", str(inputs / "other.pt")]) == 2
@@ -166,3 +188,75 @@ def test_a_checkpoint_made_before_the_newer_params_still_predicts(inputs):
     torch.save(checkpoint, model)
     prediction = Predictor(model).predict(inputs / "songs" / "tune.wav")
     assert prediction.error is None and prediction.clips == 2
+
+
+def _piece(path, seconds: float = 9.0) -> None:
+    """A MIDI file of ``seconds`` of a rising and falling piano line (two 4 s clips)."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    for step in range(int(seconds * 4)):
+        start = step * 0.25
+        piano.notes.append(pretty_midi.Note(velocity=90, pitch=60 + (step % 12), start=start, end=start + 0.25))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+
+
+def test_a_file_named_in_latin1_is_scored_and_shown_escaped(inputs, capsys):
+    import os
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    folder = inputs / "latin"
+    folder.mkdir()
+    _piece(folder / os.fsdecode(b"caf\xe9.mid"))
+    assert main(["predict", str(folder), "--model", str(model), "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [(f["path"], f["error"], f["clips"]) for f in files] == [(f"{folder}/caf\\xe9.mid", None, 2)]
+
+
+def test_without_the_models_soundfont_audio_files_are_still_scored(inputs, capsys):
+    """The SoundFont is part of the checkpoint's params: MIDI files say so, audio files need none."""
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    checkpoint = torch.load(model, weights_only=False)
+    gone = inputs / "other-machine" / "Piano.sf2"
+    checkpoint["params"]["render"]["soundfonts"] = [str(gone)]
+    torch.save(checkpoint, model)
+    _piece(inputs / "songs" / "piece.mid")
+    assert main(["predict", str(inputs / "songs"), "--model", str(model)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (f"{inputs / 'songs' / 'piece.mid'}: cannot score (no_soundfont: the model renders MIDI "
+                        f"with the SoundFont {gone}, which is not on this machine (it is part of the model's "
+                        "params, so params.yaml does not change it): install it at that path (for "
+                        "/usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
+                        "fluid-soundfont-gm) or retrain with one you have; audio files need none)")
+    assert lines[2].startswith(f"{inputs / 'songs' / 'tune.wav'}: ") and lines[2].endswith("(2 clips)")
+    assert len(lines) == 3
+
+
+def test_hidden_files_in_a_folder_are_left_out_and_an_empty_file_is_named(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    songs = inputs / "songs"
+    (songs / "._tune.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")  # AppleDouble
+    for folder in (".cache", "__MACOSX"):
+        write_wav(songs / folder / "x.wav", sine(220.0, 9.0, 22050, 0.3), 22050)
+    (inputs / "zero.mid").write_bytes(b"")
+    assert main(["predict", str(songs), str(inputs / "zero.mid"), "--model", str(model)]) == 1
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0].startswith(f"{songs / 'tune.wav'}: ") and lines[0].endswith("(2 clips)")
+    assert lines[1:] == [f"{inputs / 'zero.mid'}: cannot score (content_mismatch: named .mid but looks like an "
+                         "empty file)"]
+    # Named on its own, a hidden file is what was asked for: it is tried (and this one is no audio).
+    assert main(["predict", str(songs / "._tune.wav"), "--model", str(model)]) == 1
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"{songs / '._tune.wav'}: cannot score (content_mismatch: named .wav but looks like a macOS AppleDouble "
+        "file)")
+
+
+@pytest.mark.parametrize("top", ["0", "-1", "two"])
+def test_top_must_be_a_whole_number_of_at_least_one(inputs, capsys, top):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", str(inputs / "songs"), "--model", str(model), "--top", top])
+    assert stopped.value.code == 2
+    assert "argument --top: must be a whole number >= 1" in capsys.readouterr().err
