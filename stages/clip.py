@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
                                       on_crash=crashed_track)
                 for track, result in progress(zip(order, results), total=len(order), desc="clip"):
                     if result is None:  # it killed worker after worker: the other tracks go on
-                        tracks_per[(tracks[track]["label"], splits[track])] += 1
                         dropped[track] = "worker_crash"
                         continue
                     clips, offsets, output_index, n_silent = result
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                     clips_per[(record["label"], split)] += count
                     augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
-                    tracks_per[(record["label"], split)] += 1
+                    tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
                     silent_total += n_silent
                     if count == 0:
                         # Clips that fit but were all silence, or not one whole clip.
@@ -167,7 +166,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} tracks/clips: {cells}{'  (held out: unknown)' if label in holdout else ''}")
     for label, reason in excluded.items():
         print(f"  {label:20s} left out: {reason}")
+    for warning in scoreless_splits(tracks, splits, dropped, known):
+        print(f"clip: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def scoreless_splits(tracks: dict[str, dict], splits: dict[str, str], dropped: dict[str, str],
+                     known: list[str]) -> list[str]:
+    """A line for each known class whose every val or test track was dropped (too short, silent): the
+    split had tracks of it but has nothing of it to score, so its scores leave the class out."""
+    found = []
+    for label in known:
+        for split in ("val", "test"):
+            members = [t for t in tracks if tracks[t]["label"] == label and splits[t] == split]
+            if members and all(t in dropped for t in members):
+                reasons = ", ".join(sorted({dropped[t] for t in members}))
+                found.append(f"{label} has no {split} clip: its {len(members)} {split} "
+                             f"track{'s' if len(members) > 1 else ''} gave none ({reasons}); the {split} "
+                             f"scores leave {label} out")
+    return found
 
 
 class EmptyResult(Exception):

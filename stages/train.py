@@ -194,9 +194,11 @@ def run(args: argparse.Namespace) -> int:
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)
     kept = log[kept_epoch - 1]
-    print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}"
-          f"{'' if symbolic is None else ', audio and symbolic features'}); {params.keep} epoch "
-          f"{kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, macro-F1 {kept.val_macro_f1:.3f}) "
+    # How many training clips the symbolic branch had notes for (none in a collection of audio files)
+    inputs = ("" if symbolic is None else
+              f", audio and symbolic features, notes for {int(train_symbolic[:, -1].sum())} of {len(train_x)} clips")
+    print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}{inputs}); "
+          f"{params.keep} epoch {kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, macro-F1 {kept.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0
 

@@ -91,6 +91,18 @@ def test_clips_table(tmp_path, audio):
     assert report["counts"]["c"]["test"] == {"tracks": 6, "clips": 30}
     assert report["silent_clips_skipped"] == 5 and report["clips"] == 90
     assert report["dropped_tracks"] == {"a/quiet.mid": "silent"} and report["excluded_classes"] == {}
+    # The counts are of tracks that gave clips: a's 6 tone tracks, not its silent one.
+    assert sum(cell["tracks"] for cell in report["counts"]["a"].values()) == 6
+
+
+def test_a_class_left_without_val_or_test_clips_is_warned_about(tmp_path, audio, capsys):
+    """With 7 tracks, a has one test track, and it is the silent one: nothing of a is left to score there."""
+    code, _ = run_clip(tmp_path, audio)
+    assert code == 0
+    report = json.loads((tmp_path / "clips.json").read_text())
+    assert report["counts"]["a"]["test"] == {"tracks": 0, "clips": 0}
+    assert capsys.readouterr().err == ("clip: warning: a has no test clip: its 1 test track gave none (silent); "
+                                       "the test scores leave a out\n")
 
 
 def test_clip_stage_is_deterministic(tmp_path, audio):
@@ -632,6 +644,7 @@ def test_featurize_writes_cqt_and_chroma_deterministically(tmp_path, audio):
 
 def test_a_constant_q_top_above_nyquist_names_n_bins(tmp_path, audio, capsys):
     _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
     code, out = run_featurize(tmp_path, clips, features={"kind": "cqt", "fmin": 32.703, "n_bins": 84,
                                                          "bins_per_octave": 12})
     assert code == 2 and not out.exists()

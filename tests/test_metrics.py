@@ -26,6 +26,16 @@ def test_summarise_exact_values():
     assert rows[1] == {"label": "b", "precision": round(2 / 3, 6), "recall": 1.0, "f1": 0.8, "support": 2}
 
 
+def test_a_class_with_no_example_is_left_out_of_the_macro_average():
+    """Class c has no example in this split: averaged as 0 it would take a third off a perfect score."""
+    headline, rows = summarise(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
+    assert headline["macro_f1"] == 1.0 and headline["balanced_accuracy"] == 1.0
+    assert rows[2] == {"label": "c", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # Predicting the absent class still costs the true class its recall (a: F1 2/3).
+    headline, _ = summarise(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), ["a", "b", "c"])
+    assert headline["macro_f1"] == round((2 / 3 + 1.0) / 2, 6)
+
+
 def test_confusion_records_and_matrix():
     records = confusion_records(np.array([0, 1]), np.array([1, 1]), ["a", "b"])
     assert records == [{"actual": "a", "predicted": "b"}, {"actual": "b", "predicted": "b"}]
