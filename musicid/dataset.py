@@ -542,10 +542,19 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     for label in sorted(by_label):
         members = by_label[label]
         if max_per_class and len(members) > max_per_class:
+            # Taken in a seeded order, each read as render will read it: a file that cannot be used
+            # (cut short, no notes) does not take the place of one that can.
             ranked = sorted(members, key=lambda c: hashlib.sha256(f"{seed}:{c.relative}".encode()).hexdigest())
-            for candidate in ranked[max_per_class:]:
-                skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
-            members = ranked[:max_per_class]
+            members = []
+            for candidate in ranked:
+                if len(members) == max_per_class:
+                    skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
+                    continue
+                unusable = unusable_reason(candidate.path)
+                if unusable:
+                    skip(candidate.relative, label, unusable)
+                else:
+                    members.append(candidate)
         chosen.extend(sorted(members, key=lambda c: c.relative))
 
     for label in classes:
@@ -571,6 +580,27 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         "skipped": sort_skipped(skipped),
         "unlabeled": sorted(unlabeled_files, key=lambda record: record["path"]),
     }
+
+
+def unusable_reason(path: Path) -> str | None:
+    """Why render would reject the file at ``path`` from reading it alone, or None: a MIDI file mido
+    cannot read (after the repairs render makes) or without a note, an audio file libsndfile cannot open.
+    What only the render shows (silence, length against render.max_seconds) is left to render."""
+    from musicid.audio import audio_header
+    from musicid.checks import RenderError
+    from musicid.filetypes import MIDI_EXTENSIONS
+    from musicid.midi import read_midi
+
+    try:
+        if path.suffix.lower() in MIDI_EXTENSIONS:
+            read_midi(path)
+        else:
+            audio_header(path)
+    except RenderError as error:
+        return f"{error.reason}: {error.detail}" if error.detail else error.reason
+    except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
+        return f"decode_error: {type(error).__name__}: {error}"[:200]
+    return None
 
 
 def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:

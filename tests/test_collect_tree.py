@@ -246,3 +246,35 @@ def test_an_unlabeled_folder_that_is_not_there_stops_the_collection(tmp_path):
         collect(tmp_path / "src", tmp_path / "out", unlabeled="tset")
     manifest = collect(tmp_path / "src", tmp_path / "out", unlabeled="test")
     assert [r["path"] for r in manifest["unlabeled"]] == ["_unlabeled/new.mid"]
+
+
+def test_the_cap_is_filled_with_files_that_can_be_used(tmp_path):
+    """dataset.max_per_class takes files in a seeded order; one render would reject from reading it (cut short,
+    no notes, an audio file libsndfile cannot open) is skipped with render's reason, and the next one is taken."""
+    import hashlib
+
+    import pretty_midi
+
+    silent = pretty_midi.PrettyMIDI()
+    silent.instruments.append(pretty_midi.Instrument(program=0))
+    silent.write(str(tmp_path / "silent.mid"))
+    bad = {"bach/cut.mid": midi_bytes(60)[:30], "bach/empty-notes.mid": (tmp_path / "silent.mid").read_bytes(),
+           "bach/broken.wav": wav_bytes()[:12] + b"garbage" * 4}
+    good = {f"bach/good{i}.mid": midi_bytes(61 + i) for i in range(4)}
+    tree(tmp_path / "src", {**bad, **good, "haydn/h.mid": midi_bytes(70)})
+
+    def order(seed):  # collect_tree's seeded order
+        return sorted([*bad, *good], key=lambda name: hashlib.sha256(f"{seed}:{name}".encode()).hexdigest())
+
+    # A seed that ranks every bad file among the first four: without the check they would take both places
+    seed = next(seed for seed in range(1000) if set(order(seed)[:4]) >= set(bad) and order(seed)[0] in bad)
+    manifest = collect_tree(tmp_path / "src", "src/", tmp_path / "out", classes=[], labels={}, unlabeled=None,
+                            max_per_class=2, seed=seed)
+    ranked = order(seed)
+    expected = [name for name in ranked if name in good][:2]
+    assert [r["origin"] for r in manifest["files"] if r["label"] == "bach"] == [f"src/{n}" for n in sorted(expected)]
+    found = reasons(manifest)
+    assert {name: found[name].split(":")[0] for name in bad} == {
+        "bach/cut.mid": "unparseable", "bach/empty-notes.mid": "no_notes", "bach/broken.wav": "decode_error"}
+    last = ranked.index(expected[-1])
+    assert all(found[name] == "over_max_per_class: 2" for name in ranked[last + 1:])
