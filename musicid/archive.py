@@ -112,7 +112,8 @@ def extract_archive(archive: str | Path, dest: str | Path, max_bytes: int, max_f
         elif tarfile.is_tarfile(archive):
             _extract_tar(archive, dest, budget, refused)
         else:
-            raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive")
+            raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive (dataset.url must name a .zip, "
+                               ".tar, .tar.gz or .tgz)")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{archive.name} is corrupt: {type(error).__name__}: {error}") from None
     return sorted(refused)

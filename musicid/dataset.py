@@ -110,6 +110,12 @@ def list_corpus_pieces(composer: str) -> list[CorpusPiece]:
     return sorted(pieces, key=lambda piece: piece.relative_path)
 
 
+def corpus_composers() -> list[str]:
+    """The names of the music21 corpus's collections (composers, and a few folk-song sets)."""
+    return sorted(path.name for path in corpus_root().iterdir()
+                  if path.is_dir() and not path.name.startswith(("_", ".")))
+
+
 def one_file_per_work(pieces: list[CorpusPiece]) -> tuple[list[CorpusPiece], list[dict]]:
     """Keep one file per work: the files with the same path but for the extension are one work.
 
@@ -237,10 +243,9 @@ def export_music21(
     skipped: list[dict] = []
     for label in classes:
         pieces = list_corpus_pieces(label)
-        if not pieces:
-            skipped.append({"origin": f"music21:{label}", "label": label,
-                            "reason": "no_such_class: the music21 corpus has no scores for this name"})
-            continue
+        if not pieces:  # a misspelt name would quietly train one class fewer
+            raise CollectionError(f"dataset.classes names {label!r}, for which the music21 corpus has no scores "
+                                  f"(it has: {', '.join(corpus_composers())})")
         works, twins = one_file_per_work(pieces)
         skipped.extend(twins)
         chosen.extend(select_pieces(works, max_per_class, seed))
@@ -510,6 +515,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             f"dataset.labels, e.g. {{{names[0]!r}: {label}, {names[1]!r}: other}}"
             + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
     found_labels = sorted({item.label for item in found if item.label is not None})
+    unknown = [name for name in classes if name not in found_labels]
+    if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
+        raise CollectionError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
+                              f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to [] "
+                              f"to keep every label)")
     if classes and not set(classes) & set(found_labels):
         raise EmptyCollectionError(
             f"dataset.classes [{', '.join(classes)}] names none of the labels found in {where}: "

@@ -40,7 +40,8 @@ class UnverifiedDownload(FetchError):
 
 class ChecksumMismatch(FetchError):
     def __init__(self, url: str, expected: str, actual: str):
-        super().__init__(f"checksum mismatch for {url}: expected sha256 {expected}, got {actual}")
+        super().__init__(f"checksum mismatch for {url}: dataset.sha256 is {expected}, the file's is {actual} (a "
+                         f"changed or corrupted archive, or a wrong dataset.sha256)")
         self.expected, self.actual = expected, actual
 
 
@@ -86,7 +87,7 @@ def fetch(url: str, sha256: str | None, cache_dir: Path, allow_unverified: bool 
     if scheme == "file":
         path = Path(unquote(urlparse(url).path))
         if not path.is_file():
-            raise FetchError(f"no such file: {path}")
+            raise FetchError(f"dataset.url {url}: no such file: {path}")
         actual = sha256_file(path)
     else:
         path = _download(url, expected, cache_dir, retries, timeout_s, progressbar)

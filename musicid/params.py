@@ -64,6 +64,19 @@ class DatasetParams(Section):
     def _empty_labels(cls, value: Any) -> Any:
         return {} if value is None else value  # `labels:` with nothing after it in YAML
 
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        from musicid.io import safe_name
+
+        for folder, label in value.items():
+            # The label written is the label used: one that would be changed to fit a file name is refused.
+            if label != safe_name(label) or label in ("manifest.json", "report.json", "_unlabeled"):
+                suggestion = f" (e.g. {safe_name(label)!r})" if label.strip("._ ") else ""
+                raise KeyProblem(f"labels[{folder!r}]", f"must be a label of letters, digits and .-_, not "
+                                                        f"starting with . or _{suggestion}, got {label!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> DatasetParams:
         if self.source == "music21" and not self.classes:
@@ -110,6 +123,14 @@ class RenderParams(Section):
     min_rms: float = Field(ge=0)  # a render quieter than this (linear RMS) is rejected as silent
     augment: AugmentParams  # extra, transformed renders of MIDI sources, used for training tracks only
 
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_int(cls, value: Any) -> Any:
+        # A Literal compares by ==, so true and 1.0 would pass as 1
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise KeyProblem("channels", f"must be 1 or 2, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> RenderParams:
         _no_duplicates("soundfonts", self.soundfonts)
@@ -143,16 +164,28 @@ class SplitParams(Section):
         return self
 
 
+MAX_OVERLAP = 8  # clips a moment of audio may be part of (clip.clip_seconds / clip.hop_seconds)
+
+
 class ClipParams(Section):
-    sample_rate: int = Field(ge=1000)  # Hz of the clips (audio is resampled with soxr when it differs)
-    clip_seconds: float = Field(gt=0)
-    hop_seconds: float = Field(gt=0)  # distance between clip starts; < clip_seconds means overlap
+    sample_rate: int = Field(ge=1000, le=192000)  # Hz of the clips (audio is resampled with soxr when it differs)
+    clip_seconds: float = Field(ge=0.1)
+    hop_seconds: float = Field(gt=0)  # distance between clip starts; < clip_seconds means overlap (at most 8x)
     normalize: Literal["none", "track", "peak", "rms"]  # loudness normalisation of the track, or of each clip
     target_db: float = Field(le=0)  # level (dBFS) of the track's sounding part, or each clip's peak or RMS
     min_rms: float = Field(ge=0)  # a 50 ms frame quieter than this (linear RMS) counts as silence
     max_silence: float = Field(ge=0, le=1)  # clips with a larger fraction of silent frames are skipped
     max_clips_per_track: int = Field(ge=0)  # 0: no cap; otherwise evenly spaced clips are kept
     max_clips_per_class: int = Field(ge=0)  # 0: no cap; otherwise each track of a class gets an equal share
+
+    @model_validator(mode="after")
+    def _check(self) -> ClipParams:
+        # Each track's clips are cut at once: 100x overlap on an hour of music would be 90 GB.
+        if self.hop_seconds < self.clip_seconds / MAX_OVERLAP:
+            raise KeyProblem("hop_seconds", f"must be at least clip.clip_seconds / {MAX_OVERLAP} "
+                                            f"({self.clip_seconds / MAX_OVERLAP:g}: each moment in at most "
+                                            f"{MAX_OVERLAP} clips), got {self.hop_seconds:g}")
+        return self
 
 
 class FeatureParams(Section):
@@ -180,6 +213,9 @@ class FeatureParams(Section):
         if self.symbolic_roll and not self.symbolic:
             raise KeyProblem("symbolic_roll", "needs features.symbolic: true (the roll is read from the MIDI "
                                               "sources with the other symbolic features)")
+        if self.kind in ("logmel", "mfcc") and self.n_mels > self.n_fft // 2 + 1:
+            raise KeyProblem("n_mels", f"must be at most the {self.n_fft // 2 + 1} frequency bins of features.n_fft "
+                                       f"{self.n_fft} (more mel bands than bins leaves bands empty), got {self.n_mels}")
         if self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.fmin >= self.fmax:
@@ -213,9 +249,9 @@ class TrainParams(Section):
     freq_mask: int = Field(ge=0)  # SpecAugment: widest band mask (0: off)
     time_mask: int = Field(ge=0)  # SpecAugment: widest frame mask (0: off)
     masks: int = Field(ge=0)  # SpecAugment: masks of each kind per clip
-    seed: int
+    seed: int = Field(ge=0, le=2**32 - 1)  # seeds NumPy and PyTorch, whose seeds are unsigned 32-bit
     symbolic_dropout: float = Field(ge=0, le=1)  # fraction of training clips whose symbolic input is hidden
-    pitch_shift: int = Field(ge=0)  # features cqt/chroma: transpose each clip by up to this many semitones (0: off)
+    pitch_shift: int = Field(ge=0, le=12)  # features cqt/chroma: transpose each clip by up to this many semitones (0: off)
     symbolic_transpose: int = Field(ge=0, le=12)  # transpose each clip's notes by up to this many semitones (0: off)
     label_smoothing: float = Field(ge=0, lt=1)  # cross-entropy's label smoothing (0: off)
     mixup: float = Field(ge=0)  # mixup's Beta(alpha, alpha) parameter, loss ce only (0: off)
@@ -317,11 +353,27 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml") -> Sectio
         raise ParamsError(f"{source}: {_describe(errors[0], section, names_at)}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last one, so
+    an edit further down would silently win over the line the user is looking at; DVC refuses it too)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice (line {mark.line + 1}, column {mark.column + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_section(path: str | Path, section: str) -> Section:
     """Read ``path`` (a params.yaml) and return its validated ``section`` model."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except FileNotFoundError:
         raise ParamsError(f"params file not found: {path}") from None
     except yaml.YAMLError as error:

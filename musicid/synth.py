@@ -136,7 +136,9 @@ class MidiRenderer:
         for path in soundfonts:
             sfont_id = self._holder.sfload(str(path))
             if sfont_id < 0:
-                raise FluidSynthUnavailable(f"FluidSynth cannot load the SoundFont {path}")
+                key = "render.soundfonts" if path in render.soundfonts else "render.augment.soundfonts"
+                raise FluidSynthUnavailable(f"FluidSynth cannot load the SoundFont {path} ({key}): not a .sf2/.sf3 "
+                                            "file it can read")
             sfont = self.library.fluid_synth_get_sfont_by_id(self._holder.synth, sfont_id)
             self.library.fluid_synth_remove_sfont(self._holder.synth, sfont)
             self._sfonts.append(sfont)

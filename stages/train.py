@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     if len(train_x) == 0:
         print("train: the training split is empty", file=sys.stderr)
         return 1
+    for key, width, limit, what in (("freq_mask", params.freq_mask, train_x.shape[1], "bands"),
+                                    ("time_mask", params.time_mask, train_x.shape[2], "frames")):
+        if width > limit:  # a mask wider than the clip would blank whole clips: a bad param, found against the table
+            raise ParamsError(f"{args.params}: train.{key} must be at most the features' {limit} {what} "
+                              f"({args.features}), got {width}")
     if len(val_x) == 0:
         print(f"train: {args.features}: the validation split is empty, so no epoch can be chosen on it: "
               "set split.val > 0 in params.yaml (each class needs a validation track)", file=sys.stderr)

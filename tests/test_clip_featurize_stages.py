@@ -642,6 +642,21 @@ def test_featurize_writes_cqt_and_chroma_deterministically(tmp_path, audio):
         assert table["features"].shape == (90, 12, 1 + 8000 // 256)
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("n_fft", 16384, "features.n_fft must be at most 8000 samples (a clip of 8000 samples at 8000 Hz: "
+                     "clip.clip_seconds x clip.sample_rate), got 16384"),
+    ("hop_length", 6000, "features.hop_length must be at most 4000 samples (half a clip of 8000 samples at 8000 Hz: "
+                         "clip.clip_seconds x clip.sample_rate), got 6000"),
+])
+def test_a_window_or_hop_longer_than_the_clip_names_the_key(tmp_path, audio, capsys, key, value, message):
+    """Found against the clips' length, before any work: an n_fft of 16384 took 40 s to give a flat table."""
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, out = run_featurize(tmp_path, clips, features={key: value})
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err == f"featurize: {tmp_path / 'params.yaml'}: {message}\n"
+
+
 def test_a_constant_q_top_above_nyquist_names_n_bins(tmp_path, audio, capsys):
     _, clips = run_clip(tmp_path, audio)
     capsys.readouterr()

@@ -112,9 +112,10 @@ def test_same_source_twice_gives_identical_bytes(workspace):
     assert {name: (raw / name).read_bytes() for name in raw_files(workspace)} == first
 
 
-def test_classes_filter_and_cap(workspace):
+def test_classes_filter_and_cap(workspace, capsys):
     tree(workspace / "src", {f"genres/{g}/{g}.{i:05d}.wav": wav_bytes(value=0.01 * i + (g == "rock") * 0.3)
                              for g in ("blues", "rock", "jazz") for i in range(5)})
+    tree(workspace / "src", {"genres/disco/fake.wav": b"<html>404</html>"})  # a label with no usable file
     assert run_stage(workspace, source="path", path="../src", classes=["blues", "rock", "disco"],
                      max_per_class=3, seed=1) == 0
     result = manifest(workspace)
@@ -124,6 +125,13 @@ def test_classes_filter_and_cap(workspace):
     assert reasons.count("not_in_classes") == 5
     assert reasons.count("over_max_per_class: 3") == 4
     assert reasons.count("no_such_class: no usable files with this label") == 1
+    # A class that is not a label of the collection at all (misspelt) stops the stage, data/raw unchanged.
+    capsys.readouterr()
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "rokc"]) == 1
+    assert capsys.readouterr().err == ("download: dataset.classes names 'rokc', not a label found in ../src: "
+                                       "blues, disco, jazz, rock (set dataset.classes to some of these, or to [] "
+                                       "to keep every label)\n")
+    assert manifest(workspace) == result
 
 
 def test_missing_folder_is_an_error(workspace, capsys):
@@ -155,7 +163,7 @@ def test_wrong_hash_leaves_no_raw_folder(workspace, server, capsys):
     server.routes["/a.zip"] = zip_bytes({"x/bach/a.mid": midi_bytes()})
     assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256="0" * 64) == 1
     error = capsys.readouterr().err
-    assert "expected sha256 " + "0" * 64 in error
+    assert "dataset.sha256 is " + "0" * 64 + ", the file's is " in error
     assert hashlib.sha256(server.routes["/a.zip"]).hexdigest() in error
     nothing_outside_raw(workspace)
     assert not (workspace / "project" / "data" / "raw").exists()

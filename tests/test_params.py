@@ -146,11 +146,37 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("dataset", "timeout_s", 0, r"dataset\.timeout_s must be > 0, got 0"),
     ("dataset", "program", -1, r"dataset\.program must be >= 0, got -1"),
     ("dataset", "program", "piano", r"dataset\.program must be an integer, got 'piano'"),
+    # A Literal compares by ==: true and 1.0 would otherwise pass as 1.
+    ("render", "channels", True, r"render\.channels must be 1 or 2, got True"),
+    ("render", "channels", 1.0, r"render\.channels must be 1 or 2, got 1\.0"),
+    ("clip", "sample_rate", 2_000_000, r"clip\.sample_rate must be <= 192000, got 2000000"),
+    ("clip", "clip_seconds", 1e-5, r"clip\.clip_seconds must be >= 0\.1, got 1e-05"),
+    ("clip", "hop_seconds", 1e-6, r"clip\.hop_seconds must be at least clip\.clip_seconds / 8 \(0\.5: each moment "
+                                  r"in at most 8 clips\), got 1e-06"),
+    ("features", "n_mels", 600, r"features\.n_mels must be at most the 513 frequency bins of features\.n_fft 1024 "
+                                r"\(more mel bands than bins leaves bands empty\), got 600"),
+    ("train", "seed", -1, r"train\.seed must be >= 0, got -1"),
+    ("train", "seed", 2**70, r"train\.seed must be <= 4\.29497e\+09, got 1180591620717411303424"),
+    ("dataset", "labels", {"bach": ""}, r"dataset\.labels\['bach'\] must be a label of letters, digits and \.-_, not "
+                                        r"starting with \. or _, got ''"),
+    ("dataset", "labels", {"Bach, J.S.": "J.S. Bach"}, r"dataset\.labels\['Bach, J\.S\.'\] must be a label .* "
+                                                       r"\(e\.g\. 'J\.S\._Bach'\), got 'J\.S\. Bach'"),
+    ("dataset", "labels", {"x": "../x"}, r"dataset\.labels\['x'\] must be a label"),
 ])
 def test_choices_bounds_and_item_types_are_named(section, key, value, message):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
     with pytest.raises(ParamsError, match=message):
         parse_section({**raw, key: value}, section)
+
+
+def test_a_key_written_twice_is_refused(tmp_path):
+    """Plain YAML keeps the last of two: an edit above it would silently do nothing."""
+    text = (PROJECT_ROOT / "params.yaml").read_text().replace("  epochs: 12", "  epochs: 1\n  epochs: 12", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("  epochs: 12"))
+    with pytest.raises(ParamsError, match=rf"not valid YAML: the key 'epochs' is written twice \(line {line}, "
+                                          rf"column 3\)"):
+        load_section(tmp_path / "params.yaml", "train")
 
 
 def test_every_section_refuses_unknown_keys_and_speed_knobs_are_not_params():

@@ -100,7 +100,8 @@ def test_missing_soundfont_stops_the_stage(tmp_path, raw, capsys):
 def test_broken_soundfont_is_named(tmp_path, raw, capsys):
     (tmp_path / "broken.sf2").write_bytes(b"RIFF not really")
     assert run(tmp_path, raw, soundfonts=[str(tmp_path / "broken.sf2")]) == 2
-    assert "cannot load the SoundFont" in capsys.readouterr().err
+    assert (f"FluidSynth cannot load the SoundFont {tmp_path / 'broken.sf2'} (render.soundfonts): not a .sf2/.sf3 "
+            "file it can read") in capsys.readouterr().err
 
 
 def test_jobs_is_an_argument_not_a_param(tmp_path, raw, capsys):

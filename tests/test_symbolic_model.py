@@ -219,6 +219,12 @@ def test_train_with_a_lighter_roll_branch_and_its_params_checked(tmp_path, param
     assert "train.roll_channels must be a non-empty list of positive ints, got [8, 0]" in capsys.readouterr().err
     assert TRAIN.main(with_train(roll_pool=0)) == 2
     assert "train.roll_pool" in capsys.readouterr().err
+    # SpecAugment masks wider than the table's 8 bands or 16 frames would blank whole clips.
+    assert TRAIN.main(with_train(freq_mask=9)) == 2
+    assert capsys.readouterr().err.endswith(f"train.freq_mask must be at most the features' 8 bands "
+                                            f"({tmp_path / 'features.h5'}), got 9\n")
+    assert TRAIN.main(with_train(time_mask=17)) == 2
+    assert "train.time_mask must be at most the features' 16 frames" in capsys.readouterr().err
 
 
 def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params, monkeypatch, capsys):
