@@ -278,8 +278,8 @@ def test_predict_renders_plainly_with_an_augmented_checkpoint(tmp_path, flute):
     predictor = Predictor(checkpoint)
     assert predictor.render_params.augment.copies == 3
     # The augmentation SoundFonts are not even loaded: a machine that predicts need not have them.
-    assert predictor.renderer.soundfont_paths == [str(SOUNDFONT)]
     clips = predictor.clips_and_offsets(flute)[0]
+    assert predictor.midi_renderer().soundfont_paths == [str(SOUNDFONT)]
     assert clips.shape == plain.shape and np.array_equal(clips, plain)
 
 
