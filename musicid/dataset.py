@@ -346,7 +346,8 @@ def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str
     return name
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is one a file manager hides (``.git``, ``._x.mid``) or a system folder."""
     return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
@@ -368,7 +369,7 @@ def find_label_root(root: Path, unlabeled: str | None) -> Path:
     while True:
         with os.scandir(current) as entries:
             folders = sorted(Path(entry.path) for entry in entries
-                             if entry.is_dir(follow_symlinks=False) and not _is_hidden(entry.name)
+                             if entry.is_dir(follow_symlinks=False) and not is_hidden(entry.name)
                              and entry.name != unlabeled)
         if len(folders) != 1 or _holds_music(folders[0]):
             return current
@@ -377,7 +378,7 @@ def find_label_root(root: Path, unlabeled: str | None) -> Path:
 
 def _label_folder_reason(folder: str, labels: dict[str, str]) -> str | None:
     """Why the label folder ``folder`` cannot be a class, or None; ``labels`` maps folder names."""
-    if _is_hidden(folder):
+    if is_hidden(folder):
         return HIDDEN_LABEL_REASON
     mapped, label = _folder_label(folder, labels)
     if {folder, mapped, label} & RESERVED_LABELS:

@@ -15,6 +15,7 @@ import numpy as np
 from musicid.audio import resample, to_channels
 from musicid.checks import RenderError
 from musicid.clips import cut_clips
+from musicid.dataset import is_hidden
 from musicid.features import compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
 from musicid.io import printable
@@ -49,13 +50,12 @@ class Prediction:
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
-SYSTEM_FOLDERS = frozenset({"__MACOSX"})
 
 
 def _hidden(relative: Path) -> bool:
     """Whether a path inside a searched folder is hidden (``.x``, macOS's ``._x.mid`` beside ``x.mid``) or
-    in a hidden or system folder: what a file manager does not show, download leaves out too."""
-    return any(part.startswith(".") or part in SYSTEM_FOLDERS for part in relative.parts)
+    in a hidden or system folder (``__MACOSX``), as download leaves them out."""
+    return any(is_hidden(part) for part in relative.parts)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
