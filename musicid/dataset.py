@@ -291,6 +291,7 @@ SYSTEM_FOLDERS = frozenset({"__MACOSX"})
 
 RESERVED_LABEL_REASON = "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"
 HIDDEN_LABEL_REASON = "reserved_label: hidden or system folder"
+HIDDEN_REASON = "hidden: a hidden file or folder (its name starts with .) or a system folder (__MACOSX)"
 SYMLINK_REASON = "symlink: links are not followed"
 NO_LABEL_REASON = "no_label: the file is not inside a label folder"
 
@@ -409,7 +410,7 @@ class _Tree:
     """What :func:`_walk` found."""
 
     files: list[_Found]
-    mapped: dict[str, set[str]]  # label -> the (mapped) label folder names that give it
+    folders: dict[str, dict[str, str]]  # label -> {label folder's name: the name dataset.labels maps it to}
     saw_unlabeled: bool  # a folder named dataset.unlabeled was found
 
 
@@ -425,7 +426,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
     # entered as wrappers, so they are checked like labels (hidden ones refused).
     wrappers = {folder for folder in (label_root, *label_root.parents) if folder.is_relative_to(root)}
     found: list[_Found] = []
-    mapped: dict[str, set[str]] = {}
+    folders: dict[str, dict[str, str]] = {}
     saw_unlabeled = False
     for folder, subfolders, names in os.walk(root):
         folder = Path(folder)
@@ -442,6 +443,9 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 if reason:
                     skip(relative + "/", None, reason)
                     continue
+            elif is_hidden(name) and name != unlabeled:  # inside a label folder: .cache/, __MACOSX/
+                skip(relative + "/", None, HIDDEN_REASON)
+                continue
             kept.append(name)
         subfolders[:] = kept  # os.walk enters only these, in this (sorted) order
 
@@ -455,6 +459,9 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             special = _special_file_reason(mode)
             if special:
                 skip(relative, None, special)
+                continue
+            if is_hidden(name):  # .DS_Store, macOS's ._x.mid beside x.mid
+                skip(relative, None, HIDDEN_REASON)
                 continue
             extension = path.suffix.lower()
             if extension not in ACCEPTED_EXTENSIONS:
@@ -470,9 +477,9 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 skip(relative, None, NO_LABEL_REASON)
                 continue
             name_of_label, label = _folder_label(printable(below[0]), labels)
-            mapped.setdefault(label, set()).add(name_of_label)
+            folders.setdefault(label, {})[printable(below[0])] = name_of_label
             found.append(_Found(path, relative, label, printable("__".join(below[1:]))))
-    return _Tree(sorted(found, key=lambda item: item.relative), mapped, saw_unlabeled)
+    return _Tree(sorted(found, key=lambda item: item.relative), folders, saw_unlabeled)
 
 
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
@@ -500,14 +507,19 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         skipped.append({"origin": origin_prefix + relative, "label": label, "reason": reason})
 
     labels = {unicodedata.normalize("NFC", folder): label for folder, label in labels.items()}
-    classes = [_folder_label(name, {})[1] for name in classes]
+    # A class is named as its folder reads, or as dataset.labels renames it: either way, its label.
+    wanted = {name: _folder_label(name, labels)[1] for name in classes}
+    classes = list(wanted.values())
     where = origin_prefix.rstrip("/#") or str(root)
     tree = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
     found = tree.files
     if unlabeled is not None and not tree.saw_unlabeled:
         raise CollectionError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
                               f"null, or to the name of the folder of unlabeled files)")
-    clashes = {label: sorted(names) for label, names in sorted(tree.mapped.items()) if len(names) > 1}
+    # Two folders whose names differ once mapped, but not once made safe: one label nobody asked for.
+    clashes = {label: sorted({mapped: folder for folder, mapped in sorted(folders.items())}.values())
+               for label, folders in sorted(tree.folders.items())
+               if len(set(folders.values())) > 1 and (not classes or label in classes)}
     if clashes:
         label, names = next(iter(clashes.items()))
         raise CollectionError(
@@ -516,14 +528,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             f"dataset.labels, e.g. {{{names[0]!r}: {label}, {names[1]!r}: other}}"
             + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
     found_labels = sorted({item.label for item in found if item.label is not None})
-    unknown = [name for name in classes if name not in found_labels]
+    unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
         raise CollectionError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
                               f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to [] "
                               f"to keep every label)")
     if classes and not set(classes) & set(found_labels):
         raise EmptyCollectionError(
-            f"dataset.classes [{', '.join(classes)}] names none of the labels found in {where}: "
+            f"dataset.classes [{', '.join(wanted)}] names none of the labels found in {where}: "
             f"{', '.join(found_labels) or 'none'} (set dataset.classes to [] to keep every label, "
             f"or to some of these)")
 
@@ -593,6 +605,9 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     }
 
 
+PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a slower one is left to render
+
+
 def unusable_reason(path: Path) -> str | None:
     """Why render would reject the file at ``path`` from reading it alone, or None: a MIDI file mido
     cannot read (after the repairs render makes) or without a note, an audio file libsndfile cannot open.
@@ -602,15 +617,16 @@ def unusable_reason(path: Path) -> str | None:
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.midi import read_midi
 
+    is_midi = path.suffix.lower() in MIDI_EXTENSIONS
     try:
-        if path.suffix.lower() in MIDI_EXTENSIONS:
-            read_midi(path)
-        else:
-            audio_header(path)
+        call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
+                        read_midi if is_midi else audio_header, path)
+    except ConversionTimeout:
+        return None  # slow to read is not unusable: render, with render.timeout_s, decides
     except RenderError as error:
-        return f"{error.reason}: {error.detail}" if error.detail else error.reason
+        return str(error)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
-        return f"decode_error: {type(error).__name__}: {error}"[:200]
+        return f"{'unparseable' if is_midi else 'decode_error'}: {type(error).__name__}: {error}"[:200]
     return None
 
 

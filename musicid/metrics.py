@@ -52,6 +52,19 @@ def track_means(values: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.
     return names, means
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean F1 of the classes ``y_true`` has examples of.
+
+    A class with none here (its tracks in this split all too short, say) has no F1 to average:
+    counted as 0 it would lower the score for something the model never got wrong. Predictions
+    of it still cost the true classes their recall.
+    """
+    from sklearn.metrics import f1_score
+
+    present = sorted(set(np.asarray(y_true).tolist()))
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """The mean recall of the classes in ``y_true`` (scikit-learn's), without its warning when a
     prediction names a class that has no example here: that is counted, as a miss of the true class."""
@@ -66,20 +79,15 @@ def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def summarise(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> tuple[dict, list[dict]]:
     """(headline metrics, per-class rows) for integer labels and predictions."""
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
 
     labels = list(range(len(label_names)))
     if len(y_true) == 0:
         return {"accuracy": 0.0, "balanced_accuracy": 0.0, "macro_f1": 0.0, "n": 0}, []
-    # A class with no example in y_true (its tracks in this split all too short, say) has no F1 to
-    # average: counted as 0 it would lower the macro-F1 for something the model never got wrong. It
-    # keeps its row (support 0), and predictions of it still cost the true classes their recall.
-    present = sorted(set(np.asarray(y_true).tolist()))
     headline = {
         "accuracy": round(float(np.mean(y_true == y_pred)), 6),
         "balanced_accuracy": round(float(_balanced_accuracy(y_true, y_pred)), 6),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro",
-                                         zero_division=0)), 6),
+        "macro_f1": round(macro_f1(y_true, y_pred), 6),
         "n": int(len(y_true)),
     }
     precision, recall, f1, support = precision_recall_fscore_support(

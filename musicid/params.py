@@ -73,8 +73,9 @@ class DatasetParams(Section):
             # The label written is the label used: one that would be changed to fit a file name is refused.
             if label != safe_name(label) or label in ("manifest.json", "report.json", "_unlabeled"):
                 suggestion = f" (e.g. {safe_name(label)!r})" if label.strip("._ ") else ""
-                raise KeyProblem(f"labels[{folder!r}]", f"must be a label of letters, digits and .-_, not "
-                                                        f"starting with . or _{suggestion}, got {label!r}")
+                raise KeyProblem(f"labels[{folder!r}]", f"must be a label as the pipeline writes one: letters, "
+                                                        f"digits and .-_, neither starting nor ending with . or _, "
+                                                        f"at most 200 bytes{suggestion}, got {label!r}")
         return value
 
     @model_validator(mode="after")
@@ -325,7 +326,7 @@ def _describe(error: dict, section: str, names_at) -> str:
         return f"{where} {_TYPE_WORDS[kind]}{got}"
     if kind in _BOUND_WORDS:
         bound = next(iter(context.values()))
-        return f"{where} must be {_BOUND_WORDS[kind]} {bound:g}{got}"
+        return f"{where} must be {_BOUND_WORDS[kind]} {bound if isinstance(bound, int) else format(bound, 'g')}{got}"
     if kind == "literal_error":
         return f"{where} must be {context['expected']}{got}"
     if kind == "too_short":
@@ -360,7 +361,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged by the base loader
+                continue
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list as a key: the base loader says so in YAML's words
+                continue
             if key in seen:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(

@@ -24,7 +24,7 @@ from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.symbolic import clip_features, read_notes
-from musicid.synth import FluidSynthUnavailable, MidiRenderer
+from musicid.synth import FluidSynthUnavailable, MidiRenderer, check_fluidsynth
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
 
@@ -147,9 +147,16 @@ class Predictor:
                     "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
                     "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
             try:
-                self._renderer = MidiRenderer(self.render_params)
+                check_fluidsynth()
             except FluidSynthUnavailable as error:
                 raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
+            try:
+                self._renderer = MidiRenderer(self.render_params)
+            except FluidSynthUnavailable:  # the library loads, so it is the SoundFont
+                raise RenderError("no_soundfont", (
+                    f"FluidSynth cannot load the model's SoundFont {', '.join(self.render_params.soundfonts)} (not "
+                    "a .sf2/.sf3 file it can read): put the one the model was made with at that path; audio files "
+                    "need none")) from None
         return self._renderer
 
     def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +193,8 @@ class Predictor:
             prediction.error = "missing: no such file"
             return prediction
         try:
-            mismatch = check_file(path)  # download's check: an empty file, or a web page saved as .mid
+            # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
+            mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
         except OSError as error:
             prediction.error = f"unreadable: {error.strerror or type(error).__name__}"
             return prediction
@@ -196,7 +204,7 @@ class Predictor:
         try:
             clips, offsets = self.clips_and_offsets(path)
         except RenderError as error:
-            prediction.error = f"{error.reason}: {error.detail}" if error.detail else error.reason
+            prediction.error = str(error)
             return prediction
         if len(clips) == 0:
             prediction.error = (f"too_short: no {self.clip.clip_seconds:g} s clip that is not mostly "

@@ -278,3 +278,62 @@ def test_the_cap_is_filled_with_files_that_can_be_used(tmp_path):
         "bach/cut.mid": "unparseable", "bach/empty-notes.mid": "no_notes", "bach/broken.wav": "decode_error"}
     last = ranked.index(expected[-1])
     assert all(found[name] == "over_max_per_class: 2" for name in ranked[last + 1:])
+
+
+def test_hidden_files_and_folders_inside_a_label_are_left_out(tmp_path):
+    """What a file manager hides is no one's music: .DS_Store, ._x.mid beside x.mid, .cache/, __MACOSX/."""
+    from musicid.dataset import HIDDEN_REASON
+
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "bach/.b.mid": midi_bytes(61),
+                            "bach/._a.mid": b"\x00\x05\x16\x07\x00\x02", "bach/.DS_Store": b"\x00\x00\x00\x01Bud1",
+                            "bach/.cache/c.mid": midi_bytes(62), "bach/__MACOSX/d.mid": midi_bytes(63),
+                            "haydn/h.mid": midi_bytes(64)})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/h.mid"]
+    assert reasons(manifest) == {name: HIDDEN_REASON for name in
+                                 ("bach/.b.mid", "bach/._a.mid", "bach/.DS_Store", "bach/.cache/", "bach/__MACOSX/")}
+
+
+def test_a_clash_names_the_folders_and_counts_only_kept_classes(tmp_path):
+    from musicid.dataset import CollectionError
+
+    tree(tmp_path / "src", {"Bach, J.S./a.mid": midi_bytes(60), "Bach J.S/b.mid": midi_bytes(61),
+                            "haydn/c.mid": midi_bytes(62), "mozart/d.mid": midi_bytes(63)})
+    # "Bach, J.S." is mapped to Bach_J.S, which the folder "Bach J.S" also becomes: the folders are named.
+    with pytest.raises(CollectionError, match=r"the label folders 'Bach J\.S' and 'Bach, J\.S\.' in src would both "
+                                              r"become the label 'Bach_J\.S'"):
+        collect(tmp_path / "src", tmp_path / "out", labels={"Bach, J.S.": "Bach_J.S"})
+    # Left out by dataset.classes, the clash does not matter.
+    manifest = collect(tmp_path / "src", tmp_path / "out", classes=["haydn", "mozart"],
+                       labels={"Bach, J.S.": "Bach_J.S"})
+    assert [r["label"] for r in manifest["files"]] == ["haydn", "mozart"]
+
+
+def test_classes_may_name_a_folder_that_dataset_labels_renames(tmp_path):
+    tree(tmp_path / "src", {"Bach, J.S./a.mid": midi_bytes(60), "haydn/c.mid": midi_bytes(62),
+                            "mozart/d.mid": midi_bytes(63)})
+    manifest = collect(tmp_path / "src", tmp_path / "out", classes=["Bach, J.S.", "haydn"],
+                       labels={"Bach, J.S.": "bach"})
+    assert [r["label"] for r in manifest["files"]] == ["bach", "haydn"]
+    from musicid.dataset import CollectionError
+
+    with pytest.raises(CollectionError, match=r"dataset.classes names 'Hadyn', not a label found in src: bach, "):
+        collect(tmp_path / "src", tmp_path / "out2", classes=["Bach, J.S.", "Hadyn"], labels={"Bach, J.S.": "bach"})
+
+
+def test_a_pick_too_slow_to_read_is_left_to_render(tmp_path, monkeypatch):
+    """Reading a candidate for the cap has a time limit; one that runs out is not called unusable."""
+    import time
+
+    import musicid.dataset
+    import musicid.midi
+
+    def slow(path, program=None):
+        time.sleep(5)
+
+    monkeypatch.setattr(musicid.midi, "read_midi", slow)
+    monkeypatch.setattr(musicid.dataset, "PICK_CHECK_SECONDS", 0.2)
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60)})
+    started = time.monotonic()
+    assert musicid.dataset.unusable_reason(tmp_path / "src" / "bach" / "a.mid") is None
+    assert time.monotonic() - started < 2

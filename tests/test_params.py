@@ -156,9 +156,11 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("features", "n_mels", 600, r"features\.n_mels must be at most the 513 frequency bins of features\.n_fft 1024 "
                                 r"\(more mel bands than bins leaves bands empty\), got 600"),
     ("train", "seed", -1, r"train\.seed must be >= 0, got -1"),
-    ("train", "seed", 2**70, r"train\.seed must be <= 4\.29497e\+09, got 1180591620717411303424"),
-    ("dataset", "labels", {"bach": ""}, r"dataset\.labels\['bach'\] must be a label of letters, digits and \.-_, not "
-                                        r"starting with \. or _, got ''"),
+    ("train", "seed", 2**70, r"train\.seed must be <= 4294967295, got 1180591620717411303424"),
+    ("dataset", "labels", {"bach": ""}, r"dataset\.labels\['bach'\] must be a label as the pipeline writes one: "
+                                        r"letters, digits and \.-_, neither starting nor ending with \. or _, at most "
+                                        r"200 bytes, got ''"),
+    ("dataset", "labels", {"b": "bach_"}, r"dataset\.labels\['b'\] must be a label .* \(e\.g\. 'bach'\), got 'bach_'"),
     ("dataset", "labels", {"Bach, J.S.": "J.S. Bach"}, r"dataset\.labels\['Bach, J\.S\.'\] must be a label .* "
                                                        r"\(e\.g\. 'J\.S\._Bach'\), got 'J\.S\. Bach'"),
     ("dataset", "labels", {"x": "../x"}, r"dataset\.labels\['x'\] must be a label"),
@@ -167,6 +169,17 @@ def test_choices_bounds_and_item_types_are_named(section, key, value, message):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
     with pytest.raises(ParamsError, match=message):
         parse_section({**raw, key: value}, section)
+
+
+def test_anchors_and_merge_keys_still_load(tmp_path):
+    """The duplicate check must not refuse YAML that DVC reads: an anchor merged into a section."""
+    document = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    clip = document.pop("clip")
+    text = yaml.safe_dump({"defaults": clip}).replace("defaults:", "defaults: &clip", 1)
+    text += "clip:\n  <<: *clip\n  hop_seconds: 2.0\n" + yaml.safe_dump(document)
+    (tmp_path / "params.yaml").write_text(text)
+    loaded = load_section(tmp_path / "params.yaml", "clip")
+    assert loaded.hop_seconds == 2.0 and loaded.clip_seconds == clip["clip_seconds"]
 
 
 def test_a_key_written_twice_is_refused(tmp_path):

@@ -260,3 +260,22 @@ def test_top_must_be_a_whole_number_of_at_least_one(inputs, capsys, top):
         main(["predict", str(inputs / "songs"), "--model", str(model), "--top", top])
     assert stopped.value.code == 2
     assert "argument --top: must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_a_soundfont_fluidsynth_cannot_load_is_named_as_such(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    checkpoint = torch.load(model, weights_only=False)
+    broken = inputs / "Broken.sf2"
+    broken.write_bytes(b"RIFF not a SoundFont")
+    checkpoint["params"]["render"]["soundfonts"] = [str(broken)]
+    torch.save(checkpoint, model)
+    _piece(inputs / "songs" / "piece.mid")
+    (inputs / "songs" / "notes.txt").write_text("liner notes")
+    assert main(["predict", str(inputs / "songs" / "piece.mid"), str(inputs / "songs" / "notes.txt"),
+                 "--model", str(model)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (f"{inputs / 'songs' / 'piece.mid'}: cannot score (no_soundfont: FluidSynth cannot load the "
+                        f"model's SoundFont {broken} (not a .sf2/.sf3 file it can read): put the one the model was "
+                        "made with at that path; audio files need none)")
+    # A file named directly whose extension is no music: the render step's own reason, as before.
+    assert lines[2] == f"{inputs / 'songs' / 'notes.txt'}: cannot score (unsupported_format: unknown file type '.txt')"
