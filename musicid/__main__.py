@@ -157,7 +157,10 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
             print(f"cv: not scored: {run['experiment']} (split.fold {run['fold']}): {run['state']}", file=sys.stderr)
     for name in unmatched:
         print(f"cv: {name} names no experiment or revision of `dvc exp show`", file=sys.stderr)
-    if not summaries:
+    if not summaries and waiting:  # folds queued, running or failed: running them again would queue them twice
+        print("cv: no fold has scores yet; see `dvc queue status` (start the queue with `dvc queue start`, read "
+              "why a fold failed with `dvc queue logs <experiment>`)", file=sys.stderr)
+    elif not summaries:
         print("cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
               "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`", file=sys.stderr)
     return EXIT_UNSCORED if unmatched or not summaries else EXIT_SCORED

@@ -105,7 +105,9 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     """(groups of the scored cross-validation runs, runs left out).
 
     Left out: runs without ``split.folds >= 2`` (not a fold of a
-    cross-validation) and runs without every score of :data:`SCORES`.
+    cross-validation), runs without every score of :data:`SCORES`, and runs
+    the queue did not finish (queued, running, failed: ``dvc exp show``
+    gives a failed one the files of its baseline commit, scores included).
     Groups are in the order of their newest run; folds within a group by
     number, each fold's runs newest first.
     """
@@ -114,7 +116,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     for run in runs:
         folds = run.params.get(FOLDS)
         if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2 or FOLD not in run.params \
-                or any(key not in run.metrics for key in SCORES):
+                or run.state is not None or any(key not in run.metrics for key in SCORES):
             left_out.append(run)
             continue
         params = {key: value for key, value in sorted(run.params.items()) if key != FOLD}
@@ -212,6 +214,7 @@ def select_runs(runs: list[Run], wanted: list[str]) -> tuple[list[Run], list[str
 
 
 def unscored_folds(runs: list[Run]) -> list[Run]:
-    """Runs of a cross-validation (``split.folds >= 2``) that have no scores yet: queued, running or failed."""
+    """Runs of a cross-validation (``split.folds >= 2``) that have no scores of their own: queued, running or
+    failed (a failed run shows its baseline's scores, which are not its own)."""
     return [run for run in runs if isinstance(run.params.get(FOLDS), int) and run.params[FOLDS] >= 2
-            and any(key not in run.metrics for key in SCORES)]
+            and (run.state is not None or any(key not in run.metrics for key in SCORES))]

@@ -209,3 +209,33 @@ def test_cv_command_when_dvc_fails(monkeypatch, capsys):
     fake_dvc(monkeypatch, "not json")
     assert main(["cv"]) == 2
     assert capsys.readouterr().err.startswith("cv: cannot read the output of `dvc exp show --json`: Expecting value")
+
+
+def test_a_failed_fold_is_not_scored_with_its_baselines_scores(monkeypatch, capsys):
+    """dvc exp show gives a failed queued run the files of its baseline commit, the committed metrics included:
+    those are not the fold's scores, and a newer failed run must not replace the fold's good one."""
+    shown = json.loads(json.dumps(EXP_SHOW))
+    failed = json.loads(json.dumps(shown[1]["experiments"][0]))  # a second run of fold 1, newer, that failed
+    failed["name"] = failed["revs"][0]["name"] = "crashed"
+    failed["executor"] = {"state": "failed", "name": None, "local": None}
+    failed["revs"][0]["data"]["timestamp"] = "2026-11-22T07:00:00"
+    failed["revs"][0]["data"]["metrics"] = shown[1]["data"]["metrics"]  # the baseline's
+    shown[1]["experiments"].append(failed)
+    fake_dvc(monkeypatch, json.dumps(shown))
+    assert main(["cv", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    [group] = document["groups"]
+    assert [(row["fold"], row["experiment"]) for row in group["per_fold"]] == [(1, "good")]
+    assert {(run["experiment"], run["state"]) for run in document["unscored"]} == {("waiting", "queued"),
+                                                                                   ("crashed", "failed")}
+
+
+def test_only_queued_folds_say_to_wait_for_the_queue(monkeypatch, capsys):
+    shown = json.loads(json.dumps(EXP_SHOW))
+    del shown[1]["experiments"][0]  # only the queued fold is left
+    fake_dvc(monkeypatch, json.dumps(shown))
+    assert main(["cv"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "cv: not scored: waiting (split.fold 0): queued",
+        "cv: no fold has scores yet; see `dvc queue status` (start the queue with `dvc queue start`, read why a "
+        "fold failed with `dvc queue logs <experiment>`)"]
