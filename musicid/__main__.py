@@ -104,13 +104,20 @@ def main(argv: list[str] | None = None) -> int:
 def render_cache_command(action: str) -> int:
     from musicid import render_cache
 
-    root = render_cache.cache_dir()
+    try:
+        root = render_cache.cache_dir()
+    except ValueError as error:
+        print(f"cache: {error}", file=sys.stderr)
+        return 2
     found = render_cache.entries(root) if root.is_dir() else []
     size = sum(size for _, size, _ in found)
     if action == "clear":
-        for _, _, path in found:
-            path.unlink(missing_ok=True)
-        print(f"render cache {root}: removed {len(found)} entries ({size / 1e9:.2f} GB)")
+        kept = [(size, path) for _, size, path in found if not render_cache.remove_file(path)]
+        gone = size - sum(kept_size for kept_size, _ in kept)
+        print(f"render cache {root}: removed {len(found) - len(kept)} entries ({gone / 1e9:.2f} GB)")
+        if kept:
+            print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
+            return 1
         return 0
     try:
         limit = f"{render_cache.size_limit() / 1e9:g} GB"

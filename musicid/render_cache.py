@@ -40,8 +40,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import os
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,12 +60,17 @@ PACKAGE = Path(__file__).resolve().parent
 
 
 def enabled() -> bool:
-    return os.environ.get(DISABLE_ENV, "") in ("", "0")
+    """False when ``$MUSICID_NO_CACHE`` says so (1, true, yes, on); unset, empty, 0, false, no, off: on."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("", "0", "false", "no", "off")
 
 
 def cache_dir() -> Path:
+    """``$MUSICID_RENDER_CACHE`` (``~`` expanded; ValueError naming it when relative), else the user's cache."""
     if os.environ.get(DIR_ENV):
-        return Path(os.environ[DIR_ENV])
+        folder = Path(os.environ[DIR_ENV]).expanduser()
+        if not folder.is_absolute():  # relative to wherever a stage happens to run: inside the project
+            raise ValueError(f"{DIR_ENV} must be an absolute path, got {os.environ[DIR_ENV]!r}")
+        return folder
     from musicid.fetch import default_cache_dir
 
     return default_cache_dir() / "render"
@@ -78,6 +85,8 @@ def size_limit() -> int:
         raise ValueError(f"{SIZE_ENV} must be a number of gigabytes, got {text!r}") from None
     if not gigabytes >= 0:
         raise ValueError(f"{SIZE_ENV} must be >= 0, got {text!r}")
+    if math.isinf(gigabytes):  # inf: no bound
+        return sys.maxsize
     return int(gigabytes * 1e9)
 
 
@@ -267,7 +276,7 @@ class RenderCache:
             if len(payload) != sum(header["sizes"]) or hashlib.sha256(payload).hexdigest() != header["sha256"]:
                 raise ValueError("the WAV bytes do not match the entry's digest")
         except (ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)
+            remove_file(path)
             return None
         wavs, position = [], 0
         for name, size in zip(header["names"], header["sizes"]):
@@ -324,7 +333,7 @@ def entries(root: Path) -> list[tuple[float, int, Path]]:
             continue
         if path.name.endswith(".tmp"):
             if time.time() - stat.st_mtime > 24 * 3600:  # a killed run's; a live run's is minutes old
-                path.unlink(missing_ok=True)
+                remove_file(path)
             continue
         if path.name.endswith(SUFFIX):
             found.append((stat.st_mtime, stat.st_size, path))
@@ -340,10 +349,20 @@ def prune(root: Path, limit: int, keep: set[str] = frozenset()) -> int:
             break
         if path.name[:-len(SUFFIX)] in keep:
             continue
-        path.unlink(missing_ok=True)
-        total -= size
-        removed += 1
+        if remove_file(path):
+            total -= size
+            removed += 1
     return removed
+
+
+def remove_file(path: Path) -> bool:
+    """Remove a cache file; False when it cannot be (a read-only cache): the cache only saves time, so that
+    never stops a run."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
 
 
 def open_cache(render: RenderParams, environment: dict | None = None) -> RenderCache | None:

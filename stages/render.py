@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Dask workers first check that they would render what this machine would (init_checked_worker).
     environment = render_environment(params) if scheduler else None
-    cache = open_cache(params, environment)
     try:
+        cache = open_cache(params, environment)
         cache_limit = size_limit() if cache else 0
     except ValueError as error:
         print(f"render: {error}", file=sys.stderr)

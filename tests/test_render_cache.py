@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,55 @@ def test_a_worker_that_would_render_other_audio_is_refused_naming_the_difference
     assert "would render other audio than this machine" in message
     assert f"SoundFont {copy} (sha256 " in message
     assert f"FluidSynth 1.0.0 (the stage's machine has {expected['fluidsynth']})" in message
+
+
+def test_a_cache_whose_files_cannot_be_removed_does_not_stop_the_stage(tmp_path, raw, cache, monkeypatch, capsys):
+    """A read-only cache: a damaged entry is rendered again, pruning keeps what it cannot remove, clear says so."""
+    from musicid.__main__ import main
+
+    assert run(tmp_path, raw, out_name="first") == 0
+    damaged = sorted(cache.glob("*/*.entry"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    real_unlink = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.is_relative_to(cache):
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "0")  # every entry over the bound, none removable
+    capsys.readouterr()
+    assert run(tmp_path, raw, out_name="second") == 0
+    assert "; 4 of 5 from the render cache" in capsys.readouterr().out
+    assert files_of(tmp_path / "second") == files_of(tmp_path / "first")
+    assert main(["cache", "clear"]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"render cache {cache}: removed 0 entries")
+    assert err == f"cache: 5 entries could not be removed (no permission to write {cache}?)\n"
+
+
+@pytest.mark.parametrize("value, limit", [("inf", sys.maxsize), ("1e400", sys.maxsize), ("0.5", 500_000_000)])
+def test_an_infinite_size_limit_means_no_bound(monkeypatch, value, limit):
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", value)
+    assert render_cache.size_limit() == limit
+
+
+@pytest.mark.parametrize("value, enabled", [("", True), ("0", True), ("false", True), ("No", True), ("off", True),
+                                            ("1", False), ("true", False), ("yes", False)])
+def test_no_cache_reads_the_usual_words(monkeypatch, value, enabled):
+    monkeypatch.setenv("MUSICID_NO_CACHE", value)
+    assert render_cache.enabled() is enabled
+
+
+def test_a_relative_or_home_cache_folder(tmp_path, raw, monkeypatch, capsys):
+    """A relative folder would be relative to wherever a stage runs, i.e. inside the project: refused."""
+    from musicid.__main__ import main
+
+    monkeypatch.setenv("MUSICID_RENDER_CACHE", "relcache")
+    assert run(tmp_path, raw) == 2
+    assert "MUSICID_RENDER_CACHE must be an absolute path, got 'relcache'" in capsys.readouterr().err
+    assert main(["cache", "info"]) == 2
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MUSICID_RENDER_CACHE", "~/renders")
+    assert render_cache.cache_dir() == tmp_path / "home" / "renders"
