@@ -36,11 +36,13 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import logging
 import pickle
 import socket
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -157,11 +159,32 @@ def connect(address: str):
     except ImportError as error:
         raise ClusterError(f"a Dask scheduler was named ({address}) but Dask is not installed ({error}): "
                            "pip install 'dask[distributed]'") from None
+    _check_address(address)
+    # The stage says in one line what went wrong with the cluster; distributed's own error logging would add
+    # pages of tracebacks (a scheduler killed mid-run) to it.
+    for name in ["distributed", *(name for name in logging.root.manager.loggerDict if name.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # dask's config gives some of them a level of their own
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} "
                            f"({type(error).__name__}: {error})"[:300]) from None
+
+
+def _check_address(address: str) -> None:
+    """:class:`ClusterError` for an address no scheduler can have (``tpc://...``, ``tcp://host:8786x``), before
+    a client is made: a client that fails to start waits for its own timeout again when it is collected."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as error:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} (not a scheduler address: {error}; "
+                           "e.g. tcp://127.0.0.1:8786)"[:300]) from None
 
 
 def describe(address: str) -> str:
@@ -190,6 +213,9 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
     """
     from distributed import KilledWorker
 
+    # Each item (a WAV, a block of clips) is sent with its task on purpose: distributed's advice to load big
+    # data with Dask itself, printed for every item over 10 MB, does not apply.
+    warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
     client = connect(address)
     run_id = uuid.uuid4().hex[:12]  # keys unique to this run: never a result of another client's run
     expected = environment_fingerprint()
@@ -275,6 +301,8 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
                 client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
             except TimeoutError:
                 raise _no_workers(address) from None
+            except Exception as error:  # noqa: BLE001 - OSError, CommClosedError: the scheduler went away
+                raise lost(error) from None
         limit = max(2, IN_FLIGHT_PER_THREAD * threads())
         for index, item in enumerate(items):
             pending.append((index, item, submit(index, item, 0)))
