@@ -153,6 +153,9 @@ class SplitParams(Section):
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:
+        if self.val == 0:  # found here, not after clip and featurize have run
+            raise KeyProblem("val", "must be > 0: train needs validation tracks (it scores each epoch on them and "
+                                    "sets predict's novelty threshold from them), got 0")
         if self.folds == 0 and self.val + self.test >= 1:
             raise KeyProblem("test", f"val + test must be < 1, got {self.val} + {self.test}")
         if self.folds == 1:

@@ -68,7 +68,9 @@ def test_odd_n_fft_is_refused():
 
 
 def test_int_accepted_for_float():
-    assert parse_section({"val": 0, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").val == 0.0
+    assert parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").test == 0.0
+    with pytest.raises(ParamsError, match=r"split\.val must be > 0: train needs validation tracks"):
+        parse_section({"val": 0, "test": 0.2, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
 
 
 def test_missing_file_and_section(tmp_path):
