@@ -223,7 +223,7 @@ class FeatureParams(Section):
         if self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.fmin >= self.fmax:
-            raise KeyProblem("fmax", f"must be greater than fmin ({self.fmin}), got {self.fmax}")
+            raise KeyProblem("fmax", f"must be greater than features.fmin ({self.fmin:g} Hz), got {self.fmax:g}")
         # Whole semitones per bin step keep transposition a shift by whole bins.
         if self.bins_per_octave % 12:
             raise KeyProblem("bins_per_octave", f"must be a multiple of 12 (12, 24, 36, ...), got {self.bins_per_octave}")

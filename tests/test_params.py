@@ -166,6 +166,7 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("dataset", "labels", {"Bach, J.S.": "J.S. Bach"}, r"dataset\.labels\['Bach, J\.S\.'\] must be a label .* "
                                                        r"\(e\.g\. 'J\.S\._Bach'\), got 'J\.S\. Bach'"),
     ("dataset", "labels", {"x": "../x"}, r"dataset\.labels\['x'\] must be a label"),
+    ("features", "fmin", 8000.0, r"features\.fmax must be greater than features\.fmin \(8000 Hz\), got 8000"),
 ])
 def test_choices_bounds_and_item_types_are_named(section, key, value, message):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
