@@ -244,7 +244,7 @@ def export_music21(
     for label in classes:
         pieces = list_corpus_pieces(label)
         if not pieces:  # a misspelt name would quietly train one class fewer
-            raise CollectionError(f"dataset.classes names {label!r}, for which the music21 corpus has no scores "
+            raise DatasetParamError(f"dataset.classes names {label!r}, for which the music21 corpus has no scores "
                                   f"(it has: {', '.join(corpus_composers())})")
         works, twins = one_file_per_work(pieces)
         skipped.extend(twins)
@@ -302,6 +302,10 @@ class CollectionError(ValueError):
 
 class EmptyCollectionError(CollectionError):
     """The source holds no file the params let through; the message names the param to change."""
+
+
+class DatasetParamError(CollectionError):
+    """A dataset param the collection shows to be wrong (a class or folder it does not have): a bad param."""
 
 
 @dataclass(frozen=True)
@@ -496,10 +500,10 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     are compared composed (NFC) and made file-name safe as labels are
     (``"Bach, J.S."`` is the label ``Bach__J.S``).
 
-    Raises :class:`EmptyCollectionError` when ``classes`` names none of the
-    labels found, and :class:`CollectionError` when two label folders would
-    become one label without ``labels`` saying so, or no folder is named
-    ``unlabeled``; before any file is read.
+    Raises :class:`DatasetParamError` when ``classes`` names a label not
+    found or no folder is named ``unlabeled``, and :class:`CollectionError`
+    when two label folders would become one label without ``labels`` saying
+    so; before any file is read.
     """
     skipped: list[dict] = list(extra_skipped)
 
@@ -514,7 +518,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     tree = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
     found = tree.files
     if unlabeled is not None and not tree.saw_unlabeled:
-        raise CollectionError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
+        raise DatasetParamError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
                               f"null, or to the name of the folder of unlabeled files)")
     # Two folders whose names differ once mapped, but not once made safe: one label nobody asked for.
     clashes = {label: sorted({mapped: folder for folder, mapped in sorted(folders.items())}.values())
@@ -530,11 +534,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     found_labels = sorted({item.label for item in found if item.label is not None})
     unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
-        raise CollectionError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
+        raise DatasetParamError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
                               f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to [] "
                               f"to keep every label)")
     if classes and not set(classes) & set(found_labels):
-        raise EmptyCollectionError(
+        raise DatasetParamError(
             f"dataset.classes [{', '.join(wanted)}] names none of the labels found in {where}: "
             f"{', '.join(found_labels) or 'none'} (set dataset.classes to [] to keep every label, "
             f"or to some of these)")

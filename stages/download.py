@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 from musicid.archive import ArchiveError, extract_archive
-from musicid.dataset import CollectionError, EmptyCollectionError, collect_tree, crashed_score, export_music21
+from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollectionError, collect_tree, crashed_score,
+                             export_music21)
 from musicid.fetch import FetchError, default_cache_dir, fetch
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
@@ -46,7 +47,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
     if params.source == "path":
         root = (params_dir / params.path).resolve()
         if not root.is_dir():
-            raise FetchError(f"dataset.path {params.path!r} is not a folder ({root})")
+            raise DatasetParamError(f"dataset.path {params.path!r} is not a folder ({root})")
         manifest = collect_tree(root, f"{params.path.rstrip('/')}/", **common)
         return {"source": "path", **manifest}
 
@@ -96,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
             # Raised inside the staging block, so the previous data/raw stays as it was.
             require_labelled_files(params, manifest)
             write_json_atomic(staging / "manifest.json", manifest)
+    except DatasetParamError as error:  # a bad param, which only the collection shows
+        print(f"download: {error}", file=sys.stderr)
+        return 2
     except (FetchError, ArchiveError, CollectionError) as error:
         print(f"download: {error}", file=sys.stderr)
         return 1

@@ -164,10 +164,10 @@ def test_names_differing_only_by_extension_each_keep_their_file(tmp_path):
 
 
 def test_classes_matching_no_label_stop_before_any_file_is_read(tmp_path):
-    from musicid.dataset import EmptyCollectionError
+    from musicid.dataset import DatasetParamError
 
     tree(tmp_path / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
-    with pytest.raises(EmptyCollectionError) as error:
+    with pytest.raises(DatasetParamError) as error:
         collect(tmp_path / "src", tmp_path / "out", classes=["bach", "monteverdi"])
     message = str(error.value)
     assert "\n" not in message

@@ -127,7 +127,7 @@ def test_classes_filter_and_cap(workspace, capsys):
     assert reasons.count("no_such_class: no usable files with this label") == 1
     # A class that is not a label of the collection at all (misspelt) stops the stage, data/raw unchanged.
     capsys.readouterr()
-    assert run_stage(workspace, source="path", path="../src", classes=["blues", "rokc"]) == 1
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "rokc"]) == 2
     assert capsys.readouterr().err == ("download: dataset.classes names 'rokc', not a label found in ../src: "
                                        "blues, disco, jazz, rock (set dataset.classes to some of these, or to [] "
                                        "to keep every label)\n")
@@ -135,7 +135,7 @@ def test_classes_filter_and_cap(workspace, capsys):
 
 
 def test_missing_folder_is_an_error(workspace, capsys):
-    assert run_stage(workspace, source="path", path="../nowhere") == 1
+    assert run_stage(workspace, source="path", path="../nowhere") == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not (workspace / "project" / "data" / "raw").exists()
 
@@ -266,7 +266,7 @@ def test_classes_naming_no_label_stop_and_keep_the_old_raw_folder(workspace, cap
     before = {name: (workspace / "project" / "data" / "raw" / name).read_bytes() for name in raw_files(workspace)}
     capsys.readouterr()
     tree(workspace / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
-    assert run_stage(workspace, source="path", path="../src", classes=["bach", "monteverdi"]) == 1
+    assert run_stage(workspace, source="path", path="../src", classes=["bach", "monteverdi"]) == 2
     error = capsys.readouterr().err
     assert error == ("download: dataset.classes [bach, monteverdi] names none of the labels found in ../src: "
                      "jazz, rock (set dataset.classes to [] to keep every label, or to some of these)\n")
