@@ -34,6 +34,7 @@ Failures.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
 import logging
@@ -42,7 +43,6 @@ import socket
 import threading
 import time
 import uuid
-import warnings
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -160,15 +160,38 @@ def connect(address: str):
         raise ClusterError(f"a Dask scheduler was named ({address}) but Dask is not installed ({error}): "
                            "pip install 'dask[distributed]'") from None
     _check_address(address)
-    # The stage says in one line what went wrong with the cluster; distributed's own error logging would add
-    # pages of tracebacks (a scheduler killed mid-run) to it.
-    for name in ["distributed", *(name for name in logging.root.manager.loggerDict if name.startswith("distributed."))]:
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # dask's config gives some of them a level of their own
     try:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} "
                            f"({type(error).__name__}: {error})"[:300]) from None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """While a client runs: no logging from distributed and no 'Sending large graph' warnings, as they were after.
+
+    The stage says in one line what went wrong with the cluster; distributed's own error logging added 35 lines
+    of tracebacks to it when the scheduler was killed mid-run. Each item (a WAV, a block of clips) is sent with
+    its task on purpose, so distributed's advice, printed for every item over 10 MB, to load big data with Dask
+    itself does not apply.
+    """
+    try:
+        import dask
+        import distributed  # noqa: F401 - its import sets the levels of its loggers, which are replaced here
+    except ImportError:  # connect says how to install it
+        yield
+        return
+    names = ["distributed", *(name for name in logging.root.manager.loggerDict if name.startswith("distributed."))]
+    levels = {name: logging.getLogger(name).level for name in names}  # dask's config sets some of their own
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"}):
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _check_address(address: str) -> None:
@@ -181,7 +204,9 @@ def _check_address(address: str) -> None:
         scheme, location = parse_address(address)
         get_backend(scheme)
         if scheme in ("tcp", "tls"):
-            parse_host_port(location)
+            _, port = parse_host_port(location)
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"port {port} is outside 1..65535")
     except (ValueError, TypeError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} (not a scheduler address: {error}; "
                            "e.g. tcp://127.0.0.1:8786)"[:300]) from None
@@ -189,11 +214,12 @@ def _check_address(address: str) -> None:
 
 def describe(address: str) -> str:
     """``"Dask cluster tcp://...: 4 worker threads"`` as the stages' summary lines put it."""
-    client = connect(address)
-    try:
-        threads = sum(client.nthreads().values())
-    finally:
-        client.close()
+    with _quiet():
+        client = connect(address)
+        try:
+            threads = sum(client.nthreads().values())
+        finally:
+            client.close()
     return f"Dask cluster {address}, {threads} worker thread{'s' if threads != 1 else ''}"
 
 
@@ -211,11 +237,15 @@ def cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: s
     a crashing item a :class:`ClusterError` too.  An exception ``function``
     raises is raised here.
     """
+    with _quiet():
+        yield from _cluster_map(function, items, address, initializer, initargs, on_crash)
+
+
+def _cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: str,
+                 initializer: Callable[..., None] | None, initargs: tuple,
+                 on_crash: Callable[[Any], Any] | None) -> Iterator[Any]:
     from distributed import KilledWorker
 
-    # Each item (a WAV, a block of clips) is sent with its task on purpose: distributed's advice to load big
-    # data with Dask itself, printed for every item over 10 MB, does not apply.
-    warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
     client = connect(address)
     run_id = uuid.uuid4().hex[:12]  # keys unique to this run: never a result of another client's run
     expected = environment_fingerprint()

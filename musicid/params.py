@@ -357,33 +357,38 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml") -> Sectio
         raise ParamsError(f"{source}: {_describe(errors[0], section, names_at)}") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last one, so
-    an edit further down would silently win over the line the user is looking at; DVC refuses it too)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged by the base loader
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                hash(key)
-            except TypeError:  # a list as a key: the base loader says so in YAML's words
-                continue
-            if key in seen:
-                mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key {key!r} is written twice (line {mark.line + 1}, column {mark.column + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+def _refuse_keys_written_twice(node: yaml.Node, seen_nodes: set[int] | None = None) -> None:
+    """Raise ``yaml.YAMLError`` for a key written twice in one mapping of the (composed, not yet built) YAML
+    ``node``: plain YAML keeps the last one, so an edit further down would silently win over the line the user
+    is looking at (DVC refuses it too). Merge keys (``<<: *defaults``) and their overrides are not duplicates."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias: checked where its anchor is
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys = set()
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in keys:
+                    mark = key_node.start_mark
+                    raise yaml.YAMLError(f"the key {key_node.value!r} is written twice (line {mark.line + 1}, "
+                                         f"column {mark.column + 1})")
+                keys.add(key_node.value)
+            _refuse_keys_written_twice(value_node, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_keys_written_twice(item, seen_nodes)
 
 
 def load_section(path: str | Path, section: str) -> Section:
     """Read ``path`` (a params.yaml) and return its validated ``section`` model."""
     path = Path(path)
     try:
-        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+        text = path.read_text()
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _refuse_keys_written_twice(root)
+        document = yaml.safe_load(text)
     except FileNotFoundError:
         raise ParamsError(f"params file not found: {path}") from None
     except yaml.YAMLError as error:

@@ -244,6 +244,7 @@ def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys,
 @pytest.mark.parametrize("address, cause", [
     ("tpc://127.0.0.1:8786", "unknown address scheme 'tpc'"),
     ("tcp://127.0.0.1:8786x", "invalid literal for int() with base 10: '8786x'"),
+    ("tcp://127.0.0.1:99999", "port 99999 is outside 1..65535"),
 ])
 def test_a_mistyped_scheduler_address_stops_the_stage_at_once(tmp_path, raw, capsys, address, cause):
     """Refused before a client is made: a client that fails to start would wait out its timeout again later."""
@@ -256,14 +257,61 @@ def test_a_mistyped_scheduler_address_stops_the_stage_at_once(tmp_path, raw, cap
     assert "Traceback" not in err and not (tmp_path / "audio").exists()
 
 
-def test_distributed_logs_nothing_beside_the_stages_one_line(cluster):
+def test_distributed_is_quiet_while_a_stage_uses_it_and_as_it_was_after(cluster):
     """A scheduler killed mid-run made distributed log 30-odd lines of tracebacks before the stage's own line
-    (measured by hand: 36 lines of stderr before, 1 after); dask's config gives some loggers levels of their own."""
+    (measured by hand: 36 lines of stderr before, 1 after), and every item over 10 MB a 'Sending large graph'
+    warning; dask's config gives some loggers levels of their own. Outside a stage's run, nothing changes."""
     import logging
+    import warnings
 
-    cluster_module.connect(cluster.scheduler_address).close()
-    for name in ("distributed", "distributed.client", "distributed.core", "distributed.comm.tcp"):
-        assert logging.getLogger(name).getEffectiveLevel() == logging.CRITICAL, name
+    import dask
+
+    names = ("distributed", "distributed.client", "distributed.core")
+    before = {name: logging.getLogger(name).getEffectiveLevel() for name in names}
+    big = b"x" * 12_000_000  # over distributed's 10 MB threshold
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for length in cluster_module.cluster_map(len, [big, big], cluster.scheduler_address):
+            assert length == len(big)
+            assert all(logging.getLogger(name).getEffectiveLevel() == logging.CRITICAL for name in names)
+    assert not [w for w in caught if "large graph" in str(w.message)]
+    assert {name: logging.getLogger(name).getEffectiveLevel() for name in names} == before
+    assert dask.config.get("distributed.admin.large-graph-warning-threshold") == "10MB"
+
+
+LOST_SCHEDULER = """
+import os, signal, subprocess, sys, threading, time
+from musicid import cluster
+port = sys.argv[1]
+dask = os.path.join(os.path.dirname(sys.executable), "dask")
+quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], **quiet)
+worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard"], **quiet)
+try:
+    threading.Timer(8, lambda: os.kill(scheduler.pid, signal.SIGKILL)).start()
+    for _ in cluster.cluster_map(time.sleep, [1.0] * 60, f"tcp://127.0.0.1:{port}"):
+        pass
+except cluster.ClusterError as error:
+    print(f"stage: {error}", file=sys.stderr)
+finally:
+    worker.kill(); scheduler.kill(); worker.wait(); scheduler.wait()
+"""
+
+
+def test_a_scheduler_killed_mid_run_gives_one_line(tmp_path):
+    """In a fresh process, where distributed is imported by the stage itself and sets its loggers' levels:
+    distributed's own logging printed some 35 lines of tracebacks before the stage's line."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run([sys.executable, "-c", LOST_SCHEDULER, str(port)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=240)
+    [line] = done.stderr.splitlines() or [""]  # one line, whatever the moment of the loss (a task, a wait)
+    assert line.startswith(f"stage: lost the Dask scheduler at tcp://127.0.0.1:{port} ("), done.stderr[-2000:]
 
 
 # --- download (music21), clip and featurize -------------------------------------------------------------------

@@ -68,7 +68,8 @@ def test_odd_n_fft_is_refused():
 
 
 def test_int_accepted_for_float():
-    assert parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").test == 0.0
+    test = parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").test
+    assert isinstance(test, float) and test == 0.0
     with pytest.raises(ParamsError, match=r"split\.val must be > 0: train needs validation tracks"):
         parse_section({"val": 0, "test": 0.2, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
 
@@ -183,6 +184,11 @@ def test_anchors_and_merge_keys_still_load(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     loaded = load_section(tmp_path / "params.yaml", "clip")
     assert loaded.hop_seconds == 2.0 and loaded.clip_seconds == clip["clip_seconds"]
+    # A merge of a mapping that is itself merged: PyYAML flattens it in place before building the outer one.
+    nested = yaml.safe_dump({"defaults": clip}).replace("defaults:", "defaults: &d", 1)
+    nested += "group:\n  inner: &c\n    <<: *d\n    hop_seconds: 2.0\nclip:\n  <<: *c\n" + yaml.safe_dump(document)
+    (tmp_path / "params.yaml").write_text(nested)
+    assert load_section(tmp_path / "params.yaml", "clip").hop_seconds == 2.0
 
 
 def test_a_key_written_twice_is_refused(tmp_path):
