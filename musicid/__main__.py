@@ -120,7 +120,8 @@ def render_cache_command(action: str) -> int:
             return 1
         return 0
     try:
-        limit = f"{render_cache.size_limit() / 1e9:g} GB"
+        bound = render_cache.size_limit()
+        limit = "none" if bound == sys.maxsize else f"{bound / 1e9:g} GB"
     except ValueError as error:
         limit = str(error)
     print(f"render cache {root}: {len(found)} entries, {size / 1e9:.2f} GB (limit {limit}, "
@@ -164,7 +165,7 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
             print(f"cv: not scored: {run['experiment']} (split.fold {run['fold']}): {run['state']}", file=sys.stderr)
     for name in unmatched:
         print(f"cv: {name} names no experiment or revision of `dvc exp show`", file=sys.stderr)
-    if not summaries and waiting:  # folds queued, running or failed: running them again would queue them twice
+    if not summaries and any(run["state"] != "no scores" for run in waiting):  # in the queue: not to queue twice
         print("cv: no fold has scores yet; see `dvc queue status` (start the queue with `dvc queue start`, read "
               "why a fold failed with `dvc queue logs <experiment>`)", file=sys.stderr)
     elif not summaries:

@@ -116,7 +116,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     for run in runs:
         folds = run.params.get(FOLDS)
         if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2 or FOLD not in run.params \
-                or run.state is not None or any(key not in run.metrics for key in SCORES):
+                or not _scored(run):
             left_out.append(run)
             continue
         params = {key: value for key, value in sorted(run.params.items()) if key != FOLD}
@@ -217,4 +217,9 @@ def unscored_folds(runs: list[Run]) -> list[Run]:
     """Runs of a cross-validation (``split.folds >= 2``) that have no scores of their own: queued, running or
     failed (a failed run shows its baseline's scores, which are not its own)."""
     return [run for run in runs if isinstance(run.params.get(FOLDS), int) and run.params[FOLDS] >= 2
-            and (run.state is not None or any(key not in run.metrics for key in SCORES))]
+            and not _scored(run)]
+
+
+def _scored(run: Run) -> bool:
+    """Whether ``run`` has scores of its own: finished (no queue state) with every score of :data:`SCORES`."""
+    return run.state is None and all(key in run.metrics for key in SCORES)

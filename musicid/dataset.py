@@ -623,8 +623,10 @@ def unusable_reason(path: Path) -> str | None:
 
     is_midi = path.suffix.lower() in MIDI_EXTENSIONS
     try:
-        call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
-                        read_midi if is_midi else audio_header, path)
+        if is_midi:  # mido is Python, which the limit can stop; libsndfile reads only the header, in C
+            call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout, read_midi, path)
+        else:
+            audio_header(path)
     except ConversionTimeout:
         return None  # slow to read is not unusable: render, with render.timeout_s, decides
     except RenderError as error:

@@ -53,10 +53,22 @@ class _ClientError(Exception):
     """A 4xx answer that another attempt would get again (not one pooch retries on)."""
 
 
+def folder_from_env(name: str) -> Path | None:
+    """The folder ``$name`` names (``~`` expanded), None when unset; ValueError naming it when relative, which
+    would be relative to wherever a stage happens to run: inside the project."""
+    if not os.environ.get(name):
+        return None
+    folder = Path(os.environ[name]).expanduser()
+    if not folder.is_absolute():
+        raise ValueError(f"{name} must be an absolute path, got {os.environ[name]!r}")
+    return folder
+
+
 def default_cache_dir() -> Path:
-    """``$MUSICID_CACHE``, or the user's cache folder (e.g. ~/.cache/musicid)."""
-    if os.environ.get("MUSICID_CACHE"):
-        return Path(os.environ["MUSICID_CACHE"])
+    """``$MUSICID_CACHE`` (see :func:`folder_from_env`), or the user's cache folder (e.g. ~/.cache/musicid)."""
+    folder = folder_from_env("MUSICID_CACHE")
+    if folder is not None:
+        return folder
     import pooch
 
     return Path(pooch.os_cache("musicid"))

@@ -24,7 +24,7 @@ from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.symbolic import clip_features, read_notes
-from musicid.synth import FluidSynthUnavailable, MidiRenderer, check_fluidsynth
+from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
 
@@ -147,16 +147,13 @@ class Predictor:
                     "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
                     "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
             try:
-                check_fluidsynth()
+                self._renderer = MidiRenderer(self.render_params)
+            except SoundFontUnreadable as error:
+                raise RenderError("no_soundfont", (
+                    f"FluidSynth cannot load the model's SoundFont {error.path} (not a .sf2/.sf3 file it can "
+                    "read): put the one the model was made with at that path; audio files need none")) from None
             except FluidSynthUnavailable as error:
                 raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
-            try:
-                self._renderer = MidiRenderer(self.render_params)
-            except FluidSynthUnavailable:  # the library loads, so it is the SoundFont
-                raise RenderError("no_soundfont", (
-                    f"FluidSynth cannot load the model's SoundFont {', '.join(self.render_params.soundfonts)} (not "
-                    "a .sf2/.sf3 file it can read): put the one the model was made with at that path; audio files "
-                    "need none")) from None
         return self._renderer
 
     def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray]:

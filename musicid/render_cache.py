@@ -65,13 +65,13 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    """``$MUSICID_RENDER_CACHE`` (``~`` expanded; ValueError naming it when relative), else the user's cache."""
-    if os.environ.get(DIR_ENV):
-        folder = Path(os.environ[DIR_ENV]).expanduser()
-        if not folder.is_absolute():  # relative to wherever a stage happens to run: inside the project
-            raise ValueError(f"{DIR_ENV} must be an absolute path, got {os.environ[DIR_ENV]!r}")
+    """``$MUSICID_RENDER_CACHE``, else ``render/`` in :func:`musicid.fetch.default_cache_dir`; ValueError naming
+    the variable when it is relative (:func:`musicid.fetch.folder_from_env`)."""
+    from musicid.fetch import default_cache_dir, folder_from_env
+
+    folder = folder_from_env(DIR_ENV)
+    if folder is not None:
         return folder
-    from musicid.fetch import default_cache_dir
 
     return default_cache_dir() / "render"
 

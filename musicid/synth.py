@@ -88,6 +88,14 @@ def _load_fluidsynth():
     return fluidsynth
 
 
+class SoundFontUnreadable(FluidSynthUnavailable):
+    """A SoundFont file FluidSynth cannot load; ``path`` is the file."""
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
+
+
 def check_fluidsynth() -> None:
     """Raise :class:`FluidSynthUnavailable` when the FluidSynth library cannot be loaded."""
     _load_fluidsynth()
@@ -137,8 +145,8 @@ class MidiRenderer:
             sfont_id = self._holder.sfload(str(path))
             if sfont_id < 0:
                 key = "render.soundfonts" if path in render.soundfonts else "render.augment.soundfonts"
-                raise FluidSynthUnavailable(f"FluidSynth cannot load the SoundFont {path} ({key}): not a .sf2/.sf3 "
-                                            "file it can read")
+                raise SoundFontUnreadable(f"FluidSynth cannot load the SoundFont {path} ({key}): not a .sf2/.sf3 "
+                                          "file it can read", path)
             sfont = self.library.fluid_synth_get_sfont_by_id(self._holder.synth, sfont_id)
             self.library.fluid_synth_remove_sfont(self._holder.synth, sfont)
             self._sfonts.append(sfont)

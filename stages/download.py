@@ -51,8 +51,11 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
         manifest = collect_tree(root, f"{params.path.rstrip('/')}/", **common)
         return {"source": "path", **manifest}
 
-    archive = fetch(params.url, params.sha256, default_cache_dir(), params.allow_unverified,
-                    progressbar=progress_enabled())
+    try:
+        cache = default_cache_dir()
+    except ValueError as error:  # a relative MUSICID_CACHE
+        raise FetchError(str(error)) from None
+    archive = fetch(params.url, params.sha256, cache, params.allow_unverified, progressbar=progress_enabled())
     # Extract inside the staging folder, so that nothing from the archive is ever
     # written outside data/raw; the extraction folder is removed before the swap.
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=staging) as scratch:

@@ -267,3 +267,18 @@ def test_a_relative_or_home_cache_folder(tmp_path, raw, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MUSICID_RENDER_CACHE", "~/renders")
     assert render_cache.cache_dir() == tmp_path / "home" / "renders"
+    # The folder both caches live in by default follows the same rule.
+    monkeypatch.delenv("MUSICID_RENDER_CACHE")
+    monkeypatch.setenv("MUSICID_CACHE", "relcache")
+    with pytest.raises(ValueError, match="MUSICID_CACHE must be an absolute path, got 'relcache'"):
+        render_cache.cache_dir()
+    monkeypatch.setenv("MUSICID_CACHE", "~/cache")
+    assert render_cache.cache_dir() == tmp_path / "home" / "cache" / "render"
+
+
+def test_cache_info_says_when_there_is_no_bound(cache, monkeypatch, capsys):
+    from musicid.__main__ import main
+
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "inf")
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out == f"render cache {cache}: 0 entries, 0.00 GB (limit none, $MUSICID_RENDER_CACHE_GB)\n"
