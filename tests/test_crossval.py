@@ -230,25 +230,19 @@ def test_a_failed_fold_is_not_scored_with_its_baselines_scores(monkeypatch, caps
                                                                                    ("crashed", "failed")}
 
 
-def test_only_queued_folds_say_to_wait_for_the_queue(monkeypatch, capsys):
+@pytest.mark.parametrize("in_queue", [True, False])
+def test_with_no_scored_fold_the_hint_depends_on_the_queue(monkeypatch, capsys, in_queue):
+    """Folds still in the queue: wait for it (queueing them again would run them twice). A finished run that
+    lacks a score (made by older code) is not in the queue: run the folds."""
     shown = json.loads(json.dumps(EXP_SHOW))
-    del shown[1]["experiments"][0]  # only the queued fold is left
+    del shown[1]["experiments"][0]  # only the fold without scores is left
+    if not in_queue:
+        shown[1]["experiments"][0]["executor"] = None
     fake_dvc(monkeypatch, json.dumps(shown))
     assert main(["cv"]) == 1
+    hint = ("cv: no fold has scores yet; see `dvc queue status` (start the queue with `dvc queue start`, read why a "
+            "fold failed with `dvc queue logs <experiment>`)" if in_queue else
+            "cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue -S split.folds=5 "
+            "-S 'split.fold=range(5)'` and `dvc queue start`")
     assert capsys.readouterr().err.splitlines() == [
-        "cv: not scored: waiting (split.fold 0): queued",
-        "cv: no fold has scores yet; see `dvc queue status` (start the queue with `dvc queue start`, read why a "
-        "fold failed with `dvc queue logs <experiment>`)"]
-
-
-def test_a_fold_without_scores_and_outside_the_queue_is_not_told_to_wait_for_it(monkeypatch, capsys):
-    """A finished run that lacks a score (made by older code) is not in the queue: the hint is to run the folds."""
-    shown = json.loads(json.dumps(EXP_SHOW))
-    del shown[1]["experiments"][0]
-    shown[1]["experiments"][0]["executor"] = None  # finished, but its metrics hold no test scores
-    fake_dvc(monkeypatch, json.dumps(shown))
-    assert main(["cv"]) == 1
-    assert capsys.readouterr().err.splitlines() == [
-        "cv: not scored: waiting (split.fold 0): no scores",
-        "cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue -S split.folds=5 "
-        "-S 'split.fold=range(5)'` and `dvc queue start`"]
+        f"cv: not scored: waiting (split.fold 0): {'queued' if in_queue else 'no scores'}", hint]
