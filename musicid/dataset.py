@@ -61,7 +61,7 @@ from typing import Callable
 
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
-from musicid.io import printable, safe_name, sha256_file
+from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -245,7 +245,7 @@ def export_music21(
         pieces = list_corpus_pieces(label)
         if not pieces:  # a misspelt name would quietly train one class fewer
             raise DatasetParamError(f"dataset.classes names {label!r}, for which the music21 corpus has no scores "
-                                  f"(it has: {', '.join(corpus_composers())})")
+                                    f"(it has: {', '.join(corpus_composers())})")
         works, twins = one_file_per_work(pieces)
         skipped.extend(twins)
         chosen.extend(select_pieces(works, max_per_class, seed))
@@ -281,10 +281,6 @@ def sort_skipped(records: list[dict]) -> list[dict]:
     return sorted(records, key=lambda record: (record["origin"], record["reason"]))
 
 
-# Names the pipeline itself writes beside the label folders: data/raw/manifest.json,
-# data/audio/report.json and data/raw/_unlabeled/.  A label with one of these names
-# would overwrite them (or be overwritten), so such a folder is refused.
-RESERVED_LABELS = frozenset({"manifest.json", "report.json", "_unlabeled"})
 # Folders that archivers and tools add and that never hold a class (macOS zips add
 # __MACOSX/ beside the real top folder).
 SYSTEM_FOLDERS = frozenset({"__MACOSX"})
@@ -519,7 +515,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     found = tree.files
     if unlabeled is not None and not tree.saw_unlabeled:
         raise DatasetParamError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
-                              f"null, or to the name of the folder of unlabeled files)")
+                                f"null, or to the name of the folder of unlabeled files)")
     # Two folders whose names differ once mapped, but not once made safe: one label nobody asked for.
     clashes = {label: sorted({mapped: folder for folder, mapped in sorted(folders.items())}.values())
                for label, folders in sorted(tree.folders.items())
@@ -535,8 +531,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
         raise DatasetParamError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
-                              f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to [] "
-                              f"to keep every label)")
+                                f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to "
+                                f"[] to keep every label)")
     if classes and not set(classes) & set(found_labels):
         raise DatasetParamError(
             f"dataset.classes [{', '.join(wanted)}] names none of the labels found in {where}: "

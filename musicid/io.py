@@ -158,6 +158,12 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(temporary)
 
 
+# Names the pipeline itself writes beside the label folders: data/raw/manifest.json,
+# data/audio/report.json and data/raw/_unlabeled/.  A label with one of these names
+# would overwrite them (or be overwritten), so such a folder is refused.
+RESERVED_LABELS = frozenset({"manifest.json", "report.json", "_unlabeled"})
+
+
 def safe_name(text: str, max_bytes: int = 200) -> str:
     """A file-name-safe version of ``text``: letters, digits, ``.-_`` kept, the rest ``_``.
 

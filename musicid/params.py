@@ -67,11 +67,11 @@ class DatasetParams(Section):
     @field_validator("labels")
     @classmethod
     def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
-        from musicid.io import safe_name
+        from musicid.io import RESERVED_LABELS, safe_name
 
         for folder, label in value.items():
             # The label written is the label used: one that would be changed to fit a file name is refused.
-            if label != safe_name(label) or label in ("manifest.json", "report.json", "_unlabeled"):
+            if label != safe_name(label) or label in RESERVED_LABELS:
                 suggestion = f" (e.g. {safe_name(label)!r})" if label.strip("._ ") else ""
                 raise KeyProblem(f"labels[{folder!r}]", f"must be a label as the pipeline writes one: letters, "
                                                         f"digits and .-_, neither starting nor ending with . or _, "

@@ -139,15 +139,16 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
         total, clip_samples = clips["audio"].shape
-        too_long = [(key, value, limit) for key, value, limit in (
-            ("n_fft", params.n_fft if params.kind not in PITCH_KINDS else 0, clip_samples),  # unread by cqt/chroma
-            ("hop_length", params.hop_length, clip_samples // 2)) if value > limit]
-        if too_long:  # a window longer than the clip, or one frame a clip: nothing a model can read
-            key, value, limit = too_long[0]
-            print(f"featurize: {params_path}: features.{key} must be at most {limit} samples ("
-                  f"{'' if key == 'n_fft' else 'half '}a clip of {clip_samples} samples at {sample_rate} Hz: "
-                  f"clip.clip_seconds x clip.sample_rate), got {value}", file=sys.stderr)
-            return 2
+        # A window longer than the clip, or one frame a clip: nothing a model can read. (The constant-Q
+        # kinds do not read n_fft.)
+        for key, value, limit, part in (("n_fft", params.n_fft if params.kind not in PITCH_KINDS else 0,
+                                         clip_samples, ""),
+                                        ("hop_length", params.hop_length, clip_samples // 2, "half ")):
+            if value > limit:
+                print(f"featurize: {params_path}: features.{key} must be at most {limit} samples ({part}a clip of "
+                      f"{clip_samples} samples at {sample_rate} Hz: clip.clip_seconds x clip.sample_rate), got "
+                      f"{value}", file=sys.stderr)
+                return 2
         splits = read_strings(clips["split"])
         if total == 0 or not (splits == "train").any():
             held = "no clip" if total == 0 else "no clip in the train split (normalisation statistics need one)"

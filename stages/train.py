@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = ("" if symbolic is None else
               f", audio and symbolic features, notes for {int(train_symbolic[:, -1].sum())} of {len(train_x)} clips")
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}{inputs}); "
-          f"{params.keep} epoch {kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, macro-F1 {kept.val_macro_f1:.3f}) "
+          f"{params.keep} epoch {kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, "
+          f"macro-F1 {kept.val_macro_f1:.3f}) "
           f"-> {args.model}")
     return 0
 
