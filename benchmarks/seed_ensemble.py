@@ -17,73 +17,17 @@ seed: its time is the suite's minutes for the fold.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
-import yaml
 
-from musicid.h5 import read_strings
 from musicid.metrics import summarise, track_probabilities
-from musicid.training import (class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
-                              to_numpy)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
-
-TABLE_SECTIONS = ("clip", "split", "features")  # the params a features table was made from
-
-
-def read_params(folder: Path) -> dict:
-    return yaml.safe_load((folder / "params.yaml").read_text())
-
-
-def find_runs(task_dir: Path, config: str, fold: int, seeds: list[int]) -> dict[int, Path]:
-    """seed -> the run folder of ``config``'s fold trained with that ``train.seed`` (each must exist)."""
-    runs: dict[int, Path] = {}
-    for folder in sorted((task_dir / config / f"fold{fold}").glob("*/")):
-        if (folder / "model.pt").is_file() and (folder / "params.yaml").is_file():
-            seed = read_params(folder)["train"]["seed"]
-            if seed in seeds:
-                if seed in runs:
-                    raise SystemExit(f"seed_ensemble: {folder} and {runs[seed]}: two runs of seed {seed}; "
-                                     "give --config a name that holds one configuration")
-                runs[seed] = folder
-    missing = [seed for seed in seeds if seed not in runs]
-    if missing:
-        raise SystemExit(f"seed_ensemble: {task_dir / config / f'fold{fold}'}: no run of train.seed {missing}; "
-                         "run composer_quality.py with --seeds first")
-    return runs
-
-
-def find_table(task_dir: Path, run: Path) -> Path:
-    """The features table a run was trained on: the one made from the same clip, split and features params."""
-    wanted = {key: read_params(run)[key] for key in TABLE_SECTIONS}
-    matches = [folder / "features.h5" for folder in sorted(task_dir.glob("features-*/"))
-               if (folder / "features.h5").is_file()
-               and all(read_params(folder)[key] == value for key, value in wanted.items())]
-    if len(matches) != 1:
-        raise SystemExit(f"seed_ensemble: {run}: {len(matches)} features tables match its params (want 1)")
-    return matches[0]
-
-
-def test_probabilities(model_path: Path, table_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clip probabilities float32 [N, C], labels [N], tracks [N]) of the test clips of the known classes."""
-    device = pick_device()
-    model, checkpoint = load_checkpoint(model_path, device)
-    mean, std = to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"])
-    with h5py.File(table_path, "r") as table:
-        rows = np.nonzero((read_strings(table["split"]) == "test") & table["known"][:].astype(bool))[0]
-        features = normalise(table["features"][rows], mean, std)
-        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
-                                       to_numpy(checkpoint["symbolic_std"])) if model.config.symbolic_dim else None
-        labels = table["label"][rows].astype(np.int64)
-        tracks = read_strings(table["track"])[rows]
-    probabilities, _ = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 64, device, symbolic)
-    return probabilities, labels, tracks
+from suite_runs import find_runs, find_table, split_outputs, written_macro_f1  # noqa: E402
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray, n_classes: int) -> dict:
@@ -120,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             table = find_table(task_dir, runs[args.seeds[0]])
             per_seed = []
             for seed in args.seeds:
-                probabilities, labels, tracks = test_probabilities(runs[seed] / "model.pt", table)
+                probabilities, _, labels, tracks = split_outputs(runs[seed] / "model.pt", table)
                 figures = scores(probabilities, labels, tracks, probabilities.shape[1])
-                written = json.loads((runs[seed] / "metrics.json").read_text())["test"]["clip"]["macro_f1"]
+                written = written_macro_f1(runs[seed], "clip")
                 if abs(figures["clip"] - written) > 5e-6:
                     raise SystemExit(f"seed_ensemble: {runs[seed]}: clip macro-F1 {figures['clip']:.6f} here, "
                                      f"{written:.6f} in its metrics.json: the scoring does not match evaluate's")

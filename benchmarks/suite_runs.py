@@ -1,0 +1,83 @@
+"""Reading back what a composer_quality.py run left: its run folders, their features tables and their models' outputs.
+
+Used by the scripts that re-score a suite's models without training (seed_ensemble.py, track_pooling.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+import yaml
+
+from musicid.h5 import read_strings
+from musicid.training import (class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
+                              to_numpy)
+
+TABLE_SECTIONS = ("clip", "split", "features")  # the params a features table was made from
+
+
+def read_params(folder: Path) -> dict:
+    return yaml.safe_load((folder / "params.yaml").read_text())
+
+
+def find_runs(task_dir: Path, config: str, fold: int, seeds: list[int]) -> dict[int, Path]:
+    """seed -> the run folder of ``config``'s fold trained with that ``train.seed`` (each must exist)."""
+    runs: dict[int, Path] = {}
+    for folder in sorted((task_dir / config / f"fold{fold}").glob("*/")):
+        if (folder / "model.pt").is_file() and (folder / "params.yaml").is_file():
+            seed = read_params(folder)["train"]["seed"]
+            if seed in seeds:
+                if seed in runs:
+                    raise SystemExit(f"{folder} and {runs[seed]}: two runs of seed {seed}; "
+                                     "give --config a name that holds one configuration")
+                runs[seed] = folder
+    missing = [seed for seed in seeds if seed not in runs]
+    if missing:
+        raise SystemExit(f"{task_dir / config / f'fold{fold}'}: no run of train.seed {missing}; "
+                         "run composer_quality.py with --seeds first")
+    return runs
+
+
+def find_table(task_dir: Path, run: Path) -> Path:
+    """The features table a run was trained on: the one made from the same clip, split and features params."""
+    wanted = {key: read_params(run)[key] for key in TABLE_SECTIONS}
+    matches = [folder / "features.h5" for folder in sorted(task_dir.glob("features-*/"))
+               if (folder / "features.h5").is_file()
+               and all(read_params(folder)[key] == value for key, value in wanted.items())]
+    if len(matches) != 1:
+        raise SystemExit(f"{run}: {len(matches)} features tables match its params (want 1)")
+    return matches[0]
+
+
+class SplitOutputs(NamedTuple):
+    probabilities: np.ndarray  # float32 [N, C]
+    embeddings: np.ndarray  # float32 [N, D]
+    labels: np.ndarray  # int64 [N]
+    tracks: np.ndarray  # str [N]
+
+
+def split_outputs(model_path: Path, table_path: Path, split: str = "test") -> SplitOutputs:
+    """The model's clip probabilities and embeddings for the clips of ``split`` of the known classes, as evaluate
+    computes them."""
+    device = pick_device()
+    model, checkpoint = load_checkpoint(model_path, device)
+    mean, std = to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"])
+    with h5py.File(table_path, "r") as table:
+        rows = np.nonzero((read_strings(table["split"]) == split) & table["known"][:].astype(bool))[0]
+        features = normalise(table["features"][rows], mean, std)
+        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                       to_numpy(checkpoint["symbolic_std"])) if model.config.symbolic_dim else None
+        labels = table["label"][rows].astype(np.int64)
+        tracks = read_strings(table["track"])[rows]
+    probabilities, embeddings = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 64, device,
+                                                    symbolic)
+    return SplitOutputs(probabilities, embeddings, labels, tracks)
+
+
+def written_macro_f1(run: Path, level: str) -> float:
+    """The test macro-F1 at ``level`` (clip or track) that evaluate wrote for a run."""
+    return json.loads((run / "metrics.json").read_text())["test"][level]["macro_f1"]
