@@ -1,0 +1,141 @@
+"""How a track's clips are best pooled into its answer: the models of a composer_quality.py run, re-scored.
+
+evaluate and predict name a track by the mean of its clips' probabilities. This script reads a suite run's models
+back (no training) and names each test track five ways:
+
+- ``mean``: the mean probability (evaluate's; its track macro-F1 must equal what evaluate wrote, a check that the
+  scoring matches),
+- ``log_mean``: the mean log-probability (a geometric mean; the suite's own second column),
+- ``median``: each class's median probability over the clips,
+- ``vote``: the class most clips name, ties broken by the mean probability,
+- ``learned``: a pooling learned from the training tracks: a logistic regression (scikit-learn, balanced class
+  weights) on each training track's mean clip embedding, applied to the test tracks' mean embeddings.
+
+It prints, per task, each pooling's test track macro-F1 over the folds (mean +- sd; with several seeds a fold's
+figure is the mean of its seeds) and its difference from ``mean`` fold by fold (mean +- sd, folds better / worse),
+and the share of training clips the model itself names right: a pooling learned on the training tracks sees the
+model's answers there, which are nearly all right.
+
+    python benchmarks/track_pooling.py --out /tmp/cq --tasks default-piano quartets lopsided --config default --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from musicid.metrics import macro_f1, pool, track_means
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from suite_runs import SplitOutputs, find_runs, find_table, split_outputs, written_macro_f1  # noqa: E402
+
+POOLINGS = ("mean", "log_mean", "median", "vote", "learned")
+
+
+def track_labels(labels: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """The label of each track [M], tracks sorted by id (as np.unique sorts them)."""
+    _, inverse = np.unique(tracks, return_inverse=True)
+    out = np.zeros(inverse.max() + 1 if len(inverse) else 0, dtype=np.int64)
+    out[inverse] = labels
+    return out
+
+
+def per_track(values: np.ndarray, tracks: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``reduce`` of each track's rows [M, ...], tracks sorted by id."""
+    _, inverse = np.unique(tracks, return_inverse=True)
+    return np.stack([reduce(values[inverse == index]) for index in range(inverse.max() + 1)])
+
+
+def vote(probabilities: np.ndarray) -> np.ndarray:
+    """Votes per class of a track's clips, plus its mean probability (< 1) to break ties."""
+    votes = np.bincount(probabilities.argmax(1), minlength=probabilities.shape[1]).astype(np.float64)
+    return votes + probabilities.mean(0)
+
+
+def learned(train: SplitOutputs, test: SplitOutputs, seed: int) -> np.ndarray:
+    """Predicted class of each test track by a logistic regression on the training tracks' mean embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, train_x = track_means(train.embeddings, train.tracks)
+    _, test_x = track_means(test.embeddings, test.tracks)
+    pooler = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced",
+                                                                random_state=seed))
+    pooler.fit(train_x, track_labels(train.labels, train.tracks))
+    return pooler.predict(test_x)
+
+
+def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int) -> dict[str, np.ndarray]:
+    """pooling -> the predicted class of each test track, tracks sorted by id."""
+    probabilities, tracks = test.probabilities.astype(np.float64), test.tracks
+    return {"mean": pool(probabilities, tracks, "mean")[1].argmax(1),
+            "log_mean": pool(probabilities, tracks, "log_mean")[1].argmax(1),
+            "median": per_track(probabilities, tracks, lambda rows: np.median(rows, axis=0)).argmax(1),
+            "vote": per_track(probabilities, tracks, vote).argmax(1),
+            "learned": learned(train, test, seed)}
+
+
+def cell(values: list[float], sign: str = "") -> str:
+    mean, sd = mean_sd(values)
+    return f"{mean:{sign}.3f} +- {sd:.3f}"
+
+
+def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int]) -> tuple[dict[str, float], float]:
+    """(pooling -> test track macro-F1, mean over the seeds; share of training clips named right) of one fold."""
+    runs = find_runs(task_dir, config, fold, seeds)
+    figures: dict[str, list[float]] = {name: [] for name in POOLINGS}
+    train_right = []
+    for seed, run in sorted(runs.items()):
+        table = find_table(task_dir, run)
+        test = split_outputs(run / "model.pt", table, "test")
+        train = split_outputs(run / "model.pt", table, "train")
+        truth = track_labels(test.labels, test.tracks)
+        for name, predicted in track_predictions(train, test, seed).items():
+            figures[name].append(macro_f1(truth, predicted))
+        written = written_macro_f1(run, "track")
+        if abs(figures["mean"][-1] - written) > 5e-6:
+            raise SystemExit(f"track_pooling: {run}: track macro-F1 {figures['mean'][-1]:.6f} here, {written:.6f} "
+                             "in its metrics.json: the scoring does not match evaluate's")
+        train_right.append(float(np.mean(train.probabilities.argmax(1) == train.labels)))
+    return {name: statistics.fmean(values) for name, values in figures.items()}, statistics.fmean(train_right)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="composer_quality.py's --out")
+    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.folds < 1:
+        parser.error("--folds: at least 1")
+
+    print("| task | pooling | test track macro-F1 | against mean (better / worse) | training clips right |")
+    print("|---|---|---|---|---|")
+    for task in args.tasks:
+        folds = []
+        for fold in range(args.folds):
+            figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds)
+            folds.append((figures, train_right))
+            print(f"{task} fold {fold}: " + ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
+                  + f"; training clips right {train_right:.3f}", file=sys.stderr)
+        right = cell([train_right for _, train_right in folds])
+        for name in POOLINGS:
+            values = [figures[name] for figures, _ in folds]
+            gains = [figures[name] - figures["mean"] for figures, _ in folds]
+            against = "" if name == "mean" else (f"{cell(gains, '+')} ({sum(g > 0 for g in gains)} / "
+                                                 f"{sum(g < 0 for g in gains)})")
+            print(f"| {task} | {name} | {cell(values)} | {against} | {right if name == 'mean' else ''} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

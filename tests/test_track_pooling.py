@@ -1,0 +1,76 @@
+"""benchmarks/track_pooling.py: its poolings on hand-made clips, and the script on a tiny suite folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import load_benchmark
+from tests.test_seed_ensemble import suite_folder, table_row  # noqa: F401 (suite_folder is a fixture)
+from tests.test_train_stage import params  # noqa: F401 (a fixture suite_folder uses)
+
+pooling = load_benchmark("track_pooling")
+suite_runs = load_benchmark("suite_runs")
+
+
+def outputs(probabilities, tracks, labels, embeddings=None) -> object:
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if embeddings is None:
+        embeddings = probabilities
+    return suite_runs.SplitOutputs(probabilities, np.asarray(embeddings, dtype=np.float32),
+                                   np.asarray(labels, dtype=np.int64), np.asarray(tracks))
+
+
+def test_each_pooling_names_the_track_its_own_way():
+    # Track "a": two clips lean weakly to class 0, one is sure of class 1. Track "b": sure of class 1.
+    test = outputs([[0.6, 0.4], [0.6, 0.4], [0.01, 0.99], [0.1, 0.9]], ["a", "a", "a", "b"], [0, 0, 0, 1])
+    train = outputs([[0.9, 0.1], [0.1, 0.9]], ["t0", "t1"], [0, 1])
+    predicted = pooling.track_predictions(train, test, seed=0)
+    assert predicted["mean"].tolist() == [1, 1]  # (0.6 + 0.6 + 0.01) / 3 = 0.403 for class 0
+    assert predicted["median"].tolist() == [0, 1]
+    assert predicted["vote"].tolist() == [0, 1]
+    assert predicted["log_mean"].tolist() == [1, 1]  # log 0.01 outweighs two clips at 0.6 against 0.4
+
+
+def test_a_tied_vote_goes_to_the_higher_mean():
+    assert pooling.vote(np.array([[0.9, 0.1], [0.4, 0.6]])).argmax() == 0
+    assert pooling.vote(np.array([[0.55, 0.45], [0.1, 0.9]])).argmax() == 1
+
+
+def test_the_learned_pooling_learns_from_the_training_tracks_embeddings():
+    rng = np.random.default_rng(0)
+    # Class 1's tracks sit high on the second embedding dimension; the probabilities say nothing (0.5 each).
+    train_tracks = [f"t{i}" for i in range(20) for _ in range(3)]
+    train_labels = [i % 2 for i in range(20) for _ in range(3)]
+    train_embeddings = [[rng.normal(), 3.0 * label + rng.normal(0, 0.3)] for label in train_labels]
+    train = outputs(np.full((60, 2), 0.5), train_tracks, train_labels, train_embeddings)
+    test = outputs(np.full((4, 2), 0.5), ["x", "x", "y", "y"], [1, 1, 0, 0],
+                   [[0.0, 3.1], [0.2, 2.9], [0.1, 0.1], [-0.3, -0.2]])
+    assert pooling.learned(train, test, seed=0).tolist() == [1, 0]  # tracks x, y in sorted order
+
+
+def test_track_labels_follow_the_sorted_track_ids():
+    assert pooling.track_labels(np.array([2, 0, 2, 1]), np.array(["c", "a", "c", "b"])).tolist() == [0, 1, 2]
+
+
+def test_the_script_scores_a_suite_run_as_evaluate_did(suite_folder, capsys):  # noqa: F811
+    arguments = ["--out", str(suite_folder), "--tasks", "task", "--folds", "1", "--seeds", "0", "1"]
+    assert pooling.main(arguments) == 0  # exits if the mean pooling's track macro-F1 differs from metrics.json
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| task |")][1:]  # no header
+    assert [table_row(line)[1] for line in lines] == list(pooling.POOLINGS)
+    mean_row = table_row(lines[0])
+    written = [json.loads((suite_folder / "task" / "default" / "fold0" / f"run{seed}" / "metrics.json").read_text())
+               ["test"]["track"]["macro_f1"] for seed in (0, 1)]
+    assert mean_row[2] == f"{np.mean(written):.3f} +- nan"  # one fold: no sd
+    assert float(mean_row[4].split()[0]) > 0  # the share of training clips named right
+
+
+def test_a_run_scored_otherwise_than_evaluate_wrote_is_refused(suite_folder):  # noqa: F811
+    metrics_path = suite_folder / "task" / "default" / "fold0" / "run0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["test"]["track"]["macro_f1"] = round(metrics["test"]["track"]["macro_f1"] - 0.25, 6)
+    metrics_path.write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit, match="does not match evaluate's"):
+        pooling.main(["--out", str(suite_folder), "--tasks", "task", "--folds", "1", "--seeds", "0"])
