@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.audio import resample, to_channels
+from musicid.audio import to_channels, wav_bytes
 from musicid.checks import RenderError
-from musicid.clips import cut_clips
+from musicid.clips import cut_clips, load_mono
 from musicid.dataset import is_hidden
 from musicid.features import compute_features
 from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
@@ -162,7 +162,10 @@ class Predictor:
         renders, _ = load_source(renderer, path, self.render_params)
         clips, offsets = [], []
         for audio in renders:
-            mono = resample(to_channels(audio, 1), self.render_rate, self.clip.sample_rate)
+            # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
+            # small, but in bands where a file has nothing a log-mel spectrogram sees it as 10 dB and more.
+            wav = wav_bytes(to_channels(audio, self.render_params.channels), self.render_rate)
+            mono = load_mono(wav, self.clip.sample_rate)
             kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
             clips.append(kept)
             offsets.append(starts)

@@ -313,6 +313,23 @@ def test_predict_scores_files_and_reports_bad_ones(baseline, tmp_path):
 
 
 @pytest.mark.e2e
+def test_predict_gives_a_collection_file_what_evaluate_gave_it(baseline):
+    """predict renders, clips and featurizes as the stages did (16-bit WAV included): a val or test track's
+    source gets the probabilities and novelty evaluate wrote for it, to the digits predictions.csv keeps."""
+    import csv
+
+    project = baseline
+    rows = list(csv.DictReader((project / "metrics/predictions.csv").read_text().splitlines()))
+    for row in (rows[0], rows[-1]):
+        result = run_json([sys.executable, "-m", "musicid", "predict", str(project / "data/raw" / row["track"]),
+                           "--model", str(project / "models/model.pt"), "--json", "--top", "9"], project)
+        [scored] = result["files"]
+        assert {label["label"]: label["probability"] for label in scored["labels"]} == \
+            {name[2:]: float(value) for name, value in row.items() if name.startswith("p_")}
+        assert scored["novelty"] == float(row["novelty"])
+
+
+@pytest.mark.e2e
 def test_readme_recipe_returns_to_the_committed_run(baseline):
     """After an experiment, the README's way back restores the committed params and outputs."""
     project = baseline

@@ -279,3 +279,34 @@ def test_a_soundfont_fluidsynth_cannot_load_is_named_as_such(inputs, capsys):
                         "made with at that path; audio files need none)")
     # A file named directly whose extension is no music: the render step's own reason, as before.
     assert lines[2] == f"{inputs / 'songs' / 'notes.txt'}: cannot score (unsupported_format: unknown file type '.txt')"
+
+
+def test_an_audio_file_gives_the_clips_the_stages_cut_from_it(tmp_path, monkeypatch):
+    """predict cuts a file's clips from what render writes (a 16-bit WAV) as clip reads it back, so a file is
+    scored as evaluate scored it; from the decoded floats the rounding noise would differ, and in bands where
+    the file has nothing a log-mel spectrogram sees that by 10 dB and more."""
+    import soundfile
+
+    from musicid.clips import cut_clips, load_mono
+    from musicid.predict import Predictor
+    from tests.test_render_stage import STAGE, manifest
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    raw = tmp_path / "raw"
+    rng = np.random.default_rng(0)
+    tone = sine(300.0, 9.0, 8000, 0.3) + rng.normal(0, 1e-5, 9 * 8000).astype(np.float32)  # below 16-bit steps
+    (raw / "a").mkdir(parents=True)
+    soundfile.write(raw / "a" / "take.wav", tone, 8000, subtype="FLOAT")
+    manifest(raw, ["a/take.wav"])
+    model = write_checkpoint(tmp_path / "model.pt", reference=0.0, reference_tracks=24)
+    predictor = Predictor(model)
+    render = as_dict(predictor.render_params)
+    (tmp_path / "params.yaml").write_text(json.dumps({"render": render}))  # JSON is YAML
+    assert STAGE.main(["--params", str(tmp_path / "params.yaml"), "--raw", str(raw), "--out",
+                       str(tmp_path / "audio"), "--jobs", "1"]) == 0
+    clip = predictor.clip
+    staged, staged_offsets, _ = cut_clips(load_mono(tmp_path / "audio" / "a" / "take.wav", clip.sample_rate), clip,
+                                          max_clips=0)
+    clips, offsets = predictor.clips_and_offsets(raw / "a" / "take.wav")
+    assert len(clips) == 2 and np.array_equal(offsets, staged_offsets)
+    assert np.array_equal(clips, staged)
