@@ -88,7 +88,8 @@ def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
 
 
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
-                 max_seconds: float = math.inf, level: Level | None = None) -> np.ndarray:
+                 max_seconds: float = math.inf, level: Level | None = None,
+                 stopped_by: list[str] | None = None) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
@@ -98,7 +99,9 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     next is read.  Raises :class:`AudioTooLong` as soon as the file holds more
     than ``max_seconds`` of audio, whatever its header claims, and libsndfile's
     errors for a file it cannot read.  ``level``, when given, takes in the
-    file's own samples, before resampling.
+    file's own samples, before resampling.  ``stopped_by``, when given, keeps
+    what was decoded before a read error (a file cut short mid-stream): the
+    error's text is appended to it and the audio up to there returned.
     """
     import soundfile
 
@@ -113,7 +116,13 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
             stream = soxr.ResampleStream(file_rate, sample_rate, handle.channels, dtype="float32", quality="HQ")
         read = 0
         while True:
-            block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)  # [n, file channels]
+            try:
+                block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)  # [n, file channels]
+            except Exception as error:  # noqa: BLE001 - libsndfile's errors come as several types
+                if stopped_by is None or read == 0:
+                    raise
+                stopped_by.append(f"{type(error).__name__}: {error}")
+                block = np.zeros((0, handle.channels), np.float32)
             read += len(block)
             if level is not None:
                 level.add(block)

@@ -42,11 +42,12 @@ class Prediction:
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
     symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
+    repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
                 "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
-                "clips": self.clips, "symbolic": self.symbolic, "error": self.error}
+                "clips": self.clips, "symbolic": self.symbolic, "repaired": self.repaired, "error": self.error}
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
@@ -156,10 +157,11 @@ class Predictor:
                 raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
         return self._renderer
 
-    def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds)."""
+    def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds, what render
+        repaired to use the file: [] for a whole one)."""
         renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
-        renders, _ = load_source(renderer, path, self.render_params)
+        renders, repairs = load_source(renderer, path, self.render_params)
         clips, offsets = [], []
         for audio in renders:
             # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
@@ -169,7 +171,7 @@ class Predictor:
             kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
             clips.append(kept)
             offsets.append(starts)
-        return np.concatenate(clips), np.concatenate(offsets)
+        return np.concatenate(clips), np.concatenate(offsets), repairs
 
     def symbolic_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic branch's input float32 [k, D + 1] of a file's clips, None for an audio file or a
@@ -202,7 +204,7 @@ class Predictor:
             prediction.error = f"content_mismatch: {mismatch}"
             return prediction
         try:
-            clips, offsets = self.clips_and_offsets(path)
+            clips, offsets, prediction.repaired = self.clips_and_offsets(path)
         except RenderError as error:
             prediction.error = str(error)
             return prediction
@@ -242,4 +244,6 @@ def format_prediction(prediction: Prediction) -> str:
     labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""
-    return f"{prediction.path}: {labels}; novelty {prediction.novelty:.3f}{flag} ({prediction.clips} clips)"
+    repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+    clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
+    return f"{prediction.path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired} ({clips})"

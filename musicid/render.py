@@ -283,9 +283,16 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
     return augmentation, audio
 
 
-def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None) -> np.ndarray:
-    """Decode one audio file (from ``data``, its bytes, when given), checking its header first; float32
-    [render.channels, n] at render.sample_rate."""
+CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
+CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
+
+
+def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None) -> tuple[np.ndarray, list[str]]:
+    """Decode one audio file (from ``data``, its bytes, when given), checking its header first.
+
+    Returns (float32 [render.channels, n] at render.sample_rate, what was repaired): a file cut short (an
+    interrupted copy or download) keeps the audio that is there, and says how much of it that is.
+    """
     def source() -> Path | io.BytesIO:
         return path if data is None else io.BytesIO(data)
 
@@ -295,16 +302,38 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
     check_audio_header(frames, file_rate, render.max_seconds)
     level = Level()
+    stopped: list[str] = []
     try:
         audio = decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
-                             level=level)
+                             level=level, stopped_by=stopped)
     except AudioTooLong as error:  # the header understated the length
         raise RenderError("too_long", f"{error} (render.max_seconds)") from None
     except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
         raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
     validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
                    source_level=level.rms_without_offset())
-    return audio
+    return audio, cut_short(path, data, level.count, frames, file_rate, stopped)
+
+
+def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,
+              stopped: list[str]) -> list[str]:
+    """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
+    stopped by an error, fewer frames than the header's count, or a WAV whose data chunk declares more bytes
+    than the file has (libsndfile then counts only the frames present)."""
+    read_s, header_s = f"{frames_read / file_rate:.1f} s", f"{header_frames / file_rate:.1f} s"
+    if stopped:
+        return [f"cut short: decoding stopped after {read_s} of the {header_s} its header declares "
+                f"({stopped[0][:120]}); those {read_s} are kept"]
+    missing = header_frames - frames_read
+    if missing > max(CUT_SHORT_FRACTION * header_frames, CUT_SHORT_SECONDS * file_rate):
+        return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
+    if path.suffix.lower() == ".wav":
+        from musicid.clips import wav_bytes_damage, wav_damage
+
+        damage = wav_damage(path) if data is None else wav_bytes_damage(data)
+        if damage and damage.startswith("truncated"):
+            return [f"cut short: {damage}; the {read_s} present are kept"]
+    return []
 
 
 def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: bytes | None = None,
@@ -323,7 +352,8 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: 
     if suffix in MIDI_EXTENSIONS:
         return render_midi_source(renderer, path, render, deadline, data)
     if suffix in AUDIO_EXTENSIONS:
-        return [load_audio_source(path, render, data)], []
+        audio, repairs = load_audio_source(path, render, data)
+        return [audio], repairs
     raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
 
 

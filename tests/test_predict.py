@@ -85,7 +85,7 @@ def test_a_checkpoint_without_the_track_count_is_warned_about(inputs, capsys):
     out, err = capsys.readouterr()
     assert "does not record how many validation tracks" in err
     assert json.loads(out)["files"] == [{"path": str(inputs / "empty"), "labels": [], "novelty": None,
-                                         "flagged": None, "clips": 0, "symbolic": False,
+                                         "flagged": None, "clips": 0, "symbolic": False, "repaired": [],
                                          "error": "no_files: no MIDI or audio files in this folder"}]
 
 
@@ -307,6 +307,20 @@ def test_an_audio_file_gives_the_clips_the_stages_cut_from_it(tmp_path, monkeypa
     clip = predictor.clip
     staged, staged_offsets, _ = cut_clips(load_mono(tmp_path / "audio" / "a" / "take.wav", clip.sample_rate), clip,
                                           max_clips=0)
-    clips, offsets = predictor.clips_and_offsets(raw / "a" / "take.wav")
-    assert len(clips) == 2 and np.array_equal(offsets, staged_offsets)
+    clips, offsets, repaired = predictor.clips_and_offsets(raw / "a" / "take.wav")
+    assert len(clips) == 2 and repaired == [] and np.array_equal(offsets, staged_offsets)
     assert np.array_equal(clips, staged)
+
+
+def test_a_file_cut_short_is_scored_on_what_it_holds_and_says_so(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=10.0, reference_tracks=24)
+    whole = (inputs / "songs" / "tune.wav").read_bytes()
+    (inputs / "cut.wav").write_bytes(whole[:len(whole) * 2 // 3])  # 6 of its 9 s: an interrupted copy
+    assert main(["predict", str(inputs / "cut.wav"), str(inputs / "songs" / "tune.wav"), "--model", str(model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cut, = (line for line in lines if line.startswith(str(inputs / "cut.wav")))
+    assert "; recovered: cut short: truncated (its data chunk declares" in cut and cut.endswith("(1 clip)")
+    whole_line, = (line for line in lines if line.startswith(str(inputs / "songs")))
+    assert "recovered" not in whole_line and whole_line.endswith("(2 clips)")
+    assert main(["predict", str(inputs / "cut.wav"), "--model", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["repaired"][0].startswith("cut short: truncated")

@@ -467,3 +467,27 @@ def test_render_from_bytes_the_player_refuses(renderer, tmp_path):
     from_file, from_bytes = renderer.render(path), renderer.render(STRICT_PLAYER_REJECTS)
     assert from_file.shape == from_bytes.shape == (2, synth.BLOCK_FRAMES)
     assert from_bytes.tobytes() == from_file.tobytes()  # nothing played: only the reverb's idle noise
+
+
+@pytest.mark.parametrize("fmt, subtype, kept_at_least", [("WAV", "PCM_16", 4.9), ("FLAC", "PCM_16", 1.0),
+                                                         ("MP3", "MPEG_LAYER_III", 4.0)])
+def test_an_audio_file_cut_short_keeps_what_it_holds_and_says_so(worker, tmp_path, fmt, subtype, kept_at_least):
+    """An interrupted copy: the first half of the file's bytes. libsndfile reads a WAV's present frames without
+    complaint, stops a FLAC with an error and an MP3 short of its header's count; each is recovered."""
+    ext = fmt.lower()
+    whole = tmp_path / f"whole.{ext}"
+    soundfile.write(whole, sine(440.0, 10.0, SR, 0.3), SR, format=fmt, subtype=subtype)
+    data = whole.read_bytes()
+    half = tmp_path / f"half.{ext}"
+    half.write_bytes(data[:len(data) // 2])
+
+    audio, repairs = render.load_audio_source(whole, params())
+    assert repairs == [] and audio.shape[1] == pytest.approx(10.0 * SR, abs=0.01 * SR)
+    audio, repairs = render.load_audio_source(half, params())
+    assert [repair.split(":")[0] for repair in repairs] == ["cut short"], repairs
+    assert kept_at_least * SR <= audio.shape[1] < 6.0 * SR
+    # From the file's bytes (as render's workers read it), the same.
+    assert render.load_audio_source(half, params(), half.read_bytes())[1] == repairs
+    record = render.render_one(RenderTask(source=str(half), label="a", data=half.read_bytes(),
+                                          output_names=("a/half.wav",), render=params()))
+    assert record.record["status"] == "recovered" and record.record["detail"] == repairs[0]

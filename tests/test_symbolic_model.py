@@ -319,7 +319,7 @@ def test_predict_reads_the_notes_of_a_midi_file_and_not_of_a_wav(tmp_path):
     assert from_midi.error is None and from_wav.error is None
     assert from_midi.symbolic and not from_wav.symbolic
     assert from_midi.clips == 2 and from_wav.clips == 2
-    clips, offsets = predictor.clips_and_offsets(midi)
+    clips, offsets, _ = predictor.clips_and_offsets(midi)
     symbolic = predictor.symbolic_of(midi, offsets, clips.shape[1])
     assert symbolic.shape == (2, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]
     assert offsets.tolist() == [0.0, 4.0] and symbolic[0, :12].sum() == pytest.approx(1.0)
@@ -335,7 +335,7 @@ def test_predict_counts_pitch_classes_from_the_tonic_as_the_model_was_trained(tm
     scale = [67, 69, 71, 72, 74, 76, 78, 79, 78, 76, 74, 72, 71, 69, 67, 67]
     midi = write_midi(tmp_path / "tune.mid", [(pitch, 0.5 * k, 0.5 * k + 0.5) for k, pitch in enumerate(scale)])
     assert estimate_tonic(read_notes(midi)) == 7
-    clips, offsets = relative.clips_and_offsets(midi)
+    clips, offsets, _ = relative.clips_and_offsets(midi)
     by_c = absolute.symbolic_of(midi, offsets, clips.shape[1])
     by_tonic = relative.symbolic_of(midi, offsets, clips.shape[1])
     np.testing.assert_array_equal(by_tonic[:, :12], np.roll(by_c[:, :12], -7, axis=1))
@@ -347,7 +347,7 @@ def test_predict_reads_the_texture_blocks_when_the_model_was_trained_with_them(t
     plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
     texture = Predictor(write_symbolic_checkpoint(tmp_path / "texture.pt", symbolic_texture=True))
     midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
-    clips, offsets = texture.clips_and_offsets(midi)
+    clips, offsets, _ = texture.clips_and_offsets(midi)
     without = plain.symbolic_of(midi, offsets, clips.shape[1])
     with_texture = texture.symbolic_of(midi, offsets, clips.shape[1])
     assert without.shape == (2, SYMBOLIC_DIM + 1) and with_texture.shape == (2, symbolic_dim(True) + 1)
@@ -362,7 +362,7 @@ def test_predict_reads_the_piano_roll_when_the_model_was_trained_with_it(tmp_pat
     assert roll.model.roll is not None
     # C4 C#4 D4 D#4 E4 repeated, half a second each: 9 s, two clips.
     midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
-    clips, offsets = roll.clips_and_offsets(midi)
+    clips, offsets, _ = roll.clips_and_offsets(midi)
     without = plain.symbolic_of(midi, offsets, clips.shape[1])
     with_roll = roll.symbolic_of(midi, offsets, clips.shape[1])
     assert with_roll.shape == (2, SYMBOLIC_DIM + ROLL_DIM + 1)
