@@ -609,20 +609,21 @@ PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a
 
 
 def unusable_reason(path: Path) -> str | None:
-    """Why render would reject the file at ``path`` from reading it alone, or None: a MIDI file mido
-    cannot read (after the repairs render makes) or without a note, an audio file libsndfile cannot open.
-    What only the render shows (silence, length against render.max_seconds) is left to render."""
-    from musicid.audio import audio_header
+    """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
+    cannot read (after the repairs render makes) or without a note; an audio file libsndfile cannot open or
+    decode from its start, with no frame, a NaN or infinite sample, or nothing but one value throughout
+    (digital silence). What depends on render's params (a quiet file against render.min_rms, the length
+    against render.max_seconds) is left to render, as is a file that takes longer to read than
+    PICK_CHECK_SECONDS."""
     from musicid.checks import RenderError
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.midi import read_midi
 
     is_midi = path.suffix.lower() in MIDI_EXTENSIONS
     try:
-        if is_midi:  # mido is Python, which the limit can stop; libsndfile reads only the header, in C
-            call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout, read_midi, path)
-        else:
-            audio_header(path)
+        # Both read in Python steps (mido; libsndfile block by block), which the limit can stop.
+        call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
+                        read_midi if is_midi else _check_audio, path)
     except ConversionTimeout:
         return None  # slow to read is not unusable: render, with render.timeout_s, decides
     except RenderError as error:
@@ -630,6 +631,35 @@ def unusable_reason(path: Path) -> str | None:
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         return f"{'unparseable' if is_midi else 'decode_error'}: {type(error).__name__}: {error}"[:200]
     return None
+
+
+def _check_audio(path: Path) -> None:
+    """Decode an audio file block by block at its own rate, keeping no samples; RenderError for what makes
+    it unusable whatever the render params (see :func:`unusable_reason`)."""
+    import numpy as np
+    import soundfile
+
+    from musicid.audio import DECODE_BLOCK_FRAMES, Level
+    from musicid.checks import RenderError
+
+    level = Level()
+    with soundfile.SoundFile(str(path)) as handle:
+        while True:
+            try:
+                block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            except Exception:  # noqa: BLE001 - cut short: render keeps what was decoded before (recovered)
+                if level.count == 0:
+                    raise
+                break
+            if not np.isfinite(block).all():
+                raise RenderError("non_finite", "audio holds NaN or infinite samples")
+            level.add(block)
+            if len(block) < DECODE_BLOCK_FRAMES:
+                break
+    if level.count == 0:
+        raise RenderError("empty_render", "no audio frames")
+    if level.rms_without_offset()[0] == 0.0:
+        raise RenderError("silent", "every sample has the same value (digital silence)")
 
 
 def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:

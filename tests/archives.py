@@ -21,12 +21,13 @@ def midi_bytes(pitch: int = 60) -> bytes:
 
 
 def wav_bytes(seconds: float = 0.1, sample_rate: int = 8000, value: float = 0.25) -> bytes:
+    """A 440 Hz tone of amplitude ``value`` (0: digital silence, which download's picks refuse)."""
     import numpy as np
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.full(int(seconds * sample_rate), value, np.float32), sample_rate,
-                    format="WAV", subtype="PCM_16")
+    tone = value * np.sin(2 * np.pi * 440.0 * np.arange(int(seconds * sample_rate)) / sample_rate)
+    soundfile.write(buffer, tone.astype(np.float32), sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 

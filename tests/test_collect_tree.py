@@ -337,3 +337,29 @@ def test_a_pick_too_slow_to_read_is_left_to_render(tmp_path, monkeypatch):
     started = time.monotonic()
     assert musicid.dataset.unusable_reason(tmp_path / "src" / "bach" / "a.mid") is None
     assert time.monotonic() - started < 2
+
+
+def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path):
+    """Digital silence, a NaN, or no frame at all make an audio file unusable whatever render's params; a quiet
+    file (render.min_rms decides) and one cut short (render keeps what it holds) are left to render."""
+    import numpy as np
+    import soundfile
+
+    from musicid.dataset import unusable_reason
+
+    rate = 8000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)).astype(np.float32)
+    with_nan = tone.copy()
+    with_nan[rate * 2] = np.nan
+    files = {"tone.wav": (tone, "PCM_16"), "zeros.wav": (np.zeros(3 * rate, np.float32), "PCM_16"),
+             "offset.wav": (np.full(3 * rate, 0.25, np.float32), "FLOAT"), "nan.wav": (with_nan, "FLOAT"),
+             "none.wav": (np.zeros(0, np.float32), "PCM_16"), "quiet.flac": (tone * 1e-4, "PCM_24")}
+    for name, (samples, subtype) in files.items():
+        soundfile.write(tmp_path / name, samples, rate, subtype=subtype)
+    soundfile.write(tmp_path / "long.flac", np.tile(tone, 10), rate, subtype="PCM_16")  # 4 blocks
+    long_flac = (tmp_path / "long.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(long_flac[:len(long_flac) // 2])  # stops with an error after a block
+    found = {name: unusable_reason(tmp_path / name) for name in [*files, "cut.flac"]}
+    assert {name: reason and reason.split(":")[0] for name, reason in found.items()} == {
+        "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": "non_finite",
+        "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None}

@@ -113,7 +113,7 @@ def test_same_source_twice_gives_identical_bytes(workspace):
 
 
 def test_classes_filter_and_cap(workspace, capsys):
-    tree(workspace / "src", {f"genres/{g}/{g}.{i:05d}.wav": wav_bytes(value=0.01 * i + (g == "rock") * 0.3)
+    tree(workspace / "src", {f"genres/{g}/{g}.{i:05d}.wav": wav_bytes(value=0.01 * (i + 1) + (g == "rock") * 0.3)
                              for g in ("blues", "rock", "jazz") for i in range(5)})
     tree(workspace / "src", {"genres/disco/fake.wav": b"<html>404</html>"})  # a label with no usable file
     assert run_stage(workspace, source="path", path="../src", classes=["blues", "rock", "disco"],
