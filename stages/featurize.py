@@ -162,7 +162,13 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
                                params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
-        width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if params.symbolic else 0
+        if symbolic is not None and not (symbolic.present & (splits == "train")).any():
+            # Audio sources only: a branch trained on no notes would read a MIDI file's notes in predict
+            # with weights that never saw one. The table is an audio-only one, as with features.symbolic false.
+            print("featurize: features.symbolic is true, but no training clip has notes (its sources are audio "
+                  "files): audio features only", file=sys.stderr)
+            symbolic = None
+        width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if symbolic is not None else 0
         with staged_table(out) as temporary:
             with RowWriter(temporary, feature_columns(bands, frames, width)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))

@@ -666,3 +666,28 @@ def test_a_constant_q_top_above_nyquist_names_n_bins(tmp_path, audio, capsys):
     assert capsys.readouterr().err == (
         f"featurize: {tmp_path / 'params.yaml'}: features.n_bins 84 from features.fmin 32.703 Hz reach 4122 Hz "
         "(the top filter's edge), above the clips' Nyquist frequency 4000 Hz\n")
+
+
+def test_symbolic_features_asked_of_audio_sources_only_give_an_audio_table(tmp_path, audio, capsys):
+    """With no note behind any training clip, a symbolic branch would learn nothing and then read a MIDI file's
+    notes in predict: the table is an audio-only one, as with features.symbolic false, and featurize says so."""
+    raw = tmp_path / "raw"
+    report = json.loads((audio / "report.json").read_text())
+    for record in report["files"]:
+        record["source"] = record["source"].replace(".mid", ".wav")
+        write_wav(raw / record["source"], sine(440.0, 5.0, 8000, 0.3), 8000)
+    report["files"].sort(key=lambda r: r["source"])
+    (audio / "report.json").write_text(json.dumps(report))
+    _, clips = run_clip(tmp_path, audio)
+    code, plain = run_featurize(tmp_path, clips)
+    capsys.readouterr()
+    code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert err == ("featurize: features.symbolic is true, but no training clip has notes (its sources are audio "
+                   "files): audio features only\n")
+    assert out.startswith("featurize: 90 clips -> logmel [32 x 32]; 1 local worker -> ")  # no "symbolic [44]"
+    with h5py.File(table_path, "r") as table, h5py.File(plain, "r") as reference:
+        assert "symbolic" not in table and "has_symbolic" not in table and "symbolic_mean" not in table.attrs
+        assert np.array_equal(table["features"][:], reference["features"][:])
+        assert json.loads(table.attrs["params"]) == json.loads(reference.attrs["params"])
