@@ -27,6 +27,12 @@ from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
 
 
+
+def in_dvc_temporary_copy(folder: Path) -> bool:
+    """Whether ``folder`` lies in the copy of a project that `dvc exp run --queue` or `--temp` runs in."""
+    parts = folder.resolve().parts
+    return any(parts[i:i + 3] == (".dvc", "tmp", "exps") for i in range(len(parts)))
+
 def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str | None = None) -> dict:
     """Fill ``staging`` from the configured source; return the manifest.
 
@@ -47,7 +53,11 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
     if params.source == "path":
         root = (params_dir / params.path).resolve()
         if not root.is_dir():
-            raise DatasetParamError(f"dataset.path {params.path!r} is not a folder ({root})")
+            hint = ""
+            if not Path(params.path).is_absolute() and in_dvc_temporary_copy(params_dir):
+                hint = ("; a queued or --temp experiment runs in a copy of the project under .dvc/tmp/exps/, "
+                        "where a relative dataset.path points elsewhere: make it absolute")
+            raise DatasetParamError(f"dataset.path {params.path!r} is not a folder ({root}){hint}")
         manifest = collect_tree(root, f"{params.path.rstrip('/')}/", **common)
         return {"source": "path", **manifest}
 

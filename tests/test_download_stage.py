@@ -136,8 +136,26 @@ def test_classes_filter_and_cap(workspace, capsys):
 
 def test_missing_folder_is_an_error(workspace, capsys):
     assert run_stage(workspace, source="path", path="../nowhere") == 2
-    assert "is not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "make it absolute" not in err
     assert not (workspace / "project" / "data" / "raw").exists()
+
+
+def test_a_relative_path_in_dvcs_temporary_copy_is_named_as_the_cause(tmp_path, monkeypatch, capsys):
+    """A queued experiment runs in <project>/.dvc/tmp/exps/<copy>/, where '../music' is another folder."""
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpq1w2e3"
+    copy.mkdir(parents=True)
+    (tmp_path / "music" / "bach").mkdir(parents=True)  # beside the project, where the user meant
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"source": "path", "path": "../music", "classes": [], "max_per_class": 0})
+    (copy / "params.yaml").write_text(yaml.safe_dump(params))
+    assert STAGE.main(["--params", str(copy / "params.yaml"), "--out", str(copy / "data" / "raw"), "--jobs", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"download: dataset.path '../music' is not a folder ({copy.parent / 'music'}); a queued or --temp "
+        "experiment runs in a copy of the project under .dvc/tmp/exps/, where a relative dataset.path points "
+        "elsewhere: make it absolute\n")
+    assert not (copy / "data" / "raw").exists()
 
 
 @pytest.fixture
