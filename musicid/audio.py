@@ -34,9 +34,10 @@ class Level:
         """Take in float32 [n, channels]."""
         if len(block) == 0:
             return
-        mean = block.mean(axis=0, dtype=np.float64)
-        deviations = block - mean.astype(np.float32)
-        spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf samples: the checks name them
+            mean = block.mean(axis=0, dtype=np.float64)
+            deviations = block - mean.astype(np.float32)
+            spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
         if self.count == 0:
             self.count, self.mean, self.spread = len(block), mean, spread
             return

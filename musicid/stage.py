@@ -8,9 +8,10 @@ stderr and an exit code, with no traceback:
   the message names the param or input to change;
 * the file system refusing (a read-only output folder, a full disk, a missing
   input): exit 1, naming the file and the cause;
-* Ctrl-C: exit 130.  Outputs are written under temporary names and moved into
-  place only when complete, so an interrupted or failed stage leaves the
-  previous outputs as they were.
+* Ctrl-C: exit 130; SIGTERM (``timeout``, ``kill``, a CI runner ending a job)
+  the same way, exit 143.  Outputs are written under temporary names and moved
+  into place only when complete, so an interrupted or failed stage leaves the
+  previous outputs as they were, and removes its temporary files.
 
 Anything else is a bug, and its traceback is shown.
 """
@@ -18,7 +19,9 @@ Anything else is a bug, and its traceback is shown.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 from typing import Callable
 
 from musicid.params import ParamsError
@@ -37,8 +40,27 @@ def describe_os_error(error: OSError) -> str:
     return f"{' -> '.join(map(str, names))}: {cause}" if names else cause
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the stage is, so that it unwinds (and cleans up) as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def run_stage(name: str, body: Callable[[], int | None]) -> int:
     """Run a stage's work; return its exit code, printing one line for a failure a user can fix."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(name, body)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(name: str, body: Callable[[], int | None]) -> int:
     try:
         return body() or 0
     except ParamsError as error:
@@ -50,6 +72,9 @@ def run_stage(name: str, body: Callable[[], int | None]) -> int:
     except OSError as error:
         print(f"{name}: {describe_os_error(error)}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{name}: terminated; the previous outputs are left as they were", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{name}: interrupted; the previous outputs are left as they were", file=sys.stderr)
         return 130

@@ -691,3 +691,32 @@ def test_symbolic_features_asked_of_audio_sources_only_give_an_audio_table(tmp_p
         assert "symbolic" not in table and "has_symbolic" not in table and "symbolic_mean" not in table.attrs
         assert np.array_equal(table["features"][:], reference["features"][:])
         assert json.loads(table.attrs["params"]) == json.loads(reference.attrs["params"])
+
+
+# Runs a stage that receives SIGTERM (as from `timeout` or a CI runner) while it writes its first rows.
+TERMINATED = """
+import os, runpy, signal, sys
+import musicid.h5
+append = musicid.h5.RowWriter.append
+def append_then_terminate(self, **columns):
+    append(self, **columns)
+    os.kill(os.getpid(), signal.SIGTERM)
+musicid.h5.RowWriter.append = append_then_terminate
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_sigterm_leaves_the_previous_outputs_and_no_temporary_file(tmp_path, audio):
+    params = write_params(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clips.h5").write_bytes(b"the previous table")
+    clip = subprocess.run([sys.executable, "-c", TERMINATED, str(PROJECT_ROOT / "stages" / "clip.py"),
+                           "--params", str(params), "--audio", str(audio), "--out", str(out / "clips.h5"),
+                           "--report", str(out / "clips.json"), "--jobs", "2"], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0"}, timeout=120)
+    assert (clip.returncode, clip.stdout, clip.stderr) == (
+        143, "", "clip: terminated; the previous outputs are left as they were\n")
+    assert sorted(p.name for p in out.iterdir()) == ["clips.h5"]
+    assert (out / "clips.h5").read_bytes() == b"the previous table"
