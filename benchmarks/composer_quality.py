@@ -157,7 +157,12 @@ def parse_config(text: str) -> tuple[str, dict]:
         key, equals, value = item.partition("=")
         if not equals or key.count(".") < 1:
             raise SystemExit(f"composer_quality: configuration {name!r}: {item!r} is not section.key=value")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = str(getattr(error, "problem", None) or error).splitlines()[0]
+            raise SystemExit(f"composer_quality: configuration {name!r}: the value of {key.strip()} is not "
+                             f"YAML ({value!r}: {problem})") from None
     return name, overrides
 
 
@@ -245,14 +250,16 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
     stages as a user would run them.  ``base``: the params with the task's render settings.
     """
     render = base["render"]
-    caps = {}
+    datasets = {}  # the download params of each class's conversion
     for spec in task.classes:
         cap = base["dataset"]["max_per_class"] if spec.cap is None else spec.cap
         if max_per_class:
             cap = min(cap, max_per_class) if cap else max_per_class
-        caps[spec.composer] = cap
-    key = digest([(s.composer, caps[s.composer], s.exclude) for s in task.classes], base["dataset"]["seed"],
-                 render)
+        datasets[spec.composer] = {**base["dataset"], "source": "music21", "classes": [spec.composer],
+                                   "max_per_class": cap, "program": None}
+    # Every dataset param a conversion reads (its timeout, say) is in the key, so that no configuration
+    # is given another's data.
+    key = digest([(s.composer, digest(datasets[s.composer]), s.exclude) for s in task.classes], render)
     folder = out / task.name / f"data-{key}"
 
     def work() -> float:
@@ -261,8 +268,7 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
         collection = folder / "collection"
         seconds = 0.0
         for spec in task.classes:
-            dataset = {**base["dataset"], "source": "music21", "classes": [spec.composer],
-                       "max_per_class": caps[spec.composer], "program": None}
+            dataset = datasets[spec.composer]
             # The scores' conversion depends on the dataset params alone: shared by every render setting.
             corpus = out / task.name / f"corpus-{spec.composer}-{digest(dataset)}"
 
@@ -491,10 +497,24 @@ def main(argv: list[str] | None = None) -> int:
     if len({name for name, _ in configs}) != len(configs):
         parser.error("--configs: two configurations have the same name")
     args.out = args.out.resolve()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder")
+    try:
+        base = yaml.safe_load(args.params.read_text())
+    except OSError as error:
+        parser.error(f"--params {args.params}: {error.strerror}")
+    for task in args.tasks:  # a misspelt key stops the run now, not after the configurations before it
+        for _, overrides in configs:
+            task_params(TASKS[task], base, overrides)
     args.out.mkdir(parents=True, exist_ok=True)
-    base = yaml.safe_load(args.params.read_text())
 
-    rows = [run_cell(TASKS[task], name, overrides, args, base) for task in args.tasks for name, overrides in configs]
+    try:
+        rows = [run_cell(TASKS[task], name, overrides, args, base)
+                for task in args.tasks for name, overrides in configs]
+    except KeyboardInterrupt:
+        print("composer_quality: interrupted; the same command resumes, keeping every step that finished",
+              file=sys.stderr)
+        return 130
     comparisons = paired(rows)
     table = format_table(rows, args.folds, comparisons)
     print(table)

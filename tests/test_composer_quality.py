@@ -134,3 +134,38 @@ def test_a_seed_given_twice_is_refused(capsys, monkeypatch, tmp_path):
     with pytest.raises(SystemExit):
         suite.main(["--seeds", "0", "0", "--out", str(tmp_path / "out")])
     assert "--seeds: a seed is given twice" in capsys.readouterr().err
+
+
+def test_every_configuration_is_checked_before_any_work(capsys, monkeypatch, tmp_path):
+    def run_cell(*_):
+        raise AssertionError("the suite ran")
+
+    monkeypatch.setattr(suite, "run_cell", run_cell)
+    with pytest.raises(SystemExit, match="no param train.epochz"):  # the first configuration is fine
+        suite.main(["--configs", "default", "x:train.epochz=3", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"configuration 'x': the value of train.channels is not YAML \('\[8,16'"):
+        suite.main(["--configs", "x:train.channels=[8,16", "--out", str(tmp_path / "out")])
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    for arguments, message in ((["--out", str(tmp_path / "file")], "is a file, not a folder"),
+                               (["--params", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")],
+                                "No such file or directory")):
+        with pytest.raises(SystemExit):
+            suite.main(arguments)
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_task_is_converted_again_when_a_dataset_param_its_conversion_reads_changes(tmp_path, monkeypatch):
+    """dataset.timeout_s (say) changes which scores music21 converts: the data folder must differ."""
+    folders = []
+
+    def cached(folder, work):
+        folders.append(folder.name)
+        return 0.0
+
+    monkeypatch.setattr(suite, "cached", cached)
+    task = suite.TASKS["default-piano"]
+    for overrides in ({}, {"dataset.timeout_s": 1}, {}):
+        suite.prepare_data(task, suite.task_params(task, PARAMS, overrides), 0, tmp_path, 1)
+    assert folders[0] != folders[1] and folders[0] == folders[2]
