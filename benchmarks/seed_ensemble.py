@@ -27,7 +27,7 @@ from musicid.metrics import summarise, track_probabilities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
-from suite_runs import find_runs, find_table, split_outputs, written_macro_f1  # noqa: E402
+from suite_runs import find_runs, find_table, fold_count, split_outputs, written_macro_f1  # noqa: E402
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray, n_classes: int) -> dict:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--config", default="default")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=None,
+                        help="the folds of the runs (default: read from them; given, it must agree)")
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("--seeds: give at least two seeds")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         task_dir = args.out / task
         single = {"track": [], "clip": []}
         ensemble = {"track": [], "clip": []}
-        for fold in range(args.folds):
+        for fold in range(fold_count(args.out / task, args.config, args.folds)):
             runs = find_runs(task_dir, args.config, fold, args.seeds)
             table = find_table(task_dir, runs[args.seeds[0]])
             per_seed = []

@@ -24,8 +24,18 @@ def read_params(folder: Path) -> dict:
     return yaml.safe_load((folder / "params.yaml").read_text())
 
 
+def without_seed(params: dict) -> dict:
+    """A run's params with train.seed and split.fold taken out: what the runs of one configuration share."""
+    params = json.loads(json.dumps(params))
+    del params["train"]["seed"], params["split"]["fold"]
+    return params
+
+
 def find_runs(task_dir: Path, config: str, fold: int, seeds: list[int]) -> dict[int, Path]:
-    """seed -> the run folder of ``config``'s fold trained with that ``train.seed`` (each must exist)."""
+    """seed -> the run folder of ``config``'s fold trained with that ``train.seed`` (each must exist, and all
+    must have the same params but the seed: runs of other settings kept under the name are not mixed in)."""
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"a seed is given twice: {seeds}")
     runs: dict[int, Path] = {}
     for folder in sorted((task_dir / config / f"fold{fold}").glob("*/")):
         if (folder / "model.pt").is_file() and (folder / "params.yaml").is_file():
@@ -39,7 +49,26 @@ def find_runs(task_dir: Path, config: str, fold: int, seeds: list[int]) -> dict[
     if missing:
         raise SystemExit(f"{task_dir / config / f'fold{fold}'}: no run of train.seed {missing}; "
                          "run composer_quality.py with --seeds first")
+    first, *others = sorted(runs.items())
+    for seed, folder in others:
+        if without_seed(read_params(folder)) != without_seed(read_params(first[1])):
+            raise SystemExit(f"{folder} (seed {seed}) and {first[1]} (seed {first[0]}) were run with other params "
+                             "than each other's seed: give --config a name that holds one configuration")
     return runs
+
+
+def fold_count(task_dir: Path, config: str, given: int | None = None) -> int:
+    """How many folds ``config``'s runs of a task have: their split.folds (1 for runs of a single split).
+    ``given`` (a script's --folds), when not None, must agree."""
+    for folder in sorted((task_dir / config / "fold0").glob("*/")):
+        if (folder / "params.yaml").is_file():
+            found = max(1, int(read_params(folder)["split"]["folds"]))
+            if given is not None and given != found:
+                raise SystemExit(f"--folds {given}: the runs of {config} in {task_dir} have "
+                                 f"{found} fold{'s' * (found != 1)}")
+            return found
+    raise SystemExit(f"{task_dir / config / 'fold0'}: no run there; run composer_quality.py first "
+                     "(or check --out, --tasks and --config)")
 
 
 def find_table(task_dir: Path, run: Path) -> Path:

@@ -33,7 +33,7 @@ from musicid.metrics import macro_f1, pool, track_means
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
-from suite_runs import SplitOutputs, find_runs, find_table, split_outputs, written_macro_f1  # noqa: E402
+from suite_runs import SplitOutputs, find_runs, find_table, fold_count, split_outputs, written_macro_f1  # noqa: E402
 
 POOLINGS = ("mean", "log_mean", "median", "vote", "learned")
 
@@ -113,16 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--config", default="default")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=None,
+                        help="the folds of the runs (default: read from them; given, it must agree)")
     args = parser.parse_args(argv)
-    if args.folds < 1:
-        parser.error("--folds: at least 1")
 
     print("| task | pooling | test track macro-F1 | against mean (better / worse) | training clips right |")
     print("|---|---|---|---|---|")
     for task in args.tasks:
         folds = []
-        for fold in range(args.folds):
+        for fold in range(fold_count(args.out / task, args.config, args.folds)):
             figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds)
             folds.append((figures, train_right))
             print(f"{task} fold {fold}: " + ", ".join(f"{name} {value:.3f}" for name, value in figures.items())

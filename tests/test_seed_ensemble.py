@@ -67,3 +67,16 @@ def test_a_run_whose_table_is_gone_is_refused(suite_folder):
     shutil.rmtree(suite_folder / "task" / "features-0123456789")
     with pytest.raises(SystemExit, match="0 features tables match"):
         ensemble.main(["--out", str(suite_folder), "--tasks", "task", "--folds", "1"])
+
+
+def test_runs_of_other_settings_or_folds_are_not_mixed_in(suite_folder):
+    run1 = suite_folder / "task" / "default" / "fold0" / "run1"
+    values = yaml.safe_load((run1 / "params.yaml").read_text())
+    values["train"]["epochs"] += 1  # as if made by another --epochs under the same configuration name
+    (run1 / "params.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(SystemExit, match=r"run1 \(seed 1\) and .*run0 \(seed 0\) were run with other params"):
+        ensemble.main(["--out", str(suite_folder), "--tasks", "task", "--seeds", "0", "1"])
+    with pytest.raises(SystemExit, match="a seed is given twice"):
+        ensemble.main(["--out", str(suite_folder), "--tasks", "task", "--seeds", "0", "0"])
+    with pytest.raises(SystemExit, match=r"--folds 5: the runs of default in .* have 1 fold"):
+        ensemble.main(["--out", str(suite_folder), "--tasks", "task", "--folds", "5", "--seeds", "0", "1"])
