@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import composer_quality  # noqa: E402
 from composer_quality import apply, run_stage, write_params  # noqa: E402  (the suite's stage runner)
 
 # Register (lowest pitch), seconds per step and notes per step of each label's pieces.
@@ -63,7 +65,10 @@ def parse_set(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or "." not in key:
         raise argparse.ArgumentTypeError(f"--set {text!r}: expected section.key=value")
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: the value is not YAML") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,13 +80,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="a param changed from params.yaml (repeatable)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes of the stages (0: one per core)")
     args = parser.parse_args(argv)
-    if args.files < 4 or args.files % 4 or args.hours <= 0:
-        parser.error("--files must be a positive multiple of 4 and --hours > 0")
+    if args.files < 12 or args.files % 4 or args.hours <= 0:
+        parser.error("--files must be a multiple of 4 of at least 12 (the clip stage needs 3 tracks a class) "
+                     "and --hours > 0")
     seconds = args.hours * 3600 / args.files
     base = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text())
+    composer_quality.PROGRAM = "collection_budget"
+    changes = {"dataset.source": "path", "dataset.classes": [], "dataset.max_per_class": 0, **dict(args.set)}
+    apply(base, changes)  # a misspelt --set key stops here, before the pieces are generated
 
-    with tempfile.TemporaryDirectory(prefix="musicid-budget-") as scratch:
-        scratch = Path(scratch)
+    # Kept when a stage fails, so that the log its message names can be read; removed after a run.
+    scratch = Path(tempfile.mkdtemp(prefix="musicid-budget-"))
+    try:
         os.environ["MUSICID_NO_CACHE"] = "1"
         started = time.perf_counter()
         labels = list(STYLES)
@@ -89,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             label = labels[index % 4]
             make_piece(scratch / "collection" / label / f"piece{index:04d}.mid", seconds, STYLES[label], index)
         generated = time.perf_counter() - started
-        params = apply(base, {"dataset.source": "path", "dataset.path": str(scratch / "collection"),
-                              "dataset.classes": [], "dataset.max_per_class": 0, **dict(args.set)})
+        params = apply(base, {"dataset.path": str(scratch / "collection"), **changes})
         path = write_params(scratch, params)
         data, jobs = scratch / "data", args.jobs
         steps = [
@@ -113,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"collection_budget: {name} {timings[-1][1]:.1f} s", file=sys.stderr)
         report = json.loads((data / "clips_report.json").read_text())
         metrics = json.loads((data / "metrics.json").read_text())
+    except BaseException:
+        print(f"collection_budget: the run's folder is kept: {scratch}", file=sys.stderr)
+        raise
+    shutil.rmtree(scratch)
 
     total = sum(s for _, s in timings)
     changed = ", ".join(f"{k}={v}" for k, v in args.set) or "none"

@@ -71,6 +71,7 @@ from pathlib import Path
 
 import yaml
 
+PROGRAM = "composer_quality"  # names the script in messages; a script that imports these helpers sets its own
 PROJECT = Path(__file__).resolve().parent.parent
 STAGES = PROJECT / "stages"
 
@@ -187,7 +188,7 @@ def apply(params: dict, overrides: dict) -> dict:
         for part in path:
             place = place.get(part) if isinstance(place, dict) else None
         if not isinstance(place, dict) or key not in place:
-            raise SystemExit(f"composer_quality: no param {dotted} in params.yaml")
+            raise SystemExit(f"{PROGRAM}: no param {dotted} in params.yaml")
         place[key] = value
     return result
 
@@ -209,7 +210,7 @@ def run_stage(name: str, arguments: list, folder: Path, jobs: int | None = None)
     log.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-        raise SystemExit(f"composer_quality: {name} failed in {folder}: {last} (log: {log})")
+        raise SystemExit(f"{PROGRAM}: {name} failed in {folder}: {last} (log: {log})")
     return seconds
 
 

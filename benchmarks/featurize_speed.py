@@ -26,6 +26,9 @@ from musicid.features import compute_features, mel_filterbank
 from musicid.parallel import resolve_jobs
 from musicid.params import as_dict, load_section, parse_section
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import positive  # noqa: E402  (argparse type: a whole number of at least 1)
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -40,9 +43,9 @@ def synthetic_clips(n: int, seconds: float, sample_rate: int) -> np.ndarray:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, default=PROJECT / "data" / "clips.h5")
-    parser.add_argument("--n", type=int, default=1024, help="clips to featurize")
+    parser.add_argument("--n", type=positive, default=1024, help="clips to featurize")
     parser.add_argument("--mfcc", action="store_true", help="MFCCs instead of log-mel spectrograms")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each method; the median is shown")
+    parser.add_argument("--repeats", type=positive, default=3, help="runs of each method; the median is shown")
     args = parser.parse_args()
     features = load_section(PROJECT / "params.yaml", "features")
     clip_params = load_section(PROJECT / "params.yaml", "clip")

@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pieces", type=int, default=12)
     parser.add_argument("--verbose", action="store_true", help="one line per piece and model")
     args = parser.parse_args(argv)
+    if args.pieces < 1:
+        parser.error("--pieces must be at least 1")
+    missing = [f"{flag} {path}" for flag, paths in (("--clips", [args.clips]), ("--audio", [args.audio]),
+                                                  ("--models", args.models)) for path in paths if not path.exists()]
+    if missing:
+        parser.error(f"missing: {', '.join(missing)} (the defaults are the default run's: `dvc repro` makes them)")
     pieces = choose_pieces(args.clips, args.pieces)
     total = len(pieces) * len(VARIANTS)
     print(f"{len(pieces)} pieces x {len(VARIANTS)} copies ({', '.join(VARIANTS)}) = {total}")

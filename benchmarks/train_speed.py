@@ -99,16 +99,27 @@ def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes
 def training_parser(doc: str, features_help: str | None = None) -> argparse.ArgumentParser:
     """The arguments of the benchmarks that time training on a features table's clips; ``features_help``:
     the table is required (no default) and this says what it must hold."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))  # its first paragraph
     if features_help is None:
         parser.add_argument("--features", type=Path, default=PROJECT / "data" / "features.h5")
     else:
         parser.add_argument("--features", type=Path, required=True, help=features_help)
     parser.add_argument("--params", type=Path, default=PROJECT / "params.yaml")
-    parser.add_argument("--clips", type=int, default=512, help="training clips (default 512)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clips", type=positive, default=512, help="training clips (default 512)")
+    parser.add_argument("--epochs", type=positive, default=2)
+    parser.add_argument("--repeats", type=positive, default=3)
     return parser
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def main() -> int:

@@ -1,0 +1,67 @@
+"""The benchmark scripts refuse bad arguments with a message, before any work (their runs are not tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import load_benchmark
+
+budget = load_benchmark("collection_budget")
+train_speed = load_benchmark("train_speed")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    def make_piece(*_):
+        raise AssertionError("pieces were generated")
+
+    monkeypatch.setattr(budget, "make_piece", make_piece)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--set", "train.epochz=3"], "collection_budget: no param train.epochz in params.yaml"),
+    (["--set", "train.channels=[8"], "--set 'train.channels=[8': the value is not YAML"),
+    (["--files", "8"], "--files must be a multiple of 4 of at least 12"),
+])
+def test_collection_budget_checks_its_arguments_first(no_work, capsys, arguments, message):
+    with pytest.raises(SystemExit) as stopped:
+        budget.main(arguments)
+    assert message in f"{stopped.value.code} {capsys.readouterr().err}"
+
+
+def test_a_failed_stage_keeps_the_folder_its_log_is_in(no_work, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(budget.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    monkeypatch.setattr(budget, "make_piece", lambda *_: None)
+
+    def failing(name, arguments, folder, jobs):
+        (folder / f"{name}.log").write_text("what went wrong")
+        raise SystemExit(f"collection_budget: {name} failed (log: {folder / f'{name}.log'})")
+
+    monkeypatch.setattr(budget, "run_stage", failing)
+    with pytest.raises(SystemExit, match="download failed"):
+        budget.main(["--files", "12"])
+    assert (tmp_path / "run" / "download.log").read_text() == "what went wrong"
+    assert f"the run's folder is kept: {tmp_path / 'run'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--clips", "--epochs", "--repeats"])
+def test_the_training_benchmarks_want_positive_counts(flag, capsys):
+    with pytest.raises(SystemExit):
+        train_speed.training_parser("doc").parse_args([flag, "0"])
+    assert f"argument {flag}: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_invariance_names_what_is_missing(capsys, tmp_path):
+    invariance = load_benchmark("invariance")
+    with pytest.raises(SystemExit):
+        invariance.main(["--models", str(tmp_path / "nope.pt"), "--audio", str(tmp_path), "--clips",
+                         str(tmp_path / "clips.h5")])
+    assert f"missing: --clips {tmp_path / 'clips.h5'}, --models {tmp_path / 'nope.pt'}" in capsys.readouterr().err
+
+
+def test_a_help_text_is_the_docstrings_first_paragraph_whole():
+    roll_cost = load_benchmark("roll_cost")
+    description = train_speed.training_parser(roll_cost.__doc__).description
+    assert description == ("What the piano-roll branch costs in training: the same clips trained without the roll "
+                           "and with each roll branch, in one run.")
