@@ -74,6 +74,8 @@ def main() -> int:
     parser.add_argument("--tracks", type=int, default=30, help="tracks at 1x (10x has ten times as many)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each track")
     args = parser.parse_args()
+    if args.tracks < 12 or args.seconds < 8:  # 4 classes; clip needs 3 tracks a class (train, val, test)
+        parser.error("--tracks must be at least 12 and --seconds at least 8")
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["clip"]["max_clips_per_track"] = 0  # every clip, so 10x tracks make 10x clips
     params["features"]["symbolic"] = False  # synthetic audio tracks: no MIDI source to read notes from
