@@ -178,5 +178,9 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 yield settle(*pending.popleft())
         while pending:
             yield settle(*pending.popleft())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the items in flight are abandoned, not waited for
+        for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
+            process.kill()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -45,19 +45,20 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the clean-up short
     raise Terminated
 
 
 def run_stage(name: str, body: Callable[[], int | None]) -> int:
     """Run a stage's work; return its exit code, printing one line for a failure a user can fix."""
-    previous = None
-    if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
-        previous = signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is not threading.main_thread():  # Python runs signal handlers there only
+        return _run(name, body)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _run(name, body)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        # None: a handler set outside Python, which cannot be put back; the default is the nearest.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run(name: str, body: Callable[[], int | None]) -> int:

@@ -9,6 +9,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from musicid.parallel import ordered_map
 
 
@@ -34,15 +36,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_workers_exit_when_the_stage_is_killed(tmp_path):
+@pytest.mark.parametrize("ending", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_exit_when_the_stage_is_killed(tmp_path, ending):
+    """SIGKILL: the workers notice and end by themselves. SIGTERM: the stage unwinds at once (exit 143), not
+    after the items in flight, and takes its workers with it."""
     pids = tmp_path / "pids"
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(tmp_path)!r})
         from musicid.parallel import ordered_map
+        from musicid.stage import run_stage
         from sleeper import sleep_and_report
-        for _ in ordered_map(sleep_and_report, [{str(pids)!r}] * 4, jobs=2):
-            pass
+        def body():
+            for _ in ordered_map(sleep_and_report, [{str(pids)!r}] * 4, jobs=2):
+                pass
+        sys.exit(run_stage("stage", body))
     """)
     (tmp_path / "sleeper.py").write_text(textwrap.dedent("""
         import os, time
@@ -58,8 +66,11 @@ def test_workers_exit_when_the_stage_is_killed(tmp_path):
             time.sleep(0.1)
         workers = [int(pid) for pid in pids.read_text().split()]
         assert len(workers) == 2 and all(_alive(pid) for pid in workers)
-        stage.send_signal(signal.SIGKILL)
-        stage.wait()
+        sent = time.monotonic()
+        stage.send_signal(ending)
+        code = stage.wait(timeout=60)
+        if ending == signal.SIGTERM:
+            assert code == 143 and time.monotonic() - sent < 10  # the items sleep for 120 s
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
             time.sleep(0.1)
@@ -119,8 +130,6 @@ def _pid(item: str) -> int:
 
 
 def test_a_poison_item_without_on_crash_stops_with_a_stage_error():
-    import pytest
-
     from musicid.stage import StageError
 
     with pytest.raises(StageError, match="killed one worker process after another"):
