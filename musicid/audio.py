@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -88,6 +89,27 @@ def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
+def read_blocks(handle, stopped_by: list[str] | None = None) -> Iterator[np.ndarray]:
+    """An open ``soundfile.SoundFile``'s frames as float32 [n, channels] blocks of DECODE_BLOCK_FRAMES, the last
+    one shorter (perhaps empty).  ``stopped_by``, when given, makes a read error after the first block the end
+    of the file (one cut short mid-stream): the error's text is appended to it."""
+    import soundfile
+
+    read = 0
+    while True:
+        try:
+            block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        except soundfile.LibsndfileError as error:
+            if stopped_by is None or read == 0:
+                raise
+            stopped_by.append(f"{type(error).__name__}: {error}")
+            block = np.zeros((0, handle.channels), np.float32)
+        read += len(block)
+        yield block
+        if len(block) < DECODE_BLOCK_FRAMES:
+            return
+
+
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None,
                  stopped_by: list[str] | None = None) -> np.ndarray:
@@ -116,14 +138,7 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
 
             stream = soxr.ResampleStream(file_rate, sample_rate, handle.channels, dtype="float32", quality="HQ")
         read = 0
-        while True:
-            try:
-                block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)  # [n, file channels]
-            except Exception as error:  # noqa: BLE001 - libsndfile's errors come as several types
-                if stopped_by is None or read == 0:
-                    raise
-                stopped_by.append(f"{type(error).__name__}: {error}")
-                block = np.zeros((0, handle.channels), np.float32)
+        for block in read_blocks(handle, stopped_by):  # [n, file channels]
             read += len(block)
             if level is not None:
                 level.add(block)

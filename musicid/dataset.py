@@ -612,9 +612,9 @@ def unusable_reason(path: Path) -> str | None:
     """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
     cannot read (after the repairs render makes) or without a note; an audio file libsndfile cannot open or
     decode from its start, with no frame, a NaN or infinite sample, or nothing but one value throughout
-    (digital silence). What depends on render's params (a quiet file against render.min_rms, the length
-    against render.max_seconds) is left to render, as is a file that takes longer to read than
-    PICK_CHECK_SECONDS."""
+    (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
+    file against render.min_rms, the length against render.max_seconds) is left to render, as is a file that
+    takes longer to read than PICK_CHECK_SECONDS."""
     from musicid.checks import RenderError
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.midi import read_midi
@@ -639,23 +639,15 @@ def _check_audio(path: Path) -> None:
     import numpy as np
     import soundfile
 
-    from musicid.audio import DECODE_BLOCK_FRAMES, Level
+    from musicid.audio import Level, read_blocks
     from musicid.checks import RenderError
 
     level = Level()
     with soundfile.SoundFile(str(path)) as handle:
-        while True:
-            try:
-                block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
-            except Exception:  # noqa: BLE001 - cut short: render keeps what was decoded before (recovered)
-                if level.count == 0:
-                    raise
-                break
+        for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
             if not np.isfinite(block).all():
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
-            if len(block) < DECODE_BLOCK_FRAMES:
-                break
     if level.count == 0:
         raise RenderError("empty_render", "no audio frames")
     if level.rms_without_offset()[0] == 0.0:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -315,24 +316,44 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     return audio, cut_short(path, data, level.count, frames, file_rate, stopped)
 
 
+def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:
+    """A file's first ``size`` bytes (from ``data`` when given)."""
+    if data is not None:
+        return data[:size]
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
 def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,
               stopped: list[str]) -> list[str]:
     """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
     stopped by an error, fewer frames than the header's count, or a WAV whose data chunk declares more bytes
-    than the file has (libsndfile then counts only the frames present)."""
+    than the file has (libsndfile then counts only the frames present). An MP3's count is used only when the
+    file has a Xing, Info or VBRI header: without one libsndfile guesses it from the first frame's bitrate."""
     read_s, header_s = f"{frames_read / file_rate:.1f} s", f"{header_frames / file_rate:.1f} s"
     if stopped:
         return [f"cut short: decoding stopped after {read_s} of the {header_s} its header declares "
                 f"({stopped[0][:120]}); those {read_s} are kept"]
-    missing = header_frames - frames_read
-    if missing > max(CUT_SHORT_FRACTION * header_frames, CUT_SHORT_SECONDS * file_rate):
+
+    def short(missing_frames: float, declared_frames: float) -> bool:
+        return missing_frames > max(CUT_SHORT_FRACTION * declared_frames, CUT_SHORT_SECONDS * file_rate)
+
+    suffix = path.suffix.lower()
+    counted = suffix != ".mp3" or any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI"))
+    if counted and short(header_frames - frames_read, header_frames):
         return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
-    if path.suffix.lower() == ".wav":
+    if suffix == ".wav" and frames_read:
         from musicid.clips import wav_bytes_damage, wav_damage
 
         damage = wav_damage(path) if data is None else wav_bytes_damage(data)
-        if damage and damage.startswith("truncated"):
-            return [f"cut short: {damage}; the {read_s} present are kept"]
+        declared_present = re.match(r"truncated \(its data chunk declares (\d+) bytes, (\d+) are present\)",
+                                    damage or "")
+        if declared_present:
+            declared, present = map(int, declared_present.groups())
+            frame_bytes = present / frames_read
+            # 0 and 0xFFFFFFFF: the size of a WAV written to a pipe, unknown when its header was
+            if declared not in (0, 0xFFFFFFFF) and short((declared - present) / frame_bytes, declared / frame_bytes):
+                return [f"cut short: {damage}; the {read_s} present are kept"]
     return []
 
 

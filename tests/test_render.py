@@ -491,3 +491,19 @@ def test_an_audio_file_cut_short_keeps_what_it_holds_and_says_so(worker, tmp_pat
     record = render.render_one(RenderTask(source=str(half), label="a", data=half.read_bytes(),
                                           output_names=("a/half.wav",), render=params()))
     assert record.record["status"] == "recovered" and record.record["detail"] == repairs[0]
+
+
+def test_a_whole_wav_is_not_called_cut_short(tmp_path):
+    """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
+    interrupted copy: both are whole as far as render is concerned."""
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, sine(440.0, 10.0, SR, 0.3), SR, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"data") + 4
+    piped = tmp_path / "piped.wav"
+    piped.write_bytes(bytes(data[:at]) + struct.pack("<I", 0xFFFFFFFF) + bytes(data[at + 4:]))
+    nibbled = tmp_path / "nibbled.wav"
+    nibbled.write_bytes(bytes(data[:-2]))  # one frame of the 220500 missing
+    for path in (piped, nibbled):
+        audio, repairs = render.load_audio_source(path, params())
+        assert repairs == [] and audio.shape[1] >= 10.0 * SR - 1, path.name
