@@ -25,9 +25,15 @@ def read_params(folder: Path) -> dict:
 
 
 def without_seed(params: dict) -> dict:
-    """A run's params with train.seed and split.fold taken out: what the runs of one configuration share."""
+    """What the runs of one configuration share: a run's params without train.seed and split.fold, and without
+    the params at their off value (as composer_quality keys its runs: one made before such a param existed
+    is the same run)."""
+    from composer_quality import NEUTRAL_FEATURES, NEUTRAL_TRAIN, without_neutral
+
     params = json.loads(json.dumps(params))
     del params["train"]["seed"], params["split"]["fold"]
+    params["train"] = without_neutral(params["train"], NEUTRAL_TRAIN)
+    params["features"] = without_neutral(params["features"], NEUTRAL_FEATURES)
     return params
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.metrics import macro_f1, pool, track_means
+from musicid.metrics import macro_f1, pool, track_means, track_probabilities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
@@ -38,12 +38,9 @@ from suite_runs import SplitOutputs, find_runs, find_table, fold_count, split_ou
 POOLINGS = ("mean", "log_mean", "median", "vote", "learned")
 
 
-def track_labels(labels: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-    """The label of each track [M], tracks sorted by id (as np.unique sorts them)."""
-    _, inverse = np.unique(tracks, return_inverse=True)
-    out = np.zeros(inverse.max() + 1 if len(inverse) else 0, dtype=np.int64)
-    out[inverse] = labels
-    return out
+def track_labels(outputs: SplitOutputs) -> np.ndarray:
+    """The label of each track [M], tracks sorted by id (as evaluate sorts them)."""
+    return track_probabilities(outputs.probabilities, outputs.labels, outputs.tracks)[1]
 
 
 def per_track(values: np.ndarray, tracks: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -68,7 +65,7 @@ def learned(train: SplitOutputs, test: SplitOutputs, seed: int) -> np.ndarray:
     _, test_x = track_means(test.embeddings, test.tracks)
     pooler = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced",
                                                                 random_state=seed))
-    pooler.fit(train_x, track_labels(train.labels, train.tracks))
+    pooler.fit(train_x, track_labels(train))
     return pooler.predict(test_x)
 
 
@@ -96,7 +93,7 @@ def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int]) -> tupl
         table = find_table(task_dir, run)
         test = split_outputs(run / "model.pt", table, "test")
         train = split_outputs(run / "model.pt", table, "train")
-        truth = track_labels(test.labels, test.tracks)
+        truth = track_labels(test)
         for name, predicted in track_predictions(train, test, seed).items():
             figures[name].append(macro_f1(truth, predicted))
         written = written_macro_f1(run, "track")

@@ -27,11 +27,11 @@ from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
 
 
-
 def in_dvc_temporary_copy(folder: Path) -> bool:
     """Whether ``folder`` lies in the copy of a project that `dvc exp run --queue` or `--temp` runs in."""
     parts = folder.resolve().parts
     return any(parts[i:i + 3] == (".dvc", "tmp", "exps") for i in range(len(parts)))
+
 
 def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str | None = None) -> dict:
     """Fill ``staging`` from the configured source; return the manifest.

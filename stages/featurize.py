@@ -163,10 +163,13 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
                                params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
         if symbolic is not None and not (symbolic.present & (splits == "train")).any():
-            # Audio sources only: a branch trained on no notes would read a MIDI file's notes in predict
-            # with weights that never saw one. The table is an audio-only one, as with features.symbolic false.
-            print("featurize: features.symbolic is true, but no training clip has notes (its sources are audio "
-                  "files): audio features only", file=sys.stderr)
+            # A branch trained on no notes would read a MIDI file's notes in predict with weights that never
+            # saw one: the table is an audio-only one, as with features.symbolic false.
+            for source, reason in symbolic.unreadable.items():
+                print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
+            print(f"featurize: features.symbolic is true, but no training clip has notes "
+                  f"({without_notes(symbolic) or 'their notes lie outside the clips'}): audio features only",
+                  file=sys.stderr)
             symbolic = None
         width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if symbolic is not None else 0
         with staged_table(out) as temporary:
@@ -220,15 +223,21 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
     return 0
 
 
-def symbolic_summary(symbolic: TableSymbolic) -> str:
-    """``; symbolic [44] for 80 of 90 clips (1 audio source, 1 unreadable MIDI file)``."""
+def without_notes(symbolic: TableSymbolic) -> str:
+    """``1 audio source, 1 unreadable MIDI file``: the sources whose clips have no symbolic features."""
     absent = []
     if symbolic.audio_sources:
         absent.append(f"{symbolic.audio_sources} audio source{'s' * (symbolic.audio_sources != 1)}")
     if symbolic.unreadable:
         count = len(symbolic.unreadable)
         absent.append(f"{count} unreadable MIDI file{'s' * (count != 1)}")
-    why = f" ({', '.join(absent)})" if absent else ""
+    return ", ".join(absent)
+
+
+def symbolic_summary(symbolic: TableSymbolic) -> str:
+    """``; symbolic [44] for 80 of 90 clips (1 audio source, 1 unreadable MIDI file)``."""
+    absent = without_notes(symbolic)
+    why = f" ({absent})" if absent else ""
     count = f"{int(symbolic.present.sum())} of {len(symbolic.present)} clips"
     return f"; symbolic [{symbolic.features.shape[1]}] for {count}{why}"
 

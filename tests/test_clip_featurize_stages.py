@@ -684,8 +684,9 @@ def test_symbolic_features_asked_of_audio_sources_only_give_an_audio_table(tmp_p
     code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
     out, err = capsys.readouterr()
     assert code == 0
-    assert err == ("featurize: features.symbolic is true, but no training clip has notes (its sources are audio "
-                   "files): audio features only\n")
+    # 18 of the 19: the silent one is cut into no clip.
+    assert err == ("featurize: features.symbolic is true, but no training clip has notes (18 audio sources): "
+                   "audio features only\n")
     assert out.startswith("featurize: 90 clips -> logmel [32 x 32]; 1 local worker -> ")  # no "symbolic [44]"
     with h5py.File(table_path, "r") as table, h5py.File(plain, "r") as reference:
         assert "symbolic" not in table and "has_symbolic" not in table and "symbolic_mean" not in table.attrs
@@ -720,3 +721,20 @@ def test_sigterm_leaves_the_previous_outputs_and_no_temporary_file(tmp_path, aud
         143, "", "clip: terminated; the previous outputs are left as they were\n")
     assert sorted(p.name for p in out.iterdir()) == ["clips.h5"]
     assert (out / "clips.h5").read_bytes() == b"the previous table"
+
+
+def test_an_audio_only_table_from_unreadable_midi_files_names_them(tmp_path, audio, capsys):
+    raw = tmp_path / "raw"
+    for record in json.loads((audio / "report.json").read_text())["files"]:
+        (raw / record["source"]).parent.mkdir(parents=True, exist_ok=True)
+        (raw / record["source"]).write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")  # every MIDI file cut short
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    err = capsys.readouterr().err.splitlines()
+    assert code == 0
+    assert err[0].startswith("featurize: a/t0.mid: no symbolic features (unparseable: ")
+    assert err[-1] == ("featurize: features.symbolic is true, but no training clip has notes (18 unreadable MIDI "
+                       "files): audio features only")
+    with h5py.File(table_path, "r") as table:
+        assert "symbolic" not in table

@@ -52,7 +52,8 @@ def test_the_learned_pooling_learns_from_the_training_tracks_embeddings():
 
 
 def test_track_labels_follow_the_sorted_track_ids():
-    assert pooling.track_labels(np.array([2, 0, 2, 1]), np.array(["c", "a", "c", "b"])).tolist() == [0, 1, 2]
+    clips = outputs(np.full((4, 3), 1 / 3), ["c", "a", "c", "b"], [2, 0, 2, 1])
+    assert pooling.track_labels(clips).tolist() == [0, 1, 2]
 
 
 def test_the_script_scores_a_suite_run_as_evaluate_did(suite_folder, capsys):  # noqa: F811
