@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.seeds) < 2:
         parser.error("--seeds: give at least two seeds")
 
+    fold_counts = {task: fold_count(args.out / task, args.config, args.folds) for task in args.tasks}  # all first
     print("| task | single seed track / clip | ensemble track / clip | gain track | gain clip (better / worse) |")
     print("|---|---|---|---|---|")
     for task in args.tasks:
         task_dir = args.out / task
         single = {"track": [], "clip": []}
         ensemble = {"track": [], "clip": []}
-        for fold in range(fold_count(args.out / task, args.config, args.folds)):
+        for fold in range(fold_counts[task]):
             runs = find_runs(task_dir, args.config, fold, args.seeds)
             table = find_table(task_dir, runs[args.seeds[0]])
             per_seed = []

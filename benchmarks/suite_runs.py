@@ -6,6 +6,7 @@ Used by the scripts that re-score a suite's models without training (seed_ensemb
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +19,11 @@ from musicid.training import (class_probabilities, load_checkpoint, normalise, p
                               to_numpy)
 
 TABLE_SECTIONS = ("clip", "split", "features")  # the params a features table was made from
+
+
+def stop(message: str) -> SystemExit:
+    """The exit of the script that runs (seed_ensemble, track_pooling), with its name before the message."""
+    return SystemExit(f"{Path(sys.argv[0]).stem}: {message}")
 
 
 def read_params(folder: Path) -> dict:
@@ -41,24 +47,24 @@ def find_runs(task_dir: Path, config: str, fold: int, seeds: list[int]) -> dict[
     """seed -> the run folder of ``config``'s fold trained with that ``train.seed`` (each must exist, and all
     must have the same params but the seed: runs of other settings kept under the name are not mixed in)."""
     if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"a seed is given twice: {seeds}")
+        raise stop(f"a seed is given twice: {seeds}")
     runs: dict[int, Path] = {}
     for folder in sorted((task_dir / config / f"fold{fold}").glob("*/")):
         if (folder / "model.pt").is_file() and (folder / "params.yaml").is_file():
             seed = read_params(folder)["train"]["seed"]
             if seed in seeds:
                 if seed in runs:
-                    raise SystemExit(f"{folder} and {runs[seed]}: two runs of seed {seed}; "
+                    raise stop(f"{folder} and {runs[seed]}: two runs of seed {seed}; "
                                      "give --config a name that holds one configuration")
                 runs[seed] = folder
     missing = [seed for seed in seeds if seed not in runs]
     if missing:
-        raise SystemExit(f"{task_dir / config / f'fold{fold}'}: no run of train.seed {missing}; "
+        raise stop(f"{task_dir / config / f'fold{fold}'}: no run of train.seed {missing}; "
                          "run composer_quality.py with --seeds first")
     first, *others = sorted(runs.items())
     for seed, folder in others:
         if without_seed(read_params(folder)) != without_seed(read_params(first[1])):
-            raise SystemExit(f"{folder} (seed {seed}) and {first[1]} (seed {first[0]}) were run with other params "
+            raise stop(f"{folder} (seed {seed}) and {first[1]} (seed {first[0]}) were run with other params "
                              "than each other's seed: give --config a name that holds one configuration")
     return runs
 
@@ -70,10 +76,10 @@ def fold_count(task_dir: Path, config: str, given: int | None = None) -> int:
         if (folder / "params.yaml").is_file():
             found = max(1, int(read_params(folder)["split"]["folds"]))
             if given is not None and given != found:
-                raise SystemExit(f"--folds {given}: the runs of {config} in {task_dir} have "
+                raise stop(f"--folds {given}: the runs of {config} in {task_dir} have "
                                  f"{found} fold{'s' * (found != 1)}")
             return found
-    raise SystemExit(f"{task_dir / config / 'fold0'}: no run there; run composer_quality.py first "
+    raise stop(f"{task_dir / config / 'fold0'}: no run there; run composer_quality.py first "
                      "(or check --out, --tasks and --config)")
 
 
@@ -84,7 +90,7 @@ def find_table(task_dir: Path, run: Path) -> Path:
                if (folder / "features.h5").is_file()
                and all(read_params(folder)[key] == value for key, value in wanted.items())]
     if len(matches) != 1:
-        raise SystemExit(f"{run}: {len(matches)} features tables match its params (want 1)")
+        raise stop(f"{run}: {len(matches)} features tables match its params (want 1)")
     return matches[0]
 
 

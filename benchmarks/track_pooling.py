@@ -114,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the folds of the runs (default: read from them; given, it must agree)")
     args = parser.parse_args(argv)
 
+    fold_counts = {task: fold_count(args.out / task, args.config, args.folds) for task in args.tasks}  # all first
     print("| task | pooling | test track macro-F1 | against mean (better / worse) | training clips right |")
     print("|---|---|---|---|---|")
     for task in args.tasks:
         folds = []
-        for fold in range(fold_count(args.out / task, args.config, args.folds)):
+        for fold in range(fold_counts[task]):
             figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds)
             folds.append((figures, train_right))
             print(f"{task} fold {fold}: " + ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
