@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
-from pathlib import Path
+import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -171,8 +173,6 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """float32 [n] or [n, channels] as the bytes of a 16-bit PCM WAV file ."""
-    import io
-
     import soundfile
 
     if audio.size and max(float(audio.max()), -float(audio.min())) > 1.0:  # no |audio| copy
@@ -180,3 +180,44 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, sample_rate, subtype="PCM_16", format="WAV")
     return buffer.getvalue()
+
+
+def wav_damage(path: str | Path) -> str | None:
+    """Why the WAV file at ``path`` is not whole, in words, or None when it is.
+
+    Checks what libsndfile forgives: it reads a cut-off file's remaining
+    samples without complaint, so a truncated file is found by comparing the
+    size its ``data`` chunk declares with the bytes present.  Reads the
+    chunk headers only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    with handle:
+        return _riff_damage(handle, path.stat().st_size)
+
+
+def wav_bytes_damage(data: bytes) -> str | None:
+    """:func:`wav_damage` of a WAV file's bytes."""
+    return _riff_damage(io.BytesIO(data), len(data))
+
+
+def _riff_damage(handle, size: int) -> str | None:
+    header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return "not a WAV file (no RIFF/WAVE header)"
+    position = 12
+    while position + 8 <= size:
+        handle.seek(position)
+        chunk, length = struct.unpack("<4sI", handle.read(8))
+        if chunk == b"data":
+            present = size - position - 8
+            if length > present:
+                return f"truncated (its data chunk declares {length} bytes, {present} are present)"
+            return None
+        position += 8 + length + (length & 1)  # chunks are padded to an even size
+    return "truncated (no data chunk)"

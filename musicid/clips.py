@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from musicid.audio import read_audio, resample
+from musicid.audio import read_audio, resample, wav_bytes_damage, wav_damage  # noqa: F401 (the clip stage's)
 
 if TYPE_CHECKING:
     from musicid.params import ClipParams
@@ -305,47 +304,6 @@ class DamagedAudio(Exception):
         super().__init__(path, reason)  # both in args, so the exception survives pickling from a worker
         self.path = path
         self.reason = reason
-
-
-def wav_damage(path: str | Path) -> str | None:
-    """Why the WAV file at ``path`` is not whole, in words, or None when it is.
-
-    Checks what libsndfile forgives: it reads a cut-off file's remaining
-    samples without complaint, so a truncated file is found by comparing the
-    size its ``data`` chunk declares with the bytes present.  Reads the
-    chunk headers only.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return "missing"
-    try:
-        handle = open(path, "rb")
-    except OSError as error:
-        return f"unreadable ({error.strerror})"
-    with handle:
-        return _riff_damage(handle, path.stat().st_size)
-
-
-def wav_bytes_damage(data: bytes) -> str | None:
-    """:func:`wav_damage` of a WAV file's bytes."""
-    return _riff_damage(io.BytesIO(data), len(data))
-
-
-def _riff_damage(handle, size: int) -> str | None:
-    header = handle.read(12)
-    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-        return "not a WAV file (no RIFF/WAVE header)"
-    position = 12
-    while position + 8 <= size:
-        handle.seek(position)
-        chunk, length = struct.unpack("<4sI", handle.read(8))
-        if chunk == b"data":
-            present = size - position - 8
-            if length > present:
-                return f"truncated (its data chunk declares {length} bytes, {present} are present)"
-            return None
-        position += 8 + length + (length & 1)  # chunks are padded to an even size
-    return "truncated (no data chunk)"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes
+from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes,
+                           wav_bytes_damage, wav_damage)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -343,8 +344,6 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     if counted and short(header_frames - frames_read, header_frames):
         return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
     if suffix == ".wav" and frames_read:
-        from musicid.clips import wav_bytes_damage, wav_damage
-
         damage = wav_damage(path) if data is None else wav_bytes_damage(data)
         declared_present = re.match(r"truncated \(its data chunk declares (\d+) bytes, (\d+) are present\)",
                                     damage or "")
