@@ -85,10 +85,15 @@ def fold_count(task_dir: Path, config: str, given: int | None = None) -> int:
 
 def find_table(task_dir: Path, run: Path) -> Path:
     """The features table a run was trained on: the one made from the same clip, split and features params."""
-    wanted = {key: read_params(run)[key] for key in TABLE_SECTIONS}
+    from composer_quality import run_key
+
+    params = read_params(run)
+    wanted = {key: params[key] for key in TABLE_SECTIONS}
     matches = [folder / "features.h5" for folder in sorted(task_dir.glob("features-*/"))
                if (folder / "features.h5").is_file()
                and all(read_params(folder)[key] == value for key, value in wanted.items())]
+    if len(matches) > 1:  # the same params over other audio (the task rendered again): the run's key says which
+        matches = [table for table in matches if run_key(table, params) == run.name]
     if len(matches) != 1:
         raise stop(f"{run}: {len(matches)} features tables match its params (want 1)")
     return matches[0]

@@ -75,3 +75,21 @@ def test_a_run_scored_otherwise_than_evaluate_wrote_is_refused(suite_folder):  #
     metrics_path.write_text(json.dumps(metrics))
     with pytest.raises(SystemExit, match="does not match evaluate's"):
         pooling.main(["--out", str(suite_folder), "--tasks", "task", "--folds", "1", "--seeds", "0"])
+
+
+def test_a_task_rendered_twice_gives_each_run_its_own_table(suite_folder):  # noqa: F811
+    """Two tables of the same params (the task's audio made again): the run's key, which holds its table's
+    path, says which one it was trained on."""
+    import shutil
+
+    import yaml
+
+    composer_quality = load_benchmark("composer_quality")
+    task = suite_folder / "task"
+    table = task / "features-0123456789" / "features.h5"
+    for seed in (0, 1):
+        run = task / "default" / "fold0" / f"run{seed}"
+        run.rename(run.with_name(composer_quality.run_key(table, yaml.safe_load((run / "params.yaml").read_text()))))
+    shutil.copytree(task / "features-0123456789", task / "features-0000000000")  # sorted first
+    (task / "features-0000000000" / "features.h5").write_bytes(b"not the table the runs were trained on")
+    assert pooling.main(["--out", str(suite_folder), "--tasks", "task", "--seeds", "0"]) == 0
