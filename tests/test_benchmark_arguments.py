@@ -30,6 +30,7 @@ def test_collection_budget_checks_its_arguments_first(no_work, capsys, arguments
 
 
 def test_a_failed_stage_keeps_the_folder_its_log_is_in(no_work, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MUSICID_NO_CACHE", "1")  # the script sets it for its stages: recorded, so undone after
     monkeypatch.setattr(budget.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "run"))
     (tmp_path / "run").mkdir()
     monkeypatch.setattr(budget, "make_piece", lambda *_: None)
