@@ -237,13 +237,18 @@ def format_threshold(reference: float, tracks: int | None) -> str:
             "a file above it is flagged as unlike every known class")
 
 
+# A newline or other control character in a file name would break the one line per file.
+CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+
+
 def format_prediction(prediction: Prediction) -> str:
     """One line per file for people."""
+    path = prediction.path.translate(CONTROL_ESCAPES)
     if prediction.error:
-        return f"{prediction.path}: cannot score ({prediction.error})"
+        return f"{path}: cannot score ({prediction.error})"
     labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""
     repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
-    return f"{prediction.path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired} ({clips})"
+    return f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired} ({clips})"

@@ -324,3 +324,14 @@ def test_a_file_cut_short_is_scored_on_what_it_holds_and_says_so(inputs, capsys)
     assert "recovered" not in whole_line and whole_line.endswith("(2 clips)")
     assert main(["predict", str(inputs / "cut.wav"), "--model", str(model), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["repaired"][0].startswith("cut short: truncated")
+
+
+def test_a_file_name_with_a_newline_stays_on_its_one_line(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=10.0, reference_tracks=24)
+    odd = inputs / "two\nlines.wav"
+    odd.write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    assert main(["predict", str(odd), "--model", str(model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(f"{inputs}/two\\x0alines.wav: ")  # threshold, then the file
+    assert main(["predict", str(odd), "--model", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["path"] == str(odd)  # JSON keeps the name as it is
