@@ -101,13 +101,25 @@ class Group:
     by_fold: dict[int, list[Run]]  # fold -> its scored runs, newest first
 
 
+def canonical(value):
+    """A param's value with whole floats written as ints: `-S clip.clip_seconds=4` and params.yaml's 4.0 are
+    the same configuration (the stages read both as the same number)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    return value
+
+
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     """(groups of the scored cross-validation runs, runs left out).
 
     Left out: runs without ``split.folds >= 2`` (not a fold of a
     cross-validation), runs without every score of :data:`SCORES`, and runs
     the queue did not finish (queued, running, failed: ``dvc exp show``
-    gives a failed one the files of its baseline commit, scores included).
+    gives a failed one the scores the workspace had when it was queued).
     Groups are in the order of their newest run; folds within a group by
     number, each fold's runs newest first.
     """
@@ -119,7 +131,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
                 or not _scored(run):
             left_out.append(run)
             continue
-        params = {key: value for key, value in sorted(run.params.items()) if key != FOLD}
+        params = {key: canonical(value) for key, value in sorted(run.params.items()) if key != FOLD}
         key = json.dumps(params, sort_keys=True)
         group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}))
         group.by_fold.setdefault(run.params[FOLD], []).append(run)
@@ -215,7 +227,7 @@ def select_runs(runs: list[Run], wanted: list[str]) -> tuple[list[Run], list[str
 
 def unscored_folds(runs: list[Run]) -> list[Run]:
     """Runs of a cross-validation (``split.folds >= 2``) that have no scores of their own: queued, running or
-    failed (a failed run shows its baseline's scores, which are not its own)."""
+    failed (a failed run shows the scores the workspace had when it was queued, which are not its own)."""
     return [run for run in runs if isinstance(run.params.get(FOLDS), int) and run.params[FOLDS] >= 2
             and not _scored(run)]
 

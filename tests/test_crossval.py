@@ -84,6 +84,17 @@ def test_runs_are_grouped_by_every_param_but_the_fold():
     assert second["warnings"] == ["folds [2] of 3 have no scored run: the mean is over 2 folds"]
 
 
+def test_a_number_written_as_int_or_float_is_one_configuration():
+    """`-S clip.clip_seconds=4` on one fold, params.yaml's 4.0 on the others: the same runs."""
+    runs = [run(f"a{fold}", fold, (0.8, 0.6, 0.7, 0.5)) for fold in range(3)]
+    for fold, seconds in enumerate((4.0, 4.0, 4)):
+        runs[fold].params["clip.clip_seconds"] = seconds
+    groups, left_out = group_runs(runs)
+    assert left_out == [] and len(groups) == 1 and list(groups[0].by_fold) == [0, 1, 2]
+    runs[2].params["clip.clip_seconds"] = 4.5  # a different number is a different configuration
+    assert len(group_runs(runs)[0]) == 2
+
+
 def test_the_table():
     groups, _ = group_runs([run("x0", 0, (0.5, 0.25, 0.5, 0.25), folds=2), run("x1", 1, (0.75, 0.5, 1.0, 0.25),
                                                                                folds=2)])
