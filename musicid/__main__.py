@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -174,5 +175,17 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
     return EXIT_UNSCORED if unmatched or not summaries else EXIT_SCORED
 
 
+def run_command() -> int:
+    """main, for the command line: output piped into a reader that stops early (`| head`) ends it quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command())

@@ -335,3 +335,17 @@ def test_a_file_name_with_a_newline_stays_on_its_one_line(inputs, capsys):
     assert len(lines) == 2 and lines[1].startswith(f"{inputs}/two\\x0alines.wav: ")  # threshold, then the file
     assert main(["predict", str(odd), "--model", str(model), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["path"] == str(odd)  # JSON keeps the name as it is
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(inputs):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    model = write_checkpoint(inputs / "model.pt", reference=10.0, reference_tracks=24)
+    command = [sys.executable, "-m", "musicid", "predict", str(inputs / "songs"), "--model", str(model)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
+    process.stdout.close()  # `| head -0`: the reader is gone before the first line
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
