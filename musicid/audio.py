@@ -206,7 +206,29 @@ def wav_bytes_damage(data: bytes) -> str | None:
     return _riff_damage(io.BytesIO(data), len(data))
 
 
+def wav_data_sizes(path: str | Path, data: bytes | None = None) -> tuple[int, int] | None:
+    """(bytes a WAV file's ``data`` chunk declares, bytes of it present) of the file at ``path`` (or of its
+    bytes, ``data``), None when it is no RIFF/WAVE file or has no data chunk."""
+    if data is not None:
+        sizes = _riff_data(io.BytesIO(data), len(data))
+    else:
+        with open(path, "rb") as handle:
+            sizes = _riff_data(handle, Path(path).stat().st_size)
+    return sizes if isinstance(sizes, tuple) else None
+
+
 def _riff_damage(handle, size: int) -> str | None:
+    sizes = _riff_data(handle, size)
+    if not isinstance(sizes, tuple):
+        return sizes
+    declared, present = sizes
+    if declared > present:
+        return f"truncated (its data chunk declares {declared} bytes, {present} are present)"
+    return None
+
+
+def _riff_data(handle, size: int) -> tuple[int, int] | str:
+    """(bytes the data chunk declares, bytes present after its header), or what is wrong in words."""
     header = handle.read(12)
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         return "not a WAV file (no RIFF/WAVE header)"
@@ -215,9 +237,6 @@ def _riff_damage(handle, size: int) -> str | None:
         handle.seek(position)
         chunk, length = struct.unpack("<4sI", handle.read(8))
         if chunk == b"data":
-            present = size - position - 8
-            if length > present:
-                return f"truncated (its data chunk declares {length} bytes, {present} are present)"
-            return None
+            return length, size - position - 8
         position += 8 + length + (length & 1)  # chunks are padded to an even size
     return "truncated (no data chunk)"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
 from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes,
-                           wav_bytes_damage, wav_damage)
+                           wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -343,16 +342,14 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     counted = suffix != ".mp3" or any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI"))
     if counted and short(header_frames - frames_read, header_frames):
         return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
-    if suffix == ".wav" and frames_read:
-        damage = wav_damage(path) if data is None else wav_bytes_damage(data)
-        declared_present = re.match(r"truncated \(its data chunk declares (\d+) bytes, (\d+) are present\)",
-                                    damage or "")
-        if declared_present:
-            declared, present = map(int, declared_present.groups())
-            frame_bytes = present / frames_read
-            # 0 and 0xFFFFFFFF: the size of a WAV written to a pipe, unknown when its header was
-            if declared not in (0, 0xFFFFFFFF) and short((declared - present) / frame_bytes, declared / frame_bytes):
-                return [f"cut short: {damage}; the {read_s} present are kept"]
+    sizes = wav_data_sizes(path, data) if suffix == ".wav" and frames_read else None
+    if sizes is not None:
+        declared, present = sizes
+        frame_bytes = present / frames_read
+        # 0 and 0xFFFFFFFF: the size of a WAV written to a pipe, unknown when its header was
+        if declared not in (0, 0xFFFFFFFF) and short((declared - present) / frame_bytes, declared / frame_bytes):
+            return [f"cut short: truncated (its data chunk declares {declared} bytes, {present} are present); "
+                    f"the {read_s} present are kept"]
     return []
 
 

@@ -162,11 +162,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
                                params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
+        for source, reason in (symbolic.unreadable.items() if symbolic else ()):
+            print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
         if symbolic is not None and not (symbolic.present & (splits == "train")).any():
             # A branch trained on no notes would read a MIDI file's notes in predict with weights that never
             # saw one: the table is an audio-only one, as with features.symbolic false.
-            for source, reason in symbolic.unreadable.items():
-                print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
             print(f"featurize: features.symbolic is true, but no training clip has notes "
                   f"({without_notes(symbolic) or 'their notes lie outside the clips'}): audio features only",
                   file=sys.stderr)
@@ -216,8 +216,6 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                     "features": feature_params,
                     **json.loads(clips.attrs["params"]),
                 })
-    for source, reason in (symbolic.unreadable.items() if symbolic else ()):
-        print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
     print(f"featurize: {total} clips -> {params.kind} [{bands} x {frames}]"
           f"{symbolic_summary(symbolic) if symbolic else ''}; {workers} -> {out}")
     return 0
