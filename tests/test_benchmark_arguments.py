@@ -66,3 +66,12 @@ def test_a_help_text_is_the_docstrings_first_paragraph_whole():
     description = train_speed.training_parser(roll_cost.__doc__).description
     assert description == ("What the piano-roll branch costs in training: the same clips trained without the roll "
                            "and with each roll branch, in one run.")
+
+
+@pytest.mark.parametrize("arguments", [["--tracks", "4"], ["--seconds", "2"]])
+def test_stage_memory_wants_enough_tracks_for_a_split(arguments, monkeypatch, capsys):
+    stage_memory = load_benchmark("stage_memory")
+    monkeypatch.setattr(stage_memory.sys, "argv", ["stage_memory.py", *arguments])
+    with pytest.raises(SystemExit):
+        stage_memory.main()
+    assert "--tracks must be at least 12 and --seconds at least 8" in capsys.readouterr().err
