@@ -111,12 +111,20 @@ def extract_archive(archive: str | Path, dest: str | Path, max_bytes: int, max_f
             _extract_zip(archive, dest, budget, refused)
         elif tarfile.is_tarfile(archive):
             _extract_tar(archive, dest, budget, refused)
+        elif _starts_like_zip(archive):
+            raise ArchiveError(f"{archive.name} is a zip archive cut short or damaged: its table of contents at "
+                               "the end is missing")
         else:
             raise ArchiveError(f"{archive.name} is neither a zip nor a tar archive (dataset.url must name a .zip, "
                                ".tar, .tar.gz or .tgz)")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{archive.name} is corrupt: {type(error).__name__}: {error}") from None
     return sorted(refused)
+
+
+def _starts_like_zip(archive: Path) -> bool:
+    with archive.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
 
 
 def _extract_zip(archive: Path, dest: Path, budget: _Budget, refused: list) -> None:
@@ -131,9 +139,20 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, refused: list) -> N
                           for member in handle if not member.isdir()), dest, budget, refused)
 
 
+# The compression methods Python's zipfile reads; others (Deflate64, which Windows writes for large files,
+# Zstandard, PPMd, ...) would stop the extraction with NotImplementedError.
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+ZIP_METHOD_NAMES = {9: "Deflate64", 93: "Zstandard", 95: "XZ", 98: "PPMd", 99: "AES"}
+
+
 def _zip_reason(info: zipfile.ZipInfo) -> str | None:
     """Why a zip member may not be extracted, or None."""
     reason = unsafe_path_reason(info.filename)
+    if reason is None and info.flag_bits & 0x1:
+        return "encrypted"
+    if reason is None and info.compress_type not in ZIP_METHODS:
+        method = ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        return f"unsupported_compression ({method}; extract and zip it again with Deflate)"
     mode = stat.S_IFMT(info.external_attr >> 16)
     if reason is None and mode == stat.S_IFLNK:
         return "symlink"

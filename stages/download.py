@@ -19,7 +19,7 @@ from pathlib import Path
 from musicid.archive import ArchiveError, extract_archive
 from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollectionError, collect_tree, crashed_score,
                              export_music21)
-from musicid.fetch import FetchError, default_cache_dir, fetch
+from musicid.fetch import FetchError, default_cache_dir, fetch_archive
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
 from musicid.params import load_section
@@ -65,7 +65,9 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
         cache = default_cache_dir()
     except ValueError as error:  # a relative MUSICID_CACHE
         raise FetchError(str(error)) from None
-    archive = fetch(params.url, params.sha256, cache, params.allow_unverified, progressbar=progress_enabled())
+    # pooch's bar draws with carriage returns: on a terminal only, as musicid.progress's bars.
+    archive, sha256 = fetch_archive(params.url, params.sha256, cache, params.allow_unverified,
+                                    progressbar=progress_enabled() and sys.stderr.isatty())
     # Extract inside the staging folder, so that nothing from the archive is ever
     # written outside data/raw; the extraction folder is removed before the swap.
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=staging) as scratch:
@@ -73,7 +75,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
         refused_records = [{"origin": f"{params.url}#{name}", "label": None,
                             "reason": f"unsafe_member: {reason}"} for name, reason in refused]
         manifest = collect_tree(Path(scratch), f"{params.url}#", extra_skipped=refused_records, **common)
-    return {"source": "url", "sha256": params.sha256, **manifest}
+    return {"source": "url", "sha256": sha256, **manifest}  # the archive's, pinned or not
 
 
 def reason_counts(skipped: list[dict]) -> str:

@@ -96,6 +96,33 @@ def test_not_an_archive(box):
         extract_archive(box / "page.zip", box / "box", **LIMITS)
 
 
+def with_central_field(data: bytes, member: str, offset: int, value: int) -> bytes:
+    """A zip's bytes with a 2-byte field of ``member``'s central directory entry set (8: flags, 10: method)."""
+    at = data.index(b"PK\x01\x02")  # the first central directory entry
+    while data[at + 46:at + 46 + len(member)] != member.encode():
+        at = data.index(b"PK\x01\x02", at + 4)
+    return data[:at + offset] + value.to_bytes(2, "little") + data[at + offset + 2:]
+
+
+def test_encrypted_and_unreadable_zip_members_are_refused_and_the_others_kept(box):
+    data = zip_bytes({"set/bach/a.mid": midi_bytes(), "set/bach/b.mid": midi_bytes(62),
+                      "set/bach/c.mid": midi_bytes(64)})
+    data = with_central_field(data, "set/bach/b.mid", 10, 9)  # Deflate64, as Windows writes large files
+    data = with_central_field(data, "set/bach/c.mid", 8, 0x1)  # encrypted
+    (box / "mixed.zip").write_bytes(data)
+    refused = extract_archive(box / "mixed.zip", box / "box", **LIMITS)
+    assert refused == [("set/bach/b.mid", "unsupported_compression (Deflate64; extract and zip it again with "
+                                          "Deflate)"), ("set/bach/c.mid", "encrypted")]
+    assert files_under(box / "box") == ["set/bach/a.mid"]
+
+
+def test_a_zip_cut_short_is_named_so(box):
+    data = zip_bytes({"set/bach/a.mid": midi_bytes()})
+    (box / "cut.zip").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ArchiveError, match="cut.zip is a zip archive cut short or damaged"):
+        extract_archive(box / "cut.zip", box / "box", **LIMITS)
+
+
 def test_unsafe_path_reason():
     assert unsafe_path_reason("a/b.mid") is None
     assert unsafe_path_reason("a/../../b") == "path_traversal"

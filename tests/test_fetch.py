@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from musicid.fetch import ChecksumMismatch, FetchError, UnverifiedDownload, archive_name, fetch
+from musicid.fetch import ChecksumMismatch, FetchError, UnverifiedDownload, archive_name, fetch, fetch_archive
 from tests.archives import midi_bytes, zip_bytes
 from tests.http_server import ArchiveServer
 
@@ -33,9 +33,21 @@ def test_good_download_is_verified_and_cached(server, tmp_path):
 def test_wrong_hash_names_expected_and_actual(server, tmp_path):
     wrong = "0" * 64
     with pytest.raises(ChecksumMismatch) as caught:
-        fetch(f"{server.base_url}/good.zip", wrong, tmp_path, retries=0)
+        fetch(f"{server.base_url}/good.zip", wrong, tmp_path, retries=2)
     assert wrong in str(caught.value) and GOOD_SHA in str(caught.value)
     assert cache_files(tmp_path) == []
+    assert server.requests["/good.zip"] == 1  # a mismatch is no transient failure: not downloaded again
+
+
+def test_an_unverified_download_is_fetched_anew_and_its_hash_returned(server, tmp_path):
+    url = f"{server.base_url}/good.zip"
+    path, sha256 = fetch_archive(url, None, tmp_path, allow_unverified=True, retries=0)
+    assert path.read_bytes() == GOOD and sha256 == GOOD_SHA
+    changed = zip_bytes({"set/bach/b.mid": midi_bytes()})
+    server.routes["/good.zip"] = changed  # the server's file changes: nothing pinned could tell
+    path, sha256 = fetch_archive(url, None, tmp_path, allow_unverified=True, retries=0)
+    assert path.read_bytes() == changed and sha256 == hashlib.sha256(changed).hexdigest()
+    assert server.requests["/good.zip"] == 2 and len(cache_files(tmp_path)) == 1
 
 
 def test_transfer_cut_short_leaves_no_file(server, tmp_path):
