@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if not tracks:
         raise StageError(no_track_message(report["files"], report_path))
     labels_found = sorted({r["label"] for r in tracks.values()})
+    if len(labels_found) < 2:  # nothing to tell apart, whatever the params
+        raise StageError(f"every rendered track is of one class ({labels_found[0]}): at least two are needed "
+                         f"(dataset.classes, or a <label>/ folder each in a collection; {report_path} lists "
+                         "what was rendered)")
     holdout = sorted(set(split_params.holdout_classes))
     missing = [label for label in holdout if label not in labels_found]
     if missing or len(labels_found) - len(holdout) < 2:

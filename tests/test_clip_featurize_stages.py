@@ -738,3 +738,17 @@ def test_an_audio_only_table_from_unreadable_midi_files_names_them(tmp_path, aud
                        "files): audio features only")
     with h5py.File(table_path, "r") as table:
         assert "symbolic" not in table
+
+
+def test_a_collection_of_one_class_is_named_so_not_a_param(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "report.json").write_text(json.dumps({"files": []}))
+    add_tracks(root, "bach", 4, 2.0)
+    code, _ = run_clip(tmp_path, root)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "clip: every rendered track is of one class (bach): at least two are needed (dataset.classes, or a "
+        f"<label>/ folder each in a collection; {root / 'report.json'} lists what was rendered)\n")
+    assert_nothing_written(tmp_path)
