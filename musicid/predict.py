@@ -192,7 +192,8 @@ class Predictor:
         path = Path(path)
         prediction = Prediction(printable(str(path)))
         if not path.is_file():
-            prediction.error = "missing: no such file"
+            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing.
+            prediction.error = "broken_link: a link to no file" if path.is_symlink() else "missing: no such file"
             return prediction
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)

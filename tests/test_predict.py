@@ -349,3 +349,15 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(inputs):
     process.stdout.close()  # `| head -0`: the reader is gone before the first line
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_a_missing_file_and_a_broken_link_are_told_apart(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    (inputs / "dangling.mid").symlink_to(inputs / "nowhere.mid")
+    (inputs / "loop.mid").symlink_to(inputs / "loop.mid")
+    assert main(["predict", str(inputs / "gone.mid"), str(inputs / "dangling.mid"), str(inputs / "loop.mid"),
+                 "--model", str(model)]) == 1
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"{inputs / 'gone.mid'}: cannot score (missing: no such file)",
+        f"{inputs / 'dangling.mid'}: cannot score (broken_link: a link to no file)",
+        f"{inputs / 'loop.mid'}: cannot score (broken_link: a link to no file)"]
