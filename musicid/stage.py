@@ -61,6 +61,12 @@ def run_stage(name: str, body: Callable[[], int | None]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+# Outputs are replaced only when complete, so a stopped stage leaves none half-written; but `dvc repro` removes
+# a stage's outputs before it runs it (run directly, the previous ones stay).
+AFTER_STOP = ("no output is left half-written (`dvc checkout` restores the previous ones, which `dvc repro` "
+              "removes before it runs a stage)")
+
+
 def _run(name: str, body: Callable[[], int | None]) -> int:
     try:
         return body() or 0
@@ -74,8 +80,8 @@ def _run(name: str, body: Callable[[], int | None]) -> int:
         print(f"{name}: {describe_os_error(error)}", file=sys.stderr)
         return 1
     except Terminated:
-        print(f"{name}: terminated; the previous outputs are left as they were", file=sys.stderr)
+        print(f"{name}: terminated; {AFTER_STOP}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print(f"{name}: interrupted; the previous outputs are left as they were", file=sys.stderr)
+        print(f"{name}: interrupted; {AFTER_STOP}", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from musicid.h5 import RowWriter, clip_columns, read_strings
+from musicid.stage import AFTER_STOP
 from tests.conftest import PROJECT_ROOT, load_stage, sine, write_midi, write_wav
 
 CLIP = load_stage("clip")
@@ -718,7 +719,7 @@ def test_sigterm_leaves_the_previous_outputs_and_no_temporary_file(tmp_path, aud
                            "--report", str(out / "clips.json"), "--jobs", "2"], capture_output=True, text=True,
                           env={"PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0"}, timeout=120)
     assert (clip.returncode, clip.stdout, clip.stderr) == (
-        143, "", "clip: terminated; the previous outputs are left as they were\n")
+        143, "", "clip: terminated; " + AFTER_STOP + "\n")
     assert sorted(p.name for p in out.iterdir()) == ["clips.h5"]
     assert (out / "clips.h5").read_bytes() == b"the previous table"
 

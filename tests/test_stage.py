@@ -8,7 +8,7 @@ import os
 import pytest
 
 from musicid.params import ParamsError
-from musicid.stage import StageError, run_stage
+from musicid.stage import AFTER_STOP, StageError, run_stage
 
 
 @pytest.mark.parametrize("error, code, line", [
@@ -20,7 +20,7 @@ from musicid.stage import StageError, run_stage
      "clip: data/clips.h5: Permission denied\n"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/clips.h5"), 1,
      "clip: data/clips.h5: No space left on device (the disk or the file size limit is full)\n"),
-    (KeyboardInterrupt(), 130, "clip: interrupted; the previous outputs are left as they were\n"),
+    (KeyboardInterrupt(), 130, "clip: interrupted; " + AFTER_STOP + "\n"),
 ])
 def test_failures_a_user_can_fix_are_one_line(error, code, line, capsys):
     def body():
