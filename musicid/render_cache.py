@@ -42,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -213,11 +214,19 @@ def environment_differences(expected: dict, found: dict) -> list[str]:
     for path in sorted(set(expected["soundfonts"]) | set(found["soundfonts"])):
         mine, theirs = expected["soundfonts"].get(path), found["soundfonts"].get(path)
         if mine != theirs:
-            differences.append(f"SoundFont {path} (sha256 {str(theirs)[:12]}... here, "
-                               f"{str(mine)[:12]}... on the stage's machine)")
+            differences.append(f"SoundFont {path} ({_short_sha(theirs)} here, {_short_sha(mine)} on the stage's "
+                               "machine)")
     if expected["fluidsynth"] != found["fluidsynth"]:
         differences.append(f"FluidSynth {found['fluidsynth']} (the stage's machine has {expected['fluidsynth']})")
     return differences
+
+
+def _short_sha(value: str | None) -> str:
+    """``sha256 12ab34cd56ef...`` of a SoundFont's hash; what :func:`_sha256_or_missing` said of a missing one,
+    whole."""
+    if value is None:
+        return "not named"
+    return f"sha256 {value[:12]}..." if re.fullmatch(r"[0-9a-f]{64}", value) else value
 
 
 class WorkerEnvironmentError(StageError):
@@ -235,7 +244,14 @@ def init_checked_worker(render: RenderParams, expected_environment: dict) -> Non
     """
     from musicid.render import init_worker
 
-    differences = environment_differences(expected_environment, machine_resources(render))
+    from musicid.synth import FluidSynthUnavailable
+
+    try:
+        found = machine_resources(render)
+    except (FluidSynthUnavailable, OSError) as error:  # no library, or a damaged one, on the worker
+        raise WorkerEnvironmentError(f"the Dask worker on {socket.gethostname()} cannot load FluidSynth, which "
+                                     f"this machine renders with: {error}") from None
+    differences = environment_differences(expected_environment, found)
     if differences:
         raise WorkerEnvironmentError(f"the Dask worker on {socket.gethostname()} would render other audio than "
                                      f"this machine; it has {'; '.join(differences)}")

@@ -282,3 +282,26 @@ def test_cache_info_says_when_there_is_no_bound(cache, monkeypatch, capsys):
     monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "inf")
     assert main(["cache", "info"]) == 0
     assert capsys.readouterr().out == f"render cache {cache}: 0 entries, 0.00 GB (limit none, $MUSICID_RENDER_CACHE_GB)\n"
+
+
+def test_a_worker_without_fluidsynth_or_the_soundfont_is_named_in_one_line(tmp_path, soundfont, monkeypatch):
+    from musicid.synth import FluidSynthUnavailable
+    from tests.conftest import section_params
+
+    copy = tmp_path / "font.sf2"
+    shutil.copy(soundfont, copy)
+    params = section_params("render", soundfonts=[str(copy)])
+    expected = render_cache.render_environment(params)
+    copy.unlink()  # the worker has no such file
+    with pytest.raises(render_cache.WorkerEnvironmentError) as refused:
+        render_cache.init_checked_worker(params, expected)
+    assert f"SoundFont {copy} (missing (FileNotFoundError) here, sha256 {expected['soundfonts'][str(copy)][:12]}... " \
+           "on the stage's machine)" in str(refused.value)
+
+    def unavailable():
+        raise FluidSynthUnavailable("cannot load the FluidSynth library")
+
+    monkeypatch.setattr(render_cache, "fluidsynth_version", unavailable)
+    with pytest.raises(render_cache.WorkerEnvironmentError, match="cannot load FluidSynth, which this machine "
+                                                                  "renders with: cannot load the FluidSynth library"):
+        render_cache.init_checked_worker(params, expected)
