@@ -130,7 +130,7 @@ CONFIGS = {
 
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
-NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1,
+NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
                  "symbolic_transpose": 0}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False}
 

@@ -9,7 +9,11 @@ back (no training) and names each test track five ways:
 - ``median``: each class's median probability over the clips,
 - ``vote``: the class most clips name, ties broken by the mean probability,
 - ``learned``: a pooling learned from the training tracks: a logistic regression (scikit-learn, balanced class
-  weights) on each training track's mean clip embedding, applied to the test tracks' mean embeddings.
+  weights) on each training track's mean clip embedding, applied to the test tracks' mean embeddings,
+- ``notes``: ``train.track_notes``' regression on the tracks' note statistics alone (musicid.track_model; the
+  run's own when its model holds one, else fitted here on the training tracks with ``--notes-c``),
+- ``mean+notes``: the mean averaged with that regression for tracks with notes, as evaluate does with
+  ``train.track_notes`` on (then this one must equal what evaluate wrote).
 
 It prints, per task, each pooling's test track macro-F1 over the folds (mean +- sd; with several seeds a fold's
 figure is the mean of its seeds) and its difference from ``mean`` fold by fold (mean +- sd, folds better / worse),
@@ -27,15 +31,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from musicid.h5 import read_strings
 from musicid.metrics import macro_f1, pool, track_means, track_probabilities
+from musicid.metrics import track_labels as track_labels_of
+from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes, note_columns,
+                                 regression_probabilities, table_statistics)
+from musicid.training import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
 from suite_runs import SplitOutputs, find_runs, find_table, fold_count, split_outputs, written_macro_f1  # noqa: E402
 
-POOLINGS = ("mean", "log_mean", "median", "vote", "learned")
+POOLINGS = ("mean", "log_mean", "median", "vote", "learned", "notes", "mean+notes")
 
 
 def track_labels(outputs: SplitOutputs) -> np.ndarray:
@@ -69,14 +79,52 @@ def learned(train: SplitOutputs, test: SplitOutputs, seed: int) -> np.ndarray:
     return pooler.predict(test_x)
 
 
-def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int) -> dict[str, np.ndarray]:
-    """pooling -> the predicted class of each test track, tracks sorted by id."""
+def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int,
+                      notes: tuple[dict[str, np.ndarray], TrackStatistics] | None = None) -> dict[str, np.ndarray]:
+    """pooling -> the predicted class of each test track, tracks sorted by id. ``notes``: the regression on the
+    notes and the test tracks' statistics (None: no note poolings)."""
     probabilities, tracks = test.probabilities.astype(np.float64), test.tracks
-    return {"mean": pool(probabilities, tracks, "mean")[1].argmax(1),
-            "log_mean": pool(probabilities, tracks, "log_mean")[1].argmax(1),
-            "median": per_track(probabilities, tracks, lambda rows: np.median(rows, axis=0)).argmax(1),
-            "vote": per_track(probabilities, tracks, vote).argmax(1),
-            "learned": learned(train, test, seed)}
+    mean = pool(probabilities, tracks, "mean")[1]
+    predictions = {"mean": mean.argmax(1),
+                   "log_mean": pool(probabilities, tracks, "log_mean")[1].argmax(1),
+                   "median": per_track(probabilities, tracks, lambda rows: np.median(rows, axis=0)).argmax(1),
+                   "vote": per_track(probabilities, tracks, vote).argmax(1),
+                   "learned": learned(train, test, seed)}
+    if notes is not None:
+        regression, statistics = notes
+        alone = regression_probabilities(regression, statistics.values)
+        # A track without notes has no answer of the regression's: the clips' mean names it.
+        predictions["notes"] = np.where(statistics.has_notes, alone.argmax(1), mean.argmax(1))
+        predictions["mean+notes"] = fuse_notes(mean, regression, statistics).argmax(1)
+    return predictions
+
+
+def note_statistics(table_path: Path, split: str) -> tuple[TrackStatistics, np.ndarray] | None:
+    """(the note statistics of a split's known tracks, their labels), None for a table without notes."""
+    with h5py.File(table_path, "r") as table:
+        if "symbolic" not in table:
+            return None
+        rows = np.nonzero((read_strings(table["split"]) == split) & table["known"][:].astype(bool))[0]
+        roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
+        statistics = table_statistics(table, rows, note_columns(table["symbolic"].shape[1], roll_shape))
+        labels = table["label"][rows].astype(np.int64)
+        tracks = read_strings(table["track"])[rows]
+    return statistics, track_labels_of(labels, tracks)
+
+
+def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,
+                     ) -> tuple[dict[str, np.ndarray], TrackStatistics, bool] | None:
+    """(the regression on the notes, the test tracks' statistics, whether it is the run's own), None when the
+    table has no notes or the training tracks with notes do not cover every class."""
+    test = note_statistics(table_path, "test")
+    if test is None:
+        return None
+    own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
+    if own is not None:
+        return own, test[0], True
+    train_statistics, train_labels = note_statistics(table_path, "train")
+    regression, _ = fit_regression(train_statistics, train_labels, n_classes, c)
+    return None if regression is None else (regression, test[0], False)
 
 
 def cell(values: list[float], sign: str = "") -> str:
@@ -84,8 +132,10 @@ def cell(values: list[float], sign: str = "") -> str:
     return f"{mean:{sign}.3f} +- {sd:.3f}"
 
 
-def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int]) -> tuple[dict[str, float], float]:
-    """(pooling -> test track macro-F1, mean over the seeds; share of training clips named right) of one fold."""
+def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int], notes_c: float = 0.1,
+               ) -> tuple[dict[str, float], float]:
+    """(pooling -> test track macro-F1, mean over the seeds; share of training clips named right) of one fold.
+    The note poolings are left out of a fold whose table has no notes."""
     runs = find_runs(task_dir, config, fold, seeds)
     figures: dict[str, list[float]] = {name: [] for name in POOLINGS}
     train_right = []
@@ -94,14 +144,17 @@ def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int]) -> tupl
         test = split_outputs(run / "model.pt", table, "test")
         train = split_outputs(run / "model.pt", table, "train")
         truth = track_labels(test)
-        for name, predicted in track_predictions(train, test, seed).items():
+        notes = notes_regression(run, table, test.probabilities.shape[1], notes_c)
+        for name, predicted in track_predictions(train, test, seed, None if notes is None else notes[:2]).items():
             figures[name].append(macro_f1(truth, predicted))
         written = written_macro_f1(run, "track")
-        if abs(figures["mean"][-1] - written) > 5e-6:
-            raise SystemExit(f"track_pooling: {run}: track macro-F1 {figures['mean'][-1]:.6f} here, {written:.6f} "
+        scored = "mean+notes" if notes is not None and notes[2] else "mean"  # what evaluate named tracks by
+        if abs(figures[scored][-1] - written) > 5e-6:
+            raise SystemExit(f"track_pooling: {run}: track macro-F1 {figures[scored][-1]:.6f} here, {written:.6f} "
                              "in its metrics.json: the scoring does not match evaluate's")
         train_right.append(float(np.mean(train.probabilities.argmax(1) == train.labels)))
-    return {name: statistics.fmean(values) for name, values in figures.items()}, statistics.fmean(train_right)
+    return ({name: statistics.fmean(values) for name, values in figures.items() if values},
+            statistics.fmean(train_right))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", required=True)
     parser.add_argument("--config", default="default")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--notes-c", type=float, default=0.1,
+                        help="C of the regression on the notes for runs whose model holds none (train.track_notes)")
     parser.add_argument("--folds", type=int, default=None,
                         help="the folds of the runs (default: read from them; given, it must agree)")
     args = parser.parse_args(argv)
+    if not args.notes_c > 0:
+        parser.error(f"--notes-c must be > 0, got {args.notes_c:g}")
 
     fold_counts = {task: fold_count(args.out / task, args.config, args.folds) for task in args.tasks}  # all first
     print("| task | pooling | test track macro-F1 | against mean (better / worse) | training clips right |")
@@ -120,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         folds = []
         for fold in range(fold_counts[task]):
-            figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds)
+            figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds, args.notes_c)
             folds.append((figures, train_right))
             print(f"{task} fold {fold}: " + ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
                   + f"; training clips right {train_right:.3f}", file=sys.stderr)
         right = cell([train_right for _, train_right in folds])
         for name in POOLINGS:
+            if any(name not in figures for figures, _ in folds):  # no notes in some fold's table
+                continue
             values = [figures[name] for figures, _ in folds]
             gains = [figures[name] - figures["mean"] for figures, _ in folds]
             against = "" if name == "mean" else (f"{cell(gains, '+')} ({sum(g > 0 for g in gains)} / "

@@ -37,10 +37,15 @@ def track_probabilities(probabilities: np.ndarray, labels: np.ndarray, tracks: n
     (track probabilities [M, C], track labels [M], track ids [M]), sorted by track id.
     """
     names, means = pool(probabilities, tracks, pooling)
-    _, inverse = np.unique(tracks, return_inverse=True)
-    track_labels = np.zeros(len(names), dtype=np.int64)
-    track_labels[inverse] = labels
-    return means, track_labels, names
+    return means, track_labels(labels, tracks), names
+
+
+def track_labels(labels: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """The label int64 [M] of each track (sorted by id) of clips' labels [N] and tracks [N]."""
+    names, inverse = np.unique(tracks, return_inverse=True)
+    result = np.zeros(len(names), dtype=np.int64)
+    result[inverse] = labels
+    return result
 
 
 def track_means(values: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -264,6 +264,7 @@ class TrainParams(Section):
     novelty: Literal["cosine", "mahalanobis"]  # the novelty score evaluate ranks by and predict flags with
     roll_channels: list[int] = Field(min_length=1)  # features.symbolic_roll: output channels of each roll conv block
     roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
+    track_notes: float = Field(ge=0)  # C of the track-level regression on the notes' statistics (0: off)
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

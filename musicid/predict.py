@@ -25,6 +25,7 @@ from musicid.params import parse_section
 from musicid.render import load_source
 from musicid.symbolic import clip_features, read_notes
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
+from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
 
@@ -117,6 +118,8 @@ class Predictor:
         if self.uses_symbolic:
             self.symbolic_mean = to_numpy(self.checkpoint["symbolic_mean"])
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
+        # train.track_notes' regression on a MIDI file's note statistics (None: trained without it).
+        self.regression = checkpoint_regression(self.checkpoint)
         # Files whose novelty is above this (the 95th percentile of the validation
         # tracks' scores) are flagged; NaN when the checkpoint holds none.
         self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
@@ -176,6 +179,16 @@ class Predictor:
     def symbolic_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic branch's input float32 [k, D + 1] of a file's clips, None for an audio file or a
         MIDI file whose notes cannot be read (the audio branch alone then decides), as featurize does."""
+        features = self.notes_of(path, offsets_s, clip_samples)
+        return None if features is None else self.symbolic_input(features)
+
+    def symbolic_input(self, features: np.ndarray) -> np.ndarray:
+        """The symbolic branch's input float32 [k, D + 1] of clips' symbolic features [k, D]."""
+        return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
+
+    def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
+        """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
+        file or a MIDI file whose notes cannot be read."""
         if path.suffix.lower() not in MIDI_EXTENSIONS:
             return None
         try:
@@ -186,7 +199,7 @@ class Predictor:
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
                                  texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
-        return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
+        return features
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         path = Path(path)
@@ -215,11 +228,17 @@ class Predictor:
             return prediction
         features = compute_features(clips, self.features, self.clip.sample_rate)
         features = normalise(features, self.band_mean, self.band_std)
-        symbolic = self.symbolic_of(path, offsets, clips.shape[1]) if self.uses_symbolic else None
-        prediction.symbolic = symbolic is not None
+        notes = self.notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic else None
+        prediction.symbolic = notes is not None
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device,
-                                                        symbolic)
-        mean = pool(probabilities, np.zeros(len(probabilities), dtype=int))[1][0]
+                                                        None if notes is None else self.symbolic_input(notes))
+        one_track = np.zeros(len(probabilities), dtype=int)
+        mean = pool(probabilities, one_track)[1]
+        if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
+            columns = len(self.regression["track_notes_mean"]) // 2
+            mean = fuse_notes(mean, self.regression, track_statistics(
+                notes[:, :columns], np.ones(len(notes), bool), one_track))
+        mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
         _, scores = self.novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))

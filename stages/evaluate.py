@@ -31,6 +31,8 @@ from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion
                              open_set_metrics, summarise, track_probabilities)
 from musicid.params import load_section
 from musicid.stage import run_stage
+from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
+                                 select_tracks, table_statistics)
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
                               checkpoint_novelty_kind, class_probabilities, load_checkpoint, normalise, pick_device,
                               read_symbolic_input, to_numpy)
@@ -61,6 +63,13 @@ def mismatch(checkpoint: dict, table: h5py.File) -> str | None:
         held = f"{table_dim}-value symbolic features" if table_dim else "no symbolic features"
         return (f"the model was trained with {symbolic_dim}-value symbolic features, the table holds {held} "
                 "(features.symbolic)")
+    regression = checkpoint_regression(checkpoint)
+    if regression is not None:
+        columns = note_columns(table["symbolic"].shape[1], checkpoint["model_config"].get(
+            "roll_shape", [])) if "symbolic" in table else 0
+        if regression["track_notes_mean"].shape[0] != 2 * columns:
+            return (f"the model's regression on the notes reads {regression['track_notes_mean'].shape[0] // 2} "
+                    f"statistics of a track, the table holds {columns} (features.symbolic)")
     if list(checkpoint["label_names"]) != known_names:
         return (f"the model knows the classes {list(checkpoint['label_names'])}, the table's known classes are "
                 f"{known_names}")
@@ -88,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     centroids = to_numpy(checkpoint["centroids"])
     # A model with a symbolic branch reads the table's symbolic columns; an audio-only one ignores them.
     uses_symbolic = bool(model.config.symbolic_dim)
+    # train.track_notes: a track with notes is also named by a regression on its notes' statistics.
+    regression = checkpoint_regression(checkpoint)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = float(checkpoint.get("novelty_reference", float("nan")))
     metrics: dict = {}
@@ -116,8 +127,12 @@ def run(args: argparse.Namespace) -> int:
                                                                 device, symbolic)
                 # Classification metrics cover the known classes; held-out ones are unknown.
                 is_known = known[rows]
-                track_probs, track_labels, _ = track_probabilities(probabilities[is_known], labels[is_known],
-                                                                   tracks[is_known])
+                notes = None if regression is None else table_statistics(
+                    table, rows, len(regression["track_notes_mean"]) // 2)
+                cnn_probs, track_labels, known_names = track_probabilities(
+                    probabilities[is_known], labels[is_known], tracks[is_known])
+                track_probs = cnn_probs if notes is None else \
+                    fuse_notes(cnn_probs, regression, select_tracks(notes, known_names))
                 levels = {
                     "clip": (labels[is_known], probabilities[is_known].argmax(1)),
                     "track": (track_labels, track_probs.argmax(1)),
@@ -132,15 +147,25 @@ def run(args: argparse.Namespace) -> int:
                     save_confusion_png(figures_dir / f"confusion_{split}_{level}.png",
                                        confusion_matrix(truth, predicted, len(label_names)), label_names,
                                        f"{split}, {level} level")
-                # Track macro-F1 under each way of pooling the clips (the headline uses TRACK_POOLING).
+                # Track macro-F1 under each way of pooling the clips alone, and of the notes' regression alone
+                # (the headline uses TRACK_POOLING, averaged with the regression when the model has one).
                 details[split]["track_pooling"] = {
-                    "used": TRACK_POOLING,
+                    "used": TRACK_POOLING if notes is None else f"{TRACK_POOLING} and the notes' regression",
                     **{way: summarise(track_labels, track_probabilities(
                         probabilities[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
+                if notes is not None:
+                    known_notes = select_tracks(notes, known_names)
+                    with_notes = known_notes.has_notes
+                    details[split]["track_pooling"]["notes"] = summarise(
+                        track_labels[with_notes], regression_probabilities(
+                            regression, known_notes.values[with_notes]).argmax(1), label_names)[0]["macro_f1"] \
+                        if with_notes.any() else None
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = novelty.track_scores(embeddings, tracks)
                 all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names
+                if notes is not None:
+                    all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
                 track_known = {t: bool(k) for t, k in zip(tracks, is_known)}
                 for i, name in enumerate(names):

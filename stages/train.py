@@ -23,10 +23,12 @@ import torch
 from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
 from musicid.io import atomic_directory, write_bytes_atomic
+from musicid.metrics import track_labels
 from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
+from musicid.track_model import fit_regression, note_columns, table_statistics
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               train_model)
@@ -48,6 +50,24 @@ def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray,
         labels = table["label"][rows].astype(np.int64)
         tracks = read_strings(table["track"])[rows]
     return features, labels, tracks
+
+
+def fit_track_notes(features_path: Path, c: float, n_classes: int, roll_shape: list[int],
+                    ) -> tuple[dict[str, np.ndarray] | None, str]:
+    """(train.track_notes' regression on the training tracks' note statistics or None, what was done)."""
+    if not c:
+        return None, ""
+    with h5py.File(features_path, "r") as table:
+        if "symbolic" not in table:
+            return None, "; no regression on the notes (the table holds no symbolic features)"
+        rows = split_rows(table, "train")
+        columns = note_columns(table["symbolic"].shape[1], roll_shape)
+        statistics = table_statistics(table, rows, columns)
+        labels = track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])
+    regression, why_not = fit_regression(statistics, labels, n_classes, c)
+    if regression is None:
+        return None, f"; no regression on the notes ({why_not})"
+    return regression, f"; regression on the notes of {int(statistics.has_notes.sum())} training tracks"
 
 
 def split_rows(table: h5py.File, split: str) -> np.ndarray:
@@ -181,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
             # novelty scores (train.novelty's), the threshold above which predict flags a file.
             _, val_scores = scorer.track_scores(val_embeddings, val_tracks)
             reference = float(np.percentile(val_scores, 95))
+            regression, notes_said = fit_track_notes(args.features, params.track_notes, config.n_classes,
+                                                     roll_shape)
             checkpoint = checkpoint_bytes(
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
@@ -189,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
                        "novelty_reference_tracks": int(len(val_scores)),
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
-                                                       "symbolic_std": torch.from_numpy(symbolic[3])})})
+                                                       "symbolic_std": torch.from_numpy(symbolic[3])}),
+                       **({} if regression is None else {key: torch.from_numpy(value)
+                                                          for key, value in regression.items()})})
     except (StageError, EmptyValidationSplit) as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
@@ -204,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
               f", audio and symbolic features, notes for {int(train_symbolic[:, -1].sum())} of {len(train_x)} clips")
     print(f"train: {len(train_x)} clips, {len(log)} of {params.epochs} epochs ({params.loss}{inputs}); "
           f"{params.keep} epoch {kept_epoch} (val clip accuracy {kept.val_accuracy:.3f}, "
-          f"macro-F1 {kept.val_macro_f1:.3f}) "
+          f"macro-F1 {kept.val_macro_f1:.3f}){notes_said} "
           f"-> {args.model}")
     return 0
 

@@ -60,7 +60,8 @@ def test_the_script_scores_a_suite_run_as_evaluate_did(suite_folder, capsys):  #
     arguments = ["--out", str(suite_folder), "--tasks", "task", "--folds", "1", "--seeds", "0", "1"]
     assert pooling.main(arguments) == 0  # exits if the mean pooling's track macro-F1 differs from metrics.json
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| task |")][1:]  # no header
-    assert [table_row(line)[1] for line in lines] == list(pooling.POOLINGS)
+    # The table holds no notes: no note poolings.
+    assert [table_row(line)[1] for line in lines] == [name for name in pooling.POOLINGS if "notes" not in name]
     mean_row = table_row(lines[0])
     written = [json.loads((suite_folder / "task" / "default" / "fold0" / f"run{seed}" / "metrics.json").read_text())
                ["test"]["track"]["macro_f1"] for seed in (0, 1)]
@@ -93,3 +94,32 @@ def test_a_task_rendered_twice_gives_each_run_its_own_table(suite_folder):  # no
     shutil.copytree(task / "features-0123456789", task / "features-0000000000")  # sorted first
     (task / "features-0000000000" / "features.h5").write_bytes(b"not the table the runs were trained on")
     assert pooling.main(["--out", str(suite_folder), "--tasks", "task", "--seeds", "0"]) == 0
+
+
+def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_path, params, monkeypatch,  # noqa: F811
+                                                                           capsys):
+    import yaml
+
+    from tests.test_evaluate_stage import outputs as evaluate_outputs
+    from tests.test_symbolic_model import EVALUATE, TRAIN, write_symbolic_features
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    values = yaml.safe_load(params.read_text())
+    assert values["train"]["track_notes"] > 0  # the default: the models hold the regression
+    table_dir = tmp_path / "task" / "features-0123456789"
+    table_dir.mkdir(parents=True)
+    (table_dir / "params.yaml").write_text(yaml.safe_dump(values))
+    write_symbolic_features(table_dir / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    run = tmp_path / "task" / "default" / "fold0" / "run0"
+    run.mkdir(parents=True)
+    (run / "params.yaml").write_text(yaml.safe_dump(values))
+    assert TRAIN.main(["--params", str(run / "params.yaml"), "--features", str(table_dir / "features.h5"),
+                       "--model", str(run / "model.pt"), "--live", str(run / "live")]) == 0
+    assert EVALUATE.main(evaluate_outputs(run, run / "params.yaml", features=table_dir / "features.h5")) == 0
+    capsys.readouterr()
+    # Exits unless mean+notes (what evaluate named the tracks by) equals the track macro-F1 it wrote.
+    assert pooling.main(["--out", str(tmp_path), "--tasks", "task", "--seeds", "0"]) == 0
+    rows = {table_row(line)[1]: table_row(line) for line in capsys.readouterr().out.splitlines()[2:]}  # no header
+    assert list(rows) == list(pooling.POOLINGS)
+    assert rows["notes"][2] == "1.000 +- nan"  # the classes differ in their notes alone
+    assert rows["mean+notes"][2] == "1.000 +- nan"

@@ -1,0 +1,116 @@
+"""A track-level reading of the notes: a logistic regression on each track's note statistics.
+
+The CNN names a track by the mean of its 4-second clips' probabilities; each clip sees little of the piece. A
+track of a MIDI file also has statistics of the whole piece: the mean and the standard deviation, over its clips,
+of each clip's symbolic features (pitch-class and interval histograms, note density, polyphony, ...; not the piano
+roll). ``train.track_notes`` fits a logistic regression (scikit-learn, balanced class weights) on those of the
+training tracks; evaluate and predict then name a track with notes by the mean of the two probabilities, and a
+track without notes (an audio file) by the CNN alone.
+
+The fitted regression is stored in the checkpoint as plain arrays (the scaler's mean and scale, one weight row and
+intercept per class) and applied here with numpy: predict needs no pickled scikit-learn object.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from musicid.h5 import read_strings
+
+KEYS = ("track_notes_mean", "track_notes_scale", "track_notes_coef", "track_notes_intercept")
+
+
+class TrackStatistics(NamedTuple):
+    tracks: np.ndarray  # str [M], sorted
+    values: np.ndarray  # float64 [M, 2 * D]: the mean, then the standard deviation, of the clips with notes
+    has_notes: np.ndarray  # bool [M]: at least one clip of the track has notes
+
+
+def track_statistics(symbolic: np.ndarray, present: np.ndarray, tracks: np.ndarray) -> TrackStatistics:
+    """Per track (sorted by id) the mean and standard deviation of its clips' symbolic features [N, D] over the
+    clips with notes (``present`` bool [N]); zeros for a track with none."""
+    names, inverse = np.unique(tracks, return_inverse=True)
+    dim = symbolic.shape[1]
+    values = np.zeros((len(names), 2 * dim), np.float64)
+    has_notes = np.zeros(len(names), bool)
+    for index in range(len(names)):
+        rows = symbolic[(inverse == index) & present].astype(np.float64)
+        if len(rows):
+            values[index] = np.concatenate([rows.mean(0), rows.std(0)])
+            has_notes[index] = True
+    return TrackStatistics(names, values, has_notes)
+
+
+def fit_regression(statistics: TrackStatistics, labels: np.ndarray, n_classes: int, c: float,
+        ) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """(the regression's arrays, None), or (None, why not) when the training tracks with notes do not cover
+    every class: a class it never saw would always lose to the others in the mean.
+
+    ``labels`` int [M] are the tracks' classes, in ``statistics``' order."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = statistics.values[statistics.has_notes], labels[statistics.has_notes]
+    counts = np.bincount(y, minlength=n_classes)
+    if (counts == 0).any():
+        missing = int((counts == 0).sum())
+        return None, (f"{missing} of {n_classes} classes have no training track with notes (audio files only)"
+                      if len(x) else "no training track has notes (audio files only)")
+    scaler = StandardScaler().fit(x)
+    regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
+    coef, intercept = regression.coef_, regression.intercept_
+    if n_classes == 2:  # one row w for class 1: softmax of (-w/2, w/2) is sigmoid(w), the same probabilities
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    arrays = (scaler.mean_, scaler.scale_, coef, intercept)
+    return {key: np.ascontiguousarray(value, dtype=np.float64) for key, value in zip(KEYS, arrays)}, None
+
+
+def regression_probabilities(model: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
+    """The regression's class probabilities float64 [M, C] of track statistics [M, 2 * D]."""
+    mean, scale, coef, intercept = (np.asarray(model[key], dtype=np.float64) for key in KEYS)
+    logits = ((values - mean) / scale) @ coef.T + intercept
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fuse_notes(pooled: np.ndarray, model: dict[str, np.ndarray] | None, statistics: TrackStatistics) -> np.ndarray:
+    """A track's probabilities [M, C]: the mean of the CNN's pooled clip probabilities ``pooled`` and the
+    regression's for tracks with notes, the CNN's alone for the others (and for every track without ``model``).
+    ``pooled`` rows are in ``statistics``' track order."""
+    if model is None or not statistics.has_notes.any():
+        return pooled
+    fused = np.array(pooled, dtype=np.float64)
+    rows = statistics.has_notes
+    fused[rows] = (fused[rows] + regression_probabilities(model, statistics.values[rows])) / 2
+    return fused
+
+
+def checkpoint_regression(checkpoint: dict) -> dict[str, np.ndarray] | None:
+    """The regression a checkpoint holds, None for one trained without it (or before it existed)."""
+    if KEYS[0] not in checkpoint:
+        return None
+    return {key: np.asarray(checkpoint[key], dtype=np.float64) for key in KEYS}
+
+
+def note_columns(dim: int, roll_shape: list[int] | tuple[int, ...]) -> int:
+    """How many of a table's ``dim`` symbolic columns are statistics: all but the piano roll's (which ends
+    the vector, [pitches, frames] = ``roll_shape``)."""
+    return dim - (int(np.prod(roll_shape)) if len(roll_shape) else 0)
+
+
+def select_tracks(statistics: TrackStatistics, tracks: np.ndarray) -> TrackStatistics:
+    """The statistics of ``tracks`` (sorted ids, each one of ``statistics``')."""
+    index = np.searchsorted(statistics.tracks, tracks)
+    return TrackStatistics(statistics.tracks[index], statistics.values[index], statistics.has_notes[index])
+
+
+def table_statistics(table, rows: np.ndarray, columns: int) -> TrackStatistics:
+    """:func:`track_statistics` of the first ``columns`` symbolic values of ``rows`` (increasing) of an open
+    features table with symbolic columns."""
+    tracks = read_strings(table["track"])[rows]
+    if len(rows) == 0:
+        return track_statistics(np.zeros((0, columns), np.float32), np.zeros(0, bool), tracks)
+    return track_statistics(table["symbolic"][rows][:, :columns], table["has_symbolic"][rows].astype(bool), tracks)

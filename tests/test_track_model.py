@@ -1,0 +1,160 @@
+"""train.track_notes: the track-level regression on the notes' statistics, fused with the clips' pooled
+probabilities in evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from musicid.predict import Predictor
+from musicid.track_model import (KEYS, TrackStatistics, checkpoint_regression, fit_regression, fuse_notes, note_columns,
+                                 regression_probabilities, track_statistics)
+from musicid.training import load_checkpoint
+from tests.conftest import sine, write_midi, write_wav
+from tests.test_symbolic_model import (EVALUATE, TRAIN, params, stage_arguments,  # noqa: F401  (params: a fixture)
+                                       write_symbolic_checkpoint, write_symbolic_features)
+
+
+def separable_tracks(n_classes: int, per_class: int = 6, dim: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    values = rng.standard_normal((len(labels), 2 * dim)) + labels[:, None] * 0.8
+    names = np.array([f"t{i:03d}" for i in range(len(labels))], dtype=object)
+    return TrackStatistics(names, values, np.ones(len(names), bool)), labels
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_stored_regression_gives_scikit_learns_probabilities(n_classes):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    statistics, labels = separable_tracks(n_classes)
+    regression, why_not = fit_regression(statistics, labels, n_classes, c=0.5)
+    assert why_not is None and set(regression) == set(KEYS)
+    assert regression["track_notes_coef"].shape == (n_classes, statistics.values.shape[1])
+    scaler = StandardScaler().fit(statistics.values)
+    reference = LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000).fit(
+        scaler.transform(statistics.values), labels)
+    others = np.random.default_rng(1).standard_normal((7, statistics.values.shape[1]))
+    np.testing.assert_allclose(regression_probabilities(regression, others),
+                               reference.predict_proba(scaler.transform(others)), rtol=1e-9, atol=1e-12)
+    again, _ = fit_regression(statistics, labels, n_classes, c=0.5)
+    assert all(np.array_equal(regression[key], again[key]) for key in KEYS)  # deterministic
+
+
+def test_track_statistics_are_the_mean_and_sd_of_the_clips_with_notes():
+    symbolic = np.array([[1.0, 2.0], [3.0, 6.0], [100.0, 100.0], [5.0, 5.0], [0.0, 0.0]], np.float32)
+    present = np.array([True, True, False, True, False])
+    tracks = np.array(["b", "b", "b", "a", "c"], dtype=object)
+    statistics = track_statistics(symbolic, present, tracks)
+    assert statistics.tracks.tolist() == ["a", "b", "c"]
+    assert statistics.has_notes.tolist() == [True, True, False]
+    np.testing.assert_array_equal(statistics.values[0], [5.0, 5.0, 0.0, 0.0])
+    np.testing.assert_array_equal(statistics.values[1], [2.0, 4.0, 1.0, 2.0])  # the clip without notes left out
+    np.testing.assert_array_equal(statistics.values[2], [0.0, 0.0, 0.0, 0.0])
+
+
+def test_no_regression_when_a_class_has_no_training_track_with_notes():
+    statistics, labels = separable_tracks(3)
+    without = statistics._replace(has_notes=labels != 2)
+    regression, why_not = fit_regression(without, labels, 3, c=1.0)
+    assert regression is None and why_not == "1 of 3 classes have no training track with notes (audio files only)"
+    regression, why_not = fit_regression(statistics._replace(has_notes=np.zeros(len(labels), bool)), labels, 3, 1.0)
+    assert regression is None and why_not == "no training track has notes (audio files only)"
+
+
+def test_fusion_averages_only_the_tracks_with_notes():
+    statistics, labels = separable_tracks(2, per_class=3)
+    regression, _ = fit_regression(statistics, labels, 2, c=1.0)
+    pooled = np.tile([0.9, 0.1], (len(labels), 1))
+    partly = statistics._replace(has_notes=np.arange(len(labels)) % 2 == 0)
+    fused = fuse_notes(pooled, regression, partly)
+    notes = regression_probabilities(regression, statistics.values)
+    np.testing.assert_allclose(fused[0::2], (pooled[0::2] + notes[0::2]) / 2)
+    np.testing.assert_array_equal(fused[1::2], pooled[1::2])
+    np.testing.assert_allclose(fused.sum(axis=1), 1.0)
+    assert fuse_notes(pooled, None, statistics) is pooled
+
+
+def test_note_columns_leave_the_piano_roll_out():
+    assert note_columns(44, []) == 44
+    assert note_columns(44 + 88 * 32, [88, 32]) == 44
+
+
+def with_track_notes(params, value):
+    values = yaml.safe_load(params.read_text())
+    values["train"]["track_notes"] = value
+    params.write_text(yaml.safe_dump(values))
+
+
+def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    assert "; regression on the notes of 8 training tracks ->" in capsys.readouterr().out
+    _, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    regression = checkpoint_regression(checkpoint)
+    assert regression is not None and regression["track_notes_mean"].shape == (2 * 44,)
+    assert EVALUATE.main(evaluate) == 0
+    details = json.loads((tmp_path / "per_class.json").read_text())
+    assert details["test"]["track_pooling"]["used"] == "mean and the notes' regression"
+    # Two classes told apart by their notes alone (the audio is noise): the regression names every track.
+    assert details["test"]["track_pooling"]["notes"] == 1.0
+    fused_metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert fused_metrics["test"]["track"]["macro_f1"] == 1.0
+
+    with_track_notes(params, 0)
+    assert TRAIN.main(train) == 0
+    _, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    assert checkpoint_regression(checkpoint) is None
+    assert EVALUATE.main(evaluate) == 0
+    details = json.loads((tmp_path / "per_class.json").read_text())
+    assert details["test"]["track_pooling"]["used"] == "mean" and "notes" not in details["test"]["track_pooling"]
+
+
+def test_an_audio_only_table_trains_without_the_regression(tmp_path, params, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, symbolic=False)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    assert "; no regression on the notes (the table holds no symbolic features) ->" in capsys.readouterr().out
+    assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1]) is None
+    assert EVALUATE.main(evaluate) == 0
+
+
+def test_a_negative_track_notes_is_named(tmp_path, params, capsys):
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 8 + ["val"] * 4)
+    train, _ = stage_arguments(tmp_path, params)
+    with_track_notes(params, -1)
+    assert TRAIN.main(train) == 2
+    error = capsys.readouterr().err
+    assert "train.track_notes" in error and not (tmp_path / "model.pt").exists()
+
+
+def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path):
+    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
+    path = write_symbolic_checkpoint(tmp_path / "notes.pt")
+    checkpoint = torch.load(path, weights_only=True)
+    dim = 44
+    # A regression that names the second class whatever the notes.
+    checkpoint.update({"track_notes_mean": torch.zeros(2 * dim, dtype=torch.float64),
+                       "track_notes_scale": torch.ones(2 * dim, dtype=torch.float64),
+                       "track_notes_coef": torch.zeros((2, 2 * dim), dtype=torch.float64),
+                       "track_notes_intercept": torch.tensor([-20.0, 20.0], dtype=torch.float64)})
+    torch.save(checkpoint, path)
+    fused = Predictor(path)
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    alone, with_notes = dict(plain.predict(midi).labels), dict(fused.predict(midi).labels)
+    assert with_notes["palestrina"] == pytest.approx((alone["palestrina"] + 1.0) / 2, abs=1e-6)
+    assert with_notes["bach"] == pytest.approx(alone["bach"] / 2, abs=1e-6)
+    assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
