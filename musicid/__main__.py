@@ -122,11 +122,14 @@ def render_cache_command(action: str) -> int:
         return 0
     try:
         bound = render_cache.size_limit()
-        limit = "none" if bound == sys.maxsize else f"{bound / 1e9:g} GB"
-    except ValueError as error:
-        limit = str(error)
+        limit, problem = ("none" if bound == sys.maxsize else f"{bound / 1e9:g} GB"), None
+    except ValueError as error:  # shown, and the command fails: every stage that renders would stop on it
+        limit, problem = "unusable", error
     print(f"render cache {root}: {len(found)} entries, {size / 1e9:.2f} GB (limit {limit}, "
           f"${render_cache.SIZE_ENV})")
+    if problem:
+        print(f"cache: {problem}", file=sys.stderr)
+        return 2
     return 0
 
 

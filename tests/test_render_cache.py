@@ -148,7 +148,7 @@ def test_a_soundfont_change_changes_the_context(tmp_path, soundfont):
     assert render_cache.render_context(params) != before
 
 
-def test_the_cache_command_shows_and_clears_the_cache(tmp_path, raw, cache, capsys):
+def test_the_cache_command_shows_and_clears_the_cache(tmp_path, raw, cache, capsys, monkeypatch):
     from musicid.__main__ import main
 
     assert run(tmp_path, raw) == 0
@@ -157,6 +157,12 @@ def test_the_cache_command_shows_and_clears_the_cache(tmp_path, raw, cache, caps
     assert main(["cache", "info"]) == 0
     assert capsys.readouterr().out == f"render cache {cache}: 5 entries, {size / 1e9:.2f} GB (limit 20 GB, " \
                                       "$MUSICID_RENDER_CACHE_GB)\n"
+    monkeypatch.setenv("MUSICID_RENDER_CACHE_GB", "abc")  # shown, and the command fails naming it
+    assert main(["cache", "info"]) == 2
+    shown = capsys.readouterr()
+    assert "(limit unusable, $MUSICID_RENDER_CACHE_GB)" in shown.out
+    assert shown.err == "cache: MUSICID_RENDER_CACHE_GB must be a number of gigabytes, got 'abc'\n"
+    monkeypatch.delenv("MUSICID_RENDER_CACHE_GB")
     assert main(["cache", "clear"]) == 0
     assert "removed 5 entries" in capsys.readouterr().out
     assert list(cache.glob("*/*.entry")) == []
