@@ -71,6 +71,11 @@ NO_WORKERS_S = 60.0
 LIBRARIES = ("numpy", "scipy", "soundfile", "soxr", "librosa", "mido", "pretty_midi", "music21", "h5py",
              "pyfluidsynth", "pydantic", "PyYAML")
 
+# Run on every worker before the first task, with a builtin (which any worker can unpickle): a worker that
+# cannot import musicid would die unpickling the first task, and its nanny with it, leaving a stage that
+# only learns, NO_WORKERS_S later, that its workers are gone.
+WORKER_IMPORT = "import musicid.cluster"
+
 _lock = threading.Lock()
 _initialized: list[str | None] = [None]
 _KILLED = object()
@@ -252,6 +257,17 @@ def _cluster_map(function: Callable[[Any], Any], items: Iterable[Any], address: 
 
     def lost(error: BaseException) -> ClusterError:
         return ClusterError(f"lost the Dask scheduler at {address} ({type(error).__name__}: {error})"[:300])
+
+    try:
+        imported = client.run(exec, WORKER_IMPORT, on_error="return")
+    except Exception as error:  # noqa: BLE001 - the client's own failures: the scheduler is gone
+        raise lost(error) from None
+    failed = {worker: error for worker, error in sorted(imported.items()) if isinstance(error, BaseException)}
+    if failed:
+        worker, error = next(iter(failed.items()))
+        raise WorkerMismatch(f"{len(failed)} of {len(imported)} Dask workers cannot import musicid (the worker at "
+                             f"{worker}: {type(error).__name__}: {error}); install the project on each worker "
+                             "(pip install -r requirements.txt && pip install -e .) as on this machine"[:400])
 
     def threads() -> int:
         try:

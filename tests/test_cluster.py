@@ -463,3 +463,19 @@ def test_a_worker_with_other_library_versions_stops_the_stage(tmp_path, audio, c
     assert "would not give the bytes of a local run; it has numpy 0.0.1 (the stage's machine has " in err
     assert "Traceback" not in err
     assert not (tmp_path / "clips.h5").exists() and not (tmp_path / "clips.json").exists()
+
+
+def test_workers_that_cannot_import_musicid_stop_the_stage_at_once(tmp_path, audio, cluster, capsys, monkeypatch):
+    from musicid import cluster as cluster_module
+
+    # The workers' own import fails, as on a machine where the project was not installed.
+    monkeypatch.setattr(cluster_module, "WORKER_IMPORT", "import musicid_not_installed_here")
+    started = time.monotonic()
+    assert clip(tmp_path, audio, "clips", "--scheduler", cluster.scheduler_address) == 1
+    assert time.monotonic() - started < cluster_module.NO_WORKERS_S / 2  # not the wait for workers that died
+    err = capsys.readouterr().err
+    assert "2 of 2 Dask workers cannot import musicid (the worker at tcp://127.0.0.1:" in err
+    assert "ModuleNotFoundError: No module named 'musicid_not_installed_here'); install the project on each " \
+           "worker" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "clips.h5").exists() and not (tmp_path / "clips.json").exists()
