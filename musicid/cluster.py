@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterable, Iterator
 from musicid.stage import StageError
 
 CONNECT_TIMEOUT = "20s"
+PROBE_TIMEOUT_S = 20.0  # the same, for the plain TCP connection tried first
 # Items sent ahead per worker thread: enough to keep every worker busy while
 # results are read in order, few enough that results waiting to be written
 # (WAV bytes, clip arrays) stay a bounded amount of memory.
@@ -208,13 +209,35 @@ def _check_address(address: str) -> None:
     try:
         scheme, location = parse_address(address)
         get_backend(scheme)
-        if scheme in ("tcp", "tls"):
-            _, port = parse_host_port(location)
-            if port is not None and not 0 < port < 65536:
-                raise ValueError(f"port {port} is outside 1..65535")
+        host, port = parse_host_port(location, 8786) if scheme in ("tcp", "tls") else (None, None)
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is outside 1..65535")
+        if host is not None and ("/" in host or not host):
+            raise ValueError(f"{host!r} is no host name")
     except (ValueError, TypeError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} (not a scheduler address: {error}; "
                            "e.g. tcp://127.0.0.1:8786)"[:300]) from None
+    if host is not None:
+        _probe(address, host, port)
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    """:class:`ClusterError` naming the cause when nothing accepts a TCP connection at ``host:port``: at once
+    for a host name that does not resolve, after PROBE_TIMEOUT_S of retries otherwise (a scheduler may be
+    starting), where a client would only say "Timed out"."""
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())).close()
+            return
+        except socket.gaierror as error:
+            raise ClusterError(f"cannot reach the Dask scheduler at {address} (unknown host: {error})"[:300]) \
+                from None
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"cannot reach the Dask scheduler at {address} "
+                                   f"({type(error).__name__}: {error})"[:300]) from None
+            time.sleep(0.5)
 
 
 def describe(address: str) -> str:

@@ -235,16 +235,23 @@ def test_a_worker_sets_up_again_whenever_the_args_change(monkeypatch):
 def test_an_unreachable_scheduler_stops_the_stage_at_once(tmp_path, raw, capsys, monkeypatch):
     monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", "2s")  # the stage waits that long for it
     write_manifest(raw)
+    monkeypatch.setattr(cluster_module, "PROBE_TIMEOUT_S", 2.0)  # a scheduler may be starting: retried this long
     assert render(tmp_path, raw, "audio", "--scheduler", "tcp://127.0.0.1:9") == 1
     err = capsys.readouterr().err
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9 (ConnectionRefusedError: " in err
     assert not (tmp_path / "audio").exists()
+    started = time.monotonic()
+    assert render(tmp_path, raw, "audio", "--scheduler", "tcp://no-such-host.invalid:8786") == 1
+    assert "cannot reach the Dask scheduler at tcp://no-such-host.invalid:8786 (unknown host: " in \
+        capsys.readouterr().err
+    assert time.monotonic() - started < 1.5  # known at once
 
 
 @pytest.mark.parametrize("address, cause", [
     ("tpc://127.0.0.1:8786", "unknown address scheme 'tpc'"),
     ("tcp://127.0.0.1:8786x", "invalid literal for int() with base 10: '8786x'"),
     ("tcp://127.0.0.1:99999", "port 99999 is outside 1..65535"),
+    ("tcp//127.0.0.1:8786", "'tcp//127.0.0.1' is no host name"),  # a ':' missing
 ])
 def test_a_mistyped_scheduler_address_stops_the_stage_at_once(tmp_path, raw, capsys, address, cause):
     """Refused before a client is made: a client that fails to start would wait out its timeout again later."""
