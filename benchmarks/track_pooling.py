@@ -43,7 +43,8 @@ from musicid.training import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
-from suite_runs import SplitOutputs, find_runs, find_table, fold_count, split_outputs, written_macro_f1  # noqa: E402
+from suite_runs import (SplitOutputs, find_runs, find_table, fold_count, read_params, split_outputs,  # noqa: E402
+                        written_macro_f1)
 
 POOLINGS = ("mean", "log_mean", "median", "vote", "learned", "notes", "mean+notes")
 
@@ -115,15 +116,16 @@ def note_statistics(table_path: Path, split: str) -> tuple[TrackStatistics, np.n
 def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,
                      ) -> tuple[dict[str, np.ndarray], TrackStatistics, bool] | None:
     """(the regression on the notes, the test tracks' statistics, whether it is the run's own), None when the
-    table has no notes or the training tracks with notes do not cover every class."""
+    table has no notes, the training tracks with notes do not cover every class, or the run rendered
+    augmented copies (train fits none then: they share their track's id)."""
     test = note_statistics(table_path, "test")
-    if test is None:
+    if test is None or read_params(run)["render"]["augment"]["copies"]:
         return None
     own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
     if own is not None:
         return own, test[0], True
     train_statistics, train_labels = note_statistics(table_path, "train")
-    regression, _ = fit_regression(train_statistics, train_labels, n_classes, c)
+    regression, _ = fit_regression(train_statistics, train_labels, [str(i) for i in range(n_classes)], c)
     return None if regression is None else (regression, test[0], False)
 
 

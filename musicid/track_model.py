@@ -43,21 +43,23 @@ def track_statistics(symbolic: np.ndarray, present: np.ndarray, tracks: np.ndarr
     return TrackStatistics(names, values, has_notes)
 
 
-def fit_regression(statistics: TrackStatistics, labels: np.ndarray, n_classes: int, c: float,
-        ) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def fit_regression(statistics: TrackStatistics, labels: np.ndarray, label_names: list[str], c: float,
+                   ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """(the regression's arrays, None), or (None, why not) when the training tracks with notes do not cover
     every class: a class it never saw would always lose to the others in the mean.
 
-    ``labels`` int [M] are the tracks' classes, in ``statistics``' order."""
+    ``labels`` int [M] are the tracks' classes (indices into ``label_names``), in ``statistics``' order."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    n_classes = len(label_names)
     x, y = statistics.values[statistics.has_notes], labels[statistics.has_notes]
     counts = np.bincount(y, minlength=n_classes)
+    if not len(x):
+        return None, "no training track has notes: audio files only"
     if (counts == 0).any():
-        missing = int((counts == 0).sum())
-        return None, (f"{missing} of {n_classes} classes have no training track with notes (audio files only)"
-                      if len(x) else "no training track has notes (audio files only)")
+        missing = ", ".join(label_names[index] for index in np.nonzero(counts == 0)[0])
+        return None, f"no training track of {missing} has notes: audio files only"
     scaler = StandardScaler().fit(x)
     regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
     coef, intercept = regression.coef_, regression.intercept_
@@ -113,4 +115,4 @@ def table_statistics(table, rows: np.ndarray, columns: int) -> TrackStatistics:
     tracks = read_strings(table["track"])[rows]
     if len(rows) == 0:
         return track_statistics(np.zeros((0, columns), np.float32), np.zeros(0, bool), tracks)
-    return track_statistics(table["symbolic"][rows][:, :columns], table["has_symbolic"][rows].astype(bool), tracks)
+    return track_statistics(table["symbolic"][rows, :columns], table["has_symbolic"][rows].astype(bool), tracks)

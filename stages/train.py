@@ -52,11 +52,14 @@ def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray,
     return features, labels, tracks
 
 
-def fit_track_notes(features_path: Path, c: float, n_classes: int, roll_shape: list[int],
-                    ) -> tuple[dict[str, np.ndarray] | None, str]:
+def fit_track_notes(features_path: Path, c: float, label_names: list[str], roll_shape: list[int],
+                    augmented: bool) -> tuple[dict[str, np.ndarray] | None, str]:
     """(train.track_notes' regression on the training tracks' note statistics or None, what was done)."""
     if not c:
         return None, ""
+    if augmented:  # a training track's transposed, tempo-scaled copies share its id: its statistics would blend
+        # keys and tempos that no val, test or predicted track (rendered plainly) has
+        return None, "; no regression on the notes (render.augment's copies would blend into the tracks' statistics)"
     with h5py.File(features_path, "r") as table:
         if "symbolic" not in table:
             return None, "; no regression on the notes (the table holds no symbolic features)"
@@ -64,7 +67,7 @@ def fit_track_notes(features_path: Path, c: float, n_classes: int, roll_shape: l
         columns = note_columns(table["symbolic"].shape[1], roll_shape)
         statistics = table_statistics(table, rows, columns)
         labels = track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])
-    regression, why_not = fit_regression(statistics, labels, n_classes, c)
+    regression, why_not = fit_regression(statistics, labels, label_names, c)
     if regression is None:
         return None, f"; no regression on the notes ({why_not})"
     return regression, f"; regression on the notes of {int(statistics.has_notes.sum())} training tracks"
@@ -201,8 +204,9 @@ def run(args: argparse.Namespace) -> int:
             # novelty scores (train.novelty's), the threshold above which predict flags a file.
             _, val_scores = scorer.track_scores(val_embeddings, val_tracks)
             reference = float(np.percentile(val_scores, 95))
-            regression, notes_said = fit_track_notes(args.features, params.track_notes, config.n_classes,
-                                                     roll_shape)
+            augmented = bool(((upstream.get("render") or {}).get("augment") or {}).get("copies"))
+            regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, roll_shape,
+                                                     augmented)
             checkpoint = checkpoint_bytes(
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},

@@ -3,6 +3,7 @@ probabilities in evaluate and predict."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -33,7 +34,8 @@ def test_the_stored_regression_gives_scikit_learns_probabilities(n_classes):
     from sklearn.preprocessing import StandardScaler
 
     statistics, labels = separable_tracks(n_classes)
-    regression, why_not = fit_regression(statistics, labels, n_classes, c=0.5)
+    names = [f"c{index}" for index in range(n_classes)]
+    regression, why_not = fit_regression(statistics, labels, names, c=0.5)
     assert why_not is None and set(regression) == set(KEYS)
     assert regression["track_notes_coef"].shape == (n_classes, statistics.values.shape[1])
     scaler = StandardScaler().fit(statistics.values)
@@ -42,7 +44,7 @@ def test_the_stored_regression_gives_scikit_learns_probabilities(n_classes):
     others = np.random.default_rng(1).standard_normal((7, statistics.values.shape[1]))
     np.testing.assert_allclose(regression_probabilities(regression, others),
                                reference.predict_proba(scaler.transform(others)), rtol=1e-9, atol=1e-12)
-    again, _ = fit_regression(statistics, labels, n_classes, c=0.5)
+    again, _ = fit_regression(statistics, labels, names, c=0.5)
     assert all(np.array_equal(regression[key], again[key]) for key in KEYS)  # deterministic
 
 
@@ -61,15 +63,17 @@ def test_track_statistics_are_the_mean_and_sd_of_the_clips_with_notes():
 def test_no_regression_when_a_class_has_no_training_track_with_notes():
     statistics, labels = separable_tracks(3)
     without = statistics._replace(has_notes=labels != 2)
-    regression, why_not = fit_regression(without, labels, 3, c=1.0)
-    assert regression is None and why_not == "1 of 3 classes have no training track with notes (audio files only)"
-    regression, why_not = fit_regression(statistics._replace(has_notes=np.zeros(len(labels), bool)), labels, 3, 1.0)
-    assert regression is None and why_not == "no training track has notes (audio files only)"
+    names = ["bach", "haydn", "mozart"]
+    regression, why_not = fit_regression(without, labels, names, c=1.0)
+    assert regression is None and why_not == "no training track of mozart has notes: audio files only"
+    regression, why_not = fit_regression(statistics._replace(has_notes=np.zeros(len(labels), bool)), labels, names,
+                                         1.0)
+    assert regression is None and why_not == "no training track has notes: audio files only"
 
 
 def test_fusion_averages_only_the_tracks_with_notes():
     statistics, labels = separable_tracks(2, per_class=3)
-    regression, _ = fit_regression(statistics, labels, 2, c=1.0)
+    regression, _ = fit_regression(statistics, labels, ["a", "b"], c=1.0)
     pooled = np.tile([0.9, 0.1], (len(labels), 1))
     partly = statistics._replace(has_notes=np.arange(len(labels)) % 2 == 0)
     fused = fuse_notes(pooled, regression, partly)
@@ -109,6 +113,20 @@ def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, mon
     assert details["test"]["track_pooling"]["notes"] == 1.0
     fused_metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert fused_metrics["test"]["track"]["macro_f1"] == 1.0
+
+    # A regression that names the second class whatever the notes: the headline and predictions.csv must
+    # follow the average, while the clips alone still name every track right.
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    checkpoint["track_notes_coef"] = torch.zeros_like(checkpoint["track_notes_coef"])
+    checkpoint["track_notes_intercept"] = torch.tensor([-20.0, 20.0], dtype=torch.float64)
+    torch.save(checkpoint, tmp_path / "model.pt")
+    assert EVALUATE.main(evaluate) == 0
+    details = json.loads((tmp_path / "per_class.json").read_text())
+    assert details["test"]["track_pooling"]["mean"] == 1.0 and details["test"]["track_pooling"]["notes"] < 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"]["track"]["macro_f1"] < 1.0
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(row["predicted"] == "b" and float(row["p_b"]) >= 0.5 for row in rows)
 
     with_track_notes(params, 0)
     assert TRAIN.main(train) == 0
@@ -158,3 +176,21 @@ def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path
     assert with_notes["palestrina"] == pytest.approx((alone["palestrina"] + 1.0) / 2, abs=1e-6)
     assert with_notes["bach"] == pytest.approx(alone["bach"] / 2, abs=1e-6)
     assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
+
+
+def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkeypatch, capsys):
+    """A training track's augmented renders share its id: their transposed notes would blend into its
+    statistics, which no plainly rendered val, test or predicted track has."""
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        table.attrs["params"] = json.dumps({"render": {"augment": {"copies": 2}}})
+    train, _ = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    assert "; no regression on the notes (render.augment's copies would blend into the tracks' statistics) ->" \
+        in capsys.readouterr().out
+    assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1]) is None

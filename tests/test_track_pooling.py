@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import load_benchmark
 from tests.test_seed_ensemble import suite_folder, table_row  # noqa: F401 (suite_folder is a fixture)
@@ -115,11 +116,18 @@ def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_p
     (run / "params.yaml").write_text(yaml.safe_dump(values))
     assert TRAIN.main(["--params", str(run / "params.yaml"), "--features", str(table_dir / "features.h5"),
                        "--model", str(run / "model.pt"), "--live", str(run / "live")]) == 0
+    # A regression that names the second class whatever the notes, so that the two poolings differ.
+    checkpoint = torch.load(run / "model.pt", weights_only=True)
+    checkpoint["track_notes_coef"] = torch.zeros_like(checkpoint["track_notes_coef"])
+    checkpoint["track_notes_intercept"] = torch.tensor([-20.0, 20.0], dtype=torch.float64)
+    torch.save(checkpoint, run / "model.pt")
     assert EVALUATE.main(evaluate_outputs(run, run / "params.yaml", features=table_dir / "features.h5")) == 0
+    written = json.loads((run / "metrics.json").read_text())["test"]["track"]["macro_f1"]
     capsys.readouterr()
     # Exits unless mean+notes (what evaluate named the tracks by) equals the track macro-F1 it wrote.
     assert pooling.main(["--out", str(tmp_path), "--tasks", "task", "--seeds", "0"]) == 0
     rows = {table_row(line)[1]: table_row(line) for line in capsys.readouterr().out.splitlines()[2:]}  # no header
     assert list(rows) == list(pooling.POOLINGS)
-    assert rows["notes"][2] == "1.000 +- nan"  # the classes differ in their notes alone
-    assert rows["mean+notes"][2] == "1.000 +- nan"
+    assert rows["mean"][2] == "1.000 +- nan"  # the classes differ in their notes, which the CNN reads too
+    assert rows["mean+notes"][2] == f"{written:.3f} +- nan" and written < 1.0
+    assert rows["notes"][2] == rows["mean+notes"][2]  # the regression outweighs any clip here
