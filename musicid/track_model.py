@@ -35,8 +35,12 @@ def track_statistics(symbolic: np.ndarray, present: np.ndarray, tracks: np.ndarr
     dim = symbolic.shape[1]
     values = np.zeros((len(names), 2 * dim), np.float64)
     has_notes = np.zeros(len(names), bool)
+    # The clips with notes grouped by track, each group in table order (one pass, not one per track).
+    with_notes = np.nonzero(present)[0]
+    grouped = with_notes[np.argsort(inverse[with_notes], kind="stable")]
+    bounds = np.searchsorted(inverse[grouped], np.arange(len(names) + 1))
     for index in range(len(names)):
-        rows = symbolic[(inverse == index) & present].astype(np.float64)
+        rows = symbolic[grouped[bounds[index]:bounds[index + 1]]].astype(np.float64)
         if len(rows):
             values[index] = np.concatenate([rows.mean(0), rows.std(0)])
             has_notes[index] = True
