@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -124,10 +125,31 @@ def fetch_archive(url: str, sha256: str | None, cache_dir: Path, allow_unverifie
     return path, actual
 
 
+# pooch streams a download into a ``tmpXXXXXXXX`` file beside the cached name and removes it afterwards; one
+# whose process was killed (SIGKILL, power loss) stays. Untouched this long, it is no live download's.
+STALE_PARTIAL_S = 24 * 3600.0
+
+
+def remove_stale_partials(cache_dir: Path, now: float | None = None) -> list[Path]:
+    """Remove pooch's partial downloads in ``cache_dir`` left by killed processes; the paths removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(cache_dir.glob("tmp*")) if cache_dir.is_dir() else []:
+        try:
+            if path.is_file() and not path.is_symlink() and now - path.stat().st_mtime > STALE_PARTIAL_S:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to remove: the download goes on
+            continue
+    return removed
+
+
 def _download(url: str, expected: str | None, cache_dir: Path, retries: int, timeout_s: float,
               progressbar: bool) -> Path:
     import pooch
     import requests
+
+    remove_stale_partials(cache_dir)
 
     if expected:
         fname = f"{expected}-{archive_name(url)}"

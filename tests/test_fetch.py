@@ -105,3 +105,19 @@ def test_bad_scheme_and_hash(tmp_path):
 def test_archive_name():
     assert archive_name("https://example.org/data/genres%20v2.tar.gz?x=1") == "genres_v2.tar.gz"
     assert archive_name("https://example.org/") == "archive"
+
+
+def test_partial_downloads_of_killed_runs_are_removed_once_stale(server, tmp_path):
+    import os
+    import time
+
+    from musicid.fetch import STALE_PARTIAL_S
+
+    stale, fresh = tmp_path / "tmpab12cd34", tmp_path / "tmpef56gh78"  # pooch's names for a file in progress
+    for partial in (stale, fresh):
+        partial.write_bytes(b"half an archive")
+    old = time.time() - STALE_PARTIAL_S - 60
+    os.utime(stale, (old, old))
+    fetch(f"{server.base_url}/good.zip", GOOD_SHA, tmp_path, retries=0)
+    assert not stale.exists()  # a killed run's
+    assert fresh.exists()  # perhaps another run's download in progress: left alone
