@@ -522,10 +522,15 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                if len(set(folders.values())) > 1 and (not classes or label in classes)}
     if clashes:
         label, names = next(iter(clashes.items()))
+        listed = " and ".join(map(repr, names)) if len(names) == 2 else \
+            ", ".join(map(repr, names[:-1])) + f" and {names[-1]!r}"
+        stem = label.strip("._") or "class"  # suggested labels must be ones dataset.labels takes
+        mapping = ", ".join(f"{name!r}: {label if index == 0 else f'{stem}-{index + 1}'}"
+                            for index, name in enumerate(names))
         raise CollectionError(
-            f"the label folders {' and '.join(map(repr, names))} in {where} would both become the label "
-            f"{label!r} (a label keeps letters, digits and .-_ only); rename one, or map them with "
-            f"dataset.labels, e.g. {{{names[0]!r}: {label}, {names[1]!r}: other}}"
+            f"the label folders {listed} in {where} would {'both' if len(names) == 2 else 'all'} become the label "
+            f"{label!r} (a label keeps letters, digits and .-_ only); rename {'one' if len(names) == 2 else 'them'}, "
+            f"or map them with dataset.labels, e.g. {{{mapping}}}"
             + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
     found_labels = sorted({item.label for item in found if item.label is not None})
     unknown = [name for name, label in wanted.items() if label not in found_labels]

@@ -237,6 +237,33 @@ def test_two_label_folders_that_would_become_one_label_stop_the_collection(tmp_p
                                                                  ("ab/b.mid", "ab")]
 
 
+def test_three_label_folders_that_would_become_one_label_get_a_mapping_that_works(tmp_path):
+    import re
+
+    from musicid.dataset import CollectionError
+    from musicid.params import parse_section
+    from tests.conftest import section_params
+
+    tree(tmp_path / "src", {" /a.mid": midi_bytes(60), "+++/b.mid": midi_bytes(61), "???/c.mid": midi_bytes(62),
+                            "C/d.mid": midi_bytes(63)})
+    with pytest.raises(CollectionError) as refused:
+        collect(tmp_path / "src", tmp_path / "out")
+    message = str(refused.value)
+    assert message.startswith("the label folders ' ', '+++' and '???' in src would all become the label '_' ")
+    suggested = re.search(r"e\.g\. \{(.*)\}$", message).group(1)
+    assert suggested == "' ': _, '+++': class-2, '???': class-3"
+    labels = {" ": "_", "+++": "class-2", "???": "class-3"}  # as suggested: valid labels, and the collection goes through
+    parse_section(as_dict_with(section_params("dataset"), labels=labels), "dataset")
+    merged = collect(tmp_path / "src", tmp_path / "out", labels=labels)
+    assert sorted({r["label"] for r in merged["files"]}) == ["C", "_", "class-2", "class-3"]
+
+
+def as_dict_with(params, **changes):
+    from musicid.params import as_dict
+
+    return {**as_dict(params), **changes}
+
+
 def test_an_unlabeled_folder_that_is_not_there_stops_the_collection(tmp_path):
     """A misspelt dataset.unlabeled would make the unlabeled files a class of their own."""
     from musicid.dataset import CollectionError
