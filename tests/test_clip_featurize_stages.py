@@ -236,18 +236,24 @@ def test_a_class_too_small_for_the_split_is_left_out(tmp_path, audio, capsys):
     assert f"  d                    left out: {reason}\n" in capsys.readouterr().out
 
 
-def test_fewer_than_two_classes_left_stops_the_stage(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("tracks, message", [
+    ({"a": 4, "b": 2}, "clip: 1 class left to train on ['a'], at least two are needed; left out for too few tracks: b: "
+                       "2 rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split "
+                       "used)\n"),
+    # One class in all: the collection's fault, not split.holdout_classes' (which is not set).
+    ({"bach": 4}, "clip: every rendered track is of one class (bach): at least two are needed (dataset.classes, or "
+                  "a <label>/ folder each in a collection; {report} lists what was rendered)\n"),
+])
+def test_fewer_than_two_classes_stop_the_stage(tmp_path, capsys, monkeypatch, tracks, message):
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
     root = tmp_path / "audio"
     root.mkdir()
     (root / "report.json").write_text(json.dumps({"files": []}))
-    add_tracks(root, "a", 4, 2.0)
-    add_tracks(root, "b", 2, 2.0)
+    for label, count in tracks.items():
+        add_tracks(root, label, count, 2.0)
     code, _ = run_clip(tmp_path, root)
     assert code == 1
-    assert capsys.readouterr().err == (
-        "clip: 1 class left to train on ['a'], at least two are needed; left out for too few tracks: b: 2 "
-        "rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split used)\n")
+    assert capsys.readouterr().err == message.format(report=root / "report.json")
     assert_nothing_written(tmp_path)
 
 
@@ -740,16 +746,3 @@ def test_an_audio_only_table_from_unreadable_midi_files_names_them(tmp_path, aud
     with h5py.File(table_path, "r") as table:
         assert "symbolic" not in table
 
-
-def test_a_collection_of_one_class_is_named_so_not_a_param(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    root = tmp_path / "audio"
-    root.mkdir()
-    (root / "report.json").write_text(json.dumps({"files": []}))
-    add_tracks(root, "bach", 4, 2.0)
-    code, _ = run_clip(tmp_path, root)
-    assert code == 1
-    assert capsys.readouterr().err == (
-        "clip: every rendered track is of one class (bach): at least two are needed (dataset.classes, or a "
-        f"<label>/ folder each in a collection; {root / 'report.json'} lists what was rendered)\n")
-    assert_nothing_written(tmp_path)
