@@ -115,6 +115,11 @@ def render_cache_command(action: str) -> int:
     if action == "clear":
         kept = [(size, path) for _, size, path in found if not render_cache.remove_file(path)]
         gone = size - sum(kept_size for kept_size, _ in kept)
+        for folder in sorted({path.parent for _, _, path in found}):  # the entries' folders, now empty
+            try:
+                folder.rmdir()
+            except OSError:  # something else is in it (a live run's file), or it cannot be removed
+                pass
         print(f"render cache {root}: removed {len(found) - len(kept)} entries ({gone / 1e9:.2f} GB)")
         if kept:
             print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
