@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ from musicid.h5 import RowWriter, clip_columns, feature_columns
 from musicid.parallel import ordered_map
 from musicid.params import parse_section
 from musicid.render import RenderTask, init_worker, render_one, write_rendered
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import composer_quality  # noqa: E402
+from collection_budget import parse_set  # noqa: E402
+from composer_quality import apply  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 NETWORK_BYTES_PER_S = 1e9 / 8  # assumed: 1 Gbit/s at the stage process's link, all bytes passing through it
@@ -130,16 +136,19 @@ def scheduler_tasks_per_s(address: str, count: int = 2000) -> float:
     return count / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each generated piece")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--set", type=parse_set, action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a param changed from params.yaml (repeatable), e.g. render.sample_rate=22050")
+    args = parser.parse_args(argv)
 
     import distributed
 
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    composer_quality.PROGRAM = "cluster_throughput"
+    params = apply(yaml.safe_load((PROJECT / "params.yaml").read_text()), dict(args.set))  # a misspelt key stops
     render = parse_section(params["render"], "render")
     clip = parse_section(params["clip"], "clip")
     features = parse_section(params["features"], "features")

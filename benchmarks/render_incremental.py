@@ -28,12 +28,18 @@ import io
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import composer_quality  # noqa: E402
+from collection_budget import parse_set  # noqa: E402
+from composer_quality import apply  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -82,18 +88,23 @@ def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import importlib.util
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each generated piece")
     parser.add_argument("--jobs", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--set", type=parse_set, action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a param changed from params.yaml (repeatable), e.g. render.sample_rate=22050")
+    args = parser.parse_args(argv)
     os.environ["MUSICID_PROGRESS"] = "0"
     spec = importlib.util.spec_from_file_location("render_stage", PROJECT / "stages" / "render.py")
     stage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(stage)
+
+    composer_quality.PROGRAM = "render_incremental"
+    params = apply(yaml.safe_load((PROJECT / "params.yaml").read_text()), dict(args.set))  # a misspelt key stops here
 
     with tempfile.TemporaryDirectory(prefix="musicid-incremental-") as scratch:
         scratch = Path(scratch)
@@ -104,7 +115,6 @@ def main() -> None:
         make_piece(alone / "c0" / "added.mid", args.seconds, 10 ** 6)
         write_manifest(raw)
         write_manifest(alone)
-        params = yaml.safe_load((PROJECT / "params.yaml").read_text())
         (scratch / "params.yaml").write_text(yaml.safe_dump(params))
         params["render"]["gain"] = params["render"]["gain"] * 0.9
         (scratch / "params-gain.yaml").write_text(yaml.safe_dump(params))

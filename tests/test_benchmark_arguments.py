@@ -75,3 +75,15 @@ def test_stage_memory_wants_enough_tracks_for_a_split(arguments, monkeypatch, ca
     with pytest.raises(SystemExit):
         stage_memory.main()
     assert "--tracks must be at least 12 and --seconds at least 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["render_incremental", "cluster_throughput"])
+def test_the_render_benchmarks_take_param_changes_and_refuse_a_misspelt_one(script, monkeypatch, capsys):
+    benchmark = load_benchmark(script)
+    monkeypatch.setattr(benchmark.tempfile, "TemporaryDirectory", None)  # no work may start
+    with pytest.raises(SystemExit) as stopped:
+        benchmark.main(["--set", "render.sample_rat=22050"])
+    assert stopped.value.code == f"{script}: no param render.sample_rat in params.yaml"
+    with pytest.raises(SystemExit):
+        benchmark.main(["--set", "render.sample_rate"])
+    assert "--set 'render.sample_rate': expected section.key=value" in capsys.readouterr().err
