@@ -110,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"evaluate: {args.model} does not fit {args.features}: {problem}; retrain with "
                   "`dvc repro train`", file=sys.stderr)
             return 1
+        scored = read_strings(table["split"])[table["known"][:].astype(bool)]
+        for split, key in (("val", "split.val"), ("test", "split.test")):
+            if not (scored == split).any():
+                print(f"evaluate: {args.features}: the {split} split holds no clip of a known class, so there is "
+                      f"nothing to score: set {key} > 0 in params.yaml (each class then gets {split} tracks)",
+                      file=sys.stderr)
+                return 1
         with atomic_directory(args.confusion) as confusion_dir, atomic_directory(args.figures) as figures_dir:
             all_names = [str(name) for name in table.attrs["label_names"]]
             splits = read_strings(table["split"])

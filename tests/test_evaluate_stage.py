@@ -71,6 +71,16 @@ def test_a_model_that_does_not_fit_the_features_is_explained(trained, params, ca
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "confusion").exists()
 
 
+def test_a_table_without_test_clips_is_explained_not_a_traceback(trained, params, capsys):  # noqa: F811
+    tmp_path = trained
+    write_features(tmp_path / "no-test.h5", ["train"] * 16 + ["val"] * 8)  # split.test: 0
+    assert EVALUATE.main(outputs(tmp_path, params, features=tmp_path / "no-test.h5")) == 1
+    assert capsys.readouterr().err == (
+        f"evaluate: {tmp_path / 'no-test.h5'}: the test split holds no clip of a known class, so there is nothing "
+        "to score: set split.test > 0 in params.yaml (each class then gets test tracks)\n")
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "confusion").exists()
+
+
 def test_a_missing_or_truncated_model_is_explained(trained, params, capsys):  # noqa: F811
     tmp_path = trained
     assert EVALUATE.main(outputs(tmp_path, params, model=tmp_path / "none.pt")) == 1
