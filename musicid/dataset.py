@@ -511,7 +511,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     wanted = {name: _folder_label(name, labels)[1] for name in classes}
     classes = list(wanted.values())
     where = origin_prefix.rstrip("/#") or str(root)
-    tree = _walk(root, find_label_root(root, unlabeled), labels, unlabeled, skip)
+    label_root = find_label_root(root, unlabeled)
+    tree = _walk(root, label_root, labels, unlabeled, skip)
     found = tree.files
     if unlabeled is not None and not tree.saw_unlabeled:
         raise DatasetParamError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
@@ -535,9 +536,13 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     found_labels = sorted({item.label for item in found if item.label is not None})
     unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
+        # A folder of that name that held nothing usable is not a misspelling: say so.
+        empty = [name for name in unknown if (label_root / name).is_dir()]
+        held = (f"; {', '.join(map(repr, empty))}: a folder with no MIDI or audio file kept (see the manifest's "
+                "skipped)") if empty else ""
         raise DatasetParamError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
                                 f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to "
-                                f"[] to keep every label)")
+                                f"[] to keep every label){held}")
     if classes and not set(classes) & set(found_labels):
         raise DatasetParamError(
             f"dataset.classes [{', '.join(wanted)}] names none of the labels found in {where}: "

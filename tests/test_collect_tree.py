@@ -346,6 +346,13 @@ def test_classes_may_name_a_folder_that_dataset_labels_renames(tmp_path):
 
     with pytest.raises(CollectionError, match=r"dataset.classes names 'Hadyn', not a label found in src: bach, "):
         collect(tmp_path / "src", tmp_path / "out2", classes=["Bach, J.S.", "Hadyn"], labels={"Bach, J.S.": "bach"})
+    # A class whose folder is there but holds nothing usable is no misspelling: the message says so.
+    (tmp_path / "src" / "schubert").mkdir()
+    (tmp_path / "src" / "schubert" / "notes.txt").write_text("not music")
+    with pytest.raises(CollectionError) as refused:
+        collect(tmp_path / "src", tmp_path / "out3", classes=["haydn", "schubert"])
+    assert str(refused.value).endswith("; 'schubert': a folder with no MIDI or audio file kept (see the manifest's "
+                                       "skipped)")
 
 
 def test_a_pick_too_slow_to_read_is_left_to_render(tmp_path, monkeypatch):
