@@ -34,11 +34,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.h5 import read_strings
-from musicid.metrics import macro_f1, pool, track_means, track_probabilities
-from musicid.metrics import track_labels as track_labels_of
-from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes, note_columns,
-                                 regression_probabilities, table_statistics)
+from musicid.metrics import macro_f1, pool, track_means
+from musicid.metrics import track_labels as metrics_track_labels
+from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes,
+                                 regression_probabilities, split_statistics)
 from musicid.training import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +50,7 @@ POOLINGS = ("mean", "log_mean", "median", "vote", "learned", "notes", "mean+note
 
 def track_labels(outputs: SplitOutputs) -> np.ndarray:
     """The label of each track [M], tracks sorted by id (as evaluate sorts them)."""
-    return track_probabilities(outputs.probabilities, outputs.labels, outputs.tracks)[1]
+    return metrics_track_labels(outputs.labels, outputs.tracks)
 
 
 def per_track(values: np.ndarray, tracks: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -103,14 +102,7 @@ def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int,
 def note_statistics(table_path: Path, split: str) -> tuple[TrackStatistics, np.ndarray] | None:
     """(the note statistics of a split's known tracks, their labels), None for a table without notes."""
     with h5py.File(table_path, "r") as table:
-        if "symbolic" not in table:
-            return None
-        rows = np.nonzero((read_strings(table["split"]) == split) & table["known"][:].astype(bool))[0]
-        roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
-        statistics = table_statistics(table, rows, note_columns(table["symbolic"].shape[1], roll_shape))
-        labels = table["label"][rows].astype(np.int64)
-        tracks = read_strings(table["track"])[rows]
-    return statistics, track_labels_of(labels, tracks)
+        return split_statistics(table, split) if "symbolic" in table else None
 
 
 def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,

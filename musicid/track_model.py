@@ -120,3 +120,14 @@ def table_statistics(table, rows: np.ndarray, columns: int) -> TrackStatistics:
     if len(rows) == 0:
         return track_statistics(np.zeros((0, columns), np.float32), np.zeros(0, bool), tracks)
     return track_statistics(table["symbolic"][rows, :columns], table["has_symbolic"][rows].astype(bool), tracks)
+
+
+def split_statistics(table, split: str) -> tuple[TrackStatistics, np.ndarray]:
+    """(the note statistics of a split's known-class tracks, their labels int64 [M]) of an open features table
+    with symbolic columns; the piano roll (``symbolic_roll_shape``) left out."""
+    from musicid.metrics import track_labels
+
+    rows = np.nonzero((read_strings(table["split"]) == split) & table["known"][:].astype(bool))[0]
+    roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
+    statistics = table_statistics(table, rows, note_columns(table["symbolic"].shape[1], roll_shape))
+    return statistics, track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])

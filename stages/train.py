@@ -23,12 +23,11 @@ import torch
 from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
 from musicid.io import atomic_directory, write_bytes_atomic
-from musicid.metrics import track_labels
 from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
-from musicid.track_model import fit_regression, note_columns, table_statistics
+from musicid.track_model import fit_regression, split_statistics
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               train_model)
@@ -52,8 +51,8 @@ def load_split(features_path: Path, split: str) -> tuple[np.ndarray, np.ndarray,
     return features, labels, tracks
 
 
-def fit_track_notes(features_path: Path, c: float, label_names: list[str], roll_shape: list[int],
-                    augmented: bool) -> tuple[dict[str, np.ndarray] | None, str]:
+def fit_track_notes(features_path: Path, c: float, label_names: list[str], augmented: bool,
+                    ) -> tuple[dict[str, np.ndarray] | None, str]:
     """(train.track_notes' regression on the training tracks' note statistics or None, what was done)."""
     if not c:
         return None, ""
@@ -63,10 +62,7 @@ def fit_track_notes(features_path: Path, c: float, label_names: list[str], roll_
     with h5py.File(features_path, "r") as table:
         if "symbolic" not in table:
             return None, "; no regression on the notes (the table holds no symbolic features)"
-        rows = split_rows(table, "train")
-        columns = note_columns(table["symbolic"].shape[1], roll_shape)
-        statistics = table_statistics(table, rows, columns)
-        labels = track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])
+        statistics, labels = split_statistics(table, "train")
     regression, why_not = fit_regression(statistics, labels, label_names, c)
     if regression is None:
         return None, f"; no regression on the notes ({why_not})"
@@ -205,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
             _, val_scores = scorer.track_scores(val_embeddings, val_tracks)
             reference = float(np.percentile(val_scores, 95))
             augmented = bool(((upstream.get("render") or {}).get("augment") or {}).get("copies"))
-            regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, roll_shape,
-                                                     augmented)
+            regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, augmented)
             checkpoint = checkpoint_bytes(
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
