@@ -205,6 +205,25 @@ def test_missing_hash_prints_it_and_refuses(workspace, server, capsys):
     assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256=None,
                      allow_unverified=True) == 0
     assert raw_files(workspace) == ["bach/a.mid", "manifest.json"]
+    # The manifest records which archive was used, pinned or not.
+    assert manifest(workspace)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_pooch_draws_no_progress_bar_into_a_log(workspace, server, monkeypatch):
+    asked = []
+    real = STAGE.fetch_archive
+
+    def fetch_archive(*arguments, progressbar, **keywords):
+        asked.append(progressbar)
+        return real(*arguments, progressbar=progressbar, **keywords)
+
+    monkeypatch.setattr(STAGE, "fetch_archive", fetch_archive)
+    monkeypatch.setenv("MUSICID_PROGRESS", "1")  # bars wanted, but stderr is pytest's capture, not a terminal
+    data = zip_bytes({"x/bach/a.mid": midi_bytes()})
+    server.routes["/a.zip"] = data
+    assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip",
+                     sha256=hashlib.sha256(data).hexdigest()) == 0
+    assert asked == [False]
 
 
 def test_hostile_archive_members_are_refused(workspace, server):
