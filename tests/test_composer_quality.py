@@ -169,3 +169,23 @@ def test_a_task_is_converted_again_when_a_dataset_param_its_conversion_reads_cha
     for overrides in ({}, {"dataset.timeout_s": 1}, {}):
         suite.prepare_data(task, suite.task_params(task, PARAMS, overrides), 0, tmp_path, 1)
     assert folders[0] != folders[1] and folders[0] == folders[2]
+
+
+
+def test_a_fold_without_a_notes_figure_has_none_to_average(tmp_path):
+    """evaluate writes track_pooling.notes null when no test track had notes (a mixed MIDI/audio collection):
+    that fold gives no notes figure, rather than a None the fold's mean cannot take."""
+    params = {"train": {"seed": 0}, "evaluate": {"batch_size": 64}}
+    poolings = []
+    for fold, notes in enumerate((None, 0.75)):
+        folder = tmp_path / f"fold{fold}" / suite.run_key(tmp_path / "features.h5", params)  # where the run is kept
+        folder.mkdir(parents=True)
+        (folder / "seconds.json").write_text(json.dumps({"seconds": 1.0}))  # done: read back, not run
+        (folder / "metrics.json").write_text(json.dumps({"test": {"track": {"macro_f1": 0.5}}}))
+        (folder / "per_class.json").write_text(json.dumps(
+            {"test": {"track_pooling": {"used": "mean and the notes' regression", "mean": 0.5, "notes": notes}}}))
+        metrics, _ = suite.train_and_evaluate(tmp_path / "features.h5", params, folder.parent)
+        poolings.append(metrics["track_pooling"])
+    assert poolings == [{"mean": 0.5}, {"mean": 0.5, "notes": 0.75}]
+    runs = [{f"track_macro_f1_{way}_pooling": f1 for way, f1 in pooling.items()} for pooling in poolings]
+    assert suite.fold_figures(runs) == {"track_macro_f1_mean_pooling": 0.5}  # notes: not in every run
