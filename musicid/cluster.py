@@ -40,9 +40,11 @@ import hashlib
 import logging
 import pickle
 import socket
+import sys
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -165,12 +167,35 @@ def connect(address: str):
     except ImportError as error:
         raise ClusterError(f"a Dask scheduler was named ({address}) but Dask is not installed ({error}): "
                            "pip install 'dask[distributed]'") from None
+    from distributed.versions import VersionMismatchWarning
+
     _check_address(address)
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", VersionMismatchWarning)
+            client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} "
                            f"({type(error).__name__}: {error})"[:300]) from None
+    for warning in caught:
+        if issubclass(warning.category, VersionMismatchWarning):
+            print(f"Dask cluster {address}: {version_mismatch(str(warning.message))}", file=sys.stderr)
+        else:  # not ours to hide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return client
+
+
+def version_mismatch(message: str) -> str:
+    """distributed's VersionMismatchWarning (a table of some ten lines) in one line: ``"other versions on the
+    client, scheduler and workers: numpy 2.4.6 / 2.4.6 / 0.0.1"``. The stage refuses workers whose versions
+    of the libraries that decide the outputs differ (:class:`WorkerMismatch`); others are only reported."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in message.splitlines() if line.strip().startswith("|")]
+    if len(rows) < 2 or rows[0][:1] != ["Package"]:
+        return " ".join(message.split())[:300]
+    columns = ", ".join(name.lower() for name in rows[0][1:])
+    packages = "; ".join(f"{row[0]} {' / '.join(row[1:])}" for row in rows[1:] if len(row) == len(rows[0]))
+    return f"other versions on the {columns}: {packages}"[:300]
 
 
 @contextlib.contextmanager

@@ -105,3 +105,14 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
 
         actual = cluster.environment_fingerprint()
         cluster.environment_fingerprint = lambda: {**actual, "numpy": os.environ[NUMPY_ENV]}
+        # What the worker tells the scheduler as it registers, which distributed's own version check compares.
+        import distributed.worker
+
+        reported = distributed.worker.get_versions
+
+        def get_versions(*args, **kwargs):
+            versions = reported(*args, **kwargs)
+            versions["packages"]["numpy"] = os.environ[NUMPY_ENV]
+            return versions
+
+        distributed.worker.get_versions = get_versions
