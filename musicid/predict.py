@@ -63,12 +63,13 @@ def _hidden(relative: Path) -> bool:
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     """(path, None) for each file given directly and each MIDI or audio file inside a given folder
     (sorted; hidden files and folders left out), and (folder, reason) for a folder that holds none, so
-    that it is reported, not skipped."""
+    that it is reported, not skipped. A broken link named like a MIDI or audio file is kept: predict says
+    what it is, where leaving it out would hide a file the user meant to ask about."""
     found: list[tuple[Path, str | None]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS
-                           and not _hidden(p.relative_to(path)))
+            files = sorted(p for p in path.rglob("*") if (p.is_file() or (p.is_symlink() and not p.exists()))
+                           and p.suffix.lower() in ACCEPTED_EXTENSIONS and not _hidden(p.relative_to(path)))
             found.extend((file, None) for file in files)
             if not files:
                 found.append((path, EMPTY_FOLDER))

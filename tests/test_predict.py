@@ -361,3 +361,18 @@ def test_a_missing_file_and_a_broken_link_are_told_apart(inputs, capsys):
         f"{inputs / 'gone.mid'}: cannot score (missing: no such file)",
         f"{inputs / 'dangling.mid'}: cannot score (broken_link: a link to no file)",
         f"{inputs / 'loop.mid'}: cannot score (broken_link: a link to no file)"]
+
+
+def test_a_broken_link_inside_a_folder_is_named_not_dropped(inputs, capsys):
+    """A folder's broken link named like a MIDI file was left out without a word; the good file beside it is
+    still scored."""
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    folder = inputs / "mixed"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    (folder / "b.mid").symlink_to(inputs / "nowhere.mid")
+    (folder / "notes.txt").symlink_to(inputs / "nowhere.txt")  # not named like music: not asked about
+    assert main(["predict", str(folder), "--model", str(model)]) == 1
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 2 and lines[0].startswith(f"{folder / 'a.wav'}: ") and "cannot score" not in lines[0]
+    assert lines[1] == f"{folder / 'b.mid'}: cannot score (broken_link: a link to no file)"
