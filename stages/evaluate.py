@@ -156,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
                                        f"{split}, {level} level")
                 # Track macro-F1 under each way of pooling the clips alone, and of the notes' regression alone
                 # (the headline uses TRACK_POOLING, averaged with the regression when the model has one).
+                # The regression names only tracks with notes: with none in the split (audio files), it was not used.
+                fused = notes is not None and bool(select_tracks(notes, known_names).has_notes.any())
                 details[split]["track_pooling"] = {
-                    "used": TRACK_POOLING if notes is None else f"{TRACK_POOLING} and the notes' regression",
+                    "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
                     **{way: summarise(track_labels, track_probabilities(
                         probabilities[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}

@@ -137,6 +137,27 @@ def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, mon
     assert details["test"]["track_pooling"]["used"] == "mean" and "notes" not in details["test"]["track_pooling"]
 
 
+def test_a_split_without_notes_says_the_regression_was_not_used(tmp_path, params, monkeypatch):
+    """A model with the regression scoring test tracks that have no notes (audio files): per_class.json said the
+    regression named them."""
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        present = table["has_symbolic"][:]
+        present[-6:] = False  # every test clip without notes
+        table["has_symbolic"][:] = present
+    assert EVALUATE.main(evaluate) == 0
+    details = json.loads((tmp_path / "per_class.json").read_text())
+    assert details["test"]["track_pooling"]["used"] == "mean" and details["test"]["track_pooling"]["notes"] is None
+    assert details["val"]["track_pooling"]["used"] == "mean and the notes' regression"
+
+
 def test_an_audio_only_table_trains_without_the_regression(tmp_path, params, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
