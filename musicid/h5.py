@@ -52,7 +52,7 @@ def feature_columns(n_bands: int, n_frames: int, symbolic_dim: int = 0) -> dict[
 
     With ``symbolic_dim`` > 0, two more columns come last: ``symbolic`` float32
     [symbolic_dim] (musicid.symbolic; zeros where absent) and ``has_symbolic``
-    bool (False for clips of audio sources and of unreadable MIDI files).
+    bool (False for clips of audio sources, of unreadable MIDI files, and in which no note sounds).
     """
     columns = _row_columns("features", np.float32, (n_bands, n_frames), with_source=False)
     if symbolic_dim:

@@ -23,7 +23,7 @@ from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
-from musicid.symbolic import clip_features, read_notes
+from musicid.symbolic import clip_features, read_notes, sounding
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
@@ -179,17 +179,19 @@ class Predictor:
 
     def symbolic_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic branch's input float32 [k, D + 1] of a file's clips, None for an audio file or a
-        MIDI file whose notes cannot be read (the audio branch alone then decides), as featurize does."""
+        MIDI file whose notes cannot be read or sound in none of its clips (the audio branch alone then
+        decides), as featurize does."""
         features = self.notes_of(path, offsets_s, clip_samples)
         return None if features is None else self.symbolic_input(features)
 
     def symbolic_input(self, features: np.ndarray) -> np.ndarray:
-        """The symbolic branch's input float32 [k, D + 1] of clips' symbolic features [k, D]."""
-        return symbolic_input(features, np.ones(len(features), bool), self.symbolic_mean, self.symbolic_std)
+        """The symbolic branch's input float32 [k, D + 1] of clips' symbolic features [k, D]; a clip in
+        which no note sounds gets none, as featurize marks it."""
+        return symbolic_input(features, sounding(features), self.symbolic_mean, self.symbolic_std)
 
     def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
-        file or a MIDI file whose notes cannot be read."""
+        file, a MIDI file whose notes cannot be read, or one with no note sounding in any clip (drums only)."""
         if path.suffix.lower() not in MIDI_EXTENSIONS:
             return None
         try:
@@ -200,7 +202,7 @@ class Predictor:
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
                                  texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
-        return features
+        return features if sounding(features).any() else None
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         path = Path(path)
@@ -238,7 +240,7 @@ class Predictor:
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
             columns = len(self.regression["track_notes_mean"]) // 2
             mean = fuse_notes(mean, self.regression, track_statistics(
-                notes[:, :columns], np.ones(len(notes), bool), one_track))
+                notes[:, :columns], sounding(notes), one_track))
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]

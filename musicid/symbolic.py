@@ -77,7 +77,7 @@ algorithm, as in music21's ``analysis.discrete``).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -149,6 +149,14 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     end = np.array([note.end for note in notes], dtype=np.float64)
     pitch = np.array([note.pitch for note in notes], dtype=np.int64)
     return _sorted(start, end, pitch)
+
+
+def sounding(features: np.ndarray) -> np.ndarray:
+    """bool [k]: which windows of features [k, D] have a note sounding in them (their pitch-class histogram
+    sums to 1). A window with none (a drum part's, or notes the reader cannot see, such as notes never
+    released) has only zeros, which the model would read as music of its own: it counts as having no
+    notes, as an audio clip (``has_symbolic`` false)."""
+    return features[:, PITCH_CLASS_BLOCK].sum(axis=1) > 0.5
 
 
 def fold_intervals(semitones: np.ndarray) -> np.ndarray:
@@ -354,9 +362,11 @@ class TableSymbolic:
     """Symbolic features of every row of a clips table."""
 
     features: np.ndarray  # float32 [n, symbolic_dim(texture, roll)]; zeros where absent
-    present: np.ndarray  # bool [n]: False for clips of audio sources and of unreadable MIDI files
+    present: np.ndarray  # bool [n]: False for clips of audio sources, of unreadable MIDI files, and in which
+    # no note sounds (see sounding)
     audio_sources: int  # sources that are audio files (no notes to read)
     unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
+    noteless: list[str] = field(default_factory=list)  # MIDI sources read, with no note sounding in any clip
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
@@ -410,10 +420,14 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))
     results = ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler, on_crash=crashed_source)
+    noteless: list[str] = []
     for (name, rows), (values, reason) in zip(rows_of, results):
         if values is None:
             unreadable[name] = reason
             continue
         features[rows] = values
-        present[rows] = True
-    return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())))
+        present[rows] = sounding(values)
+        if not present[rows].any():
+            noteless.append(name)
+    return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
+                         noteless)

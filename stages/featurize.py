@@ -84,10 +84,19 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
                           clip_seconds, records, raw, jobs, scheduler, relative, texture, roll)
 
 
+# A symbolic number is a share (0..1) or a log of a count or a length (a few units): one whose training values
+# vary less than this has its spread raised to it, and one that never varies keeps its own scale (std 1, as
+# scikit-learn's StandardScaler does). Without them a pitch class that no training clip held (a one-key
+# collection) was scaled by 1e-6, and one such note in a file to predict sent its input to 1e5.
+MIN_SYMBOLIC_STD = 0.01
+CONSTANT_STD = 1e-9
+
+
 def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 [D] of rows float32 [n, D]; std at least 1e-6, and (0, 1) when there is no
-    row (no training clip has notes). With ``roll`` the last ROLL_DIM columns (the piano roll, 0..1
-    already) get (0, 1): a convolution reads them on one scale."""
+    """(mean, std) float32 [D] of rows float32 [n, D]; std 1 for a column that never varies, at least
+    MIN_SYMBOLIC_STD for the others, and (0, 1) when there is no row (no training clip has notes). With
+    ``roll`` the last ROLL_DIM columns (the piano roll, 0..1 already) get (0, 1): a convolution reads them
+    on one scale."""
     dim = values.shape[1]
     mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
     if len(values) == 0:
@@ -95,7 +104,8 @@ def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, 
     plain = dim - (ROLL_DIM if roll else 0)
     values = values[:, :plain].astype(np.float64)
     mean[:plain] = values.mean(axis=0)
-    std[:plain] = np.maximum(values.std(axis=0), 1e-6)
+    spread = values.std(axis=0)
+    std[:plain] = np.where(spread < CONSTANT_STD, 1.0, np.maximum(spread, MIN_SYMBOLIC_STD))
     return mean, std
 
 
@@ -164,6 +174,9 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                                params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
         for source, reason in (symbolic.unreadable.items() if symbolic else ()):
             print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
+        for source in (symbolic.noteless if symbolic else ()):
+            print(f"featurize: {source}: no symbolic features (no_notes: no note sounds in its clips; drums "
+                  "only, or notes that are never released): its audio alone is read", file=sys.stderr)
         if symbolic is not None and not (symbolic.present & (splits == "train")).any():
             # A branch trained on no notes would read a MIDI file's notes in predict with weights that never
             # saw one: the table is an audio-only one, as with features.symbolic false.
@@ -229,6 +242,9 @@ def without_notes(symbolic: TableSymbolic) -> str:
     if symbolic.unreadable:
         count = len(symbolic.unreadable)
         absent.append(f"{count} unreadable MIDI file{'s' * (count != 1)}")
+    if symbolic.noteless:
+        count = len(symbolic.noteless)
+        absent.append(f"{count} MIDI file{'s' * (count != 1)} with no note sounding")
     return ", ".join(absent)
 
 

@@ -67,12 +67,13 @@ def load_benchmark(name: str):
     return module
 
 
-def write_midi(path: Path, notes: list[tuple[int, float, float]], program: int = 0) -> Path:
-    """Write a one-instrument MIDI file; notes are (pitch, start_s, end_s) at 120 bpm."""
+def write_midi(path: Path, notes: list[tuple[int, float, float]], program: int = 0, drum: bool = False) -> Path:
+    """Write a one-instrument MIDI file; notes are (pitch, start_s, end_s) at 120 bpm. ``drum``: on the
+    percussion channel (10)."""
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    instrument = pretty_midi.Instrument(program=program)
+    instrument = pretty_midi.Instrument(program=program, is_drum=drum)
     for pitch, start, end in notes:
         instrument.notes.append(pretty_midi.Note(velocity=100, pitch=pitch, start=start, end=end))
     midi.instruments.append(instrument)

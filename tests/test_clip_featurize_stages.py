@@ -420,6 +420,23 @@ def run_symbolic_featurize(tmp_path, clips, audio, raw, name="symbolic", **featu
     return code, tmp_path / f"{name}.h5"
 
 
+def test_a_midi_file_with_no_note_sounding_is_named_and_read_as_audio(tmp_path, audio, capsys):
+    raw = symbolic_sources(tmp_path, audio)
+    write_midi(raw / "a/t1.mid", [(38, 0.5 * k, 0.5 * k + 0.25) for k in range(10)], drum=True)
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "featurize: a/t1.mid: no symbolic features (no_notes: no note sounds in its clips; drums only, or " \
+           "notes that are never released): its audio alone is read\n" in err
+    assert "(1 audio source, 1 unreadable MIDI file, 1 MIDI file with no note sounding)" in out
+    with h5py.File(table_path, "r") as table:
+        tracks = read_strings(table["track"])
+        assert not table["has_symbolic"][tracks == "a/t1.mid"].any()
+        assert table["has_symbolic"][tracks == "a/t0.mid"].all()
+
+
 def test_symbolic_features_beside_the_audio_features(tmp_path, audio, capsys):
     raw = symbolic_sources(tmp_path, audio)
     _, clips = run_clip(tmp_path, audio)
@@ -557,9 +574,34 @@ def test_table_features_follow_augmented_renders(tmp_path):
     result = table_features(np.array(["a/x.mid"] * 3, dtype=object),
                             np.array(["a/x.wav", "a/x__up.wav", "a/x__up.wav"], dtype=object),
                             np.array([0.0, 0.0, 1.0]), 1.0, [record], raw)
-    assert result.present.tolist() == [True, True, True] and result.unreadable == {}
+    assert result.unreadable == {} and result.noteless == []
     assert result.features[0, 0] == 1.0 and result.features[1, 3] == 1.0  # C, and E-flat 3 semitones up
     assert not result.features[2].any()  # WAV 1 s of the faster render is MIDI 2 s: the note has ended
+    assert result.present.tolist() == [True, True, False]  # so that clip has no notes, as an audio clip
+
+
+def test_clips_in_which_no_note_sounds_have_no_symbolic_features(tmp_path):
+    """A drums-only file, and a file whose notes are never released (which the notes' reader drops while
+    FluidSynth plays them), had every clip marked as having notes, all zeros: the model and the notes'
+    regression read them as music of their own."""
+    import mido
+
+    from musicid.symbolic import table_features
+
+    raw = tmp_path / "raw"
+    write_midi(raw / "a/drums.mid", [(36 + k % 3, 0.5 * k, 0.5 * k + 0.25) for k in range(8)], drum=True)
+    write_midi(raw / "a/late.mid", [(60, 1.5, 1.9)])  # silent first clip, then a note
+    hanging = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack([mido.Message("note_on", note=64, velocity=90, time=480 * k) for k in range(4)])
+    hanging.tracks.append(track)
+    hanging.save(raw / "a/hanging.mid")
+    records = [{"source": f"a/{name}.mid", "label": "a", "status": "rendered", "outputs": [f"a/{name}.wav"]}
+               for name in ("drums", "late", "hanging")]
+    names = ["a/drums.mid"] * 2 + ["a/late.mid"] * 2 + ["a/hanging.mid"] * 2
+    result = table_features(np.array(names, dtype=object), np.array([n[:-4] + ".wav" for n in names], dtype=object),
+                            np.array([0.0, 1.0] * 3), 1.0, records, raw)
+    assert result.present.tolist() == [False, False, False, True, False, False]
+    assert result.noteless == ["a/drums.mid", "a/hanging.mid"] and result.unreadable == {}
 
 
 def add_augmented(audio, copies=2):
@@ -746,3 +788,17 @@ def test_an_audio_only_table_from_unreadable_midi_files_names_them(tmp_path, aud
     with h5py.File(table_path, "r") as table:
         assert "symbolic" not in table
 
+
+
+def test_symbolic_numbers_that_barely_vary_in_training_are_not_blown_up():
+    """A pitch class no training clip held was scaled by a spread of 1e-6: one such note in a file to predict
+    sent its input to about 1e5 and flipped the answer."""
+    values = np.zeros((100, 3), np.float32)
+    values[:, 0] = np.linspace(0.0, 1.0, 100)  # an ordinary spread: kept
+    values[0, 1] = 0.001  # one clip in a hundred, a little: raised to the floor
+    values[:, 2] = 0.25  # never varies: its own scale
+    mean, std = FEATURIZE.symbolic_stats(values)
+    assert std[0] == pytest.approx(values[:, 0].std(), rel=1e-5)
+    assert std[1] == pytest.approx(FEATURIZE.MIN_SYMBOLIC_STD) and std[2] == 1.0
+    unseen = np.array([0.5, 0.3, 0.75], np.float32)  # the two quiet numbers where training never had them
+    assert np.abs((unseen - mean) / std).max() < 31

@@ -197,6 +197,12 @@ def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path
     assert with_notes["palestrina"] == pytest.approx((alone["palestrina"] + 1.0) / 2, abs=1e-6)
     assert with_notes["bach"] == pytest.approx(alone["bach"] / 2, abs=1e-6)
     assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
+    # A drums-only file sounds, but no note of it can be read: the audio alone, as for a WAV (its clips'
+    # symbolic numbers were all zeros, which the model and the regression read as music of their own).
+    drums = write_midi(tmp_path / "drums.mid", [(38 + k % 3, 0.5 * k, 0.5 * k + 0.3) for k in range(18)], drum=True)
+    prediction = fused.predict(drums)
+    assert prediction.error is None and prediction.clips > 0 and prediction.symbolic is False
+    assert prediction.labels == plain.predict(drums).labels
 
 
 def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkeypatch, capsys):
