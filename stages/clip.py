@@ -25,6 +25,19 @@ from musicid.progress import progress
 from musicid.stage import StageError, run_stage
 
 
+def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, str]:
+    """label -> reason for the labels of the render report none of whose files was rendered:
+    ``"0 rendered tracks: its 3 files were rejected (no_notes 3)"``."""
+    reasons: dict[str, Counter] = {}
+    for record in records:
+        if record["status"] == "rejected" and record.get("label") is not None and record["label"] not in rendered:
+            reasons.setdefault(record["label"], Counter())[str(record.get("reason") or "rejected")] += 1
+    return {label: f"0 rendered tracks: its {sum(counts.values())} file{'s' * (sum(counts.values()) != 1)} "
+                   f"{'were' if sum(counts.values()) != 1 else 'was'} rejected "
+                   f"({', '.join(f'{reason} {n}' for reason, n in sorted(counts.items()))})"
+            for label, counts in sorted(reasons.items())}
+
+
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     clip_params = load_section(args.params, "clip")
@@ -48,9 +61,12 @@ def run(args: argparse.Namespace) -> int:
         reason = (f"names classes with no rendered track: {missing}" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
-    # A class too small for the split is left out whole, never trained on.
-    excluded = too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val, split_params.test,
-                                 holdout, split_params.folds)
+    # A class too small for the split is left out whole, never trained on; one whose every file was rejected
+    # has no track at all, and is named too (it would vanish from every output without a word).
+    excluded = {**unrendered_classes(report["files"], labels_found),
+                **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
+                                    split_params.test, holdout, split_params.folds)}
+    excluded = dict(sorted(excluded.items()))
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
     known = [label for label in labels_found if label not in holdout and label not in excluded]
     if len(known) < 2:

@@ -236,6 +236,24 @@ def test_a_class_too_small_for_the_split_is_left_out(tmp_path, audio, capsys):
     assert f"  d                    left out: {reason}\n" in capsys.readouterr().out
 
 
+def test_a_class_whose_every_file_was_rejected_is_named(tmp_path, audio, capsys):
+    """A label folder of note-less files: render rejected them all, and the class vanished from clip's summary
+    and report without a word."""
+    report = json.loads((audio / "report.json").read_text())
+    report["files"] += [{"source": f"e/e{k}.mid", "label": "e", "status": "rejected", "outputs": [],
+                         "reason": "no_notes", "detail": "no note to play", "duration_s": None} for k in range(3)]
+    report["files"].append({"source": "e/e3.mid", "label": "e", "status": "rejected", "outputs": [],
+                            "reason": "unparseable", "detail": "cut short", "duration_s": None})
+    (audio / "report.json").write_text(json.dumps(report))
+    code, clips = run_clip(tmp_path, audio)
+    assert code == 0
+    reason = "0 rendered tracks: its 4 files were rejected (no_notes 3, unparseable 1)"
+    assert json.loads((tmp_path / "clips.json").read_text())["excluded_classes"] == {"e": reason}
+    assert f"  e                    left out: {reason}\n" in capsys.readouterr().out
+    with h5py.File(clips, "r") as table:
+        assert list(table.attrs["label_names"]) == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize("tracks, message", [
     ({"a": 4, "b": 2}, "clip: 1 class left to train on ['a'], at least two are needed; left out for too few tracks: b: "
                        "2 rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split "
