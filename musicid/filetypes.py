@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MIDI_EXTENSIONS = (".mid", ".midi")
+# .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 

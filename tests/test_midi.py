@@ -38,6 +38,19 @@ def test_riff_wrapped_midi_is_unwrapped_and_rendered(worker, tmp_path):
     assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
 
 
+@pytest.mark.parametrize("name, wrap", [("song.kar", False), ("song.RMI", True)])
+def test_karaoke_and_rmi_files_are_midi_files(worker, tmp_path, name, wrap):
+    """Two names MIDI files go by in real collections: download skipped them as unsupported_type and predict
+    refused them, while the same bytes named .mid were rendered."""
+    from musicid.filetypes import check_file
+
+    data = smf("00FF0501" "41" + NOTE_HALF_SECOND)  # a lyric event, as a karaoke file has
+    path = put(tmp_path, name, rmid(data) if wrap else data)
+    assert check_file(path) is None
+    record = render_to(tmp_path, task(tmp_path, f"a/{name}"))
+    assert record["status"] == ("recovered" if wrap else "rendered") and record["outputs"] == ["a/x.wav"]
+
+
 def test_riff_without_a_data_chunk_is_named(worker, tmp_path):
     put(tmp_path, "nodata.mid", b"RIFF" + struct.pack("<I", 12) + b"RMID" + b"LIST" + struct.pack("<I", 0))
     record = render_to(tmp_path, task(tmp_path, "a/nodata.mid"))
