@@ -97,9 +97,16 @@ def summarise(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) ->
     }
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
-    rows = [{"label": name, "precision": round(float(p), 6), "recall": round(float(r), 6),
-             "f1": round(float(f), 6), "support": int(s)}
-            for name, p, r, f, s in zip(label_names, precision, recall, f1, support)]
+    predicted = np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=len(labels))
+
+    def value(number: float, defined: bool) -> float | None:
+        return round(float(number), 6) if defined else None
+
+    # A class with no track in the split is not scored (null, and left out of macro-F1), not scored 0; its
+    # precision is defined when the model named it anyway.
+    rows = [{"label": name, "precision": value(p, n > 0 or s > 0), "recall": value(r, s > 0),
+             "f1": value(f, s > 0), "support": int(s)}
+            for name, p, r, f, s, n in zip(label_names, precision, recall, f1, support, predicted)]
     return headline, rows
 
 

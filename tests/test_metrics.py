@@ -30,10 +30,16 @@ def test_a_class_with_no_example_is_left_out_of_the_macro_average():
     """Class c has no example in this split: averaged as 0 it would take a third off a perfect score."""
     headline, rows = summarise(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), ["a", "b", "c"])
     assert headline["macro_f1"] == 1.0 and headline["balanced_accuracy"] == 1.0
-    assert rows[2] == {"label": "c", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    # Predicting the absent class still costs the true class its recall (a: F1 2/3).
-    headline, _ = summarise(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), ["a", "b", "c"])
+    # Its row says it was not scored (per_class.json showed an F1 of 0.0 that macro-F1 did not count).
+    assert rows[2] == {"label": "c", "precision": None, "recall": None, "f1": None, "support": 0}
+    # Predicting the absent class still costs the true class its recall (a: F1 2/3), and that class's
+    # precision is then defined: 0.
+    headline, rows = summarise(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), ["a", "b", "c"])
     assert headline["macro_f1"] == round((2 / 3 + 1.0) / 2, 6)
+    assert rows[2] == {"label": "c", "precision": 0.0, "recall": None, "f1": None, "support": 0}
+    # A class in the split the model never names: precision 0 as before (F1 0 counts in macro-F1).
+    _, rows = summarise(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0]), ["a", "b"])
+    assert rows[1] == {"label": "b", "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
 
 
 def test_confusion_records_and_matrix():
