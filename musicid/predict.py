@@ -43,6 +43,7 @@ class Prediction:
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
     symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
+    unread_notes: bool = False  # a MIDI file whose notes a symbolic model could not read: its audio alone decided
     repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
 
     def to_dict(self) -> dict:
@@ -233,6 +234,7 @@ class Predictor:
         features = normalise(features, self.band_mean, self.band_std)
         notes = self.notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic else None
         prediction.symbolic = notes is not None
+        prediction.unread_notes = self.uses_symbolic and notes is None and path.suffix.lower() in MIDI_EXTENSIONS
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device,
                                                         None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
@@ -273,5 +275,7 @@ def format_prediction(prediction: Prediction) -> str:
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""
     repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+    # A MIDI file is read by its notes and its audio; say when the notes were not there to read (drums only).
+    unread = "; no notes to read, its audio alone" if prediction.unread_notes else ""
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
-    return f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired} ({clips})"
+    return f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"

@@ -203,6 +203,10 @@ def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path
     prediction = fused.predict(drums)
     assert prediction.error is None and prediction.clips > 0 and prediction.symbolic is False
     assert prediction.labels == plain.predict(drums).labels
+    from musicid.predict import format_prediction
+
+    assert "; no notes to read, its audio alone (" in format_prediction(prediction)
+    assert "no notes" not in format_prediction(fused.predict(midi)) + format_prediction(fused.predict(wav))
 
 
 def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkeypatch, capsys):
