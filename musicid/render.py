@@ -244,6 +244,8 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
         except RenderError as second:
             if second.reason == "timeout":
                 raise
+            if (second.reason, second.detail) == (first.reason, first.detail):  # the file, not the player
+                raise RenderError(first.reason, f"{first.detail} (the same re-serialized with mido)") from None
             raise RenderError(first.reason, f"{first.detail}; re-serialized with mido: "
                                             f"{second.reason}: {second.detail}") from None
         repairs.append(f"FluidSynth's player gave {first.reason}; re-serialized with mido")
