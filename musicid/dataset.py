@@ -425,6 +425,15 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
     # The folders from root down to label_root: their other subfolders are not
     # entered as wrappers, so they are checked like labels (hidden ones refused).
     wrappers = {folder for folder in (label_root, *label_root.parents) if folder.is_relative_to(root)}
+
+    def label_of(path: Path) -> str | None:
+        """The label of a file or folder inside a label folder (for the records of what was left out), None
+        elsewhere and in the unlabeled folder."""
+        below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()
+        if len(below) < 2 or (unlabeled is not None and unlabeled in below[:-1]):
+            return None
+        return _folder_label(printable(below[0]), labels)[1]
+
     found: list[_Found] = []
     folders: dict[str, dict[str, str]] = {}
     saw_unlabeled = False
@@ -436,7 +445,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             relative = printable((relative_folder / name).as_posix())
             saw_unlabeled = saw_unlabeled or name == unlabeled
             if (folder / name).is_symlink():
-                skip(relative + "/", None, SYMLINK_REASON)
+                skip(relative + "/", label_of(folder / name), SYMLINK_REASON)
                 continue
             if folder in wrappers and folder / name not in wrappers and name != unlabeled:
                 reason = _label_folder_reason(printable(name), labels)
@@ -444,7 +453,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                     skip(relative + "/", None, reason)
                     continue
             elif is_hidden(name) and name != unlabeled:  # inside a label folder: .cache/, __MACOSX/
-                skip(relative + "/", None, HIDDEN_REASON)
+                skip(relative + "/", label_of(folder / name), HIDDEN_REASON)
                 continue
             kept.append(name)
         subfolders[:] = kept  # os.walk enters only these, in this (sorted) order
@@ -454,18 +463,18 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             relative = printable((relative_folder / name).as_posix())
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
-                skip(relative, None, SYMLINK_REASON)
+                skip(relative, label_of(path), SYMLINK_REASON)
                 continue
             special = _special_file_reason(mode)
             if special:
-                skip(relative, None, special)
+                skip(relative, label_of(path), special)
                 continue
             if is_hidden(name):  # .DS_Store, macOS's ._x.mid beside x.mid
-                skip(relative, None, HIDDEN_REASON)
+                skip(relative, label_of(path), HIDDEN_REASON)
                 continue
             extension = path.suffix.lower()
             if extension not in ACCEPTED_EXTENSIONS:
-                skip(relative, None, f"unsupported_type: {extension or 'no extension'}")
+                skip(relative, label_of(path), f"unsupported_type: {extension or 'no extension'}")
                 continue
             parents = relative.split("/")[:-1]
             if unlabeled is not None and unlabeled in parents:

@@ -397,3 +397,18 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     assert {name: reason and reason.split(":")[0] for name, reason in found.items()} == {
         "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": "non_finite",
         "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None}
+
+
+def test_what_is_left_out_of_a_label_folder_carries_its_label(tmp_path):
+    """A user reading the manifest sees which class lost which file; every skipped record said label null."""
+    tree(tmp_path / "src", {
+        "Bach, J.S./a.mid": midi_bytes(60), "Bach, J.S./song.txt": b"notes", "Bach, J.S./.DS_Store": b"x",
+        "Bach, J.S./sub/.cache/b.mid": midi_bytes(61), "haydn/c.mid": midi_bytes(62),
+        "loose.mid": midi_bytes(63), "inbox/d.txt": b"x",
+    })
+    os.symlink(tmp_path / "src/haydn/c.mid", tmp_path / "src/haydn/link.mid")
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Bach, J.S.": "bach"}, unlabeled="inbox")
+    labels = {r["origin"].removeprefix("src/"): r["label"] for r in manifest["skipped"]}
+    assert labels == {"Bach, J.S./song.txt": "bach", "Bach, J.S./.DS_Store": "bach",
+                      "Bach, J.S./sub/.cache/": "bach", "haydn/link.mid": "haydn",
+                      "loose.mid": None, "inbox/d.txt": None}
