@@ -187,7 +187,7 @@ def connect(address: str):
 
 def version_mismatch(message: str) -> str:
     """distributed's VersionMismatchWarning (a table of some ten lines) in one line: ``"other versions on the
-    client, scheduler and workers: numpy 2.4.6 / 2.4.6 / 0.0.1"``. The stage refuses workers whose versions
+    client, scheduler, workers: numpy 2.4.6 / 2.4.6 / 0.0.1"``. The stage refuses workers whose versions
     of the libraries that decide the outputs differ (:class:`WorkerMismatch`); others are only reported."""
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in message.splitlines() if line.strip().startswith("|")]

@@ -43,13 +43,14 @@ class Prediction:
     clips: int = 0
     error: str | None = None  # "reason: detail" when the file could not be used
     symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
-    unread_notes: bool = False  # a MIDI file whose notes a symbolic model could not read: its audio alone decided
+    notes_unread: str | None = None  # why a symbolic model read no notes of a MIDI file (its audio alone decided)
     repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
                 "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
-                "clips": self.clips, "symbolic": self.symbolic, "repaired": self.repaired, "error": self.error}
+                "clips": self.clips, "symbolic": self.symbolic, "notes_unread": self.notes_unread,
+                "repaired": self.repaired, "error": self.error}
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
@@ -193,17 +194,24 @@ class Predictor:
     def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
         file, a MIDI file whose notes cannot be read, or one with no note sounding in any clip (drums only)."""
+        return self.read_notes_of(path, offsets_s, clip_samples)[0]
+
+    def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int,
+                      ) -> tuple[np.ndarray | None, str | None]:
+        """(:meth:`notes_of`, None), or (None, why a MIDI file's notes are not read: featurize's words)."""
         if path.suffix.lower() not in MIDI_EXTENSIONS:
-            return None
+            return None, None
         try:
             notes = read_notes(path)
-        except RenderError:
-            return None
+        except RenderError as error:
+            return None, str(error)
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
                                  texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
-        return features if sounding(features).any() else None
+        if not sounding(features).any():
+            return None, "no_notes: no note sounds in its clips"
+        return features, None
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         path = Path(path)
@@ -232,9 +240,9 @@ class Predictor:
             return prediction
         features = compute_features(clips, self.features, self.clip.sample_rate)
         features = normalise(features, self.band_mean, self.band_std)
-        notes = self.notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic else None
+        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \
+            else (None, None)
         prediction.symbolic = notes is not None
-        prediction.unread_notes = self.uses_symbolic and notes is None and path.suffix.lower() in MIDI_EXTENSIONS
         probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device,
                                                         None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
@@ -275,7 +283,7 @@ def format_prediction(prediction: Prediction) -> str:
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""
     repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
-    # A MIDI file is read by its notes and its audio; say when the notes were not there to read (drums only).
-    unread = "; no notes to read, its audio alone" if prediction.unread_notes else ""
+    # A MIDI file is read by its notes and its audio; say when its notes were not read, and why.
+    unread = f"; notes not read ({prediction.notes_unread}): its audio alone" if prediction.notes_unread else ""
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
     return f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"

@@ -367,6 +367,7 @@ class TableSymbolic:
     audio_sources: int  # sources that are audio files (no notes to read)
     unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
     noteless: list[str] = field(default_factory=list)  # MIDI sources read, with no note sounding in any clip
+    quiet_clips: int = 0  # clips of the other MIDI sources read in which no note sounds (a rest, a drum break)
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
@@ -421,6 +422,7 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))
     results = ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler, on_crash=crashed_source)
     noteless: list[str] = []
+    quiet_clips = 0
     for (name, rows), (values, reason) in zip(rows_of, results):
         if values is None:
             unreadable[name] = reason
@@ -429,5 +431,7 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         present[rows] = sounding(values)
         if not present[rows].any():
             noteless.append(name)
+        else:
+            quiet_clips += int((~present[rows]).sum())
     return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
-                         noteless)
+                         noteless, quiet_clips)

@@ -5,7 +5,7 @@ track of a MIDI file also has statistics of the whole piece: the mean and the st
 of each clip's symbolic features (pitch-class and interval histograms, note density, polyphony, ...; not the piano
 roll). ``train.track_notes`` fits a logistic regression (scikit-learn, balanced class weights) on those of the
 training tracks; evaluate and predict then name a track with notes by the mean of the two probabilities, and a
-track without notes (an audio file) by the CNN alone.
+track without notes (an audio file, or a MIDI file in which no note sounds: drums only) by the CNN alone.
 
 The fitted regression is stored in the checkpoint as plain arrays (the scaler's mean and scale, one weight row and
 intercept per class) and applied here with numpy: predict needs no pickled scikit-learn object.
@@ -19,6 +19,7 @@ import numpy as np
 
 from musicid.h5 import read_strings
 
+NO_NOTES = "audio files, or MIDI files in which no note sounds"  # why a class's training tracks have no notes
 KEYS = ("track_notes_mean", "track_notes_scale", "track_notes_coef", "track_notes_intercept")
 
 
@@ -60,10 +61,10 @@ def fit_regression(statistics: TrackStatistics, labels: np.ndarray, label_names:
     x, y = statistics.values[statistics.has_notes], labels[statistics.has_notes]
     counts = np.bincount(y, minlength=n_classes)
     if not len(x):
-        return None, "no training track has notes: audio files only"
+        return None, f"no training track has notes: {NO_NOTES}"
     if (counts == 0).any():
         missing = ", ".join(label_names[index] for index in np.nonzero(counts == 0)[0])
-        return None, f"no training track of {missing} has notes: audio files only"
+        return None, f"no training track of {missing} has notes: {NO_NOTES}"
     scaler = StandardScaler().fit(x)
     regression = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
     coef, intercept = regression.coef_, regression.intercept_

@@ -32,10 +32,12 @@ def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, st
     for record in records:
         if record["status"] == "rejected" and record.get("label") is not None and record["label"] not in rendered:
             reasons.setdefault(record["label"], Counter())[str(record.get("reason") or "rejected")] += 1
-    return {label: f"0 rendered tracks: its {sum(counts.values())} file{'s' * (sum(counts.values()) != 1)} "
-                   f"{'were' if sum(counts.values()) != 1 else 'was'} rejected "
-                   f"({', '.join(f'{reason} {n}' for reason, n in sorted(counts.items()))})"
-            for label, counts in sorted(reasons.items())}
+    def reason(counts: Counter) -> str:
+        total = sum(counts.values())
+        files = f"{total} file{'s were' if total != 1 else ' was'}"
+        return f"0 rendered tracks: its {files} rejected ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
+
+    return {label: reason(counts) for label, counts in sorted(reasons.items())}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if len(known) < 2:
         left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
         raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
-                         f"two are needed; left out for too few tracks: {left_out}")
+                         f"two are needed; left out: {left_out}")
     # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
     label_names = known + holdout
     label_index = {name: i for i, name in enumerate(label_names)}

@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
                     table, rows, len(regression["track_notes_mean"]) // 2)
                 cnn_probs, track_labels, known_names = track_probabilities(
                     probabilities[is_known], labels[is_known], tracks[is_known])
-                track_probs = cnn_probs if notes is None else \
-                    fuse_notes(cnn_probs, regression, select_tracks(notes, known_names))
+                known_notes = None if notes is None else select_tracks(notes, known_names)
+                track_probs = cnn_probs if known_notes is None else fuse_notes(cnn_probs, regression, known_notes)
                 levels = {
                     "clip": (labels[is_known], probabilities[is_known].argmax(1)),
                     "track": (track_labels, track_probs.argmax(1)),
@@ -157,14 +157,13 @@ def run(args: argparse.Namespace) -> int:
                 # Track macro-F1 under each way of pooling the clips alone, and of the notes' regression alone
                 # (the headline uses TRACK_POOLING, averaged with the regression when the model has one).
                 # The regression names only tracks with notes: with none in the split (audio files), it was not used.
-                fused = notes is not None and bool(select_tracks(notes, known_names).has_notes.any())
+                fused = known_notes is not None and bool(known_notes.has_notes.any())
                 details[split]["track_pooling"] = {
                     "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
                     **{way: summarise(track_labels, track_probabilities(
                         probabilities[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
-                if notes is not None:
-                    known_notes = select_tracks(notes, known_names)
+                if known_notes is not None:
                     with_notes = known_notes.has_notes
                     details[split]["track_pooling"]["notes"] = summarise(
                         track_labels[with_notes], regression_probabilities(

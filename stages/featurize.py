@@ -85,16 +85,15 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
 
 
 # A symbolic number is a share (0..1) or a log of a count or a length (a few units): one whose training values
-# vary less than this has its spread raised to it, and one that never varies keeps its own scale (std 1, as
-# scikit-learn's StandardScaler does). Without them a pitch class that no training clip held (a one-key
-# collection) was scaled by 1e-6, and one such note in a file to predict sent its input to 1e5.
+# vary by less than this (a pitch class no training piece held, or held by a trace) keeps its own scale (std 1,
+# as scikit-learn's StandardScaler does for a constant), so a file to predict that has it reads as at most a few
+# units. Scaled by its spread instead (floored at 1e-6 before), one such note sent the input to 1e5.
 MIN_SYMBOLIC_STD = 0.01
-CONSTANT_STD = 1e-9
 
 
 def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 [D] of rows float32 [n, D]; std 1 for a column that never varies, at least
-    MIN_SYMBOLIC_STD for the others, and (0, 1) when there is no row (no training clip has notes). With
+    """(mean, std) float32 [D] of rows float32 [n, D]; std 1 for a column that varies by less than
+    MIN_SYMBOLIC_STD, and (0, 1) when there is no row (no training clip has notes). With
     ``roll`` the last ROLL_DIM columns (the piano roll, 0..1 already) get (0, 1): a convolution reads them
     on one scale."""
     dim = values.shape[1]
@@ -105,7 +104,7 @@ def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, 
     values = values[:, :plain].astype(np.float64)
     mean[:plain] = values.mean(axis=0)
     spread = values.std(axis=0)
-    std[:plain] = np.where(spread < CONSTANT_STD, 1.0, np.maximum(spread, MIN_SYMBOLIC_STD))
+    std[:plain] = np.where(spread < MIN_SYMBOLIC_STD, 1.0, spread)
     return mean, std
 
 
@@ -235,7 +234,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
 
 
 def without_notes(symbolic: TableSymbolic) -> str:
-    """``1 audio source, 1 unreadable MIDI file``: the sources whose clips have no symbolic features."""
+    """``1 audio source, 1 unreadable MIDI file``: why clips have no symbolic features."""
     absent = []
     if symbolic.audio_sources:
         absent.append(f"{symbolic.audio_sources} audio source{'s' * (symbolic.audio_sources != 1)}")
@@ -245,6 +244,9 @@ def without_notes(symbolic: TableSymbolic) -> str:
     if symbolic.noteless:
         count = len(symbolic.noteless)
         absent.append(f"{count} MIDI file{'s' * (count != 1)} with no note sounding")
+    if symbolic.quiet_clips:
+        count = symbolic.quiet_clips
+        absent.append(f"{count} clip{'s' * (count != 1)} of other MIDI files with no note sounding")
     return ", ".join(absent)
 
 

@@ -255,7 +255,7 @@ def test_a_class_whose_every_file_was_rejected_is_named(tmp_path, audio, capsys)
 
 
 @pytest.mark.parametrize("tracks, message", [
-    ({"a": 4, "b": 2}, "clip: 1 class left to train on ['a'], at least two are needed; left out for too few tracks: b: "
+    ({"a": 4, "b": 2}, "clip: 1 class left to train on ['a'], at least two are needed; left out: b: "
                        "2 rendered tracks; split.val 0.2 and split.test 0.2 need at least 3 (one for each split "
                        "used)\n"),
     # One class in all: the collection's fault, not split.holdout_classes' (which is not set).
@@ -620,6 +620,7 @@ def test_clips_in_which_no_note_sounds_have_no_symbolic_features(tmp_path):
                             np.array([0.0, 1.0] * 3), 1.0, records, raw)
     assert result.present.tolist() == [False, False, False, True, False, False]
     assert result.noteless == ["a/drums.mid", "a/hanging.mid"] and result.unreadable == {}
+    assert result.quiet_clips == 1  # late.mid's first clip
 
 
 def add_augmented(audio, copies=2):
@@ -811,12 +812,23 @@ def test_an_audio_only_table_from_unreadable_midi_files_names_them(tmp_path, aud
 def test_symbolic_numbers_that_barely_vary_in_training_are_not_blown_up():
     """A pitch class no training clip held was scaled by a spread of 1e-6: one such note in a file to predict
     sent its input to about 1e5 and flipped the answer."""
-    values = np.zeros((100, 3), np.float32)
+    values = np.zeros((100, 4), np.float32)
     values[:, 0] = np.linspace(0.0, 1.0, 100)  # an ordinary spread: kept
-    values[0, 1] = 0.001  # one clip in a hundred, a little: raised to the floor
+    values[0, 1] = 0.001  # one clip in a hundred, a trace: its own scale
     values[:, 2] = 0.25  # never varies: its own scale
+    values[::2, 3] = 0.021  # the smallest spread of the default run's tables (0.0105 here): kept
     mean, std = FEATURIZE.symbolic_stats(values)
-    assert std[0] == pytest.approx(values[:, 0].std(), rel=1e-5)
-    assert std[1] == pytest.approx(FEATURIZE.MIN_SYMBOLIC_STD) and std[2] == 1.0
-    unseen = np.array([0.5, 0.3, 0.75], np.float32)  # the two quiet numbers where training never had them
-    assert np.abs((unseen - mean) / std).max() < 31
+    assert std[0] == pytest.approx(values[:, 0].std(), rel=1e-5) and std[3] == pytest.approx(0.0105, rel=1e-4)
+    assert std[1] == 1.0 and std[2] == 1.0
+    unseen = np.array([0.5, 0.3, 0.75, 0.0], np.float32)  # the two quiet numbers where training never had them
+    assert np.abs((unseen - mean) / std)[1:3].max() < 1
+
+
+def test_the_summary_says_why_every_clip_without_notes_has_none():
+    from musicid.symbolic import TableSymbolic
+
+    symbolic = TableSymbolic(np.zeros((9, 44), np.float32), np.array([True] * 3 + [False] * 6), 1, {"b.mid": "x"},
+                             ["d.mid"], 2)
+    assert FEATURIZE.symbolic_summary(symbolic) == (
+        "; symbolic [44] for 3 of 9 clips (1 audio source, 1 unreadable MIDI file, 1 MIDI file with no note "
+        "sounding, 2 clips of other MIDI files with no note sounding)")

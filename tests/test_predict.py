@@ -85,8 +85,8 @@ def test_a_checkpoint_without_the_track_count_is_warned_about(inputs, capsys):
     out, err = capsys.readouterr()
     assert "does not record how many validation tracks" in err
     assert json.loads(out)["files"] == [{"path": str(inputs / "empty"), "labels": [], "novelty": None,
-                                         "flagged": None, "clips": 0, "symbolic": False, "repaired": [],
-                                         "error": "no_files: no MIDI or audio files in this folder"}]
+                                         "flagged": None, "clips": 0, "symbolic": False, "notes_unread": None,
+                                         "repaired": [], "error": "no_files: no MIDI or audio files in this folder"}]
 
 
 def test_no_model_says_how_to_get_one(inputs, capsys):

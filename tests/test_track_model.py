@@ -65,10 +65,12 @@ def test_no_regression_when_a_class_has_no_training_track_with_notes():
     without = statistics._replace(has_notes=labels != 2)
     names = ["bach", "haydn", "mozart"]
     regression, why_not = fit_regression(without, labels, names, c=1.0)
-    assert regression is None and why_not == "no training track of mozart has notes: audio files only"
+    assert regression is None and why_not == ("no training track of mozart has notes: audio files, or MIDI files in "
+                                              "which no note sounds")
     regression, why_not = fit_regression(statistics._replace(has_notes=np.zeros(len(labels), bool)), labels, names,
                                          1.0)
-    assert regression is None and why_not == "no training track has notes: audio files only"
+    assert regression is None and why_not == ("no training track has notes: audio files, or MIDI files in which no "
+                                              "note sounds")
 
 
 def test_fusion_averages_only_the_tracks_with_notes():
@@ -205,8 +207,11 @@ def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path
     assert prediction.labels == plain.predict(drums).labels
     from musicid.predict import format_prediction
 
-    assert "; no notes to read, its audio alone (" in format_prediction(prediction)
-    assert "no notes" not in format_prediction(fused.predict(midi)) + format_prediction(fused.predict(wav))
+    assert "; notes not read (no_notes: no note sounds in its clips): its audio alone (" in \
+        format_prediction(prediction)
+    assert prediction.to_dict()["notes_unread"] == "no_notes: no note sounds in its clips"
+    for other in (fused.predict(midi), fused.predict(wav)):
+        assert other.notes_unread is None and "notes not read" not in format_prediction(other)
 
 
 def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkeypatch, capsys):
