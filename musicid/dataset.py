@@ -526,6 +526,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     if unlabeled is not None and not tree.saw_unlabeled:
         raise DatasetParamError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
                                 f"null, or to the name of the folder of unlabeled files)")
+    # A misspelt key of dataset.labels would quietly leave its folder under its own name: one class more.
+    folder_names = {unicodedata.normalize("NFC", name) for folders in tree.folders.values() for name in folders}
+    unmatched = sorted(key for key in labels if unicodedata.normalize("NFC", key) not in folder_names
+                       and not (label_root / key).is_dir())
+    if unmatched:
+        raise DatasetParamError(f"dataset.labels maps {', '.join(map(repr, unmatched))}, not a label folder found in "
+                                f"{where}: {', '.join(map(repr, sorted(folder_names))) or 'none'} (a key is a "
+                                "folder's name as it is on disk)")
     # Two folders whose names differ once mapped, but not once made safe: one label nobody asked for.
     clashes = {label: sorted({mapped: folder for folder, mapped in sorted(folders.items())}.values())
                for label, folders in sorted(tree.folders.items())

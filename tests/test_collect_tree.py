@@ -412,3 +412,18 @@ def test_what_is_left_out_of_a_label_folder_carries_its_label(tmp_path):
     assert labels == {"Bach, J.S./song.txt": "bach", "Bach, J.S./.DS_Store": "bach",
                       "Bach, J.S./sub/.cache/": "bach", "haydn/link.mid": "haydn",
                       "loose.mid": None, "inbox/d.txt": None}
+
+
+def test_a_misspelt_key_of_dataset_labels_is_named(tmp_path):
+    """dataset.labels {scalez: sc} kept the folder 'scales' as a class of its own without a word."""
+    from musicid.dataset import DatasetParamError
+
+    tree(tmp_path / "src", {"scales/a.mid": midi_bytes(60), "Bach, J.S./b.mid": midi_bytes(61),
+                            "empty/notes.txt": b"x"})
+    with pytest.raises(DatasetParamError, match=r"dataset\.labels maps 'scalez', not a label folder found in src: "
+                                                r"'Bach, J\.S\.', 'scales' \(a key is a folder's name as it is on "
+                                                r"disk\)"):
+        collect(tmp_path / "src", tmp_path / "out", labels={"scalez": "sc", "Bach, J.S.": "bach"})
+    # A folder that is there but kept nothing is no misspelling.
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"scales": "sc", "empty": "e"})
+    assert [r["label"] for r in manifest["files"]] == ["Bach__J.S", "sc"]
