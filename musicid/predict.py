@@ -7,6 +7,7 @@ needs nothing but the checkpoint and the files.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +69,11 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     that it is reported, not skipped. A broken link named like a MIDI or audio file is kept: predict says
     what it is, where leaving it out would hide a file the user meant to ask about."""
     found: list[tuple[Path, str | None]] = []
-    for path in map(Path, paths):
+    for given in paths:
+        path = Path(given)
+        if str(given).endswith(("/", os.sep)) and not path.exists() and not path.is_symlink():
+            found.append((path, "missing: no such folder"))  # "recordings/": a folder was meant
+            continue
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if (p.is_file() or (p.is_symlink() and not p.exists()))
                            and p.suffix.lower() in ACCEPTED_EXTENSIONS and not _hidden(p.relative_to(path)))

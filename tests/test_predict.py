@@ -355,9 +355,10 @@ def test_a_missing_file_and_a_broken_link_are_told_apart(inputs, capsys):
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
     (inputs / "dangling.mid").symlink_to(inputs / "nowhere.mid")
     (inputs / "loop.mid").symlink_to(inputs / "loop.mid")
-    assert main(["predict", str(inputs / "gone.mid"), str(inputs / "dangling.mid"), str(inputs / "loop.mid"),
-                 "--model", str(model)]) == 1
+    assert main(["predict", f"{inputs / 'recordings'}/", str(inputs / "gone.mid"), str(inputs / "dangling.mid"),
+                 str(inputs / "loop.mid"), "--model", str(model)]) == 1
     assert capsys.readouterr().out.splitlines()[1:] == [
+        f"{inputs / 'recordings'}: cannot score (missing: no such folder)",  # named with a slash: a folder
         f"{inputs / 'gone.mid'}: cannot score (missing: no such file)",
         f"{inputs / 'dangling.mid'}: cannot score (broken_link: a link to no file)",
         f"{inputs / 'loop.mid'}: cannot score (broken_link: a link to no file)"]
