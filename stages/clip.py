@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     holdout = sorted(set(split_params.holdout_classes))
     missing = [label for label in holdout if label not in labels_found]
     if missing or len(labels_found) - len(holdout) < 2:
-        reason = (f"names classes with no rendered track: {missing}" if missing
+        reason = (f"names classes with no rendered track: {missing} (the classes rendered: "
+                  f"{', '.join(labels_found)})" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
     # A class too small for the split is left out whole, never trained on; one whose every file was rejected

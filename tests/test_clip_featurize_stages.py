@@ -129,7 +129,8 @@ def test_class_cap(tmp_path, audio):
 
 def test_bad_holdout_is_named(tmp_path, audio, capsys):
     code, _ = run_clip(tmp_path, audio, split={"holdout_classes": ["zzz"]})
-    assert code == 2 and "split.holdout_classes names classes with no rendered track: ['zzz']" in capsys.readouterr().err
+    assert code == 2 and ("split.holdout_classes names classes with no rendered track: ['zzz'] (the classes "
+                          "rendered: a, b, c)") in capsys.readouterr().err
 
 
 def test_features_table_and_train_only_statistics(tmp_path, audio):
