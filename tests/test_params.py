@@ -120,6 +120,23 @@ def test_dvc_yaml_deps_include_each_stage_script_and_its_modules():
         assert not unused, f"stage {name} lists {unused} in dvc.yaml but does not use them (needless reruns)"
 
 
+def test_dvc_yaml_persists_every_output_kept_in_git():
+    """DVC deletes a stage's outputs before it runs it, and `dvc checkout` can bring back only those it caches:
+    a failed train run left the git-tracked metrics/train deleted. Persisted, they stay until a run succeeds
+    (each stage replaces them whole)."""
+    pipeline = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    in_git = []
+    for name, stage in pipeline.items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                if isinstance(entry, dict):
+                    (path, options), = entry.items()
+                    if options.get("cache") is False:
+                        in_git.append(path)
+                        assert options.get("persist") is True, f"{name}: {path} is kept in git but not persisted"
+    assert "metrics/train" in in_git and "metrics/metrics.json" in in_git
+
+
 @pytest.mark.parametrize("section, key, value", [
     ("clip", "clip_seconds", math.nan), ("render", "timeout_s", math.inf), ("train", "lr", math.nan),
     ("split", "val", -math.inf), ("features", "top_db", math.inf),
