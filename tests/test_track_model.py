@@ -97,13 +97,20 @@ def with_track_notes(params, value):
     params.write_text(yaml.safe_dump(values))
 
 
-def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, monkeypatch, capsys):
+def train_with_notes(tmp_path, params, monkeypatch) -> tuple[list[str], list[str]]:
+    """Train (train.track_notes 0.1) on a small table of two classes told apart by their notes; (train's and
+    evaluate's arguments)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
     write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
     train, evaluate = stage_arguments(tmp_path, params)
     with_track_notes(params, 0.1)
     assert TRAIN.main(train) == 0
+    return train, evaluate
+
+
+def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, monkeypatch, capsys):
+    train, evaluate = train_with_notes(tmp_path, params, monkeypatch)
     assert "; regression on the notes of 8 training tracks ->" in capsys.readouterr().out
     _, checkpoint = load_checkpoint(tmp_path / "model.pt")
     regression = checkpoint_regression(checkpoint)
@@ -144,12 +151,7 @@ def test_a_split_without_notes_says_the_regression_was_not_used(tmp_path, params
     regression named them."""
     import h5py
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
-    train, evaluate = stage_arguments(tmp_path, params)
-    with_track_notes(params, 0.1)
-    assert TRAIN.main(train) == 0
+    _, evaluate = train_with_notes(tmp_path, params, monkeypatch)
     with h5py.File(tmp_path / "features.h5", "r+") as table:
         present = table["has_symbolic"][:]
         present[-6:] = False  # every test clip without notes
