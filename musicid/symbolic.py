@@ -76,6 +76,7 @@ algorithm, as in music21's ``analysis.discrete``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,18 +421,21 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))
-    results = ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler, on_crash=crashed_source)
     noteless: list[str] = []
     quiet_clips = 0
-    for (name, rows), (values, reason) in zip(rows_of, results):
-        if values is None:
-            unreadable[name] = reason
-            continue
-        features[rows] = values
-        present[rows] = sounding(values)
-        if not present[rows].any():
-            noteless.append(name)
-        else:
-            quiet_clips += int((~present[rows]).sum())
+    # Closed here, not when collected: zip leaves the map suspended, and the shutdown of its pool in a
+    # garbage collector's hands would swallow a Ctrl-C or SIGTERM arriving then (the stage ran on).
+    with contextlib.closing(ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler,
+                                        on_crash=crashed_source)) as results:
+        for (name, rows), (values, reason) in zip(rows_of, results):
+            if values is None:
+                unreadable[name] = reason
+                continue
+            features[rows] = values
+            present[rows] = sounding(values)
+            if not present[rows].any():
+                noteless.append(name)
+            else:
+                quiet_clips += int((~present[rows]).sum())
     return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
                          noteless, quiet_clips)

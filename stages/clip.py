@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -115,33 +116,34 @@ def run(args: argparse.Namespace) -> int:
     try:
         with staged_table(args.out) as temporary:
             with RowWriter(temporary, clip_columns(clip_samples)) as writer:
-                results = ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
-                                      on_crash=crashed_track)
-                for track, result in progress(zip(order, results), total=len(order), desc="clip"):
-                    if result is None:  # it killed worker after worker: the other tracks go on
-                        dropped[track] = "worker_crash"
-                        continue
-                    clips, offsets, output_index, n_silent = result
-                    record = tracks[track]
-                    split = splits[track]
-                    count = len(clips)
-                    names = outputs[track] + augmented[track]
-                    writer.append(
-                        audio=clips,
-                        label=np.full(count, label_index[record["label"]], dtype=np.int16),
-                        known=np.full(count, record["label"] not in holdout),
-                        track=[track] * count,
-                        source=[names[i] for i in output_index],
-                        offset_s=offsets,
-                        split=[split] * count,
-                    )
-                    clips_per[(record["label"], split)] += count
-                    augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
-                    tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
-                    silent_total += n_silent
-                    if count == 0:
-                        # Clips that fit but were all silence, or not one whole clip.
-                        dropped[track] = "silent" if n_silent else "too_short"
+                # Closed at the loop's end, not when collected (zip leaves it suspended): see table_features.
+                with contextlib.closing(ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
+                                                    on_crash=crashed_track)) as results:
+                    for track, result in progress(zip(order, results), total=len(order), desc="clip"):
+                        if result is None:  # it killed worker after worker: the other tracks go on
+                            dropped[track] = "worker_crash"
+                            continue
+                        clips, offsets, output_index, n_silent = result
+                        record = tracks[track]
+                        split = splits[track]
+                        count = len(clips)
+                        names = outputs[track] + augmented[track]
+                        writer.append(
+                            audio=clips,
+                            label=np.full(count, label_index[record["label"]], dtype=np.int16),
+                            known=np.full(count, record["label"] not in holdout),
+                            track=[track] * count,
+                            source=[names[i] for i in output_index],
+                            offset_s=offsets,
+                            split=[split] * count,
+                        )
+                        clips_per[(record["label"], split)] += count
+                        augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
+                        tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
+                        silent_total += n_silent
+                        if count == 0:
+                            # Clips that fit but were all silence, or not one whole clip.
+                            dropped[track] = "silent" if n_silent else "too_short"
                 empty = empty_result_message(clips_per, dropped, known, tracks, splits, clip_params)
                 if empty:
                     raise EmptyResult(empty)

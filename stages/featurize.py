@@ -18,6 +18,7 @@ process alone writes the table, in row order, so it holds the same bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -188,21 +189,23 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
             with RowWriter(temporary, feature_columns(bands, frames, width)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))
                           for start in range(0, total, params.batch_size)]
-                batches = feature_batches(clips["audio"], ranges, params, sample_rate, threads, scheduler)
-                for (start, stop), features in progress(zip(ranges, batches), total=len(ranges), desc="featurize"):
-                    extra = {} if symbolic is None else {"symbolic": symbolic.features[start:stop],
-                                                         "has_symbolic": symbolic.present[start:stop]}
-                    writer.append(
-                        features=features,
-                        label=clips["label"][start:stop],
-                        known=clips["known"][start:stop],
-                        track=clips["track"].asstr()[start:stop],
-                        offset_s=clips["offset_s"][start:stop],
-                        split=splits[start:stop],
-                        **extra,
-                    )
-                    # Normalisation statistics see the training split only.
-                    stats.update(features[splits[start:stop] == "train"])
+                # Closed at the loop's end, not when collected (zip leaves it suspended): see symbolic.table_features.
+                with contextlib.closing(feature_batches(clips["audio"], ranges, params, sample_rate, threads,
+                                                        scheduler)) as batches:
+                    for (start, stop), features in progress(zip(ranges, batches), total=len(ranges), desc="featurize"):
+                        extra = {} if symbolic is None else {"symbolic": symbolic.features[start:stop],
+                                                             "has_symbolic": symbolic.present[start:stop]}
+                        writer.append(
+                            features=features,
+                            label=clips["label"][start:stop],
+                            known=clips["known"][start:stop],
+                            track=clips["track"].asstr()[start:stop],
+                            offset_s=clips["offset_s"][start:stop],
+                            split=splits[start:stop],
+                            **extra,
+                        )
+                        # Normalisation statistics see the training split only.
+                        stats.update(features[splits[start:stop] == "train"])
                 mean, std = stats.result()
                 for key in SHARED_ATTRS:
                     writer.attrs[key] = clips.attrs[key]

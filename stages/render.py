@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -112,19 +113,22 @@ def run(args: argparse.Namespace) -> int:
                                       initargs=(params, environment) if scheduler else (params,),
                                       scheduler=scheduler, on_crash=crashed, isolate=True)
         records, from_cache = [], 0
-        for (path, task), key, hit in progress(zip(planned, keys, found), total=len(planned), desc="render"):
-            rendered = cache.get(key) if hit else None
-            if rendered is not None:
-                from_cache += 1
-            else:
-                if hit:  # the entry went bad or away since it was found: render the source here
-                    init_worker(params)
-                    rendered = render_one(with_data(path, task))
+        # Closed at the loop's end, not when collected (the last next() leaves it suspended): the shutdown of
+        # its pool in a garbage collector's hands would swallow a Ctrl-C or SIGTERM arriving then.
+        with contextlib.closing(rendered_misses):
+            for (path, task), key, hit in progress(zip(planned, keys, found), total=len(planned), desc="render"):
+                rendered = cache.get(key) if hit else None
+                if rendered is not None:
+                    from_cache += 1
                 else:
-                    rendered = next(rendered_misses)
-                if cache and cacheable(rendered):
-                    cache.put(key, rendered)
-            records.append(write_rendered(rendered, staging))
+                    if hit:  # the entry went bad or away since it was found: render the source here
+                        init_worker(params)
+                        rendered = render_one(with_data(path, task))
+                    else:
+                        rendered = next(rendered_misses)
+                    if cache and cacheable(rendered):
+                        cache.put(key, rendered)
+                records.append(write_rendered(rendered, staging))
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
         write_json_atomic(staging / "report.json", {"files": records, "params": recorded_params(params, manifest)})

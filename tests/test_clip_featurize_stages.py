@@ -833,3 +833,28 @@ def test_the_summary_says_why_every_clip_without_notes_has_none():
     assert FEATURIZE.symbolic_summary(symbolic) == (
         "; symbolic [44] for 3 of 9 clips (1 audio source, 1 unreadable MIDI file, 1 MIDI file with no note "
         "sounding, 2 clips of other MIDI files with no note sounding)")
+
+
+def test_a_stop_during_the_notes_pool_shutdown_is_not_swallowed(tmp_path, monkeypatch):
+    """zip left the map of the notes' readers suspended; its pool was shut down when the garbage collector took
+    it, which printed and dropped a Ctrl-C or SIGTERM arriving then: featurize ran on and exited 0."""
+    from concurrent.futures import process
+
+    from musicid.symbolic import table_features
+
+    raw = tmp_path / "raw"
+    names = [f"a/t{k}.mid" for k in range(3)]
+    for k, name in enumerate(names):
+        write_midi(raw / name, [(60 + k, 0.0, 1.0)])
+    records = [{"source": name, "label": "a", "status": "rendered", "outputs": [name[:-4] + ".wav"]}
+               for name in names]
+    real = process.ProcessPoolExecutor.shutdown
+
+    def shutdown(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the stage's SIGTERM handler raises a subclass of it
+
+    monkeypatch.setattr(process.ProcessPoolExecutor, "shutdown", shutdown)
+    with pytest.raises(KeyboardInterrupt):
+        table_features(np.array(names, dtype=object), np.array([n[:-4] + ".wav" for n in names], dtype=object),
+                       np.zeros(3), 1.0, records, raw, jobs=2)
