@@ -75,6 +75,11 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
     if not target.parent.is_dir():
         return []
     prefix = f".{_short(target.name, _SHORT_NAME_BYTES)}."
+    old = target.with_name(f"{prefix}old")
+    if (old.exists() or old.is_symlink()) and not (target.exists() or target.is_symlink()):
+        # A run killed between the two renames of atomic_directory's swap: the previous output, whole, is
+        # the .old one. It goes back into place rather than away.
+        os.replace(old, target)
     removed = []
     for path in sorted(target.parent.iterdir()):
         name = path.name
@@ -134,18 +139,20 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 
     Whatever was at ``target`` before is replaced only once the new tree is
     complete; on an exception the temporary tree is removed and ``target`` is
-    left as it was.
+    left as it was. The swap is two renames (the old tree aside, the new one in):
+    an exception between them (a Ctrl-C, a SIGTERM) puts the old tree back, and
+    a run killed there outright leaves it aside, where the next run puts it back.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target)
     temporary = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent))
+    old = target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")
     try:
         # mkdtemp makes the folder private (0700); the output is an ordinary folder
         os.chmod(temporary, 0o777 & ~_current_umask())
         yield temporary
         if target.exists() or target.is_symlink():
-            old = target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")
             if old.exists():
                 shutil.rmtree(old)
             os.replace(target, old)
@@ -154,6 +161,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         else:
             os.replace(temporary, target)
     finally:
+        if (old.exists() or old.is_symlink()) and not (target.exists() or target.is_symlink()):
+            os.replace(old, target)  # stopped between the two renames: the old tree back, not lost
         if temporary.exists():
             shutil.rmtree(temporary)
 

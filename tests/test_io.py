@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,33 @@ def test_stale_staging_of_a_dead_run_is_removed(tmp_path):
     with atomic_path(tmp_path / "clips.h5") as temporary:
         temporary.write_bytes(b"new")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["audio", "clips.h5", live.name])
+
+
+def test_a_stop_between_the_two_renames_of_a_folder_swap_keeps_the_previous_folder(tmp_path, monkeypatch):
+    """The swap moves the old folder aside, then the new one in: a signal between the two renames left no folder
+    at all (the old one aside, removed by the next run)."""
+    target = tmp_path / "audio"
+    target.mkdir()
+    (target / "previous.wav").write_text("previous")
+    real = os.replace
+
+    def stopped_after_the_first(source, destination):
+        real(source, destination)
+        if Path(destination).name == ".audio.old":
+            raise KeyboardInterrupt  # the stage's SIGTERM handler raises a subclass of it
+
+    monkeypatch.setattr(os, "replace", stopped_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(target) as staging:
+            (staging / "new.wav").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio"]
+    assert (target / "previous.wav").read_text() == "previous"
+
+    # Killed outright there (SIGKILL): the old folder is left aside; the next run puts it back first.
+    monkeypatch.setattr(os, "replace", real)
+    target.rename(tmp_path / ".audio.old")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target):
+            assert (target / "previous.wav").read_text() == "previous"
+            raise RuntimeError("the next run fails too")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio"]
