@@ -18,12 +18,16 @@ Anything else is a bug, and its traceback is shown.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Callable
 
+from musicid.io import atomic_directory, atomic_path
 from musicid.params import ParamsError
 
 
@@ -47,6 +51,55 @@ class Terminated(KeyboardInterrupt):
 def _terminate(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the clean-up short
     raise Terminated
+
+
+class OutputSet:
+    """The outputs of a stage that go into place together (see :func:`output_set`)."""
+
+    def __init__(self, stack: contextlib.ExitStack):
+        self._stack = stack
+
+    def file(self, target: str | Path) -> Path:
+        """A temporary path to write ``target``'s bytes to."""
+        return self._stack.enter_context(atomic_path(target))
+
+    def folder(self, target: str | Path) -> Path:
+        """A temporary folder to fill in place of ``target``."""
+        return self._stack.enter_context(atomic_directory(target))
+
+    def staged(self, staging: contextlib.AbstractContextManager[Path]) -> Path:
+        """The temporary of another staging context (e.g. :func:`musicid.h5.staged_table`), moved with the set."""
+        return self._stack.enter_context(staging)
+
+
+@contextlib.contextmanager
+def output_set() -> Iterator[OutputSet]:
+    """Write several outputs into temporaries, then move them all into place at the block's end.
+
+    Each output is written whole before any moves (a full disk stops the stage with every output as it was),
+    and a Ctrl-C or SIGTERM arriving while they move (a rename each) waits until the last is in: a model never
+    goes with the curves of another run, nor a confusion matrix with the metrics of another. An exception in
+    the block removes the temporaries and leaves every output as it was.
+    """
+    pending: list[int] = []
+    before: dict[int, object] = {}
+
+    def hold(signum, frame) -> None:
+        pending.append(signum)
+
+    try:
+        with contextlib.ExitStack() as stack:
+            yield OutputSet(stack)
+            if threading.current_thread() is threading.main_thread():
+                before = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
+        # The stack is unwound: every output moved into place, the last first.
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    if signal.SIGTERM in pending:
+        _terminate(signal.SIGTERM, None)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def run_stage(name: str, body: Callable[[], int | None]) -> int:

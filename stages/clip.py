@@ -19,11 +19,11 @@ import numpy as np
 from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, per_track_cap,
                            too_small_classes, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
-from musicid.io import dumps_json, write_json_atomic
+from musicid.io import dumps_json
 from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
-from musicid.stage import StageError, run_stage
+from musicid.stage import StageError, output_set, run_stage
 
 
 def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, str]:
@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
     silent_total, dropped = 0, {}
     try:
-        with staged_table(args.out) as temporary:
+        # The table and its report are written to temporaries and move into place together.
+        with output_set() as written:
+            temporary = written.staged(staged_table(args.out))
             with RowWriter(temporary, clip_columns(clip_samples)) as writer:
                 # Closed at the loop's end, not when collected (zip leaves it suspended): see table_features.
                 with contextlib.closing(ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
@@ -159,14 +161,14 @@ def run(args: argparse.Namespace) -> int:
                                                      "split": as_dict(split_params)})
                 writer.attrs["counts"] = dumps_json(counts)
                 total = writer.rows
-            # Inside the staging of clips.h5: a report that cannot be written leaves neither file new.
+            # A report that cannot be written leaves neither file new.
             try:
-                write_json_atomic(args.report, {
+                written.file(args.report).write_bytes(dumps_json({
                     "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
                     # Of the train clips in "counts", those cut from augmented renders, by label.
                     "augmented_clips": {label: augmented_per[label] for label in label_names},
                     "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
-                })
+                }).encode("utf-8"))
             except OSError as error:
                 raise WriteError(args.report, error_cause(error)) from None
     except EmptyResult as error:

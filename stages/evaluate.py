@@ -26,11 +26,11 @@ import numpy as np
 
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
-from musicid.io import atomic_directory, dumps_json, write_bytes_atomic, write_json_atomic
+from musicid.io import dumps_json
 from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
                              open_set_metrics, summarise, track_probabilities)
 from musicid.params import load_section
-from musicid.stage import run_stage
+from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
                                  select_tracks, table_statistics)
 from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
                       f"nothing to score: set {key} > 0 in params.yaml (each class then gets {split} tracks)",
                       file=sys.stderr)
                 return 1
-        with atomic_directory(args.confusion) as confusion_dir, atomic_directory(args.figures) as figures_dir:
+        # Every output is written to a temporary first and all move into place together at the block's end.
+        with output_set() as outputs:
+            confusion_dir, figures_dir = outputs.folder(args.confusion), outputs.folder(args.figures)
             all_names = [str(name) for name in table.attrs["label_names"]]
             splits = read_strings(table["split"])
             known = table["known"][:]
@@ -198,16 +200,17 @@ def run(args: argparse.Namespace) -> int:
                                                **{kind: open_set_metrics(both[kind], unknown)
                                                   for kind in NOVELTY_SCORES}}
                     order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))
-                    write_bytes_atomic(args.novelty, csv_text(
+                    outputs.file(args.novelty).write_bytes(csv_text(
                         ["track", "label", "known", "novelty", *(f"novelty_{kind}" for kind in NOVELTY_SCORES)],
                         [[names[i], track_label[names[i]], str(track_known[names[i]]).lower(),
                           f"{scores[i]:.6f}", *(f"{both[kind][i]:.6f}" for kind in NOVELTY_SCORES)]
                          for i in order]).encode("utf-8"))
-    write_bytes_atomic(args.predictions, csv_text(
-        ["split", "track", "label", "known", "predicted", *(f"p_{name}" for name in label_names), "novelty",
-         "flagged"], sorted(predictions, key=lambda row: (row[0] != "val", row[1]))).encode("utf-8"))
-    write_json_atomic(args.per_class, details)
-    write_json_atomic(args.metrics, metrics)
+            outputs.file(args.predictions).write_bytes(csv_text(
+                ["split", "track", "label", "known", "predicted", *(f"p_{name}" for name in label_names),
+                 "novelty", "flagged"], sorted(predictions, key=lambda row: (row[0] != "val", row[1]))
+            ).encode("utf-8"))
+            outputs.file(args.per_class).write_bytes(dumps_json(details).encode("utf-8"))
+            outputs.file(args.metrics).write_bytes(dumps_json(metrics).encode("utf-8"))
     test = details["test"]
     open_set = metrics.get("open_set")
     extra = f"; novelty AUROC {open_set['auroc']:.3f}, FPR@95%TPR {open_set['fpr_at_95_tpr']:.3f}" if open_set else ""

@@ -22,7 +22,6 @@ import torch
 
 from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
-from musicid.io import atomic_directory, write_bytes_atomic
 from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
@@ -31,7 +30,7 @@ from musicid.track_model import fit_regression, split_statistics
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               train_model)
-from musicid.stage import run_stage
+from musicid.stage import output_set, run_stage
 
 class StageError(Exception):
     """Stops the stage with a one-line message before anything is replaced."""
@@ -164,11 +163,12 @@ def run(args: argparse.Namespace) -> int:
     from scmrepo.exceptions import SCMError
 
     print_epoch = epoch_printer(params.epochs)
-    # dvclive writes into a staging folder that replaces --live only once the
-    # checkpoint is ready, so an interrupted run never mixes old and new curves;
-    # any exception, KeyboardInterrupt included, leaves both as they were.
+    # dvclive writes into a staging folder, the checkpoint into a staging file: both replace the outputs only
+    # once both are written, together, so a model never goes with curves of another run; any exception,
+    # KeyboardInterrupt included, a full disk too, leaves both as they were.
     try:
-        with atomic_directory(args.live) as staging:
+        with output_set() as outputs:
+            staging = outputs.folder(args.live)
             try:
                 # The stage itself is the DVC experiment, so dvclive neither records
                 # one of its own nor edits dvc.yaml.
@@ -213,11 +213,10 @@ def run(args: argparse.Namespace) -> int:
                                                        "symbolic_std": torch.from_numpy(symbolic[3])}),
                        **({} if regression is None else {key: torch.from_numpy(value)
                                                           for key, value in regression.items()})})
+            outputs.file(args.model).write_bytes(checkpoint)
     except (StageError, EmptyValidationSplit) as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
-    # Written last, so a model file never goes with curves of another run.
-    write_bytes_atomic(args.model, checkpoint)
     if novelty.euclidean and params.novelty == "mahalanobis":
         print("train: the training clips of each class coincide, so the novelty score is the plain "
               "distance to the nearest class mean (no covariance to weigh it by)", file=sys.stderr)

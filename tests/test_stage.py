@@ -63,3 +63,59 @@ def test_a_read_only_output_folder_is_one_line(tmp_path, capsys):
     assert captured.err.startswith("render: ") and captured.err.count("\n") == 1, captured.err
     assert "Operation not permitted" in captured.err and str(locked) in captured.err
     assert list(locked.iterdir()) == []
+
+
+def previous_outputs(tmp_path):
+    (tmp_path / "model.pt").write_text("old model")
+    (tmp_path / "curves").mkdir()
+    (tmp_path / "curves" / "loss.tsv").write_text("old curves")
+
+
+def write_both(tmp_path):
+    from musicid.stage import output_set
+
+    with output_set() as outputs:
+        (outputs.folder(tmp_path / "curves") / "loss.tsv").write_text("new curves")
+        outputs.file(tmp_path / "model.pt").write_text("new model")
+
+
+def test_a_sigterm_while_outputs_move_waits_until_the_set_is_in(tmp_path, monkeypatch, capsys):
+    """train swapped its curves in, then wrote its model: a SIGTERM between left new curves beside an old
+    model (and evaluate's six outputs half old, half new)."""
+    import signal
+
+    previous_outputs(tmp_path)
+    real, moves = os.replace, []
+
+    def replace(source, destination):
+        if not moves:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives as the first output moves
+        moves.append(destination)
+        real(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert run_stage("train", lambda: write_both(tmp_path)) == 143
+    assert (tmp_path / "model.pt").read_text() == "new model"
+    assert (tmp_path / "curves" / "loss.tsv").read_text() == "new curves"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "model.pt"]
+    assert capsys.readouterr().err == "train: terminated; " + AFTER_STOP + "\n"
+
+
+def test_a_full_disk_while_outputs_are_written_leaves_every_one_as_it_was(tmp_path, monkeypatch, capsys):
+    """A full disk writing the model (after the curves were in) left new curves beside the old model."""
+    from pathlib import Path
+
+    previous_outputs(tmp_path)
+    real = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        if text == "new model":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    assert run_stage("train", lambda: write_both(tmp_path)) == 1
+    monkeypatch.setattr(Path, "write_text", real)
+    assert (tmp_path / "model.pt").read_text() == "old model"
+    assert (tmp_path / "curves" / "loss.tsv").read_text() == "old curves"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "model.pt"]
