@@ -372,7 +372,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     needed by ``train.symbolic_transpose``.  Returns (kept model, per-epoch log, kept
     epoch number counted from 1).  Raises EmptyValidationSplit without
     validation clips, as the kept epoch would then be chosen on nothing.
-    The weights are the same bytes whatever the number of PyTorch threads.
+    The weights are the same bytes for the same number of PyTorch threads; with another number only when no
+    batch has a row count whose linear-layer product BLAS splits by thread (README, Reproducibility).
     """
     if len(val_y) == 0:
         raise EmptyValidationSplit("the validation split is empty, so no epoch can be chosen on it: "
