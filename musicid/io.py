@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import unicodedata
@@ -51,6 +52,16 @@ def _short(name: str, limit: int) -> str:
 def _staging_prefix(target: Path) -> str:
     """``.<name>.<pid>.``: whose staging it is, so a later run can tell a dead run's leftovers."""
     return f".{_short(target.name, _SHORT_NAME_BYTES)}.{os.getpid()}."
+
+
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.\d+\.[A-Za-z0-9_]+\.tmp$")
+
+
+def output_name(path: str | Path) -> str:
+    """``path`` with each staging component named as the output it stands for (``data/.raw.123.ab12cd34.tmp/
+    bach/x.mid`` -> ``data/raw/bach/x.mid``): what a user knows, in an error about a file being written."""
+    parts = [match["name"] if (match := _STAGING_NAME.match(part)) else part for part in Path(path).parts]
+    return str(Path(*parts)) if parts else str(path)
 
 
 def _pid_alive(pid: int) -> bool:

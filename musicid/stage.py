@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
-from musicid.io import atomic_directory, atomic_path
+from musicid.io import atomic_directory, atomic_path, output_name
 from musicid.params import ParamsError
 
 
@@ -40,8 +40,9 @@ def describe_os_error(error: OSError) -> str:
     cause = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         cause = f"{cause} (the disk or the file size limit is full)"
-    names = [name for name in (error.filename, getattr(error, "filename2", None)) if name]
-    return f"{' -> '.join(map(str, names))}: {cause}" if names else cause
+    # A staging file's name (".clips.h5.123.ab12cd34.tmp") is not one the user knows: the output it stands for is.
+    names = [output_name(name) for name in (error.filename, getattr(error, "filename2", None)) if name]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
 class Terminated(KeyboardInterrupt):

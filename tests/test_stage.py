@@ -20,6 +20,9 @@ from musicid.stage import AFTER_STOP, StageError, run_stage
      "clip: data/clips.h5: Permission denied\n"),
     (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "data/clips.h5"), 1,
      "clip: data/clips.h5: No space left on device (the disk or the file size limit is full)\n"),
+    # Written to a staging name: the output it stands for is named (the staging name meant nothing to a user).
+    (OSError(errno.EROFS, os.strerror(errno.EROFS), "data/.raw.3504.s2flk8ah.tmp/bach/x.mid"), 1,
+     "clip: data/raw/bach/x.mid: Read-only file system\n"),
     (KeyboardInterrupt(), 130, "clip: interrupted; " + AFTER_STOP + "\n"),
 ])
 def test_failures_a_user_can_fix_are_one_line(error, code, line, capsys):
