@@ -36,7 +36,7 @@ import numpy as np
 
 from musicid.metrics import macro_f1, pool, track_means
 from musicid.metrics import track_labels as metrics_track_labels
-from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes,
+from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_table_regression, fuse_notes,
                                  regression_probabilities, split_statistics)
 from musicid.training import load_checkpoint
 
@@ -111,13 +111,13 @@ def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,
     table has no notes, the training tracks with notes do not cover every class, or the run rendered
     augmented copies (train fits none then: they share their track's id)."""
     test = note_statistics(table_path, "test")
-    if test is None or read_params(run)["render"]["augment"]["copies"]:
+    augmented = bool(read_params(run)["render"]["augment"]["copies"])
+    if test is None or augmented:
         return None
     own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
     if own is not None:
         return own, test[0], True
-    train_statistics, train_labels = note_statistics(table_path, "train")
-    regression, _ = fit_regression(train_statistics, train_labels, [str(i) for i in range(n_classes)], c)
+    regression, _, _ = fit_table_regression(table_path, c, [str(i) for i in range(n_classes)], augmented)
     return None if regression is None else (regression, test[0], False)
 
 

@@ -64,6 +64,11 @@ def output_name(path: str | Path) -> str:
     return str(Path(*parts)) if parts else str(path)
 
 
+def _set_aside(target: Path) -> Path:
+    """Where atomic_directory's swap puts the previous folder while the new one moves in."""
+    return target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -86,7 +91,7 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
     if not target.parent.is_dir():
         return []
     prefix = f".{_short(target.name, _SHORT_NAME_BYTES)}."
-    old = target.with_name(f"{prefix}old")
+    old = _set_aside(target)
     if (old.exists() or old.is_symlink()) and not (target.exists() or target.is_symlink()):
         # A run killed between the two renames of atomic_directory's swap: the previous output, whole, is
         # the .old one. It goes back into place rather than away.
@@ -158,7 +163,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(target)
     temporary = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), suffix=".tmp", dir=target.parent))
-    old = target.with_name(f".{_short(target.name, _SHORT_NAME_BYTES)}.old")
+    old = _set_aside(target)
     try:
         # mkdtemp makes the folder private (0700); the output is an ordinary folder
         os.chmod(temporary, 0o777 & ~_current_umask())

@@ -95,6 +95,25 @@ def fuse_notes(pooled: np.ndarray, model: dict[str, np.ndarray] | None, statisti
     return fused
 
 
+def fit_table_regression(table_path, c: float, label_names: list[str], augmented: bool,
+                         ) -> tuple[dict[str, np.ndarray] | None, str | None, int]:
+    """(the regression fitted on the training tracks of a features table, None, how many of them have notes),
+    or (None, why not, 0): the table
+    holds no symbolic features, it has render.augment's copies (a training track's transposed, tempo-scaled
+    copies share its id: its statistics would blend keys and tempos no plainly rendered track has), or
+    :func:`fit_regression` says why."""
+    import h5py
+
+    if augmented:
+        return None, "render.augment's copies would blend into the tracks' statistics", 0
+    with h5py.File(table_path, "r") as table:
+        if "symbolic" not in table:
+            return None, "the table holds no symbolic features", 0
+        statistics, labels = split_statistics(table, "train")
+    regression, why_not = fit_regression(statistics, labels, label_names, c)
+    return regression, why_not, 0 if regression is None else int(statistics.has_notes.sum())
+
+
 def checkpoint_regression(checkpoint: dict) -> dict[str, np.ndarray] | None:
     """The regression a checkpoint holds, None for one trained without it (or before it existed)."""
     if KEYS[0] not in checkpoint:

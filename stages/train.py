@@ -26,7 +26,7 @@ from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
-from musicid.track_model import fit_regression, split_statistics
+from musicid.track_model import fit_table_regression
 from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
                               checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
                               train_model)
@@ -55,17 +55,10 @@ def fit_track_notes(features_path: Path, c: float, label_names: list[str], augme
     """(train.track_notes' regression on the training tracks' note statistics or None, what was done)."""
     if not c:
         return None, ""
-    if augmented:  # a training track's transposed, tempo-scaled copies share its id: its statistics would blend
-        # keys and tempos that no val, test or predicted track (rendered plainly) has
-        return None, "; no regression on the notes (render.augment's copies would blend into the tracks' statistics)"
-    with h5py.File(features_path, "r") as table:
-        if "symbolic" not in table:
-            return None, "; no regression on the notes (the table holds no symbolic features)"
-        statistics, labels = split_statistics(table, "train")
-    regression, why_not = fit_regression(statistics, labels, label_names, c)
+    regression, why_not, tracks = fit_table_regression(features_path, c, label_names, augmented)
     if regression is None:
         return None, f"; no regression on the notes ({why_not})"
-    return regression, f"; regression on the notes of {int(statistics.has_notes.sum())} training tracks"
+    return regression, f"; regression on the notes of {tracks} training tracks"
 
 
 def split_rows(table: h5py.File, split: str) -> np.ndarray:
