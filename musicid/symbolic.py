@@ -89,7 +89,7 @@ from musicid.midi import read_midi
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
     ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
-    ROLL_PITCHES, SYMBOLIC_DIM, TEXTURE_DIM, VERTICAL_BLOCK)
+    ROLL_PITCHES, SYMBOLIC_DIM, TEXTURE_DIM, VERTICAL_BLOCK, sounding)
 
 # Bin edges, seconds, of the duration and inter-onset-interval histograms: 1/8 s to 2 s in octaves.
 TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
@@ -150,14 +150,6 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     end = np.array([note.end for note in notes], dtype=np.float64)
     pitch = np.array([note.pitch for note in notes], dtype=np.int64)
     return _sorted(start, end, pitch)
-
-
-def sounding(features: np.ndarray) -> np.ndarray:
-    """bool [k]: which windows of features [k, D] have a note sounding in them (their pitch-class histogram
-    sums to 1). A window with none (a drum part's, or notes the reader cannot see, such as notes never
-    released) has only zeros, which the model would read as music of its own: it counts as having no
-    notes, as an audio clip (``has_symbolic`` false)."""
-    return features[:, PITCH_CLASS_BLOCK].sum(axis=1) > 0.5
 
 
 def fold_intervals(semitones: np.ndarray) -> np.ndarray:

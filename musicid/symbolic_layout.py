@@ -14,3 +14,11 @@ TEXTURE_DIM = 25
 # The piano roll (module docstring): MIDI notes ROLL_LOW .. ROLL_LOW + ROLL_PITCHES - 1, ROLL_FRAMES a window.
 ROLL_LOW, ROLL_PITCHES, ROLL_FRAMES = 21, 88, 32
 ROLL_DIM = ROLL_PITCHES * ROLL_FRAMES
+
+
+def sounding(features):
+    """bool [k]: which windows of features [k, D] (a numpy array or a torch tensor) have a note sounding in
+    them (their pitch-class histogram sums to 1). A window with none (a drum part's, or notes the reader
+    cannot see, such as notes never released) has only zeros, which the model would read as music of its
+    own: it counts as having no notes, as an audio clip (``has_symbolic`` false)."""
+    return features[:, PITCH_CLASS_BLOCK].sum(1) > 0.5

@@ -21,7 +21,7 @@ from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import TrainParams
-from musicid.symbolic_layout import ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, ROLL_FRAMES, ROLL_PITCHES
+from musicid.symbolic_layout import ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, ROLL_FRAMES, ROLL_PITCHES, sounding
 
 # cuBLAS is deterministic only with a fixed workspace; PyTorch's deterministic
 # mode raises at the first matrix product on a GPU without this setting.
@@ -222,7 +222,7 @@ def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: Symboli
     mean, std = torch.from_numpy(axis.mean), torch.from_numpy(axis.std)
     raw = symbolic[:, :-1] * std + mean
     out = raw.clone()
-    sounding = (symbolic[:, -1] > 0) & (raw[:, PITCH_CLASS_BLOCK].sum(1) > 0.5)
+    present = (symbolic[:, -1] > 0) & sounding(raw)
     if not axis.key_relative:
         source = (torch.arange(12)[None, :] - semitones[:, None]) % 12  # (B, 12): the class each class takes
         for block in (PITCH_CLASS_BLOCK, ONSET_CLASS_BLOCK):
@@ -236,7 +236,7 @@ def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: Symboli
         moved = torch.gather(roll, 1, source.clamp(0, ROLL_PITCHES - 1)[:, :, None].expand_as(roll))
         out[:, start:] = torch.where(inside[:, :, None], moved, torch.zeros_like(moved)).reshape(batch, -1)
     moved = torch.cat([(out - mean) / std, symbolic[:, -1:]], dim=1)
-    return torch.where(sounding[:, None], moved, symbolic)
+    return torch.where(present[:, None], moved, symbolic)
 
 
 def augment_batch(x: torch.Tensor, train: TrainParams, pitch: PitchAxis | None,
