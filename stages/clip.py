@@ -26,6 +26,32 @@ from musicid.progress import progress
 from musicid.stage import StageError, output_set, run_stage
 
 
+def shorter_than_a_clip(record: dict, clip_seconds: float) -> bool:
+    """Whether a rendered track is too short to give one clip (a hundredth of a second spare: its duration is
+    rounded to the millisecond, and resampling may round its length by a sample)."""
+    return record.get("duration_s") is not None and record["duration_s"] < clip_seconds - 0.01
+
+
+def short_track_reasons(rendered: dict[str, dict], dropped: dict[str, str], excluded: dict[str, str],
+                        holdout: list[str], clip_seconds: float) -> dict[str, str]:
+    """label -> reason for the classes with tracks shorter than one clip that are left out: those with no other
+    track, and those left too small (their reason then says how many tracks were too short)."""
+    short = Counter(rendered[t]["label"] for t in dropped)
+    kept = Counter(r["label"] for t, r in rendered.items() if t not in dropped)
+    reasons = {}
+    for label, count in sorted(short.items()):
+        tracks = f"{count} track{'s' if count != 1 else ''} shorter than clip.clip_seconds ({clip_seconds:g} s)"
+        if label in holdout:
+            continue
+        if not kept[label]:
+            longest = max(rendered[t]["duration_s"] for t in dropped if rendered[t]["label"] == label)
+            reasons[label] = (f"0 tracks long enough for a clip: its {tracks}, the longest lasting {longest:g} s; "
+                              "lower clip.clip_seconds")
+        elif label in excluded:
+            reasons[label] = f"{excluded[label]} (and {tracks})"
+    return reasons
+
+
 def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, str]:
     """label -> reason for the labels of the render report none of whose files was rendered:
     ``"0 rendered tracks: its 3 files were rejected (no_notes 3)"``."""
@@ -65,11 +91,19 @@ def run(args: argparse.Namespace) -> int:
                   f"{', '.join(labels_found)})" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
+    # A track shorter than one clip gives none: it takes no place in the split (a class's only train track
+    # could be one, leaving the class nothing to train on), and is counted as dropped, too_short.
+    rendered = tracks
+    dropped = {t: "too_short" for t, r in tracks.items() if shorter_than_a_clip(r, clip_params.clip_seconds)}
+    tracks = {t: r for t, r in tracks.items() if t not in dropped}
+    if not tracks:
+        raise StageError(empty_result_message(Counter(), dropped, [], rendered, {}, clip_params))
     # A class too small for the split is left out whole, never trained on; one whose every file was rejected
     # has no track at all, and is named too (it would vanish from every output without a word).
     excluded = {**unrendered_classes(report["files"], labels_found),
                 **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
                                     split_params.test, holdout, split_params.folds)}
+    excluded.update(short_track_reasons(rendered, dropped, excluded, holdout, clip_params.clip_seconds))
     excluded = dict(sorted(excluded.items()))
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
     known = [label for label in labels_found if label not in holdout and label not in excluded]
@@ -112,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
     clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
-    silent_total, dropped = 0, {}
+    silent_total = 0
     try:
         # The table and its report are written to temporaries and move into place together.
         with output_set() as written:
@@ -146,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                         if count == 0:
                             # Clips that fit but were all silence, or not one whole clip.
                             dropped[track] = "silent" if n_silent else "too_short"
-                empty = empty_result_message(clips_per, dropped, known, tracks, splits, clip_params)
+                empty = empty_result_message(clips_per, dropped, known, rendered, splits, clip_params)
                 if empty:
                     raise EmptyResult(empty)
                 counts = {label: {split: {"tracks": tracks_per[(label, split)],
@@ -278,7 +312,7 @@ def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: lis
     for label in known:
         if clips_per[(label, "train")] == 0:
             # Every train track of the class was dropped.
-            train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits[t] == "train")
+            train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits.get(t) == "train")
             return f"class {label} has no clip in the train split: of its train tracks, {why(train_tracks)}"
     return None
 

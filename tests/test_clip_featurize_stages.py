@@ -167,13 +167,13 @@ def test_fmax_above_nyquist_is_refused(tmp_path, audio, capsys):
     assert code == 2 and "above the clips' Nyquist frequency" in capsys.readouterr().err
 
 
-def add_tracks(root, label, count, seconds, frequency=600.0, rejected=()):
+def add_tracks(root, label, count, seconds, frequency=600.0, rejected=(), prefix="n", amplitude=0.3):
     """Add ``count`` rendered tracks of ``label`` (tones of ``seconds``) and rejected sources to report.json."""
     report = json.loads((root / "report.json").read_text())
     for i in range(count):
-        name = f"{label}/n{i}.wav"
-        write_wav(root / name, sine(frequency + 10 * i, seconds, 8000, amplitude=0.3), 8000)
-        report["files"].append({"source": f"{label}/n{i}.mid", "label": label, "status": "rendered",
+        name = f"{label}/{prefix}{i}.wav"
+        write_wav(root / name, sine(frequency + 10 * i, seconds, 8000, amplitude=amplitude), 8000)
+        report["files"].append({"source": f"{label}/{prefix}{i}.mid", "label": label, "status": "rendered",
                                 "reason": None, "duration_s": seconds, "outputs": [name]})
     for source, reason in rejected:
         report["files"].append({"source": source, "label": label, "status": "rejected", "reason": reason,
@@ -205,13 +205,42 @@ def test_all_silence_names_the_silence_params(tmp_path, audio, capsys):
 
 
 def test_a_class_without_a_training_clip_stops_the_stage(tmp_path, audio, capsys):
-    add_tracks(audio, "d", 3, 0.5)  # 3 tracks: one per split, none long enough for a 1 s clip
+    add_tracks(audio, "d", 3, 3.0, amplitude=0.0)  # 3 tracks: one per split, every clip silence
     code, _ = run_clip(tmp_path, audio)
     assert code == 1
     assert capsys.readouterr().err == (
-        "clip: class d has no clip in the train split: of its train tracks, 1 shorter than clip.clip_seconds "
-        "(1 s), the longest lasting 0.5 s; lower clip.clip_seconds\n")
+        "clip: class d has no clip in the train split: of its train tracks, 1 all silence (more than "
+        "clip.max_silence 0.5 of their 50 ms frames under clip.min_rms 0.001); lower clip.min_rms or raise "
+        "clip.max_silence\n")
     assert_nothing_written(tmp_path)
+
+
+def test_tracks_shorter_than_a_clip_take_no_place_in_the_split(tmp_path, audio, capsys):
+    # d: 3 tracks long enough and 2 shorter than a 1 s clip. Were the short ones split, d's train track could be
+    # one of them, and the class would have nothing to train on; they are dropped before the split.
+    add_tracks(audio, "d", 3, 3.0)
+    add_tracks(audio, "d", 2, 0.5, prefix="short")
+    # e: every track shorter than a clip; f: one track left, too few for the split.
+    add_tracks(audio, "e", 3, 0.5)
+    add_tracks(audio, "f", 1, 3.0)
+    add_tracks(audio, "f", 2, 0.5, prefix="short")
+    code, clips = run_clip(tmp_path, audio)
+    assert code == 0
+    report = json.loads((tmp_path / "clips.json").read_text())
+    assert {t: r for t, r in report["dropped_tracks"].items() if r == "too_short"} == {
+        "d/short0.mid": "too_short", "d/short1.mid": "too_short", "e/n0.mid": "too_short",
+        "e/n1.mid": "too_short", "e/n2.mid": "too_short", "f/short0.mid": "too_short",
+        "f/short1.mid": "too_short"}
+    assert report["excluded_classes"] == {
+        "e": "0 tracks long enough for a clip: its 3 tracks shorter than clip.clip_seconds (1 s), the longest "
+             "lasting 0.5 s; lower clip.clip_seconds",
+        "f": "1 rendered track; split.val 0.2 and split.test 0.2 need at least 3 (one for each split used) (and 2 "
+             "tracks shorter than clip.clip_seconds (1 s))"}
+    assert {split: report["counts"]["d"][split]["tracks"] for split in ("train", "val", "test")} == \
+        {"train": 1, "val": 1, "test": 1}
+    with h5py.File(clips, "r") as table:
+        assert list(table.attrs["label_names"]) == ["a", "b", "c", "d"]
+    assert "  e                    left out: 0 tracks long enough" in capsys.readouterr().out
 
 
 def test_dropped_tracks_are_named_with_their_reason(tmp_path, audio, capsys):
