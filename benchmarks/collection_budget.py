@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from musicid.params import ParamsLoader
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import composer_quality  # noqa: E402
 from composer_quality import apply, run_stage, write_params  # noqa: E402  (the suite's stage runner)
@@ -66,7 +68,7 @@ def parse_set(text: str) -> tuple[str, object]:
     if not sep or "." not in key:
         raise argparse.ArgumentTypeError(f"--set {text!r}: expected section.key=value")
     try:
-        return key, yaml.safe_load(value)
+        return key, yaml.load(value, Loader=ParamsLoader)  # 1e-3 a number, as DVC reads it
     except yaml.YAMLError:
         raise argparse.ArgumentTypeError(f"--set {text!r}: the value is not YAML") from None
 

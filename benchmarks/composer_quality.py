@@ -71,6 +71,8 @@ from pathlib import Path
 
 import yaml
 
+from musicid.params import ParamsLoader
+
 PROGRAM = "composer_quality"  # names the script in messages; a script that imports these helpers sets its own
 PROJECT = Path(__file__).resolve().parent.parent
 STAGES = PROJECT / "stages"
@@ -159,7 +161,7 @@ def parse_config(text: str) -> tuple[str, dict]:
         if not equals or key.count(".") < 1:
             raise SystemExit(f"composer_quality: configuration {name!r}: {item!r} is not section.key=value")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
+            overrides[key.strip()] = yaml.load(value, Loader=ParamsLoader)  # 1e-3 a number, as DVC reads it
         except yaml.YAMLError as error:
             problem = str(getattr(error, "problem", None) or error).splitlines()[0]
             raise SystemExit(f"composer_quality: configuration {name!r}: the value of {key.strip()} is not "

@@ -11,6 +11,8 @@ e.g. ``params.yaml: render.sample_rate must be an integer, got 'fast'``.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -156,6 +158,9 @@ class SplitParams(Section):
         if self.val == 0:  # found here, not after clip and featurize have run
             raise KeyProblem("val", "must be > 0: train needs validation tracks (it scores each epoch on them and "
                                     "sets predict's novelty threshold from them), got 0")
+        if self.folds == 0 and self.test == 0:
+            raise KeyProblem("test", "must be > 0 when split.folds is 0: evaluate scores the test tracks (with "
+                                     "split.folds >= 2 the test fold is the test split), got 0")
         if self.folds == 0 and self.val + self.test >= 1:
             raise KeyProblem("test", f"val + test must be < 1, got {self.val} + {self.test}")
         if self.folds == 1:
@@ -189,6 +194,12 @@ class ClipParams(Section):
             raise KeyProblem("hop_seconds", f"must be at least clip.clip_seconds / {MAX_OVERLAP} "
                                             f"({self.clip_seconds / MAX_OVERLAP:g}: each moment in at most "
                                             f"{MAX_OVERLAP} clips), got {self.hop_seconds:g}")
+        # The whole track is scaled to target_db before its silence is measured: at or below min_rms's level,
+        # its every frame would count as silence, and the stage would stop blaming the silence params.
+        if self.normalize == "track" and self.min_rms > 0 and self.target_db <= 20 * math.log10(self.min_rms):
+            raise KeyProblem("target_db", f"must be above clip.min_rms's level ({20 * math.log10(self.min_rms):g} "
+                                          f"dBFS) with clip.normalize track (each track is scaled to it before "
+                                          f"silence is measured), got {self.target_db:g}")
         return self
 
 
@@ -220,8 +231,9 @@ class FeatureParams(Section):
         if self.kind in ("logmel", "mfcc") and self.n_mels > self.n_fft // 2 + 1:
             raise KeyProblem("n_mels", f"must be at most the {self.n_fft // 2 + 1} frequency bins of features.n_fft "
                                        f"{self.n_fft} (more mel bands than bins leaves bands empty), got {self.n_mels}")
-        if self.n_mfcc > self.n_mels:
-            raise KeyProblem("n_mfcc", f"must be <= n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
+            raise KeyProblem("n_mfcc", f"must be <= features.n_mels ({self.n_mels}) for features.kind mfcc, got "
+                                       f"{self.n_mfcc}")
         if self.fmin >= self.fmax:
             raise KeyProblem("fmax", f"must be greater than features.fmin ({self.fmin:g} Hz), got {self.fmax:g}")
         # Whole semitones per bin step keep transposition a shift by whole bins.
@@ -275,6 +287,9 @@ class TrainParams(Section):
         if self.mixup and self.loss != "ce":
             raise KeyProblem("mixup", f"must be 0 with train.loss {self.loss} (a mixed clip has no one label for "
                                       f"its triplets), got {self.mixup:g}")
+        if self.loss != "ce" and self.batch_size < 3:
+            raise KeyProblem("batch_size", f"must be at least 3 with train.loss {self.loss} (a triplet is an anchor, "
+                                           f"a clip of its class and one of another), got {self.batch_size}")
         if self.keep == "last" and self.patience:
             raise KeyProblem("patience", f"must be 0 with train.keep last (early stopping keeps the best epoch, "
                                          f"not the last), got {self.patience}")
@@ -381,22 +396,58 @@ def _refuse_keys_written_twice(node: yaml.Node, seen_nodes: set[int] | None = No
             _refuse_keys_written_twice(item, seen_nodes)
 
 
-def load_section(path: str | Path, section: str) -> Section:
-    """Read ``path`` (a params.yaml) and return its validated ``section`` model."""
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does, as DVC (ruamel.yaml) reads params.yaml: ``1e-3``
+    is the number 0.001 (YAML 1.1 wants ``1.0e-3`` and reads ``1e-3`` as a string), so that the value a stage
+    uses is the one ``dvc params diff`` shows."""
+
+
+ParamsLoader.add_implicit_resolver(  # after the int resolver, so that 42 stays an int
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."))
+
+
+def read_params(path: str | Path) -> dict:
+    """The mapping a params file holds (keys written twice refused, numbers read as DVC reads them)."""
     path = Path(path)
     try:
         text = path.read_text()
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=ParamsLoader)
         if root is not None:
             _refuse_keys_written_twice(root)
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=ParamsLoader)
     except FileNotFoundError:
         raise ParamsError(f"params file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(document, dict) or section not in document:
+    if not isinstance(document, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)}), got "
+                          f"{type(document).__name__ if document is not None else 'an empty file'}")
+    # A section no stage reads may hold YAML anchors (`defaults: &clip ...`); one named like a stage's section
+    # is a misspelling, whose values would be silently left for the defaults.
+    for key in document:
+        if key not in SECTIONS:
+            near = difflib.get_close_matches(str(key).lower(), SECTIONS, n=1, cutoff=0.6)
+            if near:
+                raise ParamsError(f"{path}: unknown section {key!r}: is it {near[0]!r}? (the sections: "
+                                  f"{', '.join(SECTIONS)})")
+    return document
+
+
+def load_section(path: str | Path, section: str) -> Section:
+    """Read ``path`` (a params.yaml) and return its validated ``section`` model.
+
+    Every other section the file holds is validated too, so that a bad value anywhere stops the first stage
+    that runs, not the stage that reads it after the others have worked (checks that need a stage's data stay
+    in that stage)."""
+    document = read_params(path)
+    if section not in document:
         raise ParamsError(f"{path}: missing section '{section}'")
-    return parse_section(document[section], section, source=str(path))
+    params = parse_section(document[section], section, source=str(path))
+    for other in SECTIONS:
+        if other in document and other != section:
+            parse_section(document[other], other, source=str(path))
+    return params
 
 
 def as_dict(params: Section) -> dict:

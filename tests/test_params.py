@@ -68,7 +68,7 @@ def test_odd_n_fft_is_refused():
 
 
 def test_int_accepted_for_float():
-    test = parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split").test
+    test = parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 5, "fold": 0}, "split").test
     assert isinstance(test, float) and test == 0.0
     with pytest.raises(ParamsError, match=r"split\.val must be > 0: train needs validation tracks"):
         parse_section({"val": 0, "test": 0.2, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
@@ -185,11 +185,102 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
                                                        r"\(e\.g\. 'J\.S\._Bach'\), got 'J\.S\. Bach'"),
     ("dataset", "labels", {"x": "../x"}, r"dataset\.labels\['x'\] must be a label"),
     ("features", "fmin", 8000.0, r"features\.fmax must be greater than features\.fmin \(8000 Hz\), got 8000"),
+    ("split", "test", 0, r"split\.test must be > 0 when split\.folds is 0: evaluate scores the test tracks"),
+    ("train", "batch_size", 2, None),  # with the project's loss ce: fine
+    ("clip", "target_db", -60.0, r"clip\.target_db must be above clip\.min_rms's level \(-60 dBFS\) with "
+                                 r"clip\.normalize track .*, got -60"),
 ])
 def test_choices_bounds_and_item_types_are_named(section, key, value, message):
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())[section]
+    if message is None:
+        assert getattr(parse_section({**raw, key: value}, section), key) == value
+        return
     with pytest.raises(ParamsError, match=message):
         parse_section({**raw, key: value}, section)
+
+
+def project_params() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("section, changes, message", [
+    # A triplet needs an anchor, a clip of its class and one of another in the batch.
+    ("train", {"loss": "triplet", "batch_size": 2}, r"train\.batch_size must be at least 3 with train\.loss "
+                                                    r"triplet .*, got 2"),
+    ("train", {"loss": "ce+triplet", "batch_size": 1}, r"train\.batch_size must be at least 3"),
+    # n_mfcc is read by kind mfcc only: fewer mel bands than it is fine for logmel.
+    ("features", {"kind": "mfcc", "n_mels": 16}, r"features\.n_mfcc must be <= features\.n_mels \(16\) for "
+                                                 r"features\.kind mfcc, got 20"),
+    ("features", {"kind": "logmel", "n_mels": 16}, None),
+    # Levels of the silence test and of the track's scaling only clash when the whole track is scaled.
+    ("clip", {"target_db": -70.0, "normalize": "peak"}, None),
+    ("clip", {"target_db": -70.0, "min_rms": 0.0}, None),
+    ("clip", {"target_db": -40.0, "min_rms": 0.01}, r"clip\.target_db must be above clip\.min_rms's level \(-40 "
+                                                    r"dBFS\)"),
+])
+def test_checks_between_keys_of_a_section(section, changes, message):
+    raw = {**project_params()[section], **changes}
+    if message is None:
+        parse_section(raw, section)
+    else:
+        with pytest.raises(ParamsError, match=message):
+            parse_section(raw, section)
+
+
+def test_numbers_are_read_as_dvc_reads_them(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string, DVC (YAML 1.2) as 0.001: the stage must use what DVC shows."""
+    text = (PROJECT_ROOT / "params.yaml").read_text()
+    text = text.replace("  lr: 0.003 ", "  lr: 3e-3 ").replace("  weight_decay: 0.0001", "  weight_decay: 1E-4")
+    text = text.replace("  min_rms: 0.001 ", "  min_rms: +1.0e-3 ")
+    assert "3e-3" in text and "1E-4" in text and "+1.0e-3" in text
+    (tmp_path / "params.yaml").write_text(text)
+    train = load_section(tmp_path / "params.yaml", "train")
+    assert (train.lr, train.weight_decay, train.epochs) == (0.003, 0.0001, 12) and isinstance(train.epochs, int)
+    assert load_section(tmp_path / "params.yaml", "clip").min_rms == 0.001
+    # An int key written in this notation is a number, and not an integer: named as such.
+    (tmp_path / "params.yaml").write_text(text.replace("  epochs: 12 ", "  epochs: 1e1 "))
+    with pytest.raises(ParamsError, match=r"train\.epochs must be an integer, got 10\.0"):
+        load_section(tmp_path / "params.yaml", "train")
+    # Strings that only look like numbers stay strings.
+    (tmp_path / "params.yaml").write_text(text.replace("  loss: ce ", "  loss: 1e "))
+    with pytest.raises(ParamsError, match=r"train\.loss must be .*, got '1e'"):
+        load_section(tmp_path / "params.yaml", "train")
+
+
+def test_a_bad_value_in_any_section_stops_every_stage(tmp_path):
+    """The first stage to run stops, not the one that reads the key after the others have worked."""
+    text = (PROJECT_ROOT / "params.yaml").read_text().replace("  lr: 0.003 ", "  lr: fast ")
+    (tmp_path / "params.yaml").write_text(text)
+    for section in ("dataset", "render", "clip", "features", "evaluate"):
+        with pytest.raises(ParamsError, match=r"train\.lr must be a number, got 'fast'"):
+            load_section(tmp_path / "params.yaml", section)
+    # The stage's own section is named first.
+    (tmp_path / "params.yaml").write_text(text.replace("  n_mels: 64", "  n_mels: -1"))
+    with pytest.raises(ParamsError, match=r"features\.n_mels must be > 0"):
+        load_section(tmp_path / "params.yaml", "features")
+
+
+@pytest.mark.parametrize("name, refused", [
+    ("trian", "train"), ("splits", "split"), ("Clip", "clip"), ("feature", "features"), ("evaluation", "evaluate"),
+    ("defaults", None), ("anchors", None), ("common", None),
+])
+def test_a_misspelt_section_is_refused(tmp_path, name, refused):
+    text = (PROJECT_ROOT / "params.yaml").read_text() + f"{name}:\n  lr: 0.1\n"
+    (tmp_path / "params.yaml").write_text(text)
+    if refused is None:  # a section of the user's own (YAML anchors, say): read by no stage, and left alone
+        assert load_section(tmp_path / "params.yaml", "train").lr == 0.003
+        return
+    with pytest.raises(ParamsError, match=rf"unknown section '{name}': is it '{refused}'\? \(the sections: dataset, "
+                                          r"render, split, clip, features, train, evaluate\)"):
+        load_section(tmp_path / "params.yaml", "clip")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("- clip\n- train\n", "got list"), ("", "got an empty file"), ("3\n", "got int")])
+def test_a_params_file_that_is_not_a_mapping_is_named(tmp_path, text, words):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=rf"must be a mapping of sections \(dataset, .*\), {words}"):
+        load_section(tmp_path / "params.yaml", "clip")
 
 
 def test_anchors_and_merge_keys_still_load(tmp_path):
