@@ -22,7 +22,7 @@ from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, i
                             write_rendered)
 from musicid.render_cache import RenderCache, init_checked_worker, open_cache, render_environment, size_limit
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
-from musicid.stage import run_stage
+from musicid.stage import StageError, run_stage
 
 # Results that depend on the machine's load or luck, never reused from the render cache.
 UNREPEATABLE = {"timeout", "worker_crash"}
@@ -129,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
                     if cache and cacheable(rendered):
                         cache.put(key, rendered)
                 records.append(write_rendered(rendered, staging))
+        if records and all(record["status"] == "rejected" for record in records):
+            raise StageError(nothing_rendered(records, params, args.out))
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),
         # so that prediction can render new files exactly as the training data was.
         write_json_atomic(staging / "report.json", {"files": records, "params": recorded_params(params, manifest)})
@@ -155,6 +157,23 @@ def run(args: argparse.Namespace) -> int:
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({seconds / max(elapsed, 1e-9):.0f}x real time, {workers}){cached} -> {args.out}")
     return 0
+
+
+def nothing_rendered(records: list[dict], params: RenderParams, out: Path) -> str:
+    """Why render stops when it rejected every source: the counts by reason, the params behind them, and the
+    first file of the commonest reason with its detail."""
+    reasons = Counter(str(record["reason"]) for record in records)
+    counted = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+    commonest = reasons.most_common(1)[0][0]
+    example = next(record for record in records if str(record["reason"]) == commonest)
+    detail = f" ({example['detail']})" if example.get("detail") else ""
+    settings = {"silent": f"render.gain {params.gain:g}, render.min_rms {params.min_rms:g}",
+                "too_long": f"render.max_seconds {params.max_seconds:g}",
+                "timeout": f"render.timeout_s {params.timeout_s:g}"}
+    hint = "; ".join(f"{reason}: see {settings[reason]}" for reason in sorted(reasons) if reason in settings)
+    return (f"every one of the {len(records)} sources was rejected ({counted}), so there is nothing to clip; "
+            f"{out} is left as it was. {hint + '. ' if hint else ''}E.g. {example['source']}: "
+            f"{commonest}{detail}")
 
 
 def main(argv: list[str] | None = None) -> int:

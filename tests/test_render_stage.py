@@ -284,3 +284,19 @@ def test_a_missing_augmentation_soundfont_stops_the_stage_naming_its_key(tmp_pat
     error = capsys.readouterr().err
     assert f"SoundFont not found: {tmp_path / 'nope.sf2'}" in error and "set render.augment.soundfonts" in error
     assert not (tmp_path / "audio").exists()
+
+
+def test_every_source_rejected_stops_the_stage_and_keeps_the_previous_audio(tmp_path, raw, capsys):
+    assert run(tmp_path, raw) == 0
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "audio").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # A render.max_seconds below every file's length rejects them all: an empty data/audio would only be found
+    # wanting by clip, the previous WAVs gone.
+    assert run(tmp_path, raw, max_seconds=0.1) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("render: every one of the 5 sources was rejected (no_notes 1, too_long 4), so there is "
+                          f"nothing to clip; {tmp_path / 'audio'} is left as it was. too_long: see "
+                          "render.max_seconds 0.1. E.g. a/one.mid: too_long (the notes last")
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "audio").rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".audio")]
