@@ -102,9 +102,26 @@ def check_fluidsynth() -> None:
 
 
 def check_soundfonts(paths: list[str], key: str = "render.soundfonts") -> None:
-    """Raise :class:`FluidSynthUnavailable` when a SoundFont file is missing; ``key`` is the param that lists it."""
+    """Raise :class:`FluidSynthUnavailable` when a SoundFont file is missing, is not a SoundFont (nor a DLS
+    file, which FluidSynth also reads), or is listed twice under two names (a link, ``../``: every MIDI file
+    would be rendered twice alike); ``key`` is the param that lists it."""
+    seen: dict[str, str] = {}
     for path in paths:
-        if not Path(path).is_file():
+        if Path(path).is_dir():
+            raise FluidSynthUnavailable(f"{key}: {path} is a folder, not a SoundFont file (.sf2/.sf3)")
+        if Path(path).is_file():
+            with open(path, "rb") as file:
+                head = file.read(12)
+            # Checked here: FluidSynth's own loader prints GLib warnings of its own on such a file.
+            if head[:4] != b"RIFF" or head[8:12] not in (b"sfbk", b"DLS "):
+                raise SoundFontUnreadable(f"FluidSynth cannot load the SoundFont {path} ({key}): not a .sf2/.sf3 "
+                                          "file it can read", path)
+            real = os.path.realpath(path)
+            if real in seen:
+                raise FluidSynthUnavailable(f"{key}: {seen[real]} and {path} are the same file ({real}): each "
+                                            "MIDI file would be rendered twice alike; list it once")
+            seen[real] = path
+        else:
             raise FluidSynthUnavailable(
                 f"SoundFont not found: {path}. Install a General MIDI SoundFont, e.g. "
                 "'apt-get install --no-install-recommends fluid-soundfont-gm' "

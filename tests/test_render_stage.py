@@ -300,3 +300,23 @@ def test_every_source_rejected_stops_the_stage_and_keeps_the_previous_audio(tmp_
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "audio").rglob("*") if p.is_file()}
     assert after == before
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".audio")]
+
+
+def test_soundfonts_that_are_folders_texts_or_one_file_twice_are_refused(tmp_path, raw, capfd):
+    (tmp_path / "fonts").mkdir()
+    assert run(tmp_path, raw, soundfonts=[str(tmp_path / "fonts")]) == 2
+    assert f"render.soundfonts: {tmp_path / 'fonts'} is a folder, not a SoundFont file (.sf2/.sf3)" in \
+        capfd.readouterr().err
+    # Refused before FluidSynth reads it: its loader would print GLib's own warnings first.
+    (tmp_path / "notes.sf2").write_text("not a SoundFont at all\n" * 10)
+    assert run(tmp_path, raw, soundfonts=[str(tmp_path / "notes.sf2")]) == 2
+    err = capfd.readouterr().err
+    assert err == (f"render: FluidSynth cannot load the SoundFont {tmp_path / 'notes.sf2'} (render.soundfonts): not "
+                   "a .sf2/.sf3 file it can read\n")
+    # One file under two names renders every MIDI file twice alike.
+    (tmp_path / "same.sf2").symlink_to(SOUNDFONT)
+    assert run(tmp_path, raw, soundfonts=[str(SOUNDFONT), str(tmp_path / "same.sf2")]) == 2
+    assert (f"render.soundfonts: {SOUNDFONT} and {tmp_path / 'same.sf2'} are the same file "
+            f"({os.path.realpath(SOUNDFONT)}): each MIDI file would be rendered twice alike; list it once") in \
+        capfd.readouterr().err
+    assert not (tmp_path / "audio").exists()
