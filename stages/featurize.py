@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block_features, compute_features,
-                              constant_q_cutoff, n_bands, n_frames)
+                              constant_q_cutoff, mel_filterbank, n_bands, n_frames)
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
@@ -129,6 +129,16 @@ def feature_batches(audio, ranges: list[tuple[int, int]], params, sample_rate: i
     return ordered_map(block_features, blocks, jobs=threads, scheduler=scheduler, on_crash=block_crashed)
 
 
+def empty_mel_bands(sample_rate: int, params) -> int:
+    """How many bands of the mel filterbank the features params give at ``sample_rate`` have no weight."""
+    import warnings
+
+    with warnings.catch_warnings():  # librosa's "Empty filters detected": counted and named here instead
+        warnings.simplefilter("ignore", UserWarning)
+        bank = mel_filterbank(sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
+    return int((bank.max(axis=1) == 0).sum())
+
+
 def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: int,
               render_report: Path | None = None, raw: Path | None = None, scheduler: str | None = None) -> int:
     """Compute the features of every clip of ``clips_path`` into ``out``; the stage's exit code.
@@ -148,6 +158,14 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
             print(f"featurize: {params_path}: features.fmax {params.fmax:g} Hz is above the clips' "
                   f"Nyquist frequency {sample_rate / 2:g} Hz", file=sys.stderr)
             return 2
+        if params.kind not in PITCH_KINDS:
+            empty = empty_mel_bands(sample_rate, params)
+            if empty:
+                print(f"featurize: {params_path}: features.n_mels {params.n_mels} bands from features.fmin "
+                      f"{params.fmin:g} to fmax {params.fmax:g} Hz leave {empty} bands empty (no frequency bin of "
+                      f"features.n_fft {params.n_fft} at {sample_rate} Hz falls in them; they would hold the floor "
+                      f"alone): lower features.n_mels, raise features.n_fft or widen fmin .. fmax", file=sys.stderr)
+                return 2
         total, clip_samples = clips["audio"].shape
         # A window longer than the clip, or one frame a clip: nothing a model can read. (The constant-Q
         # kinds do not read n_fft.)

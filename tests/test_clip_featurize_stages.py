@@ -167,6 +167,19 @@ def test_fmax_above_nyquist_is_refused(tmp_path, audio, capsys):
     assert code == 2 and "above the clips' Nyquist frequency" in capsys.readouterr().err
 
 
+def test_mel_bands_left_empty_are_refused(tmp_path, audio, capsys):
+    _, clips = run_clip(tmp_path, audio)
+    # 16 bands between 3800 and 4000 Hz, where a 128-point FFT at 8 kHz has 4 bins: most bands fall between
+    # bins and would hold the floor alone (librosa only warns). n_mels is within n_fft's bins, so only this
+    # check, which needs the clips' sample rate, can find it.
+    code, out = run_featurize(tmp_path, clips, features={"n_fft": 128, "n_mels": 16, "fmin": 3800.0})
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert ("features.n_mels 16 bands from features.fmin 3800 to fmax 4000 Hz leave 10 bands empty (no frequency "
+            "bin of features.n_fft 128 at 8000 Hz falls in them") in err
+    assert run_featurize(tmp_path, clips, features={"n_fft": 128, "n_mels": 16})[0] == 0
+
+
 def add_tracks(root, label, count, seconds, frequency=600.0, rejected=(), prefix="n", amplitude=0.3):
     """Add ``count`` rendered tracks of ``label`` (tones of ``seconds``) and rejected sources to report.json."""
     report = json.loads((root / "report.json").read_text())
