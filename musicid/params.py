@@ -95,6 +95,9 @@ class DatasetParams(Section):
         if self.source == "path" and not self.path:
             raise KeyProblem("path", "must be set when dataset.source is path")
         _no_duplicates("classes", self.classes)
+        if len(self.classes) == 1:  # found here, not by clip after the download and the render
+            raise KeyProblem("classes", f"must name at least two classes to tell apart (or [] to keep every label "
+                                        f"found, for url and path sources), got {self.classes}")
         if self.unlabeled is not None and ("/" in self.unlabeled or not self.unlabeled.strip()):
             raise KeyProblem("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")
         return self

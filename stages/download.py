@@ -85,7 +85,15 @@ def reason_counts(skipped: list[dict]) -> str:
 
 
 def require_labelled_files(params, manifest: dict) -> None:
-    """Stop with a message naming the param to change when no labelled file was kept."""
+    """Stop with a message naming the param to change when no labelled file was kept, or files of one label
+    only (nothing to tell apart: clip would stop after the render)."""
+    labels = Counter(record["label"] for record in manifest["files"])
+    if len(labels) == 1:
+        (label, count), = labels.items()
+        skipped = f"; skipped: {reason_counts(manifest['skipped'])}" if manifest["skipped"] else ""
+        raise EmptyCollectionError(f"every file kept is of one label ({label}: {count} file{'s' if count != 1 else ''}{skipped}): at least "
+                                   "two classes are needed to tell apart (dataset.classes, or a <label>/ folder "
+                                   "each in a collection)")
     if manifest["files"]:
         return
     skipped = f" (skipped: {reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
