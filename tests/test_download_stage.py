@@ -227,7 +227,8 @@ def test_pooch_draws_no_progress_bar_into_a_log(workspace, server, monkeypatch):
 
 
 def test_hostile_archive_members_are_refused(workspace, server):
-    data = tar_bytes({"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(63), "../../evil.mid": midi_bytes(61),
+    data = tar_bytes({"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(63),
+                      "../../evil.mid": midi_bytes(61),
                       "/tmp/musicid-absolute.mid": midi_bytes(62)},
                      links={"set/bach/link.mid": ("sym", "/etc/passwd")})
     server.routes["/evil.tgz"] = data
@@ -329,9 +330,19 @@ def test_files_of_one_label_stop_the_stage_and_keep_the_old_raw_folder(workspace
             for name in raw_files(workspace)} == before
     # dataset.classes naming one class is a bad param, found before the collection is read.
     assert run_stage(workspace, source="path", path="../src", classes=["jazz"]) == 2
-    assert capsys.readouterr().err == (f"download: {workspace / 'project' / 'params.yaml'}: dataset.classes must name at least two classes to "
+    params = workspace / "project" / "params.yaml"
+    assert capsys.readouterr().err == (f"download: {params}: dataset.classes must name at least two classes to "
                                        "tell apart (or [] to keep every label found, for url and path sources), "
                                        "got ['jazz']\n")
+
+
+def test_a_cap_below_what_the_split_needs_stops_at_once(workspace, capsys):
+    tree(workspace / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
+    assert run_stage(workspace, source="path", path="../src", max_per_class=2) == 2
+    assert capsys.readouterr().err.endswith(
+        "params.yaml: dataset.max_per_class 2 keeps fewer files of a class than the split needs (3: a train track, "
+        "and one for split.val 0.15 and one for split.test 0.2); 0 keeps every file\n")
+    assert not (workspace / "project" / "data" / "raw").exists()
 
 
 def test_no_labelled_file_stops_naming_the_source_param(workspace, capsys):
