@@ -176,6 +176,24 @@ class SplitParams(Section):
         return self
 
 
+def tracks_needed(val: float, test: float, folds: int = 0) -> int:
+    """Tracks a class needs to be split.
+
+    By fractions (``folds`` 0): one for train, plus one for val and one for
+    test when they are used.  In ``folds`` >= 2 folds (``test`` unused): one
+    test track in every fold, and beside the fold holding the most of them
+    (``ceil(n / folds)``) one train track left, and one val track when ``val``
+    is positive; that is ``folds`` tracks, but 4 for 2 folds with val.
+    """
+    if folds == 0:
+        return 1 + (val > 0) + (test > 0)
+    left = 1 + (val > 0)
+    needed = folds
+    while needed - math.ceil(needed / folds) < left:
+        needed += 1
+    return needed
+
+
 MAX_OVERLAP = 8  # clips a moment of audio may be part of (clip.clip_seconds / clip.hop_seconds)
 
 

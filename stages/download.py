@@ -22,8 +22,7 @@ from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollection
 from musicid.fetch import FetchError, default_cache_dir, fetch_archive
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
-from musicid.clips import tracks_needed
-from musicid.params import ParamsError, load_section
+from musicid.params import ParamsError, load_section, tracks_needed
 from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
 
@@ -109,7 +108,7 @@ def require_labelled_files(params, manifest: dict) -> None:
 
 
 def split_needs(split) -> str:
-    """Which split params decide how many tracks a class needs (musicid.clips.tracks_needed)."""
+    """Which split params decide how many tracks a class needs (musicid.params.tracks_needed)."""
     if split.folds:
         return f"split.folds {split.folds}, split.val {split.val:g}"
     return f"a train track, and one for split.val {split.val:g} and one for split.test {split.test:g}"
