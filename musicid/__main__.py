@@ -180,7 +180,10 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
     elif not summaries:
         print("cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
               "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`", file=sys.stderr)
-    return EXIT_UNSCORED if unmatched or not summaries else EXIT_SCORED
+    # A group missing a fold (queued, running or failed) is a mean over fewer folds than asked for: a script
+    # reading the figures must be able to tell.
+    incomplete = any(summary["missing_folds"] for summary in summaries)
+    return EXIT_UNSCORED if unmatched or not summaries or incomplete else EXIT_SCORED
 
 
 def run_command() -> int:

@@ -203,7 +203,8 @@ def test_cv_command_names_what_is_missing(monkeypatch, capsys):
     assert "  warning: folds [0] of 2 have no scored run: the mean is over 1 fold" in out.splitlines()
     assert err.splitlines() == ["cv: nosuch names no experiment or revision of `dvc exp show`"]
 
-    assert main(["cv"]) == 0
+    # Fold 0 still in the queue: the figures are over 1 of 2 folds, and the exit code says so.
+    assert main(["cv"]) == 1
     assert capsys.readouterr().err.splitlines() == ["cv: not scored: waiting (split.fold 0): queued"]
 
     assert main(["cv", "master"]) == 1  # a commit with one split by fractions is not a cross-validation
@@ -233,9 +234,10 @@ def test_a_failed_fold_is_not_scored_with_its_baselines_scores(monkeypatch, caps
     failed["revs"][0]["data"]["metrics"] = shown[1]["data"]["metrics"]  # the baseline's
     shown[1]["experiments"].append(failed)
     fake_dvc(monkeypatch, json.dumps(shown))
-    assert main(["cv", "--json"]) == 0
+    assert main(["cv", "--json"]) == 1  # fold 0 has no scored run
     document = json.loads(capsys.readouterr().out)
     [group] = document["groups"]
+    assert group["missing_folds"] == [0]
     assert [(row["fold"], row["experiment"]) for row in group["per_fold"]] == [(1, "good")]
     assert {(run["experiment"], run["state"]) for run in document["unscored"]} == {("waiting", "queued"),
                                                                                    ("crashed", "failed")}
