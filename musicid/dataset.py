@@ -584,7 +584,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size))
 
     labelled = [c for c in candidates if c.label is not None]
-    kept = _deduplicate(labelled, skip)
+    kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
     by_label: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_label.setdefault(candidate.label, []).append(candidate)
@@ -697,6 +697,30 @@ def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
         kept.append(group[0])
         for candidate in group[1:]:
             skip(candidate.relative, candidate.label, f"duplicate: same content as {group[0].relative}")
+    return sorted(kept, key=lambda c: c.relative)
+
+
+def _work_rank(candidate: Candidate) -> tuple:
+    """Which file of one work is kept: MIDI first (its notes give the symbolic features, and it renders as
+    the collection's other MIDI files), then lossless audio, then lossy; then by path."""
+    extension = Path(candidate.inner).suffix.lower()
+    return ACCEPTED_EXTENSIONS.index(extension), candidate.relative
+
+
+def _one_file_per_work(candidates: list[Candidate], skip) -> list[Candidate]:
+    """Keep one file of each work: files of one label whose paths differ only by the extension (or its case),
+    such as a MIDI file and its audio export, or one recording as .flac and .mp3, are one piece of music. As
+    two tracks they could be split apart, the same music on both sides of the split."""
+    works: dict[tuple[str, str], list[Candidate]] = {}
+    for candidate in candidates:
+        stem = unicodedata.normalize("NFC", str(Path(candidate.inner).with_suffix(""))).casefold()
+        works.setdefault((candidate.label, stem), []).append(candidate)
+    kept = []
+    for group in works.values():
+        ranked = sorted(group, key=_work_rank)
+        kept.append(ranked[0])
+        for twin in ranked[1:]:
+            skip(twin.relative, twin.label, f"same_work: kept {ranked[0].relative}")
     return sorted(kept, key=lambda c: c.relative)
 
 

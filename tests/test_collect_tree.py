@@ -31,6 +31,10 @@ def files_under(folder):
     return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
 
 
+# Heads of the compressed formats, enough for the content check (collect_tree decodes no audio without a cap).
+FLAC_HEAD, OGG_HEAD, MP3_HEAD = b"fLaC" + bytes(60), b"OggS" + bytes(60), b"ID3\x04" + bytes(60)
+
+
 def reasons(manifest):
     return {r["origin"].removeprefix("src/"): r["reason"] for r in manifest["skipped"]}
 
@@ -143,24 +147,42 @@ def test_special_files_are_skipped_without_being_opened(tmp_path):
     assert reasons(result) == {"bach/pipe.mid": "not_a_regular_file: a FIFO"}
 
 
-def test_names_differing_only_by_extension_each_keep_their_file(tmp_path):
-    sources = {"bach/x.mid": midi_bytes(60), "bach/x.midi": midi_bytes(61), "bach/x.MID": midi_bytes(62),
-               "bach/x.wav": wav_bytes(value=0.1), "bach/x.WAV": wav_bytes(value=0.2)}
+def test_names_equal_once_made_safe_each_keep_their_file(tmp_path):
+    sources = {"bach/x y.mid": midi_bytes(60), "bach/x,y.mid": midi_bytes(61), "bach/x_y.mid": midi_bytes(62)}
     tree(tmp_path / "src", sources)
     manifest = collect(tmp_path / "src", tmp_path / "out")
 
     def hashed(relative, extension):
-        return f"bach/x-{hashlib.sha256(relative.encode()).hexdigest()[:8]}{extension}"
+        return f"bach/x_y-{hashlib.sha256(relative.encode()).hexdigest()[:8]}{extension}"
 
-    # Sorted by source path, "x.MID" comes before "x.mid" and takes the plain name.
-    expected = {"bach/x.MID": "bach/x.mid", "bach/x.mid": hashed("bach/x.mid", ".mid"),
-                "bach/x.midi": "bach/x.midi", "bach/x.WAV": "bach/x.wav", "bach/x.wav": hashed("bach/x.wav", ".wav")}
+    # Sorted by source path, "x y.mid" comes first and takes the plain name.
+    expected = {"bach/x y.mid": "bach/x_y.mid", "bach/x,y.mid": hashed("bach/x,y.mid", ".mid"),
+                "bach/x_y.mid": hashed("bach/x_y.mid", ".mid")}
     assert {r["origin"].removeprefix("src/"): r["path"] for r in manifest["files"]} == expected
     for source, output in expected.items():
         assert (tmp_path / "out" / output).read_bytes() == sources[source]
     assert manifest["skipped"] == []
     again = collect(tmp_path / "src", tmp_path / "again")
     assert again == manifest
+
+
+def test_files_of_one_work_keep_one_file(tmp_path):
+    """A MIDI file beside its audio export, one recording in two formats: one piece, which as two tracks could
+    sit on both sides of the split. One file is kept, MIDI first, then lossless audio; other folders and labels
+    are other works."""
+    sources = {"bach/x.mid": midi_bytes(60), "bach/x.midi": midi_bytes(61), "bach/x.MID": midi_bytes(62),
+               "bach/x.wav": wav_bytes(value=0.1), "bach/x.WAV": wav_bytes(value=0.2),
+               "bach/tone.mp3": MP3_HEAD, "bach/tone.flac": FLAC_HEAD, "bach/Tone.ogg": OGG_HEAD,
+               "bach/sub/x.wav": wav_bytes(value=0.3), "haydn/x.wav": wav_bytes(value=0.4)}
+    tree(tmp_path / "src", sources)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert {r["origin"].removeprefix("src/"): r["path"] for r in manifest["files"]} == {
+        "bach/x.MID": "bach/x.mid", "bach/tone.flac": "bach/tone.flac", "bach/sub/x.wav": "bach/sub__x.wav",
+        "haydn/x.wav": "haydn/x.wav"}
+    assert reasons(manifest) == {
+        "bach/x.mid": "same_work: kept bach/x.MID", "bach/x.midi": "same_work: kept bach/x.MID",
+        "bach/x.wav": "same_work: kept bach/x.MID", "bach/x.WAV": "same_work: kept bach/x.MID",
+        "bach/tone.mp3": "same_work: kept bach/tone.flac", "bach/Tone.ogg": "same_work: kept bach/tone.flac"}
 
 
 def test_classes_matching_no_label_stop_before_any_file_is_read(tmp_path):

@@ -45,7 +45,7 @@ def build_collection(root: Path) -> None:
         melody(root / "alpha" / f"piece{index}.mid", seed=index, program=0)
         melody(root / "beta" / f"piece{index}.mid", seed=100 + index, program=40)
     melody(root / "alpha" / LONG_NAME, seed=10, program=0)
-    melody(root / "alpha" / "x.mid", seed=11, program=0)  # x.mid and x.wav: two sources, two tracks
+    melody(root / "alpha" / "x.mid", seed=11, program=0)  # x.mid and x.wav: one work, the MIDI file kept
     write_wav(root / "alpha" / "x.wav", np.concatenate([sine(262 * (1 + k % 3), 1.0, SR) for k in range(6)]), SR)
     melody(root / "alpha" / "foo.mid" / "inner.mid", seed=12, program=0)  # a folder named like a file
     os.mkfifo(root / "alpha" / "fifo.mid")
@@ -89,7 +89,7 @@ def test_download_keeps_every_good_file_and_names_every_odd_one(odd_project):
     manifest = json.loads((odd_project / "data/raw/manifest.json").read_text())
     kept = {record["origin"].split("/", 1)[1]: record["label"] for record in manifest["files"]}
     good = {f"alpha/piece{i}.mid" for i in range(4)} | {f"beta/piece{i}.mid" for i in range(4)} | {
-        f"alpha/{LONG_NAME}", "alpha/x.mid", "alpha/x.wav", "alpha/foo.mid/inner.mid", "tiny/only.mid",
+        f"alpha/{LONG_NAME}", "alpha/x.mid", "alpha/foo.mid/inner.mid", "tiny/only.mid",
         "beta/wrapped.mid", "beta/key.mid", "beta/smpte.mid", "beta/cut.mid", "beta/empty.mid",
         "beta/onehz.wav", "beta/dc.wav", "beta/loud.wav"}
     assert good <= set(kept), sorted(good - set(kept))
@@ -97,11 +97,11 @@ def test_download_keeps_every_good_file_and_names_every_odd_one(odd_project):
     skipped = by_origin(manifest["skipped"])
     expected = {"alpha/fifo.mid": "not_a_regular_file", "manifest.json": "reserved_label",
                 "loose.mid": "no_label", "linked": "symlink", "beta/page.mid": "content_mismatch",
-                "beta/notes.txt": "unsupported_type"}
+                "beta/notes.txt": "unsupported_type", "alpha/x.wav": "same_work: kept alpha/x.mid"}
     for origin, reason in expected.items():
         matches = [r for o, r in skipped.items() if o == origin or o.startswith(origin + "/")]
         assert matches and all(r.startswith(reason) for r in matches), (origin, skipped)
-    assert set(kept) | {o for o in skipped} >= good
+    assert set(kept) | {o for o in skipped} >= good | {"alpha/x.wav"}
 
 
 @pytest.mark.e2e
@@ -120,9 +120,8 @@ def test_render_recovers_what_it_can_and_gives_reasons(odd_project):
     assert outcome["beta/dc.wav"] == ("rejected", "silent")
     assert outcome["beta/loud.wav"] == ("rejected", "clipping")
     good = [f"{label}/piece{i}.mid" for label in ("alpha", "beta") for i in range(4)]
-    for name in good + [f"alpha/{LONG_NAME}", "alpha/x.mid", "alpha/x.wav", "alpha/foo.mid/inner.mid"]:
+    for name in good + [f"alpha/{LONG_NAME}", "alpha/x.mid", "alpha/foo.mid/inner.mid"]:
         assert outcome[name] == ("rendered", None), name
-    # x.mid and x.wav each have their own WAV, so neither is lost.
     outputs = [o for record in report["files"] for o in record["outputs"]]
     assert len(outputs) == len(set(outputs))
     assert all(len(Path(o).name.encode()) <= 255 for o in outputs)
