@@ -32,23 +32,24 @@ def shorter_than_a_clip(record: dict, clip_seconds: float) -> bool:
     return record.get("duration_s") is not None and record["duration_s"] < clip_seconds - 0.01
 
 
-def short_track_reasons(rendered: dict[str, dict], dropped: dict[str, str], excluded: dict[str, str],
-                        holdout: list[str], clip_seconds: float) -> dict[str, str]:
-    """label -> reason for the classes with tracks shorter than one clip that are left out: those with no other
-    track, and those left too small (their reason then says how many tracks were too short)."""
-    short = Counter(rendered[t]["label"] for t in dropped)
-    kept = Counter(r["label"] for t, r in rendered.items() if t not in dropped)
+def no_clip_reasons(rendered: dict[str, dict], no_clip: dict[str, str], excluded: dict[str, str],
+                    holdout: list[str], clip_params) -> dict[str, str]:
+    """label -> reason for the classes with tracks that give no clip (``no_clip``: track -> too_short or
+    silent) that are left out: those with no other track, and those left too small (their reason then says
+    how many tracks gave none, and why)."""
+    by_label: dict[str, list[str]] = {}
+    for track in sorted(no_clip):
+        by_label.setdefault(rendered[track]["label"], []).append(track)
+    kept = Counter(r["label"] for t, r in rendered.items() if t not in no_clip)
     reasons = {}
-    for label, count in sorted(short.items()):
-        tracks = f"{count} track{'s' if count != 1 else ''} shorter than clip.clip_seconds ({clip_seconds:g} s)"
+    for label, track_ids in by_label.items():
         if label in holdout:
             continue
+        why = no_clip_words(track_ids, no_clip, rendered, clip_params)
         if not kept[label]:
-            longest = max(rendered[t]["duration_s"] for t in dropped if rendered[t]["label"] == label)
-            reasons[label] = (f"0 tracks long enough for a clip: its {tracks}, the longest lasting {longest:g} s; "
-                              "lower clip.clip_seconds")
+            reasons[label] = f"0 tracks that give a clip: of its {len(track_ids)}, {why}"
         elif label in excluded:
-            reasons[label] = f"{excluded[label]} (and {tracks})"
+            reasons[label] = f"{excluded[label]}; {len(track_ids)} more gave no clip: {why}"
     return reasons
 
 
@@ -91,127 +92,146 @@ def run(args: argparse.Namespace) -> int:
                   f"{', '.join(labels_found)})" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
-    # A track shorter than one clip gives none: it takes no place in the split (a class's only train track
-    # could be one, leaving the class nothing to train on), and is counted as dropped, too_short.
+    # A track that gives no clip (shorter than one, or every clip silence) takes no place in the split: as a
+    # class's only train track it would leave the class nothing to train on, as its only test track nothing to
+    # score. Those shorter than a clip are known from the render report; the others only once cut, so when a
+    # pass finds any, the tracks are split and cut again without them (the default dataset has none).
     rendered = tracks
-    dropped = {t: "too_short" for t, r in tracks.items() if shorter_than_a_clip(r, clip_params.clip_seconds)}
-    tracks = {t: r for t, r in tracks.items() if t not in dropped}
-    if not tracks:
-        raise StageError(empty_result_message(Counter(), dropped, [], rendered, {}, clip_params))
-    # A class too small for the split is left out whole, never trained on; one whose every file was rejected
-    # has no track at all, and is named too (it would vanish from every output without a word).
-    excluded = {**unrendered_classes(report["files"], labels_found),
-                **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                                    split_params.test, holdout, split_params.folds)}
-    excluded.update(short_track_reasons(rendered, dropped, excluded, holdout, clip_params.clip_seconds))
-    excluded = dict(sorted(excluded.items()))
-    tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
-    known = [label for label in labels_found if label not in holdout and label not in excluded]
-    if len(known) < 2:
-        left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
-        raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
-                         f"two are needed; left out: {left_out}")
-    # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
-    label_names = known + holdout
-    label_index = {name: i for i, name in enumerate(label_names)}
-    splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                           split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
-    # A train track's augmented renders (render.augment) are cut too; val, test and held-out tracks are
-    # scored on plain renders only, as prediction renders a file.
-    outputs = {t: list(r["outputs"]) for t, r in tracks.items()}
-    augmented = {t: [copy["output"] for copy in r.get("augmented", [])] if splits[t] == "train" else []
-                 for t, r in tracks.items()}
-    damaged = {str(args.audio / name): wav_damage(args.audio / name)
-               for track in tracks for name in outputs[track] + augmented[track]}
-    damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}
-    if damaged:
-        raise StageError(damaged_message(damaged, report_path))
+    no_clip = {t: "too_short" for t, r in tracks.items() if shorter_than_a_clip(r, clip_params.clip_seconds)}
+    silent_of: dict[str, int] = {}  # silent clips of the tracks that gave none, for the report's count
+    recut = False
+    while True:
+        dropped = dict(no_clip)
+        tracks = {t: r for t, r in rendered.items() if t not in dropped}
+        if not tracks:
+            raise StageError(empty_result_message(Counter(), dropped, [], rendered, {}, clip_params))
+        # A class too small for the split is left out whole, never trained on; one whose every file was rejected
+        # has no track at all, and is named too (it would vanish from every output without a word).
+        excluded = {**unrendered_classes(report["files"], labels_found),
+                    **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
+                                        split_params.test, holdout, split_params.folds)}
+        excluded.update(no_clip_reasons(rendered, no_clip, excluded, holdout, clip_params))
+        excluded = dict(sorted(excluded.items()))
+        tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
+        known = [label for label in labels_found if label not in holdout and label not in excluded]
+        if len(known) < 2:
+            left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
+            raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
+                             f"two are needed; left out: {left_out}")
+        # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
+        label_names = known + holdout
+        label_index = {name: i for i, name in enumerate(label_names)}
+        splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
+                               split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
+        # A train track's augmented renders (render.augment) are cut too; val, test and held-out tracks are
+        # scored on plain renders only, as prediction renders a file.
+        outputs = {t: list(r["outputs"]) for t, r in tracks.items()}
+        augmented = {t: [copy["output"] for copy in r.get("augmented", [])] if splits[t] == "train" else []
+                     for t, r in tracks.items()}
+        damaged = {str(args.audio / name): wav_damage(args.audio / name)
+                   for track in tracks for name in outputs[track] + augmented[track]}
+        damaged = {path: reason for path, reason in sorted(damaged.items()) if reason}
+        if damaged:
+            raise StageError(damaged_message(damaged, report_path))
 
-    # The clip caps bound the cost of training; val and test tracks give every clip, so
-    # that each track's decision rests on the whole piece.
-    train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
-    order = sorted(tracks)
+        # The clip caps bound the cost of training; val and test tracks give every clip, so
+        # that each track's decision rests on the whole piece.
+        train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
+        order = sorted(tracks)
 
-    def tasks() -> Iterator[ClipTask]:
-        # A generator: a track's WAVs are read only when its task is sent to a worker, so memory
-        # holds the tracks in flight, not the collection.
-        for t in order:
-            cap = per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
-                                train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0
-            yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
-                                cap, augmented=len(augmented[t]))
+        def tasks() -> Iterator[ClipTask]:
+            # A generator: a track's WAVs are read only when its task is sent to a worker, so memory
+            # holds the tracks in flight, not the collection.
+            for t in order:
+                cap = per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
+                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0
+                yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
+                                    cap, augmented=len(augmented[t]))
 
-    scheduler = resolve_scheduler(args.scheduler)
-    jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
-    workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
-    clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
-    clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
-    silent_total = 0
-    try:
-        # The table and its report are written to temporaries and move into place together.
-        with output_set() as written:
-            temporary = written.staged(staged_table(args.out))
-            with RowWriter(temporary, clip_columns(clip_samples)) as writer:
-                # Closed at the loop's end, not when collected (zip leaves it suspended): see table_features.
-                with contextlib.closing(ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
-                                                    on_crash=crashed_track)) as results:
-                    for track, result in progress(zip(order, results), total=len(order), desc="clip"):
-                        if result is None:  # it killed worker after worker: the other tracks go on
-                            dropped[track] = "worker_crash"
-                            continue
-                        clips, offsets, output_index, n_silent = result
-                        record = tracks[track]
-                        split = splits[track]
-                        count = len(clips)
-                        names = outputs[track] + augmented[track]
-                        writer.append(
-                            audio=clips,
-                            label=np.full(count, label_index[record["label"]], dtype=np.int16),
-                            known=np.full(count, record["label"] not in holdout),
-                            track=[track] * count,
-                            source=[names[i] for i in output_index],
-                            offset_s=offsets,
-                            split=[split] * count,
-                        )
-                        clips_per[(record["label"], split)] += count
-                        augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
-                        tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
-                        silent_total += n_silent
-                        if count == 0:
-                            # Clips that fit but were all silence, or not one whole clip.
-                            dropped[track] = "silent" if n_silent else "too_short"
-                empty = empty_result_message(clips_per, dropped, known, rendered, splits, clip_params)
-                if empty:
-                    raise EmptyResult(empty)
-                counts = {label: {split: {"tracks": tracks_per[(label, split)],
-                                          "clips": clips_per[(label, split)]}
-                                  for split in SPLITS} for label in label_names}
-                writer.attrs["label_names"] = label_names
-                writer.attrs["n_known"] = len(label_names) - len(holdout)
-                writer.attrs["holdout_classes"] = holdout
-                writer.attrs["sample_rate"] = clip_params.sample_rate
-                writer.attrs["params"] = dumps_json({"render": report.get("params"),
-                                                     "clip": as_dict(clip_params),
-                                                     "split": as_dict(split_params)})
-                writer.attrs["counts"] = dumps_json(counts)
-                total = writer.rows
-            # A report that cannot be written leaves neither file new.
-            try:
-                written.file(args.report).write_bytes(dumps_json({
-                    "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
-                    # Of the train clips in "counts", those cut from augmented renders, by label.
-                    "augmented_clips": {label: augmented_per[label] for label in label_names},
-                    "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
-                }).encode("utf-8"))
-            except OSError as error:
-                raise WriteError(args.report, error_cause(error)) from None
-    except EmptyResult as error:
-        raise StageError(str(error)) from None
-    except DamagedAudio as error:
-        raise StageError(damaged_message({error.path: error.reason}, report_path)) from None
-    except WriteError as error:  # RowWriter names its staging file: name the output instead
-        raise StageError(f"cannot write {args.report if error.path == args.report else args.out}: "
-                         f"{error.cause}") from None
+        scheduler = resolve_scheduler(args.scheduler)
+        jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
+        workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
+        clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
+        clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
+        silent_total = sum(silent_of.values())  # those of the tracks a first pass found to give no clip
+        try:
+            # The table and its report are written to temporaries and move into place together.
+            with output_set() as written:
+                temporary = written.staged(staged_table(args.out))
+                with RowWriter(temporary, clip_columns(clip_samples)) as writer:
+                    # Closed at the loop's end, not when collected (zip leaves it suspended): see table_features.
+                    with contextlib.closing(ordered_map(clip_track, tasks(), jobs=jobs, scheduler=scheduler,
+                                                        on_crash=crashed_track)) as results:
+                        for track, result in progress(zip(order, results), total=len(order), desc="clip"):
+                            if result is None:  # it killed worker after worker: the other tracks go on
+                                dropped[track] = "worker_crash"
+                                continue
+                            clips, offsets, output_index, n_silent = result
+                            record = tracks[track]
+                            split = splits[track]
+                            count = len(clips)
+                            names = outputs[track] + augmented[track]
+                            writer.append(
+                                audio=clips,
+                                label=np.full(count, label_index[record["label"]], dtype=np.int16),
+                                known=np.full(count, record["label"] not in holdout),
+                                track=[track] * count,
+                                source=[names[i] for i in output_index],
+                                offset_s=offsets,
+                                split=[split] * count,
+                            )
+                            clips_per[(record["label"], split)] += count
+                            augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
+                            tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
+                            silent_total += n_silent
+                            if count == 0:
+                                # Clips that fit but were all silence, or not one whole clip.
+                                dropped[track] = "silent" if n_silent else "too_short"
+                                silent_of[track] = n_silent
+                    gave_none = {t: reason for t, reason in dropped.items()
+                                 if t not in no_clip and reason != "worker_crash"}
+                    if gave_none and not recut:
+                        raise Recut(gave_none)
+                    empty = empty_result_message(clips_per, dropped, known, rendered, splits, clip_params)
+                    if empty:
+                        raise EmptyResult(empty)
+                    counts = {label: {split: {"tracks": tracks_per[(label, split)],
+                                              "clips": clips_per[(label, split)]}
+                                      for split in SPLITS} for label in label_names}
+                    writer.attrs["label_names"] = label_names
+                    writer.attrs["n_known"] = len(label_names) - len(holdout)
+                    writer.attrs["holdout_classes"] = holdout
+                    writer.attrs["sample_rate"] = clip_params.sample_rate
+                    writer.attrs["params"] = dumps_json({"render": report.get("params"),
+                                                         "clip": as_dict(clip_params),
+                                                         "split": as_dict(split_params)})
+                    writer.attrs["counts"] = dumps_json(counts)
+                    total = writer.rows
+                # A report that cannot be written leaves neither file new.
+                try:
+                    written.file(args.report).write_bytes(dumps_json({
+                        "counts": counts, "clips": total, "silent_clips_skipped": silent_total,
+                        # Of the train clips in "counts", those cut from augmented renders, by label.
+                        "augmented_clips": {label: augmented_per[label] for label in label_names},
+                        "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
+                    }).encode("utf-8"))
+                except OSError as error:
+                    raise WriteError(args.report, error_cause(error)) from None
+        except Recut as error:
+            print(f"clip: {len(error.tracks)} track{'s' if len(error.tracks) != 1 else ''} gave no clip "
+                  f"({', '.join(f'{r} {n}' for r, n in sorted(Counter(error.tracks.values()).items()))}): split and "
+                  "cut again without them")
+            no_clip.update(error.tracks)
+            recut = True
+            continue
+        except EmptyResult as error:
+            raise StageError(str(error)) from None
+        except DamagedAudio as error:
+            raise StageError(damaged_message({error.path: error.reason}, report_path)) from None
+        except WriteError as error:  # RowWriter names its staging file: name the output instead
+            raise StageError(f"cannot write {args.report if error.path == args.report else args.out}: "
+                             f"{error.cause}") from None
+        break
 
     per_split = {s: sum(v for (_, sp), v in clips_per.items() if sp == s) for s in SPLITS}
     reasons = Counter(dropped.values())
@@ -248,6 +268,14 @@ def scoreless_splits(tracks: dict[str, dict], splits: dict[str, str], dropped: d
     return found
 
 
+class Recut(Exception):
+    """A pass found tracks that give no clip: split and cut again without them (``tracks``: track -> reason)."""
+
+    def __init__(self, tracks: dict[str, str]):
+        super().__init__(f"{len(tracks)} tracks gave no clip")
+        self.tracks = tracks
+
+
 class EmptyResult(Exception):
     """The clips would train nothing; the message names the params to change."""
 
@@ -282,30 +310,35 @@ def damaged_message(damaged: dict[str, str], report_path: Path) -> str:
             f"damaged after it was written; restore it (dvc checkout) or rerun render (dvc repro --force render)")
 
 
+def no_clip_words(track_ids: list[str], dropped: dict[str, str], tracks: dict[str, dict], clip_params) -> str:
+    """Why these tracks gave no clip, and the params to change: ``2 shorter than clip.clip_seconds (4 s), the
+    longest lasting 3 s; lower clip.clip_seconds``."""
+    length = f"clip.clip_seconds ({clip_params.clip_seconds:g} s)"
+    silence = (f"silence (more than clip.max_silence {clip_params.max_silence:g} of their 50 ms frames under "
+               f"clip.min_rms {clip_params.min_rms:g})")
+    reasons = Counter(dropped[t] for t in track_ids)
+    parts, change = [], []
+    if reasons["too_short"]:
+        longest = max((tracks[t].get("duration_s") or 0 for t in track_ids if dropped[t] == "too_short"))
+        parts.append(f"{reasons['too_short']} shorter than {length}, the longest lasting {longest:g} s")
+        change.append("lower clip.clip_seconds")
+    if reasons["silent"]:
+        parts.append(f"{reasons['silent']} all {silence}")
+        change.append("lower clip.min_rms or raise clip.max_silence")
+    if reasons["worker_crash"]:
+        parts.append(f"{reasons['worker_crash']} killed worker after worker (worker_crash)")
+        change.append("see why those WAVs crash the workers")
+    return f"{' and '.join(parts)}; {' or '.join(change)}"
+
+
 def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: list[str], tracks: dict[str, dict],
                          splits: dict[str, str], clip_params) -> str | None:
     """Why the clips cannot be trained on, naming the params to change; None when they can.
 
     No clip at all, or a known class without a training clip (its train tracks too short or silent).
     """
-    length = f"clip.clip_seconds ({clip_params.clip_seconds:g} s)"
-    silence = (f"silence (more than clip.max_silence {clip_params.max_silence:g} of their 50 ms frames under "
-               f"clip.min_rms {clip_params.min_rms:g})")
-
     def why(track_ids: list[str]) -> str:
-        reasons = Counter(dropped[t] for t in track_ids)
-        parts, change = [], []
-        if reasons["too_short"]:
-            longest = max((tracks[t].get("duration_s") or 0 for t in track_ids if dropped[t] == "too_short"))
-            parts.append(f"{reasons['too_short']} shorter than {length}, the longest lasting {longest:g} s")
-            change.append("lower clip.clip_seconds")
-        if reasons["silent"]:
-            parts.append(f"{reasons['silent']} all {silence}")
-            change.append("lower clip.min_rms or raise clip.max_silence")
-        if reasons["worker_crash"]:
-            parts.append(f"{reasons['worker_crash']} killed worker after worker (worker_crash)")
-            change.append("see why those WAVs crash the workers")
-        return f"{' and '.join(parts)}; {' or '.join(change)}"
+        return no_clip_words(track_ids, dropped, tracks, clip_params)
 
     if sum(clips_per.values()) == 0:
         return f"no clip cut from the {len(dropped)} tracks: {why(sorted(dropped))}"
