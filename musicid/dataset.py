@@ -550,6 +550,25 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             f"{label!r} (a label keeps letters, digits and .-_ only); rename {'one' if len(names) == 2 else 'them'}, "
             f"or map them with dataset.labels, e.g. {{{mapping}}}"
             + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
+    # Labels that differ only in case ("Bach" and "bach"): one composer as two classes, and two folders of
+    # data/raw that a case-insensitive file system (macOS, Windows) cannot hold apart.
+    by_case: dict[str, list[str]] = {}
+    for label in sorted(tree.folders):
+        by_case.setdefault(label.casefold(), []).append(label)
+    twins = [group for group in by_case.values()
+             if len(group) > 1 and (not classes or len(set(group) & set(classes)) > 1)]
+    if twins:
+        group = twins[0]
+        folders = [folder for label in group for folder in sorted(tree.folders[label])]
+        listed = " and ".join(map(repr, folders)) if len(folders) == 2 else \
+            ", ".join(map(repr, folders[:-1])) + f" and {folders[-1]!r}"
+        mapping = ", ".join(f"{folder!r}: {group[-1]}" for folder in folders)
+        raise CollectionError(
+            f"the label folders {listed} in {where} differ only in case: they would be "
+            f"{len(group)} classes, and folders of data/raw that a case-insensitive file system (macOS, Windows) "
+            f"cannot hold apart; rename {'one' if len(folders) == 2 else 'them'}, or map them to one label with "
+            f"dataset.labels, e.g. {{{mapping}}}"
+            + (f" ({len(twins) - 1} more such label{'s' if len(twins) > 2 else ''})" if len(twins) > 1 else ""))
     found_labels = sorted({item.label for item in found if item.label is not None})
     unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from musicid.dataset import collect_tree
+from musicid.dataset import CollectionError, collect_tree
 from tests.archives import midi_bytes, wav_bytes
 
 RESERVED_LABEL_REASON = "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"
@@ -246,8 +246,6 @@ def test_label_folders_are_compared_composed_and_classes_as_labels(tmp_path):
 
 
 def test_two_label_folders_that_would_become_one_label_stop_the_collection(tmp_path):
-    from musicid.dataset import CollectionError
-
     tree(tmp_path / "src", {"A B/a.mid": midi_bytes(60), "A_B/b.mid": midi_bytes(61), "C/c.mid": midi_bytes(62)})
     with pytest.raises(CollectionError, match=r"the label folders 'A B' and 'A_B' in src would both become the "
                                               r"label 'A_B'.*dataset\.labels"):
@@ -262,7 +260,6 @@ def test_two_label_folders_that_would_become_one_label_stop_the_collection(tmp_p
 def test_three_label_folders_that_would_become_one_label_get_a_mapping_that_works(tmp_path):
     import re
 
-    from musicid.dataset import CollectionError
     from musicid.params import parse_section
     from tests.conftest import section_params
 
@@ -288,7 +285,7 @@ def as_dict_with(params, **changes):
 
 def test_an_unlabeled_folder_that_is_not_there_stops_the_collection(tmp_path):
     """A misspelt dataset.unlabeled would make the unlabeled files a class of their own."""
-    from musicid.dataset import CollectionError
+
 
     tree(tmp_path / "src", {"A/a.mid": midi_bytes(60), "B/b.mid": midi_bytes(61), "test/new.mid": midi_bytes(62)})
     with pytest.raises(CollectionError, match=r"dataset.unlabeled 'tset': no folder of that name in src"):
@@ -344,7 +341,7 @@ def test_hidden_files_and_folders_inside_a_label_are_left_out(tmp_path):
 
 
 def test_a_clash_names_the_folders_and_counts_only_kept_classes(tmp_path):
-    from musicid.dataset import CollectionError
+
 
     tree(tmp_path / "src", {"Bach, J.S./a.mid": midi_bytes(60), "Bach J.S/b.mid": midi_bytes(61),
                             "haydn/c.mid": midi_bytes(62), "mozart/d.mid": midi_bytes(63)})
@@ -364,7 +361,7 @@ def test_classes_may_name_a_folder_that_dataset_labels_renames(tmp_path):
     manifest = collect(tmp_path / "src", tmp_path / "out", classes=["Bach, J.S.", "haydn"],
                        labels={"Bach, J.S.": "bach"})
     assert [r["label"] for r in manifest["files"]] == ["bach", "haydn"]
-    from musicid.dataset import CollectionError
+
 
     with pytest.raises(CollectionError, match=r"dataset.classes names 'Hadyn', not a label found in src: bach, "):
         collect(tmp_path / "src", tmp_path / "out2", classes=["Bach, J.S.", "Hadyn"], labels={"Bach, J.S.": "bach"})
@@ -449,3 +446,20 @@ def test_a_misspelt_key_of_dataset_labels_is_named(tmp_path):
     # A folder that is there but kept nothing is no misspelling.
     manifest = collect(tmp_path / "src", tmp_path / "out", labels={"scales": "sc", "empty": "e"})
     assert [r["label"] for r in manifest["files"]] == ["Bach__J.S", "sc"]
+
+
+def test_label_folders_differing_only_in_case_stop_before_any_file_is_read(tmp_path):
+    tree(tmp_path / "src", {"Bach/a.mid": midi_bytes(60), "bach/b.mid": midi_bytes(61),
+                            "haydn/c.mid": midi_bytes(62)})
+    with pytest.raises(CollectionError) as raised:
+        collect(tmp_path / "src", tmp_path / "out")
+    assert str(raised.value) == (
+        "the label folders 'Bach' and 'bach' in src differ only in case: they would be 2 classes, and folders of "
+        "data/raw that a case-insensitive file system (macOS, Windows) cannot hold apart; rename one, or map them "
+        "to one label with dataset.labels, e.g. {'Bach': bach, 'bach': bach}")
+    assert not (tmp_path / "out").exists()
+    # Mapped to one label, or one of them left out by dataset.classes: fine.
+    manifest = collect(tmp_path / "src", tmp_path / "one", labels={"Bach": "bach"})
+    assert sorted(r["path"] for r in manifest["files"]) == ["bach/a.mid", "bach/b.mid", "haydn/c.mid"]
+    manifest = collect(tmp_path / "src", tmp_path / "two", classes=["bach", "haydn"])
+    assert sorted(r["path"] for r in manifest["files"]) == ["bach/b.mid", "haydn/c.mid"]
