@@ -16,6 +16,9 @@ from typing import Iterator
 
 import numpy as np
 
+# This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
+# project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, per_track_cap,
                            too_small_classes, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table

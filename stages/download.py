@@ -16,6 +16,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+# This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
+# project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.archive import ArchiveError, extract_archive
 from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollectionError, collect_tree, crashed_score,
                              export_music21)

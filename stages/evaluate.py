@@ -24,6 +24,9 @@ from typing import get_args
 import h5py
 import numpy as np
 
+# This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
+# project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
 from musicid.io import dumps_json

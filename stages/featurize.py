@@ -27,6 +27,9 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+# This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
+# project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block_features, compute_features,
                               constant_q_cutoff, mel_filterbank, n_bands, n_frames)
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,

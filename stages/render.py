@@ -14,6 +14,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+# This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
+# project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section

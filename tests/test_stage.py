@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from musicid.params import ParamsError
 from musicid.stage import AFTER_STOP, StageError, run_stage
+from tests.conftest import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("error, code, line", [
@@ -122,3 +126,16 @@ def test_a_full_disk_while_outputs_are_written_leaves_every_one_as_it_was(tmp_pa
     assert (tmp_path / "model.pt").read_text() == "old model"
     assert (tmp_path / "curves" / "loss.tsv").read_text() == "old curves"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "model.pt"]
+
+
+@pytest.mark.parametrize("stage", ["download", "render", "clip", "featurize", "train", "evaluate"])
+def test_a_stage_runs_the_code_of_its_own_copy_of_the_project(tmp_path, stage):
+    """`dvc exp run --queue` runs the stages in a copy of the project (.dvc/tmp/exps/...): that copy's musicid
+    must be imported, not the one the editable install points to (the workspace, edited meanwhile)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(PROJECT_ROOT / "stages", copy / "stages")
+    (copy / "musicid").mkdir()
+    (copy / "musicid" / "__init__.py").write_text('raise SystemExit("the copy\'s musicid")\n')
+    result = subprocess.run([sys.executable, str(copy / "stages" / f"{stage}.py"), "--help"], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (1, "the copy's musicid")
