@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
                                                          "clip": as_dict(clip_params),
                                                          "split": as_dict(split_params)})
                     writer.attrs["counts"] = dumps_json(counts)
+                    if excluded:  # read on by featurize and evaluate, which name them beside the scores
+                        writer.attrs["excluded_classes"] = dumps_json(excluded)
                     total = writer.rows
                 # A report that cannot be written leaves neither file new.
                 try:

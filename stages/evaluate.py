@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 from pathlib import Path
 from typing import get_args
@@ -174,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
                         track_labels[with_notes], regression_probabilities(
                             regression, known_notes.values[with_notes]).argmax(1), label_names)[0]["macro_f1"] \
                         if with_notes.any() else None
+                    if 0 < with_notes.sum() < len(with_notes):  # the others (audio files) are not in its figure
+                        details[split]["track_pooling"]["notes_tracks"] = \
+                            f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = novelty.track_scores(embeddings, tracks)
                 all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names
@@ -212,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
                 ["split", "track", "label", "known", "predicted", *(f"p_{name}" for name in label_names),
                  "novelty", "flagged"], sorted(predictions, key=lambda row: (row[0] != "val", row[1]))
             ).encode("utf-8"))
+            # Classes clip left out (too few tracks, none rendered): named, or they would vanish from the scores.
+            excluded = json.loads(table.attrs.get("excluded_classes", "{}"))
+            if excluded:
+                details["excluded_classes"] = excluded
             outputs.file(args.per_class).write_bytes(dumps_json(details).encode("utf-8"))
             outputs.file(args.metrics).write_bytes(dumps_json(metrics).encode("utf-8"))
     test = details["test"]
@@ -220,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"evaluate: test clip accuracy {test['clip']['accuracy']:.3f} macro-F1 {test['clip']['macro_f1']:.3f}; "
           f"track accuracy {test['track']['accuracy']:.3f} macro-F1 {test['track']['macro_f1']:.3f} "
           f"({test['track']['n']} tracks){extra} -> {args.metrics}")
+    if excluded:
+        print(f"evaluate: classes left out by clip, not scored: "
+              f"{'; '.join(f'{label} ({reason})' for label, reason in excluded.items())}")
     return 0
 
 

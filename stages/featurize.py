@@ -230,6 +230,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 mean, std = stats.result()
                 for key in SHARED_ATTRS:
                     writer.attrs[key] = clips.attrs[key]
+                if "excluded_classes" in clips.attrs:  # written only when clip left a class out
+                    writer.attrs["excluded_classes"] = clips.attrs["excluded_classes"]
                 writer.attrs["band_mean"] = mean
                 writer.attrs["band_std"] = std
                 feature_params = as_dict(params)

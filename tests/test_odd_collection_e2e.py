@@ -134,6 +134,9 @@ def test_the_tiny_class_is_kept_out_and_the_rest_trains(odd_project):
     assert sorted(clip_report["counts"]) == ["alpha", "beta"]
     metrics = json.loads((odd_project / "metrics/metrics.json").read_text())
     assert 0.0 <= metrics["test"]["track"]["macro_f1"] <= 1.0
+    # Named beside the scores too, not only in clip's report.
+    per_class = json.loads((odd_project / "metrics/per_class.json").read_text())
+    assert per_class["excluded_classes"] == {"tiny": clip_report["excluded_classes"]["tiny"]}
     assert changed_stages(odd_project) == set()
     log = (odd_project / "repro.log").read_text()
     assert "Traceback" not in log

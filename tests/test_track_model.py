@@ -160,6 +160,34 @@ def test_a_split_without_notes_says_the_regression_was_not_used(tmp_path, params
     details = json.loads((tmp_path / "per_class.json").read_text())
     assert details["test"]["track_pooling"]["used"] == "mean" and details["test"]["track_pooling"]["notes"] is None
     assert details["val"]["track_pooling"]["used"] == "mean and the notes' regression"
+    assert "notes_tracks" not in details["val"]["track_pooling"]  # every val track has notes
+
+
+def test_the_notes_figure_says_how_many_tracks_it_covers(tmp_path, params, monkeypatch, capsys):
+    """With some test tracks audio files, the regression's figure covers fewer tracks than the others: said so.
+    Classes clip left out are named beside the scores."""
+    import h5py
+
+    _, evaluate = train_with_notes(tmp_path, params, monkeypatch)
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        present = table["has_symbolic"][:]
+        tracks = table["track"][:]
+        present[tracks == tracks[-1]] = False  # the last test track without notes
+        table["has_symbolic"][:] = present
+        table.attrs["excluded_classes"] = json.dumps({"zz": "1 rendered track; split.val 0.2 and split.test 0.2 "
+                                                            "need at least 3 (one for each split used)"})
+        with_notes = len(set(tracks[(present > 0) & (tracks != tracks[-1])]) & set(tracks[-6:]))
+        all_tracks = len(set(tracks[-6:]))
+    capsys.readouterr()
+    assert EVALUATE.main(evaluate) == 0
+    details = json.loads((tmp_path / "per_class.json").read_text())
+    assert 0 < with_notes < all_tracks
+    assert details["test"]["track_pooling"]["notes_tracks"] == f"{with_notes} of {all_tracks} (the tracks with notes)"
+    assert details["excluded_classes"] == {"zz": "1 rendered track; split.val 0.2 and split.test 0.2 need at least 3 "
+                                                 "(one for each split used)"}
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "evaluate: classes left out by clip, not scored: zz (1 rendered track; split.val 0.2 and split.test 0.2 "
+        "need at least 3 (one for each split used))")
 
 
 def test_an_audio_only_table_trains_without_the_regression(tmp_path, params, monkeypatch, capsys):
