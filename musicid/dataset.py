@@ -543,7 +543,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         listed = " and ".join(map(repr, names)) if len(names) == 2 else \
             ", ".join(map(repr, names[:-1])) + f" and {names[-1]!r}"
         stem = label.strip("._") or "class"  # suggested labels must be ones dataset.labels takes
-        mapping = ", ".join(f"{name!r}: {label if index == 0 else f'{stem}-{index + 1}'}"
+        first = label if label.strip("._") else f"{stem}-1"
+        mapping = ", ".join(f"{name!r}: {first if index == 0 else f'{stem}-{index + 1}'}"
                             for index, name in enumerate(names))
         raise CollectionError(
             f"the label folders {listed} in {where} would {'both' if len(names) == 2 else 'all'} become the label "

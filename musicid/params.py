@@ -72,8 +72,13 @@ class DatasetParams(Section):
         from musicid.io import RESERVED_LABELS, safe_name
 
         for folder, label in value.items():
-            # The label written is the label used: one that would be changed to fit a file name is refused.
-            if label != safe_name(label) or label in RESERVED_LABELS:
+            if label in RESERVED_LABELS:
+                raise KeyProblem(f"labels[{folder!r}]", f"is a name the pipeline keeps for its own files in data/raw "
+                                                        f"and data/audio ({', '.join(sorted(RESERVED_LABELS))}), "
+                                                        f"got {label!r}")
+            # The label written is the label used: one that would be changed to fit a file name is refused
+            # (and one of nothing but dots and underscores, which safe_name gives for a name with no letter).
+            if label != safe_name(label) or not label.strip("._"):
                 suggestion = f" (e.g. {safe_name(label)!r})" if label.strip("._ ") else ""
                 raise KeyProblem(f"labels[{folder!r}]", f"must be a label as the pipeline writes one: letters, "
                                                         f"digits and .-_, neither starting nor ending with . or _, "

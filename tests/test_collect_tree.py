@@ -270,11 +270,11 @@ def test_three_label_folders_that_would_become_one_label_get_a_mapping_that_work
     message = str(refused.value)
     assert message.startswith("the label folders ' ', '+++' and '???' in src would all become the label '_' ")
     suggested = re.search(r"e\.g\. \{(.*)\}$", message).group(1)
-    assert suggested == "' ': _, '+++': class-2, '???': class-3"
-    labels = {" ": "_", "+++": "class-2", "???": "class-3"}  # as suggested: valid labels, and the collection goes through
+    assert suggested == "' ': class-1, '+++': class-2, '???': class-3"
+    labels = {" ": "class-1", "+++": "class-2", "???": "class-3"}  # as suggested: valid labels, and they work
     parse_section(as_dict_with(section_params("dataset"), labels=labels), "dataset")
     merged = collect(tmp_path / "src", tmp_path / "out", labels=labels)
-    assert sorted({r["label"] for r in merged["files"]}) == ["C", "_", "class-2", "class-3"]
+    assert sorted({r["label"] for r in merged["files"]}) == ["C", "class-1", "class-2", "class-3"]
 
 
 def as_dict_with(params, **changes):

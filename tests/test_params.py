@@ -184,6 +184,10 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("dataset", "labels", {"Bach, J.S.": "J.S. Bach"}, r"dataset\.labels\['Bach, J\.S\.'\] must be a label .* "
                                                        r"\(e\.g\. 'J\.S\._Bach'\), got 'J\.S\. Bach'"),
     ("dataset", "labels", {"x": "../x"}, r"dataset\.labels\['x'\] must be a label"),
+    ("dataset", "labels", {"x": "_"}, r"dataset\.labels\['x'\] must be a label .*, got '_'"),
+    ("dataset", "labels", {"v1.0": "manifest.json"}, r"dataset\.labels\['v1\.0'\] is a name the pipeline keeps for "
+                                                      r"its own files in data/raw and data/audio \(_unlabeled, "
+                                                      r"manifest\.json, report\.json\), got 'manifest\.json'"),
     ("features", "fmin", 8000.0, r"features\.fmax must be greater than features\.fmin \(8000 Hz\), got 8000"),
     ("split", "test", 0, r"split\.test must be > 0 when split\.folds is 0: evaluate scores the test tracks"),
     ("train", "batch_size", 2, None),  # with the project's loss ce: fine
