@@ -254,6 +254,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} left out: {reason}")
     for warning in scoreless_splits(tracks, splits, dropped, known):
         print(f"clip: warning: {warning}", file=sys.stderr)
+    rendered_rate = (report.get("params") or {}).get("sample_rate")
+    if isinstance(rendered_rate, int) and rendered_rate < clip_params.sample_rate:
+        print(f"clip: warning: render.sample_rate {rendered_rate} Hz is below clip.sample_rate "
+              f"{clip_params.sample_rate} Hz: the clips are resampled up and hold nothing above {rendered_rate / 2:g} "
+              "Hz, which features would read as silence (set the two equal)", file=sys.stderr)
     return 0
 
 

@@ -130,6 +130,17 @@ def test_class_cap(tmp_path, audio):
     assert np.sum(~train) == 6 * 5
 
 
+def test_clips_at_a_rate_above_the_render_are_warned_about(tmp_path, audio, capsys):
+    report = json.loads((audio / "report.json").read_text())
+    (audio / "report.json").write_text(json.dumps({**report, "params": {"sample_rate": 8000}}))
+    assert run_clip(tmp_path, audio)[0] == 0
+    assert "clip: warning: render.sample_rate" not in capsys.readouterr().err  # equal: nothing to say
+    assert run_clip(tmp_path, audio, name="up", clip={"sample_rate": 16000})[0] == 0
+    assert capsys.readouterr().err.endswith(
+        "clip: warning: render.sample_rate 8000 Hz is below clip.sample_rate 16000 Hz: the clips are resampled up "
+        "and hold nothing above 4000 Hz, which features would read as silence (set the two equal)\n")
+
+
 def test_bad_holdout_is_named(tmp_path, audio, capsys):
     code, _ = run_clip(tmp_path, audio, split={"holdout_classes": ["zzz"]})
     assert code == 2 and ("split.holdout_classes names classes with no rendered track: ['zzz'] (the classes "
