@@ -29,33 +29,6 @@ from musicid.progress import progress
 from musicid.stage import StageError, output_set, run_stage
 
 
-def shorter_than_a_clip(record: dict, clip_seconds: float) -> bool:
-    """Whether a rendered track is too short to give one clip (a hundredth of a second spare: its duration is
-    rounded to the millisecond, and resampling may round its length by a sample)."""
-    return record.get("duration_s") is not None and record["duration_s"] < clip_seconds - 0.01
-
-
-def no_clip_reasons(rendered: dict[str, dict], no_clip: dict[str, str], excluded: dict[str, str],
-                    holdout: list[str], clip_params) -> dict[str, str]:
-    """label -> reason for the classes with tracks that give no clip (``no_clip``: track -> too_short or
-    silent) that are left out: those with no other track, and those left too small (their reason then says
-    how many tracks gave none, and why)."""
-    by_label: dict[str, list[str]] = {}
-    for track in sorted(no_clip):
-        by_label.setdefault(rendered[track]["label"], []).append(track)
-    kept = Counter(r["label"] for t, r in rendered.items() if t not in no_clip)
-    reasons = {}
-    for label, track_ids in by_label.items():
-        if label in holdout:
-            continue
-        why = no_clip_words(track_ids, no_clip, rendered, clip_params)
-        if not kept[label]:
-            reasons[label] = f"0 tracks that give a clip: of its {len(track_ids)}, {why}"
-        elif label in excluded:
-            reasons[label] = f"{excluded[label]}; {len(track_ids)} more gave no clip: {why}"
-    return reasons
-
-
 def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, str]:
     """label -> reason for the labels of the render report none of whose files was rendered:
     ``"0 rendered tracks: its 3 files were rejected (no_notes 3)"``."""
@@ -95,37 +68,32 @@ def run(args: argparse.Namespace) -> int:
                   f"{', '.join(labels_found)})" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
-    # A track that gives no clip (shorter than one, or every clip silence) takes no place in the split: as a
-    # class's only train track it would leave the class nothing to train on, as its only test track nothing to
-    # score. Those shorter than a clip are known from the render report; the others only once cut, so when a
-    # pass finds any, the tracks are split and cut again without them (the default dataset has none).
-    rendered = tracks
-    no_clip = {t: "too_short" for t, r in tracks.items() if shorter_than_a_clip(r, clip_params.clip_seconds)}
-    silent_of: dict[str, int] = {}  # silent clips of the tracks that gave none, for the report's count
-    recut = False
+    # A class too small for the split is left out whole, never trained on; one whose every file was rejected
+    # has no track at all, and is named too (it would vanish from every output without a word).
+    excluded = {**unrendered_classes(report["files"], labels_found),
+                **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
+                                    split_params.test, holdout, split_params.folds)}
+    tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
+    # The split depends on the tracks' names, split.seed and split.folds alone, not on what cutting finds: it is
+    # made once, and a class left out below (no training clip) leaves every other track where it was.
+    all_splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
+                               split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
+    splittable = tracks
+    # A known class whose every train track gives no clip (too short, or all silence) cannot be trained on: a
+    # first pass finds it, and the others are cut again without it (the default dataset has none).
+    no_train_clip: dict[str, str] = {}
     while True:
-        dropped = dict(no_clip)
-        tracks = {t: r for t, r in rendered.items() if t not in dropped}
-        if not tracks:
-            raise StageError(empty_result_message(Counter(), dropped, [], rendered, {}, clip_params))
-        # A class too small for the split is left out whole, never trained on; one whose every file was rejected
-        # has no track at all, and is named too (it would vanish from every output without a word).
-        excluded = {**unrendered_classes(report["files"], labels_found),
-                    **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                                        split_params.test, holdout, split_params.folds)}
-        excluded.update(no_clip_reasons(rendered, no_clip, excluded, holdout, clip_params))
-        excluded = dict(sorted(excluded.items()))
-        tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
+        excluded = dict(sorted({**excluded, **no_train_clip}.items()))
+        tracks = {t: r for t, r in splittable.items() if r["label"] not in no_train_clip}
         known = [label for label in labels_found if label not in holdout and label not in excluded]
         if len(known) < 2:
             left_out = "; ".join(f"{label}: {reason}" for label, reason in excluded.items())
-            raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at least "
-                             f"two are needed; left out: {left_out}")
+            raise StageError(f"{len(known)} class{'es' if len(known) != 1 else ''} left to train on {known}, at "
+                             f"least two are needed; left out: {left_out}")
         # Known classes first, so that the classifier's outputs are 0 .. n_known - 1.
         label_names = known + holdout
         label_index = {name: i for i, name in enumerate(label_names)}
-        splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                               split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
+        splits = {t: all_splits[t] for t in tracks}
         # A train track's augmented renders (render.augment) are cut too; val, test and held-out tracks are
         # scored on plain renders only, as prediction renders a file.
         outputs = {t: list(r["outputs"]) for t, r in tracks.items()}
@@ -156,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
         clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
         clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
-        silent_total = sum(silent_of.values())  # those of the tracks a first pass found to give no clip
+        silent_total, dropped = 0, {}
         try:
             # The table and its report are written to temporaries and move into place together.
             with output_set() as written:
@@ -190,14 +158,12 @@ def run(args: argparse.Namespace) -> int:
                             if count == 0:
                                 # Clips that fit but were all silence, or not one whole clip.
                                 dropped[track] = "silent" if n_silent else "too_short"
-                                silent_of[track] = n_silent
-                    gave_none = {t: reason for t, reason in dropped.items()
-                                 if t not in no_clip and reason != "worker_crash"}
-                    if gave_none and not recut:
-                        raise Recut(gave_none)
-                    empty = empty_result_message(clips_per, dropped, known, rendered, splits, clip_params)
+                    empty = empty_result_message(clips_per, dropped, tracks, clip_params)
                     if empty:
                         raise EmptyResult(empty)
+                    lacking = classes_without_train_clip(clips_per, dropped, known, tracks, splits, clip_params)
+                    if lacking:
+                        raise Recut(lacking)
                     counts = {label: {split: {"tracks": tracks_per[(label, split)],
                                               "clips": clips_per[(label, split)]}
                                       for split in SPLITS} for label in label_names}
@@ -223,11 +189,9 @@ def run(args: argparse.Namespace) -> int:
                 except OSError as error:
                     raise WriteError(args.report, error_cause(error)) from None
         except Recut as error:
-            print(f"clip: {len(error.tracks)} track{'s' if len(error.tracks) != 1 else ''} gave no clip "
-                  f"({', '.join(f'{r} {n}' for r, n in sorted(Counter(error.tracks.values()).items()))}): split and "
-                  "cut again without them")
-            no_clip.update(error.tracks)
-            recut = True
+            for label, reason in error.classes.items():
+                print(f"clip: class {label} is left out: {reason}; the other classes are cut again")
+            no_train_clip.update(error.classes)
             continue
         except EmptyResult as error:
             raise StageError(str(error)) from None
@@ -257,8 +221,8 @@ def run(args: argparse.Namespace) -> int:
     rendered_rate = (report.get("params") or {}).get("sample_rate")
     if isinstance(rendered_rate, int) and rendered_rate < clip_params.sample_rate:
         print(f"clip: warning: render.sample_rate {rendered_rate} Hz is below clip.sample_rate "
-              f"{clip_params.sample_rate} Hz: the clips are resampled up and hold nothing above {rendered_rate / 2:g} "
-              "Hz, which features would read as silence (set the two equal)", file=sys.stderr)
+              f"{clip_params.sample_rate} Hz: the clips are resampled up and hold nothing above "
+              f"{rendered_rate / 2:g} Hz, which features would read as silence (set the two equal)", file=sys.stderr)
     return 0
 
 
@@ -279,11 +243,11 @@ def scoreless_splits(tracks: dict[str, dict], splits: dict[str, str], dropped: d
 
 
 class Recut(Exception):
-    """A pass found tracks that give no clip: split and cut again without them (``tracks``: track -> reason)."""
+    """Known classes got no training clip: cut again without them (``classes``: label -> why)."""
 
-    def __init__(self, tracks: dict[str, str]):
-        super().__init__(f"{len(tracks)} tracks gave no clip")
-        self.tracks = tracks
+    def __init__(self, classes: dict[str, str]):
+        super().__init__(", ".join(classes))
+        self.classes = classes
 
 
 class EmptyResult(Exception):
@@ -341,23 +305,27 @@ def no_clip_words(track_ids: list[str], dropped: dict[str, str], tracks: dict[st
     return f"{' and '.join(parts)}; {' or '.join(change)}"
 
 
-def empty_result_message(clips_per: Counter, dropped: dict[str, str], known: list[str], tracks: dict[str, dict],
-                         splits: dict[str, str], clip_params) -> str | None:
-    """Why the clips cannot be trained on, naming the params to change; None when they can.
-
-    No clip at all, or a known class without a training clip (its train tracks too short or silent).
-    """
-    def why(track_ids: list[str]) -> str:
-        return no_clip_words(track_ids, dropped, tracks, clip_params)
-
+def empty_result_message(clips_per: Counter, dropped: dict[str, str], tracks: dict[str, dict],
+                         clip_params) -> str | None:
+    """Why no clip at all was cut, naming the params to change; None when some were."""
     if sum(clips_per.values()) == 0:
-        return f"no clip cut from the {len(dropped)} tracks: {why(sorted(dropped))}"
+        why = no_clip_words(sorted(dropped), dropped, tracks, clip_params)
+        return f"no clip cut from the {len(dropped)} tracks: {why}"
+    return None
+
+
+def classes_without_train_clip(clips_per: Counter, dropped: dict[str, str], known: list[str],
+                               tracks: dict[str, dict], splits: dict[str, str], clip_params) -> dict[str, str]:
+    """label -> why, for the known classes that got no training clip (their every train track too short or
+    silent): nothing to train them on, so they are left out."""
+    lacking = {}
     for label in known:
         if clips_per[(label, "train")] == 0:
-            # Every train track of the class was dropped.
-            train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits.get(t) == "train")
-            return f"class {label} has no clip in the train split: of its train tracks, {why(train_tracks)}"
-    return None
+            train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits[t] == "train")
+            lacking[label] = (f"no clip in the train split: of its {len(train_tracks)} train "
+                              f"track{'s' if len(train_tracks) != 1 else ''}, "
+                              f"{no_clip_words(train_tracks, dropped, tracks, clip_params)}")
+    return lacking
 
 
 def main(argv: list[str] | None = None) -> int:

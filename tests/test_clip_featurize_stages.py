@@ -96,17 +96,14 @@ def test_clips_table(tmp_path, audio):
     assert sum(cell["tracks"] for cell in report["counts"]["a"].values()) == 6
 
 
-def test_a_track_that_gives_no_clip_takes_no_place_in_the_split(tmp_path, audio, capsys):
-    """Split with its 7 tracks, a had one test track, the silent one, and nothing of a to score there (a
-    warning said so). A first pass finds the track gives no clip; the tracks are split again without it."""
+def test_a_class_left_without_val_or_test_clips_is_warned_about(tmp_path, audio, capsys):
+    """With 7 tracks, a has one test track, and it is the silent one: nothing of a is left to score there."""
     code, _ = run_clip(tmp_path, audio)
     assert code == 0
     report = json.loads((tmp_path / "clips.json").read_text())
-    assert report["counts"]["a"]["test"] == {"tracks": 1, "clips": 5}
-    assert report["dropped_tracks"] == {"a/quiet.mid": "silent"} and report["silent_clips_skipped"] == 5
-    out, err = capsys.readouterr()
-    assert err == ""
-    assert out.startswith("clip: 1 track gave no clip (silent 1): split and cut again without them\n")
+    assert report["counts"]["a"]["test"] == {"tracks": 0, "clips": 0}
+    assert capsys.readouterr().err == ("clip: warning: a has no test clip: its 1 test track gave none (silent); "
+                                       "the test scores leave a out\n")
 
 
 def test_clip_stage_is_deterministic(tmp_path, audio):
@@ -122,12 +119,12 @@ def test_class_cap(tmp_path, audio):
         labels, splits = table["label"][:], read_strings(table["split"])
         tracks = read_strings(table["track"])
     train = splits == "train"
-    # The cap is shared by the training tracks of a class: each has 4 of them (a's silent track takes no place
-    # in the split), so 12 // 4 = 3 clips each.
-    assert np.bincount(labels[train]).tolist() == [12, 12, 12]
+    # The cap is shared by the training tracks of a class: a has 5 of them, so 12 // 5 = 2
+    # clips each; b and c have 4, so 3 each.
+    assert np.bincount(labels[train]).tolist() == [10, 12, 12]
     # Val and test tracks give every clip (5 s tones, 1 s clips).
     assert all(np.sum(tracks == track) == 5 for track in set(tracks[~train]))
-    assert np.sum(~train) == 6 * 5
+    assert np.sum(~train) == 5 * 5  # a's silent track is one of the six val and test tracks
 
 
 def test_clips_at_a_rate_above_the_render_are_warned_about(tmp_path, audio, capsys):
@@ -231,51 +228,39 @@ def test_all_silence_names_the_silence_params(tmp_path, audio, capsys):
     assert_nothing_written(tmp_path)
 
 
-def test_a_class_whose_every_track_is_silence_is_left_out(tmp_path, audio, capsys):
-    add_tracks(audio, "d", 3, 3.0, amplitude=0.0)  # 3 tracks, every clip silence: it stopped every class
-    add_tracks(audio, "e", 4, 3.0, frequency=900.0)
-    add_tracks(audio, "e", 1, 3.0, amplitude=0.0, prefix="quiet")  # e's train track could have been this one
+def test_a_class_without_a_training_clip_is_left_out_and_the_split_stays(tmp_path, audio, capsys):
+    """A class whose train track gives no clip (all silence here) cannot be trained on: it stopped every class.
+    It is left out, and every other track keeps the split it had (the split never depends on what cutting finds)."""
+    assert run_clip(tmp_path, audio, name="before")[0] == 0
+    add_tracks(audio, "d", 3, 3.0, amplitude=0.0)  # 3 tracks: one per split, every clip silence
+    capsys.readouterr()
+    code, clips = run_clip(tmp_path, audio)
+    assert code == 0
+    report = json.loads((tmp_path / "clips.json").read_text())
+    reason = ("no clip in the train split: of its 1 train track, 1 all silence (more than clip.max_silence 0.5 of "
+              "their 50 ms frames under clip.min_rms 0.001); lower clip.min_rms or raise clip.max_silence")
+    assert report["excluded_classes"] == {"d": reason}
+    assert f"clip: class d is left out: {reason}; the other classes are cut again\n" in capsys.readouterr().out
+    with h5py.File(clips, "r") as table, h5py.File(tmp_path / "before.h5", "r") as before:
+        assert list(table.attrs["label_names"]) == ["a", "b", "c"]
+        assert json.loads(table.attrs["excluded_classes"]) == {"d": reason}
+        for column in ("audio", "label", "track", "split", "offset_s"):
+            assert np.array_equal(table[column][:], before[column][:]), column
+    assert (tmp_path / "clips.json").read_bytes() != (tmp_path / "before.json").read_bytes()
+
+def test_a_class_whose_train_tracks_are_shorter_than_a_clip_is_left_out(tmp_path, audio, capsys):
+    add_tracks(audio, "d", 3, 0.5)  # 3 tracks: one per split, none long enough for a 1 s clip
+    add_tracks(audio, "e", 3, 3.0)
     code, clips = run_clip(tmp_path, audio)
     assert code == 0
     report = json.loads((tmp_path / "clips.json").read_text())
     assert report["excluded_classes"] == {
-        "d": "0 tracks that give a clip: of its 3, 3 all silence (more than clip.max_silence 0.5 of their 50 ms "
-             "frames under clip.min_rms 0.001); lower clip.min_rms or raise clip.max_silence"}
-    assert {split: report["counts"]["e"][split]["tracks"] for split in ("train", "val", "test")} == \
-        {"train": 2, "val": 1, "test": 1}
-    assert report["dropped_tracks"]["e/quiet0.mid"] == "silent"
+        "d": "no clip in the train split: of its 1 train track, 1 shorter than clip.clip_seconds (1 s), the longest "
+             "lasting 0.5 s; lower clip.clip_seconds"}
     with h5py.File(clips, "r") as table:
         assert list(table.attrs["label_names"]) == ["a", "b", "c", "e"]
-
-
-def test_tracks_shorter_than_a_clip_take_no_place_in_the_split(tmp_path, audio, capsys):
-    # d: 3 tracks long enough and 2 shorter than a 1 s clip. Were the short ones split, d's train track could be
-    # one of them, and the class would have nothing to train on; they are dropped before the split.
-    add_tracks(audio, "d", 3, 3.0)
-    add_tracks(audio, "d", 2, 0.5, prefix="short")
-    # e: every track shorter than a clip; f: one track left, too few for the split.
-    add_tracks(audio, "e", 3, 0.5)
-    add_tracks(audio, "f", 1, 3.0)
-    add_tracks(audio, "f", 2, 0.5, prefix="short")
-    code, clips = run_clip(tmp_path, audio)
-    assert code == 0
-    report = json.loads((tmp_path / "clips.json").read_text())
-    assert {t: r for t, r in report["dropped_tracks"].items() if r == "too_short"} == {
-        "d/short0.mid": "too_short", "d/short1.mid": "too_short", "e/n0.mid": "too_short",
-        "e/n1.mid": "too_short", "e/n2.mid": "too_short", "f/short0.mid": "too_short",
-        "f/short1.mid": "too_short"}
-    assert report["excluded_classes"] == {
-        "e": "0 tracks that give a clip: of its 3, 3 shorter than clip.clip_seconds (1 s), the longest lasting "
-             "0.5 s; lower clip.clip_seconds",
-        "f": "1 rendered track; split.val 0.2 and split.test 0.2 need at least 3 (one for each split used); 2 more "
-             "gave no clip: 2 shorter than clip.clip_seconds (1 s), the longest lasting 0.5 s; lower "
-             "clip.clip_seconds"}
-    assert {split: report["counts"]["d"][split]["tracks"] for split in ("train", "val", "test")} == \
-        {"train": 1, "val": 1, "test": 1}
-    with h5py.File(clips, "r") as table:
-        assert list(table.attrs["label_names"]) == ["a", "b", "c", "d"]
-    assert "  e                    left out: 0 tracks that give a clip" in capsys.readouterr().out
-
+        assert not any(t.startswith("d/") for t in read_strings(table["track"]))
+    assert "  d                    left out: no clip in the train split" in capsys.readouterr().out
 
 def test_dropped_tracks_are_named_with_their_reason(tmp_path, audio, capsys):
     add_tracks(audio, "a", 1, 0.5)  # a/n0.mid: shorter than one clip
@@ -466,9 +451,8 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, audio):
     out.mkdir()
     clip = run_limited(100_000, "clip.py", "--params", params, "--audio", audio, "--out", out / "clips.h5",
                        "--report", out / "clips.json", "--jobs", "1")
-    recut = "clip: 1 track gave no clip (silent 1): split and cut again without them\n"
-    assert (clip.returncode, clip.stdout, clip.stderr) == (1, recut, f"clip: cannot write {out / 'clips.h5'}: "
-                                                                     "File too large\n")
+    assert (clip.returncode, clip.stdout, clip.stderr) == (1, "", f"clip: cannot write {out / 'clips.h5'}: "
+                                                                   "File too large\n")
     assert list(out.iterdir()) == []
     code, clips = run_clip(tmp_path, audio)
     featurize = run_limited(50_000, "featurize.py", "--params", params, "--clips", clips,
