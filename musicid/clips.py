@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from musicid.audio import read_audio, resample, wav_bytes_damage, wav_damage  # noqa: F401 (the clip stage's)
-from musicid.params import tracks_needed  # noqa: F401 (the split's rule, also read by download)
 
 if TYPE_CHECKING:
     from musicid.params import ClipParams
@@ -27,6 +26,24 @@ SILENCE_FRAME_SECONDS = 0.05
 # A track's level is measured over its frames within this many dB of its loudest one:
 # silence, fades and reverberant tails do not pull it down.
 TRACK_LEVEL_RANGE_DB = 40.0
+
+
+def tracks_needed(val: float, test: float, folds: int = 0) -> int:
+    """Tracks a class needs to be split.
+
+    By fractions (``folds`` 0): one for train, plus one for val and one for
+    test when they are used.  In ``folds`` >= 2 folds (``test`` unused): one
+    test track in every fold, and beside the fold holding the most of them
+    (``ceil(n / folds)``) one train track left, and one val track when ``val``
+    is positive; that is ``folds`` tracks, but 4 for 2 folds with val.
+    """
+    if folds == 0:
+        return 1 + (val > 0) + (test > 0)
+    left = 1 + (val > 0)
+    needed = folds
+    while needed - math.ceil(needed / folds) < left:
+        needed += 1
+    return needed
 
 
 def too_small_classes(tracks: dict[str, str], val: float, test: float,

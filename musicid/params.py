@@ -100,9 +100,6 @@ class DatasetParams(Section):
         if self.source == "path" and not self.path:
             raise KeyProblem("path", "must be set when dataset.source is path")
         _no_duplicates("classes", self.classes)
-        if len(self.classes) == 1:  # found here, not by clip after the download and the render
-            raise KeyProblem("classes", f"must name at least two classes to tell apart (or [] to keep every label "
-                                        f"found, for url and path sources), got {self.classes}")
         if self.unlabeled is not None and ("/" in self.unlabeled or not self.unlabeled.strip()):
             raise KeyProblem("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")
         return self
@@ -179,24 +176,6 @@ class SplitParams(Section):
             raise KeyProblem("fold", f"must be < split.folds ({self.folds}), got {self.fold}")
         _no_duplicates("holdout_classes", self.holdout_classes)
         return self
-
-
-def tracks_needed(val: float, test: float, folds: int = 0) -> int:
-    """Tracks a class needs to be split.
-
-    By fractions (``folds`` 0): one for train, plus one for val and one for
-    test when they are used.  In ``folds`` >= 2 folds (``test`` unused): one
-    test track in every fold, and beside the fold holding the most of them
-    (``ceil(n / folds)``) one train track left, and one val track when ``val``
-    is positive; that is ``folds`` tracks, but 4 for 2 folds with val.
-    """
-    if folds == 0:
-        return 1 + (val > 0) + (test > 0)
-    left = 1 + (val > 0)
-    needed = folds
-    while needed - math.ceil(needed / folds) < left:
-        needed += 1
-    return needed
 
 
 MAX_OVERLAP = 8  # clips a moment of audio may be part of (clip.clip_seconds / clip.hop_seconds)

@@ -25,7 +25,7 @@ from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollection
 from musicid.fetch import FetchError, default_cache_dir, fetch_archive
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import ordered_map, resolve_scheduler, where
-from musicid.params import ParamsError, load_section, tracks_needed
+from musicid.params import load_section
 from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
 
@@ -88,16 +88,7 @@ def reason_counts(skipped: list[dict]) -> str:
 
 
 def require_labelled_files(params, manifest: dict) -> None:
-    """Stop with a message naming the param to change when no labelled file was kept, or files of one label
-    only (nothing to tell apart: clip would stop after the render)."""
-    labels = Counter(record["label"] for record in manifest["files"])
-    if len(labels) == 1:
-        (label, count), = labels.items()
-        skipped = f"; skipped: {reason_counts(manifest['skipped'])}" if manifest["skipped"] else ""
-        files = f"{count} file{'s' if count != 1 else ''}"
-        raise EmptyCollectionError(f"every file kept is of one label ({label}: {files}{skipped}): at least "
-                                   "two classes are needed to tell apart (dataset.classes, or a <label>/ folder "
-                                   "each in a collection)")
+    """Stop with a message naming the param to change when no labelled file was kept."""
     if manifest["files"]:
         return
     skipped = f" (skipped: {reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
@@ -110,21 +101,9 @@ def require_labelled_files(params, manifest: dict) -> None:
                                f"{must} <label>/<files> folders of MIDI or audio files")
 
 
-def split_needs(split) -> str:
-    """Which split params decide how many tracks a class needs (musicid.params.tracks_needed)."""
-    if split.folds:
-        return f"split.folds {split.folds}, split.val {split.val:g}"
-    return f"a train track, and one for split.val {split.val:g} and one for split.test {split.test:g}"
-
-
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "dataset")
-    split = load_section(args.params, "split")
-    needed = tracks_needed(split.val, split.test, split.folds)
-    if 0 < params.max_per_class < needed:  # every class would be too small for the split: clip would say so
-        raise ParamsError(f"{args.params}: dataset.max_per_class {params.max_per_class} keeps fewer files of a "
-                          f"class than the split needs ({needed}: {split_needs(split)}); 0 keeps every file")
     scheduler = resolve_scheduler(args.scheduler) if params.source == "music21" else None
     workers = f"; {where(args.jobs, scheduler)}" if params.source == "music21" else ""
 

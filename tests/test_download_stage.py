@@ -188,7 +188,7 @@ def test_wrong_hash_leaves_no_raw_folder(workspace, server, capsys):
 
 
 def test_failed_download_keeps_the_previous_raw_folder(workspace, server):
-    tree(workspace / "src", {"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(61)})
+    tree(workspace / "src", {"set/bach/a.mid": midi_bytes()})
     assert run_stage(workspace, source="path", path="../src") == 0
     before = raw_files(workspace)
     assert run_stage(workspace, source="url", url=f"{server.base_url}/missing.zip", sha256="1" * 64) == 1
@@ -197,14 +197,14 @@ def test_failed_download_keeps_the_previous_raw_folder(workspace, server):
 
 
 def test_missing_hash_prints_it_and_refuses(workspace, server, capsys):
-    data = zip_bytes({"x/bach/a.mid": midi_bytes(), "x/haydn/b.mid": midi_bytes(61)})
+    data = zip_bytes({"x/bach/a.mid": midi_bytes()})
     server.routes["/a.zip"] = data
     assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256=None) == 1
     assert f"dataset.sha256: {hashlib.sha256(data).hexdigest()}" in capsys.readouterr().err
     assert not (workspace / "project" / "data" / "raw").exists()
     assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip", sha256=None,
                      allow_unverified=True) == 0
-    assert raw_files(workspace) == ["bach/a.mid", "haydn/b.mid", "manifest.json"]
+    assert raw_files(workspace) == ["bach/a.mid", "manifest.json"]
     # The manifest records which archive was used, pinned or not.
     assert manifest(workspace)["sha256"] == hashlib.sha256(data).hexdigest()
 
@@ -219,7 +219,7 @@ def test_pooch_draws_no_progress_bar_into_a_log(workspace, server, monkeypatch):
 
     monkeypatch.setattr(STAGE, "fetch_archive", fetch_archive)
     monkeypatch.setenv("MUSICID_PROGRESS", "1")  # bars wanted, but stderr is pytest's capture, not a terminal
-    data = zip_bytes({"x/bach/a.mid": midi_bytes(), "x/haydn/b.mid": midi_bytes(61)})
+    data = zip_bytes({"x/bach/a.mid": midi_bytes()})
     server.routes["/a.zip"] = data
     assert run_stage(workspace, source="url", url=f"{server.base_url}/a.zip",
                      sha256=hashlib.sha256(data).hexdigest()) == 0
@@ -227,14 +227,13 @@ def test_pooch_draws_no_progress_bar_into_a_log(workspace, server, monkeypatch):
 
 
 def test_hostile_archive_members_are_refused(workspace, server):
-    data = tar_bytes({"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(63),
-                      "../../evil.mid": midi_bytes(61),
+    data = tar_bytes({"set/bach/a.mid": midi_bytes(), "../../evil.mid": midi_bytes(61),
                       "/tmp/musicid-absolute.mid": midi_bytes(62)},
                      links={"set/bach/link.mid": ("sym", "/etc/passwd")})
     server.routes["/evil.tgz"] = data
     assert run_stage(workspace, source="url", url=f"{server.base_url}/evil.tgz",
                      sha256=hashlib.sha256(data).hexdigest()) == 0
-    assert raw_files(workspace) == ["bach/a.mid", "haydn/b.mid", "manifest.json"]
+    assert raw_files(workspace) == ["bach/a.mid", "manifest.json"]
     reasons = sorted(r["reason"] for r in manifest(workspace)["skipped"])
     assert reasons == ["unsafe_member: absolute_path", "unsafe_member: path_traversal",
                        "unsafe_member: symlink"]
@@ -299,7 +298,7 @@ def test_fifo_named_mid_does_not_hang_the_stage(workspace):
 
 
 def test_classes_naming_no_label_stop_and_keep_the_old_raw_folder(workspace, capsys):
-    tree(workspace / "old", {"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(61)})
+    tree(workspace / "old", {"set/bach/a.mid": midi_bytes()})
     assert run_stage(workspace, source="path", path="../old") == 0
     before = {name: (workspace / "project" / "data" / "raw" / name).read_bytes() for name in raw_files(workspace)}
     capsys.readouterr()
@@ -311,38 +310,6 @@ def test_classes_naming_no_label_stop_and_keep_the_old_raw_folder(workspace, cap
     assert {name: (workspace / "project" / "data" / "raw" / name).read_bytes()
             for name in raw_files(workspace)} == before
     nothing_outside_raw(workspace)
-
-
-def test_files_of_one_label_stop_the_stage_and_keep_the_old_raw_folder(workspace, capsys):
-    tree(workspace / "old", {"set/bach/a.mid": midi_bytes(), "set/haydn/b.mid": midi_bytes(61)})
-    assert run_stage(workspace, source="path", path="../old") == 0
-    before = {name: (workspace / "project" / "data" / "raw" / name).read_bytes() for name in raw_files(workspace)}
-    capsys.readouterr()
-    # One label folder, and the other's only file no music: nothing to tell apart, found before any render.
-    tree(workspace / "src", {"jazz/a.wav": wav_bytes(value=0.1), "jazz/b.wav": wav_bytes(value=0.2),
-                             "rock/notes.txt": b"liner notes"})
-    assert run_stage(workspace, source="path", path="../src") == 1
-    error = capsys.readouterr().err
-    assert error.startswith("download: every file kept is of one label (jazz: 2 files; skipped: ")
-    assert error.endswith("): at least two classes are needed to tell apart (dataset.classes, or a <label>/ folder "
-                          "each in a collection)\n")
-    assert {name: (workspace / "project" / "data" / "raw" / name).read_bytes()
-            for name in raw_files(workspace)} == before
-    # dataset.classes naming one class is a bad param, found before the collection is read.
-    assert run_stage(workspace, source="path", path="../src", classes=["jazz"]) == 2
-    params = workspace / "project" / "params.yaml"
-    assert capsys.readouterr().err == (f"download: {params}: dataset.classes must name at least two classes to "
-                                       "tell apart (or [] to keep every label found, for url and path sources), "
-                                       "got ['jazz']\n")
-
-
-def test_a_cap_below_what_the_split_needs_stops_at_once(workspace, capsys):
-    tree(workspace / "src", {"jazz/a.wav": wav_bytes(value=0.1), "rock/b.wav": wav_bytes(value=0.2)})
-    assert run_stage(workspace, source="path", path="../src", max_per_class=2) == 2
-    assert capsys.readouterr().err.endswith(
-        "params.yaml: dataset.max_per_class 2 keeps fewer files of a class than the split needs (3: a train track, "
-        "and one for split.val 0.15 and one for split.test 0.2); 0 keeps every file\n")
-    assert not (workspace / "project" / "data" / "raw").exists()
 
 
 def test_no_labelled_file_stops_naming_the_source_param(workspace, capsys):
