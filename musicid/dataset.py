@@ -56,7 +56,7 @@ import time
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from musicid.deadline import call_with_limit
@@ -728,12 +728,14 @@ def _work_rank(candidate: Candidate) -> tuple:
 
 
 def _one_file_per_work(candidates: list[Candidate], skip) -> list[Candidate]:
-    """Keep one file of each work: files of one label whose paths differ only by the extension (or its case),
+    """Keep one file of each work: files of one folder whose paths differ only by the extension (or its case),
     such as a MIDI file and its audio export, or one recording as .flac and .mp3, are one piece of music. As
-    two tracks they could be split apart, the same music on both sides of the split."""
-    works: dict[tuple[str, str], list[Candidate]] = {}
+    two tracks they could be split apart, the same music on both sides of the split. Files of two folders
+    merged into one label by dataset.labels are not compared: ``JS Bach/01.mid`` and ``Bach/01.mid`` are two
+    pieces."""
+    works: dict[tuple[str | None, str], list[Candidate]] = {}
     for candidate in candidates:
-        stem = unicodedata.normalize("NFC", str(Path(candidate.inner).with_suffix(""))).casefold()
+        stem = str(PurePosixPath(candidate.relative).with_suffix(""))
         works.setdefault((candidate.label, stem), []).append(candidate)
     kept = []
     for group in works.values():

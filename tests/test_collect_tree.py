@@ -177,12 +177,21 @@ def test_files_of_one_work_keep_one_file(tmp_path):
     tree(tmp_path / "src", sources)
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert {r["origin"].removeprefix("src/"): r["path"] for r in manifest["files"]} == {
-        "bach/x.MID": "bach/x.mid", "bach/tone.flac": "bach/tone.flac", "bach/sub/x.wav": "bach/sub__x.wav",
-        "haydn/x.wav": "haydn/x.wav"}
+        "bach/x.MID": "bach/x.mid", "bach/tone.flac": "bach/tone.flac", "bach/Tone.ogg": "bach/Tone.ogg",
+        "bach/sub/x.wav": "bach/sub__x.wav", "haydn/x.wav": "haydn/x.wav"}
     assert reasons(manifest) == {
         "bach/x.mid": "same_work: kept bach/x.MID", "bach/x.midi": "same_work: kept bach/x.MID",
         "bach/x.wav": "same_work: kept bach/x.MID", "bach/x.WAV": "same_work: kept bach/x.MID",
-        "bach/tone.mp3": "same_work: kept bach/tone.flac", "bach/Tone.ogg": "same_work: kept bach/tone.flac"}
+        "bach/tone.mp3": "same_work: kept bach/tone.flac"}
+    # Names differing in more than the extension's case are two pieces, and so are files of two folders that
+    # dataset.labels merges into one label.
+    assert "bach/Tone.ogg" in {r["origin"].removeprefix("src/") for r in manifest["files"]}
+    tree(tmp_path / "merged", {"JS Bach/01.mid": midi_bytes(60), "Bach/01.mid": midi_bytes(61),
+                               "Bach/01.wav": wav_bytes(value=0.1), "haydn/01.mid": midi_bytes(62)})
+    merged = collect(tmp_path / "merged", tmp_path / "out2", labels={"JS Bach": "Bach"})
+    assert sorted(r["origin"].removeprefix("src/") for r in merged["files"]) == [
+        "Bach/01.mid", "JS Bach/01.mid", "haydn/01.mid"]
+    assert reasons(merged) == {"Bach/01.wav": "same_work: kept Bach/01.mid"}
 
 
 def test_classes_matching_no_label_stop_before_any_file_is_read(tmp_path):
