@@ -175,7 +175,8 @@ def nothing_rendered(records: list[dict], params: RenderParams, out: Path) -> st
                 "timeout": f"render.timeout_s {params.timeout_s:g}"}
     hint = "; ".join(f"{reason}: see {settings[reason]}" for reason in sorted(reasons) if reason in settings)
     return (f"every one of the {len(records)} sources was rejected ({counted}), so there is nothing to clip; "
-            f"{out} is left as it was. {hint + '. ' if hint else ''}E.g. {example['source']}: "
+            f"{out} is not replaced (`dvc repro` removes it before it runs the stage: `dvc checkout` brings the "
+            f"previous one back). {hint + '. ' if hint else ''}E.g. {example['source']}: "
             f"{commonest}{detail}")
 
 

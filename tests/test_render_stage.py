@@ -295,7 +295,8 @@ def test_every_source_rejected_stops_the_stage_and_keeps_the_previous_audio(tmp_
     assert run(tmp_path, raw, max_seconds=0.1) == 1
     err = capsys.readouterr().err
     assert err.startswith("render: every one of the 5 sources was rejected (no_notes 1, too_long 4), so there is "
-                          f"nothing to clip; {tmp_path / 'audio'} is left as it was. too_long: see "
+                          f"nothing to clip; {tmp_path / 'audio'} is not replaced (`dvc repro` removes it before it "
+                          "runs the stage: `dvc checkout` brings the previous one back). too_long: see "
                           "render.max_seconds 0.1. E.g. a/one.mid: too_long (the notes last")
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "audio").rglob("*") if p.is_file()}
     assert after == before
