@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from musicid.clips import ClipTask, clip_track
 from musicid.features import FeatureBlock, block_features
 from musicid.h5 import RowWriter, clip_columns, feature_columns
 from musicid.parallel import ordered_map
-from musicid.params import parse_section
+from musicid.params import parse_section, read_params
 from musicid.render import RenderTask, init_worker, render_one, write_rendered
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     import distributed
 
     composer_quality.PROGRAM = "cluster_throughput"
-    params = apply(yaml.safe_load((PROJECT / "params.yaml").read_text()), dict(args.set))  # a misspelt key stops
+    params = apply(read_params(PROJECT / "params.yaml"), dict(args.set))  # a misspelt key stops
     render = parse_section(params["render"], "render")
     clip = parse_section(params["clip"], "clip")
     features = parse_section(params["features"], "features")

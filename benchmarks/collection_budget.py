@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from musicid.params import ParamsLoader
+from musicid.params import ParamsLoader, read_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import composer_quality  # noqa: E402
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--files must be a multiple of 4 of at least 12 (the clip stage needs 3 tracks a class) "
                      "and --hours > 0")
     seconds = args.hours * 3600 / args.files
-    base = yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text())
+    base = read_params(Path(__file__).resolve().parent.parent / "params.yaml")
     composer_quality.PROGRAM = "collection_budget"
     changes = {"dataset.source": "path", "dataset.classes": [], "dataset.max_per_class": 0, **dict(args.set)}
     apply(base, changes)  # a misspelt --set key stops here, before the pieces are generated

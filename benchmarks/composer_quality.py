@@ -71,7 +71,7 @@ from pathlib import Path
 
 import yaml
 
-from musicid.params import ParamsLoader
+from musicid.params import ParamsError, ParamsLoader, read_params
 
 PROGRAM = "composer_quality"  # names the script in messages; a script that imports these helpers sets its own
 PROJECT = Path(__file__).resolve().parent.parent
@@ -505,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder")
     try:
-        base = yaml.safe_load(args.params.read_text())
-    except OSError as error:
-        parser.error(f"--params {args.params}: {error.strerror}")
+        base = read_params(args.params)
+    except ParamsError as error:
+        parser.error(f"--params: {error}")
     for task in args.tasks:  # a misspelt key stops the run now, not after the configurations before it
         for _, overrides in configs:
             task_params(TASKS[task], base, overrides)

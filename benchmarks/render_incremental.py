@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from musicid.params import read_params
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import composer_quality  # noqa: E402
 from collection_budget import parse_set  # noqa: E402
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     spec.loader.exec_module(stage)
 
     composer_quality.PROGRAM = "render_incremental"
-    params = apply(yaml.safe_load((PROJECT / "params.yaml").read_text()), dict(args.set))  # a misspelt key stops here
+    params = apply(read_params(PROJECT / "params.yaml"), dict(args.set))  # a misspelt key stops here
 
     with tempfile.TemporaryDirectory(prefix="musicid-incremental-") as scratch:
         scratch = Path(scratch)

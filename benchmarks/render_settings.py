@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -32,7 +31,7 @@ from render_speed import midi_set  # noqa: E402
 
 from musicid.audio import resample, to_channels  # noqa: E402
 from musicid.features import compute_features  # noqa: E402
-from musicid.params import parse_section  # noqa: E402
+from musicid.params import parse_section, read_params  # noqa: E402
 from musicid.synth import MidiRenderer  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -45,7 +44,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PROJECT / "benchmarks" / "runs" / "render_speed")
     args = parser.parse_args()
-    project = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    project = read_params(PROJECT / "params.yaml")
     features = parse_section(project["features"], "features")
     clip = parse_section(project["clip"], "clip")
     if clip.sample_rate != RATE:

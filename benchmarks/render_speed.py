@@ -46,11 +46,10 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import soundfile
-import yaml
 
 from musicid.dataset import CorpusPiece, score_to_midi
 from musicid.parallel import ordered_map, resolve_jobs
-from musicid.params import RenderParams, parse_section
+from musicid.params import RenderParams, parse_section, read_params
 from musicid.render import RenderTask, init_worker, render_one, write_rendered
 from musicid.synth import INTERPOLATION
 
@@ -104,7 +103,7 @@ def audio_seconds(paths: list[Path]) -> float:
 
 def stage_params(sample_rate: int, interpolation: str) -> RenderParams:
     """The project's render params with the settings the command line is given."""
-    project = yaml.safe_load((PROJECT / "params.yaml").read_text())["render"]
+    project = read_params(PROJECT / "params.yaml")["render"]
     return parse_section({**project, "soundfonts": [SOUNDFONT], "sample_rate": sample_rate, "gain": GAIN,
                           "reverb": False, "chorus": False, "program": None, "timeout_s": 600,
                           "interpolation": interpolation}, "render")
@@ -183,7 +182,7 @@ def main() -> int:
           f"gain {GAIN}, reverb and chorus off; -22k at {SAMPLE_RATE} Hz with 4th-order interpolation, "
           f"-16k at {CLIP_RATE} Hz with {DEFAULT_INTERPOLATION}",
           flush=True)
-    project = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    project = read_params(PROJECT / "params.yaml")
     print(f"params.yaml renders at {project['render']['sample_rate']} Hz with "
           f"{project['render']['interpolation']} interpolation and clips at "
           f"{project['clip']['sample_rate']} Hz", flush=True)

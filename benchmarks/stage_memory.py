@@ -23,6 +23,8 @@ import numpy as np
 import soundfile
 import yaml
 
+from musicid.params import read_params
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 # Runs a stage as __main__ in this child and reports peak RSS of itself and its workers.
@@ -76,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.tracks < 12 or args.seconds < 8:  # 4 classes; clip needs 3 tracks a class (train, val, test)
         parser.error("--tracks must be at least 12 and --seconds at least 8")
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params = read_params(PROJECT / "params.yaml")
     params["clip"]["max_clips_per_track"] = 0  # every clip, so 10x tracks make 10x clips
     params["features"]["symbolic"] = False  # synthetic audio tracks: no MIDI source to read notes from
     rows = []

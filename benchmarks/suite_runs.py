@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import h5py
 import numpy as np
-import yaml
 
 from musicid.h5 import read_strings
+from musicid.params import read_params as read_params_file
 from musicid.training import (class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
                               to_numpy)
 
@@ -27,7 +27,7 @@ def stop(message: str) -> SystemExit:
 
 
 def read_params(folder: Path) -> dict:
-    return yaml.safe_load((folder / "params.yaml").read_text())
+    return read_params_file(folder / "params.yaml")
 
 
 def without_seed(params: dict) -> dict:

@@ -402,13 +402,14 @@ def _refuse_keys_written_twice(node: yaml.Node, seen_nodes: set[int] | None = No
 
 
 class ParamsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader reading numbers as YAML 1.2 does, as DVC (ruamel.yaml) reads params.yaml: ``1e-3``
-    is the number 0.001 (YAML 1.1 wants ``1.0e-3`` and reads ``1e-3`` as a string), so that the value a stage
-    uses is the one ``dvc params diff`` shows."""
+    """PyYAML's safe loader reading exponent notation as YAML 1.2 does, as DVC (ruamel.yaml) reads params.yaml:
+    ``1e-3`` and ``1.0e3`` are numbers (YAML 1.1 wants a dot and a signed exponent, ``1.0e-3``, and reads the
+    others as strings), so that the value a stage uses is the one ``dvc params diff`` shows. Other YAML 1.1
+    readings stay (``yes`` a boolean, ``010`` octal): params.yaml's own values use neither."""
 
 
-ParamsLoader.add_implicit_resolver(  # after the int resolver, so that 42 stays an int
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+ParamsLoader.add_implicit_resolver(  # numbers with an exponent only: 42 and 09 read as before
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
     list("-+0123456789."))
 
 
@@ -428,11 +429,15 @@ def read_params(path: str | Path) -> dict:
     if not isinstance(document, dict):
         raise ParamsError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)}), got "
                           f"{type(document).__name__ if document is not None else 'an empty file'}")
-    # A section no stage reads may hold YAML anchors (`defaults: &clip ...`); one named like a stage's section
-    # is a misspelling, whose values would be silently left for the defaults.
+    # A section no stage reads may hold YAML anchors (`defaults: &clip ...`, `train_base: &t ...`); one named
+    # nearly as a stage's section (`trian`, `Clip`, `splits`) is a misspelling, whose values would silently go
+    # unused.
     for key in document:
         if key not in SECTIONS:
-            near = difflib.get_close_matches(str(key).lower(), SECTIONS, n=1, cutoff=0.6)
+            name = str(key).casefold()
+            if name not in SECTIONS and set(re.split(r"[^a-z0-9]+", name)) & set(SECTIONS):
+                continue  # a name built on a section's, as anchors are named
+            near = difflib.get_close_matches(name, SECTIONS, n=1, cutoff=0.75)
             if near:
                 raise ParamsError(f"{path}: unknown section {key!r}: is it {near[0]!r}? (the sections: "
                                   f"{', '.join(SECTIONS)})")

@@ -149,7 +149,7 @@ def test_every_configuration_is_checked_before_any_work(capsys, monkeypatch, tmp
     capsys.readouterr()
     for arguments, message in ((["--out", str(tmp_path / "file")], "is a file, not a folder"),
                                (["--params", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")],
-                                "No such file or directory")):
+                                "params file not found")):
         with pytest.raises(SystemExit):
             suite.main(arguments)
         assert message in capsys.readouterr().err

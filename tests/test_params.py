@@ -266,7 +266,10 @@ def test_a_bad_value_in_any_section_stops_every_stage(tmp_path):
 
 @pytest.mark.parametrize("name, refused", [
     ("trian", "train"), ("splits", "split"), ("Clip", "clip"), ("feature", "features"), ("evaluation", "evaluate"),
-    ("defaults", None), ("anchors", None), ("common", None),
+    ("training", "train"), ("renders", "render"),
+    ("defaults", None), ("anchors", None), ("common", None), ("plots", None),
+    # Anchor sections named after the section they serve.
+    ("train_base", None), ("x-train", None), ("_train", None), ("clip_base", None), ("dataset_defaults", None),
 ])
 def test_a_misspelt_section_is_refused(tmp_path, name, refused):
     text = (PROJECT_ROOT / "params.yaml").read_text() + f"{name}:\n  lr: 0.1\n"
