@@ -348,9 +348,10 @@ def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict
     metrics = json.loads((folder / "metrics.json").read_text())
     # Track macro-F1 under each pooling of the clips (evaluate's per_class.json), where recorded.
     pooling = json.loads((folder / "per_class.json").read_text())["test"].get("track_pooling", {})
-    # (notes: null when no test track had notes; such a fold has no figure for it)
+    # (notes: null when no test track had notes; such a fold has no figure for it. "used" and "notes_tracks"
+    # are words, not figures.)
     return {**metrics, "track_pooling": {way: f1 for way, f1 in pooling.items()
-                                         if way != "used" and f1 is not None}}, seconds
+                                         if isinstance(f1, (int, float)) and not isinstance(f1, bool)}}, seconds
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

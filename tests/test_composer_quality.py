@@ -183,7 +183,8 @@ def test_a_fold_without_a_notes_figure_has_none_to_average(tmp_path):
         (folder / "seconds.json").write_text(json.dumps({"seconds": 1.0}))  # done: read back, not run
         (folder / "metrics.json").write_text(json.dumps({"test": {"track": {"macro_f1": 0.5}}}))
         (folder / "per_class.json").write_text(json.dumps(
-            {"test": {"track_pooling": {"used": "mean and the notes' regression", "mean": 0.5, "notes": notes}}}))
+            {"test": {"track_pooling": {"used": "mean and the notes' regression", "mean": 0.5, "notes": notes,
+                                        "notes_tracks": "1 of 2 (the tracks with notes)"}}}))
         metrics, _ = suite.train_and_evaluate(tmp_path / "features.h5", params, folder.parent)
         poolings.append(metrics["track_pooling"])
     assert poolings == [{"mean": 0.5}, {"mean": 0.5, "notes": 0.75}]
