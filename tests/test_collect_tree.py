@@ -350,8 +350,6 @@ def test_hidden_files_and_folders_inside_a_label_are_left_out(tmp_path):
 
 
 def test_a_clash_names_the_folders_and_counts_only_kept_classes(tmp_path):
-
-
     tree(tmp_path / "src", {"Bach, J.S./a.mid": midi_bytes(60), "Bach J.S/b.mid": midi_bytes(61),
                             "haydn/c.mid": midi_bytes(62), "mozart/d.mid": midi_bytes(63)})
     # "Bach, J.S." is mapped to Bach_J.S, which the folder "Bach J.S" also becomes: the folders are named.
