@@ -177,10 +177,16 @@ def test_a_killed_run_leaves_no_workers_and_the_next_run_clears_its_staging(tmp_
     try:
         deadline = time.monotonic() + 60
         workers: list = []
+        def command_line(child) -> str:
+            try:
+                return " ".join(child.cmdline())
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # a short-lived helper (ldconfig) just ending
+                return ""
+
         while time.monotonic() < deadline and not (
                 list(tmp_path.glob(".audio.*.tmp/a/*.wav")) and len(workers) == 2):
             workers = [child for child in psutil.Process(stage.pid).children()  # not the resource tracker
-                       if "spawn_main" in " ".join(child.cmdline())]
+                       if "spawn_main" in command_line(child)]
             time.sleep(0.05)
         assert stage.poll() is None, "the stage finished before it could be killed"
         assert len(workers) == 2
