@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -132,6 +133,14 @@ def feature_batches(audio, ranges: list[tuple[int, int]], params, sample_rate: i
     return ordered_map(block_features, blocks, jobs=threads, scheduler=scheduler, on_crash=block_crashed)
 
 
+def size_words(count: int) -> str:
+    """``1.2 GB`` or ``368.6 kB``: a byte count as a person reads it."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
 def empty_mel_bands(sample_rate: int, params) -> int:
     """How many bands of the mel filterbank the features params give at ``sample_rate`` have no weight."""
     import warnings
@@ -189,6 +198,16 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
             return 1
         frames = n_frames(clip_samples, params.hop_length)
         bands = n_bands(params)
+        # The features array is written uncompressed (float32): a table the disk cannot hold is found now, not
+        # after minutes of work (a small features.hop_length multiplies the frames of every clip).
+        needed = total * bands * frames * 4
+        folder = next(parent for parent in out.resolve().parents if parent.exists())
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            print(f"featurize: {out} would take {size_words(needed)} ({total} clips x {bands} bands x {frames} "
+                  f"frames, float32) and its disk has {size_words(free)} free: free space, or make the clips "
+                  f"smaller (features.hop_length {params.hop_length}, features.n_mels or n_bins)", file=sys.stderr)
+            return 1
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",

@@ -191,6 +191,21 @@ def test_mel_bands_left_empty_are_refused(tmp_path, audio, capsys):
     assert run_featurize(tmp_path, clips, features={"n_fft": 128, "n_mels": 16})[0] == 0
 
 
+def test_a_table_the_disk_cannot_hold_is_found_before_any_work(tmp_path, audio, capsys, monkeypatch):
+    _, clips = run_clip(tmp_path, audio)
+    capsys.readouterr()
+    usage = FEATURIZE.shutil.disk_usage(tmp_path)
+    # 90 clips x 32 bands x 32 frames x 4 bytes = 368640 bytes: a disk with 300 kB free cannot hold them.
+    monkeypatch.setattr(FEATURIZE.shutil, "disk_usage", lambda path: usage._replace(free=300_000))
+    code, out = run_featurize(tmp_path, clips)
+    assert code == 1 and not out.exists()
+    assert capsys.readouterr().err == (
+        f"featurize: {out} would take 368.6 kB (90 clips x 32 bands x 32 frames, float32) and its disk has 300.0 kB "
+        "free: free space, or make the clips smaller (features.hop_length 256, features.n_mels or n_bins)\n")
+    monkeypatch.setattr(FEATURIZE.shutil, "disk_usage", lambda path: usage._replace(free=400_000))
+    assert run_featurize(tmp_path, clips)[0] == 0
+
+
 def add_tracks(root, label, count, seconds, frequency=600.0, rejected=(), prefix="n", amplitude=0.3):
     """Add ``count`` rendered tracks of ``label`` (tones of ``seconds``) and rejected sources to report.json."""
     report = json.loads((root / "report.json").read_text())
