@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     # A known class whose every train track gives no clip (too short, or all silence) cannot be trained on: a
     # first pass finds it, and the others are cut again without it (the default dataset has none).
     no_train_clip: dict[str, str] = {}
+    scheduler = resolve_scheduler(args.scheduler)
+    clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
     while True:
         excluded = dict(sorted({**excluded, **no_train_clip}.items()))
         tracks = {t: r for t, r in splittable.items() if r["label"] not in no_train_clip}
@@ -119,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
                                     cap, augmented=len(augmented[t]))
 
-        scheduler = resolve_scheduler(args.scheduler)
         jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
         workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
-        clip_samples = int(round(clip_params.clip_seconds * clip_params.sample_rate))
         clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
         silent_total, dropped = 0, {}
         try:
