@@ -13,9 +13,9 @@ did not change when something else did.
 Key.  The sha256 of everything a render depends on: the source's bytes; its
 path, label and output names (they are in the record, and augmentation draws
 depend on the path); every ``render`` param; the content of each SoundFont
-the params name; the FluidSynth library's version; the source code of
+the params name; the FluidSynth library's version; the statements of
 :mod:`musicid.render` and every ``musicid`` module it imports, directly or
-not; and the version of every other package that code imports (numpy,
+not (their syntax trees: a comment or docstring edited changes no key); and the version of every other package that code imports (numpy,
 soundfile and libsndfile, soxr, mido...).  Anything else that changes changes
 the key, so a stale entry is never found; it is only ever evicted.
 
@@ -152,10 +152,26 @@ def library_versions(package: Path = PACKAGE) -> dict[str, str]:
 
 
 def code_version(package: Path = PACKAGE) -> str:
+    """The digest of the code a render runs: each module's syntax tree, without comments or docstrings.
+
+    An edit that changes no statement (a comment, a docstring, the layout) leaves the cached renders valid.
+    """
     digest = hashlib.sha256()
     for path in code_modules(package=package):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(path.name.encode() + b"\0" + statements(path.read_text(encoding="utf-8")).encode() + b"\0")
     return digest.hexdigest()
+
+
+def statements(source: str) -> str:
+    """``source``'s syntax tree as text, its docstrings left out (ast drops comments and positions itself)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def fluidsynth_version() -> str:

@@ -129,7 +129,12 @@ def test_the_code_version_follows_every_module_render_imports(tmp_path):
     assert "train.py" not in names and "render_cache.py" not in names
     before = render_cache.code_version(package)
     checks = package / "checks.py"  # imported by render, and by midi
-    checks.write_text(checks.read_text() + "\n# changed\n")
+    source = checks.read_text()
+    checks.write_text(source + "\n# a comment\n")
+    assert render_cache.code_version(package) == before  # no statement changed
+    checks.write_text(source.replace('"""', '"""Edited. ', 1))  # the module's docstring
+    assert render_cache.code_version(package) == before
+    checks.write_text(source + "\nCHANGED = 1\n")
     assert render_cache.code_version(package) != before
 
 
