@@ -370,13 +370,35 @@ def crashed_track(task: ClipTask) -> None:
     return None
 
 
-def per_track_cap(max_per_track: int, max_per_class: int, tracks_in_class: int) -> int:
-    """Clips one track may give: the track cap, and an equal share of the class cap (0: none)."""
-    caps = [cap for cap in (max_per_track, max_per_class // max(tracks_in_class, 1) if max_per_class else 0)
-            if cap]
-    if max_per_class and max_per_class < tracks_in_class:
-        caps.append(1)  # every track keeps at least one clip
-    return min(caps) if caps else 0
+def track_caps(demands: dict[str, int], max_per_track: int, max_per_class: int) -> dict[str, int]:
+    """Clips each training track of one class may give (0: no cap), from how many it can give (``demands``).
+
+    The track cap bounds every track; the class cap is shared out by water-filling: a track that can give
+    fewer clips than an equal share gives them all, and what it leaves goes to the others, so a class of one
+    20-minute movement and three short pieces trains on its whole budget, not on four equal shares of which
+    three go unused. What an equal level leaves over goes a clip each to the first tracks by name that can
+    give more. Every track keeps at least one clip. ``demands`` come from the render's durations (before
+    silence is skipped), so a track with silent stretches may give fewer clips than its cap.
+    """
+    if not max_per_class:
+        return {track: max_per_track for track in demands}
+    wants = {track: min(want, max_per_track) if max_per_track else want for track, want in demands.items()}
+    if max_per_class < len(wants):
+        return {track: 1 for track in wants}
+
+    def used(level: int) -> int:
+        return sum(min(want, level) for want in wants.values())
+
+    low, high = 1, max(max(wants.values(), default=1), 1)
+    if used(high) <= max_per_class:
+        return {track: max_per_track for track in wants}  # the class cap is never reached
+    while low < high:  # the highest level whose clips fit the class cap
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if used(middle) <= max_per_class else (low, middle - 1)
+    # What the level leaves goes one clip each to the first tracks (by name) that can give more.
+    spare = max_per_class - used(low)
+    above = sorted(track for track, want in wants.items() if want > low)
+    return {track: low + (track in above[:spare]) for track in wants}
 
 
 def expected_clip_count(seconds: float, clip_seconds: float, hop_seconds: float) -> int:

@@ -190,7 +190,7 @@ class ClipParams(Section):
     min_rms: float = Field(ge=0)  # a 50 ms frame quieter than this (linear RMS) counts as silence
     max_silence: float = Field(ge=0, le=1)  # clips with a larger fraction of silent frames are skipped
     max_clips_per_track: int = Field(ge=0)  # 0: no cap; otherwise evenly spaced clips are kept
-    max_clips_per_class: int = Field(ge=0)  # 0: no cap; otherwise each track of a class gets an equal share
+    max_clips_per_class: int = Field(ge=0)  # 0: no cap; otherwise shared out over the class's training tracks
 
     @model_validator(mode="after")
     def _check(self) -> ClipParams:

@@ -19,8 +19,8 @@ import numpy as np
 # This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, per_track_cap,
-                           too_small_classes, wav_damage)
+from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, expected_clip_count,
+                           too_small_classes, track_caps, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json
 from musicid.parallel import ordered_map, resolve_jobs, resolve_scheduler, where
@@ -109,17 +109,20 @@ def run(args: argparse.Namespace) -> int:
 
         # The clip caps bound the cost of training; val and test tracks give every clip, so
         # that each track's decision rests on the whole piece.
-        train_tracks_in_class = Counter(r["label"] for t, r in tracks.items() if splits[t] == "train")
+        caps = {}
+        for label in known:
+            demands = {t: len(outputs[t]) * expected_clip_count(r.get("duration_s") or 0, clip_params.clip_seconds,
+                                                                clip_params.hop_seconds)
+                       for t, r in tracks.items() if r["label"] == label and splits[t] == "train"}
+            caps.update(track_caps(demands, clip_params.max_clips_per_track, clip_params.max_clips_per_class))
         order = sorted(tracks)
 
         def tasks() -> Iterator[ClipTask]:
             # A generator: a track's WAVs are read only when its task is sent to a worker, so memory
             # holds the tracks in flight, not the collection.
             for t in order:
-                cap = per_track_cap(clip_params.max_clips_per_track, clip_params.max_clips_per_class,
-                                    train_tracks_in_class[tracks[t]["label"]]) if splits[t] == "train" else 0
                 yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
-                                    cap, augmented=len(augmented[t]))
+                                    caps.get(t, 0), augmented=len(augmented[t]))
 
         jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
         workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached

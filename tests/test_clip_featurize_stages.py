@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -119,9 +120,11 @@ def test_class_cap(tmp_path, audio):
         labels, splits = table["label"][:], read_strings(table["split"])
         tracks = read_strings(table["track"])
     train = splits == "train"
-    # The cap is shared by the training tracks of a class: a has 5 of them, so 12 // 5 = 2
-    # clips each; b and c have 4, so 3 each.
-    assert np.bincount(labels[train]).tolist() == [10, 12, 12]
+    # The cap is shared by the training tracks of a class: a has 5 of them, 2 clips each and the 2 left
+    # over to its first two tracks; b and c have 4, so 3 each.
+    assert np.bincount(labels[train]).tolist() == [12, 12, 12]
+    per_track = Counter(tracks[train & (labels == 0)].tolist())
+    assert sorted(per_track.values()) == [2, 2, 2, 3, 3]
     # Val and test tracks give every clip (5 s tones, 1 s clips).
     assert all(np.sum(tracks == track) == 5 for track in set(tracks[~train]))
     assert np.sum(~train) == 5 * 5  # a's silent track is one of the six val and test tracks

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from musicid.clips import (ClipTask, DamagedAudio, assign_folds, assign_splits, clip_starts, clip_track, cut_clips,
-                           evenly_spaced, expected_clip_count, load_mono, normalize_loudness, normalize_track, per_track_cap,
+                           evenly_spaced, expected_clip_count, load_mono, normalize_loudness, normalize_track, track_caps,
                            silent_fraction, split_sizes, too_small_classes, track_level, tracks_needed, wav_damage)
 from tests.conftest import section_params, sine, write_wav
 
@@ -195,12 +195,23 @@ def test_normalize_loudness():
     assert loud.max() == 1.0  # clipped to full scale
 
 
-def test_per_track_cap():
-    assert per_track_cap(16, 0, 10) == 16
-    assert per_track_cap(0, 0, 10) == 0
-    assert per_track_cap(16, 100, 10) == 10
-    assert per_track_cap(5, 100, 10) == 5
-    assert per_track_cap(0, 5, 10) == 1  # every track keeps at least one clip
+def test_track_caps_share_the_class_cap_by_water_filling():
+    assert track_caps({"a": 50, "b": 50}, 16, 0) == {"a": 16, "b": 16}
+    assert track_caps({"a": 50, "b": 50}, 0, 0) == {"a": 0, "b": 0}
+    assert track_caps({"a": 50, "b": 50}, 0, 200) == {"a": 0, "b": 0}  # the class cap is never reached
+    assert track_caps({"a": 50, "b": 50}, 0, 40) == {"a": 20, "b": 20}
+    assert track_caps({"a": 50, "b": 50}, 5, 40) == {"a": 5, "b": 5}
+    assert track_caps({"a": 50, "b": 50}, 30, 40) == {"a": 20, "b": 20}
+    assert track_caps({t: 9 for t in "abcdefghij"}, 0, 5) == {t: 1 for t in "abcdefghij"}  # at least one each
+    # One 20-minute movement and three short pieces: the short ones give all they have, the long one the rest.
+    caps = track_caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 0, 20)
+    assert caps == {track: 11 for track in caps}
+    # An equal level of 2 leaves 2 of 12 clips: they go to the first two tracks by name.
+    assert track_caps({t: 5 for t in "edcba"}, 0, 12) == {"a": 3, "b": 3, "c": 2, "d": 2, "e": 2}
+    assert sum(min(want, caps[t]) for t, want in {"long": 300, "s1": 2, "s2": 3, "s3": 4}.items()) == 20
+    # The track cap bounds the long one before the class cap is shared out.
+    caps = track_caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 8, 20)
+    assert caps == {track: 8 for track in caps}
 
 
 def test_wav_of_known_length_gives_exact_clips(tmp_path):
