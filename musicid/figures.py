@@ -19,9 +19,27 @@ def _pyplot():
     return plt
 
 
+LABEL_WIDTH = 32  # characters of a label a figure shows
+
+
+def shown_names(names: list[str], width: int = LABEL_WIDTH) -> dict[str, str]:
+    """Each label as a figure shows it: a long one keeps its start and end around an ellipsis.
+
+    (A 200-character folder name would otherwise push the axes off the figure.) When two shortened
+    labels would read the same, they are shown whole.
+    """
+    keep = (width - 1) // 2
+    shown = {name: name if len(name) <= width else f"{name[:keep]}\u2026{name[-keep:]}" for name in set(names)}
+    if len(set(shown.values())) < len(shown):
+        return {name: name for name in shown}
+    return shown
+
+
 def save_confusion_png(path: str | Path, matrix: np.ndarray, label_names: list[str], title: str) -> None:
     """matrix int [actual, predicted] -> a labelled heat map with counts."""
     plt = _pyplot()
+    shown = shown_names(label_names)
+    label_names = [shown[name] for name in label_names]
     size = 1.2 + 0.7 * len(label_names)
     figure, axes = plt.subplots(figsize=(size + 1.5, size))
     image = axes.imshow(matrix, cmap="Blues")
@@ -55,9 +73,10 @@ def save_embedding_png(path: str | Path, embeddings: np.ndarray, labels: list[st
     figure, axes = plt.subplots(figsize=(7, 6))
     if len(embeddings) >= 2:
         points = pca_2d(embeddings)
+        shown = shown_names(labels)
         for name in sorted(set(labels)):
             chosen = np.array([label == name for label in labels])
-            axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=name)
+            axes.scatter(points[chosen, 0], points[chosen, 1], s=10, alpha=0.7, label=shown[name])
         axes.legend(loc="best", fontsize="small")
     axes.set_title(title)
     axes.set_xlabel("PC 1")

@@ -159,6 +159,25 @@ def test_figures_are_written_and_deterministic(tmp_path):
     assert (tmp_path / "e.png").read_bytes() == (tmp_path / "f.png").read_bytes()
 
 
+def test_long_labels_are_shortened_in_figures_without_layout_warnings(tmp_path):
+    import warnings
+
+    from musicid.figures import save_confusion_png, save_embedding_png, shown_names
+
+    names = ["baroque_" + "a" * 200, "baroque_" + "b" * 200, "c"]
+    shown = shown_names(names)
+    assert shown["c"] == "c" and all(len(shown[name]) == 31 for name in names[:2])
+    assert shown[names[0]].startswith("baroque_") and shown[names[0]].endswith("a" * 15)
+    clash = ["x" * 20 + "A" + "x" * 20, "x" * 20 + "B" + "x" * 20]  # only their middles differ
+    assert shown_names(clash) == {name: name for name in clash}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "Tight layout not applied" would fail the test
+        save_confusion_png(tmp_path / "c.png", np.eye(3, dtype=int) * 3, names, "test")
+        points = np.random.default_rng(0).standard_normal((30, 4))
+        save_embedding_png(tmp_path / "e.png", points, [names[i % 3] for i in range(30)], "map")
+    assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "e.png").stat().st_size > 1000
+
+
 def test_pca_2d_finds_the_plane_and_orders_its_axes_by_spread():
     from musicid.figures import pca_2d
 
