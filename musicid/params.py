@@ -236,6 +236,10 @@ class FeatureParams(Section):
         if self.kind in ("logmel", "mfcc") and self.n_mels > self.n_fft // 2 + 1:
             raise KeyProblem("n_mels", f"must be at most the {self.n_fft // 2 + 1} frequency bins of features.n_fft "
                                        f"{self.n_fft} (more mel bands than bins leaves bands empty), got {self.n_mels}")
+        if self.kind in ("logmel", "mfcc") and self.hop_length > self.n_fft:
+            raise KeyProblem("hop_length", f"must be at most features.n_fft ({self.n_fft}) for features.kind "
+                                           f"{self.kind} (a longer hop skips the samples between windows), got "
+                                           f"{self.hop_length}")
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= features.n_mels ({self.n_mels}) for features.kind mfcc, got "
                                        f"{self.n_mfcc}")

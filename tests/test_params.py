@@ -216,6 +216,10 @@ def project_params() -> dict:
     ("features", {"kind": "mfcc", "n_mels": 16}, r"features\.n_mfcc must be <= features\.n_mels \(16\) for "
                                                  r"features\.kind mfcc, got 20"),
     ("features", {"kind": "logmel", "n_mels": 16}, None),
+    # A hop longer than the window skips samples; the constant-Q kinds have no such window.
+    ("features", {"kind": "logmel", "hop_length": 2048}, r"features\.hop_length must be at most features\.n_fft "
+                                                          r"\(1024\) for features\.kind logmel .*, got 2048"),
+    ("features", {"kind": "cqt", "hop_length": 2048, "fmin": 32.7}, None),
     # Levels of the silence test and of the track's scaling only clash when the whole track is scaled.
     ("clip", {"target_db": -70.0, "normalize": "peak"}, None),
     ("clip", {"target_db": -70.0, "min_rms": 0.0}, None),
