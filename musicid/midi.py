@@ -100,6 +100,29 @@ def _serialize(midi) -> bytes:
     return buffer.getvalue()
 
 
+def coarser_ticks(data: bytes, most: int) -> bytes:
+    """The MIDI file ``data`` with fewer ticks per beat, so that its largest tick is at most about ``most``.
+
+    Every event moves to the nearest tick of the coarser grid from its absolute time (so the rounding does
+    not add up along a track); tempos stay, so times in seconds move by less than one coarse tick (at 10080
+    ticks per beat made 1440, a fifth of a millisecond at 120 beats a minute).
+    """
+    midi = _parse(data)
+    largest = max((sum(message.time for message in track) for track in midi.tracks), default=0)
+    old = midi.ticks_per_beat
+    new = max(1, old * most // max(largest, 1))
+    if new >= old:
+        return data
+    for track in midi.tracks:
+        absolute = placed = 0
+        for message in track:
+            absolute += message.time
+            moved = (2 * absolute * new + old) // (2 * old)  # round(absolute * new / old), in integers
+            message.time, placed = moved - placed, moved
+    midi.ticks_per_beat = new
+    return _serialize(midi)
+
+
 def _end_time(midi) -> float:
     """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does.
 

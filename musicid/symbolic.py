@@ -85,7 +85,7 @@ from typing import Iterator
 import numpy as np
 
 from musicid.checks import RenderError
-from musicid.midi import read_midi
+from musicid.midi import coarser_ticks, read_midi
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
     ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
@@ -140,10 +140,19 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     # Real scores pass it: a 10-minute Palestrina Gloria has 12.2 million ticks.
     # read_midi has checked the file's timing already, so allow up to MAX_TICKS.
     pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_TICKS)
-    try:
-        midi = pretty_midi.PrettyMIDI(io.BytesIO(source.data))
-    except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many types on bad files
-        raise RenderError("unparseable", f"pretty_midi: {type(error).__name__}: {error}"[:200]) from None
+    data = source.data
+    for attempt in range(2):
+        try:
+            midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            break
+        except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many types on bad files
+            # A long piece at a fine resolution (music21 writes 10080 ticks a beat: 41 minutes at 120 beats a
+            # minute pass MAX_TICKS) is read on a coarser grid of ticks (see coarser_ticks), at 10 million
+            # ticks at most, pretty_midi's own limit: its times move by less than a millisecond.
+            if attempt == 0 and str(error).startswith("MIDI file has a largest tick"):
+                data = coarser_ticks(data, 10_000_000)
+                continue
+            raise RenderError("unparseable", f"pretty_midi: {type(error).__name__}: {error}"[:200]) from None
     parts = [instrument.notes for instrument in midi.instruments if not instrument.is_drum]
     notes = [note for part in parts for note in part if note.end > note.start]
     start = np.array([note.start for note in notes], dtype=np.float64)

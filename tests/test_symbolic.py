@@ -267,3 +267,52 @@ def test_a_long_score_past_pretty_midis_tick_guard_has_its_notes(tmp_path):
     notes = read_notes(tmp_path / "long.mid")
     assert notes.pitch.tolist() == [60, 67]
     assert notes.start.tolist() == [0.0, 200.0] and notes.end.tolist() == [1.0, 200.5]
+
+
+def _long_fine_midi(path, beats_apart: int, ticks_per_beat: int = 10080):
+    """Two notes ``beats_apart`` beats apart at 120 beats a minute, with music21's fine resolution."""
+    import mido
+
+    midi = mido.MidiFile(ticks_per_beat=ticks_per_beat)
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=500_000, time=0))
+    track.append(mido.Message("note_on", note=60, velocity=80, time=0))
+    track.append(mido.Message("note_off", note=60, velocity=0, time=ticks_per_beat))
+    track.append(mido.Message("note_on", note=67, velocity=80, time=(beats_apart - 1) * ticks_per_beat))
+    track.append(mido.Message("note_off", note=67, velocity=0, time=ticks_per_beat))
+    midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def test_a_long_piece_at_a_fine_resolution_keeps_its_notes(tmp_path):
+    """6000 beats at 10080 ticks a beat (50 minutes at 120 beats a minute) pass the ticks pretty_midi can
+    table: the notes are read on a coarser grid, their times within a millisecond."""
+    from musicid.symbolic import MAX_TICKS, read_notes
+
+    assert 6001 * 10080 > MAX_TICKS
+    notes = read_notes(_long_fine_midi(tmp_path / "long.mid", 6000))
+    assert notes.pitch.tolist() == [60, 67]
+    np.testing.assert_allclose(notes.start, [0.0, 3000.0], atol=1e-3)
+    np.testing.assert_allclose(notes.end, [0.5, 3000.5], atol=1e-3)
+
+
+def test_coarser_ticks_rounds_absolute_times_so_errors_do_not_add_up():
+    import io
+
+    import mido
+
+    from musicid.midi import coarser_ticks
+
+    midi = mido.MidiFile(ticks_per_beat=10080)
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=7) for _ in range(3000)])
+    midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    coarse = mido.MidiFile(file=io.BytesIO(coarser_ticks(buffer.getvalue(), 2100)))  # 21000 ticks -> ~2100
+    ratio = coarse.ticks_per_beat / 10080
+    assert coarse.ticks_per_beat == 1008
+    absolute = np.cumsum([message.time for message in coarse.tracks[0]])[:3000]  # (then mido's end of track)
+    exact = np.arange(1, 3001) * 7 * ratio
+    assert np.abs(absolute - exact).max() <= 0.5  # per-delta rounding would drift by 0.3 a message, 900 in all
+    assert coarser_ticks(buffer.getvalue(), 10**9) == buffer.getvalue()  # fine enough already: unchanged
