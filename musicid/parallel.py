@@ -32,6 +32,11 @@ def where(jobs: int, scheduler: str | None) -> str:
     return f"{jobs} local worker{'s' if jobs != 1 else ''}"
 
 
+def jobs_problem(jobs: int) -> str | None:
+    """What is wrong with a stage's ``--jobs`` (the stage then exits 2), or None."""
+    return None if jobs >= 0 else f"--jobs must be >= 0 (0: one per core), got {jobs}"
+
+
 def resolve_jobs(jobs: int) -> int:
     """``jobs`` workers, or one per usable core when ``jobs`` is 0."""
     if jobs > 0:

@@ -18,7 +18,7 @@ from pathlib import Path
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.io import atomic_directory, write_json_atomic
-from musicid.parallel import ordered_map, resolve_scheduler, where
+from musicid.parallel import jobs_problem, ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
 from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, init_worker, render_one,
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     except FluidSynthUnavailable as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
-    if args.jobs < 0:
-        print(f"render: --jobs must be >= 0 (0: one per core), got {args.jobs}", file=sys.stderr)
+    if jobs_problem(args.jobs):
+        print(f"render: {jobs_problem(args.jobs)}", file=sys.stderr)
         return 2
     manifest = json.loads((args.raw / "manifest.json").read_text())
     scheduler = resolve_scheduler(args.scheduler)

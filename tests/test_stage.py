@@ -139,3 +139,19 @@ def test_a_stage_runs_the_code_of_its_own_copy_of_the_project(tmp_path, stage):
     result = subprocess.run([sys.executable, str(copy / "stages" / f"{stage}.py"), "--help"], capture_output=True,
                             text=True, cwd=tmp_path)
     assert (result.returncode, result.stderr.strip()) == (1, "the copy's musicid")
+
+
+@pytest.mark.parametrize("stage, arguments", [
+    ("download", ["--out", "raw"]),
+    ("clip", ["--audio", "audio", "--out", "clips.h5", "--report", "report.json"]),
+    ("featurize", ["--clips", "clips.h5", "--out", "features.h5"]),
+])
+def test_a_negative_jobs_stops_every_parallel_stage_in_one_line(tmp_path, monkeypatch, capsys, stage, arguments):
+    """Render refused --jobs -1; download, clip and featurize ran on one worker a core without a word."""
+    from tests.conftest import load_stage
+
+    monkeypatch.chdir(tmp_path)
+    code = load_stage(stage).main(["--params", str(PROJECT_ROOT / "params.yaml"), *arguments, "--jobs", "-1"])
+    assert code == 2
+    assert capsys.readouterr().err == f"{stage}: --jobs must be >= 0 (0: one per core), got -1\n"
+    assert list(tmp_path.iterdir()) == []  # nothing started
