@@ -54,10 +54,11 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
                   progress=progress)
     if params.source == "path":
-        root = (params_dir / params.path).resolve()
+        given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
+        root = (params_dir / given).resolve()
         if not root.is_dir():
             hint = ""
-            if not Path(params.path).is_absolute() and in_dvc_temporary_copy(params_dir):
+            if not given.is_absolute() and in_dvc_temporary_copy(params_dir):
                 hint = ("; a queued or --temp experiment runs in a copy of the project under .dvc/tmp/exps/, "
                         "where a relative dataset.path points elsewhere: make it absolute")
             raise DatasetParamError(f"dataset.path {params.path!r} is not a folder ({root}){hint}")

@@ -134,6 +134,18 @@ def test_classes_filter_and_cap(workspace, capsys):
     assert manifest(workspace) == result
 
 
+def test_a_path_under_the_home_folder_is_read_as_a_shell_reads_it(workspace, monkeypatch):
+    """`path: ~/music` was joined to params.yaml's folder as a folder named '~'."""
+    tree(workspace / "home" / "music", CHALLENGE)
+    tree(workspace / "src", CHALLENGE)
+    monkeypatch.setenv("HOME", str(workspace / "home"))
+    assert run_stage(workspace, source="path", path="~/music", unlabeled="test") == 0
+    from_home = manifest(workspace)["files"]
+    assert run_stage(workspace, source="path", path="../src", unlabeled="test") == 0
+    assert [(r["path"], r["sha256"]) for r in from_home] == \
+        [(r["path"], r["sha256"]) for r in manifest(workspace)["files"]] and from_home
+
+
 def test_missing_folder_is_an_error(workspace, capsys):
     assert run_stage(workspace, source="path", path="../nowhere") == 2
     err = capsys.readouterr().err
