@@ -314,6 +314,27 @@ class Candidate:
     inner: str  # its path below its label (or unlabeled) folder, "/" replaced by "__"
     sha256: str
     size: int
+    music: str = ""  # the digest of the music it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
+
+    @property
+    def music_sha256(self) -> str:
+        return self.music or self.sha256
+
+
+def music_digest(path: Path, digest: str) -> str:
+    """The sha256 of the MIDI file a RIFF-wrapped one (RMID) holds, as render unwraps it, so that a ``.rmi``
+    copy of a ``.mid`` is found to be the same piece; ``digest`` for any other file."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[:4] != b"RIFF" or head[8:12] != b"RMID":
+        return digest
+    from musicid.checks import RenderError
+    from musicid.midi import unwrap_rmid
+
+    try:
+        return hashlib.sha256(unwrap_rmid(path.read_bytes())).hexdigest()
+    except RenderError:  # no data chunk: render names it; as a file, it is itself
+        return digest
 
 
 @dataclass(frozen=True)
@@ -595,13 +616,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             mismatch = check_file(item.path)
             if not mismatch:
                 digest, size = sha256_file(item.path), item.path.stat().st_size
+                music = music_digest(item.path, digest)
         except OSError as error:  # no permission, or gone since the walk: this file only
             skip(item.relative, item.label, f"unreadable: {error.strerror or type(error).__name__}")
             continue
         if mismatch:
             skip(item.relative, item.label, f"content_mismatch: {mismatch}")
             continue
-        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size))
+        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size, music))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
@@ -690,7 +712,7 @@ def _check_audio(path: Path) -> None:
     from musicid.checks import RenderError
 
     level = Level()
-    with soundfile.SoundFile(str(path)) as handle:
+    with soundfile.SoundFile(os.fsencode(path)) as handle:  # a name that is not UTF-8 cannot go as text
         for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
             if not np.isfinite(block).all():
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
@@ -702,10 +724,11 @@ def _check_audio(path: Path) -> None:
 
 
 def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
-    """Keep the first of identical files with one label; drop those claimed by two labels."""
+    """Keep the first of identical files (the same music: a ``.rmi`` holding a ``.mid``'s bytes too) with one
+    label; drop those claimed by two labels."""
     by_hash: dict[str, list[Candidate]] = {}
     for candidate in sorted(candidates, key=lambda c: c.relative):
-        by_hash.setdefault(candidate.sha256, []).append(candidate)
+        by_hash.setdefault(candidate.music_sha256, []).append(candidate)
     kept = []
     for group in by_hash.values():
         group_labels = sorted({c.label for c in group})

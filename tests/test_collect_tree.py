@@ -470,3 +470,27 @@ def test_label_folders_differing_only_in_case_stop_before_any_file_is_read(tmp_p
     assert sorted(r["path"] for r in manifest["files"]) == ["bach/a.mid", "bach/b.mid", "haydn/c.mid"]
     manifest = collect(tmp_path / "src", tmp_path / "two", classes=["bach", "haydn"])
     assert sorted(r["path"] for r in manifest["files"]) == ["bach/b.mid", "haydn/c.mid"]
+
+
+def test_a_riff_wrapped_copy_of_a_midi_file_is_the_same_piece(tmp_path):
+    """prelude.mid and its RMID copy riff.rmi were both kept, so one piece could land in train and in test."""
+    import struct
+
+    midi = midi_bytes(60)
+    pad = b"\0" if len(midi) % 2 else b""
+    body = b"RMID" + b"data" + struct.pack("<I", len(midi)) + midi + pad
+    tree(tmp_path / "src", {"bach/prelude.mid": midi, "bach/riff.rmi": b"RIFF" + struct.pack("<I", len(body)) + body,
+                            "haydn/other.mid": midi_bytes(61), "haydn/shared.RMI": b"RIFF" + struct.pack("<I", len(body))
+                            + body})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["haydn/other.mid"]
+    assert reasons(manifest) == {
+        "bach/prelude.mid": "ambiguous_label: the same content is under bach, haydn",
+        "bach/riff.rmi": "ambiguous_label: the same content is under bach, haydn",
+        "haydn/shared.RMI": "ambiguous_label: the same content is under bach, haydn",
+    }
+    # Under one label only, the first (by path) is kept and the copy named.
+    (tmp_path / "src" / "haydn" / "shared.RMI").unlink()
+    manifest = collect(tmp_path / "src", tmp_path / "out2")
+    assert [r["path"] for r in manifest["files"]] == ["bach/prelude.mid", "haydn/other.mid"]
+    assert reasons(manifest) == {"bach/riff.rmi": "duplicate: same content as bach/prelude.mid"}
