@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples float32 [n, channels], sample rate in Hz) of an audio file, through libsndfile."""
     import soundfile
 
-    return soundfile.read(str(path), dtype="float32", always_2d=True)
+    return soundfile.read(_soundfile_source(path), dtype="float32", always_2d=True)
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -77,9 +78,10 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
-def _soundfile_source(path: str | Path | BinaryIO) -> str | BinaryIO:
-    """What soundfile opens: an open binary file as it is, a path as a string."""
-    return path if hasattr(path, "read") else str(path)
+def _soundfile_source(path: str | Path | BinaryIO) -> bytes | BinaryIO:
+    """What soundfile opens: an open binary file as it is, a path as the file system's bytes (a name that is
+    not UTF-8, kept by Python as surrogates, cannot be passed to libsndfile as text)."""
+    return path if hasattr(path, "read") else os.fsencode(path)
 
 
 def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:

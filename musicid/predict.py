@@ -17,17 +17,18 @@ from musicid.audio import to_channels, wav_bytes
 from musicid.checks import RenderError
 from musicid.clips import cut_clips, load_mono
 from musicid.dataset import is_hidden
-from musicid.features import compute_features
+from musicid.features import compute_features, n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
 from musicid.io import printable
 from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
 from musicid.render import load_source
-from musicid.symbolic import clip_features, read_notes, sounding
+from musicid.symbolic import clip_features, read_notes, sounding, symbolic_dim
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
-from musicid.training import (checkpoint_novelty, class_probabilities, load_checkpoint, normalise, pick_device,
+from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
+                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy)
 
 # A threshold taken as the 95th percentile of fewer validation tracks than this
@@ -57,10 +58,27 @@ class Prediction:
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
 
 
-def _hidden(relative: Path) -> bool:
-    """Whether a path inside a searched folder is hidden (``.x``, macOS's ``._x.mid`` beside ``x.mid``) or
-    in a hidden or system folder (``__MACOSX``), as download leaves them out."""
-    return any(is_hidden(part) for part in relative.parts)
+def files_under(folder: Path) -> list[Path]:
+    """The MIDI and audio files inside ``folder`` and its sub-folders, sorted, hidden ones left out.
+
+    Linked folders are followed, as a user browsing the folder sees them, each real folder once (a link
+    back up the tree is not a loop). Broken links named like a MIDI or audio file are kept (see
+    :func:`collect_inputs`).
+    """
+    files, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = sorted(name for name in folders if not is_hidden(name))  # visited in a fixed order
+        for name in names:
+            file = Path(root) / name
+            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS and not is_hidden(name) and \
+                    (file.is_file() or (file.is_symlink() and not file.exists())):
+                files.append(file)
+    return sorted(files)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
@@ -75,8 +93,7 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
             found.append((path, "missing: no such folder"))  # "recordings/": a folder was meant
             continue
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if (p.is_file() or (p.is_symlink() and not p.exists()))
-                           and p.suffix.lower() in ACCEPTED_EXTENSIONS and not _hidden(p.relative_to(path)))
+            files = files_under(path)
             found.extend((file, None) for file in files)
             if not files:
                 found.append((path, EMPTY_FOLDER))
@@ -95,6 +112,28 @@ ABSENT_KEYS = {
 }
 
 
+def parts_problem(checkpoint: dict, model, features) -> str | None:
+    """What in a checkpoint disagrees with the rest (its features params, the model, the label names, the
+    normalisation and centroids), or None."""
+    config = model.config
+    bands = n_bands(features)
+    if bands != config.n_bands or len(checkpoint["band_mean"]) != config.n_bands:
+        return (f"the features params ({features.kind}) give {bands} bands, the model reads {config.n_bands}, the "
+                f"normalisation has {len(checkpoint['band_mean'])}")
+    # A model that reads notes must read as many numbers as the features params give a clip (an audio-only
+    # model may come from a table with symbolic features: it ignores them).
+    if config.symbolic_dim:
+        width = symbolic_dim(features.symbolic_texture, features.symbolic_roll) if features.symbolic else 0
+        stored = len(checkpoint.get("symbolic_mean", ()))
+        if not width == stored == config.symbolic_dim:
+            return (f"the features params give {width} symbolic numbers a clip, the model reads "
+                    f"{config.symbolic_dim}, the normalisation has {stored}")
+    names, centroids = len(checkpoint["label_names"]), len(checkpoint["centroids"])
+    if not names == centroids == config.n_classes:
+        return f"{names} label names, {centroids} class centroids, a model of {config.n_classes} classes"
+    return None
+
+
 class Predictor:
     """Loads a checkpoint once and scores files with it."""
 
@@ -107,9 +146,17 @@ class Predictor:
         # The checkpoint's params pass the same checks as params.yaml does for the stages. Keys that a
         # checkpoint does not record (made before the key existed; a table featurized without symbolic
         # features leaves that key out to keep its bytes) take the value that means what it did then.
+        missing = [name for name in ("clip", "features") if not isinstance(params.get(name), dict)]
+        if missing:
+            raise CheckpointError(f"{checkpoint_path} holds no {' or '.join(missing)} params, so its files cannot "
+                                  "be clipped and featurized as its data was; retrain it with `dvc repro train`")
         stored = {name: {**ABSENT_KEYS.get(name, {}), **params[name]} for name in ("render", "clip", "features")}
         render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)")
                                   for name in ("render", "clip", "features"))
+        problem = parts_problem(self.checkpoint, self.model, features)
+        if problem:
+            raise CheckpointError(f"{checkpoint_path}: its parts do not fit together ({problem}): it was not "
+                                  "written whole by the train stage; retrain it with `dvc repro train`")
         self.render_params = render
         self._renderer: MidiRenderer | None = None  # made for the first MIDI file: audio files need none
         self.render_rate = render.sample_rate
@@ -120,9 +167,19 @@ class Predictor:
         self.band_mean = to_numpy(self.checkpoint["band_mean"])
         self.band_std = to_numpy(self.checkpoint["band_std"])
         self.novelty = checkpoint_novelty(self.checkpoint)
+        # A symbolic model embeds the clips of a file without notes elsewhere: they are scored against
+        # centroids, novelty statistics and a threshold of the training and validation clips embedded
+        # without theirs (a checkpoint written before train stored those uses the others).
+        self.audio_centroids = to_numpy(self.checkpoint[f"{AUDIO_ONLY}centroids"]) \
+            if audio_only_stored(self.checkpoint) else self.centroids
+        self.audio_novelty = checkpoint_novelty(self.checkpoint, audio_only=True)
+        self.audio_novelty_reference = checkpoint_threshold(self.checkpoint, audio_only=True)
         # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
         # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
         self.uses_symbolic = bool(self.model.config.symbolic_dim)
+        # The threshold for files without notes, shown beside the other when the model has one of its own.
+        self.threshold_without_notes = self.audio_novelty_reference \
+            if self.uses_symbolic and audio_only_stored(self.checkpoint) else None
         if self.uses_symbolic:
             self.symbolic_mean = to_numpy(self.checkpoint["symbolic_mean"])
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
@@ -130,7 +187,7 @@ class Predictor:
         self.regression = checkpoint_regression(self.checkpoint)
         # Files whose novelty is above this (the 95th percentile of the validation
         # tracks' scores) are flagged; NaN when the checkpoint holds none.
-        self.novelty_reference = float(self.checkpoint.get("novelty_reference", float("nan")))
+        self.novelty_reference = checkpoint_threshold(self.checkpoint)
         # How many validation tracks the threshold rests on (None: a checkpoint that did not record it).
         tracks = self.checkpoint.get("novelty_reference_tracks")
         self.novelty_reference_tracks = None if tracks is None else int(tracks)
@@ -248,8 +305,11 @@ class Predictor:
         notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \
             else (None, None)
         prediction.symbolic = notes is not None
-        probabilities, embeddings = class_probabilities(self.model, features, self.centroids, 64, self.device,
-                                                        None if notes is None else self.symbolic_input(notes))
+        # The model's notes-less embedding: an audio-only model's every file, a symbolic model's audio files.
+        without_notes = notes is None and self.uses_symbolic
+        probabilities, embeddings = class_probabilities(
+            self.model, features, self.audio_centroids if without_notes else self.centroids, 64, self.device,
+            None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
         mean = pool(probabilities, one_track)[1]
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
@@ -259,19 +319,24 @@ class Predictor:
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
-        _, scores = self.novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
+        novelty, reference = (self.audio_novelty, self.audio_novelty_reference) if without_notes else \
+            (self.novelty, self.novelty_reference)
+        _, scores = novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
         prediction.novelty = float(scores[0])
-        prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
+        prediction.flagged = bool(np.isfinite(reference) and prediction.novelty > reference)
         prediction.clips = len(clips)
         return prediction
 
 
-def format_threshold(reference: float, tracks: int | None) -> str:
-    """The line that says which novelty score gets a file flagged."""
+def format_threshold(reference: float, tracks: int | None, without_notes: float | None = None) -> str:
+    """The line that says which novelty score gets a file flagged (``without_notes``: a symbolic model's
+    threshold for files read without notes, None for an audio-only model or one that stores none)."""
     if not np.isfinite(reference):
         return "novelty threshold: none stored in the model"
     basis = "" if tracks is None else f" of {tracks}"
-    return (f"novelty threshold {reference:.3f} (95th percentile{basis} validation tracks' scores): "
+    audio = "" if without_notes is None or not np.isfinite(without_notes) else \
+        f", {without_notes:.3f} for a file read without its notes (an audio file)"
+    return (f"novelty threshold {reference:.3f}{audio} (95th percentile{basis} validation tracks' scores): "
             "a file above it is flagged as unlike every known class")
 
 

@@ -592,15 +592,35 @@ def checkpoint_novelty_kind(checkpoint: dict) -> str:
     return checkpoint.get("novelty_score", "mahalanobis")
 
 
-def checkpoint_novelty(checkpoint: dict, kind: str | None = None) -> Mahalanobis | Cosine:
-    """The novelty scorer of a checkpoint: :func:`checkpoint_novelty_kind`'s (``kind`` None), or ``kind``."""
+# A model with a symbolic branch embeds a clip without notes (an audio file) elsewhere than one with notes:
+# train stores a second set of centroids, novelty statistics and threshold for that case, under this prefix.
+AUDIO_ONLY = "audio_"
+
+
+def audio_only_stored(checkpoint: dict) -> bool:
+    """Whether ``checkpoint`` holds the statistics of clips embedded without their notes (see AUDIO_ONLY)."""
+    return f"{AUDIO_ONLY}novelty_precision" in checkpoint
+
+
+def checkpoint_novelty(checkpoint: dict, kind: str | None = None, audio_only: bool = False) -> Mahalanobis | Cosine:
+    """The novelty scorer of a checkpoint: :func:`checkpoint_novelty_kind`'s (``kind`` None), or ``kind``;
+    with ``audio_only``, the one for clips embedded without notes, where the checkpoint stores it."""
     if "novelty_precision" not in checkpoint:
         raise ValueError("the checkpoint holds no novelty statistics (it was written by an older "
                          "version of musicid); retrain it with `dvc repro train`")
+    prefix = AUDIO_ONLY if audio_only and audio_only_stored(checkpoint) else ""
     kind = kind or checkpoint_novelty_kind(checkpoint)
     if kind == "cosine":
-        return Cosine(to_numpy(checkpoint["centroids"]))
-    return Mahalanobis(to_numpy(checkpoint["novelty_class_means"]), to_numpy(checkpoint["novelty_precision"]))
+        return Cosine(to_numpy(checkpoint[f"{prefix}centroids"]))
+    return Mahalanobis(to_numpy(checkpoint[f"{prefix}novelty_class_means"]),
+                       to_numpy(checkpoint[f"{prefix}novelty_precision"]))
+
+
+def checkpoint_threshold(checkpoint: dict, audio_only: bool = False) -> float:
+    """The novelty score above which a track is flagged (NaN: none stored); with ``audio_only``, the one for
+    clips embedded without notes, where the checkpoint stores it."""
+    prefix = AUDIO_ONLY if audio_only and audio_only_stored(checkpoint) else ""
+    return float(checkpoint.get(f"{prefix}novelty_reference", float("nan")))
 
 
 class CheckpointError(ValueError):

@@ -37,9 +37,9 @@ from musicid.params import load_section
 from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
                                  select_tracks, table_statistics)
-from musicid.training import (CheckpointError, FeaturesError, check_features_table, checkpoint_novelty,
-                              checkpoint_novelty_kind, class_probabilities, load_checkpoint, normalise, pick_device,
-                              read_symbolic_input, to_numpy)
+from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
+                              checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, class_probabilities,
+                              load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_features_table(args.features)
         model, checkpoint = load_checkpoint(args.model, device)
-        novelty = checkpoint_novelty(checkpoint)
+        checkpoint_novelty(checkpoint)  # a checkpoint without novelty statistics: ValueError
         novelty_kind = checkpoint_novelty_kind(checkpoint)
     except (CheckpointError, FeaturesError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     # train.track_notes: a track with notes is also named by a regression on its notes' statistics.
     regression = checkpoint_regression(checkpoint)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
-    threshold = float(checkpoint.get("novelty_reference", float("nan")))
+    threshold = checkpoint_threshold(checkpoint)
+    audio_only = uses_symbolic and audio_only_stored(checkpoint)
+    audio_threshold = checkpoint_threshold(checkpoint, audio_only=True)
     metrics: dict = {}
     details: dict = {}
     predictions: list[list] = []
@@ -138,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
                                                to_numpy(checkpoint["symbolic_std"])) if uses_symbolic else None
                 probabilities, embeddings = class_probabilities(model, features, centroids, params.batch_size,
                                                                 device, symbolic)
+                # A symbolic model's tracks without notes (audio files) are scored as predict scores such a
+                # file: against the statistics of clips embedded without notes, where the model stores them.
+                no_notes = tracks_without_notes(tracks, symbolic) if audio_only else np.zeros(len(rows), bool)
+                if no_notes.any() and not model.uses_classifier:  # a triplet model names classes by centroid
+                    probabilities[no_notes] = class_probabilities(
+                        model, features[no_notes], to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]),
+                        params.batch_size, device)[0]
                 # Classification metrics cover the known classes; held-out ones are unknown.
                 is_known = known[rows]
                 notes = None if regression is None else table_statistics(
@@ -179,14 +188,16 @@ def run(args: argparse.Namespace) -> int:
                         details[split]["track_pooling"]["notes_tracks"] = \
                             f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
-                names, scores = novelty.track_scores(embeddings, tracks)
+                names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes)
                 all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names
                 if notes is not None:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
                 track_known = {t: bool(k) for t, k in zip(tracks, is_known)}
+                without = set(tracks[no_notes])
                 for i, name in enumerate(names):
-                    flagged = bool(np.isfinite(threshold) and scores[i] > threshold)
+                    limit = audio_threshold if name in without else threshold
+                    flagged = bool(np.isfinite(limit) and scores[i] > limit)
                     predictions.append([split, name, track_label[name], str(track_known[name]).lower(),
                                         label_names[int(all_track_probs[i].argmax())],
                                         *(f"{p:.6f}" for p in all_track_probs[i]), f"{scores[i]:.6f}",
@@ -196,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                                        [all_names[i] + ("" if is_known[j] else " (unknown)")
                                         for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
                     # Tracks are ranked by train.novelty's score; both scores are shown for comparison.
-                    both = {kind: checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)[1]
+                    both = {kind: track_novelty(checkpoint, kind, embeddings, tracks, no_notes)[1]
                             for kind in NOVELTY_SCORES}
                     unknown = np.array([not track_known[t] for t in names])
                     if unknown.any():
@@ -232,6 +243,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"evaluate: classes left out by clip, not scored: "
               f"{'; '.join(f'{label} ({reason})' for label, reason in excluded.items())}")
     return 0
+
+
+def tracks_without_notes(tracks: np.ndarray, symbolic: np.ndarray) -> np.ndarray:
+    """bool [N]: whether each clip's track has no clip with notes (its symbolic input's presence flag)."""
+    with_notes = set(tracks[symbolic[:, -1] > 0])
+    return np.array([track not in with_notes for track in tracks], dtype=bool)
+
+
+def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tracks: np.ndarray,
+                  no_notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted track names, novelty scores) by score ``kind`` (None: the checkpoint's); the tracks of the clips
+    ``no_notes`` marks by the statistics of clips embedded without notes."""
+    names, scores = checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)
+    if no_notes.any():
+        audio_names, audio_scores = checkpoint_novelty(checkpoint, kind, audio_only=True).track_scores(
+            embeddings[no_notes], tracks[no_notes])
+        index = {name: i for i, name in enumerate(names)}
+        scores = scores.copy()
+        scores[[index[name] for name in audio_names]] = audio_scores
+    return names, scores
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,9 @@ from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
 from musicid.track_model import fit_table_regression
-from musicid.training import (EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis, check_features_table,
-                              checkpoint_bytes, class_centroids, embed, normalise, pick_device, read_symbolic_input,
-                              train_model)
+from musicid.training import (AUDIO_ONLY, EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis,
+                              check_features_table, checkpoint_bytes, class_centroids, embed, normalise, pick_device,
+                              read_symbolic_input, train_model)
 from musicid.stage import output_set, run_stage
 
 class StageError(Exception):
@@ -196,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
             # novelty scores (train.novelty's), the threshold above which predict flags a file.
             _, val_scores = scorer.track_scores(val_embeddings, val_tracks)
             reference = float(np.percentile(val_scores, 95))
+            # A symbolic model embeds a clip without notes (an audio file's, in predict) elsewhere than the
+            # same clip with them, so those get statistics and a threshold of their own: the training and
+            # validation clips embedded with their notes hidden.
+            without_notes = {} if symbolic is None else novelty_without_notes(
+                model, train_x, train_y, val_x, val_tracks, config.n_classes, params.novelty, device)
             augmented = bool(((upstream.get("render") or {}).get("augment") or {}).get("copies"))
             regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, augmented)
             checkpoint = checkpoint_bytes(
@@ -203,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
                 extra={"kept_epoch": kept_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
-                       "novelty_reference_tracks": int(len(val_scores)),
+                       "novelty_reference_tracks": int(len(val_scores)), **without_notes,
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
                                                        "symbolic_std": torch.from_numpy(symbolic[3])}),
@@ -225,6 +230,21 @@ def run(args: argparse.Namespace) -> int:
           f"macro-F1 {kept.val_macro_f1:.3f}){notes_said} "
           f"-> {args.model}")
     return 0
+
+
+def novelty_without_notes(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
+                          val_tracks: np.ndarray, n_classes: int, kind: str, device) -> dict:
+    """The checkpoint keys (prefix AUDIO_ONLY) of the centroids, novelty statistics and threshold of the
+    training and validation clips embedded by a symbolic model without their notes."""
+    train_embeddings = embed(model, train_x, 256, device)
+    centroids = class_centroids(train_embeddings, train_y, n_classes)
+    novelty = Mahalanobis.fit(train_embeddings, train_y)
+    scorer = Cosine(centroids) if kind == "cosine" else novelty
+    _, val_scores = scorer.track_scores(embed(model, val_x, 256, device), val_tracks)
+    return {f"{AUDIO_ONLY}centroids": torch.from_numpy(centroids),
+            f"{AUDIO_ONLY}novelty_class_means": torch.from_numpy(np.asarray(novelty.class_means, dtype=np.float64)),
+            f"{AUDIO_ONLY}novelty_precision": torch.from_numpy(np.asarray(novelty.precision, dtype=np.float64)),
+            f"{AUDIO_ONLY}novelty_reference": float(np.percentile(val_scores, 95))}
 
 
 def main(argv: list[str] | None = None) -> int:

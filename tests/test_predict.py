@@ -142,6 +142,30 @@ def test_a_pickle_that_is_not_a_musicid_checkpoint(inputs, capsys):
                                        "(no 'format: musicid-checkpoint-1')\n")
 
 
+def _edited(path, edit):
+    checkpoint = torch.load(path, weights_only=False)
+    edit(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.parametrize("edit, cause", [
+    (lambda c: c["params"]["features"].update(n_mels=32),
+     "its parts do not fit together (the features params (logmel) give 32 bands, the model reads 64, the "
+     "normalisation has 64)"),
+    (lambda c: c.update(label_names=["bach", "palestrina", "monteverdi"]),
+     "its parts do not fit together (3 label names, 2 class centroids, a model of 2 classes)"),
+    (lambda c: c.update(centroids=c["centroids"][:1]),
+     "its parts do not fit together (2 label names, 1 class centroids, a model of 2 classes)"),
+    (lambda c: c["params"].pop("features"), "holds no features params"),
+])
+def test_a_checkpoint_whose_parts_disagree_is_refused_in_one_line(inputs, capsys, edit, cause):
+    model = _edited(write_checkpoint(inputs / "model.pt", reference=0.0, reference_tracks=24), edit)
+    assert main(["predict", str(inputs / "songs"), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"predict: {model}") and cause in err and err.count("\n") == 1, err
+
+
 def _chord(seconds: float, sample_rate: int) -> np.ndarray:
     """A swelling three-note chord with a quiet passage: float32 [n], peak about 0.5."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
@@ -210,9 +234,12 @@ def test_a_file_named_in_latin1_is_scored_and_shown_escaped(inputs, capsys):
     folder = inputs / "latin"
     folder.mkdir()
     _piece(folder / os.fsdecode(b"caf\xe9.mid"))
+    # An audio file so named too: libsndfile takes the name as the file system's bytes, not as text.
+    (folder / os.fsdecode(b"caf\xe9.wav")).write_bytes((inputs / "songs" / "tune.wav").read_bytes())
     assert main(["predict", str(folder), "--model", str(model), "--json"]) == 0
     files = json.loads(capsys.readouterr().out)["files"]
-    assert [(f["path"], f["error"], f["clips"]) for f in files] == [(f"{folder}/caf\\xe9.mid", None, 2)]
+    assert [(f["path"], f["error"], f["clips"]) for f in files] == [(f"{folder}/caf\\xe9.mid", None, 2),
+                                                                      (f"{folder}/caf\\xe9.wav", None, 2)]
 
 
 def test_without_the_models_soundfont_audio_files_are_still_scored(inputs, capsys):
@@ -377,3 +404,20 @@ def test_a_broken_link_inside_a_folder_is_named_not_dropped(inputs, capsys):
     lines = capsys.readouterr().out.splitlines()[1:]
     assert len(lines) == 2 and lines[0].startswith(f"{folder / 'a.wav'}: ") and "cannot score" not in lines[0]
     assert lines[1] == f"{folder / 'b.mid'}: cannot score (broken_link: a link to no file)"
+
+
+def test_linked_folders_are_searched_once_each_and_a_link_back_up_is_no_loop(inputs):
+    """A folder of linked albums was reported as holding no files; a link to an ancestor must not loop."""
+    from musicid.predict import collect_inputs
+
+    library = inputs / "library"
+    (library / "real" / ".hidden").mkdir(parents=True)
+    (library / "real" / "x.wav").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    (library / "real" / ".hidden" / "y.wav").write_bytes(b"")
+    shelf = inputs / "shelf"
+    shelf.mkdir()
+    (shelf / "album").symlink_to(library / "real", target_is_directory=True)
+    (shelf / "same album").symlink_to(library / "real", target_is_directory=True)  # the same folder again
+    (library / "real" / "up").symlink_to(library, target_is_directory=True)  # a link back up the tree
+    assert collect_inputs([shelf]) == [(shelf / "album" / "x.wav", None)]
+    assert collect_inputs([library]) == [(library / "real" / "x.wav", None)]

@@ -109,9 +109,10 @@ def test_symbolic_dropout_hides_a_seeded_fraction():
 
 
 def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int = 16,
-                            symbolic: bool = True, roll: bool = False) -> None:
-    """Two classes told apart only by their symbolic features (the audio is noise); the last clip of
-    each split has none (an audio source). ``roll``: a piano roll follows, as features.symbolic_roll writes it."""
+                            symbolic: bool = True, roll: bool = False, without_notes: int = 1) -> None:
+    """Two classes told apart only by their symbolic features (the audio is noise); the last
+    ``without_notes`` clips have none (2: the whole last track, an audio source). ``roll``: a piano roll
+    follows, as features.symbolic_roll writes it."""
     rng = np.random.default_rng(0)
     n = len(splits)
     labels = (np.arange(n, dtype=np.int16) // 2) % 2
@@ -122,7 +123,7 @@ def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int
         notes = rng.random((n, symbolic_dim(roll=roll))).astype(np.float32)
         notes[labels == 1, :12] += 2.0
         present = np.ones(n, bool)
-        present[-1] = False
+        present[n - without_notes:] = False
         notes[~present] = 0
         values.update(symbolic=notes, has_symbolic=present)
     with RowWriter(path, feature_columns(bands, frames, symbolic_dim(roll=roll) if symbolic else 0)) as writer:
@@ -180,6 +181,80 @@ def test_train_and_evaluate_with_symbolic_features(tmp_path, params, monkeypatch
     assert EVALUATE.main(evaluate_plain) == 1
     assert ("the model was trained with 44-value symbolic features, the table holds no symbolic features "
             "(features.symbolic)") in capsys.readouterr().err
+
+
+def test_tracks_without_notes_are_scored_against_statistics_of_clips_without_notes(tmp_path, params, monkeypatch):
+    """A symbolic model embeds an audio file's clips elsewhere than the same music with its notes: train stores
+    centroids, novelty statistics and a threshold of clips embedded without notes, and evaluate (like predict)
+    scores a track without notes against them."""
+    import csv
+
+    from musicid.novelty import Cosine
+    from musicid.training import AUDIO_ONLY, embed
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    splits = ["train"] * 16 + ["val"] * 8 + ["test"] * 6
+    write_symbolic_features(tmp_path / "features.h5", splits, without_notes=2)  # test track t014: no notes
+    train, evaluate = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        features, labels = table["features"][:], table["label"][:].astype(np.int64)
+        tracks = np.array([t.decode() if isinstance(t, bytes) else t for t in table["track"][:]])
+    normalised = (features - checkpoint["band_mean"].numpy()[None, :, None]) / \
+        checkpoint["band_std"].numpy()[None, :, None]
+    hidden = embed(model, normalised, 64, torch.device("cpu"))  # every clip with its notes hidden
+    train_rows, val_rows, test_rows = (np.array([s == name for s in splits]) for name in ("train", "val", "test"))
+    centroids = checkpoint[f"{AUDIO_ONLY}centroids"].numpy()
+    expected = np.zeros_like(centroids, dtype=np.float64)
+    np.add.at(expected, labels[train_rows], hidden[train_rows])
+    np.testing.assert_allclose(centroids, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+    _, val_scores = Cosine(centroids).track_scores(hidden[val_rows], tracks[val_rows])
+    audio_threshold = checkpoint[f"{AUDIO_ONLY}novelty_reference"]
+    assert audio_threshold == pytest.approx(np.percentile(val_scores, 95))
+    assert audio_threshold != pytest.approx(checkpoint["novelty_reference"])
+    assert EVALUATE.main(evaluate) == 0
+    rows = {row["track"]: row for row in csv.DictReader(open(tmp_path / "predictions.csv"))}
+    audio_track = tracks[-1]
+    _, score = Cosine(centroids).track_scores(hidden[tracks == audio_track], tracks[tracks == audio_track])
+    assert float(rows[audio_track]["novelty"]) == pytest.approx(float(score[0]), abs=2e-6)
+    assert rows[audio_track]["flagged"] == str(bool(score[0] > audio_threshold)).lower()
+    # A track with notes keeps the scorer of clips with notes.
+    with_notes = tracks[test_rows][0]
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        symbolic = symbolic_input(table["symbolic"][:], table["has_symbolic"][:], checkpoint["symbolic_mean"].numpy(),
+                                  checkpoint["symbolic_std"].numpy())
+    seen = embed(model, normalised, 64, torch.device("cpu"), symbolic)
+    _, score = Cosine(checkpoint["centroids"].numpy()).track_scores(seen[tracks == with_notes],
+                                                                     tracks[tracks == with_notes])
+    assert float(rows[with_notes]["novelty"]) == pytest.approx(float(score[0]), abs=2e-6)
+
+
+def test_predict_scores_an_audio_file_against_the_statistics_of_clips_without_notes(tmp_path):
+    checkpoint = torch.load(write_symbolic_checkpoint(tmp_path / "model.pt"), weights_only=False)
+    from musicid.training import AUDIO_ONLY
+
+    # Nothing with notes is flagged (threshold 1e9), everything without notes is (threshold -1).
+    checkpoint.update({f"{AUDIO_ONLY}centroids": checkpoint["centroids"],
+                       f"{AUDIO_ONLY}novelty_class_means": checkpoint["novelty_class_means"],
+                       f"{AUDIO_ONLY}novelty_precision": checkpoint["novelty_precision"],
+                       f"{AUDIO_ONLY}novelty_reference": -1.0})
+    torch.save(checkpoint, tmp_path / "both.pt")
+    predictor = Predictor(tmp_path / "both.pt")
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    from_midi, from_wav = predictor.predict(midi), predictor.predict(wav)
+    assert from_midi.symbolic and not from_midi.flagged
+    assert not from_wav.symbolic and from_wav.flagged
+    assert predictor.threshold_without_notes == -1.0
+    from musicid.predict import format_threshold
+
+    assert format_threshold(0.442, 24, predictor.threshold_without_notes).startswith(
+        "novelty threshold 0.442, -1.000 for a file read without its notes (an audio file) (95th percentile of 24 ")
+    # A checkpoint without them (written before train stored them) scores both against the one threshold.
+    old = Predictor(tmp_path / "model.pt")
+    assert old.threshold_without_notes is None and not old.predict(wav).flagged
 
 
 def test_train_evaluate_and_reload_a_model_with_a_roll_branch(tmp_path, params, monkeypatch):
@@ -324,6 +399,18 @@ def test_predict_reads_the_notes_of_a_midi_file_and_not_of_a_wav(tmp_path):
     assert symbolic.shape == (2, SYMBOLIC_DIM + 1) and symbolic[:, -1].tolist() == [1.0, 1.0]
     assert offsets.tolist() == [0.0, 4.0] and symbolic[0, :12].sum() == pytest.approx(1.0)
     assert predictor.symbolic_of(wav, offsets, clips.shape[1]) is None
+
+
+def test_predict_refuses_a_symbolic_model_whose_features_params_give_other_numbers(tmp_path):
+    from musicid.training import CheckpointError
+
+    path = write_symbolic_checkpoint(tmp_path / "model.pt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["params"]["features"]["symbolic_texture"] = True
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"its parts do not fit together \(the features params give 69 "
+                                              r"symbolic numbers a clip, the model reads 44, the normalisation has 44\)"):
+        Predictor(path)
 
 
 def test_predict_counts_pitch_classes_from_the_tonic_as_the_model_was_trained(tmp_path):
