@@ -196,6 +196,10 @@ def load_mono(source: str | Path | bytes, sample_rate: int) -> np.ndarray:
     return resample(audio.mean(axis=1, dtype=np.float32), file_rate, sample_rate)
 
 
+# Samples squared (as float64) at a time by the level measures: 8 MB, whatever the track's length.
+BLOCK_SAMPLES = 1 << 20
+
+
 def silent_fraction(clips: np.ndarray, frame_samples: int, min_rms: float) -> np.ndarray:
     """Fraction of ``frame_samples``-long frames quieter than ``min_rms``, per clip.
 
@@ -204,16 +208,25 @@ def silent_fraction(clips: np.ndarray, frame_samples: int, min_rms: float) -> np
     n_frames = clips.shape[1] // frame_samples
     if n_frames == 0:
         return np.zeros(len(clips))
-    frames = clips[:, : n_frames * frame_samples].reshape(len(clips), n_frames, frame_samples)
-    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=2))
-    return np.mean(rms < min_rms, axis=1)
+    fractions = np.empty(len(clips))
+    step = max(1, BLOCK_SAMPLES // clips.shape[1])  # clips at a time: a long track's float64 squares stay small
+    for start in range(0, len(clips), step):
+        block = clips[start:start + step, : n_frames * frame_samples]
+        frames = block.reshape(len(block), n_frames, frame_samples)
+        rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=2))
+        fractions[start:start + step] = np.mean(rms < min_rms, axis=1)
+    return fractions
 
 
 def frame_rms(mono: np.ndarray, frame_samples: int) -> np.ndarray:
     """RMS of each whole ``frame_samples``-long frame of ``mono`` (float [n]) -> float64 [n // frame_samples]."""
     n_frames = len(mono) // frame_samples
     frames = mono[: n_frames * frame_samples].reshape(n_frames, frame_samples)
-    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    rms = np.empty(n_frames)
+    step = max(1, BLOCK_SAMPLES // frame_samples)  # frames at a time (each frame's mean is its own: same values)
+    for start in range(0, n_frames, step):
+        rms[start:start + step] = np.sqrt(np.mean(np.square(frames[start:start + step], dtype=np.float64), axis=1))
+    return rms
 
 
 def track_level(mono: np.ndarray, frame_samples: int) -> float:

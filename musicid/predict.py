@@ -276,7 +276,15 @@ class Predictor:
         return features, None
 
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
-        path = Path(path)
+        """Score one file; what makes it unusable is its Prediction's ``error``, and the next file goes on."""
+        try:
+            return self._predict(Path(path), top)
+        except MemoryError:
+            # A very long file (or a damaged one that claims hours): this file only, not the files after it.
+            return Prediction(printable(str(path)), error="out_of_memory: its audio, clips or features did not "
+                                                          "fit in this machine's memory")
+
+    def _predict(self, path: Path, top: int) -> Prediction:
         prediction = Prediction(printable(str(path)))
         if not path.is_file():
             # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing.

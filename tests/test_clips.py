@@ -295,3 +295,19 @@ def test_track_normalisation_makes_the_clips_independent_of_the_level():
     quiet = cut_clips(mono * np.float32(0.1), clip_params(sample_rate=sample_rate, clip_seconds=1.0,
                       hop_seconds=1.0, normalize="none", min_rms=0.001, max_clips_per_track=0), max_clips=0)
     assert quiet[1].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_level_measures_in_blocks_equal_one_pass(monkeypatch):
+    """frame_rms and silent_fraction square a long track a block at a time: the values are the same."""
+    from musicid import clips as module
+
+    rng = np.random.default_rng(0)
+    mono = (rng.standard_normal(8000 * 30) * 0.1).astype(np.float32)
+    mono[8000 * 5: 8000 * 9] = 0.0  # a silent stretch
+    windows = np.lib.stride_tricks.sliding_window_view(mono, 8000 * 4)[::8000 * 2]
+    monkeypatch.setattr(module, "BLOCK_SAMPLES", 1 << 40)  # one pass
+    whole = module.frame_rms(mono, 400), module.silent_fraction(windows, 400, 0.01)
+    monkeypatch.setattr(module, "BLOCK_SAMPLES", 1000)  # a few frames, one clip a block
+    blocked = module.frame_rms(mono, 400), module.silent_fraction(windows, 400, 0.01)
+    assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
+    assert whole[1].max() > 0.5  # the silent stretch is measured

@@ -421,3 +421,21 @@ def test_linked_folders_are_searched_once_each_and_a_link_back_up_is_no_loop(inp
     (library / "real" / "up").symlink_to(library, target_is_directory=True)  # a link back up the tree
     assert collect_inputs([shelf]) == [(shelf / "album" / "x.wav", None)]
     assert collect_inputs([library]) == [(library / "real" / "x.wav", None)]
+
+
+def test_a_file_that_does_not_fit_in_memory_does_not_stop_the_others(inputs, monkeypatch):
+    from musicid import predict as module
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    predictor = module.Predictor(model)
+    real = module.compute_features
+
+    def features(clips, *args, **kwargs):
+        if len(clips) > 2:  # the long file only
+            raise MemoryError
+        return real(clips, *args, **kwargs)
+
+    monkeypatch.setattr(module, "compute_features", features)
+    write_wav(inputs / "songs" / "long.wav", sine(440.0, 30.0, 22050, 0.3), 22050)
+    long, short = (predictor.predict(inputs / "songs" / name) for name in ("long.wav", "tune.wav"))
+    assert long.error.startswith("out_of_memory: ") and short.error is None and short.clips == 2
