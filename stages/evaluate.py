@@ -242,6 +242,13 @@ def run(args: argparse.Namespace) -> int:
     if excluded:
         print(f"evaluate: classes left out by clip, not scored: "
               f"{'; '.join(f'{label} ({reason})' for label, reason in excluded.items())}")
+    # A known class with no track in a split (its only test track gave no clip, say) is left out of that split's
+    # macro-F1: a figure over fewer classes than the model knows, which a comparison must not take for another.
+    for split in ("val", "test"):
+        unscored = [row["label"] for row in details[split]["track"]["classes"] if row["support"] == 0]
+        if unscored:
+            print(f"evaluate: warning: no {split} track of {', '.join(unscored)}: the {split} scores are over "
+                  f"{len(label_names) - len(unscored)} of {len(label_names)} classes", file=sys.stderr)
     return 0
 
 

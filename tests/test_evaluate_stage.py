@@ -92,3 +92,14 @@ def test_a_missing_or_truncated_model_is_explained(trained, params, capsys):  # 
     assert err.startswith(f"evaluate: {tmp_path / 'half.pt'}: not a readable PyTorch checkpoint (truncated or "
                           "not one): ") and err.count("\n") == 1
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_class_without_test_tracks_is_named_beside_the_scores(trained, params, capsys):  # noqa: F811
+    """A class whose only test track gave no clip vanished from the test macro-F1 without a word."""
+    tmp_path = trained
+    assert EVALUATE.main(outputs(tmp_path, params)) == 0
+    assert "warning" not in capsys.readouterr().err  # both classes in both splits
+    write_features(tmp_path / "one-test.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 2)  # test: t012, class a
+    assert EVALUATE.main(outputs(tmp_path, params, features=tmp_path / "one-test.h5")) == 0
+    assert capsys.readouterr().err == ("evaluate: warning: no test track of b: the test scores are over 1 of 2 "
+                                       "classes\n")
