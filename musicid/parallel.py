@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -63,7 +65,30 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold back SIGINT in this thread while worker processes may start (a pool spawns them in ``submit``).
+
+    A Ctrl-C reaches every process of the terminal's group, workers included; one still importing NumPy
+    would print its own KeyboardInterrupt traceback beside the stage's one line. A spawned process inherits
+    this thread's signal mask, so it starts with SIGINT held back, and :func:`_start_worker` then ignores
+    it (the stage ends its workers itself). Here the held Ctrl-C arrives when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        # A Ctrl-C is the stage's to handle (it kills its workers): a pending one is dropped, later ones ignored.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
@@ -144,6 +169,10 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
     pool = new_pool()
     pending: collections.deque = collections.deque()  # (item, future), oldest first
 
+    def submit(item: Any):
+        with _interrupts_held():  # the pool may start a worker process now
+            return pool.submit(function, item)
+
     def restart() -> None:
         nonlocal pool
         pool.shutdown(wait=True, cancel_futures=True)
@@ -154,7 +183,7 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
         for _ in range(LOCAL_TRIES):
             restart()
             try:
-                return pool.submit(function, item).result()
+                return submit(item).result()
             except BrokenProcessPool:
                 continue
         restart()
@@ -173,12 +202,12 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
         # The others lost with the pool run again; those that had finished keep their results.
         for index, (other, lost) in enumerate(pending):
             if lost.cancelled() or isinstance(lost.exception(), BrokenProcessPool):
-                pending[index] = (other, pool.submit(function, other))
+                pending[index] = (other, submit(other))
         return value
 
     try:
         for item in items:
-            pending.append((item, pool.submit(function, item)))
+            pending.append((item, submit(item)))
             if len(pending) >= 2 * jobs:
                 yield settle(*pending.popleft())
         while pending:

@@ -147,3 +147,47 @@ def test_an_exception_in_a_worker_is_raised_as_before():
 
     with pytest.raises(ValueError, match="bad b"):
         list(ordered_map(_fail_on_b, ["a", "b", "c"], jobs=2))
+
+
+def _sigint_state(_: int) -> tuple[bool, bool]:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, \
+        signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_workers_leave_ctrl_c_to_the_stage():
+    """A worker ignores SIGINT (the stage ends its workers itself) and holds no signal back."""
+    assert list(ordered_map(_sigint_state, [0, 1], jobs=2)) == [(True, False), (True, False)]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the stage's mask is as it was
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.4])
+def test_ctrl_c_while_workers_start_gives_the_stages_one_line(tmp_path, delay):
+    """Ctrl-C reaches the terminal's whole process group: a worker still importing NumPy printed its own
+    KeyboardInterrupt traceback beside the stage's one line."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from musicid.parallel import ordered_map
+        from musicid.stage import run_stage
+        from slow import slow
+        def body():
+            print("starting", flush=True)
+            for _ in ordered_map(slow, range(8), jobs=2):
+                pass
+        sys.exit(run_stage("stage", body))
+    """)
+    (tmp_path / "slow.py").write_text("import time\nimport numpy\ndef slow(x):\n    time.sleep(30)\n")
+    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        assert stage.stdout.readline() == "starting\n"  # the stage's own handler is in place; workers start now
+        time.sleep(delay)
+        os.killpg(stage.pid, signal.SIGINT)
+        _, err = stage.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(stage.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert stage.returncode == 130
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
