@@ -11,7 +11,7 @@ from pathlib import Path
 
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")  # lossless first: download keeps them first
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 
 
@@ -34,7 +34,7 @@ def _looks_like(head: bytes) -> str:
         return "an empty file"
     # A file of one kind saved under another's extension (its own extension would fit it)
     for kind, extension in (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
-                            ("Ogg data", ".ogg"), ("MP3 audio", ".mp3")):
+                            ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MP3 audio", ".mp3")):
         if _fits(extension, head):
             return kind
     if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head[:64]):
@@ -57,6 +57,8 @@ def _fits(extension: str, head: bytes) -> bool:
         return head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
     if extension == ".flac":
         return head.startswith(b"fLaC")
+    if extension in (".aiff", ".aif"):  # AIFF, or AIFF-C (compressed or not): an IFF FORM chunk
+        return head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC")
     if extension == ".ogg":
         return head.startswith(b"OggS")
     return _is_mp3(head)

@@ -12,6 +12,8 @@ def test_real_files_pass():
     assert content_mismatch(".ogg", b"OggS\x00\x02") is None
     assert content_mismatch(".mp3", b"ID3\x04\x00") is None
     assert content_mismatch(".mp3", bytes([0xFF, 0xFB, 0x90, 0x64])) is None
+    assert content_mismatch(".aiff", b"FORM\x00\x01\x00\x00AIFFCOMM") is None
+    assert content_mismatch(".aif", b"FORM\x00\x01\x00\x00AIFCFVER") is None
 
 
 @pytest.mark.parametrize("extension,head,expected", [
@@ -24,6 +26,8 @@ def test_real_files_pass():
     (".mid", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X", "named .mid but looks like a macOS AppleDouble file"),
     (".wav", b"RIFF\x00\x00\x00\x00AVI LIST", "named .wav but looks like unknown data starting 5249464600000000"),
     (".flac", b"PK\x03\x04rest", "named .flac but looks like a zip archive"),
+    (".wav", b"FORM\x00\x01\x00\x00AIFFCOMM", "named .wav but looks like AIFF audio"),
+    (".aiff", b"FORM\x00\x01\x00\x00ILBMBMHD", "named .aiff but looks like unknown data starting 464f524d00010000"),
     (".mp3", b"\x00\x00\x00\x00", "named .mp3 but looks like unknown data starting 00000000"),
 ])
 def test_mismatches_say_what_the_file_looks_like(extension, head, expected):

@@ -240,6 +240,15 @@ def test_audio_source_is_resampled_and_kept(worker, tmp_path):
     assert rate == SR and len(audio) == 2 * SR
 
 
+def test_an_aiff_source_is_read_as_any_audio_file(worker, tmp_path):
+    """macOS's AIFF (libsndfile reads it) was refused as unsupported_format."""
+    write_wav(tmp_path / "a" / "tone.aiff", sine(440, 2.0, 44100), 44100)
+    record = render_to(tmp_path, task(tmp_path, "a/tone.aiff"))
+    assert record["status"] == "rendered"
+    audio, rate = soundfile.read(str(tmp_path / "out" / "a" / "x.wav"))
+    assert rate == SR and len(audio) == 2 * SR
+
+
 def test_validate_duration_mismatch():
     audio = sine(440, 10.0, SR)[np.newaxis]
     validate_audio(audio, SR, 1e-4, expected_seconds=11.0)
