@@ -46,9 +46,10 @@ class Level:
             self.count, self.mean, self.spread = len(block), mean, spread
             return
         total = self.count + len(block)
-        delta = mean - self.mean
-        self.spread = self.spread + spread + delta ** 2 * self.count * len(block) / total
-        self.mean = self.mean + delta * len(block) / total
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, once such samples came in
+            delta = mean - self.mean
+            self.spread = self.spread + spread + delta ** 2 * self.count * len(block) / total
+            self.mean = self.mean + delta * len(block) / total
         self.count = total
 
     def rms_without_offset(self) -> tuple[float, float]:

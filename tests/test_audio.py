@@ -110,3 +110,17 @@ def test_level_over_blocks_matches_the_whole_signal():
     assert rms == pytest.approx(float(np.sqrt(np.mean(centred ** 2))), rel=1e-6)
     assert offset == pytest.approx(float(np.abs(samples.mean(axis=0, dtype=np.float64)).max()), rel=1e-9)
     assert audio.Level().rms_without_offset() == (0.0, 0.0)
+
+
+def test_level_of_blocks_with_infinite_samples_warns_nothing():
+    """The checks name NaN and infinite samples (non_finite); merging such blocks leaked a RuntimeWarning."""
+    import warnings
+
+    block = np.zeros((10, 2), np.float32)
+    block[3, 1] = np.inf
+    level = audio.Level()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        level.add(block)
+        level.add(block)
+    assert level.count == 20
