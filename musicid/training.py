@@ -639,6 +639,10 @@ def load_checkpoint(path: str | Path, device: torch.device | None = None):
     foreign file.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "model.pt"
+        hint = f" (did you mean {inside}?)" if inside.is_file() else ""
+        raise CheckpointError(f"{path}: a folder, not a model file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; train one with `dvc repro train` "
                               "(or give another with --model)")

@@ -95,6 +95,11 @@ def test_no_model_says_how_to_get_one(inputs, capsys):
     assert out == ""
     assert err == (f"predict: {inputs / 'none.pt'}: no such model file; train one with `dvc repro train` "
                    "(or give another with --model)\n")
+    # A folder (models/ for models/model.pt) is named as one, with the file it may have meant.
+    write_checkpoint(inputs / "models" / "model.pt", reference=0.0, reference_tracks=24)
+    assert main(["predict", str(inputs / "songs"), "--model", str(inputs / "models")]) == 2
+    assert capsys.readouterr().err == (f"predict: {inputs / 'models'}: a folder, not a model file (did you mean "
+                                       f"{inputs / 'models' / 'model.pt'}?)\n")
 
 
 @pytest.mark.parametrize("content,cause", [
