@@ -232,18 +232,10 @@ def test_each_soundfont_renders_once(tmp_path, monkeypatch, second_soundfont):
     assert not np.array_equal(one[: min(len(one), len(two))], two[: min(len(one), len(two))])
 
 
-def test_audio_source_is_resampled_and_kept(worker, tmp_path):
-    write_wav(tmp_path / "a" / "tone.flac", sine(440, 2.0, 44100), 44100)
-    record = render_to(tmp_path, task(tmp_path, "a/tone.flac"))
-    assert record["status"] == "rendered"
-    audio, rate = soundfile.read(str(tmp_path / "out" / "a" / "x.wav"))
-    assert rate == SR and len(audio) == 2 * SR
-
-
-def test_an_aiff_source_is_read_as_any_audio_file(worker, tmp_path):
-    """macOS's AIFF (libsndfile reads it) was refused as unsupported_format."""
-    write_wav(tmp_path / "a" / "tone.aiff", sine(440, 2.0, 44100), 44100)
-    record = render_to(tmp_path, task(tmp_path, "a/tone.aiff"))
+@pytest.mark.parametrize("name", ["tone.flac", "tone.aiff"])  # AIFF: macOS's, was refused as unsupported_format
+def test_audio_source_is_resampled_and_kept(worker, tmp_path, name):
+    write_wav(tmp_path / "a" / name, sine(440, 2.0, 44100), 44100)
+    record = render_to(tmp_path, task(tmp_path, f"a/{name}"))
     assert record["status"] == "rendered"
     audio, rate = soundfile.read(str(tmp_path / "out" / "a" / "x.wav"))
     assert rate == SR and len(audio) == 2 * SR
