@@ -77,8 +77,11 @@ def _interrupts_held() -> Iterator[None]:
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    # The mask is read before it changes: a Ctrl-C pending as it changes raises KeyboardInterrupt out of
+    # pthread_sigmask itself, and the mask must still be put back.
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
@@ -205,6 +208,7 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 pending[index] = (other, submit(other))
         return value
 
+    finished = False
     try:
         for item in items:
             pending.append((item, submit(item)))
@@ -212,9 +216,11 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 yield settle(*pending.popleft())
         while pending:
             yield settle(*pending.popleft())
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the items in flight are abandoned, not waited for
-        for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
-            process.kill()
-        raise
+        finished = True
     finally:
+        if not finished:
+            # Ctrl-C or SIGTERM here, or in the stage's own loop (the generator is then closed, GeneratorExit),
+            # or an error: the items in flight are abandoned, not waited for (workers ignore SIGINT).
+            for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
+                process.kill()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -191,3 +191,35 @@ def test_ctrl_c_while_workers_start_gives_the_stages_one_line(tmp_path, delay):
             pass
     assert stage.returncode == 130
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_ctrl_c_in_the_stages_own_loop_abandons_the_work_in_flight(tmp_path):
+    """A Ctrl-C that lands while the stage handles a result (not inside the pool) closes the generator: the
+    items still running must be abandoned, not waited for (workers ignore SIGINT)."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from musicid.parallel import ordered_map
+        from musicid.stage import run_stage
+        from slow import slow
+        def body():
+            for _ in ordered_map(slow, range(6), jobs=2):
+                print("result", flush=True)
+                time.sleep(30)  # the stage's own work on a result
+        sys.exit(run_stage("stage", body))
+    """)
+    (tmp_path / "slow.py").write_text("import time\ndef slow(x):\n    time.sleep(0 if x == 0 else 60)\n")
+    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        assert stage.stdout.readline() == "result\n"
+        sent = time.monotonic()
+        os.killpg(stage.pid, signal.SIGINT)
+        _, err = stage.communicate(timeout=90)
+        took = time.monotonic() - sent
+    finally:
+        try:
+            os.killpg(stage.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert stage.returncode == 130 and took < 15, (took, err)  # the items in flight sleep for 60 s
