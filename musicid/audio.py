@@ -64,7 +64,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples float32 [n, channels], sample rate in Hz) of an audio file, through libsndfile."""
     import soundfile
 
-    return soundfile.read(_soundfile_source(path), dtype="float32", always_2d=True)
+    return soundfile.read(soundfile_source(path), dtype="float32", always_2d=True)
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -79,10 +79,18 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
-def _soundfile_source(path: str | Path | BinaryIO) -> bytes | BinaryIO:
-    """What soundfile opens: an open binary file as it is, a path as the file system's bytes (a name that is
-    not UTF-8, kept by Python as surrogates, cannot be passed to libsndfile as text)."""
-    return path if hasattr(path, "read") else os.fsencode(path)
+def soundfile_source(path: str | Path | BinaryIO) -> str | bytes | BinaryIO:
+    """What soundfile opens: an open binary file as it is, a path as text, or as the file system's bytes when
+    the name is not UTF-8 (Python keeps such a name with surrogates, which libsndfile cannot take as text;
+    as text a name reads as itself in libsndfile's messages)."""
+    if hasattr(path, "read"):
+        return path
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
 
 
 def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
@@ -90,7 +98,7 @@ def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
     decoding a sample."""
     import soundfile
 
-    info = soundfile.info(_soundfile_source(path))
+    info = soundfile.info(soundfile_source(path))
     return int(info.frames), int(info.samplerate)
 
 
@@ -134,7 +142,7 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     import soundfile
 
     parts: list[np.ndarray] = []
-    with soundfile.SoundFile(_soundfile_source(path)) as handle:
+    with soundfile.SoundFile(soundfile_source(path)) as handle:
         file_rate = handle.samplerate
         allowed = math.inf if math.isinf(max_seconds) else int(max_seconds * file_rate)
         stream = None

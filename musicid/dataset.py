@@ -708,11 +708,11 @@ def _check_audio(path: Path) -> None:
     import numpy as np
     import soundfile
 
-    from musicid.audio import Level, read_blocks
+    from musicid.audio import Level, soundfile_source, read_blocks
     from musicid.checks import RenderError
 
     level = Level()
-    with soundfile.SoundFile(os.fsencode(path)) as handle:  # a name that is not UTF-8 cannot go as text
+    with soundfile.SoundFile(soundfile_source(path)) as handle:  # a name that is not UTF-8 goes as bytes
         for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
             if not np.isfinite(block).all():
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")

@@ -124,3 +124,12 @@ def test_level_of_blocks_with_infinite_samples_warns_nothing():
         level.add(block)
         level.add(block)
     assert level.count == 20
+
+
+def test_libsndfile_messages_name_a_file_as_text(tmp_path):
+    """Paths go to libsndfile as bytes only when the name is not UTF-8, so its messages read as the name."""
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x02\x00\x00\x00\x01\x00data\x00\x00\x00\x00")
+    with pytest.raises(soundfile.LibsndfileError) as caught:
+        read_audio(broken)
+    assert f"'{broken}'" in str(caught.value) and "b'" not in str(caught.value)
