@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 
 class ParamsError(ValueError):
@@ -227,7 +227,7 @@ class FeatureParams(Section):
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
     @model_validator(mode="after")
-    def _check(self) -> FeatureParams:
+    def _check(self, info: ValidationInfo) -> FeatureParams:
         if self.n_fft % 2:
             raise KeyProblem("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
         if self.symbolic_roll and not self.symbolic:
@@ -236,7 +236,8 @@ class FeatureParams(Section):
         if self.kind in ("logmel", "mfcc") and self.n_mels > self.n_fft // 2 + 1:
             raise KeyProblem("n_mels", f"must be at most the {self.n_fft // 2 + 1} frequency bins of features.n_fft "
                                        f"{self.n_fft} (more mel bands than bins leaves bands empty), got {self.n_mels}")
-        if self.kind in ("logmel", "mfcc") and self.hop_length > self.n_fft:
+        # (Not for the params a checkpoint stores: a model trained before this rule keeps working in predict.)
+        if self.kind in ("logmel", "mfcc") and self.hop_length > self.n_fft and not _stored(info):
             raise KeyProblem("hop_length", f"must be at most features.n_fft ({self.n_fft}) for features.kind "
                                            f"{self.kind} (a longer hop skips the samples between windows), got "
                                            f"{self.hop_length}")
@@ -362,13 +363,22 @@ def _describe(error: dict, section: str, names_at) -> str:
     return f"{where}: {error['msg']}{got}"
 
 
-def parse_section(raw: Any, section: str, source: str = "params.yaml") -> Section:
-    """Build the model of ``section`` from a mapping; :class:`ParamsError` names the first bad key."""
+def _stored(info: ValidationInfo) -> bool:
+    """Whether the params being checked are a checkpoint's (``parse_section(..., stored=True)``)."""
+    return bool(info.context and info.context.get("stored"))
+
+
+def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: bool = False) -> Section:
+    """Build the model of ``section`` from a mapping; :class:`ParamsError` names the first bad key.
+
+    ``stored``: the params a checkpoint recorded when it was trained, which rules made since then that only
+    stop a bad configuration before work do not refuse.
+    """
     model = SECTIONS[section]
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: section '{section}' must be a mapping, got {raw!r}")
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context={"stored": stored})
     except ValidationError as error:
         def names_at(path: list[str]) -> list[str]:
             """The keys of the (nested) mapping at ``path`` inside the section."""

@@ -151,7 +151,13 @@ class Predictor:
             raise CheckpointError(f"{checkpoint_path} holds no {' or '.join(missing)} params, so its files cannot "
                                   "be clipped and featurized as its data was; retrain it with `dvc repro train`")
         stored = {name: {**ABSENT_KEYS.get(name, {}), **params[name]} for name in ("render", "clip", "features")}
-        render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)")
+        if "symbolic" not in params["features"]:
+            # featurize leaves features.symbolic out of a table no clip of which has notes (an audio
+            # collection), and the model reads none: the other symbolic keys then say nothing either.
+            stored["features"].update({key: value for key, value in ABSENT_KEYS["features"].items()
+                                       if key.startswith("symbolic")})
+        render, clip, features = (parse_section(stored[name], name, source=f"{checkpoint_path} (params)",
+                                                stored=True)
                                   for name in ("render", "clip", "features"))
         problem = parts_problem(self.checkpoint, self.model, features)
         if problem:

@@ -219,6 +219,24 @@ def test_a_checkpoint_made_before_the_newer_params_still_predicts(inputs):
     assert prediction.error is None and prediction.clips == 2
 
 
+def test_rules_made_after_a_checkpoint_do_not_refuse_it(inputs):
+    """features.hop_length > n_fft is refused in params.yaml since; an audio collection's table leaves
+    features.symbolic out but kept symbolic_roll: both checkpoints were trained, and predict takes them."""
+    from musicid.params import ParamsError, parse_section
+    from musicid.predict import Predictor
+
+    model = write_checkpoint(inputs / "model.pt", reference=0.0, reference_tracks=24)
+    checkpoint = torch.load(model, weights_only=False)
+    checkpoint["params"]["features"]["hop_length"] = 2 * checkpoint["params"]["features"]["n_fft"]
+    del checkpoint["params"]["features"]["symbolic"]
+    checkpoint["params"]["features"]["symbolic_roll"] = True
+    torch.save(checkpoint, model)
+    with pytest.raises(ParamsError, match="features.hop_length must be at most features.n_fft"):
+        parse_section({**checkpoint["params"]["features"], "symbolic": True}, "features")  # params.yaml's rule
+    prediction = Predictor(model).predict(inputs / "songs" / "tune.wav")
+    assert prediction.error is None and not prediction.symbolic
+
+
 def _piece(path, seconds: float = 9.0) -> None:
     """A MIDI file of ``seconds`` of a rising and falling piano line (two 4 s clips)."""
     import pretty_midi
