@@ -383,24 +383,30 @@ def crashed_track(task: ClipTask) -> None:
     return None
 
 
-def track_caps(demands: dict[str, int], max_per_track: int, max_per_class: int) -> dict[str, int]:
-    """Clips each training track of one class may give (0: no cap), from how many it can give (``demands``).
+def track_caps(demands: dict[str, int], renders: dict[str, int], max_per_track: int,
+               max_per_class: int) -> dict[str, int]:
+    """Clips each training track of one class may give (0: no cap), from how many each of its plain renders can
+    give (``demands``) and how many plain renders it has (``renders``: one per SoundFont for a MIDI file).
 
-    The track cap bounds every track; the class cap is shared out by water-filling: a track that can give
-    fewer clips than an equal share gives them all, and what it leaves goes to the others, so a class of one
-    20-minute movement and three short pieces trains on its whole budget, not on four equal shares of which
-    three go unused. What an equal level leaves over goes a clip each to the first tracks by name that can
-    give more. Every track keeps at least one clip. ``demands`` come from the render's durations (before
-    silence is skipped), so a track with silent stretches may give fewer clips than its cap.
+    The track cap bounds every track (shared out over its renders, as :func:`clip_track` does); the class cap
+    is shared out by water-filling: a track that can give fewer clips than an equal share gives them all, and
+    what it leaves goes to the others, so a class of one 20-minute movement and three short pieces trains on
+    its whole budget, not on four equal shares of which three go unused. A track's renders give equal numbers
+    of clips, so its cap is a multiple of its renders; what an equal level leaves over goes a clip a render
+    to the first tracks by name that can give more. Every render keeps at least one clip. ``demands`` come
+    from the render's durations (before silence is skipped), so a track with silent stretches may give fewer
+    clips than its cap.
     """
     if not max_per_class:
         return {track: max_per_track for track in demands}
-    wants = {track: min(want, max_per_track) if max_per_track else want for track, want in demands.items()}
-    if max_per_class < len(wants):
-        return {track: 1 for track in wants}
+    count = {track: max(1, renders.get(track, 1)) for track in demands}
+    wants = {track: min(want, max(1, max_per_track // count[track])) if max_per_track else want
+             for track, want in demands.items()}  # clips a render
+    if max_per_class < sum(count.values()):
+        return {track: count[track] for track in wants}  # one clip a render
 
     def used(level: int) -> int:
-        return sum(min(want, level) for want in wants.values())
+        return sum(count[track] * min(want, level) for track, want in wants.items())
 
     low, high = 1, max(max(wants.values(), default=1), 1)
     if used(high) <= max_per_class:
@@ -408,10 +414,13 @@ def track_caps(demands: dict[str, int], max_per_track: int, max_per_class: int) 
     while low < high:  # the highest level whose clips fit the class cap
         middle = (low + high + 1) // 2
         low, high = (middle, high) if used(middle) <= max_per_class else (low, middle - 1)
-    # What the level leaves goes one clip each to the first tracks (by name) that can give more.
     spare = max_per_class - used(low)
-    above = sorted(track for track, want in wants.items() if want > low)
-    return {track: low + (track in above[:spare]) for track in wants}
+    levels = dict.fromkeys(wants, low)
+    for track in sorted(track for track, want in wants.items() if want > low):
+        if count[track] <= spare:
+            levels[track] += 1
+            spare -= count[track]
+    return {track: count[track] * level for track, level in levels.items()}
 
 
 def expected_clip_count(seconds: float, clip_seconds: float, hop_seconds: float) -> int:

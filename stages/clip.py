@@ -114,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
         # that each track's decision rests on the whole piece.
         caps = {}
         for label in known:
-            demands = {t: len(outputs[t]) * expected_clip_count(r.get("duration_s") or 0, clip_params.clip_seconds,
-                                                                clip_params.hop_seconds)
-                       for t, r in tracks.items() if r["label"] == label and splits[t] == "train"}
-            caps.update(track_caps(demands, clip_params.max_clips_per_track, clip_params.max_clips_per_class))
+            members = [t for t, r in tracks.items() if r["label"] == label and splits[t] == "train"]
+            demands = {t: expected_clip_count(tracks[t].get("duration_s") or 0, clip_params.clip_seconds,
+                                              clip_params.hop_seconds) for t in members}
+            caps.update(track_caps(demands, {t: len(outputs[t]) for t in members}, clip_params.max_clips_per_track,
+                                   clip_params.max_clips_per_class))
         order = sorted(tracks)
 
         def tasks() -> Iterator[ClipTask]:

@@ -195,23 +195,46 @@ def test_normalize_loudness():
     assert loud.max() == 1.0  # clipped to full scale
 
 
+def caps(demands: dict[str, int], max_per_track: int, max_per_class: int, renders: int = 1) -> dict[str, int]:
+    return track_caps(demands, {track: renders for track in demands}, max_per_track, max_per_class)
+
+
+def clips_given(demands: dict[str, int], given: dict[str, int], renders: int = 1) -> int:
+    """The clips the tracks give with these caps, each render cut as clip_track cuts it (cap // renders)."""
+    return sum(renders * (want if not given[t] else min(want, max(1, given[t] // renders)))
+               for t, want in demands.items())
+
+
 def test_track_caps_share_the_class_cap_by_water_filling():
-    assert track_caps({"a": 50, "b": 50}, 16, 0) == {"a": 16, "b": 16}
-    assert track_caps({"a": 50, "b": 50}, 0, 0) == {"a": 0, "b": 0}
-    assert track_caps({"a": 50, "b": 50}, 0, 200) == {"a": 0, "b": 0}  # the class cap is never reached
-    assert track_caps({"a": 50, "b": 50}, 0, 40) == {"a": 20, "b": 20}
-    assert track_caps({"a": 50, "b": 50}, 5, 40) == {"a": 5, "b": 5}
-    assert track_caps({"a": 50, "b": 50}, 30, 40) == {"a": 20, "b": 20}
-    assert track_caps({t: 9 for t in "abcdefghij"}, 0, 5) == {t: 1 for t in "abcdefghij"}  # at least one each
+    assert caps({"a": 50, "b": 50}, 16, 0) == {"a": 16, "b": 16}
+    assert caps({"a": 50, "b": 50}, 0, 0) == {"a": 0, "b": 0}
+    assert caps({"a": 50, "b": 50}, 0, 200) == {"a": 0, "b": 0}  # the class cap is never reached
+    assert caps({"a": 50, "b": 50}, 0, 40) == {"a": 20, "b": 20}
+    assert caps({"a": 50, "b": 50}, 5, 40) == {"a": 5, "b": 5}
+    assert caps({"a": 50, "b": 50}, 30, 40) == {"a": 20, "b": 20}
+    assert caps({t: 9 for t in "abcdefghij"}, 0, 5) == {t: 1 for t in "abcdefghij"}  # at least one each
     # One 20-minute movement and three short pieces: the short ones give all they have, the long one the rest.
-    caps = track_caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 0, 20)
-    assert caps == {track: 11 for track in caps}
+    shares = caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 0, 20)
+    assert shares == {track: 11 for track in shares}
+    assert clips_given({"long": 300, "s1": 2, "s2": 3, "s3": 4}, shares) == 20
     # An equal level of 2 leaves 2 of 12 clips: they go to the first two tracks by name.
-    assert track_caps({t: 5 for t in "edcba"}, 0, 12) == {"a": 3, "b": 3, "c": 2, "d": 2, "e": 2}
-    assert sum(min(want, caps[t]) for t, want in {"long": 300, "s1": 2, "s2": 3, "s3": 4}.items()) == 20
+    assert caps({t: 5 for t in "edcba"}, 0, 12) == {"a": 3, "b": 3, "c": 2, "d": 2, "e": 2}
     # The track cap bounds the long one before the class cap is shared out.
-    caps = track_caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 8, 20)
-    assert caps == {track: 8 for track in caps}
+    shares = caps({"long": 300, "s1": 2, "s2": 3, "s3": 4}, 8, 20)
+    assert shares == {track: 8 for track in shares}
+
+
+def test_track_caps_with_several_renders_a_track_spend_the_class_cap_exactly():
+    """Two SoundFonts: each track's clips are shared by its two renders, so its cap is counted in pairs."""
+    demands = {"a": 200, "b": 200, "c": 200}  # clips a render can give
+    shares = caps(demands, 0, 10, renders=2)
+    assert shares == {"a": 4, "b": 4, "c": 2} and clips_given(demands, shares, renders=2) == 10
+    assert caps(demands, 0, 5, renders=2) == {"a": 2, "b": 2, "c": 2}  # one clip a render at the least
+    shares = caps({"a": 200, "b": 3}, 0, 20, renders=2)  # b's renders give 3 each: 6 in all, a the other 14
+    assert clips_given({"a": 200, "b": 3}, shares, renders=2) == 20 and shares["a"] == 14
+    # A MIDI track rendered twice beside an audio track of one render.
+    shares = track_caps({"midi": 100, "audio": 100}, {"midi": 2, "audio": 1}, 0, 12)
+    assert 2 * min(100, shares["midi"] // 2) + min(100, shares["audio"]) == 12
 
 
 def test_wav_of_known_length_gives_exact_clips(tmp_path):
