@@ -186,12 +186,13 @@ def test_mel_bands_left_empty_are_refused(tmp_path, audio, capsys):
     # 16 bands between 3800 and 4000 Hz, where a 128-point FFT at 8 kHz has 4 bins: most bands fall between
     # bins and would hold the floor alone (librosa only warns). n_mels is within n_fft's bins, so only this
     # check, which needs the clips' sample rate, can find it.
-    code, out = run_featurize(tmp_path, clips, features={"n_fft": 128, "n_mels": 16, "fmin": 3800.0})
+    code, out = run_featurize(tmp_path, clips, features={"n_fft": 128, "hop_length": 64, "n_mels": 16,
+                                                         "fmin": 3800.0})
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert ("features.n_mels 16 bands from features.fmin 3800 to fmax 4000 Hz leave 10 bands empty (no frequency "
             "bin of features.n_fft 128 at 8000 Hz falls in them") in err
-    assert run_featurize(tmp_path, clips, features={"n_fft": 128, "n_mels": 16})[0] == 0
+    assert run_featurize(tmp_path, clips, features={"n_fft": 128, "hop_length": 64, "n_mels": 16})[0] == 0
 
 
 def test_a_table_the_disk_cannot_hold_is_found_before_any_work(tmp_path, audio, capsys, monkeypatch):
@@ -777,17 +778,17 @@ def test_featurize_writes_cqt_and_chroma_deterministically(tmp_path, audio):
         assert table["features"].shape == (90, 12, 1 + 8000 // 256)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("n_fft", 16384, "features.n_fft must be at most 8000 samples (a clip of 8000 samples at 8000 Hz: "
-                     "clip.clip_seconds x clip.sample_rate), got 16384"),
-    ("hop_length", 6000, "features.hop_length must be at most 4000 samples (half a clip of 8000 samples at 8000 Hz: "
-                         "clip.clip_seconds x clip.sample_rate), got 6000"),
+@pytest.mark.parametrize("features, message", [
+    ({"n_fft": 16384}, "features.n_fft must be at most 8000 samples (a clip of 8000 samples at 8000 Hz: "
+                       "clip.clip_seconds x clip.sample_rate), got 16384"),
+    ({"hop_length": 6000, "n_fft": 8000}, "features.hop_length must be at most 4000 samples (half a clip of 8000 "
+                                          "samples at 8000 Hz: clip.clip_seconds x clip.sample_rate), got 6000"),
 ])
-def test_a_window_or_hop_longer_than_the_clip_names_the_key(tmp_path, audio, capsys, key, value, message):
+def test_a_window_or_hop_longer_than_the_clip_names_the_key(tmp_path, audio, capsys, features, message):
     """Found against the clips' length, before any work: an n_fft of 16384 took 40 s to give a flat table."""
     _, clips = run_clip(tmp_path, audio)
     capsys.readouterr()
-    code, out = run_featurize(tmp_path, clips, features={key: value})
+    code, out = run_featurize(tmp_path, clips, features=features)
     assert code == 2 and not out.exists()
     assert capsys.readouterr().err == f"featurize: {tmp_path / 'params.yaml'}: {message}\n"
 
