@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     warning = predictor.threshold_warning()
     if warning:
         print(f"predict: warning: {warning}", file=sys.stderr)
-    threshold = format_threshold(predictor.novelty_reference, predictor.novelty_reference_tracks,
-                                 predictor.threshold_without_notes)
+    threshold = format_threshold(predictor.novelty_reference, predictor.novelty_reference_tracks)
     if not args.json:
         print(threshold, flush=True)
     results = []
@@ -98,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"model": args.model,
                           "novelty_threshold": round(reference, 6) if reference == reference else None,
                           "novelty_threshold_tracks": predictor.novelty_reference_tracks,
-                          # A symbolic model's threshold for files read without notes ("symbolic": false)
-                          "novelty_threshold_without_notes": None if predictor.threshold_without_notes is None
-                          else round(predictor.threshold_without_notes, 6),
                           "warning": warning,
                           "files": [r.to_dict() for r in results]}, indent=2))
     return EXIT_UNSCORED if any(r.error for r in results) else EXIT_SCORED

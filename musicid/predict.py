@@ -28,8 +28,8 @@ from musicid.symbolic import clip_features, read_notes, sounding, symbolic_dim
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
-                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
-                              to_numpy)
+                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise,
+                              notes_less_scale, pick_device, to_numpy)
 
 # A threshold taken as the 95th percentile of fewer validation tracks than this
 # rests on one or two tracks: predict says so.
@@ -173,19 +173,16 @@ class Predictor:
         self.band_mean = to_numpy(self.checkpoint["band_mean"])
         self.band_std = to_numpy(self.checkpoint["band_std"])
         self.novelty = checkpoint_novelty(self.checkpoint)
-        # A symbolic model embeds the clips of a file without notes elsewhere: they are scored against
-        # centroids, novelty statistics and a threshold of the training and validation clips embedded
-        # without theirs (a checkpoint written before train stored those uses the others).
+        # A symbolic model embeds the clips of a file without notes elsewhere: they are scored against the
+        # centroids and novelty statistics of the training clips embedded without theirs, and the score put
+        # on the scale of the others (a checkpoint written before train stored those uses the others as is).
         self.audio_centroids = to_numpy(self.checkpoint[f"{AUDIO_ONLY}centroids"]) \
             if audio_only_stored(self.checkpoint) else self.centroids
         self.audio_novelty = checkpoint_novelty(self.checkpoint, audio_only=True)
-        self.audio_novelty_reference = checkpoint_threshold(self.checkpoint, audio_only=True)
+        self.audio_scale = notes_less_scale(self.checkpoint)
         # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
         # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
         self.uses_symbolic = bool(self.model.config.symbolic_dim)
-        # The threshold for files without notes, shown beside the other when the model has one of its own.
-        self.threshold_without_notes = self.audio_novelty_reference \
-            if self.uses_symbolic and audio_only_stored(self.checkpoint) else None
         if self.uses_symbolic:
             self.symbolic_mean = to_numpy(self.checkpoint["symbolic_mean"])
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
@@ -333,24 +330,20 @@ class Predictor:
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
-        novelty, reference = (self.audio_novelty, self.audio_novelty_reference) if without_notes else \
-            (self.novelty, self.novelty_reference)
+        novelty, scale = (self.audio_novelty, self.audio_scale) if without_notes else (self.novelty, 1.0)
         _, scores = novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
-        prediction.novelty = float(scores[0])
-        prediction.flagged = bool(np.isfinite(reference) and prediction.novelty > reference)
+        prediction.novelty = float(scores[0] * scale)
+        prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
         prediction.clips = len(clips)
         return prediction
 
 
-def format_threshold(reference: float, tracks: int | None, without_notes: float | None = None) -> str:
-    """The line that says which novelty score gets a file flagged (``without_notes``: a symbolic model's
-    threshold for files read without notes, None for an audio-only model or one that stores none)."""
+def format_threshold(reference: float, tracks: int | None) -> str:
+    """The line that says which novelty score gets a file flagged."""
     if not np.isfinite(reference):
         return "novelty threshold: none stored in the model"
     basis = "" if tracks is None else f" of {tracks}"
-    audio = "" if without_notes is None or not np.isfinite(without_notes) else \
-        f", {without_notes:.3f} for a file read without its notes (an audio file)"
-    return (f"novelty threshold {reference:.3f}{audio} (95th percentile{basis} validation tracks' scores): "
+    return (f"novelty threshold {reference:.3f} (95th percentile{basis} validation tracks' scores): "
             "a file above it is flagged as unlike every known class")
 
 

@@ -616,11 +616,17 @@ def checkpoint_novelty(checkpoint: dict, kind: str | None = None, audio_only: bo
                        to_numpy(checkpoint[f"{prefix}novelty_precision"]))
 
 
-def checkpoint_threshold(checkpoint: dict, audio_only: bool = False) -> float:
-    """The novelty score above which a track is flagged (NaN: none stored); with ``audio_only``, the one for
-    clips embedded without notes, where the checkpoint stores it."""
-    prefix = AUDIO_ONLY if audio_only and audio_only_stored(checkpoint) else ""
-    return float(checkpoint.get(f"{prefix}novelty_reference", float("nan")))
+def notes_less_scale(checkpoint: dict, kind: str | None = None) -> float:
+    """The factor that puts a novelty score (``kind``; None: the checkpoint's) of clips embedded without notes,
+    against :func:`checkpoint_novelty`'s ``audio_only`` scorer, on the scale of the scores of clips with notes,
+    so that one threshold flags both and they rank together; 1 for a checkpoint that stores none."""
+    scales = checkpoint.get(f"{AUDIO_ONLY}novelty_scale") or {}
+    return float(scales.get(kind or checkpoint_novelty_kind(checkpoint), 1.0))
+
+
+def checkpoint_threshold(checkpoint: dict) -> float:
+    """The novelty score above which a track is flagged (NaN: none stored)."""
+    return float(checkpoint.get("novelty_reference", float("nan")))
 
 
 class CheckpointError(ValueError):

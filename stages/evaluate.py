@@ -39,7 +39,8 @@ from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns
                                  select_tracks, table_statistics)
 from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
                               checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, class_probabilities,
-                              load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy)
+                              load_checkpoint, normalise, notes_less_scale, pick_device, read_symbolic_input,
+                              to_numpy)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -106,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = checkpoint_threshold(checkpoint)
     audio_only = uses_symbolic and audio_only_stored(checkpoint)
-    audio_threshold = checkpoint_threshold(checkpoint, audio_only=True)
     metrics: dict = {}
     details: dict = {}
     predictions: list[list] = []
@@ -194,10 +194,8 @@ def run(args: argparse.Namespace) -> int:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
                 track_known = {t: bool(k) for t, k in zip(tracks, is_known)}
-                without = set(tracks[no_notes])
                 for i, name in enumerate(names):
-                    limit = audio_threshold if name in without else threshold
-                    flagged = bool(np.isfinite(limit) and scores[i] > limit)
+                    flagged = bool(np.isfinite(threshold) and scores[i] > threshold)
                     predictions.append([split, name, track_label[name], str(track_known[name]).lower(),
                                         label_names[int(all_track_probs[i].argmax())],
                                         *(f"{p:.6f}" for p in all_track_probs[i]), f"{scores[i]:.6f}",
@@ -261,14 +259,14 @@ def tracks_without_notes(tracks: np.ndarray, symbolic: np.ndarray) -> np.ndarray
 def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tracks: np.ndarray,
                   no_notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted track names, novelty scores) by score ``kind`` (None: the checkpoint's); the tracks of the clips
-    ``no_notes`` marks by the statistics of clips embedded without notes."""
+    ``no_notes`` marks by the statistics of clips embedded without notes, put on the others' scale."""
     names, scores = checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)
     if no_notes.any():
         audio_names, audio_scores = checkpoint_novelty(checkpoint, kind, audio_only=True).track_scores(
             embeddings[no_notes], tracks[no_notes])
         index = {name: i for i, name in enumerate(names)}
         scores = scores.copy()
-        scores[[index[name] for name in audio_names]] = audio_scores
+        scores[[index[name] for name in audio_names]] = audio_scores * notes_less_scale(checkpoint, kind)
     return names, scores
 
 

@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             # same clip with them, so those get statistics and a threshold of their own: the training and
             # validation clips embedded with their notes hidden.
             without_notes = {} if symbolic is None else novelty_without_notes(
-                model, train_x, train_y, val_x, val_tracks, config.n_classes, params.novelty, device)
+                model, train_x, train_y, val_x, val_tracks, config.n_classes, device,
+                {"cosine": Cosine(centroids), "mahalanobis": novelty}, val_embeddings)
             augmented = bool(((upstream.get("render") or {}).get("augment") or {}).get("copies"))
             regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, augmented)
             checkpoint = checkpoint_bytes(
@@ -233,18 +234,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def novelty_without_notes(model, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
-                          val_tracks: np.ndarray, n_classes: int, kind: str, device) -> dict:
-    """The checkpoint keys (prefix AUDIO_ONLY) of the centroids, novelty statistics and threshold of the
-    training and validation clips embedded by a symbolic model without their notes."""
+                          val_tracks: np.ndarray, n_classes: int, device, scorers: dict,
+                          val_embeddings: np.ndarray) -> dict:
+    """The checkpoint keys (prefix AUDIO_ONLY) of the centroids and novelty statistics of the training clips
+    embedded by a symbolic model without their notes, and, for each novelty score, the factor that puts a
+    score against them on the scale of the scores of clips with notes: the ratio of the 95th percentiles of
+    the validation tracks' scores with and without their notes (``scorers``: each score's scorer of clips
+    with notes; ``val_embeddings``: the validation clips embedded with them)."""
     train_embeddings = embed(model, train_x, 256, device)
+    hidden = embed(model, val_x, 256, device)
     centroids = class_centroids(train_embeddings, train_y, n_classes)
     novelty = Mahalanobis.fit(train_embeddings, train_y)
-    scorer = Cosine(centroids) if kind == "cosine" else novelty
-    _, val_scores = scorer.track_scores(embed(model, val_x, 256, device), val_tracks)
+    scale = {}
+    for kind, scorer in scorers.items():
+        alone = Cosine(centroids) if kind == "cosine" else novelty
+        with_notes = float(np.percentile(scorer.track_scores(val_embeddings, val_tracks)[1], 95))
+        without = float(np.percentile(alone.track_scores(hidden, val_tracks)[1], 95))
+        scale[kind] = with_notes / without if without > 0 and np.isfinite(with_notes / without) else 1.0
     return {f"{AUDIO_ONLY}centroids": torch.from_numpy(centroids),
             f"{AUDIO_ONLY}novelty_class_means": torch.from_numpy(np.asarray(novelty.class_means, dtype=np.float64)),
             f"{AUDIO_ONLY}novelty_precision": torch.from_numpy(np.asarray(novelty.precision, dtype=np.float64)),
-            f"{AUDIO_ONLY}novelty_reference": float(np.percentile(val_scores, 95))}
+            f"{AUDIO_ONLY}novelty_scale": scale}
 
 
 def main(argv: list[str] | None = None) -> int:

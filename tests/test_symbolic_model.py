@@ -185,11 +185,11 @@ def test_train_and_evaluate_with_symbolic_features(tmp_path, params, monkeypatch
 
 def test_tracks_without_notes_are_scored_against_statistics_of_clips_without_notes(tmp_path, params, monkeypatch):
     """A symbolic model embeds an audio file's clips elsewhere than the same music with its notes: train stores
-    centroids, novelty statistics and a threshold of clips embedded without notes, and evaluate (like predict)
-    scores a track without notes against them."""
+    centroids and novelty statistics of clips embedded without notes, and the factor that puts a score against
+    them on the others' scale; evaluate (like predict) scores a track without notes so."""
     import csv
 
-    from musicid.novelty import Cosine
+    from musicid.novelty import Cosine, Mahalanobis
     from musicid.training import AUDIO_ONLY, embed
 
     monkeypatch.chdir(tmp_path)
@@ -202,44 +202,79 @@ def test_tracks_without_notes_are_scored_against_statistics_of_clips_without_not
     with h5py.File(tmp_path / "features.h5", "r") as table:
         features, labels = table["features"][:], table["label"][:].astype(np.int64)
         tracks = np.array([t.decode() if isinstance(t, bytes) else t for t in table["track"][:]])
+        symbolic = symbolic_input(table["symbolic"][:], table["has_symbolic"][:], checkpoint["symbolic_mean"].numpy(),
+                                  checkpoint["symbolic_std"].numpy())
     normalised = (features - checkpoint["band_mean"].numpy()[None, :, None]) / \
         checkpoint["band_std"].numpy()[None, :, None]
     hidden = embed(model, normalised, 64, torch.device("cpu"))  # every clip with its notes hidden
+    seen = embed(model, normalised, 64, torch.device("cpu"), symbolic)  # and with them
     train_rows, val_rows, test_rows = (np.array([s == name for s in splits]) for name in ("train", "val", "test"))
     centroids = checkpoint[f"{AUDIO_ONLY}centroids"].numpy()
     expected = np.zeros_like(centroids, dtype=np.float64)
     np.add.at(expected, labels[train_rows], hidden[train_rows])
     np.testing.assert_allclose(centroids, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
-    _, val_scores = Cosine(centroids).track_scores(hidden[val_rows], tracks[val_rows])
-    audio_threshold = checkpoint[f"{AUDIO_ONLY}novelty_reference"]
-    assert audio_threshold == pytest.approx(np.percentile(val_scores, 95))
-    assert audio_threshold != pytest.approx(checkpoint["novelty_reference"])
+    # Each score's factor: the 95th percentiles of the validation tracks' scores with and without notes.
+    scale = checkpoint[f"{AUDIO_ONLY}novelty_scale"]
+    with_notes = {"cosine": Cosine(checkpoint["centroids"].numpy()),
+                  "mahalanobis": Mahalanobis(checkpoint["novelty_class_means"].numpy(),
+                                             checkpoint["novelty_precision"].numpy())}
+    without = {"cosine": Cosine(centroids),
+               "mahalanobis": Mahalanobis(checkpoint[f"{AUDIO_ONLY}novelty_class_means"].numpy(),
+                                          checkpoint[f"{AUDIO_ONLY}novelty_precision"].numpy())}
+    for kind in ("cosine", "mahalanobis"):
+        ratio = np.percentile(with_notes[kind].track_scores(seen[val_rows], tracks[val_rows])[1], 95) / \
+            np.percentile(without[kind].track_scores(hidden[val_rows], tracks[val_rows])[1], 95)
+        assert scale[kind] == pytest.approx(ratio, rel=1e-5) and scale[kind] != pytest.approx(1.0)
     assert EVALUATE.main(evaluate) == 0
     rows = {row["track"]: row for row in csv.DictReader(open(tmp_path / "predictions.csv"))}
     audio_track = tracks[-1]
     _, score = Cosine(centroids).track_scores(hidden[tracks == audio_track], tracks[tracks == audio_track])
-    assert float(rows[audio_track]["novelty"]) == pytest.approx(float(score[0]), abs=2e-6)
-    assert rows[audio_track]["flagged"] == str(bool(score[0] > audio_threshold)).lower()
+    assert float(rows[audio_track]["novelty"]) == pytest.approx(float(score[0]) * scale["cosine"], abs=2e-6)
+    assert rows[audio_track]["flagged"] == str(bool(float(rows[audio_track]["novelty"]) >
+                                                    checkpoint["novelty_reference"])).lower()
     # A track with notes keeps the scorer of clips with notes.
-    with_notes = tracks[test_rows][0]
+    track = tracks[test_rows][0]
+    _, score = with_notes["cosine"].track_scores(seen[tracks == track], tracks[tracks == track])
+    assert float(rows[track]["novelty"]) == pytest.approx(float(score[0]), abs=2e-6)
+
+
+def test_a_triplet_model_names_a_track_without_notes_by_the_centroids_of_clips_without_notes(tmp_path, params,
+                                                                                           monkeypatch):
+    """Without a classifier, classes are the nearest centroid: a notes-less track's clips are compared with the
+    centroids of the training clips embedded without their notes."""
+    import csv
+
+    from musicid.training import AUDIO_ONLY, class_probabilities
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    values = yaml.safe_load(params.read_text())
+    values["train"]["loss"] = "triplet"
+    params.write_text(yaml.safe_dump(values))
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, without_notes=2)
+    train, evaluate = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0 and EVALUATE.main(evaluate) == 0
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    assert not model.uses_classifier
     with h5py.File(tmp_path / "features.h5", "r") as table:
-        symbolic = symbolic_input(table["symbolic"][:], table["has_symbolic"][:], checkpoint["symbolic_mean"].numpy(),
-                                  checkpoint["symbolic_std"].numpy())
-    seen = embed(model, normalised, 64, torch.device("cpu"), symbolic)
-    _, score = Cosine(checkpoint["centroids"].numpy()).track_scores(seen[tracks == with_notes],
-                                                                     tracks[tracks == with_notes])
-    assert float(rows[with_notes]["novelty"]) == pytest.approx(float(score[0]), abs=2e-6)
+        features = table["features"][-2:]  # the last track's two clips, without notes
+    normalised = (features - checkpoint["band_mean"].numpy()[None, :, None]) / \
+        checkpoint["band_std"].numpy()[None, :, None]
+    expected = class_probabilities(model, normalised, checkpoint[f"{AUDIO_ONLY}centroids"].numpy(), 64,
+                                   torch.device("cpu"))[0].mean(axis=0)
+    row = {r["track"]: r for r in csv.DictReader(open(tmp_path / "predictions.csv"))}["t014"]
+    np.testing.assert_allclose([float(row["p_a"]), float(row["p_b"])], expected, atol=2e-6)
 
 
 def test_predict_scores_an_audio_file_against_the_statistics_of_clips_without_notes(tmp_path):
-    checkpoint = torch.load(write_symbolic_checkpoint(tmp_path / "model.pt"), weights_only=False)
     from musicid.training import AUDIO_ONLY
 
-    # Nothing with notes is flagged (threshold 1e9), everything without notes is (threshold -1).
+    checkpoint = torch.load(write_symbolic_checkpoint(tmp_path / "model.pt"), weights_only=False)
+    # Nothing is flagged on its own scale (threshold 1e9); a file without notes is scored 1e12 times higher.
     checkpoint.update({f"{AUDIO_ONLY}centroids": checkpoint["centroids"],
                        f"{AUDIO_ONLY}novelty_class_means": checkpoint["novelty_class_means"],
                        f"{AUDIO_ONLY}novelty_precision": checkpoint["novelty_precision"],
-                       f"{AUDIO_ONLY}novelty_reference": -1.0})
+                       f"{AUDIO_ONLY}novelty_scale": {"cosine": 1e12, "mahalanobis": 1e12}})
     torch.save(checkpoint, tmp_path / "both.pt")
     predictor = Predictor(tmp_path / "both.pt")
     midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
@@ -247,14 +282,10 @@ def test_predict_scores_an_audio_file_against_the_statistics_of_clips_without_no
     from_midi, from_wav = predictor.predict(midi), predictor.predict(wav)
     assert from_midi.symbolic and not from_midi.flagged
     assert not from_wav.symbolic and from_wav.flagged
-    assert predictor.threshold_without_notes == -1.0
-    from musicid.predict import format_threshold
-
-    assert format_threshold(0.442, 24, predictor.threshold_without_notes).startswith(
-        "novelty threshold 0.442, -1.000 for a file read without its notes (an audio file) (95th percentile of 24 ")
-    # A checkpoint without them (written before train stored them) scores both against the one threshold.
+    # A checkpoint without them (written before train stored them) scores both as they are.
     old = Predictor(tmp_path / "model.pt")
-    assert old.threshold_without_notes is None and not old.predict(wav).flagged
+    plain = old.predict(wav)
+    assert not plain.flagged and from_wav.novelty == pytest.approx(plain.novelty * 1e12)
 
 
 def test_train_evaluate_and_reload_a_model_with_a_roll_branch(tmp_path, params, monkeypatch):
