@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
         jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
         workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
-        clips_per, tracks_per, augmented_per = Counter(), Counter(), Counter()
+        clips_per, tracks_per, augmented_per, track_clips = Counter(), Counter(), Counter(), Counter()
         silent_total, dropped = 0, {}
         try:
             # The table and its report are written to temporaries and move into place together.
@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                                 split=[split] * count,
                             )
                             clips_per[(record["label"], split)] += count
+                            track_clips[track] = count
                             augmented_per[record["label"]] += int(np.sum(output_index >= len(outputs[track])))
                             tracks_per[(record["label"], split)] += count > 0  # tracks that gave clips
                             silent_total += n_silent
@@ -223,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} tracks/clips: {cells}{'  (held out: unknown)' if label in holdout else ''}")
     for label, reason in excluded.items():
         print(f"  {label:20s} left out: {reason}")
-    for warning in scoreless_splits(tracks, splits, dropped, known):
+    for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
+            track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
     rendered_rate = (report.get("params") or {}).get("sample_rate")
     if isinstance(rendered_rate, int) and rendered_rate < clip_params.sample_rate:
@@ -246,6 +248,33 @@ def scoreless_splits(tracks: dict[str, dict], splits: dict[str, str], dropped: d
                 found.append(f"{label} has no {split} clip: its {len(members)} {split} "
                              f"track{'s' if len(members) > 1 else ''} gave none ({reasons}); the {split} "
                              f"scores leave {label} out")
+    return found
+
+
+def dominant_tracks(track_clips: Counter, tracks: dict[str, dict], splits: dict[str, str], known: list[str],
+                    max_per_track: int) -> list[str]:
+    """A line for each known class and split in which one track gives most of the class's clips while the
+    class has three tracks or more there (an hour-long recording among short pieces): in train, most of what
+    the model learns of the class is that recording; in val and test, the class's clip-level scores are."""
+    found = []
+    for label in known:
+        for split in SPLITS:
+            given = {t: track_clips[t] for t in tracks
+                     if tracks[t]["label"] == label and splits[t] == split and track_clips[t]}
+            total = sum(given.values())
+            if len(given) < 3:
+                continue
+            track = max(sorted(given), key=given.__getitem__)
+            if 2 * given[track] <= total:
+                continue
+            share = f"{track} gives {given[track]} of {label}'s {total} {split} clips ({len(given)} tracks)"
+            if split == "train":
+                now = f" (now {max_per_track})" if max_per_track else ""
+                found.append(f"{share}: most of what the model learns of {label} is that one recording; set "
+                             f"clip.max_clips_per_track{now} or clip.max_clips_per_class to bound it")
+            else:
+                found.append(f"{share}: {label}'s clip-level {split} scores are mostly that one recording (its "
+                             f"track-level ones count it once)")
     return found
 
 

@@ -925,3 +925,25 @@ def test_a_stop_during_the_notes_pool_shutdown_is_not_swallowed(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         table_features(np.array(names, dtype=object), np.array([n[:-4] + ".wav" for n in names], dtype=object),
                        np.zeros(3), 1.0, records, raw, jobs=2)
+
+
+def test_one_recording_that_gives_most_of_a_class_is_warned_about():
+    """An hour-long recording among 3-minute pieces gave 69 % of its class's training clips without a word."""
+    dominant_tracks = load_stage("clip").dominant_tracks
+    tracks = {name: {"label": label} for name, label in
+              (("a/long", "a"), ("a/s1", "a"), ("a/s2", "a"), ("a/t1", "a"), ("a/t2", "a"), ("a/t3", "a"),
+               ("b/x", "b"), ("b/y", "b"), ("b/z", "b"))}
+    splits = {"a/long": "train", "a/s1": "train", "a/s2": "train", "a/t1": "test", "a/t2": "test", "a/t3": "test",
+              "b/x": "train", "b/y": "train", "b/z": "train"}
+    clips = Counter({"a/long": 900, "a/s1": 45, "a/s2": 50, "a/t1": 40, "a/t2": 45, "a/t3": 50,
+                     "b/x": 50, "b/y": 60, "b/z": 100})  # b/z: 100 of 210, not most
+    assert dominant_tracks(clips, tracks, splits, ["a", "b"], 0) == [
+        "a/long gives 900 of a's 995 train clips (3 tracks): most of what the model learns of a is that one "
+        "recording; set clip.max_clips_per_track or clip.max_clips_per_class to bound it"]
+    clips["a/t3"] = 600  # the long one in test: its clip-level scores, not its track-level ones
+    assert dominant_tracks(clips, tracks, splits, ["a"], 16)[1] == (
+        "a/t3 gives 600 of a's 685 test clips (3 tracks): a's clip-level test scores are mostly that one "
+        "recording (its track-level ones count it once)")
+    # With two tracks in a split one of them always gives most: nothing to say.
+    assert dominant_tracks(clips, tracks, {**splits, "a/s2": "val"}, ["a"], 0) == [dominant_tracks(
+        clips, tracks, splits, ["a"], 0)[1]]
