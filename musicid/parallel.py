@@ -34,15 +34,39 @@ def where(jobs: int, scheduler: str | None) -> str:
     return f"{jobs} local worker{'s' if jobs != 1 else ''}"
 
 
+# Workers when a stage's --jobs is 0 (as under `dvc repro`, whose commands give none): a speed knob, like
+# --jobs, that changes no output, so not a param.
+JOBS_ENV = "MUSICID_JOBS"
+
+
+def _configured_jobs() -> int | None:
+    """``$MUSICID_JOBS`` as a number of workers; None when unset; ValueError when not a whole number >= 1."""
+    text = os.environ.get(JOBS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{JOBS_ENV} must be a whole number of workers >= 1, got {text!r}")
+    return int(text)
+
+
 def jobs_problem(jobs: int) -> str | None:
-    """What is wrong with a stage's ``--jobs`` (the stage then exits 2), or None."""
-    return None if jobs >= 0 else f"--jobs must be >= 0 (0: one per core), got {jobs}"
+    """What is wrong with a stage's ``--jobs`` or ``$MUSICID_JOBS`` (the stage then exits 2), or None."""
+    if jobs < 0:
+        return f"--jobs must be >= 0 (0: one per core), got {jobs}"
+    try:
+        _configured_jobs()
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def resolve_jobs(jobs: int) -> int:
-    """``jobs`` workers, or one per usable core when ``jobs`` is 0."""
+    """``jobs`` workers; when ``jobs`` is 0, ``$MUSICID_JOBS`` of them, or else one per usable core."""
     if jobs > 0:
         return jobs
+    configured = _configured_jobs()
+    if configured:
+        return configured
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -155,3 +155,18 @@ def test_a_negative_jobs_stops_every_parallel_stage_in_one_line(tmp_path, monkey
     assert code == 2
     assert capsys.readouterr().err == f"{stage}: --jobs must be >= 0 (0: one per core), got -1\n"
     assert list(tmp_path.iterdir()) == []  # nothing started
+
+
+def test_musicid_jobs_sets_the_workers_dvc_repro_runs_with(monkeypatch, tmp_path, capsys):
+    """`dvc repro` passes no --jobs: MUSICID_JOBS is how a user with long recordings asks for fewer workers."""
+    from musicid.parallel import jobs_problem, resolve_jobs, where
+    from tests.conftest import load_stage
+
+    monkeypatch.setenv("MUSICID_JOBS", "1")
+    assert resolve_jobs(0) == 1 and resolve_jobs(3) == 3 and where(0, None) == "1 local worker"
+    monkeypatch.setenv("MUSICID_JOBS", "two")
+    assert jobs_problem(0) == "MUSICID_JOBS must be a whole number of workers >= 1, got 'two'"
+    monkeypatch.chdir(tmp_path)
+    assert load_stage("clip").main(["--params", str(PROJECT_ROOT / "params.yaml"), "--audio", "audio", "--out",
+                                    "clips.h5", "--report", "report.json"]) == 2
+    assert capsys.readouterr().err == "clip: MUSICID_JOBS must be a whole number of workers >= 1, got 'two'\n"
