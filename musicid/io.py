@@ -142,7 +142,13 @@ def _current_umask() -> int:
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:
     with atomic_path(target) as temporary:
-        temporary.write_bytes(data)
+        try:
+            temporary.write_bytes(data)
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            # A write that fails part-way (a full disk) names no file: name the one it was for.
+            raise OSError(error.errno, error.strerror, str(target)) from error
 
 
 def write_json_atomic(target: str | Path, data: Any) -> None:

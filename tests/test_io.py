@@ -150,3 +150,22 @@ def test_a_stop_between_the_two_renames_of_a_folder_swap_keeps_the_previous_fold
             assert (target / "previous.wav").read_text() == "previous"
             raise RuntimeError("the next run fails too")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audio"]
+
+
+def test_a_full_disk_while_writing_names_the_file_it_was_for(tmp_path, monkeypatch):
+    """render's one line said 'No space left on device' and nothing of which file."""
+    import errno
+
+    from musicid.io import write_bytes_atomic
+    from musicid.stage import describe_os_error
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() that fails part-way: no file name
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    target = tmp_path / "audio" / "bach" / "x.wav"
+    with pytest.raises(OSError) as caught:
+        write_bytes_atomic(target, b"data")
+    assert describe_os_error(caught.value) == (f"{target}: No space left on device (the disk or the file size "
+                                               "limit is full)")
+    assert list((tmp_path / "audio" / "bach").iterdir()) == []  # nothing half-written left
