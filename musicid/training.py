@@ -431,7 +431,9 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
         order = torch.randperm(len(inputs), generator=generator) if train.sampler == "shuffle" else \
             balanced_order(train_y, generator)
         total_loss, correct, seen = 0.0, 0, 0
-        for start in range(0, len(order), train.batch_size):
+        # A bar of the epoch's batches too: on a large collection an epoch takes a minute.
+        batches = range(0, len(order), train.batch_size)
+        for start in progress(batches, total=len(batches), desc=f"epoch {epoch}"):
             index = order[start:start + train.batch_size]
             x = augment_batch(inputs[index], train, pitch, generator)
             x, y = x.to(device), targets[index].to(device)

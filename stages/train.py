@@ -82,9 +82,12 @@ def load_symbolic(features_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def epoch_printer(epochs: int):
-    """One line per epoch on stderr when no progress bar shows (a log file, CI, MUSICID_PROGRESS=0)."""
+    """One line per epoch on stderr: above the progress bars on a terminal, as it is elsewhere (a log file, CI,
+    MUSICID_PROGRESS=0)."""
     if progress_enabled() and sys.stderr.isatty():
-        return lambda entry: None
+        from tqdm import tqdm
+
+        return lambda entry: tqdm.write(f"train: {entry.line(epochs)}", file=sys.stderr)
     return lambda entry: print(f"train: {entry.line(epochs)}", file=sys.stderr, flush=True)
 
 

@@ -227,3 +227,15 @@ def test_the_checkpoint_is_the_same_bytes_with_one_or_two_threads(tmp_path, para
     assert checkpoints[0] == checkpoints[1]
     assert (tmp_path / "live1" / "plots" / "metrics" / "train_loss.tsv").read_text() == \
         (tmp_path / "live2" / "plots" / "metrics" / "train_loss.tsv").read_text()
+
+
+def test_each_epochs_line_shows_on_a_terminal_too(monkeypatch, capsys):
+    """On a terminal the bar alone showed, with neither loss nor validation score: the line now goes above it."""
+    import sys
+
+    from musicid.training import EpochLog
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "1")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    TRAIN.epoch_printer(12)(EpochLog(3, 0.5123, 0.8, 0.75, 0.7012, 1e-3))
+    assert capsys.readouterr().err == "train: epoch 3/12: loss 0.5123, val accuracy 0.750, val macro-F1 0.701\n"
