@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
         planned = plan_tasks(manifest, args.raw, params)
-        keys = [cache_key(cache, path, task) if cache else None for path, task in planned]
+        # Every source is read and hashed before the first render: its own bar (gigabytes of audio take a while).
+        keys = [cache_key(cache, path, task) for path, task in progress(planned, total=len(planned), desc="hash")] \
+            if cache else [None] * len(planned)
         found = [key is not None and cache.path(key).is_file() for key in keys]
         misses = (with_data(path, task) for (path, task), hit in zip(planned, found) if not hit)
         rendered_misses = ordered_map(render_one, misses, jobs=args.jobs,
