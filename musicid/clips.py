@@ -324,22 +324,30 @@ class ClipTask:
     """Everything the clips of one track need, its WAVs' bytes included: a worker reads no file."""
 
     paths: tuple[str, ...]  # the track's WAVs (named in messages): one per SoundFont, then its augmented renders
-    wavs: tuple[bytes, ...]  # the bytes of each of ``paths``
+    wavs: tuple[bytes, ...]  # the bytes of each of ``paths``; () when the worker reads them (ClipTask.at)
     clip: ClipParams
     max_clips: int  # for the whole track (0: no cap), shared out over its plain WAVs
     augmented: int = 0  # how many of ``paths``, at the end, are augmented renders
 
     @classmethod
     def read(cls, paths: tuple[str, ...], clip: ClipParams, max_clips: int, augmented: int = 0) -> ClipTask:
-        """The task of the WAV files at ``paths``, read now; :class:`DamagedAudio` for one that cannot be."""
-        wavs = []
-        for path in paths:
-            try:
-                wavs.append(Path(path).read_bytes())
-            except OSError as error:
-                raise DamagedAudio(path, "missing" if isinstance(error, FileNotFoundError)
-                                   else f"unreadable ({error.strerror})") from None
-        return cls(tuple(paths), tuple(wavs), clip, max_clips, augmented)
+        """The task of the WAV files at ``paths``, read now (for a worker on another machine);
+        :class:`DamagedAudio` for one that cannot be."""
+        return cls(tuple(paths), tuple(_read_wav(path) for path in paths), clip, max_clips, augmented)
+
+    @classmethod
+    def at(cls, paths: tuple[str, ...], clip: ClipParams, max_clips: int, augmented: int = 0) -> ClipTask:
+        """The task of the WAV files at ``paths``, which the (local) worker reads: the stage then holds no
+        track's audio, however long."""
+        return cls(tuple(paths), (), clip, max_clips, augmented)
+
+
+def _read_wav(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise DamagedAudio(path, "missing" if isinstance(error, FileNotFoundError)
+                           else f"unreadable ({error.strerror})") from None
 
 
 def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -362,7 +370,8 @@ def clip_track(task: ClipTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]
     per_output = 0
     if task.max_clips:
         per_output = max(1, task.max_clips // (len(task.paths) - task.augmented))
-    for index, (path, data) in enumerate(zip(task.paths, task.wavs)):
+    for index, path in enumerate(task.paths):
+        data = task.wavs[index] if task.wavs else _read_wav(path)  # one WAV in memory at a time
         damage = wav_bytes_damage(data)
         if damage:
             raise DamagedAudio(path, damage)

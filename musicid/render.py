@@ -75,10 +75,11 @@ class RenderTask:
 
     source: str  # path relative to the raw data directory, e.g. "bach/bwv1.6.mid"
     label: str
-    data: bytes  # the source file's bytes
+    data: bytes  # the source file's bytes (for a worker on another machine); b"" with ``file``
     output_names: tuple[str, ...]  # relative WAV paths: one per SoundFont for MIDI, one for audio
     render: RenderParams
     augmented_names: tuple[str, ...] = ()  # relative WAV paths of the render.augment.copies extra renders (MIDI)
+    file: str = ""  # where a local worker reads the source itself, so the stage does not hold every file in flight
 
 
 @dataclass(frozen=True)
@@ -392,9 +393,10 @@ def render_one(task: RenderTask) -> Rendered:
     renderer = _worker_renderer
     sample_rate = renderer.sample_rate
     wavs = []
-    path = Path(task.source)  # names the file; its bytes are task.data, read from memory
+    path = Path(task.source)  # names the file; its bytes are task.data (or task.file's), read from memory
+    data = Path(task.file).read_bytes() if task.file and not task.data else task.data
     try:
-        renders, repairs = load_source(renderer, path, task.render, task.data)
+        renders, repairs = load_source(renderer, path, task.render, data)
     except RenderError as error:
         record["reason"] = error.reason
         record["detail"] = error.detail or None
@@ -409,7 +411,7 @@ def render_one(task: RenderTask) -> Rendered:
     record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
     for copy, name in enumerate(task.augmented_names, start=1):
         try:
-            augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy, task.data)
+            augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy, data)
         except RenderError as error:
             # Only this copy is lost: the plain renders above are kept.
             record["augment_rejected"].append({"copy": copy, "reason": error.reason,

@@ -122,11 +122,13 @@ def run(args: argparse.Namespace) -> int:
         order = sorted(tracks)
 
         def tasks() -> Iterator[ClipTask]:
-            # A generator: a track's WAVs are read only when its task is sent to a worker, so memory
-            # holds the tracks in flight, not the collection.
+            # A local worker reads a track's WAVs itself (the stage holds none); a Dask worker, which may be
+            # on another machine, gets their bytes, read only when its task is sent, so memory holds the
+            # tracks in flight, not the collection.
             for t in order:
-                yield ClipTask.read(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
-                                    caps.get(t, 0), augmented=len(augmented[t]))
+                task = ClipTask.read if scheduler else ClipTask.at
+                yield task(tuple(str(args.audio / name) for name in outputs[t] + augmented[t]), clip_params,
+                           caps.get(t, 0), augmented=len(augmented[t]))
 
         jobs = min(resolve_jobs(args.jobs), len(order))  # (a generator has no length for ordered_map to cap by)
         workers = where(jobs, scheduler)  # also stops at once when a named scheduler cannot be reached

@@ -48,9 +48,10 @@ def plan_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> list[tupl
     A MIDI file gets one WAV per SoundFont (``<id>__<soundfont>.wav`` when there
     are several) and, with ``render.augment.copies`` > 0, that many augmented
     ones (``<id>__aug<k>.wav``); an audio file gets one.  No two sources share
-    an output (``musicid.render.assign_all_outputs``).  :func:`with_data`
-    reads a source when its task is about to be sent to a worker, so memory
-    holds the files in flight, not the collection.
+    an output (``musicid.render.assign_all_outputs``).  A local worker reads
+    its source itself (:func:`with_file`); for a Dask worker :func:`with_data`
+    reads it when its task is about to be sent, so memory holds the files in
+    flight, not the collection.
     """
     records = sorted(manifest["files"], key=lambda r: r["path"])
     inner = {r["path"]: r["path"].split("/", 1)[1] if "/" in r["path"] else r["path"] for r in records}
@@ -66,6 +67,11 @@ def plan_tasks(manifest: dict, raw_dir: Path, render: RenderParams) -> list[tupl
 
 def with_data(path: Path, task: RenderTask) -> RenderTask:
     return dataclasses.replace(task, data=path.read_bytes())
+
+
+def with_file(path: Path, task: RenderTask) -> RenderTask:
+    """The task a local worker reads the source of: the stage then holds no file's bytes, however long."""
+    return dataclasses.replace(task, file=str(path.resolve()))
 
 
 def cache_key(cache: RenderCache, path: Path, task: RenderTask) -> str:
@@ -112,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         keys = [cache_key(cache, path, task) for path, task in progress(planned, total=len(planned), desc="hash")] \
             if cache else [None] * len(planned)
         found = [key is not None and cache.path(key).is_file() for key in keys]
-        misses = (with_data(path, task) for (path, task), hit in zip(planned, found) if not hit)
+        # A Dask worker may be on another machine: it gets the bytes. A local one reads the file.
+        ship = with_data if scheduler else with_file
+        misses = (ship(path, task) for (path, task), hit in zip(planned, found) if not hit)
         rendered_misses = ordered_map(render_one, misses, jobs=args.jobs,
                                       initializer=init_checked_worker if scheduler else init_worker,
                                       initargs=(params, environment) if scheduler else (params,),

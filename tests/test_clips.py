@@ -251,6 +251,12 @@ def test_renders_of_one_track_share_the_cap(tmp_path):
     clips, offsets, index, _ = clip_track(ClipTask.read((str(one), str(two)), clip_params(8000, 1.0, 1.0), 4))
     assert index.tolist() == [0, 0, 1, 1]
     assert offsets.tolist() == [0.0, 9.0, 0.0, 9.0]
+    # A local worker reads the WAVs itself (ClipTask.at): the same clips; a missing one is named as before.
+    by_path = clip_track(ClipTask.at((str(one), str(two)), clip_params(8000, 1.0, 1.0), 4))
+    assert all(np.array_equal(a, b) for a, b in zip(by_path, (clips, offsets, index)))
+    with pytest.raises(DamagedAudio) as caught:
+        clip_track(ClipTask.at((str(tmp_path / "gone.wav"),), clip_params(8000, 1.0, 1.0), 0))
+    assert (caught.value.path, caught.value.reason) == (str(tmp_path / "gone.wav"), "missing")
 
 
 def test_resampling_keeps_a_sine_frequency(tmp_path):

@@ -104,6 +104,11 @@ def test_a_worker_renders_from_memory_what_it_would_from_the_file(worker, tmp_pa
                                      [from_disk["x.mid"], copy_from_disk, from_disk["y.wav"]]):
         want = render.wav_bytes(render.to_channels(expected, 1), SR)
         assert wav == want, name
+    # A local worker is given the file to read instead of its bytes (the stage then holds none): the same result.
+    import dataclasses
+
+    by_file = dataclasses.replace(midi_task, data=b"", file=str(tmp_path / "a" / "x.mid"))
+    assert render.render_one(by_file) == rendered
 
 
 def test_stereo_output(worker, tmp_path):
