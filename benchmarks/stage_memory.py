@@ -58,12 +58,12 @@ def write_audio(root: Path, tracks: int, seconds: float, sample_rate: int = 2205
     (root / "report.json").write_text(json.dumps({"files": files}))
 
 
-def run(script: str, arguments: list[str]) -> tuple[float, float, float]:
-    """(seconds, peak MiB of the stage process, peak MiB of its largest worker)."""
+def run(script: str, arguments: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """(seconds, peak MiB of the stage process, peak MiB of its largest worker); ``env``: more variables."""
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", PROBE, str(PROJECT / "stages" / script), *arguments],
                             capture_output=True, text=True, env={"MUSICID_PROGRESS": "0",
-                                                                  "PATH": "/usr/bin:/bin"})
+                                                                  "PATH": "/usr/bin:/bin", **(env or {})})
     if result.returncode != 0:
         raise RuntimeError(result.stderr)
     peak = next(line for line in result.stderr.splitlines() if line.startswith("PEAK"))
