@@ -15,8 +15,9 @@ path, label and output names (they are in the record, and augmentation draws
 depend on the path); every ``render`` param; the content of each SoundFont
 the params name; the FluidSynth library's version; the statements of
 :mod:`musicid.render` and every ``musicid`` module it imports, directly or
-not (their syntax trees: a comment or docstring edited changes no key); and the version of every other package that code imports (numpy,
-soundfile and libsndfile, soxr, mido...).  Anything else that changes changes
+not (their syntax trees: a comment or docstring edited changes no key); and
+the version of every other package that code imports (numpy, soundfile and
+libsndfile, soxr, mido...).  Anything else that changes changes
 the key, so a stale entry is never found; it is only ever evicted.
 
 Place and size.  ``$MUSICID_RENDER_CACHE``, else ``render/`` in the user's

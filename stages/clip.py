@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio", required=True, type=Path, help="input: data/audio (with report.json)")
     parser.add_argument("--out", required=True, type=Path, help="output: data/clips.h5")
     parser.add_argument("--report", required=True, type=Path, help="output: counts per label and split (JSON)")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: $MUSICID_JOBS, else one per core)")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, type=Path, help="params.yaml")
     parser.add_argument("--out", required=True, type=Path, help="output directory (data/raw)")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: $MUSICID_JOBS, else one per core)")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler's address for the music21 conversions (default: $MUSICID_SCHEDULER; "
                              "unset: local workers)")

@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="input with features.symbolic: data/audio/report.json (which WAV is which source)")
     parser.add_argument("--raw", type=Path, help="input with features.symbolic: data/raw (the MIDI sources)")
     parser.add_argument("--jobs", type=int, default=0,
-                        help="threads for the FFTs, processes reading MIDI files (0: one per core)")
+                        help="threads for the FFTs, processes reading MIDI files (0: $MUSICID_JOBS, else one per core)")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", required=True, type=Path)
     parser.add_argument("--raw", required=True, type=Path, help="input: data/raw (with manifest.json)")
     parser.add_argument("--out", required=True, type=Path, help="output directory: data/audio")
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: one per core)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: $MUSICID_JOBS, else one per core)")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler's address (default: $MUSICID_SCHEDULER; unset: local workers)")
     args = parser.parse_args(argv)

@@ -479,9 +479,9 @@ def test_a_riff_wrapped_copy_of_a_midi_file_is_the_same_piece(tmp_path):
     midi = midi_bytes(60)
     pad = b"\0" if len(midi) % 2 else b""
     body = b"RMID" + b"data" + struct.pack("<I", len(midi)) + midi + pad
-    tree(tmp_path / "src", {"bach/prelude.mid": midi, "bach/riff.rmi": b"RIFF" + struct.pack("<I", len(body)) + body,
-                            "haydn/other.mid": midi_bytes(61), "haydn/shared.RMI": b"RIFF" + struct.pack("<I", len(body))
-                            + body})
+    riff = b"RIFF" + struct.pack("<I", len(body)) + body
+    tree(tmp_path / "src", {"bach/prelude.mid": midi, "bach/riff.rmi": riff,
+                            "haydn/other.mid": midi_bytes(61), "haydn/shared.RMI": riff})
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert [r["path"] for r in manifest["files"]] == ["haydn/other.mid"]
     assert reasons(manifest) == {

@@ -440,7 +440,8 @@ def test_predict_refuses_a_symbolic_model_whose_features_params_give_other_numbe
     checkpoint["params"]["features"]["symbolic_texture"] = True
     torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match=r"its parts do not fit together \(the features params give 69 "
-                                              r"symbolic numbers a clip, the model reads 44, the normalisation has 44\)"):
+                                              r"symbolic numbers a clip, the model reads 44, the normalisation "
+                                              r"has 44\)"):
         Predictor(path)
 
 
