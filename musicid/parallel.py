@@ -96,7 +96,7 @@ def _interrupts_held() -> Iterator[None]:
     A Ctrl-C reaches every process of the terminal's group, workers included; one still importing NumPy
     would print its own KeyboardInterrupt traceback beside the stage's one line. A spawned process inherits
     this thread's signal mask, so it starts with SIGINT held back, and :func:`_start_worker` then ignores
-    it (the stage ends its workers itself). Here the held Ctrl-C arrives when the block ends.
+    it. Here the held Ctrl-C arrives when the block ends.
     """
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX
         yield
@@ -113,7 +113,8 @@ def _interrupts_held() -> Iterator[None]:
 
 def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
     if hasattr(signal, "pthread_sigmask"):
-        # A Ctrl-C is the stage's to handle (it kills its workers): a pending one is dropped, later ones ignored.
+        # A Ctrl-C is the stage's to handle: one held back while this worker started is dropped, later ones are
+        # ignored (a worker interrupted while idle or importing NumPy would print a traceback of its own).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent(parent)
@@ -232,7 +233,6 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 pending[index] = (other, submit(other))
         return value
 
-    finished = False
     try:
         for item in items:
             pending.append((item, submit(item)))
@@ -240,11 +240,12 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 yield settle(*pending.popleft())
         while pending:
             yield settle(*pending.popleft())
-        finished = True
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here: the items in flight are abandoned, not waited for
+        for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
+            process.kill()
+        raise
     finally:
-        if not finished:
-            # Ctrl-C or SIGTERM here, or in the stage's own loop (the generator is then closed, GeneratorExit),
-            # or an error: the items in flight are abandoned, not waited for (workers ignore SIGINT).
-            for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
-                process.kill()
+        # After an error, or when the stage's own loop closes this generator early (a Ctrl-C that lands there),
+        # the workers finish the items they hold, at most two each: one killed while it writes its result
+        # would leave the pool waiting for the rest of it for ever.
         pool.shutdown(wait=True, cancel_futures=True)
