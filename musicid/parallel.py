@@ -60,6 +60,16 @@ def jobs_problem(jobs: int) -> str | None:
     return None
 
 
+def check_jobs(jobs: int) -> None:
+    """:class:`musicid.params.ParamsError` (the stage exits 2 with its one line) for a bad ``--jobs`` or
+    ``$MUSICID_JOBS``."""
+    problem = jobs_problem(jobs)
+    if problem:
+        from musicid.params import ParamsError
+
+        raise ParamsError(problem)
+
+
 def resolve_jobs(jobs: int) -> int:
     """``jobs`` workers; when ``jobs`` is 0, ``$MUSICID_JOBS`` of them, or else one per usable core."""
     if jobs > 0:

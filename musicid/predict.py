@@ -28,8 +28,8 @@ from musicid.symbolic import clip_features, read_notes, sounding, symbolic_dim
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
-                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise,
-                              notes_less_scale, pick_device, to_numpy)
+                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
+                              to_numpy, track_novelty)
 
 # A threshold taken as the 95th percentile of fewer validation tracks than this
 # rests on one or two tracks: predict says so.
@@ -172,14 +172,12 @@ class Predictor:
         self.centroids = to_numpy(self.checkpoint["centroids"])
         self.band_mean = to_numpy(self.checkpoint["band_mean"])
         self.band_std = to_numpy(self.checkpoint["band_std"])
-        self.novelty = checkpoint_novelty(self.checkpoint)
-        # A symbolic model embeds the clips of a file without notes elsewhere: they are scored against the
-        # centroids and novelty statistics of the training clips embedded without theirs, and the score put
-        # on the scale of the others (a checkpoint written before train stored those uses the others as is).
+        checkpoint_novelty(self.checkpoint)  # a checkpoint without novelty statistics: ValueError
+        # A symbolic model embeds the clips of a file without notes elsewhere: they are named (by a triplet
+        # model) and scored against the training clips embedded without theirs (training.track_novelty; a
+        # checkpoint written before train stored those uses the others as is).
         self.audio_centroids = to_numpy(self.checkpoint[f"{AUDIO_ONLY}centroids"]) \
             if audio_only_stored(self.checkpoint) else self.centroids
-        self.audio_novelty = checkpoint_novelty(self.checkpoint, audio_only=True)
-        self.audio_scale = notes_less_scale(self.checkpoint)
         # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
         # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
         self.uses_symbolic = bool(self.model.config.symbolic_dim)
@@ -330,9 +328,9 @@ class Predictor:
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
-        novelty, scale = (self.audio_novelty, self.audio_scale) if without_notes else (self.novelty, 1.0)
-        _, scores = novelty.track_scores(embeddings, np.zeros(len(embeddings), dtype=int))
-        prediction.novelty = float(scores[0] * scale)
+        _, scores = track_novelty(self.checkpoint, None, embeddings, np.zeros(len(embeddings), dtype=int),
+                                  np.full(len(embeddings), without_notes))
+        prediction.novelty = float(scores[0])
         prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
         prediction.clips = len(clips)
         return prediction

@@ -626,6 +626,21 @@ def notes_less_scale(checkpoint: dict, kind: str | None = None) -> float:
     return float(scales.get(kind or checkpoint_novelty_kind(checkpoint), 1.0))
 
 
+def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tracks: np.ndarray,
+                  no_notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted track names, novelty scores) by score ``kind`` (None: the checkpoint's); the tracks of the clips
+    ``no_notes`` marks by the statistics of clips embedded without notes, put on the others' scale (evaluate's
+    tracks, and predict's one file)."""
+    names, scores = checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)
+    if no_notes.any():
+        audio_names, audio_scores = checkpoint_novelty(checkpoint, kind, audio_only=True).track_scores(
+            embeddings[no_notes], tracks[no_notes])
+        index = {name: i for i, name in enumerate(names)}
+        scores = scores.copy()
+        scores[[index[name] for name in audio_names]] = audio_scores * notes_less_scale(checkpoint, kind)
+    return names, scores
+
+
 def checkpoint_threshold(checkpoint: dict) -> float:
     """The novelty score above which a track is flagged (NaN: none stored)."""
     return float(checkpoint.get("novelty_reference", float("nan")))

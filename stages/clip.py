@@ -23,7 +23,7 @@ from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, cr
                            too_small_classes, track_caps, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json
-from musicid.parallel import jobs_problem, ordered_map, resolve_jobs, resolve_scheduler, where
+from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, output_set, run_stage
@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     clip_params = load_section(args.params, "clip")
     split_params = load_section(args.params, "split")
-    if jobs_problem(args.jobs):
-        print(f"clip: {jobs_problem(args.jobs)}", file=sys.stderr)
-        return 2
+    check_jobs(args.jobs)
 
     report_path = args.audio / "report.json"
     report = read_render_report(report_path)

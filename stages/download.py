@@ -24,7 +24,7 @@ from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollection
                              export_music21)
 from musicid.fetch import FetchError, default_cache_dir, fetch_archive
 from musicid.io import atomic_directory, write_json_atomic
-from musicid.parallel import jobs_problem, ordered_map, resolve_scheduler, where
+from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
 from musicid.params import load_section
 from musicid.progress import progress, progress_enabled
 from musicid.stage import run_stage
@@ -105,9 +105,7 @@ def require_labelled_files(params, manifest: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "dataset")
-    if jobs_problem(args.jobs):
-        print(f"download: {jobs_problem(args.jobs)}", file=sys.stderr)
-        return 2
+    check_jobs(args.jobs)
     scheduler = resolve_scheduler(args.scheduler) if params.source == "music21" else None
     workers = f"; {where(args.jobs, scheduler)}" if params.source == "music21" else ""
 

@@ -39,8 +39,8 @@ from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns
                                  select_tracks, table_statistics)
 from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
                               checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, class_probabilities,
-                              load_checkpoint, normalise, notes_less_scale, pick_device, read_symbolic_input,
-                              to_numpy)
+                              load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy,
+                              track_novelty)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -254,20 +254,6 @@ def tracks_without_notes(tracks: np.ndarray, symbolic: np.ndarray) -> np.ndarray
     """bool [N]: whether each clip's track has no clip with notes (its symbolic input's presence flag)."""
     with_notes = set(tracks[symbolic[:, -1] > 0])
     return np.array([track not in with_notes for track in tracks], dtype=bool)
-
-
-def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tracks: np.ndarray,
-                  no_notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted track names, novelty scores) by score ``kind`` (None: the checkpoint's); the tracks of the clips
-    ``no_notes`` marks by the statistics of clips embedded without notes, put on the others' scale."""
-    names, scores = checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)
-    if no_notes.any():
-        audio_names, audio_scores = checkpoint_novelty(checkpoint, kind, audio_only=True).track_scores(
-            embeddings[no_notes], tracks[no_notes])
-        index = {name: i for i, name in enumerate(names)}
-        scores = scores.copy()
-        scores[[index[name] for name in audio_names]] = audio_scores * notes_less_scale(checkpoint, kind)
-    return names, scores
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block
 from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
-from musicid.parallel import jobs_problem, ordered_map, resolve_jobs, resolve_scheduler, where
+from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
@@ -46,9 +46,7 @@ from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, TableSymbolic,
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "features")
-    if jobs_problem(args.jobs):
-        print(f"featurize: {jobs_problem(args.jobs)}", file=sys.stderr)
-        return 2
+    check_jobs(args.jobs)
 
     if not args.clips.is_file():
         print(f"featurize: {args.clips} is missing: the clip stage writes it (dvc repro clip)", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.io import atomic_directory, write_json_atomic
-from musicid.parallel import jobs_problem, ordered_map, resolve_scheduler, where
+from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
 from musicid.progress import progress
 from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, init_worker, render_one,
@@ -95,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except FluidSynthUnavailable as error:
         print(f"render: {error}", file=sys.stderr)
         return 2
-    if jobs_problem(args.jobs):
-        print(f"render: {jobs_problem(args.jobs)}", file=sys.stderr)
-        return 2
+    check_jobs(args.jobs)
     manifest = json.loads((args.raw / "manifest.json").read_text())
     scheduler = resolve_scheduler(args.scheduler)
     workers = where(args.jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
