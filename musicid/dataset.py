@@ -380,6 +380,13 @@ def _holds_music(folder: Path) -> bool:
                    for entry in entries)
 
 
+def _is_unlabeled(name: str, unlabeled: str | None) -> bool:
+    """Whether a folder named ``name`` is the ``dataset.unlabeled`` one: compared composed (NFC), as labels are,
+    so a folder copied from macOS (decomposed names) matches the name typed in params.yaml."""
+    return unlabeled is not None and \
+        unicodedata.normalize("NFC", printable(name)) == unicodedata.normalize("NFC", unlabeled)
+
+
 def find_label_root(root: Path, unlabeled: str | None) -> Path:
     """The folder whose subfolders are the labels: ``root``, or the wrapping folder(s) inside it.
 
@@ -392,7 +399,7 @@ def find_label_root(root: Path, unlabeled: str | None) -> Path:
         with os.scandir(current) as entries:
             folders = sorted(Path(entry.path) for entry in entries
                              if entry.is_dir(follow_symlinks=False) and not is_hidden(entry.name)
-                             and entry.name != unlabeled)
+                             and not _is_unlabeled(entry.name, unlabeled))
         if len(folders) != 1 or _holds_music(folders[0]):
             return current
         current = folders[0]
@@ -451,7 +458,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
         """The label of a file or folder inside a label folder (for the records of what was left out), None
         elsewhere and in the unlabeled folder."""
         below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()
-        if len(below) < 2 or (unlabeled is not None and unlabeled in below[:-1]):
+        if len(below) < 2 or any(_is_unlabeled(part, unlabeled) for part in below[:-1]):
             return None
         return _folder_label(printable(below[0]), labels)[1]
 
@@ -464,16 +471,16 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
         kept = []
         for name in sorted(subfolders):
             relative = printable((relative_folder / name).as_posix())
-            saw_unlabeled = saw_unlabeled or name == unlabeled
+            saw_unlabeled = saw_unlabeled or _is_unlabeled(name, unlabeled)
             if (folder / name).is_symlink():
                 skip(relative + "/", label_of(folder / name), SYMLINK_REASON)
                 continue
-            if folder in wrappers and folder / name not in wrappers and name != unlabeled:
+            if folder in wrappers and folder / name not in wrappers and not _is_unlabeled(name, unlabeled):
                 reason = _label_folder_reason(printable(name), labels)
                 if reason:
                     skip(relative + "/", None, reason)
                     continue
-            elif is_hidden(name) and name != unlabeled:  # inside a label folder: .cache/, __MACOSX/
+            elif is_hidden(name) and not _is_unlabeled(name, unlabeled):  # inside a label folder: .cache/, __MACOSX/
                 skip(relative + "/", label_of(folder / name), HIDDEN_REASON)
                 continue
             kept.append(name)
@@ -498,8 +505,9 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 skip(relative, label_of(path), f"unsupported_type: {extension or 'no extension'}")
                 continue
             parents = relative.split("/")[:-1]
-            if unlabeled is not None and unlabeled in parents:
-                inner = "__".join(relative.split("/")[parents.index(printable(unlabeled)) + 1:])
+            marks = [index for index, part in enumerate(parents) if _is_unlabeled(part, unlabeled)]
+            if marks:
+                inner = "__".join(relative.split("/")[marks[0] + 1:])
                 found.append(_Found(path, relative, None, inner))
                 continue
             below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()

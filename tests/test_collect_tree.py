@@ -110,6 +110,18 @@ def test_wrapper_beside_the_unlabeled_folder(tmp_path):
     assert manifest["skipped"] == []
 
 
+def test_the_unlabeled_folder_is_compared_composed(tmp_path):
+    """A folder copied from macOS is spelled with combining accents (NFD); params.yaml names it composed."""
+    import unicodedata
+
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61),
+                            unicodedata.normalize("NFD", "à trier") + "/sub/u.mid": midi_bytes(62)})
+    manifest = collect(tmp_path / "src", tmp_path / "out", unlabeled="à trier")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert [r["path"] for r in manifest["unlabeled"]] == ["_unlabeled/sub__u.mid"]
+    assert manifest["skipped"] == []
+
+
 def test_symlinked_folders_and_files_are_recorded(tmp_path):
     tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61)})
     tree(tmp_path / "elsewhere", {"c.mid": midi_bytes(62)})
