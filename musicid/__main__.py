@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     threshold = format_threshold(predictor.novelty_reference, predictor.novelty_reference_tracks)
     if not args.json:
         print(threshold, flush=True)
-    results = []
+    results, shown = [], set()
     for path, reason in collect_inputs(args.paths):
         prediction = (Prediction(printable(str(path)), error=reason) if reason
                       else predictor.predict(path, top=args.top))
         results.append(prediction)
         if not args.json:
-            print(format_prediction(prediction), flush=True)
+            print(format_prediction(prediction, shown), flush=True)
     if args.json:
         reference = predictor.novelty_reference
         print(json.dumps({"model": args.model,

@@ -349,11 +349,21 @@ def format_threshold(reference: float, tracks: int | None) -> str:
 CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 
 
-def format_prediction(prediction: Prediction) -> str:
-    """One line per file for people."""
+# An error longer than this, printed again for another file, is shortened to its kind (format_prediction).
+REPEATED_ERROR_CHARS = 100
+
+
+def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> str:
+    """One line per file for people.  ``shown`` collects the errors already printed whole: a long one that
+    is the same for every file (no SoundFont for a folder of MIDI files) is then its kind and "as above"."""
     path = prediction.path.translate(CONTROL_ESCAPES)
     if prediction.error:
-        return f"{path}: cannot score ({prediction.error})"
+        error = prediction.error
+        if shown is not None and len(error) > REPEATED_ERROR_CHARS:
+            if error in shown:
+                error = f"{error.split(':', 1)[0]}: as above"
+            shown.add(prediction.error)
+        return f"{path}: cannot score ({error})"
     labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""

@@ -273,15 +273,22 @@ def test_without_the_models_soundfont_audio_files_are_still_scored(inputs, capsy
     checkpoint["params"]["render"]["soundfonts"] = [str(gone)]
     torch.save(checkpoint, model)
     _piece(inputs / "songs" / "piece.mid")
+    _piece(inputs / "songs" / "piece2.mid")
     assert main(["predict", str(inputs / "songs"), "--model", str(model)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == (f"{inputs / 'songs' / 'piece.mid'}: cannot score (no_soundfont: the model renders MIDI "
-                        f"with the SoundFont {gone}, which is not on this machine (it is part of the model's "
-                        "params, so params.yaml does not change it): install it at that path (for "
-                        "/usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
-                        "fluid-soundfont-gm) or retrain with one you have; audio files need none)")
-    assert lines[2].startswith(f"{inputs / 'songs' / 'tune.wav'}: ") and lines[2].endswith("(2 clips)")
-    assert len(lines) == 3
+    whole = (f"no_soundfont: the model renders MIDI with the SoundFont {gone}, which is not on this machine (it is "
+             "part of the model's params, so params.yaml does not change it): install it at that path (for "
+             "/usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends fluid-soundfont-gm) or "
+             "retrain with one you have; audio files need none")
+    assert lines[1] == f"{inputs / 'songs' / 'piece.mid'}: cannot score ({whole})"
+    # The same long message for the next MIDI file is not printed again.
+    assert lines[2] == f"{inputs / 'songs' / 'piece2.mid'}: cannot score (no_soundfont: as above)"
+    assert lines[3].startswith(f"{inputs / 'songs' / 'tune.wav'}: ") and lines[3].endswith("(2 clips)")
+    assert len(lines) == 4
+    # For machines each file's error stays whole.
+    assert main(["predict", str(inputs / "songs"), "--model", str(model), "--json"]) == 1
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [f["error"] for f in files] == [whole, whole, None]
 
 
 def test_hidden_files_in_a_folder_are_left_out_and_an_empty_file_is_named(inputs, capsys):
