@@ -374,10 +374,14 @@ def is_hidden(name: str) -> bool:
 
 
 def _holds_music(folder: Path) -> bool:
-    """Whether ``folder`` directly holds a file (not a folder) with a MIDI or audio extension."""
-    with os.scandir(folder) as entries:
-        return any(not entry.is_dir(follow_symlinks=False) and Path(entry.name).suffix.lower() in ACCEPTED_EXTENSIONS
-                   for entry in entries)
+    """Whether ``folder`` directly holds a file (not a folder) with a MIDI or audio extension; True for a folder
+    that cannot be listed, so that it is not stepped into as a wrapper (the walk records it unreadable)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(not entry.is_dir(follow_symlinks=False) and
+                       Path(entry.name).suffix.lower() in ACCEPTED_EXTENSIONS for entry in entries)
+    except OSError:
+        return True
 
 
 def _is_unlabeled(name: str, unlabeled: str | None) -> bool:
@@ -415,7 +419,7 @@ def _label_folder_reason(folder: str, labels: dict[str, str]) -> str | None:
     return None
 
 
-def _special_file_reason(mode: int) -> str | None:
+def special_file_reason(mode: int) -> str | None:
     """Why a file of ``os.lstat`` ``mode`` cannot be read as data (it may block or never end), or None."""
     kinds = ((stat.S_ISLNK, None), (stat.S_ISREG, None), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -465,7 +469,14 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
     found: list[_Found] = []
     folders: dict[str, dict[str, str]] = {}
     saw_unlabeled = False
-    for folder, subfolders, names in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        """A folder os.walk cannot list (no read permission): recorded, so its files do not vanish unsaid."""
+        path = Path(error.filename)
+        relative = printable(path.relative_to(root).as_posix()) if path != root else "."
+        skip(relative + "/", label_of(path / "x"), f"unreadable: {error.strerror or type(error).__name__}")
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
         folder = Path(folder)
         relative_folder = folder.relative_to(root)
         kept = []
@@ -493,7 +504,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             if stat.S_ISLNK(mode):
                 skip(relative, label_of(path), SYMLINK_REASON)
                 continue
-            special = _special_file_reason(mode)
+            special = special_file_reason(mode)
             if special:
                 skip(relative, label_of(path), special)
                 continue

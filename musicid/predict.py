@@ -16,7 +16,7 @@ import numpy as np
 from musicid.audio import to_channels, wav_bytes
 from musicid.checks import RenderError
 from musicid.clips import cut_clips, load_mono
-from musicid.dataset import is_hidden
+from musicid.dataset import is_hidden, special_file_reason
 from musicid.features import compute_features, n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
 from musicid.io import printable
@@ -58,15 +58,20 @@ class Prediction:
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
 
 
-def files_under(folder: Path) -> list[Path]:
-    """The MIDI and audio files inside ``folder`` and its sub-folders, sorted, hidden ones left out.
+def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(the MIDI and audio files inside ``folder`` and its sub-folders, sorted, hidden ones left out; the
+    folders that could not be listed, with why).
 
     Linked folders are followed, as a user browsing the folder sees them, each real folder once (a link
-    back up the tree is not a loop). Broken links named like a MIDI or audio file are kept (see
-    :func:`collect_inputs`).
+    back up the tree is not a loop). Broken links and special files (a FIFO) named like a MIDI or audio file
+    are kept (see :func:`collect_inputs`).
     """
-    files, seen = [], set()
-    for root, folders, names in os.walk(folder, followlinks=True):
+    files, seen, unlisted = [], set(), []
+
+    def unreadable(error: OSError) -> None:
+        unlisted.append((Path(error.filename), f"unreadable: {error.strerror or type(error).__name__}"))
+
+    for root, folders, names in os.walk(folder, followlinks=True, onerror=unreadable):
         real = os.path.realpath(root)
         if real in seen:
             folders[:] = []
@@ -74,11 +79,10 @@ def files_under(folder: Path) -> list[Path]:
         seen.add(real)
         folders[:] = sorted(name for name in folders if not is_hidden(name))  # visited in a fixed order
         for name in names:
-            file = Path(root) / name
-            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS and not is_hidden(name) and \
-                    (file.is_file() or (file.is_symlink() and not file.exists())):
-                files.append(file)
-    return sorted(files)
+            # Every name of a file, a broken link or a FIFO named like music: predict says what each one is.
+            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS and not is_hidden(name):
+                files.append(Path(root) / name)
+    return sorted(files), sorted(unlisted)
 
 
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
@@ -93,9 +97,10 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
             found.append((path, "missing: no such folder"))  # "recordings/": a folder was meant
             continue
         if path.is_dir():
-            files = files_under(path)
+            files, unlisted = files_under(path)
             found.extend((file, None) for file in files)
-            if not files:
+            found.extend(unlisted)  # a folder without read permission: said, not skipped
+            if not files and not unlisted:
                 found.append((path, EMPTY_FOLDER))
         else:
             found.append((path, None))
@@ -288,8 +293,11 @@ class Predictor:
     def _predict(self, path: Path, top: int) -> Prediction:
         prediction = Prediction(printable(str(path)))
         if not path.is_file():
-            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing.
-            prediction.error = "broken_link: a link to no file" if path.is_symlink() else "missing: no such file"
+            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing;
+            # a FIFO or a device is there but is no file to read (it may block for ever).
+            special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
+            prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
+                                           else "missing: no such file")
             return prediction
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)

@@ -122,6 +122,39 @@ def test_the_unlabeled_folder_is_compared_composed(tmp_path):
     assert manifest["skipped"] == []
 
 
+def unlistable(monkeypatch, *folders):
+    """os.scandir refuses ``folders`` as it refuses a user a folder without read permission (the tests run as
+    root, whom chmod does not stop)."""
+    real = os.scandir
+    refused = {os.fspath(folder) for folder in folders}
+
+    def scandir(path="."):
+        if os.fspath(path) in refused:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_a_folder_that_cannot_be_listed_is_recorded_not_lost(tmp_path, monkeypatch):
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "bach/locked_sub/c.mid": midi_bytes(62),
+                            "haydn/b.mid": midi_bytes(61), "locked/d.mid": midi_bytes(63)})
+    unlistable(monkeypatch, tmp_path / "src" / "locked", tmp_path / "src" / "bach" / "locked_sub")
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
+    assert [(r["origin"], r["label"], r["reason"]) for r in manifest["skipped"]] == [
+        ("src/bach/locked_sub/", "bach", "unreadable: Permission denied"),
+        ("src/locked/", "locked", "unreadable: Permission denied")]
+
+
+def test_a_lone_folder_that_cannot_be_listed_is_not_stepped_into(tmp_path, monkeypatch):
+    tree(tmp_path / "src", {"only/a.mid": midi_bytes(60)})
+    unlistable(monkeypatch, tmp_path / "src" / "only")
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert manifest["files"] == []
+    assert reasons(manifest) == {"only/": "unreadable: Permission denied"}
+
+
 def test_symlinked_folders_and_files_are_recorded(tmp_path):
     tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/b.mid": midi_bytes(61)})
     tree(tmp_path / "elsewhere", {"c.mid": midi_bytes(62)})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,8 +253,6 @@ def _piece(path, seconds: float = 9.0) -> None:
 
 
 def test_a_file_named_in_latin1_is_scored_and_shown_escaped(inputs, capsys):
-    import os
-
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
     folder = inputs / "latin"
     folder.mkdir()
@@ -434,6 +434,35 @@ def test_a_broken_link_inside_a_folder_is_named_not_dropped(inputs, capsys):
     lines = capsys.readouterr().out.splitlines()[1:]
     assert len(lines) == 2 and lines[0].startswith(f"{folder / 'a.wav'}: ") and "cannot score" not in lines[0]
     assert lines[1] == f"{folder / 'b.mid'}: cannot score (broken_link: a link to no file)"
+
+
+def test_a_fifo_and_a_folder_that_cannot_be_listed_are_named(inputs, capsys, monkeypatch):
+    """A FIFO was "missing: no such file" (named) or left out (in a folder); a folder without read permission
+    was left out without a word, or its parent said "no_files"."""
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    folder = inputs / "mixed"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "a.wav").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    (folder / "locked" / "b.wav").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    os.mkfifo(folder / "pipe.mid")
+    os.mkfifo(inputs / "alone.mid")
+    locked = (folder / "locked", inputs / "empty_locked")
+    locked[1].mkdir()
+    real = os.scandir
+
+    def scandir(path="."):  # as os.scandir refuses a user a folder without read permission (tests run as root)
+        if Path(path) in locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["predict", str(folder), str(inputs / "alone.mid"), str(locked[1]), "--model", str(model)]) == 1
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0].startswith(f"{folder / 'a.wav'}: ") and "cannot score" not in lines[0]
+    assert lines[1:] == [f"{folder / 'pipe.mid'}: cannot score (not_a_regular_file: a FIFO)",
+                         f"{folder / 'locked'}: cannot score (unreadable: Permission denied)",
+                         f"{inputs / 'alone.mid'}: cannot score (not_a_regular_file: a FIFO)",
+                         f"{locked[1]}: cannot score (unreadable: Permission denied)"]
 
 
 def test_linked_folders_are_searched_once_each_and_a_link_back_up_is_no_loop(inputs):
