@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,17 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+# soundfile's prefix to libsndfile's words: the file's name, or an in-memory file's repr with its address.
+_OPENING = re.compile(r"""^Error opening (?:b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|<[^<>]*>): """)
+
+
+def error_words(error: BaseException) -> str:
+    """A decoding error in words that depend on the file's content alone (at most 200 characters): soundfile's
+    "Error opening <name>: " left out, since the record names the file, and an in-memory file's address
+    (different every run) or a path (different on every machine) would make reports differ."""
+    return f"{type(error).__name__}: {_OPENING.sub('', str(error), count=1)}"[:200]
 
 
 def soundfile_source(path: str | Path | BinaryIO) -> str | bytes | BinaryIO:

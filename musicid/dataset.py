@@ -717,7 +717,9 @@ def unusable_reason(path: Path) -> str | None:
     except RenderError as error:
         return str(error)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
-        return f"{'unparseable' if is_midi else 'decode_error'}: {type(error).__name__}: {error}"[:200]
+        from musicid.audio import error_words
+
+        return f"{'unparseable' if is_midi else 'decode_error'}: {error_words(error)}"
     return None
 
 

@@ -39,7 +39,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, to_channels, wav_bytes,
+from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, error_words, to_channels, wav_bytes,
                            wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
@@ -303,7 +303,7 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     try:
         frames, file_rate = audio_header(source())
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
-        raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
+        raise RenderError("decode_error", error_words(error)) from None
     check_audio_header(frames, file_rate, render.max_seconds)
     level = Level()
     stopped: list[str] = []
@@ -313,7 +313,7 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     except AudioTooLong as error:  # the header understated the length
         raise RenderError("too_long", f"{error} (render.max_seconds)") from None
     except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
-        raise RenderError("decode_error", f"{type(error).__name__}: {error}"[:200]) from None
+        raise RenderError("decode_error", error_words(error)) from None
     validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
                    source_level=level.rms_without_offset())
     return audio, cut_short(path, data, level.count, frames, file_rate, stopped)

@@ -158,6 +158,21 @@ def test_bad_sources_are_rejected_with_their_reason(worker, tmp_path, three_note
     assert not (tmp_path / "out").exists()
 
 
+def test_a_decode_error_reads_the_same_from_a_path_and_from_bytes_on_every_run(tmp_path):
+    """soundfile's message named an in-memory file by its address (a report differing run to run) and a file
+    by its path (differing machine to machine): the reason is libsndfile's words alone."""
+    settings = params()
+    bad = b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + bytes(40)  # a 'fmt ' chunk too short
+    path = tmp_path / "x\u2019s: odd.wav"
+    path.write_bytes(bad)
+    details = []
+    for data in (None, bad, bad):
+        with pytest.raises(RenderError) as caught:
+            render.load_audio_source(path, settings, data)
+        details.append(str(caught.value))
+    assert details == ["decode_error: LibsndfileError: Error in WAV/W64/RF64 file. Short 'fmt ' chunk."] * 3
+
+
 def test_silent_notes_are_rejected_even_after_recovery(worker, tmp_path):
     # Velocity-1 notes on a muted channel (volume 0): FluidSynth renders silence.
     path = tmp_path / "a" / "muted.mid"
