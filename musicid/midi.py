@@ -30,6 +30,7 @@ SMPTE_FRAME_RATES = {24: 24.0, 25: 25.0, 29: 30000 / 1001, 30: 30.0}  # header c
 # Data bytes after the status byte, by the status's high nibble (channel messages).
 _CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 _SEQUENCER_SPECIFIC = 0x7F
+FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
 
 
@@ -70,6 +71,12 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
         repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
         midi = _parse(data)
     rewrite = False
+    if len(midi.tracks) > FLUIDSYNTH_MAX_TRACKS:  # its player would play none of them: silence
+        repairs.append(f"{len(midi.tracks)} tracks merged into one (FluidSynth plays at most "
+                       f"{FLUIDSYNTH_MAX_TRACKS})")
+        midi.tracks = [mido.merge_tracks(midi.tracks)]
+        midi.type = 0
+        rewrite = True
     if midi.ticks_per_beat < 0:  # SMPTE: the division's high bit is set
         repairs.append(smpte_to_metrical(midi))
         rewrite = True

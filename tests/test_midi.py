@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 
 import mido
@@ -89,6 +90,30 @@ def test_smpte_division_is_converted(worker, tmp_path):
     assert (record["status"], record["reason"]) == ("recovered", None)
     assert record["detail"] == "SMPTE time division (25 fps x 40 ticks) converted to 1000 ticks per beat"
     assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
+
+
+def many_tracks(count: int) -> bytes:
+    """A type-1 file of ``count`` tracks: a note in the first, the others empty."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    for index in range(count):
+        track = mido.MidiTrack()
+        if index == 0:
+            track += [mido.Message("note_on", note=60, velocity=100, time=0),
+                      mido.Message("note_off", note=60, velocity=64, time=480)]
+        midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+def test_a_file_of_more_tracks_than_fluidsynth_plays_is_merged(worker, tmp_path):
+    """FluidSynth's player plays nothing of a file of 128 tracks or more: it was rejected as silent."""
+    assert read_midi(many_tracks(127)).repairs == []  # as many as it plays: untouched
+    put(tmp_path, "many.mid", many_tracks(150))
+    record = render_to(tmp_path, task(tmp_path, "a/many.mid"))
+    assert (record["status"], record["reason"]) == ("recovered", None)
+    assert record["detail"] == "150 tracks merged into one (FluidSynth plays at most 127)"
+    assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
 
 
 def test_smpte_drop_frame_rate(tmp_path):
