@@ -240,6 +240,24 @@ def wav_data_sizes(path: str | Path, data: bytes | None = None) -> tuple[int, in
     return sizes if isinstance(sizes, tuple) else None
 
 
+def finish_wav_header(data: bytes) -> bytes | None:
+    """A copy of a WAV file's bytes whose data chunk declares the bytes it holds, when it declares none while
+    samples follow (a recorder or a program killed before it finished the header: libsndfile reads 0 frames of
+    it); None for any other file."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    position = 12
+    while position + 8 <= len(data):
+        chunk, length = struct.unpack_from("<4sI", data, position)
+        if chunk == b"data":
+            present = len(data) - position - 8
+            if length != 0 or present <= 0:
+                return None
+            return data[:position + 4] + struct.pack("<I", min(present, 0xFFFFFFFE)) + data[position + 8:]
+        position += 8 + length + (length & 1)  # chunks are padded to an even size
+    return None
+
+
 def _riff_damage(handle, size: int) -> str | None:
     sizes = _riff_data(handle, size)
     if not isinstance(sizes, tuple):

@@ -729,7 +729,7 @@ def _check_audio(path: Path) -> None:
     import numpy as np
     import soundfile
 
-    from musicid.audio import Level, soundfile_source, read_blocks
+    from musicid.audio import Level, finish_wav_header, read_blocks, soundfile_source
     from musicid.checks import RenderError
 
     level = Level()
@@ -739,6 +739,8 @@ def _check_audio(path: Path) -> None:
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
     if level.count == 0:
+        if path.suffix.lower() == ".wav" and finish_wav_header(path.read_bytes()) is not None:
+            return  # a WAV whose header was never finished: render reads the samples it holds
         raise RenderError("empty_render", "no audio frames")
     if level.rms_without_offset()[0] == 0.0:
         raise RenderError("silent", "every sample has the same value (digital silence)")

@@ -39,8 +39,8 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, error_words, to_channels, wav_bytes,
-                           wav_data_sizes)
+from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, error_words, finish_wav_header,
+                           to_channels, wav_bytes, wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -304,6 +304,11 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
         frames, file_rate = audio_header(source())
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
+    finished = finish_wav_header(path.read_bytes() if data is None else data) \
+        if frames == 0 and path.suffix.lower() == ".wav" else None
+    if finished is not None:  # a WAV whose header was never finished: its samples are there
+        data = finished
+        frames, file_rate = audio_header(source())
     check_audio_header(frames, file_rate, render.max_seconds)
     level = Level()
     stopped: list[str] = []
@@ -316,7 +321,9 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
         raise RenderError("decode_error", error_words(error)) from None
     validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
                    source_level=level.rms_without_offset())
-    return audio, cut_short(path, data, level.count, frames, file_rate, stopped)
+    unfinished = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
+                  "present are read"] if finished is not None else []
+    return audio, unfinished + cut_short(path, data, level.count, frames, file_rate, stopped)
 
 
 def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:

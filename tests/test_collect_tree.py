@@ -464,10 +464,14 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     soundfile.write(tmp_path / "long.flac", np.tile(tone, 10), rate, subtype="PCM_16")  # 4 blocks
     long_flac = (tmp_path / "long.flac").read_bytes()
     (tmp_path / "cut.flac").write_bytes(long_flac[:len(long_flac) // 2])  # stops with an error after a block
-    found = {name: unusable_reason(tmp_path / name) for name in [*files, "cut.flac"]}
+    unfinished = bytearray((tmp_path / "tone.wav").read_bytes())
+    at = unfinished.index(b"data") + 4
+    unfinished[at:at + 4] = bytes(4)  # a recorder's header never finished: render reads its samples
+    (tmp_path / "unfinished.wav").write_bytes(bytes(unfinished))
+    found = {name: unusable_reason(tmp_path / name) for name in [*files, "cut.flac", "unfinished.wav"]}
     assert {name: reason and reason.split(":")[0] for name, reason in found.items()} == {
         "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": "non_finite",
-        "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None}
+        "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None, "unfinished.wav": None}
 
 
 def test_what_is_left_out_of_a_label_folder_carries_its_label(tmp_path):

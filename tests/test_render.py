@@ -516,6 +516,32 @@ def test_an_audio_file_cut_short_keeps_what_it_holds_and_says_so(worker, tmp_pat
     assert record.record["status"] == "recovered" and record.record["detail"] == repairs[0]
 
 
+def test_a_wav_whose_header_was_never_finished_keeps_its_samples(worker, tmp_path):
+    """A recorder killed before it wrote the sizes leaves 0 in the data chunk's (and the RIFF's): libsndfile
+    reads 0 frames, and the file was rejected as empty_render with its seconds of music in it."""
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, sine(440.0, 10.0, SR, 0.3), SR, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"data") + 4
+    data[4:8] = data[at:at + 4] = bytes(4)
+    crashed = tmp_path / "a" / "crashed.wav"
+    crashed.parent.mkdir()
+    crashed.write_bytes(bytes(data))
+    assert soundfile.info(crashed).frames == 0  # what libsndfile makes of it
+    expected = ["header never finished (its data chunk declares 0 bytes); the 10.0 s present are read"]
+    for source in (None, bytes(data)):
+        audio, repairs = render.load_audio_source(crashed, params(), source)
+        assert repairs == expected
+        assert audio.tobytes() == render.load_audio_source(whole, params())[0].tobytes()
+    record = render_to(tmp_path, task(tmp_path, "a/crashed.wav"))
+    assert (record["status"], record["detail"]) == ("recovered", expected[0])
+    # An empty WAV (a header and no samples) stays what it was.
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), SR, subtype="PCM_16")
+    with pytest.raises(RenderError, match="empty_render"):
+        render.load_audio_source(empty, params())
+
+
 def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
     interrupted copy: both are whole as far as render is concerned."""
