@@ -137,7 +137,7 @@ def read_blocks(handle, stopped_by: list[str] | None = None) -> Iterator[np.ndar
 
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None,
-                 stopped_by: list[str] | None = None) -> np.ndarray:
+                 stopped_by: list[str] | None = None, offset: np.ndarray | None = None) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
@@ -150,6 +150,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     file's own samples, before resampling.  ``stopped_by``, when given, keeps
     what was decoded before a read error (a file cut short mid-stream): the
     error's text is appended to it and the audio up to there returned.
+    ``offset`` (float [file channels]), when given, is taken from each channel before resampling (a constant
+    offset removed there leaves no ringing at the edges, as it would after the filter).
     """
     import soundfile
 
@@ -170,6 +172,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
             if read > allowed:
                 raise AudioTooLong(f"the audio lasts more than {max_seconds:g} s")
             last = len(block) < DECODE_BLOCK_FRAMES
+            if offset is not None:
+                block = block - offset.astype(np.float32)
             if stream is not None:
                 block = stream.resample_chunk(block, last=last)
             if len(block):

@@ -287,6 +287,12 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
     return augmentation, audio
 
 
+# A constant offset at least this large (-60 dBFS) is taken out of an audio source: it is no music, it can push
+# samples past full scale, and clip's level measures and normalisation would count it as sound.
+OFFSET_REMOVED_FROM = 1e-3
+# More than this share of an audio source's samples beyond full scale: the file is scaled down to it rather than
+# clipped (a float WAV mastered hot); less (a resampler's overshoot on a loud master) is clipped as it is written.
+CLIPPED_SHARE_SCALED = 0.01
 CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
 
@@ -321,9 +327,22 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
         raise RenderError("decode_error", error_words(error)) from None
     validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
                    source_level=level.rms_without_offset())
-    unfinished = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
-                  "present are read"] if finished is not None else []
-    return audio, unfinished + cut_short(path, data, level.count, frames, file_rate, stopped)
+    repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
+               "present are read"] if finished is not None else []
+    repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
+    offset = level.rms_without_offset()[1]
+    if offset >= OFFSET_REMOVED_FROM:
+        del audio  # decoded again without it, before resampling
+        audio = decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
+                             stopped_by=[], offset=level.mean)
+        repairs.append(f"a constant offset of {offset:.3g} removed")
+    beyond = int(np.count_nonzero(np.abs(audio) > 1.0))
+    if beyond > CLIPPED_SHARE_SCALED * audio.size:
+        peak = float(np.abs(audio).max())
+        audio *= np.float32(1.0 / peak)
+        repairs.append(f"{100 * beyond / audio.size:.0f} % of its samples beyond full scale (peak {peak:.3g}): "
+                       f"scaled by {1.0 / peak:.3g} rather than clipped")
+    return audio, repairs
 
 
 def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:

@@ -542,6 +542,28 @@ def test_a_wav_whose_header_was_never_finished_keeps_its_samples(worker, tmp_pat
         render.load_audio_source(empty, params())
 
 
+def test_an_audio_sources_offset_is_removed_and_a_hot_file_scaled_not_clipped(tmp_path):
+    """A 0.99 offset around a quiet tone was written as it was (clip's normalisation then counted it as sound),
+    an offset of 0.9 around a 0.3 tone clipped 39 % of the samples, and a float file peaking at 3.5 was written
+    with 81 % of its samples clipped: each was "rendered" without a word."""
+    tone = sine(440.0, 4.0, SR, 0.3)
+    cases = {"offset.wav": (tone * 0.01 + 0.99, ["a constant offset of 0.99 removed"], tone * 0.01),
+             "clipped.wav": (tone + 0.9, ["a constant offset of 0.9 removed"], tone),
+             "hot.wav": (tone * 10.0, ["78 % of its samples beyond full scale (peak 3): scaled by 0.333 rather "
+                                        "than clipped"], tone / 0.3)}
+    for name, (samples, expected, clean) in cases.items():
+        soundfile.write(tmp_path / name, samples.astype(np.float32), SR, subtype="FLOAT")
+        audio, repairs = render.load_audio_source(tmp_path / name, params())
+        assert repairs == expected, name
+        assert np.abs(audio[0] - clean).max() < 1e-4, name
+    # An ordinary file keeps every sample: a small offset, and a few samples over full scale (clipped on writing).
+    plain = (tone * 3.3 + 5e-4).astype(np.float32)
+    plain[::SR // 4] = 1.05
+    soundfile.write(tmp_path / "plain.wav", plain, SR, subtype="FLOAT")
+    audio, repairs = render.load_audio_source(tmp_path / "plain.wav", params())
+    assert repairs == [] and audio[0].tobytes() == plain.tobytes()
+
+
 def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
     interrupted copy: both are whole as far as render is concerned."""
