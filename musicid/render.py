@@ -293,6 +293,7 @@ OFFSET_REMOVED_FROM = 1e-3
 # More than this share of an audio source's samples beyond full scale: the file is scaled down to it rather than
 # clipped (a float WAV mastered hot); less (a resampler's overshoot on a loud master) is clipped as it is written.
 CLIPPED_SHARE_SCALED = 0.01
+UNKNOWN_FRAMES = 2 ** 63 - 1  # libsndfile's frame count for a file whose header gives none (a FLAC's 0)
 CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
 
@@ -315,7 +316,8 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     if finished is not None:  # a WAV whose header was never finished: its samples are there
         data = finished
         frames, file_rate = audio_header(source())
-    check_audio_header(frames, file_rate, render.max_seconds)
+    unknown_length = frames >= UNKNOWN_FRAMES  # decoding stops at render.max_seconds all the same
+    check_audio_header(0 if unknown_length else frames, file_rate, render.max_seconds)
     level = Level()
     stopped: list[str] = []
     try:
@@ -329,7 +331,11 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
                    source_level=level.rms_without_offset())
     repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
                "present are read"] if finished is not None else []
-    repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
+    if unknown_length:  # libsndfile stops it with a failed seek at its end
+        repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
+                       f"{level.count / file_rate:.1f} s")
+    else:
+        repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
     offset = level.rms_without_offset()[1]
     if offset >= OFFSET_REMOVED_FROM:
         del audio  # decoded again without it, before resampling

@@ -564,6 +564,24 @@ def test_an_audio_sources_offset_is_removed_and_a_hot_file_scaled_not_clipped(tm
     assert repairs == [] and audio[0].tobytes() == plain.tobytes()
 
 
+def test_a_flac_whose_header_gives_no_length_is_read_to_its_end(tmp_path):
+    """An encoder writing to a pipe leaves STREAMINFO's sample count 0, which libsndfile gives as 2**63 - 1
+    frames: it was rejected as `too_long: the audio lasts 209146758205324 s`."""
+    whole = tmp_path / "whole.flac"
+    soundfile.write(whole, sine(440.0, 6.0, SR, 0.3), SR, format="FLAC", subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    fields = int.from_bytes(data[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of samples
+    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+    piped = tmp_path / "piped.flac"
+    piped.write_bytes(bytes(data))
+    assert soundfile.info(piped).frames == 2 ** 63 - 1
+    audio, repairs = render.load_audio_source(piped, params())
+    # libsndfile ends it with a failed seek, a last block short: what it gave is kept.
+    assert repairs == [f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
+                       f"{audio.shape[1] / SR:.1f} s"] and audio.shape[1] >= 5.5 * SR
+    assert audio.tobytes() == render.load_audio_source(whole, params())[0][:, :audio.shape[1]].tobytes()
+
+
 def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
     interrupted copy: both are whole as far as render is concerned."""
