@@ -88,6 +88,44 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     return MidiSource(data, _end_time(midi), repairs, rewrite)
 
 
+def tempo_in_first_track(data: bytes) -> bytes:
+    """A type-1 file's bytes with the tempo changes of its other tracks moved into its first, at the same times.
+
+    FluidSynth's player and mido follow a tempo change in any track; pretty_midi reads them from the first
+    track only, so the notes it reads of such a file would drift from the render's time. Other files are
+    returned as they are.
+    """
+    import mido
+
+    midi = _parse(data)
+    if midi.type != 1 or not any(message.type == "set_tempo" for track in midi.tracks[1:] for message in track):
+        return data
+    timed = []  # (absolute tick, order, message): the first track's messages first at one tick
+    for index, track in enumerate(midi.tracks):
+        tick = 0
+        kept = mido.MidiTrack()
+        for message in track:
+            tick += message.time
+            if index == 0 or message.type == "set_tempo":
+                timed.append((tick, 0 if index == 0 else 1, len(timed), message))
+            elif index > 0:
+                kept.append(message.copy(time=tick))  # absolute for now
+        if index > 0:
+            relative, previous = mido.MidiTrack(), 0
+            for message in kept:
+                relative.append(message.copy(time=message.time - previous))
+                previous = message.time
+            midi.tracks[index] = relative
+    first, previous = mido.MidiTrack(), 0
+    for tick, _, _, message in sorted(timed, key=lambda item: item[:3]):
+        if message.type == "end_of_track":
+            continue
+        first.append(message.copy(time=tick - previous))
+        previous = tick
+    midi.tracks[0] = first
+    return _serialize(midi)
+
+
 def _parse(data: bytes):
     import mido
 

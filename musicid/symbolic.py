@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -85,7 +86,7 @@ from typing import Iterator
 import numpy as np
 
 from musicid.checks import RenderError
-from musicid.midi import coarser_ticks, read_midi
+from musicid.midi import coarser_ticks, read_midi, tempo_in_first_track
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
     ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
@@ -140,10 +141,13 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     # Real scores pass it: a 10-minute Palestrina Gloria has 12.2 million ticks.
     # read_midi has checked the file's timing already, so allow up to MAX_TICKS.
     pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_TICKS)
-    data = source.data
+    data = tempo_in_first_track(source.data)  # where pretty_midi reads the tempo changes FluidSynth plays
     for attempt in range(2):
         try:
-            midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            with warnings.catch_warnings():  # key and time signatures in other tracks: not read here
+                warnings.filterwarnings("ignore", message="Tempo, Key or Time signature change events found on "
+                                                          "non-zero tracks", category=RuntimeWarning)
+                midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
             break
         except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many types on bad files
             # A long piece at a fine resolution (music21 writes 10080 ticks a beat: 41 minutes at 120 beats a
