@@ -71,6 +71,11 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
         repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
         midi = _parse(data)
     rewrite = False
+    stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
+    if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
+        drop_zero_tempos(midi)
+        repairs.append(f"{stalled} tempo event(s) of 0 microseconds a beat dropped")
+        rewrite = True
     if len(midi.tracks) > FLUIDSYNTH_MAX_TRACKS:  # its player would play none of them: silence
         repairs.append(f"{len(midi.tracks)} tracks merged into one (FluidSynth plays at most "
                        f"{FLUIDSYNTH_MAX_TRACKS})")
@@ -86,6 +91,21 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if rewrite:
         data = _serialize(midi)
     return MidiSource(data, _end_time(midi), repairs, rewrite)
+
+
+def drop_zero_tempos(midi) -> None:
+    """Take a parsed file's tempo events of 0 microseconds a beat out of it, their delta times kept."""
+    import mido
+
+    for index, track in enumerate(midi.tracks):
+        kept, carried = mido.MidiTrack(), 0
+        for message in track:
+            if message.type == "set_tempo" and message.tempo == 0:
+                carried += message.time
+                continue
+            kept.append(message.copy(time=message.time + carried))
+            carried = 0
+        midi.tracks[index] = kept
 
 
 def tempo_in_first_track(data: bytes) -> bytes:

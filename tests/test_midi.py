@@ -116,6 +116,25 @@ def test_a_file_of_more_tracks_than_fluidsynth_plays_is_merged(worker, tmp_path)
     assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
 
 
+def test_a_tempo_of_zero_is_dropped(worker, tmp_path):
+    """A tempo event of 0 microseconds a beat played every later note at once (a 1-second piece rendered as
+    0.46 s) and made pretty_midi divide by zero."""
+    midi = mido.MidiFile(type=0, ticks_per_beat=480)
+    midi.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=90, time=0), mido.Message("note_off", note=60, time=480),
+        mido.MetaMessage("set_tempo", tempo=0, time=0),
+        mido.Message("note_on", note=64, velocity=90, time=0), mido.Message("note_off", note=64, time=480)]))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    put(tmp_path, "stalled.mid", buffer.getvalue())
+    record = render_to(tmp_path, task(tmp_path, "a/stalled.mid"))
+    assert (record["status"], record["detail"]) == ("recovered", "1 tempo event(s) of 0 microseconds a beat dropped")
+    assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
+    from musicid.symbolic import read_notes
+
+    assert read_notes(tmp_path / "a" / "stalled.mid").start.tolist() == [0.0, 0.5]
+
+
 def test_smpte_drop_frame_rate(tmp_path):
     # Code 29 is 29.97 frames per second: 2997 ticks at 100 ticks per frame are one second.
     path = put(tmp_path, "drop.mid", smf("00903C64" "9735803C40" "00FF2F00", division=0xE364))
