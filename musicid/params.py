@@ -197,8 +197,10 @@ class ClipParams(Section):
         # Each track's clips are cut at once: 100x overlap on an hour of music would be 90 GB.
         if self.hop_seconds < self.clip_seconds / MAX_OVERLAP:
             raise KeyProblem("hop_seconds", f"must be at least clip.clip_seconds / {MAX_OVERLAP} "
-                                            f"({self.clip_seconds / MAX_OVERLAP:g}: each moment in at most "
-                                            f"{MAX_OVERLAP} clips), got {self.hop_seconds:g}")
+                                            f"({self.clip_seconds:g} / {MAX_OVERLAP} = "
+                                            f"{self.clip_seconds / MAX_OVERLAP:g}: each moment in at most "
+                                            f"{MAX_OVERLAP} clips), got {self.hop_seconds:g}: raise it, or "
+                                            f"lower clip.clip_seconds")
         # The whole track is scaled to target_db before its silence is measured: at or below min_rms's level,
         # its every frame would count as silence, and the stage would stop blaming the silence params.
         if self.normalize == "track" and self.min_rms > 0 and self.target_db <= 20 * math.log10(self.min_rms):

@@ -82,15 +82,18 @@ def test_missing_file_and_section(tmp_path):
         load_section(tmp_path / "p.yaml", "split")
 
 
-def test_dvc_yaml_lists_exactly_the_keys_each_stage_reads():
-    """A param a stage reads but dvc.yaml does not list would not rerun the stage."""
+def test_dvc_yaml_gives_each_stage_the_sections_it_reads_and_evaluate_the_whole_file():
+    """A param a stage reads but dvc.yaml does not list would not rerun the stage; a misspelt key or section
+    that no stage lists would leave `dvc repro` "up to date" (whole sections, and the whole file for
+    evaluate, rerun a stage that refuses it)."""
     pipeline = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
-    reads = {"download": ["dataset"], "render": ["render"], "clip": ["clip", "split"],
-             "featurize": ["features"], "train": ["train"], "evaluate": ["evaluate"]}
-    assert list(pipeline) == list(reads)
+    reads = {"download": ["dataset"], "render": ["render"], "clip": ["split", "clip"],
+             "featurize": ["features"], "train": ["train"]}
+    assert list(pipeline) == [*reads, "evaluate"]
     for stage, sections in reads.items():
-        expected = {f"{s}.{name}" for s in sections for name in SECTIONS[s].model_fields}
-        assert set(pipeline[stage]["params"]) == expected, stage
+        assert pipeline[stage]["params"] == sections, stage
+    assert pipeline["evaluate"]["params"] == [{"params.yaml": None}]
+    assert set(SECTIONS) == {section for sections in reads.values() for section in sections} | {"evaluate"}
 
 
 def _musicid_imports(path):
@@ -171,8 +174,8 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("render", "channels", 1.0, r"render\.channels must be 1 or 2, got 1\.0"),
     ("clip", "sample_rate", 2_000_000, r"clip\.sample_rate must be <= 192000, got 2000000"),
     ("clip", "clip_seconds", 1e-5, r"clip\.clip_seconds must be >= 0\.1, got 1e-05"),
-    ("clip", "hop_seconds", 1e-6, r"clip\.hop_seconds must be at least clip\.clip_seconds / 8 \(0\.5: each moment "
-                                  r"in at most 8 clips\), got 1e-06"),
+    ("clip", "hop_seconds", 1e-6, r"clip\.hop_seconds must be at least clip\.clip_seconds / 8 \(4 / 8 = 0\.5: each "
+                                  r"moment in at most 8 clips\), got 1e-06: raise it, or lower clip\.clip_seconds"),
     ("features", "n_mels", 600, r"features\.n_mels must be at most the 513 frequency bins of features\.n_fft 1024 "
                                 r"\(more mel bands than bins leaves bands empty\), got 600"),
     ("train", "seed", -1, r"train\.seed must be >= 0, got -1"),
