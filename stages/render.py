@@ -164,9 +164,11 @@ def run(args: argparse.Namespace) -> int:
             f"; {cache.failed_writes} could not be stored ({cache.write_error})" if cache.failed_writes else "")
     else:
         cached = "; render cache off (MUSICID_NO_CACHE)"
+    # A speed only means something for what was rendered here, not for what came from the cache.
+    speed = f"{seconds / max(elapsed, 1e-9):.0f}x real time, " if from_cache < len(records) else ""
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
-          f"({seconds / max(elapsed, 1e-9):.0f}x real time, {workers}){cached} -> {args.out}")
+          f"({speed}{workers}){cached} -> {args.out}")
     return 0
 
 

@@ -41,7 +41,12 @@ def sources(raw: Path) -> list[str]:
 def test_adding_a_file_renders_only_that_file_and_gives_the_output_of_a_run_from_scratch(
         tmp_path, raw, cache, monkeypatch, capsys):
     assert run(tmp_path, raw, out_name="first") == 0
-    assert "; 0 of 5 from the render cache" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "; 0 of 5 from the render cache" in first and "x real time" in first
+    # All from the cache: no rendering speed to speak of (it said "14000x real time").
+    assert run(tmp_path, raw, out_name="again") == 0
+    again = capsys.readouterr().out
+    assert "; 5 of 5 from the render cache" in again and "real time" not in again
     write_midi(raw / "a" / "added.mid", [(72, 0.0, 1.0)])
     manifest(raw, sources(raw))
     assert run(tmp_path, raw, out_name="second") == 0
