@@ -54,7 +54,7 @@ def _staging_prefix(target: Path) -> str:
     return f".{_short(target.name, _SHORT_NAME_BYTES)}.{os.getpid()}."
 
 
-_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.\d+\.[A-Za-z0-9_]+\.tmp$")
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def output_name(path: str | Path) -> str:
@@ -80,7 +80,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_staging(target: str | Path) -> list[Path]:
-    """Remove the staging files and folders of ``target`` left by runs that were killed.
+    """Remove the staging files and folders left beside ``target`` by runs that were killed: ``target``'s own,
+    and those of the other outputs in its folder (a stage DVC restores from its cache instead of running it
+    cannot clean up after its own dead run; the next stage that writes beside it does).
 
     Staging names carry the process id of the run that made them; one whose
     process is gone is a leftover of a run that died (SIGKILL, power loss)
@@ -99,9 +101,9 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
     removed = []
     for path in sorted(target.parent.iterdir()):
         name = path.name
-        if name == f"{prefix}old" or (name.startswith(prefix) and name.endswith(".tmp")):
-            pid_text = name[len(prefix):].split(".", 1)[0]
-            if name.endswith(".tmp") and (not pid_text.isdigit() or _pid_alive(int(pid_text))):
+        staging = _STAGING_NAME.match(name)
+        if name == f"{prefix}old" or staging or (name.startswith(prefix) and name.endswith(".tmp")):
+            if staging and _pid_alive(int(staging["pid"])):
                 continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -122,6 +122,24 @@ def test_stale_staging_of_a_dead_run_is_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["audio", "clips.h5", live.name])
 
 
+def test_a_dead_runs_staging_of_another_output_goes_with_the_next_output_written_beside_it(tmp_path):
+    """A killed clip left data/.clips.h5.<pid>.<x>.tmp; when DVC then restored clips.h5 from its cache, no run
+    of clip came to remove it. Writing any output in that folder does."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f".clips.h5.{dead}.ytmdaiij.tmp").write_bytes(b"half")
+    (tmp_path / f".raw.{dead}.x1.tmp").mkdir()
+    (tmp_path / f".features.h5.{os.getpid()}.live.tmp").write_bytes(b"going")  # a live run's: left alone
+    (tmp_path / ".notes.tmp").write_bytes(b"a user's file")  # no staging name: left alone
+    with atomic_directory(tmp_path / "audio") as staging:
+        (staging / "a").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["audio", f".features.h5.{os.getpid()}.live.tmp", ".notes.tmp"])
+
+
 def test_a_stop_between_the_two_renames_of_a_folder_swap_keeps_the_previous_folder(tmp_path, monkeypatch):
     """The swap moves the old folder aside, then the new one in: a signal between the two renames left no folder
     at all (the old one aside, removed by the next run)."""
