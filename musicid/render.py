@@ -327,8 +327,18 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
         raise RenderError("too_long", f"{error} (render.max_seconds)") from None
     except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
-    validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
-                   source_level=level.rms_without_offset())
+    try:
+        validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
+                       source_level=level.rms_without_offset())
+    except RenderError as error:
+        channel_rms = np.sqrt(level.spread / level.count) if level.count else np.zeros(0)
+        if error.reason == "silent" and render.channels == 1 and len(channel_rms) > 1 and \
+                channel_rms.min() >= render.min_rms:
+            # L = -R (a channel wired the wrong way round) mixes to nothing: say so, not just "silent".
+            levels = ", ".join(f"{value:.2e}" for value in channel_rms)
+            raise RenderError("silent", f"{error.detail}: its channels (RMS {levels}) cancel out when mixed to "
+                                        "mono, one the other inverted") from None
+        raise
     repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
                "present are read"] if finished is not None else []
     if unknown_length:  # libsndfile stops it with a failed seek at its end

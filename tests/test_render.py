@@ -582,6 +582,16 @@ def test_a_flac_whose_header_gives_no_length_is_read_to_its_end(tmp_path):
     assert audio.tobytes() == render.load_audio_source(whole, params())[0][:, :audio.shape[1]].tobytes()
 
 
+def test_stereo_whose_channels_cancel_in_mono_says_so(tmp_path):
+    """A channel wired the wrong way round (L = -R) mixes to nothing: "silent: RMS 0" named no cause."""
+    tone = sine(440.0, 3.0, SR, 0.3)
+    soundfile.write(tmp_path / "antiphase.wav", np.stack([tone, -tone], axis=1), SR, subtype="PCM_16")
+    with pytest.raises(RenderError, match=r"^silent: RMS .* below .*: its channels \(RMS 2\.1\de-01, 2\.1\de-01\) "
+                                          r"cancel out when mixed to mono, one the other inverted$"):
+        render.load_audio_source(tmp_path / "antiphase.wav", params(channels=1))
+    assert render.load_audio_source(tmp_path / "antiphase.wav", params(channels=2))[0].shape[0] == 2
+
+
 def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
     interrupted copy: both are whole as far as render is concerned."""
