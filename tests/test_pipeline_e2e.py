@@ -243,12 +243,31 @@ def test_second_repro_runs_nothing(baseline):
 def test_changing_a_param_reruns_only_its_stage(baseline):
     project = baseline
     set_params(project, {"train": {"epochs": 2}})
-    assert changed_stages(project) == {"train"}
+    assert changed_stages(project) == {"train", "evaluate"}  # evaluate: the whole file
     output = run(["dvc", "repro"], project)
     assert "Running stage 'train'" in output and "Running stage 'evaluate'" in output
     assert "Running stage 'featurize'" not in output
     diff = run(["dvc", "metrics", "diff", "--all", "--json"], project)
     assert "test.track.macro_f1" in json.loads(diff)["metrics/metrics.json"]
+    assert changed_stages(project) == set()
+
+
+@pytest.mark.e2e
+def test_a_misspelt_key_or_section_is_refused_not_left_up_to_date(baseline):
+    """DVC reruns a stage only for a param it lists: `trian:` or `train.patiense` left `dvc repro` "up to date"
+    with the value silently unused."""
+    project = baseline
+    params = project / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("\ntrain:\n", "\ntrain:\n  patiense: 3\n", 1))
+        assert changed_stages(project) == {"train", "evaluate"}  # train then refuses it (test_params)
+        params.write_text(original + "\ntrian:\n  epochs: 3\n")
+        assert changed_stages(project) == {"evaluate"}
+        output = run(["dvc", "repro"], project, exit_code=255)
+        assert "evaluate: params.yaml: unknown section 'trian': is it 'train'?" in output
+    finally:
+        params.write_text(original)
     assert changed_stages(project) == set()
 
 
