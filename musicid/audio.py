@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,11 +33,13 @@ class Level:
         self.count = 0
         self.mean: np.ndarray | None = None  # float64 [channels]
         self.spread: np.ndarray | None = None  # float64 [channels]: sum of squared deviations
+        self.beyond = 0  # samples (of all channels) beyond full scale, |x| > 1: only a float file has any
 
     def add(self, block: np.ndarray) -> None:
         """Take in float32 [n, channels]."""
         if len(block) == 0:
             return
+        self.beyond += int(np.count_nonzero(block > 1.0)) + int(np.count_nonzero(block < -1.0))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf samples: the checks name them
             mean = block.mean(axis=0, dtype=np.float64)
             deviations = block - mean.astype(np.float32)
@@ -80,15 +81,11 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
-# soundfile's prefix to libsndfile's words: the file's name, or an in-memory file's repr with its address.
-_OPENING = re.compile(r"""^Error opening (?:b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|<[^<>]*>): """)
-
-
 def error_words(error: BaseException) -> str:
-    """A decoding error in words that depend on the file's content alone (at most 200 characters): soundfile's
-    "Error opening <name>: " left out, since the record names the file, and an in-memory file's address
-    (different every run) or a path (different on every machine) would make reports differ."""
-    return f"{type(error).__name__}: {_OPENING.sub('', str(error), count=1)}"[:200]
+    """A decoding error in words that depend on the file's content alone (at most 200 characters): libsndfile's
+    own words, without soundfile's "Error opening <name>: " (the record names the file, and an in-memory file's
+    address, different every run, or a path, different on every machine, would make reports differ)."""
+    return f"{type(error).__name__}: {getattr(error, 'error_string', None) or error}"[:200]
 
 
 def soundfile_source(path: str | Path | BinaryIO) -> str | bytes | BinaryIO:
@@ -114,16 +111,18 @@ def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
-def read_blocks(handle, stopped_by: list[str] | None = None) -> Iterator[np.ndarray]:
-    """An open ``soundfile.SoundFile``'s frames as float32 [n, channels] blocks of DECODE_BLOCK_FRAMES, the last
+def read_blocks(handle, stopped_by: list[str] | None = None,
+                block_frames: int = DECODE_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """An open ``soundfile.SoundFile``'s frames as float32 [n, channels] blocks of ``block_frames``, the last
     one shorter (perhaps empty).  ``stopped_by``, when given, makes a read error after the first block the end
-    of the file (one cut short mid-stream): the error's text is appended to it."""
+    of the file (one cut short mid-stream): the error's text is appended to it, and the block it stopped is
+    lost (smaller blocks lose less)."""
     import soundfile
 
     read = 0
     while True:
         try:
-            block = handle.read(DECODE_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            block = handle.read(block_frames, dtype="float32", always_2d=True)
         except soundfile.LibsndfileError as error:
             if stopped_by is None or read == 0:
                 raise
@@ -131,13 +130,14 @@ def read_blocks(handle, stopped_by: list[str] | None = None) -> Iterator[np.ndar
             block = np.zeros((0, handle.channels), np.float32)
         read += len(block)
         yield block
-        if len(block) < DECODE_BLOCK_FRAMES:
+        if len(block) < block_frames:
             return
 
 
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None,
-                 stopped_by: list[str] | None = None, offset: np.ndarray | None = None) -> np.ndarray:
+                 stopped_by: list[str] | None = None, offset: np.ndarray | None = None,
+                 block_frames: int = DECODE_BLOCK_FRAMES) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
@@ -150,8 +150,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     file's own samples, before resampling.  ``stopped_by``, when given, keeps
     what was decoded before a read error (a file cut short mid-stream): the
     error's text is appended to it and the audio up to there returned.
-    ``offset`` (float [file channels]), when given, is taken from each channel before resampling (a constant
-    offset removed there leaves no ringing at the edges, as it would after the filter).
+    ``offset`` (float [file channels]), when given, is taken from each channel before ``level`` sees it and
+    before resampling (a constant offset removed there leaves no ringing at the edges, as after the filter).
     """
     import soundfile
 
@@ -165,15 +165,15 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
 
             stream = soxr.ResampleStream(file_rate, sample_rate, handle.channels, dtype="float32", quality="HQ")
         read = 0
-        for block in read_blocks(handle, stopped_by):  # [n, file channels]
+        for block in read_blocks(handle, stopped_by, block_frames):  # [n, file channels]
             read += len(block)
+            if offset is not None:
+                block = block - offset.astype(np.float32)
             if level is not None:
                 level.add(block)
             if read > allowed:
                 raise AudioTooLong(f"the audio lasts more than {max_seconds:g} s")
-            last = len(block) < DECODE_BLOCK_FRAMES
-            if offset is not None:
-                block = block - offset.astype(np.float32)
+            last = len(block) < block_frames
             if stream is not None:
                 block = stream.resample_chunk(block, last=last)
             if len(block):
@@ -244,21 +244,78 @@ def wav_data_sizes(path: str | Path, data: bytes | None = None) -> tuple[int, in
     return sizes if isinstance(sizes, tuple) else None
 
 
-def finish_wav_header(data: bytes) -> bytes | None:
-    """A copy of a WAV file's bytes whose data chunk declares the bytes it holds, when it declares none while
-    samples follow (a recorder or a program killed before it finished the header: libsndfile reads 0 frames of
-    it); None for any other file."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    position = 12
-    while position + 8 <= len(data):
-        chunk, length = struct.unpack_from("<4sI", data, position)
-        if chunk == b"data":
-            present = len(data) - position - 8
-            if length != 0 or present <= 0:
-                return None
-            return data[:position + 4] + struct.pack("<I", min(present, 0xFFFFFFFE)) + data[position + 8:]
+class PatchedFile(io.RawIOBase):
+    """A seekable binary file that reads as ``raw`` (an open file of ``size`` bytes) with some bytes replaced:
+    ``patches`` maps an offset to the bytes read there instead. Nothing is copied but the patches."""
+
+    def __init__(self, raw: BinaryIO, size: int, patches: dict[int, bytes]) -> None:
+        super().__init__()
+        self._raw, self._size, self._patches, self._position = raw, size, patches, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        self._raw.seek(self._position)
+        count = self._raw.readinto(buffer)
+        view = memoryview(buffer)
+        for at, patch in self._patches.items():
+            low, high = max(at, self._position), min(at + len(patch), self._position + count)
+            if low < high:
+                view[low - self._position:high - self._position] = patch[low - at:high - at]
+        self._position += count
+        return count
+
+
+def _chunks(handle: BinaryIO, start: int, size: int) -> Iterator[tuple[bytes, int, int]]:
+    """(id, position, declared length) of each RIFF chunk from ``start`` on, while a chunk header fits."""
+    position = start
+    while position + 8 <= size:
+        handle.seek(position)
+        chunk, length = struct.unpack("<4sI", handle.read(8))
+        yield chunk, position, length
         position += 8 + length + (length & 1)  # chunks are padded to an even size
+
+
+def unfinished_wav_patches(handle: BinaryIO, size: int) -> dict[int, bytes] | None:
+    """The header bytes that make a WAV file whose header was never finished readable to its end, or None.
+
+    A recorder (or any program) killed mid-take leaves its data chunk's size 0 with the samples after it, which
+    libsndfile reads as no frames; the patches give the data chunk (and the RIFF chunk) the sizes of what the
+    file holds. A data chunk that is truly empty is followed by nothing, or by whole chunks to the end of the
+    file (a LIST of tags): None for it, as for any other file.
+    """
+    handle.seek(0)
+    header = handle.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return None
+    for chunk, position, length in _chunks(handle, 12, size):
+        if chunk != b"data":
+            continue
+        after = position + 8
+        if length != 0 or size - after < 64:  # a few stray bytes are no take
+            return None
+        end = after
+        for following, at, following_length in _chunks(handle, after, size):
+            if not all(0x20 <= byte <= 0x7E for byte in following):
+                break  # samples, not a chunk id
+            end = at + 8 + following_length + (following_length & 1)
+        else:
+            if end in (size, size + 1):  # whole chunks to the end (the last one's pad byte may be missing)
+                return None
+        return {4: struct.pack("<I", min(size - 8, 0xFFFFFFFF)),
+                position + 4: struct.pack("<I", min(size - after, 0xFFFFFFFE))}
     return None
 
 
@@ -277,11 +334,7 @@ def _riff_data(handle, size: int) -> tuple[int, int] | str:
     header = handle.read(12)
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         return "not a WAV file (no RIFF/WAVE header)"
-    position = 12
-    while position + 8 <= size:
-        handle.seek(position)
-        chunk, length = struct.unpack("<4sI", handle.read(8))
+    for chunk, position, length in _chunks(handle, 12, size):
         if chunk == b"data":
             return length, size - position - 8
-        position += 8 + length + (length & 1)  # chunks are padded to an even size
     return "truncated (no data chunk)"

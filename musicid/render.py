@@ -28,19 +28,21 @@ nothing of it is written; the plain renders never depend on the copies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (AudioTooLong, Level, audio_header, decode_audio, error_words, finish_wav_header,
-                           to_channels, wav_bytes, wav_data_sizes)
+from musicid.audio import (DECODE_BLOCK_FRAMES, AudioTooLong, Level, PatchedFile, audio_header, decode_audio,
+                           error_words, to_channels, unfinished_wav_patches, wav_bytes, wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -287,12 +289,14 @@ def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, s
     return augmentation, audio
 
 
-# A constant offset at least this large (-60 dBFS) is taken out of an audio source: it is no music, it can push
-# samples past full scale, and clip's level measures and normalisation would count it as sound.
-OFFSET_REMOVED_FROM = 1e-3
-# More than this share of an audio source's samples beyond full scale: the file is scaled down to it rather than
-# clipped (a float WAV mastered hot); less (a resampler's overshoot on a loud master) is clipped as it is written.
+# A constant offset of at least 1e-3 (-60 dBFS) and a tenth of the signal's RMS is taken out of an audio source:
+# it is no music, it can push samples past full scale, and clip's level measures and normalisation would count it
+# as sound. (A mean of loud music over a few seconds can reach 1e-3 without any offset: it stays.)
+OFFSET_REMOVED_FROM, OFFSET_SHARE = 1e-3, 0.1
+# More than this share of a float file's own samples beyond full scale (a file mastered hot): it is scaled down to
+# full scale rather than clipped. A resampler's overshoot on a loud master is clipped as it is written.
 CLIPPED_SHARE_SCALED = 0.01
+UNKNOWN_LENGTH_BLOCK_FRAMES = 1024  # frames decoded at a time from a file of unknown length
 UNKNOWN_FRAMES = 2 ** 63 - 1  # libsndfile's frame count for a file whose header gives none (a FLAC's 0)
 CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
@@ -304,32 +308,73 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     Returns (float32 [render.channels, n] at render.sample_rate, what was repaired): a file cut short (an
     interrupted copy or download) keeps the audio that is there, and says how much of it that is.
     """
-    def source() -> Path | io.BytesIO:
-        return path if data is None else io.BytesIO(data)
+    with contextlib.ExitStack() as stack:
+        raw = stack.enter_context(open(path, "rb")) if data is None else io.BytesIO(data)
+        size = os.fstat(raw.fileno()).st_size if data is None else len(data)
+        patches = unfinished_wav_patches(raw, size) if path.suffix.lower() == ".wav" else None
 
+        def source() -> Path | BinaryIO:
+            if patches:  # a WAV whose header was never finished: read with the sizes it should have had
+                return PatchedFile(raw, size, patches)
+            return path if data is None else io.BytesIO(data)
+
+        return _decode_checked(path, data, source, render, unfinished=patches is not None)
+
+
+def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams, unfinished: bool,
+                    ) -> tuple[np.ndarray, list[str]]:
+    """:func:`load_audio_source` of the file ``source()`` opens (afresh at each call)."""
     try:
         frames, file_rate = audio_header(source())
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
-    finished = finish_wav_header(path.read_bytes() if data is None else data) \
-        if frames == 0 and path.suffix.lower() == ".wav" else None
-    if finished is not None:  # a WAV whose header was never finished: its samples are there
-        data = finished
-        frames, file_rate = audio_header(source())
     unknown_length = frames >= UNKNOWN_FRAMES  # decoding stops at render.max_seconds all the same
     check_audio_header(0 if unknown_length else frames, file_rate, render.max_seconds)
+    # A file of unknown length ends in a failed seek, which loses the block it stops: small blocks lose little.
+    block_frames = UNKNOWN_LENGTH_BLOCK_FRAMES if unknown_length else DECODE_BLOCK_FRAMES
     level = Level()
     stopped: list[str] = []
-    try:
-        audio = decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
-                             level=level, stopped_by=stopped)
-    except AudioTooLong as error:  # the header understated the length
-        raise RenderError("too_long", f"{error} (render.max_seconds)") from None
-    except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
-        raise RenderError("decode_error", error_words(error)) from None
+
+    def decode(into: Level, stopped_by: list[str], offset: np.ndarray | None = None) -> np.ndarray:
+        try:
+            return decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
+                                level=into, stopped_by=stopped_by, offset=offset, block_frames=block_frames)
+        except AudioTooLong as error:  # the header understated the length
+            raise RenderError("too_long", f"{error} (render.max_seconds)") from None
+        except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
+            raise RenderError("decode_error", error_words(error)) from None
+
+    audio = decode(level, stopped)
+    _validate_source(audio, render, level, level.rms_without_offset())
+    repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
+               "present are read"] if unfinished else []
+    if unknown_length:  # libsndfile stops it with a failed seek at its end
+        repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
+                       f"{level.count / file_rate:.1f} s")
+    else:
+        repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
+    signal_rms, offset = level.rms_without_offset()
+    if offset >= OFFSET_REMOVED_FROM and offset >= OFFSET_SHARE * signal_rms:
+        del audio  # decoded again without it, before resampling
+        offsets, level = level.mean, Level()
+        audio = decode(level, [], offset=offsets)
+        repairs.append(f"a constant offset of {offset:.3g} removed")
+        _validate_source(audio, render, level, None)  # L = -R around a shared offset cancels only now
+    samples = level.count * len(level.mean)
+    if level.beyond > CLIPPED_SHARE_SCALED * samples:  # counted on the file's own samples: only float files
+        peak = max(float(audio.max()), -float(audio.min()))
+        audio *= np.float32(1.0 / peak)
+        repairs.append(f"{100 * level.beyond / samples:.1f} % of its samples beyond full scale (peak "
+                       f"{peak:.3g}): scaled by {1.0 / peak:.3g} rather than clipped")
+    return audio, repairs
+
+
+def _validate_source(audio: np.ndarray, render: RenderParams, level: Level,
+                     source_level: tuple[float, float] | None) -> None:
+    """:func:`validate_audio` of a decoded source; a mono mix that is silent because its channels cancel says so."""
     try:
         validate_audio(audio, render.sample_rate, render.min_rms, max_peak=MAX_AUDIO_PEAK,
-                       source_level=level.rms_without_offset())
+                       source_level=source_level)
     except RenderError as error:
         channel_rms = np.sqrt(level.spread / level.count) if level.count else np.zeros(0)
         if error.reason == "silent" and render.channels == 1 and len(channel_rms) > 1 and \
@@ -339,26 +384,6 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
             raise RenderError("silent", f"{error.detail}: its channels (RMS {levels}) cancel out when mixed to "
                                         "mono, one the other inverted") from None
         raise
-    repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
-               "present are read"] if finished is not None else []
-    if unknown_length:  # libsndfile stops it with a failed seek at its end
-        repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
-                       f"{level.count / file_rate:.1f} s")
-    else:
-        repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
-    offset = level.rms_without_offset()[1]
-    if offset >= OFFSET_REMOVED_FROM:
-        del audio  # decoded again without it, before resampling
-        audio = decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
-                             stopped_by=[], offset=level.mean)
-        repairs.append(f"a constant offset of {offset:.3g} removed")
-    beyond = int(np.count_nonzero(np.abs(audio) > 1.0))
-    if beyond > CLIPPED_SHARE_SCALED * audio.size:
-        peak = float(np.abs(audio).max())
-        audio *= np.float32(1.0 / peak)
-        repairs.append(f"{100 * beyond / audio.size:.0f} % of its samples beyond full scale (peak {peak:.3g}): "
-                       f"scaled by {1.0 / peak:.3g} rather than clipped")
-    return audio, repairs
 
 
 def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:

@@ -9,6 +9,7 @@ import soundfile
 from musicid import render, synth
 from musicid.checks import RenderError, cut_after_last_loud, peak_level, trim_trailing_silence, validate_audio
 from musicid.midi import force_program, midi_end_time
+from musicid.audio import decode_audio
 from musicid.render import RenderTask, finish_render
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, check_fluidsynth
 from tests.conftest import SOUNDFONT, section_params, sine, write_midi, write_wav
@@ -535,11 +536,21 @@ def test_a_wav_whose_header_was_never_finished_keeps_its_samples(worker, tmp_pat
         assert audio.tobytes() == render.load_audio_source(whole, params())[0].tobytes()
     record = render_to(tmp_path, task(tmp_path, "a/crashed.wav"))
     assert (record["status"], record["detail"]) == ("recovered", expected[0])
-    # An empty WAV (a header and no samples) stays what it was.
+    # Its length is known before a sample is decoded: too long for render.max_seconds is said at once.
+    with pytest.raises(RenderError, match="^too_long: the audio lasts 10 s"):
+        render.load_audio_source(crashed, params(max_seconds=5.0))
+    # An empty WAV (a header and no samples) stays what it was, with tags after its data chunk too.
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, np.float32), SR, subtype="PCM_16")
     with pytest.raises(RenderError, match="empty_render"):
         render.load_audio_source(empty, params())
+    tags = b"LIST" + struct.pack("<I", 16) + b"INFOINAM" + struct.pack("<I", 3) + b"ab\0\0"
+    tags += b"id3 " + struct.pack("<I", 20001) + bytes(20001) + b"\0"
+    tagged = bytearray(empty.read_bytes() + tags)
+    tagged[4:8] = struct.pack("<I", len(tagged) - 8)
+    (tmp_path / "tagged.wav").write_bytes(bytes(tagged))
+    with pytest.raises(RenderError, match="empty_render"):
+        render.load_audio_source(tmp_path / "tagged.wav", params())
 
 
 def test_an_audio_sources_offset_is_removed_and_a_hot_file_scaled_not_clipped(tmp_path):
@@ -549,7 +560,7 @@ def test_an_audio_sources_offset_is_removed_and_a_hot_file_scaled_not_clipped(tm
     tone = sine(440.0, 4.0, SR, 0.3)
     cases = {"offset.wav": (tone * 0.01 + 0.99, ["a constant offset of 0.99 removed"], tone * 0.01),
              "clipped.wav": (tone + 0.9, ["a constant offset of 0.9 removed"], tone),
-             "hot.wav": (tone * 10.0, ["78 % of its samples beyond full scale (peak 3): scaled by 0.333 rather "
+             "hot.wav": (tone * 10.0, ["78.4 % of its samples beyond full scale (peak 3): scaled by 0.333 rather "
                                         "than clipped"], tone / 0.3)}
     for name, (samples, expected, clean) in cases.items():
         soundfile.write(tmp_path / name, samples.astype(np.float32), SR, subtype="FLOAT")
@@ -562,24 +573,39 @@ def test_an_audio_sources_offset_is_removed_and_a_hot_file_scaled_not_clipped(tm
     soundfile.write(tmp_path / "plain.wav", plain, SR, subtype="FLOAT")
     audio, repairs = render.load_audio_source(tmp_path / "plain.wav", params())
     assert repairs == [] and audio[0].tobytes() == plain.tobytes()
+    # A loud 16-bit master, resampled: the resampler overshoots full scale in 1-2 % of the samples, and loud noise
+    # with a bass line has a mean over 1e-3 with no offset at all. Neither is touched: decoded as before.
+    rng = np.random.default_rng(0)
+    rate = 44100
+    bass = 0.5 * np.sin(2 * np.pi * 55 * np.arange(10 * rate) / rate)
+    master = np.clip(bass[:, None] + rng.normal(0.0, 0.5, (10 * rate, 2)), -1.0, 1.0)
+    soundfile.write(tmp_path / "master.wav", master, rate, subtype="PCM_16")
+    audio, repairs = render.load_audio_source(tmp_path / "master.wav", params(channels=2))
+    assert repairs == [] and (np.abs(audio) > 1.0).mean() > 0.01  # overshoot there, left to the WAV writer
+    assert audio.tobytes() == decode_audio(tmp_path / "master.wav", SR, 2).tobytes()
+    # L = -R around a shared offset mixes to silence only once the offset is out.
+    soundfile.write(tmp_path / "both.wav", np.stack([tone + 0.05, 0.05 - tone], axis=1), SR, subtype="FLOAT")
+    with pytest.raises(RenderError, match=r"^silent: .*cancel out when mixed to mono"):
+        render.load_audio_source(tmp_path / "both.wav", params(channels=1))
 
 
 def test_a_flac_whose_header_gives_no_length_is_read_to_its_end(tmp_path):
     """An encoder writing to a pipe leaves STREAMINFO's sample count 0, which libsndfile gives as 2**63 - 1
     frames: it was rejected as `too_long: the audio lasts 209146758205324 s`."""
-    whole = tmp_path / "whole.flac"
-    soundfile.write(whole, sine(440.0, 6.0, SR, 0.3), SR, format="FLAC", subtype="PCM_16")
-    data = bytearray(whole.read_bytes())
-    fields = int.from_bytes(data[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of samples
-    data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
-    piped = tmp_path / "piped.flac"
-    piped.write_bytes(bytes(data))
-    assert soundfile.info(piped).frames == 2 ** 63 - 1
-    audio, repairs = render.load_audio_source(piped, params())
-    # libsndfile ends it with a failed seek, a last block short: what it gave is kept.
-    assert repairs == [f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
-                       f"{audio.shape[1] / SR:.1f} s"] and audio.shape[1] >= 5.5 * SR
-    assert audio.tobytes() == render.load_audio_source(whole, params())[0][:, :audio.shape[1]].tobytes()
+    for seconds in (6.0, 1.0):  # 1 s: shorter than one of the blocks ordinary files are decoded in
+        whole = tmp_path / "whole.flac"
+        soundfile.write(whole, sine(440.0, seconds, SR, 0.3), SR, format="FLAC", subtype="PCM_16")
+        data = bytearray(whole.read_bytes())
+        fields = int.from_bytes(data[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of samples
+        data[18:26] = (fields & ~((1 << 36) - 1)).to_bytes(8, "big")
+        piped = tmp_path / "piped.flac"
+        piped.write_bytes(bytes(data))
+        assert soundfile.info(piped).frames == 2 ** 63 - 1
+        audio, repairs = render.load_audio_source(piped, params())
+        # libsndfile ends it with a failed seek, which loses the small block it stops: the rest is kept.
+        assert repairs == [f"its header gives no length (a file written to a pipe); read as far as libsndfile "
+                           f"goes: {audio.shape[1] / SR:.1f} s"] and audio.shape[1] >= (seconds - 0.05) * SR
+        assert audio.tobytes() == render.load_audio_source(whole, params())[0][:, :audio.shape[1]].tobytes()
 
 
 def test_stereo_whose_channels_cancel_in_mono_says_so(tmp_path):
