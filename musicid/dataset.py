@@ -61,7 +61,7 @@ from typing import Callable
 
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
-from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file
+from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, unreadable_reason
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -474,7 +474,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
         """A folder os.walk cannot list (no read permission): recorded, so its files do not vanish unsaid."""
         path = Path(error.filename)
         relative = printable(path.relative_to(root).as_posix()) if path != root else "."
-        skip(relative + "/", label_of(path / "x"), f"unreadable: {error.strerror or type(error).__name__}")
+        skip(relative + "/", label_of(path / "x"), unreadable_reason(error))
 
     for folder, subfolders, names in os.walk(root, onerror=unreadable):
         folder = Path(folder)
@@ -637,7 +637,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                 digest, size = sha256_file(item.path), item.path.stat().st_size
                 music = music_digest(item.path, digest)
         except OSError as error:  # no permission, or gone since the walk: this file only
-            skip(item.relative, item.label, f"unreadable: {error.strerror or type(error).__name__}")
+            skip(item.relative, item.label, unreadable_reason(error))
             continue
         if mismatch:
             skip(item.relative, item.label, f"content_mismatch: {mismatch}")
@@ -729,7 +729,7 @@ def _check_audio(path: Path) -> None:
     import numpy as np
     import soundfile
 
-    from musicid.audio import Level, finish_wav_header, read_blocks, soundfile_source
+    from musicid.audio import Level, read_blocks, soundfile_source, unfinished_wav_patches
     from musicid.checks import RenderError
 
     level = Level()
@@ -739,8 +739,10 @@ def _check_audio(path: Path) -> None:
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
     if level.count == 0:
-        if path.suffix.lower() == ".wav" and finish_wav_header(path.read_bytes()) is not None:
-            return  # a WAV whose header was never finished: render reads the samples it holds
+        if path.suffix.lower() == ".wav":
+            with open(path, "rb") as handle:
+                if unfinished_wav_patches(handle, os.fstat(handle.fileno()).st_size):
+                    return  # a WAV whose header was never finished: render reads the samples it holds
         raise RenderError("empty_render", "no audio frames")
     if level.rms_without_offset()[0] == 0.0:
         raise RenderError("silent", "every sample has the same value (digital silence)")

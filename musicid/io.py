@@ -54,7 +54,8 @@ def _staging_prefix(target: Path) -> str:
     return f".{_short(target.name, _SHORT_NAME_BYTES)}.{os.getpid()}."
 
 
-_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+# ``.<output name>.<pid>.<tempfile's 8 random characters>.tmp`` (mkstemp and mkdtemp: a-z, 0-9 and _).
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d{1,7})\.[a-z0-9_]{8}\.tmp$")
 
 
 def output_name(path: str | Path) -> str:
@@ -74,7 +75,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, but another user's
+    except (PermissionError, OverflowError, ValueError):  # another user's; or no pid at all: not ours to remove
         return True
     return True
 
@@ -99,12 +100,18 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
         # the .old one. It goes back into place rather than away.
         os.replace(old, target)
     removed = []
+    outputs = {_short(path.name, _SHORT_NAME_BYTES) for path in target.parent.iterdir()}
     for path in sorted(target.parent.iterdir()):
         name = path.name
-        staging = _STAGING_NAME.match(name)
-        if name == f"{prefix}old" or staging or (name.startswith(prefix) and name.endswith(".tmp")):
-            if staging and _pid_alive(int(staging["pid"])):
-                continue
+        if name.startswith(prefix) and name.endswith(".tmp"):  # target's own staging
+            pid_text = name[len(prefix):].split(".", 1)[0]
+            dead = pid_text.isdigit() and not _pid_alive(int(pid_text))
+        else:
+            # Another output's staging, only when that output is in the folder (a file of the user's named
+            # alike stays), once the run that made it is gone.
+            staging = _STAGING_NAME.match(name)
+            dead = bool(staging) and staging["name"] in outputs and not _pid_alive(int(staging["pid"]))
+        if name == f"{prefix}old" or dead:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -208,6 +215,11 @@ def safe_name(text: str, max_bytes: int = 200) -> str:
     # keeps its letters ("Dvořák") instead of losing the accents to "_".
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in unicodedata.normalize("NFC", text))
     return _short(cleaned.strip("._") or "_", max_bytes)
+
+
+def unreadable_reason(error: OSError) -> str:
+    """A file or folder the system would not let us read, as a reason in a report: ``unreadable: <cause>``."""
+    return f"unreadable: {error.strerror or type(error).__name__}"
 
 
 def printable(name: str) -> str:

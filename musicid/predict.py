@@ -19,7 +19,7 @@ from musicid.clips import cut_clips, load_mono
 from musicid.dataset import is_hidden, special_file_reason
 from musicid.features import compute_features, n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
-from musicid.io import printable
+from musicid.io import printable, unreadable_reason
 from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
@@ -69,7 +69,7 @@ def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     files, seen, unlisted = [], set(), []
 
     def unreadable(error: OSError) -> None:
-        unlisted.append((Path(error.filename), f"unreadable: {error.strerror or type(error).__name__}"))
+        unlisted.append((Path(error.filename), unreadable_reason(error)))
 
     for root, folders, names in os.walk(folder, followlinks=True, onerror=unreadable):
         real = os.path.realpath(root)
@@ -303,7 +303,7 @@ class Predictor:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
             mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
         except OSError as error:
-            prediction.error = f"unreadable: {error.strerror or type(error).__name__}"
+            prediction.error = unreadable_reason(error)
             return prediction
         if mismatch:
             prediction.error = f"content_mismatch: {mismatch}"

@@ -86,6 +86,7 @@ from typing import Iterator
 import numpy as np
 
 from musicid.checks import RenderError
+from musicid.io import unreadable_reason
 from musicid.midi import coarser_ticks, read_midi, tempo_in_first_track
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
@@ -422,7 +423,7 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
                                 texture=texture, roll=roll)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                f"unreadable: {error.strerror or type(error).__name__}", relative, texture, roll)
+                                unreadable_reason(error), relative, texture, roll)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))

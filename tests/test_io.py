@@ -130,14 +130,20 @@ def test_a_dead_runs_staging_of_another_output_goes_with_the_next_output_written
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
+    for output in ("clips.h5", "features.h5"):  # restored by DVC from its cache
+        (tmp_path / output).write_bytes(b"whole")
+    (tmp_path / "raw").mkdir()
     (tmp_path / f".clips.h5.{dead}.ytmdaiij.tmp").write_bytes(b"half")
-    (tmp_path / f".raw.{dead}.x1.tmp").mkdir()
-    (tmp_path / f".features.h5.{os.getpid()}.live.tmp").write_bytes(b"going")  # a live run's: left alone
-    (tmp_path / ".notes.tmp").write_bytes(b"a user's file")  # no staging name: left alone
+    (tmp_path / f".raw.{dead}.x1_2abcd.tmp").mkdir()
+    (tmp_path / f".features.h5.{os.getpid()}.livelive.tmp").write_bytes(b"going")  # a live run's: left alone
+    # A user's files: no staging name, a "pid" no process can have, no such output beside it. All left alone.
+    user = [".notes.tmp", ".notes.20240607120000.draft.tmp", f".backup.{dead}.old_copy.tmp"]
+    for name in user:
+        (tmp_path / name).write_bytes(b"mine")
     with atomic_directory(tmp_path / "audio") as staging:
         (staging / "a").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["audio", f".features.h5.{os.getpid()}.live.tmp", ".notes.tmp"])
+        ["audio", "clips.h5", "features.h5", "raw", f".features.h5.{os.getpid()}.livelive.tmp", *user])
 
 
 def test_a_stop_between_the_two_renames_of_a_folder_swap_keeps_the_previous_folder(tmp_path, monkeypatch):
