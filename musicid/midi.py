@@ -109,7 +109,8 @@ def drop_zero_tempos(midi) -> None:
 
 
 def tempo_in_first_track(data: bytes) -> bytes:
-    """A type-1 file's bytes with the tempo changes of its other tracks moved into its first, at the same times.
+    """A type-1 or type-2 file's bytes with the tempo changes of its other tracks moved into its first, at the
+    same times.
 
     FluidSynth's player and mido follow a tempo change in any track; pretty_midi reads them from the first
     track only, so the notes it reads of such a file would drift from the render's time. Other files are
@@ -118,7 +119,8 @@ def tempo_in_first_track(data: bytes) -> bytes:
     import mido
 
     midi = _parse(data)
-    if midi.type != 1 or not any(message.type == "set_tempo" for track in midi.tracks[1:] for message in track):
+    # Type 2 (tracks meant one after another) is played with its tracks together too, by FluidSynth and mido.
+    if midi.type == 0 or not any(message.type == "set_tempo" for track in midi.tracks[1:] for message in track):
         return data
     timed = []  # (absolute tick, order, message): the first track's messages first at one tick
     for index, track in enumerate(midi.tracks):

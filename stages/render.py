@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                                       initializer=init_checked_worker if scheduler else init_worker,
                                       initargs=(params, environment) if scheduler else (params,),
                                       scheduler=scheduler, on_crash=crashed, isolate=True)
-        records, from_cache = [], 0
+        records, from_cache, cached_seconds = [], 0, 0.0
         # Closed at the loop's end, not when collected (the last next() leaves it suspended): the shutdown of
         # its pool in a garbage collector's hands would swallow a Ctrl-C or SIGTERM arriving then.
         with contextlib.closing(rendered_misses):
@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 rendered = cache.get(key) if hit else None
                 if rendered is not None:
                     from_cache += 1
+                    cached_seconds += rendered.record["duration_s"] or 0
                 else:
                     if hit:  # the entry went bad or away since it was found: render the source here
                         init_worker(params)
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cached = "; render cache off (MUSICID_NO_CACHE)"
     # A speed only means something for what was rendered here, not for what came from the cache.
-    speed = f"{seconds / max(elapsed, 1e-9):.0f}x real time, " if from_cache < len(records) else ""
+    speed = f"{(seconds - cached_seconds) / max(elapsed, 1e-9):.0f}x real time, " if from_cache < len(records) \
+        else ""
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({speed}{workers}){cached} -> {args.out}")

@@ -93,12 +93,13 @@ def test_smpte_division_is_converted(worker, tmp_path):
 
 
 def many_tracks(count: int) -> bytes:
-    """A type-1 file of ``count`` tracks: a note in the first, the others empty."""
+    """A type-1 file of ``count`` tracks: a half-second note in the first and a second one, after it, in the
+    last; the others empty."""
     midi = mido.MidiFile(type=1, ticks_per_beat=480)
     for index in range(count):
         track = mido.MidiTrack()
-        if index == 0:
-            track += [mido.Message("note_on", note=60, velocity=100, time=0),
+        if index in (0, count - 1):
+            track += [mido.Message("note_on", note=60, velocity=100, time=0 if index == 0 else 480),
                       mido.Message("note_off", note=60, velocity=64, time=480)]
         midi.tracks.append(track)
     buffer = io.BytesIO()
@@ -113,7 +114,7 @@ def test_a_file_of_more_tracks_than_fluidsynth_plays_is_merged(worker, tmp_path)
     record = render_to(tmp_path, task(tmp_path, "a/many.mid"))
     assert (record["status"], record["reason"]) == ("recovered", None)
     assert record["detail"] == "150 tracks merged into one (FluidSynth plays at most 127)"
-    assert 0.5 <= record["duration_s"] <= 0.5 + synth.TAIL_SECONDS
+    assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS  # the last track's note is played too
 
 
 def test_a_tempo_of_zero_is_dropped(worker, tmp_path):

@@ -240,7 +240,7 @@ def test_second_repro_runs_nothing(baseline):
 
 
 @pytest.mark.e2e
-def test_changing_a_param_reruns_only_its_stage(baseline):
+def test_changing_a_param_reruns_its_stage_and_those_after_it(baseline):
     project = baseline
     set_params(project, {"train": {"epochs": 2}})
     assert changed_stages(project) == {"train", "evaluate"}  # evaluate: the whole file

@@ -327,17 +327,19 @@ def test_a_tempo_change_in_another_track_moves_the_notes_as_the_render_plays_the
 
     from musicid.midi import midi_end_time
 
-    midi = mido.MidiFile(type=1, ticks_per_beat=480)
-    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0)]))  # 120 bpm
-    midi.tracks.append(mido.MidiTrack([
-        mido.Message("note_on", note=60, velocity=90, time=0), mido.Message("note_off", note=60, time=480),
-        mido.MetaMessage("set_tempo", tempo=1000000, time=480),  # beat 2: 60 bpm, in the notes' track
-        mido.Message("note_on", note=64, velocity=90, time=960), mido.Message("note_off", note=64, time=480)]))
-    path = tmp_path / "tempo.mid"
-    midi.save(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        notes = read_notes(path)
-    # Beats 0-2 at 0.5 s, then 1 s a beat: the second note starts at beat 4 = 3 s, ends at 4 s.
-    assert notes.start.tolist() == pytest.approx([0.0, 3.0]) and notes.end.tolist() == pytest.approx([0.5, 4.0])
-    assert midi_end_time(path) == pytest.approx(4.0)  # what render expects of FluidSynth
+    for kind in (1, 2):  # type 2 is played with its tracks together as well
+        midi = mido.MidiFile(type=kind, ticks_per_beat=480)
+        midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0)]))  # 120 bpm
+        midi.tracks.append(mido.MidiTrack([
+            mido.Message("note_on", note=60, velocity=90, time=0), mido.Message("note_off", note=60, time=480),
+            mido.MetaMessage("set_tempo", tempo=1000000, time=480),  # beat 2: 60 bpm, in the notes' track
+            mido.Message("note_on", note=64, velocity=90, time=960), mido.Message("note_off", note=64, time=480)]))
+        path = tmp_path / f"tempo{kind}.mid"
+        midi.save(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            notes = read_notes(path)
+        # Beats 0-2 at 0.5 s, then 1 s a beat: the second note starts at beat 4 = 3 s, ends at 4 s.
+        assert notes.start.tolist() == pytest.approx([0.0, 3.0]), kind
+        assert notes.end.tolist() == pytest.approx([0.5, 4.0]), kind
+        assert midi_end_time(path) == pytest.approx(4.0)  # what render expects of FluidSynth
