@@ -42,6 +42,9 @@ def _looks_like(head: bytes) -> str:
     return f"unknown data starting {head[:8].hex()}"
 
 
+MP3_PADDING = 1 << 16  # zero bytes an MP3 file may start with before its first frame (libsndfile skips them)
+
+
 def _is_mp3(head: bytes) -> bool:
     if head.startswith(b"ID3"):
         return True
@@ -74,8 +77,14 @@ def content_mismatch(extension: str, head: bytes) -> str | None:
 
 
 def check_file(path: str | Path) -> str | None:
-    """:func:`content_mismatch` for a file on disk (reads its first 64 bytes)."""
+    """:func:`content_mismatch` for a file on disk (reads its first 64 bytes; an MP3 that starts with zero bytes,
+    a stream's padding before its first frame, up to MP3_PADDING bytes)."""
     path = Path(path)
     with open(path, "rb") as handle:
         head = handle.read(64)
+        if path.suffix.lower() == ".mp3" and head[:1] == b"\0":
+            padded = head + handle.read(MP3_PADDING - len(head))
+            after = padded.lstrip(b"\0")
+            if after and _is_mp3(after[:64]):
+                return None
     return content_mismatch(path.suffix.lower(), head)

@@ -39,3 +39,17 @@ def test_check_file_uses_the_lower_case_extension(tmp_path):
     (tmp_path / "B.Mid").write_text("<html></html>")
     assert check_file(tmp_path / "A.MID") is None
     assert check_file(tmp_path / "B.Mid") == "named .mid but looks like an HTML page"
+
+
+def test_an_mp3_that_starts_with_zero_bytes_passes_and_zeros_alone_do_not(tmp_path):
+    """2 KB of zeros before the first frame (a stream's padding): libsndfile decodes it all, the content check
+    called it "unknown data starting 0000..."."""
+    import numpy as np
+    import soundfile
+
+    soundfile.write(tmp_path / "plain.mp3", 0.3 * np.sin(np.arange(3 * 22050) / 5), 22050, format="MP3")
+    (tmp_path / "padded.mp3").write_bytes(bytes(2048) + (tmp_path / "plain.mp3").read_bytes())
+    (tmp_path / "zeros.mp3").write_bytes(bytes(5000))
+    assert check_file(tmp_path / "padded.mp3") is None
+    assert soundfile.info(tmp_path / "padded.mp3").frames == soundfile.info(tmp_path / "plain.mp3").frames
+    assert check_file(tmp_path / "zeros.mp3") == "named .mp3 but looks like unknown data starting 0000000000000000"
