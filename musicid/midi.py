@@ -70,6 +70,18 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
             raise RenderError("unparseable", f"KeySignatureError: {error}"[:200]) from None
         repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
         midi = _parse(data)
+    except RenderError as error:
+        # The last track's length field claiming more bytes than the file has, its events whole (FluidSynth
+        # plays such a file): read with the length it has. A file cut mid-event stays unparseable.
+        fitted, overstated = fit_last_chunk(data)
+        if not overstated:
+            raise
+        try:
+            midi = _parse(fitted)
+        except RenderError:
+            raise error from None
+        data = fitted
+        repairs.append(f"the last track's length overstated by {overstated} bytes; its events read as they are")
     rewrite = False
     stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
@@ -91,6 +103,20 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if rewrite:
         data = _serialize(midi)
     return MidiSource(data, _end_time(midi), repairs, rewrite)
+
+
+def fit_last_chunk(data: bytes) -> tuple[bytes, int]:
+    """(``data`` with its last chunk's length field set to the bytes that follow it, how many bytes it claimed
+    beyond the end of the file); (``data``, 0) when every chunk fits."""
+    position = 0
+    while position + 8 <= len(data):
+        length = struct.unpack(">I", data[position + 4:position + 8])[0]
+        if position + 8 + length > len(data):
+            present = len(data) - position - 8
+            return (data[:position + 4] + struct.pack(">I", present) + data[position + 8:],
+                    position + 8 + length - len(data))
+        position += 8 + length
+    return data, 0
 
 
 def drop_zero_tempos(midi) -> None:

@@ -136,6 +136,25 @@ def test_a_tempo_of_zero_is_dropped(worker, tmp_path):
     assert read_notes(tmp_path / "a" / "stalled.mid").start.tolist() == [0.0, 0.5]
 
 
+def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_path):
+    """Its events all there, the length field 100 bytes too long: mido refused it (unparseable, "cut short?"),
+    FluidSynth plays it."""
+    whole = many_tracks(2)
+    last = whole.rindex(b"MTrk")
+    length = struct.unpack(">I", whole[last + 4:last + 8])[0]
+    put(tmp_path, "long.mid", whole[:last + 4] + struct.pack(">I", length + 100) + whole[last + 8:])
+    record = render_to(tmp_path, task(tmp_path, "a/long.mid"))
+    assert (record["status"], record["detail"]) == (
+        "recovered", "the last track's length overstated by 100 bytes; its events read as they are")
+    assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
+    from musicid.symbolic import read_notes
+
+    assert read_notes(tmp_path / "a" / "long.mid").start.tolist() == [0.0, 0.5]
+    # Cut in the middle of an event: still unparseable.
+    put(tmp_path, "cut.mid", whole[:-3])
+    assert render_to(tmp_path, task(tmp_path, "a/cut.mid"))["reason"] == "unparseable"
+
+
 def test_smpte_drop_frame_rate(tmp_path):
     # Code 29 is 29.97 frames per second: 2997 ticks at 100 ticks per frame are one second.
     path = put(tmp_path, "drop.mid", smf("00903C64" "9735803C40" "00FF2F00", division=0xE364))
