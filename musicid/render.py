@@ -362,10 +362,12 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
         _validate_source(audio, render, level, None)  # L = -R around a shared offset cancels only now
     samples = level.count * len(level.mean)
     if level.beyond > CLIPPED_SHARE_SCALED * samples:  # counted on the file's own samples: only float files
+        # Scaled by what the mix (or the channels kept) reaches: never up, and not at all when it fits.
         peak = max(float(audio.max()), -float(audio.min()))
-        audio *= np.float32(1.0 / peak)
-        repairs.append(f"{100 * level.beyond / samples:.1f} % of its samples beyond full scale (peak "
-                       f"{peak:.3g}): scaled by {1.0 / peak:.3g} rather than clipped")
+        if peak > 1.0:
+            audio *= np.float32(1.0 / peak)
+            repairs.append(f"{100 * level.beyond / samples:.1f} % of its samples beyond full scale (peak "
+                           f"{peak:.3g}): scaled by {1.0 / peak:.3g} rather than clipped")
     return audio, repairs
 
 
