@@ -55,7 +55,7 @@ def _staging_prefix(target: Path) -> str:
 
 
 # ``.<output name>.<pid>.<tempfile's 8 random characters>.tmp`` (mkstemp and mkdtemp: a-z, 0-9 and _).
-_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d{1,7})\.[a-z0-9_]{8}\.tmp$")
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]{1,7})\.[a-z0-9_]{8}\.tmp$")
 
 
 def output_name(path: str | Path) -> str:
@@ -103,14 +103,11 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
     outputs = {_short(path.name, _SHORT_NAME_BYTES) for path in target.parent.iterdir()}
     for path in sorted(target.parent.iterdir()):
         name = path.name
-        if name.startswith(prefix) and name.endswith(".tmp"):  # target's own staging
-            pid_text = name[len(prefix):].split(".", 1)[0]
-            dead = pid_text.isdigit() and not _pid_alive(int(pid_text))
-        else:
-            # Another output's staging, only when that output is in the folder (a file of the user's named
-            # alike stays), once the run that made it is gone.
-            staging = _STAGING_NAME.match(name)
-            dead = bool(staging) and staging["name"] in outputs and not _pid_alive(int(staging["pid"]))
+        # Staging names only (a file of the user's named alike stays): target's own, or another output's
+        # when that output is in the folder; once the run that made it is gone.
+        staging = _STAGING_NAME.match(name)
+        dead = bool(staging) and (staging["name"] == prefix[1:-1] or staging["name"] in outputs) and \
+            not _pid_alive(int(staging["pid"]))
         if name == f"{prefix}old" or dead:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -111,7 +111,7 @@ def test_stale_staging_of_a_dead_run_is_removed(tmp_path):
     stale = tmp_path / f".audio.{dead}.abcd1234.tmp"
     stale.mkdir()
     (stale / "half.wav").write_bytes(b"half")
-    stale_file = tmp_path / f".clips.h5.{dead}.zz.tmp"
+    stale_file = tmp_path / f".clips.h5.{dead}.zz1_abcd.tmp"
     stale_file.write_bytes(b"half")
     live = tmp_path / f".audio.{os.getpid()}.live.tmp"  # a run still going (this one)
     live.mkdir()
@@ -136,12 +136,16 @@ def test_a_dead_runs_staging_of_another_output_goes_with_the_next_output_written
     (tmp_path / f".clips.h5.{dead}.ytmdaiij.tmp").write_bytes(b"half")
     (tmp_path / f".raw.{dead}.x1_2abcd.tmp").mkdir()
     (tmp_path / f".features.h5.{os.getpid()}.livelive.tmp").write_bytes(b"going")  # a live run's: left alone
-    # A user's files: no staging name, a "pid" no process can have, no such output beside it. All left alone.
-    user = [".notes.tmp", ".notes.20240607120000.draft.tmp", f".backup.{dead}.old_copy.tmp"]
+    # A user's files: no staging name, a "pid" no process can have (beside an output of that name too), no such
+    # output beside it, not a digit a pid is written with. All left alone, by this write and by clips.h5's own.
+    user = [".notes.tmp", ".notes.20240607120000.draft.tmp", f".backup.{dead}.old_copy.tmp",
+            ".clips.h5.20240607120000.draft.tmp", f".clips.h5.{dead}.my_notes_about_it.tmp", ".clips.h5.\u00b2.x.tmp"]
     for name in user:
         (tmp_path / name).write_bytes(b"mine")
     with atomic_directory(tmp_path / "audio") as staging:
         (staging / "a").write_text("a")
+    with atomic_path(tmp_path / "clips.h5") as temporary:
+        temporary.write_bytes(b"whole again")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["audio", "clips.h5", "features.h5", "raw", f".features.h5.{os.getpid()}.livelive.tmp", *user])
 
