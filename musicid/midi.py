@@ -106,12 +106,21 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
 
 
 def fit_last_chunk(data: bytes) -> tuple[bytes, int]:
-    """(``data`` with its last chunk's length field set to the bytes that follow it, how many bytes it claimed
-    beyond the end of the file); (``data``, 0) when every chunk fits."""
-    position = 0
+    """(``data`` with its last track's length field set to the bytes that follow it, how many bytes it claimed
+    beyond the end of the file); (``data``, 0) when every chunk fits, or when the chunk that runs past the end is
+    not the last track the header counts, or another track's chunk follows it."""
+    if data[:4] != b"MThd" or len(data) < 14:
+        return data, 0
+    tracks = struct.unpack(">H", data[10:12])[0]
+    position, seen = 0, 0
     while position + 8 <= len(data):
-        length = struct.unpack(">I", data[position + 4:position + 8])[0]
+        chunk, length = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]
+        seen += chunk == b"MTrk"
         if position + 8 + length > len(data):
+            # Not when another track's chunk follows (a header that miscounts its tracks): that chunk's header
+            # would be read as events.
+            if chunk != b"MTrk" or seen != tracks or b"MTrk" in data[position + 8:]:
+                return data, 0
             present = len(data) - position - 8
             return (data[:position + 4] + struct.pack(">I", present) + data[position + 8:],
                     position + 8 + length - len(data))

@@ -153,6 +153,21 @@ def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_pa
     # Cut in the middle of an event: still unparseable.
     put(tmp_path, "cut.mid", whole[:-3])
     assert render_to(tmp_path, task(tmp_path, "a/cut.mid"))["reason"] == "unparseable"
+    # The header counts 2 tracks, 3 follow, the second overstated: not the last track, not fitted (its length
+    # would take the third chunk's header for events).
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    for index in range(3):
+        midi.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60 + index, velocity=90, time=480 * index),
+                                           mido.Message("note_off", note=60 + index, time=480)]))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    three = buffer.getvalue()
+    second = three.index(b"MTrk", three.index(b"MTrk") + 4)
+    length = struct.unpack(">I", three[second + 4:second + 8])[0]
+    miscounted = three[:10] + struct.pack(">H", 2) + three[12:second + 4] + struct.pack(">I", length + 1000) + \
+        three[second + 8:]
+    put(tmp_path, "miscounted.mid", miscounted)
+    assert render_to(tmp_path, task(tmp_path, "a/miscounted.mid"))["reason"] == "unparseable"
 
 
 def test_smpte_drop_frame_rate(tmp_path):
