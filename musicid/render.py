@@ -308,10 +308,16 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
     Returns (float32 [render.channels, n] at render.sample_rate, what was repaired): a file cut short (an
     interrupted copy or download) keeps the audio that is there, and says how much of it that is.
     """
+    if path.suffix.lower() != ".wav":
+        return _decode_checked(path, data, lambda: path if data is None else io.BytesIO(data), render,
+                               unfinished=False)
     with contextlib.ExitStack() as stack:
-        raw = stack.enter_context(open(path, "rb")) if data is None else io.BytesIO(data)
-        size = os.fstat(raw.fileno()).st_size if data is None else len(data)
-        patches = unfinished_wav_patches(raw, size) if path.suffix.lower() == ".wav" else None
+        try:
+            raw = stack.enter_context(open(path, "rb")) if data is None else io.BytesIO(data)
+            size = os.fstat(raw.fileno()).st_size if data is None else len(data)
+            patches = unfinished_wav_patches(raw, size)
+        except OSError as error:  # as libsndfile would have said it, had it been first to open the file
+            raise RenderError("decode_error", f"{type(error).__name__}: {error.strerror or error}") from None
 
         def source() -> Path | BinaryIO:
             if patches:  # a WAV whose header was never finished: read with the sizes it should have had

@@ -626,6 +626,14 @@ def test_stereo_whose_channels_cancel_in_mono_says_so(tmp_path):
     assert render.load_audio_source(tmp_path / "antiphase.wav", params(channels=2))[0].shape[0] == 2
 
 
+def test_a_wav_that_cannot_be_opened_is_a_decode_error(tmp_path):
+    """Looking for an unfinished header opens the file first: what the system refuses is a reason, not a
+    traceback (a folder named like a WAV stands for any file that cannot be read)."""
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(RenderError, match=r"^decode_error: IsADirectoryError: Is a directory$"):
+        render.load_audio_source(tmp_path / "folder.wav", params())
+
+
 def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     """A WAV written to a pipe declares its data size as unknown (0xFFFFFFFF), and one byte short is not an
     interrupted copy: both are whole as far as render is concerned."""
