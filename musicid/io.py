@@ -100,8 +100,9 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
         # the .old one. It goes back into place rather than away.
         os.replace(old, target)
     removed = []
-    outputs = {_short(path.name, _SHORT_NAME_BYTES) for path in target.parent.iterdir()}
-    for path in sorted(target.parent.iterdir()):
+    entries = sorted(target.parent.iterdir())
+    outputs = {_short(path.name, _SHORT_NAME_BYTES) for path in entries}
+    for path in entries:
         name = path.name
         # Staging names only (a file of the user's named alike stays): target's own, or another output's
         # when that output is in the folder; once the run that made it is gone.

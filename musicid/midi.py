@@ -19,6 +19,7 @@ mido's reason.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,29 +158,24 @@ def tempo_in_first_track(data: bytes) -> bytes:
     # Type 2 (tracks meant one after another) is played with its tracks together too, by FluidSynth and mido.
     if midi.type == 0 or not any(message.type == "set_tempo" for track in midi.tracks[1:] for message in track):
         return data
-    timed = []  # (absolute tick, order, message): the first track's messages first at one tick
-    for index, track in enumerate(midi.tracks):
-        tick = 0
-        kept = mido.MidiTrack()
-        for message in track:
-            tick += message.time
-            if index == 0 or message.type == "set_tempo":
-                timed.append((tick, 0 if index == 0 else 1, len(timed), message))
-            elif index > 0:
-                kept.append(message.copy(time=tick))  # absolute for now
-        if index > 0:
-            relative, previous = mido.MidiTrack(), 0
-            for message in kept:
-                relative.append(message.copy(time=message.time - previous))
-                previous = message.time
-            midi.tracks[index] = relative
-    first, previous = mido.MidiTrack(), 0
-    for tick, _, _, message in sorted(timed, key=lambda item: item[:3]):
-        if message.type == "end_of_track":
-            continue
-        first.append(message.copy(time=tick - previous))
-        previous = tick
-    midi.tracks[0] = first
+
+    def timed(track) -> list[tuple[int, object]]:
+        """(absolute tick, message) of each message of a track."""
+        return list(zip(itertools.accumulate(message.time for message in track), track))
+
+    def relative(events: list[tuple[int, object]]) -> mido.MidiTrack:
+        ticks = [tick for tick, _ in events]
+        return mido.MidiTrack(message.copy(time=tick - previous)
+                              for (tick, message), previous in zip(events, [0, *ticks]))
+
+    tempos = [(tick, message) for track in midi.tracks[1:] for tick, message in timed(track)
+              if message.type == "set_tempo"]
+    first = [(tick, message) for tick, message in timed(midi.tracks[0]) if message.type != "end_of_track"]
+    # A stable sort: at one tick, the first track's own messages, then the tempo changes in track order.
+    midi.tracks[0] = relative(sorted(first + tempos, key=lambda event: event[0]))
+    for index in range(1, len(midi.tracks)):
+        midi.tracks[index] = relative([(tick, message) for tick, message in timed(midi.tracks[index])
+                                       if message.type != "set_tempo"])
     return _serialize(midi)
 
 
