@@ -10,7 +10,12 @@ Repairs, each reported in the source's record (status ``recovered``):
 - SMPTE time division (ticks per frame at 24, 25, 29.97 or 30 frames per
   second, which FluidSynth's player does not implement and mido reads as a
   negative tick rate) is converted to the same timing in ticks per beat with
-  one tempo, the tempo events the file may hold being meaningless under SMPTE.
+  one tempo, the tempo events the file may hold being meaningless under SMPTE;
+- a file that stops before its header's promise (an interrupted copy or
+  download) keeps what it holds: the track it stops in is read up to its
+  last whole event and ended there, the tracks that never came are not
+  counted; a last track whose length field merely overstates its bytes,
+  its events whole, is read as it is.
 
 A file still unreadable after these repairs is rejected ``unparseable`` with
 mido's reason.
@@ -33,6 +38,8 @@ _CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 _SEQUENCER_SPECIFIC = 0x7F
 FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
+_END_OF_TRACK_KIND = 0x2F
+_END_OF_TRACK = b"\x00\xff\x2f\x00"  # delta 0, meta event End of Track, no data
 
 
 @dataclass
@@ -72,17 +79,16 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
         repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
         midi = _parse(data)
     except RenderError as error:
-        # The last track's length field claiming more bytes than the file has, its events whole (FluidSynth
-        # plays such a file): read with the length it has. A file cut mid-event stays unparseable.
-        fitted, overstated = fit_last_chunk(data)
-        if not overstated:
+        # A file that stops before its header's promise: read what it holds (see fit_cut_file).
+        fitted, repair = fit_cut_file(data)
+        if not repair:
             raise
         try:
             midi = _parse(fitted)
         except RenderError:
             raise error from None
         data = fitted
-        repairs.append(f"the last track's length overstated by {overstated} bytes; its events read as they are")
+        repairs.append(repair)
     rewrite = False
     stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
@@ -106,27 +112,84 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     return MidiSource(data, _end_time(midi), repairs, rewrite)
 
 
-def fit_last_chunk(data: bytes) -> tuple[bytes, int]:
-    """(``data`` with its last track's length field set to the bytes that follow it, how many bytes it claimed
-    beyond the end of the file); (``data``, 0) when every chunk fits, or when the chunk that runs past the end is
-    not the last track the header counts, or another track's chunk follows it."""
+def fit_cut_file(data: bytes) -> tuple[bytes, str]:
+    """(``data`` made whole, what was done) for a file that stops before its header's promise; (``data``, "")
+    when it does not, or when what follows cannot be told apart from a file that is whole but wrong.
+
+    The track chunk that runs past the end of the file is cut after its last whole event and given an End of
+    Track there, and the header then counts only the tracks present (those after the cut never came). Not done
+    when another track chunk follows the one that runs past the end (a length field that is wrong, not a file
+    cut short: that chunk's header would be read as events), nor when the chunk is not a track.
+    """
     if data[:4] != b"MThd" or len(data) < 14:
-        return data, 0
+        return data, ""
     tracks = struct.unpack(">H", data[10:12])[0]
-    position, seen = 0, 0
+    position = 8 + struct.unpack(">I", data[4:8])[0]
+    seen = 0
     while position + 8 <= len(data):
         chunk, length = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]
-        seen += chunk == b"MTrk"
-        if position + 8 + length > len(data):
-            # Not when another track's chunk follows (a header that miscounts its tracks): that chunk's header
-            # would be read as events.
-            if chunk != b"MTrk" or seen != tracks or b"MTrk" in data[position + 8:]:
-                return data, 0
-            present = len(data) - position - 8
-            return (data[:position + 4] + struct.pack(">I", present) + data[position + 8:],
-                    position + 8 + length - len(data))
-        position += 8 + length
-    return data, 0
+        if position + 8 + length <= len(data):
+            seen += chunk == b"MTrk"
+            position += 8 + length
+            continue
+        seen += 1
+        if chunk != b"MTrk" or b"MTrk" in data[position + 8:] or seen > tracks:
+            return data, ""
+        events, ended = _whole_events(data, position + 8, len(data))
+        if ended and seen == tracks:
+            repair = (f"the last track's length overstated by {position + 8 + length - len(data)} bytes; "
+                      "its events read as they are")
+        else:
+            repair = (f"cut short: the file stops inside track {seen} of {tracks}; its events before the cut "
+                      "are read")
+        body = data[position + 8:events] + (b"" if ended else _END_OF_TRACK)
+        return (data[:10] + struct.pack(">H", seen) + data[12:position + 4]
+                + struct.pack(">I", len(body)) + body), repair
+    if seen == 0 or seen >= tracks or position > len(data):
+        return data, ""
+    return (data[:10] + struct.pack(">H", seen) + data[12:position],
+            f"cut short: the file stops after track {seen} of {tracks}; those are read")
+
+
+def _whole_events(data: bytes, start: int, end: int) -> tuple[int, bool]:
+    """(where the last whole event of the track events from ``start`` ends, whether that event is the End of
+    Track) for events that run to ``end`` or past it; the walk stops at the first event that does not fit, or
+    that no reader could take (a data byte with no running status)."""
+    index, whole, running = start, start, None
+    while index < end:
+        _, after = _read_varlen(data, index, end)  # delta time
+        if not _ended_varlen(data, index, after) or after >= end:
+            break
+        index = after
+        status = data[index]
+        if status == 0xFF:
+            if index + 2 > end:
+                break
+            kind = data[index + 1]
+            length, body = _read_varlen(data, index + 2, end)
+            index = body + length if _ended_varlen(data, index + 2, body) else end + 1
+            if index <= end and kind == _END_OF_TRACK_KIND:
+                return index, True
+        elif status in (0xF0, 0xF7):
+            length, body = _read_varlen(data, index + 1, end)
+            index = body + length if _ended_varlen(data, index + 1, body) else end + 1
+        elif status >= 0x80:
+            running = status
+            index += 1 + _CHANNEL_DATA_BYTES.get(status >> 4, 0)
+        elif running is not None:
+            index += _CHANNEL_DATA_BYTES[running >> 4]
+        else:
+            break
+        if index > end:
+            break
+        whole = index
+    return whole, False
+
+
+def _ended_varlen(data: bytes, start: int, after: int) -> bool:
+    """Whether the variable-length quantity read from ``start`` to ``after`` has its last byte (not one the
+    end of the data stopped)."""
+    return after > start and data[after - 1] < 0x80
 
 
 def drop_zero_tempos(midi) -> None:

@@ -150,9 +150,6 @@ def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_pa
     from musicid.symbolic import read_notes
 
     assert read_notes(tmp_path / "a" / "long.mid").start.tolist() == [0.0, 0.5]
-    # Cut in the middle of an event: still unparseable.
-    put(tmp_path, "cut.mid", whole[:-3])
-    assert render_to(tmp_path, task(tmp_path, "a/cut.mid"))["reason"] == "unparseable"
     # The header counts 2 tracks, 3 follow, the second overstated: not the last track, not fitted (its length
     # would take the third chunk's header for events).
     midi = mido.MidiFile(type=1, ticks_per_beat=480)
@@ -168,6 +165,64 @@ def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_pa
         three[second + 8:]
     put(tmp_path, "miscounted.mid", miscounted)
     assert render_to(tmp_path, task(tmp_path, "a/miscounted.mid"))["reason"] == "unparseable"
+
+
+def three_parts() -> bytes:
+    """A type-1 file of three tracks of half-second notes one after the other: C4 in the first, D4 then E4 in
+    the second, F4 in the third."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=480)
+    for first, notes in ((0, [60]), (480, [62, 64]), (1440, [65])):
+        track = mido.MidiTrack()
+        for index, note in enumerate(notes):
+            track += [mido.Message("note_on", note=note, velocity=100, time=first if index == 0 else 0),
+                      mido.Message("note_off", note=note, velocity=64, time=480)]
+        midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("cut, starts, detail", [
+    # Inside the last track's last note-off (delta 2 bytes, 3 bytes of message, then 4 of End of Track).
+    (-6, [0.0, 0.5, 1.0], "the file stops inside track 3 of 3; its events before the cut are read"),
+    # Inside the End of Track itself: every note there.
+    (-3, [0.0, 0.5, 1.0, 1.5], "the file stops inside track 3 of 3; its events before the cut are read"),
+    # Inside the second track's second note-off: the third track never came.
+    ("second+3", [0.0, 0.5], "the file stops inside track 2 of 3; its events before the cut are read"),
+    # After the second track, and a few bytes into the third's chunk header.
+    ("third", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
+    ("third+5", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
+])
+def test_a_midi_file_cut_short_keeps_what_it_holds(worker, tmp_path, cut, starts, detail):
+    """An interrupted copy or download: mido refused the file ("ends in the middle of a MIDI chunk") and its
+    music was lost; now the notes before the cut are rendered and read, the file marked recovered."""
+    from musicid.symbolic import read_notes
+
+    whole = three_parts()
+    second = whole.index(b"MTrk", whole.index(b"MTrk") + 4)
+    third = whole.index(b"MTrk", second + 4)
+    ends = {"second+3": third - 7, "third": third, "third+5": third + 5}  # second track: note-off, End of Track
+    data = whole[:cut] if isinstance(cut, int) else whole[:ends[cut]]
+    with pytest.raises(EOFError):
+        mido.MidiFile(file=io.BytesIO(data))
+    path = put(tmp_path, "cut.mid", data)
+    record = render_to(tmp_path, task(tmp_path, "a/cut.mid"))
+    assert (record["status"], record["detail"]) == ("recovered", "cut short: " + detail)
+    assert max(starts) + 0.5 - 0.01 <= record["duration_s"] <= max(starts) + 0.5 + synth.TAIL_SECONDS
+    assert read_notes(path).start.tolist() == starts
+
+
+def test_a_midi_file_cut_in_its_header_or_first_event_stays_unparseable(worker, tmp_path):
+    whole = three_parts()
+    first = whole.index(b"MTrk")
+    for name, data in (("header.mid", whole[:12]), ("chunk.mid", whole[:first + 6])):
+        put(tmp_path, name, data)
+        record = render_to(tmp_path, task(tmp_path, f"a/{name}"))
+        assert (record["status"], record["reason"]) == ("rejected", "unparseable"), name
+    # Cut inside the first track's first event: the file holds one empty track, read, and no note.
+    put(tmp_path, "event.mid", whole[:first + 10])
+    record = render_to(tmp_path, task(tmp_path, "a/event.mid"))
+    assert (record["status"], record["reason"]) == ("rejected", "no_notes")
 
 
 def test_smpte_drop_frame_rate(tmp_path):
