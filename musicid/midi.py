@@ -70,25 +70,25 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":
         data = unwrap_rmid(data)
         repairs.append("RIFF-wrapped MIDI (RMID) unwrapped")
-    try:
-        midi = _parse(data)
-    except mido.midifiles.meta.KeySignatureError as error:
-        data, dropped = drop_impossible_key_signatures(data)
-        if not dropped:
-            raise RenderError("unparseable", f"KeySignatureError: {error}"[:200]) from None
-        repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
-        midi = _parse(data)
-    except RenderError as error:
-        # A file that stops before its header's promise: read what it holds (see fit_cut_file).
-        fitted, repair = fit_cut_file(data)
-        if not repair:
-            raise
+    # Each repair at most once, in the order mido's errors ask for them (a file can need both).
+    keys_dropped, first_error = False, None
+    while True:
         try:
-            midi = _parse(fitted)
-        except RenderError:
-            raise error from None
-        data = fitted
-        repairs.append(repair)
+            midi = _parse(data)
+            break
+        except mido.midifiles.meta.KeySignatureError as error:
+            data, dropped = (data, 0) if keys_dropped else drop_impossible_key_signatures(data)
+            if not dropped:
+                raise RenderError("unparseable", f"KeySignatureError: {error}"[:200]) from None
+            keys_dropped = True
+            repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
+        except RenderError as error:
+            # A file that stops before its header's promise: read what it holds (see fit_cut_file).
+            data, repair = (data, "") if first_error else fit_cut_file(data)
+            if not repair:
+                raise (first_error or error) from None
+            first_error = error
+            repairs.append(repair)
     rewrite = False
     stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)

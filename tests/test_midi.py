@@ -212,6 +212,19 @@ def test_a_midi_file_cut_short_keeps_what_it_holds(worker, tmp_path, cut, starts
     assert read_notes(path).start.tolist() == starts
 
 
+def test_a_file_cut_short_with_an_impossible_key_gets_both_repairs(worker, tmp_path):
+    """Either repair alone left it unparseable: mido names one fault, the repair of the other never ran."""
+    whole = smf("00FF59020900" "00903C64" "8360803C40" "00903E64" "8360803E40" "00FF2F00")  # nine sharps; C4, D4
+    put(tmp_path, "both.mid", whole[:-6])  # cut inside D4's note-off
+    record = render_to(tmp_path, task(tmp_path, "a/both.mid"))
+    assert (record["status"], record["detail"]) == ("recovered", "1 key-signature event(s) with an impossible key "
+                                                    "dropped; cut short: the file stops inside track 1 of 1; its "
+                                                    "events before the cut are read")
+    from musicid.symbolic import read_notes
+
+    assert read_notes(tmp_path / "a" / "both.mid").start.tolist() == [0.0]
+
+
 def test_a_midi_file_cut_in_its_header_or_first_event_stays_unparseable(worker, tmp_path):
     whole = three_parts()
     first = whole.index(b"MTrk")
