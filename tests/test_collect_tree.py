@@ -358,7 +358,8 @@ def test_the_cap_is_filled_with_files_that_can_be_used(tmp_path):
     silent = pretty_midi.PrettyMIDI()
     silent.instruments.append(pretty_midi.Instrument(program=0))
     silent.write(str(tmp_path / "silent.mid"))
-    bad = {"bach/cut.mid": midi_bytes(60)[:30], "bach/empty-notes.mid": (tmp_path / "silent.mid").read_bytes(),
+    bad = {"bach/cut.mid": midi_bytes(60)[:12],  # cut inside its header
+           "bach/empty-notes.mid": (tmp_path / "silent.mid").read_bytes(),
            "bach/broken.wav": wav_bytes()[:12] + b"garbage" * 4}
     good = {f"bach/good{i}.mid": midi_bytes(61 + i) for i in range(4)}
     tree(tmp_path / "src", {**bad, **good, "haydn/h.mid": midi_bytes(70)})
