@@ -290,6 +290,7 @@ HIDDEN_LABEL_REASON = "reserved_label: hidden or system folder"
 HIDDEN_REASON = "hidden: a hidden file or folder (its name starts with .) or a system folder (__MACOSX)"
 SYMLINK_REASON = "symlink: links are not followed"
 NO_LABEL_REASON = "no_label: the file is not inside a label folder"
+EMPTY_FOLDER_REASON = "empty_folder: a label folder with no file in it (an unfinished copy?)"
 
 
 class CollectionError(ValueError):
@@ -469,10 +470,18 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
     found: list[_Found] = []
     folders: dict[str, dict[str, str]] = {}
     saw_unlabeled = False
+    label_folders: list[str] = []  # the folders entered as labels
+    holding: set[str] = set()  # those of them with something in them (kept or left out with a record)
+
+    def hold(path: Path) -> None:
+        below = path.relative_to(label_root).parts if path.is_relative_to(label_root) else ()
+        if len(below) >= 2:
+            holding.add(below[0])
 
     def unreadable(error: OSError) -> None:
         """A folder os.walk cannot list (no read permission): recorded, so its files do not vanish unsaid."""
         path = Path(error.filename)
+        hold(path / "x")
         relative = printable(path.relative_to(root).as_posix()) if path != root else "."
         skip(relative + "/", label_of(path / "x"), unreadable_reason(error))
 
@@ -484,6 +493,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             relative = printable((relative_folder / name).as_posix())
             saw_unlabeled = saw_unlabeled or _is_unlabeled(name, unlabeled)
             if (folder / name).is_symlink():
+                hold(folder / name / "x")
                 skip(relative + "/", label_of(folder / name), SYMLINK_REASON)
                 continue
             if folder in wrappers and folder / name not in wrappers and not _is_unlabeled(name, unlabeled):
@@ -492,14 +502,18 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                     skip(relative + "/", None, reason)
                     continue
             elif is_hidden(name) and not _is_unlabeled(name, unlabeled):  # inside a label folder: .cache/, __MACOSX/
+                hold(folder / name / "x")
                 skip(relative + "/", label_of(folder / name), HIDDEN_REASON)
                 continue
             kept.append(name)
         subfolders[:] = kept  # os.walk enters only these, in this (sorted) order
+        if folder == label_root:
+            label_folders.extend(name for name in kept if not _is_unlabeled(name, unlabeled))
 
         for name in sorted(names):
             path = folder / name
             relative = printable((relative_folder / name).as_posix())
+            hold(path)
             mode = os.lstat(path).st_mode
             if stat.S_ISLNK(mode):
                 skip(relative, label_of(path), SYMLINK_REASON)
@@ -528,6 +542,10 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             name_of_label, label = _folder_label(printable(below[0]), labels)
             folders.setdefault(label, {})[printable(below[0])] = name_of_label
             found.append(_Found(path, relative, label, printable("__".join(below[1:]))))
+    for name in label_folders:
+        if name not in holding:  # nothing in it at all (its files would each have a record)
+            relative = printable((label_root / name).relative_to(root).as_posix())
+            skip(relative + "/", _folder_label(printable(name), labels)[1], EMPTY_FOLDER_REASON)
     return _Tree(sorted(found, key=lambda item: item.relative), folders, saw_unlabeled)
 
 

@@ -522,6 +522,22 @@ def test_label_folders_differing_only_in_case_stop_before_any_file_is_read(tmp_p
     assert sorted(r["path"] for r in manifest["files"]) == ["bach/b.mid", "haydn/c.mid"]
 
 
+def test_an_empty_label_folder_is_recorded(tmp_path):
+    """A folder whose copy never finished gave a class fewer without a word; a folder whose files were all left
+    out already has their records, and a folder of empty subfolders is empty too."""
+    tree(tmp_path / "src", {"bach/a.mid": midi_bytes(60), "haydn/notes.txt": b"x", "haydn/.DS_Store": b"x",
+                            "Satie/.hidden/b.mid": midi_bytes(61)})
+    for folder in ("mozart", "chopin/disc 1", "unlabeled"):
+        (tmp_path / "src" / folder).mkdir(parents=True)
+    manifest = collect(tmp_path / "src", tmp_path / "out", labels={"Satie": "satie"}, unlabeled="unlabeled")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.mid"]
+    empty = "empty_folder: a label folder with no file in it (an unfinished copy?)"
+    assert [(r["origin"], r["label"]) for r in manifest["skipped"] if r["reason"] == empty] == [
+        ("src/chopin/", "chopin"), ("src/mozart/", "mozart")]
+    assert reasons(manifest)["haydn/notes.txt"] == "unsupported_type: .txt"
+    assert reasons(manifest)["Satie/.hidden/"].startswith("hidden")
+
+
 def test_a_riff_wrapped_copy_of_a_midi_file_is_the_same_piece(tmp_path):
     """prelude.mid and its RMID copy riff.rmi were both kept, so one piece could land in train and in test."""
     import struct
