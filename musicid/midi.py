@@ -13,9 +13,9 @@ Repairs, each reported in the source's record (status ``recovered``):
   one tempo, the tempo events the file may hold being meaningless under SMPTE;
 - a file that stops before its header's promise (an interrupted copy or
   download) keeps what it holds: the track it stops in is read up to its
-  last whole event and ended there, the tracks that never came are not
-  counted; a last track whose length field merely overstates its bytes,
-  its events whole, is read as it is.
+  last whole event, the notes still sounding there ended, the tracks that
+  never came not counted; a last track whose length field merely overstates
+  its bytes, its events ending with an End of Track, is read to it.
 
 A file still unreadable after these repairs is rejected ``unparseable`` with
 mido's reason.
@@ -35,6 +35,7 @@ DRUM_CHANNEL = 9  # General MIDI channel 10
 SMPTE_FRAME_RATES = {24: 24.0, 25: 25.0, 29: 30000 / 1001, 30: 30.0}  # header code -> frames per second
 # Data bytes after the status byte, by the status's high nibble (channel messages).
 _CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
+_SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1}  # system common messages with data (the others have none)
 _SEQUENCER_SPECIFIC = 0x7F
 FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
@@ -71,23 +72,29 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
         data = unwrap_rmid(data)
         repairs.append("RIFF-wrapped MIDI (RMID) unwrapped")
     # Each repair at most once, in the order mido's errors ask for them (a file can need both).
-    keys_dropped, first_error = False, None
+    keys_dropped, cut_error = False, None
     while True:
         try:
             midi = _parse(data)
             break
         except mido.midifiles.meta.KeySignatureError as error:
-            data, dropped = (data, 0) if keys_dropped else drop_impossible_key_signatures(data)
+            dropped = 0
+            if not keys_dropped:
+                data, dropped = drop_impossible_key_signatures(data)
             if not dropped:
                 raise RenderError("unparseable", f"KeySignatureError: {error}"[:200]) from None
             keys_dropped = True
             repairs.append(f"{dropped} key-signature event(s) with an impossible key dropped")
         except RenderError as error:
+            if error.reason == "timeout":
+                raise
+            if cut_error is not None:  # fitted, and still not readable: the fault was not (only) the cut
+                raise cut_error from None
             # A file that stops before its header's promise: read what it holds (see fit_cut_file).
-            data, repair = (data, "") if first_error else fit_cut_file(data)
+            data, repair = fit_cut_file(data)
             if not repair:
-                raise (first_error or error) from None
-            first_error = error
+                raise
+            cut_error = error
             repairs.append(repair)
     rewrite = False
     stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
@@ -116,10 +123,13 @@ def fit_cut_file(data: bytes) -> tuple[bytes, str]:
     """(``data`` made whole, what was done) for a file that stops before its header's promise; (``data``, "")
     when it does not, or when what follows cannot be told apart from a file that is whole but wrong.
 
-    The track chunk that runs past the end of the file is cut after its last whole event and given an End of
-    Track there, and the header then counts only the tracks present (those after the cut never came). Not done
-    when another track chunk follows the one that runs past the end (a length field that is wrong, not a file
-    cut short: that chunk's header would be read as events), nor when the chunk is not a track.
+    The track chunk that runs past the end of the file keeps its whole events; notes they leave sounding get a
+    note-off there (FluidSynth would hold them to the end of the render, and pretty_midi drops a note without
+    one), then an End of Track; the header then counts only the tracks present (those after the cut never
+    came). A last track whose events end with an End of Track before the end of the file merely overstates
+    its length: it is read to that End of Track. Not done when the chunk that runs past the end is not a track,
+    when the bytes of a track chunk's name follow it (a length field that is wrong, not a file cut short:
+    that chunk's header would be read as events), or when its events are damaged before the end.
     """
     if data[:4] != b"MThd" or len(data) < 14:
         return data, ""
@@ -132,64 +142,105 @@ def fit_cut_file(data: bytes) -> tuple[bytes, str]:
             seen += chunk == b"MTrk"
             position += 8 + length
             continue
-        seen += 1
-        if chunk != b"MTrk" or b"MTrk" in data[position + 8:] or seen > tracks:
+        if chunk != b"MTrk" or b"MTrk" in data[position + 8:] or seen >= tracks:
             return data, ""
-        events, ended = _whole_events(data, position + 8, len(data))
+        seen += 1
+        events, stop = _track_events(data, position + 8, len(data))
+        if stop == "damaged":
+            return data, ""
+        ended = bool(events) and _is_end_of_track(data, events[-1])
+        whole = events[-1][3] if events else position + 8
         if ended and seen == tracks:
-            repair = (f"the last track's length overstated by {position + 8 + length - len(data)} bytes; "
-                      "its events read as they are")
+            body = data[position + 8:whole]
+            repair = (f"the last track's length overstated by {position + 8 + length - len(data)} bytes; read to "
+                      "its End of Track")
         else:
-            repair = (f"cut short: the file stops inside track {seen} of {tracks}; its events before the cut "
-                      "are read")
-        body = data[position + 8:events] + (b"" if ended else _END_OF_TRACK)
-        return (data[:10] + struct.pack(">H", seen) + data[12:position + 4]
-                + struct.pack(">I", len(body)) + body), repair
-    if seen == 0 or seen >= tracks or position > len(data):
+            sounding = _sounding_notes(data, events)
+            body = (data[position + 8:whole] + b"".join(bytes([0, 0x80 | channel, note, 64])
+                                                        for channel, note in sounding) + _END_OF_TRACK)
+            held = f" ({len(sounding)} note(s) it left sounding end there)" if sounding else ""
+            repair = (f"cut short: the file stops inside track {seen} of {tracks}; its events before the cut are "
+                      f"read{held}")
+        return _with_tracks(data[:position + 4] + struct.pack(">I", len(body)) + body, seen), repair
+    if seen == 0 or seen >= tracks:
         return data, ""
-    return (data[:10] + struct.pack(">H", seen) + data[12:position],
+    return (_with_tracks(data[:position], seen),
             f"cut short: the file stops after track {seen} of {tracks}; those are read")
 
 
-def _whole_events(data: bytes, start: int, end: int) -> tuple[int, bool]:
-    """(where the last whole event of the track events from ``start`` ends, whether that event is the End of
-    Track) for events that run to ``end`` or past it; the walk stops at the first event that does not fit, or
-    that no reader could take (a data byte with no running status)."""
-    index, whole, running = start, start, None
+def _with_tracks(data: bytes, tracks: int) -> bytes:
+    """A file's bytes with its header counting ``tracks`` tracks."""
+    return data[:10] + struct.pack(">H", tracks) + data[12:]
+
+
+# An event of a track: (where its status byte is, or its first data byte under running status; its status;
+# where its data begins, after a meta or sysex event's length; where the event ends).
+Event = tuple[int, int, int, int]
+
+
+def _track_events(data: bytes, start: int, end: int) -> tuple[list[Event], str]:
+    """The whole events of the track events from ``start`` to ``end``, and why the walk stopped: ``"end"``
+    (at ``end``, or after an End of Track), ``"cut"`` (an event runs past ``end``) or ``"damaged"`` (a data
+    byte with no running status before it)."""
+    events: list[Event] = []
+    index, running = start, None
     while index < end:
-        _, after = _read_varlen(data, index, end)  # delta time
-        if not _ended_varlen(data, index, after) or after >= end:
-            break
-        index = after
-        status = data[index]
-        if status == 0xFF:
-            if index + 2 > end:
-                break
-            kind = data[index + 1]
-            length, body = _read_varlen(data, index + 2, end)
-            index = body + length if _ended_varlen(data, index + 2, body) else end + 1
-            if index <= end and kind == _END_OF_TRACK_KIND:
-                return index, True
-        elif status in (0xF0, 0xF7):
-            length, body = _read_varlen(data, index + 1, end)
-            index = body + length if _ended_varlen(data, index + 1, body) else end + 1
+        delta = _varlen(data, index, end)
+        if delta is None or delta[1] >= end:
+            return events, "cut"
+        at = delta[1]
+        status = data[at]
+        if status == 0xFF or status in (0xF0, 0xF7):  # meta (its kind, then a length) or sysex (a length)
+            if status == 0xFF and at + 1 >= end:
+                return events, "cut"
+            length = _varlen(data, at + 2 if status == 0xFF else at + 1, end)
+            if length is None:
+                return events, "cut"
+            body, after = length[1], length[1] + length[0]
+        elif status > 0xF0:  # system common and real-time messages: a fixed length, no running status
+            body, after = at + 1, at + 1 + _SYSTEM_DATA_BYTES.get(status, 0)
         elif status >= 0x80:
-            running = status
-            index += 1 + _CHANNEL_DATA_BYTES.get(status >> 4, 0)
+            running, body, after = status, at + 1, at + 1 + _CHANNEL_DATA_BYTES[status >> 4]
         elif running is not None:
-            index += _CHANNEL_DATA_BYTES[running >> 4]
+            status, body, after = running, at, at + _CHANNEL_DATA_BYTES[running >> 4]
         else:
-            break
-        if index > end:
-            break
-        whole = index
-    return whole, False
+            return events, "damaged"
+        if after > end:
+            return events, "cut"
+        events.append((at, status, body, after))
+        if _is_end_of_track(data, events[-1]):
+            return events, "end"
+        index = after
+    return events, "end"
 
 
-def _ended_varlen(data: bytes, start: int, after: int) -> bool:
-    """Whether the variable-length quantity read from ``start`` to ``after`` has its last byte (not one the
-    end of the data stopped)."""
-    return after > start and data[after - 1] < 0x80
+def _is_end_of_track(data: bytes, event: Event) -> bool:
+    return event[1] == 0xFF and data[event[0] + 1] == _END_OF_TRACK_KIND
+
+
+def _sounding_notes(data: bytes, events: list[Event]) -> list[tuple[int, int]]:
+    """(channel, key) of each note the events turn on and not off, in order."""
+    sounding: dict[tuple[int, int], None] = {}
+    for _, status, body, _ in events:
+        if status >> 4 in (0x8, 0x9):
+            note = (status & 0x0F, data[body])
+            if status >> 4 == 0x9 and data[body + 1] > 0:
+                sounding[note] = None
+            else:  # a note-off, or a note-on of velocity 0
+                sounding.pop(note, None)
+    return sorted(sounding)
+
+
+def _varlen(data: bytes, position: int, end: int) -> tuple[int, int] | None:
+    """(value, position after it) of a MIDI variable-length quantity; None when it does not end before ``end``."""
+    value = 0
+    while position < end:
+        byte = data[position]
+        position += 1
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, position
+    return None
 
 
 def drop_zero_tempos(midi) -> None:
@@ -350,20 +401,6 @@ def unwrap_rmid(data: bytes) -> bytes:
     raise RenderError("unparseable", "RIFF-wrapped MIDI (RMID) without a data chunk")
 
 
-def _read_varlen(data: bytes, position: int, end: int) -> tuple[int, int]:
-    """(value, position after it) of a MIDI variable-length quantity."""
-    value = 0
-    for _ in range(4):
-        if position >= end:
-            break
-        byte = data[position]
-        position += 1
-        value = (value << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            break
-    return value, position
-
-
 def drop_impossible_key_signatures(data: bytes) -> tuple[bytes, int]:
     """Turn each key-signature meta event whose key mido refuses into a sequencer-specific one.
 
@@ -378,33 +415,13 @@ def drop_impossible_key_signatures(data: bytes) -> tuple[bytes, int]:
     while position + 8 <= len(data):
         chunk, size = data[position:position + 4], struct.unpack(">I", data[position + 4:position + 8])[0]
         start = position + 8
-        end = min(start + size, len(data))
         position = start + size
         if chunk != b"MTrk":
             continue
-        index, running = start, None
-        while index < end:
-            _, index = _read_varlen(data, index, end)  # delta time
-            if index >= end:
-                break
-            status = data[index]
-            if status == 0xFF and index + 1 < end:
-                kind = data[index + 1]
-                length, body = _read_varlen(data, index + 2, end)
-                if kind == _KEY_SIGNATURE and not _valid_key(data[body:body + length]):
-                    out[index + 1] = _SEQUENCER_SPECIFIC
-                    dropped += 1
-                index = body + length
-            elif status in (0xF0, 0xF7):
-                length, body = _read_varlen(data, index + 1, end)
-                index = body + length
-            elif status >= 0x80:
-                running = status
-                index += 1 + _CHANNEL_DATA_BYTES.get(status >> 4, 0)
-            elif running is not None:
-                index += _CHANNEL_DATA_BYTES[running >> 4]
-            else:
-                break
+        for at, status, body, after in _track_events(data, start, min(start + size, len(data)))[0]:
+            if status == 0xFF and data[at + 1] == _KEY_SIGNATURE and not _valid_key(data[body:after]):
+                out[at + 1] = _SEQUENCER_SPECIFIC
+                dropped += 1
     return bytes(out), dropped
 
 

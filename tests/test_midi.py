@@ -145,7 +145,7 @@ def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_pa
     put(tmp_path, "long.mid", whole[:last + 4] + struct.pack(">I", length + 100) + whole[last + 8:])
     record = render_to(tmp_path, task(tmp_path, "a/long.mid"))
     assert (record["status"], record["detail"]) == (
-        "recovered", "the last track's length overstated by 100 bytes; its events read as they are")
+        "recovered", "the last track's length overstated by 100 bytes; read to its End of Track")
     assert 1.0 <= record["duration_s"] <= 1.0 + synth.TAIL_SECONDS
     from musicid.symbolic import read_notes
 
@@ -184,11 +184,13 @@ def three_parts() -> bytes:
 
 @pytest.mark.parametrize("cut, starts, detail", [
     # Inside the last track's last note-off (delta 2 bytes, 3 bytes of message, then 4 of End of Track).
-    (-6, [0.0, 0.5, 1.0], "the file stops inside track 3 of 3; its events before the cut are read"),
+    (-6, [0.0, 0.5, 1.0], "the file stops inside track 3 of 3; its events before the cut are read (1 note(s) "
+                          "it left sounding end there)"),
     # Inside the End of Track itself: every note there.
     (-3, [0.0, 0.5, 1.0, 1.5], "the file stops inside track 3 of 3; its events before the cut are read"),
     # Inside the second track's second note-off: the third track never came.
-    ("second+3", [0.0, 0.5], "the file stops inside track 2 of 3; its events before the cut are read"),
+    ("second+3", [0.0, 0.5], "the file stops inside track 2 of 3; its events before the cut are read (1 "
+                             "note(s) it left sounding end there)"),
     # After the second track, and a few bytes into the third's chunk header.
     ("third", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
     ("third+5", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
@@ -219,13 +221,40 @@ def test_a_file_cut_short_with_an_impossible_key_gets_both_repairs(worker, tmp_p
     record = render_to(tmp_path, task(tmp_path, "a/both.mid"))
     assert (record["status"], record["detail"]) == ("recovered", "1 key-signature event(s) with an impossible key "
                                                     "dropped; cut short: the file stops inside track 1 of 1; its "
-                                                    "events before the cut are read")
+                                                    "events before the cut are read (1 note(s) it left sounding "
+                                                    "end there)")
     from musicid.symbolic import read_notes
 
     assert read_notes(tmp_path / "a" / "both.mid").start.tolist() == [0.0]
 
 
-def test_a_midi_file_cut_in_its_header_or_first_event_stays_unparseable(worker, tmp_path):
+def test_a_cut_ends_the_notes_it_left_sounding():
+    """FluidSynth held a note whose note-off was cut away to the end of the render (12 s of a 0.5 s note), and
+    pretty_midi dropped it: it now ends where the file stops, in sound and in notes."""
+    from musicid.midi import fit_cut_file
+
+    whole = smf("00C013" "00903064" "00913C64" "8360803040" "8360813C40" "00FF2F00")  # C3 and C4 on two channels
+    fitted, repair = fit_cut_file(whole[:-6])  # inside C4's note-off
+    assert repair.endswith("(1 note(s) it left sounding end there)")
+    track = mido.MidiFile(file=io.BytesIO(fitted)).tracks[0]
+    assert [(m.type, getattr(m, "channel", None), getattr(m, "note", None)) for m in track][-3:] == [
+        ("note_off", 0, 48), ("note_off", 1, 60), ("end_of_track", None, None)]
+
+
+def test_system_messages_and_damage_in_a_cut_track(worker, tmp_path):
+    """A song-select message (which mido reads, and FluidSynth's player refuses) made the walk raise KeyError,
+    a cut file and a whole one with an overstated length alike; a track damaged before the cut (a data byte with
+    no running status) is no cut."""
+    with_song_select = smf("00F305" + "00903C64" "8360803C40" "00903E64" "8360803E40" "00FF2F00")
+    assert read_midi(with_song_select[:-6]).repairs[0].startswith("cut short: ")
+    overstated = with_song_select[:18] + struct.pack(">I", len(with_song_select) - 22 + 10) + with_song_select[22:]
+    assert read_midi(overstated).repairs == ["the last track's length overstated by 10 bytes; read to its End of "
+                                             "Track"]
+    put(tmp_path, "damaged.mid", smf("3C64" + "00903C64" "8360803C40" "00FF2F00")[:-6])
+    assert render_to(tmp_path, task(tmp_path, "a/damaged.mid"))["reason"] == "unparseable"
+
+
+def test_a_midi_file_cut_in_its_header_is_unparseable_and_before_its_first_note_has_none(worker, tmp_path):
     whole = three_parts()
     first = whole.index(b"MTrk")
     for name, data in (("header.mid", whole[:12]), ("chunk.mid", whole[:first + 6])):
