@@ -26,13 +26,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def jobs_count(text: str) -> int:
+    """argparse type: an integer >= 0 (0: one worker per core)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0: one per core), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m musicid", description="Ask a trained musicid model.")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser(
         "predict", help="who wrote or plays these MIDI or audio files, and how new they look",
         epilog="exit status: 0 every path scored, 1 some path could not be scored (each line says why), "
-               "2 no usable model or a usage error",
+               "2 no usable model or a usage error (a bad --jobs or MUSICID_JOBS too), 130 Ctrl-C",
         description="Render, clip and featurize each file as the pipeline did (with the params stored in "
                     "the checkpoint), then print the most likely labels and a novelty score: the distance "
                     "of the file's mean embedding to the nearest known class (higher: less like any of them).")
@@ -41,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
     predict.add_argument("--top", type=positive_int, default=3, help="labels to show per file (default: 3)")
     predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    predict.add_argument("--jobs", type=jobs_count, default=0,
+                         help="worker processes that render, clip and featurize files while the model scores "
+                              "them (default 0: $MUSICID_JOBS, else one per core; 1: all in this process)")
     cv = commands.add_parser(
         "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
         epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
@@ -66,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         return render_cache_command(args.action)
 
-    from musicid.io import printable
     from musicid.params import ParamsError
-    from musicid.predict import Prediction, Predictor, collect_inputs, format_prediction, format_threshold
+    from musicid.predict import Predictor, collect_inputs, format_prediction, format_threshold
     from musicid.training import CheckpointError
 
+    from musicid.parallel import jobs_problem
+
+    problem = jobs_problem(args.jobs)  # $MUSICID_JOBS
+    if problem:
+        print(f"predict: {problem}", file=sys.stderr)
+        return EXIT_MODEL
     try:
         predictor = Predictor(args.model)
     except (CheckpointError, ParamsError) as error:
@@ -86,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(threshold, flush=True)
     results, shown = [], set()
-    for path, reason in collect_inputs(args.paths):
-        prediction = (Prediction(printable(str(path)), error=reason) if reason
-                      else predictor.predict(path, top=args.top))
+    for prediction in predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs):
         results.append(prediction)
         if not args.json:
             print(format_prediction(prediction, shown), flush=True)
@@ -192,6 +209,9 @@ def run_command() -> int:
         code = main()
         sys.stdout.flush()
         return code
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (worker processes are ended with it)
+        print("python -m musicid: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

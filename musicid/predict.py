@@ -8,24 +8,20 @@ needs nothing but the checkpoint and the files.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from musicid.audio import to_channels, wav_bytes
-from musicid.checks import RenderError
-from musicid.clips import cut_clips, load_mono
-from musicid.dataset import is_hidden, special_file_reason
-from musicid.features import compute_features, n_bands
-from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
-from musicid.io import printable, unreadable_reason
+from musicid.dataset import is_hidden
+from musicid.features import n_bands
+from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.io import unreadable_reason
 from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
-from musicid.render import load_source
-from musicid.symbolic import clip_features, read_notes, sounding, symbolic_dim
-from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
+from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, prepare_all
+from musicid.symbolic import sounding, symbolic_dim
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
                               checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
@@ -34,25 +30,6 @@ from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, ch
 # A threshold taken as the 95th percentile of fewer validation tracks than this
 # rests on one or two tracks: predict says so.
 MIN_THRESHOLD_TRACKS = 20
-
-
-@dataclass
-class Prediction:
-    path: str
-    labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
-    novelty: float | None = None  # the file's train.novelty score: distance of its mean embedding to the nearest class
-    flagged: bool | None = None  # novelty above the checkpoint's threshold: unlike every known class
-    clips: int = 0
-    error: str | None = None  # "reason: detail" when the file could not be used
-    symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
-    notes_unread: str | None = None  # why a symbolic model read no notes of a MIDI file (its audio alone decided)
-    repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
-                "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
-                "clips": self.clips, "symbolic": self.symbolic, "notes_unread": self.notes_unread,
-                "repaired": self.repaired, "error": self.error}
 
 
 EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
@@ -139,7 +116,7 @@ def parts_problem(checkpoint: dict, model, features) -> str | None:
     return None
 
 
-class Predictor:
+class Predictor(FileReader):
     """Loads a checkpoint once and scores files with it."""
 
     def __init__(self, checkpoint_path: str | Path):
@@ -168,11 +145,9 @@ class Predictor:
         if problem:
             raise CheckpointError(f"{checkpoint_path}: its parts do not fit together ({problem}): it was not "
                                   "written whole by the train stage; retrain it with `dvc repro train`")
-        self.render_params = render
-        self._renderer: MidiRenderer | None = None  # made for the first MIDI file: audio files need none
-        self.render_rate = render.sample_rate
-        self.clip = clip
-        self.features = features
+        # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
+        # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
+        super().__init__(render, clip, features, symbolic=bool(self.model.config.symbolic_dim))
         self.label_names = list(self.checkpoint["label_names"])
         self.centroids = to_numpy(self.checkpoint["centroids"])
         self.band_mean = to_numpy(self.checkpoint["band_mean"])
@@ -183,9 +158,6 @@ class Predictor:
         # checkpoint written before train stored those uses the others as is).
         self.audio_centroids = to_numpy(self.checkpoint[f"{AUDIO_ONLY}centroids"]) \
             if audio_only_stored(self.checkpoint) else self.centroids
-        # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
-        # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
-        self.uses_symbolic = bool(self.model.config.symbolic_dim)
         if self.uses_symbolic:
             self.symbolic_mean = to_numpy(self.checkpoint["symbolic_mean"])
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
@@ -197,6 +169,10 @@ class Predictor:
         # How many validation tracks the threshold rests on (None: a checkpoint that did not record it).
         tracks = self.checkpoint.get("novelty_reference_tracks")
         self.novelty_reference_tracks = None if tracks is None else int(tracks)
+
+    def reader_args(self) -> tuple:
+        """A plain :class:`FileReader`'s: a worker reads files, it needs no model."""
+        return FileReader, super().reader_args()[1]
 
     def threshold_warning(self) -> str | None:
         """Why the novelty flag means little with this checkpoint, or None."""
@@ -210,43 +186,6 @@ class Predictor:
                     f"(fewer than {MIN_THRESHOLD_TRACKS}), so the flag means little")
         return None
 
-    def midi_renderer(self) -> MidiRenderer:
-        """The renderer of MIDI files, with the checkpoint's SoundFonts; :class:`RenderError` ``no_soundfont``
-        or ``no_fluidsynth`` when this machine cannot render as the model's data was rendered."""
-        if self._renderer is None:
-            missing = [path for path in self.render_params.soundfonts if not Path(path).is_file()]
-            if missing:
-                raise RenderError("no_soundfont", (
-                    f"the model renders MIDI with the SoundFont {missing[0]}, which is not on this machine "
-                    "(it is part of the model's params, so params.yaml does not change it): install it at that "
-                    "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
-                    "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
-            try:
-                self._renderer = MidiRenderer(self.render_params)
-            except SoundFontUnreadable as error:
-                raise RenderError("no_soundfont", (
-                    f"FluidSynth cannot load the model's SoundFont {error.path} (not a .sf2/.sf3 file it can "
-                    "read): put the one the model was made with at that path; audio files need none")) from None
-            except FluidSynthUnavailable as error:
-                raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
-        return self._renderer
-
-    def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds, what render
-        repaired to use the file: [] for a whole one)."""
-        renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
-        renders, repairs = load_source(renderer, path, self.render_params)
-        clips, offsets = [], []
-        for audio in renders:
-            # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
-            # small, but in bands where a file has nothing a log-mel spectrogram sees it as 10 dB and more.
-            wav = wav_bytes(to_channels(audio, self.render_params.channels), self.render_rate)
-            mono = load_mono(wav, self.clip.sample_rate)
-            kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
-            clips.append(kept)
-            offsets.append(starts)
-        return np.concatenate(clips), np.concatenate(offsets), repairs
-
     def symbolic_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic branch's input float32 [k, D + 1] of a file's clips, None for an audio file or a
         MIDI file whose notes cannot be read or sound in none of its clips (the audio branch alone then
@@ -259,69 +198,29 @@ class Predictor:
         which no note sounds gets none, as featurize marks it."""
         return symbolic_input(features, sounding(features), self.symbolic_mean, self.symbolic_std)
 
-    def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
-        """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
-        file, a MIDI file whose notes cannot be read, or one with no note sounding in any clip (drums only)."""
-        return self.read_notes_of(path, offsets_s, clip_samples)[0]
-
-    def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int,
-                      ) -> tuple[np.ndarray | None, str | None]:
-        """(:meth:`notes_of`, None), or (None, why a MIDI file's notes are not read: featurize's words)."""
-        if path.suffix.lower() not in MIDI_EXTENSIONS:
-            return None, None
-        try:
-            notes = read_notes(path)
-        except RenderError as error:
-            return None, str(error)
-        # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
-        features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
-                                 relative=self.features.symbolic_key == "relative",
-                                 texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
-        if not sounding(features).any():
-            return None, "no_notes: no note sounds in its clips"
-        return features, None
-
     def predict(self, path: str | Path, top: int = 3) -> Prediction:
         """Score one file; what makes it unusable is its Prediction's ``error``, and the next file goes on."""
-        try:
-            return self._predict(Path(path), top)
-        except MemoryError:
-            # A very long file (or a damaged one that claims hours): this file only, not the files after it.
-            return Prediction(printable(str(path)), error="out_of_memory: its audio, clips or features did not "
-                                                          "fit in this machine's memory")
+        return self.score(self.prepare(Path(path)), top)
 
-    def _predict(self, path: Path, top: int) -> Prediction:
-        prediction = Prediction(printable(str(path)))
-        if not path.is_file():
-            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing;
-            # a FIFO or a device is there but is no file to read (it may block for ever).
-            special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
-            prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
-                                           else "missing: no such file")
-            return prediction
+    def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1):
+        """:meth:`predict` of each (path, None) of :func:`collect_inputs`, in order; a (path, reason) is that
+        path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
+        processes (0: one per core, or $MUSICID_JOBS) while this one runs the model."""
+        for prepared in prepare_all(self, inputs, jobs):
+            yield self.score(prepared, top)
+
+    def score(self, prepared: Prepared, top: int = 3) -> Prediction:
+        """The model's answer for a prepared file (its error, if it had one)."""
+        if prepared.prediction.error:
+            return prepared.prediction
         try:
-            # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
-            mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
-        except OSError as error:
-            prediction.error = unreadable_reason(error)
-            return prediction
-        if mismatch:
-            prediction.error = f"content_mismatch: {mismatch}"
-            return prediction
-        try:
-            clips, offsets, prediction.repaired = self.clips_and_offsets(path)
-        except RenderError as error:
-            prediction.error = str(error)
-            return prediction
-        if len(clips) == 0:
-            prediction.error = (f"too_short: no {self.clip.clip_seconds:g} s clip that is not mostly "
-                                "silence")
-            return prediction
-        features = compute_features(clips, self.features, self.clip.sample_rate)
-        features = normalise(features, self.band_mean, self.band_std)
-        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \
-            else (None, None)
-        prediction.symbolic = notes is not None
+            return self._score(prepared, top)
+        except MemoryError:
+            return replace(prepared.prediction, error=OUT_OF_MEMORY)
+
+    def _score(self, prepared: Prepared, top: int) -> Prediction:
+        prediction, notes = replace(prepared.prediction), prepared.notes
+        features = normalise(prepared.features, self.band_mean, self.band_std)
         # The model's notes-less embedding: an audio-only model's every file, a symbolic model's audio files.
         without_notes = notes is None and self.uses_symbolic
         probabilities, embeddings = class_probabilities(
@@ -340,7 +239,6 @@ class Predictor:
                                   np.full(len(embeddings), without_notes))
         prediction.novelty = float(scores[0])
         prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
-        prediction.clips = len(clips)
         return prediction
 
 

@@ -87,3 +87,18 @@ def test_the_render_benchmarks_take_param_changes_and_refuse_a_misspelt_one(scri
     with pytest.raises(SystemExit):
         benchmark.main(["--set", "render.sample_rate"])
     assert "--set 'render.sample_rate': expected section.key=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--rounds", "0"], "argument --rounds: must be a whole number of at least 1, got '0'"),
+    (["--jobs", "-2"], "argument --jobs: must be a whole number of at least 0, got '-2'"),
+    (["--model", "nope.pt"], "nope.pt is missing: `dvc repro` makes it"),
+    (["--jobs", "1"], "nothing to compare (pass --jobs 2)"),
+])
+def test_predict_jobs_checks_its_arguments_first(monkeypatch, capsys, tmp_path, arguments, message):
+    predict_jobs = load_benchmark("predict_jobs")
+    monkeypatch.setattr(predict_jobs, "midi_set", lambda *_: pytest.fail("MIDI files were made"))
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        predict_jobs.main(["--model", str(tmp_path / "model.pt"), "--out", str(tmp_path), *arguments])
+    assert message in capsys.readouterr().err

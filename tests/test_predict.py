@@ -14,6 +14,8 @@ from musicid.__main__ import main
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
+from musicid.predict import Predictor
+from musicid.prepare import FileReader
 from musicid.training import save_checkpoint
 from tests.conftest import SOUNDFONT, section_params, sine, write_wav
 
@@ -40,6 +42,13 @@ def write_checkpoint(path, reference: float, reference_tracks: int | None, label
                     np.ones(config.n_bands, np.float32), params, novelty=Mahalanobis.fit(embeddings, labels),
                     extra=extra)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _files_read_in_this_process(monkeypatch):
+    """As with --jobs 1, so that monkeypatches reach the reading of files; the tests of worker processes pass
+    --jobs themselves."""
+    monkeypatch.setenv("MUSICID_JOBS", "1")
 
 
 @pytest.fixture
@@ -483,10 +492,10 @@ def test_linked_folders_are_searched_once_each_and_a_link_back_up_is_no_loop(inp
 
 
 def test_a_file_that_does_not_fit_in_memory_does_not_stop_the_others(inputs, monkeypatch):
-    from musicid import predict as module
+    from musicid import prepare as module
 
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
-    predictor = module.Predictor(model)
+    predictor = Predictor(model)
     real = module.compute_features
 
     def features(clips, *args, **kwargs):
@@ -498,3 +507,101 @@ def test_a_file_that_does_not_fit_in_memory_does_not_stop_the_others(inputs, mon
     write_wav(inputs / "songs" / "long.wav", sine(440.0, 30.0, 22050, 0.3), 22050)
     long, short = (predictor.predict(inputs / "songs" / name) for name in ("long.wav", "tune.wav"))
     assert long.error.startswith("out_of_memory: ") and short.error is None and short.clips == 2
+
+
+def test_worker_processes_give_the_answers_of_one_process(inputs, capsys):
+    """Files rendered, clipped and featurized by two worker processes while this one runs the model: the same
+    output, in the same order, errors included."""
+    model = write_checkpoint(inputs / "model.pt", reference=0.5, reference_tracks=24)
+    songs = inputs / "songs"
+    _piece(songs / "a.mid")
+    _piece(songs / "b.mid", seconds=13.0)
+    (songs / "c.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00")  # cut inside its header
+    (songs / "d.wav").write_bytes(b"")
+    outputs = []
+    for jobs in ("1", "2"):
+        code = main(["predict", str(songs), str(inputs / "empty"), "--model", str(model), "--json", "--jobs", jobs])
+        outputs.append((code, capsys.readouterr().out))
+    assert outputs[1] == outputs[0]
+    files = json.loads(outputs[1][1])["files"]
+    assert [(Path(f["path"]).name, f["clips"], (f["error"] or "").split(":")[0]) for f in files] == [
+        ("a.mid", 2, ""), ("b.mid", 3, ""), ("c.mid", 0, "unparseable"), ("d.wav", 0, "content_mismatch"),
+        ("tune.wav", 2, ""), ("empty", 0, "no_files")]
+    assert outputs[1][0] == 1
+
+
+@pytest.mark.parametrize("argument, environment, message", [
+    ("-1", None, "argument --jobs: must be a whole number >= 0 (0: one per core), got -1"),
+    ("two", None, "argument --jobs: must be a whole number >= 0, got 'two'"),
+    ("0", "two", "predict: MUSICID_JOBS must be a whole number of workers >= 1, got 'two'"),
+])
+def test_a_bad_number_of_workers_is_a_usage_error(inputs, capsys, monkeypatch, argument, environment, message):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    if environment:
+        monkeypatch.setenv("MUSICID_JOBS", environment)
+    try:
+        code = main(["predict", str(inputs / "songs"), "--model", str(model), "--jobs", argument])
+    except SystemExit as exit_:  # argparse's own usage error
+        code = exit_.code
+    assert code == 2 and message in capsys.readouterr().err
+
+
+class CrashingReader(FileReader):
+    """Reads files as predict does, but a file named crash.wav ends the worker process reading it."""
+
+    def _prepare(self, path):
+        if path.name == "crash.wav":
+            os._exit(1)
+        return super()._prepare(path)
+
+
+def test_a_file_that_kills_its_worker_is_named_and_the_others_are_scored(inputs):
+    from musicid.prepare import prepare_all
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    predictor = Predictor(model)
+    songs = inputs / "songs"
+    (songs / "crash.wav").write_bytes((songs / "tune.wav").read_bytes())
+    _piece(songs / "a.mid")
+    items = [(songs / "a.mid", None), (songs / "crash.wav", None), (songs / "tune.wav", None)]
+    prepared = list(prepare_all(CrashingReader(*predictor.reader_args()[1]), items, jobs=2))
+    assert [p.prediction.error for p in prepared] == [
+        None, "worker_crash: the worker processes reading this file died, one after another", None]
+    scored = [predictor.score(p) for p in prepared]
+    assert [s.clips for s in scored] == [2, 0, 2] and scored[0].labels and scored[2].labels
+
+
+def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    for index in range(8):
+        _piece(inputs / "songs" / f"piece{index}.mid", seconds=40.0)
+    child = subprocess.Popen([sys.executable, "-m", "musicid", "predict", str(inputs / "songs"), "--model",
+                              str(model), "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True, env={**os.environ, "MUSICID_JOBS": ""},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child.stdout.readline()  # the threshold line: the model is loaded, the workers start
+    child.stdout.readline()  # the first file scored: the workers are at work
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and err.decode() == "python -m musicid: interrupted\n"
+
+
+    def running(pid: str) -> bool:  # a worker ended by the kill may stay a zombie until it is reaped
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [pid for pid in subprocess.run(["pgrep", "-g", str(child.pid)], capture_output=True,
+                                                text=True).stdout.split() if running(pid)]
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive

@@ -1,0 +1,208 @@
+"""Files made ready for a model, as the stages made its data: rendered, clipped and featurized with the params
+a checkpoint stores (:class:`FileReader`), in predict's process or in worker processes (:func:`prepare_all`).
+
+Nothing here needs PyTorch, so a worker process starts in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from musicid.audio import to_channels, wav_bytes
+from musicid.checks import RenderError
+from musicid.clips import cut_clips, load_mono
+from musicid.dataset import special_file_reason
+from musicid.features import compute_features
+from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
+from musicid.io import printable, unreadable_reason
+from musicid.parallel import ordered_map
+from musicid.render import load_source
+from musicid.symbolic import clip_features, read_notes, sounding
+from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
+
+OUT_OF_MEMORY = "out_of_memory: its audio, clips or features did not fit in this machine's memory"
+WORKER_CRASH = "worker_crash: the worker processes reading this file died, one after another"
+
+
+@dataclass
+class Prediction:
+    path: str
+    labels: list[tuple[str, float]] = field(default_factory=list)  # (label, probability), best first
+    novelty: float | None = None  # the file's train.novelty score: distance of its mean embedding to the nearest class
+    flagged: bool | None = None  # novelty above the checkpoint's threshold: unlike every known class
+    clips: int = 0
+    error: str | None = None  # "reason: detail" when the file could not be used
+    symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
+    notes_unread: str | None = None  # why a symbolic model read no notes of a MIDI file (its audio alone decided)
+    repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
+                "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
+                "clips": self.clips, "symbolic": self.symbolic, "notes_unread": self.notes_unread,
+                "repaired": self.repaired, "error": self.error}
+
+
+@dataclass
+class Prepared:
+    """A file made ready for the model (:meth:`FileReader.prepare`), or why it cannot be used."""
+
+    prediction: Prediction  # its path, what render repaired, why its notes were not read, or its error
+    features: np.ndarray | None = None  # float32 [clips, bands, frames], as featurize computes them
+    notes: np.ndarray | None = None  # float32 [clips, D]: its clips' symbolic features; None without notes
+
+
+class FileReader:
+    """Renders, clips and featurizes files with a checkpoint's params, as the stages did with its data.
+
+    It holds no model, so worker processes can each have one (see :func:`prepare_all`).
+    """
+
+    def __init__(self, render, clip, features, symbolic: bool):
+        self.render_params = render
+        self._renderer: MidiRenderer | None = None  # made for the first MIDI file: audio files need none
+        self.render_rate = render.sample_rate
+        self.clip = clip
+        self.features = features
+        self.uses_symbolic = symbolic  # the model reads MIDI files' notes too
+
+    def reader_args(self) -> tuple:
+        """(a class, its arguments) that make another reader of the same files (in a worker process)."""
+        return type(self), (self.render_params, self.clip, self.features, self.uses_symbolic)
+
+    def midi_renderer(self) -> MidiRenderer:
+        """The renderer of MIDI files, with the checkpoint's SoundFonts; :class:`RenderError` ``no_soundfont``
+        or ``no_fluidsynth`` when this machine cannot render as the model's data was rendered."""
+        if self._renderer is None:
+            missing = [path for path in self.render_params.soundfonts if not Path(path).is_file()]
+            if missing:
+                raise RenderError("no_soundfont", (
+                    f"the model renders MIDI with the SoundFont {missing[0]}, which is not on this machine "
+                    "(it is part of the model's params, so params.yaml does not change it): install it at that "
+                    "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
+                    "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
+            try:
+                self._renderer = MidiRenderer(self.render_params)
+            except SoundFontUnreadable as error:
+                raise RenderError("no_soundfont", (
+                    f"FluidSynth cannot load the model's SoundFont {error.path} (not a .sf2/.sf3 file it can "
+                    "read): put the one the model was made with at that path; audio files need none")) from None
+            except FluidSynthUnavailable as error:
+                raise RenderError("no_fluidsynth", f"{error}; audio files need none") from None
+        return self._renderer
+
+    def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds, what render
+        repaired to use the file: [] for a whole one)."""
+        renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
+        renders, repairs = load_source(renderer, path, self.render_params)
+        clips, offsets = [], []
+        for audio in renders:
+            # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
+            # small, but in bands where a file has nothing a log-mel spectrogram sees it as 10 dB and more.
+            wav = wav_bytes(to_channels(audio, self.render_params.channels), self.render_rate)
+            mono = load_mono(wav, self.clip.sample_rate)
+            kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
+            clips.append(kept)
+            offsets.append(starts)
+        return np.concatenate(clips), np.concatenate(offsets), repairs
+
+    def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
+        """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
+        file, a MIDI file whose notes cannot be read, or one with no note sounding in any clip (drums only)."""
+        return self.read_notes_of(path, offsets_s, clip_samples)[0]
+
+    def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int,
+                      ) -> tuple[np.ndarray | None, str | None]:
+        """(:meth:`notes_of`, None), or (None, why a MIDI file's notes are not read: featurize's words)."""
+        if path.suffix.lower() not in MIDI_EXTENSIONS:
+            return None, None
+        try:
+            notes = read_notes(path)
+        except RenderError as error:
+            return None, str(error)
+        # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
+        features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
+                                 relative=self.features.symbolic_key == "relative",
+                                 texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
+        if not sounding(features).any():
+            return None, "no_notes: no note sounds in its clips"
+        return features, None
+
+    def prepare(self, path: Path) -> Prepared:
+        """A file rendered, clipped and featurized; what makes it unusable is its Prediction's ``error``."""
+        try:
+            return self._prepare(path)
+        except MemoryError:
+            # A very long file (or a damaged one that claims hours): this file only, not the files after it.
+            return Prepared(Prediction(printable(str(path)), error=OUT_OF_MEMORY))
+
+    def _prepare(self, path: Path) -> Prepared:
+        prediction = Prediction(printable(str(path)))
+        if not path.is_file():
+            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing;
+            # a FIFO or a device is there but is no file to read (it may block for ever).
+            special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
+            prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
+                                           else "missing: no such file")
+            return Prepared(prediction)
+        try:
+            # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
+            mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
+        except OSError as error:
+            prediction.error = unreadable_reason(error)
+            return Prepared(prediction)
+        if mismatch:
+            prediction.error = f"content_mismatch: {mismatch}"
+            return Prepared(prediction)
+        try:
+            clips, offsets, prediction.repaired = self.clips_and_offsets(path)
+        except RenderError as error:
+            prediction.error = str(error)
+            return Prepared(prediction)
+        if len(clips) == 0:
+            prediction.error = (f"too_short: no {self.clip.clip_seconds:g} s clip that is not mostly "
+                                "silence")
+            return Prepared(prediction)
+        features = compute_features(clips, self.features, self.clip.sample_rate)
+        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \
+            else (None, None)
+        prediction.symbolic = notes is not None
+        prediction.clips = len(clips)
+        return Prepared(prediction, features, notes)
+
+
+_WORKER_READER: FileReader | None = None  # a worker process's reader (prepare_all)
+
+
+def _start_reader(kind: type[FileReader], args: tuple) -> None:
+    global _WORKER_READER
+    _WORKER_READER = kind(*args)
+
+
+def _prepare_input(item: tuple[Path, str | None]) -> Prepared:
+    path, reason = item
+    if reason:
+        return Prepared(Prediction(printable(str(path)), error=reason))
+    return _WORKER_READER.prepare(path)
+
+
+def _crashed(item: tuple[Path, str | None]) -> Prepared:
+    return Prepared(Prediction(printable(str(item[0])), error=WORKER_CRASH))
+
+
+def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs: int = 1):
+    """:meth:`FileReader.prepare` of each (path, None) of :func:`collect_inputs`, in order ((path, reason): that
+    error), by ``jobs`` worker processes (0: one per core, or $MUSICID_JOBS), or in this one with ``jobs`` 1 or
+    a single file. At most two files a worker are in hand at once; a file that crashes its worker (FluidSynth
+    can) is that file's ``worker_crash``, the others go on."""
+    if jobs == 1 or len(inputs) <= 1:
+        for path, reason in inputs:
+            yield Prepared(Prediction(printable(str(path)), error=reason)) if reason else reader.prepare(path)
+        return
+    yield from ordered_map(_prepare_input, inputs, jobs, initializer=_start_reader,
+                           initargs=reader.reader_args(), on_crash=_crashed)
