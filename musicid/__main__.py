@@ -15,26 +15,17 @@ import sys
 EXIT_SCORED, EXIT_UNSCORED, EXIT_MODEL = 0, 1, 2
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
-    return value
-
-
-def jobs_count(text: str) -> int:
-    """argparse type: an integer >= 0 (0: one worker per core)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (0: one per core), got {value}")
-    return value
+def whole_number(least: int, meaning: str = ""):
+    """argparse type: an integer >= ``least`` (``meaning``: what the least value means, for the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}{meaning}, got {value}")
+        return value
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("paths", nargs="+", help="files, or folders searched for MIDI and audio files")
     predict.add_argument("--model", default="models/model.pt",
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
-    predict.add_argument("--top", type=positive_int, default=3, help="labels to show per file (default: 3)")
+    predict.add_argument("--top", type=whole_number(1), default=3, help="labels to show per file (default: 3)")
     predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
-    predict.add_argument("--jobs", type=jobs_count, default=0,
+    predict.add_argument("--jobs", type=whole_number(0, " (0: one per core)"), default=0,
                          help="worker processes that render, clip and featurize files while the model scores "
                               "them (default 0: $MUSICID_JOBS, else one per core; 1: all in this process)")
     cv = commands.add_parser(
