@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 
 
 # Exit codes: every path scored; some path (a file, or a folder with no MIDI or
@@ -26,6 +28,13 @@ def whole_number(least: int, meaning: str = ""):
             raise argparse.ArgumentTypeError(f"must be a whole number >= {least}{meaning}, got {value}")
         return value
     return parse
+
+
+def _interrupt_once(signum, frame) -> None:
+    """SIGINT's handler in predict: KeyboardInterrupt the first time, nothing after, so that a second Ctrl-C
+    does not cut short the ending of the worker processes (it left a pool half shut down, waited for ever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,11 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         return render_cache_command(args.action)
 
+    if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
+        return predict_command(args)
+    previous = signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        return predict_command(args)
+    finally:
+        if signal.getsignal(signal.SIGINT) is _interrupt_once:  # no Ctrl-C came (after one, predict is ending)
+            signal.signal(signal.SIGINT, previous)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from musicid.parallel import jobs_problem
     from musicid.params import ParamsError
     from musicid.predict import Predictor, collect_inputs, format_prediction, format_threshold
+    from musicid.prepare import end_workers
     from musicid.training import CheckpointError
-
-    from musicid.parallel import jobs_problem
 
     problem = jobs_problem(args.jobs)  # $MUSICID_JOBS
     if problem:
@@ -96,10 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(threshold, flush=True)
     results, shown = [], set()
-    for prediction in predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs):
-        results.append(prediction)
-        if not args.json:
-            print(format_prediction(prediction, shown), flush=True)
+    predictions = predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs)  # see below
+    try:
+        for prediction in predictions:
+            results.append(prediction)
+            if not args.json:
+                print(format_prediction(prediction, shown), flush=True)
+    except KeyboardInterrupt:  # while a line is printed: the workers are ended at once, as elsewhere
+        end_workers()  # before `predictions` is dropped, which would wait for them
+        raise
     if args.json:
         reference = predictor.novelty_reference
         print(json.dumps({"model": args.model,
@@ -200,7 +225,7 @@ def run_command() -> int:
         code = main()
         sys.stdout.flush()
         return code
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (worker processes are ended with it)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
         print("python -m musicid: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -587,7 +587,9 @@ def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs):
     child.stdout.readline()  # the threshold line: the model is loaded, the workers start
     child.stdout.readline()  # the first file scored: the workers are at work
     os.killpg(child.pid, signal.SIGINT)
-    _, err = child.communicate(timeout=60)
+    time.sleep(0.3)
+    os.killpg(child.pid, signal.SIGINT)  # a second one, while the first is handled: it hung predict for ever
+    _, err = child.communicate(timeout=30)
     assert child.returncode == 130 and err.decode() == "python -m musicid: interrupted\n"
 
 
@@ -605,3 +607,28 @@ def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs):
             break
         time.sleep(0.2)
     assert not alive
+
+
+def test_ctrl_c_while_a_file_is_scored_does_not_wait_for_the_workers(inputs, monkeypatch):
+    """Landing outside the pool's wait (here while the model scores the second file), it closed the pool, which
+    waited for the long files the workers held."""
+    import multiprocessing
+    import time
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    songs = inputs / "songs"
+    for index in range(4):
+        _piece(songs / f"piece{index}.mid", seconds=8.0 if index < 2 else 3600.0)
+    real, calls = Predictor.score, []
+
+    def score(self, prepared, top=3):
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, prepared, top)
+
+    monkeypatch.setattr(Predictor, "score", score)
+    with pytest.raises(KeyboardInterrupt):
+        main(["predict", str(songs), "--model", str(model), "--jobs", "2"])
+    assert time.monotonic() - calls[-1] < 5  # a worker takes longer than that to render the rest of an hour
+    assert not multiprocessing.active_children()
