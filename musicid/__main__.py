@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
     predict.add_argument("--top", type=whole_number(1), default=3, help="labels to show per file (default: 3)")
     predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
-    predict.add_argument("--jobs", type=whole_number(0, " (0: one per core)"), default=0,
+    predict.add_argument("--jobs", type=whole_number(0, " (0: one per core)"), default=1,
                          help="worker processes that render, clip and featurize files while the model scores "
-                              "them (default 0: $MUSICID_JOBS, else one per core; 1: all in this process)")
+                              "them (default 1: all in this process, the quickest for a few files; 0: "
+                              "$MUSICID_JOBS, else one per core)")
     cv = commands.add_parser(
         "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
         epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
@@ -97,7 +98,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from musicid.prepare import end_workers
     from musicid.training import CheckpointError
 
-    problem = jobs_problem(args.jobs)  # $MUSICID_JOBS
+    problem = jobs_problem(args.jobs) if args.jobs == 0 else None  # $MUSICID_JOBS, read for --jobs 0
     if problem:
         print(f"predict: {problem}", file=sys.stderr)
         return EXIT_MODEL
@@ -122,7 +123,7 @@ def predict_command(args: argparse.Namespace) -> int:
             results.append(prediction)
             if not args.json:
                 print(format_prediction(prediction, shown), flush=True)
-    except KeyboardInterrupt:  # while a line is printed: the workers are ended at once, as elsewhere
+    except (KeyboardInterrupt, BrokenPipeError):  # while a line is printed (`| head`): the workers end at once
         end_workers()  # before `predictions` is dropped, which would wait for them
         raise
     if args.json:

@@ -205,7 +205,7 @@ class Predictor(FileReader):
     def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1):
         """:meth:`predict` of each (path, None) of :func:`collect_inputs`, in order; a (path, reason) is that
         path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
-        processes (0: one per core, or $MUSICID_JOBS) while this one runs the model. A Ctrl-C while this
+        processes (0: $MUSICID_JOBS, else one per core) while this one runs the model. A Ctrl-C while this
         process scores a file ends the workers at once (see :func:`musicid.prepare.end_workers`)."""
         prepared_files = prepare_all(self, inputs, jobs)  # held here: dropped, it would wait for the workers
         try:
@@ -222,7 +222,7 @@ class Predictor(FileReader):
         try:
             return self._score(prepared, top)
         except MemoryError:
-            return replace(prepared.prediction, error=OUT_OF_MEMORY)
+            return Prediction(prepared.prediction.path, error=OUT_OF_MEMORY)
 
     def _score(self, prepared: Prepared, top: int) -> Prediction:
         prediction, notes = replace(prepared.prediction), prepared.notes

@@ -198,7 +198,7 @@ def _crashed(item: tuple[Path, str | None]) -> Prepared:
 
 def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs: int = 1):
     """:meth:`FileReader.prepare` of each (path, None) of :func:`collect_inputs`, in order ((path, reason): that
-    error), by ``jobs`` worker processes (0: one per core, or $MUSICID_JOBS), or in this one with ``jobs`` 1 or
+    error), by ``jobs`` worker processes (0: $MUSICID_JOBS, else one per core), or in this one with ``jobs`` 1 or
     a single file. At most two files a worker are in hand at once; a file that crashes its worker (FluidSynth
     can) is that file's ``worker_crash``, the others go on."""
     if jobs == 1 or len(inputs) <= 1:

@@ -546,6 +546,12 @@ def test_a_bad_number_of_workers_is_a_usage_error(inputs, capsys, monkeypatch, a
     assert code == 2 and message in capsys.readouterr().err
 
 
+def test_the_workers_variable_is_read_only_for_jobs_0(inputs, capsys, monkeypatch):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    monkeypatch.setenv("MUSICID_JOBS", "two")
+    assert main(["predict", str(inputs / "songs"), "--model", str(model)]) == 0  # --jobs 1, the default
+
+
 class CrashingReader(FileReader):
     """Reads files as predict does, but a file named crash.wav ends the worker process reading it."""
 
