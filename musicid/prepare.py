@@ -185,11 +185,15 @@ def _start_reader(kind: type[FileReader], args: tuple) -> None:
     _WORKER_READER = kind(*args)
 
 
-def _prepare_input(item: tuple[Path, str | None]) -> Prepared:
+def _prepare_item(reader: FileReader, item: tuple[Path, str | None]) -> Prepared:
     path, reason = item
     if reason:
         return Prepared(Prediction(printable(str(path)), error=reason))
-    return _WORKER_READER.prepare(path)
+    return reader.prepare(path)
+
+
+def _prepare_input(item: tuple[Path, str | None]) -> Prepared:
+    return _prepare_item(_WORKER_READER, item)
 
 
 def _crashed(item: tuple[Path, str | None]) -> Prepared:
@@ -202,8 +206,8 @@ def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs:
     a single file. At most two files a worker are in hand at once; a file that crashes its worker (FluidSynth
     can) is that file's ``worker_crash``, the others go on."""
     if jobs == 1 or len(inputs) <= 1:
-        for path, reason in inputs:
-            yield Prepared(Prediction(printable(str(path)), error=reason)) if reason else reader.prepare(path)
+        for item in inputs:
+            yield _prepare_item(reader, item)
         return
     yield from ordered_map(_prepare_input, inputs, jobs, initializer=_start_reader,
                            initargs=reader.reader_args(), on_crash=_crashed)
