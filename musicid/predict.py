@@ -70,10 +70,16 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     found: list[tuple[Path, str | None]] = []
     for given in paths:
         path = Path(given)
-        if str(given).endswith(("/", os.sep)) and not path.exists() and not path.is_symlink():
+        try:
+            is_dir = path.is_dir()
+            missing = not is_dir and not path.exists() and not path.is_symlink()
+        except OSError as error:  # under a folder that cannot be entered
+            found.append((path, unreadable_reason(error)))
+            continue
+        if str(given).endswith(("/", os.sep)) and missing:
             found.append((path, "missing: no such folder"))  # "recordings/": a folder was meant
             continue
-        if path.is_dir():
+        if is_dir:
             files, unlisted = files_under(path)
             found.extend((file, None) for file in files)
             found.extend(unlisted)  # a folder without read permission: said, not skipped

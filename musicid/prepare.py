@@ -144,12 +144,16 @@ class FileReader:
 
     def _prepare(self, path: Path) -> Prepared:
         prediction = Prediction(printable(str(path)))
-        if not path.is_file():
-            # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing;
-            # a FIFO or a device is there but is no file to read (it may block for ever).
-            special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
-            prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
-                                           else "missing: no such file")
+        try:
+            if not path.is_file():
+                # A link to nothing (or to itself) exists as a name: say what it is rather than that it is
+                # missing; a FIFO or a device is there but is no file to read (it may block for ever).
+                special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
+                prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
+                                               else "missing: no such file")
+                return Prepared(prediction)
+        except OSError as error:  # in a folder that can be listed but not entered
+            prediction.error = unreadable_reason(error)
             return Prepared(prediction)
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)

@@ -638,3 +638,26 @@ def test_ctrl_c_while_a_file_is_scored_does_not_wait_for_the_workers(inputs, mon
         main(["predict", str(songs), "--model", str(model), "--jobs", "2"])
     assert time.monotonic() - calls[-1] < 5  # a worker takes longer than that to render the rest of an hour
     assert not multiprocessing.active_children()
+
+
+def test_a_file_in_a_folder_that_cannot_be_entered_is_named(inputs, capsys, monkeypatch):
+    """A folder that can be listed but not entered (mode 444), or a path under one without any permission: the
+    file's stat fails, which stopped predict with a traceback (and lost the others' JSON)."""
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    shut = inputs / "shut"
+    shut.mkdir()
+    (shut / "a.wav").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    real = os.stat
+
+    def stat(path, *args, **kwargs):  # as stat refuses a user an entry of a folder without x permission
+        if Path(path).parent == shut:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    assert main(["predict", str(shut), str(shut / "b.mid"), str(inputs / "songs"), "--model", str(model),
+                 "--json"]) == 1
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [(Path(f["path"]).name, f["error"]) for f in files] == [
+        ("a.wav", "unreadable: Permission denied"), ("b.mid", "unreadable: Permission denied"),
+        ("tune.wav", None)]
