@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -42,8 +42,9 @@ class FluidSynthUnavailable(RuntimeError):
 def _load_fluidsynth():
     try:
         # pyfluidsynth prints where it found the library to stdout when the CI
-        # variable is set; stdout belongs to the commands (predict --json).
-        with contextlib.redirect_stdout(sys.stderr):
+        # variable is set: stdout belongs to the commands (predict --json) and
+        # every worker would repeat the line on stderr, so it is dropped.
+        with contextlib.redirect_stdout(io.StringIO()):
             import fluidsynth
     except ImportError as error:  # pyfluidsynth raises ImportError when libfluidsynth is absent
         raise FluidSynthUnavailable(
