@@ -353,19 +353,21 @@ def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str
 
     The extension stays part of the name (lower-cased), so ``x.mid``, ``x.midi``
     and ``x.wav`` keep three names.  A name already taken (``x.MID`` beside
-    ``x.mid``, or two names equal once made safe) gets a hash of the source
-    path ``relative``, which is stable from run to run.
+    ``x.mid``, two names equal once made safe, or ``Tone.mid`` beside
+    ``tone.mid``, one file on a case-insensitive file system such as macOS's or
+    Windows') gets a hash of the source path ``relative``, which is stable from
+    run to run.  ``taken`` holds the case-folded names.
     """
     pure = Path(inner)
     extension = pure.suffix.lower()
     stem = safe_name(pure.stem)
     name = f"{folder}/{stem}{extension}"
     attempt = 0
-    while name in taken:
+    while name.casefold() in taken:
         seed = relative if attempt == 0 else f"{relative}#{attempt}"
         name = f"{folder}/{stem}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}{extension}"
         attempt += 1
-    taken.add(name)
+    taken.add(name.casefold())
     return name
 
 

@@ -192,6 +192,21 @@ def test_special_files_are_skipped_without_being_opened(tmp_path):
     assert reasons(result) == {"bach/pipe.mid": "not_a_regular_file: a FIFO"}
 
 
+def test_names_differing_only_in_case_each_keep_their_file(tmp_path):
+    # On macOS or Windows "Tone.mid" and "tone.mid" in data/raw would be one file: the second copy would
+    # overwrite the first and a good file would be lost.
+    sources = {"bach/Tone.mid": midi_bytes(60), "bach/tone.mid": midi_bytes(61), "bach/Sub/x.mid": midi_bytes(62),
+               "bach/sub/x.mid": midi_bytes(63)}
+    tree(tmp_path / "src", sources)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    names = {r["origin"].removeprefix("src/"): r["path"] for r in manifest["files"]}
+    digest = hashlib.sha256(b"bach/tone.mid").hexdigest()[:8]
+    assert names["bach/Tone.mid"] == "bach/Tone.mid" and names["bach/tone.mid"] == f"bach/tone-{digest}.mid"
+    assert len({name.casefold() for name in names.values()}) == 4
+    for source, output in names.items():
+        assert (tmp_path / "out" / output).read_bytes() == sources[source]
+
+
 def test_names_equal_once_made_safe_each_keep_their_file(tmp_path):
     sources = {"bach/x y.mid": midi_bytes(60), "bach/x,y.mid": midi_bytes(61), "bach/x_y.mid": midi_bytes(62)}
     tree(tmp_path / "src", sources)
