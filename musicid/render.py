@@ -9,8 +9,9 @@ repairing a MIDI file with mido, every render (one per SoundFont) and a retry.
 
 Output names.  A source's track id is the safe name of its path inside the
 label folder without the extension (``a/sub/x.mid`` -> ``sub__x``).  When two
-sources of one label would get the same id (``x.mid`` and ``x.wav``, or names
-that differ only in characters a file name cannot keep), each of them keeps
+sources of one label would get the same id (``x.mid`` and ``x.wav``, names
+that differ only in characters a file name cannot keep, or only in case, which
+a case-insensitive file system (macOS, Windows) cannot hold apart), each keeps
 its extension (``x_mid``, ``x_wav``), and if that still collides, a hash of
 its path.  The same holds for any two output names that would clash (an audio
 file named like another source's per-SoundFont WAV).  So every source gets its
@@ -131,8 +132,10 @@ def assign_all_outputs(label: str, sources: list[str], soundfonts: list[str],
             is_midi = Path(source).suffix.lower() in MIDI_EXTENSIONS
             names[source] = (output_names(label, ids[source], soundfonts, is_midi),
                              augmented_names(label, ids[source], soundfonts, copies if is_midi else 0))
-        counts = Counter(name for plain, augmented in names.values() for name in plain + augmented)
-        clashing = [source for source in sources if any(counts[name] > 1 for name in sum(names[source], ()))]
+        # Compared case-folded: on macOS or Windows ``Tone.wav`` would overwrite ``tone.wav``.
+        counts = Counter(name.casefold() for plain, augmented in names.values() for name in plain + augmented)
+        clashing = [source for source in sources
+                    if any(counts[name.casefold()] > 1 for name in sum(names[source], ()))]
         if not clashing:
             return names
         for source in clashing:

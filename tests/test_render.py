@@ -401,6 +401,12 @@ def test_output_names_never_clash_within_a_label():
     # Two SoundFonts with one file name get their position added.
     assert render.assign_outputs("a", ["y.mid"], ["/one/GM.sf2", "/two/GM.sf2"]) == {
         "y.mid": ("a/y__GM-0.wav", "a/y__GM-1.wav")}
+    # Names that differ only in case are one file on macOS or Windows: the second would overwrite the first.
+    names = render.assign_outputs("a", ["Tone.ogg", "tone.flac", "Sub/x.mid", "sub/x.mid"], fonts[:1])
+    assert names == {"Tone.ogg": ("a/Tone_ogg.wav",), "tone.flac": ("a/tone_flac.wav",),
+                     "Sub/x.mid": (names["Sub/x.mid"][0],), "sub/x.mid": (names["sub/x.mid"][0],)}
+    every = [name.casefold() for plain in names.values() for name in plain]
+    assert len(every) == len(set(every)) == 4
 
 
 def test_the_time_limit_fires_again_when_its_first_alarm_is_swallowed():
