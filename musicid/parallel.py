@@ -243,6 +243,16 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 pending[index] = (other, submit(other))
         return value
 
+    def abandon() -> None:
+        """Kill the workers, dropping the items they hold. One killed while it writes its result leaves part of
+        it in the result pipe, and the pool's reader would wait for the rest for ever; with this process's end
+        of that pipe closed as well, no writer is left, so the read ends (end of file) and the pool is broken."""
+        for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
+            process.kill()
+        if pool._result_queue is not None:
+            pool._result_queue._writer.close()  # only this thread closes it (shutdown, below)
+
+    finished = False
     try:
         for item in items:
             pending.append((item, submit(item)))
@@ -250,12 +260,10 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
                 yield settle(*pending.popleft())
         while pending:
             yield settle(*pending.popleft())
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM here: the items in flight are abandoned, not waited for
-        for process in list((pool._processes or {}).values()):  # ProcessPoolExecutor has no public way
-            process.kill()
-        raise
+        finished = True
     finally:
-        # After an error, or when the stage's own loop closes this generator early (a Ctrl-C that lands there),
-        # the workers finish the items they hold, at most two each: one killed while it writes its result
-        # would leave the pool waiting for the rest of it for ever.
+        # A Ctrl-C or SIGTERM in the pool's wait or in the stage's own loop (which closes this generator early),
+        # or an error: the items in flight are abandoned, not waited for (a minute for an hour of MIDI).
+        if not finished:
+            abandon()
         pool.shutdown(wait=True, cancel_futures=True)
