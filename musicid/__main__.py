@@ -95,7 +95,6 @@ def predict_command(args: argparse.Namespace) -> int:
     from musicid.parallel import jobs_problem
     from musicid.params import ParamsError
     from musicid.predict import Predictor, collect_inputs, format_prediction, format_threshold
-    from musicid.prepare import end_workers
     from musicid.training import CheckpointError
 
     problem = jobs_problem(args.jobs) if args.jobs == 0 else None  # $MUSICID_JOBS, read for --jobs 0
@@ -124,7 +123,7 @@ def predict_command(args: argparse.Namespace) -> int:
             if not args.json:
                 print(format_prediction(prediction, shown), flush=True)
     except (KeyboardInterrupt, BrokenPipeError):  # while a line is printed (`| head`): the workers end at once
-        end_workers()  # before `predictions` is dropped, which would wait for them
+        predictions.close()
         raise
     if args.json:
         reference = predictor.novelty_reference

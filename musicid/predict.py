@@ -20,7 +20,7 @@ from musicid.io import unreadable_reason
 from musicid.metrics import pool
 from musicid.model import symbolic_input
 from musicid.params import parse_section
-from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, end_workers, prepare_all
+from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, prepare_all
 from musicid.symbolic import sounding, symbolic_dim
 from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
@@ -211,15 +211,14 @@ class Predictor(FileReader):
     def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1):
         """:meth:`predict` of each (path, None) of :func:`collect_inputs`, in order; a (path, reason) is that
         path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
-        processes (0: $MUSICID_JOBS, else one per core) while this one runs the model. A Ctrl-C while this
-        process scores a file ends the workers at once (see :func:`musicid.prepare.end_workers`)."""
-        prepared_files = prepare_all(self, inputs, jobs)  # held here: dropped, it would wait for the workers
+        processes (0: $MUSICID_JOBS, else one per core) while this one runs the model. Ended early (a Ctrl-C
+        while this process scores a file, or this generator closed), it ends the workers at once."""
+        prepared_files = prepare_all(self, inputs, jobs)
         try:
             for prepared in prepared_files:
                 yield self.score(prepared, top)
-        except KeyboardInterrupt:
-            end_workers()
-            raise
+        finally:  # now, not when a traceback lets go of it: closed early, the pool kills its workers
+            prepared_files.close()
 
     def score(self, prepared: Prepared, top: int = 3) -> Prediction:
         """The model's answer for a prepared file (its error, if it had one)."""

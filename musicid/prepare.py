@@ -6,7 +6,6 @@ Nothing here needs PyTorch, so a worker process starts in about a second.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,10 +215,3 @@ def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs:
     yield from ordered_map(_prepare_input, inputs, jobs, initializer=_start_reader,
                            initargs=reader.reader_args(), on_crash=_crashed)
 
-
-def end_workers() -> None:
-    """Kill this process's worker processes at once: on a Ctrl-C that lands outside the pool's own wait (while
-    predict scores or prints a file), closing the pool would wait for the files they hold (a minute for an
-    hour of MIDI), and a second Ctrl-C in that wait could leave it waiting for ever."""
-    for child in multiprocessing.active_children():
-        child.kill()
