@@ -23,11 +23,13 @@ mido's reason.
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from musicid.checks import RenderError
 
@@ -37,6 +39,10 @@ SMPTE_FRAME_RATES = {24: 24.0, 25: 25.0, 29: 30000 / 1001, 30: 30.0}  # header c
 _CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 _SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1}  # system common messages with data (the others have none)
 _SEQUENCER_SPECIFIC = 0x7F
+# System common and real-time messages (status 0xF1-0xFE): a Standard MIDI File holds only channel, sysex and
+# meta events, mido reads them all the same, and FluidSynth's player refuses a file with one of them.
+SYSTEM_MESSAGES = frozenset({"quarter_frame", "songpos", "song_select", "tune_request", "clock", "start",
+                             "continue", "stop", "active_sensing", "reset"})
 FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
 _END_OF_TRACK_KIND = 0x2F
@@ -97,10 +103,17 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
             cut_error = error
             repairs.append(repair)
     rewrite = False
-    stalled = sum(message.type == "set_tempo" and message.tempo == 0 for track in midi.tracks for message in track)
+    stalled = sum(map(is_zero_tempo, itertools.chain(*midi.tracks)))
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
-        drop_zero_tempos(midi)
+        drop_messages(midi, is_zero_tempo)
         repairs.append(f"{stalled} tempo event(s) of 0 microseconds a beat dropped")
+        rewrite = True
+    system = collections.Counter(message.type for message in itertools.chain(*midi.tracks)
+                                 if is_system_message(message))
+    if system:  # FluidSynth's player refuses the whole file for one of them: silence
+        drop_messages(midi, is_system_message)
+        repairs.append(f"{system.total()} system message(s) a MIDI file cannot hold dropped "
+                       f"({', '.join(f'{kind} x{count}' for kind, count in sorted(system.items()))})")
         rewrite = True
     if len(midi.tracks) > FLUIDSYNTH_MAX_TRACKS:  # its player would play none of them: silence
         repairs.append(f"{len(midi.tracks)} tracks merged into one (FluidSynth plays at most "
@@ -243,14 +256,22 @@ def _varlen(data: bytes, position: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def drop_zero_tempos(midi) -> None:
-    """Take a parsed file's tempo events of 0 microseconds a beat out of it, their delta times kept."""
+def is_zero_tempo(message) -> bool:
+    return message.type == "set_tempo" and message.tempo == 0
+
+
+def is_system_message(message) -> bool:
+    return message.type in SYSTEM_MESSAGES
+
+
+def drop_messages(midi, unwanted: Callable[[object], bool]) -> None:
+    """Take a parsed file's messages for which ``unwanted`` is true out of it, their delta times kept."""
     import mido
 
     for index, track in enumerate(midi.tracks):
         kept, carried = mido.MidiTrack(), 0
         for message in track:
-            if message.type == "set_tempo" and message.tempo == 0:
+            if unwanted(message):
                 carried += message.time
                 continue
             kept.append(message.copy(time=message.time + carried))

@@ -136,6 +136,22 @@ def test_a_tempo_of_zero_is_dropped(worker, tmp_path):
     assert read_notes(tmp_path / "a" / "stalled.mid").start.tolist() == [0.0, 0.5]
 
 
+@pytest.mark.parametrize("system", ["F301", "F20000", "F100", "F6", "F8", "FE"])
+def test_system_messages_a_midi_file_cannot_hold_are_dropped(worker, tmp_path, system):
+    """A song select (F3), song position (F2), MTC quarter frame (F1), tune request (F6) or real-time byte in a
+    track: mido reads it, FluidSynth's player refused the whole file and the piece was rejected as silent. Its
+    delta time is kept: the second note still starts at 1 s."""
+    data = smf("00903C64" "8360803C40" f"8360{system}" "00904064" "8360804040" "00FF2F00")
+    put(tmp_path, "system.mid", data)
+    record = render_to(tmp_path, task(tmp_path, "a/system.mid"))
+    assert record["status"] == "recovered" and record["detail"].startswith(
+        "1 system message(s) a MIDI file cannot hold dropped (")
+    assert 1.5 <= record["duration_s"] <= 1.5 + synth.TAIL_SECONDS
+    from musicid.symbolic import read_notes
+
+    assert read_notes(tmp_path / "a" / "system.mid").start.tolist() == [0.0, 1.0]
+
+
 def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_path):
     """Its events all there, the length field 100 bytes too long: mido refused it (unparseable, "cut short?"),
     FluidSynth plays it."""
@@ -249,7 +265,8 @@ def test_system_messages_and_damage_in_a_cut_track(worker, tmp_path):
     assert read_midi(with_song_select[:-6]).repairs[0].startswith("cut short: ")
     overstated = with_song_select[:18] + struct.pack(">I", len(with_song_select) - 22 + 10) + with_song_select[22:]
     assert read_midi(overstated).repairs == ["the last track's length overstated by 10 bytes; read to its End of "
-                                             "Track"]
+                                             "Track", "1 system message(s) a MIDI file cannot hold dropped "
+                                             "(song_select x1)"]
     put(tmp_path, "damaged.mid", smf("3C64" + "00903C64" "8360803C40" "00FF2F00")[:-6])
     assert render_to(tmp_path, task(tmp_path, "a/damaged.mid"))["reason"] == "unparseable"
 
