@@ -150,7 +150,7 @@ def augmented_names(label: str, track_id: str, soundfonts: list[str], copies: in
     (``<id>__<soundfont>.wav``, with several SoundFonts) would be the same as
     a copy's name, so that a source's names never clash among themselves.
     """
-    suffixes = set(soundfont_suffixes(soundfonts)) if len(soundfonts) > 1 else set()
+    suffixes = {suffix.casefold() for suffix in soundfont_suffixes(soundfonts)} if len(soundfonts) > 1 else set()
     marker = "aug"
     while any(f"{marker}{copy}" in suffixes for copy in range(1, copies + 1)):
         marker += "_"
@@ -158,10 +158,11 @@ def augmented_names(label: str, track_id: str, soundfonts: list[str], copies: in
 
 
 def soundfont_suffixes(soundfonts: list[str]) -> list[str]:
-    """One short, distinct name per SoundFont for output names (its file stem; an index when stems repeat)."""
+    """One short, distinct name per SoundFont for output names (its file stem; an index when stems repeat, in
+    any case: ``GM`` and ``gm`` would name one file on macOS or Windows)."""
     stems = [safe_name(Path(path).stem, SOUNDFONT_SUFFIX_BYTES) for path in soundfonts]
-    counts = Counter(stems)
-    return [f"{stem}-{index}" if counts[stem] > 1 else stem for index, stem in enumerate(stems)]
+    counts = Counter(stem.casefold() for stem in stems)
+    return [f"{stem}-{index}" if counts[stem.casefold()] > 1 else stem for index, stem in enumerate(stems)]
 
 
 def output_names(label: str, track_id: str, soundfonts: list[str], is_midi: bool) -> tuple[str, ...]:

@@ -1,3 +1,4 @@
+import hashlib
 import struct
 import sys
 import time
@@ -402,11 +403,17 @@ def test_output_names_never_clash_within_a_label():
     assert render.assign_outputs("a", ["y.mid"], ["/one/GM.sf2", "/two/GM.sf2"]) == {
         "y.mid": ("a/y__GM-0.wav", "a/y__GM-1.wav")}
     # Names that differ only in case are one file on macOS or Windows: the second would overwrite the first.
-    names = render.assign_outputs("a", ["Tone.ogg", "tone.flac", "Sub/x.mid", "sub/x.mid"], fonts[:1])
-    assert names == {"Tone.ogg": ("a/Tone_ogg.wav",), "tone.flac": ("a/tone_flac.wav",),
-                     "Sub/x.mid": (names["Sub/x.mid"][0],), "sub/x.mid": (names["sub/x.mid"][0],)}
-    every = [name.casefold() for plain in names.values() for name in plain]
-    assert len(every) == len(set(every)) == 4
+    def hashed(source):  # sub__x_mid clashes too: a hash of the path
+        return f"a/{source.replace('/', '__').replace('.', '_')}-{hashlib.sha256(source.encode()).hexdigest()[:12]}.wav"
+
+    assert render.assign_outputs("a", ["Tone.ogg", "tone.flac", "Sub/x.mid", "sub/x.mid"], fonts[:1]) == {
+        "Tone.ogg": ("a/Tone_ogg.wav",), "tone.flac": ("a/tone_flac.wav",),
+        "Sub/x.mid": (hashed("Sub/x.mid"),), "sub/x.mid": (hashed("sub/x.mid"),)}
+    # So do SoundFonts whose names differ only in case, and one named like an augmented copy.
+    assert render.assign_outputs("a", ["x.mid"], ["/a/GM.sf2", "/b/gm.sf2"]) == {
+        "x.mid": ("a/x__GM-0.wav", "a/x__gm-1.wav")}
+    assert render.assign_all_outputs("a", ["x.mid"], ["/a/AUG1.sf2", "/b/GM.sf2"], 1) == {
+        "x.mid": (("a/x__AUG1.wav", "a/x__GM.wav"), ("a/x__aug_1.wav",))}
 
 
 def test_the_time_limit_fires_again_when_its_first_alarm_is_swallowed():
