@@ -39,10 +39,11 @@ SMPTE_FRAME_RATES = {24: 24.0, 25: 25.0, 29: 30000 / 1001, 30: 30.0}  # header c
 _CHANNEL_DATA_BYTES = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 _SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1}  # system common messages with data (the others have none)
 _SEQUENCER_SPECIFIC = 0x7F
-# System common and real-time messages (status 0xF1-0xFE): a Standard MIDI File holds only channel, sysex and
-# meta events, mido reads them all the same, and FluidSynth's player refuses a file with one of them.
-SYSTEM_MESSAGES = frozenset({"quarter_frame", "songpos", "song_select", "tune_request", "clock", "start",
-                             "continue", "stop", "active_sensing", "reset"})
+# System common and real-time messages (status 0xF1-0xFE), by mido's names: a Standard MIDI File holds only
+# channel, sysex and meta events; FluidSynth's player refuses a whole file for one of them, and mido takes one
+# for the running status of the data bytes after it (a real-time byte keeps the running status on the wire).
+_SYSTEM_MESSAGES = {0xF1: "quarter_frame", 0xF2: "songpos", 0xF3: "song_select", 0xF6: "tune_request",
+                    0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xFE: "active_sensing"}
 FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
 _END_OF_TRACK_KIND = 0x2F
@@ -77,6 +78,7 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if data[:4] == b"RIFF" and data[8:12] == b"RMID":
         data = unwrap_rmid(data)
         repairs.append("RIFF-wrapped MIDI (RMID) unwrapped")
+    data, system = drop_system_messages(data)  # before mido reads the file: see _SYSTEM_MESSAGES
     # Each repair at most once, in the order mido's errors ask for them (a file can need both).
     keys_dropped, cut_error = False, None
     while True:
@@ -102,19 +104,17 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
                 raise
             cut_error = error
             repairs.append(repair)
+            data, more = drop_system_messages(data)  # in the track that was cut, now whole
+            system += more
     rewrite = False
     stalled = sum(map(is_zero_tempo, itertools.chain(*midi.tracks)))
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
         drop_messages(midi, is_zero_tempo)
         repairs.append(f"{stalled} tempo event(s) of 0 microseconds a beat dropped")
         rewrite = True
-    system = collections.Counter(message.type for message in itertools.chain(*midi.tracks)
-                                 if is_system_message(message))
-    if system:  # FluidSynth's player refuses the whole file for one of them: silence
-        drop_messages(midi, is_system_message)
+    if system:
         repairs.append(f"{system.total()} system message(s) a MIDI file cannot hold dropped "
                        f"({', '.join(f'{kind} x{count}' for kind, count in sorted(system.items()))})")
-        rewrite = True
     if len(midi.tracks) > FLUIDSYNTH_MAX_TRACKS:  # its player would play none of them: silence
         repairs.append(f"{len(midi.tracks)} tracks merged into one (FluidSynth plays at most "
                        f"{FLUIDSYNTH_MAX_TRACKS})")
@@ -256,12 +256,46 @@ def _varlen(data: bytes, position: int, end: int) -> tuple[int, int] | None:
     return None
 
 
+def drop_system_messages(data: bytes) -> tuple[bytes, collections.Counter]:
+    """``data`` without the system common and real-time messages of its whole track chunks (see
+    :data:`_SYSTEM_MESSAGES`; undefined statuses 0xF4, 0xF5, 0xF9 and 0xFD too), each one's delta time added to
+    the next event's, and how many of each kind went. A track with none, or whose events are damaged or run
+    past its chunk, is left as it is (:func:`fit_cut_file` makes a cut one whole)."""
+    from mido.midifiles.midifiles import encode_variable_int
+
+    dropped: collections.Counter = collections.Counter()
+    if data[:4] != b"MThd" or len(data) < 14:
+        return data, dropped
+    position = 8 + struct.unpack(">I", data[4:8])[0]
+    kept = [data[:position]]
+    while position + 8 <= len(data):
+        chunk, end = data[position:position + 4], position + 8 + struct.unpack(">I", data[position + 4:position + 8])[0]
+        if end > len(data):
+            break
+        events, stop = _track_events(data, position + 8, end) if chunk == b"MTrk" else ([], "")
+        if stop != "end" or not any(0xF0 < status < 0xFF for _, status, _, _ in events):
+            kept.append(data[position:end])
+            position = end
+            continue
+        body, previous, carried = bytearray(), position + 8, 0
+        for at, status, _, after in events:
+            delta = _varlen(data, previous, end)[0]
+            if 0xF0 < status < 0xFF:
+                carried += delta
+                dropped[_SYSTEM_MESSAGES.get(status, f"undefined 0x{status:X}")] += 1
+            else:
+                body += bytes(encode_variable_int(delta + carried)) + data[at:after]
+                carried = 0
+            previous = after
+        if carried:  # dropped after the last event, with no End of Track to take their time
+            body += bytes(encode_variable_int(carried)) + _END_OF_TRACK[1:]
+        kept.append(b"MTrk" + struct.pack(">I", len(body)) + bytes(body))
+        position = end
+    return b"".join(kept) + data[position:], dropped
+
+
 def is_zero_tempo(message) -> bool:
     return message.type == "set_tempo" and message.tempo == 0
-
-
-def is_system_message(message) -> bool:
-    return message.type in SYSTEM_MESSAGES
 
 
 def drop_messages(midi, unwanted: Callable[[object], bool]) -> None:

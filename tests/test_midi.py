@@ -136,20 +136,36 @@ def test_a_tempo_of_zero_is_dropped(worker, tmp_path):
     assert read_notes(tmp_path / "a" / "stalled.mid").start.tolist() == [0.0, 0.5]
 
 
-@pytest.mark.parametrize("system", ["F301", "F20000", "F100", "F6", "F8", "FE"])
-def test_system_messages_a_midi_file_cannot_hold_are_dropped(worker, tmp_path, system):
-    """A song select (F3), song position (F2), MTC quarter frame (F1), tune request (F6) or real-time byte in a
-    track: mido reads it, FluidSynth's player refused the whole file and the piece was rejected as silent. Its
-    delta time is kept: the second note still starts at 1 s."""
-    data = smf("00903C64" "8360803C40" f"8360{system}" "00904064" "8360804040" "00FF2F00")
+@pytest.mark.parametrize("system, running, kind", [
+    ("F301", False, "song_select"), ("F20000", False, "songpos"), ("F100", False, "quarter_frame"),
+    ("F6", False, "tune_request"), ("F8", False, "clock"), ("FE", False, "active_sensing"), ("F4", False,
+    "undefined 0xF4"), ("F8", True, "clock"), ("FA", True, "start")])
+def test_system_messages_a_midi_file_cannot_hold_are_dropped(worker, tmp_path, system, running, kind):
+    """A song select (F3), song position (F2), MTC quarter frame (F1), tune request (F6), real-time byte or
+    undefined status in a track: FluidSynth's player refused the whole file and the piece was rejected as
+    silent; mido took a real-time byte for the running status of the note-off after it (unparseable). Its delta
+    time is kept: the second note still starts at 1 s."""
+    note_off = "4000" if running else "804040"  # running: a note-on of velocity 0, across the real-time byte
+    data = smf("00903C64" "8360803C40" f"8360{system}" "00904064" f"8360{system}" f"00{note_off}" "00FF2F00")
     put(tmp_path, "system.mid", data)
     record = render_to(tmp_path, task(tmp_path, "a/system.mid"))
-    assert record["status"] == "recovered" and record["detail"].startswith(
-        "1 system message(s) a MIDI file cannot hold dropped (")
+    assert (record["status"], record["detail"]) == (
+        "recovered", f"2 system message(s) a MIDI file cannot hold dropped ({kind} x2)")
     assert 1.5 <= record["duration_s"] <= 1.5 + synth.TAIL_SECONDS
     from musicid.symbolic import read_notes
 
-    assert read_notes(tmp_path / "a" / "system.mid").start.tolist() == [0.0, 1.0]
+    notes = read_notes(tmp_path / "a" / "system.mid")
+    assert notes.start.tolist() == [0.0, 1.0] and notes.end.tolist() == [0.5, 1.5]
+
+
+def test_a_system_message_last_in_a_track_without_end_keeps_its_time():
+    """Dropped where no End of Track follows to take its delta time, one is written with it."""
+    data = smf("00903C64" "8360803C40" "8360F8")
+    repaired = read_midi(data)
+    assert repaired.repairs == ["1 system message(s) a MIDI file cannot hold dropped (clock x1)"]
+    track = mido.MidiFile(file=io.BytesIO(repaired.data)).tracks[0]
+    assert [(message.type, message.time) for message in track] == [
+        ("note_on", 0), ("note_off", 480), ("end_of_track", 480)]
 
 
 def test_a_last_track_whose_length_is_overstated_is_read_as_it_is(worker, tmp_path):
