@@ -259,8 +259,11 @@ def _pool_map(function: Callable[[Any], Any], items: Iterable[Any], jobs: int,
             if len(pending) >= 2 * jobs:
                 yield settle(*pending.popleft())
         while pending:
-            yield settle(*pending.popleft())
-        finished = True
+            value = settle(*pending.popleft())
+            # A consumer that stops at the last result (zip, next) closes the generator at this yield: that
+            # is a finished run, whose idle workers end with the pool rather than killed.
+            finished = not pending
+            yield value
     finally:
         # A Ctrl-C or SIGTERM in the pool's wait or in the stage's own loop (which closes this generator early),
         # or an error: the items in flight are abandoned, not waited for (a minute for an hour of MIDI).
