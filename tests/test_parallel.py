@@ -198,6 +198,7 @@ HALF_WRITTEN = """
 import os, struct, sys, time
 def slow(x):
     if x == 1:  # a result cut off by the kill: a message's length, then a part of it, in the pool's result pipe
+        time.sleep(0.5)  # after the first item's result, which the stage must receive whole
         result_queue = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures' _process_worker
         os.write(result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + bytes(100))
     time.sleep(0 if x == 0 else 120)
@@ -227,7 +228,7 @@ def test_ctrl_c_in_the_stages_own_loop_ends_the_workers_at_once_and_in_one_line(
                              text=True, start_new_session=True)
     try:
         assert stage.stdout.readline() == "result\n"
-        time.sleep(1.0)  # the second item has started (and, half_written, written its part)
+        time.sleep(1.5)  # the second item has started (and, half_written, written its part)
         sent = time.monotonic()
         os.killpg(stage.pid, signal.SIGINT)
         _, err = stage.communicate(timeout=60)
