@@ -177,6 +177,9 @@ def fit_cut_file(data: bytes) -> tuple[bytes, str]:
         return _with_tracks(data[:position + 4] + struct.pack(">I", len(body)) + body, seen), repair
     if seen == 0 or seen >= tracks:
         return data, ""
+    if position == len(data):  # no part of a next chunk: cut between two, or a header that counts too many
+        return (_with_tracks(data, seen), f"the header counts {tracks} tracks, the file holds {seen} (cut short "
+                                          "after the last, or a wrong count); those are read")
     return (_with_tracks(data[:position], seen),
             f"cut short: the file stops after track {seen} of {tracks}; those are read")
 

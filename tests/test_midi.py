@@ -224,7 +224,9 @@ def three_parts() -> bytes:
     ("second+3", [0.0, 0.5], "the file stops inside track 2 of 3; its events before the cut are read (1 "
                              "note(s) it left sounding end there)"),
     # After the second track, and a few bytes into the third's chunk header.
-    ("third", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
+    # Between two chunks, it may as well be a header that counts a track too many.
+    ("third", [0.0, 0.5, 1.0], "the header counts 3 tracks, the file holds 2 (cut short after the last, or a "
+                               "wrong count); those are read"),
     ("third+5", [0.0, 0.5, 1.0], "the file stops after track 2 of 3; those are read"),
 ])
 def test_a_midi_file_cut_short_keeps_what_it_holds(worker, tmp_path, cut, starts, detail):
@@ -241,7 +243,8 @@ def test_a_midi_file_cut_short_keeps_what_it_holds(worker, tmp_path, cut, starts
         mido.MidiFile(file=io.BytesIO(data))
     path = put(tmp_path, "cut.mid", data)
     record = render_to(tmp_path, task(tmp_path, "a/cut.mid"))
-    assert (record["status"], record["detail"]) == ("recovered", "cut short: " + detail)
+    assert (record["status"], record["detail"]) == ("recovered", detail if detail.startswith("the header") else
+                                                    "cut short: " + detail)
     assert max(starts) + 0.5 - 0.01 <= record["duration_s"] <= max(starts) + 0.5 + synth.TAIL_SECONDS
     assert read_notes(path).start.tolist() == starts
 
