@@ -44,6 +44,7 @@ _SEQUENCER_SPECIFIC = 0x7F
 # for the running status of the data bytes after it (a real-time byte keeps the running status on the wire).
 _SYSTEM_MESSAGES = {0xF1: "quarter_frame", 0xF2: "songpos", 0xF3: "song_select", 0xF6: "tune_request",
                     0xF8: "clock", 0xFA: "start", 0xFB: "continue", 0xFC: "stop", 0xFE: "active_sensing"}
+_SYSTEM_TYPES = frozenset(_SYSTEM_MESSAGES.values())
 FLUIDSYNTH_MAX_TRACKS = 127  # FluidSynth's player (2.3) plays nothing of a file of more tracks
 _KEY_SIGNATURE = 0x59
 _END_OF_TRACK_KIND = 0x2F
@@ -111,6 +112,12 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if stalled:  # 0 microseconds a beat: every later note at once (and pretty_midi divides by it)
         drop_messages(midi, is_zero_tempo)
         repairs.append(f"{stalled} tempo event(s) of 0 microseconds a beat dropped")
+        rewrite = True
+    late = collections.Counter(message.type for message in itertools.chain(*midi.tracks)
+                               if message.type in _SYSTEM_TYPES)
+    if late:  # where the walk did not go: after an End of Track inside its chunk, or a track it found damaged
+        drop_messages(midi, lambda message: message.type in _SYSTEM_TYPES)
+        system += late
         rewrite = True
     if system:
         repairs.append(f"{system.total()} system message(s) a MIDI file cannot hold dropped "
@@ -213,7 +220,9 @@ def _track_events(data: bytes, start: int, end: int) -> tuple[list[Event], str]:
             if length is None:
                 return events, "cut"
             body, after = length[1], length[1] + length[0]
-        elif status > 0xF0:  # system common and real-time messages: a fixed length, no running status
+        elif status > 0xF0:  # system common and real-time messages: a fixed length. A file's running status
+            # is its writer's, which concerns channel messages only: data bytes after this one's own go on with
+            # the channel's status (mido reads them as more of this message; a track that starts so is mido's).
             body, after = at + 1, at + 1 + _SYSTEM_DATA_BYTES.get(status, 0)
         elif status >= 0x80:
             running, body, after = status, at + 1, at + 1 + _CHANNEL_DATA_BYTES[status >> 4]
@@ -292,7 +301,8 @@ def drop_system_messages(data: bytes) -> tuple[bytes, collections.Counter]:
             previous = after
         if carried:  # dropped after the last event, with no End of Track to take their time
             body += bytes(encode_variable_int(carried)) + _END_OF_TRACK[1:]
-        kept.append(b"MTrk" + struct.pack(">I", len(body)) + bytes(body))
+        body += data[events[-1][3]:end]  # anything after an End of Track, as it was (read_midi_data drops
+        kept.append(b"MTrk" + struct.pack(">I", len(body)) + bytes(body))  # system messages there)
         position = end
     return b"".join(kept) + data[position:], dropped
 

@@ -158,6 +158,37 @@ def test_system_messages_a_midi_file_cannot_hold_are_dropped(worker, tmp_path, s
     assert notes.start.tolist() == [0.0, 1.0] and notes.end.tolist() == [0.5, 1.5]
 
 
+@pytest.mark.parametrize("events, kind, kept", [
+    # Inserted into a stream of running status (a writer's running status concerns channel messages only): the
+    # data bytes after the song position's own are the notes' (mido reads them as more song positions).
+    ("00903C64" "00F20102" "003E64" "8360803C40" "00803E40", "songpos x1",
+     [("note_on", 60), ("note_on", 62), ("note_off", 60), ("note_off", 62)]),
+    # Quarter frames under running status at the start of a track, where no channel status came before: the
+    # walk finds that damaged, mido reads more quarter frames, and they are dropped all the same.
+    ("00F101" "0002" "0003" "00903C64" "8360803C40", "quarter_frame x3", [("note_on", 60), ("note_off", 60)]),
+])
+def test_system_messages_among_running_status_are_dropped(events, kind, kept):
+    repaired = read_midi(smf(events + "00FF2F00"))
+    count = int(kind.rsplit("x", 1)[1])
+    assert repaired.repairs == [f"{count} system message(s) a MIDI file cannot hold dropped ({kind})"]
+    track = mido.MidiFile(file=io.BytesIO(repaired.data)).tracks[0]
+    assert [(message.type, getattr(message, "program", getattr(message, "note", None))) for message in track
+            if not message.is_meta] == kept
+
+
+def test_a_system_message_after_the_end_of_track_is_dropped_and_other_bytes_there_kept():
+    """After an End of Track inside its chunk the walk does not go: mido read the clock there, and writing the
+    file again (a forced program) raised ValueError out of the stage. Bytes there that are no system message
+    stay as they were."""
+    with_clock = smf("00903C64" "8360803C40" "00FF2F00" "00F8")
+    repaired = read_midi(with_clock, program=0)
+    assert repaired.repairs == ["1 system message(s) a MIDI file cannot hold dropped (clock x1)"]
+    assert all(message.type != "clock" for message in mido.MidiFile(file=io.BytesIO(repaired.data)).tracks[0])
+    trailing = smf("00F8" "00903C64" "8360803C40" "00FF2F00" "00903E64")
+    data = read_midi(trailing).data
+    assert data.endswith(bytes.fromhex("00FF2F00" "00903E64")) and b"\xf8" not in data
+
+
 def test_a_system_message_last_in_a_track_without_end_keeps_its_time():
     """Dropped where no End of Track follows to take its delta time, one is written with it."""
     data = smf("00903C64" "8360803C40" "8360F8")
