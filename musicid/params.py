@@ -345,7 +345,10 @@ def _describe(error: dict, section: str, names_at) -> str:
     parts = [p for p in parts if p not in ("int", "float", "str", "none", "list", "dict")] or parts
     if kind == "extra_forbidden":
         # A key of a nested mapping (render.augment.x) is named with its path and its siblings.
-        return f"unknown key {'.'.join([section, *parts])} (known: {', '.join(names_at(parts[:-1]))})"
+        known = names_at(parts[:-1])
+        near = difflib.get_close_matches(parts[-1], known, n=1, cutoff=0.75)
+        guess = f": is it {near[0]!r}?" if near else ""
+        return f"unknown key {'.'.join([section, *parts])}{guess} (known: {', '.join(known)})"
     if kind == "missing":
         return f"missing key {'.'.join([section, *parts])}"
     if isinstance(context.get("error"), KeyProblem):
@@ -389,8 +392,10 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: b
                 nested = nested.model_fields[part].annotation
             return list(nested.model_fields)
 
-        # Report a missing or unknown key first: it is usually the cause of the rest.
-        errors = sorted(error.errors(), key=lambda e: e["type"] not in ("missing", "extra_forbidden"))
+        # Report an unknown key first, then a missing one: a misspelt key (train.patiense) is both, and the
+        # one the user wrote is the one to name; either is usually the cause of the rest.
+        order = {"extra_forbidden": 0, "missing": 1}
+        errors = sorted(error.errors(), key=lambda e: order.get(e["type"], 2))
         raise ParamsError(f"{source}: {_describe(errors[0], section, names_at)}") from None
 
 

@@ -26,6 +26,19 @@ def test_unknown_key_is_named():
         parse_section(raw, "split")
 
 
+def test_a_misspelt_key_is_named_as_written_with_the_key_it_resembles():
+    """`patiense` for `patience` is an unknown key and a missing one: the message named only the missing one,
+    never the key the user wrote."""
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
+    raw["patiense"] = raw.pop("patience")
+    with pytest.raises(ParamsError) as error:
+        parse_section(raw, "train")
+    assert str(error.value).startswith("params.yaml: unknown key train.patiense: is it 'patience'? (known: ")
+    raw = {"val": 0.1, "test": 0.2, "seed": 0, "holdout_classes": [], "folds": 0, "fold": 0, "zzz": 1}
+    with pytest.raises(ParamsError, match=r"unknown key split\.zzz \(known: val, test, seed"):
+        parse_section(raw, "split")  # nothing like it: no guess
+
+
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
         parse_section({"val": 0.1, "test": 0.2, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
