@@ -201,6 +201,8 @@ def slow(x):
         time.sleep(0.5)  # after the first item's result, which the stage must receive whole
         result_queue = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures' _process_worker
         os.write(result_queue._writer.fileno(), struct.pack("!i", 1 << 20) + bytes(100))
+    if x > 0:
+        open(os.path.join(os.path.dirname(__file__), f"started{x}"), "w").close()
     time.sleep(0 if x == 0 else 120)
 """
 
@@ -223,12 +225,15 @@ def test_ctrl_c_in_the_stages_own_loop_ends_the_workers_at_once_and_in_one_line(
         sys.exit(run_stage("stage", body))
     """)
     (tmp_path / "slow.py").write_text(HALF_WRITTEN if held == "half_written" else
-                                      "import time\ndef slow(x):\n    time.sleep(0 if x == 0 else 120)\n")
+                                      HALF_WRITTEN.replace("if x == 1:", "if False:"))
     stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)
     try:
         assert stage.stdout.readline() == "result\n"
-        time.sleep(1.5)  # the second item has started (and, half_written, written its part)
+        deadline = time.monotonic() + 60  # the second item has started (and, half_written, written its part)
+        while not (tmp_path / "started1").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "started1").exists()
         sent = time.monotonic()
         os.killpg(stage.pid, signal.SIGINT)
         _, err = stage.communicate(timeout=60)
