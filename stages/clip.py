@@ -227,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
+    if clip_params.hop_seconds > clip_params.clip_seconds:  # allowed (sparser clips), but easy to leave by mistake
+        print(f"clip: warning: clip.hop_seconds {clip_params.hop_seconds:g} is longer than clip.clip_seconds "
+              f"{clip_params.clip_seconds:g}: {clip_params.hop_seconds - clip_params.clip_seconds:g} s of every "
+              f"{clip_params.hop_seconds:g} s of audio is in no clip", file=sys.stderr)
     rendered_rate = (report.get("params") or {}).get("sample_rate")
     if isinstance(rendered_rate, int) and rendered_rate < clip_params.sample_rate:
         print(f"clip: warning: render.sample_rate {rendered_rate} Hz is below clip.sample_rate "

@@ -141,6 +141,15 @@ def test_clips_at_a_rate_above_the_render_are_warned_about(tmp_path, audio, caps
         "and hold nothing above 4000 Hz, which features would read as silence (set the two equal)\n")
 
 
+def test_a_hop_longer_than_a_clip_is_warned_about(tmp_path, audio, capsys):
+    """Allowed (sparser clips), but `-S clip.clip_seconds=3` alone, with a hop of 4, leaves 1 s of every 4 out."""
+    assert run_clip(tmp_path, audio, clip={"clip_seconds": 1.0, "hop_seconds": 1.0})[0] == 0
+    assert "clip.hop_seconds" not in capsys.readouterr().err
+    assert run_clip(tmp_path, audio, name="gaps", clip={"clip_seconds": 0.75, "hop_seconds": 1.0})[0] == 0
+    assert ("clip: warning: clip.hop_seconds 1 is longer than clip.clip_seconds 0.75: 0.25 s of every 1 s of "
+            "audio is in no clip\n") in capsys.readouterr().err
+
+
 def test_bad_holdout_is_named(tmp_path, audio, capsys):
     code, _ = run_clip(tmp_path, audio, split={"holdout_classes": ["zzz"]})
     assert code == 2 and ("split.holdout_classes names classes with no rendered track: ['zzz'] (the classes "
