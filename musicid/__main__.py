@@ -32,9 +32,22 @@ def whole_number(least: int, meaning: str = ""):
 
 def _interrupt_once(signum, frame) -> None:
     """SIGINT's handler in predict: KeyboardInterrupt the first time, nothing after, so that a second Ctrl-C
-    does not cut short the ending of the worker processes (it left a pool half shut down, waited for ever)."""
+    does not cut short the ending of the worker processes (it left a pool half shut down, waited for ever); nor
+    does a SIGTERM then."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _terminate_once(signum, frame) -> None:
+    """SIGTERM's handler in predict (``timeout``, ``kill``): unwound as a Ctrl-C, with its own line and exit 143,
+    as in the stages; a second one is ignored. Without it the workers were left to notice their parent gone and
+    multiprocessing warned of leaked semaphores."""
+    from musicid.stage import Terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
         return predict_command(args)
     previous = signal.signal(signal.SIGINT, _interrupt_once)
+    previous_term = signal.signal(signal.SIGTERM, _terminate_once)  # unwound as a Ctrl-C: the workers end too
     try:
         return predict_command(args)
     finally:
         if signal.getsignal(signal.SIGINT) is _interrupt_once:  # no Ctrl-C came (after one, predict is ending)
             signal.signal(signal.SIGINT, previous)
+        if signal.getsignal(signal.SIGTERM) is _terminate_once:
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -225,9 +241,12 @@ def run_command() -> int:
         code = main()
         sys.stdout.flush()
         return code
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        print("python -m musicid: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: one line, not a traceback
+        from musicid.stage import Terminated
+
+        terminated = isinstance(error, Terminated)
+        print(f"python -m musicid: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         # Python would report the pipe again when it flushes stdout at exit: point stdout at nothing first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

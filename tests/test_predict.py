@@ -577,11 +577,16 @@ def test_a_file_that_kills_its_worker_is_named_and_the_others_are_scored(inputs)
     assert [s.clips for s in scored] == [2, 0, 2] and scored[0].labels and scored[2].labels
 
 
-def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs):
+@pytest.mark.parametrize("signum, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs, signum, code, word):
+    """Ctrl-C, or SIGTERM (`timeout`, `kill`) to the process group, twice: SIGTERM left a warning of leaked
+    semaphores and its workers to notice their parent gone."""
     import signal
     import subprocess
     import sys
     import time
+
+    signum = getattr(signal, signum)
 
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
     for index in range(8):
@@ -592,11 +597,11 @@ def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs):
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     child.stdout.readline()  # the threshold line: the model is loaded, the workers start
     child.stdout.readline()  # the first file scored: the workers are at work
-    os.killpg(child.pid, signal.SIGINT)
+    os.killpg(child.pid, signum)
     time.sleep(0.3)
-    os.killpg(child.pid, signal.SIGINT)  # a second one, while the first is handled: it hung predict for ever
+    os.killpg(child.pid, signum)  # a second one, while the first is handled: it hung predict for ever
     _, err = child.communicate(timeout=30)
-    assert child.returncode == 130 and err.decode() == "python -m musicid: interrupted\n"
+    assert child.returncode == code and err.decode() == f"python -m musicid: {word}\n"
 
 
     def running(pid: str) -> bool:  # a worker ended by the kill may stay a zombie until it is reaped
