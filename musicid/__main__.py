@@ -30,24 +30,16 @@ def whole_number(least: int, meaning: str = ""):
     return parse
 
 
-def _interrupt_once(signum, frame) -> None:
-    """SIGINT's handler in predict: KeyboardInterrupt the first time, nothing after, so that a second Ctrl-C
-    does not cut short the ending of the worker processes (it left a pool half shut down, waited for ever); nor
-    does a SIGTERM then."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _terminate_once(signum, frame) -> None:
-    """SIGTERM's handler in predict (``timeout``, ``kill``): unwound as a Ctrl-C, with its own line and exit 143,
-    as in the stages; a second one is ignored. Without it the workers were left to notice their parent gone and
-    multiprocessing warned of leaked semaphores."""
+def _signal_once(signum, frame) -> None:
+    """SIGINT's and SIGTERM's handler in predict: KeyboardInterrupt for a Ctrl-C, :class:`musicid.stage.Terminated`
+    (exit 143, as in the stages) for a SIGTERM (``timeout``, ``kill``), the first time; nothing after, so that a
+    second signal does not cut short the ending of the worker processes (it left a pool half shut down, waited
+    for ever). Without it a SIGTERM left the workers to notice their parent gone, and a leaked-semaphore warning."""
     from musicid.stage import Terminated
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise Terminated
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,15 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
         return predict_command(args)
-    previous = signal.signal(signal.SIGINT, _interrupt_once)
-    previous_term = signal.signal(signal.SIGTERM, _terminate_once)  # unwound as a Ctrl-C: the workers end too
+    previous = {signum: signal.signal(signum, _signal_once) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         return predict_command(args)
     finally:
-        if signal.getsignal(signal.SIGINT) is _interrupt_once:  # no Ctrl-C came (after one, predict is ending)
-            signal.signal(signal.SIGINT, previous)
-        if signal.getsignal(signal.SIGTERM) is _terminate_once:
-            signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            if signal.getsignal(signum) is _signal_once:  # no signal came (after one, predict is ending)
+                signal.signal(signum, handler)
 
 
 def predict_command(args: argparse.Namespace) -> int:
