@@ -98,18 +98,24 @@ class FileReader:
     def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds, what render
         repaired to use the file: [] for a whole one)."""
+        clips, offsets, repairs, _ = self.clips_offsets_silent(path)
+        return clips, offsets, repairs
+
+    def clips_offsets_silent(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+        """:meth:`clips_and_offsets` and how many clips were skipped as silence."""
         renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
         renders, repairs = load_source(renderer, path, self.render_params)
-        clips, offsets = [], []
+        clips, offsets, silent = [], [], 0
         for audio in renders:
             # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
             # small, but in bands where a file has nothing a log-mel spectrogram sees it as 10 dB and more.
             wav = wav_bytes(to_channels(audio, self.render_params.channels), self.render_rate)
             mono = load_mono(wav, self.clip.sample_rate)
-            kept, starts, _ = cut_clips(mono, self.clip, max_clips=0)
+            kept, starts, skipped = cut_clips(mono, self.clip, max_clips=0)
             clips.append(kept)
             offsets.append(starts)
-        return np.concatenate(clips), np.concatenate(offsets), repairs
+            silent += skipped
+        return np.concatenate(clips), np.concatenate(offsets), repairs, silent
 
     def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
@@ -164,13 +170,13 @@ class FileReader:
             prediction.error = f"content_mismatch: {mismatch}"
             return Prepared(prediction)
         try:
-            clips, offsets, prediction.repaired = self.clips_and_offsets(path)
+            clips, offsets, prediction.repaired, silent = self.clips_offsets_silent(path)
         except RenderError as error:
             prediction.error = str(error)
             return Prepared(prediction)
-        if len(clips) == 0:
-            prediction.error = (f"too_short: no {self.clip.clip_seconds:g} s clip that is not mostly "
-                                "silence")
+        if len(clips) == 0:  # the clip stage's words for a track it drops
+            prediction.error = (f"silent: every {self.clip.clip_seconds:g} s clip is mostly silence" if silent
+                                else f"too_short: shorter than one {self.clip.clip_seconds:g} s clip")
             return Prepared(prediction)
         features = compute_features(clips, self.features, self.clip.sample_rate)
         notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \

@@ -326,6 +326,23 @@ def test_track_normalisation_makes_the_clips_independent_of_the_level():
     assert quiet[1].tolist() == [0.0, 1.0, 2.0]
 
 
+def test_a_track_quieter_than_a_silent_frame_is_not_scaled_up_into_music():
+    """Hiss at -70 dBFS (or what resampling leaves of ultrasonic content) is silence, not a track to lift
+    by 50 dB; a quiet recording (its sounding part at -50 dBFS) is still scaled to target_db."""
+    rng = np.random.default_rng(0)
+    sample_rate = 8000
+    params = clip_params(sample_rate=sample_rate, clip_seconds=1.0, hop_seconds=1.0, normalize="track",
+                         target_db=-20.0, min_rms=0.001, max_silence=0.5, max_clips_per_track=0)
+    hiss = rng.normal(0, 10 ** (-70 / 20), 4 * sample_rate).astype(np.float32)
+    clips, offsets, silent = cut_clips(hiss, params, max_clips=0)
+    assert len(clips) == 0 and silent == 4
+    t = np.arange(4 * sample_rate) / sample_rate
+    quiet = (10 ** (-50 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    clips, offsets, silent = cut_clips(quiet, params, max_clips=0)
+    assert offsets.tolist() == [0.0, 1.0, 2.0, 3.0] and silent == 0
+    assert np.sqrt(np.mean(np.square(clips, dtype=np.float64))) == pytest.approx(0.1, rel=1e-3)
+
+
 def test_level_measures_in_blocks_equal_one_pass(monkeypatch):
     """frame_rms and silent_fraction square a long track a block at a time: the values are the same."""
     from musicid import clips as module

@@ -666,3 +666,18 @@ def test_a_file_in_a_folder_that_cannot_be_entered_is_named(inputs, capsys, monk
     assert [(Path(f["path"]).name, f["error"]) for f in files] == [
         ("a.wav", "unreadable: Permission denied"), ("b.mid", "unreadable: Permission denied"),
         ("tune.wav", None)]
+
+
+def test_a_file_of_hiss_is_silent_and_a_short_one_too_short(inputs, capsys):
+    """Hiss at -70 dBFS passes render's check (RMS above render.min_rms) but is no music: track normalisation
+    does not lift it, and predict says `silent`, as the clip stage does; a file shorter than a clip is
+    `too_short`."""
+    model = write_checkpoint(inputs / "model.pt", reference=10.0, reference_tracks=24)
+    hiss = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 9 * 22050).astype(np.float32)
+    write_wav(inputs / "hiss.wav", hiss, 22050, subtype="FLOAT")
+    write_wav(inputs / "blip.wav", sine(440.0, 1.0, 22050, 0.3), 22050)
+    assert main(["predict", str(inputs / "hiss.wav"), str(inputs / "blip.wav"), str(inputs / "songs" / "tune.wav"),
+                 "--model", str(model), "--json"]) == 1  # 1: some path could not be scored
+    errors = {Path(entry["path"]).name: entry["error"] for entry in json.loads(capsys.readouterr().out)["files"]}
+    assert errors["hiss.wav"] == "silent: every 4 s clip is mostly silence"
+    assert errors["blip.wav"] == "too_short: shorter than one 4 s clip" and errors["tune.wav"] is None
