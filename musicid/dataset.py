@@ -291,6 +291,7 @@ HIDDEN_REASON = "hidden: a hidden file or folder (its name starts with .) or a s
 SYMLINK_REASON = "symlink: links are not followed"
 NO_LABEL_REASON = "no_label: the file is not inside a label folder"
 EMPTY_FOLDER_REASON = "empty_folder: a label folder with no file in it (an unfinished copy?)"
+NO_SUCH_CLASS_REASON = "no_such_class: no usable files with this label"
 
 
 class CollectionError(ValueError):
@@ -688,9 +689,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                     members.append(candidate)
         chosen.extend(sorted(members, key=lambda c: c.relative))
 
-    for label in classes:
+    # A class that did not come is named: one that dataset.classes asks for, or (keeping every label) a label
+    # folder whose every file was skipped (all .m4a, all misnamed); an empty folder has its own record.
+    empty = {record["label"] for record in skipped if record["reason"] == EMPTY_FOLDER_REASON}
+    seen = {record["label"] for record in skipped if record["label"] is not None} | \
+        {candidate.label for candidate in labelled}
+    for label in classes or sorted(seen - empty):
         if label not in by_label:
-            skip("", label, "no_such_class: no usable files with this label")
+            skip("", label, NO_SUCH_CLASS_REASON)
 
     files, taken = [], set()
     for candidate in sorted(chosen, key=lambda c: (c.label, c.relative)):

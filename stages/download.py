@@ -20,8 +20,8 @@ from pathlib import Path
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.archive import ArchiveError, extract_archive
-from musicid.dataset import (CollectionError, DatasetParamError, EmptyCollectionError, collect_tree, crashed_score,
-                             export_music21)
+from musicid.dataset import (EMPTY_FOLDER_REASON, NO_SUCH_CLASS_REASON, CollectionError, DatasetParamError,
+                             EmptyCollectionError, collect_tree, crashed_score, export_music21)
 from musicid.fetch import FetchError, default_cache_dir, fetch_archive
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
@@ -88,6 +88,20 @@ def reason_counts(skipped: list[dict]) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
 
 
+def lost_classes(skipped: list[dict]) -> list[str]:
+    """A line for each label of the collection of which no file was kept, with why its files were skipped: a
+    class that did not come is named, not only counted."""
+    lost = sorted({record["label"] for record in skipped if record["reason"] in (EMPTY_FOLDER_REASON,
+                                                                                NO_SUCH_CLASS_REASON)})
+    lines = []
+    for label in lost:
+        why = reason_counts([record for record in skipped if record["label"] == label
+                             and record["reason"] != NO_SUCH_CLASS_REASON])
+        lines.append(f"no file of label {label} was kept ({why}): it is not a class of this run (see the "
+                     "manifest's skipped)")
+    return lines
+
+
 def require_labelled_files(params, manifest: dict) -> None:
     """Stop with a message naming the param to change when no labelled file was kept."""
     if manifest["files"]:
@@ -124,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"download: {error}", file=sys.stderr)
         return 1
 
+    for line in lost_classes(manifest["skipped"]):
+        print(f"download: warning: {line}", file=sys.stderr)
     counts = Counter(record["label"] for record in manifest["files"])
     per_label = ", ".join(f"{label} {counts[label]}" for label in sorted(counts))
     detail = f" ({reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""

@@ -143,6 +143,7 @@ def test_a_folder_that_cannot_be_listed_is_recorded_not_lost(tmp_path, monkeypat
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert [r["path"] for r in manifest["files"]] == ["bach/a.mid", "haydn/b.mid"]
     assert [(r["origin"], r["label"], r["reason"]) for r in manifest["skipped"]] == [
+        ("src/", "locked", "no_such_class: no usable files with this label"),  # a class that did not come
         ("src/bach/locked_sub/", "bach", "unreadable: Permission denied"),
         ("src/locked/", "locked", "unreadable: Permission denied")]
 
@@ -152,7 +153,8 @@ def test_a_lone_folder_that_cannot_be_listed_is_not_stepped_into(tmp_path, monke
     unlistable(monkeypatch, tmp_path / "src" / "only")
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert manifest["files"] == []
-    assert reasons(manifest) == {"only/": "unreadable: Permission denied"}
+    assert reasons(manifest) == {"only/": "unreadable: Permission denied",
+                                 "": "no_such_class: no usable files with this label"}
 
 
 def test_symlinked_folders_and_files_are_recorded(tmp_path):
@@ -569,6 +571,7 @@ def test_a_riff_wrapped_copy_of_a_midi_file_is_the_same_piece(tmp_path):
         "bach/prelude.mid": "ambiguous_label: the same content is under bach, haydn",
         "bach/riff.rmi": "ambiguous_label: the same content is under bach, haydn",
         "haydn/shared.RMI": "ambiguous_label: the same content is under bach, haydn",
+        "": "no_such_class: no usable files with this label",  # bach: every file of it went
     }
     # Under one label only, the first (by path) is kept and the copy named.
     (tmp_path / "src" / "haydn" / "shared.RMI").unlink()

@@ -329,7 +329,8 @@ def test_no_labelled_file_stops_naming_the_source_param(workspace, capsys):
                              "test/u.mid": midi_bytes(62)})
     assert run_stage(workspace, source="path", path="../src", unlabeled="test") == 1
     error = capsys.readouterr().err
-    assert error == ("download: no labelled file kept from ../src (skipped: content_mismatch 1, no_label 1); "
+    assert error == ("download: no labelled file kept from ../src (skipped: content_mismatch 1, no_label 1, "
+                     "no_such_class 1); "
                      "dataset.path must hold <label>/<files> folders of MIDI or audio files\n")
     assert not (workspace / "project" / "data" / "raw").exists()
     nothing_outside_raw(workspace)
@@ -377,3 +378,25 @@ def test_archive_with_odd_members(workspace):
          "reserved_label: manifest.json, report.json and _unlabeled are written by the pipeline"),
     ]
     nothing_outside_raw(workspace)
+
+
+def test_a_label_whose_every_file_is_skipped_is_named(workspace, capsys):
+    """With every label kept (dataset.classes []), a folder of files none of which is usable (only .m4a, or
+    a page saved as .wav) is named in the manifest and in a warning, not only counted among the skipped."""
+    tree(workspace / "src", {f"{label}/{i}.wav": wav_bytes(value=0.01 * (i + 1) + 0.3 * (label == "z"))
+                             for label in ("y", "z") for i in range(2)})
+    tree(workspace / "src", {"x/a.m4a": b"\0\0\0 ftypM4A ", "x/b.opus": b"OggS", "w/page.wav": b"<html>404</html>"})
+    (workspace / "src" / "v").mkdir()
+    assert run_stage(workspace, source="path", path="../src") == 0
+    result = manifest(workspace)
+    assert sorted({r["label"] for r in result["files"]}) == ["y", "z"]
+    lost = sorted((r["label"], r["origin"]) for r in result["skipped"] if r["reason"].startswith("no_such_class"))
+    assert lost == [("w", "../src/"), ("x", "../src/")]  # the empty folder v has its empty_folder record
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "download: warning: no file of label v was kept (empty_folder 1): it is not a class of this run (see the "
+        "manifest's skipped)",
+        "download: warning: no file of label w was kept (content_mismatch 1): it is not a class of this run (see "
+        "the manifest's skipped)",
+        "download: warning: no file of label x was kept (unsupported_type 2): it is not a class of this run (see "
+        "the manifest's skipped)"]
