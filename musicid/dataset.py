@@ -60,7 +60,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from musicid.deadline import call_with_limit
-from musicid.filetypes import ACCEPTED_EXTENSIONS, check_file
+from musicid.filetypes import ACCEPTED_EXTENSIONS, WAV_EXTENSIONS, check_file, content_extension
 from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, unreadable_reason
 from musicid.midi import with_program
 
@@ -317,6 +317,7 @@ class Candidate:
     sha256: str
     size: int
     music: str = ""  # the digest of the music it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
+    renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
 
     @property
     def music_sha256(self) -> str:
@@ -654,16 +655,21 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             continue
         try:
             mismatch = check_file(item.path)
-            if not mismatch:
+            # Music under another kind's extension (an MP3 named .wav) is kept under the extension of what
+            # it holds, which the stages after read it by.
+            fitting = content_extension(item.path) if mismatch else None
+            if not mismatch or fitting:
                 digest, size = sha256_file(item.path), item.path.stat().st_size
                 music = music_digest(item.path, digest)
         except OSError as error:  # no permission, or gone since the walk: this file only
             skip(item.relative, item.label, unreadable_reason(error))
             continue
-        if mismatch:
+        if mismatch and not fitting:
             skip(item.relative, item.label, f"content_mismatch: {mismatch}")
             continue
-        candidates.append(Candidate(item.path, item.relative, item.label, item.inner, digest, size, music))
+        inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
+        candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, music,
+                                    renamed=f"{mismatch}: kept as {fitting}" if fitting else ""))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
@@ -682,7 +688,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                 if len(members) == max_per_class:
                     skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
                     continue
-                unusable = unusable_reason(candidate.path)
+                unusable = unusable_reason(candidate.path, Path(candidate.inner).suffix)
                 if unusable:
                     skip(candidate.relative, label, unusable)
                 else:
@@ -703,14 +709,16 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         name = _output_name(candidate.label, candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
-                      "size": candidate.size, "origin": origin_prefix + candidate.relative})
+                      "size": candidate.size, "origin": origin_prefix + candidate.relative,
+                      **({"renamed": candidate.renamed} if candidate.renamed else {})})
 
     unlabeled_files = []
     for candidate in _deduplicate([c for c in candidates if c.label is None], skip):
         name = _output_name("_unlabeled", candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         unlabeled_files.append({"path": name, "label": None, "sha256": candidate.sha256,
-                                "size": candidate.size, "origin": origin_prefix + candidate.relative})
+                                "size": candidate.size, "origin": origin_prefix + candidate.relative,
+                                **({"renamed": candidate.renamed} if candidate.renamed else {})})
 
     return {
         "files": sorted(files, key=lambda record: record["path"]),
@@ -722,18 +730,19 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a slower one is left to render
 
 
-def unusable_reason(path: Path) -> str | None:
+def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
     cannot read (after the repairs render makes) or without a note; an audio file libsndfile cannot open or
     decode from its start, with no frame, a NaN or infinite sample, or nothing but one value throughout
     (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
     file against render.min_rms, the length against render.max_seconds) is left to render, as is a file that
-    takes longer to read than PICK_CHECK_SECONDS."""
+    takes longer to read than PICK_CHECK_SECONDS. ``suffix``: the kind of file it is read as (default: its
+    own extension's)."""
     from musicid.checks import RenderError
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.midi import read_midi
 
-    is_midi = path.suffix.lower() in MIDI_EXTENSIONS
+    is_midi = (suffix or path.suffix).lower() in MIDI_EXTENSIONS
     try:
         # Both read in Python steps (mido; libsndfile block by block), which the limit can stop.
         call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
@@ -765,7 +774,7 @@ def _check_audio(path: Path) -> None:
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
     if level.count == 0:
-        if path.suffix.lower() == ".wav":
+        if path.suffix.lower() in WAV_EXTENSIONS:
             with open(path, "rb") as handle:
                 if unfinished_wav_patches(handle, os.fstat(handle.fileno()).st_size):
                     return  # a WAV whose header was never finished: render reads the samples it holds

@@ -11,8 +11,13 @@ from pathlib import Path
 
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".aiff", ".aif", ".ogg", ".mp3")  # lossless first: download keeps them first
+# Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC).
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
+WAV_EXTENSIONS = (".wav", ".wave")
+# What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
+KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
+         ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MP3 audio", ".mp3"))
 
 
 def _looks_like(head: bytes) -> str:
@@ -33,8 +38,7 @@ def _looks_like(head: bytes) -> str:
     if not head:
         return "an empty file"
     # A file of one kind saved under another's extension (its own extension would fit it)
-    for kind, extension in (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
-                            ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MP3 audio", ".mp3")):
+    for kind, extension in KINDS:
         if _fits(extension, head):
             return kind
     if all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head[:64]):
@@ -56,13 +60,13 @@ def _fits(extension: str, head: bytes) -> bool:
     """Whether ``head`` (a file's first bytes) starts as a file of ``extension`` (an accepted one) does."""
     if extension in MIDI_EXTENSIONS:
         return head.startswith(b"MThd") or (head.startswith(b"RIFF") and head[8:12] == b"RMID")
-    if extension == ".wav":
+    if extension in WAV_EXTENSIONS:
         return head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
     if extension == ".flac":
         return head.startswith(b"fLaC")
-    if extension in (".aiff", ".aif"):  # AIFF, or AIFF-C (compressed or not): an IFF FORM chunk
+    if extension in (".aiff", ".aif", ".aifc"):  # AIFF, or AIFF-C (compressed or not): an IFF FORM chunk
         return head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC")
-    if extension == ".ogg":
+    if extension in (".ogg", ".oga", ".opus"):
         return head.startswith(b"OggS")
     return _is_mp3(head)
 
@@ -88,3 +92,14 @@ def check_file(path: str | Path) -> str | None:
             if after and _is_mp3(after[:64]):
                 return None
     return content_mismatch(path.suffix.lower(), head)
+
+
+def content_extension(path: str | Path) -> str | None:
+    """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
+    FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg`` or
+    ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file)."""
+    if check_file(path) is None:
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    return next((extension for _, extension in KINDS if _fits(extension, head)), None)

@@ -8,6 +8,7 @@ needs nothing but the checkpoint and the files.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,18 +33,18 @@ from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, ch
 MIN_THRESHOLD_TRACKS = 20
 
 
-EMPTY_FOLDER = "no_files: no MIDI or audio files in this folder"
+EMPTY_FOLDER = "no_files: no MIDI or audio file of a kind musicid reads in this folder"
 
 
-def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]], Counter]:
     """(the MIDI and audio files inside ``folder`` and its sub-folders, sorted, hidden ones left out; the
-    folders that could not be listed, with why).
+    folders that could not be listed, with why; how many other files there are by extension).
 
     Linked folders are followed, as a user browsing the folder sees them, each real folder once (a link
     back up the tree is not a loop). Broken links and special files (a FIFO) named like a MIDI or audio file
     are kept (see :func:`collect_inputs`).
     """
-    files, seen, unlisted = [], set(), []
+    files, seen, unlisted, others = [], set(), [], Counter()
 
     def unreadable(error: OSError) -> None:
         unlisted.append((Path(error.filename), unreadable_reason(error)))
@@ -59,7 +60,9 @@ def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             # Every name of a file, a broken link or a FIFO named like music: predict says what each one is.
             if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS and not is_hidden(name):
                 files.append(Path(root) / name)
-    return sorted(files), sorted(unlisted)
+            elif not is_hidden(name):
+                others[Path(name).suffix.lower() or "no extension"] += 1
+    return sorted(files), sorted(unlisted), others
 
 
 def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
@@ -80,11 +83,13 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
             found.append((path, "missing: no such folder"))  # "recordings/": a folder was meant
             continue
         if is_dir:
-            files, unlisted = files_under(path)
+            files, unlisted, others = files_under(path)
             found.extend((file, None) for file in files)
             found.extend(unlisted)  # a folder without read permission: said, not skipped
             if not files and not unlisted:
-                found.append((path, EMPTY_FOLDER))
+                kinds = ", ".join(f"{extension} {count}" for extension, count in sorted(others.items()))
+                found.append((path, EMPTY_FOLDER + (f" ({sum(others.values())} of other types: {kinds})"
+                                                    if others else "")))
         else:
             found.append((path, None))
     return found

@@ -17,7 +17,7 @@ from musicid.checks import RenderError
 from musicid.clips import cut_clips, load_mono
 from musicid.dataset import special_file_reason
 from musicid.features import compute_features
-from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file
+from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file, content_extension
 from musicid.io import printable, unreadable_reason
 from musicid.parallel import ordered_map
 from musicid.render import load_source
@@ -101,10 +101,13 @@ class FileReader:
         clips, offsets, repairs, _ = self.clips_offsets_silent(path)
         return clips, offsets, repairs
 
-    def clips_offsets_silent(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str], int]:
-        """:meth:`clips_and_offsets` and how many clips were skipped as silence."""
-        renderer = self.midi_renderer() if path.suffix.lower() in MIDI_EXTENSIONS else None
-        renders, repairs = load_source(renderer, path, self.render_params)
+    def clips_offsets_silent(self, path: Path, suffix: str | None = None,
+                             ) -> tuple[np.ndarray, np.ndarray, list[str], int]:
+        """:meth:`clips_and_offsets` and how many clips were skipped as silence; ``suffix``: the kind of file
+        it is read as (default: its own extension's)."""
+        suffix = (suffix or path.suffix).lower()
+        renderer = self.midi_renderer() if suffix in MIDI_EXTENSIONS else None
+        renders, repairs = load_source(renderer, path, self.render_params, suffix=suffix)
         clips, offsets, silent = [], [], 0
         for audio in renders:
             # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
@@ -122,10 +125,10 @@ class FileReader:
         file, a MIDI file whose notes cannot be read, or one with no note sounding in any clip (drums only)."""
         return self.read_notes_of(path, offsets_s, clip_samples)[0]
 
-    def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int,
+    def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int, suffix: str | None = None,
                       ) -> tuple[np.ndarray | None, str | None]:
         """(:meth:`notes_of`, None), or (None, why a MIDI file's notes are not read: featurize's words)."""
-        if path.suffix.lower() not in MIDI_EXTENSIONS:
+        if (suffix or path.suffix).lower() not in MIDI_EXTENSIONS:
             return None, None
         try:
             notes = read_notes(path)
@@ -163,14 +166,16 @@ class FileReader:
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
             mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
+            fitting = content_extension(path) if mismatch else None  # an MP3 named .wav is read as one
         except OSError as error:
             prediction.error = unreadable_reason(error)
             return Prepared(prediction)
-        if mismatch:
+        if mismatch and not fitting:
             prediction.error = f"content_mismatch: {mismatch}"
             return Prepared(prediction)
         try:
-            clips, offsets, prediction.repaired, silent = self.clips_offsets_silent(path)
+            clips, offsets, repaired, silent = self.clips_offsets_silent(path, fitting)
+            prediction.repaired = [f"{mismatch}: read as {fitting}"] + repaired if fitting else repaired
         except RenderError as error:
             prediction.error = str(error)
             return Prepared(prediction)
@@ -179,8 +184,8 @@ class FileReader:
                                 else f"too_short: shorter than one {self.clip.clip_seconds:g} s clip")
             return Prepared(prediction)
         features = compute_features(clips, self.features, self.clip.sample_rate)
-        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1]) if self.uses_symbolic \
-            else (None, None)
+        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1], fitting) \
+            if self.uses_symbolic else (None, None)
         prediction.symbolic = notes is not None
         prediction.clips = len(clips)
         return Prepared(prediction, features, notes)

@@ -47,7 +47,7 @@ from musicid.audio import (DECODE_BLOCK_FRAMES, AudioTooLong, Level, PatchedFile
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
-from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS
+from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, WAV_EXTENSIONS
 from musicid.io import safe_name, write_bytes_atomic
 from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
@@ -306,15 +306,18 @@ CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than i
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
 
 
-def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None) -> tuple[np.ndarray, list[str]]:
-    """Decode one audio file (from ``data``, its bytes, when given), checking its header first.
+def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None, suffix: str | None = None,
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Decode one audio file (from ``data``, its bytes, when given), checking its header first; ``suffix``: the
+    kind of file it is read as (default: its own extension's).
 
     Returns (float32 [render.channels, n] at render.sample_rate, what was repaired): a file cut short (an
     interrupted copy or download) keeps the audio that is there, and says how much of it that is.
     """
-    if path.suffix.lower() != ".wav":
+    suffix = (suffix or path.suffix).lower()
+    if suffix not in WAV_EXTENSIONS:
         return _decode_checked(path, data, lambda: path if data is None else io.BytesIO(data), render,
-                               unfinished=False)
+                               unfinished=False, suffix=suffix)
     with contextlib.ExitStack() as stack:
         try:
             raw = stack.enter_context(open(path, "rb")) if data is None else io.BytesIO(data)
@@ -328,10 +331,10 @@ def load_audio_source(path: Path, render: RenderParams, data: bytes | None = Non
                 return PatchedFile(raw, size, patches)
             return path if data is None else io.BytesIO(data)
 
-        return _decode_checked(path, data, source, render, unfinished=patches is not None)
+        return _decode_checked(path, data, source, render, unfinished=patches is not None, suffix=suffix)
 
 
-def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams, unfinished: bool,
+def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams, unfinished: bool, suffix: str,
                     ) -> tuple[np.ndarray, list[str]]:
     """:func:`load_audio_source` of the file ``source()`` opens (afresh at each call)."""
     try:
@@ -362,7 +365,7 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
         repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
                        f"{level.count / file_rate:.1f} s")
     else:
-        repairs += cut_short(path, data, level.count, frames, file_rate, stopped)
+        repairs += cut_short(path, data, level.count, frames, file_rate, stopped, suffix)
     signal_rms, offset = level.rms_without_offset()
     if offset >= OFFSET_REMOVED_FROM and offset >= OFFSET_SHARE * signal_rms:
         del audio  # decoded again without it, before resampling
@@ -407,7 +410,7 @@ def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:
 
 
 def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,
-              stopped: list[str]) -> list[str]:
+              stopped: list[str], suffix: str | None = None) -> list[str]:
     """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
     stopped by an error, fewer frames than the header's count, or a WAV whose data chunk declares more bytes
     than the file has (libsndfile then counts only the frames present). An MP3's count is used only when the
@@ -420,11 +423,11 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     def short(missing_frames: float, declared_frames: float) -> bool:
         return missing_frames > max(CUT_SHORT_FRACTION * declared_frames, CUT_SHORT_SECONDS * file_rate)
 
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     counted = suffix != ".mp3" or any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI"))
     if counted and short(header_frames - frames_read, header_frames):
         return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
-    sizes = wav_data_sizes(path, data) if suffix == ".wav" and frames_read else None
+    sizes = wav_data_sizes(path, data) if suffix in WAV_EXTENSIONS and frames_read else None
     if sizes is not None:
         declared, present = sizes
         frame_bytes = present / frames_read
@@ -436,10 +439,11 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
 
 
 def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: bytes | None = None,
-                ) -> tuple[list[np.ndarray], list[str]]:
+                suffix: str | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Render (MIDI, once per SoundFont of ``renderer``) or decode (audio) one source and check it.
 
     ``data``: the file's bytes, when they are at hand (``path`` then only names the file, by its suffix).
+    ``suffix``: the kind of file it is read as, when not its own extension's (an MP3 named ``.wav``).
 
     Returns (audio float32 [channels, n] at ``render.sample_rate`` Hz per output,
     what was repaired: empty unless the source was recovered); raises
@@ -447,11 +451,11 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: 
     when it took longer than ``render.timeout_s``.
     """
     deadline = time.monotonic() + render.timeout_s
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix in MIDI_EXTENSIONS:
         return render_midi_source(renderer, path, render, deadline, data)
     if suffix in AUDIO_EXTENSIONS:
-        audio, repairs = load_audio_source(path, render, data)
+        audio, repairs = load_audio_source(path, render, data, suffix)
         return [audio], repairs
     raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
 

@@ -385,7 +385,8 @@ def test_a_label_whose_every_file_is_skipped_is_named(workspace, capsys):
     a page saved as .wav) is named in the manifest and in a warning, not only counted among the skipped."""
     tree(workspace / "src", {f"{label}/{i}.wav": wav_bytes(value=0.01 * (i + 1) + 0.3 * (label == "z"))
                              for label in ("y", "z") for i in range(2)})
-    tree(workspace / "src", {"x/a.m4a": b"\0\0\0 ftypM4A ", "x/b.opus": b"OggS", "w/page.wav": b"<html>404</html>"})
+    tree(workspace / "src", {"x/a.m4a": b"\0\0\0 ftypM4A ", "x/b.wma": b"0\x26\xb2\x75",
+                             "w/page.wav": b"<html>404</html>"})
     (workspace / "src" / "v").mkdir()
     assert run_stage(workspace, source="path", path="../src") == 0
     result = manifest(workspace)
@@ -400,3 +401,35 @@ def test_a_label_whose_every_file_is_skipped_is_named(workspace, capsys):
         "the manifest's skipped)",
         "download: warning: no file of label x was kept (unsupported_type 2): it is not a class of this run (see "
         "the manifest's skipped)"]
+
+
+def test_music_under_another_kinds_extension_is_kept_under_its_own(workspace, tmp_path):
+    """An MP3 named .wav, a WAV named .mp3, a MIDI file named .wav: each is kept under the extension of what it
+    holds (render reads files by it), with why in the manifest; a page saved as .wav is still refused, and an
+    MP3 named .wav beside the same piece's FLAC is the same work (the FLAC, lossless, kept)."""
+    import io
+
+    import numpy as np
+    import soundfile
+
+    def encoded(value: float, format: str) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, value * np.sin(np.arange(22050) / 7), 22050, format=format)
+        return buffer.getvalue()
+
+    tree(workspace / "src", {"a/song.wav": encoded(0.3, "MP3"), "a/take.mp3": wav_bytes(value=0.2),
+                             "a/piece.wav": midi_bytes(62), "a/page.wav": b"<html>404</html>",
+                             "b/twin.wav": encoded(0.4, "MP3"), "b/twin.flac": encoded(0.4, "FLAC"),
+                             "b/other.opus": encoded(0.1, "OGG")})
+    assert run_stage(workspace, source="path", path="../src") == 0
+    result = manifest(workspace)
+    assert {r["path"]: r.get("renamed") for r in result["files"]} == {
+        "a/piece.mid": "named .wav but looks like MIDI data: kept as .mid",
+        "a/song.mp3": "named .wav but looks like MP3 audio: kept as .mp3",
+        "a/take.wav": "named .mp3 but looks like WAV audio: kept as .wav",
+        "b/other.opus": None, "b/twin.flac": None}
+    raw = workspace / "project" / "data" / "raw"
+    assert (raw / "a" / "song.mp3").read_bytes() == (workspace / "src" / "a" / "song.wav").read_bytes()
+    assert {r["origin"].removeprefix("../src/"): r["reason"] for r in result["skipped"]} == {
+        "a/page.wav": "content_mismatch: named .wav but looks like an HTML page",
+        "b/twin.wav": "same_work: kept b/twin.flac"}

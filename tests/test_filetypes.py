@@ -53,3 +53,24 @@ def test_an_mp3_that_starts_with_zero_bytes_passes_and_zeros_alone_do_not(tmp_pa
     assert check_file(tmp_path / "padded.mp3") is None
     assert soundfile.info(tmp_path / "padded.mp3").frames == soundfile.info(tmp_path / "plain.mp3").frames
     assert check_file(tmp_path / "zeros.mp3") == "named .mp3 but looks like unknown data starting 0000000000000000"
+
+
+def test_other_names_of_the_accepted_formats_pass():
+    assert content_mismatch(".wave", wav_bytes()) is None
+    assert content_mismatch(".aifc", b"FORM\x00\x01\x00\x00AIFCFVER") is None
+    assert content_mismatch(".oga", b"OggS\x00\x02") is None
+    assert content_mismatch(".opus", b"OggS\x00\x02") is None
+    assert content_mismatch(".opus", b"fLaC\x00\x00\x00\x22") == "named .opus but looks like FLAC audio"
+
+
+def test_content_extension_names_what_a_misnamed_file_holds(tmp_path):
+    from musicid.filetypes import content_extension
+
+    files = {"mp3.wav": b"ID3\x04\x00" + bytes(60), "wav.mp3": wav_bytes(), "flac.ogg": b"fLaC\x00\x00\x00\x22",
+             "midi.wav": midi_bytes(), "wav.mid": wav_bytes(), "aiff.flac": b"FORM\x00\x01\x00\x00AIFFCOMM",
+             "ogg.mp3": b"OggS\x00\x02", "page.mid": b"<html>404</html>", "empty.wav": b"", "fine.wav": wav_bytes()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    assert {name: content_extension(tmp_path / name) for name in files} == {
+        "mp3.wav": ".mp3", "wav.mp3": ".wav", "flac.ogg": ".flac", "midi.wav": ".mid", "wav.mid": ".wav",
+        "aiff.flac": ".aiff", "ogg.mp3": ".ogg", "page.mid": None, "empty.wav": None, "fine.wav": None}

@@ -69,7 +69,8 @@ def test_threshold_flag_and_an_empty_folder_reported(inputs, capsys):
     assert lines[1].startswith(f"{inputs / 'songs' / 'tune.wav'}: ")
     assert lines[1].endswith("; flagged: unlike every known class (2 clips)")
     assert "composer" not in out
-    assert lines[2] == f"{inputs / 'empty'}: cannot score (no_files: no MIDI or audio files in this folder)"
+    assert lines[2] == (f"{inputs / 'empty'}: cannot score (no_files: no MIDI or audio file of a kind musicid reads "
+                        "in this folder)")
     assert len(lines) == 3 and err == ""
 
 
@@ -97,7 +98,8 @@ def test_a_checkpoint_without_the_track_count_is_warned_about(inputs, capsys):
     assert "does not record how many validation tracks" in err
     assert json.loads(out)["files"] == [{"path": str(inputs / "empty"), "labels": [], "novelty": None,
                                          "flagged": None, "clips": 0, "symbolic": False, "notes_unread": None,
-                                         "repaired": [], "error": "no_files: no MIDI or audio files in this folder"}]
+                                         "repaired": [], "error": "no_files: no MIDI or audio file of a kind "
+                                                                  "musicid reads in this folder"}]
 
 
 def test_no_model_says_how_to_get_one(inputs, capsys):
@@ -681,3 +683,38 @@ def test_a_file_of_hiss_is_silent_and_a_short_one_too_short(inputs, capsys):
     errors = {Path(entry["path"]).name: entry["error"] for entry in json.loads(capsys.readouterr().out)["files"]}
     assert errors["hiss.wav"] == "silent: every 4 s clip is mostly silence"
     assert errors["blip.wav"] == "too_short: shorter than one 4 s clip" and errors["tune.wav"] is None
+
+
+def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, capsys):
+    """An MP3 named .wav is scored as the MP3 it is (as download keeps it), saying so; so is a WAV named .mp3,
+    with the scores of the file under its own name. Opus, .oga, .wave and .aifc files are read, and a folder
+    with no file musicid reads says what it holds."""
+    import soundfile
+
+    model = write_checkpoint(inputs / "model.pt", reference=10.0, reference_tracks=24)
+    tone = sine(440.0, 9.0, 22050, 0.3)
+    soundfile.write(inputs / "song.mp3", tone, 22050, format="MP3")
+    (inputs / "song_named.wav").write_bytes((inputs / "song.mp3").read_bytes())
+    (inputs / "tune_named.mp3").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    soundfile.write(inputs / "tone.opus", sine(440.0, 9.0, 48000, 0.3), 48000, format="OGG", subtype="OPUS")
+    (inputs / "tone.oga").write_bytes((inputs / "tone.opus").read_bytes())
+    (inputs / "tune.wave").write_bytes((inputs / "songs" / "tune.wav").read_bytes())
+    soundfile.write(inputs / "tune.aifc", tone, 22050, format="AIFF")
+    others = inputs / "others"
+    others.mkdir()
+    (others / "a.m4a").write_bytes(b"\0\0\0 ftypM4A ")
+    (others / "notes.txt").write_text("liner notes")  # cover art, cue sheets: other types a folder holds
+    names = ["song.mp3", "song_named.wav", "tune_named.mp3", "songs/tune.wav", "tone.opus", "tone.oga",
+             "tune.wave", "tune.aifc", "others"]
+    assert main(["predict", *(str(inputs / name) for name in names), "--model", str(model), "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    files = {str(Path(entry["path"]).relative_to(inputs)): entry for entry in document["files"]}
+    assert files["others"]["error"] == ("no_files: no MIDI or audio file of a kind musicid reads in this folder "
+                                        "(2 of other types: .m4a 1, .txt 1)")
+    assert [name for name, entry in files.items() if entry["error"]] == ["others"]
+    assert files["song_named.wav"]["repaired"] == ["named .wav but looks like MP3 audio: read as .mp3"]
+    assert files["tune_named.mp3"]["repaired"] == ["named .mp3 but looks like WAV audio: read as .wav"]
+    for named, own in (("song_named.wav", "song.mp3"), ("tune_named.mp3", "songs/tune.wav"),
+                       ("tune.wave", "songs/tune.wav"), ("tone.oga", "tone.opus")):
+        assert files[named]["labels"] == files[own]["labels"] and files[named]["clips"] == files[own]["clips"] == 2
+    assert files["tune.aifc"]["clips"] == 2
