@@ -34,6 +34,7 @@ class Level:
         self.mean: np.ndarray | None = None  # float64 [channels]
         self.spread: np.ndarray | None = None  # float64 [channels]: sum of squared deviations
         self.beyond = 0  # samples (of all channels) beyond full scale, |x| > 1: only a float file has any
+        self.mix_energy = 0.0  # sum of squares of the channels' mean (the mono mix), about zero
 
     def add(self, block: np.ndarray) -> None:
         """Take in float32 [n, channels]."""
@@ -41,6 +42,8 @@ class Level:
             return
         self.beyond += int(np.count_nonzero(block > 1.0)) + int(np.count_nonzero(block < -1.0))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf samples: the checks name them
+            mix = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64)
+            self.mix_energy += float(np.dot(mix, mix))
             mean = block.mean(axis=0, dtype=np.float64)
             deviations = block - mean.astype(np.float32)
             spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
@@ -53,6 +56,10 @@ class Level:
             self.spread = self.spread + spread + delta ** 2 * self.count * len(block) / total
             self.mean = self.mean + delta * len(block) / total
         self.count = total
+
+    def mix_rms(self) -> float:
+        """RMS of the mono mix (the channels' mean) of the samples taken in; 0 for none."""
+        return math.sqrt(self.mix_energy / self.count) if self.count else 0.0
 
     def rms_without_offset(self) -> tuple[float, float]:
         """(RMS once each channel's mean is removed, the largest |mean|); (0, 0) for no samples."""

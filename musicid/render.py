@@ -392,6 +392,13 @@ def _validate_source(audio: np.ndarray, render: RenderParams, level: Level,
                        source_level=source_level)
     except RenderError as error:
         channel_rms = np.sqrt(level.spread / level.count) if level.count else np.zeros(0)
+        if error.reason == "silent" and source_level is not None and level.mix_rms() >= render.min_rms and \
+                source_level[0] >= render.min_rms:
+            # Loud enough at the file's own rate, silent once resampled: what it holds lies above the band
+            # the render keeps (a 20 kHz test tone, a bat call).
+            raise RenderError("silent", f"{error.detail}: the file (RMS {level.mix_rms():.2e} at its own rate) "
+                                        f"holds nothing below {render.sample_rate // 2} Hz, half "
+                                        "render.sample_rate, which resampling keeps") from None
         if error.reason == "silent" and render.channels == 1 and len(channel_rms) > 1 and \
                 channel_rms.min() >= render.min_rms:
             # L = -R (a channel wired the wrong way round) mixes to nothing: say so, not just "silent".

@@ -662,3 +662,18 @@ def test_a_whole_wav_is_not_called_cut_short(tmp_path):
     for path in (piped, nibbled):
         audio, repairs = render.load_audio_source(path, params())
         assert repairs == [] and audio.shape[1] >= 10.0 * SR - 1, path.name
+
+
+def test_a_file_whose_sound_lies_above_the_rendered_band_says_so(tmp_path):
+    """A 20 kHz tone at 48 kHz is silent once resampled: "silent: RMS 3.9e-05" alone named no cause."""
+    t = np.arange(10 * 48000) / 48000
+    high = (0.3 * np.sin(2 * np.pi * 20000 * t)).astype(np.float32)
+    for name, audio in (("mono.wav", high), ("stereo.wav", np.stack([high, high], axis=1))):
+        soundfile.write(tmp_path / name, audio, 48000, subtype="PCM_16")
+        with pytest.raises(RenderError, match=rf"^silent: RMS .* below .*: the file \(RMS 2\.1\de-01 at its own "
+                                              r"rate\) holds nothing below 8000 Hz, half render.sample_rate"):
+            render.load_audio_source(tmp_path / name, params(channels=1, sample_rate=16000))
+    # Channels that cancel at a rate above the render's are still said to cancel.
+    soundfile.write(tmp_path / "antiphase.wav", np.stack([high, -high], axis=1), 48000, subtype="PCM_16")
+    with pytest.raises(RenderError, match=r"cancel out when mixed to mono"):
+        render.load_audio_source(tmp_path / "antiphase.wav", params(channels=1, sample_rate=16000))
