@@ -62,6 +62,12 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
                 hint = ("; a queued or --temp experiment runs in a copy of the project under .dvc/tmp/exps/, "
                         "where a relative dataset.path points elsewhere: make it absolute")
             raise DatasetParamError(f"dataset.path {params.path!r} is not a folder ({root}){hint}")
+        exposed = untracked_in_project(root, params_dir)
+        if exposed:
+            print(f"download: warning: dataset.path {params.path!r} is inside the project and neither ignored "
+                  f"nor tracked by git: `dvc exp run` and `dvc exp apply` keep such files in git and write them "
+                  f"back as plain files (a link becomes a file, permissions change); list {exposed} in "
+                  f".gitignore, or keep the collection outside the project", file=sys.stderr)
         manifest = collect_tree(root, f"{params.path.rstrip('/')}/", **common)
         return {"source": "path", **manifest}
 
@@ -86,6 +92,30 @@ def reason_counts(skipped: list[dict]) -> str:
     """``"content_mismatch 3, no_label 1"``: how many records of each reason (the part before ':')."""
     reasons = Counter(record["reason"].split(":")[0] for record in skipped)
     return ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+
+
+def untracked_in_project(root: Path, project: Path) -> str | None:
+    """The collection folder ``root`` as .gitignore would name it (``/mycoll/``) when it lies inside the git
+    work tree of ``project`` and git neither ignores nor tracks anything of it; None otherwise (outside the
+    project, ignored, committed, or no git here)."""
+    import subprocess
+
+    try:
+        top = subprocess.run(["git", "-C", str(project), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=30)
+        if top.returncode != 0:
+            return None
+        work_tree = Path(top.stdout.strip()).resolve()
+        if not root.is_relative_to(work_tree) or root == work_tree:
+            return None
+        relative = root.relative_to(work_tree).as_posix()
+        ignored = subprocess.run(["git", "-C", str(work_tree), "check-ignore", "-q", relative + "/"],
+                                 capture_output=True, timeout=30).returncode == 0
+        tracked = subprocess.run(["git", "-C", str(work_tree), "ls-files", "--", relative], capture_output=True,
+                                 timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # no git on this machine: nothing to warn of
+        return None
+    return None if ignored or tracked else f"/{relative}/"
 
 
 def lost_classes(skipped: list[dict]) -> list[str]:

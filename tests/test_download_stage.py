@@ -433,3 +433,26 @@ def test_music_under_another_kinds_extension_is_kept_under_its_own(workspace, tm
     assert {r["origin"].removeprefix("../src/"): r["reason"] for r in result["skipped"]} == {
         "a/page.wav": "content_mismatch: named .wav but looks like an HTML page",
         "b/twin.wav": "same_work: kept b/twin.flac"}
+
+
+def test_a_collection_inside_the_project_that_git_does_not_ignore_is_warned_of(workspace, capsys):
+    """`dvc exp run` / `dvc exp apply` keep untracked files of the work tree in git and write them back as
+    plain files: a collection kept there loses its links and permissions. Ignored, or outside: no warning."""
+    import subprocess
+
+    project = workspace / "project"
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    songs = {f"{label}/{i}.wav": wav_bytes(value=0.01 * (i + 1) + 0.3 * (label == "z")) for label in ("y", "z")
+             for i in range(2)}
+    tree(project / "mycoll", songs)
+    tree(workspace / "outside", songs)
+    warning = ("download: warning: dataset.path 'mycoll' is inside the project and neither ignored nor tracked by "
+               "git: `dvc exp run` and `dvc exp apply` keep such files in git and write them back as plain files (a "
+               "link becomes a file, permissions change); list /mycoll/ in .gitignore, or keep the collection "
+               "outside the project")
+    assert run_stage(workspace, source="path", path="mycoll") == 0
+    assert capsys.readouterr().err.splitlines() == [warning]
+    (project / ".gitignore").write_text("/mycoll/\n")
+    assert run_stage(workspace, source="path", path="mycoll") == 0
+    assert run_stage(workspace, source="path", path="../outside") == 0
+    assert capsys.readouterr().err == ""
