@@ -54,6 +54,9 @@ class Cosine:
 # Below this mean variance per dimension the clips of each class (nearly) coincide
 # and no covariance can be estimated from them.
 MIN_VARIANCE = 1e-8
+# A threshold taken as the 95th percentile of fewer validation tracks than this rests on one or two tracks:
+# predict and evaluate say so.
+MIN_THRESHOLD_TRACKS = 20
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from musicid.filetypes import ACCEPTED_EXTENSIONS
 from musicid.io import unreadable_reason
 from musicid.metrics import pool
 from musicid.model import symbolic_input
+from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import parse_section
 from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, prepare_all
 from musicid.symbolic import sounding, symbolic_dim
@@ -27,11 +28,6 @@ from musicid.track_model import checkpoint_regression, fuse_notes, track_statist
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
                               checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy, track_novelty)
-
-# A threshold taken as the 95th percentile of fewer validation tracks than this
-# rests on one or two tracks: predict says so.
-MIN_THRESHOLD_TRACKS = 20
-
 
 EMPTY_FOLDER = "no_files: no MIDI or audio file of a kind musicid reads in this folder"
 

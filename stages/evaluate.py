@@ -33,6 +33,7 @@ from musicid.h5 import read_strings
 from musicid.io import dumps_json
 from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
                              open_set_metrics, summarise, track_probabilities)
+from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import load_section
 from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
@@ -242,6 +243,11 @@ def run(args: argparse.Namespace) -> int:
               f"{'; '.join(f'{label} ({reason})' for label, reason in excluded.items())}")
     # A known class with no track in a split (its only test track gave no clip, say) is left out of that split's
     # macro-F1: a figure over fewer classes than the model knows, which a comparison must not take for another.
+    reference_tracks = checkpoint.get("novelty_reference_tracks")
+    if np.isfinite(threshold) and reference_tracks is not None and int(reference_tracks) < MIN_THRESHOLD_TRACKS:
+        # As predict says: flagged rows of predictions.csv rest on a threshold from a handful of tracks.
+        print(f"evaluate: warning: the novelty threshold rests on {int(reference_tracks)} validation tracks (fewer "
+              f"than {MIN_THRESHOLD_TRACKS}), so predictions.csv's flagged column means little", file=sys.stderr)
     for split in ("val", "test"):
         unscored = [row["label"] for row in details[split]["track"]["classes"] if row["support"] == 0]
         if unscored:

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from tests.conftest import load_stage
 from tests.test_train_stage import params, write_features  # noqa: F401 (params is a fixture)
@@ -97,9 +98,17 @@ def test_a_missing_or_truncated_model_is_explained(trained, params, capsys):  # 
 def test_a_class_without_test_tracks_is_named_beside_the_scores(trained, params, capsys):  # noqa: F811
     """A class whose only test track gave no clip vanished from the test macro-F1 without a word."""
     tmp_path = trained
+    # Four validation tracks set the novelty threshold: evaluate says what predict says of it.
+    few = ("evaluate: warning: the novelty threshold rests on 4 validation tracks (fewer than 20), so "
+           "predictions.csv's flagged column means little\n")
     assert EVALUATE.main(outputs(tmp_path, params)) == 0
-    assert "warning" not in capsys.readouterr().err  # both classes in both splits
+    assert capsys.readouterr().err == few  # both classes in both splits
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=False)
+    checkpoint["novelty_reference_tracks"] = 24
+    torch.save(checkpoint, tmp_path / "enough.pt")
+    assert EVALUATE.main(outputs(tmp_path, params, model=tmp_path / "enough.pt")) == 0
+    assert capsys.readouterr().err == ""
     write_features(tmp_path / "one-test.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 2)  # test: t012, class a
     assert EVALUATE.main(outputs(tmp_path, params, features=tmp_path / "one-test.h5")) == 0
-    assert capsys.readouterr().err == ("evaluate: warning: no test track of b: the test scores are over 1 of 2 "
-                                       "classes\n")
+    assert capsys.readouterr().err == few + ("evaluate: warning: no test track of b: the test scores are over 1 "
+                                             "of 2 classes\n")
