@@ -282,8 +282,9 @@ def cut_clips(mono: np.ndarray, clip: ClipParams, max_clips: int) -> tuple[np.nd
     Returns ``(clips float32 [k, clip_samples], offsets_s float64 [k], n_silent)``:
     the clips kept after skipping those with more than ``clip.max_silence`` of
     their 50 ms frames under ``clip.min_rms`` (with ``clip.normalize`` track,
-    after the track is scaled to ``clip.target_db``, unless its sounding part
-    is quieter than ``clip.min_rms`` to begin with) and capping the rest to
+    after the track is scaled to ``clip.target_db``; a track whose sounding part
+    is quieter than ``clip.min_rms`` to begin with gives no clip, every one
+    counted as silence) and capping the rest to
     ``max_clips`` evenly spaced ones (0: no cap), normalised; their start times
     in seconds; and how many were skipped as silence.
     """
@@ -294,10 +295,12 @@ def cut_clips(mono: np.ndarray, clip: ClipParams, max_clips: int) -> tuple[np.nd
     if starts.size == 0:
         return np.zeros((0, clip_samples), np.float32), np.zeros(0), 0
     frame_samples = max(1, int(round(SILENCE_FRAME_SECONDS * sample_rate)))
-    if clip.normalize == "track" and track_level(mono, frame_samples) >= clip.min_rms:
-        # A track whose sounding part is itself quieter than a silent frame (hiss at -70 dBFS, what is left
-        # of ultrasonic content once resampled) is silence, judged at its own level as in the other modes:
-        # scaled up to target_db it would pass for music.
+    if clip.normalize == "track":
+        if track_level(mono, frame_samples) < clip.min_rms:
+            # A track whose sounding part is itself quieter than a silent frame (hiss at -70 dBFS, what is left
+            # of ultrasonic content once resampled) is silence throughout: scaled up to target_db it would pass
+            # for music, and a clip of it kept at its own level would be the one clip not at target_db.
+            return np.zeros((0, clip_samples), np.float32), np.zeros(0), len(starts)
         mono = normalize_track(mono, frame_samples, clip.target_db)
     windows = np.lib.stride_tricks.sliding_window_view(mono, clip_samples)[starts]
     loud = silent_fraction(windows, frame_samples, clip.min_rms) <= clip.max_silence

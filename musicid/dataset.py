@@ -746,7 +746,7 @@ def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     try:
         # Both read in Python steps (mido; libsndfile block by block), which the limit can stop.
         call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
-                        read_midi if is_midi else _check_audio, path)
+                        read_midi if is_midi else _check_audio, path, *(() if is_midi else (suffix,)))
     except ConversionTimeout:
         return None  # slow to read is not unusable: render, with render.timeout_s, decides
     except RenderError as error:
@@ -758,7 +758,7 @@ def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     return None
 
 
-def _check_audio(path: Path) -> None:
+def _check_audio(path: Path, suffix: str | None = None) -> None:
     """Decode an audio file block by block at its own rate, keeping no samples; RenderError for what makes
     it unusable whatever the render params (see :func:`unusable_reason`)."""
     import numpy as np
@@ -774,7 +774,7 @@ def _check_audio(path: Path) -> None:
                 raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
     if level.count == 0:
-        if path.suffix.lower() in WAV_EXTENSIONS:
+        if (suffix or path.suffix).lower() in WAV_EXTENSIONS:
             with open(path, "rb") as handle:
                 if unfinished_wav_patches(handle, os.fstat(handle.fileno()).st_size):
                     return  # a WAV whose header was never finished: render reads the samples it holds

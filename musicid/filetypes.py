@@ -94,12 +94,60 @@ def check_file(path: str | Path) -> str | None:
     return content_mismatch(path.suffix.lower(), head)
 
 
+# kbit/s by bitrate index (1-14), for (MPEG-1, layer I / II / III) and (MPEG-2 and 2.5, layer I / II and III).
+_BITRATES = {(True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+             (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+             (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+             (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+             (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+MP3_FRAMES_CHECKED = 4  # frames that must follow one another, each where the one before says it ends
+MP3_HEAD_BYTES = 8192  # enough for 4 of the longest frames
+
+
+def _mp3_frame_length(header: bytes) -> int | None:
+    """The length in bytes of the MPEG audio frame whose 4-byte header is ``header``; None for no valid one."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (header[1] >> 3) & 3, 4 - ((header[1] >> 1) & 3)  # layer bits 11 = I, 10 = II, 01 = III
+    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+        return None  # reserved version or layer, free or bad bitrate, reserved rate
+    mpeg1 = version == 3
+    bitrate = _BITRATES[(mpeg1, layer if mpeg1 or layer == 1 else 2)][bitrate_index - 1] * 1000
+    rate = _RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    return (144 if mpeg1 or layer == 2 else 72) * bitrate // rate + padding
+
+
+def _is_mp3_stream(data: bytes) -> bool:
+    """Whether ``data`` (a file's first MP3_HEAD_BYTES) starts with an ID3 tag, or with MP3_FRAMES_CHECKED
+    valid MPEG audio frame headers, each where the frame before it ends: firmer than the two sync bytes that
+    a bit of raw PCM or UTF-16 text can start with."""
+    if data.startswith(b"ID3"):
+        return True
+    at = 0
+    for _ in range(MP3_FRAMES_CHECKED):
+        length = _mp3_frame_length(data[at:at + 4])
+        if length is None:
+            return False
+        at += length
+    return True
+
+
 def content_extension(path: str | Path) -> str | None:
     """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
     FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg`` or
-    ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file)."""
+    ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file). An MP3
+    needs an ID3 tag or a run of frames that follow one another (:func:`_is_mp3_stream`)."""
     if check_file(path) is None:
         return None
     with open(path, "rb") as handle:
-        head = handle.read(64)
-    return next((extension for _, extension in KINDS if _fits(extension, head)), None)
+        head = handle.read(MP3_HEAD_BYTES)
+    for _, extension in KINDS:
+        if extension == ".mp3":
+            return ".mp3" if _is_mp3_stream(head) else None
+        if _fits(extension, head[:64]):
+            return extension
+    return None

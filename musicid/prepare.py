@@ -177,7 +177,7 @@ class FileReader:
             clips, offsets, repaired, silent = self.clips_offsets_silent(path, fitting)
             prediction.repaired = [f"{mismatch}: read as {fitting}"] + repaired if fitting else repaired
         except RenderError as error:
-            prediction.error = str(error)
+            prediction.error = str(error) + (f" ({mismatch}: read as {fitting})" if fitting else "")
             return Prepared(prediction)
         if len(clips) == 0:  # the clip stage's words for a track it drops
             prediction.error = (f"silent: every {self.clip.clip_seconds:g} s clip is mostly silence" if silent

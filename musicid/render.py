@@ -60,6 +60,7 @@ __all__ = ["FluidSynthUnavailable", "RenderTask", "Rendered", "assign_outputs", 
 
 # Failures a stricter-than-usual MIDI player can cause on a file that mido reads.
 RECOVERABLE = ("empty_render", "duration_mismatch", "silent")
+HIGH_BAND_SHARE = 0.1  # a file whose resampled RMS is under this share of its own lies above the rendered band
 TRACK_ID_BYTES = 200  # room left for "__<soundfont>.wav" (or "__aug<k>.wav") within 255 bytes
 SOUNDFONT_SUFFIX_BYTES = 40
 
@@ -392,10 +393,11 @@ def _validate_source(audio: np.ndarray, render: RenderParams, level: Level,
                        source_level=source_level)
     except RenderError as error:
         channel_rms = np.sqrt(level.spread / level.count) if level.count else np.zeros(0)
-        if error.reason == "silent" and source_level is not None and level.mix_rms() >= render.min_rms and \
-                source_level[0] >= render.min_rms:
+        resampled_rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+        if error.reason == "silent" and level.mix_rms() >= render.min_rms and \
+                resampled_rms < HIGH_BAND_SHARE * level.mix_rms():
             # Loud enough at the file's own rate, silent once resampled: what it holds lies above the band
-            # the render keeps (a 20 kHz test tone, a bat call).
+            # the render keeps (a 20 kHz test tone, a bat call). Hiss loses part of its energy there, not this.
             raise RenderError("silent", f"{error.detail}: the file (RMS {level.mix_rms():.2e} at its own rate) "
                                         f"holds nothing below {render.sample_rate // 2} Hz, half "
                                         "render.sample_rate, which resampling keeps") from None

@@ -96,33 +96,41 @@ def reason_counts(skipped: list[dict]) -> str:
 
 def untracked_in_project(root: Path, project: Path) -> str | None:
     """The collection folder ``root`` as .gitignore would name it (``/mycoll/``) when it lies inside the git
-    work tree of ``project`` and git neither ignores nor tracks anything of it; None otherwise (outside the
+    work tree of ``project`` and holds files git neither ignores nor tracks; None otherwise (outside the
     project, ignored, committed, or no git here)."""
     import subprocess
 
     try:
         top = subprocess.run(["git", "-C", str(project), "rev-parse", "--show-toplevel"], capture_output=True,
                              text=True, timeout=30)
-        if top.returncode != 0:
+        if top.returncode != 0:  # not a git work tree (or one git refuses to read): nothing to warn of
             return None
         work_tree = Path(top.stdout.strip()).resolve()
         if not root.is_relative_to(work_tree) or root == work_tree:
             return None
         relative = root.relative_to(work_tree).as_posix()
-        ignored = subprocess.run(["git", "-C", str(work_tree), "check-ignore", "-q", relative + "/"],
-                                 capture_output=True, timeout=30).returncode == 0
-        tracked = subprocess.run(["git", "-C", str(work_tree), "ls-files", "--", relative], capture_output=True,
-                                 timeout=60).stdout.strip()
-    except (OSError, subprocess.SubprocessError):  # no git on this machine: nothing to warn of
+        # "?? path": untracked and not ignored, which is what DVC's experiments stash.
+        status = subprocess.run(["git", "--literal-pathspecs", "-C", str(work_tree), "status", "--porcelain",
+                                 "--untracked-files=normal", "--", relative], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):  # no git on this machine, or a very slow one
         return None
-    return None if ignored or tracked else f"/{relative}/"
+    if status.returncode != 0 or not any(line.startswith(b"?? ") for line in status.stdout.splitlines()):
+        return None
+    return f"/{relative}/"
 
 
-def lost_classes(skipped: list[dict]) -> list[str]:
+def skipped_files(manifest: dict) -> list[dict]:
+    """The manifest's skipped records of files and folders (not those naming a label that did not come)."""
+    return [record for record in manifest["skipped"] if record["reason"] != NO_SUCH_CLASS_REASON]
+
+
+def lost_classes(manifest: dict) -> list[str]:
     """A line for each label of the collection of which no file was kept, with why its files were skipped: a
-    class that did not come is named, not only counted."""
+    class that did not come is named, not only counted (an empty folder that dataset.labels merges into a
+    label with files is no loss)."""
+    skipped, kept = manifest["skipped"], {record["label"] for record in manifest["files"]}
     lost = sorted({record["label"] for record in skipped if record["reason"] in (EMPTY_FOLDER_REASON,
-                                                                                NO_SUCH_CLASS_REASON)})
+                                                                                NO_SUCH_CLASS_REASON)} - kept)
     lines = []
     for label in lost:
         why = reason_counts([record for record in skipped if record["label"] == label
@@ -136,7 +144,8 @@ def require_labelled_files(params, manifest: dict) -> None:
     """Stop with a message naming the param to change when no labelled file was kept."""
     if manifest["files"]:
         return
-    skipped = f" (skipped: {reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
+    files = skipped_files(manifest)
+    skipped = f" (skipped: {reason_counts(files)})" if files else ""
     if params.source == "music21":
         raise EmptyCollectionError(f"no piece of dataset.classes [{', '.join(params.classes)}] could be "
                                    f"written as MIDI{skipped}")
@@ -168,14 +177,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"download: {error}", file=sys.stderr)
         return 1
 
-    for line in lost_classes(manifest["skipped"]):
+    for line in lost_classes(manifest):
         print(f"download: warning: {line}", file=sys.stderr)
     counts = Counter(record["label"] for record in manifest["files"])
     per_label = ", ".join(f"{label} {counts[label]}" for label in sorted(counts))
-    detail = f" ({reason_counts(manifest['skipped'])})" if manifest["skipped"] else ""
+    skipped = skipped_files(manifest)
+    detail = f" ({reason_counts(skipped)})" if skipped else ""
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
-          f"{len(manifest['skipped'])} skipped{detail}{workers} -> {args.out}")
+          f"{len(skipped)} skipped{detail}{workers} -> {args.out}")
     return 0
 
 

@@ -341,6 +341,12 @@ def test_a_track_quieter_than_a_silent_frame_is_not_scaled_up_into_music():
     clips, offsets, silent = cut_clips(quiet, params, max_clips=0)
     assert offsets.tolist() == [0.0, 1.0, 2.0, 3.0] and silent == 0
     assert np.sqrt(np.mean(np.square(clips, dtype=np.float64))) == pytest.approx(0.1, rel=1e-3)
+    # Just below: no clip at all, not one louder clip kept at its own level, 40 dB under every other clip.
+    uneven = np.concatenate([np.full(sample_rate, 0.0015), np.full(3 * sample_rate, 0.0005)]).astype(np.float32)
+    uneven *= np.where(np.arange(len(uneven)) % 2, 1, -1).astype(np.float32)
+    assert track_level(uneven, int(0.05 * sample_rate)) < 0.001
+    clips, offsets, silent = cut_clips(uneven, params, max_clips=0)
+    assert len(clips) == 0 and silent == 4
 
 
 def test_level_measures_in_blocks_equal_one_pass(monkeypatch):

@@ -74,3 +74,28 @@ def test_content_extension_names_what_a_misnamed_file_holds(tmp_path):
     assert {name: content_extension(tmp_path / name) for name in files} == {
         "mp3.wav": ".mp3", "wav.mp3": ".wav", "flac.ogg": ".flac", "midi.wav": ".mid", "wav.mid": ".wav",
         "aiff.flac": ".aiff", "ogg.mp3": ".ogg", "page.mid": None, "empty.wav": None, "fine.wav": None}
+
+
+def test_only_a_run_of_mpeg_frames_makes_a_misnamed_file_an_mp3(tmp_path):
+    """Two sync bytes are not enough to rename a file .mp3: raw PCM whose first sample is -1 (FF FF ...) or
+    UTF-16 text (FF FE ...) named .wav would be decoded as a minute of noise. Frames that follow one another
+    are, with or without an ID3 tag."""
+    import io
+
+    import numpy as np
+    import soundfile
+
+    from musicid.filetypes import content_extension
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, 0.3 * np.sin(np.arange(44100) / 7), 44100, format="MP3")
+    frames = buffer.getvalue()
+    assert not frames.startswith(b"ID3") and frames[:2] == b"\xff\xfb"  # frames from the first byte
+    pcm = np.random.default_rng(0).normal(0, 33, 20 * 16000).astype(np.int16)
+    pcm[0] = -1
+    files = {"frames.wav": frames, "tagged.wav": b"ID3\x04\x00" + bytes(60), "pcm.wav": pcm.tobytes(),
+             "utf16.wav": "liner notes".encode("utf-16"), "cut.wav": frames[:500]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    assert {name: content_extension(tmp_path / name) for name in files} == {
+        "frames.wav": ".mp3", "tagged.wav": ".mp3", "pcm.wav": None, "utf16.wav": None, "cut.wav": None}

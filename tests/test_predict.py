@@ -718,3 +718,7 @@ def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, c
                        ("tune.wave", "songs/tune.wav"), ("tone.oga", "tone.opus")):
         assert files[named]["labels"] == files[own]["labels"] and files[named]["clips"] == files[own]["clips"] == 2
     assert files["tune.aifc"]["clips"] == 2
+    # Worker processes read each file as what it holds too: the same document.
+    assert main(["predict", *(str(inputs / name) for name in names), "--model", str(model), "--json",
+                 "--jobs", "2"]) == 1
+    assert json.loads(capsys.readouterr().out) == document

@@ -677,3 +677,20 @@ def test_a_file_whose_sound_lies_above_the_rendered_band_says_so(tmp_path):
     soundfile.write(tmp_path / "antiphase.wav", np.stack([high, -high], axis=1), 48000, subtype="PCM_16")
     with pytest.raises(RenderError, match=r"cancel out when mixed to mono"):
         render.load_audio_source(tmp_path / "antiphase.wav", params(channels=1, sample_rate=16000))
+
+
+def test_quiet_hiss_and_a_high_tone_with_an_offset_get_their_own_reasons(tmp_path):
+    """Broadband hiss just above render.min_rms at 48 kHz loses part of its energy when resampled, not all:
+    it is a quiet file, not one whose sound lies above the band. A 20 kHz tone around a DC offset is named
+    as such once the offset is out."""
+    rng = np.random.default_rng(0)
+    hiss = rng.normal(0, 1.3e-4, 10 * 48000).astype(np.float32)
+    soundfile.write(tmp_path / "hiss.wav", hiss, 48000, subtype="FLOAT")
+    with pytest.raises(RenderError) as caught:
+        render.load_audio_source(tmp_path / "hiss.wav", params(channels=1, sample_rate=16000))
+    assert str(caught.value).startswith("silent: RMS") and "holds nothing below" not in str(caught.value)
+    t = np.arange(10 * 48000) / 48000
+    soundfile.write(tmp_path / "offset.wav", (0.3 * np.sin(2 * np.pi * 20000 * t) + 0.05).astype(np.float32),
+                    48000, subtype="FLOAT")
+    with pytest.raises(RenderError, match=r"holds nothing below 8000 Hz, half render.sample_rate"):
+        render.load_audio_source(tmp_path / "offset.wav", params(channels=1, sample_rate=16000))
