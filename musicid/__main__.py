@@ -66,13 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
                "none), 2 `dvc exp show` failed",
         description="Read `dvc exp show --json` in the current folder, group the experiments whose params "
-                    "differ only in split.fold (run with split.folds >= 2, e.g. `dvc exp run --queue -S "
+                    "differ only in split.fold and that read the same collection (data/raw) and code "
+                    "(run with split.folds >= 2, e.g. `dvc exp run --queue -S "
                     "split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`), and print for each group "
                     "the test track and clip macro-F1 and balanced accuracy of every fold, their mean and "
                     "sample standard deviation, and which folds are missing or were run twice.")
     cv.add_argument("experiments", nargs="*", metavar="EXPERIMENT_OR_REV",
                     help="experiment names or revisions (4+ hex digits) to include (default: every experiment "
                          "of the current commit)")
+    cv.add_argument("-A", "--all-commits", action="store_true",
+                    help="read the experiments of every commit (`dvc exp show -A`), not only the current one's")
     cv.add_argument("--json", action="store_true", help="print one JSON document for machines")
     cache = commands.add_parser(
         "cache", help="the render stage's per-source cache: its size, or empty it",
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cv":
-        return cross_validation(args.experiments, args.json)
+        return cross_validation(args.experiments, args.json, args.all_commits)
     if args.command == "cache":
         return render_cache_command(args.action)
 
@@ -177,28 +180,36 @@ def render_cache_command(action: str) -> int:
     return 0
 
 
-def cross_validation(wanted: list[str], as_json: bool) -> int:
-    """``python -m musicid cv``: summarize the cross-validation experiments that dvc knows of."""
+def _experiments(all_commits: bool):
+    """(the runs of `dvc exp show --json` [-A], None) or (None, why not, in one line)."""
     import subprocess
 
-    from musicid.crossval import (differing_params, format_summaries, group_runs, runs_from_exp_show,
-                                  select_runs, summarize, unscored_folds)
+    from musicid.crossval import runs_from_exp_show
 
+    command = ["dvc", "exp", "show", "--json", *(["-A"] if all_commits else [])]
     try:
-        shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        shown = subprocess.run(command, capture_output=True, text=True)
     except FileNotFoundError:
-        print("cv: dvc is not installed (or not on PATH)", file=sys.stderr)
-        return EXIT_MODEL
+        return None, "dvc is not installed (or not on PATH)"
     if shown.returncode != 0:
         lines = (shown.stderr or shown.stdout).strip().splitlines()
-        print(f"cv: `dvc exp show --json` exited {shown.returncode}: {lines[-1] if lines else 'no message'}",
-              file=sys.stderr)
-        return EXIT_MODEL
+        return None, f"`{' '.join(command[:4])}` exited {shown.returncode}: {lines[-1] if lines else 'no message'}"
     try:
-        runs = runs_from_exp_show(json.loads(shown.stdout))
+        return runs_from_exp_show(json.loads(shown.stdout)), None
     except (json.JSONDecodeError, ValueError) as error:
-        print(f"cv: cannot read the output of `dvc exp show --json`: {error}", file=sys.stderr)
+        return None, f"cannot read the output of `{' '.join(command[:4])}`: {error}"
+
+
+def cross_validation(wanted: list[str], as_json: bool, all_commits: bool = False) -> int:
+    """``python -m musicid cv``: summarize the cross-validation experiments that dvc knows of."""
+    from musicid.crossval import (differing_inputs, differing_params, format_summaries, group_runs, select_runs,
+                                  summarize, unscored_folds)
+
+    runs, problem = _experiments(all_commits)
+    if problem:
+        print(f"cv: {problem}", file=sys.stderr)
         return EXIT_MODEL
+    here = {run.rev for run in runs}
     runs, unmatched = select_runs(runs, wanted)
     groups, _ = group_runs(runs)
     summaries = [summarize(group) for group in groups]
@@ -208,7 +219,7 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
         print(json.dumps({"groups": summaries, "unscored": waiting, "unmatched": unmatched}, indent=2))
     else:
         if summaries:
-            print(format_summaries(summaries, differing_params(groups)))
+            print(format_summaries(summaries, differing_params(groups), differing_inputs(groups)))
         for run in waiting:
             print(f"cv: not scored: {run['experiment']} (split.fold {run['fold']}): {run['state']}", file=sys.stderr)
     for name in unmatched:
@@ -219,6 +230,16 @@ def cross_validation(wanted: list[str], as_json: bool) -> int:
     elif not summaries:
         print("cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
               "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`", file=sys.stderr)
+    if (unmatched or not summaries) and not all_commits:
+        # Experiments hang from the commit they were run on: after a commit, cv (as `dvc exp show`) no
+        # longer lists them, which must not read as "run the whole cross-validation again".
+        elsewhere, _ = _experiments(True)
+        if elsewhere:
+            elsewhere, _ = select_runs([run for run in elsewhere if run.rev not in here], wanted)
+            found = len(group_runs(elsewhere)[0])
+            if found:
+                print(f"cv: {found} cross-validation{'s' if found > 1 else ''} with scores on other commits: "
+                      f"`python -m musicid cv -A` reads every commit's experiments", file=sys.stderr)
     # A group missing a fold (queued, running or failed) is a mean over fewer folds than asked for: a script
     # reading the figures must be able to tell.
     incomplete = any(summary["missing_folds"] for summary in summaries)

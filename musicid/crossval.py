@@ -11,6 +11,7 @@ configurations by (:func:`summarize`, :func:`format_summaries`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ SCORES = ("test.track.macro_f1", "test.clip.macro_f1", "test.track.balanced_accu
           "test.clip.balanced_accuracy")
 METRICS_FILE = "metrics/metrics.json"
 PARAMS_FILE = "params.yaml"
+RAW_DATA = "data/raw"  # the download stage's output: the collection as the stages after it read it
 FOLD, FOLDS = "split.fold", "split.folds"
 
 
@@ -38,6 +40,7 @@ class Run:
     params: dict
     metrics: dict
     state: str | None = None  # the queue's word for an experiment without scores ("queued", "failed", ...)
+    inputs: dict | None = None  # what it ran on besides its params (see :func:`run_inputs`); None: unknown
 
 
 def _flatten(mapping: dict, prefix: str = "") -> dict:
@@ -66,7 +69,25 @@ def _run(entry: dict, state: str | None = None) -> Run:
         state = "failed"
     rev = entry.get("rev") or ""
     return Run(name=entry.get("name") or rev[:7], rev=rev, timestamp=data.get("timestamp"), params=params,
-               metrics=metrics, state=state)
+               metrics=metrics, state=state, inputs=run_inputs(data.get("deps")))
+
+
+def run_inputs(deps: dict | None) -> dict | None:
+    """What a run read besides its params, from its ``deps`` in ``dvc exp show --json``: the collection
+    (``data/raw``'s hash) and the code (one digest of the hashes of every ``.py`` file the stages depend on).
+    Folds of one cross-validation share both, whatever their fold; runs before and after a file was added to
+    the collection, or the code was changed, do not, and must not be averaged together. None when ``deps``
+    says nothing of them (an older DVC)."""
+    if not isinstance(deps, dict):
+        return None
+    hashes = {path: (entry or {}).get("hash") for path, entry in deps.items() if isinstance(entry, dict)}
+    code = sorted((path, value) for path, value in hashes.items() if path.endswith(".py"))
+    inputs = {}
+    if hashes.get(RAW_DATA):
+        inputs[RAW_DATA] = hashes[RAW_DATA]
+    if code:
+        inputs["code"] = hashlib.sha256(json.dumps(code).encode()).hexdigest()[:12]
+    return inputs or None
 
 
 def runs_from_exp_show(document: list) -> list[Run]:
@@ -99,6 +120,7 @@ class Group:
     params: dict  # every param but split.fold
     folds: int  # k of split.folds
     by_fold: dict[int, list[Run]]  # fold -> its scored runs, newest first
+    inputs: dict | None = None  # the collection and code its runs read (:func:`run_inputs`)
 
 
 def canonical(value):
@@ -116,6 +138,9 @@ def canonical(value):
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     """(groups of the scored cross-validation runs, runs left out).
 
+    A group's runs have the same params but for ``split.fold``, and read the same collection and code
+    (:func:`run_inputs`).
+
     Left out: runs without ``split.folds >= 2`` (not a fold of a
     cross-validation), runs without every score of :data:`SCORES`, and runs
     the queue did not finish (queued, running, failed: ``dvc exp show``
@@ -132,8 +157,8 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
             left_out.append(run)
             continue
         params = {key: canonical(value) for key, value in sorted(run.params.items()) if key != FOLD}
-        key = json.dumps(params, sort_keys=True)
-        group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}))
+        key = json.dumps([params, run.inputs], sort_keys=True)
+        group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}, inputs=run.inputs))
         group.by_fold.setdefault(run.params[FOLD], []).append(run)
     for group in groups.values():
         group.by_fold = {fold: sorted(group.by_fold[fold], key=lambda r: r.timestamp or "", reverse=True)
@@ -169,6 +194,7 @@ def summarize(group: Group) -> dict:
     stats = {score: mean_sd([used[fold].metrics[score] for fold in used]) for score in SCORES}
     return {
         "params": group.params,
+        "inputs": group.inputs,
         "folds": group.folds,
         "folds_present": sorted(used),
         "missing_folds": missing,
@@ -188,13 +214,22 @@ def differing_params(groups: list[Group]) -> list[str]:
             if len({json.dumps(group.params.get(key), sort_keys=True) for group in groups}) > 1]
 
 
-def format_summaries(summaries: list[dict], shown_params: list[str]) -> str:
-    """The table a person reads: per group its params, one line per fold, mean +- sd, warnings."""
+def differing_inputs(groups: list[Group]) -> list[str]:
+    """What of :func:`run_inputs` is not the same in every group ("data/raw", "code"), in that order."""
+    return [key for key in (RAW_DATA, "code")
+            if len({(group.inputs or {}).get(key) for group in groups}) > 1]
+
+
+def format_summaries(summaries: list[dict], shown_params: list[str], shown_inputs: list[str] = ()) -> str:
+    """The table a person reads: per group its params (and the inputs that tell groups apart), one line per
+    fold, mean +- sd, warnings."""
     header = f"{'':24s}" + "".join(f"{score.removeprefix('test.'):>26s}" for score in SCORES)
     lines = []
     for summary in summaries:
         params = summary["params"]
         described = ", ".join(f"{key}={json.dumps(params.get(key))}" for key in [FOLDS, *shown_params])
+        inputs = summary.get("inputs") or {}
+        described += "".join(f", {key} {str(inputs.get(key) or 'unknown')[:8]}" for key in shown_inputs)
         lines.append(f"{described}: {len(summary['folds_present'])} of {summary['folds']} folds")
         lines.append(header)
         for row in summary["per_fold"]:

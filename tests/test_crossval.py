@@ -259,3 +259,58 @@ def test_with_no_scored_fold_the_hint_depends_on_the_queue(monkeypatch, capsys, 
             "-S 'split.fold=range(5)'` and `dvc queue start`")
     assert capsys.readouterr().err.splitlines() == [
         f"cv: not scored: waiting (split.fold 0): {'queued' if in_queue else 'no scores'}", hint]
+
+
+def test_runs_on_another_collection_or_code_are_another_group():
+    """Folds run before and after files were added to the collection have the same params: averaged together,
+    one fold's test tracks came from one split and the others' from another (some tested twice, some never).
+    They read another data/raw, which keeps them apart; so does other code."""
+    from musicid.crossval import differing_inputs, run_inputs
+
+    def deps(raw: str, code: str = "c1") -> dict:
+        return {"data/raw": {"hash": raw, "size": 1, "nfiles": 3}, "stages/clip.py": {"hash": code, "size": 9},
+                "data/clips.h5": {"hash": f"per-fold-{raw}", "size": 5}}
+
+    assert run_inputs(None) is None and run_inputs({}) is None
+    assert run_inputs(deps("aaa.dir"))["data/raw"] == "aaa.dir"
+    assert run_inputs(deps("aaa.dir")) != run_inputs(deps("aaa.dir", code="c2"))
+    # data/clips.h5 differs from fold to fold: it is no input that keeps folds apart
+    assert run_inputs(deps("aaa.dir")) == run_inputs({**deps("aaa.dir"), "data/clips.h5": {"hash": "x"}})
+    old = [run(f"old{fold}", fold, (1.0, 1.0, 1.0, 1.0)) for fold in range(3)]
+    new = [run("new0", 0, (0.5, 0.5, 0.5, 0.5), timestamp="2025-01-02T00:00:00")]
+    for item in old:
+        item.inputs = run_inputs(deps("11112222333.dir"))
+    new[0].inputs = run_inputs(deps("99998888777.dir"))
+    groups, _ = group_runs(new + old)
+    assert [(list(group.by_fold), group.inputs["data/raw"]) for group in groups] == [
+        ([0], "99998888777.dir"), ([0, 1, 2], "11112222333.dir")]
+    assert differing_inputs(groups) == ["data/raw"]
+    text = format_summaries([summarize(group) for group in groups], [], differing_inputs(groups))
+    assert [line for line in text.splitlines() if line.startswith("split")] == [
+        "split.folds=3, data/raw 99998888: 1 of 3 folds", "split.folds=3, data/raw 11112222: 3 of 3 folds"]
+
+
+def test_experiments_of_other_commits_are_pointed_to(monkeypatch, capsys):
+    """After a commit, `dvc exp show` lists the experiments of the new commit only: cv said "run the folds",
+    as if the cross-validation were lost. It names the ones on other commits, which `cv -A` reads."""
+    later = [{"rev": "workspace", "name": None, "error": None, "experiments": None, "data": EXP_SHOW[0]["data"]},
+             {"rev": "a" * 40, "name": "master", "error": None, "experiments": [],
+              "data": {**EXP_SHOW[1]["data"], "rev": "a" * 40}}]
+    every = later + [EXP_SHOW[1]]
+    calls = []
+
+    def fake_run(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps(every if "-A" in args else later), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert main(["cv"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
+        "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`",
+        "cv: 1 cross-validation with scores on other commits: `python -m musicid cv -A` reads every commit's "
+        "experiments"]
+    assert calls == [["dvc", "exp", "show", "--json"], ["dvc", "exp", "show", "--json", "-A"]]
+    assert main(["cv", "-A"]) == 1  # fold 0 is still queued there
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "split.folds=2: 1 of 2 folds"
