@@ -115,22 +115,37 @@ def environment_fingerprint() -> dict[str, str]:
         fingerprint["libsndfile"] = soundfile.__libsndfile_version__
     except (ImportError, OSError):
         fingerprint["libsndfile"] = "not installed"
-    code = hashlib.sha256()
+    from musicid.render_cache import statements
+
     package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        code.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
-    fingerprint["musicid code"] = code.hexdigest()[:16]
+    for path in sorted(package.rglob("*.py")):  # each module's statements: a comment or docstring is no change
+        source = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = statements(source)
+        except SyntaxError:  # compared as it is; the worker fails on it anyway
+            text = source
+        fingerprint[CODE + path.relative_to(package).as_posix()] = hashlib.sha256(text.encode()).hexdigest()[:12]
     return fingerprint
+
+
+CODE = "musicid code "  # the prefix of the fingerprint's one item per module
 
 
 def _check_environment(expected: dict[str, str]) -> None:
     found = environment_fingerprint()
     if found == expected:
         return
+    names = sorted(set(found) | set(expected))
     differences = [f"{name} {found.get(name, 'none')} (the stage's machine has {expected.get(name, 'none')})"
-                   for name in sorted(set(found) | set(expected)) if found.get(name) != expected.get(name)]
+                   for name in names if not name.startswith(CODE) and found.get(name) != expected.get(name)]
+    modules = [name.removeprefix(CODE) for name in names if name.startswith(CODE)
+               and found.get(name) != expected.get(name)]
+    if modules:
+        differences.append(f"other statements in musicid/{', musicid/'.join(modules)} than the stage's machine "
+                           "(another checkout, or one edited since)")
     raise WorkerMismatch(f"the Dask worker on {socket.gethostname()} would not give the bytes of a local run; "
-                         f"it has {'; '.join(differences)}; install the same versions and code on every worker")
+                         f"it has {'; '.join(differences)}; install the same versions and code on every worker "
+                         "(and restart the workers after an edit)")
 
 
 def _initializer_key(initializer: Callable[..., None], initargs: tuple) -> str:

@@ -166,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cached = "; render cache off (MUSICID_NO_CACHE)"
     # A speed only means something for what was rendered here, not for what came from the cache.
-    speed = f"{(seconds - cached_seconds) / max(elapsed, 1e-9):.0f}x real time, " if from_cache < len(records) \
-        else ""
+    fresh = len(records) - from_cache
+    speed = "" if not fresh else f"{(seconds - cached_seconds) / max(elapsed, 1e-9):.0f}x real time" + (
+        f" for the {fresh} rendered now, " if from_cache else ", ")
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({speed}{workers}){cached} -> {args.out}")

@@ -492,3 +492,24 @@ def test_workers_that_cannot_import_musicid_stop_the_stage_at_once(tmp_path, aud
            "worker" in err
     assert "Traceback" not in err
     assert not (tmp_path / "clips.h5").exists() and not (tmp_path / "clips.json").exists()
+
+
+def test_a_worker_with_other_code_names_the_modules(monkeypatch):
+    """Any byte of any module used to stop every Dask stage, with one digest for all the code: the statements
+    of each module are compared now (a comment or docstring edit is no difference), and the message names the
+    modules that differ."""
+    from musicid import cluster
+    from musicid.render_cache import statements
+
+    expected = dict(cluster.environment_fingerprint())
+    assert "musicid code clips.py" in expected and "musicid code cluster.py" in expected
+    source = (Path(cluster.__file__).parent / "clips.py").read_text()
+    assert statements(source) == statements(source + "\n# a user's comment\n")
+    assert statements(source) != statements(source + "\nEXTRA = 1\n")
+    expected["musicid code clips.py"] = "0" * 12
+    with pytest.raises(cluster.WorkerMismatch) as caught:
+        cluster._check_environment(expected)
+    message = str(caught.value)
+    assert "it has other statements in musicid/clips.py than the stage's machine (another checkout, or one " \
+           "edited since)" in message and "musicid/cluster.py" not in message
+    cluster._check_environment(dict(cluster.environment_fingerprint()))  # the same code: no refusal

@@ -50,7 +50,8 @@ def test_adding_a_file_renders_only_that_file_and_gives_the_output_of_a_run_from
     write_midi(raw / "a" / "added.mid", [(72, 0.0, 1.0)])
     manifest(raw, sources(raw))
     assert run(tmp_path, raw, out_name="second") == 0
-    assert "; 5 of 6 from the render cache" in capsys.readouterr().out
+    second = capsys.readouterr().out
+    assert "; 5 of 6 from the render cache" in second and "x real time for the 1 rendered now" in second
     assert files_of(tmp_path / "second") == from_scratch(tmp_path, raw, monkeypatch)
     assert "render cache off (MUSICID_NO_CACHE)" in capsys.readouterr().out
 
