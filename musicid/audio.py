@@ -19,6 +19,19 @@ class AudioTooLong(Exception):
     """An audio file holds more than the frames a caller allows, whatever its header says."""
 
 
+NON_FINITE_MENDED_SHARE = 0.001  # NaN or infinite samples up to this share of a file's are set to 0 (render)
+
+
+def non_finite_problem(level: "Level") -> str | None:
+    """Why a decoded file's NaN or infinite samples (counted by ``level``) cannot be mended: more than
+    NON_FINITE_MENDED_SHARE of its samples; None when it has none, or few enough to set to 0."""
+    samples = level.count * (len(level.mean) if level.mean is not None else 0)
+    if not level.non_finite or level.non_finite <= NON_FINITE_MENDED_SHARE * samples:
+        return None
+    return (f"audio holds {level.non_finite} NaN or infinite samples ({100 * level.non_finite / samples:.3g} % of "
+            f"its samples; at most {100 * NON_FINITE_MENDED_SHARE:g} % are set to 0)")
+
+
 class Level:
     """Per-channel mean and spread of a signal read block by block, in float64.
 
@@ -35,6 +48,7 @@ class Level:
         self.spread: np.ndarray | None = None  # float64 [channels]: sum of squared deviations
         self.beyond = 0  # samples (of all channels) beyond full scale, |x| > 1: only a float file has any
         self.mix_energy = 0.0  # sum of squares of the channels' mean (the mono mix), about zero
+        self.non_finite = 0  # NaN or infinite samples (of all channels)
 
     def add(self, block: np.ndarray) -> None:
         """Take in float32 [n, channels]."""
@@ -42,9 +56,13 @@ class Level:
             return
         self.beyond += int(np.count_nonzero(block > 1.0)) + int(np.count_nonzero(block < -1.0))
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf samples: the checks name them
-            mix = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64)
-            self.mix_energy += float(np.dot(mix, mix))
             mean = block.mean(axis=0, dtype=np.float64)
+            if not np.isfinite(mean).all():  # only then is there a NaN or infinite sample to count
+                self.non_finite += block.size - int(np.count_nonzero(np.isfinite(block)))
+            # The mono mix's energy from the channels' Gram matrix (one BLAS pass): sum over c, d of x_c . x_d,
+            # over channels squared.
+            gram = block.T @ block
+            self.mix_energy += float(gram.sum(dtype=np.float64)) / block.shape[1] ** 2
             deviations = block - mean.astype(np.float32)
             spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
         if self.count == 0:
@@ -144,7 +162,7 @@ def read_blocks(handle, stopped_by: list[str] | None = None,
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None,
                  stopped_by: list[str] | None = None, offset: np.ndarray | None = None,
-                 block_frames: int = DECODE_BLOCK_FRAMES) -> np.ndarray:
+                 block_frames: int = DECODE_BLOCK_FRAMES, zero_non_finite: bool = False) -> np.ndarray:
     """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
@@ -159,6 +177,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     error's text is appended to it and the audio up to there returned.
     ``offset`` (float [file channels]), when given, is taken from each channel before ``level`` sees it and
     before resampling (a constant offset removed there leaves no ringing at the edges, as after the filter).
+    ``zero_non_finite``: NaN and infinite samples are set to 0 first (the resampling filter would spread each
+    one over its neighbours).
     """
     import soundfile
 
@@ -174,6 +194,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
         read = 0
         for block in read_blocks(handle, stopped_by, block_frames):  # [n, file channels]
             read += len(block)
+            if zero_non_finite:
+                block = np.where(np.isfinite(block), block, np.float32(0.0))
             if offset is not None:
                 block = block - offset.astype(np.float32)
             if level is not None:

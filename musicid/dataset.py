@@ -764,14 +764,12 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
     import numpy as np
     import soundfile
 
-    from musicid.audio import Level, read_blocks, soundfile_source, unfinished_wav_patches
+    from musicid.audio import Level, non_finite_problem, read_blocks, soundfile_source, unfinished_wav_patches
     from musicid.checks import RenderError
 
     level = Level()
     with soundfile.SoundFile(soundfile_source(path)) as handle:  # a name that is not UTF-8 goes as bytes
         for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
-            if not np.isfinite(block).all():
-                raise RenderError("non_finite", "audio holds NaN or infinite samples")
             level.add(block)
     if level.count == 0:
         if (suffix or path.suffix).lower() in WAV_EXTENSIONS:
@@ -779,7 +777,10 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
                 if unfinished_wav_patches(handle, os.fstat(handle.fileno()).st_size):
                     return  # a WAV whose header was never finished: render reads the samples it holds
         raise RenderError("empty_render", "no audio frames")
-    if level.rms_without_offset()[0] == 0.0:
+    problem = non_finite_problem(level)
+    if problem:
+        raise RenderError("non_finite", problem)
+    if not level.non_finite and level.rms_without_offset()[0] == 0.0:  # with a few NaN samples: render judges
         raise RenderError("silent", "every sample has the same value (digital silence)")
 
 

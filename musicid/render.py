@@ -43,7 +43,8 @@ import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
 from musicid.audio import (DECODE_BLOCK_FRAMES, AudioTooLong, Level, PatchedFile, audio_header, decode_audio,
-                           error_words, to_channels, unfinished_wav_patches, wav_bytes, wav_data_sizes)
+                           error_words, non_finite_problem, to_channels, unfinished_wav_patches, wav_bytes,
+                           wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -348,20 +349,32 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
     block_frames = UNKNOWN_LENGTH_BLOCK_FRAMES if unknown_length else DECODE_BLOCK_FRAMES
     level = Level()
     stopped: list[str] = []
+    zero_non_finite = False
 
     def decode(into: Level, stopped_by: list[str], offset: np.ndarray | None = None) -> np.ndarray:
         try:
             return decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
-                                level=into, stopped_by=stopped_by, offset=offset, block_frames=block_frames)
+                                level=into, stopped_by=stopped_by, offset=offset, block_frames=block_frames,
+                                zero_non_finite=zero_non_finite)
         except AudioTooLong as error:  # the header understated the length
             raise RenderError("too_long", f"{error} (render.max_seconds)") from None
         except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types
             raise RenderError("decode_error", error_words(error)) from None
 
     audio = decode(level, stopped)
+    mended = []
+    if level.non_finite:  # a few NaN samples (a faulty export) are set to 0; a file of them is rejected
+        count, problem = level.non_finite, non_finite_problem(level)
+        if problem:
+            raise RenderError("non_finite", problem)
+        del audio  # decoded again with them set to 0, before resampling spreads them
+        zero_non_finite, level, stopped = True, Level(), []
+        audio = decode(level, stopped)
+        mended.append(f"{count} NaN or infinite sample{'s' if count > 1 else ''} set to 0")
     _validate_source(audio, render, level, level.rms_without_offset())
     repairs = [f"header never finished (its data chunk declares 0 bytes); the {level.count / file_rate:.1f} s "
                "present are read"] if unfinished else []
+    repairs += mended
     if unknown_length:  # libsndfile stops it with a failed seek at its end
         repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
                        f"{level.count / file_rate:.1f} s")

@@ -473,9 +473,12 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     rate = 8000
     tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)).astype(np.float32)
     with_nan = tone.copy()
-    with_nan[rate * 2] = np.nan
+    with_nan[rate * 2] = np.nan  # one: render sets it to 0
+    many_nan = tone.copy()
+    many_nan[::100] = np.nan  # 1 %: a damaged file
     files = {"tone.wav": (tone, "PCM_16"), "zeros.wav": (np.zeros(3 * rate, np.float32), "PCM_16"),
              "offset.wav": (np.full(3 * rate, 0.25, np.float32), "FLOAT"), "nan.wav": (with_nan, "FLOAT"),
+             "nans.wav": (many_nan, "FLOAT"),
              "none.wav": (np.zeros(0, np.float32), "PCM_16"), "quiet.flac": (tone * 1e-4, "PCM_24")}
     for name, (samples, subtype) in files.items():
         soundfile.write(tmp_path / name, samples, rate, subtype=subtype)
@@ -488,7 +491,7 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     (tmp_path / "unfinished.wav").write_bytes(bytes(unfinished))
     found = {name: unusable_reason(tmp_path / name) for name in [*files, "cut.flac", "unfinished.wav"]}
     assert {name: reason and reason.split(":")[0] for name, reason in found.items()} == {
-        "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": "non_finite",
+        "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": None, "nans.wav": "non_finite",
         "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None, "unfinished.wav": None}
 
 

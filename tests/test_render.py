@@ -694,3 +694,25 @@ def test_quiet_hiss_and_a_high_tone_with_an_offset_get_their_own_reasons(tmp_pat
                     48000, subtype="FLOAT")
     with pytest.raises(RenderError, match=r"holds nothing below 8000 Hz, half render.sample_rate"):
         render.load_audio_source(tmp_path / "offset.wav", params(channels=1, sample_rate=16000))
+
+
+def test_a_few_nan_samples_are_set_to_0_and_a_file_of_them_is_rejected(tmp_path):
+    """A float export with 10 NaN samples in 20 s of music was rejected whole as non_finite; resampled as it
+    is, each NaN would spread over the filter's length. They are set to 0 before resampling now, which gives
+    the render of the file with zeros there; more than 0.1 % of the samples is a damaged file."""
+    music = sine(440.0, 20.0, 48000, 0.3)
+    holes = np.random.default_rng(0).choice(len(music), 10, replace=False)
+    damaged, zeroed = music.copy(), music.copy()
+    damaged[holes[:8]], damaged[holes[8:]] = np.nan, np.inf
+    zeroed[holes] = 0.0
+    for name, samples in (("damaged.wav", damaged), ("zeroed.wav", zeroed)):
+        soundfile.write(tmp_path / name, samples, 48000, subtype="FLOAT")
+    audio, repairs = render.load_audio_source(tmp_path / "damaged.wav", params())
+    assert repairs == ["10 NaN or infinite samples set to 0"]
+    assert audio.tobytes() == render.load_audio_source(tmp_path / "zeroed.wav", params())[0].tobytes()
+    ruined = music.copy()
+    ruined[::500] = np.nan  # 0.2 %
+    soundfile.write(tmp_path / "ruined.wav", ruined, 48000, subtype="FLOAT")
+    with pytest.raises(RenderError, match=r"^non_finite: audio holds 1920 NaN or infinite samples \(0\.2 % of its "
+                                          r"samples; at most 0\.1 % are set to 0\)$"):
+        render.load_audio_source(tmp_path / "ruined.wav", params())
