@@ -22,14 +22,13 @@ class AudioTooLong(Exception):
 NON_FINITE_MENDED_SHARE = 0.001  # NaN or infinite samples up to this share of a file's are set to 0 (render)
 
 
-def non_finite_problem(level: "Level") -> str | None:
-    """Why a decoded file's NaN or infinite samples (counted by ``level``) cannot be mended: more than
-    NON_FINITE_MENDED_SHARE of its samples; None when it has none, or few enough to set to 0."""
-    samples = level.count * (len(level.mean) if level.mean is not None else 0)
-    if not level.non_finite or level.non_finite <= NON_FINITE_MENDED_SHARE * samples:
+def non_finite_problem(count: int, samples: int) -> str | None:
+    """Why a decoded file's ``count`` NaN or infinite samples (of ``samples``, all channels) cannot be mended:
+    more than NON_FINITE_MENDED_SHARE of them; None when it has none, or few enough to set to 0."""
+    if not count or count <= NON_FINITE_MENDED_SHARE * samples:
         return None
-    return (f"audio holds {level.non_finite} NaN or infinite samples ({100 * level.non_finite / samples:.3g} % of "
-            f"its samples; at most {100 * NON_FINITE_MENDED_SHARE:g} % are set to 0)")
+    return (f"audio holds {count} NaN or infinite samples ({100 * count / samples:.3g} % of its samples; at most "
+            f"{100 * NON_FINITE_MENDED_SHARE:g} % are set to 0)")
 
 
 class Level:
@@ -59,10 +58,10 @@ class Level:
             mean = block.mean(axis=0, dtype=np.float64)
             if not np.isfinite(mean).all():  # only then is there a NaN or infinite sample to count
                 self.non_finite += block.size - int(np.count_nonzero(np.isfinite(block)))
-            # The mono mix's energy from the channels' Gram matrix (one BLAS pass): sum over c, d of x_c . x_d,
-            # over channels squared.
-            gram = block.T @ block
-            self.mix_energy += float(gram.sum(dtype=np.float64)) / block.shape[1] ** 2
+            # The mono mix's energy: a sum of squares (never below 0, however nearly the channels cancel), of
+            # the channels' float32 sum (exact to ~1e-7 of the samples), over channels squared.
+            mix = block[:, 0] if block.shape[1] == 1 else block @ np.ones(block.shape[1], block.dtype)
+            self.mix_energy += float(np.dot(mix, mix)) / block.shape[1] ** 2
             deviations = block - mean.astype(np.float32)
             spread = np.einsum("ij,ij->j", deviations, deviations, dtype=np.float64)
         if self.count == 0:
@@ -194,10 +193,10 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
         read = 0
         for block in read_blocks(handle, stopped_by, block_frames):  # [n, file channels]
             read += len(block)
-            if zero_non_finite:
-                block = np.where(np.isfinite(block), block, np.float32(0.0))
             if offset is not None:
                 block = block - offset.astype(np.float32)
+            if zero_non_finite:  # after the offset is out: a mended sample is silence, not a click at -offset
+                block = np.where(np.isfinite(block), block, np.float32(0.0))
             if level is not None:
                 level.add(block)
             if read > allowed:

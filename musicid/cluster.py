@@ -119,12 +119,12 @@ def environment_fingerprint() -> dict[str, str]:
 
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):  # each module's statements: a comment or docstring is no change
-        source = path.read_text(encoding="utf-8", errors="replace")
+        source = path.read_bytes()  # as Python reads it: its coding line, if any, says how to decode it
         try:
-            text = statements(source)
-        except SyntaxError:  # compared as it is; the worker fails on it anyway
+            text = statements(source).encode()
+        except (SyntaxError, ValueError):  # compared byte for byte; the worker fails on it anyway
             text = source
-        fingerprint[CODE + path.relative_to(package).as_posix()] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        fingerprint[CODE + path.relative_to(package).as_posix()] = hashlib.sha256(text).hexdigest()[:12]
     return fingerprint
 
 
@@ -140,9 +140,14 @@ def _check_environment(expected: dict[str, str]) -> None:
                    for name in names if not name.startswith(CODE) and found.get(name) != expected.get(name)]
     modules = [name.removeprefix(CODE) for name in names if name.startswith(CODE)
                and found.get(name) != expected.get(name)]
-    if modules:
-        differences.append(f"other statements in musicid/{', musicid/'.join(modules)} than the stage's machine "
+    changed = [module for module in modules if CODE + module in found and CODE + module in expected]
+    if changed:
+        differences.append(f"other statements in musicid/{', musicid/'.join(changed)} than the stage's machine "
                            "(another checkout, or one edited since)")
+    for side, has in (("only the worker", found), ("only the stage's machine", expected)):
+        alone = [module for module in modules if module not in changed and CODE + module in has]
+        if alone:
+            differences.append(f"musicid/{', musicid/'.join(alone)}, which {side} has")
     raise WorkerMismatch(f"the Dask worker on {socket.gethostname()} would not give the bytes of a local run; "
                          f"it has {'; '.join(differences)}; install the same versions and code on every worker "
                          "(and restart the workers after an edit)")

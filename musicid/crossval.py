@@ -138,8 +138,9 @@ def canonical(value):
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     """(groups of the scored cross-validation runs, runs left out).
 
-    A group's runs have the same params but for ``split.fold``, and read the same collection and code
-    (:func:`run_inputs`).
+    A group's runs have the same params but for ``split.fold`` and read the same collection (``data/raw``
+    of :func:`run_inputs`); folds run on different code are one group, which :func:`summarize` warns of (a
+    comment edited between two folds changes the code's hashes, not what they compute).
 
     Left out: runs without ``split.folds >= 2`` (not a fold of a
     cross-validation), runs without every score of :data:`SCORES`, and runs
@@ -157,8 +158,9 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
             left_out.append(run)
             continue
         params = {key: canonical(value) for key, value in sorted(run.params.items()) if key != FOLD}
-        key = json.dumps([params, run.inputs], sort_keys=True)
-        group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}, inputs=run.inputs))
+        collection = {RAW_DATA: run.inputs[RAW_DATA]} if run.inputs and RAW_DATA in run.inputs else None
+        key = json.dumps([params, collection], sort_keys=True)
+        group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}, inputs=collection))
         group.by_fold.setdefault(run.params[FOLD], []).append(run)
     for group in groups.values():
         group.by_fold = {fold: sorted(group.by_fold[fold], key=lambda r: r.timestamp or "", reverse=True)
@@ -191,6 +193,14 @@ def summarize(group: Group) -> dict:
     for fold, names in duplicates.items():
         warnings.append(f"fold {fold} was run {len(names)} times ({', '.join(names)}): the newest, "
                         f"{names[0]}, is used")
+    codes = {fold: (run.inputs or {}).get("code") for fold, run in used.items()}
+    if len(set(codes.values())) > 1:
+        by_code: dict = {}
+        for fold, code in codes.items():
+            by_code.setdefault(code, []).append(fold)
+        parts = "; ".join(f"folds {folds} with code {str(code)[:8]}" for code, folds in by_code.items())
+        warnings.append(f"the folds ran on different code ({parts}): if it changed what they compute, run the "
+                        f"folds again")
     stats = {score: mean_sd([used[fold].metrics[score] for fold in used]) for score in SCORES}
     return {
         "params": group.params,
@@ -209,15 +219,14 @@ def summarize(group: Group) -> dict:
 
 def differing_params(groups: list[Group]) -> list[str]:
     """The params whose value is not the same in every group (what tells the groups apart), sorted."""
-    keys = sorted({key for group in groups for key in group.params})
+    keys = sorted({key for group in groups for key in group.params} - {FOLDS})  # split.folds is always shown
     return [key for key in keys
             if len({json.dumps(group.params.get(key), sort_keys=True) for group in groups}) > 1]
 
 
 def differing_inputs(groups: list[Group]) -> list[str]:
-    """What of :func:`run_inputs` is not the same in every group ("data/raw", "code"), in that order."""
-    return [key for key in (RAW_DATA, "code")
-            if len({(group.inputs or {}).get(key) for group in groups}) > 1]
+    """``["data/raw"]`` when the groups read different collections, else []."""
+    return [RAW_DATA] if len({(group.inputs or {}).get(RAW_DATA) for group in groups}) > 1 else []
 
 
 def format_summaries(summaries: list[dict], shown_params: list[str], shown_inputs: list[str] = ()) -> str:

@@ -767,9 +767,13 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
     from musicid.audio import Level, non_finite_problem, read_blocks, soundfile_source, unfinished_wav_patches
     from musicid.checks import RenderError
 
-    level = Level()
+    level, non_finite = Level(), 0
     with soundfile.SoundFile(soundfile_source(path)) as handle:  # a name that is not UTF-8 goes as bytes
         for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
+            finite = np.isfinite(block)
+            if not finite.all():  # as render mends them: set to 0 (the silence test below still holds)
+                non_finite += block.size - int(np.count_nonzero(finite))
+                block = np.where(finite, block, np.float32(0.0))
             level.add(block)
     if level.count == 0:
         if (suffix or path.suffix).lower() in WAV_EXTENSIONS:
@@ -777,10 +781,10 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
                 if unfinished_wav_patches(handle, os.fstat(handle.fileno()).st_size):
                     return  # a WAV whose header was never finished: render reads the samples it holds
         raise RenderError("empty_render", "no audio frames")
-    problem = non_finite_problem(level)
+    problem = non_finite_problem(non_finite, level.count * len(level.mean))
     if problem:
         raise RenderError("non_finite", problem)
-    if not level.non_finite and level.rms_without_offset()[0] == 0.0:  # with a few NaN samples: render judges
+    if level.rms_without_offset()[0] == 0.0:
         raise RenderError("silent", "every sample has the same value (digital silence)")
 
 

@@ -364,7 +364,8 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
     audio = decode(level, stopped)
     mended = []
     if level.non_finite:  # a few NaN samples (a faulty export) are set to 0; a file of them is rejected
-        count, problem = level.non_finite, non_finite_problem(level)
+        count = level.non_finite
+        problem = non_finite_problem(count, level.count * len(level.mean))
         if problem:
             raise RenderError("non_finite", problem)
         del audio  # decoded again with them set to 0, before resampling spreads them

@@ -163,7 +163,7 @@ def code_version(package: Path = PACKAGE) -> str:
     return digest.hexdigest()
 
 
-def statements(source: str) -> str:
+def statements(source: str | bytes) -> str:
     """``source``'s syntax tree as text, its docstrings left out (ast drops comments and positions itself)."""
     tree = ast.parse(source)
     for node in ast.walk(tree):

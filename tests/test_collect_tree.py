@@ -478,7 +478,8 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     many_nan[::100] = np.nan  # 1 %: a damaged file
     files = {"tone.wav": (tone, "PCM_16"), "zeros.wav": (np.zeros(3 * rate, np.float32), "PCM_16"),
              "offset.wav": (np.full(3 * rate, 0.25, np.float32), "FLOAT"), "nan.wav": (with_nan, "FLOAT"),
-             "nans.wav": (many_nan, "FLOAT"),
+             "nans.wav": (many_nan, "FLOAT"), "silent_nan.wav": (np.where(np.arange(3 * rate) == 5, np.nan, 0.0)
+                                                                  .astype(np.float32), "FLOAT"),
              "none.wav": (np.zeros(0, np.float32), "PCM_16"), "quiet.flac": (tone * 1e-4, "PCM_24")}
     for name, (samples, subtype) in files.items():
         soundfile.write(tmp_path / name, samples, rate, subtype=subtype)
@@ -492,6 +493,7 @@ def test_an_audio_pick_is_decoded_for_what_no_render_param_would_accept(tmp_path
     found = {name: unusable_reason(tmp_path / name) for name in [*files, "cut.flac", "unfinished.wav"]}
     assert {name: reason and reason.split(":")[0] for name, reason in found.items()} == {
         "tone.wav": None, "zeros.wav": "silent", "offset.wav": "silent", "nan.wav": None, "nans.wav": "non_finite",
+        "silent_nan.wav": "silent",
         "none.wav": "empty_render", "quiet.flac": None, "cut.flac": None, "unfinished.wav": None}
 
 

@@ -169,6 +169,8 @@ def fake_dvc(monkeypatch, stdout: str, returncode: int = 0, stderr: str = ""):
 
     def fake_run(args, **kwargs):
         calls.append(args)
+        if args[:3] == ["dvc", "exp", "list"]:  # no experiment on another commit
+            return subprocess.CompletedProcess(args, 0, stdout="", stderr="")
         return subprocess.CompletedProcess(args, returncode, stdout=stdout, stderr=stderr)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -288,6 +290,13 @@ def test_runs_on_another_collection_or_code_are_another_group():
     text = format_summaries([summarize(group) for group in groups], [], differing_inputs(groups))
     assert [line for line in text.splitlines() if line.startswith("split")] == [
         "split.folds=3, data/raw 99998888: 1 of 3 folds", "split.folds=3, data/raw 11112222: 3 of 3 folds"]
+    # Other code (a comment edited before fold 2 was run again): one group, and a warning naming the folds.
+    old[2].inputs = run_inputs(deps("11112222333.dir", code="c2"))
+    groups, _ = group_runs(old)
+    assert len(groups) == 1
+    [warning] = summarize(groups[0])["warnings"]
+    assert warning.startswith("the folds ran on different code (folds [0, 1] with code ") and \
+        "; folds [2] with code " in warning
 
 
 def test_experiments_of_other_commits_are_pointed_to(monkeypatch, capsys):
@@ -301,6 +310,8 @@ def test_experiments_of_other_commits_are_pointed_to(monkeypatch, capsys):
 
     def fake_run(args, **kwargs):
         calls.append(args)
+        if args[:3] == ["dvc", "exp", "list"]:  # what `dvc exp list -A --name-only` prints
+            return subprocess.CompletedProcess(args, 0, stdout="good\nwaiting\n", stderr="")
         return subprocess.CompletedProcess(args, 0, stdout=json.dumps(every if "-A" in args else later), stderr="")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -308,9 +319,8 @@ def test_experiments_of_other_commits_are_pointed_to(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "cv: no scored experiment with split.folds >= 2; run the folds with `dvc exp run --queue "
         "-S split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`",
-        "cv: 1 cross-validation with scores on other commits: `python -m musicid cv -A` reads every commit's "
-        "experiments"]
-    assert calls == [["dvc", "exp", "show", "--json"], ["dvc", "exp", "show", "--json", "-A"]]
+        "cv: 2 experiments on other commits (`dvc exp list -A`): `python -m musicid cv -A` reads every commit's"]
+    assert calls == [["dvc", "exp", "show", "--json"], ["dvc", "exp", "list", "-A", "--name-only"]]
     assert main(["cv", "-A"]) == 1  # fold 0 is still queued there
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "split.folds=2: 1 of 2 folds"

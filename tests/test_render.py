@@ -716,3 +716,24 @@ def test_a_few_nan_samples_are_set_to_0_and_a_file_of_them_is_rejected(tmp_path)
     with pytest.raises(RenderError, match=r"^non_finite: audio holds 1920 NaN or infinite samples \(0\.2 % of its "
                                           r"samples; at most 0\.1 % are set to 0\)$"):
         render.load_audio_source(tmp_path / "ruined.wav", params())
+
+
+def test_channels_that_nearly_cancel_and_nan_samples_around_an_offset(tmp_path):
+    """L = -R + a trace of noise: the mix's energy, summed in float32 from a Gram matrix, went below 0 (a
+    math domain error) or gave the wrong reason; a sum of squares cannot. NaN samples set to 0 before the
+    offset was taken out became clicks at -offset."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        left = (0.6 * rng.standard_normal(5 * 48000)).astype(np.float32)
+        right = (-left + 1e-5 * rng.standard_normal(len(left))).astype(np.float32)
+        soundfile.write(tmp_path / "near.wav", np.stack([left, right], axis=1), 48000, subtype="FLOAT")
+        with pytest.raises(RenderError, match="cancel out when mixed to mono"):
+            render.load_audio_source(tmp_path / "near.wav", params(channels=1, sample_rate=16000))
+    tone = sine(440.0, 5.0, SR, 0.3) + np.float32(0.2)
+    holes = np.arange(1000, 20000, 2000)
+    damaged = tone.copy()
+    damaged[holes] = np.nan
+    soundfile.write(tmp_path / "damaged.wav", damaged, SR, subtype="FLOAT")
+    audio, repairs = render.load_audio_source(tmp_path / "damaged.wav", params())
+    assert repairs[0] == "10 NaN or infinite samples set to 0" and repairs[1].startswith("a constant offset of 0.2")
+    assert np.abs(audio[0, holes]).max() < 0.02  # silence where the NaN samples were, not -0.2
