@@ -33,6 +33,7 @@ Failures.
 
 from __future__ import annotations
 
+import ast
 import collections
 import contextlib
 import functools
@@ -115,8 +116,6 @@ def environment_fingerprint() -> dict[str, str]:
         fingerprint["libsndfile"] = soundfile.__libsndfile_version__
     except (ImportError, OSError):
         fingerprint["libsndfile"] = "not installed"
-    from musicid.render_cache import statements
-
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):  # each module's statements: a comment or docstring is no change
         source = path.read_bytes()  # as Python reads it: its coding line, if any, says how to decode it
@@ -129,6 +128,18 @@ def environment_fingerprint() -> dict[str, str]:
 
 
 CODE = "musicid code "  # the prefix of the fingerprint's one item per module
+
+
+def statements(source: str | bytes) -> str:
+    """``source``'s syntax tree as text, its docstrings left out (ast drops comments and positions itself)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def _check_environment(expected: dict[str, str]) -> None:

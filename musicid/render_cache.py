@@ -50,6 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from musicid.cluster import statements
 from musicid.params import RenderParams, as_dict
 from musicid.stage import StageError
 
@@ -161,18 +162,6 @@ def code_version(package: Path = PACKAGE) -> str:
     for path in code_modules(package=package):
         digest.update(path.name.encode() + b"\0" + statements(path.read_text(encoding="utf-8")).encode() + b"\0")
     return digest.hexdigest()
-
-
-def statements(source: str | bytes) -> str:
-    """``source``'s syntax tree as text, its docstrings left out (ast drops comments and positions itself)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
-                    isinstance(first.value.value, str):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.dump(tree)
 
 
 def fluidsynth_version() -> str:
