@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
                "none), 2 `dvc exp show` failed",
         description="Read `dvc exp show --json` in the current folder, group the experiments whose params "
-                    "differ only in split.fold and that read the same collection (data/raw) and code "
-                    "(run with split.folds >= 2, e.g. `dvc exp run --queue -S "
+                    "differ only in split.fold and that read the same collection (data/raw; folds run on "
+                    "different code are warned of) (run with split.folds >= 2, e.g. `dvc exp run --queue -S "
                     "split.folds=5 -S 'split.fold=range(5)'` and `dvc queue start`), and print for each group "
                     "the test track and clip macro-F1 and balanced accuracy of every fold, their mean and "
                     "sample standard deviation, and which folds are missing or were run twice.")

@@ -76,8 +76,9 @@ def run_inputs(deps: dict | None) -> dict | None:
     """What a run read besides its params, from its ``deps`` in ``dvc exp show --json``: the collection
     (``data/raw``'s hash) and the code (one digest of the hashes of every ``.py`` file the stages depend on).
     Folds of one cross-validation share both, whatever their fold; runs before and after a file was added to
-    the collection, or the code was changed, do not, and must not be averaged together. None when ``deps``
-    says nothing of them (an older DVC)."""
+    the collection do not, and must not be averaged together (:func:`group_runs`); other code is only warned
+    of (:func:`summarize`), since a comment edited changes its hashes too. None when ``deps`` says nothing of
+    them (an older DVC)."""
     if not isinstance(deps, dict):
         return None
     hashes = {path: (entry or {}).get("hash") for path, entry in deps.items() if isinstance(entry, dict)}
