@@ -87,8 +87,34 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
         return grad_x, grad_weight
 
 
+class MaxPool2x2(torch.autograd.Function):
+    """2x2 max pooling, a last odd row or column pooled on its own (``ceil_mode``).
+
+    The maxima come from PyTorch's channels-last CPU kernel, 5x to 9x faster
+    than its kernel for the (B, C, H, W) layout, and the gradient from the
+    latter's backward, so that every other layer keeps its layout and kernels:
+    the values are those of ``F.max_pool2d`` (a maximum is exact, and each
+    input gets the gradient of at most one output).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        pooled, indices = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel_size=2,
+                                       ceil_mode=True, return_indices=True)
+        indices = indices.contiguous()
+        ctx.save_for_backward(x, indices)
+        return pooled.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, [2, 2], [2, 2], [0, 0],
+                                                               [1, 1], True, indices)
+
+
 class ConvBlock(nn.Module):
-    """3x3 conv, batch norm, ReLU, 2x2 max pooling."""
+    """3x3 conv, batch norm, 2x2 max pooling, ReLU (the same as ReLU before the pooling, on a quarter of the
+    values: ReLU keeps the order of values, and both pass a gradient only to a window's positive maximum)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -96,8 +122,7 @@ class ConvBlock(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(F.relu(self.norm(ThreadInvariantConv3x3.apply(x, self.conv.weight))),
-                            kernel_size=2, ceil_mode=True)
+        return F.relu(MaxPool2x2.apply(self.norm(ThreadInvariantConv3x3.apply(x, self.conv.weight))))
 
 
 SYMBOLIC_WIDTH = 64  # width of the symbolic branch's hidden layer and output (and of the roll branch's)

@@ -274,3 +274,26 @@ def test_the_thread_invariant_convolution_gives_pytorchs_gradients(frozen, monke
         assert (ours.grad is None) == (reference.grad is None) == (not ours.requires_grad)
         if ours.grad is not None:
             torch.testing.assert_close(ours.grad, reference.grad)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 9, 11), (2, 3, 8, 6), (1, 1, 1, 5)])
+def test_a_conv_block_gives_the_values_and_gradients_of_relu_then_pytorchs_pooling(shape):
+    """Pooling before the ReLU, through the channels-last kernel, must change no value and no gradient,
+    odd rows and columns (ceil mode) and a window whose maximum is negative included, bit for bit."""
+    from musicid.model import MaxPool2x2
+
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=generator)
+    x[0, 0, 0, :2] = -1.0  # part of one window negative: only its positive values may get a gradient
+    ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn(*shape[:2], -(-shape[2] // 2), -(-shape[3] // 2), generator=generator)
+    pooled = torch.relu(MaxPool2x2.apply(ours))
+    expected = torch.nn.functional.max_pool2d(torch.relu(reference), kernel_size=2, ceil_mode=True)
+    assert pooled.is_contiguous() and torch.equal(pooled, expected)
+    (pooled * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    assert ours.grad.is_contiguous() and torch.equal(ours.grad, reference.grad)
+    # No ties here (gradcheck's finite differences split a tie's gradient).
+    assert torch.autograd.gradcheck(MaxPool2x2.apply, (torch.randn(*shape, generator=generator, dtype=torch.float64,
+                                                                   requires_grad=True),))
+
