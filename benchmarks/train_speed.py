@@ -1,30 +1,41 @@
-"""What thread-invariant training costs: three choices of convolution kernels, in one run.
+"""What thread-invariant training costs: four choices of convolution kernels, in one run.
 
 oneDNN's convolution weight gradient splits its sum over the batch among the
 threads, so weights trained with it depend on the thread count.  Training
-(``musicid.model.ThreadInvariantConv3x3``) runs that one pass of oneDNN on a
-single thread, and the forward pass and the input gradient on all.  This
-script trains the default model (with the table's symbolic features, as train
-does) for a few epochs on the same clips three ways, alternating:
+(``musicid.model.ThreadInvariantConv3x3``) cuts the batch into
+``WEIGHT_GRAD_PARTS`` fixed parts and runs that pass of oneDNN on one thread
+per part, the threads working at once, and the forward pass and the input
+gradient on all.  This script trains the default model (with the table's
+symbolic features, as train does) for a few epochs on the same clips four
+ways, alternating:
 
-- PyTorch's own kernels for all three passes (how training ran before),
-- training's way (oneDNN, the weight gradient on one thread),
+- PyTorch's own kernels for all three passes (how training ran at first),
+- oneDNN with the whole batch's weight gradient on one thread (how training ran
+  before the parts),
+- training's way (oneDNN, the weight gradient in parts, one thread each),
 - oneDNN on all threads for all three (PyTorch's default, not thread-invariant),
 
 and prints the median seconds per epoch of each, the ratios, and whether each
-gives the same weights with 1 and 2 threads.
+gives the same weights with 1 and all threads.
 
     python benchmarks/train_speed.py [--features data/features.h5] [--clips 512] [--epochs 2] [--repeats 3]
+
+Like the train stage, it sets ``GOMP_SPINCOUNT=10000`` unless the environment
+has it; ``GOMP_SPINCOUNT=300000`` (OpenMP's default) shows what the parts gain
+without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as stages/train.py sets it (see there), before torch loads
 
 import h5py
 import numpy as np
@@ -33,11 +44,15 @@ import torch.nn.functional as F
 
 from musicid import training
 from musicid.h5 import read_strings
+import musicid.model as cnn
 from musicid.model import ConvBlock, ModelConfig, onednn
 from musicid.params import load_section
 
 PROJECT = Path(__file__).resolve().parent.parent
-WAYS = {"pytorch": "PyTorch's kernels (before)", "training": "oneDNN, weight grad 1 thread",
+WAYS = {"pytorch": "PyTorch's kernels (at first)",
+        "single": "oneDNN, weight grad 1 thread",
+        "pooled": "  + channels-last max pooling",
+        "training": f"  + weight grad in {cnn.WEIGHT_GRAD_PARTS} parts",
         "onednn": "oneDNN's kernels"}
 
 
@@ -61,22 +76,29 @@ def load(features: Path, clips: int) -> dict:
 
 
 def plain_conv_block(self, x: torch.Tensor) -> torch.Tensor:
-    """ConvBlock.forward with nn.Conv2d's own autograd: one kernel family, all threads, for all three passes."""
+    """ConvBlock.forward with nn.Conv2d's own autograd: one kernel family, all threads, for all three passes,
+    and PyTorch's max pooling after the ReLU."""
     return F.max_pool2d(F.relu(self.norm(self.conv(x))), kernel_size=2, ceil_mode=True)
+
+
+def single_conv_block(self, x: torch.Tensor) -> torch.Tensor:
+    """ConvBlock.forward as it was before its pooling: PyTorch's (B, C, H, W) max pooling after the ReLU."""
+    return F.max_pool2d(F.relu(self.norm(cnn.ThreadInvariantConv3x3.apply(x, self.conv.weight))),
+                        kernel_size=2, ceil_mode=True)
 
 
 @contextlib.contextmanager
 def kernels(way: str):
-    if way == "training":
-        yield
-        return
-    training_forward = ConvBlock.forward
-    ConvBlock.forward = plain_conv_block
+    """Training's way, or one of the others: ``ConvBlock.forward`` and ``WEIGHT_GRAD_PARTS`` swapped in."""
+    block = {"pytorch": plain_conv_block, "onednn": plain_conv_block, "single": single_conv_block}.get(way)
+    training_forward, parts = ConvBlock.forward, cnn.WEIGHT_GRAD_PARTS
+    ConvBlock.forward = block or training_forward
+    cnn.WEIGHT_GRAD_PARTS = 1 if way in ("single", "pooled") else parts
     try:
-        with onednn(way == "onednn"):
+        with onednn(way != "pytorch"):
             yield
     finally:
-        ConvBlock.forward = training_forward
+        ConvBlock.forward, cnn.WEIGHT_GRAD_PARTS = training_forward, parts
 
 
 def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes]:
@@ -146,8 +168,12 @@ def main() -> int:
         same = "the same weights as" if weights[way, 1] == weights[way, threads] else "other weights than"
         print(f"{name:32s} median {statistics.median(times[way]):6.2f} s per epoch; "
               f"1 thread gives {same} {threads}")
+    same = "the same" if weights["pooled", threads] == weights["single", threads] else "other"
+    print(f"channels-last max pooling gives {same} weights as the pooling before it")
     median = {way: statistics.median(values) for way, values in times.items()}
     print(f"time per epoch, PyTorch's / training's: {median['pytorch'] / median['training']:.2f}; "
+          f"weight grad on 1 thread's / training's: {median['single'] / median['training']:.2f} "
+          f"(the pooling {median['single'] / median['pooled']:.2f}, the parts {median['pooled'] / median['training']:.2f}); "
           f"training's / oneDNN's: {median['training'] / median['onednn']:.2f}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -50,17 +51,69 @@ def onednn(enabled: bool) -> Iterator[None]:
         torch.backends.mkldnn.enabled = before
 
 
+# The batch's parts whose convolution weight gradients are each summed on one thread, then added in
+# this order: a constant, so that no thread count changes the rounding.  Up to this many threads share
+# the pass; on 2 cores, 4 parts train as fast as 2 (``benchmarks/train_speed.py``).
+WEIGHT_GRAD_PARTS = 4
+
+
+def _one_thread() -> None:
+    """A weight-gradient worker's start: PyTorch's threads of this thread (OpenMP's and MKL's are per
+    thread) set to one.  ``torch.set_num_threads`` also sets the count new threads start with, which
+    ``part_weight_grads`` sets back once its workers are done."""
+    torch.get_num_threads()  # takes the process's count first, which would otherwise override the 1 below
+    torch.set_num_threads(1)
+
+
+_workers: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _weight_grads(x: tuple[torch.Tensor, ...], shape: torch.Size, grad: tuple[torch.Tensor, ...],
+                  ) -> list[torch.Tensor]:
+    """oneDNN's weight gradient of each part, on the calling thread."""
+    with torch.no_grad():
+        return [torch.nn.grad.conv2d_weight(a, shape, b, padding=1) for a, b in zip(x, grad)]
+
+
+def part_weight_grads(x: torch.Tensor, shape: torch.Size, grad: torch.Tensor) -> list[torch.Tensor]:
+    """The 3x3 convolution's weight gradient of each of the ``WEIGHT_GRAD_PARTS`` parts of the batch, each
+    computed on one thread: part i on thread i modulo min(parts, threads), this thread being the first."""
+    global _workers
+    xs, grads = x.tensor_split(WEIGHT_GRAD_PARTS), grad.tensor_split(WEIGHT_GRAD_PARTS)
+    threads = torch.get_num_threads()
+    filled = [i for i in range(WEIGHT_GRAD_PARTS) if len(xs[i])]  # a batch of fewer rows leaves parts empty
+    lanes = max(1, min(len(filled), threads))
+    groups = [filled[lane::lanes] for lane in range(lanes)]
+    if lanes > 1 and _workers is None:
+        _workers = concurrent.futures.ThreadPoolExecutor(WEIGHT_GRAD_PARTS - 1, "musicid-weight-grad",
+                                                         initializer=_one_thread)
+    futures = [_workers.submit(_weight_grads, tuple(xs[i] for i in group), shape, tuple(grads[i] for i in group))
+               for group in groups[1:]]
+    torch.set_num_threads(1)
+    try:
+        results = [_weight_grads(tuple(xs[i] for i in groups[0]), shape, tuple(grads[i] for i in groups[0]))]
+        results += [future.result() for future in futures]
+    finally:
+        torch.set_num_threads(threads)  # after the workers: their start sets the count for new threads
+    parts = {}
+    for group, values in zip(groups, results):
+        parts.update(zip(group, values))
+    return [parts[i] for i in filled]
+
+
 class ThreadInvariantConv3x3(torch.autograd.Function):
     """A 3x3, stride-1, padding-1 convolution without bias whose gradients do not depend on the thread count.
 
     oneDNN's weight gradient splits its sum over the batch among the intra-op
     threads, so its rounding, and with it every trained weight, would depend
     on ``torch.get_num_threads()`` (deterministic mode does not cover that).
-    Here it runs on one thread, whatever the count, while the forward pass and
-    the input gradient, which compute each output value on one thread, use
-    them all.  PyTorch's own kernels train 1.5x to 1.8x slower and, with
-    PyTorch 2.13 on an Intel Xeon, give other weights on one thread than on
-    two as well (``benchmarks/train_speed.py``).
+    Here the batch is cut into ``WEIGHT_GRAD_PARTS`` fixed parts, each part's
+    gradient is computed by oneDNN on one thread, the threads working on
+    different parts at once, and the parts are added in their order; the
+    forward pass and the input gradient, which compute each output value on
+    one thread, use all threads.  PyTorch's own kernels train 1.5x to 1.8x
+    slower and, with PyTorch 2.13 on an Intel Xeon, give other weights on one
+    thread than on two as well (``benchmarks/train_speed.py``).
     """
 
     @staticmethod
@@ -73,17 +126,14 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            with onednn(True):
+        with onednn(True):
+            if ctx.needs_input_grad[0]:
                 grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=1)
-        if ctx.needs_input_grad[1]:  # not for a frozen weight
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with onednn(True):
-                    grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
-            finally:
-                torch.set_num_threads(threads)
+            if ctx.needs_input_grad[1]:  # not for a frozen weight
+                parts = part_weight_grads(x, weight.shape, grad)
+                grad_weight = parts[0]
+                for part in parts[1:]:
+                    grad_weight = grad_weight + part
         return grad_x, grad_weight
 
 

@@ -297,3 +297,34 @@ def test_a_conv_block_gives_the_values_and_gradients_of_relu_then_pytorchs_pooli
     assert torch.autograd.gradcheck(MaxPool2x2.apply, (torch.randn(*shape, generator=generator, dtype=torch.float64,
                                                                    requires_grad=True),))
 
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 10, 32])
+def test_the_weight_gradients_parts_add_up_to_pytorchs_and_do_not_depend_on_the_thread_count(rows):
+    """Each part on one thread, the parts on as many threads as there are (a batch of fewer rows than parts
+    leaves some empty): their sum is the convolution's weight gradient, the same bytes on 1, 2 or 3 threads."""
+    from musicid import model
+    from musicid.model import WEIGHT_GRAD_PARTS, part_weight_grads
+
+    generator = torch.Generator().manual_seed(2)
+    # Big enough for oneDNN to share one part's sum among threads, were a worker to have more than one.
+    x = torch.randn(rows, 1, 64, 64, generator=generator)  # as the first block's
+    weight = torch.randn(16, 1, 3, 3, generator=generator)
+    grad = torch.randn(rows, 16, 64, 64, generator=generator)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            parts = part_weight_grads(x, weight.shape, grad)
+            assert torch.get_num_threads() == count  # set back once the parts are done
+            if count > 1 and rows > 1:  # and the worker thread that took a part runs one thread
+                assert model._workers.submit(torch.get_num_threads).result() == 1
+            results.append(parts)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(results[0]) == min(rows, WEIGHT_GRAD_PARTS)
+    for parts in results[1:]:
+        assert [part.numpy().tobytes() for part in parts] == [part.numpy().tobytes() for part in results[0]]
+    x, weight, grad = x.double(), weight.double(), grad.double()  # float32 sums in another order differ a little
+    torch.testing.assert_close(sum(part_weight_grads(x, weight.shape, grad)),
+                               torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1))
