@@ -113,10 +113,13 @@ CONFIGS = {
     "mfcc": {"features.kind": "mfcc"},
     "balanced": {"train.sampler": "balanced"},
     "symbolic": {"features.symbolic": True},  # the notes of each clip's MIDI source, fused with the audio
-    "roll": {"features.symbolic_roll": True},  # and a piano roll of each clip, read by a conv branch
-    # the roll read by a cheaper branch: frames merged in pairs, half the conv widths
+    "noroll": {"features.symbolic_roll": False},  # no piano roll (the default before 2026-12-05)
+    # and a piano roll of each clip, read by a conv branch: the full one (three blocks of 16, 32, 64 on every frame)
+    "roll": {"features.symbolic_roll": True, "train.roll_pool": 1, "train.roll_channels": [16, 32, 64]},
+    # the roll read by a cheaper branch, frames merged in pairs, half the conv widths (the default since 2026-12-05)
     "rolllite": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32]},
-    "roll2": {"features.symbolic_roll": True, "train.roll_channels": [8, 16]},  # two narrow blocks, full frames
+    # two narrow blocks, full frames
+    "roll2": {"features.symbolic_roll": True, "train.roll_pool": 1, "train.roll_channels": [8, 16]},
     # the notes behind each training clip's symbolic features transposed by -3..3 semitones (the audio is not)
     "transpose": {"train.symbolic_transpose": 3},
     "rolllite-transpose": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32],

@@ -223,8 +223,8 @@ class FeatureParams(Section):
     batch_size: int = Field(gt=0)  # clips read, computed (shared among the threads) and written per step
     symbolic: bool  # also write each clip's symbolic features (musicid.symbolic) read from its MIDI source
     symbolic_key: Literal["absolute", "relative"]  # pitch classes from C, or from each source's estimated tonic
-    symbolic_texture: bool  # also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
-    symbolic_roll: bool  # also an 88 x 32 piano roll of the clip's window (musicid.symbolic), read by a conv branch
+    symbolic_texture: bool  # with symbolic: also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
+    symbolic_roll: bool  # with symbolic: also an 88 x 32 piano roll of the clip's window (musicid.symbolic), read by a conv branch
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
@@ -232,9 +232,6 @@ class FeatureParams(Section):
     def _check(self, info: ValidationInfo) -> FeatureParams:
         if self.n_fft % 2:
             raise KeyProblem("n_fft", f"must be even (frames are centred on their sample), got {self.n_fft}")
-        if self.symbolic_roll and not self.symbolic:
-            raise KeyProblem("symbolic_roll", "needs features.symbolic: true (the roll is read from the MIDI "
-                                              "sources with the other symbolic features)")
         if self.kind in ("logmel", "mfcc") and self.n_mels > self.n_fft // 2 + 1:
             raise KeyProblem("n_mels", f"must be at most the {self.n_fft // 2 + 1} frequency bins of features.n_fft "
                                        f"{self.n_fft} (more mel bands than bins leaves bands empty), got {self.n_mels}")

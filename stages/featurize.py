@@ -260,7 +260,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 if feature_params["symbolic_key"] == "absolute":
                     del feature_params["symbolic_key"]
                 for key in ("symbolic_texture", "symbolic_roll"):
-                    if not feature_params[key]:
+                    if not feature_params[key] or symbolic is None:  # (without symbolic features, neither is written)
                         del feature_params[key]
                 if symbolic is None:
                     del feature_params["symbolic"]

@@ -509,7 +509,7 @@ def symbolic_sources(tmp_path, audio):
 
 
 def run_symbolic_featurize(tmp_path, clips, audio, raw, name="symbolic", **features):
-    path = write_params(tmp_path, features={"symbolic": True, **features})
+    path = write_params(tmp_path, features={"symbolic": True, "symbolic_roll": False, **features})  # roll: its own test
     code = FEATURIZE.main(["--params", str(path), "--clips", str(clips), "--out", str(tmp_path / f"{name}.h5"),
                            "--render-report", str(audio / "report.json"), "--raw", str(raw), "--jobs", "1"])
     return code, tmp_path / f"{name}.h5"
@@ -627,11 +627,15 @@ def test_piano_roll_symbolic_features(tmp_path, audio, capsys):
     capsys.readouterr()
     code, _ = run_symbolic_featurize(tmp_path, clips, audio, raw, name="bad", symbolic_roll="wide")
     assert code == 2 and "features.symbolic_roll" in capsys.readouterr().err
-    code = FEATURIZE.main(["--params", str(write_params(tmp_path, features={"symbolic": False, "symbolic_roll": True})),
-                           "--clips", str(clips), "--out", str(tmp_path / "off.h5")])
-    assert code == 2 and capsys.readouterr().err.endswith(
-        "features.symbolic_roll needs features.symbolic: true (the roll is read from the MIDI sources with "
-        "the other symbolic features)\n") and not (tmp_path / "off.h5").exists()
+    # The roll is one of the symbolic features: with them off (the roll on, as by default) there is neither,
+    # and the table says so, as one made with both off does.
+    code, off = run_featurize(tmp_path, clips, name="off", features={"symbolic": False, "symbolic_roll": True})
+    _, both_off = run_featurize(tmp_path, clips, name="both_off", features={"symbolic": False, "symbolic_roll": False})
+    assert code == 0 and "; symbolic [" not in capsys.readouterr().out
+    with h5py.File(off, "r") as table:
+        assert "symbolic" not in table and "symbolic_roll_shape" not in table.attrs
+        assert "symbolic_roll" not in json.loads(table.attrs["params"])["features"]
+    assert digest(off) == digest(both_off)
 
 
 def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):

@@ -436,8 +436,8 @@ def test_clip_and_featurize_on_a_cluster_give_the_bytes_of_the_local_pool(tmp_pa
                      cluster.scheduler_address) == 0
     assert same_bytes(tmp_path / "features_local.h5", tmp_path / "features_cluster.h5")
     out = capsys.readouterr().out
-    assert "symbolic [44] for 24 of 24 clips; 2 local workers -> " in out
-    assert f"symbolic [44] for 24 of 24 clips; Dask cluster {cluster.scheduler_address}, 2 worker threads -> " in out
+    assert "symbolic [2860] for 24 of 24 clips; 2 local workers -> " in out
+    assert f"symbolic [2860] for 24 of 24 clips; Dask cluster {cluster.scheduler_address}, 2 worker threads -> " in out
 
 
 def test_a_track_that_kills_every_worker_is_dropped_as_worker_crash(tmp_path, audio, faulty_cluster, capsys):

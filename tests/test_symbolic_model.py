@@ -400,7 +400,7 @@ def write_symbolic_checkpoint(path, **features):
     if not SOUNDFONT.is_file():
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
-    params["features"].update(symbolic=True, **features)
+    params["features"].update(symbolic=True, **{"symbolic_roll": False, **features})  # the roll: asked for by name
     dim = symbolic_dim(params["features"]["symbolic_texture"], params["features"]["symbolic_roll"])
     torch.manual_seed(0)
     config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
