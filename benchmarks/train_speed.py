@@ -6,7 +6,7 @@ threads, so weights trained with it depend on the thread count.  Training
 ``WEIGHT_GRAD_PARTS`` fixed parts and runs that pass of oneDNN on one thread
 per part, the threads working at once, and the forward pass and the input
 gradient on all.  This script trains the default model (with the table's
-symbolic features, as train does) for a few epochs on the same clips four
+symbolic features and piano roll, as train does) for a few epochs on the same clips four
 ways, alternating:
 
 - PyTorch's own kernels for all three passes (how training ran at first),
@@ -64,7 +64,7 @@ def load(features: Path, clips: int) -> dict:
         mean = np.asarray(table.attrs["band_mean"], np.float32)
         std = np.asarray(table.attrs["band_std"], np.float32)
         symbolic = "symbolic" in table and "symbolic_mean" in table.attrs
-        data = {}
+        data = {"roll_shape": [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]}
         for split, count in (("train", clips), ("val", max(clips // 4, 1))):
             index = np.flatnonzero(splits == split)[:count]
             data[f"{split}_x"] = training.normalise(table["features"][index], mean, std)
@@ -106,7 +106,9 @@ def train_once(data: dict, params, way: str, threads: int) -> tuple[float, bytes
     symbolic = data["train_symbolic"]
     config = ModelConfig(n_bands=data["train_x"].shape[1], n_classes=int(data["train_y"].max()) + 1,
                          channels=list(params.channels), embedding_dim=params.embedding_dim,
-                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else symbolic.shape[1] - 1)
+                         dropout=params.dropout, symbolic_dim=0 if symbolic is None else symbolic.shape[1] - 1,
+                         roll_shape=data["roll_shape"] if symbolic is not None else [],
+                         roll_channels=list(params.roll_channels), roll_pool=params.roll_pool)
     torch.set_num_threads(threads)
     with kernels(way):
         started = time.perf_counter()
@@ -153,6 +155,8 @@ def main() -> int:
     data = load(args.features, args.clips)
     threads = torch.get_num_threads()
     symbolic = "with" if data["train_symbolic"] is not None else "without"
+    if data["train_symbolic"] is not None and data["roll_shape"]:
+        symbolic += " the piano roll and"
     print(f"{len(data['train_x'])} training clips [{data['train_x'].shape[1]} x {data['train_x'].shape[2]}] "
           f"{symbolic} symbolic features, {args.epochs} epochs, {threads} threads, {args.repeats} runs of each, "
           "alternating")
