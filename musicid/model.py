@@ -53,7 +53,7 @@ def onednn(enabled: bool) -> Iterator[None]:
 
 # The batch's parts whose convolution weight gradients are each summed on one thread, then added in
 # this order: a constant, so that no thread count changes the rounding.  Up to this many threads share
-# the pass; on 2 cores, 4 parts train as fast as 2 (``benchmarks/train_speed.py``).
+# the pass; on 2 cores the weight gradient alone took as long in 4 parts as in 2.
 WEIGHT_GRAD_PARTS = 4
 
 
@@ -140,8 +140,10 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
 class MaxPool2x2(torch.autograd.Function):
     """2x2 max pooling, a last odd row or column pooled on its own (``ceil_mode``).
 
-    The maxima come from PyTorch's channels-last CPU kernel, 5x to 9x faster
-    than its kernel for the (B, C, H, W) layout, and the gradient from the
+    The maxima come from PyTorch's channels-last CPU kernel, which with the
+    copy into that layout is several times faster than its kernel for the
+    (B, C, H, W) layout (training 1.14x to 1.19x faster in
+    ``benchmarks/train_speed.py``), and the gradient from the
     latter's backward, so that every other layer keeps its layout and kernels:
     the values are those of ``F.max_pool2d`` (a maximum is exact, and each
     input gets the gradient of at most one output).

@@ -19,8 +19,8 @@ from pathlib import Path
 
 # Read by OpenMP (GNU libgomp, PyTorch's) when torch loads: a thread that finished its share of an
 # operation waits this many spins (default 300,000) before it sleeps.  Spinning that long takes the core
-# the convolution weight gradient's other thread needs (musicid.model.part_weight_grads): training ran 1.01x
-# faster with the parts than without, and 1.12x with this (benchmarks/train_speed.py).
+# the convolution weight gradient's other thread needs (musicid.model.part_weight_grads): training ran 0.97x
+# as fast with the parts as without, and 1.13x to 1.14x as fast with this (benchmarks/train_speed.py).
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import h5py
