@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 @dataclass
@@ -68,6 +71,26 @@ def _one_thread() -> None:
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
 
 
+def _start_workers() -> concurrent.futures.ThreadPoolExecutor:
+    """The pool of ``WEIGHT_GRAD_PARTS - 1`` one-thread workers, every one started before this returns, so
+    that no worker starts later (its start would set the count new threads get back to one)."""
+    workers = concurrent.futures.ThreadPoolExecutor(WEIGHT_GRAD_PARTS - 1, "musicid-weight-grad",
+                                                    initializer=_one_thread)
+    started = threading.Barrier(WEIGHT_GRAD_PARTS - 1)
+    for future in [workers.submit(started.wait) for _ in range(WEIGHT_GRAD_PARTS - 1)]:
+        future.result()
+    return workers
+
+
+def _forget_workers() -> None:
+    """In a forked child: the pool's threads are the parent's, so a new one is started when needed."""
+    global _workers
+    _workers = None
+
+
+os.register_at_fork(after_in_child=_forget_workers)
+
+
 def _weight_grads(x: tuple[torch.Tensor, ...], shape: torch.Size, grad: tuple[torch.Tensor, ...],
                   ) -> list[torch.Tensor]:
     """oneDNN's weight gradient of each part, on the calling thread."""
@@ -79,18 +102,19 @@ def part_weight_grads(x: torch.Tensor, shape: torch.Size, grad: torch.Tensor) ->
     """The 3x3 convolution's weight gradient of each of the ``WEIGHT_GRAD_PARTS`` parts of the batch, each
     computed on one thread: part i on thread i modulo min(parts, threads), this thread being the first."""
     global _workers
+    if not len(x):
+        return [grad.new_zeros(shape)]
     xs, grads = x.tensor_split(WEIGHT_GRAD_PARTS), grad.tensor_split(WEIGHT_GRAD_PARTS)
     threads = torch.get_num_threads()
     filled = [i for i in range(WEIGHT_GRAD_PARTS) if len(xs[i])]  # a batch of fewer rows leaves parts empty
     lanes = max(1, min(len(filled), threads))
     groups = [filled[lane::lanes] for lane in range(lanes)]
-    if lanes > 1 and _workers is None:
-        _workers = concurrent.futures.ThreadPoolExecutor(WEIGHT_GRAD_PARTS - 1, "musicid-weight-grad",
-                                                         initializer=_one_thread)
-    futures = [_workers.submit(_weight_grads, tuple(xs[i] for i in group), shape, tuple(grads[i] for i in group))
-               for group in groups[1:]]
-    torch.set_num_threads(1)
     try:
+        if lanes > 1 and _workers is None:
+            _workers = _start_workers()
+        futures = [_workers.submit(_weight_grads, tuple(xs[i] for i in group), shape,
+                                   tuple(grads[i] for i in group)) for group in groups[1:]]
+        torch.set_num_threads(1)
         results = [_weight_grads(tuple(xs[i] for i in groups[0]), shape, tuple(grads[i] for i in groups[0]))]
         results += [future.result() for future in futures]
     finally:
@@ -123,13 +147,16 @@ class ThreadInvariantConv3x3(torch.autograd.Function):
             return F.conv2d(x, weight, padding=1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = None
         with onednn(True):
             if ctx.needs_input_grad[0]:
                 grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, padding=1)
-            if ctx.needs_input_grad[1]:  # not for a frozen weight
+            if ctx.needs_input_grad[1] and x.device.type != "cpu":  # the parts are for CPU threads
+                grad_weight = torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1)
+            elif ctx.needs_input_grad[1]:  # not for a frozen weight
                 parts = part_weight_grads(x, weight.shape, grad)
                 grad_weight = parts[0]
                 for part in parts[1:]:
@@ -151,13 +178,15 @@ class MaxPool2x2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        pooled, indices = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel_size=2,
+        layout = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format  # (a GPU: its own)
+        pooled, indices = F.max_pool2d(x.contiguous(memory_format=layout), kernel_size=2,
                                        ceil_mode=True, return_indices=True)
         indices = indices.contiguous()
         ctx.save_for_backward(x, indices)
         return pooled.contiguous()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, indices = ctx.saved_tensors
         return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, [2, 2], [2, 2], [0, 0],

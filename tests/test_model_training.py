@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -285,6 +287,7 @@ def test_a_conv_block_gives_the_values_and_gradients_of_relu_then_pytorchs_pooli
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(*shape, generator=generator)
     x[0, 0, 0, :2] = -1.0  # part of one window negative: only its positive values may get a gradient
+    x[-1, -1] = torch.randint(0, 2, x.shape[2:], generator=generator).float()  # ties, as in a piano roll
     ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
     upstream = torch.randn(*shape[:2], -(-shape[2] // 2), -(-shape[3] // 2), generator=generator)
     pooled = torch.relu(MaxPool2x2.apply(ours))
@@ -328,3 +331,41 @@ def test_the_weight_gradients_parts_add_up_to_pytorchs_and_do_not_depend_on_the_
     x, weight, grad = x.double(), weight.double(), grad.double()  # float32 sums in another order differ a little
     torch.testing.assert_close(sum(part_weight_grads(x, weight.shape, grad)),
                                torch.nn.grad.conv2d_weight(x, weight.shape, grad, padding=1))
+
+
+def test_an_empty_batch_has_a_zero_weight_gradient():
+    from musicid.model import part_weight_grads
+
+    parts = part_weight_grads(torch.zeros(0, 3, 4, 4), torch.Size([5, 3, 3, 3]), torch.zeros(0, 5, 4, 4))
+    assert len(parts) == 1 and parts[0].shape == (5, 3, 3, 3) and not parts[0].any()
+
+
+def test_a_forked_child_computes_the_parts_with_workers_of_its_own():
+    """A child forked after training has the parent's pool but none of its threads: it must not wait on them."""
+    import multiprocessing
+
+    from musicid.model import part_weight_grads
+
+    def parts():
+        generator = torch.Generator().manual_seed(3)
+        x, grad = torch.randn(8, 2, 6, 6, generator=generator), torch.randn(8, 4, 6, 6, generator=generator)
+        return part_weight_grads(x, torch.Size([4, 2, 3, 3]), grad)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = parts()  # the parent's pool exists now
+
+        def child():
+            torch.set_num_threads(2)
+            os._exit(0 if all(torch.equal(a, b) for a, b in zip(parts(), expected)) else 1)
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(timeout=60)
+        hung = process.is_alive()
+        if hung:
+            process.kill()
+        assert not hung and process.exitcode == 0
+    finally:
+        torch.set_num_threads(threads)

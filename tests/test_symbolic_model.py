@@ -489,3 +489,7 @@ def test_predict_reads_the_piano_roll_when_the_model_was_trained_with_it(tmp_pat
     first = with_roll[0, SYMBOLIC_DIM:-1].reshape(ROLL_PITCHES, ROLL_FRAMES)
     assert first[60 - 21, :4].tolist() == [1.0] * 4 and first[61 - 21, 4:8].tolist() == [1.0] * 4
     assert roll.predict(midi).error is None
+    # An audio file (the roll is on by default): its clips are scored with no notes, roll and all.
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    from_wav = roll.predict(wav)
+    assert from_wav.error is None and not from_wav.symbolic and from_wav.clips == 2
