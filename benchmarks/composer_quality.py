@@ -322,13 +322,20 @@ def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path
     return folder / "features.h5", cached(folder, work)
 
 
-def run_key(features: Path, params: dict) -> str:
-    """The cache key of one training run: its features and its train and evaluate params.
+# Training code that rounds differently from the runs before it: a new value trains every run again rather
+# than pair a cached run of the old code with a new one (2: the weight gradient in parts, 2026-12-05).
+TRAINING_CODE = 2
+
+
+def run_key(features: Path, params: dict, code: int = TRAINING_CODE) -> str:
+    """The cache key of one training run: its features, its train and evaluate params and the training
+    code's ``TRAINING_CODE`` (1, the runs before it existed, adds nothing: their keys stay as they were).
 
     A train param at its "off" value (``NEUTRAL_TRAIN``) is left out: runs made before it existed are the
     same runs.
     """
-    return digest(str(features), without_neutral(params["train"], NEUTRAL_TRAIN), params["evaluate"])
+    return digest(str(features), without_neutral(params["train"], NEUTRAL_TRAIN), params["evaluate"],
+                  *((code,) if code > 1 else ()))
 
 
 def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:

@@ -85,7 +85,7 @@ def fold_count(task_dir: Path, config: str, given: int | None = None) -> int:
 
 def find_table(task_dir: Path, run: Path) -> Path:
     """The features table a run was trained on: the one made from the same clip, split and features params."""
-    from composer_quality import run_key
+    from composer_quality import TRAINING_CODE, run_key
 
     params = read_params(run)
     wanted = {key: params[key] for key in TABLE_SECTIONS}
@@ -93,7 +93,8 @@ def find_table(task_dir: Path, run: Path) -> Path:
                if (folder / "features.h5").is_file()
                and all(read_params(folder)[key] == value for key, value in wanted.items())]
     if len(matches) > 1:  # the same params over other audio (the task rendered again): the run's key says which
-        matches = [table for table in matches if run_key(table, params) == run.name]
+        matches = [table for table in matches  # (a run of any training code: its key says which table)
+                   if run.name in {run_key(table, params, code) for code in range(1, TRAINING_CODE + 1)}]
     if len(matches) != 1:
         raise stop(f"{run}: {len(matches)} features tables match its params (want 1)")
     return matches[0]

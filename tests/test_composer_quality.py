@@ -126,6 +126,14 @@ def test_a_param_at_its_off_value_keeps_the_cache_key_of_runs_made_before_it_exi
     assert suite.run_key(features, suite.apply(PARAMS, {"train.seed": 1})) != suite.run_key(features, params)
 
 
+def test_runs_of_other_training_code_are_not_taken_from_the_cache(tmp_path):
+    """A run trained before the weight gradient's parts rounds differently: today's code trains it again,
+    and the key of such a run stays what it was (its folder is still found by the readers of runs)."""
+    features = tmp_path / "features.h5"
+    old = suite.digest(str(features), suite.without_neutral(PARAMS["train"], suite.NEUTRAL_TRAIN), PARAMS["evaluate"])
+    assert suite.run_key(features, PARAMS, code=1) == old != suite.run_key(features, PARAMS)
+
+
 def test_a_seed_given_twice_is_refused(capsys, monkeypatch, tmp_path):
     def run_cell(*_):
         raise AssertionError("the suite ran")
