@@ -26,6 +26,8 @@ import statistics
 import sys
 import time
 
+from train_speed import load, training_parser  # first: it sets GOMP_SPINCOUNT, as train does, before torch loads
+
 import h5py
 import torch
 import torch.utils.deterministic
@@ -33,7 +35,6 @@ import torch.utils.deterministic
 from musicid import training
 from musicid.model import ModelConfig
 from musicid.params import load_section
-from train_speed import load, training_parser
 
 WAYS = {True: "NaN filling on (before)", False: "NaN filling off (training now)"}
 

@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from train_speed import load, training_parser  # first: it sets GOMP_SPINCOUNT, as train does, before torch loads
+
 import h5py
 import numpy as np
 import torch
@@ -30,7 +32,6 @@ import torch
 from musicid import training
 from musicid.model import ModelConfig
 from musicid.params import load_section
-from train_speed import load, training_parser
 
 # name -> (train.roll_channels, train.roll_pool); None: without the roll
 BRANCHES = {"no roll": None, "roll 16-32-64": ([16, 32, 64], 1), "roll 8-16-32, pool 2": ([8, 16, 32], 2),
