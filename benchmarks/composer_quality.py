@@ -130,13 +130,16 @@ CONFIGS = {
     "mixup": {"train.mixup": 0.2},
     "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track (the default now)
     "cap16": {"clip.max_clips_per_track": 16},  # at most 16 clips per training track (the default before)
+    # every training track the same weight in the loss within its class, or by the square root of its length
+    "tbal": {"train.track_balance": 1.0},
+    "tbal-sqrt": {"train.track_balance": 0.5},
     "instruments": {"render.program": None},  # the instruments music21 writes, instead of the task's one program
 }
 
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
-                 "symbolic_transpose": 0}
+                 "symbolic_transpose": 0, "track_balance": 0.0}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False}
 
 

@@ -286,6 +286,7 @@ class TrainParams(Section):
     roll_channels: list[int] = Field(min_length=1)  # features.symbolic_roll: output channels of each roll conv block
     roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
     track_notes: float = Field(ge=0)  # C of the track-level regression on the notes' statistics (0: off)
+    track_balance: float = Field(ge=0, le=1)  # a training clip's loss weight, within its class: its track's clips ** -this
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
@@ -299,6 +300,9 @@ class TrainParams(Section):
         if self.loss != "ce" and self.batch_size < 3:
             raise KeyProblem("batch_size", f"must be at least 3 with train.loss {self.loss} (a triplet is an anchor, "
                                            f"a clip of its class and one of another), got {self.batch_size}")
+        if self.mixup and self.track_balance:
+            raise KeyProblem("track_balance", f"must be 0 with train.mixup > 0 (a mixed clip belongs to two tracks), "
+                                              f"got {self.track_balance:g}")
         if self.keep == "last" and self.patience:
             raise KeyProblem("patience", f"must be 0 with train.keep last (early stopping keeps the best epoch, "
                                          f"not the last), got {self.patience}")

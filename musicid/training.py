@@ -354,7 +354,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                 config: ModelConfig, train: TrainParams, progress=lambda items, **_: items,
                 on_epoch=lambda log: None, train_symbolic: np.ndarray | None = None,
                 val_symbolic: np.ndarray | None = None, pitch: PitchAxis | None = None,
-                symbolic_axis: SymbolicAxis | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+                symbolic_axis: SymbolicAxis | None = None,
+                train_tracks: np.ndarray | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     """Train with AdamW and a one-cycle schedule; keep the epoch with the best val macro-F1
     (``train.keep`` best) or the last epoch (``train.keep`` last, val then only logged).
 
@@ -369,7 +370,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     ``train`` is the ``train`` section of params.yaml.  ``on_epoch`` receives
     each epoch's log (for dvclive); ``pitch`` describes the bands of
     constant-Q or chroma features, needed by ``train.pitch_shift``; ``symbolic_axis`` the symbolic input,
-    needed by ``train.symbolic_transpose``.  Returns (kept model, per-epoch log, kept
+    needed by ``train.symbolic_transpose``; ``train_tracks`` (str [N]) the training clips' tracks, needed by
+    ``train.track_balance``.  Returns (kept model, per-epoch log, kept
     epoch number counted from 1).  Raises EmptyValidationSplit without
     validation clips, as the kept epoch would then be chosen on nothing.
     The weights are the same bytes for the same number of PyTorch threads; with another number only when no
@@ -380,8 +382,28 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
                                    "set split.val > 0 in params.yaml (each class needs a validation track)")
     if train.symbolic_transpose and (train_symbolic is None or symbolic_axis is None):
         raise ValueError("train.symbolic_transpose needs symbolic features and their SymbolicAxis")
+    if train.track_balance and (train_tracks is None or len(train_tracks) != len(train_y)):
+        raise ValueError("train.track_balance needs the training clips' tracks")
     return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
-                  train_symbolic, val_symbolic, pitch, symbolic_axis)
+                  train_symbolic, val_symbolic, pitch, symbolic_axis, train_tracks)
+
+
+def track_balance_weights(labels: np.ndarray, tracks: np.ndarray, class_weights: np.ndarray,
+                          power: float) -> np.ndarray:
+    """Each training clip's weight in the loss (float64 [N]) under ``train.track_balance`` = ``power``.
+
+    Within its class a clip weighs its track's clip count to the power ``-power`` (1: every track the same
+    however long, 0: every clip the same), scaled so that each class's clips add up to what the class
+    weights give them (``class_weights[c]`` times the class's clip count): the classes keep their balance
+    and only the tracks within a class are reweighted.
+    """
+    _, track_index, track_clips = np.unique(tracks, return_inverse=True, return_counts=True)
+    raw = track_clips[track_index].astype(np.float64) ** -power
+    weights = np.zeros(len(labels), np.float64)
+    for label in np.unique(labels):
+        rows = labels == label
+        weights[rows] = class_weights[label] * rows.sum() * raw[rows] / raw[rows].sum()
+    return weights
 
 
 def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -395,7 +417,8 @@ def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Gene
 
 def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainParams, progress,
            on_epoch, train_symbolic=None, val_symbolic=None, pitch: PitchAxis | None = None,
-           symbolic_axis: SymbolicAxis | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
+           symbolic_axis: SymbolicAxis | None = None,
+           train_tracks: np.ndarray | None = None) -> tuple[SpectrogramCNN, list[EpochLog], int]:
     seed_everything(train.seed)
     device = pick_device()
     model = SpectrogramCNN(config).to(device)
@@ -413,6 +436,10 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
     weights = torch.tensor(counts.sum() / np.maximum(counts, 1) / config.n_classes, dtype=torch.float32)
     if train.sampler == "balanced":
         weights = torch.ones(config.n_classes)
+    # train.track_balance: each clip's own weight instead (its class's weight, shared out among the class's
+    # tracks); off, the class weights alone, through cross_entropy's weight as before.
+    clip_weights = None if not train.track_balance else torch.from_numpy(track_balance_weights(
+        train_y, train_tracks, weights.double().numpy(), train.track_balance)).to(torch.float32)
     weights = weights.to(device)
     inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
     # The symbolic dropout masks (and transpositions) come from a generator of their own, so
@@ -445,8 +472,13 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
             loss = torch.zeros((), device=device)
             if model.uses_classifier:
                 logits = model.logits(embeddings)
-                loss = loss + share * F.cross_entropy(logits, y, weight=weights,
-                                                      label_smoothing=train.label_smoothing)
+                if clip_weights is None:
+                    loss = loss + share * F.cross_entropy(logits, y, weight=weights,
+                                                          label_smoothing=train.label_smoothing)
+                else:  # a weighted mean, as cross_entropy's class weights make one (mixup is refused with it)
+                    weight = clip_weights[index].to(device)
+                    loss = loss + (weight * F.cross_entropy(logits, y, reduction="none",
+                                                            label_smoothing=train.label_smoothing)).sum() / weight.sum()
                 if share < 1.0:
                     loss = loss + (1.0 - share) * F.cross_entropy(logits, partner_y, weight=weights,
                                                                   label_smoothing=train.label_smoothing)

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParamsError(f"{args.params}: train.roll_pool must be at most the piano roll's {roll_shape[1]} "
                           f"frames ({args.features}), got {params.roll_pool}")
     pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
-    train_x, train_y, _ = load_split(args.features, "train")
+    train_x, train_y, train_tracks = load_split(args.features, "train")
     val_x, val_y, val_tracks = load_split(args.features, "val")
     if len(train_x) == 0:
         print("train: the training split is empty", file=sys.stderr)
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
                 model, log, kept_epoch = train_model(train_x, train_y, val_x, val_y, config, params,
                                                      progress=progress, on_epoch=on_epoch, pitch=pitch,
                                                      train_symbolic=train_symbolic, val_symbolic=val_symbolic,
-                                                     symbolic_axis=symbolic_axis)
+                                                     symbolic_axis=symbolic_axis, train_tracks=train_tracks)
             save_training_curves_png(staging / "curves.png", [e.epoch for e in log],
                                      [e.train_loss for e in log], [e.val_macro_f1 for e in log], kept_epoch)
             device = pick_device()

@@ -13,7 +13,7 @@ import yaml
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.params import ParamsError
 from musicid.training import (PitchAxis, checkpoint_bytes, clip_gradients, parameter_groups, pitch_shift,
-                              train_model)
+                              track_balance_weights, train_model)
 from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_wav
 from tests.test_train_stage import arguments, splits_of, write_features
 
@@ -129,18 +129,25 @@ def tiny_data(bands: int = 12):
     return x[:32], y[:32], x[32:], y[32:]
 
 
+def uneven_tracks(labels: np.ndarray) -> np.ndarray:
+    """Each class's clips in one long track (the first 12) and single-clip tracks (the rest)."""
+    return np.array([f"{label}-long" if i < 24 else f"{label}-{i}" for i, label in enumerate(labels)], dtype=object)
+
+
 def trained_bytes(**levers) -> bytes:
     train_x, train_y, val_x, val_y = tiny_data()
     params = section_params("train", epochs=2, channels=[4, 8], embedding_dim=4, batch_size=8, **levers)
     config = ModelConfig(n_bands=12, n_classes=2, channels=[4, 8], embedding_dim=4, dropout=params.dropout)
     axis = PitchAxis("chroma", 12, -100.0, np.zeros(12, np.float32), np.ones(12, np.float32))
-    model, log, _ = train_model(train_x, train_y, val_x, val_y, config, params, pitch=axis)
+    model, log, _ = train_model(train_x, train_y, val_x, val_y, config, params, pitch=axis,
+                                train_tracks=uneven_tracks(train_y))
     assert all(np.isfinite(entry.train_loss) for entry in log)
     return checkpoint_bytes(model, ["a", "b"], np.zeros(12), np.ones(12), {})
 
 
 @pytest.mark.parametrize("levers", [{"label_smoothing": 0.1}, {"mixup": 0.4}, {"grad_clip": 0.05},
-                                    {"pitch_shift": 2}, {"ema": 0.9}])
+                                    {"pitch_shift": 2}, {"ema": 0.9}, {"track_balance": 1.0},
+                                    {"track_balance": 0.5}])
 def test_each_lever_changes_the_model_and_is_deterministic(levers):
     once = trained_bytes(**levers)
     assert trained_bytes(**levers) == once
@@ -158,6 +165,8 @@ def test_each_lever_changes_the_model_and_is_deterministic(levers):
     ("pitch_shift", 1.5, r"train\.pitch_shift must be an integer, got 1\.5"),
     ("novelty", "euclid", r"train\.novelty must be 'cosine' or 'mahalanobis', got 'euclid'"),
     ("keep", "first", r"train\.keep must be 'best' or 'last', got 'first'"),
+    ("track_balance", 1.5, r"train\.track_balance must be <= 1, got 1\.5"),
+    ("track_balance", -0.5, r"train\.track_balance must be >= 0, got -0\.5"),
 ])
 def test_bad_lever_values_are_named(key, value, message):
     with pytest.raises(ParamsError, match=message):
@@ -169,6 +178,43 @@ def test_mixup_needs_the_cross_entropy_loss_alone(loss):
     with pytest.raises(ParamsError, match=rf"train\.mixup must be 0 with train\.loss {loss.replace('+', '.')} "
                                           r"\(a mixed clip has no one label for its triplets\), got 0\.2"):
         section_params("train", mixup=0.2, loss=loss)
+
+
+def test_track_balance_refuses_mixup():
+    with pytest.raises(ParamsError, match=r"train\.track_balance must be 0 with train\.mixup > 0 \(a mixed clip "
+                                          r"belongs to two tracks\), got 1"):
+        section_params("train", mixup=0.2, track_balance=1.0)
+
+
+def test_track_balance_weighs_tracks_within_their_class_and_keeps_the_classes_totals():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    tracks = np.array(["a", "a", "a", "b", "c", "d"], dtype=object)
+    class_weights = np.array([0.75, 1.5])  # inverse frequency, as train gives them: 6 / (2 * count)
+    assert np.allclose(track_balance_weights(labels, tracks, class_weights, 0.0), [0.75] * 4 + [1.5] * 2)
+    whole = track_balance_weights(labels, tracks, class_weights, 1.0)
+    assert np.allclose(whole, [0.5, 0.5, 0.5, 1.5, 1.5, 1.5])  # tracks a and b weigh 1.5 each
+    root = track_balance_weights(labels, tracks, class_weights, 0.5)
+    assert np.isclose(root[:3].sum() / root[3], np.sqrt(3))  # a track of 3 clips weighs sqrt(3) one of 1
+    for weights in (whole, root):
+        assert np.isclose(weights[:4].sum(), 3.0) and np.isclose(weights[4:].sum(), 3.0)
+
+
+def test_clip_weights_equal_to_the_class_weights_give_cross_entropy_s_weighted_mean():
+    """The loss train.track_balance takes: sum(w * loss) / sum(w), what cross_entropy's class weights give."""
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(10, 3, generator=generator), torch.tensor([0, 1, 2, 2, 2, 1, 0, 2, 2, 1])
+    class_weights = torch.tensor([2.0, 0.5, 1.25])
+    clip = class_weights[labels]
+    ours = (clip * torch.nn.functional.cross_entropy(logits, labels, reduction="none")).sum() / clip.sum()
+    assert torch.isclose(ours, torch.nn.functional.cross_entropy(logits, labels, weight=class_weights))
+
+
+def test_track_balance_needs_the_training_tracks():
+    train_x, train_y, val_x, val_y = tiny_data()
+    params = section_params("train", epochs=1, channels=[4], embedding_dim=4, batch_size=8, track_balance=1.0)
+    config = ModelConfig(n_bands=12, n_classes=2, channels=[4], embedding_dim=4, dropout=params.dropout)
+    with pytest.raises(ValueError, match="train.track_balance needs the training clips' tracks"):
+        train_model(train_x, train_y, val_x, val_y, config, params)
 
 
 def test_keep_last_needs_early_stopping_off():
@@ -225,6 +271,29 @@ def test_pitch_shift_on_features_without_a_pitch_axis_stops_train(tmp_path, para
         f"train: {params}: train.pitch_shift must be 0 for features of kind {kind or 'unknown'} "
         f"({tmp_path / 'features.h5'}): transposing needs features.kind cqt or chroma, got 2\n")
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_the_train_stage_weighs_the_tracks_of_its_table(tmp_path, params, monkeypatch):
+    """train.track_balance reads the table's track column: on uneven tracks the model differs from one
+    trained without it, and the same params give the same bytes."""
+    write_features(tmp_path / "features.h5", splits_of(8, 4))
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        tracks, labels = table["track"][:].astype(object), table["label"][:]
+        tracks[:12] = np.where(labels[:12] == 0, b"t000", b"t001")  # the first three train tracks of each class
+        # merged into one long one
+        del table["track"]
+        table.create_dataset("track", data=tracks, dtype=h5py.string_dtype())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    bytes_of = {}
+    for balance in (0.0, 1.0, 1.0):
+        values = yaml.safe_load(params.read_text())
+        values["train"].update({"pitch_shift": 0, "track_balance": balance})
+        params.write_text(yaml.safe_dump(values))
+        assert TRAIN.main(arguments(tmp_path, params)) == 0
+        bytes_of.setdefault(balance, []).append((tmp_path / "model.pt").read_bytes())
+    assert bytes_of[1.0][0] == bytes_of[1.0][1]
+    assert bytes_of[1.0][0] != bytes_of[0.0][0]
 
 
 def test_pitch_shift_trains_on_cqt_features_deterministically(tmp_path, params, monkeypatch):
