@@ -439,7 +439,7 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
     # train.track_balance: each clip's own weight instead (its class's weight, shared out among the class's
     # tracks); off, the class weights alone, through cross_entropy's weight as before.
     clip_weights = None if not train.track_balance else torch.from_numpy(track_balance_weights(
-        train_y, train_tracks, weights.double().numpy(), train.track_balance)).to(torch.float32)
+        train_y, train_tracks, to_numpy(weights).astype(np.float64), train.track_balance)).to(torch.float32)
     weights = weights.to(device)
     inputs, targets = torch.from_numpy(train_x), torch.from_numpy(train_y)
     # The symbolic dropout masks (and transpositions) come from a generator of their own, so
