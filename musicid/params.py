@@ -300,6 +300,9 @@ class TrainParams(Section):
         if self.loss != "ce" and self.batch_size < 3:
             raise KeyProblem("batch_size", f"must be at least 3 with train.loss {self.loss} (a triplet is an anchor, "
                                            f"a clip of its class and one of another), got {self.batch_size}")
+        if self.loss == "triplet" and self.track_balance:
+            raise KeyProblem("track_balance", f"must be 0 with train.loss triplet (it weighs the cross-entropy, which "
+                                              f"that loss has none of), got {self.track_balance:g}")
         if self.mixup and self.track_balance:
             raise KeyProblem("track_balance", f"must be 0 with train.mixup > 0 (a mixed clip belongs to two tracks), "
                                               f"got {self.track_balance:g}")

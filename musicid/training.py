@@ -383,7 +383,8 @@ def train_model(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val
     if train.symbolic_transpose and (train_symbolic is None or symbolic_axis is None):
         raise ValueError("train.symbolic_transpose needs symbolic features and their SymbolicAxis")
     if train.track_balance and (train_tracks is None or len(train_tracks) != len(train_y)):
-        raise ValueError("train.track_balance needs the training clips' tracks")
+        raise ValueError(f"train.track_balance needs the training clips' tracks, one per clip: got "
+                         f"{'none' if train_tracks is None else len(train_tracks)} for {len(train_y)} clips")
     return _train(train_x, train_y, val_x, val_y, config, train, progress, on_epoch,
                   train_symbolic, val_symbolic, pitch, symbolic_axis, train_tracks)
 
@@ -404,6 +405,18 @@ def track_balance_weights(labels: np.ndarray, tracks: np.ndarray, class_weights:
         rows = labels == label
         weights[rows] = class_weights[label] * rows.sum() * raw[rows] / raw[rows].sum()
     return weights
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                           label_smoothing: float) -> torch.Tensor:
+    """The batch's cross-entropy under ``train.track_balance``: each clip's loss times its own weight, over
+    the batch's total weight (the mean cross_entropy's class weights give, with a weight per clip instead).
+
+    With label smoothing the whole of a clip's loss, smoothed part too, takes the clip's weight, where
+    cross_entropy's class weights weigh each class's share of the smoothed part by that class's weight.
+    """
+    losses = F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
+    return (weights * losses).sum() / weights.sum()
 
 
 def drop_symbolic(symbolic: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -475,10 +488,9 @@ def _train(train_x, train_y, val_x, val_y, config: ModelConfig, train: TrainPara
                 if clip_weights is None:
                     loss = loss + share * F.cross_entropy(logits, y, weight=weights,
                                                           label_smoothing=train.label_smoothing)
-                else:  # a weighted mean, as cross_entropy's class weights make one (mixup is refused with it)
-                    weight = clip_weights[index].to(device)
-                    loss = loss + (weight * F.cross_entropy(logits, y, reduction="none",
-                                                            label_smoothing=train.label_smoothing)).sum() / weight.sum()
+                else:  # mixup is refused with it
+                    loss = loss + weighted_cross_entropy(logits, y, clip_weights[index].to(device),
+                                                         train.label_smoothing)
                 if share < 1.0:
                     loss = loss + (1.0 - share) * F.cross_entropy(logits, partner_y, weight=weights,
                                                                   label_smoothing=train.label_smoothing)

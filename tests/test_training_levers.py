@@ -13,7 +13,7 @@ import yaml
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.params import ParamsError
 from musicid.training import (PitchAxis, checkpoint_bytes, clip_gradients, parameter_groups, pitch_shift,
-                              track_balance_weights, train_model)
+                              track_balance_weights, train_model, weighted_cross_entropy)
 from tests.conftest import PROJECT_ROOT, SOUNDFONT, load_stage, section_params, sine, write_wav
 from tests.test_train_stage import arguments, splits_of, write_features
 
@@ -130,7 +130,8 @@ def tiny_data(bands: int = 12):
 
 
 def uneven_tracks(labels: np.ndarray) -> np.ndarray:
-    """Each class's clips in one long track (the first 12) and single-clip tracks (the rest)."""
+    """Each class's clips in one long track (its first 12 clips: rows 0..23 alternate between the two classes)
+    and single-clip tracks (the rest)."""
     return np.array([f"{label}-long" if i < 24 else f"{label}-{i}" for i, label in enumerate(labels)], dtype=object)
 
 
@@ -180,6 +181,13 @@ def test_mixup_needs_the_cross_entropy_loss_alone(loss):
         section_params("train", mixup=0.2, loss=loss)
 
 
+def test_track_balance_refuses_the_triplet_loss_alone():
+    with pytest.raises(ParamsError, match=r"train\.track_balance must be 0 with train\.loss triplet \(it weighs the "
+                                          r"cross-entropy, which that loss has none of\), got 0\.5"):
+        section_params("train", loss="triplet", track_balance=0.5)
+    assert section_params("train", loss="ce+triplet", track_balance=0.5).track_balance == 0.5
+
+
 def test_track_balance_refuses_mixup():
     with pytest.raises(ParamsError, match=r"train\.track_balance must be 0 with train\.mixup > 0 \(a mixed clip "
                                           r"belongs to two tracks\), got 1"):
@@ -199,22 +207,32 @@ def test_track_balance_weighs_tracks_within_their_class_and_keeps_the_classes_to
         assert np.isclose(weights[:4].sum(), 3.0) and np.isclose(weights[4:].sum(), 3.0)
 
 
-def test_clip_weights_equal_to_the_class_weights_give_cross_entropy_s_weighted_mean():
-    """The loss train.track_balance takes: sum(w * loss) / sum(w), what cross_entropy's class weights give."""
+def test_weighted_cross_entropy_is_the_class_weighted_mean_with_a_weight_per_clip():
     generator = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(10, 3, generator=generator), torch.tensor([0, 1, 2, 2, 2, 1, 0, 2, 2, 1])
     class_weights = torch.tensor([2.0, 0.5, 1.25])
-    clip = class_weights[labels]
-    ours = (clip * torch.nn.functional.cross_entropy(logits, labels, reduction="none")).sum() / clip.sum()
-    assert torch.isclose(ours, torch.nn.functional.cross_entropy(logits, labels, weight=class_weights))
+    cross_entropy = torch.nn.functional.cross_entropy
+    # each clip at its class's weight: what cross_entropy's class weights give
+    assert torch.isclose(weighted_cross_entropy(logits, labels, class_weights[labels], 0.0),
+                         cross_entropy(logits, labels, weight=class_weights))
+    # equal weights, label smoothing on: the plain mean
+    assert torch.isclose(weighted_cross_entropy(logits, labels, torch.full((10,), 3.0), 0.1),
+                         cross_entropy(logits, labels, label_smoothing=0.1))
+    # a clip of weight 0 counts for nothing, and the smoothed part takes the clip's weight
+    weights = torch.tensor([0.0] + [1.0] * 9)
+    assert torch.isclose(weighted_cross_entropy(logits, labels, weights, 0.1),
+                         cross_entropy(logits[1:], labels[1:], label_smoothing=0.1))
 
 
 def test_track_balance_needs_the_training_tracks():
     train_x, train_y, val_x, val_y = tiny_data()
     params = section_params("train", epochs=1, channels=[4], embedding_dim=4, batch_size=8, track_balance=1.0)
     config = ModelConfig(n_bands=12, n_classes=2, channels=[4], embedding_dim=4, dropout=params.dropout)
-    with pytest.raises(ValueError, match="train.track_balance needs the training clips' tracks"):
+    with pytest.raises(ValueError, match="train.track_balance needs the training clips' tracks, one per clip: "
+                                         "got none for 32 clips"):
         train_model(train_x, train_y, val_x, val_y, config, params)
+    with pytest.raises(ValueError, match="one per clip: got 31 for 32 clips"):
+        train_model(train_x, train_y, val_x, val_y, config, params, train_tracks=uneven_tracks(train_y)[:31])
 
 
 def test_keep_last_needs_early_stopping_off():
