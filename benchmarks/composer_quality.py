@@ -130,9 +130,8 @@ CONFIGS = {
     "mixup": {"train.mixup": 0.2},
     "nocap": {"clip.max_clips_per_track": 0},  # every clip of every training track (the default now)
     "cap16": {"clip.max_clips_per_track": 16},  # at most 16 clips per training track (the default before)
-    # every training track the same weight in the loss within its class, or by the square root of its length
+    # every training track the same weight in the loss within its class
     "tbal": {"train.track_balance": 1.0},
-    "tbal-sqrt": {"train.track_balance": 0.5},
     "instruments": {"render.program": None},  # the instruments music21 writes, instead of the task's one program
 }
 
