@@ -179,7 +179,9 @@ def test_ctrl_c_while_workers_start_gives_the_stages_one_line(tmp_path, delay):
     """)
     (tmp_path / "slow.py").write_text("import time\nimport numpy\ndef slow(x):\n    time.sleep(30)\n")
     stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+                             text=True, start_new_session=True,
+                             # a terminal's Ctrl-C, even when the tests run with SIGINT ignored (started with &)
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert stage.stdout.readline() == "starting\n"  # the stage's own handler is in place; workers start now
         time.sleep(delay)
@@ -227,7 +229,9 @@ def test_ctrl_c_in_the_stages_own_loop_ends_the_workers_at_once_and_in_one_line(
     (tmp_path / "slow.py").write_text(HALF_WRITTEN if held == "half_written" else
                                       HALF_WRITTEN.replace("if x == 1:", "if False:"))
     stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+                             text=True, start_new_session=True,
+                             # a terminal's Ctrl-C, even when the tests run with SIGINT ignored (started with &)
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert stage.stdout.readline() == "result\n"
         deadline = time.monotonic() + 60  # the second item has started (and, half_written, written its part)
