@@ -15,8 +15,8 @@ Tasks (``--tasks``):
   for Palestrina, ...) cannot give the answer away.
 * ``quartets``: the string-quartet movements of Haydn, Mozart and Beethoven in
   the corpus (Mozart's piano sonata K. 545 left out, and Beethoven's op. 18
-  no. 4 and op. 74, whose conversion outlasts ``dataset.timeout_s`` on one
-  machine and not on a faster one), every work once, all parts
+  no. 4 and op. 74, whose conversion outlasts ``dataset.timeout_s`` on a
+  2-core machine and may not on a faster one), every work once, all parts
   forced to one violin (``render.program: 40``: a clear attack, so fast passages
   stay distinct; part names differ between the scores).
 * ``lopsided``: bach 48 vs monteverdi 8 (6x), as piano.  Both are four- and
@@ -102,8 +102,8 @@ TASKS = {
                                                  ("bach", "monteverdi", "palestrina", "trecento")),
                           {"program": 0}),
     # Two Beethoven quartets, each whole in one score, take music21 longer than dataset.timeout_s (120 s) to
-    # convert on a 2-core AMD EPYC, and less on a faster machine: left out by name, so that the task holds the
-    # same tracks (and folds) on every machine.
+    # convert on a 2-core AMD EPYC, and may not on a faster machine: left out by name, so that the task holds
+    # the same tracks (and folds) on every machine.
     "quartets": Task("quartets", (ClassSpec("haydn", 0),
                                   ClassSpec("mozart", 0, ("mozart/k545/movement1_exposition.mxl",)),
                                   ClassSpec("beethoven", 0, ("beethoven/opus18no4.mxl", "beethoven/opus74.mxl"))),
