@@ -198,3 +198,35 @@ def test_a_fold_without_a_notes_figure_has_none_to_average(tmp_path):
     assert poolings == [{"mean": 0.5}, {"mean": 0.5, "notes": 0.75}]
     runs = [{f"track_macro_f1_{way}_pooling": f1 for way, f1 in pooling.items()} for pooling in poolings]
     assert suite.fold_figures(runs) == {"track_macro_f1_mean_pooling": 0.5}  # notes: not in every run
+
+
+def test_quartets_leaves_its_excluded_works_out_of_the_collection(tmp_path, monkeypatch):
+    """The works a task excludes by name (the two slow Beethoven scores, K. 545) never reach its collection,
+    whatever the conversion kept: the task holds the same tracks on every machine."""
+    works = {"haydn": ["haydn/opus1no1/movement1.mxl"],
+             "mozart": ["mozart/k80/movement1.mxl", "mozart/k545/movement1_exposition.mxl"],
+             "beethoven": ["beethoven/opus18no1/movement1.mxl", "beethoven/opus18no4.mxl", "beethoven/opus74.mxl"]}
+    collected = []
+
+    def fake_stage(name, arguments, folder, jobs=None):  # the conversion keeps every work; nothing is run
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        out = arguments[arguments.index("--out") + 1]
+        if name == "download" and params["dataset"]["source"] == "music21":
+            [composer] = params["dataset"]["classes"]
+            records = []
+            for origin in works[composer]:
+                path = f"{composer}/{origin.split('/', 1)[1].replace('/', '__').replace('.mxl', '.mid')}"
+                (out / path).parent.mkdir(parents=True, exist_ok=True)
+                (out / path).write_bytes(b"MThd")
+                records.append({"path": path, "origin": f"music21:{origin}"})
+            (out / "manifest.json").write_text(json.dumps({"files": records}))
+        elif name == "download":
+            collection = folder / "collection"
+            collected.extend(sorted(p.relative_to(collection).as_posix() for p in collection.rglob("*.mid")))
+        return 0.0
+
+    monkeypatch.setattr(suite, "run_stage", fake_stage)
+    task = suite.TASKS["quartets"]
+    suite.prepare_data(task, suite.task_params(task, PARAMS, {}), 0, tmp_path, 1)
+    assert collected == ["beethoven/opus18no1__movement1.mid", "haydn/opus1no1__movement1.mid",
+                         "mozart/k80__movement1.mid"]
