@@ -168,7 +168,10 @@ def _convert(piece: CorpusPiece, converter) -> bytes:
     from music21.converter.subConverters import ConverterMidi
     from music21.midi.translate import music21ObjectToMidiFile
 
-    score = converter.parse(corpus_root() / piece.relative_path)
+    # From the score itself, never through music21's pickle cache in its scratch folder (/tmp/music21): a pickle
+    # half written there (a run killed or timed out while writing it, or another process writing it at the same
+    # time) made this good score unconvertible, in this run and every later one.
+    score = converter.parse(corpus_root() / piece.relative_path, forceSource=True, storePickle=False)
     # What score.write("midi") writes to a file (music21's ConverterMidi.write, its default options),
     # as bytes in memory: nothing on disk that a killed worker would leave behind.
     return music21ObjectToMidiFile(score, addStartDelay=False, addEndDelay=True,

@@ -92,6 +92,21 @@ def test_score_music21_cannot_convert_gets_a_reason():
     assert reason.startswith("unconvertible: ExpanderException")
 
 
+def test_a_broken_pickle_in_music21s_scratch_folder_neither_loses_the_score_nor_is_written(tmp_path, monkeypatch):
+    """music21 caches what it parses as pickles in its scratch folder and reads them back first: a half-written
+    one (a killed run, another process writing it) made a good score `unconvertible` for good."""
+    from music21 import converter, environment
+
+    monkeypatch.setattr(environment.Environment, "getRootTempDir", lambda self: tmp_path)
+    piece = CorpusPiece("bach", "bach/bwv66.6.mxl")
+    pickle = converter.PickleFilter(corpus_root() / piece.relative_path).status()[2]
+    assert pickle is not None and pickle.parent == tmp_path
+    pickle.write_bytes(b"\x1f\x8b\x08\x00 cut short")
+    _, data, reason = score_to_midi(piece)
+    assert reason is None and pretty_midi.PrettyMIDI(io.BytesIO(data)).instruments
+    assert [p.name for p in tmp_path.iterdir()] == [pickle.name] and pickle.read_bytes().endswith(b"cut short")
+
+
 def test_missing_corpus_file_gets_a_reason():
     _, data, reason = score_to_midi(CorpusPiece("bach", "bach/does-not-exist.mxl"))
     assert data is None
