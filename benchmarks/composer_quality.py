@@ -389,7 +389,7 @@ def fold_figures(runs: list[dict]) -> dict:
     figures = {}
     for metric in sorted({key for run in runs for key in run if key in FOLD_METRICS or key.endswith("_pooling")}):
         if all(metric in run for run in runs):
-            figures[metric] = round(statistics.fmean(run[metric] for run in runs), 4)
+            figures[metric] = round(statistics.fmean(run[metric] for run in runs), 6)
     return figures
 
 
@@ -431,10 +431,10 @@ def run_cell(task: Task, name: str, overrides: dict, args, base: dict) -> dict:
         if not all(metric in f for f in folds):
             continue
         mean, sd = mean_sd([f[metric] for f in folds])
-        row[metric] = {"mean": round(mean, 4), "sd": None if math.isnan(sd) else round(sd, 4)}
+        row[metric] = {"mean": round(mean, 6), "sd": None if math.isnan(sd) else round(sd, 6)}
     if len(seeds) > 1:  # the training's own noise: sd over the seeds within a fold, averaged over the folds
         row["clip_macro_f1_seed_sd"] = round(statistics.fmean(
-            statistics.stdev(run["clip_macro_f1"] for run in f["seeds"]) for f in folds), 4)
+            statistics.stdev(run["clip_macro_f1"] for run in f["seeds"]) for f in folds), 6)
     row["minutes"] = round(row["data_minutes"] + sum(f["minutes"] for f in folds), 2)
     return row
 
@@ -454,7 +454,7 @@ def paired(rows: list[dict]) -> list[dict]:
         for metric in ("track_macro_f1", "clip_macro_f1"):
             differences = [mine[metric] - theirs[metric] for mine, theirs in zip(row["folds"], reference["folds"])]
             mean, sd = mean_sd(differences)
-            comparison[metric] = {"mean": round(mean, 4), "sd": None if math.isnan(sd) else round(sd, 4),
+            comparison[metric] = {"mean": round(mean, 6), "sd": None if math.isnan(sd) else round(sd, 6),
                                   "better": sum(d > 0 for d in differences),
                                   "worse": sum(d < 0 for d in differences)}
         comparisons.append(comparison)

@@ -230,3 +230,11 @@ def test_quartets_leaves_its_excluded_works_out_of_the_collection(tmp_path, monk
     suite.prepare_data(task, suite.task_params(task, PARAMS, {}), 0, tmp_path, 1)
     assert collected == ["beethoven/opus18no1__movement1.mid", "haydn/opus1no1__movement1.mid",
                          "mozart/k80__movement1.mid"]
+
+
+def test_a_folds_figure_keeps_the_runs_digits():
+    """A fold's figure is its runs' mean as evaluate wrote it (6 digits), not rounded again before the folds are
+    averaged: two roundings would print 0.920 for a mean of 0.91949."""
+    runs = [{"clip_macro_f1": 0.919488}, {"clip_macro_f1": 0.919492}]
+    assert suite.fold_figures(runs) == {"clip_macro_f1": 0.91949}
+    assert f"{suite.fold_figures(runs)['clip_macro_f1']:.3f}" == "0.919"
