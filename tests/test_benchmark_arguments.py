@@ -102,3 +102,47 @@ def test_predict_jobs_checks_its_arguments_first(monkeypatch, capsys, tmp_path, 
     with pytest.raises(SystemExit):
         predict_jobs.main(["--model", str(tmp_path / "model.pt"), "--out", str(tmp_path), *arguments])
     assert message in capsys.readouterr().err
+
+
+def test_performed_copies_change_only_what_they_name(tmp_path):
+    """benchmarks/performed_midi.py: a copy keeps the notes' pitches, and what it does not name, as they were."""
+    import pretty_midi
+
+    from tests.conftest import write_midi
+
+    performed = load_benchmark("performed_midi")
+    source = write_midi(tmp_path / "piece.mid", [(48 + k % 24, 0.5 * k, 0.5 * k + 0.4) for k in range(40)])
+
+    def notes(midi):
+        return [(n.pitch, n.start, n.end, n.velocity) for n in midi.instruments[0].notes]
+
+    original = notes(pretty_midi.PrettyMIDI(str(source)))
+    copies = {name: notes(performed.variant(source, name, seed=7)) for name in performed.VARIANTS}
+    assert copies["rewritten"] == original
+    for name, copy in copies.items():
+        assert [n[0] for n in copy] == [n[0] for n in original], name
+    faster = copies["tempo 1.1"]
+    assert all(abs(c[1] - o[1] / 1.1) < 1e-6 and c[3] == o[3] for c, o in zip(faster, original))
+    velocity = copies["velocity"]
+    assert [c[1:3] for c in velocity] == [o[1:3] for o in original]
+    assert all(20 <= c[3] <= 127 for c in velocity) and len({c[3] for c in velocity}) > 5
+    timing = copies["timing"]
+    assert [c[3] for c in timing] == [o[3] for o in original]
+    shifts = [c[1] - o[1] for c, o in zip(timing, original)]
+    assert all(abs(s) <= 0.03 + 1e-9 for s in shifts) and len({round(s, 6) for s in shifts}) > 5
+    assert all(abs((c[2] - c[1]) - (o[2] - o[1])) < 1e-6 for c, o in zip(timing, original))
+    assert notes(performed.variant(source, "performed", seed=7)) == copies["performed"]
+    assert notes(performed.variant(source, "performed", seed=8)) != copies["performed"]
+
+
+def test_performed_midi_wants_midi_sources(capsys, tmp_path, monkeypatch):
+    performed = load_benchmark("performed_midi")
+    monkeypatch.setattr(performed, "choose_pieces", lambda clips, count: [("a/take.wav", "a/take.wav")])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "take.wav").write_bytes(b"RIFF")
+    for name in ("model.pt", "clips.h5"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SystemExit):
+        performed.main(["--models", str(tmp_path / "model.pt"), "--raw", str(tmp_path), "--clips",
+                        str(tmp_path / "clips.h5")])
+    assert "track a/take.wav is not a MIDI file under" in capsys.readouterr().err

@@ -1,0 +1,167 @@
+"""Does the answer hold when the same score is played, not typeset?
+
+A score converted to MIDI has exact timing and one velocity; a collection of
+performed MIDI files (a pianist on a keyboard) has neither. Takes MIDI sources
+of a finished run (the test tracks first, then val, taken in turn from each
+class, as ``benchmarks/invariance.py`` chooses them) and writes copies of each
+with pretty_midi, seeded per piece:
+
+- ``rewritten``: read and written again, nothing changed (the control: what
+  the round trip through pretty_midi alone does);
+- ``tempo 0.9`` and ``tempo 1.1``: every time scaled, played 10 % slower or faster;
+- ``velocity``: each note's velocity drawn around its own (normal, sd 15,
+  kept within 20..127);
+- ``timing``: each note's onset moved by up to 30 ms (normal, sd 15 ms,
+  its length kept), as a player's hands place them;
+- ``performed``: tempo 0.95, velocity and timing together.
+
+Each model given predicts every original and every copy with
+``musicid.predict`` (render, clips, features and the notes, as for any MIDI
+file); the table says in how many copies the top label is the original's, and
+the largest change of any class probability, and how many originals and
+copies are given their own composer.
+
+    python benchmarks/performed_midi.py [--models models/model.pt ...] [--raw data/raw]
+        [--clips data/clips.h5] [--pieces 12] [--verbose]
+
+Deterministic given the models and the run's files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pretty_midi
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "benchmarks"))
+
+from invariance import choose_pieces  # noqa: E402
+from musicid.h5 import read_strings  # noqa: E402
+from musicid.predict import Predictor  # noqa: E402
+
+VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed")
+
+
+def _scaled(midi: pretty_midi.PrettyMIDI, factor: float) -> None:
+    """Every event at ``factor`` times its time (slower above 1)."""
+    end = midi.get_end_time()
+    midi.adjust_times(np.array([0.0, end]), np.array([0.0, end * factor]))
+
+
+def _velocities(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator) -> None:
+    for instrument in midi.instruments:
+        for note in instrument.notes:
+            note.velocity = int(np.clip(round(note.velocity + rng.normal(0.0, 15.0)), 20, 127))
+
+
+def _timing(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator) -> None:
+    for instrument in midi.instruments:
+        for note in instrument.notes:
+            shift = float(np.clip(rng.normal(0.0, 0.015), -0.03, 0.03))
+            length = note.end - note.start
+            note.start = max(0.0, note.start + shift)
+            note.end = note.start + length
+
+
+def variant(source: Path, name: str, seed: int) -> pretty_midi.PrettyMIDI:
+    """The copy ``name`` of ``source`` (see the module docstring), its randomness seeded by ``seed``."""
+    midi = pretty_midi.PrettyMIDI(str(source))
+    rng = np.random.default_rng(seed)
+    if name.startswith("tempo "):
+        _scaled(midi, 1.0 / float(name.split()[1]))  # tempo 1.1: 10 % faster, times / 1.1
+    elif name == "velocity":
+        _velocities(midi, rng)
+    elif name == "timing":
+        _timing(midi, rng)
+    elif name == "performed":
+        _scaled(midi, 1.0 / 0.95)
+        _velocities(midi, rng)
+        _timing(midi, rng)
+    elif name != "rewritten":
+        raise ValueError(name)
+    return midi
+
+
+def composers(clips: Path) -> dict[str, str]:
+    """Each track's label in the run."""
+    with h5py.File(clips, "r") as table:
+        names = [str(name) for name in table.attrs["label_names"]]
+        return {track: names[label] for track, label in zip(read_strings(table["track"]), table["label"][:])}
+
+
+def measure(model: Path, pieces: list[tuple[str, Path]], truth: dict[str, str], scratch: Path) -> dict:
+    predictor = Predictor(model)
+    top = len(predictor.label_names)
+    same = {name: 0 for name in VARIANTS}
+    right = {name: 0 for name in ("original", *VARIANTS)}
+    largest_change = {name: 0.0 for name in VARIANTS}
+    lines = []
+    for index, (track, source) in enumerate(pieces):
+        original = predictor.predict(source, top=top)
+        if original.error:
+            raise SystemExit(f"performed_midi: {source}: {original.error}")
+        reference = dict(original.labels)
+        right["original"] += original.labels[0][0] == truth[track]
+        row = [f"{track}: {original.labels[0][0]} {original.labels[0][1]:.2f}"]
+        for name in VARIANTS:
+            path = scratch / f"{index:03d}-{name.replace(' ', '_')}.mid"
+            variant(source, name, seed=zlib.crc32(track.encode())).write(str(path))
+            copy = predictor.predict(path, top=top)
+            if copy.error:
+                raise SystemExit(f"performed_midi: {name} copy of {source}: {copy.error}")
+            same[name] += copy.labels[0][0] == original.labels[0][0]
+            right[name] += copy.labels[0][0] == truth[track]
+            change = max(abs(p - reference[label]) for label, p in copy.labels)
+            largest_change[name] = max(largest_change[name], change)
+            row.append(f"{name} -> {copy.labels[0][0]} {copy.labels[0][1]:.2f}")
+        lines.append("; ".join(row))
+    return {"same": same, "right": right, "largest_change": largest_change, "lines": lines}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", type=Path, default=[PROJECT / "models/model.pt"])
+    parser.add_argument("--raw", type=Path, default=PROJECT / "data/raw")
+    parser.add_argument("--clips", type=Path, default=PROJECT / "data/clips.h5")
+    parser.add_argument("--pieces", type=int, default=12)
+    parser.add_argument("--verbose", action="store_true", help="one line per piece and model")
+    args = parser.parse_args(argv)
+    if args.pieces < 1:
+        parser.error("--pieces must be at least 1")
+    missing = [f"{flag} {path}" for flag, paths in (("--clips", [args.clips]), ("--raw", [args.raw]),
+                                                  ("--models", args.models)) for path in paths if not path.exists()]
+    if missing:
+        parser.error(f"missing: {', '.join(missing)} (the defaults are the default run's: `dvc repro` makes them)")
+    pieces = []
+    for track, _ in choose_pieces(args.clips, args.pieces):  # a track is its source's path under the raw folder
+        source = args.raw / track
+        if source.suffix.lower() not in (".mid", ".midi") or not source.is_file():
+            parser.error(f"track {track} is not a MIDI file under {args.raw} (this benchmark needs MIDI sources)")
+        pieces.append((track, source))
+    total = len(pieces) * len(VARIANTS)
+    print(f"{len(pieces)} pieces x {len(VARIANTS)} copies = {total}")
+    for model in args.models:
+        with tempfile.TemporaryDirectory(prefix="musicid-performed-") as scratch:
+            result = measure(model, pieces, composers(args.clips), Path(scratch))
+        print(f"{model}: top label unchanged in {sum(result['same'].values())} of {total}")
+        print(f"  {'copy':<12} {'top label unchanged':>20} {'largest change of p':>20} {'own composer':>13}")
+        print(f"  {'original':<12} {'':>20} {'':>20} {result['right']['original']:>13}")
+        for name in VARIANTS:
+            unchanged = f"{result['same'][name]} of {len(pieces)}"
+            print(f"  {name:<12} {unchanged:>20} {result['largest_change'][name]:>20.3f} "
+                  f"{result['right'][name]:>13}")
+        if args.verbose:
+            print("\n".join(f"  {line}" for line in result["lines"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
