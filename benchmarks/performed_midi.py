@@ -8,12 +8,18 @@ with pretty_midi, seeded per piece:
 
 - ``rewritten``: read and written again, nothing changed (the control: what
   the round trip through pretty_midi alone does);
-- ``tempo 0.9`` and ``tempo 1.1``: every time scaled, played 10 % slower or faster;
+- ``tempo 0.9`` and ``tempo 1.1``: played 10 % slower or faster, with
+  ``musicid.augment.scale_tempo`` (the tempo change ``render.augment`` trains with);
 - ``velocity``: each note's velocity drawn around its own (normal, sd 15,
   kept within 20..127);
 - ``timing``: each note's onset moved by up to 30 ms (normal, sd 15 ms,
-  its length kept), as a player's hands place them;
+  its length kept), as a player's hands place them; a note that would then
+  sound into the next one of its pitch in its part ends where that one
+  starts (MIDI cannot hold both: the first note-off would end the two);
 - ``performed``: tempo 0.95, velocity and timing together.
+
+Each copy draws from its own seed (``musicid.augment.copy_seed`` of the
+track and the copy's number).
 
 Each model given predicts every original and every copy with
 ``musicid.predict`` (render, clips, features and the notes, as for any MIDI
@@ -30,12 +36,13 @@ Deterministic given the models and the run's files.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
-import zlib
 from pathlib import Path
 
 import h5py
+import mido
 import numpy as np
 import pretty_midi
 
@@ -44,16 +51,11 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
 from invariance import choose_pieces  # noqa: E402
+from musicid.augment import copy_seed, scale_tempo  # noqa: E402
 from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
 
 VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed")
-
-
-def _scaled(midi: pretty_midi.PrettyMIDI, factor: float) -> None:
-    """Every event at ``factor`` times its time (slower above 1)."""
-    end = midi.get_end_time()
-    midi.adjust_times(np.array([0.0, end]), np.array([0.0, end * factor]))
 
 
 def _velocities(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator) -> None:
@@ -69,25 +71,31 @@ def _timing(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator) -> None:
             length = note.end - note.start
             note.start = max(0.0, note.start + shift)
             note.end = note.start + length
+        following: dict[int, pretty_midi.Note] = {}  # the next onset of each pitch, walking back in time
+        for note in sorted(instrument.notes, key=lambda n: (n.start, n.end), reverse=True):
+            later = following.get(note.pitch)
+            if later is not None and note.start < later.start < note.end:
+                note.end = later.start
+            following[note.pitch] = note
 
 
 def variant(source: Path, name: str, seed: int) -> pretty_midi.PrettyMIDI:
     """The copy ``name`` of ``source`` (see the module docstring), its randomness seeded by ``seed``."""
-    midi = pretty_midi.PrettyMIDI(str(source))
-    rng = np.random.default_rng(seed)
-    if name.startswith("tempo "):
-        _scaled(midi, 1.0 / float(name.split()[1]))  # tempo 1.1: 10 % faster, times / 1.1
-    elif name == "velocity":
-        _velocities(midi, rng)
-    elif name == "timing":
-        _timing(midi, rng)
-    elif name == "performed":
-        _scaled(midi, 1.0 / 0.95)
-        _velocities(midi, rng)
-        _timing(midi, rng)
-    elif name != "rewritten":
+    if name not in VARIANTS:
         raise ValueError(name)
-    return midi
+    midi = mido.MidiFile(source, clip=True)
+    if name.startswith("tempo ") or name == "performed":
+        scale_tempo(midi, 0.95 if name == "performed" else float(name.split()[1]))
+    data = io.BytesIO()
+    midi.save(file=data)
+    data.seek(0)
+    played = pretty_midi.PrettyMIDI(data)
+    rng = np.random.default_rng(seed)
+    if name in ("velocity", "performed"):
+        _velocities(played, rng)
+    if name in ("timing", "performed"):
+        _timing(played, rng)
+    return played
 
 
 def composers(clips: Path) -> dict[str, str]:
@@ -111,9 +119,9 @@ def measure(model: Path, pieces: list[tuple[str, Path]], truth: dict[str, str], 
         reference = dict(original.labels)
         right["original"] += original.labels[0][0] == truth[track]
         row = [f"{track}: {original.labels[0][0]} {original.labels[0][1]:.2f}"]
-        for name in VARIANTS:
+        for number, name in enumerate(VARIANTS, start=1):
             path = scratch / f"{index:03d}-{name.replace(' ', '_')}.mid"
-            variant(source, name, seed=zlib.crc32(track.encode())).write(str(path))
+            variant(source, name, seed=copy_seed(0, track, number)).write(str(path))
             copy = predictor.predict(path, top=top)
             if copy.error:
                 raise SystemExit(f"performed_midi: {name} copy of {source}: {copy.error}")

@@ -374,9 +374,11 @@ def test_cross_validation_runs_each_fold_as_an_experiment(baseline):
     assert table.startswith("split.folds=2: 2 of 2 folds\n") and "mean +- sd" in table
 
     # The two folds are two named experiments: DVC shows, diffs and plots them side by side.
-    shown = run(["dvc", "exp", "show", "--json"], project)
-    assert '"name": "fold0"' in shown and '"name": "fold1"' in shown
-    assert '"fold": 0' in shown and '"fold": 1' in shown
+    shown = run_json(["dvc", "exp", "show", "--json"], project)
+    folds_shown = {revision["name"]: revision["data"]["params"]["params.yaml"]["data"]["split"]["fold"]
+                   for baseline in shown for experiment in baseline.get("experiments") or []
+                   for revision in experiment.get("revs") or [] if revision.get("name") in ("fold0", "fold1")}
+    assert folds_shown == {"fold0": 0, "fold1": 1}
     diff = run_json(["dvc", "metrics", "diff", "fold0", "fold1", "--all", "--json"], project)
     assert diff["metrics/metrics.json"]["test.track.macro_f1"]["old"] == scores[0]["test.track.macro_f1"]
     plots = run_json(["dvc", "plots", "diff", "fold0", "fold1", "--json"], project)["data"]
