@@ -97,20 +97,28 @@ def measure(model: Path, pieces: list[tuple[str, str]], audio: Path, scratch: Pa
     return {"same": same, "largest_change": largest_change, "lines": lines}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(description: str, argv: list[str] | None,
+                  folder: str) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """(parser, arguments) of a benchmark on a finished run's pieces: --models, --<folder> (the run's ``data/``
+    folder of that name), --clips, --pieces and --verbose; a missing path or a count below 1 stops it here."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", nargs="+", type=Path, default=[PROJECT / "models/model.pt"])
-    parser.add_argument("--audio", type=Path, default=PROJECT / "data/audio")
+    parser.add_argument(f"--{folder}", type=Path, default=PROJECT / "data" / folder)
     parser.add_argument("--clips", type=Path, default=PROJECT / "data/clips.h5")
     parser.add_argument("--pieces", type=int, default=12)
     parser.add_argument("--verbose", action="store_true", help="one line per piece and model")
     args = parser.parse_args(argv)
     if args.pieces < 1:
         parser.error("--pieces must be at least 1")
-    missing = [f"{flag} {path}" for flag, paths in (("--clips", [args.clips]), ("--audio", [args.audio]),
-                                                  ("--models", args.models)) for path in paths if not path.exists()]
+    given = (("--clips", [args.clips]), (f"--{folder}", [getattr(args, folder)]), ("--models", args.models))
+    missing = [f"{flag} {path}" for flag, paths in given for path in paths if not path.exists()]
     if missing:
         parser.error(f"missing: {', '.join(missing)} (the defaults are the default run's: `dvc repro` makes them)")
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    _, args = run_arguments(__doc__.splitlines()[0], argv, "audio")
     pieces = choose_pieces(args.clips, args.pieces)
     total = len(pieces) * len(VARIANTS)
     print(f"{len(pieces)} pieces x {len(VARIANTS)} copies ({', '.join(VARIANTS)}) = {total}")

@@ -35,7 +35,6 @@ Deterministic given the models and the run's files.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import tempfile
@@ -50,7 +49,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "benchmarks"))
 
-from invariance import choose_pieces  # noqa: E402
+from invariance import choose_pieces, run_arguments  # noqa: E402
 from musicid.augment import copy_seed, scale_tempo  # noqa: E402
 from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
@@ -135,19 +134,7 @@ def measure(model: Path, pieces: list[tuple[str, Path]], truth: dict[str, str], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", type=Path, default=[PROJECT / "models/model.pt"])
-    parser.add_argument("--raw", type=Path, default=PROJECT / "data/raw")
-    parser.add_argument("--clips", type=Path, default=PROJECT / "data/clips.h5")
-    parser.add_argument("--pieces", type=int, default=12)
-    parser.add_argument("--verbose", action="store_true", help="one line per piece and model")
-    args = parser.parse_args(argv)
-    if args.pieces < 1:
-        parser.error("--pieces must be at least 1")
-    missing = [f"{flag} {path}" for flag, paths in (("--clips", [args.clips]), ("--raw", [args.raw]),
-                                                  ("--models", args.models)) for path in paths if not path.exists()]
-    if missing:
-        parser.error(f"missing: {', '.join(missing)} (the defaults are the default run's: `dvc repro` makes them)")
+    parser, args = run_arguments(__doc__.splitlines()[0], argv, "raw")
     pieces = []
     for track, _ in choose_pieces(args.clips, args.pieces):  # a track is its source's path under the raw folder
         source = args.raw / track
