@@ -25,7 +25,9 @@ Each model given predicts every original and every copy with
 ``musicid.predict`` (render, clips, features and the notes, as for any MIDI
 file); the table says in how many copies the top label is the original's, and
 the largest change of any class probability, and how many originals and
-copies are given their own composer.
+copies are given their own composer.  For a model with a symbolic branch a
+second table gives the same for its audio branch alone, on the same renders:
+what a recording of the piece, which has no notes to read, gets.
 
     python benchmarks/performed_midi.py [--models models/model.pt ...] [--raw data/raw]
         [--clips data/clips.h5] [--pieces 12] [--verbose]
@@ -38,6 +40,7 @@ from __future__ import annotations
 import io
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -55,6 +58,8 @@ from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
 
 VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed")
+WAYS = {"notes": "the MIDI files, as predict names them (audio and notes):",
+        "audio": "the audio branch alone (what a recording of them gets; symbolic models only):"}
 
 
 def _velocities(midi: pretty_midi.PrettyMIDI, rng: np.random.Generator) -> None:
@@ -104,33 +109,42 @@ def composers(clips: Path) -> dict[str, str]:
         return {track: names[label] for track, label in zip(read_strings(table["track"]), table["label"][:])}
 
 
+def _answers(predictor: Predictor, path: Path, top: int, what: str) -> tuple[list, list]:
+    """(labels with the notes, labels of the audio branch alone) of one MIDI file, as predict gives them for the
+    file and for a recording of it (an audio file gets the audio branch alone: no notes to read)."""
+    prepared = predictor.prepare(path)
+    if prepared.prediction.error:
+        raise SystemExit(f"performed_midi: {what}: {prepared.prediction.error}")
+    return (predictor.score(prepared, top).labels,
+            predictor.score(replace(prepared, notes=None), top).labels)
+
+
 def measure(model: Path, pieces: list[tuple[str, Path]], truth: dict[str, str], scratch: Path) -> dict:
     predictor = Predictor(model)
     top = len(predictor.label_names)
-    same = {name: 0 for name in VARIANTS}
-    right = {name: 0 for name in ("original", *VARIANTS)}
-    largest_change = {name: 0.0 for name in VARIANTS}
+    ways = ("notes", "audio") if predictor.uses_symbolic else ("notes",)
+    same = {way: {name: 0 for name in VARIANTS} for way in ways}
+    right = {way: {name: 0 for name in ("original", *VARIANTS)} for way in ways}
+    largest_change = {way: {name: 0.0 for name in VARIANTS} for way in ways}
     lines = []
     for index, (track, source) in enumerate(pieces):
-        original = predictor.predict(source, top=top)
-        if original.error:
-            raise SystemExit(f"performed_midi: {source}: {original.error}")
-        reference = dict(original.labels)
-        right["original"] += original.labels[0][0] == truth[track]
-        row = [f"{track}: {original.labels[0][0]} {original.labels[0][1]:.2f}"]
+        originals = dict(zip(("notes", "audio"), _answers(predictor, source, top, str(source))))
+        for way in ways:
+            right[way]["original"] += originals[way][0][0] == truth[track]
+        row = [f"{track}: {originals['notes'][0][0]} {originals['notes'][0][1]:.2f}"]
         for number, name in enumerate(VARIANTS, start=1):
             path = scratch / f"{index:03d}-{name.replace(' ', '_')}.mid"
             variant(source, name, seed=copy_seed(0, track, number)).write(str(path))
-            copy = predictor.predict(path, top=top)
-            if copy.error:
-                raise SystemExit(f"performed_midi: {name} copy of {source}: {copy.error}")
-            same[name] += copy.labels[0][0] == original.labels[0][0]
-            right[name] += copy.labels[0][0] == truth[track]
-            change = max(abs(p - reference[label]) for label, p in copy.labels)
-            largest_change[name] = max(largest_change[name], change)
-            row.append(f"{name} -> {copy.labels[0][0]} {copy.labels[0][1]:.2f}")
+            copies = dict(zip(("notes", "audio"), _answers(predictor, path, top, f"{name} copy of {source}")))
+            for way in ways:
+                copy, reference = copies[way], dict(originals[way])
+                same[way][name] += copy[0][0] == originals[way][0][0]
+                right[way][name] += copy[0][0] == truth[track]
+                change = max(abs(p - reference[label]) for label, p in copy)
+                largest_change[way][name] = max(largest_change[way][name], change)
+            row.append(f"{name} -> {copies['notes'][0][0]} {copies['notes'][0][1]:.2f}")
         lines.append("; ".join(row))
-    return {"same": same, "right": right, "largest_change": largest_change, "lines": lines}
+    return {"ways": ways, "same": same, "right": right, "largest_change": largest_change, "lines": lines}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,13 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         with tempfile.TemporaryDirectory(prefix="musicid-performed-") as scratch:
             result = measure(model, pieces, composers(args.clips), Path(scratch))
-        print(f"{model}: top label unchanged in {sum(result['same'].values())} of {total}")
-        print(f"  {'copy':<12} {'top label unchanged':>20} {'largest change of p':>20} {'own composer':>13}")
-        print(f"  {'original':<12} {'':>20} {'':>20} {result['right']['original']:>13}")
-        for name in VARIANTS:
-            unchanged = f"{result['same'][name]} of {len(pieces)}"
-            print(f"  {name:<12} {unchanged:>20} {result['largest_change'][name]:>20.3f} "
-                  f"{result['right'][name]:>13}")
+        print(f"{model}: top label unchanged in " + ", ".join(
+            f"{sum(result['same'][way].values())} of {total} ({way})" for way in result["ways"]))
+        for way in result["ways"]:
+            print(f"  {WAYS[way]}")
+            print(f"  {'copy':<12} {'top label unchanged':>20} {'largest change of p':>20} {'own composer':>13}")
+            print(f"  {'original':<12} {'':>20} {'':>20} {result['right'][way]['original']:>13}")
+            for name in VARIANTS:
+                unchanged = f"{result['same'][way][name]} of {len(pieces)}"
+                print(f"  {name:<12} {unchanged:>20} {result['largest_change'][way][name]:>20.3f} "
+                      f"{result['right'][way][name]:>13}")
         if args.verbose:
             print("\n".join(f"  {line}" for line in result["lines"]))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.conftest import load_benchmark
@@ -161,3 +162,38 @@ def test_performed_midi_wants_midi_sources(capsys, tmp_path, monkeypatch):
         performed.main(["--models", str(tmp_path / "model.pt"), "--raw", str(tmp_path), "--clips",
                         str(tmp_path / "clips.h5")])
     assert "track a/take.wav is not a MIDI file under" in capsys.readouterr().err
+
+
+def test_performed_midi_scores_the_audio_branch_alone_on_the_same_renders(tmp_path, monkeypatch):
+    """The second table is the model's answer with the notes taken away (what a recording gets), counted on its
+    own: here only the audio branch changes its mind, and only on the faster copy."""
+    from musicid.prepare import Prediction, Prepared
+    from tests.conftest import write_midi
+
+    performed = load_benchmark("performed_midi")
+
+    class Model:
+        label_names, uses_symbolic = ["a", "b"], True
+
+        def __init__(self, path):
+            pass
+
+        def prepare(self, path):
+            return Prepared(Prediction(str(path)), features=np.zeros((1, 1, 1)), notes=np.zeros((1, 1)))
+
+        def score(self, prepared, top):
+            flips = prepared.notes is None and "tempo_1.1" in prepared.prediction.path
+            return Prediction(prepared.prediction.path, labels=[("b", 0.6), ("a", 0.4)] if flips else
+                              [("a", 0.9), ("b", 0.1)])
+
+    monkeypatch.setattr(performed, "Predictor", Model)
+    source = write_midi(tmp_path / "a" / "piece.mid", [(60 + k, 0.5 * k, 0.5 * k + 0.4) for k in range(8)])
+    (tmp_path / "scratch").mkdir()
+    result = performed.measure(tmp_path / "model.pt", [("a/piece.mid", source)], {"a/piece.mid": "a"},
+                               tmp_path / "scratch")
+    assert result["ways"] == ("notes", "audio")
+    assert result["right"]["notes"] == dict.fromkeys(("original", *performed.VARIANTS), 1)
+    assert result["right"]["audio"] == {**dict.fromkeys(("original", *performed.VARIANTS), 1), "tempo 1.1": 0}
+    assert result["same"]["audio"]["tempo 1.1"] == 0 and sum(result["same"]["audio"].values()) == 5
+    assert result["largest_change"]["audio"]["tempo 1.1"] == pytest.approx(0.5)
+    assert result["largest_change"]["notes"] == dict.fromkeys(performed.VARIANTS, 0.0)
