@@ -13,7 +13,8 @@ with pretty_midi, seeded per piece:
 - ``velocity``: each note's velocity drawn around its own (normal, sd 15,
   kept within 20..127);
 - ``timing``: each note's onset moved by up to 30 ms (normal, sd 15 ms,
-  its length kept), as a player's hands place them; a note that would then
+  clipped to +-30 ms, never before 0; its length kept), as a player's hands
+  place them; a note that would then
   sound into the next one of its pitch in its part ends where that one
   starts (MIDI cannot hold both: the first note-off would end the two);
 - ``performed``: tempo 0.95, velocity and timing together.
