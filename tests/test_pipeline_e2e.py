@@ -376,7 +376,7 @@ def test_cross_validation_runs_each_fold_as_an_experiment(baseline):
     # The two folds are two named experiments: DVC shows, diffs and plots them side by side.
     shown = run_json(["dvc", "exp", "show", "--json"], project)
     folds_shown = {revision["name"]: revision["data"]["params"]["params.yaml"]["data"]["split"]["fold"]
-                   for baseline in shown for experiment in baseline.get("experiments") or []
+                   for commit in shown for experiment in commit.get("experiments") or []
                    for revision in experiment.get("revs") or [] if revision.get("name") in ("fold0", "fold1")}
     assert folds_shown == {"fold0": 0, "fold1": 1}
     diff = run_json(["dvc", "metrics", "diff", "fold0", "fold1", "--all", "--json"], project)
