@@ -25,11 +25,12 @@ run: setup
 	dvc metrics diff --all
 
 # The suite runs in TEST_JOBS processes (pytest-xdist), each test file whole in one of them (a file's
-# tests share its fixtures: one `dvc repro` for the end-to-end file); TEST_JOBS=0 runs it in one process.
+# tests share its fixtures: one `dvc repro` for the end-to-end file), the slowest files first
+# (tests/conftest.py: SLOW_FILES); TEST_JOBS=0 runs it in one process.
 TEST_JOBS ?= 2
 
 test: setup
-	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) .pytest_cache
