@@ -15,7 +15,6 @@ from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
 from musicid.predict import Predictor
-from musicid.prepare import FileReader
 from musicid.training import save_checkpoint
 from tests.conftest import SOUNDFONT, section_params, sine, write_wav
 
@@ -554,17 +553,9 @@ def test_the_workers_variable_is_read_only_for_jobs_0(inputs, capsys, monkeypatc
     assert main(["predict", str(inputs / "songs"), "--model", str(model)]) == 0  # --jobs 1, the default
 
 
-class CrashingReader(FileReader):
-    """Reads files as predict does, but a file named crash.wav ends the worker process reading it."""
-
-    def _prepare(self, path):
-        if path.name == "crash.wav":
-            os._exit(1)
-        return super()._prepare(path)
-
-
 def test_a_file_that_kills_its_worker_is_named_and_the_others_are_scored(inputs):
     from musicid.prepare import prepare_all
+    from tests.crashing_reader import CrashingReader
 
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
     predictor = Predictor(model)
