@@ -18,12 +18,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SLOW_FILES = (
     "test_pipeline_e2e.py",  # (240) one `dvc repro` shared by its tests, then experiments on it
     "test_cluster.py",  # (120) Dask clusters started and stopped
-    "test_predict.py",  # (90)
-    "test_render_cache.py",  # (80)
-    "test_clip_featurize_stages.py",  # (70)
-    "test_render_stage.py",  # (55)
-    "test_odd_collection_e2e.py",  # (35)
-    "test_train_stage.py",  # (30)
+    "test_clip_featurize_stages.py",  # (50)
+    "test_predict.py",  # (45)
+    "test_render_cache.py",  # (45)
+    "test_render_stage.py",  # (40)
+    "test_odd_collection_e2e.py",  # (35) a `dvc repro` of an odd folder
+    "test_train_stage.py",  # (25)
 )
 
 
