@@ -151,3 +151,25 @@ def second_soundfont() -> Path:
     if not path.is_file():
         pytest.fail(f"{path} is missing: reinstall pretty_midi (`make setup`)")
     return path
+
+
+def running_in_group(group: int, grace_s: float = 10.0) -> list[str]:
+    """The processes of process group ``group`` still running (zombies, ended but not yet reaped, do not count)
+    after up to ``grace_s`` seconds: a process killed a moment ago, or one that ends once its parent has (such as
+    multiprocessing's resource tracker), may still be on its way out."""
+    import subprocess
+    import time
+
+    def running(pid: str) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [pid for pid in subprocess.run(["pgrep", "-g", str(group)], capture_output=True,
+                                                text=True).stdout.split() if running(pid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.2)

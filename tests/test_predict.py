@@ -16,7 +16,7 @@ from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
 from musicid.predict import Predictor
 from musicid.training import save_checkpoint
-from tests.conftest import SOUNDFONT, section_params, sine, write_wav
+from tests.conftest import SOUNDFONT, running_in_group, section_params, sine, write_wav
 
 
 def write_checkpoint(path, reference: float, reference_tracks: int | None, label_names=("bach", "palestrina"),
@@ -595,22 +595,7 @@ def test_ctrl_c_ends_predict_and_its_workers_in_one_line(inputs, signum, code, w
     os.killpg(child.pid, signum)  # a second one, while the first is handled: it hung predict for ever
     _, err = child.communicate(timeout=30)
     assert child.returncode == code and err.decode() == f"python -m musicid: {word}\n"
-
-
-    def running(pid: str) -> bool:  # a worker ended by the kill may stay a zombie until it is reaped
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        alive = [pid for pid in subprocess.run(["pgrep", "-g", str(child.pid)], capture_output=True,
-                                                text=True).stdout.split() if running(pid)]
-        if not alive:
-            break
-        time.sleep(0.2)
-    assert not alive
+    assert running_in_group(child.pid) == []  # the workers too
 
 
 def test_ctrl_c_while_a_file_is_scored_does_not_wait_for_the_workers(inputs, monkeypatch):
