@@ -154,6 +154,14 @@ class RowWriter:
             raise WriteError(self.path, error_cause(error)) from None
         self.rows = stop
 
+    def write_dataset(self, name: str, values: np.ndarray) -> None:
+        """A whole dataset beside the row columns (per-track values, say), gzip-compressed;
+        :class:`WriteError` if the write fails."""
+        try:
+            self.file.create_dataset(name, data=values, **METADATA_COMPRESSION, track_times=False)
+        except (OSError, RuntimeError) as error:
+            raise WriteError(self.path, error_cause(error)) from None
+
     @property
     def attrs(self):
         return self.file.attrs

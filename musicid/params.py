@@ -225,6 +225,7 @@ class FeatureParams(Section):
     symbolic_key: Literal["absolute", "relative"]  # pitch classes from C, or from each source's estimated tonic
     symbolic_texture: bool  # with symbolic: also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
     symbolic_roll: bool  # with symbolic: also an 88 x 32 piano roll of the clip's window (musicid.symbolic), read by a conv branch
+    symbolic_piece: bool  # with symbolic: also each MIDI source's whole-piece statistics (musicid.piece), for train.track_notes
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 

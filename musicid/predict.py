@@ -24,7 +24,9 @@ from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import parse_section
 from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, prepare_all
 from musicid.symbolic import sounding, symbolic_dim
-from musicid.track_model import checkpoint_regression, fuse_notes, track_statistics
+from musicid.piece import PIECE_DIM
+from musicid.track_model import (checkpoint_regression, fuse_notes, reads_piece, statistic_columns,
+                                 track_statistics, with_piece)
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
                               checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy, track_novelty)
@@ -96,6 +98,7 @@ ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
     "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
+                 "symbolic_piece": False,
                  "bins_per_octave": 12,
                  "n_bins": 84},
 }
@@ -241,9 +244,13 @@ class Predictor(FileReader):
         one_track = np.zeros(len(probabilities), dtype=int)
         mean = pool(probabilities, one_track)[1]
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
-            columns = len(self.regression["track_notes_mean"]) // 2
-            mean = fuse_notes(mean, self.regression, track_statistics(
-                notes[:, :columns], sounding(notes), one_track))
+            piece = reads_piece(self.checkpoint)
+            columns = statistic_columns(self.regression, piece)
+            statistics = track_statistics(notes[:, :columns], sounding(notes), one_track)
+            if piece:  # features.symbolic_piece: the whole piece's statistics too (none: CNN alone, as evaluate)
+                pieces = np.zeros((0, PIECE_DIM)) if prepared.piece is None else prepared.piece[None]
+                statistics = with_piece(statistics, one_track[:len(pieces)], pieces)
+            mean = fuse_notes(mean, self.regression, statistics)
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]

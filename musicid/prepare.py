@@ -21,7 +21,7 @@ from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file, 
 from musicid.io import printable, unreadable_reason
 from musicid.parallel import ordered_map
 from musicid.render import load_source
-from musicid.symbolic import clip_features, read_notes, sounding
+from musicid.symbolic import clip_features, read_midi_notes, sounding
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 
 OUT_OF_MEMORY = "out_of_memory: its audio, clips or features did not fit in this machine's memory"
@@ -54,6 +54,7 @@ class Prepared:
     prediction: Prediction  # its path, what render repaired, why its notes were not read, or its error
     features: np.ndarray | None = None  # float32 [clips, bands, frames], as featurize computes them
     notes: np.ndarray | None = None  # float32 [clips, D]: its clips' symbolic features; None without notes
+    piece: np.ndarray | None = None  # float64 [PIECE_DIM]: its whole piece's statistics (features.symbolic_piece)
 
 
 class FileReader:
@@ -126,21 +127,22 @@ class FileReader:
         return self.read_notes_of(path, offsets_s, clip_samples)[0]
 
     def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int, suffix: str | None = None,
-                      ) -> tuple[np.ndarray | None, str | None]:
-        """(:meth:`notes_of`, None), or (None, why a MIDI file's notes are not read: featurize's words)."""
+                      ) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
+        """(:meth:`notes_of`, None, the whole piece's statistics with features.symbolic_piece, else None), or
+        (None, why a MIDI file's notes are not read: featurize's words, None)."""
         if (suffix or path.suffix).lower() not in MIDI_EXTENSIONS:
-            return None, None
+            return None, None, None
         try:
-            notes = read_notes(path)
+            notes, piece = read_midi_notes(path, self.features.symbolic_piece)
         except RenderError as error:
-            return None, str(error)
+            return None, str(error), None
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
                                  texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
         if not sounding(features).any():
-            return None, "no_notes: no note sounds in its clips"
-        return features, None
+            return None, "no_notes: no note sounds in its clips", None
+        return features, None, piece
 
     def prepare(self, path: Path) -> Prepared:
         """A file rendered, clipped and featurized; what makes it unusable is its Prediction's ``error``."""
@@ -184,11 +186,11 @@ class FileReader:
                                 else f"too_short: shorter than one {self.clip.clip_seconds:g} s clip")
             return Prepared(prediction)
         features = compute_features(clips, self.features, self.clip.sample_rate)
-        notes, prediction.notes_unread = self.read_notes_of(path, offsets, clips.shape[1], fitting) \
-            if self.uses_symbolic else (None, None)
+        notes, prediction.notes_unread, piece = self.read_notes_of(path, offsets, clips.shape[1], fitting) \
+            if self.uses_symbolic else (None, None, None)
         prediction.symbolic = notes is not None
         prediction.clips = len(clips)
-        return Prepared(prediction, features, notes)
+        return Prepared(prediction, features, notes, piece)
 
 
 _WORKER_READER: FileReader | None = None  # a worker process's reader (prepare_all)

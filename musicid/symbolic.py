@@ -88,6 +88,7 @@ import numpy as np
 from musicid.checks import RenderError
 from musicid.io import unreadable_reason
 from musicid.midi import coarser_ticks, read_midi, tempo_in_first_track
+from musicid.piece import KK_MAJOR, KK_MINOR, piece_features  # noqa: F401 (the profiles are part of this interface)
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
     ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
@@ -97,10 +98,6 @@ from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this 
 TIME_EDGES = np.array([0.125, 0.25, 0.5, 1.0, 2.0])
 # Most (onset, sounding note) pairs the vertical-interval block weighs in one window (a 4 MB mask).
 MAX_PAIRS = 1 << 22
-# Krumhansl & Kessler's (1982) probe-tone ratings of the 12 pitch classes above a tonic (music21's
-# analysis.discrete.KrumhanslKessler weights, which a test checks these against).
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 # Largest tick pretty_midi may read: its tick-to-time table is then at most 400 MB (8 bytes a tick).
 MAX_TICKS = 50_000_000
 
@@ -134,6 +131,12 @@ def read_notes(midi: str | Path | bytes) -> Notes:
     also has notes.  Raises :class:`RenderError` ``unparseable`` when neither mido
     nor pretty_midi can read it.
     """
+    return read_midi_notes(midi, piece=False)[0]
+
+
+def read_midi_notes(midi: str | Path | bytes, piece: bool = True) -> tuple[Notes, np.ndarray | None]:
+    """(:func:`read_notes`, the whole piece's statistics float64 [PIECE_DIM] (``musicid.piece``), None without
+    notes or without ``piece``), from one parse of the file."""
     import pretty_midi
 
     source = read_midi(midi)
@@ -159,11 +162,18 @@ def read_notes(midi: str | Path | bytes) -> Notes:
                 continue
             raise RenderError("unparseable", f"pretty_midi: {type(error).__name__}: {error}"[:200]) from None
     parts = [instrument.notes for instrument in midi.instruments if not instrument.is_drum]
-    notes = [note for part in parts for note in part if note.end > note.start]
-    start = np.array([note.start for note in notes], dtype=np.float64)
-    end = np.array([note.end for note in notes], dtype=np.float64)
-    pitch = np.array([note.pitch for note in notes], dtype=np.int64)
-    return _sorted(start, end, pitch)
+    notes = [(note, index) for index, part in enumerate(parts) for note in part if note.end > note.start]
+    start = np.array([note.start for note, _ in notes], dtype=np.float64)
+    end = np.array([note.end for note, _ in notes], dtype=np.float64)
+    pitch = np.array([note.pitch for note, _ in notes], dtype=np.int64)
+    part = np.array([index for _, index in notes], dtype=np.int64)
+    order = np.lexsort((pitch, start))
+    sorted_notes = Notes(start[order], end[order], pitch[order])
+    if not piece:
+        return sorted_notes, None
+    change_times, tempi = midi.get_tempo_changes()
+    return sorted_notes, piece_features(sorted_notes.start, sorted_notes.end, sorted_notes.pitch, part[order],
+                                        np.asarray(change_times, np.float64), np.asarray(tempi, np.float64))
 
 
 def fold_intervals(semitones: np.ndarray) -> np.ndarray:
@@ -334,10 +344,12 @@ class TrackTask:
     relative: bool = False  # pitch classes counted from the source's tonic (features.symbolic_key: relative)
     texture: bool = False  # the texture blocks too (features.symbolic_texture)
     roll: bool = False  # the piano roll too (features.symbolic_roll)
+    piece: bool = False  # the whole piece's statistics too (features.symbolic_piece, musicid.piece)
 
 
-def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
-    """Worker: (features float32 [k, symbolic_dim(task.texture, task.roll)], None), or (None, "reason: detail") for an
+def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
+    """Worker: (features float32 [k, symbolic_dim(task.texture, task.roll)], None, the whole piece's statistics
+    float64 [PIECE_DIM] with ``task.piece`` and notes, else None), or (None, "reason: detail", None) for an
     unreadable file.
 
     The file is parsed once; each distinct (transpose, tempo) render of it is featurised in one call.
@@ -345,23 +357,23 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None]:
     a source; nothing is written, so a killed worker leaves nothing behind.
     """
     if task.data is None:
-        return None, task.unreadable
+        return None, task.unreadable, None
     try:
-        notes = read_notes(task.data)
+        notes, piece = read_midi_notes(task.data, task.piece)
     except RenderError as error:
-        return None, str(error)
+        return None, str(error), None
     out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture, task.roll)), dtype=np.float32)
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
         out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative,
                                   task.texture, task.roll)
-    return out, None
+    return out, None, piece
 
 
-def crashed_source(task: TrackTask) -> tuple[None, str]:
+def crashed_source(task: TrackTask) -> tuple[None, str, None]:
     """The result of a source that killed worker after worker (on a Dask cluster): no symbolic features."""
-    return None, "worker_crash: the worker processes reading this file died, one after another"
+    return None, "worker_crash: the worker processes reading this file died, one after another", None
 
 
 @dataclass
@@ -375,11 +387,14 @@ class TableSymbolic:
     unreadable: dict[str, str]  # MIDI source -> why its notes cannot be read
     noteless: list[str] = field(default_factory=list)  # MIDI sources read, with no note sounding in any clip
     quiet_clips: int = 0  # clips of the other MIDI sources read in which no note sounds (a rest, a drum break)
+    piece: dict[str, np.ndarray] = field(default_factory=dict)  # MIDI source with notes -> its whole piece's
+    # statistics float64 [PIECE_DIM] (with ``piece``: features.symbolic_piece)
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
                    records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None,
-                   relative: bool = False, texture: bool = False, roll: bool = False) -> TableSymbolic:
+                   relative: bool = False, texture: bool = False, roll: bool = False,
+                   piece: bool = False) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
@@ -388,7 +403,8 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     the render report's ``files``. MIDI files are read here, as they are sent
     to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them. ``relative``:
     pitch classes counted from each source's estimated tonic; ``texture``: the texture blocks too; ``roll``: the
-    piano roll too.
+    piano roll too; ``piece``: each MIDI source's whole-piece statistics too (read from the file as it is: a
+    source's augmented renders share them).
     """
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.parallel import ordered_map, resolve_jobs
@@ -420,20 +436,21 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         for path, offsets, transpose, tempo in wanted:
             try:
                 yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative,
-                                texture=texture, roll=roll)
+                                texture=texture, roll=roll, piece=piece)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                unreadable_reason(error), relative, texture, roll)
+                                unreadable_reason(error), relative, texture, roll, piece)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))
     noteless: list[str] = []
     quiet_clips = 0
+    pieces: dict[str, np.ndarray] = {}
     # Closed here, not when collected: zip leaves the map suspended, and the shutdown of its pool in a
     # garbage collector's hands would swallow a Ctrl-C or SIGTERM arriving then (the stage ran on).
     with contextlib.closing(ordered_map(track_features, tasks(), jobs=jobs, scheduler=scheduler,
                                         on_crash=crashed_source)) as results:
-        for (name, rows), (values, reason) in zip(rows_of, results):
+        for (name, rows), (values, reason, whole) in zip(rows_of, results):
             if values is None:
                 unreadable[name] = reason
                 continue
@@ -443,5 +460,7 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
                 noteless.append(name)
             else:
                 quiet_clips += int((~present[rows]).sum())
+                if whole is not None:
+                    pieces[name] = whole
     return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
-                         noteless, quiet_clips)
+                         noteless, quiet_clips, pieces)

@@ -3,8 +3,9 @@
 The CNN names a track by the mean of its 4-second clips' probabilities; each clip sees little of the piece. A
 track of a MIDI file also has statistics of the whole piece: the mean and the standard deviation, over its clips,
 of each clip's symbolic features (pitch-class and interval histograms, note density, polyphony, ...; not the piano
-roll). ``train.track_notes`` fits a logistic regression (scikit-learn, balanced class weights) on those of the
-training tracks; evaluate and predict then name a track with notes by the mean of the two probabilities, and a
+roll), and with ``features.symbolic_piece`` the whole piece's statistics read part by part (``musicid.piece``:
+melodic intervals and their contour, durations in quarter notes, chords, key). ``train.track_notes`` fits a
+logistic regression (scikit-learn, balanced class weights) on those of the training tracks; evaluate and predict then name a track with notes by the mean of the two probabilities, and a
 track without notes (an audio file, or a MIDI file in which no note sounds: drums only) by the CNN alone.
 
 The fitted regression is stored in the checkpoint as plain arrays (the scaler's mean and scale, one weight row and
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from musicid.h5 import read_strings
+from musicid.piece import PIECE_DIM
 
 NO_NOTES = "audio files, or MIDI files in which no note sounds"  # why a class's training tracks have no notes
 KEYS = ("track_notes_mean", "track_notes_scale", "track_notes_coef", "track_notes_intercept")
@@ -25,7 +27,8 @@ KEYS = ("track_notes_mean", "track_notes_scale", "track_notes_coef", "track_note
 
 class TrackStatistics(NamedTuple):
     tracks: np.ndarray  # str [M], sorted
-    values: np.ndarray  # float64 [M, 2 * D]: the mean, then the standard deviation, of the clips with notes
+    values: np.ndarray  # float64 [M, 2 * D (+ PIECE_DIM)]: the mean, then the standard deviation, of the clips
+    # with notes (then, with features.symbolic_piece, the whole piece's statistics)
     has_notes: np.ndarray  # bool [M]: at least one clip of the track has notes
 
 
@@ -121,6 +124,27 @@ def checkpoint_regression(checkpoint: dict) -> dict[str, np.ndarray] | None:
     return {key: np.asarray(checkpoint[key], dtype=np.float64) for key in KEYS}
 
 
+def with_piece(statistics: TrackStatistics, tracks: np.ndarray, pieces: np.ndarray) -> TrackStatistics:
+    """``statistics`` with each track's whole-piece statistics ``pieces`` [K, PIECE_DIM] (of ``tracks`` [K], sorted)
+    appended; a track without them (none of its clips has notes) has zeros and no notes."""
+    index = np.minimum(np.searchsorted(tracks, statistics.tracks), max(len(tracks) - 1, 0))
+    found = (index < len(tracks)) & (tracks[index] == statistics.tracks) if len(tracks) else \
+        np.zeros(len(statistics.tracks), bool)
+    piece = np.zeros((len(statistics.tracks), PIECE_DIM))
+    piece[found] = pieces[index[found]]
+    return TrackStatistics(statistics.tracks, np.hstack([statistics.values, piece]), statistics.has_notes & found)
+
+
+def reads_piece(checkpoint: dict) -> bool:
+    """Whether a checkpoint's regression reads the whole piece's statistics (features.symbolic_piece)."""
+    return bool(((checkpoint.get("params") or {}).get("features") or {}).get("symbolic_piece", False))
+
+
+def statistic_columns(model: dict[str, np.ndarray], piece: bool) -> int:
+    """How many of a clip's symbolic columns the regression ``model`` reads the mean and sd of."""
+    return (len(model[KEYS[0]]) - (PIECE_DIM if piece else 0)) // 2
+
+
 def note_columns(dim: int, roll_shape: list[int] | tuple[int, ...]) -> int:
     """How many of a table's ``dim`` symbolic columns are statistics: all but the piano roll's (which ends
     the vector, [pitches, frames] = ``roll_shape``)."""
@@ -135,11 +159,16 @@ def select_tracks(statistics: TrackStatistics, tracks: np.ndarray) -> TrackStati
 
 def table_statistics(table, rows: np.ndarray, columns: int) -> TrackStatistics:
     """:func:`track_statistics` of the first ``columns`` symbolic values of ``rows`` (increasing) of an open
-    features table with symbolic columns."""
+    features table with symbolic columns, and the whole piece's (:func:`with_piece`) when the table has them."""
     tracks = read_strings(table["track"])[rows]
     if len(rows) == 0:
-        return track_statistics(np.zeros((0, columns), np.float32), np.zeros(0, bool), tracks)
-    return track_statistics(table["symbolic"][rows, :columns], table["has_symbolic"][rows].astype(bool), tracks)
+        statistics = track_statistics(np.zeros((0, columns), np.float32), np.zeros(0, bool), tracks)
+    else:
+        statistics = track_statistics(table["symbolic"][rows, :columns], table["has_symbolic"][rows].astype(bool),
+                                      tracks)
+    if "piece" in table:
+        statistics = with_piece(statistics, read_strings(table["piece_track"]), table["piece"][:])
+    return statistics
 
 
 def split_statistics(table, split: str) -> tuple[TrackStatistics, np.ndarray]:

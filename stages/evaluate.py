@@ -35,9 +35,10 @@ from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion
                              open_set_metrics, summarise, track_probabilities)
 from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import load_section
+from musicid.piece import PIECE_DIM
 from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
-                                 select_tracks, table_statistics)
+                                 reads_piece, select_tracks, statistic_columns, table_statistics)
 from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
                               checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, class_probabilities,
                               load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy,
@@ -73,9 +74,13 @@ def mismatch(checkpoint: dict, table: h5py.File) -> str | None:
     if regression is not None:
         columns = note_columns(table["symbolic"].shape[1], checkpoint["model_config"].get(
             "roll_shape", [])) if "symbolic" in table else 0
-        if regression["track_notes_mean"].shape[0] != 2 * columns:
-            return (f"the model's regression on the notes reads {regression['track_notes_mean'].shape[0] // 2} "
-                    f"statistics of a track, the table holds {columns} (features.symbolic)")
+        piece = PIECE_DIM if "piece" in table else 0
+        if regression["track_notes_mean"].shape[0] != 2 * columns + piece:
+            def words(width: int, whole: int) -> str:
+                return f"{width} statistics of a track" + (f" and {whole} of the whole piece" if whole else "")
+            read, whole = regression["track_notes_mean"].shape[0], PIECE_DIM if reads_piece(checkpoint) else 0
+            return (f"the model's regression on the notes reads {words((read - whole) // 2, whole)}, the table "
+                    f"holds {words(columns, piece)} (features.symbolic, features.symbolic_piece)")
     if list(checkpoint["label_names"]) != known_names:
         return (f"the model knows the classes {list(checkpoint['label_names'])}, the table's known classes are "
                 f"{known_names}")
@@ -151,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 # Classification metrics cover the known classes; held-out ones are unknown.
                 is_known = known[rows]
                 notes = None if regression is None else table_statistics(
-                    table, rows, len(regression["track_notes_mean"]) // 2)
+                    table, rows, statistic_columns(regression, "piece" in table))
                 cnn_probs, track_labels, known_names = track_probabilities(
                     probabilities[is_known], labels[is_known], tracks[is_known])
                 known_notes = None if notes is None else select_tracks(notes, known_names)

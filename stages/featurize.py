@@ -7,7 +7,11 @@ With ``features.symbolic`` true, each clip also gets the symbolic features of
 the notes its MIDI source plays in the clip's window (musicid.symbolic), read
 from the source in ``--raw`` named by the render report; the table then has the
 columns ``symbolic`` and ``has_symbolic`` and the attributes ``symbolic_mean``
-and ``symbolic_std`` (over the training clips that have them).
+and ``symbolic_std`` (over the training clips that have them). With
+``features.symbolic_piece`` also the whole-piece statistics of each MIDI
+source with notes (musicid.piece), one row per source: ``piece`` float64
+[M, PIECE_DIM] and ``piece_track`` (the sources, sorted), which train's
+regression on the notes reads beside its clips' (``train.track_notes``).
 
 With a Dask scheduler (``--scheduler`` or ``$MUSICID_SCHEDULER``) the features of
 each block of ``features.batch_size`` clips, and the notes of each MIDI source,
@@ -33,13 +37,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block_features, compute_features,
                               constant_q_cutoff, mel_filterbank, n_bands, n_frames)
-from musicid.h5 import (SHARED_ATTRS, RowWriter, WriteError, error_cause, feature_columns, read_strings,
+from musicid.h5 import (SHARED_ATTRS, STRING, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
 from musicid.io import dumps_json
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
+from musicid.piece import PIECE_DIM
 from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, TableSymbolic, symbolic_dim, table_features
 
 
@@ -79,7 +84,7 @@ def read_render_records(path: Path) -> list[dict]:
 
 def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
                 scheduler: str | None = None, relative: bool = False, texture: bool = False,
-                roll: bool = False) -> TableSymbolic:
+                roll: bool = False, piece: bool = False) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -87,7 +92,7 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs, scheduler, relative, texture, roll)
+                          clip_seconds, records, raw, jobs, scheduler, relative, texture, roll, piece)
 
 
 # A symbolic number is a share (0..1) or a log of a count or a length (a few units): one whose training values
@@ -212,7 +217,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
-                               params.symbolic_texture, params.symbolic_roll) if params.symbolic else None
+                               params.symbolic_texture, params.symbolic_roll, params.symbolic_piece) \
+            if params.symbolic else None
         for source, reason in (symbolic.unreadable.items() if symbolic else ()):
             print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
         for source in (symbolic.noteless if symbolic else ()):
@@ -259,7 +265,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 # (predict's ABSENT_KEYS puts them back).
                 if feature_params["symbolic_key"] == "absolute":
                     del feature_params["symbolic_key"]
-                for key in ("symbolic_texture", "symbolic_roll"):
+                for key in ("symbolic_texture", "symbolic_roll", "symbolic_piece"):
                     if not feature_params[key] or symbolic is None:  # (without symbolic features, neither is written)
                         del feature_params[key]
                 if symbolic is None:
@@ -270,6 +276,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                         symbolic_stats(symbolic.features[used], params.symbolic_roll)
                     if params.symbolic_roll:  # what train builds the model's roll branch for
                         writer.attrs["symbolic_roll_shape"] = np.array([ROLL_PITCHES, ROLL_FRAMES], np.int64)
+                    if params.symbolic_piece:  # each MIDI source's whole-piece statistics (musicid.piece)
+                        names = sorted(symbolic.piece)
+                        writer.write_dataset("piece_track", np.array(names, dtype=STRING))
+                        writer.write_dataset("piece", np.stack([symbolic.piece[name] for name in names])
+                                             if names else np.zeros((0, PIECE_DIM)))
                 writer.attrs["params"] = dumps_json({
                     "features": feature_params,
                     **json.loads(clips.attrs["params"]),

@@ -638,6 +638,35 @@ def test_piano_roll_symbolic_features(tmp_path, audio, capsys):
     assert digest(off) == digest(both_off)
 
 
+def test_whole_piece_statistics_beside_the_clips(tmp_path, audio, capsys):
+    from musicid.piece import PIECE_DIM
+    from musicid.symbolic import read_midi_notes
+
+    raw = symbolic_sources(tmp_path, audio)
+    _, clips = run_clip(tmp_path, audio)
+    _, plain_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    code, piece_path = run_symbolic_featurize(tmp_path, clips, audio, raw, name="piece", symbolic_piece=True)
+    assert code == 0
+    with h5py.File(plain_path, "r") as plain, h5py.File(piece_path, "r") as piece:
+        # One row per MIDI source with notes (not the audio source, not the unreadable file), sorted.
+        names = read_strings(piece["piece_track"])
+        assert names.tolist() == sorted(set(read_strings(plain["track"])) - {"c/t0.wav", "b/t1.mid"})
+        assert piece["piece"].shape == (len(names), PIECE_DIM) and piece["piece"].dtype == np.float64
+        for name, row in zip(names, piece["piece"][:]):
+            np.testing.assert_array_equal(row, read_midi_notes(raw / name)[1])
+        # The clips' columns are those of a table without them.
+        for column in ("symbolic", "has_symbolic", "features"):
+            np.testing.assert_array_equal(piece[column][:], plain[column][:])
+        assert json.loads(piece.attrs["params"])["features"]["symbolic_piece"] is True
+        # false, what every table meant before the key existed, is left out: those tables keep their bytes
+        assert "symbolic_piece" not in json.loads(plain.attrs["params"])["features"] and "piece" not in plain
+    code, again = run_symbolic_featurize(tmp_path, clips, audio, raw, name="again", symbolic_piece=True)
+    assert code == 0 and digest(again) == digest(piece_path)
+    capsys.readouterr()
+    code, _ = run_symbolic_featurize(tmp_path, clips, audio, raw, name="bad", symbolic_piece="yes please")
+    assert code == 2 and "features.symbolic_piece" in capsys.readouterr().err
+
+
 def test_symbolic_off_writes_the_table_as_before(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio)
     _, table_path = run_featurize(tmp_path, clips)

@@ -228,7 +228,9 @@ def test_an_unreadable_file_is_unparseable(tmp_path):
 
 
 def test_a_worker_reads_the_notes_from_the_bytes_and_writes_no_file(tmp_path, monkeypatch):
-    from musicid.symbolic import TrackTask, track_features
+    from dataclasses import replace
+
+    from musicid.symbolic import TrackTask, read_midi_notes, track_features
 
     path = write_triad(tmp_path / "triad.mid")
     from_bytes, from_path = read_notes(path.read_bytes()), read_notes(path)
@@ -238,10 +240,16 @@ def test_a_worker_reads_the_notes_from_the_bytes_and_writes_no_file(tmp_path, mo
     for maker in ("mkdtemp", "mkstemp", "NamedTemporaryFile"):
         monkeypatch.setattr(f"tempfile.{maker}", lambda *args, **kwargs: pytest.fail("wrote a temporary file"))
     task = TrackTask(path.read_bytes(), np.array([0.0]), np.array([0]), np.array([1.0]), 4.0)
-    values, reason = track_features(task)
-    assert reason is None and values[0, :12].sum() == pytest.approx(1.0)
-    bad = TrackTask(b"MThd\x00\x00\x00\x06\x00\x01", np.array([0.0]), np.array([0]), np.array([1.0]), 4.0)
-    assert track_features(bad)[1].startswith("unparseable")
+    values, reason, piece = track_features(task)
+    assert reason is None and values[0, :12].sum() == pytest.approx(1.0) and piece is None
+    # With the whole piece's statistics: those read_midi_notes gives for the file.
+    values_too, _, piece = track_features(replace(task, piece=True))
+    np.testing.assert_array_equal(values_too, values)
+    np.testing.assert_array_equal(piece, read_midi_notes(path)[1])
+    bad = TrackTask(b"MThd\x00\x00\x00\x06\x00\x01", np.array([0.0]), np.array([0]), np.array([1.0]), 4.0,
+                    piece=True)
+    values, reason, piece = track_features(bad)
+    assert values is None and piece is None and reason.startswith("unparseable")
 
 
 def test_features_are_deterministic_and_batch_independent(tmp_path):

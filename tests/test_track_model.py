@@ -260,3 +260,90 @@ def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkey
     assert "; no regression on the notes (render.augment's copies would blend into the tracks' statistics) ->" \
         in capsys.readouterr().out
     assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1]) is None
+
+
+def test_the_whole_piece_is_appended_to_each_tracks_statistics():
+    from musicid.piece import PIECE_DIM
+    from musicid.track_model import with_piece
+
+    statistics = TrackStatistics(np.array(["a", "b", "c"]), np.arange(6.0).reshape(3, 2), np.array([True, True, False]))
+    pieces = np.stack([np.full(PIECE_DIM, 1.0), np.full(PIECE_DIM, 3.0)])
+    widened = with_piece(statistics, np.array(["a", "c"]), pieces)
+    assert widened.values.shape == (3, 2 + PIECE_DIM)
+    np.testing.assert_array_equal(widened.values[:, :2], statistics.values)
+    assert (widened.values[0, 2:] == 1).all() and (widened.values[2, 2:] == 3).all()
+    # b has clips with notes but no whole piece (which featurize never writes): not read by the regression.
+    assert not widened.values[1, 2:].any() and widened.has_notes.tolist() == [True, False, False]
+    none = with_piece(statistics, np.array([], dtype=str), np.zeros((0, PIECE_DIM)))
+    assert not none.has_notes.any() and none.values.shape == (3, 2 + PIECE_DIM)
+
+
+def test_train_and_evaluate_read_the_whole_piece(tmp_path, params, monkeypatch, capsys):
+    """Clips whose notes are noise, whole pieces that tell the classes apart: the regression names every test
+    track only by reading the pieces, which it does when the table has them."""
+    import h5py
+
+    from musicid.h5 import STRING, read_strings
+    from musicid.piece import PIECE_DIM
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    splits = ["train"] * 16 + ["val"] * 8 + ["test"] * 6
+    write_symbolic_features(tmp_path / "features.h5", splits)
+    rng = np.random.default_rng(1)
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        symbolic = rng.random(table["symbolic"].shape).astype(np.float32)
+        symbolic[~table["has_symbolic"][:]] = 0
+        table["symbolic"][:] = symbolic  # the same noise for both classes
+        tracks, labels = read_strings(table["track"]), table["label"][:]
+        names = sorted(set(tracks[table["has_symbolic"][:]]))
+        label_of = {t: int(l) for t, l in zip(tracks, labels)}
+        table.create_dataset("piece_track", data=np.array(names, dtype=STRING))
+        table.create_dataset("piece", data=rng.random((len(names), PIECE_DIM))
+                             + 3.0 * np.array([label_of[n] for n in names])[:, None])
+        table.attrs["params"] = json.dumps({"features": {"symbolic_piece": True}})  # as featurize writes it
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    regression = checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1])
+    assert regression["track_notes_mean"].shape == (2 * 44 + PIECE_DIM,)
+    assert EVALUATE.main(evaluate) == 0
+    assert json.loads((tmp_path / "per_class.json").read_text())["test"]["track_pooling"]["notes"] == 1.0
+    # The same table without the pieces: the clips' noise alone does not name every test track.
+    with h5py.File(tmp_path / "features.h5", "r+") as table:
+        del table["piece"], table["piece_track"]
+        table.attrs["params"] = json.dumps({})
+    assert EVALUATE.main(evaluate) == 1  # a model that reads the pieces, a table without them
+    assert "reads 44 statistics of a track and 119 of the whole piece, the table holds 44 statistics of a track " \
+           "(features.symbolic, features.symbolic_piece); retrain" in capsys.readouterr().err
+    assert TRAIN.main(train) == 0 and EVALUATE.main(evaluate) == 0
+    assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1])["track_notes_mean"].shape == (2 * 44,)
+    assert json.loads((tmp_path / "per_class.json").read_text())["test"]["track_pooling"]["notes"] < 1.0
+
+
+def test_predict_reads_the_whole_piece_of_a_midi_file(tmp_path):
+    from musicid.piece import PIECE_DIM
+    from musicid.symbolic import read_midi_notes
+
+    plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
+    path = write_symbolic_checkpoint(tmp_path / "piece.pt", symbolic_piece=True)
+    checkpoint = torch.load(path, weights_only=True)
+    width = 2 * 44 + PIECE_DIM
+    coef = np.zeros((2, width))
+    coef[1, 2 * 44:], coef[0, 2 * 44:] = 1.0, -1.0  # the piece's numbers alone move the answer
+    coef[1, :44] = 0.5  # and the clips' mean a little
+    regression = {"track_notes_mean": np.full(width, 0.1), "track_notes_scale": np.full(width, 2.0),
+                  "track_notes_coef": coef, "track_notes_intercept": np.array([0.3, -0.3])}
+    checkpoint.update({key: torch.from_numpy(value) for key, value in regression.items()})
+    torch.save(checkpoint, path)
+    fused = Predictor(path)
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    clips, offsets, _ = plain.clips_and_offsets(midi)
+    notes = plain.notes_of(midi, offsets, clips.shape[1])
+    values = np.concatenate([notes.mean(0), notes.std(0), read_midi_notes(midi)[1]])
+    reading = regression_probabilities(regression, values[None])[0]
+    alone, with_piece = dict(plain.predict(midi).labels), dict(fused.predict(midi).labels)
+    for index, name in enumerate(["bach", "palestrina"]):
+        assert with_piece[name] == pytest.approx((alone[name] + reading[index]) / 2, abs=1e-6)
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
