@@ -1,0 +1,204 @@
+"""The whole piece's note statistics beside the clips', for the track-level regression on the notes.
+
+``train.track_notes`` names a track with a logistic regression on the mean and standard deviation of its clips'
+symbolic features (musicid.track_model): 4-second windows in which every part's notes are mixed, so a melodic
+interval is often one between two voices, and nothing is measured in beats. ``features.symbolic_piece`` adds
+statistics of the whole piece, read part by part (musicid.piece). This script measures what they change, on a
+composer_quality.py run (``--out``) of the default configuration, two ways, with no training:
+
+``--mode cv`` (the regression alone, many splits): on each task's tracks (its MIDI files, and the clips'
+statistics of every track from one fold's features table) it cross-validates, by track, a logistic regression
+(scikit-learn, standardised inputs, balanced class weights, C = ``--c``) on
+
+- ``clips``: the pipeline's statistics (mean and sd over the clips of the 44 note statistics),
+- ``piece``: the whole piece's statistics (musicid.piece),
+- ``both``: the two side by side (what train fits with ``features.symbolic_piece: true``),
+
+``--repeats`` times with a different shuffle of the stratified ``--folds``-fold split. Per repeat it pools the
+out-of-fold answers of all tracks (each answered once) into one macro-F1 and also takes the mean of the folds' own
+macro-F1 (what the suite reports); it prints mean +- sd over the repeats and each set's paired difference from
+``clips`` (mean +- sd, repeats better / worse).
+
+``--mode suite`` (what evaluate would write, on the suite's own folds): per fold, the run's CNN (its clips' mean
+probability on the test tracks, as evaluate computes it) averaged with the run's own regression on the clips'
+statistics (its figure checked against the run's metrics.json) and with a regression on both, fitted here on the
+fold's training tracks as train fits it. The CNN does not read the regression, so this is the test track macro-F1
+a run with ``features.symbolic_piece: true`` gives, without training it again. Prints per task the fused and the
+regression-alone figures over the folds (mean +- sd, each fold) and the paired difference of ``both`` from
+``clips`` (mean +- sd, folds better / worse).
+
+    python benchmarks/track_features.py --out <composer_quality out> --tasks default-piano quartets lopsided
+        [--mode cv|suite] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from suite_runs import find_runs, find_table, fold_count, split_outputs, stop, written_macro_f1  # noqa: E402
+
+from musicid.h5 import read_strings  # noqa: E402
+from musicid.metrics import macro_f1, pool, track_labels  # noqa: E402
+from musicid.symbolic import read_midi_notes  # noqa: E402
+from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes,  # noqa: E402
+                                 note_columns, regression_probabilities, select_tracks, track_statistics,
+                                 with_piece)
+from musicid.training import load_checkpoint  # noqa: E402
+
+
+def piece_table(task_dir: Path, tracks: np.ndarray) -> np.ndarray:
+    """The whole piece's statistics [M, PIECE_DIM] of ``tracks``, read (as featurize reads them) from the task's
+    raw folder; every render setting of a task shares its MIDI files."""
+    raws = [raw for raw in sorted(task_dir.glob("data-*/raw")) if all((raw / track).is_file() for track in tracks)]
+    if not raws:
+        raise stop(f"no raw folder under {task_dir} holds all of its tracks")
+    pieces = [read_midi_notes(raws[0] / track)[1] for track in tracks]
+    if any(piece is None for piece in pieces):
+        raise stop(f"a track of {task_dir} has no notes")
+    return np.stack(pieces)
+
+
+def clip_statistics(table, rows: np.ndarray) -> TrackStatistics:
+    """The clips' statistics (no whole piece, whatever the table holds) of the tracks of ``rows``."""
+    roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
+    columns = note_columns(table["symbolic"].shape[1], roll_shape)
+    return track_statistics(table["symbolic"][rows, :columns], table["has_symbolic"][rows].astype(bool),
+                            read_strings(table["track"])[rows])
+
+
+def task_tracks(task_dir: Path, config: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tracks sorted, their clips' statistics [M, 2D], labels [M]) of every known track of a task, from the
+    features table of its first fold's run."""
+    table_path = find_table(task_dir, find_runs(task_dir, config, 0, [seed])[seed])
+    with h5py.File(table_path, "r") as table:
+        rows = np.nonzero(table["known"][:].astype(bool))[0]
+        statistics_ = clip_statistics(table, rows)
+        labels = track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])
+    if not statistics_.has_notes.all():
+        raise stop(f"{table_path}: a track has no notes")
+    return statistics_.tracks, statistics_.values, labels
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, folds: int, repeats: int, c: float) -> tuple[list, list]:
+    """(pooled macro-F1 per repeat, mean of the folds' macro-F1 per repeat)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pooled, per_fold = [], []
+    for repeat in range(repeats):
+        answer = np.zeros_like(y)
+        scores = []
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=repeat).split(x, y):
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
+            answer[test] = model.fit(x[train], y[train]).predict(x[test])
+            scores.append(f1_score(y[test], answer[test], average="macro", labels=np.unique(y)))
+        pooled.append(float(f1_score(y, answer, average="macro")))
+        per_fold.append(float(np.mean(scores)))
+    return pooled, per_fold
+
+
+def against(values: list[float], base: list[float]) -> str:
+    diff = [a - b for a, b in zip(values, base)]
+    mean, sd = mean_sd(diff)
+    return f"{mean:+.3f} +- {sd:.3f} ({sum(d > 0 for d in diff)} / {sum(d < 0 for d in diff)})"
+
+
+def cell(values: list[float]) -> str:
+    return "{:.3f} +- {:.3f}".format(*mean_sd(values))
+
+
+def cv_mode(args, task: str) -> None:
+    tracks, clips, y = task_tracks(args.out / task, args.config, args.seed)
+    piece = piece_table(args.out / task, tracks)
+    counts = np.bincount(y)
+    print(f"{task}: {len(tracks)} tracks ({', '.join(str(n) for n in counts)} a class), {args.repeats} x "
+          f"{args.folds}-fold, C {args.c:g}")
+    results = {name: cross_validate(x, y, args.folds, args.repeats, args.c)
+               for name, x in (("clips", clips), ("piece", piece), ("both", np.hstack([clips, piece])))}
+    print("| set | pooled macro-F1 | folds' mean | pooled, against clips (repeats better / worse) |")
+    print("|---|---|---|---|")
+    for name, (pooled, per_fold) in results.items():
+        print(f"| {name} | {cell(pooled)} | {cell(per_fold)} | "
+              f"{'' if name == 'clips' else against(pooled, results['clips'][0])} |")
+
+
+def suite_fold(task_dir: Path, config: str, fold: int, seed: int, c: float) -> dict[str, float]:
+    """Test track macro-F1 of one fold: the run's CNN fused with its own regression on the clips' statistics
+    (``clips``), and with one on them and the whole piece's (``both``); each regression alone too."""
+    run = find_runs(task_dir, config, fold, [seed])[seed]
+    table_path = find_table(task_dir, run)
+    own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
+    if own is None:
+        raise stop(f"{run}: its model holds no regression on the notes (train.track_notes)")
+    test = split_outputs(run / "model.pt", table_path, "test")
+    mean = pool(test.probabilities.astype(np.float64), test.tracks, "mean")[1]
+    truth = track_labels(test.labels, test.tracks)
+    with h5py.File(table_path, "r") as table:
+        if "piece" in table:
+            raise stop(f"{table_path} holds the whole pieces already: score a run made without them")
+        split = read_strings(table["split"])
+        known = table["known"][:].astype(bool)
+        train_rows, test_rows = (np.nonzero((split == name) & known)[0] for name in ("train", "test"))
+        train, test_notes = clip_statistics(table, train_rows), clip_statistics(table, test_rows)
+        train_labels = track_labels(table["label"][train_rows].astype(np.int64),
+                                    read_strings(table["track"])[train_rows])
+    test_notes = select_tracks(test_notes, np.unique(test.tracks))
+    figures = {"clips": macro_f1(truth, fuse_notes(mean, own, test_notes).argmax(1))}
+    written = written_macro_f1(run, "track")
+    if abs(figures["clips"] - written) > 5e-6:
+        raise stop(f"{run}: track macro-F1 {figures['clips']:.6f} here, {written:.6f} in its metrics.json: the "
+                   "scoring does not match evaluate's")
+    widened = [with_piece(s, s.tracks, piece_table(task_dir, s.tracks)) for s in (train, test_notes)]
+    both, why_not = fit_regression(widened[0], train_labels, [str(i) for i in range(mean.shape[1])], c)
+    if both is None:
+        raise stop(f"{run}: {why_not}")
+    figures["both"] = macro_f1(truth, fuse_notes(mean, both, widened[1]).argmax(1))
+    figures["clips alone"] = macro_f1(truth, regression_probabilities(own, test_notes.values).argmax(1))
+    figures["both alone"] = macro_f1(truth, regression_probabilities(both, widened[1].values).argmax(1))
+    return figures
+
+
+def suite_mode(args, task: str) -> None:
+    task_dir = args.out / task
+    folds = [suite_fold(task_dir, args.config, fold, args.seed, args.c)
+             for fold in range(fold_count(task_dir, args.config))]
+    for name in folds[0]:
+        values = [figures[name] for figures in folds]
+        base = name.replace("both", "clips")
+        print(f"| {task} | {name} | {cell(values)} | {', '.join(f'{v:.3f}' for v in values)} | "
+              f"{against(values, [figures[base] for figures in folds]) if base != name else ''} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="composer_quality.py's --out")
+    parser.add_argument("--tasks", nargs="+", required=True)
+    parser.add_argument("--mode", choices=("cv", "suite"), default="suite")
+    parser.add_argument("--config", default="default", help="the configuration whose runs are read")
+    parser.add_argument("--seed", type=int, default=0, help="their train.seed")
+    parser.add_argument("--folds", type=int, default=5, help="--mode cv: folds of each split")
+    parser.add_argument("--repeats", type=int, default=20, help="--mode cv: splits")
+    parser.add_argument("--c", type=float, default=0.1, help="C of the regression (train.track_notes)")
+    args = parser.parse_args(argv)
+    if not args.c > 0 or args.folds < 2 or args.repeats < 2:
+        parser.error("--c must be > 0, --folds and --repeats at least 2")
+    if args.mode == "suite":
+        print("| task | track macro-F1 of | mean +- sd | folds | both against clips (folds better / worse) |")
+        print("|---|---|---|---|---|")
+    for task in args.tasks:
+        (cv_mode if args.mode == "cv" else suite_mode)(args, task)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
