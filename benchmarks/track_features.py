@@ -27,8 +27,12 @@ a run with ``features.symbolic_piece: true`` gives, without training it again. P
 regression-alone figures over the folds (mean +- sd, each fold) and the paired difference of ``both`` from
 ``clips`` (mean +- sd, folds better / worse).
 
+``--mode cost``: what reading the whole piece adds to the parse of a task's MIDI files (musicid.symbolic's
+read_midi_notes, as featurize's workers call it, with and without the piece), both ways in turn ``--repeats`` times
+in one process: the best time of each, and their ratio.
+
     python benchmarks/track_features.py --out <composer_quality out> --tasks default-piano quartets lopsided
-        [--mode cv|suite] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
+        [--mode cv|suite|cost] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
 """
 
 from __future__ import annotations
@@ -179,15 +183,34 @@ def suite_mode(args, task: str) -> None:
               f"{against(values, [figures[base] for figures in folds]) if base != name else ''} |")
 
 
+def cost_mode(args, task: str) -> None:
+    import time
+
+    raws = sorted((args.out / task).glob("data-*/raw"))
+    if not raws:
+        raise stop(f"no raw folder under {args.out / task}")
+    files = sorted(path for path in raws[0].rglob("*") if path.suffix.lower() in (".mid", ".midi"))
+    best = {False: float("inf"), True: float("inf")}
+    notes = 0
+    for _ in range(args.repeats):
+        for piece in (False, True):
+            started = time.perf_counter()
+            counted = sum(len(read_midi_notes(path, piece)[0].start) for path in files)
+            best[piece] = min(best[piece], time.perf_counter() - started)
+            notes = counted
+    print(f"| {task} | {len(files)} | {notes} | {best[False]:.2f} | {best[True]:.2f} | "
+          f"{best[True] / best[False]:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="composer_quality.py's --out")
     parser.add_argument("--tasks", nargs="+", required=True)
-    parser.add_argument("--mode", choices=("cv", "suite"), default="suite")
+    parser.add_argument("--mode", choices=("cv", "suite", "cost"), default="suite")
     parser.add_argument("--config", default="default", help="the configuration whose runs are read")
     parser.add_argument("--seed", type=int, default=0, help="their train.seed")
     parser.add_argument("--folds", type=int, default=5, help="--mode cv: folds of each split")
-    parser.add_argument("--repeats", type=int, default=20, help="--mode cv: splits")
+    parser.add_argument("--repeats", type=int, default=20, help="--mode cv: splits; --mode cost: timings")
     parser.add_argument("--c", type=float, default=0.1, help="C of the regression (train.track_notes)")
     args = parser.parse_args(argv)
     if not args.c > 0 or args.folds < 2 or args.repeats < 2:
@@ -195,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "suite":
         print("| task | track macro-F1 of | mean +- sd | folds | both against clips (folds better / worse) |")
         print("|---|---|---|---|---|")
+    if args.mode == "cost":
+        print("| task | MIDI files | notes | notes alone, s | with the piece, s | ratio |")
+        print("|---|---|---|---|---|---|")
     for task in args.tasks:
-        (cv_mode if args.mode == "cv" else suite_mode)(args, task)
+        {"cv": cv_mode, "suite": suite_mode, "cost": cost_mode}[args.mode](args, task)
     return 0
 
 

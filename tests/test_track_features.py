@@ -89,3 +89,9 @@ def test_bad_arguments_are_named(tmp_path, capsys):
         with pytest.raises(SystemExit):
             track_features.main(["--out", str(tmp_path), "--tasks", "tiny", *bad])
         assert "--c must be > 0, --folds and --repeats at least 2" in capsys.readouterr().err
+
+
+def test_cost_mode_times_both_parses(suite_folder, capsys):
+    assert track_features.main(["--out", str(suite_folder), "--tasks", "tiny", "--mode", "cost", "--repeats", "2"]) == 0
+    row = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].strip("|").split("|")]
+    assert row[:3] == ["tiny", "18", str(18 * 8)] and row[5].endswith("x")
