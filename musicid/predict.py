@@ -25,8 +25,7 @@ from musicid.params import parse_section
 from musicid.prepare import OUT_OF_MEMORY, FileReader, Prediction, Prepared, prepare_all
 from musicid.symbolic import sounding, symbolic_dim
 from musicid.piece import PIECE_DIM
-from musicid.track_model import (checkpoint_regression, fuse_notes, reads_piece, statistic_columns,
-                                 track_statistics, with_piece)
+from musicid.track_model import checkpoint_regression, fuse_notes, statistic_columns, track_statistics, with_piece
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
                               checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
                               to_numpy, track_novelty)
@@ -120,6 +119,16 @@ def parts_problem(checkpoint: dict, model, features) -> str | None:
         if not width == stored == config.symbolic_dim:
             return (f"the features params give {width} symbolic numbers a clip, the model reads "
                     f"{config.symbolic_dim}, the normalisation has {stored}")
+    regression = checkpoint_regression(checkpoint)
+    if regression is not None and features.symbolic:
+        # train.track_notes' regression reads the mean and sd of the clips' statistics (not the roll) and, with
+        # features.symbolic_piece, the whole piece's.
+        columns = symbolic_dim(features.symbolic_texture, False)
+        piece = PIECE_DIM if features.symbolic_piece else 0
+        if len(regression["track_notes_mean"]) != 2 * columns + piece:
+            return (f"the regression on the notes reads {len(regression['track_notes_mean'])} numbers a track, the "
+                    f"features params give {2 * columns + piece} ({columns} statistics' mean and sd"
+                    f"{f', {piece} of the whole piece' if piece else ''})")
     names, centroids = len(checkpoint["label_names"]), len(checkpoint["centroids"])
     if not names == centroids == config.n_classes:
         return f"{names} label names, {centroids} class centroids, a model of {config.n_classes} classes"
@@ -244,7 +253,7 @@ class Predictor(FileReader):
         one_track = np.zeros(len(probabilities), dtype=int)
         mean = pool(probabilities, one_track)[1]
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
-            piece = reads_piece(self.checkpoint)
+            piece = self.features.symbolic_piece  # its width agrees (parts_problem)
             columns = statistic_columns(self.regression, piece)
             statistics = track_statistics(notes[:, :columns], sounding(notes), one_track)
             if piece:  # features.symbolic_piece: the whole piece's statistics too (none: CNN alone, as evaluate)

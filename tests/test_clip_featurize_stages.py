@@ -644,7 +644,7 @@ def test_whole_piece_statistics_beside_the_clips(tmp_path, audio, capsys):
 
     raw = symbolic_sources(tmp_path, audio)
     _, clips = run_clip(tmp_path, audio)
-    _, plain_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    _, plain_path = run_symbolic_featurize(tmp_path, clips, audio, raw, symbolic_piece=False)
     code, piece_path = run_symbolic_featurize(tmp_path, clips, audio, raw, name="piece", symbolic_piece=True)
     assert code == 0
     with h5py.File(plain_path, "r") as plain, h5py.File(piece_path, "r") as piece:

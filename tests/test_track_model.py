@@ -213,7 +213,7 @@ def test_a_negative_track_notes_is_named(tmp_path, params, capsys):
 
 def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path):
     plain = Predictor(write_symbolic_checkpoint(tmp_path / "plain.pt"))
-    path = write_symbolic_checkpoint(tmp_path / "notes.pt")
+    path = write_symbolic_checkpoint(tmp_path / "notes.pt", symbolic_piece=False)  # the clips' statistics alone
     checkpoint = torch.load(path, weights_only=True)
     dim = 44
     # A regression that names the second class whatever the notes.
@@ -347,3 +347,17 @@ def test_predict_reads_the_whole_piece_of_a_midi_file(tmp_path):
         assert with_piece[name] == pytest.approx((alone[name] + reading[index]) / 2, abs=1e-6)
     wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
     assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
+
+    # A checkpoint whose regression does not read what its features params say is refused, with what each says.
+    from musicid.training import CheckpointError
+
+    for name, features, width in (("without.pt", {"symbolic_piece": False}, 2 * 44 + PIECE_DIM),
+                                  ("with.pt", {}, 2 * 44)):
+        odd = write_symbolic_checkpoint(tmp_path / name, **features)
+        checkpoint = torch.load(odd, weights_only=True)
+        checkpoint.update({key: torch.from_numpy(np.ascontiguousarray(value[..., :width]))
+                           for key, value in regression.items() if key != "track_notes_intercept"})
+        checkpoint["track_notes_intercept"] = torch.from_numpy(regression["track_notes_intercept"])
+        torch.save(checkpoint, odd)
+        with pytest.raises(CheckpointError, match=f"the regression on the notes reads {width} numbers a track"):
+            Predictor(odd)
