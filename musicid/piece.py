@@ -105,8 +105,8 @@ def _melodies(onset: np.ndarray, pitch: np.ndarray, part: np.ndarray) -> tuple[n
     last = np.ones(len(part), bool)
     last[:-1] = (part[1:] != part[:-1]) | (onset[1:] != onset[:-1])
     part, pitch = part[last], pitch[last]
-    for index in np.unique(part):
-        melody = pitch[part == index]
+    # Each part's melody is a run of the part-sorted rows: split once (a loop of masks would cost parts x notes).
+    for melody in np.split(pitch, np.flatnonzero(np.diff(part)) + 1):
         if len(melody) < 2:
             continue
         intervals = np.diff(melody)
@@ -165,5 +165,9 @@ def piece_features(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, part: 
     out[CHORD_BLOCK] = _share(_chords(onset, start, end, pitch))
     out[PARTS] = len(np.unique(part))
     out[ONSET_RATE] = np.log1p(len(onset_q) / max(onset_q[-1] - onset_q[0], 1.0))
-    out[PART_RANGE] = np.mean([np.ptp(pitch[part == index]) / 12 for index in np.unique(part)])
+    by_part = np.argsort(part, kind="stable")
+    bounds = np.flatnonzero(np.diff(part[by_part])) + 1
+    starts = np.concatenate([[0], bounds])
+    ranges = np.maximum.reduceat(pitch[by_part], starts) - np.minimum.reduceat(pitch[by_part], starts)
+    out[PART_RANGE] = float(np.mean(ranges / 12))
     return out

@@ -115,10 +115,14 @@ def test_no_notes_no_piece(tmp_path):
 
 
 def test_read_notes_leaves_the_piece_out(tmp_path, monkeypatch):
-    import musicid.piece
+    import musicid.symbolic
 
     def fail(*args):
         raise AssertionError("computed")
 
-    monkeypatch.setattr(musicid.piece, "piece_features", fail)
-    assert read_notes(write(tmp_path / "a.mid", [[(0.0, 1.0, 60)]])).pitch.tolist() == [60]
+    path = write(tmp_path / "a.mid", [[(0.0, 1.0, 60)]])
+    monkeypatch.setattr(musicid.symbolic, "piece_features", fail)  # the name read_midi_notes calls
+    with pytest.raises(AssertionError, match="computed"):
+        read_midi_notes(path)
+    assert read_notes(path).pitch.tolist() == [60]
+    assert read_midi_notes(path, piece=False)[1] is None

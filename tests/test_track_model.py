@@ -352,7 +352,7 @@ def test_predict_reads_the_whole_piece_of_a_midi_file(tmp_path):
     from musicid.training import CheckpointError
 
     for name, features, width in (("without.pt", {"symbolic_piece": False}, 2 * 44 + PIECE_DIM),
-                                  ("with.pt", {}, 2 * 44)):
+                                  ("with.pt", {"symbolic_piece": True}, 2 * 44)):
         odd = write_symbolic_checkpoint(tmp_path / name, **features)
         checkpoint = torch.load(odd, weights_only=True)
         checkpoint.update({key: torch.from_numpy(np.ascontiguousarray(value[..., :width]))
