@@ -164,6 +164,8 @@ class Predictor(FileReader):
         if problem:
             raise CheckpointError(f"{checkpoint_path}: its parts do not fit together ({problem}): it was not "
                                   "written whole by the train stage; retrain it with `dvc repro train`")
+        if checkpoint_regression(self.checkpoint) is None:  # the whole piece is read for the regression alone
+            features = features.model_copy(update={"symbolic_piece": False})
         # A model with a symbolic branch gets the symbolic features of a MIDI file's clips; an audio
         # file's clips (or those of a MIDI file whose notes cannot be read) go through the audio branch alone.
         super().__init__(render, clip, features, symbolic=bool(self.model.config.symbolic_dim))

@@ -347,6 +347,10 @@ def test_predict_reads_the_whole_piece_of_a_midi_file(tmp_path):
         assert with_piece[name] == pytest.approx((alone[name] + reading[index]) / 2, abs=1e-6)
     wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
     assert fused.predict(wav).labels == plain.predict(wav).labels  # an audio file: the CNN alone
+    # Without a regression (train.track_notes 0) nothing reads the piece, so predict does not compute it.
+    assert fused.features.symbolic_piece and not plain.features.symbolic_piece
+    assert plain.read_notes_of(midi, offsets, clips.shape[1])[2] is None
+    assert fused.read_notes_of(midi, offsets, clips.shape[1])[2] is not None
 
     # A checkpoint whose regression does not read what its features params say is refused, with what each says.
     from musicid.training import CheckpointError
