@@ -23,7 +23,9 @@ SLOW_FILES = (
     "test_render_cache.py",  # (45)
     "test_render_stage.py",  # (40)
     "test_odd_collection_e2e.py",  # (35) a `dvc repro` of an odd folder
+    "test_track_model.py",  # (30) trains and evaluates small models
     "test_train_stage.py",  # (25)
+    "test_track_features.py",  # (20) a small run trained for each of its tests
 )
 
 
