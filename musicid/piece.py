@@ -61,23 +61,21 @@ MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10, 11])
 
 
-def _share(counts: np.ndarray) -> np.ndarray:
+def share(counts: np.ndarray) -> np.ndarray:
+    """``counts`` divided by their sum, float64; zeros when there are none."""
     total = counts.sum()
     return counts / total if total else np.zeros(len(counts))
 
 
 def estimate_key(pitch_classes: np.ndarray) -> tuple[int, bool]:
     """(tonic, minor) of the 24 Krumhansl-Kessler key profiles the histogram ``pitch_classes`` [12] correlates
-    with best (Pearson; the first of ties, C major for a flat histogram)."""
-    if pitch_classes.std() == 0:
+    with best (Pearson; the first of ties, majors before minors; C major for a flat histogram)."""
+    if np.ptp(pitch_classes) == 0:  # no notes, or every pitch class as long as the others
         return 0, False
-    best, key = -np.inf, (0, False)
-    for minor, profile in ((False, KK_MAJOR), (True, KK_MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(np.roll(profile, tonic), pitch_classes)[0, 1]
-            if r > best:
-                best, key = r, (tonic, minor)
-    return key
+    # Row 12 * mode + tonic: the profile rotated so that its tonic lies on that pitch class.
+    profiles = np.stack([np.roll(profile, tonic) for profile in (KK_MAJOR, KK_MINOR) for tonic in range(12)])
+    best = int(np.argmax([np.corrcoef(pitch_classes, profile)[0, 1] for profile in profiles]))
+    return best % 12, best >= 12
 
 
 def quarter_notes(times: np.ndarray, change_times: np.ndarray, tempi: np.ndarray) -> np.ndarray:
@@ -92,7 +90,7 @@ def quarter_notes(times: np.ndarray, change_times: np.ndarray, tempi: np.ndarray
 
 
 def _log2_bins(quarters: np.ndarray) -> np.ndarray:
-    return _share(np.bincount(np.searchsorted(BEAT_EDGES, np.log2(np.maximum(quarters, 1e-3))),
+    return share(np.bincount(np.searchsorted(BEAT_EDGES, np.log2(np.maximum(quarters, 1e-3))),
                               minlength=len(BEAT_EDGES) + 1).astype(np.float64))
 
 
@@ -152,17 +150,17 @@ def piece_features(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, part: 
     out = np.zeros(PIECE_DIM)
     weights = np.bincount(pitch % 12, weights=end - start, minlength=12)
     tonic, minor = estimate_key(weights)
-    relative = _share(np.roll(weights, -tonic))
+    relative = share(np.roll(weights, -tonic))
     out[KEY_BLOCK], out[MINOR] = relative, float(minor)
     out[IN_SCALE] = relative[MINOR_SCALE if minor else MAJOR_SCALE].sum()
     onset = np.round(start, 3)
     steps, contours = _melodies(onset, pitch, part)
-    out[STEP_BLOCK], out[CONTOUR_BLOCK] = _share(steps), _share(contours.ravel())
+    out[STEP_BLOCK], out[CONTOUR_BLOCK] = share(steps), share(contours.ravel())
     begin_q, end_q = quarter_notes(start, change_times, tempi), quarter_notes(end, change_times, tempi)
     out[DURATION_BLOCK] = _log2_bins(end_q - begin_q)
     onset_q = np.unique(quarter_notes(np.unique(onset), change_times, tempi))
     out[ONSET_BLOCK] = _log2_bins(np.diff(onset_q))
-    out[CHORD_BLOCK] = _share(_chords(onset, start, end, pitch))
+    out[CHORD_BLOCK] = share(_chords(onset, start, end, pitch))
     out[PARTS] = len(np.unique(part))
     out[ONSET_RATE] = np.log1p(len(onset_q) / max(onset_q[-1] - onset_q[0], 1.0))
     by_part = np.argsort(part, kind="stable")

@@ -88,7 +88,7 @@ import numpy as np
 from musicid.checks import RenderError
 from musicid.io import unreadable_reason
 from musicid.midi import coarser_ticks, read_midi, tempo_in_first_track
-from musicid.piece import KK_MAJOR, KK_MINOR, piece_features  # noqa: F401 (the profiles are part of this interface)
+from musicid.piece import KK_MAJOR, KK_MINOR, estimate_key, piece_features, share  # noqa: F401 (the profiles are part of this interface)
 from musicid.symbolic_layout import (  # noqa: F401 (the layout is part of this module's interface)
     DENSITY, DURATION_BLOCK, INTERVAL_BLOCK, IOI_BLOCK, MAX_POLYPHONY, MEAN_DURATION, MEAN_POLYPHONY,
     ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, PITCH_RANGE, PITCH_STD, ROLL_DIM, ROLL_FRAMES, ROLL_LOW,
@@ -263,12 +263,6 @@ def piano_roll(begin: np.ndarray, finish: np.ndarray, pitch: np.ndarray, window_
     return np.minimum(out, 1.0)
 
 
-def _share(counts: np.ndarray) -> np.ndarray:
-    """``counts`` (integers) divided by their sum, float64; zeros when there are none."""
-    total = counts.sum()
-    return counts / total if total else np.zeros(len(counts))
-
-
 def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
              onset: np.ndarray) -> None:
     """Fill the texture blocks (module docstring) from a window's sounding notes in (start, pitch) order."""
@@ -278,24 +272,18 @@ def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np
     company = (np.arange(len(start))[None, :] < paired[:, None]) & (end[None, :] > start[paired][:, None])
     rows, columns = np.nonzero(company)
     vertical = fold_intervals(pitch[paired][rows] - pitch[columns])
-    features[VERTICAL_BLOCK] = _share(np.bincount(vertical, minlength=13))
+    features[VERTICAL_BLOCK] = share(np.bincount(vertical, minlength=13))
     bins = len(TIME_EDGES) + 1
     durations = np.searchsorted(TIME_EDGES, end[index] - start[index], side="right")
-    features[DURATION_BLOCK] = _share(np.bincount(durations, minlength=bins))
+    features[DURATION_BLOCK] = share(np.bincount(durations, minlength=bins))
     gaps = np.diff(np.unique(np.round(start[index], 3)))
-    features[IOI_BLOCK] = _share(np.bincount(np.searchsorted(TIME_EDGES, gaps, side="right"), minlength=bins))
+    features[IOI_BLOCK] = share(np.bincount(np.searchsorted(TIME_EDGES, gaps, side="right"), minlength=bins))
 
 
 def estimate_tonic(notes: Notes) -> int:
     """Pitch class (C = 0) of the tonic of the best-fitting major or minor key of ``notes`` (module
     docstring, Key); 0 when no note sounds or every pitch class sounds equally long."""
-    seconds = np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12)
-    if np.ptp(seconds) == 0:  # no notes, or every pitch class as long as the others
-        return 0
-    # Row 12 * mode + tonic: the profile rotated so that its tonic lies on that pitch class.
-    profiles = np.stack([np.roll(profile, tonic) for profile in (KK_MAJOR, KK_MINOR) for tonic in range(12)])
-    fit = [np.corrcoef(seconds, profile)[0, 1] for profile in profiles]
-    return int(np.argmax(fit)) % 12
+    return estimate_key(np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12))[0]
 
 
 def key_relative(features: np.ndarray, tonic: int) -> np.ndarray:
