@@ -5,8 +5,9 @@ track of a MIDI file also has statistics of the whole piece: the mean and the st
 of each clip's symbolic features (pitch-class and interval histograms, note density, polyphony, ...; not the piano
 roll), and with ``features.symbolic_piece`` the whole piece's statistics read part by part (``musicid.piece``:
 melodic intervals and their contour, durations in quarter notes, chords, key). ``train.track_notes`` fits a
-logistic regression (scikit-learn, balanced class weights) on those of the training tracks; evaluate and predict then name a track with notes by the mean of the two probabilities, and a
-track without notes (an audio file, or a MIDI file in which no note sounds: drums only) by the CNN alone.
+logistic regression (scikit-learn, balanced class weights) on those of the training tracks; evaluate and predict
+then name a track with notes by the mean of the two probabilities, and a track without notes (an audio file, or
+a MIDI file in which no note sounds: drums only) by the CNN alone.
 
 The fitted regression is stored in the checkpoint as plain arrays (the scaler's mean and scale, one weight row and
 intercept per class) and applied here with numpy: predict needs no pickled scikit-learn object.
@@ -128,8 +129,7 @@ def with_piece(statistics: TrackStatistics, tracks: np.ndarray, pieces: np.ndarr
     """``statistics`` with each track's whole-piece statistics ``pieces`` [K, PIECE_DIM] (of ``tracks`` [K], sorted)
     appended; a track without them (none of its clips has notes) has zeros and no notes."""
     index = np.minimum(np.searchsorted(tracks, statistics.tracks), max(len(tracks) - 1, 0))
-    found = (index < len(tracks)) & (tracks[index] == statistics.tracks) if len(tracks) else \
-        np.zeros(len(statistics.tracks), bool)
+    found = tracks[index] == statistics.tracks if len(tracks) else np.zeros(len(statistics.tracks), bool)
     piece = np.zeros((len(statistics.tracks), PIECE_DIM))
     piece[found] = pieces[index[found]]
     return TrackStatistics(statistics.tracks, np.hstack([statistics.values, piece]), statistics.has_notes & found)

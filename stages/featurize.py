@@ -42,9 +42,9 @@ from musicid.h5 import (SHARED_ATTRS, STRING, RowWriter, WriteError, error_cause
 from musicid.io import dumps_json
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
+from musicid.piece import PIECE_DIM
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
-from musicid.piece import PIECE_DIM
 from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, TableSymbolic, symbolic_dim, table_features
 
 
