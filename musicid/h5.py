@@ -47,17 +47,21 @@ def clip_columns(clip_samples: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
     return _row_columns("audio", np.float32, (clip_samples,), with_source=True)
 
 
-def feature_columns(n_bands: int, n_frames: int, symbolic_dim: int = 0) -> dict[str, tuple[Any, tuple[int, ...]]]:
+def feature_columns(n_bands: int, n_frames: int, symbolic_dim: int = 0,
+                    augmented: bool = False) -> dict[str, tuple[Any, tuple[int, ...]]]:
     """Columns of features.h5: ``features`` float32 [n_bands, n_frames] (dB or MFCC) per row, then metadata.
 
     With ``symbolic_dim`` > 0, two more columns come last: ``symbolic`` float32
     [symbolic_dim] (musicid.symbolic; zeros where absent) and ``has_symbolic``
-    bool (False for clips of audio sources, of unreadable MIDI files, and in which no note sounds).
+    bool (False for clips of audio sources, of unreadable MIDI files, and in which no note sounds); with
+    ``augmented`` too, a last one, ``augmented`` bool (the clip was cut from one of render.augment's copies).
     """
     columns = _row_columns("features", np.float32, (n_bands, n_frames), with_source=False)
     if symbolic_dim:
         columns["symbolic"] = (np.float32, (symbolic_dim,))
         columns["has_symbolic"] = (np.bool_, ())
+        if augmented:
+            columns["augmented"] = (np.bool_, ())
     return columns
 
 

@@ -377,6 +377,9 @@ class TableSymbolic:
     quiet_clips: int = 0  # clips of the other MIDI sources read in which no note sounds (a rest, a drum break)
     piece: dict[str, np.ndarray] = field(default_factory=dict)  # MIDI source with notes -> its whole piece's
     # statistics float64 [PIECE_DIM] (with ``piece``: features.symbolic_piece)
+    # bool [n]: the clip was cut from one of render.augment's copies (a training track's transposed, tempo-scaled
+    # render), not from a plain render; None: no row was
+    augmented: np.ndarray | None = None
 
 
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
@@ -403,6 +406,11 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
     wanted, rows_of, unreadable = [], [], {}
+    augmented = np.zeros(len(tracks), dtype=bool)
+    for name in names:  # a clip whose WAV is not among its source's plain outputs was cut from a copy
+        if name in by_source:
+            rows = np.flatnonzero(tracks == name)
+            augmented[rows] = ~np.isin(outputs[rows], by_source[name].get("outputs") or [])
     for name in midi_names:
         rows = np.flatnonzero(tracks == name)
         record = by_source.get(name)
@@ -451,4 +459,4 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
                 if whole is not None:
                     pieces[name] = whole
     return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
-                         noteless, quiet_clips, pieces)
+                         noteless, quiet_clips, pieces, augmented if augmented.any() else None)

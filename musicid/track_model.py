@@ -102,17 +102,19 @@ def fuse_notes(pooled: np.ndarray, model: dict[str, np.ndarray] | None, statisti
 def fit_table_regression(table_path, c: float, label_names: list[str], augmented: bool,
                          ) -> tuple[dict[str, np.ndarray] | None, str | None, int]:
     """(the regression fitted on the training tracks of a features table, None, how many of them have notes),
-    or (None, why not, 0): the table
-    holds no symbolic features, it has render.augment's copies (a training track's transposed, tempo-scaled
-    copies share its id: its statistics would blend keys and tempos no plainly rendered track has), or
-    :func:`fit_regression` says why."""
+    or (None, why not, 0): the table holds no symbolic features, or :func:`fit_regression` says why.
+
+    With render.augment (``augmented``), a training track's transposed, tempo-scaled copies share its id, and
+    their notes would blend keys and tempos no plainly rendered track has into its statistics: the statistics
+    are those of its plain renders' clips, which featurize tells apart (its ``augmented`` column)."""
     import h5py
 
-    if augmented:
-        return None, "render.augment's copies would blend into the tracks' statistics", 0
     with h5py.File(table_path, "r") as table:
         if "symbolic" not in table:
             return None, "the table holds no symbolic features", 0
+        if augmented and "augmented" not in table:
+            return None, ("the table does not mark render.augment's copies, which would blend into the tracks' "
+                          "statistics (written before featurize marked them: dvc repro featurize)"), 0
         statistics, labels = split_statistics(table, "train")
     regression, why_not = fit_regression(statistics, labels, label_names, c)
     return regression, why_not, 0 if regression is None else int(statistics.has_notes.sum())
@@ -173,10 +175,14 @@ def table_statistics(table, rows: np.ndarray, columns: int) -> TrackStatistics:
 
 def split_statistics(table, split: str) -> tuple[TrackStatistics, np.ndarray]:
     """(the note statistics of a split's known-class tracks, their labels int64 [M]) of an open features table
-    with symbolic columns; the piano roll (``symbolic_roll_shape``) left out."""
+    with symbolic columns, over the clips of plain renders (not render.augment's copies: column ``augmented``);
+    the piano roll (``symbolic_roll_shape``) left out."""
     from musicid.metrics import track_labels
 
-    rows = np.nonzero((read_strings(table["split"]) == split) & table["known"][:].astype(bool))[0]
+    wanted = (read_strings(table["split"]) == split) & table["known"][:].astype(bool)
+    if "augmented" in table:
+        wanted &= ~table["augmented"][:].astype(bool)
+    rows = np.nonzero(wanted)[0]
     roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
     statistics = table_statistics(table, rows, note_columns(table["symbolic"].shape[1], roll_shape))
     return statistics, track_labels(table["label"][rows].astype(np.int64), read_strings(table["track"])[rows])

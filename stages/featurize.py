@@ -7,8 +7,10 @@ With ``features.symbolic`` true, each clip also gets the symbolic features of
 the notes its MIDI source plays in the clip's window (musicid.symbolic), read
 from the source in ``--raw`` named by the render report; the table then has the
 columns ``symbolic`` and ``has_symbolic`` and the attributes ``symbolic_mean``
-and ``symbolic_std`` (over the training clips that have them). With
-``features.symbolic_piece`` also the whole-piece statistics of each MIDI
+and ``symbolic_std`` (over the training clips that have them), and, when some
+training clips were cut from render.augment's copies, the column ``augmented``
+that marks them (train.track_notes' regression reads the plain renders' notes).
+With ``features.symbolic_piece`` also the whole-piece statistics of each MIDI
 source with notes (musicid.piece), one row per source: ``piece`` float64
 [M, PIECE_DIM] and ``piece_track`` (the sources, sorted), which train's
 regression on the notes reads beside its clips' (``train.track_notes``).
@@ -232,8 +234,10 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                   file=sys.stderr)
             symbolic = None
         width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if symbolic is not None else 0
+        # Which clips come from render.augment's copies: train.track_notes' regression reads the plain renders'.
+        augmented = symbolic.augmented if symbolic is not None else None
         with staged_table(out) as temporary:
-            with RowWriter(temporary, feature_columns(bands, frames, width)) as writer:
+            with RowWriter(temporary, feature_columns(bands, frames, width, augmented is not None)) as writer:
                 ranges = [(start, min(start + params.batch_size, total))
                           for start in range(0, total, params.batch_size)]
                 # Closed at the loop's end, not when collected (zip leaves it suspended): see symbolic.table_features.
@@ -242,6 +246,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                     for (start, stop), features in progress(zip(ranges, batches), total=len(ranges), desc="featurize"):
                         extra = {} if symbolic is None else {"symbolic": symbolic.features[start:stop],
                                                              "has_symbolic": symbolic.present[start:stop]}
+                        if augmented is not None:
+                            extra["augmented"] = augmented[start:stop]
                         writer.append(
                             features=features,
                             label=clips["label"][start:stop],

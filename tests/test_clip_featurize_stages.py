@@ -555,8 +555,22 @@ def test_symbolic_features_beside_the_audio_features(tmp_path, audio, capsys):
         train = present & (read_strings(table["split"]) == "train")
         assert np.allclose(table.attrs["symbolic_mean"], symbolic[train].mean(axis=0), atol=1e-6)
         assert json.loads(table.attrs["params"])["features"]["symbolic"] is True
+        assert "augmented" not in table  # plain renders only
     code, again = run_symbolic_featurize(tmp_path, clips, audio, raw, name="again")
     assert digest(again) == digest(table_path)
+
+
+def test_the_clips_of_augmented_renders_are_marked(tmp_path, audio):
+    """train.track_notes' regression reads a track's notes from its plain renders' clips only."""
+    raw = symbolic_sources(tmp_path, audio)
+    add_augmented(audio, copies=1)
+    _, clips = run_clip(tmp_path, audio)
+    code, table_path = run_symbolic_featurize(tmp_path, clips, audio, raw)
+    assert code == 0
+    with h5py.File(clips, "r") as clip_table, h5py.File(table_path, "r") as table:
+        copies = np.char.find(read_strings(clip_table["source"]).astype(str), "__aug") >= 0
+        assert copies.any() and not copies.all()
+        assert np.array_equal(table["augmented"][:], copies)
 
 
 def test_key_relative_symbolic_features(tmp_path, audio, capsys):
@@ -706,6 +720,7 @@ def test_table_features_follow_augmented_renders(tmp_path):
     assert result.features[0, 0] == 1.0 and result.features[1, 3] == 1.0  # C, and E-flat 3 semitones up
     assert not result.features[2].any()  # WAV 1 s of the faster render is MIDI 2 s: the note has ended
     assert result.present.tolist() == [True, True, False]  # so that clip has no notes, as an audio clip
+    assert result.augmented.tolist() == [False, True, True]  # cut from the copy: the notes' regression skips them
 
 
 def test_clips_in_which_no_note_sounds_have_no_symbolic_features(tmp_path):
@@ -731,6 +746,7 @@ def test_clips_in_which_no_note_sounds_have_no_symbolic_features(tmp_path):
     assert result.present.tolist() == [False, False, False, True, False, False]
     assert result.noteless == ["a/drums.mid", "a/hanging.mid"] and result.unreadable == {}
     assert result.quiet_clips == 1  # late.mid's first clip
+    assert result.augmented is None  # plain renders only: the table gets no augmented column
 
 
 def add_augmented(audio, copies=2):

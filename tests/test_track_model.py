@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from musicid.predict import Predictor
-from musicid.track_model import (KEYS, TrackStatistics, checkpoint_regression, fit_regression, fuse_notes, note_columns,
-                                 regression_probabilities, track_statistics)
+from musicid.track_model import (KEYS, TrackStatistics, checkpoint_regression, fit_regression, fit_table_regression,
+                                 fuse_notes, note_columns, regression_probabilities, track_statistics)
 from musicid.training import load_checkpoint
 from tests.conftest import sine, write_midi, write_wav
 from tests.test_symbolic_model import (EVALUATE, TRAIN, params, stage_arguments,  # noqa: F401  (params: a fixture)
@@ -244,9 +244,52 @@ def test_predict_fuses_the_regression_for_a_midi_file_and_not_for_a_wav(tmp_path
         assert other.notes_unread is None and "notes not read" not in format_prediction(other)
 
 
-def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkeypatch, capsys):
+def mark_augmented(path, rows, shift: float = 0.0) -> None:
+    """Mark ``rows`` of a features table as cut from render.augment's copies (featurize's ``augmented`` column),
+    their notes moved by ``shift``, as a transposed, tempo-scaled copy's are."""
+    import h5py
+
+    with h5py.File(path, "r+") as table:
+        augmented = np.zeros(len(table["split"]), bool)
+        augmented[rows] = True
+        table.create_dataset("augmented", data=augmented)
+        symbolic = table["symbolic"][:]
+        symbolic[rows] += shift
+        table["symbolic"][:] = symbolic
+
+
+def test_with_augmented_copies_the_regression_reads_the_plain_renders_clips_only(tmp_path):
     """A training track's augmented renders share its id: their transposed notes would blend into its
     statistics, which no plainly rendered val, test or predicted track has."""
+    import shutil
+
+    import h5py
+
+    splits = ["train"] * 16 + ["val"] * 8 + ["test"] * 6
+    write_symbolic_features(tmp_path / "plain.h5", splits)
+    copies = [1, 5, 9, 13]  # the second clip of four training tracks (two clips a track)
+    for name, shift in (("same.h5", 0.0), ("moved.h5", 3.0)):
+        shutil.copy(tmp_path / "plain.h5", tmp_path / name)
+        mark_augmented(tmp_path / name, copies, shift)
+    names = ["a", "b"]
+    fitted = {name: fit_table_regression(tmp_path / name, 0.1, names, augmented=True)
+              for name in ("same.h5", "moved.h5")}
+    assert fitted["same.h5"][1:] == fitted["moved.h5"][1:] == (None, 8)
+    for key in KEYS:  # the copies' notes are not read
+        assert np.array_equal(fitted["same.h5"][0][key], fitted["moved.h5"][0][key])
+    # Read, the moved notes would change it: the marks are what keeps them out.
+    shutil.copy(tmp_path / "plain.h5", tmp_path / "unmarked.h5")
+    mark_augmented(tmp_path / "unmarked.h5", [], 0.0)
+    with h5py.File(tmp_path / "unmarked.h5", "r+") as table:
+        symbolic = table["symbolic"][:]
+        symbolic[copies] += 3.0
+        table["symbolic"][:] = symbolic
+    unmarked, _, _ = fit_table_regression(tmp_path / "unmarked.h5", 0.1, names, augmented=True)
+    assert not np.array_equal(unmarked["track_notes_coef"], fitted["moved.h5"][0]["track_notes_coef"])
+
+
+def test_no_regression_on_an_augmented_table_that_does_not_mark_the_copies(tmp_path, params, monkeypatch, capsys):
+    """A table written before featurize marked render.augment's copies: the copies cannot be told apart."""
     import h5py
 
     monkeypatch.chdir(tmp_path)
@@ -257,9 +300,14 @@ def test_no_regression_on_a_table_with_augmented_copies(tmp_path, params, monkey
     train, _ = stage_arguments(tmp_path, params)
     with_track_notes(params, 0.1)
     assert TRAIN.main(train) == 0
-    assert "; no regression on the notes (render.augment's copies would blend into the tracks' statistics) ->" \
+    assert ("; no regression on the notes (the table does not mark render.augment's copies, which would blend "
+            "into the tracks' statistics (written before featurize marked them: dvc repro featurize)) ->") \
         in capsys.readouterr().out
     assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1]) is None
+    mark_augmented(tmp_path / "features.h5", [1, 5])
+    assert TRAIN.main(train) == 0
+    assert "; regression on the notes of 8 training tracks" in capsys.readouterr().out
+    assert checkpoint_regression(load_checkpoint(tmp_path / "model.pt")[1]) is not None
 
 
 def test_the_whole_piece_is_appended_to_each_tracks_statistics():
