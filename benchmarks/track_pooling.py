@@ -109,10 +109,10 @@ def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,
                      ) -> tuple[dict[str, np.ndarray], TrackStatistics, bool] | None:
     """(the regression on the notes, the test tracks' statistics, whether it is the run's own), None when the
     table has no notes, the training tracks with notes do not cover every class, or the run rendered
-    augmented copies (train fits none then: they share their track's id)."""
+    augmented copies into a table that does not mark them (written before featurize did: train fitted none)."""
     test = note_statistics(table_path, "test")
     augmented = bool(read_params(run)["render"]["augment"]["copies"])
-    if test is None or augmented:
+    if test is None:
         return None
     own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
     if own is not None:

@@ -378,7 +378,7 @@ class TableSymbolic:
     piece: dict[str, np.ndarray] = field(default_factory=dict)  # MIDI source with notes -> its whole piece's
     # statistics float64 [PIECE_DIM] (with ``piece``: features.symbolic_piece)
     # bool [n]: the clip was cut from one of render.augment's copies (a training track's transposed, tempo-scaled
-    # render), not from a plain render; None: no row was
+    # render), not from a plain render; None: render.augment was off (no record lists copies)
     augmented: np.ndarray | None = None
 
 
@@ -406,11 +406,9 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
     wanted, rows_of, unreadable = [], [], {}
-    augmented = np.zeros(len(tracks), dtype=bool)
-    for name in names:  # a clip whose WAV is not among its source's plain outputs was cut from a copy
-        if name in by_source:
-            rows = np.flatnonzero(tracks == name)
-            augmented[rows] = ~np.isin(outputs[rows], by_source[name].get("outputs") or [])
+    # The clips cut from one of render.augment's copies: their WAVs are listed under their sources' "augmented".
+    copies = {extra["output"] for record in records for extra in record.get("augmented") or []}
+    augmented = np.array([output in copies for output in outputs.tolist()], dtype=bool)
     for name in midi_names:
         rows = np.flatnonzero(tracks == name)
         record = by_source.get(name)
@@ -459,4 +457,7 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
                 if whole is not None:
                     pieces[name] = whole
     return TableSymbolic(features, present, len(names) - len(midi_names), dict(sorted(unreadable.items())),
-                         noteless, quiet_clips, pieces, augmented if augmented.any() else None)
+                         noteless, quiet_clips, pieces,
+                         # With render.augment on (its records list their copies, perhaps none), the marks are
+                         # written even when no copy was cut: train then knows that none blends in.
+                         augmented if any("augmented" in record for record in records) else None)

@@ -721,6 +721,12 @@ def test_table_features_follow_augmented_renders(tmp_path):
     assert not result.features[2].any()  # WAV 1 s of the faster render is MIDI 2 s: the note has ended
     assert result.present.tolist() == [True, True, False]  # so that clip has no notes, as an audio clip
     assert result.augmented.tolist() == [False, True, True]  # cut from the copy: the notes' regression skips them
+    # render.augment on, every copy rejected: no clip is marked, but the marks are written, so that train knows
+    # that no copy blends into the tracks' statistics (without them it would refuse the regression).
+    record = {**record, "augmented": [], "augment_rejected": [{"copy": 1, "reason": "silent"}]}
+    none = table_features(np.array(["a/x.mid"], dtype=object), np.array(["a/x.wav"], dtype=object),
+                          np.array([0.0]), 1.0, [record], raw)
+    assert none.augmented is not None and none.augmented.tolist() == [False]
 
 
 def test_clips_in_which_no_note_sounds_have_no_symbolic_features(tmp_path):
