@@ -293,17 +293,18 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
     """One line per file for people.  ``shown`` collects the errors already printed whole: a long one that
     is the same for every file (no SoundFont for a folder of MIDI files) is then its kind and "as above"."""
     path = prediction.path.translate(CONTROL_ESCAPES)
+    # A file repaired and still not scored (cut short, then too short) says both.
+    repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
     if prediction.error:
         error = prediction.error
         if shown is not None and len(error) > REPEATED_ERROR_CHARS:
             if error in shown:
                 error = f"{error.split(':', 1)[0]}: as above"
             shown.add(prediction.error)
-        return f"{path}: cannot score ({error})"
+        return f"{path}: cannot score ({error}){repaired}"
     labels = ", ".join(f"{label} {probability:.2f}" for label, probability in prediction.labels)
     # Labels may be composers, performers or genres: the flag names none of them.
     flag = "; flagged: unlike every known class" if prediction.flagged else ""
-    repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
     # A MIDI file is read by its notes and its audio; say when its notes were not read, and why.
     unread = f"; notes not read ({prediction.notes_unread}): its audio alone" if prediction.notes_unread else ""
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"

@@ -391,6 +391,12 @@ def test_a_file_cut_short_is_scored_on_what_it_holds_and_says_so(inputs, capsys)
     assert "recovered" not in whole_line and whole_line.endswith("(2 clips)")
     assert main(["predict", str(inputs / "cut.wav"), "--model", str(model), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["files"][0]["repaired"][0].startswith("cut short: truncated")
+    # Cut so short that no clip is left: it cannot be scored, and the line still says it was cut short.
+    (inputs / "stub.wav").write_bytes(whole[:len(whole) // 9])
+    assert main(["predict", str(inputs / "stub.wav"), "--model", str(model)]) == 1
+    stub = capsys.readouterr().out.splitlines()[-1]
+    assert stub.startswith(f"{inputs / 'stub.wav'}: cannot score (too_short") and \
+        "; recovered: cut short: truncated (its data chunk declares" in stub
 
 
 def test_a_file_name_with_a_newline_stays_on_its_one_line(inputs, capsys):
