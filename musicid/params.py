@@ -379,7 +379,8 @@ def _stored(info: ValidationInfo) -> bool:
 
 
 def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: bool = False) -> Section:
-    """Build the model of ``section`` from a mapping; :class:`ParamsError` names the first bad key.
+    """Build the model of ``section`` from a mapping; :class:`ParamsError` names the first bad key, and the
+    section's others after it.
 
     ``stored``: the params a checkpoint recorded when it was trained, which rules made since then that only
     stop a bad configuration before work do not refuse.
@@ -401,7 +402,17 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: b
         # one the user wrote is the one to name; either is usually the cause of the rest.
         order = {"extra_forbidden": 0, "missing": 1}
         errors = sorted(error.errors(), key=lambda e: order.get(e["type"], 2))
-        raise ParamsError(f"{source}: {_describe(errors[0], section, names_at)}") from None
+        # Every other bad key of the section too, so that one run names them all: one line per key (a value
+        # that fails every branch of a union is one error a branch), and no missing key beside an unknown one.
+        misspelt = any(e["type"] == "extra_forbidden" for e in errors)
+        lines = {}
+        for problem in errors:
+            key = tuple(part for part in problem["loc"] if not (isinstance(part, str) and "[" in part))
+            if key not in lines and not (misspelt and problem["type"] == "missing"):
+                lines[key] = _describe(problem, section, names_at)
+        first, *rest = lines.values() or [_describe(errors[0], section, names_at)]
+        more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
+        raise ParamsError(f"{source}: {first}{more}") from None
 
 
 def _refuse_keys_written_twice(node: yaml.Node, seen_nodes: set[int] | None = None) -> None:

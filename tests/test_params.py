@@ -39,6 +39,21 @@ def test_a_misspelt_key_is_named_as_written_with_the_key_it_resembles():
         parse_section(raw, "split")  # nothing like it: no guess
 
 
+def test_every_bad_key_of_a_section_is_named_in_one_message():
+    """Three mistakes, one run: the first is named as before, the others after it (the key patiense stands
+    for is not named again as missing; a value that fails both branches of a union is named once)."""
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
+    raw["patiense"] = raw.pop("patience")
+    raw.update(epochs=-1, keep="worst", grad_clip="x")
+    with pytest.raises(ParamsError) as error:
+        parse_section(raw, "train")
+    message = str(error.value)
+    assert message.startswith("params.yaml: unknown key train.patiense: is it 'patience'? (known: ")
+    assert message.endswith(" (and 3 more: train.epochs must be > 0, got -1; train.keep must be 'best' or 'last', "
+                            "got 'worst'; train.grad_clip must be a number, got 'x')")
+    assert "missing key" not in message and message.count("grad_clip") == 2  # in the known keys, and once more
+
+
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
         parse_section({"val": 0.1, "test": 0.2, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
