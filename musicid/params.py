@@ -342,12 +342,16 @@ _TYPE_WORDS = {
 _BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
+def _key_parts(error: dict) -> list[str]:
+    """The key path of a pydantic error, without the type names pydantic adds for the branches of a union."""
+    parts = [str(part) for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+    return [p for p in parts if p not in ("int", "float", "str", "none", "list", "dict")] or parts
+
+
 def _describe(error: dict, section: str, names_at) -> str:
     """One line for one pydantic error: ``<section>.<key> <what is wrong>, got <value>``."""
     kind, context = error["type"], error.get("ctx", {})
-    # The key path, without the type names pydantic adds for the branches of a union.
-    parts = [str(part) for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
-    parts = [p for p in parts if p not in ("int", "float", "str", "none", "list", "dict")] or parts
+    parts = _key_parts(error)
     if kind == "extra_forbidden":
         # A key of a nested mapping (render.augment.x) is named with its path and its siblings.
         known = names_at(parts[:-1])
@@ -407,10 +411,10 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: b
         misspelt = any(e["type"] == "extra_forbidden" for e in errors)
         lines = {}
         for problem in errors:
-            key = tuple(part for part in problem["loc"] if not (isinstance(part, str) and "[" in part))
+            key = tuple(_key_parts(problem))
             if key not in lines and not (misspelt and problem["type"] == "missing"):
                 lines[key] = _describe(problem, section, names_at)
-        first, *rest = lines.values() or [_describe(errors[0], section, names_at)]
+        first, *rest = lines.values()  # errors[0] is always kept: an unknown key, or any error without one
         more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
         raise ParamsError(f"{source}: {first}{more}") from None
 

@@ -7,9 +7,9 @@ With ``features.symbolic`` true, each clip also gets the symbolic features of
 the notes its MIDI source plays in the clip's window (musicid.symbolic), read
 from the source in ``--raw`` named by the render report; the table then has the
 columns ``symbolic`` and ``has_symbolic`` and the attributes ``symbolic_mean``
-and ``symbolic_std`` (over the training clips that have them), and, when some
-training clips were cut from render.augment's copies, the column ``augmented``
-that marks them (train.track_notes' regression reads the plain renders' notes).
+and ``symbolic_std`` (over the training clips that have them), and, with
+render.augment on, the column ``augmented`` that marks the training clips cut
+from its copies (train.track_notes' regression reads the plain renders' notes).
 With ``features.symbolic_piece`` also the whole-piece statistics of each MIDI
 source with notes (musicid.piece), one row per source: ``piece`` float64
 [M, PIECE_DIM] and ``piece_track`` (the sources, sorted), which train's

@@ -40,8 +40,8 @@ def test_a_misspelt_key_is_named_as_written_with_the_key_it_resembles():
 
 
 def test_every_bad_key_of_a_section_is_named_in_one_message():
-    """Three mistakes, one run: the first is named as before, the others after it (the key patiense stands
-    for is not named again as missing; a value that fails both branches of a union is named once)."""
+    """Four mistakes, one run: the first is named as before, the others after it (the key patiense stands
+    for is not named again as missing)."""
     raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["train"]
     raw["patiense"] = raw.pop("patience")
     raw.update(epochs=-1, keep="worst", grad_clip="x")
