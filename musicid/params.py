@@ -389,11 +389,26 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: b
     ``stored``: the params a checkpoint recorded when it was trained, which rules made since then that only
     stop a bad configuration before work do not refuse.
     """
+    params, problems = _check_section(raw, section, stored)
+    if problems:
+        raise ParamsError(_problems_message(source, problems))
+    return params
+
+
+def _problems_message(source: str, problems: list[str]) -> str:
+    """``<source>: <first problem> (and N more: <the others>)``."""
+    first, *rest = problems
+    more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
+    return f"{source}: {first}{more}"
+
+
+def _check_section(raw: Any, section: str, stored: bool = False) -> tuple[Section | None, list[str]]:
+    """(the model of ``section``, []) or (None, one line for each bad key: an unknown key first)."""
     model = SECTIONS[section]
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: section '{section}' must be a mapping, got {raw!r}")
+        return None, [f"section '{section}' must be a mapping, got {raw!r}"]
     try:
-        return model.model_validate(raw, context={"stored": stored})
+        return model.model_validate(raw, context={"stored": stored}), []
     except ValidationError as error:
         def names_at(path: list[str]) -> list[str]:
             """The keys of the (nested) mapping at ``path`` inside the section."""
@@ -414,9 +429,7 @@ def parse_section(raw: Any, section: str, source: str = "params.yaml", stored: b
             key = tuple(_key_parts(problem))
             if key not in lines and not (misspelt and problem["type"] == "missing"):
                 lines[key] = _describe(problem, section, names_at)
-        first, *rest = lines.values()  # errors[0] is always kept: an unknown key, or any error without one
-        more = f" (and {len(rest)} more: {'; '.join(rest)})" if rest else ""
-        raise ParamsError(f"{source}: {first}{more}") from None
+        return None, list(lines.values())  # errors[0] is always kept: an unknown key, or any error without one
 
 
 def _refuse_keys_written_twice(node: yaml.Node, seen_nodes: set[int] | None = None) -> None:
@@ -490,14 +503,16 @@ def load_section(path: str | Path, section: str) -> Section:
 
     Every other section the file holds is validated too, so that a bad value anywhere stops the first stage
     that runs, not the stage that reads it after the others have worked (checks that need a stage's data stay
-    in that stage)."""
+    in that stage). One :class:`ParamsError` names every bad key of every section: ``section``'s first."""
     document = read_params(path)
     if section not in document:
         raise ParamsError(f"{path}: missing section '{section}'")
-    params = parse_section(document[section], section, source=str(path))
+    params, problems = _check_section(document[section], section)
     for other in SECTIONS:
         if other in document and other != section:
-            parse_section(document[other], other, source=str(path))
+            problems += _check_section(document[other], other)[1]
+    if problems:
+        raise ParamsError(_problems_message(str(path), problems))
     return params
 
 

@@ -54,6 +54,28 @@ def test_every_bad_key_of_a_section_is_named_in_one_message():
     assert "missing key" not in message and message.count("grad_clip") == 2  # in the known keys, and once more
 
 
+def test_every_bad_key_of_every_section_is_named_by_the_first_stage(tmp_path):
+    """A bad clip key and two bad train keys: the clip stage names its own first, then train's, in one run
+    (before, a second run was needed to learn of train's)."""
+    document = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    document["clip"]["clip_seconds"] = 0.0
+    document["train"].update(epochs=-1, keep="worst")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(ParamsError) as error:
+        load_section(tmp_path / "params.yaml", "clip")
+    assert str(error.value) == (f"{tmp_path / 'params.yaml'}: clip.clip_seconds must be >= 0.1, got 0.0 (and 2 more: "
+                                "train.epochs must be > 0, got -1; train.keep must be 'best' or 'last', got 'worst')")
+    with pytest.raises(ParamsError, match=r"params\.yaml: train\.epochs must be > 0, got -1 \(and 2 more: "
+                       r"train\.keep .*; clip\.clip_seconds must be >= 0\.1, got 0\.0\)$"):
+        load_section(tmp_path / "params.yaml", "train")
+    del document["clip"]["clip_seconds"], document["train"]["epochs"], document["train"]["keep"]
+    document["split"] = "x"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(ParamsError, match=r"missing key clip\.clip_seconds \(and 3 more: section 'split' must be a "
+                       r"mapping, got 'x'; missing key train\.epochs; missing key train\.keep\)$"):
+        load_section(tmp_path / "params.yaml", "clip")
+
+
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
         parse_section({"val": 0.1, "test": 0.2, "holdout_classes": [], "folds": 0, "fold": 0}, "split")
