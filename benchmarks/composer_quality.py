@@ -142,6 +142,8 @@ CONFIGS = {
     "cap16": {"clip.max_clips_per_track": 16},  # at most 16 clips per training track (the default before)
     # every training track the same weight in the loss within its class
     "tbal": {"train.track_balance": 1.0},
+    # a track's answer the clips' mean as it is, not divided by the training clips' class shares (before track_prior)
+    "noprior": {"train.track_prior": 0.0},
     # the regression on the notes also reads each source's whole-piece statistics (musicid.piece)
     "piece": {"features.symbolic_piece": True},
     "nopiece": {"features.symbolic_piece": False},
@@ -151,7 +153,7 @@ CONFIGS = {
 
 # Train params added since runs were first cached, at the value that leaves training as it was.
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
-                 "symbolic_transpose": 0, "track_balance": 0.0}
+                 "symbolic_transpose": 0, "track_balance": 0.0, "track_prior": 0.0}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
                     "symbolic_piece": False}
 

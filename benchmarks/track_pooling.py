@@ -13,7 +13,11 @@ back (no training) and names each test track five ways:
 - ``notes``: ``train.track_notes``' regression on the tracks' note statistics alone (musicid.track_model; the
   run's own when its model holds one, else fitted here on the training tracks with ``--notes-c``),
 - ``mean+notes``: the mean averaged with that regression for tracks with notes, as evaluate does with
-  ``train.track_notes`` on (then this one must equal what evaluate wrote).
+  ``train.track_notes`` on (then this one must equal what evaluate wrote, unless ``train.track_prior`` is on),
+- ``prior`` and ``prior+notes``: the mean divided by the training clips' class shares (``train.track_prior``,
+  musicid.metrics.prior_corrected), alone and averaged with the regression: the run's own shares and power when
+  its model holds them (then the one evaluate used must equal what it wrote), else the shares of the table's
+  training clips to the power ``--prior``.
 
 It prints, per task, each pooling's test track macro-F1 over the folds (mean +- sd; with several seeds a fold's
 figure is the mean of its seeds) and its difference from ``mean`` fold by fold (mean +- sd, folds better / worse),
@@ -34,18 +38,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicid.metrics import macro_f1, pool, track_means
+from musicid.metrics import class_shares, macro_f1, pool, prior_corrected, track_means
 from musicid.metrics import track_labels as metrics_track_labels
 from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_table_regression, fuse_notes,
                                  regression_probabilities, split_statistics)
-from musicid.training import load_checkpoint
+from musicid.training import checkpoint_track_prior, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
 from suite_runs import (SplitOutputs, find_runs, find_table, fold_count, read_params, split_outputs,  # noqa: E402
                         written_macro_f1)
 
-POOLINGS = ("mean", "log_mean", "median", "vote", "learned", "notes", "mean+notes")
+POOLINGS = ("mean", "log_mean", "median", "vote", "learned", "notes", "mean+notes", "prior", "prior+notes")
 
 
 def track_labels(outputs: SplitOutputs) -> np.ndarray:
@@ -80,9 +84,11 @@ def learned(train: SplitOutputs, test: SplitOutputs, seed: int) -> np.ndarray:
 
 
 def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int,
-                      notes: tuple[dict[str, np.ndarray], TrackStatistics] | None = None) -> dict[str, np.ndarray]:
+                      notes: tuple[dict[str, np.ndarray], TrackStatistics] | None = None,
+                      prior: tuple[np.ndarray, float] | None = None) -> dict[str, np.ndarray]:
     """pooling -> the predicted class of each test track, tracks sorted by id. ``notes``: the regression on the
-    notes and the test tracks' statistics (None: no note poolings)."""
+    notes and the test tracks' statistics (None: no note poolings); ``prior``: the training clips' class shares
+    and the power the ``prior`` poolings divide by (None: the shares of ``train``'s clips, power 1)."""
     probabilities, tracks = test.probabilities.astype(np.float64), test.tracks
     mean = pool(probabilities, tracks, "mean")[1]
     predictions = {"mean": mean.argmax(1),
@@ -96,6 +102,11 @@ def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int,
         # A track without notes has no answer of the regression's: the clips' mean names it.
         predictions["notes"] = np.where(statistics.has_notes, alone.argmax(1), mean.argmax(1))
         predictions["mean+notes"] = fuse_notes(mean, regression, statistics).argmax(1)
+    shares, power = prior or (class_shares(train.labels, probabilities.shape[1]), 1.0)
+    divided = prior_corrected(mean, shares, power)
+    predictions["prior"] = divided.argmax(1)
+    if notes is not None:
+        predictions["prior+notes"] = fuse_notes(divided, *notes).argmax(1)
     return predictions
 
 
@@ -127,7 +138,7 @@ def cell(values: list[float], sign: str = "") -> str:
 
 
 def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int], notes_c: float = 0.1,
-               ) -> tuple[dict[str, float], float]:
+               power: float = 1.0) -> tuple[dict[str, float], float]:
     """(pooling -> test track macro-F1, mean over the seeds; share of training clips named right) of one fold.
     The note poolings are left out of a fold whose table has no notes."""
     runs = find_runs(task_dir, config, fold, seeds)
@@ -139,10 +150,17 @@ def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int], notes_c
         train = split_outputs(run / "model.pt", table, "train")
         truth = track_labels(test)
         notes = notes_regression(run, table, test.probabilities.shape[1], notes_c)
-        for name, predicted in track_predictions(train, test, seed, None if notes is None else notes[:2]).items():
+        shares, own_power = checkpoint_track_prior(load_checkpoint(run / "model.pt")[1])  # train.track_prior
+        prior = (shares, own_power) if shares is not None else None
+        if prior is None:
+            prior = (class_shares(train.labels, test.probabilities.shape[1]), power)
+        for name, predicted in track_predictions(train, test, seed, None if notes is None else notes[:2],
+                                                 prior).items():
             figures[name].append(macro_f1(truth, predicted))
         written = written_macro_f1(run, "track")
         scored = "mean+notes" if notes is not None and notes[2] else "mean"  # what evaluate named tracks by
+        if own_power:
+            scored = scored.replace("mean", "prior")
         if abs(figures[scored][-1] - written) > 5e-6:
             raise SystemExit(f"track_pooling: {run}: track macro-F1 {figures[scored][-1]:.6f} here, {written:.6f} "
                              "in its metrics.json: the scoring does not match evaluate's")
@@ -159,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--notes-c", type=float, default=0.1,
                         help="C of the regression on the notes for runs whose model holds none (train.track_notes)")
+    parser.add_argument("--prior", type=float, default=1.0,
+                        help="the power of the prior poolings for runs whose model holds no train.track_prior")
     parser.add_argument("--folds", type=int, default=None,
                         help="the folds of the runs (default: read from them; given, it must agree)")
     args = parser.parse_args(argv)
     if not args.notes_c > 0:
         parser.error(f"--notes-c must be > 0, got {args.notes_c:g}")
+    if not 0 <= args.prior <= 2:
+        parser.error(f"--prior must be 0 .. 2 (train.track_prior's range), got {args.prior:g}")
 
     fold_counts = {task: fold_count(args.out / task, args.config, args.folds) for task in args.tasks}  # all first
     print("| task | pooling | test track macro-F1 | against mean (better / worse) | training clips right |")
@@ -171,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         folds = []
         for fold in range(fold_counts[task]):
-            figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds, args.notes_c)
+            figures, train_right = score_fold(args.out / task, args.config, fold, args.seeds, args.notes_c,
+                                              args.prior)
             folds.append((figures, train_right))
             print(f"{task} fold {fold}: " + ", ".join(f"{name} {value:.3f}" for name, value in figures.items())
                   + f"; training clips right {train_right:.3f}", file=sys.stderr)

@@ -288,6 +288,7 @@ class TrainParams(Section):
     roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
     track_notes: float = Field(ge=0)  # C of the track-level regression on the notes' statistics (0: off)
     track_balance: float = Field(ge=0, le=1)  # a training clip's loss weight, within its class: its track's clips ** -this
+    track_prior: float = Field(ge=0, le=2)  # a track's pooled probabilities / the training clips' class shares ** this
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

@@ -18,7 +18,7 @@ from musicid.dataset import is_hidden
 from musicid.features import n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS
 from musicid.io import unreadable_reason
-from musicid.metrics import pool
+from musicid.metrics import pool, prior_corrected
 from musicid.model import symbolic_input
 from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import parse_section
@@ -27,8 +27,8 @@ from musicid.symbolic import sounding, symbolic_dim
 from musicid.piece import PIECE_DIM
 from musicid.track_model import checkpoint_regression, fuse_notes, statistic_columns, track_statistics, with_piece
 from musicid.training import (AUDIO_ONLY, CheckpointError, audio_only_stored, checkpoint_novelty,
-                              checkpoint_threshold, class_probabilities, load_checkpoint, normalise, pick_device,
-                              to_numpy, track_novelty)
+                              checkpoint_threshold, checkpoint_track_prior, class_probabilities, load_checkpoint,
+                              normalise, pick_device, to_numpy, track_novelty)
 
 EMPTY_FOLDER = "no_files: no MIDI or audio file of a kind musicid reads in this folder"
 
@@ -184,6 +184,8 @@ class Predictor(FileReader):
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
         # train.track_notes' regression on a MIDI file's note statistics (None: trained without it).
         self.regression = checkpoint_regression(self.checkpoint)
+        # train.track_prior: the pooled clip probabilities are divided by the training clips' class shares.
+        self.prior = checkpoint_track_prior(self.checkpoint)
         # Files whose novelty is above this (the 95th percentile of the validation
         # tracks' scores) are flagged; NaN when the checkpoint holds none.
         self.novelty_reference = checkpoint_threshold(self.checkpoint)
@@ -253,7 +255,7 @@ class Predictor(FileReader):
             self.model, features, self.audio_centroids if without_notes else self.centroids, 64, self.device,
             None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
-        mean = pool(probabilities, one_track)[1]
+        mean = prior_corrected(pool(probabilities, one_track)[1], *self.prior)  # as evaluate names a track
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
             piece = self.features.symbolic_piece  # its width agrees (parts_problem)
             columns = statistic_columns(self.regression, piece)

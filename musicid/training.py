@@ -632,6 +632,15 @@ def checkpoint_bytes(model: SpectrogramCNN, label_names: list[str], band_mean: n
     return buffer.getvalue()
 
 
+def checkpoint_track_prior(checkpoint: dict) -> tuple[np.ndarray | None, float]:
+    """(the training clips' class shares, ``train.track_prior``) of a checkpoint, for
+    :func:`musicid.metrics.prior_corrected`; (None, 0) for one written before that param existed."""
+    if "train_class_shares" not in checkpoint:
+        return None, 0.0
+    return (np.asarray(checkpoint["train_class_shares"], dtype=np.float64),
+            float(checkpoint["params"]["train"]["track_prior"]))
+
+
 def checkpoint_novelty_kind(checkpoint: dict) -> str:
     """The novelty score ``train.novelty`` chose for a checkpoint; ``mahalanobis`` for one written before
     that param existed."""

@@ -32,7 +32,7 @@ from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
 from musicid.io import dumps_json
 from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
-                             open_set_metrics, summarise, track_probabilities)
+                             open_set_metrics, prior_corrected, summarise, track_probabilities)
 from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import load_section
 from musicid.piece import PIECE_DIM
@@ -40,7 +40,8 @@ from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
                                  reads_piece, select_tracks, statistic_columns, table_statistics)
 from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
-                              checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, class_probabilities,
+                              checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, checkpoint_track_prior,
+                              class_probabilities,
                               load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy,
                               track_novelty)
 
@@ -110,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     uses_symbolic = bool(model.config.symbolic_dim)
     # train.track_notes: a track with notes is also named by a regression on its notes' statistics.
     regression = checkpoint_regression(checkpoint)
+    # train.track_prior: a track's pooled clip probabilities are divided by the training clips' class shares.
+    prior = checkpoint_track_prior(checkpoint)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = checkpoint_threshold(checkpoint)
     audio_only = uses_symbolic and audio_only_stored(checkpoint)
@@ -159,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                     table, rows, statistic_columns(regression, "piece" in table))
                 cnn_probs, track_labels, known_names = track_probabilities(
                     probabilities[is_known], labels[is_known], tracks[is_known])
+                cnn_probs = prior_corrected(cnn_probs, *prior)  # train.track_prior, before the notes' regression
                 known_notes = None if notes is None else select_tracks(notes, known_names)
                 track_probs = cnn_probs if known_notes is None else fuse_notes(cnn_probs, regression, known_notes)
                 levels = {
@@ -181,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
                 fused = known_notes is not None and bool(known_notes.has_notes.any())
                 details[split]["track_pooling"] = {
                     "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
-                    **{way: summarise(track_labels, track_probabilities(
-                        probabilities[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
+                    **{way: summarise(track_labels, prior_corrected(track_probabilities(
+                        probabilities[is_known], labels[is_known], tracks[is_known], way)[0], *prior).argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
                 if known_notes is not None:
                     with_notes = known_notes.has_notes
@@ -195,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                             f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes)
-                all_track_probs = track_probabilities(probabilities, labels, tracks)[0]  # sorted like names
+                all_track_probs = prior_corrected(track_probabilities(probabilities, labels, tracks)[0],
+                                                  *prior)  # sorted like names
                 if notes is not None:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}

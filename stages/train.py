@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.figures import save_training_curves_png
 from musicid.h5 import read_strings
+from musicid.metrics import class_shares
 from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
@@ -219,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
                 extra={"kept_epoch": kept_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
+                       # train.track_prior divides a track's pooled probabilities by these (evaluate, predict).
+                       "train_class_shares": torch.from_numpy(class_shares(train_y, config.n_classes)),
                        "novelty_reference_tracks": int(len(val_scores)), **without_notes,
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),

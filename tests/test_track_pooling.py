@@ -35,6 +35,17 @@ def test_each_pooling_names_the_track_its_own_way():
     assert predicted["log_mean"].tolist() == [1, 1]  # log 0.01 outweighs two clips at 0.6 against 0.4
 
 
+def test_the_prior_pooling_divides_the_mean_by_the_training_clips_shares():
+    # Track "a" leans to class 0 (0.6 against 0.4), whose training clips are 3 in 4: divided, it is class 1's.
+    test = outputs([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9]], ["a", "a", "b"], [1, 1, 1])
+    train = outputs(np.full((4, 2), 0.5), ["t0", "t0", "t1", "t2"], [0, 0, 0, 1])
+    predicted = pooling.track_predictions(train, test, seed=0)
+    assert predicted["mean"].tolist() == [0, 1] and predicted["prior"].tolist() == [1, 1]
+    # A run's own shares and power when its model holds them: power 0 is the mean.
+    assert pooling.track_predictions(train, test, 0, prior=(np.array([0.75, 0.25]), 0.0))["prior"].tolist() == [0, 1]
+    assert "prior+notes" not in predicted  # no notes given
+
+
 def test_a_tied_vote_goes_to_the_higher_mean():
     assert pooling.vote(np.array([[0.9, 0.1], [0.4, 0.6]])).argmax() == 0
     assert pooling.vote(np.array([[0.55, 0.45], [0.1, 0.9]])).argmax() == 1
@@ -130,4 +141,5 @@ def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_p
     assert list(rows) == list(pooling.POOLINGS)
     assert rows["mean"][2] == "1.000 +- nan"  # the classes differ in their notes, which the CNN reads too
     assert rows["mean+notes"][2] == f"{written:.3f} +- nan" and written < 1.0
+    assert rows["prior+notes"][2] == rows["mean+notes"][2]  # train.track_prior on; equal classes: no change
     assert rows["notes"][2] == rows["mean+notes"][2]  # the regression outweighs any clip here

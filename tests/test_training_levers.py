@@ -168,6 +168,9 @@ def test_each_lever_changes_the_model_and_is_deterministic(levers):
     ("keep", "first", r"train\.keep must be 'best' or 'last', got 'first'"),
     ("track_balance", 1.5, r"train\.track_balance must be <= 1, got 1\.5"),
     ("track_balance", -0.5, r"train\.track_balance must be >= 0, got -0\.5"),
+    ("track_prior", 2.5, r"train\.track_prior must be <= 2, got 2\.5"),
+    ("track_prior", -1.0, r"train\.track_prior must be >= 0, got -1\.0"),
+    ("track_prior", True, r"train\.track_prior must be a number, got True"),
 ])
 def test_bad_lever_values_are_named(key, value, message):
     with pytest.raises(ParamsError, match=message):

@@ -1,0 +1,127 @@
+"""train.track_prior: a track's pooled clip probabilities divided by the training clips' class shares, in evaluate
+and predict alike; the clips' own answers untouched."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from musicid.h5 import read_strings
+from musicid.metrics import class_shares, prior_corrected
+from musicid.training import checkpoint_track_prior, load_checkpoint
+from tests.test_symbolic_model import (EVALUATE, TRAIN, params, stage_arguments,  # noqa: F401  (params: a fixture)
+                                       write_symbolic_features)
+
+
+def test_dividing_by_the_shares_takes_the_lean_out():
+    pooled = np.array([[0.6, 0.4], [0.9, 0.1], [0.5, 0.5]])
+    corrected = prior_corrected(pooled, np.array([0.75, 0.25]), 1.0)
+    # 0.6 / 0.75 = 0.8 against 0.4 / 0.25 = 1.6: the smaller class wins the first track, not the second.
+    np.testing.assert_allclose(corrected, [[1 / 3, 2 / 3], [0.75, 0.25], [0.25, 0.75]])
+    np.testing.assert_allclose(prior_corrected(pooled, np.array([0.75, 0.25]), 0.5)[0],
+                               np.array([0.6 / 0.75 ** 0.5, 0.4 / 0.25 ** 0.5]) / (0.6 / 0.75 ** 0.5 + 0.4 / 0.25 ** 0.5))
+    for shares, power in ((None, 1.0), (np.array([0.75, 0.25]), 0.0)):
+        unchanged = prior_corrected(pooled, shares, power)
+        assert unchanged.dtype == np.float64 and np.array_equal(unchanged, pooled)
+    # Equal shares change nothing.
+    np.testing.assert_allclose(prior_corrected(pooled, np.array([0.5, 0.5]), 1.0), pooled)
+
+
+def test_class_shares_count_clips_and_never_give_zero():
+    np.testing.assert_allclose(class_shares(np.array([0, 0, 0, 1]), 2), [0.75, 0.25])
+    np.testing.assert_allclose(class_shares(np.array([0, 0, 1]), 3), [0.5, 0.25, 0.25])  # class 2: counted as 1
+
+
+def with_train(params, **values):
+    document = yaml.safe_load(params.read_text())
+    document["train"].update(values)
+    params.write_text(yaml.safe_dump(document))
+
+
+def rows_of(path):
+    with open(path, newline="") as handle:
+        return {row["track"]: row for row in csv.DictReader(handle)}
+
+
+def test_train_stores_the_shares_and_evaluate_divides_the_tracks_answers_by_them(tmp_path, params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_train(params, track_notes=0.0, track_prior=1.0)
+    assert TRAIN.main(train) == 0
+    _, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    import h5py
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        train_labels = table["label"][:][read_strings(table["split"]) == "train"]
+    shares, power = checkpoint_track_prior(checkpoint)
+    assert power == 1.0 and np.array_equal(shares, np.bincount(train_labels, minlength=2) / len(train_labels))
+    assert EVALUATE.main(evaluate) == 0
+    plain = json.loads((tmp_path / "metrics.json").read_text())
+
+    # Training clips of the first class said to be 999 in 1000: every track's answer moves to the second, the
+    # clips' answers stay.
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)
+    stored["train_class_shares"] = torch.tensor([0.999, 0.001], dtype=torch.float64)
+    torch.save(stored, tmp_path / "model.pt")
+    assert EVALUATE.main(evaluate) == 0
+    leaning = json.loads((tmp_path / "metrics.json").read_text())
+    assert leaning["test"]["clip"] == plain["test"]["clip"]
+    assert plain["test"]["track"]["macro_f1"] > leaning["test"]["track"]["macro_f1"]
+    rows = rows_of(tmp_path / "predictions.csv")
+    assert rows and all(row["predicted"] == "b" for row in rows.values())
+    assert json.loads((tmp_path / "per_class.json").read_text())["test"]["track_pooling"]["mean"] == \
+        leaning["test"]["track"]["macro_f1"]  # the clips' mean alone, corrected as the headline is
+
+    # train.track_prior 0: the shares are stored but not used.
+    stored["params"]["train"]["track_prior"] = 0.0
+    torch.save(stored, tmp_path / "model.pt")
+    assert EVALUATE.main(evaluate) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == plain
+
+
+def test_a_checkpoint_from_before_the_param_is_read_without_it(tmp_path, params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_train(params, track_prior=0.0)
+    assert TRAIN.main(train) == 0
+    assert EVALUATE.main(evaluate) == 0
+    written = (tmp_path / "predictions.csv").read_bytes()
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)
+    del stored["train_class_shares"], stored["params"]["train"]["track_prior"]
+    torch.save(stored, tmp_path / "model.pt")
+    assert checkpoint_track_prior(load_checkpoint(tmp_path / "model.pt")[1]) == (None, 0.0)
+    assert EVALUATE.main(evaluate) == 0
+    assert (tmp_path / "predictions.csv").read_bytes() == written
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_predict_divides_a_files_answer_as_evaluate_does(tmp_path, power):
+    """predict divides the pooled clip probabilities by the stored shares to train.track_prior's power, as
+    evaluate does (prior_corrected); the e2e tests check that both give a collection's file the same figures."""
+    from musicid.predict import Predictor
+    from tests.conftest import sine, write_midi, write_wav
+    from tests.test_symbolic_model import write_symbolic_checkpoint
+
+    path = write_symbolic_checkpoint(tmp_path / "plain.pt")
+    plain = Predictor(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["train_class_shares"] = torch.tensor([0.9, 0.1], dtype=torch.float64)
+    checkpoint["params"]["train"] = {"track_prior": power}
+    torch.save(checkpoint, tmp_path / "shares.pt")
+    divided = Predictor(tmp_path / "shares.pt")
+    midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
+    wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
+    for file in (midi, wav):
+        before = dict(plain.predict(file).labels)
+        expected = prior_corrected(np.array([[before["bach"], before["palestrina"]]]), np.array([0.9, 0.1]), power)[0]
+        after = dict(divided.predict(file).labels)
+        assert [after["bach"], after["palestrina"]] == pytest.approx(expected.tolist(), abs=1e-9)
+        assert (after == before) == (power == 0.0)
