@@ -13,7 +13,7 @@ evaluate ranks by and predict flags with; evaluate reports both):
 
 On the default dataset (every part on one piano), one class held out at a
 time with two seeds, the cosine distance was the better of the two for each
-of the eight runs (README, "The default dataset"); with each collection on
+of the eight runs (benchmarks/RESULTS.md, "The open set under earlier defaults"); with each collection on
 its own instruments the Mahalanobis distance had been.
 """
 
