@@ -14,8 +14,8 @@ back (no training) and names each test track five ways:
   run's own when its model holds one, else fitted here on the training tracks with ``--notes-c``),
 - ``mean+notes``: the mean averaged with that regression for tracks with notes, as evaluate does with
   ``train.track_notes`` on (then this one must equal what evaluate wrote, unless ``train.track_prior`` is on),
-- ``prior`` and ``prior+notes``: the mean divided by the training clips' class shares (``train.track_prior``,
-  musicid.metrics.prior_corrected), alone and averaged with the regression: the run's own shares and power when
+- ``prior`` and ``prior+notes``: the mean of the clips' probabilities each divided by the training clips' class
+  shares (``train.track_prior``, musicid.metrics.prior_corrected), alone and averaged with the regression: the run's own shares and power when
   its model holds them (then the one evaluate used must equal what it wrote), else the shares of the table's
   training clips to the power ``--prior``.
 
@@ -103,7 +103,7 @@ def track_predictions(train: SplitOutputs, test: SplitOutputs, seed: int,
         predictions["notes"] = np.where(statistics.has_notes, alone.argmax(1), mean.argmax(1))
         predictions["mean+notes"] = fuse_notes(mean, regression, statistics).argmax(1)
     shares, power = prior or (class_shares(train.labels, probabilities.shape[1]), 1.0)
-    divided = prior_corrected(mean, shares, power)
+    divided = pool(prior_corrected(probabilities, shares, power), tracks, "mean")[1]
     predictions["prior"] = divided.argmax(1)
     if notes is not None:
         predictions["prior+notes"] = fuse_notes(divided, *notes).argmax(1)

@@ -29,18 +29,19 @@ def pool(probabilities: np.ndarray, tracks: np.ndarray, pooling: Pooling = TRACK
     return names, pooled / pooled.sum(axis=1, keepdims=True)
 
 
-def prior_corrected(pooled: np.ndarray, shares: np.ndarray | None, power: float) -> np.ndarray:
-    """``train.track_prior``: tracks' pooled probabilities [M, C] divided by the training clips' class shares [C]
-    to the power ``power``, each row summing to 1 again; unchanged (as float64) for ``shares`` None or power 0.
+def prior_corrected(probabilities: np.ndarray, shares: np.ndarray | None, power: float) -> np.ndarray:
+    """``train.track_prior``: clips' probabilities [N, C] divided by the training clips' class shares [C] to the
+    power ``power``, each row summing to 1 again; unchanged (as float64) for ``shares`` None or power 0.
 
     A model trained on more clips of one class than of another leans to it on music it has not seen, class
-    weights in the loss or not (it learns the training clips by heart, and the weights no longer count), and a
-    track's mean over its clips leans with it; dividing by the shares (Bayes' rule for a prior of equal classes)
-    takes the lean out of the track's answer. The clips' own answers are left as they are."""
-    pooled = np.asarray(pooled, dtype=np.float64)
+    weights in the loss or not (it learns the training clips by heart, and the weights no longer count).
+    Dividing each clip's probabilities by the shares (Bayes' rule for a prior of equal classes; post-hoc logit
+    adjustment, Menon et al. 2021) before they are pooled takes the lean out of the track's answer; evaluate
+    and predict pool these, and score a clip on its own by the probabilities as they are."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     if shares is None or power == 0:
-        return pooled
-    corrected = pooled / np.asarray(shares, dtype=np.float64) ** power
+        return probabilities
+    corrected = probabilities / np.asarray(shares, dtype=np.float64) ** power
     return corrected / corrected.sum(axis=1, keepdims=True)
 
 

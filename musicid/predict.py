@@ -255,7 +255,7 @@ class Predictor(FileReader):
             self.model, features, self.audio_centroids if without_notes else self.centroids, 64, self.device,
             None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
-        mean = prior_corrected(pool(probabilities, one_track)[1], *self.prior)  # as evaluate names a track
+        mean = pool(prior_corrected(probabilities, *self.prior), one_track)[1]  # as evaluate names a track
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
             piece = self.features.symbolic_piece  # its width agrees (parts_problem)
             columns = statistic_columns(self.regression, piece)

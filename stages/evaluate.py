@@ -160,9 +160,10 @@ def run(args: argparse.Namespace) -> int:
                 is_known = known[rows]
                 notes = None if regression is None else table_statistics(
                     table, rows, statistic_columns(regression, "piece" in table))
+                # train.track_prior: the clips' probabilities divided by the training shares before pooling.
+                pooled = prior_corrected(probabilities, *prior)
                 cnn_probs, track_labels, known_names = track_probabilities(
-                    probabilities[is_known], labels[is_known], tracks[is_known])
-                cnn_probs = prior_corrected(cnn_probs, *prior)  # train.track_prior, before the notes' regression
+                    pooled[is_known], labels[is_known], tracks[is_known])
                 known_notes = None if notes is None else select_tracks(notes, known_names)
                 track_probs = cnn_probs if known_notes is None else fuse_notes(cnn_probs, regression, known_notes)
                 levels = {
@@ -185,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
                 fused = known_notes is not None and bool(known_notes.has_notes.any())
                 details[split]["track_pooling"] = {
                     "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
-                    **{way: summarise(track_labels, prior_corrected(track_probabilities(
-                        probabilities[is_known], labels[is_known], tracks[is_known], way)[0], *prior).argmax(1),
+                    **{way: summarise(track_labels, track_probabilities(
+                        pooled[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
                 if known_notes is not None:
                     with_notes = known_notes.has_notes
@@ -199,8 +200,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes)
-                all_track_probs = prior_corrected(track_probabilities(probabilities, labels, tracks)[0],
-                                                  *prior)  # sorted like names
+                all_track_probs = track_probabilities(pooled, labels, tracks)[0]  # sorted like names
                 if notes is not None:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}

@@ -103,25 +103,35 @@ def test_a_checkpoint_from_before_the_param_is_read_without_it(tmp_path, params,
 
 
 @pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
-def test_predict_divides_a_files_answer_as_evaluate_does(tmp_path, power):
-    """predict divides the pooled clip probabilities by the stored shares to train.track_prior's power, as
-    evaluate does (prior_corrected); the e2e tests check that both give a collection's file the same figures."""
-    from musicid.predict import Predictor
+def test_predict_divides_a_files_clips_as_evaluate_does(tmp_path, monkeypatch, power):
+    """predict divides each clip's probabilities by the stored shares to train.track_prior's power before it
+    pools them, as evaluate does; the e2e tests check that both give a collection's file the same figures."""
+    import musicid.predict as predict_module
     from tests.conftest import sine, write_midi, write_wav
     from tests.test_symbolic_model import write_symbolic_checkpoint
 
     path = write_symbolic_checkpoint(tmp_path / "plain.pt")
-    plain = Predictor(path)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["train_class_shares"] = torch.tensor([0.9, 0.1], dtype=torch.float64)
     checkpoint["params"]["train"] = {"track_prior": power}
     torch.save(checkpoint, tmp_path / "shares.pt")
-    divided = Predictor(tmp_path / "shares.pt")
+    divided = predict_module.Predictor(tmp_path / "shares.pt")
+    seen = []
+    model_output = predict_module.class_probabilities
+
+    def recording(*args, **kwargs):
+        probabilities, embeddings = model_output(*args, **kwargs)
+        seen.append(probabilities)
+        return probabilities, embeddings
+
+    monkeypatch.setattr(predict_module, "class_probabilities", recording)
     midi = write_midi(tmp_path / "tune.mid", [(60 + (k % 5), 0.5 * k, 0.5 * k + 0.5) for k in range(18)])
     wav = write_wav(tmp_path / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050)
     for file in (midi, wav):
-        before = dict(plain.predict(file).labels)
-        expected = prior_corrected(np.array([[before["bach"], before["palestrina"]]]), np.array([0.9, 0.1]), power)[0]
         after = dict(divided.predict(file).labels)
+        clips = seen[-1]
+        assert len(clips) == 2  # two clips, pooled
+        expected = prior_corrected(clips, np.array([0.9, 0.1]), power).mean(0)
         assert [after["bach"], after["palestrina"]] == pytest.approx(expected.tolist(), abs=1e-9)
-        assert (after == before) == (power == 0.0)
+        plain = clips.astype(np.float64).mean(0)
+        assert ([after["bach"], after["palestrina"]] == pytest.approx(plain.tolist(), abs=1e-9)) == (power == 0.0)
