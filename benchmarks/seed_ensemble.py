@@ -10,8 +10,10 @@ This script reads those models back (no training) and scores each fold's test cl
 It prints, per task, the single-seed mean and the ensemble's track and clip macro-F1 over the folds (mean +- sd)
 and the ensemble's gain fold by fold (mean +- sd, folds better / worse). The ensemble costs one training per
 seed: its time is the suite's minutes for the fold. Tracks are named here by their clips alone (the mean
-probability), without ``train.track_notes``' regression on the notes, which no training seed changes: its
-track figures are those of evaluate's ``track_pooling`` ``mean`` in per_class.json, not its headline.
+probability as the models give it), without ``train.track_notes``' regression on the notes, which no training seed
+changes, and without ``train.track_prior``'s division by the training shares: its track figures are those of
+evaluate's ``track_pooling`` ``mean`` in per_class.json for runs made with ``train.track_prior: 0``, not its
+headline.
 
     python benchmarks/seed_ensemble.py --out /tmp/cq --tasks default-piano quartets --config default --seeds 0 1
 """

@@ -49,12 +49,12 @@ from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample 
 from suite_runs import find_runs, find_table, fold_count, split_outputs, stop, written_macro_f1  # noqa: E402
 
 from musicid.h5 import read_strings  # noqa: E402
-from musicid.metrics import macro_f1, pool, track_labels  # noqa: E402
+from musicid.metrics import macro_f1, pool, prior_corrected, track_labels  # noqa: E402
 from musicid.symbolic import read_midi_notes  # noqa: E402
 from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_regression, fuse_notes,  # noqa: E402
                                  note_columns, regression_probabilities, select_tracks, track_statistics,
                                  with_piece)
-from musicid.training import load_checkpoint  # noqa: E402
+from musicid.training import checkpoint_track_prior, load_checkpoint  # noqa: E402
 
 
 def piece_table(task_dir: Path, tracks: np.ndarray) -> np.ndarray:
@@ -141,11 +141,13 @@ def suite_fold(task_dir: Path, config: str, fold: int, seed: int, c: float) -> d
     (``clips``), and with one on them and the whole piece's (``both``); each regression alone too."""
     run = find_runs(task_dir, config, fold, [seed])[seed]
     table_path = find_table(task_dir, run)
-    own = checkpoint_regression(load_checkpoint(run / "model.pt")[1])
+    checkpoint = load_checkpoint(run / "model.pt")[1]
+    own = checkpoint_regression(checkpoint)
     if own is None:
         raise stop(f"{run}: its model holds no regression on the notes (train.track_notes)")
     test = split_outputs(run / "model.pt", table_path, "test")
-    mean = pool(test.probabilities.astype(np.float64), test.tracks, "mean")[1]
+    # As evaluate pools: each clip divided by the training shares first (train.track_prior; off in older runs).
+    mean = pool(prior_corrected(test.probabilities, *checkpoint_track_prior(checkpoint)), test.tracks, "mean")[1]
     truth = track_labels(test.labels, test.tracks)
     with h5py.File(table_path, "r") as table:
         if "piece" in table:

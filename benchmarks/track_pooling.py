@@ -1,10 +1,11 @@
 """How a track's clips are best pooled into its answer: the models of a composer_quality.py run, re-scored.
 
-evaluate and predict name a track by the mean of its clips' probabilities. This script reads a suite run's models
-back (no training) and names each test track five ways:
+evaluate and predict name a track by the mean of its clips' probabilities (each divided by the training clips'
+class shares first, ``train.track_prior``, and averaged with the regression on the notes, ``train.track_notes``).
+This script reads a suite run's models back (no training) and names each test track these ways:
 
-- ``mean``: the mean probability (evaluate's; its track macro-F1 must equal what evaluate wrote, a check that the
-  scoring matches),
+- ``mean``: the mean probability of the clips as the model gives them (evaluate's for a run without
+  ``train.track_prior`` and the regression),
 - ``log_mean``: the mean log-probability (a geometric mean; the suite's own second column),
 - ``median``: each class's median probability over the clips,
 - ``vote``: the class most clips name, ties broken by the mean probability,
@@ -12,12 +13,14 @@ back (no training) and names each test track five ways:
   weights) on each training track's mean clip embedding, applied to the test tracks' mean embeddings,
 - ``notes``: ``train.track_notes``' regression on the tracks' note statistics alone (musicid.track_model; the
   run's own when its model holds one, else fitted here on the training tracks with ``--notes-c``),
-- ``mean+notes``: the mean averaged with that regression for tracks with notes, as evaluate does with
-  ``train.track_notes`` on (then this one must equal what evaluate wrote, unless ``train.track_prior`` is on),
+- ``mean+notes``: the mean averaged with that regression for tracks with notes,
 - ``prior`` and ``prior+notes``: the mean of the clips' probabilities each divided by the training clips' class
-  shares (``train.track_prior``, musicid.metrics.prior_corrected), alone and averaged with the regression: the run's own shares and power when
-  its model holds them (then the one evaluate used must equal what it wrote), else the shares of the table's
-  training clips to the power ``--prior``.
+  shares to the power ``--prior`` (``train.track_prior``, musicid.metrics.prior_corrected; the shares the run's
+  model stores, or for a model from before that param those of the table's training clips), alone and averaged
+  with the regression.
+
+Whatever ``--prior`` is, the track macro-F1 evaluate wrote is computed again as evaluate computed it (the run's own
+``train.track_prior`` and regression) and must come out the same: a check that the scoring matches.
 
 It prints, per task, each pooling's test track macro-F1 over the folds (mean +- sd; with several seeds a fold's
 figure is the mean of its seeds) and its difference from ``mean`` fold by fold (mean +- sd, folds better / worse),
@@ -151,18 +154,18 @@ def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int], notes_c
         truth = track_labels(test)
         notes = notes_regression(run, table, test.probabilities.shape[1], notes_c)
         shares, own_power = checkpoint_track_prior(load_checkpoint(run / "model.pt")[1])  # train.track_prior
-        prior = (shares, own_power) if shares is not None else None
-        if prior is None:
-            prior = (class_shares(train.labels, test.probabilities.shape[1]), power)
+        if shares is None:  # a model from before the param: the shares of the clips it was trained on
+            shares = class_shares(train.labels, test.probabilities.shape[1])
         for name, predicted in track_predictions(train, test, seed, None if notes is None else notes[:2],
-                                                 prior).items():
+                                                 (shares, power)).items():
             figures[name].append(macro_f1(truth, predicted))
-        written = written_macro_f1(run, "track")
-        scored = "mean+notes" if notes is not None and notes[2] else "mean"  # what evaluate named tracks by
-        if own_power:
-            scored = scored.replace("mean", "prior")
-        if abs(figures[scored][-1] - written) > 5e-6:
-            raise SystemExit(f"track_pooling: {run}: track macro-F1 {figures[scored][-1]:.6f} here, {written:.6f} "
+        # What evaluate named the tracks by: its own train.track_prior, and its own regression if it has one.
+        pooled = pool(prior_corrected(test.probabilities, shares, own_power), test.tracks, "mean")[1]
+        if notes is not None and notes[2]:
+            pooled = fuse_notes(pooled, *notes[:2])
+        evaluated, written = macro_f1(truth, pooled.argmax(1)), written_macro_f1(run, "track")
+        if abs(evaluated - written) > 5e-6:
+            raise SystemExit(f"track_pooling: {run}: track macro-F1 {evaluated:.6f} here, {written:.6f} "
                              "in its metrics.json: the scoring does not match evaluate's")
         train_right.append(float(np.mean(train.probabilities.argmax(1) == train.labels)))
     return ({name: statistics.fmean(values) for name, values in figures.items() if values},

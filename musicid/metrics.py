@@ -35,9 +35,10 @@ def prior_corrected(probabilities: np.ndarray, shares: np.ndarray | None, power:
 
     A model trained on more clips of one class than of another leans to it on music it has not seen, class
     weights in the loss or not (it learns the training clips by heart, and the weights no longer count).
-    Dividing each clip's probabilities by the shares (Bayes' rule for a prior of equal classes; post-hoc logit
-    adjustment, Menon et al. 2021) before they are pooled takes the lean out of the track's answer; evaluate
-    and predict pool these, and score a clip on its own by the probabilities as they are."""
+    Dividing each clip's probabilities by the shares (the post-hoc logit adjustment of Menon et al. 2021, here
+    on top of the class weights, as the benchmark suite measured it) before they are pooled takes the lean out of
+    the track's answer; evaluate and predict pool these, and score a clip on its own by the probabilities as they
+    are."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if shares is None or power == 0:
         return probabilities

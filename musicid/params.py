@@ -288,7 +288,7 @@ class TrainParams(Section):
     roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
     track_notes: float = Field(ge=0)  # C of the track-level regression on the notes' statistics (0: off)
     track_balance: float = Field(ge=0, le=1)  # a training clip's loss weight, within its class: its track's clips ** -this
-    track_prior: float = Field(ge=0, le=2)  # a track's pooled probabilities / the training clips' class shares ** this
+    track_prior: float = Field(ge=0, le=2)  # each clip's probabilities / the training clips' class shares ** this, pooled
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
@@ -305,6 +305,10 @@ class TrainParams(Section):
         if self.loss == "triplet" and self.track_balance:
             raise KeyProblem("track_balance", f"must be 0 with train.loss triplet (it weighs the cross-entropy, which "
                                               f"that loss has none of), got {self.track_balance:g}")
+        if self.loss == "triplet" and self.track_prior:
+            raise KeyProblem("track_prior", f"must be 0 with train.loss triplet (such a model names a class by the "
+                                            f"distance to its centroid and learns no prior of the training clips to "
+                                            f"divide out), got {self.track_prior:g}")
         if self.mixup and self.track_balance:
             raise KeyProblem("track_balance", f"must be 0 with train.mixup > 0 (a mixed clip belongs to two tracks), "
                                               f"got {self.track_balance:g}")

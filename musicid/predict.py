@@ -184,8 +184,8 @@ class Predictor(FileReader):
             self.symbolic_std = to_numpy(self.checkpoint["symbolic_std"])
         # train.track_notes' regression on a MIDI file's note statistics (None: trained without it).
         self.regression = checkpoint_regression(self.checkpoint)
-        # train.track_prior: the pooled clip probabilities are divided by the training clips' class shares.
-        self.prior = checkpoint_track_prior(self.checkpoint)
+        # train.track_prior: each clip's probabilities are divided by the training clips' class shares, then pooled.
+        self.prior = checkpoint_track_prior(self.checkpoint, checkpoint_path)
         # Files whose novelty is above this (the 95th percentile of the validation
         # tracks' scores) are flagged; NaN when the checkpoint holds none.
         self.novelty_reference = checkpoint_threshold(self.checkpoint)

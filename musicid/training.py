@@ -632,13 +632,21 @@ def checkpoint_bytes(model: SpectrogramCNN, label_names: list[str], band_mean: n
     return buffer.getvalue()
 
 
-def checkpoint_track_prior(checkpoint: dict) -> tuple[np.ndarray | None, float]:
+def checkpoint_track_prior(checkpoint: dict, path: str | Path = "the model") -> tuple[np.ndarray | None, float]:
     """(the training clips' class shares, ``train.track_prior``) of a checkpoint, for
-    :func:`musicid.metrics.prior_corrected`; (None, 0) for one written before that param existed."""
+    :func:`musicid.metrics.prior_corrected`; (None, 0) for one written before that param existed.
+    :class:`CheckpointError` (naming ``path``) for shares that do not fit its classes or a power out of range."""
     if "train_class_shares" not in checkpoint:
         return None, 0.0
-    return (np.asarray(checkpoint["train_class_shares"], dtype=np.float64),
-            float(checkpoint["params"]["train"]["track_prior"]))
+    shares = np.asarray(checkpoint["train_class_shares"], dtype=np.float64)
+    power = ((checkpoint.get("params") or {}).get("train") or {}).get("track_prior")
+    classes = len(checkpoint.get("label_names", ()))
+    if shares.shape != (classes,) or not np.isfinite(shares).all() or (shares <= 0).any() \
+            or isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 2:
+        raise CheckpointError(f"{path}: its parts do not fit together (training class shares {shares.tolist()} for "
+                              f"{classes} classes, train.track_prior {power!r}): it was not written whole by the "
+                              "train stage; retrain it with `dvc repro train`")
+    return shares, float(power)
 
 
 def checkpoint_novelty_kind(checkpoint: dict) -> str:

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         model, checkpoint = load_checkpoint(args.model, device)
         checkpoint_novelty(checkpoint)  # a checkpoint without novelty statistics: ValueError
         novelty_kind = checkpoint_novelty_kind(checkpoint)
+        # train.track_prior: each clip's probabilities are divided by the training clips' class shares before pooling.
+        prior = checkpoint_track_prior(checkpoint, args.model)
     except (CheckpointError, FeaturesError) as error:
         print(f"evaluate: {error}", file=sys.stderr)
         return 1
@@ -111,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
     uses_symbolic = bool(model.config.symbolic_dim)
     # train.track_notes: a track with notes is also named by a regression on its notes' statistics.
     regression = checkpoint_regression(checkpoint)
-    # train.track_prior: a track's pooled clip probabilities are divided by the training clips' class shares.
-    prior = checkpoint_track_prior(checkpoint)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = checkpoint_threshold(checkpoint)
     audio_only = uses_symbolic and audio_only_stored(checkpoint)
@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 fused = known_notes is not None and bool(known_notes.has_notes.any())
                 details[split]["track_pooling"] = {
                     "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
+                    "track_prior": prior[1],  # the power the clips were divided by (0: as the model gives them)
                     **{way: summarise(track_labels, track_probabilities(
                         pooled[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}

@@ -220,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
                 centroids=centroids, novelty=novelty,
                 extra={"kept_epoch": kept_epoch, "novelty_score": params.novelty, "novelty_reference": reference,
-                       # train.track_prior divides a track's pooled probabilities by these (evaluate, predict).
+                       # train.track_prior divides each clip's probabilities by these before evaluate and
+                       # predict pool a track's clips.
                        "train_class_shares": torch.from_numpy(class_shares(train_y, config.n_classes)),
                        "novelty_reference_tracks": int(len(val_scores)), **without_notes,
                        # The symbolic branch's normalisation (config.symbolic_dim > 0 says it is used).

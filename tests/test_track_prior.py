@@ -1,5 +1,5 @@
-"""train.track_prior: a track's pooled clip probabilities divided by the training clips' class shares, in evaluate
-and predict alike; the clips' own answers untouched."""
+"""train.track_prior: each clip's probabilities divided by the training clips' class shares before a track's clips
+are pooled, in evaluate and predict alike; the clips' own answers untouched."""
 
 from __future__ import annotations
 
@@ -135,3 +135,78 @@ def test_predict_divides_a_files_clips_as_evaluate_does(tmp_path, monkeypatch, p
         assert [after["bach"], after["palestrina"]] == pytest.approx(expected.tolist(), abs=1e-9)
         plain = clips.astype(np.float64).mean(0)
         assert ([after["bach"], after["palestrina"]] == pytest.approx(plain.tolist(), abs=1e-9)) == (power == 0.0)
+
+
+def test_shares_that_do_not_fit_the_model_are_refused_in_one_line(tmp_path, params, monkeypatch, capsys):
+    from musicid.predict import Predictor
+    from musicid.training import CheckpointError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)
+    for shares, power in (([0.5, 0.3, 0.2], 1.0), ([1.0, 0.0], 1.0), ([0.5, 0.5], 3.0)):
+        edited = {**stored, "train_class_shares": torch.tensor(shares, dtype=torch.float64),
+                  "params": {**stored["params"], "train": {**stored["params"]["train"], "track_prior": power}}}
+        torch.save(edited, tmp_path / "model.pt")
+        capsys.readouterr()
+        assert EVALUATE.main(evaluate) == 1
+        message = capsys.readouterr().err
+        assert message.startswith(f"evaluate: {tmp_path / 'model.pt'}: its parts do not fit together (training class "
+                                  f"shares {shares} for 2 classes, train.track_prior {power!r})")
+        assert message.count("\n") == 1
+    # predict refuses such a model when it loads it.
+    from tests.test_symbolic_model import write_symbolic_checkpoint
+
+    checkpoint = torch.load(write_symbolic_checkpoint(tmp_path / "predict.pt"), weights_only=True)
+    checkpoint["train_class_shares"] = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    checkpoint["params"]["train"] = {"track_prior": 1.0}
+    torch.save(checkpoint, tmp_path / "predict.pt")
+    with pytest.raises(CheckpointError, match=r"predict\.pt: its parts do not fit together \(training class shares "
+                                              r"\[0\.5, 0\.3, 0\.2\] for 2 classes.*retrain it with `dvc repro train`"):
+        Predictor(tmp_path / "predict.pt")
+
+
+def test_with_the_notes_regression_the_divided_clips_are_pooled_then_averaged_with_it(tmp_path, params, monkeypatch):
+    """evaluate's track answer is the regression's probabilities averaged with the pooled divided clips (not the
+    division of the average): computed here from the model's clip probabilities and the stored regression."""
+    from musicid.metrics import pool
+    from musicid.track_model import checkpoint_regression, fuse_notes, split_statistics
+    from tests.test_track_model import with_track_notes
+    import h5py
+    from musicid.training import class_probabilities, normalise, read_symbolic_input, to_numpy
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
+    with_track_notes(params, 0.1)
+    assert TRAIN.main(train) == 0
+    stored = torch.load(tmp_path / "model.pt", weights_only=True)
+    shares = np.array([0.8, 0.2])
+    stored["train_class_shares"] = torch.from_numpy(shares)
+    torch.save(stored, tmp_path / "model.pt")
+    assert EVALUATE.main(evaluate) == 0
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    regression = checkpoint_regression(checkpoint)
+    assert regression is not None
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        rows = np.nonzero(read_strings(table["split"]) == "test")[0]
+        features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]), to_numpy(checkpoint["band_std"]))
+        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                       to_numpy(checkpoint["symbolic_std"]))
+        tracks = read_strings(table["track"])[rows]
+        statistics, _ = split_statistics(table, "test")
+    probabilities, _ = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 32,
+                                           torch.device("cpu"), symbolic)
+    names, pooled = pool(prior_corrected(probabilities, shares, 1.0), tracks)
+    expected = fuse_notes(pooled, regression, statistics)
+    rows_written = rows_of(tmp_path / "predictions.csv")
+    for index, name in enumerate(names):
+        written = rows_written[name]
+        assert [float(written["p_a"]), float(written["p_b"])] == pytest.approx(expected[index].tolist(), abs=2e-6)
+    # The division after the average would give other figures.
+    other = prior_corrected(fuse_notes(pool(probabilities, tracks)[1], regression, statistics), shares, 1.0)
+    assert not np.allclose(other, expected, atol=1e-4)

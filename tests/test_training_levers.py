@@ -184,6 +184,14 @@ def test_mixup_needs_the_cross_entropy_loss_alone(loss):
         section_params("train", mixup=0.2, loss=loss)
 
 
+def test_track_prior_refuses_the_triplet_loss_alone():
+    with pytest.raises(ParamsError, match=r"train\.track_prior must be 0 with train\.loss triplet \(such a model names "
+                                          r"a class by the distance to its centroid.*, got 1$"):
+        section_params("train", loss="triplet", track_prior=1.0)
+    assert section_params("train", loss="triplet", track_prior=0.0).track_prior == 0.0
+    assert section_params("train", loss="ce+triplet", track_prior=1.0).track_prior == 1.0
+
+
 def test_track_balance_refuses_the_triplet_loss_alone():
     with pytest.raises(ParamsError, match=r"train\.track_balance must be 0 with train\.loss triplet \(it weighs the "
                                           r"cross-entropy, which that loss has none of\), got 0\.5"):
