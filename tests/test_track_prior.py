@@ -37,10 +37,18 @@ def test_class_shares_count_clips_and_never_give_zero():
     np.testing.assert_allclose(class_shares(np.array([0, 0, 1]), 3), [0.5, 0.25, 0.25])  # class 2: counted as 1
 
 
-def with_train(params, **values):
+def train_small(tmp_path, params, monkeypatch, **values) -> tuple[list[str], list[str]]:
+    """Train on test_symbolic_model's small table of two classes, with these train params changed; (train's and
+    evaluate's arguments)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    train, evaluate = stage_arguments(tmp_path, params)
     document = yaml.safe_load(params.read_text())
     document["train"].update(values)
     params.write_text(yaml.safe_dump(document))
+    assert TRAIN.main(train) == 0
+    return train, evaluate
 
 
 def rows_of(path):
@@ -49,12 +57,7 @@ def rows_of(path):
 
 
 def test_train_stores_the_shares_and_evaluate_divides_the_tracks_answers_by_them(tmp_path, params, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
-    train, evaluate = stage_arguments(tmp_path, params)
-    with_train(params, track_notes=0.0, track_prior=1.0)
-    assert TRAIN.main(train) == 0
+    _, evaluate = train_small(tmp_path, params, monkeypatch, track_notes=0.0, track_prior=1.0)
     _, checkpoint = load_checkpoint(tmp_path / "model.pt")
     import h5py
     with h5py.File(tmp_path / "features.h5", "r") as table:
@@ -86,12 +89,7 @@ def test_train_stores_the_shares_and_evaluate_divides_the_tracks_answers_by_them
 
 
 def test_a_checkpoint_from_before_the_param_is_read_without_it(tmp_path, params, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
-    train, evaluate = stage_arguments(tmp_path, params)
-    with_train(params, track_prior=0.0)
-    assert TRAIN.main(train) == 0
+    _, evaluate = train_small(tmp_path, params, monkeypatch, track_prior=0.0)
     assert EVALUATE.main(evaluate) == 0
     written = (tmp_path / "predictions.csv").read_bytes()
     stored = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -141,11 +139,7 @@ def test_shares_that_do_not_fit_the_model_are_refused_in_one_line(tmp_path, para
     from musicid.predict import Predictor
     from musicid.training import CheckpointError
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
-    train, evaluate = stage_arguments(tmp_path, params)
-    assert TRAIN.main(train) == 0
+    _, evaluate = train_small(tmp_path, params, monkeypatch)
     stored = torch.load(tmp_path / "model.pt", weights_only=True)
     for shares, power in (([0.5, 0.3, 0.2], 1.0), ([1.0, 0.0], 1.0), ([0.5, 0.5], 3.0)):
         edited = {**stored, "train_class_shares": torch.tensor(shares, dtype=torch.float64),
@@ -174,16 +168,10 @@ def test_with_the_notes_regression_the_divided_clips_are_pooled_then_averaged_wi
     division of the average): computed here from the model's clip probabilities and the stored regression."""
     from musicid.metrics import pool
     from musicid.track_model import checkpoint_regression, fuse_notes, split_statistics
-    from tests.test_track_model import with_track_notes
     import h5py
     from musicid.training import class_probabilities, normalise, read_symbolic_input, to_numpy
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
-    train, evaluate = stage_arguments(tmp_path, params)
-    with_track_notes(params, 0.1)
-    assert TRAIN.main(train) == 0
+    _, evaluate = train_small(tmp_path, params, monkeypatch, track_notes=0.1)
     stored = torch.load(tmp_path / "model.pt", weights_only=True)
     shares = np.array([0.8, 0.2])
     stored["train_class_shares"] = torch.from_numpy(shares)
