@@ -41,9 +41,8 @@ from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns
                                  reads_piece, select_tracks, statistic_columns, table_statistics)
 from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
                               checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, checkpoint_track_prior,
-                              class_probabilities,
-                              load_checkpoint, normalise, pick_device, read_symbolic_input, to_numpy,
-                              track_novelty)
+                              class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
+                              to_numpy, track_novelty)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -161,9 +160,9 @@ def run(args: argparse.Namespace) -> int:
                 notes = None if regression is None else table_statistics(
                     table, rows, statistic_columns(regression, "piece" in table))
                 # train.track_prior: the clips' probabilities divided by the training shares before pooling.
-                pooled = prior_corrected(probabilities, *prior)
+                divided = prior_corrected(probabilities, *prior)
                 cnn_probs, track_labels, known_names = track_probabilities(
-                    pooled[is_known], labels[is_known], tracks[is_known])
+                    divided[is_known], labels[is_known], tracks[is_known])
                 known_notes = None if notes is None else select_tracks(notes, known_names)
                 track_probs = cnn_probs if known_notes is None else fuse_notes(cnn_probs, regression, known_notes)
                 levels = {
@@ -188,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                     "used": f"{TRACK_POOLING} and the notes' regression" if fused else TRACK_POOLING,
                     "track_prior": prior[1],  # the power the clips were divided by (0: as the model gives them)
                     **{way: summarise(track_labels, track_probabilities(
-                        pooled[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
+                        divided[is_known], labels[is_known], tracks[is_known], way)[0].argmax(1),
                         label_names)[0]["macro_f1"] for way in get_args(Pooling)}}
                 if known_notes is not None:
                     with_notes = known_notes.has_notes
@@ -201,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
                 names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes)
-                all_track_probs = track_probabilities(pooled, labels, tracks)[0]  # sorted like names
+                all_track_probs = track_probabilities(divided, labels, tracks)[0]  # sorted like names
                 if notes is not None:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
                 track_label = {t: all_names[l] for t, l in zip(tracks, labels)}
