@@ -144,6 +144,8 @@ CONFIGS = {
     "tbal": {"train.track_balance": 1.0},
     # a track's answer the clips' mean as it is, not divided by the training clips' class shares (before track_prior)
     "noprior": {"train.track_prior": 0.0},
+    # a clip named by the model with its notes alone, not mixed with its audio alone's answer (before clip_audio)
+    "nomix": {"evaluate.clip_audio": 0.0},
     # the regression on the notes also reads each source's whole-piece statistics (musicid.piece)
     "piece": {"features.symbolic_piece": True},
     "nopiece": {"features.symbolic_piece": False},
@@ -154,6 +156,7 @@ CONFIGS = {
 # Train params added since runs were first cached, at the value that leaves training as it was.
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
                  "symbolic_transpose": 0, "track_balance": 0.0, "track_prior": 0.0}
+NEUTRAL_EVALUATE = {"clip_audio": 0.0}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
                     "symbolic_piece": False}
 
@@ -349,10 +352,11 @@ def run_key(features: Path, params: dict, code: int = TRAINING_CODE) -> str:
     """The cache key of one training run: its features, its train and evaluate params and the training
     code's ``TRAINING_CODE`` (1, the runs before it existed, adds nothing: their keys stay as they were).
 
-    A train param at its "off" value (``NEUTRAL_TRAIN``) is left out: runs made before it existed are the
-    same runs.
+    A train or evaluate param at its "off" value (``NEUTRAL_TRAIN``, ``NEUTRAL_EVALUATE``) is left out: runs
+    made before it existed are the same runs.
     """
-    return digest(str(features), without_neutral(params["train"], NEUTRAL_TRAIN), params["evaluate"],
+    return digest(str(features), without_neutral(params["train"], NEUTRAL_TRAIN),
+                  without_neutral(params["evaluate"], NEUTRAL_EVALUATE),
                   *((code,) if code > 1 else ()))
 
 

@@ -7,6 +7,10 @@ This script reads those models back (no training) and scores each fold's test cl
 - the mean of the single seeds' figures (what the suite reports for the fold),
 - the ensemble: the seeds' clip probabilities averaged, then pooled into tracks as evaluate pools them.
 
+A clip is named as evaluate names it: with ``evaluate.clip_audio`` > 0 (a run's own), by its answer with its
+notes mixed with its audio alone's (the ensemble averages the seeds' mixed answers); a track pools the answers
+with the notes.
+
 It prints, per task, the single-seed mean and the ensemble's track and clip macro-F1 over the folds (mean +- sd)
 and the ensemble's gain fold by fold (mean +- sd, folds better / worse). The ensemble costs one training per
 seed: its time is the suite's minutes for the fold. Tracks are named here by their clips alone (the mean
@@ -27,17 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.metrics import summarise, track_probabilities
+from musicid.metrics import clip_answers, summarise, track_probabilities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
-from suite_runs import find_runs, find_table, fold_count, split_outputs, written_macro_f1  # noqa: E402
+from suite_runs import clip_views, find_runs, find_table, fold_count, read_params, written_macro_f1  # noqa: E402
 
 
-def scores(probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray, n_classes: int) -> dict:
-    names = [str(i) for i in range(n_classes)]
+def scores(answers: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, tracks: np.ndarray) -> dict:
+    """Clip macro-F1 of the clips' own answers, track macro-F1 of the probabilities with the notes pooled."""
+    names = [str(i) for i in range(probabilities.shape[1])]
     track_probs, track_labels, _ = track_probabilities(probabilities, labels, tracks)
-    return {"clip": summarise(labels, probabilities.argmax(1), names)[0]["macro_f1"],
+    return {"clip": summarise(labels, answers.argmax(1), names)[0]["macro_f1"],
             "track": summarise(track_labels, track_probs.argmax(1), names)[0]["macro_f1"]}
 
 
@@ -70,20 +75,23 @@ def main(argv: list[str] | None = None) -> int:
             table = find_table(task_dir, runs[args.seeds[0]])
             per_seed = []
             for seed in args.seeds:
-                probabilities, _, labels, tracks = split_outputs(runs[seed] / "model.pt", table)
-                figures = scores(probabilities, labels, tracks, probabilities.shape[1])
+                views = clip_views(runs[seed] / "model.pt", table)
+                labels, tracks = views.labels, views.tracks
+                answers = clip_answers(views.with_notes, views.alone, views.has_notes,
+                                       read_params(runs[seed])["evaluate"].get("clip_audio", 0.0))
+                figures = scores(answers, views.with_notes, labels, tracks)
                 written = written_macro_f1(runs[seed], "clip")
                 if abs(figures["clip"] - written) > 5e-6:
                     raise SystemExit(f"seed_ensemble: {runs[seed]}: clip macro-F1 {figures['clip']:.6f} here, "
                                      f"{written:.6f} in its metrics.json: the scoring does not match evaluate's")
-                per_seed.append((probabilities, figures))
+                per_seed.append((answers, views.with_notes, figures))
             for level in ("track", "clip"):
-                single[level].append(statistics.fmean(figures[level] for _, figures in per_seed))
-            averaged = np.mean([probabilities for probabilities, _ in per_seed], axis=0)
-            together = scores(averaged, labels, tracks, averaged.shape[1])
+                single[level].append(statistics.fmean(figures[level] for *_, figures in per_seed))
+            together = scores(np.mean([answers for answers, *_ in per_seed], axis=0),
+                              np.mean([probabilities for _, probabilities, _ in per_seed], axis=0), labels, tracks)
             for level in ("track", "clip"):
                 ensemble[level].append(together[level])
-            print(f"{task} fold {fold}: seeds {[round(f['clip'], 3) for _, f in per_seed]} clip, "
+            print(f"{task} fold {fold}: seeds {[round(f['clip'], 3) for *_, f in per_seed]} clip, "
                   f"ensemble {together['clip']:.3f} clip, {together['track']:.3f} track", file=sys.stderr)
         gains = {level: [e - s for e, s in zip(ensemble[level], single[level])] for level in ("track", "clip")}
         print(f"| {task} | {cell(single['track'])} / {cell(single['clip'])} | "

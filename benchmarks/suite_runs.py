@@ -15,8 +15,8 @@ import numpy as np
 
 from musicid.h5 import read_strings
 from musicid.params import read_params as read_params_file
-from musicid.training import (class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
-                              to_numpy)
+from musicid.training import (AUDIO_ONLY, audio_only_stored, class_probabilities, load_checkpoint, normalise,
+                              pick_device, read_symbolic_input, to_numpy)
 
 TABLE_SECTIONS = ("clip", "split", "features")  # the params a features table was made from
 
@@ -34,12 +34,13 @@ def without_seed(params: dict) -> dict:
     """What the runs of one configuration share: a run's params without train.seed and split.fold, and without
     the params at their off value (as composer_quality keys its runs: one made before such a param existed
     is the same run)."""
-    from composer_quality import NEUTRAL_FEATURES, NEUTRAL_TRAIN, without_neutral
+    from composer_quality import NEUTRAL_EVALUATE, NEUTRAL_FEATURES, NEUTRAL_TRAIN, without_neutral
 
     params = json.loads(json.dumps(params))
     del params["train"]["seed"], params["split"]["fold"]
     params["train"] = without_neutral(params["train"], NEUTRAL_TRAIN)
     params["features"] = without_neutral(params["features"], NEUTRAL_FEATURES)
+    params["evaluate"] = without_neutral(params["evaluate"], NEUTRAL_EVALUATE)
     return params
 
 
@@ -128,3 +129,37 @@ def split_outputs(model_path: Path, table_path: Path, split: str = "test") -> Sp
 def written_macro_f1(run: Path, level: str) -> float:
     """The test macro-F1 at ``level`` (clip or track) that evaluate wrote for a run."""
     return json.loads((run / "metrics.json").read_text())["test"][level]["macro_f1"]
+
+
+class ClipViews(NamedTuple):
+    with_notes: np.ndarray  # float32 [N, C]: the model's probabilities with each clip's notes
+    alone: np.ndarray  # float32 [N, C]: with the notes hidden (rows without notes: the same as with_notes)
+    has_notes: np.ndarray  # bool [N]
+    labels: np.ndarray  # int64 [N]
+    tracks: np.ndarray  # str [N]
+    train_labels: np.ndarray  # int64: the training clips' labels (the shares of a model from before track_prior)
+
+
+def clip_views(model_path: Path, table_path: Path, split: str = "test") -> ClipViews:
+    """The clips of ``split`` of the known classes, scored with and without their notes, as evaluate scores them
+    (an audio-only model: the same answers twice, no clip with notes)."""
+    device = pick_device()
+    model, checkpoint = load_checkpoint(model_path, device)
+    centroids = to_numpy(checkpoint["centroids"])
+    audio_centroids = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]) \
+        if audio_only_stored(checkpoint) and not model.uses_classifier else centroids
+    with h5py.File(table_path, "r") as table:
+        splits, known = read_strings(table["split"]), table["known"][:].astype(bool)
+        rows = np.nonzero((splits == split) & known)[0]
+        features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]),
+                             to_numpy(checkpoint["band_std"]))
+        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                       to_numpy(checkpoint["symbolic_std"])) if model.config.symbolic_dim else None
+        labels = table["label"][rows].astype(np.int64)
+        tracks = read_strings(table["track"])[rows]
+        train_labels = table["label"][np.nonzero((splits == "train") & known)[0]].astype(np.int64)
+    with_notes = class_probabilities(model, features, centroids, 64, device, symbolic)[0]
+    has_notes = symbolic[:, -1] > 0 if symbolic is not None else np.zeros(len(rows), bool)
+    alone = with_notes.copy()
+    alone[has_notes] = class_probabilities(model, features[has_notes], audio_centroids, 64, device)[0]
+    return ClipViews(with_notes, alone, has_notes, labels, tracks, train_labels)

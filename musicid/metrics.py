@@ -46,6 +46,22 @@ def prior_corrected(probabilities: np.ndarray, shares: np.ndarray | None, power:
     return corrected / corrected.sum(axis=1, keepdims=True)
 
 
+def clip_answers(probabilities: np.ndarray, alone: np.ndarray, has_notes: np.ndarray, share: float) -> np.ndarray:
+    """``evaluate.clip_audio``: each clip's own answer float64 [N, C], the model's probabilities with the clip's
+    notes [N, C] mixed with those of its audio alone (the same model, the notes hidden) [N, C]: ``share`` of the
+    latter for a clip with notes (bool [N]); a clip without notes (an audio file's) keeps what it has.
+
+    The model reads a MIDI clip's notes and its audio together and leans on the notes; the second opinion of
+    its audio branch (trained to stand alone by train.symbolic_dropout) makes fewer of the errors a clip's few
+    notes lead it into, as a two-member ensemble does. Over a whole track the clips' errors average out and the
+    audio alone's, which a track's clips share, do not: a track's answer pools the probabilities with the notes."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if share == 0 or not np.any(has_notes):
+        return probabilities
+    mixed = (1.0 - share) * probabilities + share * np.asarray(alone, dtype=np.float64)
+    return np.where(np.asarray(has_notes, dtype=bool)[:, None], mixed, probabilities)
+
+
 def class_shares(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Each class's share float64 [C] of clips' labels [N] (a class without clips counts as one clip, so that no
     share is 0)."""

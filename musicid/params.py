@@ -320,6 +320,7 @@ class TrainParams(Section):
 
 class EvaluateParams(Section):
     batch_size: int = Field(gt=0)
+    clip_audio: float = Field(ge=0, le=1)  # a MIDI clip's own answer: this share from its audio alone, the rest with its notes
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.figures import save_confusion_png, save_embedding_png
 from musicid.h5 import read_strings
 from musicid.io import dumps_json
-from musicid.metrics import (TRACK_POOLING, Pooling, confusion_matrix, confusion_records, headline,
+from musicid.metrics import (TRACK_POOLING, Pooling, clip_answers, confusion_matrix, confusion_records, headline,
                              open_set_metrics, prior_corrected, summarise, track_probabilities)
 from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import load_section
@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = checkpoint_threshold(checkpoint)
     audio_only = uses_symbolic and audio_only_stored(checkpoint)
+    # A clip's audio alone is named as an audio file's clip is (a triplet model: by the notes-less centroids).
+    audio_centroids = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]) \
+        if audio_only and not model.uses_classifier else centroids
     metrics: dict = {}
     details: dict = {}
     predictions: list[list] = []
@@ -155,6 +158,16 @@ def run(args: argparse.Namespace) -> int:
                     probabilities[no_notes] = class_probabilities(
                         model, features[no_notes], to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]),
                         params.batch_size, device)[0]
+                # evaluate.clip_audio: a clip with notes is also scored by its audio alone (as an audio file's clip
+                # is; per_class.json gives that figure at any share), and its own answer mixes the two; a track
+                # pools the answers with the notes.
+                has_notes = symbolic[:, -1] > 0 if symbolic is not None else np.zeros(len(rows), bool)
+                alone = probabilities
+                if has_notes.any():
+                    alone = probabilities.copy()
+                    alone[has_notes] = class_probabilities(model, features[has_notes], audio_centroids,
+                                                           params.batch_size, device)[0]
+                answers = clip_answers(probabilities, alone, has_notes, params.clip_audio)
                 # Classification metrics cover the known classes; held-out ones are unknown.
                 is_known = known[rows]
                 notes = None if regression is None else table_statistics(
@@ -166,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 known_notes = None if notes is None else select_tracks(notes, known_names)
                 track_probs = cnn_probs if known_notes is None else fuse_notes(cnn_probs, regression, known_notes)
                 levels = {
-                    "clip": (labels[is_known], probabilities[is_known].argmax(1)),
+                    "clip": (labels[is_known], answers[is_known].argmax(1)),
                     "track": (track_labels, track_probs.argmax(1)),
                 }
                 metrics[split], details[split] = {}, {}
@@ -179,6 +192,11 @@ def run(args: argparse.Namespace) -> int:
                     save_confusion_png(figures_dir / f"confusion_{split}_{level}.png",
                                        confusion_matrix(truth, predicted, len(label_names)), label_names,
                                        f"{split}, {level} level")
+                # Clip macro-F1 of the model with the notes, and of the audio alone, beside the mix the headline has.
+                details[split]["clip_answers"] = {
+                    "clip_audio": params.clip_audio if has_notes.any() else 0.0,  # no clip with notes: nothing mixed
+                    **{way: summarise(labels[is_known], values[is_known].argmax(1), label_names)[0]["macro_f1"]
+                       for way, values in (("with_notes", probabilities), ("audio_alone", alone))}}
                 # Track macro-F1 under each way of pooling the clips alone, and of the notes' regression alone
                 # (the headline uses TRACK_POOLING, averaged with the regression when the model has one).
                 # The regression names only tracks with notes: with none in the split (audio files), it was not used.

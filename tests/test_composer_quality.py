@@ -124,6 +124,12 @@ def test_a_param_at_its_off_value_keeps_the_cache_key_of_runs_made_before_it_exi
     assert suite.run_key(features, suite.apply(PARAMS, {"train.ema": 0.99})) != suite.run_key(features, before)
     assert suite.run_key(features, suite.apply(PARAMS, {"train.keep": "last"})) != suite.run_key(features, before)
     assert suite.run_key(features, suite.apply(PARAMS, {"train.seed": 1})) != suite.run_key(features, params)
+    # evaluate.clip_audio at 0 names the clips as evaluate did before it: the runs of that time are the same runs.
+    unmixed = suite.apply(params, {"evaluate.clip_audio": 0.0})
+    before = json.loads(json.dumps(unmixed))
+    del before["evaluate"]["clip_audio"]
+    assert suite.run_key(features, unmixed) == suite.run_key(features, before)
+    assert suite.run_key(features, suite.apply(params, {"evaluate.clip_audio": 0.5})) != suite.run_key(features, before)
 
 
 def test_runs_of_other_training_code_are_not_taken_from_the_cache(tmp_path):
