@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from musicid.metrics import class_shares, clip_answers, macro_f1, pool, prior_corrected, track_labels
-from musicid.track_model import fuse_notes
+from musicid.track_model import checkpoint_regression, fuse_notes
 from musicid.training import checkpoint_track_prior, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +37,7 @@ from suite_runs import (clip_views, find_runs, find_table, fold_count, read_para
 from track_pooling import notes_regression  # noqa: E402
 
 
-def score_run(run: Path, table: Path, shares: list[float], notes_c: float, prior: float
+def score_run(run: Path, table: Path, shares: list[float], prior: float
               ) -> tuple[dict[float, float], dict[float, float]]:
     """(share -> test clip macro-F1, share -> test track macro-F1 pooling the mixed answers) of one run."""
     views = clip_views(run / "model.pt", table)
@@ -48,7 +48,9 @@ def score_run(run: Path, table: Path, shares: list[float], notes_c: float, prior
     power = own_power
     if class_share is None:  # a model from before train.track_prior: the shares of its training clips, --prior
         class_share, power = class_shares(views.train_labels, n_classes), prior
-    notes = notes_regression(run, table, n_classes, notes_c)
+    # The run's own regression on the notes (a run without one names its tracks by the clips alone, as evaluate).
+    notes = notes_regression(run, table, n_classes, 0.1) \
+        if checkpoint_regression(load_checkpoint(run / "model.pt")[1]) is not None else None
     truth = track_labels(views.labels, views.tracks)
 
     def track_f1(answers: np.ndarray, power: float = power) -> float:
@@ -88,15 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the train.seed of the runs")
     parser.add_argument("--shares", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0],
                         help="evaluate.clip_audio values to score (0, the answers with the notes, is always scored)")
-    parser.add_argument("--notes-c", type=float, default=0.1,
-                        help="C of the regression on the notes for runs whose model holds none (train.track_notes)")
     parser.add_argument("--prior", type=float, default=1.0,
                         help="train.track_prior for runs whose model holds none")
     args = parser.parse_args(argv)
     if not all(0 <= share <= 1 for share in args.shares):
         parser.error(f"--shares must each be 0 .. 1 (evaluate.clip_audio's range), got {args.shares}")
-    if not args.notes_c > 0:
-        parser.error(f"--notes-c must be > 0, got {args.notes_c:g}")
     if not 0 <= args.prior <= 2:
         parser.error(f"--prior must be 0 .. 2 (train.track_prior's range), got {args.prior:g}")
     shares = sorted({0.0, *args.shares})
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tracks: list[dict[float, float]] = []
         for fold in range(fold_counts[task]):
             run = find_runs(args.out / task, args.config, fold, [args.seed])[args.seed]
-            clip_fold, track_fold = score_run(run, find_table(args.out / task, run), shares, args.notes_c,
-                                              args.prior)
+            clip_fold, track_fold = score_run(run, find_table(args.out / task, run), shares, args.prior)
             clips.append(clip_fold)
             tracks.append(track_fold)
             print(f"{task} fold {fold}: clip " + ", ".join(f"{s:g} {v:.3f}" for s, v in clip_fold.items())

@@ -147,7 +147,7 @@ def clip_views(model_path: Path, table_path: Path, split: str = "test") -> ClipV
     model, checkpoint = load_checkpoint(model_path, device)
     centroids = to_numpy(checkpoint["centroids"])
     audio_centroids = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]) \
-        if audio_only_stored(checkpoint) and not model.uses_classifier else centroids
+        if model.config.symbolic_dim and audio_only_stored(checkpoint) and not model.uses_classifier else centroids
     with h5py.File(table_path, "r") as table:
         splits, known = read_strings(table["split"]), table["known"][:].astype(bool)
         rows = np.nonzero((splits == split) & known)[0]
@@ -160,6 +160,10 @@ def clip_views(model_path: Path, table_path: Path, split: str = "test") -> ClipV
         train_labels = table["label"][np.nonzero((splits == "train") & known)[0]].astype(np.int64)
     with_notes = class_probabilities(model, features, centroids, 64, device, symbolic)[0]
     has_notes = symbolic[:, -1] > 0 if symbolic is not None else np.zeros(len(rows), bool)
+    if audio_centroids is not centroids:  # a triplet model names a track without notes by the notes-less centroids
+        noted = set(tracks[has_notes])
+        no_notes = np.array([track not in noted for track in tracks], dtype=bool)
+        with_notes[no_notes] = class_probabilities(model, features[no_notes], audio_centroids, 64, device)[0]
     alone = with_notes.copy()
     alone[has_notes] = class_probabilities(model, features[has_notes], audio_centroids, 64, device)[0]
     return ClipViews(with_notes, alone, has_notes, labels, tracks, train_labels)

@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
                                        f"{split}, {level} level")
                 # Clip macro-F1 of the model with the notes, and of the audio alone, beside the mix the headline has.
                 details[split]["clip_answers"] = {
-                    "clip_audio": params.clip_audio if has_notes.any() else 0.0,  # no clip with notes: nothing mixed
+                    # no scored clip with notes (an audio collection; held-out classes are not scored): nothing mixed
+                    "clip_audio": params.clip_audio if has_notes[is_known].any() else 0.0,
                     **{way: summarise(labels[is_known], values[is_known].argmax(1), label_names)[0]["macro_f1"]
                        for way, values in (("with_notes", probabilities), ("audio_alone", alone))}}
                 # Track macro-F1 under each way of pooling the clips alone, and of the notes' regression alone

@@ -82,6 +82,39 @@ def test_evaluate_mixes_the_clips_answers_and_pools_the_tracks_with_their_notes(
     assert predictions[0.0] == predictions[0.5] == predictions[1.0]
 
 
+def test_a_triplet_models_clip_by_its_audio_alone_is_named_by_the_notes_less_centroids(tmp_path, params,
+                                                                                       monkeypatch):
+    """A model trained with the triplet loss alone names a class by the nearest centroid: a clip's audio alone by
+    the centroids of the training clips embedded without their notes, as an audio file's clip. (On this table the
+    other centroids happen to name the clips' audio the same way, so the test holds evaluate to the computation,
+    not to the choice of centroids alone.)"""
+    from musicid.training import AUDIO_ONLY
+
+    _, evaluate = train_small(tmp_path, params, monkeypatch, loss="triplet", track_prior=0.0)
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    assert not model.uses_classifier
+    with h5py.File(tmp_path / "features.h5", "r") as table:
+        rows = np.nonzero(read_strings(table["split"]) == "test")[0]
+        features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]),
+                             to_numpy(checkpoint["band_std"]))
+        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                       to_numpy(checkpoint["symbolic_std"]))
+        labels = table["label"][rows].astype(np.int64)
+    has_notes = symbolic[:, -1] > 0
+    own = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"])
+    assert not np.array_equal(own, to_numpy(checkpoint["centroids"]))
+    alone = class_probabilities(model, features, own, 4, torch_cpu())[0]
+    document = yaml.safe_load(params.read_text())
+    document["evaluate"]["clip_audio"] = 1.0
+    params.write_text(yaml.safe_dump(document))
+    assert EVALUATE.main(evaluate) == 0
+    with_notes = class_probabilities(model, features, to_numpy(checkpoint["centroids"]), 4, torch_cpu(), symbolic)[0]
+    written = json.loads((tmp_path / "metrics.json").read_text())["test"]["clip"]["macro_f1"]
+    assert written == pytest.approx(macro_f1(labels, clip_answers(with_notes, alone, has_notes, 1.0).argmax(1)),
+                                    abs=1e-6)
+    assert written != pytest.approx(macro_f1(labels, with_notes.argmax(1)), abs=1e-6)  # the audio's answers, not these
+
+
 def torch_cpu():
     import torch
 
