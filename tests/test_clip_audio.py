@@ -42,24 +42,29 @@ def test_a_share_out_of_range_is_named(value, message):
         section_params("evaluate", clip_audio=value)
 
 
-def test_evaluate_mixes_the_clips_answers_and_pools_the_tracks_with_their_notes(tmp_path, params, monkeypatch):
-    """The tiny table's classes differ in their notes only (the audio is noise): with the notes the model names
-    most test clips right, by the audio alone about half; the clip figures follow the share, the track figures
-    and predictions.csv do not."""
-    _, evaluate = train_small(tmp_path, params, monkeypatch)
-    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+def read_test_clips(tmp_path, checkpoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalised features, symbolic input, labels) of the tiny table's test clips, as evaluate reads them."""
     with h5py.File(tmp_path / "features.h5", "r") as table:
         rows = np.nonzero(read_strings(table["split"]) == "test")[0]
         features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]),
                              to_numpy(checkpoint["band_std"]))
         symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
                                        to_numpy(checkpoint["symbolic_std"]))
-        labels = table["label"][rows].astype(np.int64)
+        return features, symbolic, table["label"][rows].astype(np.int64)
+
+
+def test_evaluate_mixes_the_clips_answers_and_pools_the_tracks_with_their_notes(tmp_path, params, monkeypatch):
+    """The tiny table's classes differ in their notes only (the audio is noise): with the notes the model names
+    most test clips right, by the audio alone about half; the clip figures follow the share, the track figures
+    and predictions.csv do not."""
+    _, evaluate = train_small(tmp_path, params, monkeypatch)
+    model, checkpoint = load_checkpoint(tmp_path / "model.pt")
+    features, symbolic, labels = read_test_clips(tmp_path, checkpoint)
     centroids = to_numpy(checkpoint["centroids"])
     with_notes = class_probabilities(model, features, centroids, 4, torch_cpu(), symbolic)[0]
     alone = class_probabilities(model, features, centroids, 4, torch_cpu())[0]
     has_notes = symbolic[:, -1] > 0
-    assert has_notes.sum() == len(rows) - 1  # the table's last clip has no notes
+    assert has_notes.sum() == len(labels) - 1  # the table's last clip has no notes
 
     written, tracks, predictions = {}, {}, {}
     for share in (0.0, 0.5, 1.0):
@@ -93,13 +98,7 @@ def test_a_triplet_models_clip_by_its_audio_alone_is_named_by_the_notes_less_cen
     _, evaluate = train_small(tmp_path, params, monkeypatch, loss="triplet", track_prior=0.0)
     model, checkpoint = load_checkpoint(tmp_path / "model.pt")
     assert not model.uses_classifier
-    with h5py.File(tmp_path / "features.h5", "r") as table:
-        rows = np.nonzero(read_strings(table["split"]) == "test")[0]
-        features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]),
-                             to_numpy(checkpoint["band_std"]))
-        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
-                                       to_numpy(checkpoint["symbolic_std"]))
-        labels = table["label"][rows].astype(np.int64)
+    features, symbolic, labels = read_test_clips(tmp_path, checkpoint)
     has_notes = symbolic[:, -1] > 0
     own = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"])
     assert not np.array_equal(own, to_numpy(checkpoint["centroids"]))
@@ -125,20 +124,10 @@ def torch_cpu():
 def symbolic_suite_folder(tmp_path, params, monkeypatch):  # noqa: F811
     """A task folder as composer_quality.py leaves it, of the tiny table with notes: fold 0 of `default`."""
     from tests.test_evaluate_stage import outputs
-    from tests.test_symbolic_model import TRAIN, write_symbolic_features
+    from tests.test_track_pooling import symbolic_suite_run
 
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    values = yaml.safe_load(params.read_text())
-    table_dir = tmp_path / "task" / "features-0123456789"
-    table_dir.mkdir(parents=True)
-    (table_dir / "params.yaml").write_text(yaml.safe_dump(values))
-    write_symbolic_features(table_dir / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 12)
-    run = tmp_path / "task" / "default" / "fold0" / "run0"
-    run.mkdir(parents=True)
-    (run / "params.yaml").write_text(yaml.safe_dump(values))
-    assert TRAIN.main(["--params", str(run / "params.yaml"), "--features", str(table_dir / "features.h5"),
-                       "--model", str(run / "model.pt"), "--live", str(run / "live")]) == 0
-    assert EVALUATE.main(outputs(run, run / "params.yaml", features=table_dir / "features.h5")) == 0
+    run, table = symbolic_suite_run(tmp_path, params, monkeypatch, test_clips=12)
+    assert EVALUATE.main(outputs(run, run / "params.yaml", features=table)) == 0
     return tmp_path
 
 

@@ -108,12 +108,12 @@ def test_a_task_rendered_twice_gives_each_run_its_own_table(suite_folder):  # no
     assert pooling.main(["--out", str(suite_folder), "--tasks", "task", "--seeds", "0"]) == 0
 
 
-def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_path, params, monkeypatch,  # noqa: F811
-                                                                           capsys):
+def symbolic_suite_run(tmp_path, params, monkeypatch, test_clips: int) -> tuple:
+    """A task folder as composer_quality.py leaves it, of test_symbolic_model's tiny table with notes and
+    ``test_clips`` test clips: fold 0 of `default`, trained, not yet evaluated; (its run folder, its table)."""
     import yaml
 
-    from tests.test_evaluate_stage import outputs as evaluate_outputs
-    from tests.test_symbolic_model import EVALUATE, TRAIN, write_symbolic_features
+    from tests.test_symbolic_model import TRAIN, write_symbolic_features
 
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
     values = yaml.safe_load(params.read_text())
@@ -121,18 +121,27 @@ def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_p
     table_dir = tmp_path / "task" / "features-0123456789"
     table_dir.mkdir(parents=True)
     (table_dir / "params.yaml").write_text(yaml.safe_dump(values))
-    write_symbolic_features(table_dir / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
+    write_symbolic_features(table_dir / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * test_clips)
     run = tmp_path / "task" / "default" / "fold0" / "run0"
     run.mkdir(parents=True)
     (run / "params.yaml").write_text(yaml.safe_dump(values))
     assert TRAIN.main(["--params", str(run / "params.yaml"), "--features", str(table_dir / "features.h5"),
                        "--model", str(run / "model.pt"), "--live", str(run / "live")]) == 0
+    return run, table_dir / "features.h5"
+
+
+def test_the_note_poolings_score_a_run_with_the_regression_as_evaluate_did(tmp_path, params, monkeypatch,  # noqa: F811
+                                                                           capsys):
+    from tests.test_evaluate_stage import outputs as evaluate_outputs
+    from tests.test_symbolic_model import EVALUATE
+
+    run, table = symbolic_suite_run(tmp_path, params, monkeypatch, test_clips=6)
     # A regression that names the second class whatever the notes, so that the two poolings differ.
     checkpoint = torch.load(run / "model.pt", weights_only=True)
     checkpoint["track_notes_coef"] = torch.zeros_like(checkpoint["track_notes_coef"])
     checkpoint["track_notes_intercept"] = torch.tensor([-20.0, 20.0], dtype=torch.float64)
     torch.save(checkpoint, run / "model.pt")
-    assert EVALUATE.main(evaluate_outputs(run, run / "params.yaml", features=table_dir / "features.h5")) == 0
+    assert EVALUATE.main(evaluate_outputs(run, run / "params.yaml", features=table)) == 0
     written = json.loads((run / "metrics.json").read_text())["test"]["track"]["macro_f1"]
     capsys.readouterr()
     # Exits unless mean+notes (what evaluate named the tracks by) equals the track macro-F1 it wrote.
