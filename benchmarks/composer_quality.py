@@ -37,7 +37,10 @@ and reused by every configuration and fold; clip and featurize run once per
 fold and distinct clip/split/features params; train and evaluate once per
 configuration and fold.  Every step is kept under ``--out`` in a folder named
 by a hash of the params it depends on, so an interrupted suite resumes where it
-stopped and a configuration that only changes ``train`` reuses the features.
+stopped and a configuration that only changes ``train`` reuses the features;
+one that only changes ``evaluate`` (``evaluate.clip_audio``) reuses the model
+of a finished run of the same fold, from any configuration, and runs evaluate
+alone.
 
 Prints one table, task x configuration: mean +- sample sd over folds of test
 track macro-F1 and test clip macro-F1, and the minutes the configuration costs
@@ -360,20 +363,70 @@ def run_key(features: Path, params: dict, code: int = TRAINING_CODE) -> str:
                   *((code,) if code > 1 else ()))
 
 
+def train_key(features: Path, params: dict) -> str:
+    """The cache key of the model a run trains: ``run_key`` with every evaluate param at its "off" value.
+
+    The model depends on the features and the train params alone; a run whose evaluate params are off is
+    kept under this very key, so a run made before an evaluate param existed is found by it too.
+    """
+    neutral = {**params, "evaluate": {**params["evaluate"], **NEUTRAL_EVALUATE}}
+    return run_key(features, neutral)
+
+
+def trained_model(features: Path, params: dict, fold_folder: Path) -> tuple[Path, float] | None:
+    """A model trained already on ``features`` with ``params``' train params, by any configuration of this
+    task and fold (a run that differs only in evaluate params), and the seconds its training took; None when
+    no finished run has one.
+
+    A run records its training's key and seconds in ``train.json``; a run made before that file existed is
+    found by its folder's name (``train_key``: its evaluate params were all off) and counts its
+    ``seconds.json``, its training and its evaluation together, as the training's seconds.
+    """
+    key = train_key(features, params)
+    task_folder = fold_folder.parent.parent
+    for folder in sorted(task_folder.glob(f"*/{fold_folder.name}/*/")):
+        if not ((folder / "model.pt").is_file() and (folder / "seconds.json").is_file()):
+            continue  # unfinished, or no run
+        record = folder / "train.json"
+        if record.is_file():
+            trained = json.loads(record.read_text())
+            if trained["train_key"] == key:
+                return folder / "model.pt", trained["seconds"]
+        elif folder.name == key:
+            return folder / "model.pt", json.loads((folder / "seconds.json").read_text())["seconds"]
+    return None
+
+
 def train_and_evaluate(features: Path, params: dict, folder: Path) -> tuple[dict, float]:
-    """Train and evaluate one fold in ``folder``; (the evaluate stage's metrics, seconds)."""
-    folder = folder / run_key(features, params)
+    """Train and evaluate one fold in ``folder``; (the evaluate stage's metrics, seconds).
+
+    A configuration that differs from a finished run of this task and fold only in evaluate params takes
+    that run's model (``trained_model``, hard-linked, or copied across file systems) and runs evaluate alone;
+    its seconds are the model's training seconds plus its own evaluation's, the time it costs from scratch.
+    """
+    fold_folder, folder = folder, folder / run_key(features, params)
 
     def work() -> float:
         path = write_params(folder, params)
         model = folder / "model.pt"
-        seconds = run_stage("train", ["--params", path, "--features", features, "--model", model,
-                                      "--live", folder / "live"], folder)
-        seconds += run_stage("evaluate", ["--params", path, "--model", model, "--features", features,
-                                          "--metrics", folder / "metrics.json", "--per-class",
-                                          folder / "per_class.json", "--confusion", folder / "confusion",
-                                          "--novelty", folder / "novelty.csv", "--predictions",
-                                          folder / "predictions.csv", "--figures", folder / "figures"], folder)
+        found = trained_model(features, params, fold_folder)
+        if found is not None and found[0] != model:
+            model.unlink(missing_ok=True)  # an interrupted run's
+            try:
+                os.link(found[0], model)
+            except OSError:
+                shutil.copyfile(found[0], model)
+            train_seconds = found[1]
+        else:
+            train_seconds = run_stage("train", ["--params", path, "--features", features, "--model", model,
+                                                "--live", folder / "live"], folder)
+        (folder / "train.json").write_text(json.dumps({"train_key": train_key(features, params),
+                                                       "seconds": round(train_seconds, 1)}))
+        seconds = train_seconds + run_stage("evaluate", [
+            "--params", path, "--model", model, "--features", features, "--metrics", folder / "metrics.json",
+            "--per-class", folder / "per_class.json", "--confusion", folder / "confusion", "--novelty",
+            folder / "novelty.csv", "--predictions", folder / "predictions.csv", "--figures", folder / "figures"],
+            folder)
         return seconds
 
     seconds = cached(folder, work)
