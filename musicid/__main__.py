@@ -30,6 +30,17 @@ def whole_number(least: int, meaning: str = ""):
     return parse
 
 
+def share(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
 def _signal_once(signum, frame) -> None:
     """SIGINT's and SIGTERM's handler in predict: KeyboardInterrupt for a Ctrl-C, :class:`musicid.stage.Terminated`
     (exit 143, as in the stages) for a SIGTERM (``timeout``, ``kill``), the first time; nothing after, so that a
@@ -61,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                          help="worker processes that render, clip and featurize files while the model scores "
                               "them (default 1: all in this process, the quickest for a few files; 0: "
                               "$MUSICID_JOBS, else one per core)")
+    predict.add_argument("--clips", action="store_true",
+                         help="also each clip's own answer (where it starts in the file, its --top labels): "
+                              "which composer each few seconds sound like")
+    predict.add_argument("--clip-audio", type=share, default=0.5, metavar="SHARE",
+                         help="with --clips: a MIDI clip's answer takes this share from its audio alone and the "
+                              "rest from the model with its notes, as evaluate.clip_audio does (default 0.5, "
+                              "params.yaml's)")
     cv = commands.add_parser(
         "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
         epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
@@ -125,7 +143,8 @@ def predict_command(args: argparse.Namespace) -> int:
     if not args.json:
         print(threshold, flush=True)
     results, shown = [], set()
-    predictions = predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs)  # see below
+    predictions = predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs,
+                                        clip_audio=args.clip_audio if args.clips else None)  # see below
     try:
         for prediction in predictions:
             results.append(prediction)

@@ -18,7 +18,7 @@ from musicid.dataset import is_hidden
 from musicid.features import n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS
 from musicid.io import unreadable_reason
-from musicid.metrics import pool, prior_corrected
+from musicid.metrics import clip_answers, pool, prior_corrected
 from musicid.model import symbolic_input
 from musicid.novelty import MIN_THRESHOLD_TRACKS
 from musicid.params import parse_section
@@ -221,11 +221,13 @@ class Predictor(FileReader):
         which no note sounds gets none, as featurize marks it."""
         return symbolic_input(features, sounding(features), self.symbolic_mean, self.symbolic_std)
 
-    def predict(self, path: str | Path, top: int = 3) -> Prediction:
-        """Score one file; what makes it unusable is its Prediction's ``error``, and the next file goes on."""
-        return self.score(self.prepare(Path(path)), top)
+    def predict(self, path: str | Path, top: int = 3, clip_audio: float | None = None) -> Prediction:
+        """Score one file; what makes it unusable is its Prediction's ``error``, and the next file goes on.
+        With ``clip_audio`` (0..1) each clip's own answer too (:meth:`score`)."""
+        return self.score(self.prepare(Path(path)), top, clip_audio)
 
-    def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1):
+    def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1,
+                    clip_audio: float | None = None):
         """:meth:`predict` of each (path, None) of :func:`collect_inputs`, in order; a (path, reason) is that
         path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
         processes (0: $MUSICID_JOBS, else one per core) while this one runs the model. Ended early (a Ctrl-C
@@ -233,20 +235,26 @@ class Predictor(FileReader):
         prepared_files = prepare_all(self, inputs, jobs)
         try:
             for prepared in prepared_files:
-                yield self.score(prepared, top)
+                yield self.score(prepared, top, clip_audio)
         finally:  # now, not when a traceback lets go of it: closed early, the pool kills its workers
             prepared_files.close()
 
-    def score(self, prepared: Prepared, top: int = 3) -> Prediction:
-        """The model's answer for a prepared file (its error, if it had one)."""
+    def score(self, prepared: Prepared, top: int = 3, clip_audio: float | None = None) -> Prediction:
+        """The model's answer for a prepared file (its error, if it had one).
+
+        With ``clip_audio`` (0..1, ``predict --clips``) also each clip's own answer, its ``top`` labels, as
+        evaluate names a clip at ``evaluate.clip_audio`` = ``clip_audio``: a MIDI clip's probabilities with its
+        notes mixed with its audio alone's (:func:`musicid.metrics.clip_answers`), an audio clip's as they are;
+        no division by the training's class shares (a track's pooling only).
+        """
         if prepared.prediction.error:
             return prepared.prediction
         try:
-            return self._score(prepared, top)
+            return self._score(prepared, top, clip_audio)
         except MemoryError:
             return Prediction(prepared.prediction.path, error=OUT_OF_MEMORY)
 
-    def _score(self, prepared: Prepared, top: int) -> Prediction:
+    def _score(self, prepared: Prepared, top: int, clip_audio: float | None = None) -> Prediction:
         prediction, notes = replace(prepared.prediction), prepared.notes
         features = normalise(prepared.features, self.band_mean, self.band_std)
         # The model's notes-less embedding: an audio-only model's every file, a symbolic model's audio files.
@@ -271,6 +279,15 @@ class Predictor(FileReader):
                                   np.full(len(embeddings), without_notes))
         prediction.novelty = float(scores[0])
         prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
+        if clip_audio is not None:
+            # the clips whose notes the model read (evaluate's: a clip in which no note sounds is read as audio)
+            has_notes = sounding(notes) if notes is not None else np.zeros(len(probabilities), dtype=bool)
+            alone = class_probabilities(self.model, features, self.audio_centroids, 64, self.device)[0] \
+                if has_notes.any() and clip_audio > 0 else probabilities
+            answers = clip_answers(probabilities, alone, has_notes, clip_audio)
+            prediction.clip_labels = [
+                (float(start), [(self.label_names[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:top]])
+                for start, row in zip(prepared.offsets, answers)]
         return prediction
 
 
@@ -310,4 +327,8 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
     # A MIDI file is read by its notes and its audio; say when its notes were not read, and why.
     unread = f"; notes not read ({prediction.notes_unread}): its audio alone" if prediction.notes_unread else ""
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
-    return f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"
+    line = f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"
+    # predict --clips: one more line per clip, where it starts (minutes:seconds) and its own answer.
+    return line + "".join(
+        f"\n  {int(start // 60)}:{start % 60:04.1f}  " + ", ".join(f"{label} {p:.2f}" for label, p in answer)
+        for start, answer in prediction.clip_labels or ())

@@ -39,12 +39,19 @@ class Prediction:
     symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
     notes_unread: str | None = None  # why a symbolic model read no notes of a MIDI file (its audio alone decided)
     repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
+    # predict --clips: each clip's start (seconds) and its own answer, best first; None when not asked for.
+    clip_labels: list[tuple[float, list[tuple[str, float]]]] | None = None
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "labels": [{"label": l, "probability": round(p, 6)} for l, p in self.labels],
+        def named(labels: list[tuple[str, float]]) -> list[dict]:
+            return [{"label": label, "probability": round(p, 6)} for label, p in labels]
+
+        return {"path": self.path, "labels": named(self.labels),
                 "novelty": None if self.novelty is None else round(self.novelty, 6), "flagged": self.flagged,
                 "clips": self.clips, "symbolic": self.symbolic, "notes_unread": self.notes_unread,
-                "repaired": self.repaired, "error": self.error}
+                "repaired": self.repaired, "error": self.error,
+                **({} if self.clip_labels is None else {"clip_answers": [
+                    {"start_s": round(start, 3), "labels": named(labels)} for start, labels in self.clip_labels]})}
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Prepared:
     features: np.ndarray | None = None  # float32 [clips, bands, frames], as featurize computes them
     notes: np.ndarray | None = None  # float32 [clips, D]: its clips' symbolic features; None without notes
     piece: np.ndarray | None = None  # float64 [PIECE_DIM]: its whole piece's statistics (features.symbolic_piece)
+    offsets: np.ndarray | None = None  # float64 [clips]: where each clip starts in its render, seconds
 
 
 class FileReader:
@@ -190,7 +198,7 @@ class FileReader:
             if self.uses_symbolic else (None, None, None)
         prediction.symbolic = notes is not None
         prediction.clips = len(clips)
-        return Prepared(prediction, features, notes, piece)
+        return Prepared(prediction, features, notes, piece, offsets)
 
 
 _WORKER_READER: FileReader | None = None  # a worker process's reader (prepare_all)

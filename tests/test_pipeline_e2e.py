@@ -330,6 +330,53 @@ def test_predict_gives_a_collection_file_what_evaluate_gave_it(baseline):
 
 
 @pytest.mark.e2e
+def test_predict_names_each_clip_of_a_collection_file_as_evaluate_names_it(baseline):
+    """predict --clips: each clip of a test track's MIDI source starts where the table's clip does and gets the
+    answer evaluate gives it at evaluate.clip_audio (the model with its notes, mixed with its audio alone)."""
+    import torch
+
+    from musicid.metrics import clip_answers
+    from musicid.training import (AUDIO_ONLY, audio_only_stored, class_probabilities, load_checkpoint, normalise,
+                                  read_symbolic_input, to_numpy)
+
+    project = baseline
+    model, checkpoint = load_checkpoint(project / "models/model.pt")
+    centroids = to_numpy(checkpoint["centroids"])
+    audio_centroids = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]) if audio_only_stored(checkpoint) else centroids
+    with h5py.File(project / "data/features.h5", "r") as table:
+        tracks, splits = read_strings(table["track"]), read_strings(table["split"])
+        track = sorted(set(tracks[splits == "test"]))[0]
+        rows = np.nonzero(tracks == track)[0]
+        rows = rows[np.argsort(table["offset_s"][rows], kind="stable")]
+        starts = table["offset_s"][rows]
+        features = normalise(table["features"][rows], to_numpy(checkpoint["band_mean"]),
+                             to_numpy(checkpoint["band_std"]))
+        symbolic = read_symbolic_input(table, rows, to_numpy(checkpoint["symbolic_mean"]),
+                                       to_numpy(checkpoint["symbolic_std"]))
+    names = list(checkpoint["label_names"])
+    device = torch.device("cpu")
+    with_notes = class_probabilities(model, features, centroids, 64, device, symbolic)[0]
+    alone = class_probabilities(model, features, audio_centroids, 64, device)[0]
+    has_notes = symbolic[:, -1] > 0
+    assert has_notes.any() and not np.allclose(with_notes, alone)  # the mix is a mix
+    for share in (0.5, 0.0):
+        expected = clip_answers(with_notes, alone, has_notes, share)
+        result = run_json([sys.executable, "-m", "musicid", "predict", str(project / "data/raw" / track), "--clips",
+                           "--clip-audio", str(share), "--model", str(project / "models/model.pt"), "--json",
+                           "--top", "9"], project)
+        answers = result["files"][0]["clip_answers"]
+        assert [answer["start_s"] for answer in answers] == pytest.approx(list(starts), abs=1e-3)
+        for answer, row in zip(answers, expected):
+            assert {label["label"]: label["probability"] for label in answer["labels"]} == pytest.approx(
+                {name: row[index] for index, name in enumerate(names)}, abs=1e-5)
+    text = run([sys.executable, "-m", "musicid", "predict", str(project / "data/raw" / track), "--clips",
+                "--model", str(project / "models/model.pt"), "--top", "1"], project)
+    clip_lines = [line for line in text.splitlines() if line.startswith("  ")]
+    assert len(clip_lines) == len(rows) and clip_lines[0].startswith("  0:00.0  ")
+    assert clip_lines[1].startswith(f"  0:{starts[1]:04.1f}  ")
+
+
+@pytest.mark.e2e
 def test_changing_a_param_reruns_its_stage_and_those_after_it_and_the_readme_way_back_restores_the_run(baseline):
     """A train param reruns train and evaluate, nothing before them; after such an experiment the README's way
     back (`git checkout params.yaml && dvc repro`) restores the committed params and outputs."""

@@ -329,6 +329,16 @@ def test_top_must_be_a_whole_number_of_at_least_one(inputs, capsys, top):
     assert "argument --top: must be a whole number >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("share, message", [("1.5", "got 1.5"), ("-0.1", "got -0.1"), ("nan", "got nan"),
+                                            ("half", "got 'half'")])
+def test_the_share_of_a_clips_audio_must_be_from_0_to_1(inputs, capsys, share, message):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", str(inputs / "songs"), "--model", str(model), "--clips", "--clip-audio", share])
+    assert stopped.value.code == 2
+    assert f"argument --clip-audio: must be a number from 0 to 1, {message}" in capsys.readouterr().err
+
+
 def test_a_soundfont_fluidsynth_cannot_load_is_named_as_such(inputs, capsys):
     model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
     checkpoint = torch.load(model, weights_only=False)
@@ -616,7 +626,7 @@ def test_ctrl_c_while_a_file_is_scored_does_not_wait_for_the_workers(inputs, mon
         _piece(songs / f"piece{index}.mid", seconds=8.0 if index < 2 else 3600.0)
     real, calls = Predictor.score, []
 
-    def score(self, prepared, top=3):
+    def score(self, prepared, top=3, clip_audio=None):
         calls.append(time.monotonic())
         if len(calls) == 2:
             raise KeyboardInterrupt
