@@ -160,6 +160,7 @@ CONFIGS = {
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
                  "symbolic_transpose": 0, "track_balance": 0.0, "track_prior": 0.0}
 NEUTRAL_EVALUATE = {"clip_audio": 0.0}
+NEUTRAL_SPLIT = {"group": "track"}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
                     "symbolic_piece": False}
 
@@ -329,7 +330,8 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
 
 def prepare_features(task: Task, audio: Path, params: dict, fold: int, out: Path, jobs: int) -> tuple[Path, float]:
     """Clip and featurize one fold (once per distinct clip/split/features params); (features.h5, seconds)."""
-    key = digest(str(audio), params["clip"], params["split"], without_neutral(params["features"], NEUTRAL_FEATURES))
+    key = digest(str(audio), params["clip"], without_neutral(params["split"], NEUTRAL_SPLIT),
+                 without_neutral(params["features"], NEUTRAL_FEATURES))
     folder = out / task.name / f"features-{key}"
 
     def work() -> float:

@@ -34,12 +34,13 @@ def without_seed(params: dict) -> dict:
     """What the runs of one configuration share: a run's params without train.seed and split.fold, and without
     the params at their off value (as composer_quality keys its runs: one made before such a param existed
     is the same run)."""
-    from composer_quality import NEUTRAL_EVALUATE, NEUTRAL_FEATURES, NEUTRAL_TRAIN, without_neutral
+    from composer_quality import NEUTRAL_EVALUATE, NEUTRAL_FEATURES, NEUTRAL_SPLIT, NEUTRAL_TRAIN, without_neutral
 
     params = json.loads(json.dumps(params))
     del params["train"]["seed"], params["split"]["fold"]
     params["train"] = without_neutral(params["train"], NEUTRAL_TRAIN)
     params["features"] = without_neutral(params["features"], NEUTRAL_FEATURES)
+    params["split"] = without_neutral(params["split"], NEUTRAL_SPLIT)
     params["evaluate"] = without_neutral(params["evaluate"], NEUTRAL_EVALUATE)
     return params
 

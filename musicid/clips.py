@@ -46,11 +46,35 @@ def tracks_needed(val: float, test: float, folds: int = 0) -> int:
     return needed
 
 
+def split_units(tracks: dict[str, dict], group: str) -> dict[str, str]:
+    """track id -> the unit the split deals (``split.group``), from render-report records (track id -> record).
+
+    ``track``: each track is its own unit.  ``folder``: the tracks whose sources
+    sat in one sub-folder of their label folder (the record's ``folder``: a
+    work's movements, an album's tracks) are one unit, ``<label>/<folder>/``;
+    a track directly in its label folder is its own unit, as with ``track``.
+    """
+    if group == "track":
+        return {track: track for track in tracks}
+    return {track: f"{record['label']}/{record['folder']}/" if record.get("folder") else track
+            for track, record in tracks.items()}
+
+
+def deal_units(tracks: dict[str, dict], units: dict[str, str], val: float, test: float, seed: int,
+               holdout_classes: list[str] = (), folds: int = 0, fold: int = 0) -> dict[str, str]:
+    """track id -> split: :func:`assign_splits` of the units (:func:`split_units`), each track in its unit's."""
+    unit_labels = {units[track]: record["label"] for track, record in tracks.items()}
+    dealt = assign_splits(unit_labels, val, test, seed, holdout_classes, folds, fold)
+    return {track: dealt[units[track]] for track in sorted(tracks)}
+
+
 def too_small_classes(tracks: dict[str, str], val: float, test: float,
-                      holdout_classes: list[str] = (), folds: int = 0) -> dict[str, str]:
+                      holdout_classes: list[str] = (), folds: int = 0,
+                      units: tuple[str, str] = ("rendered track", "rendered tracks")) -> dict[str, str]:
     """Known classes with fewer tracks than the split needs, each with the reason (label -> reason).
 
-    tracks: track id -> label.  Such a class cannot have a track in every
+    tracks: track id -> label (or, with ``split.group: folder``, unit -> label, and ``units`` the words for
+    them, singular and plural).  Such a class cannot have a track in every
     split (in every fold's test split, with ``folds`` >= 2); trained on with
     all its tracks in train, it is scored on nothing and can take over the
     predictions, so it is left out.  Held-out classes go to test whole and
@@ -66,7 +90,7 @@ def too_small_classes(tracks: dict[str, str], val: float, test: float,
     counts: dict[str, int] = {}
     for label in tracks.values():
         counts[label] = counts.get(label, 0) + 1
-    return {label: f"{count} rendered track{'s' if count != 1 else ''}; {wanted}"
+    return {label: f"{count} {units[count != 1]}; {wanted}"
             for label, count in sorted(counts.items()) if count < needed and label not in holdout_classes}
 
 

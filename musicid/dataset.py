@@ -40,8 +40,13 @@ The manifest (``manifest.json``) holds one record per kept file, sorted by path:
     {"path": "bach/bwv1.6.mid", "label": "bach", "sha256": "...", "size": 4242,
      "origin": "music21:bach/bwv1.6.mxl"}
 
-and one record per source that could not be used, with its reason (a refused
-folder is one record, its origin ending in ``/``).
+(a file in a sub-folder of its label folder also has ``"folder"``, the first
+one below the label folder: ``"opus18no1"`` for
+``music21:beethoven/opus18no1/movement1.mxl``, ``"Kind of Blue"`` for
+``miles/Kind of Blue/So What.flac``; ``split.group: folder`` keeps each such
+folder, a work or an album, on one side of the split) and one record per
+source that could not be used, with its reason (a refused folder is one
+record, its origin ending in ``/``).
 """
 
 from __future__ import annotations
@@ -81,6 +86,13 @@ class CorpusPiece:
     @property
     def origin(self) -> str:
         return f"music21:{self.relative_path}"
+
+    @property
+    def folder(self) -> str:
+        """The work's folder in the corpus below its composer (``opus18no1`` of
+        ``beethoven/opus18no1/movement1.mxl``), "" for a score directly in the composer's folder."""
+        parts = self.relative_path.split("/")
+        return parts[1] if len(parts) > 2 else ""
 
     @property
     def output_name(self) -> str:
@@ -269,6 +281,7 @@ def export_music21(
                 "sha256": sha256_file(target),
                 "size": len(data),
                 "origin": piece.origin,
+                **({"folder": piece.folder} if piece.folder else {}),
             }
         )
     return {
@@ -321,6 +334,7 @@ class Candidate:
     size: int
     music: str = ""  # the digest of the music it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
+    folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
 
     @property
     def music_sha256(self) -> str:
@@ -351,6 +365,7 @@ class _Found:
     relative: str
     label: str | None
     inner: str
+    folder: str = ""  # the folder below its label folder it sits in ("" directly in it): split.group folder
 
 
 def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str:
@@ -548,7 +563,8 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
                 continue
             name_of_label, label = _folder_label(printable(below[0]), labels)
             folders.setdefault(label, {})[printable(below[0])] = name_of_label
-            found.append(_Found(path, relative, label, printable("__".join(below[1:]))))
+            found.append(_Found(path, relative, label, printable("__".join(below[1:])),
+                                printable(below[1]) if len(below) > 2 else ""))
     for name in label_folders:
         if name not in holding:  # nothing in it at all (its files would each have a record)
             relative = printable((label_root / name).relative_to(root).as_posix())
@@ -672,7 +688,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             continue
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
         candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, music,
-                                    renamed=f"{mismatch}: kept as {fitting}" if fitting else ""))
+                                    renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
+                                    folder=item.folder))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
@@ -713,7 +730,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         _copy(candidate.path, out_dir / name)
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
                       "size": candidate.size, "origin": origin_prefix + candidate.relative,
-                      **({"renamed": candidate.renamed} if candidate.renamed else {})})
+                      **({"renamed": candidate.renamed} if candidate.renamed else {}),
+                      **({"folder": candidate.folder} if candidate.folder else {})})
 
     unlabeled_files = []
     for candidate in _deduplicate([c for c in candidates if c.label is None], skip):

@@ -157,6 +157,7 @@ class SplitParams(Section):
     holdout_classes: list[str]  # classes whose every track goes to test, as unknown (open set)
     folds: int = Field(ge=0)  # k-fold cross-validation by track: k >= 2 folds, 0: one split by fractions
     fold: int = Field(ge=0)  # which fold is test, 0 .. folds - 1 (0 when folds is 0)
+    group: Literal["track", "folder"]  # what is dealt: each track, or each sub-folder of a label folder as one
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:

@@ -19,8 +19,8 @@ import numpy as np
 # This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicid.clips import (ClipTask, DamagedAudio, assign_splits, clip_track, crashed_track, expected_clip_count,
-                           too_small_classes, track_caps, wav_damage)
+from musicid.clips import (ClipTask, DamagedAudio, clip_track, crashed_track, deal_units, expected_clip_count,
+                           split_units, too_small_classes, track_caps, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
@@ -71,14 +71,19 @@ def run(args: argparse.Namespace) -> int:
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
     # A class too small for the split is left out whole, never trained on; one whose every file was rejected
     # has no track at all, and is named too (it would vanish from every output without a word).
+    # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
+    units = split_units(tracks, split_params.group)
+    words = ("rendered track", "rendered tracks") if split_params.group == "track" else \
+        ("group of rendered tracks (split.group folder)", "groups of rendered tracks (split.group folder)")
     excluded = {**unrendered_classes(report["files"], labels_found),
-                **too_small_classes({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                                    split_params.test, holdout, split_params.folds)}
+                **too_small_classes({units[t]: r["label"] for t, r in tracks.items()}, split_params.val,
+                                    split_params.test, holdout, split_params.folds, words)}
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
-    # The split depends on the tracks' names, split.seed and split.folds alone, not on what cutting finds: it is
-    # made once, and a class left out below (no training clip) leaves every other track where it was.
-    all_splits = assign_splits({t: r["label"] for t, r in tracks.items()}, split_params.val,
-                               split_params.test, split_params.seed, holdout, split_params.folds, split_params.fold)
+    # The split depends on the tracks' names (and folders), split.seed and split.folds alone, not on what
+    # cutting finds: it is made once, and a class left out below (no training clip) leaves every other track
+    # where it was.
+    all_splits = deal_units(tracks, units, split_params.val, split_params.test, split_params.seed, holdout,
+                            split_params.folds, split_params.fold)
     splittable = tracks
     # A known class whose every train track gives no clip (too short, or all silence) cannot be trained on: a
     # first pass finds it, and the others are cut again without it (the default dataset has none).
@@ -227,6 +232,15 @@ def run(args: argparse.Namespace) -> int:
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
+    in_folders = sum(1 for record in tracks.values() if record.get("folder"))
+    if split_params.group == "track" and in_folders:
+        print(f"clip: note: {in_folders} of the {len(tracks)} tracks sit in sub-folders of their label folder (works, "
+              "albums): split.group folder keeps each sub-folder on one side of the split, so that no work or album "
+              "is both trained and scored on", file=sys.stderr)
+    elif split_params.group == "folder":
+        print(f"clip: split.group folder: {len(set(units[t] for t in tracks))} groups of {len(tracks)} tracks "
+              f"({in_folders} in sub-folders of their label folder; each other track is a group of its own)",
+              file=sys.stderr)
     if clip_params.hop_seconds > clip_params.clip_seconds:  # allowed (sparser clips), but easy to leave by mistake
         print(f"clip: warning: clip.hop_seconds {clip_params.hop_seconds:g} is longer than clip.clip_seconds "
               f"{clip_params.clip_seconds:g}: {clip_params.hop_seconds - clip_params.clip_seconds:g} s of every "

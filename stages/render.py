@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
         planned = plan_tasks(manifest, args.raw, params)
+        folders = {record["path"]: record.get("folder") for record in manifest["files"]}
         # Every source is read and hashed before the first render: its own bar (gigabytes of audio take a while).
         keys = [cache_key(cache, path, task) for path, task in progress(planned, total=len(planned), desc="hash")] \
             if cache else [None] * len(planned)
@@ -140,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
                         rendered = next(rendered_misses)
                     if cache and cacheable(rendered):
                         cache.put(key, rendered)
-                records.append(write_rendered(rendered, staging))
+                record = dict(write_rendered(rendered, staging))
+                if folders.get(task.source):  # split.group folder: the sub-folder of its label it came from
+                    record["folder"] = folders[task.source]
+                records.append(record)
         if records and all(record["status"] == "rejected" for record in records):
             raise StageError(nothing_rendered(records, params, args.out))
         # The params travel on with the data (clips.h5, features.h5, the checkpoint),

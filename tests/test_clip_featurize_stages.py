@@ -1012,3 +1012,61 @@ def test_one_recording_that_gives_most_of_a_class_is_warned_about():
     # With two tracks in a split one of them always gives most: nothing to say.
     assert dominant_tracks(clips, tracks, {**splits, "a/s2": "val"}, ["a"], 0) == [dominant_tracks(
         clips, tracks, splits, ["a"], 0)[1]]
+
+
+def in_folders(root, folders: dict[str, str]) -> None:
+    """Give the report's records of the sources ``folders`` names the sub-folder of their label folder they
+    came from, as render copies it from download's manifest."""
+    report = json.loads((root / "report.json").read_text())
+    for record in report["files"]:
+        if record["source"] in folders:
+            record["folder"] = folders[record["source"]]
+    (root / "report.json").write_text(json.dumps(report))
+
+
+def table_splits(clips) -> dict[str, str]:
+    with h5py.File(clips, "r") as table:
+        return dict(zip(read_strings(table["track"]), read_strings(table["split"])))
+
+
+def test_split_group_folder_keeps_a_folders_tracks_on_one_side(tmp_path, audio, capsys):
+    """Three works of three movements each in class a, two of b and c: with split.group folder no work is on
+    two sides of the split, in any fold; by track (the default) the movements of a work are dealt apart, and
+    the stage says that folders exist and what split.group folder would do."""
+    for label in "abc":
+        add_tracks(audio, label, 9, 2.0, prefix="work", frequency={"a": 250.0, "b": 370.0, "c": 560.0}[label])
+    works = {f"{label}/work{i}.mid": f"opus{i // 3}" for label in "abc" for i in range(9)}
+    in_folders(audio, works)
+    code, clips = run_clip(tmp_path, audio, name="by_track")
+    assert code == 0
+    by_track = table_splits(clips)
+    assert any(len({by_track[t] for t in works if works[t] == work and t.startswith(label)}) > 1
+               for label in "abc" for work in ("opus0", "opus1", "opus2"))
+    assert "clip: note: 27 of the 46 tracks sit in sub-folders of their label folder" in capsys.readouterr().err
+    for fold in range(3):
+        code, clips = run_clip(tmp_path, audio, name=f"fold{fold}", split={"group": "folder", "folds": 3,
+                                                                           "fold": fold, "val": 0.2})
+        assert code == 0
+        splits = table_splits(clips)
+        for label in "abc":
+            for work in ("opus0", "opus1", "opus2"):
+                sides = {splits[t] for t in works if works[t] == work and t.startswith(f"{label}/")}
+                assert len(sides) == 1, (fold, label, work, sides)
+        assert {splits[t] for t in works if t.startswith("a/")} >= {"test"}  # each class tested in each fold
+        assert "clip: split.group folder: 28 groups of 46 tracks (27 in sub-folders" in capsys.readouterr().err
+    # Every work is tested in exactly one fold.
+    tested = [{t for t, split in table_splits(tmp_path / f"fold{fold}.h5").items() if split == "test"}
+              for fold in range(3)]
+    assert sorted(works) == sorted(t for fold in tested for t in fold if t in works)
+
+
+def test_a_class_of_too_few_folders_is_left_out_naming_the_groups(tmp_path, audio, capsys):
+    add_tracks(audio, "d", 6, 3.0)
+    in_folders(audio, {f"d/n{i}.mid": "one_album" if i < 4 else "other_album" for i in range(6)})
+    code, clips = run_clip(tmp_path, audio, split={"group": "folder"})
+    assert code == 0
+    reason = ("2 groups of rendered tracks (split.group folder); split.val 0.2 and split.test 0.2 need at least 3 "
+              "(one for each split used)")
+    assert json.loads((tmp_path / "clips.json").read_text())["excluded_classes"] == {"d": reason}
+    code, clips = run_clip(tmp_path, audio, name="by_track")  # by track, its 6 tracks are enough
+    assert code == 0 and "d" in json.loads((tmp_path / "by_track.json").read_text())["counts"]

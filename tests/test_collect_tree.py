@@ -73,6 +73,9 @@ def test_nested_folders_belong_to_the_first_level_label(tmp_path):
         ("haydn/h.mid", "haydn", "src/Haydn, J./h.mid"),
     ]
     assert reasons(manifest) == {"stray.mid": "no_label: the file is not inside a label folder"}
+    # The first folder below the label folder is the file's folder (split.group folder); a file directly in its
+    # label folder has none.
+    assert [r.get("folder") for r in manifest["files"]] == ["foo.mid", "op1", None, None]
 
 
 def test_a_single_wrapping_folder_is_stepped_into(tmp_path):

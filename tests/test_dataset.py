@@ -13,6 +13,10 @@ def test_output_name_flattens_nested_paths():
         "trecento/PMFC_12_7-Gloria_Egardus.mid"
     assert CorpusPiece("x", "x/sub/dir/a.krn").output_name == "x/sub__dir__a.mid"
     assert CorpusPiece("bach", "bach/bwv1.6.mxl").origin == "music21:bach/bwv1.6.mxl"
+    # The work's folder (split.group folder): a quartet's movements share theirs.
+    assert CorpusPiece("beethoven", "beethoven/opus18no1/movement1.mxl").folder == "opus18no1"
+    assert CorpusPiece("x", "x/sub/dir/a.krn").folder == "sub"
+    assert CorpusPiece("bach", "bach/bwv1.6.mxl").folder == ""
 
 
 def test_select_pieces_caps_deterministically_and_sorts():
@@ -152,6 +156,11 @@ def test_export_writes_each_work_of_the_corpus_once_before_the_cap(tmp_path):
          "reason": f"same_work: kept beethoven/opus18no1/movement{n}.mxl"} for n in (1, 2, 3, 4)]
     assert (tmp_path / "beethoven/opus18no1__movement1.mid").read_bytes() == \
         b"MThdbeethoven/opus18no1/movement1.mxl"
+    # A movement's record names its work's folder (split.group folder), a work in one score none.
+    folders = {record["origin"]: record.get("folder") for record in manifest["files"]}
+    assert folders["music21:beethoven/opus18no1/movement1.mxl"] == "opus18no1"
+    flat = [folder for origin, folder in folders.items() if origin.count("/") == 1]
+    assert flat and all(folder is None for folder in flat)
 
 
 def test_a_composer_the_corpus_does_not_have_stops_the_export(tmp_path):

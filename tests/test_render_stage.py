@@ -73,6 +73,19 @@ def test_a_collection_written_on_one_program_is_recorded_as_rendered_with_it(tmp
     assert json.loads((tmp_path / "plain" / "report.json").read_text())["params"]["program"] == render_program
 
 
+def test_a_sources_folder_goes_from_the_manifest_into_its_record(tmp_path, raw):
+    """split.group folder reads the sub-folder of its label folder each source came from in the render report."""
+    listed = json.loads((raw / "manifest.json").read_text())
+    for record in listed["files"]:
+        if record["path"] in ("a/one.mid", "b/empty.mid"):
+            record["folder"] = "opus 1"
+    (raw / "manifest.json").write_text(json.dumps(listed))
+    assert run(tmp_path, raw) == 0
+    report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert {r["source"]: r.get("folder") for r in report["files"]} == {
+        "a/one.mid": "opus 1", "a/two.mid": None, "b/empty.mid": "opus 1", "b/three.mid": None, "b/tone.wav": None}
+
+
 def test_two_runs_with_two_workers_give_identical_bytes(tmp_path, raw):
     assert run(tmp_path, raw, out_name="first") == 0
     assert run(tmp_path, raw, out_name="second") == 0
