@@ -269,7 +269,8 @@ def task_params(task: Task, base: dict, overrides: dict) -> dict:
     return apply(params, overrides)
 
 
-def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: int) -> tuple[Path, float]:
+def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: int,
+                 works: bool = False) -> tuple[Path, float]:
     """Download and render ``task`` once; return (its audio folder, seconds it took).
 
     Each class is exported from the music21 corpus by the download stage with its
@@ -279,6 +280,11 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
     exclusions form a ``<label>/<file>.mid`` folder that the download stage
     reads as a ``path`` source, so the task's manifest and audio come from the
     stages as a user would run them.  ``base``: the params with the task's render settings.
+
+    With ``works``, a score the corpus keeps in a work's folder (``beethoven/opus18no1/movement1.mxl``) sits in
+    that folder of the collection (``beethoven/opus18no1/movement1.mid``): the tracks are named as without it
+    (download writes ``beethoven/opus18no1__movement1.mid``), and their records name the work's folder, for
+    ``split.group: folder`` (``benchmarks/split_by_work.py``).  Such data is kept in a folder of its own.
     """
     render = base["render"]
     datasets = {}  # the download params of each class's conversion
@@ -290,7 +296,8 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
                                    "max_per_class": cap, "program": None}
     # Every dataset param a conversion reads (its timeout, say) is in the key, so that no configuration
     # is given another's data.
-    key = digest([(s.composer, digest(datasets[s.composer]), s.exclude) for s in task.classes], render)
+    key = digest([(s.composer, digest(datasets[s.composer]), s.exclude) for s in task.classes], render,
+                 *(("works",) if works else ()))
     folder = out / task.name / f"data-{key}"
 
     def work() -> float:
@@ -315,6 +322,10 @@ def prepare_data(task: Task, base: dict, max_per_class: int, out: Path, jobs: in
                 if record["origin"].removeprefix("music21:") in spec.exclude:
                     continue
                 target = collection / record["path"]
+                folders = record["origin"].removeprefix("music21:").split("/")[1:-1]
+                if works and folders:  # beethoven/opus18no1__movement1.mid -> beethoven/opus18no1/movement1.mid
+                    target = target.parent / Path(*folders) / target.name.removeprefix(
+                        "__".join(folders) + "__")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(corpus / "raw" / record["path"], target)
         dataset = {**base["dataset"], "source": "path", "path": str(collection), "classes": [],
@@ -597,8 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         parser.error(f"--params: {error}")
     for task in args.tasks:  # a misspelt key stops the run now, not after the configurations before it
-        for _, overrides in configs:
-            task_params(TASKS[task], base, overrides)
+        for name, overrides in configs:
+            if task_params(TASKS[task], base, overrides)["split"]["group"] != "track":
+                parser.error(f"--configs {name}: split.group folder: the suite lays each task out one file a "
+                             "track, with no folders, so every track would be a group of its own; "
+                             "benchmarks/split_by_work.py measures the split by work on the string quartets")
     args.out.mkdir(parents=True, exist_ok=True)
 
     try:

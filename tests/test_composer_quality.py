@@ -225,7 +225,11 @@ def test_every_configuration_is_checked_before_any_work(capsys, monkeypatch, tmp
     capsys.readouterr()
     for arguments, message in ((["--out", str(tmp_path / "file")], "is a file, not a folder"),
                                (["--params", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "out")],
-                                "params file not found")):
+                                "params file not found"),
+                               # The tasks hold no folders: grouped by folder, each track would be alone.
+                               (["--configs", "default", "works:split.group=folder", "--out", str(tmp_path / "out")],
+                                "--configs works: split.group folder: the suite lays each task out one file a "
+                                "track")):
         with pytest.raises(SystemExit):
             suite.main(arguments)
         assert message in capsys.readouterr().err
@@ -295,9 +299,16 @@ def test_quartets_leaves_its_excluded_works_out_of_the_collection(tmp_path, monk
 
     monkeypatch.setattr(suite, "run_stage", fake_stage)
     task = suite.TASKS["quartets"]
-    suite.prepare_data(task, suite.task_params(task, PARAMS, {}), 0, tmp_path, 1)
+    flat, _ = suite.prepare_data(task, suite.task_params(task, PARAMS, {}), 0, tmp_path, 1)
     assert collected == ["beethoven/opus18no1__movement1.mid", "haydn/opus1no1__movement1.mid",
                          "mozart/k80__movement1.mid"]
+    # Laid out by work (benchmarks/split_by_work.py): each movement in its work's folder, which download then
+    # records for split.group folder; the same conversions, other data.
+    collected.clear()
+    by_work, _ = suite.prepare_data(task, suite.task_params(task, PARAMS, {}), 0, tmp_path, 1, works=True)
+    assert collected == ["beethoven/opus18no1/movement1.mid", "haydn/opus1no1/movement1.mid",
+                         "mozart/k80/movement1.mid"]
+    assert by_work != flat and len(list(tmp_path.glob("quartets/corpus-*"))) == 3
 
 
 def test_a_folds_figure_keeps_the_runs_digits():
