@@ -329,6 +329,11 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
     line = f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"
     # predict --clips: one more line per clip, where it starts (minutes:seconds) and its own answer.
-    return line + "".join(
-        f"\n  {int(start // 60)}:{start % 60:04.1f}  " + ", ".join(f"{label} {p:.2f}" for label, p in answer)
-        for start, answer in prediction.clip_labels or ())
+    return line + "".join(f"\n  {minutes_seconds(start)}  " + ", ".join(f"{label} {p:.2f}" for label, p in answer)
+                          for start, answer in prediction.clip_labels or ())
+
+
+def minutes_seconds(seconds: float) -> str:
+    """``m:ss.s`` of a clip's start, rounded to a tenth first (119.96 s is 2:00.0, not 1:60.0)."""
+    minutes, rest = divmod(round(seconds * 10), 600)
+    return f"{minutes}:{rest / 10:04.1f}"

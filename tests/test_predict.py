@@ -14,7 +14,7 @@ from musicid.__main__ import main
 from musicid.model import ModelConfig, SpectrogramCNN
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
-from musicid.predict import Predictor
+from musicid.predict import Predictor, minutes_seconds
 from musicid.training import save_checkpoint
 from tests.conftest import SOUNDFONT, running_in_group, section_params, sine, write_wav
 
@@ -714,3 +714,8 @@ def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, c
     assert main(["predict", *(str(inputs / name) for name in names), "--model", str(model), "--json",
                  "--jobs", "2"]) == 1
     assert json.loads(capsys.readouterr().out) == document
+
+
+def test_a_clips_start_is_shown_as_minutes_and_seconds_rounded_once():
+    assert [minutes_seconds(s) for s in (0.0, 4.0, 59.96, 119.96, 61.25, 3600.0)] == \
+        ["0:00.0", "0:04.0", "1:00.0", "2:00.0", "1:01.2", "60:00.0"]
