@@ -87,13 +87,16 @@ def fold_count(task_dir: Path, config: str, given: int | None = None) -> int:
 
 def find_table(task_dir: Path, run: Path) -> Path:
     """The features table a run was trained on: the one made from the same clip, split and features params."""
-    from composer_quality import TRAINING_CODE, run_key
+    from composer_quality import NEUTRAL_FEATURES, NEUTRAL_SPLIT, TRAINING_CODE, run_key, without_neutral
+
+    def table_params(params: dict) -> dict:  # as composer_quality keys a table: params at their off value left out
+        return {key: without_neutral(params[key], {"split": NEUTRAL_SPLIT, "features": NEUTRAL_FEATURES}.get(key, {}))
+                for key in TABLE_SECTIONS}
 
     params = read_params(run)
-    wanted = {key: params[key] for key in TABLE_SECTIONS}
+    wanted = table_params(params)
     matches = [folder / "features.h5" for folder in sorted(task_dir.glob("features-*/"))
-               if (folder / "features.h5").is_file()
-               and all(read_params(folder)[key] == value for key, value in wanted.items())]
+               if (folder / "features.h5").is_file() and table_params(read_params(folder)) == wanted]
     if len(matches) > 1:  # the same params over other audio (the task rendered again): the run's key says which
         matches = [table for table in matches  # (a run of any training code: its key says which table)
                    if run.name in {run_key(table, params, code) for code in range(1, TRAINING_CODE + 1)}]

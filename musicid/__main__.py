@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--clips", action="store_true",
                          help="also each clip's own answer (where it starts in the file, its --top labels): "
                               "which composer each few seconds sound like")
-    predict.add_argument("--clip-audio", type=share, default=0.5, metavar="SHARE",
+    predict.add_argument("--clip-audio", type=share, default=None, metavar="SHARE",
                          help="with --clips: a MIDI clip's answer takes this share from its audio alone and the "
                               "rest from the model with its notes, as evaluate.clip_audio does (default 0.5, "
                               "params.yaml's)")
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return cross_validation(args.experiments, args.json, args.all_commits)
     if args.command == "cache":
         return render_cache_command(args.action)
+    if args.clip_audio is not None and not args.clips:  # it would change nothing: say so rather than ignore it
+        predict.error("--clip-audio applies to the clips' answers: give --clips too")
 
     if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
         return predict_command(args)
@@ -143,8 +145,9 @@ def predict_command(args: argparse.Namespace) -> int:
     if not args.json:
         print(threshold, flush=True)
     results, shown = [], set()
+    clip_audio = (0.5 if args.clip_audio is None else args.clip_audio) if args.clips else None
     predictions = predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs,
-                                        clip_audio=args.clip_audio if args.clips else None)  # see below
+                                        clip_audio=clip_audio)  # see below
     try:
         for prediction in predictions:
             results.append(prediction)

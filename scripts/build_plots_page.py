@@ -13,6 +13,7 @@ Each library's licence (BSD-3-Clause) is kept in a comment above it.
 
 from __future__ import annotations
 
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -26,9 +27,11 @@ BUILDS = {"vega": "package/build/vega.min.js", "vega-lite": "package/build/vega-
 def read_package(tarball: Path) -> tuple[str, str, str]:
     """(name, licence text, minified build) of one npm tarball."""
     name = tarball.name.rsplit("-", 1)[0]
+    if name not in BUILDS:
+        raise SystemExit(f"{tarball}: not one of the packages {list(BUILDS)}")
     with tarfile.open(tarball) as archive:
-        licence = archive.extractfile("package/LICENSE").read().decode()
-        build = archive.extractfile(BUILDS[name]).read().decode()
+        licence = archive.extractfile("package/LICENSE").read().decode("utf-8")
+        build = archive.extractfile(BUILDS[name]).read().decode("utf-8")
     return name, licence, build
 
 
@@ -36,7 +39,7 @@ def page(packages: list[tuple[str, str, str]]) -> str:
     blocks = []
     for tarball, licence, build in packages:
         # Nothing inside may end the comment or the script element early.
-        licence, build = licence.replace("--", "- -"), build.replace("</script", "<\\/script")
+        licence, build = re.sub(r"-(?=-)", "- ", licence), build.replace("</script", "<\\/script")
         blocks.append(f"<!-- {tarball}:\n{licence}\n-->\n<script>\n{build}\n</script>")
     scripts = "\n".join(blocks)
     return f"""<!DOCTYPE html>
@@ -67,7 +70,8 @@ def main(argv: list[str]) -> int:
     if order != list(BUILDS):
         print(f"give the tarballs in the order {list(BUILDS)}, got {order}", file=sys.stderr)
         return 2
-    OUT.write_text(page([(Path(path).name, licence, build) for path, (_, licence, build) in zip(argv, packages)]))
+    named = [(Path(path).name, licence, build) for path, (_, licence, build) in zip(argv, packages)]
+    OUT.write_text(page(named), encoding="utf-8")
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
     return 0
 

@@ -237,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"clip: note: {in_folders} of the {len(tracks)} tracks sit in sub-folders of their label folder (works, "
               "albums): split.group folder keeps each sub-folder on one side of the split, so that no work or album "
               "is both trained and scored on", file=sys.stderr)
+    elif split_params.group == "folder" and not in_folders:
+        print("clip: warning: split.group folder: no track sits in a sub-folder of its label folder (a collection "
+              "rendered before download recorded folders is rendered again by `dvc repro`), so each track is a "
+              "group of its own, as with split.group track", file=sys.stderr)
     elif split_params.group == "folder":
         print(f"clip: split.group folder: {len(set(units[t] for t in tracks))} groups of {len(tracks)} tracks "
               f"({in_folders} in sub-folders of their label folder; each other track is a group of its own)",

@@ -1070,3 +1070,11 @@ def test_a_class_of_too_few_folders_is_left_out_naming_the_groups(tmp_path, audi
     assert json.loads((tmp_path / "clips.json").read_text())["excluded_classes"] == {"d": reason}
     code, clips = run_clip(tmp_path, audio, name="by_track")  # by track, its 6 tracks are enough
     assert code == 0 and "d" in json.loads((tmp_path / "by_track.json").read_text())["counts"]
+
+
+def test_split_group_folder_on_a_collection_without_folders_is_warned_about(tmp_path, audio, capsys):
+    code, clips = run_clip(tmp_path, audio, split={"group": "folder"})
+    assert code == 0
+    assert "clip: warning: split.group folder: no track sits in a sub-folder" in capsys.readouterr().err
+    code, by_track = run_clip(tmp_path, audio, name="by_track")
+    assert table_splits(clips) == table_splits(by_track)  # each track alone: the split by track

@@ -317,3 +317,35 @@ def test_a_folds_figure_keeps_the_runs_digits():
     runs = [{"clip_macro_f1": 0.187458}, {"clip_macro_f1": 0.187462}]
     assert suite.fold_figures(runs) == {"clip_macro_f1": 0.18746}
     assert f"{suite.fold_figures(runs)['clip_macro_f1']:.3f}" == "0.187"
+
+
+def test_a_run_finds_the_table_made_before_its_params_had_an_off_value_they_now_name(tmp_path):
+    """A features table made before split.group existed is the one composer_quality reuses for today's runs
+    (their key leaves split.group track out); the scripts that re-score runs find it too."""
+    suite_runs = load_benchmark("suite_runs")
+    old = {section: json.loads(json.dumps(PARAMS[section])) for section in ("clip", "split", "features")}
+    del old["split"]["group"]
+    table = tmp_path / "features-old"
+    table.mkdir()
+    (table / "params.yaml").write_text(yaml.safe_dump(old))
+    (table / "features.h5").write_bytes(b"")
+    other = tmp_path / "features-other"  # another split: not this run's
+    other.mkdir()
+    (other / "params.yaml").write_text(yaml.safe_dump({**old, "split": {**old["split"], "seed": 1}}))
+    (other / "features.h5").write_bytes(b"")
+    run = tmp_path / "default" / "fold0" / "r1"
+    run.mkdir(parents=True)
+    (run / "params.yaml").write_text(yaml.safe_dump(PARAMS))  # split.group: track, as written today
+    assert suite_runs.find_table(tmp_path, run) == table / "features.h5"
+
+
+def test_the_split_by_work_runs_the_quartets_without_haydn_in_folds_mozart_can_fill(capsys):
+    by_work = load_benchmark("split_by_work")
+    quartets = suite.TASKS["quartets"]
+    assert by_work.TASK.name == quartets.name and by_work.TASK.render == quartets.render  # its conversions shared
+    assert by_work.TASK.classes == tuple(spec for spec in quartets.classes if spec.composer in ("mozart", "beethoven"))
+    for folds in ("1", "5"):
+        with pytest.raises(SystemExit) as stopped:
+            by_work.main(["--folds", folds])
+        assert stopped.value.code == 2
+        assert "--folds must be 2 to 4" in capsys.readouterr().err

@@ -716,6 +716,14 @@ def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, c
     assert json.loads(capsys.readouterr().out) == document
 
 
+def test_the_share_of_a_clips_audio_without_clips_is_a_usage_error(inputs, capsys):
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", str(inputs / "songs"), "--model", str(model), "--clip-audio", "0.2"])
+    assert stopped.value.code == 2
+    assert "--clip-audio applies to the clips' answers: give --clips too" in capsys.readouterr().err
+
+
 def test_a_clips_start_is_shown_as_minutes_and_seconds_rounded_once():
     assert [minutes_seconds(s) for s in (0.0, 4.0, 59.96, 119.96, 61.25, 3600.0)] == \
         ["0:00.0", "0:04.0", "1:00.0", "2:00.0", "1:01.2", "60:00.0"]
