@@ -31,7 +31,7 @@ from musicid.track_model import checkpoint_regression, fuse_notes
 from musicid.training import checkpoint_track_prior, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from composer_quality import mean_sd_text as cell  # noqa: E402  (the suite's mean +- sample sd)
 from suite_runs import (clip_views, find_runs, find_table, fold_count, read_params, stop,  # noqa: E402
                         written_macro_f1)
 from track_pooling import notes_regression  # noqa: E402
@@ -70,11 +70,6 @@ def score_run(run: Path, table: Path, shares: list[float], prior: float
     tracks = {share: track_f1(clip_answers(views.with_notes, views.alone, views.has_notes, share))
               for share in shares}
     return clips, tracks
-
-
-def cell(values: list[float], sign: str = "") -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:{sign}.3f} +- {sd:.3f}"
 
 
 def paired(values: list[float], base: list[float]) -> str:

@@ -457,6 +457,13 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
+def mean_sd_text(values: list[float], sign: str = "") -> str:
+    """``mean +- sd`` of ``values`` to three decimals (``sign`` "+": the mean with its sign), as the scripts that
+    re-score the suite's runs print their table cells."""
+    mean, sd = mean_sd(values)
+    return f"{mean:{sign}.3f} +- {sd:.3f}"
+
+
 FOLD_METRICS = ("track_macro_f1", "clip_macro_f1", "track_balanced_accuracy", "clip_balanced_accuracy")
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from musicid.metrics import clip_answers, summarise, track_probabilities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from composer_quality import mean_sd_text as cell  # noqa: E402  (the suite's mean +- sample sd)
 from suite_runs import clip_views, find_runs, find_table, fold_count, read_params, written_macro_f1  # noqa: E402
 
 
@@ -44,11 +44,6 @@ def scores(answers: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, t
     track_probs, track_labels, _ = track_probabilities(probabilities, labels, tracks)
     return {"clip": summarise(labels, answers.argmax(1), names)[0]["macro_f1"],
             "track": summarise(track_labels, track_probs.argmax(1), names)[0]["macro_f1"]}
-
-
-def cell(values: list[float]) -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:.3f} +- {sd:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:

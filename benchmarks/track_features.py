@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from composer_quality import mean_sd, mean_sd_text as cell  # noqa: E402  (mean +- sample sd)
 from suite_runs import find_runs, find_table, fold_count, split_outputs, stop, written_macro_f1  # noqa: E402
 
 from musicid.h5 import read_strings  # noqa: E402
@@ -115,10 +115,6 @@ def against(values: list[float], base: list[float]) -> str:
     diff = [a - b for a, b in zip(values, base)]
     mean, sd = mean_sd(diff)
     return f"{mean:+.3f} +- {sd:.3f} ({sum(d > 0 for d in diff)} / {sum(d < 0 for d in diff)})"
-
-
-def cell(values: list[float]) -> str:
-    return "{:.3f} +- {:.3f}".format(*mean_sd(values))
 
 
 def cv_mode(args, task: str) -> None:

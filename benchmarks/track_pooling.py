@@ -48,7 +48,7 @@ from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_tab
 from musicid.training import checkpoint_track_prior, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from composer_quality import mean_sd  # noqa: E402  (the suite's mean +- sample sd)
+from composer_quality import mean_sd_text as cell  # noqa: E402  (the suite's mean +- sample sd)
 from suite_runs import (SplitOutputs, find_runs, find_table, fold_count, read_params, split_outputs,  # noqa: E402
                         written_macro_f1)
 
@@ -133,11 +133,6 @@ def notes_regression(run: Path, table_path: Path, n_classes: int, c: float,
         return own, test[0], True
     regression, _, _ = fit_table_regression(table_path, c, [str(i) for i in range(n_classes)], augmented)
     return None if regression is None else (regression, test[0], False)
-
-
-def cell(values: list[float], sign: str = "") -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:{sign}.3f} +- {sd:.3f}"
 
 
 def score_fold(task_dir: Path, config: str, fold: int, seeds: list[int], notes_c: float = 0.1,
