@@ -146,13 +146,14 @@ def trained_bytes(**levers) -> bytes:
     return checkpoint_bytes(model, ["a", "b"], np.zeros(12), np.ones(12), {})
 
 
-@pytest.mark.parametrize("levers", [{"label_smoothing": 0.1}, {"mixup": 0.4}, {"grad_clip": 0.05},
+@pytest.mark.parametrize("levers", [{"label_smoothing": 0.1}, {"mixup": 0.4, "loss": "ce"}, {"grad_clip": 0.05},
                                     {"pitch_shift": 2}, {"ema": 0.9}, {"track_balance": 1.0},
                                     {"track_balance": 0.5}])
 def test_each_lever_changes_the_model_and_is_deterministic(levers):
     once = trained_bytes(**levers)
     assert trained_bytes(**levers) == once
-    assert once != trained_bytes()
+    # against the same loss without the lever (mixup takes the cross-entropy alone, not the default ce+triplet)
+    assert once != trained_bytes(**{key: value for key, value in levers.items() if key == "loss"})
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -202,7 +203,7 @@ def test_track_balance_refuses_the_triplet_loss_alone():
 def test_track_balance_refuses_mixup():
     with pytest.raises(ParamsError, match=r"train\.track_balance must be 0 with train\.mixup > 0 \(a mixed clip "
                                           r"belongs to two tracks\), got 1"):
-        section_params("train", mixup=0.2, track_balance=1.0)
+        section_params("train", mixup=0.2, track_balance=1.0, loss="ce")
 
 
 def test_track_balance_weighs_tracks_within_their_class_and_keeps_the_classes_totals():
