@@ -163,7 +163,7 @@ def test_train_and_evaluate_with_symbolic_features(tmp_path, params, monkeypatch
     write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6)
     train, evaluate = stage_arguments(tmp_path, params)
     assert TRAIN.main(train) == 0
-    assert "(ce+triplet, audio and symbolic features, notes for 16 of 16 clips)" in capsys.readouterr().out
+    assert "(ce, audio and symbolic features, notes for 16 of 16 clips)" in capsys.readouterr().out
     first = (tmp_path / "model.pt").read_bytes()
     assert TRAIN.main(train) == 0
     assert (tmp_path / "model.pt").read_bytes() == first  # the dropout masks are seeded
