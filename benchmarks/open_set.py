@@ -93,8 +93,9 @@ def table(results: dict[str, dict], seeds: list[int]) -> str:
         for key in ("cosine_auroc", "known_clip_macro_f1"):
             differences = [b[key] - a[key] for held_out in results[first]
                            for a, b in zip(results[first][held_out], results[name][held_out])]
-            sd = f" +- {statistics.stdev(differences):.3f}" if len(differences) > 1 else ""
-            lines.append(f"{name} against {first}, {key.replace('_', ' ')}: {statistics.fmean(differences):+.3f}{sd} "
+            # (one pair, one class and one seed, has no sd)
+            shown = suite.mean_sd_text(differences, "+") if len(differences) > 1 else f"{differences[0]:+.3f}"
+            lines.append(f"{name} against {first}, {key.replace('_', ' ')}: {shown} "
                          f"({sum(d > 0 for d in differences)} / {sum(d < 0 for d in differences)} of "
                          f"{len(differences)} class-seed pairs better / worse)")
     return "\n".join(lines)
