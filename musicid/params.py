@@ -285,6 +285,7 @@ class TrainParams(Section):
     grad_clip: float = Field(ge=0)  # largest global gradient norm (0: off)
     ema: float = Field(ge=0, lt=1)  # decay per step of the kept weights' moving average (0: off, the last step's)
     novelty: Literal["cosine", "mahalanobis"]  # the novelty score evaluate ranks by and predict flags with
+    novelty_notes: float = Field(ge=0, le=1)  # with track_notes: a track with notes is scored this share by its notes
     roll_channels: list[int] = Field(min_length=1)  # features.symbolic_roll: output channels of each roll conv block
     roll_pool: int = Field(ge=1)  # features.symbolic_roll: frames merged (max) before the roll's convs (<= its frames)
     track_notes: float = Field(ge=0)  # C of the track-level regression on the notes' statistics (0: off)

@@ -264,6 +264,7 @@ class Predictor(FileReader):
             None if notes is None else self.symbolic_input(notes))
         one_track = np.zeros(len(probabilities), dtype=int)
         mean = pool(prior_corrected(probabilities, *self.prior), one_track)[1]  # as evaluate names a track
+        statistics = None  # the notes' statistics of a MIDI file, for the regression and train.novelty_notes
         if notes is not None and self.regression is not None:  # train.track_notes, as evaluate names a track
             piece = self.features.symbolic_piece  # its width agrees (parts_problem)
             columns = statistic_columns(self.regression, piece)
@@ -275,8 +276,8 @@ class Predictor(FileReader):
         mean = mean[0]
         order = np.argsort(-mean, kind="stable")[:top]
         prediction.labels = [(self.label_names[i], float(mean[i])) for i in order]
-        _, scores = track_novelty(self.checkpoint, None, embeddings, np.zeros(len(embeddings), dtype=int),
-                                  np.full(len(embeddings), without_notes))
+        _, scores = track_novelty(self.checkpoint, None, embeddings, one_track, np.full(len(embeddings), without_notes),
+                                  statistics)
         prediction.novelty = float(scores[0])
         prediction.flagged = bool(np.isfinite(self.novelty_reference) and prediction.novelty > self.novelty_reference)
         if clip_audio is not None:

@@ -99,6 +99,30 @@ def fuse_notes(pooled: np.ndarray, model: dict[str, np.ndarray] | None, statisti
     return fused
 
 
+def notes_centroids(model: dict[str, np.ndarray], statistics: TrackStatistics, labels: np.ndarray,
+                    n_classes: int) -> np.ndarray:
+    """Unit-length class centroids float64 [C, F] of the training tracks' note statistics (those with notes),
+    standardised by the regression ``model``'s scaler; zeros for a class with no such track."""
+    mean, scale = (np.asarray(model[key], dtype=np.float64) for key in KEYS[:2])
+    values, labels = (statistics.values[statistics.has_notes] - mean) / scale, labels[statistics.has_notes]
+    centroids = np.zeros((n_classes, values.shape[1]))
+    for label in np.unique(labels):
+        centroids[label] = values[labels == label].mean(0)
+    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+
+
+def notes_novelty(model: dict[str, np.ndarray], centroids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How unlike every known class the notes of tracks are: the distance float64 [M] of each track's note
+    statistics [M, F], standardised by the regression's scaler and brought to unit length, to the nearest of the
+    unit-length ``centroids`` [C, F] (:func:`notes_centroids`); the CNN's cosine score, on the notes."""
+    mean, scale = (np.asarray(model[key], dtype=np.float64) for key in KEYS[:2])
+    values = (np.asarray(values, dtype=np.float64) - mean) / scale
+    values /= np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-12)
+    used = np.linalg.norm(centroids, axis=1) > 0  # a class no training track with notes stood for
+    distances = np.linalg.norm(values[:, None, :] - np.asarray(centroids, np.float64)[None, used, :], axis=2)
+    return distances.min(axis=1) if distances.shape[1] else np.zeros(len(values))
+
+
 def fit_table_regression(table_path, c: float, label_names: list[str], augmented: bool,
                          ) -> tuple[dict[str, np.ndarray] | None, str | None, int]:
     """(the regression fitted on the training tracks of a features table, None, how many of them have notes),

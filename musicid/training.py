@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from musicid.io import write_bytes_atomic
 from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Cosine, Mahalanobis
+from musicid.track_model import checkpoint_regression, notes_novelty
 from musicid.params import TrainParams
 from musicid.symbolic_layout import ONSET_CLASS_BLOCK, PITCH_CLASS_BLOCK, PITCH_MEAN, ROLL_FRAMES, ROLL_PITCHES, sounding
 
@@ -688,10 +689,12 @@ def notes_less_scale(checkpoint: dict, kind: str | None = None) -> float:
 
 
 def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tracks: np.ndarray,
-                  no_notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  no_notes: np.ndarray, notes=None) -> tuple[np.ndarray, np.ndarray]:
     """(sorted track names, novelty scores) by score ``kind`` (None: the checkpoint's); the tracks of the clips
     ``no_notes`` marks by the statistics of clips embedded without notes, put on the others' scale (evaluate's
-    tracks, and predict's one file)."""
+    tracks, and predict's one file). With ``notes`` (the tracks' TrackStatistics, as the regression reads them)
+    and a checkpoint trained with ``train.novelty_notes``, a track with notes scores the mix of the embedding's
+    score and its notes' (:func:`notes_mixed`)."""
     names, scores = checkpoint_novelty(checkpoint, kind).track_scores(embeddings, tracks)
     if no_notes.any():
         audio_names, audio_scores = checkpoint_novelty(checkpoint, kind, audio_only=True).track_scores(
@@ -699,7 +702,36 @@ def track_novelty(checkpoint: dict, kind: str | None, embeddings: np.ndarray, tr
         index = {name: i for i, name in enumerate(names)}
         scores = scores.copy()
         scores[[index[name] for name in audio_names]] = audio_scores * notes_less_scale(checkpoint, kind)
-    return names, scores
+    return names, notes_mixed(checkpoint, kind, names, scores, notes)
+
+
+# train.novelty_notes: the checkpoint's share of the notes' novelty in a track's score, the unit-length class
+# centroids of the training tracks' note statistics, and per score the factor that puts the notes' distance on
+# the scale of the embedding's.
+NOTES_NOVELTY = ("novelty_notes_share", "novelty_notes_centroids", "novelty_notes_scale")
+
+
+def notes_mixed(checkpoint: dict, kind: str | None, names: np.ndarray, scores: np.ndarray, notes) -> np.ndarray:
+    """``scores`` (of the sorted tracks ``names``, by score ``kind``; None: the checkpoint's) with those of the
+    tracks ``notes`` (TrackStatistics) says have notes replaced by ``(1 - share) * score + share * scale *
+    notes' score`` (musicid.track_model.notes_novelty), as train.novelty_notes set them; unchanged without
+    ``notes``, for a checkpoint trained without it, and for tracks without notes (audio files)."""
+    share = float(checkpoint.get(NOTES_NOVELTY[0], 0.0))
+    regression = checkpoint_regression(checkpoint)
+    if notes is None or not share or regression is None or not notes.has_notes.any():
+        return scores
+    index = np.searchsorted(notes.tracks, names)
+    found = index < len(notes.tracks)
+    found[found] = notes.tracks[index[found]] == names[found]
+    rows = np.flatnonzero(found)
+    rows = rows[notes.has_notes[index[rows]]]
+    if not len(rows):
+        return scores
+    scale = float(checkpoint[NOTES_NOVELTY[2]][kind or checkpoint_novelty_kind(checkpoint)])
+    mixed = np.array(scores, dtype=np.float64)
+    mixed[rows] = (1 - share) * mixed[rows] + share * scale * notes_novelty(
+        regression, to_numpy(checkpoint[NOTES_NOVELTY[1]]), notes.values[index[rows]])
+    return mixed
 
 
 def checkpoint_threshold(checkpoint: dict) -> float:

@@ -39,10 +39,10 @@ from musicid.piece import PIECE_DIM
 from musicid.stage import output_set, run_stage
 from musicid.track_model import (checkpoint_regression, fuse_notes, note_columns, regression_probabilities,
                                  reads_piece, select_tracks, statistic_columns, table_statistics)
-from musicid.training import (AUDIO_ONLY, CheckpointError, FeaturesError, audio_only_stored, check_features_table,
-                              checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold, checkpoint_track_prior,
-                              class_probabilities, load_checkpoint, normalise, pick_device, read_symbolic_input,
-                              to_numpy, track_novelty)
+from musicid.training import (AUDIO_ONLY, NOTES_NOVELTY, CheckpointError, FeaturesError, audio_only_stored,
+                              check_features_table, checkpoint_novelty, checkpoint_novelty_kind, checkpoint_threshold,
+                              checkpoint_track_prior, class_probabilities, load_checkpoint, normalise, pick_device,
+                              read_symbolic_input, to_numpy, track_novelty)
 
 NOVELTY_SCORES = ("cosine", "mahalanobis")  # the columns of novelty.csv and the keys of per_class.json's open_set
 
@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     regression = checkpoint_regression(checkpoint)
     # Tracks scored above this are flagged as unlike every known class (as predict does).
     threshold = checkpoint_threshold(checkpoint)
+    # train.novelty_notes: a track with notes is scored partly by its notes (none without the regression)
+    notes_share = float(checkpoint.get(NOTES_NOVELTY[0], 0.0)) if regression is not None else 0.0
     audio_only = uses_symbolic and audio_only_stored(checkpoint)
     # A clip's audio alone is named as an audio file's clip is (a triplet model: by the notes-less centroids).
     audio_centroids = to_numpy(checkpoint[f"{AUDIO_ONLY}centroids"]) \
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                         details[split]["track_pooling"]["notes_tracks"] = \
                             f"{int(with_notes.sum())} of {len(with_notes)} (the tracks with notes)"
                 # Every track of the split, known classes or not: what it was, what the model said.
-                names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes)
+                names, scores = track_novelty(checkpoint, None, embeddings, tracks, no_notes, notes)
                 all_track_probs = track_probabilities(divided, labels, tracks)[0]  # sorted like names
                 if notes is not None:
                     all_track_probs = fuse_notes(all_track_probs, regression, notes)
@@ -235,14 +237,15 @@ def run(args: argparse.Namespace) -> int:
                                        [all_names[i] + ("" if is_known[j] else " (unknown)")
                                         for j, i in enumerate(labels)], "test clips, PCA of the embeddings")
                     # Tracks are ranked by train.novelty's score; both scores are shown for comparison.
-                    both = {kind: track_novelty(checkpoint, kind, embeddings, tracks, no_notes)[1]
+                    both = {kind: track_novelty(checkpoint, kind, embeddings, tracks, no_notes, notes)[1]
                             for kind in NOVELTY_SCORES}
                     unknown = np.array([not track_known[t] for t in names])
                     if unknown.any():
                         open_set = open_set_metrics(scores, unknown)
                         metrics["open_set"] = {"auroc": open_set["auroc"],
                                                "fpr_at_95_tpr": open_set["fpr_at_95_tpr"]}
-                        details["open_set"] = {"score": novelty_kind, **open_set,
+                        # notes_share: train.novelty_notes, the share of a track's notes in its scores (0: none)
+                        details["open_set"] = {"score": novelty_kind, "notes_share": notes_share, **open_set,
                                                **{kind: open_set_metrics(both[kind], unknown)
                                                   for kind in NOVELTY_SCORES}}
                     order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))

@@ -37,10 +37,10 @@ from musicid.model import ModelConfig
 from musicid.novelty import Cosine, Mahalanobis
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress, progress_enabled
-from musicid.track_model import fit_table_regression
-from musicid.training import (AUDIO_ONLY, EmptyValidationSplit, FeaturesError, PitchAxis, SymbolicAxis,
-                              check_features_table, checkpoint_bytes, class_centroids, embed, normalise, pick_device,
-                              read_symbolic_input, train_model)
+from musicid.track_model import fit_table_regression, notes_centroids, notes_novelty, split_statistics
+from musicid.training import (AUDIO_ONLY, NOTES_NOVELTY, EmptyValidationSplit, FeaturesError, PitchAxis,
+                              SymbolicAxis, check_features_table, checkpoint_bytes, class_centroids, embed, normalise,
+                              notes_mixed, pick_device, read_symbolic_input, train_model)
 from musicid.stage import output_set, run_stage
 
 class StageError(Exception):
@@ -215,6 +215,17 @@ def run(args: argparse.Namespace) -> int:
                 {"cosine": Cosine(centroids), "mahalanobis": novelty}, val_embeddings)
             augmented = bool(((upstream.get("render") or {}).get("augment") or {}).get("copies"))
             regression, notes_said = fit_track_notes(args.features, params.track_notes, label_names, augmented)
+            # train.novelty_notes: a track with notes also scored by how unlike the training tracks' its notes
+            # are; the threshold is then the validation tracks' mixed scores'.
+            notes_novelty_keys, notes_reference = {}, None
+            if regression is not None and params.novelty_notes:
+                notes_novelty_keys, notes_reference = novelty_with_notes(
+                    args.features, regression, config.n_classes, params.novelty_notes, params.novelty,
+                    {"cosine": Cosine(centroids), "mahalanobis": novelty}, val_embeddings, val_tracks,
+                    without_notes)
+            if notes_reference is not None:
+                reference = notes_reference
+                notes_said += f"; novelty {params.novelty_notes:g} from the notes"
             checkpoint = checkpoint_bytes(
                 model, label_names, band_mean, band_std,
                 {**upstream, "train": as_dict(params), "sample_rate": sample_rate},
@@ -228,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
                        **({} if symbolic is None else {"symbolic_mean": torch.from_numpy(symbolic[2]),
                                                        "symbolic_std": torch.from_numpy(symbolic[3])}),
                        **({} if regression is None else {key: torch.from_numpy(value)
-                                                          for key, value in regression.items()})})
+                                                          for key, value in regression.items()}),
+                       **notes_novelty_keys})
             outputs.file(args.model).write_bytes(checkpoint)
     except (StageError, EmptyValidationSplit) as error:
         print(f"train: {error}", file=sys.stderr)
@@ -269,6 +281,36 @@ def novelty_without_notes(model, train_x: np.ndarray, train_y: np.ndarray, val_x
             f"{AUDIO_ONLY}novelty_class_means": torch.from_numpy(np.asarray(novelty.class_means, dtype=np.float64)),
             f"{AUDIO_ONLY}novelty_precision": torch.from_numpy(np.asarray(novelty.precision, dtype=np.float64)),
             f"{AUDIO_ONLY}novelty_scale": scale}
+
+
+def novelty_with_notes(features_path: Path, regression: dict[str, np.ndarray], n_classes: int, share: float,
+                       kind: str, scorers: dict, val_embeddings: np.ndarray, val_tracks: np.ndarray,
+                       without_notes: dict) -> tuple[dict, float | None]:
+    """(the checkpoint keys of train.novelty_notes (musicid.training.NOTES_NOVELTY), the novelty threshold: the
+    95th percentile of the validation tracks' mixed scores of ``kind``), or ({}, None) when no validation track
+    has notes. For each score of ``scorers`` the notes' distance (musicid.track_model.notes_novelty) is scaled so
+    that its validation tracks' 95th percentile is the embedding's; ``without_notes``' factors for tracks without
+    notes (novelty_without_notes) are rescaled in place onto the mixed scores' percentile, so that one threshold
+    still flags both."""
+    with h5py.File(features_path, "r") as table:
+        train_statistics, train_labels = split_statistics(table, "train")
+        val_statistics, _ = split_statistics(table, "val")
+    if not val_statistics.has_notes.any():
+        return {}, None
+    centroids = notes_centroids(regression, train_statistics, train_labels, n_classes)
+    keys = {NOTES_NOVELTY[0]: float(share), NOTES_NOVELTY[1]: torch.from_numpy(centroids), NOTES_NOVELTY[2]: {}}
+    notes_val = notes_novelty(regression, centroids, val_statistics.values[val_statistics.has_notes])
+    references = {}
+    for name, scorer in scorers.items():
+        names, scores = scorer.track_scores(val_embeddings, val_tracks)
+        notes_top = float(np.percentile(notes_val, 95))
+        keys[NOTES_NOVELTY[2]][name] = float(np.percentile(scores, 95)) / notes_top if notes_top > 0 else 0.0
+        mixed = notes_mixed({**regression, **keys}, name, names, scores, val_statistics)
+        references[name] = float(np.percentile(mixed, 95))
+        scales = without_notes.get(f"{AUDIO_ONLY}novelty_scale")
+        if scales and name in scales and np.percentile(scores, 95) > 0:
+            scales[name] *= references[name] / float(np.percentile(scores, 95))
+    return keys, references[kind]
 
 
 def main(argv: list[str] | None = None) -> int:

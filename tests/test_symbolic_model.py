@@ -197,6 +197,9 @@ def test_tracks_without_notes_are_scored_against_statistics_of_clips_without_not
     splits = ["train"] * 16 + ["val"] * 8 + ["test"] * 6
     write_symbolic_features(tmp_path / "features.h5", splits, without_notes=2)  # test track t014: no notes
     train, evaluate = stage_arguments(tmp_path, params)
+    values = yaml.safe_load(params.read_text())
+    values["train"]["novelty_notes"] = 0.0  # the embedding's score alone (tests/test_notes_novelty.py: mixed)
+    params.write_text(yaml.safe_dump(values))
     assert TRAIN.main(train) == 0
     model, checkpoint = load_checkpoint(tmp_path / "model.pt")
     with h5py.File(tmp_path / "features.h5", "r") as table:

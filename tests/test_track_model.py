@@ -111,7 +111,7 @@ def train_with_notes(tmp_path, params, monkeypatch) -> tuple[list[str], list[str
 
 def test_train_stores_the_regression_and_evaluate_fuses_it(tmp_path, params, monkeypatch, capsys):
     train, evaluate = train_with_notes(tmp_path, params, monkeypatch)
-    assert "; regression on the notes of 8 training tracks ->" in capsys.readouterr().out
+    assert "; regression on the notes of 8 training tracks;" in capsys.readouterr().out  # then the novelty
     _, checkpoint = load_checkpoint(tmp_path / "model.pt")
     regression = checkpoint_regression(checkpoint)
     assert regression is not None and regression["track_notes_mean"].shape == (2 * 44,)
