@@ -234,6 +234,7 @@ def test_held_out_class_is_scored_as_unknown(baseline, tmp_path, capsys, monkeyp
     assert 0.0 <= json.loads((tmp_path / "metrics.json").read_text())["open_set"]["auroc"] <= 1.0
     open_set = json.loads((tmp_path / "per_class.json").read_text())["open_set"]
     assert open_set["score"] == "cosine"  # train.novelty's default: tracks ranked by it, both reported
+    assert open_set["notes_share"] == params["train"]["novelty_notes"] == 0.5  # both scores mixed with the notes'
     assert open_set["n_unknown"] == len(unknown_rows) and open_set["n_known"] == len(rows) - len(unknown_rows)
     assert open_set["auroc"] == open_set["cosine"]["auroc"] and 0.0 <= open_set["mahalanobis"]["auroc"] <= 1.0
     assert [row[3] for row in rows] == [row[4] for row in rows]  # novelty is novelty_cosine
