@@ -34,9 +34,16 @@ def cosine_scores(embeddings: np.ndarray, tracks: np.ndarray, centroids: np.ndar
     score, the less the track resembles any class seen in training.
     """
     names, means = track_means(embeddings, tracks)
-    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    distances = np.linalg.norm(means[:, None, :] - centroids[None, :, :].astype(np.float64), axis=2)
-    return names, distances.min(axis=1)
+    return names, nearest_unit_distance(means, centroids)
+
+
+def nearest_unit_distance(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The distance float64 [M] of each of ``vectors`` [M, D], brought to unit length, to the nearest of the
+    unit-length ``centroids`` [C, D] (C >= 1): the cosine score, of a track's mean embedding or of its notes."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    distances = np.linalg.norm(vectors[:, None, :] - np.asarray(centroids, np.float64)[None, :, :], axis=2)
+    return distances.min(axis=1)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from musicid.h5 import read_strings
+from musicid.novelty import nearest_unit_distance
 from musicid.piece import PIECE_DIM
 
 NO_NOTES = "audio files, or MIDI files in which no note sounds"  # why a class's training tracks have no notes
@@ -116,11 +117,10 @@ def notes_novelty(model: dict[str, np.ndarray], centroids: np.ndarray, values: n
     statistics [M, F], standardised by the regression's scaler and brought to unit length, to the nearest of the
     unit-length ``centroids`` [C, F] (:func:`notes_centroids`); the CNN's cosine score, on the notes."""
     mean, scale = (np.asarray(model[key], dtype=np.float64) for key in KEYS[:2])
-    values = (np.asarray(values, dtype=np.float64) - mean) / scale
-    values /= np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-12)
     used = np.linalg.norm(centroids, axis=1) > 0  # a class no training track with notes stood for
-    distances = np.linalg.norm(values[:, None, :] - np.asarray(centroids, np.float64)[None, used, :], axis=2)
-    return distances.min(axis=1) if distances.shape[1] else np.zeros(len(values))
+    if not used.any():
+        return np.zeros(len(values))
+    return nearest_unit_distance((np.asarray(values, dtype=np.float64) - mean) / scale, np.asarray(centroids)[used])
 
 
 def fit_table_regression(table_path, c: float, label_names: list[str], augmented: bool,

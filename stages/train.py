@@ -300,10 +300,9 @@ def novelty_with_notes(features_path: Path, regression: dict[str, np.ndarray], n
     centroids = notes_centroids(regression, train_statistics, train_labels, n_classes)
     keys = {NOTES_NOVELTY[0]: float(share), NOTES_NOVELTY[1]: torch.from_numpy(centroids), NOTES_NOVELTY[2]: {}}
     notes_val = notes_novelty(regression, centroids, val_statistics.values[val_statistics.has_notes])
-    references = {}
+    references, notes_top = {}, float(np.percentile(notes_val, 95))
     for name, scorer in scorers.items():
         names, scores = scorer.track_scores(val_embeddings, val_tracks)
-        notes_top = float(np.percentile(notes_val, 95))
         keys[NOTES_NOVELTY[2]][name] = float(np.percentile(scores, 95)) / notes_top if notes_top > 0 else 0.0
         mixed = notes_mixed({**regression, **keys}, name, names, scores, val_statistics)
         references[name] = float(np.percentile(mixed, 95))
