@@ -131,6 +131,8 @@ CONFIGS = {
     "roll": {"features.symbolic_roll": True, "train.roll_pool": 1, "train.roll_channels": [16, 32, 64]},
     # the roll read by a cheaper branch, frames merged in pairs, half the conv widths (the default since 2026-12-05)
     "rolllite": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32]},
+    # the roll's second plane: where each note starts (a note struck again, repeated notes)
+    "onsets": {"features.symbolic_onsets": True},
     # two narrow blocks, full frames
     "roll2": {"features.symbolic_roll": True, "train.roll_pool": 1, "train.roll_channels": [8, 16]},
     # the notes behind each training clip's symbolic features transposed by -3..3 semitones (the audio is not)
@@ -164,7 +166,7 @@ NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "rol
 NEUTRAL_EVALUATE = {"clip_audio": 0.0}
 NEUTRAL_SPLIT = {"group": "track"}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
-                    "symbolic_piece": False}
+                    "symbolic_piece": False, "symbolic_onsets": False}
 
 
 def without_neutral(section: dict, neutral: dict) -> dict:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_section(args.params, "train").model_copy(update={"epochs": args.epochs, "patience": 0})
     data = load(args.features, args.clips)
     symbolic = "with" if data["train_symbolic"] is not None else "without"
-    roll = (f", roll {roll_shape[0]} x {roll_shape[1]} (channels {list(params.roll_channels)}, pool "
+    roll = (f", roll {' x '.join(map(str, roll_shape))} (channels {list(params.roll_channels)}, pool "
             f"{params.roll_pool})" if roll_shape else "")
     print(f"{len(data['train_x'])} training clips [{data['train_x'].shape[1]} x {data['train_x'].shape[2]}] "
           f"{symbolic} symbolic features{roll}, {args.epochs} epochs, {torch.get_num_threads()} threads, "

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_section(args.params, "train").model_copy(update={"epochs": args.epochs, "patience": 0})
     data = load(args.features, args.clips)
     print(f"{len(data['train_x'])} training clips [{data['train_x'].shape[1]} x {data['train_x'].shape[2]}], "
-          f"roll {roll_shape[0]} x {roll_shape[1]}, {args.epochs} epochs, {torch.get_num_threads()} threads, "
+          f"roll {' x '.join(map(str, roll_shape))}, {args.epochs} epochs, {torch.get_num_threads()} threads, "
           f"{args.repeats} runs of each, alternating")
     train_once(data, params, roll_shape, None)  # warm-up, not timed: the first run pays one-time costs
     times = {name: [] for name in BRANCHES}

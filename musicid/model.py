@@ -27,7 +27,8 @@ class ModelConfig:
     # configs of checkpoints written before the field existed load as audio-only models.
     symbolic_dim: int = 0
     # [pitches, frames]: the last pitches * frames symbolic features are a piano roll
-    # (features.symbolic_roll), read by a RollBranch; []: none. Left out of to_dict when empty, so
+    # (features.symbolic_roll), read by a RollBranch; [planes, pitches, frames]: that many planes of it (the
+    # roll, then features.symbolic_onsets' onsets), read as channels; []: none. Left out of to_dict when empty, so
     # checkpoints without one keep their bytes.
     roll_shape: list[int] = field(default_factory=list)
     # The roll branch's conv widths and the frames merged (max) before them; left out with roll_shape,
@@ -243,22 +244,23 @@ class SymbolicBranch(nn.Module):
 
 
 class RollBranch(nn.Module):
-    """Conv blocks on a clip's piano roll (B, pitches, frames), global mean and max pooling, then a linear
-    layer: (B, pitches * frames) -> (B, 64). Convolution along pitch sees a figure the same in every
+    """Conv blocks on a clip's piano roll (B, [planes,] pitches, frames), global mean and max pooling, then a
+    linear layer: (B, planes * pitches * frames) -> (B, 64). Convolution along pitch sees a figure the same in every
     register and key; along time, what follows what. ``pool`` > 1 first merges that many frames (a pitch
     sounds in the merged frame if it sounds in any), which with narrower ``channels`` makes the branch
     cheaper: its first block is most of its cost."""
 
     def __init__(self, shape: list[int], channels: list[int] | tuple[int, ...] = (16, 32, 64), pool: int = 1):
         super().__init__()
-        self.shape = tuple(shape)
+        # [pitches, frames] is one plane; [planes, pitches, frames] several, read as input channels.
+        self.shape = tuple(shape) if len(shape) == 3 else (1, *shape)
         self.pool = pool
-        widths = [1, *channels]
+        widths = [self.shape[0], *channels]
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.out = nn.Sequential(nn.Linear(2 * channels[-1], SYMBOLIC_WIDTH), LayerNorm(SYMBOLIC_WIDTH), nn.ReLU())
 
     def forward(self, roll: torch.Tensor) -> torch.Tensor:
-        roll = roll.reshape(len(roll), 1, *self.shape)
+        roll = roll.reshape(len(roll), *self.shape)
         if self.pool > 1:
             roll = F.max_pool2d(roll, kernel_size=(1, self.pool), ceil_mode=True)
         h = self.blocks(roll)

@@ -227,6 +227,7 @@ class FeatureParams(Section):
     symbolic_texture: bool  # with symbolic: also vertical intervals and duration and inter-onset histograms (musicid.symbolic)
     symbolic_roll: bool  # with symbolic: also an 88 x 32 piano roll of the clip's window (musicid.symbolic), read by a conv branch
     symbolic_piece: bool  # with symbolic: also each MIDI source's whole-piece statistics (musicid.piece), for train.track_notes
+    symbolic_onsets: bool  # with symbolic_roll: also an onset plane beside the roll (where each note starts)
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
@@ -245,6 +246,9 @@ class FeatureParams(Section):
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= features.n_mels ({self.n_mels}) for features.kind mfcc, got "
                                        f"{self.n_mfcc}")
+        if self.symbolic_onsets and not (self.symbolic and self.symbolic_roll):
+            raise KeyProblem("symbolic_onsets", "must be false unless features.symbolic and features.symbolic_roll "
+                                                "are true (it is a second plane of the piano roll)")
         if self.fmin >= self.fmax:
             raise KeyProblem("fmax", f"must be greater than features.fmin ({self.fmin:g} Hz), got {self.fmax:g}")
         # Whole semitones per bin step keep transposition a shift by whole bins.

@@ -97,7 +97,7 @@ ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
     "clip": {},
     "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
-                 "symbolic_piece": False,
+                 "symbolic_piece": False, "symbolic_onsets": False,
                  "bins_per_octave": 12,
                  "n_bins": 84},
 }
@@ -114,7 +114,8 @@ def parts_problem(checkpoint: dict, model, features) -> str | None:
     # A model that reads notes must read as many numbers as the features params give a clip (an audio-only
     # model may come from a table with symbolic features: it ignores them).
     if config.symbolic_dim:
-        width = symbolic_dim(features.symbolic_texture, features.symbolic_roll) if features.symbolic else 0
+        width = symbolic_dim(features.symbolic_texture, features.symbolic_roll, features.symbolic_onsets) \
+            if features.symbolic else 0
         stored = len(checkpoint.get("symbolic_mean", ()))
         if not width == stored == config.symbolic_dim:
             return (f"the features params give {width} symbolic numbers a clip, the model reads "

@@ -147,7 +147,8 @@ class FileReader:
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
         features = clip_features(notes, offsets_s, clip_samples / self.clip.sample_rate,
                                  relative=self.features.symbolic_key == "relative",
-                                 texture=self.features.symbolic_texture, roll=self.features.symbolic_roll)
+                                 texture=self.features.symbolic_texture, roll=self.features.symbolic_roll,
+                                 onsets=self.features.symbolic_onsets)
         if not sounding(features).any():
             return None, "no_notes: no note sounds in its clips", None
         return features, None, piece

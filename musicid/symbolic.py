@@ -60,7 +60,11 @@ which the pitch sounds, at most 1. Unlike the histograms it keeps what comes
 after what: melodic lines, voice leading, chord changes. The model reads it
 with a small convolutional network of its own (``musicid.model.RollBranch``);
 its values are not standardised (they are 0..1 already, and a convolution
-wants one scale everywhere).
+wants one scale everywhere). With ``onsets`` (``features.symbolic_onsets:
+true``) a second plane of the same shape follows it: 1 where a note of that
+pitch starts in that frame, else 0. The first plane cannot tell a note struck
+again from one held on, nor a run of repeated notes from a long one; the
+second says where each note begins (the two planes are read as two channels).
 
 A window in which no note sounds gives the zero vector.
 
@@ -183,20 +187,33 @@ def fold_intervals(semitones: np.ndarray) -> np.ndarray:
     return np.where(size == 0, 0, (size - 1) % 12 + 1)
 
 
-def symbolic_dim(texture: bool = False, roll: bool = False) -> int:
+def symbolic_dim(texture: bool = False, roll: bool = False, onsets: bool = False) -> int:
     """Length of a clip's symbolic vector: SYMBOLIC_DIM, plus TEXTURE_DIM with ``texture``, plus ROLL_DIM
-    with ``roll`` (the piano roll, always last)."""
-    return SYMBOLIC_DIM + (TEXTURE_DIM if texture else 0) + (ROLL_DIM if roll else 0)
+    with ``roll`` (the piano roll, always last), twice with ``onsets`` as well (its onset plane after it)."""
+    return SYMBOLIC_DIM + (TEXTURE_DIM if texture else 0) + roll_planes(roll, onsets) * ROLL_DIM
+
+
+def roll_planes(roll: bool, onsets: bool) -> int:
+    """How many ROLL_PITCHES x ROLL_FRAMES planes end a clip's symbolic vector: 0 without ``roll``, 2 with
+    ``onsets`` too (features.symbolic_onsets), else 1."""
+    return (2 if onsets else 1) if roll else 0
+
+
+def roll_shape(roll: bool, onsets: bool) -> list[int]:
+    """The piano roll's shape as featurize records it (``symbolic_roll_shape``) and the model reads it: [] without
+    ``roll``, [pitches, frames] with one plane, [2, pitches, frames] with the onset plane too."""
+    planes = roll_planes(roll, onsets)
+    return [] if not planes else [ROLL_PITCHES, ROLL_FRAMES] if planes == 1 else [planes, ROLL_PITCHES, ROLL_FRAMES]
 
 
 def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, texture: bool = False,
-                    roll: bool = False) -> np.ndarray:
+                    roll: bool = False, onsets: bool = False) -> np.ndarray:
     """Features of the windows ``[offset, offset + clip_seconds)`` (seconds of ``notes``' time).
 
-    offsets_s float [k] -> float32 [k, symbolic_dim(texture, roll)] (layout in the module docstring).
+    offsets_s float [k] -> float32 [k, symbolic_dim(texture, roll, onsets)] (layout in the module docstring).
     """
     offsets_s = np.asarray(offsets_s, dtype=np.float64)
-    out = np.zeros((len(offsets_s), symbolic_dim(texture, roll)), dtype=np.float32)
+    out = np.zeros((len(offsets_s), symbolic_dim(texture, roll, onsets)), dtype=np.float32)
     if len(notes.start) == 0:
         return out
     # Notes sorted by start: those starting before a window's end are a prefix; those that have all
@@ -206,13 +223,13 @@ def window_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, te
     highs = np.searchsorted(notes.start, offsets_s + clip_seconds, side="left")
     for row, (offset, low, high) in enumerate(zip(offsets_s, lows, highs)):
         out[row] = _one_window(notes, int(low), int(high), float(offset), float(offset) + clip_seconds, texture,
-                               roll)
+                               roll, onsets)
     return out
 
 
 def _one_window(notes: Notes, low: int, high: int, window_start: float, window_end: float,
-                texture: bool = False, roll: bool = False) -> np.ndarray:
-    features = np.zeros(symbolic_dim(texture, roll), dtype=np.float64)
+                texture: bool = False, roll: bool = False, onsets: bool = False) -> np.ndarray:
+    features = np.zeros(symbolic_dim(texture, roll, onsets), dtype=np.float64)
     start, end, pitch = notes.start[low:high], notes.end[low:high], notes.pitch[low:high]
     sounding = end > window_start
     if not sounding.any():
@@ -245,7 +262,10 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
     if texture and onset.any():
         _texture(features, start, end, pitch, onset)
     if roll:
-        features[symbolic_dim(texture):] = piano_roll(begin, finish, pitch, window_start, window_end).ravel()
+        first = symbolic_dim(texture)
+        features[first:first + ROLL_DIM] = piano_roll(begin, finish, pitch, window_start, window_end).ravel()
+        if onsets:
+            features[first + ROLL_DIM:] = onset_roll(start[onset], pitch[onset], window_start, window_end).ravel()
     return features
 
 
@@ -261,6 +281,15 @@ def piano_roll(begin: np.ndarray, finish: np.ndarray, pitch: np.ndarray, window_
     out = np.zeros((ROLL_PITCHES, ROLL_FRAMES))
     np.add.at(out, rows, overlap / np.diff(edges)[None, :])
     return np.minimum(out, 1.0)
+
+
+def onset_roll(start: np.ndarray, pitch: np.ndarray, window_start: float, window_end: float) -> np.ndarray:
+    """float64 [ROLL_PITCHES, ROLL_FRAMES]: 1 where a note of ``pitch`` starts (``start``, seconds, inside the
+    window) in that frame of the window, else 0: the onset plane (module docstring)."""
+    frames = np.floor((start - window_start) / (window_end - window_start) * ROLL_FRAMES).astype(np.int64)
+    out = np.zeros((ROLL_PITCHES, ROLL_FRAMES))
+    out[np.clip(pitch - ROLL_LOW, 0, ROLL_PITCHES - 1), np.clip(frames, 0, ROLL_FRAMES - 1)] = 1.0
+    return out
 
 
 def _texture(features: np.ndarray, start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
@@ -307,15 +336,16 @@ def render_variants(record: dict) -> dict[str, tuple[int, float]]:
 
 
 def clip_features(notes: Notes, offsets_s: np.ndarray, clip_seconds: float, transpose: int = 0,
-                  tempo: float = 1.0, relative: bool = False, texture: bool = False, roll: bool = False) -> np.ndarray:
-    """Features float32 [k, symbolic_dim(texture, roll)] of clips at ``offsets_s`` (seconds of a WAV
+                  tempo: float = 1.0, relative: bool = False, texture: bool = False, roll: bool = False,
+                  onsets: bool = False) -> np.ndarray:
+    """Features float32 [k, symbolic_dim(texture, roll, onsets)] of clips at ``offsets_s`` (seconds of a WAV
     rendered with ``transpose`` and ``tempo``, see the module docstring) of ``clip_seconds`` each;
     ``relative``: pitch classes counted from the source's estimated tonic (module docstring, Key);
-    ``texture``: the texture blocks too; ``roll``: the piano roll too."""
+    ``texture``: the texture blocks too; ``roll``: the piano roll too; ``onsets``: its onset plane too."""
     if tempo <= 0:
         raise ValueError(f"tempo factor must be > 0, got {tempo}")
     played = notes.played(transpose, tempo)
-    features = window_features(played, offsets_s, clip_seconds, texture, roll)
+    features = window_features(played, offsets_s, clip_seconds, texture, roll, onsets)
     return key_relative(features, estimate_tonic(played)) if relative else features
 
 
@@ -333,10 +363,11 @@ class TrackTask:
     texture: bool = False  # the texture blocks too (features.symbolic_texture)
     roll: bool = False  # the piano roll too (features.symbolic_roll)
     piece: bool = False  # the whole piece's statistics too (features.symbolic_piece, musicid.piece)
+    onsets: bool = False  # with roll, its onset plane too (features.symbolic_onsets)
 
 
 def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
-    """Worker: (features float32 [k, symbolic_dim(task.texture, task.roll)], None, the whole piece's statistics
+    """Worker: (features float32 [k, symbolic_dim(task.texture, task.roll, task.onsets)], None, the whole piece's statistics
     float64 [PIECE_DIM] with ``task.piece`` and notes, else None), or (None, "reason: detail", None) for an
     unreadable file.
 
@@ -350,12 +381,12 @@ def track_features(task: TrackTask) -> tuple[np.ndarray | None, str | None, np.n
         notes, piece = read_midi_notes(task.data, task.piece)
     except RenderError as error:
         return None, str(error), None
-    out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture, task.roll)), dtype=np.float32)
+    out = np.zeros((len(task.offsets_s), symbolic_dim(task.texture, task.roll, task.onsets)), dtype=np.float32)
     variants = sorted(set(zip(task.transpose.tolist(), task.tempo.tolist())))
     for transpose, tempo in variants:
         rows = (task.transpose == transpose) & (task.tempo == tempo)
         out[rows] = clip_features(notes, task.offsets_s[rows], task.clip_seconds, transpose, tempo, task.relative,
-                                  task.texture, task.roll)
+                                  task.texture, task.roll, task.onsets)
     return out, None, piece
 
 
@@ -368,7 +399,7 @@ def crashed_source(task: TrackTask) -> tuple[None, str, None]:
 class TableSymbolic:
     """Symbolic features of every row of a clips table."""
 
-    features: np.ndarray  # float32 [n, symbolic_dim(texture, roll)]; zeros where absent
+    features: np.ndarray  # float32 [n, symbolic_dim(texture, roll, onsets)]; zeros where absent
     present: np.ndarray  # bool [n]: False for clips of audio sources, of unreadable MIDI files, and in which
     # no note sounds (see sounding)
     audio_sources: int  # sources that are audio files (no notes to read)
@@ -385,7 +416,7 @@ class TableSymbolic:
 def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarray, clip_seconds: float,
                    records: list[dict], raw_dir: Path, jobs: int = 1, scheduler: str | None = None,
                    relative: bool = False, texture: bool = False, roll: bool = False,
-                   piece: bool = False) -> TableSymbolic:
+                   piece: bool = False, onsets: bool = False) -> TableSymbolic:
     """Symbolic features of the clips of a clips table.
 
     tracks str [n]: each clip's source under ``raw_dir`` (the render report's
@@ -394,14 +425,14 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
     the render report's ``files``. MIDI files are read here, as they are sent
     to ``jobs`` processes or to the Dask cluster at ``scheduler``, which parse them. ``relative``:
     pitch classes counted from each source's estimated tonic; ``texture``: the texture blocks too; ``roll``: the
-    piano roll too; ``piece``: each MIDI source's whole-piece statistics too (read from the file as it is: a
-    source's augmented renders share them).
+    piano roll too, ``onsets`` its onset plane too; ``piece``: each MIDI source's whole-piece statistics too (read
+    from the file as it is: a source's augmented renders share them).
     """
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.parallel import ordered_map, resolve_jobs
 
     by_source = {record["source"]: record for record in records}
-    features = np.zeros((len(tracks), symbolic_dim(texture, roll)), dtype=np.float32)
+    features = np.zeros((len(tracks), symbolic_dim(texture, roll, onsets)), dtype=np.float32)
     present = np.zeros(len(tracks), dtype=bool)
     names = sorted(set(tracks.tolist()))
     midi_names = [name for name in names if Path(name).suffix.lower() in MIDI_EXTENSIONS]
@@ -430,10 +461,10 @@ def table_features(tracks: np.ndarray, outputs: np.ndarray, offsets_s: np.ndarra
         for path, offsets, transpose, tempo in wanted:
             try:
                 yield TrackTask(path.read_bytes(), offsets, transpose, tempo, clip_seconds, relative=relative,
-                                texture=texture, roll=roll, piece=piece)
+                                texture=texture, roll=roll, piece=piece, onsets=onsets)
             except OSError as error:  # the source left data/raw after it was rendered
                 yield TrackTask(None, offsets, transpose, tempo, clip_seconds,
-                                unreadable_reason(error), relative, texture, roll, piece)
+                                unreadable_reason(error), relative, texture, roll, piece, onsets)
 
     # Capped by the count (a generator has no length for ordered_map to see): one file is parsed in this process.
     jobs = min(resolve_jobs(jobs), max(1, len(wanted)))

@@ -173,7 +173,7 @@ def statistic_columns(model: dict[str, np.ndarray], piece: bool) -> int:
 
 def note_columns(dim: int, roll_shape: list[int] | tuple[int, ...]) -> int:
     """How many of a table's ``dim`` symbolic columns are statistics: all but the piano roll's (which ends
-    the vector, [pitches, frames] = ``roll_shape``)."""
+    the vector, [pitches, frames] = ``roll_shape``, or [planes, pitches, frames] with its onset plane)."""
     return dim - (int(np.prod(roll_shape)) if len(roll_shape) else 0)
 
 

@@ -200,6 +200,7 @@ class SymbolicAxis:
     std: np.ndarray  # float32 [D]
     roll: bool  # the last ROLL_PITCHES x ROLL_FRAMES features are a piano roll (features.symbolic_roll)
     key_relative: bool  # features.symbolic_key relative: the pitch-class blocks count from each source's tonic
+    planes: int = 1  # with roll: how many such planes end the features (2 with features.symbolic_onsets)
 
 
 def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: SymbolicAxis,
@@ -230,12 +231,13 @@ def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: Symboli
             out[:, block] = torch.gather(raw[:, block], 1, source)
     out[:, PITCH_MEAN] = raw[:, PITCH_MEAN] + semitones.to(raw.dtype) / 127
     if axis.roll:
-        start = width - 1 - ROLL_PITCHES * ROLL_FRAMES
-        roll = raw[:, start:].reshape(batch, ROLL_PITCHES, ROLL_FRAMES)
+        start = width - 1 - axis.planes * ROLL_PITCHES * ROLL_FRAMES
+        roll = raw[:, start:].reshape(batch, axis.planes, ROLL_PITCHES, ROLL_FRAMES)
         source = torch.arange(ROLL_PITCHES)[None, :] - semitones[:, None]  # (B, pitches)
         inside = (source >= 0) & (source < ROLL_PITCHES)
-        moved = torch.gather(roll, 1, source.clamp(0, ROLL_PITCHES - 1)[:, :, None].expand_as(roll))
-        out[:, start:] = torch.where(inside[:, :, None], moved, torch.zeros_like(moved)).reshape(batch, -1)
+        index = source.clamp(0, ROLL_PITCHES - 1)[:, None, :, None].expand_as(roll)
+        moved = torch.gather(roll, 2, index)  # every plane's rows move alike
+        out[:, start:] = torch.where(inside[:, None, :, None], moved, torch.zeros_like(moved)).reshape(batch, -1)
     moved = torch.cat([(out - mean) / std, symbolic[:, -1:]], dim=1)
     return torch.where(present[:, None], moved, symbolic)
 

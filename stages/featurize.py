@@ -47,7 +47,7 @@ from musicid.params import as_dict, load_section
 from musicid.piece import PIECE_DIM
 from musicid.progress import progress
 from musicid.stage import StageError, run_stage
-from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, TableSymbolic, symbolic_dim, table_features
+from musicid.symbolic import ROLL_DIM, TableSymbolic, roll_planes, roll_shape, symbolic_dim, table_features
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +86,7 @@ def read_render_records(path: Path) -> list[dict]:
 
 def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
                 scheduler: str | None = None, relative: bool = False, texture: bool = False,
-                roll: bool = False, piece: bool = False) -> TableSymbolic:
+                roll: bool = False, piece: bool = False, onsets: bool = False) -> TableSymbolic:
     """Symbolic features of every row of the open clips table (see musicid.symbolic.table_features)."""
     if render_report is None or raw is None:
         raise StageError("features.symbolic is true: give the render report and the raw sources "
@@ -94,7 +94,7 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
     records = read_render_records(render_report)
     clip_seconds = clips["audio"].shape[1] / float(clips.attrs["sample_rate"])
     return table_features(read_strings(clips["track"]), read_strings(clips["source"]), clips["offset_s"][:],
-                          clip_seconds, records, raw, jobs, scheduler, relative, texture, roll, piece)
+                          clip_seconds, records, raw, jobs, scheduler, relative, texture, roll, piece, onsets)
 
 
 # A symbolic number is a share (0..1) or a log of a count or a length (a few units): one whose training values
@@ -104,16 +104,16 @@ def symbolic_of(clips, render_report: Path | None, raw: Path | None, jobs: int,
 MIN_SYMBOLIC_STD = 0.01
 
 
-def symbolic_stats(values: np.ndarray, roll: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def symbolic_stats(values: np.ndarray, planes: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) float32 [D] of rows float32 [n, D]; std 1 for a column that varies by less than
-    MIN_SYMBOLIC_STD, and (0, 1) when there is no row (no training clip has notes). With
-    ``roll`` the last ROLL_DIM columns (the piano roll, 0..1 already) get (0, 1): a convolution reads them
+    MIN_SYMBOLIC_STD, and (0, 1) when there is no row (no training clip has notes). The last ``planes`` x
+    ROLL_DIM columns (the piano roll and its onset plane, 0..1 already) get (0, 1): a convolution reads them
     on one scale."""
     dim = values.shape[1]
     mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
     if len(values) == 0:
         return mean, std
-    plain = dim - (ROLL_DIM if roll else 0)
+    plain = dim - planes * ROLL_DIM
     values = values[:, :plain].astype(np.float64)
     mean[:plain] = values.mean(axis=0)
     spread = values.std(axis=0)
@@ -219,7 +219,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
         stats = RunningBandStats(bands)
         workers = where(threads, scheduler)  # also stops at once when a named scheduler cannot be reached
         symbolic = symbolic_of(clips, render_report, raw, threads, scheduler, params.symbolic_key == "relative",
-                               params.symbolic_texture, params.symbolic_roll, params.symbolic_piece) \
+                               params.symbolic_texture, params.symbolic_roll, params.symbolic_piece,
+                               params.symbolic_onsets) \
             if params.symbolic else None
         for source, reason in (symbolic.unreadable.items() if symbolic else ()):
             print(f"featurize: {source}: no symbolic features ({reason})", file=sys.stderr)
@@ -233,7 +234,8 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                   f"({without_notes(symbolic) or 'their notes lie outside the clips'}): audio features only",
                   file=sys.stderr)
             symbolic = None
-        width = symbolic_dim(params.symbolic_texture, params.symbolic_roll) if symbolic is not None else 0
+        width = symbolic_dim(params.symbolic_texture, params.symbolic_roll, params.symbolic_onsets) \
+            if symbolic is not None else 0
         # Which clips come from render.augment's copies: train.track_notes' regression reads the plain renders'.
         augmented = symbolic.augmented if symbolic is not None else None
         with staged_table(out) as temporary:
@@ -271,7 +273,7 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 # (predict's ABSENT_KEYS puts them back).
                 if feature_params["symbolic_key"] == "absolute":
                     del feature_params["symbolic_key"]
-                for key in ("symbolic_texture", "symbolic_roll", "symbolic_piece"):
+                for key in ("symbolic_texture", "symbolic_roll", "symbolic_piece", "symbolic_onsets"):
                     if not feature_params[key] or symbolic is None:  # (without symbolic features, neither is written)
                         del feature_params[key]
                 if symbolic is None:
@@ -279,9 +281,11 @@ def featurize(clips_path: Path, out: Path, params, params_path: Path, threads: i
                 else:
                     used = symbolic.present & (splits == "train")
                     writer.attrs["symbolic_mean"], writer.attrs["symbolic_std"] = \
-                        symbolic_stats(symbolic.features[used], params.symbolic_roll)
+                        symbolic_stats(symbolic.features[used], roll_planes(params.symbolic_roll,
+                                                                            params.symbolic_onsets))
                     if params.symbolic_roll:  # what train builds the model's roll branch for
-                        writer.attrs["symbolic_roll_shape"] = np.array([ROLL_PITCHES, ROLL_FRAMES], np.int64)
+                        writer.attrs["symbolic_roll_shape"] = np.array(
+                            roll_shape(params.symbolic_roll, params.symbolic_onsets), np.int64)
                     if params.symbolic_piece:  # each MIDI source's whole-piece statistics (musicid.piece)
                         names = sorted(symbolic.piece)
                         writer.write_dataset("piece_track", np.array(names, dtype=STRING))

@@ -129,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
         band_std = np.asarray(table.attrs["band_std"], dtype=np.float32)
         upstream = json.loads(table.attrs["params"])
         sample_rate = int(table.attrs["sample_rate"])
-        # [pitches, frames] of the piano roll that ends each clip's symbolic features (features.symbolic_roll).
+        # [pitches, frames] of the piano roll that ends each clip's symbolic features (features.symbolic_roll);
+        # [2, pitches, frames] with its onset plane (features.symbolic_onsets).
         roll_shape = [int(n) for n in table.attrs.get("symbolic_roll_shape", [])]
-    if roll_shape and params.roll_pool > roll_shape[1]:  # a bad param, found only against the table
-        raise ParamsError(f"{args.params}: train.roll_pool must be at most the piano roll's {roll_shape[1]} "
+    if roll_shape and params.roll_pool > roll_shape[-1]:  # a bad param, found only against the table
+        raise ParamsError(f"{args.params}: train.roll_pool must be at most the piano roll's {roll_shape[-1]} "
                           f"frames ({args.features}), got {params.roll_pool}")
     pitch = pitch_axis(params, upstream.get("features"), args.params, args.features, band_mean, band_std)
     train_x, train_y, train_tracks = load_split(args.features, "train")
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     symbolic = load_symbolic(args.features)
     train_symbolic, val_symbolic = (None, None) if symbolic is None else symbolic[:2]
     symbolic_axis = None if symbolic is None else SymbolicAxis(
-        symbolic[2], symbolic[3], roll=bool(roll_shape),
+        symbolic[2], symbolic[3], roll=bool(roll_shape), planes=roll_shape[0] if len(roll_shape) == 3 else 1,
         key_relative=(upstream.get("features") or {}).get("symbolic_key") == "relative")
     if params.symbolic_transpose and symbolic is None:  # a bad param, found only against the table
         raise ParamsError(f"{args.params}: train.symbolic_transpose must be 0 for a features table without "

@@ -16,7 +16,7 @@ from musicid.model import ModelConfig, SpectrogramCNN, symbolic_input
 from musicid.novelty import Mahalanobis
 from musicid.params import as_dict
 from musicid.predict import Predictor
-from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, symbolic_dim
+from musicid.symbolic import ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, roll_shape, symbolic_dim
 from musicid.training import drop_symbolic, load_checkpoint, save_checkpoint
 from tests.conftest import (PROJECT_ROOT, SOUNDFONT, load_benchmark, load_stage, section_params, sine, write_midi,
                             write_wav)
@@ -109,10 +109,11 @@ def test_symbolic_dropout_hides_a_seeded_fraction():
 
 
 def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int = 16,
-                            symbolic: bool = True, roll: bool = False, without_notes: int = 1) -> None:
+                            symbolic: bool = True, roll: bool = False, without_notes: int = 1,
+                            onsets: bool = False) -> None:
     """Two classes told apart only by their symbolic features (the audio is noise); the last
     ``without_notes`` clips have none (2: the whole last track, an audio source). ``roll``: a piano roll
-    follows, as features.symbolic_roll writes it."""
+    follows, as features.symbolic_roll writes it (``onsets``: and its onset plane)."""
     rng = np.random.default_rng(0)
     n = len(splits)
     labels = (np.arange(n, dtype=np.int16) // 2) % 2
@@ -120,20 +121,21 @@ def write_symbolic_features(path, splits: list[str], bands: int = 8, frames: int
                   known=np.ones(n, bool), track=np.array([f"t{i // 2:03d}" for i in range(n)], dtype=object),
                   offset_s=np.zeros(n), split=np.array(splits, dtype=object))
     if symbolic:
-        notes = rng.random((n, symbolic_dim(roll=roll))).astype(np.float32)
+        notes = rng.random((n, symbolic_dim(roll=roll, onsets=onsets))).astype(np.float32)
         notes[labels == 1, :12] += 2.0
         present = np.ones(n, bool)
         present[n - without_notes:] = False
         notes[~present] = 0
         values.update(symbolic=notes, has_symbolic=present)
-    with RowWriter(path, feature_columns(bands, frames, symbolic_dim(roll=roll) if symbolic else 0)) as writer:
+    with RowWriter(path, feature_columns(bands, frames, symbolic_dim(roll=roll, onsets=onsets) if symbolic else 0)) \
+            as writer:
         writer.append(**values)
         write_table_attrs(writer, bands)
         if symbolic:
             writer.attrs["symbolic_mean"] = notes[present].mean(axis=0)
             writer.attrs["symbolic_std"] = np.maximum(notes[present].std(axis=0), 1e-6)
             if roll:
-                writer.attrs["symbolic_roll_shape"] = np.array([ROLL_PITCHES, ROLL_FRAMES])
+                writer.attrs["symbolic_roll_shape"] = np.array(roll_shape(roll, onsets))
         writer.attrs["params"] = json.dumps({})
 
 
@@ -405,11 +407,12 @@ def write_symbolic_checkpoint(path, **features):
         pytest.fail(f"{SOUNDFONT} is missing: run `make setup`")
     params["render"]["soundfonts"] = [str(SOUNDFONT)]
     params["features"].update(symbolic=True, **{"symbolic_roll": False, **features})  # the roll: asked for by name
-    dim = symbolic_dim(params["features"]["symbolic_texture"], params["features"]["symbolic_roll"])
+    dim = symbolic_dim(params["features"]["symbolic_texture"], params["features"]["symbolic_roll"],
+                       params["features"]["symbolic_onsets"])
     torch.manual_seed(0)
     config = ModelConfig(n_bands=params["features"]["n_mels"], n_classes=2, channels=[4], embedding_dim=4,
                          dropout=0.0, symbolic_dim=dim,
-                         roll_shape=[ROLL_PITCHES, ROLL_FRAMES] if params["features"]["symbolic_roll"] else [])
+                         roll_shape=roll_shape(params["features"]["symbolic_roll"], params["features"]["symbolic_onsets"]))
     embeddings = np.random.default_rng(0).standard_normal((20, 4))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     save_checkpoint(path, SpectrogramCNN(config), ["bach", "palestrina"], np.zeros(config.n_bands, np.float32),
