@@ -246,9 +246,9 @@ class FeatureParams(Section):
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise KeyProblem("n_mfcc", f"must be <= features.n_mels ({self.n_mels}) for features.kind mfcc, got "
                                        f"{self.n_mfcc}")
-        if self.symbolic_onsets and not (self.symbolic and self.symbolic_roll):
-            raise KeyProblem("symbolic_onsets", "must be false unless features.symbolic and features.symbolic_roll "
-                                                "are true (it is a second plane of the piano roll)")
+        if self.symbolic_onsets and not self.symbolic_roll:
+            raise KeyProblem("symbolic_onsets", "must be false unless features.symbolic_roll is true (it is a second "
+                                                "plane of the piano roll)")
         if self.fmin >= self.fmax:
             raise KeyProblem("fmax", f"must be greater than features.fmin ({self.fmin:g} Hz), got {self.fmax:g}")
         # Whole semitones per bin step keep transposition a shift by whole bins.

@@ -265,7 +265,7 @@ def _one_window(notes: Notes, low: int, high: int, window_start: float, window_e
         first = symbolic_dim(texture)
         features[first:first + ROLL_DIM] = piano_roll(begin, finish, pitch, window_start, window_end).ravel()
         if onsets:
-            features[first + ROLL_DIM:] = onset_roll(start[onset], pitch[onset], window_start, window_end).ravel()
+            features[first + ROLL_DIM:] = onset_roll(start, pitch, window_start, window_end).ravel()
     return features
 
 
@@ -273,7 +273,7 @@ def piano_roll(begin: np.ndarray, finish: np.ndarray, pitch: np.ndarray, window_
                window_end: float) -> np.ndarray:
     """float64 [ROLL_PITCHES, ROLL_FRAMES]: the share of each frame of the window in which each pitch
     sounds (module docstring), from the notes' sounding parts ``[begin, finish)`` inside the window."""
-    edges = window_start + (window_end - window_start) * np.arange(ROLL_FRAMES + 1) / ROLL_FRAMES
+    edges = frame_edges(window_start, window_end)
     # overlap[n, f]: seconds note n sounds in frame f.
     overlap = np.clip(np.minimum(finish[:, None], edges[None, 1:]) - np.maximum(begin[:, None], edges[None, :-1]),
                       0.0, None)
@@ -283,12 +283,20 @@ def piano_roll(begin: np.ndarray, finish: np.ndarray, pitch: np.ndarray, window_
     return np.minimum(out, 1.0)
 
 
+def frame_edges(window_start: float, window_end: float) -> np.ndarray:
+    """float64 [ROLL_FRAMES + 1]: the times, seconds, that bound the roll's frames of a window."""
+    return window_start + (window_end - window_start) * np.arange(ROLL_FRAMES + 1) / ROLL_FRAMES
+
+
 def onset_roll(start: np.ndarray, pitch: np.ndarray, window_start: float, window_end: float) -> np.ndarray:
-    """float64 [ROLL_PITCHES, ROLL_FRAMES]: 1 where a note of ``pitch`` starts (``start``, seconds, inside the
-    window) in that frame of the window, else 0: the onset plane (module docstring)."""
-    frames = np.floor((start - window_start) / (window_end - window_start) * ROLL_FRAMES).astype(np.int64)
+    """float64 [ROLL_PITCHES, ROLL_FRAMES]: 1 where a note of ``pitch`` starts (``start``, seconds) in that frame
+    of the window, else 0: the onset plane (module docstring). A start outside ``[window_start, window_end)``
+    is no onset of the window. The frames are :func:`piano_roll`'s, so a note starts in the first frame in
+    which it sounds."""
+    inside = (start >= window_start) & (start < window_end)
+    frames = np.searchsorted(frame_edges(window_start, window_end), start[inside], side="right") - 1
     out = np.zeros((ROLL_PITCHES, ROLL_FRAMES))
-    out[np.clip(pitch - ROLL_LOW, 0, ROLL_PITCHES - 1), np.clip(frames, 0, ROLL_FRAMES - 1)] = 1.0
+    out[np.clip(pitch[inside] - ROLL_LOW, 0, ROLL_PITCHES - 1), np.clip(frames, 0, ROLL_FRAMES - 1)] = 1.0
     return out
 
 

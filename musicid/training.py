@@ -198,9 +198,9 @@ class SymbolicAxis:
 
     mean: np.ndarray  # float32 [D]: featurize's normalisation statistics
     std: np.ndarray  # float32 [D]
-    roll: bool  # the last ROLL_PITCHES x ROLL_FRAMES features are a piano roll (features.symbolic_roll)
+    roll: bool  # the last planes x ROLL_PITCHES x ROLL_FRAMES features are a piano roll (features.symbolic_roll)
     key_relative: bool  # features.symbolic_key relative: the pitch-class blocks count from each source's tonic
-    planes: int = 1  # with roll: how many such planes end the features (2 with features.symbolic_onsets)
+    planes: int = 1  # with roll: how many planes end the features (2: the roll, then features.symbolic_onsets')
 
 
 def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: SymbolicAxis,
@@ -210,7 +210,8 @@ def transpose_symbolic(symbolic: torch.Tensor, max_semitones: int, axis: Symboli
     Transposing moves what depends on absolute pitch (``musicid.symbolic``):
     the two pitch-class histograms rotate (not when they already count from
     the tonic, ``key_relative``), the mean pitch moves by k/127 and the piano
-    roll's rows move by k (rows it leaves get silence; nothing wraps around).
+    roll's rows move by k, its onset plane's with them (rows they leave get
+    silence; nothing wraps around).
     Intervals, densities, polyphony, spread and durations stay as they are.
     The shift is applied to the un-normalised values, which are then
     normalised again.  Clips whose input is absent (flag 0: an audio source,

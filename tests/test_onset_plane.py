@@ -11,8 +11,8 @@ import torch
 
 from musicid.h5 import read_strings
 from musicid.model import symbolic_input
-from musicid.symbolic import (ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, Notes, clip_features, roll_shape,
-                              symbolic_dim, window_features)
+from musicid.symbolic import (ROLL_DIM, ROLL_FRAMES, ROLL_PITCHES, SYMBOLIC_DIM, Notes, clip_features, onset_roll,
+                              roll_shape, symbolic_dim, window_features)
 from musicid.training import SymbolicAxis, load_checkpoint, transpose_symbolic
 from musicid.predict import Predictor
 from tests.conftest import write_midi
@@ -53,6 +53,19 @@ def test_a_note_held_into_the_window_has_no_onset_in_it_and_edges_are_clamped():
     roll, onsets = planes(row, symbolic_dim(texture=True))
     assert roll[60 - 21, :16].tolist() == [1.0] * 16 and not onsets[60 - 21].any()
     assert onsets[0, 23] == 1 and onsets[87, 23] == 1 and onsets.sum() == 2  # (3.99 - 1) / 4 * 32 = frame 23
+
+
+def test_an_onset_is_in_the_first_frame_its_note_sounds_in_and_only_inside_its_window():
+    # A window starting at 0.2 s (not a whole number of frames from 0): a note at 0.575 s, 0.375 s in, starts on
+    # the edge of the 4th frame, where the roll first has it. One starting at the window's end is the next one's.
+    notes = Notes(np.array([0.575, 4.2]), np.array([1.0, 5.0]), np.array([64, 67]))
+    (row,) = window_features(notes, np.array([0.2]), 4.0, roll=True, onsets=True)
+    roll, onsets = planes(row)
+    first_sounding = int(np.flatnonzero(roll[64 - 21])[0])
+    assert np.flatnonzero(onsets[64 - 21]).tolist() == [first_sounding] and onsets.sum() == 1
+    assert not roll[67 - 21].any() and not onsets[67 - 21].any()
+    # Starts before or at the end of the window are no onsets of it.
+    assert not onset_roll(np.array([0.1, 4.2, 5.0]), np.array([60, 60, 60]), 0.2, 4.2).any()
 
 
 def test_a_transposed_input_moves_both_planes():
@@ -115,6 +128,32 @@ def test_train_evaluate_and_reload_a_model_with_two_planes(tmp_path, params, mon
     assert model.config.roll_shape == [2, 88, 32] and model.config.symbolic_dim == SYMBOLIC_DIM + 2 * ROLL_DIM
     assert model.roll.blocks[0].conv.in_channels == 2
     assert EVALUATE.main(evaluate) == 0
+
+
+def test_train_transposes_the_notes_of_both_planes(tmp_path, params, monkeypatch):  # noqa: F811
+    """train.symbolic_transpose with the onset plane: train tells the transposition both planes are there."""
+    import yaml
+
+    import musicid.training as training
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    values = yaml.safe_load(params.read_text())
+    values["train"]["symbolic_transpose"] = 2
+    params.write_text(yaml.safe_dump(values))
+    write_symbolic_features(tmp_path / "features.h5", ["train"] * 16 + ["val"] * 8 + ["test"] * 6, roll=True,
+                            onsets=True)
+    seen = []
+    original = training.transpose_symbolic
+
+    def recording(symbolic, most, axis, generator):
+        seen.append((most, axis.roll, axis.planes))
+        return original(symbolic, most, axis, generator)
+
+    monkeypatch.setattr(training, "transpose_symbolic", recording)
+    train, _ = stage_arguments(tmp_path, params)
+    assert TRAIN.main(train) == 0
+    assert seen and set(seen) == {(2, True, 2)}
 
 
 def test_predict_reads_both_planes_of_a_midi_file(tmp_path):
