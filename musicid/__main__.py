@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import signal
@@ -66,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("paths", nargs="+", help="files, or folders searched for MIDI and audio files")
     predict.add_argument("--model", default="models/model.pt",
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
-    predict.add_argument("--top", type=whole_number(1), default=3, help="labels to show per file (default: 3)")
-    predict.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    predict.add_argument("--top", type=whole_number(1), default=None, help="labels to show per file (default: 3)")
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    output.add_argument("--csv", action="store_true",
+                        help="print a CSV table for spreadsheets: a row per file (with --clips, then one per clip), "
+                             "every class's probability as metrics/predictions.csv gives them (--top does not "
+                             "apply); the novelty threshold goes to stderr")
     predict.add_argument("--jobs", type=whole_number(0, " (0: one per core)"), default=1,
                          help="worker processes that render, clip and featurize files while the model scores "
                               "them (default 1: all in this process, the quickest for a few files; 0: "
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return render_cache_command(args.action)
     if args.clip_audio is not None and not args.clips:  # it would change nothing: say so rather than ignore it
         predict.error("--clip-audio applies to the clips' answers: give --clips too")
+    if args.top is not None and args.csv:
+        predict.error("--top does not apply to --csv, which gives every class's probability")
 
     if threading.current_thread() is not threading.main_thread():  # signal handlers are the main thread's
         return predict_command(args)
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     from musicid.parallel import jobs_problem
     from musicid.params import ParamsError
-    from musicid.predict import Predictor, collect_inputs, format_prediction, format_threshold
+    from musicid.predict import Predictor, collect_inputs, csv_header, csv_rows, format_prediction, format_threshold
     from musicid.training import CheckpointError
 
     problem = jobs_problem(args.jobs) if args.jobs == 0 else None  # $MUSICID_JOBS, read for --jobs 0
@@ -142,16 +150,25 @@ def predict_command(args: argparse.Namespace) -> int:
     if warning:
         print(f"predict: warning: {warning}", file=sys.stderr)
     threshold = format_threshold(predictor.novelty_reference, predictor.novelty_reference_tracks)
-    if not args.json:
+    if args.csv:  # stdout holds the table alone
+        print(threshold, file=sys.stderr, flush=True)
+        table = csv.writer(sys.stdout, lineterminator="\n")
+        table.writerow(csv_header(predictor.label_names))
+        sys.stdout.flush()
+    elif not args.json:
         print(threshold, flush=True)
     results, shown = [], set()
     clip_audio = (0.5 if args.clip_audio is None else args.clip_audio) if args.clips else None
-    predictions = predictor.predict_all(collect_inputs(args.paths), top=args.top, jobs=args.jobs,
+    top = len(predictor.label_names) if args.csv else 3 if args.top is None else args.top
+    predictions = predictor.predict_all(collect_inputs(args.paths), top=top, jobs=args.jobs,
                                         clip_audio=clip_audio)  # see below
     try:
         for prediction in predictions:
             results.append(prediction)
-            if not args.json:
+            if args.csv:
+                table.writerows(csv_rows(prediction, predictor.label_names))
+                sys.stdout.flush()
+            elif not args.json:
                 print(format_prediction(prediction, shown), flush=True)
     except (KeyboardInterrupt, BrokenPipeError):  # while a line is printed (`| head`): the workers end at once
         predictions.close()

@@ -287,9 +287,16 @@ class Predictor(FileReader):
             alone = class_probabilities(self.model, features, self.audio_centroids, 64, self.device)[0] \
                 if has_notes.any() and clip_audio > 0 else probabilities
             answers = clip_answers(probabilities, alone, has_notes, clip_audio)
+            # With several SoundFonts a MIDI file's clips restart at 0:00 in each render: name the render's.
+            soundfonts = self.render_params.soundfonts
+            shown = [Path(soundfont).name for soundfont in soundfonts]
+            shown = shown if len(set(shown)) == len(shown) else soundfonts  # two of one name: their paths
+            names = [None] * len(answers) if prepared.renders is None or len(soundfonts) < 2 \
+                else [shown[index] for index in prepared.renders]
             prediction.clip_labels = [
-                (float(start), [(self.label_names[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:top]])
-                for start, row in zip(prepared.offsets, answers)]
+                (float(start), name,
+                 [(self.label_names[i], float(row[i])) for i in np.argsort(-row, kind="stable")[:top]])
+                for start, name, row in zip(prepared.offsets, names, answers)]
         return prediction
 
 
@@ -330,9 +337,37 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
     unread = f"; notes not read ({prediction.notes_unread}): its audio alone" if prediction.notes_unread else ""
     clips = f"{prediction.clips} clip{'s' if prediction.clips != 1 else ''}"
     line = f"{path}: {labels}; novelty {prediction.novelty:.3f}{flag}{repaired}{unread} ({clips})"
-    # predict --clips: one more line per clip, where it starts (minutes:seconds) and its own answer.
-    return line + "".join(f"\n  {minutes_seconds(start)}  " + ", ".join(f"{label} {p:.2f}" for label, p in answer)
-                          for start, answer in prediction.clip_labels or ())
+    # predict --clips: one more line per clip, where it starts (minutes:seconds), with several SoundFonts the
+    # one its render was made with, and its own answer.
+    return line + "".join(f"\n  {minutes_seconds(start)}  " + (f"{soundfont}  " if soundfont else "")
+                          + ", ".join(f"{label} {p:.2f}" for label, p in answer)
+                          for start, soundfont, answer in prediction.clip_labels or ())
+
+
+def csv_header(label_names: list[str]) -> list[str]:
+    """``predict --csv``'s columns: a file's row, then one per clip (with ``--clips``), every class's
+    probability in the model's order, as evaluate's ``metrics/predictions.csv`` gives them."""
+    return ["path", "clip_start_s", "soundfont", "predicted", *(f"p_{name}" for name in label_names), "novelty",
+            "flagged", "clips", "error"]
+
+
+def csv_rows(prediction: Prediction, label_names: list[str]) -> list[list[str]]:
+    """A file's rows under :func:`csv_header` (its ``labels`` and ``clip_labels`` must hold every class).
+    A clip's row leaves the file's columns empty (novelty, flagged, clips); a file that could not be scored
+    has its reason (and what render repaired, after ``; recovered:``) and nothing else."""
+    def probabilities(labels: list[tuple[str, float]]) -> list[str]:
+        if {label for label, _ in labels} != set(label_names):
+            raise ValueError(f"{prediction.path}: a CSV row needs every class's probability")
+        named = dict(labels)
+        return [labels[0][0], *(f"{named[name]:.6f}" for name in label_names)]
+
+    if prediction.error:
+        error = prediction.error + "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+        return [[prediction.path, "", "", "", *("" for _ in label_names), "", "", "", error]]
+    rows = [[prediction.path, "", "", *probabilities(prediction.labels), f"{prediction.novelty:.6f}",
+             str(prediction.flagged).lower(), str(prediction.clips), ""]]
+    return rows + [[prediction.path, f"{start:.3f}", soundfont or "", *probabilities(labels), "", "", "", ""]
+                   for start, soundfont, labels in prediction.clip_labels or ()]
 
 
 def minutes_seconds(seconds: float) -> str:

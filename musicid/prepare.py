@@ -39,8 +39,9 @@ class Prediction:
     symbolic: bool = False  # the model also read the notes of the file (a MIDI file, with a symbolic model)
     notes_unread: str | None = None  # why a symbolic model read no notes of a MIDI file (its audio alone decided)
     repaired: list[str] = field(default_factory=list)  # what render repaired to use the file (a file cut short)
-    # predict --clips: each clip's start (seconds) and its own answer, best first; None when not asked for.
-    clip_labels: list[tuple[float, list[tuple[str, float]]]] | None = None
+    # predict --clips: each clip's start (seconds) in its render, the SoundFont of that render (its file name;
+    # None for an audio file, or with one SoundFont), and its own answer, best first; None when not asked for.
+    clip_labels: list[tuple[float, str | None, list[tuple[str, float]]]] | None = None
 
     def to_dict(self) -> dict:
         def named(labels: list[tuple[str, float]]) -> list[dict]:
@@ -51,7 +52,8 @@ class Prediction:
                 "clips": self.clips, "symbolic": self.symbolic, "notes_unread": self.notes_unread,
                 "repaired": self.repaired, "error": self.error,
                 **({} if self.clip_labels is None else {"clip_answers": [
-                    {"start_s": round(start, 3), "labels": named(labels)} for start, labels in self.clip_labels]})}
+                    {"start_s": round(start, 3), "soundfont": soundfont, "labels": named(labels)}
+                    for start, soundfont, labels in self.clip_labels]})}
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Prepared:
     notes: np.ndarray | None = None  # float32 [clips, D]: its clips' symbolic features; None without notes
     piece: np.ndarray | None = None  # float64 [PIECE_DIM]: its whole piece's statistics (features.symbolic_piece)
     offsets: np.ndarray | None = None  # float64 [clips]: where each clip starts in its render, seconds
+    renders: np.ndarray | None = None  # a MIDI file's: int [clips], the SoundFont each clip was rendered with
 
 
 class FileReader:
@@ -107,13 +110,14 @@ class FileReader:
     def clips_and_offsets(self, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(clips float32 [k, clip_samples], their starts in their render, float64 [k] seconds, what render
         repaired to use the file: [] for a whole one)."""
-        clips, offsets, repairs, _ = self.clips_offsets_silent(path)
+        clips, offsets, repairs, _, _ = self.clips_offsets_silent(path)
         return clips, offsets, repairs
 
     def clips_offsets_silent(self, path: Path, suffix: str | None = None,
-                             ) -> tuple[np.ndarray, np.ndarray, list[str], int]:
-        """:meth:`clips_and_offsets` and how many clips were skipped as silence; ``suffix``: the kind of file
-        it is read as (default: its own extension's)."""
+                             ) -> tuple[np.ndarray, np.ndarray, list[str], int, np.ndarray | None]:
+        """:meth:`clips_and_offsets`, how many clips were skipped as silence and the render each clip is cut
+        from (a MIDI file's: int [k], the SoundFont's place in ``render.soundfonts``; None for an audio file);
+        ``suffix``: the kind of file it is read as (default: its own extension's)."""
         suffix = (suffix or path.suffix).lower()
         renderer = self.midi_renderer() if suffix in MIDI_EXTENSIONS else None
         renders, repairs = load_source(renderer, path, self.render_params, suffix=suffix)
@@ -127,7 +131,8 @@ class FileReader:
             clips.append(kept)
             offsets.append(starts)
             silent += skipped
-        return np.concatenate(clips), np.concatenate(offsets), repairs, silent
+        renders_of = None if renderer is None else np.repeat(np.arange(len(clips)), [len(kept) for kept in clips])
+        return np.concatenate(clips), np.concatenate(offsets), repairs, silent, renders_of
 
     def notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int) -> np.ndarray | None:
         """The symbolic features float32 [k, D] of a file's clips, as featurize writes them; None for an audio
@@ -185,7 +190,7 @@ class FileReader:
             prediction.error = f"content_mismatch: {mismatch}"
             return Prepared(prediction)
         try:
-            clips, offsets, repaired, silent = self.clips_offsets_silent(path, fitting)
+            clips, offsets, repaired, silent, renders = self.clips_offsets_silent(path, fitting)
             prediction.repaired = [f"{mismatch}: read as {fitting}"] + repaired if fitting else repaired
         except RenderError as error:
             prediction.error = str(error) + (f" ({mismatch}: read as {fitting})" if fitting else "")
@@ -199,7 +204,7 @@ class FileReader:
             if self.uses_symbolic else (None, None, None)
         prediction.symbolic = notes is not None
         prediction.clips = len(clips)
-        return Prepared(prediction, features, notes, piece, offsets)
+        return Prepared(prediction, features, notes, piece, offsets, renders)
 
 
 _WORKER_READER: FileReader | None = None  # a worker process's reader (prepare_all)
