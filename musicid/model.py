@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from musicid.symbolic_layout import roll_planes_of
+
 
 @dataclass
 class ModelConfig:
@@ -253,7 +255,7 @@ class RollBranch(nn.Module):
     def __init__(self, shape: list[int], channels: list[int] | tuple[int, ...] = (16, 32, 64), pool: int = 1):
         super().__init__()
         # [pitches, frames] is one plane; [planes, pitches, frames] several, read as input channels.
-        self.shape = tuple(shape) if len(shape) == 3 else (1, *shape)
+        self.shape = (roll_planes_of(shape), *shape[-2:])
         self.pool = pool
         widths = [self.shape[0], *channels]
         self.blocks = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:])])

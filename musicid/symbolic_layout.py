@@ -16,6 +16,12 @@ ROLL_LOW, ROLL_PITCHES, ROLL_FRAMES = 21, 88, 32
 ROLL_DIM = ROLL_PITCHES * ROLL_FRAMES
 
 
+def roll_planes_of(shape) -> int:
+    """How many planes a piano roll of ``shape`` (featurize's ``symbolic_roll_shape``) holds: [pitches, frames]
+    is the roll alone (a table of before features.symbolic_onsets); [planes, pitches, frames] says."""
+    return int(shape[0]) if len(shape) == 3 else 1
+
+
 def sounding(features):
     """bool [k]: which windows of features [k, D] (a numpy array or a torch tensor) have a note sounding in
     them (their pitch-class histogram sums to 1). A window with none (a drum part's, or notes the reader

@@ -42,6 +42,8 @@ from musicid.training import (AUDIO_ONLY, NOTES_NOVELTY, EmptyValidationSplit, F
                               SymbolicAxis, check_features_table, checkpoint_bytes, class_centroids, embed, normalise,
                               notes_mixed, pick_device, read_symbolic_input, train_model)
 from musicid.stage import output_set, run_stage
+from musicid.symbolic_layout import roll_planes_of
+
 
 class StageError(Exception):
     """Stops the stage with a one-line message before anything is replaced."""
@@ -155,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     symbolic = load_symbolic(args.features)
     train_symbolic, val_symbolic = (None, None) if symbolic is None else symbolic[:2]
     symbolic_axis = None if symbolic is None else SymbolicAxis(
-        symbolic[2], symbolic[3], roll=bool(roll_shape), planes=roll_shape[0] if len(roll_shape) == 3 else 1,
+        symbolic[2], symbolic[3], roll=bool(roll_shape), planes=roll_planes_of(roll_shape),
         key_relative=(upstream.get("features") or {}).get("symbolic_key") == "relative")
     if params.symbolic_transpose and symbolic is None:  # a bad param, found only against the table
         raise ParamsError(f"{args.params}: train.symbolic_transpose must be 0 for a features table without "
@@ -304,12 +306,13 @@ def novelty_with_notes(features_path: Path, regression: dict[str, np.ndarray], n
     references, notes_top = {}, float(np.percentile(notes_val, 95))
     for name, scorer in scorers.items():
         names, scores = scorer.track_scores(val_embeddings, val_tracks)
-        keys[NOTES_NOVELTY[2]][name] = float(np.percentile(scores, 95)) / notes_top if notes_top > 0 else 0.0
+        embedding_top = float(np.percentile(scores, 95))
+        keys[NOTES_NOVELTY[2]][name] = embedding_top / notes_top if notes_top > 0 else 0.0
         mixed = notes_mixed({**regression, **keys}, name, names, scores, val_statistics)
         references[name] = float(np.percentile(mixed, 95))
         scales = without_notes.get(f"{AUDIO_ONLY}novelty_scale")
-        if scales and name in scales and np.percentile(scores, 95) > 0:
-            scales[name] *= references[name] / float(np.percentile(scores, 95))
+        if scales and name in scales and embedding_top > 0:
+            scales[name] *= references[name] / embedding_top
     return keys, references[kind]
 
 
