@@ -620,8 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--params: {error}")
     for task in args.tasks:  # a misspelt key stops the run now, not after the configurations before it
         for name, overrides in configs:
-            if task_params(TASKS[task], base, overrides)["split"]["group"] == "folder":
-                parser.error(f"--configs {name}: split.group folder: the suite lays each task out one file a "
+            group = task_params(TASKS[task], base, overrides)["split"]["group"]
+            if group != "track":
+                parser.error(f"--configs {name}: split.group {group}: the suite lays each task out one file a "
                              "track, with no folders, so every track would be a group of its own; "
                              "benchmarks/split_by_work.py measures the split by work on the string quartets")
     args.out.mkdir(parents=True, exist_ok=True)

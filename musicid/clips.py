@@ -53,11 +53,17 @@ def split_units(tracks: dict[str, dict], group: str) -> dict[str, str]:
     sat in one sub-folder of their label folder (the record's ``folder``: a
     work's movements, an album's tracks) are one unit, ``<label>/<folder>/``;
     a track directly in its label folder is its own unit, as with ``track``.
+    ``parent``: the tracks whose sources sat in one folder are one unit, however
+    deep below the label folder (the record's ``parent`` when two or more deep,
+    else its ``folder``): ``<label>/<folders>/``.
     """
     if group == "track":
         return {track: track for track in tracks}
-    return {track: f"{record['label']}/{record['folder']}/" if record.get("folder") else track
-            for track, record in tracks.items()}
+    units = {}
+    for track, record in tracks.items():
+        folder = (record.get("parent") if group == "parent" else None) or record.get("folder")
+        units[track] = f"{record['label']}/{folder}/" if folder else track
+    return units
 
 
 def deal_units(tracks: dict[str, dict], units: dict[str, str], val: float, test: float, seed: int,

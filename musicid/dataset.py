@@ -44,7 +44,10 @@ The manifest (``manifest.json``) holds one record per kept file, sorted by path:
 one below the label folder: ``"opus18no1"`` for
 ``music21:beethoven/opus18no1/movement1.mxl``, ``"Kind of Blue"`` for
 ``miles/Kind of Blue/So What.flac``; ``split.group: folder`` keeps each such
-folder, a work or an album, on one side of the split) and one record per
+folder, a work or an album, on one side of the split; one two or more folders
+deep also has ``"parent"``, the folders it sits in below the label folder,
+``"Sonatas/Op. 2 No. 1"`` for ``beethoven/Sonatas/Op. 2 No. 1/1.mid``, which
+``split.group: parent`` keeps together instead) and one record per
 source that could not be used, with its reason (a refused folder is one
 record, its origin ending in ``/``).
 """
@@ -335,6 +338,7 @@ class Candidate:
     music: str = ""  # the digest of the music it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
+    parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
 
     @property
     def music_sha256(self) -> str:
@@ -366,6 +370,7 @@ class _Found:
     label: str | None
     inner: str
     folder: str = ""  # the folder below its label folder it sits in ("" directly in it): split.group folder
+    parent: str = ""  # the folders below its label folder, "/"-joined, when two or more: split.group parent
 
 
 def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str:
@@ -564,7 +569,8 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             name_of_label, label = _folder_label(printable(below[0]), labels)
             folders.setdefault(label, {})[printable(below[0])] = name_of_label
             found.append(_Found(path, relative, label, printable("__".join(below[1:])),
-                                printable(below[1]) if len(below) > 2 else ""))
+                                printable(below[1]) if len(below) > 2 else "",
+                                printable("/".join(below[1:-1])) if len(below) > 3 else ""))
     for name in label_folders:
         if name not in holding:  # nothing in it at all (its files would each have a record)
             relative = printable((label_root / name).relative_to(root).as_posix())
@@ -689,7 +695,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
         candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, music,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
-                                    folder=item.folder))
+                                    folder=item.folder, parent=item.parent))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
@@ -731,7 +737,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
                       "size": candidate.size, "origin": origin_prefix + candidate.relative,
                       **({"renamed": candidate.renamed} if candidate.renamed else {}),
-                      **({"folder": candidate.folder} if candidate.folder else {})})
+                      **({"folder": candidate.folder} if candidate.folder else {}),
+                      **({"parent": candidate.parent} if candidate.parent else {})})
 
     unlabeled_files = []
     for candidate in _deduplicate([c for c in candidates if c.label is None], skip):

@@ -157,7 +157,9 @@ class SplitParams(Section):
     holdout_classes: list[str]  # classes whose every track goes to test, as unknown (open set)
     folds: int = Field(ge=0)  # k-fold cross-validation by track: k >= 2 folds, 0: one split by fractions
     fold: int = Field(ge=0)  # which fold is test, 0 .. folds - 1 (0 when folds is 0)
-    group: Literal["track", "folder"]  # what is dealt: each track, or each sub-folder of a label folder as one
+    # What is dealt: each track; each sub-folder of a label folder as one (folder); each folder a file sits in,
+    # however deep below its label folder, as one (parent).
+    group: Literal["track", "folder", "parent"]
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:

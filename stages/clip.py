@@ -74,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
     # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
     units = split_units(tracks, split_params.group)
     words = ("rendered track", "rendered tracks") if split_params.group == "track" else \
-        ("group of rendered tracks (split.group folder)", "groups of rendered tracks (split.group folder)")
+        (f"group of rendered tracks (split.group {split_params.group})",
+         f"groups of rendered tracks (split.group {split_params.group})")
     excluded = {**unrendered_classes(report["files"], labels_found),
                 **too_small_classes({units[t]: r["label"] for t, r in tracks.items()}, split_params.val,
                                     split_params.test, holdout, split_params.folds, words)}
+    # Sub-folders of label folders, counted on every rendered track (a class of one folder may be left out).
+    in_folders = sum(1 for record in tracks.values() if record.get("folder"))
+    deeper = sum(1 for record in tracks.values() if record.get("parent"))
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
     # The split depends on the tracks' names (and folders), split.seed and split.folds alone, not on what
     # cutting finds: it is made once, and a class left out below (no training clip) leaves every other track
@@ -232,19 +236,22 @@ def run(args: argparse.Namespace) -> int:
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
-    in_folders = sum(1 for record in tracks.values() if record.get("folder"))
     if split_params.group == "track" and in_folders:
         print(f"clip: note: {in_folders} of the {len(tracks)} tracks sit in sub-folders of their label folder (works, "
               "albums): split.group folder keeps each sub-folder on one side of the split, so that no work or album "
               "is both trained and scored on", file=sys.stderr)
-    elif split_params.group == "folder" and not in_folders:
-        print("clip: warning: split.group folder: no track sits in a sub-folder of its label folder (a collection "
-              "rendered before download recorded folders is rendered again by `dvc repro`), so each track is a "
-              "group of its own, as with split.group track", file=sys.stderr)
-    elif split_params.group == "folder":
-        print(f"clip: split.group folder: {len(set(units[t] for t in tracks))} groups of {len(tracks)} tracks "
-              f"({in_folders} in sub-folders of their label folder; each other track is a group of its own)",
-              file=sys.stderr)
+    elif split_params.group != "track" and not in_folders:
+        print(f"clip: warning: split.group {split_params.group}: no track sits in a sub-folder of its label folder "
+              "(a collection rendered before download recorded folders is rendered again by `dvc repro`), so each "
+              "track is a group of its own, as with split.group track", file=sys.stderr)
+    elif split_params.group != "track":
+        print(f"clip: split.group {split_params.group}: {len(set(units[t] for t in tracks))} groups of "
+              f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} in sub-folders "
+              "of their label folder; each other track is a group of its own)", file=sys.stderr)
+    if split_params.group == "folder" and deeper:
+        print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "
+              "(Sonatas/op2/1.mid): split.group folder deals the whole first folder as one group, split.group "
+              "parent each folder a track sits in", file=sys.stderr)
     if clip_params.hop_seconds > clip_params.clip_seconds:  # allowed (sparser clips), but easy to leave by mistake
         print(f"clip: warning: clip.hop_seconds {clip_params.hop_seconds:g} is longer than clip.clip_seconds "
               f"{clip_params.clip_seconds:g}: {clip_params.hop_seconds - clip_params.clip_seconds:g} s of every "

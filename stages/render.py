@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
         planned = plan_tasks(manifest, args.raw, params)
-        folders = {record["path"]: record.get("folder") for record in manifest["files"]}
+        folders = {record["path"]: {key: record[key] for key in ("folder", "parent") if record.get(key)}
+                   for record in manifest["files"]}
         # Every source is read and hashed before the first render: its own bar (gigabytes of audio take a while).
         keys = [cache_key(cache, path, task) for path, task in progress(planned, total=len(planned), desc="hash")] \
             if cache else [None] * len(planned)
@@ -142,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
                     if cache and cacheable(rendered):
                         cache.put(key, rendered)
                 record = dict(write_rendered(rendered, staging))
-                if folders.get(task.source):  # split.group folder: the sub-folder of its label it came from
-                    record["folder"] = folders[task.source]
+                # split.group folder and parent: the sub-folders of its label it came from
+                record.update(folders.get(task.source, {}))
                 records.append(record)
         if records and all(record["status"] == "rejected" for record in records):
             raise StageError(nothing_rendered(records, params, args.out))

@@ -1015,12 +1015,15 @@ def test_one_recording_that_gives_most_of_a_class_is_warned_about():
 
 
 def in_folders(root, folders: dict[str, str]) -> None:
-    """Give the report's records of the sources ``folders`` names the sub-folder of their label folder they
-    came from, as render copies it from download's manifest."""
+    """Give the report's records of the sources ``folders`` names the sub-folders of their label folder they
+    came from (``"work/part"``: two deep), as render copies them from download's manifest: the first as
+    ``folder``, all of them as ``parent`` when two or more."""
     report = json.loads((root / "report.json").read_text())
     for record in report["files"]:
         if record["source"] in folders:
-            record["folder"] = folders[record["source"]]
+            record["folder"] = folders[record["source"]].split("/")[0]
+            if "/" in folders[record["source"]]:
+                record["parent"] = folders[record["source"]]
     (root / "report.json").write_text(json.dumps(report))
 
 
@@ -1070,6 +1073,35 @@ def test_a_class_of_too_few_folders_is_left_out_naming_the_groups(tmp_path, audi
     assert json.loads((tmp_path / "clips.json").read_text())["excluded_classes"] == {"d": reason}
     code, clips = run_clip(tmp_path, audio, name="by_track")  # by track, its 6 tracks are enough
     assert code == 0 and "d" in json.loads((tmp_path / "by_track.json").read_text())["counts"]
+
+
+def test_split_group_parent_deals_each_folder_a_track_sits_in_as_one(tmp_path, audio, capsys):
+    """A collection two folders deep (``a/Sonatas/op1/*.mid``): by its first folder each class is one group,
+    too few, and left out; split.group parent deals each work's folder as one, apart from the others."""
+    for label in "def":
+        add_tracks(audio, label, 9, 2.0, prefix="work", frequency={"d": 250.0, "e": 370.0, "f": 560.0}[label])
+    works = {f"{label}/work{i}.mid": f"Sonatas/op{i // 3}" for label in "def" for i in range(9)}
+    in_folders(audio, works)
+    code, clips = run_clip(tmp_path, audio, name="by_folder", split={"group": "folder"})
+    # The classes of one first folder each are left out; a, b and c, without folders, are scored.
+    assert code == 0
+    excluded = json.loads((tmp_path / "by_folder.json").read_text())["excluded_classes"]
+    assert sorted(excluded) == ["d", "e", "f"] and excluded["d"].startswith("1 group of rendered tracks")
+    assert ("clip: note: 27 rendered tracks sit two or more folders below their label folder (Sonatas/op2/1.mid): "
+            "split.group folder deals the whole first folder as one group, split.group parent each folder a track "
+            "sits in") in capsys.readouterr().err
+    code, clips = run_clip(tmp_path, audio, name="by_parent", split={"group": "parent"})
+    assert code == 0
+    assert json.loads((tmp_path / "by_parent.json").read_text()).get("excluded_classes", {}) == {}
+    splits = table_splits(clips)
+    for label in "def":
+        sides = [{splits[t] for t in works if works[t] == f"Sonatas/op{i}" and t.startswith(f"{label}/")}
+                 for i in range(3)]
+        assert all(len(side) == 1 for side in sides), (label, sides)  # a work's tracks on one side
+        assert set().union(*sides) == {"train", "val", "test"}  # its three works dealt apart
+    err = capsys.readouterr().err
+    assert "clip: split.group parent: 28 groups of 46 tracks (27 in sub-folders" in err
+    assert "clip: note:" not in err
 
 
 def test_split_group_folder_on_a_collection_without_folders_is_warned_about(tmp_path, audio, capsys):

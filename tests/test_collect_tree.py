@@ -76,6 +76,8 @@ def test_nested_folders_belong_to_the_first_level_label(tmp_path):
     # The first folder below the label folder is the file's folder (split.group folder); a file directly in its
     # label folder has none.
     assert [r.get("folder") for r in manifest["files"]] == ["foo.mid", "op1", None, None]
+    # Two or more folders deep, the folders it sits in too (split.group parent); none for one folder or none.
+    assert [r.get("parent") for r in manifest["files"]] == [None, "op1/no2", None, None]
 
 
 def test_a_single_wrapping_folder_is_stepped_into(tmp_path):

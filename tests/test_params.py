@@ -215,7 +215,7 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
 @pytest.mark.parametrize("section, key, value, message", [
     ("train", "loss", "hinge", r"train\.loss must be 'ce', 'triplet' or 'ce\+triplet', got 'hinge'"),
     ("render", "channels", 3, r"render\.channels must be 1 or 2, got 3"),
-    ("split", "group", "album", r"split\.group must be 'track' or 'folder', got 'album'"),
+    ("split", "group", "album", r"split\.group must be 'track', 'folder' or 'parent', got 'album'"),
     ("render", "program", 128, r"render\.program must be <= 127, got 128"),
     ("render", "interpolation", "cubic", r"render\.interpolation must be 'none', 'linear', '4th' or '7th', got 'cubic'"),
     ("train", "channels", [8, 2.5], r"train\.channels\[1\] must be an integer, got 2\.5"),
