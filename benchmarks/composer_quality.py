@@ -133,6 +133,8 @@ CONFIGS = {
     "rolllite": {"features.symbolic_roll": True, "train.roll_pool": 2, "train.roll_channels": [8, 16, 32]},
     # the roll's second plane: where each note starts (a note struck again, repeated notes)
     "onsets": {"features.symbolic_onsets": True},
+    # the onset plane read by the full branch, whose frames are not merged in pairs (onsets keep their frame)
+    "roll-onsets": {"features.symbolic_onsets": True, "train.roll_pool": 1, "train.roll_channels": [16, 32, 64]},
     # two narrow blocks, full frames
     "roll2": {"features.symbolic_roll": True, "train.roll_pool": 1, "train.roll_channels": [8, 16]},
     # the notes behind each training clip's symbolic features transposed by -3..3 semitones (the audio is not)
