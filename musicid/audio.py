@@ -86,6 +86,134 @@ class Level:
         return rms, float(np.abs(self.mean).max())
 
 
+# Audio files libsndfile cannot read, decoded by FFmpeg through PyAV instead: MPEG-4 audio (AAC, ALAC).
+FFMPEG_EXTENSIONS = (".m4a",)
+# FFmpeg's sample formats (packed or planar) -> the scale that takes them to -1 .. 1, and the offset first.
+_FFMPEG_SCALES = {"u8": (2.0 ** -7, 128.0), "s16": (2.0 ** -15, 0.0), "s32": (2.0 ** -31, 0.0),
+                  "s64": (2.0 ** -63, 0.0), "flt": (1.0, 0.0), "dbl": (1.0, 0.0)}
+UNKNOWN_LENGTH = 2 ** 63 - 1  # frames of a file whose header gives no length (libsndfile's count for one)
+
+
+class FFmpegDecodeError(Exception):
+    """FFmpeg could not open or decode an audio file; ``error_string`` is its words, without the file's name."""
+
+    def __init__(self, words: str):
+        super().__init__(words)
+        self.error_string = words
+
+
+class FFmpegAudioFile:
+    """The part of ``soundfile.SoundFile`` that decoding reads (``samplerate``, ``channels``, ``frames``,
+    ``read``), for a file of FFMPEG_EXTENSIONS: its first audio stream decoded by FFmpeg (PyAV), a packet at a
+    time, as float32 [n, channels] whatever its sample format. ``frames`` comes from the container's duration
+    (UNKNOWN_LENGTH when it gives none), an estimate as for any compressed format; an encoder's priming
+    samples, when the file's edit list does not drop them, are part of what it decodes."""
+
+    def __init__(self, source: str | Path | BinaryIO):
+        import av
+
+        # The file is opened here (a name that is not UTF-8 too) and FFmpeg reads it as a stream: its messages
+        # then name no file, and a report stays the same on every machine.
+        self._owned = None if hasattr(source, "read") else open(source, "rb")
+        try:
+            self._container = av.open(self._owned or source, "r")
+        except av.FFmpegError as error:
+            self.close()
+            raise FFmpegDecodeError(error.strerror or type(error).__name__) from None
+        except BaseException:
+            self.close()
+            raise
+        if not self._container.streams.audio:
+            self.close()
+            raise FFmpegDecodeError("the file holds no audio stream")
+        stream = self._container.streams.audio[0]
+        self.samplerate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        self.channels = int(stream.codec_context.channels)
+        if self.samplerate <= 0 or self.channels <= 0:
+            self.close()
+            raise FFmpegDecodeError(f"its audio stream gives {self.samplerate} Hz and {self.channels} channels")
+        seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
+            self._container.duration / 1e6 if self._container.duration else None
+        self.frames = UNKNOWN_LENGTH if seconds is None else int(round(seconds * self.samplerate))
+        self._frames = self._container.decode(stream)
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self._ended = False
+        self._error: FFmpegDecodeError | None = None  # a decoding error, raised once the frames before it are read
+
+    def _next(self) -> np.ndarray | None:
+        """The next decoded frame as float32 [n, channels]; None at the end of the stream."""
+        import av
+
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return None
+        except av.FFmpegError as error:
+            raise FFmpegDecodeError(error.strerror or type(error).__name__) from None
+        kind = frame.format.name.rstrip("p")  # "fltp" -> "flt"
+        if kind not in _FFMPEG_SCALES:
+            raise FFmpegDecodeError(f"unknown sample format {frame.format.name}")
+        samples = frame.to_ndarray()  # planar: [channels, n]; packed: [1, n * channels]
+        samples = samples.T if frame.format.is_planar else samples.reshape(-1, self.channels)
+        if samples.shape[1] != self.channels:
+            raise FFmpegDecodeError(f"its channels change from {self.channels} to {samples.shape[1]} mid-stream")
+        scale, offset = _FFMPEG_SCALES[kind]
+        if scale == 1.0:
+            return np.ascontiguousarray(samples, dtype=np.float32)
+        return ((samples.astype(np.float64) - offset) * scale).astype(np.float32)
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        """Up to ``frames`` frames, float32 [n, channels]; fewer only at the end of the stream, or before a
+        decoding error, which the next call raises."""
+        if self._error is not None and not self._pending_frames:
+            raise self._error
+        while self._pending_frames < frames and not self._ended and self._error is None:
+            try:
+                block = self._next()
+            except FFmpegDecodeError as error:  # the frames decoded before it are given first (a file cut short)
+                self._error = error
+                if not self._pending_frames:
+                    raise
+                break
+            if block is None:
+                self._ended = True
+            elif len(block):
+                self._pending.append(block)
+                self._pending_frames += len(block)
+        joined = np.concatenate(self._pending) if self._pending else np.zeros((0, self.channels), np.float32)
+        taken, rest = joined[:frames], joined[frames:]
+        self._pending, self._pending_frames = ([rest] if len(rest) else []), len(rest)
+        return taken
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
+            self._container = None
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def __enter__(self) -> FFmpegAudioFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_audio(source: str | Path | BinaryIO, suffix: str | None = None):
+    """An open audio file to read block by block: a ``soundfile.SoundFile``, or for ``suffix`` (the kind of
+    file it is read as, default its own extension's) in FFMPEG_EXTENSIONS an :class:`FFmpegAudioFile`."""
+    if suffix is None and not hasattr(source, "read"):
+        suffix = Path(source).suffix
+    if (suffix or "").lower() in FFMPEG_EXTENSIONS:
+        return FFmpegAudioFile(source)
+    import soundfile
+
+    return soundfile.SoundFile(soundfile_source(source))
+
+
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """(samples float32 [n, channels], sample rate in Hz) of an audio file, through libsndfile."""
     import soundfile
@@ -126,9 +254,12 @@ def soundfile_source(path: str | Path | BinaryIO) -> str | bytes | BinaryIO:
     return text
 
 
-def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
+def audio_header(path: str | Path | BinaryIO, suffix: str | None = None) -> tuple[int, int]:
     """(frames, sample rate in Hz) from an audio file's header (its path or an open binary file), without
-    decoding a sample."""
+    decoding a sample; ``suffix`` as in :func:`open_audio`."""
+    if (suffix or ("" if hasattr(path, "read") else Path(path).suffix)).lower() in FFMPEG_EXTENSIONS:
+        with FFmpegAudioFile(path) as handle:
+            return handle.frames, handle.samplerate
     import soundfile
 
     info = soundfile.info(soundfile_source(path))
@@ -137,17 +268,18 @@ def audio_header(path: str | Path | BinaryIO) -> tuple[int, int]:
 
 def read_blocks(handle, stopped_by: list[str] | None = None,
                 block_frames: int = DECODE_BLOCK_FRAMES) -> Iterator[np.ndarray]:
-    """An open ``soundfile.SoundFile``'s frames as float32 [n, channels] blocks of ``block_frames``, the last
-    one shorter (perhaps empty).  ``stopped_by``, when given, makes a read error after the first block the end
-    of the file (one cut short mid-stream): the error's text is appended to it, and the block it stopped is
-    lost (smaller blocks lose less)."""
+    """An open ``soundfile.SoundFile``'s (or :class:`FFmpegAudioFile`'s) frames as float32 [n, channels]
+    blocks of ``block_frames``, the last one shorter (perhaps empty).  ``stopped_by``, when given, makes a read
+    error after the first block the end of the file (one cut short mid-stream): the error's text is appended to
+    it, and the block it stopped is lost (smaller blocks lose less; FFmpeg's gives the frames before the error
+    first, and ends there)."""
     import soundfile
 
     read = 0
     while True:
         try:
             block = handle.read(block_frames, dtype="float32", always_2d=True)
-        except soundfile.LibsndfileError as error:
+        except (soundfile.LibsndfileError, FFmpegDecodeError) as error:
             if stopped_by is None or read == 0:
                 raise
             stopped_by.append(f"{type(error).__name__}: {error}")
@@ -161,8 +293,10 @@ def read_blocks(handle, stopped_by: list[str] | None = None,
 def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
                  max_seconds: float = math.inf, level: Level | None = None,
                  stopped_by: list[str] | None = None, offset: np.ndarray | None = None,
-                 block_frames: int = DECODE_BLOCK_FRAMES, zero_non_finite: bool = False) -> np.ndarray:
-    """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``.
+                 block_frames: int = DECODE_BLOCK_FRAMES, zero_non_finite: bool = False,
+                 suffix: str | None = None) -> np.ndarray:
+    """Decode an audio file block by block, resampled to ``sample_rate`` Hz and mixed to ``channels``
+    (``suffix``: the kind of file it is read as, :func:`open_audio`).
 
     Returns float32 [channels, n] (channels 1: the mean of the file's channels;
     2: its first two, a mono file doubled).  Memory stays at the result plus
@@ -179,10 +313,8 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     ``zero_non_finite``: NaN and infinite samples are set to 0 first (the resampling filter would spread each
     one over its neighbours).
     """
-    import soundfile
-
     parts: list[np.ndarray] = []
-    with soundfile.SoundFile(soundfile_source(path)) as handle:
+    with open_audio(path, suffix) as handle:
         file_rate = handle.samplerate
         allowed = math.inf if math.isinf(max_seconds) else int(max_seconds * file_rate)
         stream = None

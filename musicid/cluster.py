@@ -72,7 +72,7 @@ NO_WORKERS_S = 60.0
 
 # The packages whose versions can change a stage's output bytes; a worker must have the versions the
 # stage's machine has (see environment_fingerprint).
-LIBRARIES = ("numpy", "scipy", "soundfile", "soxr", "librosa", "mido", "pretty_midi", "music21", "h5py",
+LIBRARIES = ("numpy", "scipy", "soundfile", "av", "soxr", "librosa", "mido", "pretty_midi", "music21", "h5py",
              "pyfluidsynth", "pydantic", "PyYAML")
 
 # Run on every worker before the first task, with a builtin (which any worker can unpickle): a worker that

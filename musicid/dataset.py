@@ -760,9 +760,9 @@ PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
-    cannot read (after the repairs render makes) or without a note; an audio file libsndfile cannot open or
-    decode from its start, with no frame, a NaN or infinite sample, or nothing but one value throughout
-    (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
+    cannot read (after the repairs render makes) or without a note; an audio file libsndfile (FFmpeg: .m4a)
+    cannot open or decode from its start, with no frame, a NaN or infinite sample, or nothing but one value
+    throughout (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
     file against render.min_rms, the length against render.max_seconds) is left to render, as is a file that
     takes longer to read than PICK_CHECK_SECONDS. ``suffix``: the kind of file it is read as (default: its
     own extension's)."""
@@ -790,13 +790,12 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
     """Decode an audio file block by block at its own rate, keeping no samples; RenderError for what makes
     it unusable whatever the render params (see :func:`unusable_reason`)."""
     import numpy as np
-    import soundfile
 
-    from musicid.audio import Level, non_finite_problem, read_blocks, soundfile_source, unfinished_wav_patches
+    from musicid.audio import Level, non_finite_problem, open_audio, read_blocks, unfinished_wav_patches
     from musicid.checks import RenderError
 
     level, non_finite = Level(), 0
-    with soundfile.SoundFile(soundfile_source(path)) as handle:  # a name that is not UTF-8 goes as bytes
+    with open_audio(path, suffix or path.suffix) as handle:  # a name that is not UTF-8 goes as bytes
         for block in read_blocks(handle, stopped_by=[]):  # cut short: render keeps what precedes the damage
             finite = np.isfinite(block)
             if not finite.all():  # as render mends them: set to 0 (the silence test below still holds)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
-# Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC).
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3")
+# Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC);
+# .m4a MPEG-4 audio (AAC, or ALAC), which FFmpeg decodes (musicid.audio.FFMPEG_EXTENSIONS), libsndfile the others.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3", ".m4a")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
 KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
-         ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MP3 audio", ".mp3"))
+         ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("MP3 audio", ".mp3"))
 
 
 def _looks_like(head: bytes) -> str:
@@ -68,6 +69,8 @@ def _fits(extension: str, head: bytes) -> bool:
         return head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC")
     if extension in (".ogg", ".oga", ".opus"):
         return head.startswith(b"OggS")
+    if extension == ".m4a":  # an ISO media file (MPEG-4, QuickTime): its first box is "ftyp"
+        return head[4:8] == b"ftyp"
     return _is_mp3(head)
 
 

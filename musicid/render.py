@@ -340,7 +340,7 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
                     ) -> tuple[np.ndarray, list[str]]:
     """:func:`load_audio_source` of the file ``source()`` opens (afresh at each call)."""
     try:
-        frames, file_rate = audio_header(source())
+        frames, file_rate = audio_header(source(), suffix)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
     unknown_length = frames >= UNKNOWN_FRAMES  # decoding stops at render.max_seconds all the same
@@ -355,7 +355,7 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
         try:
             return decode_audio(source(), render.sample_rate, render.channels, max_seconds=render.max_seconds,
                                 level=into, stopped_by=stopped_by, offset=offset, block_frames=block_frames,
-                                zero_non_finite=zero_non_finite)
+                                zero_non_finite=zero_non_finite, suffix=suffix)
         except AudioTooLong as error:  # the header understated the length
             raise RenderError("too_long", f"{error} (render.max_seconds)") from None
         except Exception as error:  # noqa: BLE001 - libsndfile and soxr errors come as several types

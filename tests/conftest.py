@@ -116,6 +116,34 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int, subtype: str = "P
     return path
 
 
+def write_m4a(path: Path, audio: np.ndarray, sample_rate: int, codec: str = "aac", sample_format: str = "fltp",
+              faststart: bool = True) -> Path:
+    """An MPEG-4 audio file (.m4a) of ``audio`` float32 [channels, n], encoded by FFmpeg through PyAV: ``aac``
+    (lossy; ``fltp``), or ``alac`` (lossless; ``s16p``: 16-bit samples, ``s32p``: 24-bit ones, ALAC's depth).
+    ``faststart``: its index (moov) before the samples, as iTunes writes it; else after them, where a file cut
+    short loses it."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layout = "mono" if len(audio) == 1 else "stereo"
+    if sample_format == "fltp":
+        planes = np.ascontiguousarray(audio, dtype=np.float32)
+    else:
+        bits = 16 if sample_format == "s16p" else 24
+        steps = np.round(np.clip(audio, -1.0, 1.0 - 2.0 ** (1 - bits)) * 2.0 ** (bits - 1))
+        planes = steps.astype(np.int16) if bits == 16 else steps.astype(np.int32) * 256
+    with av.open(str(path), "w", format="ipod", options={"movflags": "+faststart"} if faststart else {}) as out:
+        stream = out.add_stream(codec, rate=sample_rate)
+        stream.layout = layout
+        if codec == "alac":
+            stream.format = sample_format
+        frame = av.AudioFrame.from_ndarray(planes, format=sample_format, layout=layout)
+        frame.sample_rate = sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
 def sine(frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
     """float32 [round(seconds * sample_rate)] sine wave."""
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate

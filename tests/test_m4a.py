@@ -1,0 +1,188 @@
+"""MPEG-4 audio (.m4a: AAC, ALAC), which libsndfile cannot read, decoded by FFmpeg through PyAV: download keeps
+it, render and predict read it, and a damaged one is recovered or rejected with a reason, never a traceback."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicid.audio import FFmpegAudioFile, FFmpegDecodeError, decode_audio
+from musicid.checks import RenderError
+from musicid.dataset import unusable_reason
+from musicid.filetypes import check_file, content_extension
+from musicid.render import load_audio_source
+from tests.conftest import section_params, sine, write_m4a, write_wav
+
+RATE = 44100
+
+
+def stereo(seconds: float = 3.0) -> np.ndarray:
+    """float32 [2, n]: a 440 Hz tone on the left, a 660 Hz one on the right."""
+    return np.stack([sine(440.0, seconds, RATE, 0.3), sine(660.0, seconds, RATE, 0.2)])
+
+
+@pytest.mark.parametrize("sample_format, bits", [("s16p", 16), ("s32p", 24)])
+def test_alac_decodes_to_its_exact_samples(tmp_path, sample_format, bits):
+    audio = stereo()
+    path = write_m4a(tmp_path / "lossless.m4a", audio, RATE, codec="alac", sample_format=sample_format)
+    steps = np.round(np.clip(audio, -1.0, 1.0 - 2.0 ** (1 - bits)) * 2.0 ** (bits - 1))
+    with FFmpegAudioFile(path) as handle:
+        assert (handle.samplerate, handle.channels, handle.frames) == (RATE, 2, audio.shape[1])
+        decoded = handle.read(audio.shape[1] + 1000)
+    assert decoded.dtype == np.float32 and decoded.shape == (audio.shape[1], 2)
+    assert np.array_equal(decoded, (steps.T / 2.0 ** (bits - 1)).astype(np.float32))
+
+
+def sweep(seconds: float = 3.0) -> np.ndarray:
+    """float32 [2, n]: a tone rising from 200 to 2000 Hz on the left, falling on the right (no period repeats)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rising = 200 * t + 900 * t ** 2 / seconds  # phase / 2 pi of 200 -> 2000 Hz over the sweep
+    falling = 2000 * t - 900 * t ** 2 / seconds
+    return (0.3 * np.sin(2 * np.pi * np.stack([rising, falling]))).astype(np.float32)
+
+
+def test_aac_decodes_block_by_block_to_the_music_it_holds(tmp_path):
+    audio = sweep()
+    path = write_m4a(tmp_path / "lossy.m4a", audio, RATE)
+    with FFmpegAudioFile(path) as handle:
+        blocks = [handle.read(4096) for _ in range(40)]
+    assert all(len(block) == 4096 for block in blocks[:32]) and len(blocks[33]) < 4096 and len(blocks[-1]) == 0
+    whole = np.concatenate(blocks)
+    # The encoder's priming (1024 frames here, which the file's edit list does not drop) comes first.
+    n = audio.shape[1]
+    fits = {lag: np.corrcoef(whole[lag:lag + n, 0], audio[0])[0, 1] for lag in range(0, len(whole) - n + 1)}
+    lag = max(fits, key=fits.get)
+    assert 900 <= lag <= 1200 and fits[lag] > 0.99
+    assert np.corrcoef(whole[lag:lag + n, 1], audio[1])[0, 1] > 0.99  # each channel its own
+    # At the pipeline's rate, mixed to mono, as render decodes it: the same as from the samples themselves.
+    mono = decode_audio(path, 16000, 1)[0]
+    assert abs(len(mono) - len(whole) * 16000 / RATE) <= 2
+    assert np.sqrt(np.mean(mono ** 2)) == pytest.approx(np.sqrt(np.mean(whole.mean(axis=1) ** 2)), rel=0.01)
+
+
+def test_render_reads_an_m4a_as_it_reads_the_same_music_in_a_wav(tmp_path):
+    """The same 16-bit samples as ALAC and as WAV give render's audio identically."""
+    audio = stereo()
+    render = section_params("render")
+    alac = write_m4a(tmp_path / "a.m4a", audio, RATE, codec="alac", sample_format="s16p")
+    steps = np.round(np.clip(audio, -1.0, 1.0 - 2.0 ** -15) * 2.0 ** 15).astype(np.int16)  # as write_m4a's
+    wav = write_wav(tmp_path / "a.wav", steps.T, RATE)
+    from_m4a, repaired = load_audio_source(alac, render)
+    from_wav, _ = load_audio_source(wav, render)
+    assert repaired == [] and np.array_equal(from_m4a, from_wav)
+    # From the file's bytes in memory (a worker, a cluster) as from its path.
+    assert np.array_equal(load_audio_source(alac, render, data=alac.read_bytes())[0], from_m4a)
+
+
+def test_an_m4a_cut_short_keeps_what_it_holds_or_is_rejected_with_ffmpegs_words(tmp_path):
+    render = section_params("render")
+    whole = write_m4a(tmp_path / "whole.m4a", stereo(6.0), RATE).read_bytes()
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(whole[:len(whole) // 2])  # an interrupted copy: its index first, half its samples
+    audio, repaired = load_audio_source(cut, render)
+    assert len(repaired) == 1 and repaired[0].startswith("cut short: decoding stopped after 3.0 s of the 6.0 s its "
+                                                         "header declares (FFmpegDecodeError: ")
+    assert audio.shape[1] == pytest.approx(3.0 * render.sample_rate, abs=0.1 * render.sample_rate)
+    assert unusable_reason(cut, ".m4a") is None  # download does not pass it over either
+    # Written with its index after the samples, a file cut short has none: nothing to read, and said so.
+    late = write_m4a(tmp_path / "late.m4a", stereo(6.0), RATE, faststart=False).read_bytes()
+    headless = tmp_path / "headless.m4a"
+    headless.write_bytes(late[:len(late) // 2])
+    with pytest.raises(RenderError) as rejected:
+        load_audio_source(headless, render)
+    assert str(rejected.value) == "decode_error: FFmpegDecodeError: Invalid data found when processing input"
+    assert str(tmp_path) not in str(rejected.value)  # the same words on every machine
+    assert unusable_reason(headless, ".m4a") == str(rejected.value)
+
+
+def test_the_frames_before_a_decoding_error_are_read_first_whatever_the_block(tmp_path):
+    whole = write_m4a(tmp_path / "whole.m4a", stereo(6.0), RATE).read_bytes()
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(whole[:len(whole) // 2])
+
+    def frames_before_the_error(block: int) -> int:
+        read, short = 0, False
+        with FFmpegAudioFile(cut) as handle:
+            while True:
+                try:
+                    got = len(handle.read(block))
+                except FFmpegDecodeError as error:
+                    assert str(error) == "Invalid data found when processing input"
+                    return read
+                assert not short  # a short block comes only just before the error, which the next read raises
+                read, short = read + got, got < block
+
+    counts = {block: frames_before_the_error(block) for block in (1000, 4096, 5000, 65536)}
+    assert len(set(counts.values())) == 1 and 2.9 * RATE < counts[1000] < 3.1 * RATE, counts
+
+
+def test_an_m4a_without_audio_or_of_garbage_is_an_error_not_a_crash(tmp_path):
+    import av
+
+    video = tmp_path / "video.m4a"  # an MPEG-4 file whose one stream is a picture
+    with av.open(str(video), "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(FFmpegDecodeError, match="the file holds no audio stream"):
+        FFmpegAudioFile(video)
+    garbage = tmp_path / "garbage.m4a"
+    garbage.write_bytes(b"\0\0\0\x1cftypM4A " + bytes(range(256)) * 4)
+    assert check_file(garbage) is None  # it starts as one
+    with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
+        load_audio_source(garbage, section_params("render"))
+
+
+def test_download_keeps_m4a_files_and_names_one_under_another_extension(tmp_path):
+    audio = stereo()
+    m4a = write_m4a(tmp_path / "take.m4a", audio, RATE)
+    assert check_file(m4a) is None and content_extension(m4a) is None
+    misnamed = tmp_path / "take.wav"
+    misnamed.write_bytes(m4a.read_bytes())
+    assert check_file(misnamed) == "named .wav but looks like MPEG-4 data"
+    assert content_extension(misnamed) == ".m4a"  # read as what it holds
+    page = tmp_path / "page.m4a"
+    page.write_text("<html>404</html>")
+    assert check_file(page) == "named .m4a but looks like an HTML page"
+
+
+def test_the_pipeline_and_predict_read_an_m4a_collection(tmp_path, monkeypatch, capsys):
+    """download (a local folder), render twice (byte-identical), and predict with a model: an .m4a is a
+    source like any other."""
+    import yaml
+
+    from musicid.__main__ import main
+    from tests.conftest import PROJECT_ROOT, load_stage
+    from tests.test_predict import write_checkpoint
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    monkeypatch.setenv("MUSICID_JOBS", "1")
+    source = tmp_path / "src"
+    write_m4a(source / "a" / "one.m4a", stereo(5.0), RATE)
+    write_m4a(source / "b" / "two.m4a", stereo(5.0)[::-1], RATE, codec="alac", sample_format="s16p")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update(source="path", path=str(source), classes=[])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_stage("download").main(["--params", str(tmp_path / "params.yaml"), "--out",
+                                        str(tmp_path / "raw")]) == 0
+    listed = json.loads((tmp_path / "raw" / "manifest.json").read_text())
+    assert [(r["path"], r["label"]) for r in listed["files"]] == [("a/one.m4a", "a"), ("b/two.m4a", "b")]
+    outputs = []
+    for name in ("first", "second"):
+        assert load_stage("render").main(["--params", str(tmp_path / "params.yaml"), "--raw", str(tmp_path / "raw"),
+                                          "--out", str(tmp_path / name), "--jobs", "2"]) == 0
+        outputs.append({path.relative_to(tmp_path / name): path.read_bytes()
+                        for path in sorted((tmp_path / name).rglob("*")) if path.is_file()})
+    report = json.loads(outputs[0][Path("report.json")])
+    assert [(r["source"], r["status"]) for r in report["files"]] == [("a/one.m4a", "rendered"),
+                                                                     ("b/two.m4a", "rendered")]
+    assert outputs[0] == outputs[1]
+    model = write_checkpoint(tmp_path / "model.pt", reference=1e9, reference_tracks=24)
+    capsys.readouterr()
+    assert main(["predict", str(source), "--model", str(model), "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [(Path(f["path"]).name, f["error"], f["clips"]) for f in files] == [("one.m4a", None, 1),
+                                                                             ("two.m4a", None, 1)]
