@@ -115,22 +115,27 @@ class FFmpegAudioFile:
         # The file is opened here (a name that is not UTF-8 too) and FFmpeg reads it as a stream: its messages
         # then name no file, and a report stays the same on every machine.
         self._owned = None if hasattr(source, "read") else open(source, "rb")
+        self._container = None
         try:
-            self._container = av.open(self._owned or source, "r")
+            self._open(av, source)
         except av.FFmpegError as error:
             self.close()
             raise FFmpegDecodeError(error.strerror or type(error).__name__) from None
         except BaseException:
             self.close()
             raise
+
+    def _open(self, av, source) -> None:
+        # Tags are never read here: one in another encoding than UTF-8 (a Latin-1 title) must not stop the music.
+        self._container = av.open(self._owned or source, "r", metadata_errors="replace")
         if not self._container.streams.audio:
-            self.close()
             raise FFmpegDecodeError("the file holds no audio stream")
         stream = self._container.streams.audio[0]
+        if stream.codec_context is None:  # FFmpeg has no decoder for it (or its codec tag is damaged)
+            raise FFmpegDecodeError(f"no decoder for its audio stream ({stream.codec_tag or 'no codec tag'})")
         self.samplerate = int(stream.codec_context.sample_rate or stream.rate or 0)
         self.channels = int(stream.codec_context.channels)
         if self.samplerate <= 0 or self.channels <= 0:
-            self.close()
             raise FFmpegDecodeError(f"its audio stream gives {self.samplerate} Hz and {self.channels} channels")
         seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
             self._container.duration / 1e6 if self._container.duration else None
@@ -154,6 +159,9 @@ class FFmpegAudioFile:
         kind = frame.format.name.rstrip("p")  # "fltp" -> "flt"
         if kind not in _FFMPEG_SCALES:
             raise FFmpegDecodeError(f"unknown sample format {frame.format.name}")
+        if frame.sample_rate != self.samplerate:  # it would be resampled from the wrong rate
+            raise FFmpegDecodeError(f"its sample rate changes from {self.samplerate} to {frame.sample_rate} Hz "
+                                    "mid-stream")
         samples = frame.to_ndarray()  # planar: [channels, n]; packed: [1, n * channels]
         samples = samples.T if frame.format.is_planar else samples.reshape(-1, self.channels)
         if samples.shape[1] != self.channels:
@@ -187,9 +195,8 @@ class FFmpegAudioFile:
         return taken
 
     def close(self) -> None:
-        container = getattr(self, "_container", None)
-        if container is not None:
-            container.close()
+        if self._container is not None:
+            self._container.close()
             self._container = None
         if self._owned is not None:
             self._owned.close()
@@ -304,7 +311,7 @@ def decode_audio(path: str | Path | BinaryIO, sample_rate: int, channels: int,
     same samples as resampling the whole file at once) and mixed before the
     next is read.  Raises :class:`AudioTooLong` as soon as the file holds more
     than ``max_seconds`` of audio, whatever its header claims, and libsndfile's
-    errors for a file it cannot read.  ``level``, when given, takes in the
+    (FFmpegDecodeError: FFmpeg's) errors for a file it cannot read.  ``level``, when given, takes in the
     file's own samples, before resampling.  ``stopped_by``, when given, keeps
     what was decoded before a read error (a file cut short mid-stream): the
     error's text is appended to it and the audio up to there returned.

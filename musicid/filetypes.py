@@ -141,8 +141,8 @@ def _is_mp3_stream(data: bytes) -> bool:
 
 def content_extension(path: str | Path) -> str | None:
     """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
-    FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg`` or
-    ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file). An MP3
+    FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg``,
+    ``.m4a`` or ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file). An MP3
     needs an ID3 tag or a run of frames that follow one another (:func:`_is_mp3_stream`)."""
     if check_file(path) is None:
         return None

@@ -42,8 +42,8 @@ from typing import BinaryIO, Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (DECODE_BLOCK_FRAMES, AudioTooLong, Level, PatchedFile, audio_header, decode_audio,
-                           error_words, non_finite_problem, to_channels, unfinished_wav_patches, wav_bytes,
+from musicid.audio import (DECODE_BLOCK_FRAMES, FFMPEG_EXTENSIONS, AudioTooLong, Level, PatchedFile, audio_header,
+                           decode_audio, error_words, non_finite_problem, to_channels, unfinished_wav_patches, wav_bytes,
                            wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
@@ -377,7 +377,8 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
                "present are read"] if unfinished else []
     repairs += mended
     if unknown_length:  # libsndfile stops it with a failed seek at its end
-        repairs.append(f"its header gives no length (a file written to a pipe); read as far as libsndfile goes: "
+        decoder = "FFmpeg" if suffix in FFMPEG_EXTENSIONS else "libsndfile"
+        repairs.append(f"its header gives no length (a file written to a pipe); read as far as {decoder} goes: "
                        f"{level.count / file_rate:.1f} s")
     else:
         repairs += cut_short(path, data, level.count, frames, file_rate, stopped, suffix)

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 **too_small_classes({units[t]: r["label"] for t, r in tracks.items()}, split_params.val,
                                     split_params.test, holdout, split_params.folds, words)}
     # Sub-folders of label folders, counted on every rendered track (a class of one folder may be left out).
-    in_folders = sum(1 for record in tracks.values() if record.get("folder"))
+    in_folders, rendered = sum(1 for record in tracks.values() if record.get("folder")), len(tracks)
     deeper = sum(1 for record in tracks.values() if record.get("parent"))
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
     # The split depends on the tracks' names (and folders), split.seed and split.folds alone, not on what
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
     if split_params.group == "track" and in_folders:
-        print(f"clip: note: {in_folders} of the {len(tracks)} tracks sit in sub-folders of their label folder (works, "
+        print(f"clip: note: {in_folders} of the {rendered} tracks sit in sub-folders of their label folder (works, "
               "albums): split.group folder keeps each sub-folder on one side of the split, so that no work or album "
               "is both trained and scored on", file=sys.stderr)
     elif split_params.group != "track" and not in_folders:

@@ -117,6 +117,30 @@ def test_the_frames_before_a_decoding_error_are_read_first_whatever_the_block(tm
     assert len(set(counts.values())) == 1 and 2.9 * RATE < counts[1000] < 3.1 * RATE, counts
 
 
+def test_a_tag_in_another_encoding_than_utf8_does_not_stop_the_music(tmp_path):
+    """A title written in Latin-1 (old taggers) is not UTF-8, which PyAV reads tags as; the tags are not read."""
+    import av
+
+    audio = stereo()
+    path = tmp_path / "tagged.m4a"
+    with av.open(str(path), "w", format="ipod") as out:
+        out.metadata["title"] = "cafX"
+        stream = out.add_stream("aac", rate=RATE)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(audio, format="fltp", layout="stereo")
+        frame.sample_rate = RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    data = path.read_bytes()
+    assert data.count(b"cafX") == 1
+    path.write_bytes(data.replace(b"cafX", b"caf\xe9"))
+    with pytest.raises(UnicodeDecodeError):  # as PyAV reads tags by default
+        av.open(str(path))
+    rendered, repaired = load_audio_source(path, section_params("render"))
+    assert repaired == [] and rendered.shape[1] > 2.9 * section_params("render").sample_rate
+    assert unusable_reason(path, ".m4a") is None
+
+
 def test_an_m4a_without_audio_or_of_garbage_is_an_error_not_a_crash(tmp_path):
     import av
 
