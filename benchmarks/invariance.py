@@ -1,9 +1,10 @@
 """Does the answer depend on the recording's level, sample rate or channel layout?
 
 Takes pieces of a finished run (its rendered WAVs, the test tracks first, then
-val, taken in turn from each class), writes three copies of each: at half and
-a quarter of the gain (16-bit WAV, as rendered), and as a 44.1 kHz stereo
-16-bit FLAC (resampled with soxr, the mono render in both channels).  Each
+val, taken in turn from each class), writes four copies of each: at half and
+a quarter of the gain (16-bit WAV, as rendered), as a 44.1 kHz stereo
+16-bit FLAC (resampled with soxr, the mono render in both channels), and the
+same as AAC at 128 kbit/s in an .m4a (FFmpeg's encoder, through PyAV).  Each
 model given predicts every original and every copy with ``musicid.predict``;
 the table says, per model, in how many copies the top label is the one of the
 original, and the largest change of any class probability.
@@ -32,7 +33,7 @@ sys.path.insert(0, str(PROJECT))
 from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
 
-VARIANTS = ("gain 0.5", "gain 0.25", "44.1 kHz stereo FLAC")
+VARIANTS = ("gain 0.5", "gain 0.25", "44.1 kHz stereo FLAC", "AAC 128 kbit/s .m4a")
 
 
 def choose_pieces(clips: Path, count: int) -> list[tuple[str, str]]:
@@ -58,7 +59,7 @@ def choose_pieces(clips: Path, count: int) -> list[tuple[str, str]]:
 
 
 def write_variants(wav: Path, folder: Path) -> dict[str, Path]:
-    """The three copies of ``wav`` (see the module docstring), written under ``folder``."""
+    """The four copies of ``wav`` (see the module docstring), written under ``folder``."""
     audio, rate = soundfile.read(wav, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
     paths = {}
@@ -69,7 +70,23 @@ def write_variants(wav: Path, folder: Path) -> dict[str, Path]:
     paths["44.1 kHz stereo FLAC"] = folder / "copy.flac"
     soundfile.write(paths["44.1 kHz stereo FLAC"], np.stack([resampled, resampled], axis=1), 44100,
                     subtype="PCM_16")
+    paths["AAC 128 kbit/s .m4a"] = write_aac(folder / "copy.m4a", resampled, 44100)
     return paths
+
+
+def write_aac(path: Path, mono: np.ndarray, rate: int, bit_rate: int = 128_000) -> Path:
+    """``mono`` float32 [n] in both channels of an AAC stream in an .m4a, as a shop sells a track."""
+    import av
+
+    with av.open(str(path), "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout, stream.bit_rate = "stereo", bit_rate
+        planes = np.ascontiguousarray(np.stack([mono, mono]), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
 
 
 def measure(model: Path, pieces: list[tuple[str, str]], audio: Path, scratch: Path) -> dict:
