@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -86,8 +87,9 @@ class Level:
         return rms, float(np.abs(self.mean).max())
 
 
-# Audio files libsndfile cannot read, decoded by FFmpeg through PyAV instead: MPEG-4 audio (AAC, ALAC).
-FFMPEG_EXTENSIONS = (".m4a",)
+# Audio files libsndfile cannot read, decoded by FFmpeg through PyAV instead: MPEG-4 audio (AAC, ALAC), Windows
+# Media audio (WMA 1 and 2, Pro, Lossless).
+FFMPEG_EXTENSIONS = (".m4a", ".wma")
 # FFmpeg's sample formats (packed or planar) -> the scale that takes them to -1 .. 1, and the offset first.
 _FFMPEG_SCALES = {"u8": (2.0 ** -7, 128.0), "s16": (2.0 ** -15, 0.0), "s32": (2.0 ** -31, 0.0),
                   "s64": (2.0 ** -63, 0.0), "flt": (1.0, 0.0), "dbl": (1.0, 0.0)}
@@ -100,6 +102,27 @@ class FFmpegDecodeError(Exception):
     def __init__(self, words: str):
         super().__init__(words)
         self.error_string = words
+
+
+class _SeekGuard:
+    """A binary file as FFmpeg reads it through PyAV, whose seek to an impossible place (a damaged header's
+    offset, before the start) is an error FFmpeg hears, not a Python exception PyAV would raise instead of its
+    own (and print as "dropped" on the way)."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self._raw.seek(offset, whence)
+        except (OSError, ValueError, OverflowError):
+            return -errno.EINVAL
+
+    def tell(self) -> int:
+        return self._raw.tell()
 
 
 class FFmpegAudioFile:
@@ -127,12 +150,12 @@ class FFmpegAudioFile:
 
     def _open(self, av, source) -> None:
         # Tags are never read here: one in another encoding than UTF-8 (a Latin-1 title) must not stop the music.
-        self._container = av.open(self._owned or source, "r", metadata_errors="replace")
+        self._container = av.open(_SeekGuard(self._owned or source), "r", metadata_errors="replace")
         if not self._container.streams.audio:
             raise FFmpegDecodeError("the file holds no audio stream")
         stream = self._container.streams.audio[0]
         if stream.codec_context is None:  # FFmpeg has no decoder for it (or its codec tag is damaged)
-            raise FFmpegDecodeError(f"no decoder for its audio stream ({stream.codec_tag or 'no codec tag'})")
+            raise FFmpegDecodeError("no decoder for its audio stream (an unknown or damaged codec)")
         self.samplerate = int(stream.codec_context.sample_rate or stream.rate or 0)
         self.channels = int(stream.codec_context.channels)
         if self.samplerate <= 0 or self.channels <= 0:

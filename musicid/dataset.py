@@ -760,7 +760,7 @@ PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
-    cannot read (after the repairs render makes) or without a note; an audio file libsndfile (FFmpeg: .m4a)
+    cannot read (after the repairs render makes) or without a note; an audio file libsndfile (FFmpeg: .m4a, .wma)
     cannot open or decode from its start, with no frame, a NaN or infinite sample, or nothing but one value
     throughout (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
     file against render.min_rms, the length against render.max_seconds) is left to render, as is a file that

@@ -12,13 +12,16 @@ from pathlib import Path
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
 # Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC);
-# .m4a MPEG-4 audio (AAC, or ALAC), which FFmpeg decodes (musicid.audio.FFMPEG_EXTENSIONS), libsndfile the others.
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3", ".m4a")
+# .m4a MPEG-4 audio (AAC, or ALAC) and .wma Windows Media audio, which FFmpeg decodes
+# (musicid.audio.FFMPEG_EXTENSIONS); libsndfile the others.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3", ".m4a",
+                    ".wma")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
-KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"),
-         ("AIFF audio", ".aiff"), ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("MP3 audio", ".mp3"))
+KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"), ("AIFF audio", ".aiff"),
+         ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("Windows Media (ASF) data", ".wma"), ("MP3 audio", ".mp3"))
+ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the GUID an ASF file (.wma, .wmv) starts with
 
 
 def _looks_like(head: bytes) -> str:
@@ -71,6 +74,8 @@ def _fits(extension: str, head: bytes) -> bool:
         return head.startswith(b"OggS")
     if extension == ".m4a":  # an ISO media file (MPEG-4, QuickTime): its first box is "ftyp"
         return head[4:8] == b"ftyp"
+    if extension == ".wma":
+        return head.startswith(ASF_HEADER)
     return _is_mp3(head)
 
 
@@ -142,8 +147,8 @@ def _is_mp3_stream(data: bytes) -> bool:
 def content_extension(path: str | Path) -> str | None:
     """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
     FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg``,
-    ``.m4a`` or ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an empty file). An MP3
-    needs an ID3 tag or a run of frames that follow one another (:func:`_is_mp3_stream`)."""
+    ``.m4a``, ``.wma`` or ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an
+    empty file). An MP3 needs an ID3 tag or a run of frames that follow one another (:func:`_is_mp3_stream`)."""
     if check_file(path) is None:
         return None
     with open(path, "rb") as handle:

@@ -144,6 +144,23 @@ def write_m4a(path: Path, audio: np.ndarray, sample_rate: int, codec: str = "aac
     return path
 
 
+def write_wma(path: Path, audio: np.ndarray, sample_rate: int, codec: str = "wmav2") -> Path:
+    """A Windows Media audio file (.wma, ASF) of ``audio`` float32 [2, n] at 128 kbit/s, encoded by FFmpeg (PyAV):
+    ``wmav2`` or ``wmav1``."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="asf") as out:
+        stream = out.add_stream(codec, rate=sample_rate)
+        stream.layout, stream.bit_rate = "stereo", 128_000
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, dtype=np.float32), format="fltp",
+                                           layout="stereo")
+        frame.sample_rate = sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
 def sine(frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
     """float32 [round(seconds * sample_rate)] sine wave."""
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate

@@ -380,11 +380,11 @@ def test_archive_with_odd_members(workspace):
 
 
 def test_a_label_whose_every_file_is_skipped_is_named(workspace, capsys):
-    """With every label kept (dataset.classes []), a folder of files none of which is usable (only .wma, or
+    """With every label kept (dataset.classes []), a folder of files none of which is usable (only .ape, or
     a page saved as .wav) is named in the manifest and in a warning, not only counted among the skipped."""
     tree(workspace / "src", {f"{label}/{i}.wav": wav_bytes(value=0.01 * (i + 1) + 0.3 * (label == "z"))
                              for label in ("y", "z") for i in range(2)})
-    tree(workspace / "src", {"x/a.ape": b"MAC \x96\x0f", "x/b.wma": b"0\x26\xb2\x75",
+    tree(workspace / "src", {"x/a.ape": b"MAC \x96\x0f", "x/b.wv": b"wvpk\x00\x10",
                              "w/page.wav": b"<html>404</html>"})
     (workspace / "src" / "v").mkdir()
     (workspace / "src" / "Y Z").mkdir()  # empty, but merged into the label y, which has files: no loss

@@ -694,7 +694,7 @@ def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, c
     soundfile.write(inputs / "tune.aifc", tone, 22050, format="AIFF")
     others = inputs / "others"
     others.mkdir()
-    (others / "a.wma").write_bytes(b"0\x26\xb2\x75")
+    (others / "a.ape").write_bytes(b"MAC \x96\x0f")
     (others / "notes.txt").write_text("liner notes")  # cover art, cue sheets: other types a folder holds
     names = ["song.mp3", "song_named.wav", "tune_named.mp3", "songs/tune.wav", "tone.opus", "tone.oga",
              "tune.wave", "tune.aifc", "others"]
@@ -702,7 +702,7 @@ def test_a_file_under_another_kinds_extension_is_read_as_what_it_holds(inputs, c
     document = json.loads(capsys.readouterr().out)
     files = {str(Path(entry["path"]).relative_to(inputs)): entry for entry in document["files"]}
     assert files["others"]["error"] == ("no_files: no MIDI or audio file of a kind musicid reads in this folder "
-                                        "(2 of other types: .txt 1, .wma 1)")
+                                        "(2 of other types: .ape 1, .txt 1)")
     assert [name for name, entry in files.items() if entry["error"]] == ["others"]
     assert files["song_named.wav"]["repaired"] == ["named .wav but looks like MP3 audio: read as .mp3"]
     assert files["tune_named.mp3"]["repaired"] == ["named .mp3 but looks like WAV audio: read as .wav"]
