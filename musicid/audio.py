@@ -104,6 +104,36 @@ class FFmpegDecodeError(Exception):
         self.error_string = words
 
 
+ASF_HEADER_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+ASF_FILE_PROPERTIES_GUID = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+ASF_HEAD_BYTES = 1 << 16  # read for the header objects before the file properties
+
+
+def asf_seconds(head: bytes) -> float | None:
+    """The length an ASF (.wma) file's header declares, seconds (its play duration less its preroll), from its
+    first bytes ``head``; None for another kind of file, a broadcast (whose durations mean nothing) or a header
+    that does not hold one. FFmpeg reports a length estimated from the file's size when the file is shorter
+    than its header says: the declared one tells that such a file was cut short."""
+    if not head.startswith(ASF_HEADER_GUID) or len(head) < 30:
+        return None
+    header_size, count = struct.unpack_from("<QI", head, 16)
+    at, end = 30, min(header_size, len(head))
+    for _ in range(count):
+        if at + 24 > end:
+            return None
+        guid, size = head[at:at + 16], struct.unpack_from("<Q", head, at + 16)[0]
+        if guid == ASF_FILE_PROPERTIES_GUID:
+            if size < 104 or at + 104 > end:
+                return None
+            play, _, preroll, flags = struct.unpack_from("<QQQI", head, at + 64)
+            seconds = play / 1e7 - preroll / 1e3
+            return None if flags & 1 or seconds <= 0 else seconds
+        if size < 24:
+            return None
+        at += size
+    return None
+
+
 class _SeekGuard:
     """A binary file as FFmpeg reads it through PyAV, whose seek to an impossible place (a damaged header's
     offset, before the start) is an error FFmpeg hears, not a Python exception PyAV would raise instead of its
@@ -149,8 +179,12 @@ class FFmpegAudioFile:
             raise
 
     def _open(self, av, source) -> None:
+        raw = self._owned or source
+        start = raw.tell()
+        declared = asf_seconds(raw.read(ASF_HEAD_BYTES))
+        raw.seek(start)
         # Tags are never read here: one in another encoding than UTF-8 (a Latin-1 title) must not stop the music.
-        self._container = av.open(_SeekGuard(self._owned or source), "r", metadata_errors="replace")
+        self._container = av.open(_SeekGuard(raw), "r", metadata_errors="replace")
         if not self._container.streams.audio:
             raise FFmpegDecodeError("the file holds no audio stream")
         stream = self._container.streams.audio[0]
@@ -160,8 +194,8 @@ class FFmpegAudioFile:
         self.channels = int(stream.codec_context.channels)
         if self.samplerate <= 0 or self.channels <= 0:
             raise FFmpegDecodeError(f"its audio stream gives {self.samplerate} Hz and {self.channels} channels")
-        seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
-            self._container.duration / 1e6 if self._container.duration else None
+        seconds = declared or (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                               else self._container.duration / 1e6 if self._container.duration else None)
         self.frames = UNKNOWN_LENGTH if seconds is None else int(round(seconds * self.samplerate))
         self._frames = self._container.decode(stream)
         self._pending: list[np.ndarray] = []

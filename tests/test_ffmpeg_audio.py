@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicid.audio import FFmpegAudioFile, FFmpegDecodeError, decode_audio
+from musicid.audio import FFmpegAudioFile, FFmpegDecodeError, asf_seconds, decode_audio
 from musicid.checks import RenderError
 from musicid.dataset import unusable_reason
 from musicid.filetypes import check_file, content_extension
@@ -190,10 +190,14 @@ def test_wma_decodes_to_the_music_it_holds_and_a_cut_one_keeps_what_it_holds(tmp
     cut = tmp_path / "cut.wma"
     data = write_wma(tmp_path / "long.wma", sweep(6.0), RATE, codec).read_bytes()
     cut.write_bytes(data[:len(data) // 2])
-    # What it holds is kept. (FFmpeg gives a cut WMA the length of what is there, from its size, so it is not
-    # said to be cut short: a limit of this reader.)
+    # What it holds is kept, and said to be short of the length its header declares (FFmpeg's own estimate,
+    # from the file's size, would be the length of what is there).
     rendered, repaired = load_audio_source(cut, render)
     assert abs(rendered.shape[1] - 3.0 * render.sample_rate) < 0.25 * render.sample_rate
+    assert len(repaired) == 1 and repaired[0].startswith("cut short: ") and " of the 6.0 s its header declares" in \
+        repaired[0]
+    assert asf_seconds(cut.read_bytes()) == asf_seconds(data) == pytest.approx(6.0, abs=0.05)
+    assert asf_seconds(b"RIFF....WAVE") is None and asf_seconds(data[:40]) is None  # not ASF; no properties
     garbage = tmp_path / "garbage.wma"
     garbage.write_bytes(data[:16] + bytes(range(256)) * 4)  # an ASF header's GUID, then nothing it can use
     with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
