@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from musicid.filetypes import ASF_HEADER
+
 DECODE_BLOCK_FRAMES = 1 << 16  # source frames decoded (and resampled) at a time
 
 
@@ -93,7 +95,8 @@ FFMPEG_EXTENSIONS = (".m4a", ".wma")
 # FFmpeg's sample formats (packed or planar) -> the scale that takes them to -1 .. 1, and the offset first.
 _FFMPEG_SCALES = {"u8": (2.0 ** -7, 128.0), "s16": (2.0 ** -15, 0.0), "s32": (2.0 ** -31, 0.0),
                   "s64": (2.0 ** -63, 0.0), "flt": (1.0, 0.0), "dbl": (1.0, 0.0)}
-UNKNOWN_LENGTH = 2 ** 63 - 1  # frames of a file whose header gives no length (libsndfile's count for one)
+# Frames of a file whose header gives no length: libsndfile's count for one (a FLAC's 0), and FFmpeg's reader's.
+UNKNOWN_LENGTH = 2 ** 63 - 1
 
 
 class FFmpegDecodeError(Exception):
@@ -103,8 +106,12 @@ class FFmpegDecodeError(Exception):
         super().__init__(words)
         self.error_string = words
 
+    @classmethod
+    def of(cls, error) -> FFmpegDecodeError:
+        """PyAV's ``av.FFmpegError`` in FFmpeg's words alone (its text would name the file)."""
+        return cls(error.strerror or type(error).__name__)
 
-ASF_HEADER_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
 ASF_FILE_PROPERTIES_GUID = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
 ASF_HEAD_BYTES = 1 << 16  # read for the header objects before the file properties
 
@@ -114,7 +121,7 @@ def asf_seconds(head: bytes) -> float | None:
     first bytes ``head``; None for another kind of file, a broadcast (whose durations mean nothing) or a header
     that does not hold one. FFmpeg reports a length estimated from the file's size when the file is shorter
     than its header says: the declared one tells that such a file was cut short."""
-    if not head.startswith(ASF_HEADER_GUID) or len(head) < 30:
+    if not head.startswith(ASF_HEADER) or len(head) < 30:
         return None
     header_size, count = struct.unpack_from("<QI", head, 16)
     at, end = 30, min(header_size, len(head))
@@ -173,7 +180,7 @@ class FFmpegAudioFile:
             self._open(av, source)
         except av.FFmpegError as error:
             self.close()
-            raise FFmpegDecodeError(error.strerror or type(error).__name__) from None
+            raise FFmpegDecodeError.of(error) from None
         except BaseException:
             self.close()
             raise
@@ -212,7 +219,7 @@ class FFmpegAudioFile:
         except StopIteration:
             return None
         except av.FFmpegError as error:
-            raise FFmpegDecodeError(error.strerror or type(error).__name__) from None
+            raise FFmpegDecodeError.of(error) from None
         kind = frame.format.name.rstrip("p")  # "fltp" -> "flt"
         if kind not in _FFMPEG_SCALES:
             raise FFmpegDecodeError(f"unknown sample format {frame.format.name}")
@@ -266,12 +273,18 @@ class FFmpegAudioFile:
         self.close()
 
 
-def open_audio(source: str | Path | BinaryIO, suffix: str | None = None):
-    """An open audio file to read block by block: a ``soundfile.SoundFile``, or for ``suffix`` (the kind of
-    file it is read as, default its own extension's) in FFMPEG_EXTENSIONS an :class:`FFmpegAudioFile`."""
+def decoded_by_ffmpeg(source: str | Path | BinaryIO, suffix: str | None = None) -> bool:
+    """Whether FFmpeg, not libsndfile, reads ``source``: ``suffix`` (the kind of file it is read as; default a
+    path's own extension) is one of FFMPEG_EXTENSIONS."""
     if suffix is None and not hasattr(source, "read"):
         suffix = Path(source).suffix
-    if (suffix or "").lower() in FFMPEG_EXTENSIONS:
+    return (suffix or "").lower() in FFMPEG_EXTENSIONS
+
+
+def open_audio(source: str | Path | BinaryIO, suffix: str | None = None):
+    """An open audio file to read block by block: a ``soundfile.SoundFile``, or for a file FFmpeg reads
+    (:func:`decoded_by_ffmpeg`) an :class:`FFmpegAudioFile`."""
+    if decoded_by_ffmpeg(source, suffix):
         return FFmpegAudioFile(source)
     import soundfile
 
@@ -321,7 +334,7 @@ def soundfile_source(path: str | Path | BinaryIO) -> str | bytes | BinaryIO:
 def audio_header(path: str | Path | BinaryIO, suffix: str | None = None) -> tuple[int, int]:
     """(frames, sample rate in Hz) from an audio file's header (its path or an open binary file), without
     decoding a sample; ``suffix`` as in :func:`open_audio`."""
-    if (suffix or ("" if hasattr(path, "read") else Path(path).suffix)).lower() in FFMPEG_EXTENSIONS:
+    if decoded_by_ffmpeg(path, suffix):
         with FFmpegAudioFile(path) as handle:
             return handle.frames, handle.samplerate
     import soundfile

@@ -317,12 +317,17 @@ CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 REPEATED_ERROR_CHARS = 100
 
 
+def recovered_text(prediction: Prediction) -> str:
+    """``; recovered: <repair>`` for each thing render repaired to use the file ("" for a whole one)."""
+    return "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+
+
 def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> str:
     """One line per file for people.  ``shown`` collects the errors already printed whole: a long one that
     is the same for every file (no SoundFont for a folder of MIDI files) is then its kind and "as above"."""
     path = prediction.path.translate(CONTROL_ESCAPES)
     # A file repaired and still not scored (cut short, then too short) says both.
-    repaired = "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+    repaired = recovered_text(prediction)
     if prediction.error:
         error = prediction.error
         if shown is not None and len(error) > REPEATED_ERROR_CHARS:
@@ -362,7 +367,7 @@ def csv_rows(prediction: Prediction, label_names: list[str]) -> list[list[str]]:
         return [labels[0][0], *(f"{named[name]:.6f}" for name in label_names)]
 
     if prediction.error:
-        error = prediction.error + "".join(f"; recovered: {repair}" for repair in prediction.repaired)
+        error = prediction.error + recovered_text(prediction)
         return [[prediction.path, "", "", "", *("" for _ in label_names), "", "", "", error]]
     rows = [[prediction.path, "", "", *probabilities(prediction.labels), f"{prediction.novelty:.6f}",
              str(prediction.flagged).lower(), str(prediction.clips), ""]]

@@ -42,9 +42,9 @@ from typing import BinaryIO, Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (DECODE_BLOCK_FRAMES, FFMPEG_EXTENSIONS, AudioTooLong, Level, PatchedFile, audio_header,
-                           decode_audio, error_words, non_finite_problem, to_channels, unfinished_wav_patches, wav_bytes,
-                           wav_data_sizes)
+from musicid.audio import (DECODE_BLOCK_FRAMES, UNKNOWN_LENGTH, AudioTooLong, Level, PatchedFile, audio_header,
+                           decode_audio, decoded_by_ffmpeg, error_words, non_finite_problem, to_channels,
+                           unfinished_wav_patches, wav_bytes, wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
@@ -303,7 +303,6 @@ OFFSET_REMOVED_FROM, OFFSET_SHARE = 1e-3, 0.1
 # full scale rather than clipped. A resampler's overshoot on a loud master is clipped as it is written.
 CLIPPED_SHARE_SCALED = 0.01
 UNKNOWN_LENGTH_BLOCK_FRAMES = 1024  # frames decoded at a time from a file of unknown length
-UNKNOWN_FRAMES = 2 ** 63 - 1  # libsndfile's frame count for a file whose header gives none (a FLAC's 0)
 CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
 
@@ -343,7 +342,7 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
         frames, file_rate = audio_header(source(), suffix)
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
-    unknown_length = frames >= UNKNOWN_FRAMES  # decoding stops at render.max_seconds all the same
+    unknown_length = frames >= UNKNOWN_LENGTH  # decoding stops at render.max_seconds all the same
     check_audio_header(0 if unknown_length else frames, file_rate, render.max_seconds)
     # A file of unknown length ends in a failed seek, which loses the block it stops: small blocks lose little.
     block_frames = UNKNOWN_LENGTH_BLOCK_FRAMES if unknown_length else DECODE_BLOCK_FRAMES
@@ -377,7 +376,7 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
                "present are read"] if unfinished else []
     repairs += mended
     if unknown_length:  # libsndfile stops it with a failed seek at its end
-        decoder = "FFmpeg" if suffix in FFMPEG_EXTENSIONS else "libsndfile"
+        decoder = "FFmpeg" if decoded_by_ffmpeg(path, suffix) else "libsndfile"
         repairs.append(f"its header gives no length (a file written to a pipe); read as far as {decoder} goes: "
                        f"{level.count / file_rate:.1f} s")
     else:
