@@ -351,27 +351,33 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
 
 def csv_header(label_names: list[str]) -> list[str]:
     """``predict --csv``'s columns: a file's row, then one per clip (with ``--clips``), every class's
-    probability in the model's order, as evaluate's ``metrics/predictions.csv`` gives them."""
+    probability in the model's order, as evaluate's ``metrics/predictions.csv`` gives them; then what the
+    text output says beside the answer (``--json``'s keys): whether the notes were read, why not, and what
+    render repaired to use the file."""
     return ["path", "clip_start_s", "soundfont", "predicted", *(f"p_{name}" for name in label_names), "novelty",
-            "flagged", "clips", "error"]
+            "flagged", "clips", "error", "symbolic", "notes_unread", "repaired"]
 
 
 def csv_rows(prediction: Prediction, label_names: list[str]) -> list[list[str]]:
     """A file's rows under :func:`csv_header` (its ``labels`` and ``clip_labels`` must hold every class).
-    A clip's row leaves the file's columns empty (novelty, flagged, clips); a file that could not be scored
-    has its reason (and what render repaired, after ``; recovered:``) and nothing else."""
+    A clip's row leaves the file's columns empty (novelty, flagged, clips and the three after error); a file
+    that could not be scored has its reason and what render repaired (a file cut short, then too short),
+    nothing else.  Several repairs are joined by ``; ``."""
     def probabilities(labels: list[tuple[str, float]]) -> list[str]:
         if {label for label, _ in labels} != set(label_names):
             raise ValueError(f"{prediction.path}: a CSV row needs every class's probability")
         named = dict(labels)
         return [labels[0][0], *(f"{named[name]:.6f}" for name in label_names)]
 
+    repaired = "; ".join(prediction.repaired)
     if prediction.error:
-        error = prediction.error + recovered_text(prediction)
-        return [[prediction.path, "", "", "", *("" for _ in label_names), "", "", "", error]]
+        return [[prediction.path, "", "", "", *("" for _ in label_names), "", "", "", prediction.error, "", "",
+                 repaired]]
     rows = [[prediction.path, "", "", *probabilities(prediction.labels), f"{prediction.novelty:.6f}",
-             str(prediction.flagged).lower(), str(prediction.clips), ""]]
-    return rows + [[prediction.path, f"{start:.3f}", soundfont or "", *probabilities(labels), "", "", "", ""]
+             str(prediction.flagged).lower(), str(prediction.clips), "", str(prediction.symbolic).lower(),
+             prediction.notes_unread or "", repaired]]
+    return rows + [[prediction.path, f"{start:.3f}", soundfont or "", *probabilities(labels), "", "", "", "", "",
+                    "", ""]
                    for start, soundfont, labels in prediction.clip_labels or ()]
 
 

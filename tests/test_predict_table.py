@@ -15,7 +15,7 @@ from tests.conftest import SOUNDFONT
 from tests.test_predict import _piece, write_checkpoint
 
 HEADER = ["path", "clip_start_s", "soundfont", "predicted", "p_bach", "p_palestrina", "novelty", "flagged", "clips",
-          "error"]
+          "error", "symbolic", "notes_unread", "repaired"]
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +66,7 @@ def test_csv_has_a_row_per_file_with_every_class_as_the_json_gives_it(folder, ca
             probabilities, abs=1e-6)
         assert float(row["novelty"]) == pytest.approx(scored["novelty"], abs=1e-6)
         assert (row["flagged"], row["clips"], row["error"]) == ("false", str(scored["clips"]), "")
+        assert (row["symbolic"], row["notes_unread"], row["repaired"]) == ("false", "", "")  # an audio-only model
         assert row["clip_start_s"] == row["soundfont"] == ""
     empty = table[2]
     assert empty["error"] == files[2]["error"] and empty["error"].startswith("no_files: ")
@@ -90,12 +91,40 @@ def test_csv_with_clips_gives_each_clip_a_row_after_its_file(folder, capsys):
 
 
 def test_a_file_that_cannot_be_scored_keeps_what_render_repaired_in_its_row():
-    prediction = Prediction("cut.wav", error="too_short: shorter than one 4 s clip", repaired=["cut short: x"])
+    prediction = Prediction("cut.wav", error="too_short: shorter than one 4 s clip",
+                            repaired=["cut short: x", "cut short: y"])
     assert csv_rows(prediction, ["bach", "palestrina"]) == [
-        ["cut.wav", "", "", "", "", "", "", "", "", "too_short: shorter than one 4 s clip; recovered: cut short: x"]]
+        ["cut.wav", "", "", "", "", "", "", "", "", "too_short: shorter than one 4 s clip", "", "",
+         "cut short: x; cut short: y"]]
     with pytest.raises(ValueError, match="every class's probability"):  # top-k labels are not a row
         csv_rows(Prediction("a.wav", labels=[("bach", 0.9)], novelty=0.1, flagged=False, clips=1),
                  ["bach", "palestrina"])
+
+
+def test_a_scored_file_says_what_was_repaired_and_whether_its_notes_were_read():
+    prediction = Prediction("a.mid", labels=[("bach", 0.75), ("palestrina", 0.25)], novelty=0.5, flagged=True,
+                            clips=2, symbolic=True, notes_unread="no_notes: no note sounds in its clips",
+                            repaired=["cut short: x"], clip_labels=[(0.0, None, [("palestrina", 0.6), ("bach", 0.4)])])
+    file_row, clip_row = [dict(zip(HEADER, row)) for row in csv_rows(prediction, ["bach", "palestrina"])]
+    assert file_row == {**dict.fromkeys(HEADER, ""), "path": "a.mid", "predicted": "bach", "p_bach": "0.750000",
+                        "p_palestrina": "0.250000", "novelty": "0.500000", "flagged": "true", "clips": "2",
+                        "symbolic": "true", "notes_unread": "no_notes: no note sounds in its clips",
+                        "repaired": "cut short: x"}
+    assert clip_row == {**dict.fromkeys(HEADER, ""), "path": "a.mid", "clip_start_s": "0.000",
+                        "predicted": "palestrina", "p_bach": "0.400000", "p_palestrina": "0.600000"}
+
+
+def test_a_file_cut_short_says_so_in_its_row(folder, capsys):
+    model = write_checkpoint(folder / "model.pt", reference=1e9, reference_tracks=24)
+    whole = (folder / "songs" / "a, \"quoted\" tune.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(whole[:len(whole) * 2 // 3])  # 6 of its 9 s: an interrupted copy
+    (folder / "stub.wav").write_bytes(whole[:len(whole) // 9])  # 1 s: no clip left
+    code, out, _ = _run(capsys, folder / "cut.wav", folder / "stub.wav", "--model", model, "--csv")
+    assert code == 1
+    cut, stub = [dict(zip(HEADER, row)) for row in list(csv.reader(io.StringIO(out)))[1:]]
+    assert cut["error"] == "" and cut["clips"] == "1"
+    assert cut["repaired"].startswith("cut short: truncated (its data chunk declares")
+    assert stub["error"].startswith("too_short") and stub["repaired"].startswith("cut short: truncated")
 
 
 @pytest.mark.parametrize("arguments, message", [
