@@ -90,8 +90,9 @@ class Level:
 
 
 # Audio files libsndfile cannot read, decoded by FFmpeg through PyAV instead: MPEG-4 audio (AAC, ALAC), Windows
-# Media audio (WMA 1 and 2, Pro, Lossless).
-FFMPEG_EXTENSIONS = (".m4a", ".wma")
+# Media audio (WMA 1 and 2, Pro, Lossless), WavPack, a raw AAC stream (ADTS, whose length FFmpeg estimates from
+# its bitrate: render does not judge it cut short by that length).
+FFMPEG_EXTENSIONS = (".m4a", ".wma", ".wv", ".aac")
 # FFmpeg's sample formats (packed or planar) -> the scale that takes them to -1 .. 1, and the offset first.
 _FFMPEG_SCALES = {"u8": (2.0 ** -7, 128.0), "s16": (2.0 ** -15, 0.0), "s32": (2.0 ** -31, 0.0),
                   "s64": (2.0 ** -63, 0.0), "flt": (1.0, 0.0), "dbl": (1.0, 0.0)}
@@ -139,6 +140,23 @@ def asf_seconds(head: bytes) -> float | None:
             return None
         at += size
     return None
+
+
+def adts_shortfall(data: bytes) -> int:
+    """The bytes a raw AAC stream (ADTS frames, perhaps after an ID3v2 tag) lacks to end on a whole frame: 0 for
+    a stream whose frames each fit in it (or one whose frames cannot be followed: damage that is not a cut).
+    Such a stream declares no length; a copy cut short ends inside a frame, which FFmpeg drops without a word."""
+    at = 0
+    if data.startswith(b"ID3") and len(data) >= 10:  # its size: four 7-bit bytes, then the footer's 10 if flagged
+        at = 10 + (data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]) + (10 if data[5] & 0x10 else 0)
+    while at + 7 <= len(data):
+        if data[at] != 0xFF or data[at + 1] & 0xF6 != 0xF0:
+            return 0  # not a frame where one should start: not followed further
+        length = (data[at + 3] & 3) << 11 | data[at + 4] << 3 | data[at + 5] >> 5
+        if length < 7:
+            return 0
+        at += length
+    return max(at - len(data), 0) if at >= len(data) else at + 7 - len(data)  # its last frame cut, or its header
 
 
 class _SeekGuard:

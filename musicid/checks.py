@@ -10,7 +10,7 @@ reason (``RenderError.reason``) and a one-line detail:
 - ``timeout``: reading plus rendering one file took longer than ``render.timeout_s``;
 - ``empty_render``: FluidSynth gave no audio frames;
 - ``duration_mismatch``: the render stops well before the MIDI file's last note;
-- ``decode_error``: libsndfile (FFmpeg for ``.m4a``, ``.wma``) cannot read the audio file;
+- ``decode_error``: libsndfile (FFmpeg for ``.m4a``, ``.wma``, ``.wv``, ``.aac``) cannot read the audio file;
 - ``implausible_rate``: an audio file whose sample rate no recording has
   (outside ``MIN_AUDIO_RATE`` .. ``MAX_AUDIO_RATE`` Hz);
 - ``non_finite``: NaN or infinite samples;

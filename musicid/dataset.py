@@ -722,7 +722,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         chosen.extend(sorted(members, key=lambda c: c.relative))
 
     # A class that did not come is named: one that dataset.classes asks for, or (keeping every label) a label
-    # folder whose every file was skipped (all .m4a, all misnamed); an empty folder has its own record.
+    # folder whose every file was skipped (all .ape, all misnamed); an empty folder has its own record.
     empty = {record["label"] for record in skipped if record["reason"] == EMPTY_FOLDER_REASON}
     seen = {record["label"] for record in skipped if record["label"] is not None} | \
         {candidate.label for candidate in labelled}
@@ -760,8 +760,8 @@ PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
     """Why render would reject the file at ``path`` whatever the render params, or None: a MIDI file mido
-    cannot read (after the repairs render makes) or without a note; an audio file libsndfile (FFmpeg: .m4a, .wma)
-    cannot open or decode from its start, with no frame, a NaN or infinite sample, or nothing but one value
+    cannot read (after the repairs render makes) or without a note; an audio file libsndfile (FFmpeg:
+    musicid.audio.FFMPEG_EXTENSIONS) cannot open or decode from its start, with no frame, a NaN or infinite sample, or nothing but one value
     throughout (digital silence, which only ``render.min_rms: 0`` would keep). What depends on render's params (a quiet
     file against render.min_rms, the length against render.max_seconds) is left to render, as is a file that
     takes longer to read than PICK_CHECK_SECONDS. ``suffix``: the kind of file it is read as (default: its

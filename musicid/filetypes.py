@@ -12,15 +12,18 @@ from pathlib import Path
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
 # Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC);
-# .m4a MPEG-4 audio (AAC, or ALAC) and .wma Windows Media audio, which FFmpeg decodes
-# (musicid.audio.FFMPEG_EXTENSIONS); libsndfile the others.
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".ogg", ".oga", ".opus", ".mp3", ".m4a",
-                    ".wma")
+# .wv WavPack, .m4a MPEG-4 audio (AAC, or ALAC), .wma Windows Media audio and .aac a raw AAC stream (ADTS), which
+# FFmpeg decodes (musicid.audio.FFMPEG_EXTENSIONS); libsndfile the others.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".wv", ".ogg", ".oga", ".opus", ".mp3",
+                    ".m4a", ".wma", ".aac")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
+# ADTS after MP3: an MP3's ID3 tag may also start an .aac file, and is taken for an MP3's when the name says
+# neither.
 KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"), ("AIFF audio", ".aiff"),
-         ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("Windows Media (ASF) data", ".wma"), ("MP3 audio", ".mp3"))
+         ("WavPack audio", ".wv"), ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("Windows Media (ASF) data", ".wma"),
+         ("MP3 audio", ".mp3"), ("AAC audio (ADTS)", ".aac"))
 ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")  # the GUID an ASF file (.wma, .wmv) starts with
 
 
@@ -60,6 +63,11 @@ def _is_mp3(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
 
 
+def _is_adts(head: bytes) -> bool:
+    """An AAC frame's ADTS header: 12 sync bits, then layer 00 (an MPEG audio frame's layer is never 00)."""
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0
+
+
 def _fits(extension: str, head: bytes) -> bool:
     """Whether ``head`` (a file's first bytes) starts as a file of ``extension`` (an accepted one) does."""
     if extension in MIDI_EXTENSIONS:
@@ -76,6 +84,10 @@ def _fits(extension: str, head: bytes) -> bool:
         return head[4:8] == b"ftyp"
     if extension == ".wma":
         return head.startswith(ASF_HEADER)
+    if extension == ".wv":
+        return head.startswith(b"wvpk")
+    if extension == ".aac":  # its frames, perhaps after an ID3 tag (as an MP3's)
+        return _is_adts(head) or head.startswith(b"ID3")
     return _is_mp3(head)
 
 
@@ -146,16 +158,20 @@ def _is_mp3_stream(data: bytes) -> bool:
 
 def content_extension(path: str | Path) -> str | None:
     """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
-    FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.ogg``,
-    ``.m4a``, ``.wma`` or ``.mp3``; None when its own fits, or when it holds none of these (an HTML page, an
-    empty file). An MP3 needs an ID3 tag or a run of frames that follow one another (:func:`_is_mp3_stream`)."""
+    FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.wv``,
+    ``.ogg``, ``.m4a``, ``.wma``, ``.mp3`` or ``.aac``; None when its own fits, or when it holds none of these
+    (an HTML page, an empty file). An MP3 needs an ID3 tag or a run of frames that follow one another
+    (:func:`_is_mp3_stream`)."""
     if check_file(path) is None:
         return None
     with open(path, "rb") as handle:
         head = handle.read(MP3_HEAD_BYTES)
     for _, extension in KINDS:
         if extension == ".mp3":
-            return ".mp3" if _is_mp3_stream(head) else None
-        if _fits(extension, head[:64]):
+            if _is_mp3_stream(head):
+                return ".mp3"
+        elif extension == ".aac":
+            return ".aac" if _is_adts(head) else None
+        elif _fits(extension, head[:64]):
             return extension
     return None

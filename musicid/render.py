@@ -42,8 +42,8 @@ from typing import BinaryIO, Callable, TypeVar
 import numpy as np
 
 from musicid.augment import Augmentation, apply_augmentation, draw_augmentation
-from musicid.audio import (DECODE_BLOCK_FRAMES, UNKNOWN_LENGTH, AudioTooLong, Level, PatchedFile, audio_header,
-                           decode_audio, decoded_by_ffmpeg, error_words, non_finite_problem, to_channels,
+from musicid.audio import (DECODE_BLOCK_FRAMES, UNKNOWN_LENGTH, AudioTooLong, Level, PatchedFile, adts_shortfall,
+                           audio_header, decode_audio, decoded_by_ffmpeg, error_words, non_finite_problem, to_channels,
                            unfinished_wav_patches, wav_bytes, wav_data_sizes)
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
@@ -305,6 +305,9 @@ CLIPPED_SHARE_SCALED = 0.01
 UNKNOWN_LENGTH_BLOCK_FRAMES = 1024  # frames decoded at a time from a file of unknown length
 CUT_SHORT_FRACTION = 0.02  # an audio file that decodes to this much less than its header declares
 CUT_SHORT_SECONDS = 0.5    # (and by this many seconds) was cut short: compressed formats' headers are estimates
+# Formats whose length is estimated (an MP3 without a Xing, Info or VBRI header: from its first frame's bitrate;
+# ADTS: FFmpeg's, from the mean bitrate), which a whole file can fall short of.
+ESTIMATED_LENGTH = (".mp3", ".aac")
 
 
 def load_audio_source(path: Path, render: RenderParams, data: bytes | None = None, suffix: str | None = None,
@@ -437,19 +440,28 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
     stopped by an error, fewer frames than the header's count, or a WAV whose data chunk declares more bytes
     than the file has (libsndfile then counts only the frames present). An MP3's count is used only when the
-    file has a Xing, Info or VBRI header: without one libsndfile guesses it from the first frame's bitrate."""
+    file has a Xing, Info or VBRI header: without one libsndfile guesses it from the first frame's bitrate; a
+    raw AAC stream's never (FFmpeg's is from its mean bitrate): one is cut short when its last frame is
+    (:func:`musicid.audio.adts_shortfall`), which FFmpeg drops without an error."""
+    suffix = (suffix or path.suffix).lower()
+    # An MP3 without such a header and a raw AAC stream (ADTS) declare no length: their count is an estimate.
+    counted = suffix not in ESTIMATED_LENGTH or \
+        (suffix == ".mp3" and any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI")))
     read_s, header_s = f"{frames_read / file_rate:.1f} s", f"{header_frames / file_rate:.1f} s"
     if stopped:
-        return [f"cut short: decoding stopped after {read_s} of the {header_s} its header declares "
-                f"({stopped[0][:120]}); those {read_s} are kept"]
+        declared = f" of the {header_s} its header declares" if counted else ""
+        return [f"cut short: decoding stopped after {read_s}{declared} ({stopped[0][:120]}); those {read_s} are "
+                "kept"]
 
     def short(missing_frames: float, declared_frames: float) -> bool:
         return missing_frames > max(CUT_SHORT_FRACTION * declared_frames, CUT_SHORT_SECONDS * file_rate)
 
-    suffix = (suffix or path.suffix).lower()
-    counted = suffix != ".mp3" or any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI"))
     if counted and short(header_frames - frames_read, header_frames):
         return [f"cut short: {read_s} of the {header_s} its header declares could be read, and are kept"]
+    if suffix == ".aac":
+        missing = adts_shortfall(data if data is not None else path.read_bytes())
+        if missing:
+            return [f"cut short: its last AAC frame lacks {missing} bytes; the {read_s} before it are kept"]
     sizes = wav_data_sizes(path, data) if suffix in WAV_EXTENSIONS and frames_read else None
     if sizes is not None:
         declared, present = sizes

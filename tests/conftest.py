@@ -161,6 +161,32 @@ def write_wma(path: Path, audio: np.ndarray, sample_rate: int, codec: str = "wma
     return path
 
 
+def write_wavpack(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """A WavPack file (.wv, lossless) of ``audio`` float32 [2, n] as 16-bit samples, encoded by FFmpeg (PyAV)."""
+    steps = np.round(np.clip(audio, -1.0, 1.0 - 2.0 ** -15) * 2.0 ** 15).astype(np.int16)
+    return _write_ffmpeg(path, steps, sample_rate, "wv", "wavpack", "s16p")
+
+
+def write_adts(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """A raw AAC stream (.aac: ADTS frames, no container) of ``audio`` float32 [2, n], encoded by FFmpeg (PyAV)."""
+    return _write_ffmpeg(path, np.ascontiguousarray(audio, dtype=np.float32), sample_rate, "adts", "aac", "fltp")
+
+
+def _write_ffmpeg(path: Path, planes: np.ndarray, sample_rate: int, container: str, codec: str,
+                  sample_format: str) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=sample_rate)
+        stream.layout, stream.format = "stereo", sample_format
+        frame = av.AudioFrame.from_ndarray(planes, format=sample_format, layout="stereo")
+        frame.sample_rate = sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
 def sine(frequency: float, seconds: float, sample_rate: int, amplitude: float = 0.5) -> np.ndarray:
     """float32 [round(seconds * sample_rate)] sine wave."""
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate

@@ -384,7 +384,7 @@ def test_a_label_whose_every_file_is_skipped_is_named(workspace, capsys):
     a page saved as .wav) is named in the manifest and in a warning, not only counted among the skipped."""
     tree(workspace / "src", {f"{label}/{i}.wav": wav_bytes(value=0.01 * (i + 1) + 0.3 * (label == "z"))
                              for label in ("y", "z") for i in range(2)})
-    tree(workspace / "src", {"x/a.ape": b"MAC \x96\x0f", "x/b.wv": b"wvpk\x00\x10",
+    tree(workspace / "src", {"x/a.ape": b"MAC \x96\x0f", "x/b.shn": b"ajkg\x02\x00",
                              "w/page.wav": b"<html>404</html>"})
     (workspace / "src" / "v").mkdir()
     (workspace / "src" / "Y Z").mkdir()  # empty, but merged into the label y, which has files: no loss

@@ -1,5 +1,5 @@
-"""MPEG-4 audio (.m4a: AAC, ALAC) and Windows Media audio (.wma), which libsndfile cannot read, decoded by FFmpeg
-through PyAV: download keeps them, render and predict read them, and a damaged one is recovered or rejected with a
+"""MPEG-4 audio (.m4a: AAC, ALAC), Windows Media audio (.wma), WavPack (.wv) and raw AAC streams (.aac), which
+libsndfile cannot read, decoded by FFmpeg through PyAV: download keeps them, render and predict read them, and a damaged one is recovered or rejected with a
 reason, never a traceback."""
 
 import json
@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicid.audio import FFmpegAudioFile, FFmpegDecodeError, asf_seconds, decode_audio
+from musicid.audio import FFmpegAudioFile, FFmpegDecodeError, adts_shortfall, asf_seconds, decode_audio
 from musicid.checks import RenderError
 from musicid.dataset import unusable_reason
 from musicid.filetypes import check_file, content_extension
-from musicid.render import load_audio_source
-from tests.conftest import section_params, sine, write_m4a, write_wav, write_wma
+from musicid.render import CUT_SHORT_FRACTION, CUT_SHORT_SECONDS, load_audio_source
+from tests.conftest import section_params, sine, write_adts, write_m4a, write_wav, write_wavpack, write_wma
 
 RATE = 44100
 
@@ -208,6 +208,76 @@ def test_wma_decodes_to_the_music_it_holds_and_a_cut_one_keeps_what_it_holds(tmp
     assert content_extension(misnamed) == ".wma"
 
 
+def test_wavpack_decodes_to_its_exact_samples_and_a_cut_one_keeps_what_it_holds(tmp_path):
+    audio = sweep(6.0)
+    path = write_wavpack(tmp_path / "take.wv", audio, RATE)
+    assert check_file(path) is None and content_extension(path) is None
+    steps = np.round(np.clip(audio, -1.0, 1.0 - 2.0 ** -15) * 2.0 ** 15)
+    with FFmpegAudioFile(path) as handle:
+        assert (handle.samplerate, handle.channels, handle.frames) == (RATE, 2, audio.shape[1])  # its header's
+        decoded = handle.read(audio.shape[1] + 1000)
+    assert np.array_equal(decoded, (steps.T / 2.0 ** 15).astype(np.float32))
+    render = section_params("render")
+    wav = write_wav(tmp_path / "take.wav", (steps / 2.0 ** 15).T.astype(np.float32), RATE)
+    rendered, repaired = load_audio_source(path, render)
+    assert repaired == [] and np.array_equal(rendered, load_audio_source(wav, render)[0])
+    cut = tmp_path / "cut.wv"
+    cut.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    rendered, repaired = load_audio_source(cut, render)
+    assert 2.0 * render.sample_rate < rendered.shape[1] < 3.5 * render.sample_rate
+    assert len(repaired) == 1 and repaired[0].startswith("cut short: ") and " of the 6.0 s its header declares" in \
+        repaired[0]
+    garbage = tmp_path / "garbage.wv"
+    garbage.write_bytes(b"wvpk" + bytes(range(256)) * 4)
+    with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
+        load_audio_source(garbage, render)
+    misnamed = tmp_path / "take.flac"
+    misnamed.write_bytes(path.read_bytes())
+    assert check_file(misnamed) == "named .flac but looks like WavPack audio"
+    assert content_extension(misnamed) == ".wv"
+
+
+def test_a_raw_aac_stream_is_read_and_its_estimated_length_never_makes_it_cut_short(tmp_path):
+    audio = sweep(20.0)
+    path = write_adts(tmp_path / "take.aac", audio, RATE)
+    assert check_file(path) is None and content_extension(path) is None
+    with FFmpegAudioFile(path) as handle:
+        estimated = handle.frames
+        whole = handle.read(30 * RATE)
+    n = 3 * RATE  # its first 3 s, after the encoder's priming
+    fits = {lag: np.corrcoef(whole[lag:lag + n, 0], audio[0, :n])[0, 1] for lag in range(0, 2049)}
+    lag = max(fits, key=fits.get)
+    assert fits[lag] > 0.99 and np.corrcoef(whole[lag:lag + n, 1], audio[1, :n])[0, 1] > 0.99
+    assert len(whole) >= audio.shape[1] + lag - 1024  # and the rest of the music
+    # FFmpeg's length of a stream without a header is from its mean bitrate: here more than the stream holds by
+    # more than render's margins, which for a file that declared it would make a file cut short.
+    assert estimated - len(whole) > max(CUT_SHORT_FRACTION * estimated, CUT_SHORT_SECONDS * RATE)
+    render = section_params("render")
+    rendered, repaired = load_audio_source(path, render)
+    assert repaired == [] and abs(rendered.shape[1] - 20.0 * render.sample_rate) < 0.1 * render.sample_rate
+    assert unusable_reason(path, ".aac") is None
+    cut = tmp_path / "cut.aac"
+    cut.write_bytes(path.read_bytes()[:path.stat().st_size // 2 + 7])  # inside a frame
+    rendered, repaired = load_audio_source(cut, render)
+    assert 8.0 * render.sample_rate < rendered.shape[1] < 12.0 * render.sample_rate
+    # FFmpeg drops the frame the cut ends in without an error: the frame's own length tells.
+    assert len(repaired) == 1 and repaired[0].startswith("cut short: its last AAC frame lacks ")
+    from_bytes, repaired_from_bytes = load_audio_source(cut, render, data=cut.read_bytes())  # predict's way
+    assert np.array_equal(from_bytes, rendered) and repaired_from_bytes == repaired
+    data = path.read_bytes()
+    assert adts_shortfall(data) == 0 and adts_shortfall(data[:-3]) == 3 and adts_shortfall(data + data[:4]) == 3
+    tag = b"ID3\x04\x00\x00\x00\x00\x00\x05" + bytes(5)  # a 5-byte ID3v2 tag, then the frames
+    assert adts_shortfall(tag + data) == 0 and adts_shortfall(tag + data[:-3]) == 3
+    assert adts_shortfall(data[:100] + b"junk" + data[100:]) == 0  # damage, not a cut: not followed
+    misnamed = tmp_path / "take.mp3"
+    misnamed.write_bytes(path.read_bytes())
+    assert check_file(misnamed) == "named .mp3 but looks like AAC audio (ADTS)"
+    assert content_extension(misnamed) == ".aac"
+    tagged = tmp_path / "tagged.wav"  # an ID3 tag starts an MP3 as often: taken for one when the name says neither
+    tagged.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + path.read_bytes())
+    assert content_extension(tagged) == ".mp3" and check_file(tagged.rename(tmp_path / "tagged.aac")) is None
+
+
 def test_download_keeps_m4a_files_and_names_one_under_another_extension(tmp_path):
     audio = stereo()
     m4a = write_m4a(tmp_path / "take.m4a", audio, RATE)
@@ -221,9 +291,9 @@ def test_download_keeps_m4a_files_and_names_one_under_another_extension(tmp_path
     assert check_file(page) == "named .m4a but looks like an HTML page"
 
 
-def test_the_pipeline_and_predict_read_a_collection_of_m4a_and_wma_files(tmp_path, monkeypatch, capsys):
-    """download (a local folder), render twice (byte-identical), and predict with a model: an .m4a or a .wma
-    is a source like any other."""
+def test_the_pipeline_and_predict_read_a_collection_of_the_files_ffmpeg_reads(tmp_path, monkeypatch, capsys):
+    """download (a local folder), render twice (byte-identical), and predict with a model: an .m4a, a .wma, a
+    .wv or an .aac is a source like any other."""
     import yaml
 
     from musicid.__main__ import main
@@ -236,13 +306,16 @@ def test_the_pipeline_and_predict_read_a_collection_of_m4a_and_wma_files(tmp_pat
     write_m4a(source / "a" / "one.m4a", stereo(5.0), RATE)
     write_m4a(source / "b" / "two.m4a", stereo(5.0)[::-1], RATE, codec="alac", sample_format="s16p")
     write_wma(source / "b" / "three.wma", stereo(5.0), RATE)
+    write_wavpack(source / "a" / "four.wv", stereo(5.0), RATE)
+    write_adts(source / "b" / "five.aac", stereo(5.0)[::-1], RATE)
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params["dataset"].update(source="path", path=str(source), classes=[])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert load_stage("download").main(["--params", str(tmp_path / "params.yaml"), "--out",
                                         str(tmp_path / "raw")]) == 0
     listed = json.loads((tmp_path / "raw" / "manifest.json").read_text())
-    assert [(r["path"], r["label"]) for r in listed["files"]] == [("a/one.m4a", "a"), ("b/three.wma", "b"),
+    assert [(r["path"], r["label"]) for r in listed["files"]] == [("a/four.wv", "a"), ("a/one.m4a", "a"),
+                                                                 ("b/five.aac", "b"), ("b/three.wma", "b"),
                                                                  ("b/two.m4a", "b")]
     outputs = []
     for name in ("first", "second"):
@@ -251,14 +324,14 @@ def test_the_pipeline_and_predict_read_a_collection_of_m4a_and_wma_files(tmp_pat
         outputs.append({path.relative_to(tmp_path / name): path.read_bytes()
                         for path in sorted((tmp_path / name).rglob("*")) if path.is_file()})
     report = json.loads(outputs[0][Path("report.json")])
-    assert [(r["source"], r["status"]) for r in report["files"]] == [("a/one.m4a", "rendered"),
-                                                                     ("b/three.wma", "rendered"),
-                                                                     ("b/two.m4a", "rendered")]
+    assert [(r["source"], r["status"]) for r in report["files"]] == [
+        ("a/four.wv", "rendered"), ("a/one.m4a", "rendered"), ("b/five.aac", "rendered"), ("b/three.wma", "rendered"),
+        ("b/two.m4a", "rendered")]
     assert outputs[0] == outputs[1]
     model = write_checkpoint(tmp_path / "model.pt", reference=1e9, reference_tracks=24)
     capsys.readouterr()
     assert main(["predict", str(source), "--model", str(model), "--json"]) == 0
     files = json.loads(capsys.readouterr().out)["files"]
-    assert [(Path(f["path"]).name, f["error"], f["clips"]) for f in files] == [("one.m4a", None, 1),
-                                                                             ("three.wma", None, 1),
-                                                                             ("two.m4a", None, 1)]
+    assert [(Path(f["path"]).name, f["error"], f["clips"], f["repaired"]) for f in files] == [
+        ("four.wv", None, 1, []), ("one.m4a", None, 1, []), ("five.aac", None, 1, []), ("three.wma", None, 1, []),
+        ("two.m4a", None, 1, [])]
