@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     predict = commands.add_parser(
         "predict", help="who wrote or plays these MIDI or audio files, and how new they look",
         epilog="exit status: 0 every path scored, 1 some path could not be scored (each line says why), "
-               "2 no usable model or a usage error (a bad --jobs or MUSICID_JOBS too), 130 Ctrl-C",
+               "2 no usable model, a usage error (a bad --jobs or MUSICID_JOBS too) or a Dask scheduler that "
+               "cannot be reached or is lost, 130 Ctrl-C",
         description="Render, clip and featurize each file as the pipeline did (with the params stored in "
                     "the checkpoint), then print the most likely labels and a novelty score: the distance "
                     "of the file's mean embedding to the nearest known class (higher: less like any of them).")
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="worker processes that render, clip and featurize files while the model scores "
                               "them (default 1: all in this process, the quickest for a few files; 0: "
                               "$MUSICID_JOBS, else one per core)")
+    predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="render, clip and featurize the files on this Dask cluster's workers instead "
+                              "(default: $MUSICID_SCHEDULER, else this machine): each file is sent with its "
+                              "bytes; the workers need musicid and the model's SoundFonts at the same paths")
     predict.add_argument("--clips", action="store_true",
                          help="also each clip's own answer (where it starts in the file, its --top labels): "
                               "which composer each few seconds sound like")
@@ -129,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from musicid.parallel import jobs_problem
+    from musicid.parallel import jobs_problem, resolve_scheduler, where
+    from musicid.stage import StageError
     from musicid.params import ParamsError
     from musicid.predict import Predictor, collect_inputs, csv_header, csv_rows, format_prediction, format_threshold
     from musicid.training import CheckpointError
@@ -146,6 +152,13 @@ def predict_command(args: argparse.Namespace) -> int:
     except ValueError as error:  # a checkpoint without render params or novelty statistics
         print(f"predict: {args.model}: {error}", file=sys.stderr)
         return EXIT_MODEL
+    scheduler = resolve_scheduler(args.scheduler)
+    if scheduler:
+        try:  # stops at once when the scheduler cannot be reached
+            print(f"predict: files are prepared on {where(0, scheduler)}", file=sys.stderr, flush=True)
+        except StageError as error:
+            print(f"predict: {error}", file=sys.stderr)
+            return EXIT_MODEL
     warning = predictor.threshold_warning()
     if warning:
         print(f"predict: warning: {warning}", file=sys.stderr)
@@ -161,7 +174,7 @@ def predict_command(args: argparse.Namespace) -> int:
     clip_audio = (0.5 if args.clip_audio is None else args.clip_audio) if args.clips else None
     top = len(predictor.label_names) if args.csv else 3 if args.top is None else args.top
     predictions = predictor.predict_all(collect_inputs(args.paths), top=top, jobs=args.jobs,
-                                        clip_audio=clip_audio)  # see below
+                                        clip_audio=clip_audio, scheduler=scheduler)  # see below
     try:
         for prediction in predictions:
             results.append(prediction)
@@ -173,6 +186,9 @@ def predict_command(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, BrokenPipeError):  # while a line is printed (`| head`): the workers end at once
         predictions.close()
         raise
+    except StageError as error:  # the cluster's scheduler lost, or its workers all gone: what was scored is out
+        print(f"predict: {error}", file=sys.stderr)
+        return EXIT_MODEL
     if args.json:
         reference = predictor.novelty_reference
         print(json.dumps({"model": args.model,

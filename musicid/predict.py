@@ -228,12 +228,13 @@ class Predictor(FileReader):
         return self.score(self.prepare(Path(path)), top, clip_audio)
 
     def predict_all(self, inputs: list[tuple[Path, str | None]], top: int = 3, jobs: int = 1,
-                    clip_audio: float | None = None):
+                    clip_audio: float | None = None, scheduler: str | None = None):
         """:meth:`predict` of each (path, None) of :func:`collect_inputs`, in order; a (path, reason) is that
         path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
-        processes (0: $MUSICID_JOBS, else one per core) while this one runs the model. Ended early (a Ctrl-C
-        while this process scores a file, or this generator closed), it ends the workers at once."""
-        prepared_files = prepare_all(self, inputs, jobs)
+        processes (0: $MUSICID_JOBS, else one per core) while this one runs the model; with ``scheduler``, by
+        that Dask cluster's workers. Ended early (a Ctrl-C while this process scores a file, or this generator
+        closed), it ends the workers' work at once."""
+        prepared_files = prepare_all(self, inputs, jobs, scheduler)
         try:
             for prepared in prepared_files:
                 yield self.score(prepared, top, clip_audio)

@@ -7,6 +7,7 @@ Nothing here needs PyTorch, so a worker process starts in about a second.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,16 +169,8 @@ class FileReader:
 
     def _prepare(self, path: Path) -> Prepared:
         prediction = Prediction(printable(str(path)))
-        try:
-            if not path.is_file():
-                # A link to nothing (or to itself) exists as a name: say what it is rather than that it is
-                # missing; a FIFO or a device is there but is no file to read (it may block for ever).
-                special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
-                prediction.error = special or ("broken_link: a link to no file" if path.is_symlink()
-                                               else "missing: no such file")
-                return Prepared(prediction)
-        except OSError as error:  # in a folder that can be listed but not entered
-            prediction.error = unreadable_reason(error)
+        prediction.error = not_a_file_reason(path)
+        if prediction.error:
             return Prepared(prediction)
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
@@ -207,6 +200,19 @@ class FileReader:
         return Prepared(prediction, features, notes, piece, offsets, renders)
 
 
+def not_a_file_reason(path: Path) -> str | None:
+    """Why ``path`` is no file to read (missing, a broken link, a FIFO or device, unreadable), or None."""
+    try:
+        if path.is_file():
+            return None
+        # A link to nothing (or to itself) exists as a name: say what it is rather than that it is missing; a
+        # FIFO or a device is there but is no file to read (it may block for ever).
+        special = special_file_reason(os.stat(path).st_mode) if path.exists() else None
+        return special or ("broken_link: a link to no file" if path.is_symlink() else "missing: no such file")
+    except OSError as error:  # in a folder that can be listed but not entered
+        return unreadable_reason(error)
+
+
 _WORKER_READER: FileReader | None = None  # a worker process's reader (prepare_all)
 
 
@@ -230,11 +236,20 @@ def _crashed(item: tuple[Path, str | None]) -> Prepared:
     return Prepared(Prediction(printable(str(item[0])), error=WORKER_CRASH))
 
 
-def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs: int = 1):
+def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs: int = 1,
+                scheduler: str | None = None):
     """:meth:`FileReader.prepare` of each (path, None) of :func:`collect_inputs`, in order ((path, reason): that
     error), by ``jobs`` worker processes (0: $MUSICID_JOBS, else one per core), or in this one with ``jobs`` 1 or
     a single file. At most two files a worker are in hand at once; a file that crashes its worker (FluidSynth
-    can) is that file's ``worker_crash``, the others go on."""
+    can) is that file's ``worker_crash``, the others go on.
+
+    With ``scheduler`` (a Dask scheduler's address) the files are prepared on that cluster's workers instead,
+    however many: each is sent with its bytes (workers need no shared file system, only this machine's
+    SoundFonts at the same paths, as the render stage's), and its features come back here."""
+    if scheduler:
+        yield from ordered_map(_prepare_sent, _with_bytes(inputs), 0, initializer=_start_reader,
+                               initargs=reader.reader_args(), scheduler=scheduler, on_crash=_crashed)
+        return
     if jobs == 1 or len(inputs) <= 1:
         for item in inputs:
             yield _prepare_item(reader, item)
@@ -242,3 +257,29 @@ def prepare_all(reader: FileReader, inputs: list[tuple[Path, str | None]], jobs:
     yield from ordered_map(_prepare_input, inputs, jobs, initializer=_start_reader,
                            initargs=reader.reader_args(), on_crash=_crashed)
 
+
+def _with_bytes(inputs: list[tuple[Path, str | None]]):
+    """(path, reason, its bytes) of each input, read as the cluster takes them (None with a reason)."""
+    for path, reason in inputs:
+        reason = reason or not_a_file_reason(path)
+        data = None
+        if not reason:
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                reason = unreadable_reason(error)
+        yield path, reason, data
+
+
+def _prepare_sent(item: tuple[Path, str | None, bytes | None]) -> Prepared:
+    """On a cluster's worker: the file's bytes written under its own name in a folder of this worker's, and
+    prepared there as the file itself would be (a file's reasons and repairs never name its path)."""
+    path, reason, data = item
+    if reason or data is None:
+        return Prepared(Prediction(printable(str(path)), error=reason))
+    with tempfile.TemporaryDirectory(prefix="musicid-predict-") as folder:
+        local = Path(folder) / path.name
+        local.write_bytes(data)
+        prepared = _WORKER_READER.prepare(local)
+    prepared.prediction.path = printable(str(path))
+    return prepared

@@ -72,9 +72,9 @@ def dask_setup(worker) -> None:  # noqa: ARG001 - the preload hook's signature
 
     original = render.load_source
 
-    def load_source(renderer, path, params, data=None):
+    def load_source(renderer, path, params, data=None, suffix=None):
         act_on(Path(path).read_bytes() if data is None else data)
-        return original(renderer, path, params, data)
+        return original(renderer, path, params, data, suffix)
 
     render.load_source = load_source
 

@@ -513,3 +513,70 @@ def test_a_worker_with_other_code_names_the_modules(monkeypatch):
     assert "it has other statements in musicid/clips.py than the stage's machine (another checkout, or one " \
            "edited since)" in message and "musicid/cluster.py" not in message
     cluster._check_environment(dict(cluster.environment_fingerprint()))  # the same code: no refusal
+
+
+def predict_folder(tmp_path) -> tuple[Path, Path]:
+    """A model and a folder to predict: a MIDI piece, a WAV, a WAV cut short, a web page named .mid."""
+    from tests.test_predict import _piece, write_checkpoint
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    _piece(songs / "piece.mid")
+    whole = write_wav(songs / "tune.wav", sine(440.0, 9.0, 22050, 0.3), 22050).read_bytes()
+    (songs / "cut.wav").write_bytes(whole[:len(whole) * 2 // 3])
+    (songs / "page.mid").write_text("<html>404</html>")
+    return write_checkpoint(tmp_path / "model.pt", reference=1e9, reference_tracks=24), songs
+
+
+def predict(*arguments) -> int:
+    from musicid.__main__ import main
+
+    return main(["predict", *map(str, arguments)])
+
+
+def test_predict_on_a_cluster_gives_the_answers_of_this_machine(tmp_path, cluster, capsys):
+    model, songs = predict_folder(tmp_path)
+    missing = tmp_path / "gone.wav"
+    assert predict(songs, missing, "--model", model, "--json", "--clips", "--jobs", "1") == 1
+    local = json.loads(capsys.readouterr().out)
+    assert predict(songs, missing, "--model", model, "--json", "--clips", "--scheduler",
+                   cluster.scheduler_address) == 1
+    out, err = capsys.readouterr()
+    assert f"predict: files are prepared on Dask cluster {cluster.scheduler_address}, 2 worker threads" in err
+    remote = json.loads(out)
+    assert remote == local
+    by_name = {Path(f["path"]).name: f for f in remote["files"]}
+    assert sorted(by_name) == ["cut.wav", "gone.wav", "page.mid", "piece.mid", "tune.wav"]
+    assert by_name["piece.mid"]["clips"] == 2 and by_name["piece.mid"]["error"] is None
+    assert by_name["cut.wav"]["repaired"][0].startswith("cut short: truncated")  # its own bytes went, not a path
+    assert by_name["page.mid"]["error"].startswith("content_mismatch: named .mid but looks like an HTML page")
+    assert by_name["gone.wav"]["error"] == "missing: no such file"
+
+
+def test_predict_takes_the_scheduler_from_the_environment(tmp_path, cluster, monkeypatch, capsys):
+    model, songs = predict_folder(tmp_path)
+    monkeypatch.setenv("MUSICID_SCHEDULER", cluster.scheduler_address)
+    assert predict(songs / "tune.wav", "--model", model) == 0
+    out, err = capsys.readouterr()
+    assert f"Dask cluster {cluster.scheduler_address}" in err and "tune.wav: " in out
+
+
+def test_predict_with_an_unreachable_scheduler_stops_at_once_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(cluster_module, "PROBE_TIMEOUT_S", 2.0)
+    model, songs = predict_folder(tmp_path)
+    assert predict(songs, "--model", model, "--scheduler", "tcp://127.0.0.1:9") == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.startswith("predict: cannot reach the Dask scheduler at tcp://127.0.0.1:9 (ConnectionRefusedError: ")
+
+
+def test_predict_on_a_cluster_gives_a_file_that_kills_every_worker_its_line(tmp_path, faulty_cluster, capsys):
+    model, songs = predict_folder(tmp_path)
+    marked_midi(songs / "poison.mid", cluster_faults.POISON)
+    assert predict(songs / "poison.mid", songs / "piece.mid", "--model", model, "--scheduler",
+                   faulty_cluster.scheduler_address) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"{songs / 'poison.mid'}: cannot score (worker_crash: the worker processes reading this " \
+                       "file died, one after another)"
+    assert lines[2].startswith(f"{songs / 'piece.mid'}: ") and lines[2].endswith("(2 clips)")
