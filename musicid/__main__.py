@@ -188,15 +188,22 @@ def predict_command(args: argparse.Namespace) -> int:
         raise
     except StageError as error:  # the cluster's scheduler lost, or its workers all gone: what was scored is out
         print(f"predict: {error}", file=sys.stderr)
+        if args.json:  # the files scored before it, which text and CSV have printed already
+            print_json(args.model, predictor, warning, results)
         return EXIT_MODEL
     if args.json:
-        reference = predictor.novelty_reference
-        print(json.dumps({"model": args.model,
-                          "novelty_threshold": round(reference, 6) if reference == reference else None,
-                          "novelty_threshold_tracks": predictor.novelty_reference_tracks,
-                          "warning": warning,
-                          "files": [r.to_dict() for r in results]}, indent=2))
+        print_json(args.model, predictor, warning, results)
     return EXIT_UNSCORED if any(r.error for r in results) else EXIT_SCORED
+
+
+def print_json(model: str, predictor, warning: str | None, results: list) -> None:
+    """predict --json's document: the model, its novelty threshold and each file's answer."""
+    reference = predictor.novelty_reference
+    print(json.dumps({"model": model,
+                      "novelty_threshold": round(reference, 6) if reference == reference else None,
+                      "novelty_threshold_tracks": predictor.novelty_reference_tracks,
+                      "warning": warning,
+                      "files": [r.to_dict() for r in results]}, indent=2))
 
 
 def render_cache_command(action: str) -> int:

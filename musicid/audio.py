@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from musicid.filetypes import ASF_HEADER
+from musicid.filetypes import ASF_HEADER, id3_end, is_adts
 
 DECODE_BLOCK_FRAMES = 1 << 16  # source frames decoded (and resampled) at a time
 
@@ -144,19 +144,21 @@ def asf_seconds(head: bytes) -> float | None:
 
 def adts_shortfall(data: bytes) -> int:
     """The bytes a raw AAC stream (ADTS frames, perhaps after an ID3v2 tag) lacks to end on a whole frame: 0 for
-    a stream whose frames each fit in it (or one whose frames cannot be followed: damage that is not a cut).
-    Such a stream declares no length; a copy cut short ends inside a frame, which FFmpeg drops without a word."""
-    at = 0
-    if data.startswith(b"ID3") and len(data) >= 10:  # its size: four 7-bit bytes, then the footer's 10 if flagged
-        at = 10 + (data[6] << 21 | data[7] << 14 | data[8] << 7 | data[9]) + (10 if data[5] & 0x10 else 0)
+    a stream whose frames each fit in it (or one whose frames cannot be followed: damage that is not a cut, or
+    bytes after the last frame that start none). Such a stream declares no length; a copy cut short ends inside
+    a frame, which FFmpeg drops without a word."""
+    at = id3_end(data) or 0
     while at + 7 <= len(data):
-        if data[at] != 0xFF or data[at + 1] & 0xF6 != 0xF0:
+        if not is_adts(data[at:at + 2]):
             return 0  # not a frame where one should start: not followed further
         length = (data[at + 3] & 3) << 11 | data[at + 4] << 3 | data[at + 5] >> 5
         if length < 7:
             return 0
         at += length
-    return max(at - len(data), 0) if at >= len(data) else at + 7 - len(data)  # its last frame cut, or its header
+    if at >= len(data):
+        return at - len(data)  # its last frame cut (0: whole)
+    tail = data[at:]  # fewer than a header's 7 bytes: a header cut, if they start one
+    return at + 7 - len(data) if tail[:1] == b"\xff" and (len(tail) < 2 or is_adts(tail)) else 0
 
 
 class _SeekGuard:

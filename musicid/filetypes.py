@@ -19,8 +19,6 @@ AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".wv", "
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
-# ADTS after MP3: an MP3's ID3 tag may also start an .aac file, and is taken for an MP3's when the name says
-# neither.
 KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"), ("AIFF audio", ".aiff"),
          ("WavPack audio", ".wv"), ("Ogg data", ".ogg"), ("MPEG-4 data", ".m4a"), ("Windows Media (ASF) data", ".wma"),
          ("MP3 audio", ".mp3"), ("AAC audio (ADTS)", ".aac"))
@@ -63,9 +61,29 @@ def _is_mp3(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
 
 
-def _is_adts(head: bytes) -> bool:
+def is_adts(head: bytes) -> bool:
     """An AAC frame's ADTS header: 12 sync bits, then layer 00 (an MPEG audio frame's layer is never 00)."""
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF6) == 0xF0
+
+
+def id3_end(head: bytes) -> int | None:
+    """The offset just after the ID3v2 tag that starts ``head`` (an MP3's or a raw AAC stream's, which may hold a
+    cover picture: megabytes), from its 10-byte header; None when ``head`` starts with none."""
+    if len(head) < 10 or not head.startswith(b"ID3"):
+        return None
+    size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+    return 10 + size + (10 if head[5] & 0x10 else 0)  # and a footer, when its flag says so
+
+
+def _tagged_kind(handle, head: bytes) -> str | None:
+    """``.aac`` or ``.mp3`` for a file (``handle``, open for reading) whose first bytes ``head`` are an ID3v2
+    tag, by the frame after the tag (an MP3's frames may follow zero bytes of padding); None when neither
+    follows it (a tag alone, or damage: decoding will say)."""
+    handle.seek(id3_end(head))
+    after = handle.read(64)
+    if after[:1] == b"\0":
+        after = (after + handle.read(MP3_PADDING - len(after))).lstrip(b"\0")[:64]
+    return ".aac" if is_adts(after) else ".mp3" if _is_mp3(after) else None
 
 
 def _fits(extension: str, head: bytes) -> bool:
@@ -86,8 +104,8 @@ def _fits(extension: str, head: bytes) -> bool:
         return head.startswith(ASF_HEADER)
     if extension == ".wv":
         return head.startswith(b"wvpk")
-    if extension == ".aac":  # its frames, perhaps after an ID3 tag (as an MP3's)
-        return _is_adts(head) or head.startswith(b"ID3")
+    if extension == ".aac":  # its frames, perhaps after an ID3 tag (as an MP3's: check_file looks past it)
+        return is_adts(head) or head.startswith(b"ID3")
     return _is_mp3(head)
 
 
@@ -102,16 +120,22 @@ def content_mismatch(extension: str, head: bytes) -> str | None:
 
 def check_file(path: str | Path) -> str | None:
     """:func:`content_mismatch` for a file on disk (reads its first 64 bytes; an MP3 that starts with zero bytes,
-    a stream's padding before its first frame, up to MP3_PADDING bytes)."""
+    a stream's padding before its first frame, up to MP3_PADDING bytes; an .mp3 or .aac that starts with an ID3
+    tag, the first bytes after it: the frames there tell the two apart)."""
     path = Path(path)
+    extension = path.suffix.lower()
     with open(path, "rb") as handle:
         head = handle.read(64)
-        if path.suffix.lower() == ".mp3" and head[:1] == b"\0":
+        if extension == ".mp3" and head[:1] == b"\0":
             padded = head + handle.read(MP3_PADDING - len(head))
             after = padded.lstrip(b"\0")
             if after and _is_mp3(after[:64]):
                 return None
-    return content_mismatch(path.suffix.lower(), head)
+        if extension in (".mp3", ".aac") and id3_end(head) is not None:
+            kind = _tagged_kind(handle, head)
+            if kind not in (None, extension):
+                return f"named {extension} but looks like {dict((e, k) for k, e in KINDS)[kind]} (after an ID3 tag)"
+    return content_mismatch(extension, head)
 
 
 # kbit/s by bitrate index (1-14), for (MPEG-1, layer I / II / III) and (MPEG-2 and 2.5, layer I / II and III).
@@ -160,18 +184,21 @@ def content_extension(path: str | Path) -> str | None:
     """The extension of what a file holds when its own extension does not fit it (an MP3 named ``.wav``, a
     FLAC named ``.ogg``, a MIDI file named ``.wav``): ``.mid``, ``.wav``, ``.flac``, ``.aiff``, ``.wv``,
     ``.ogg``, ``.m4a``, ``.wma``, ``.mp3`` or ``.aac``; None when its own fits, or when it holds none of these
-    (an HTML page, an empty file). An MP3 needs an ID3 tag or a run of frames that follow one another
-    (:func:`_is_mp3_stream`)."""
+    (an HTML page, an empty file). An MP3 needs a run of frames that follow one another
+    (:func:`_is_mp3_stream`); after an ID3 tag, the frame that follows it tells an MP3 from a raw AAC stream (an
+    MP3 when it is neither)."""
     if check_file(path) is None:
         return None
     with open(path, "rb") as handle:
         head = handle.read(MP3_HEAD_BYTES)
+        if id3_end(head) is not None:  # an MP3's or a raw AAC stream's tag: the frames after it say which (an
+            return _tagged_kind(handle, head) or ".mp3"  # MP3's when they say neither: libsndfile decides)
     for _, extension in KINDS:
         if extension == ".mp3":
             if _is_mp3_stream(head):
                 return ".mp3"
         elif extension == ".aac":
-            return ".aac" if _is_adts(head) else None
+            return ".aac" if is_adts(head) else None
         elif _fits(extension, head[:64]):
             return extension
     return None

@@ -233,7 +233,8 @@ class Predictor(FileReader):
         path's error. With ``jobs`` other than 1, files are rendered, clipped and featurized by that many worker
         processes (0: $MUSICID_JOBS, else one per core) while this one runs the model; with ``scheduler``, by
         that Dask cluster's workers. Ended early (a Ctrl-C while this process scores a file, or this generator
-        closed), it ends the workers' work at once."""
+        closed), it ends the local workers at once; a cluster's workers finish the files they hold, and start no
+        other."""
         prepared_files = prepare_all(self, inputs, jobs, scheduler)
         try:
             for prepared in prepared_files:
@@ -350,6 +351,9 @@ def format_prediction(prediction: Prediction, shown: set[str] | None = None) -> 
                           for start, soundfont, answer in prediction.clip_labels or ())
 
 
+REPAIRS_SEPARATOR = " | "  # between a file's repairs in one CSV cell
+
+
 def csv_header(label_names: list[str]) -> list[str]:
     """``predict --csv``'s columns: a file's row, then one per clip (with ``--clips``), every class's
     probability in the model's order, as evaluate's ``metrics/predictions.csv`` gives them; then what the
@@ -363,14 +367,14 @@ def csv_rows(prediction: Prediction, label_names: list[str]) -> list[list[str]]:
     """A file's rows under :func:`csv_header` (its ``labels`` and ``clip_labels`` must hold every class).
     A clip's row leaves the file's columns empty (novelty, flagged, clips and the three after error); a file
     that could not be scored has its reason and what render repaired (a file cut short, then too short),
-    nothing else.  Several repairs are joined by ``; ``."""
+    nothing else.  Several repairs are joined by REPAIRS_SEPARATOR (a repair's own words hold ``; ``)."""
     def probabilities(labels: list[tuple[str, float]]) -> list[str]:
         if {label for label, _ in labels} != set(label_names):
             raise ValueError(f"{prediction.path}: a CSV row needs every class's probability")
         named = dict(labels)
         return [labels[0][0], *(f"{named[name]:.6f}" for name in label_names)]
 
-    repaired = "; ".join(prediction.repaired)
+    repaired = REPAIRS_SEPARATOR.join(prediction.repaired)
     if prediction.error:
         return [[prediction.path, "", "", "", *("" for _ in label_names), "", "", "", prediction.error, "", "",
                  repaired]]

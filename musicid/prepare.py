@@ -82,6 +82,7 @@ class FileReader:
         self.clip = clip
         self.features = features
         self.uses_symbolic = symbolic  # the model reads MIDI files' notes too
+        self.machine = "this machine"  # where files are rendered, as a message names it (a cluster's worker)
 
     def reader_args(self) -> tuple:
         """(a class, its arguments) that make another reader of the same files (in a worker process)."""
@@ -94,7 +95,7 @@ class FileReader:
             missing = [path for path in self.render_params.soundfonts if not Path(path).is_file()]
             if missing:
                 raise RenderError("no_soundfont", (
-                    f"the model renders MIDI with the SoundFont {missing[0]}, which is not on this machine "
+                    f"the model renders MIDI with the SoundFont {missing[0]}, which is not on {self.machine} "
                     "(it is part of the model's params, so params.yaml does not change it): install it at that "
                     "path (for /usr/share/sounds/sf2/FluidR3_GM.sf2: apt-get install --no-install-recommends "
                     "fluid-soundfont-gm) or retrain with one you have; audio files need none"))
@@ -268,18 +269,29 @@ def _with_bytes(inputs: list[tuple[Path, str | None]]):
                 data = path.read_bytes()
             except OSError as error:
                 reason = unreadable_reason(error)
+            except MemoryError:
+                reason = OUT_OF_MEMORY
         yield path, reason, data
 
 
 def _prepare_sent(item: tuple[Path, str | None, bytes | None]) -> Prepared:
-    """On a cluster's worker: the file's bytes written under its own name in a folder of this worker's, and
-    prepared there as the file itself would be (a file's reasons and repairs never name its path)."""
+    """On a cluster's worker: the file's bytes written under its own name in a folder of the worker's own
+    directory (which the worker's nanny removes should the worker die on the file), and prepared there as the
+    file itself would be (a file's reasons and repairs never name its path)."""
     path, reason, data = item
     if reason or data is None:
-        return Prepared(Prediction(printable(str(path)), error=reason))
-    with tempfile.TemporaryDirectory(prefix="musicid-predict-") as folder:
-        local = Path(folder) / path.name
-        local.write_bytes(data)
-        prepared = _WORKER_READER.prepare(local)
+        return _prepare_item(_WORKER_READER, (path, reason))
+    from distributed import get_worker
+
+    worker = get_worker()
+    _WORKER_READER.machine = f"the Dask worker {worker.address}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="musicid-predict-", dir=worker.local_directory) as folder:
+            local = Path(folder) / path.name
+            local.write_bytes(data)
+            prepared = _WORKER_READER.prepare(local)
+    except OSError as error:  # the worker's disk full, or its directory gone
+        prepared = Prepared(Prediction("", error=f"worker_error: the Dask worker {worker.address} could not "
+                                                 f"hold a copy of the file ({error.strerror or error})"))
     prepared.prediction.path = printable(str(path))
     return prepared

@@ -346,7 +346,10 @@ def _decode_checked(path: Path, data: bytes | None, source, render: RenderParams
     except Exception as error:  # noqa: BLE001 - libsndfile errors come as several types
         raise RenderError("decode_error", error_words(error)) from None
     unknown_length = frames >= UNKNOWN_LENGTH  # decoding stops at render.max_seconds all the same
-    check_audio_header(0 if unknown_length else frames, file_rate, render.max_seconds)
+    # An estimated length is not held against render.max_seconds either (a quiet start makes a raw AAC
+    # stream's estimate many times its length): decoding measures it.
+    check_audio_header(frames if not unknown_length and length_declared(path, data, suffix) else 0, file_rate,
+                       render.max_seconds)
     # A file of unknown length ends in a failed seek, which loses the block it stops: small blocks lose little.
     block_frames = UNKNOWN_LENGTH_BLOCK_FRAMES if unknown_length else DECODE_BLOCK_FRAMES
     level = Level()
@@ -435,6 +438,14 @@ def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:
         return handle.read(size)
 
 
+def length_declared(path: Path, data: bytes | None, suffix: str | None = None) -> bool:
+    """Whether an audio file's header declares its length; an MP3 without a Xing, Info or VBRI header and a raw
+    AAC stream (ADTS) do not: their count is an estimate from the bitrate."""
+    suffix = (suffix or path.suffix).lower()
+    return suffix not in ESTIMATED_LENGTH or \
+        (suffix == ".mp3" and any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI")))
+
+
 def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,
               stopped: list[str], suffix: str | None = None) -> list[str]:
     """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
@@ -443,10 +454,8 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     file has a Xing, Info or VBRI header: without one libsndfile guesses it from the first frame's bitrate; a
     raw AAC stream's never (FFmpeg's is from its mean bitrate): one is cut short when its last frame is
     (:func:`musicid.audio.adts_shortfall`), which FFmpeg drops without an error."""
+    counted = length_declared(path, data, suffix)
     suffix = (suffix or path.suffix).lower()
-    # An MP3 without such a header and a raw AAC stream (ADTS) declare no length: their count is an estimate.
-    counted = suffix not in ESTIMATED_LENGTH or \
-        (suffix == ".mp3" and any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI")))
     read_s, header_s = f"{frames_read / file_rate:.1f} s", f"{header_frames / file_rate:.1f} s"
     if stopped:
         declared = f" of the {header_s} its header declares" if counted else ""

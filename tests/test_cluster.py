@@ -580,3 +580,25 @@ def test_predict_on_a_cluster_gives_a_file_that_kills_every_worker_its_line(tmp_
     assert lines[1] == f"{songs / 'poison.mid'}: cannot score (worker_crash: the worker processes reading this " \
                        "file died, one after another)"
     assert lines[2].startswith(f"{songs / 'piece.mid'}: ") and lines[2].endswith("(2 clips)")
+
+
+def test_predict_losing_its_cluster_still_gives_what_it_scored(tmp_path, monkeypatch, capsys):
+    """The files scored before the scheduler was lost are out, in text as each is scored and with --json as
+    the document of them; the exit status says the run did not finish."""
+    from musicid.predict import Predictor
+    from musicid.prepare import Prediction
+
+    model, songs = predict_folder(tmp_path)
+
+    def predict_all(self, inputs, **options):
+        yield Prediction(str(inputs[0][0]), labels=[("bach", 0.75), ("palestrina", 0.25)], novelty=0.5,
+                         flagged=False, clips=2)
+        raise cluster_module.ClusterError("lost the Dask scheduler at tcp://127.0.0.1:9 (CommClosedError: x)")
+
+    monkeypatch.setattr(Predictor, "predict_all", predict_all)
+    assert predict(songs / "piece.mid", songs / "tune.wav", "--model", model, "--json") == 2
+    out, err = capsys.readouterr()
+    assert err.endswith("predict: lost the Dask scheduler at tcp://127.0.0.1:9 (CommClosedError: x)\n")
+    assert [f["path"] for f in json.loads(out)["files"]] == [str(songs / "piece.mid")]
+    assert predict(songs / "piece.mid", songs / "tune.wav", "--model", model) == 2
+    assert capsys.readouterr().out.splitlines()[1].startswith(f"{songs / 'piece.mid'}: bach 0.75")

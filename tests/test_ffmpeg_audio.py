@@ -266,6 +266,7 @@ def test_a_raw_aac_stream_is_read_and_its_estimated_length_never_makes_it_cut_sh
     assert np.array_equal(from_bytes, rendered) and repaired_from_bytes == repaired
     data = path.read_bytes()
     assert adts_shortfall(data) == 0 and adts_shortfall(data[:-3]) == 3 and adts_shortfall(data + data[:4]) == 3
+    assert adts_shortfall(data + b"\0\0\0") == adts_shortfall(data + b"\n") == 0  # bytes after it, no frame cut
     tag = b"ID3\x04\x00\x00\x00\x00\x00\x05" + bytes(5)  # a 5-byte ID3v2 tag, then the frames
     assert adts_shortfall(tag + data) == 0 and adts_shortfall(tag + data[:-3]) == 3
     assert adts_shortfall(data[:100] + b"junk" + data[100:]) == 0  # damage, not a cut: not followed
@@ -273,9 +274,46 @@ def test_a_raw_aac_stream_is_read_and_its_estimated_length_never_makes_it_cut_sh
     misnamed.write_bytes(path.read_bytes())
     assert check_file(misnamed) == "named .mp3 but looks like AAC audio (ADTS)"
     assert content_extension(misnamed) == ".aac"
-    tagged = tmp_path / "tagged.wav"  # an ID3 tag starts an MP3 as often: taken for one when the name says neither
-    tagged.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + path.read_bytes())
-    assert content_extension(tagged) == ".mp3" and check_file(tagged.rename(tmp_path / "tagged.aac")) is None
+
+
+def test_after_an_id3_tag_the_frames_tell_a_raw_aac_stream_from_an_mp3(tmp_path):
+    """Both may start with an ID3 tag (with a cover picture, kilobytes of it): the frame after it decides."""
+    tag = b"ID3\x04\x00\x00\x00\x00\x20\x00" + bytes(4096)  # a 4096-byte tag, padding
+    import soundfile
+
+    aac = tag + write_adts(tmp_path / "a.aac", sweep(5.0), RATE).read_bytes()
+    soundfile.write(tmp_path / "b.mp3", sweep(5.0).T, RATE, format="MP3")  # libsndfile's encoder
+    mp3 = tag + (tmp_path / "b.mp3").read_bytes()
+    render = section_params("render")
+    for data, kind, other in ((aac, ".aac", ".mp3"), (mp3, ".mp3", ".aac")):
+        right, wrong, unnamed = tmp_path / f"t{kind}", tmp_path / f"t{kind}{other}", tmp_path / f"t{kind}.wav"
+        for path in (right, wrong, unnamed):
+            path.write_bytes(data)
+        assert check_file(right) is None and content_extension(right) is None
+        looks = "AAC audio (ADTS)" if kind == ".aac" else "MP3 audio"
+        assert check_file(wrong) == f"named {other} but looks like {looks} (after an ID3 tag)"
+        assert content_extension(wrong) == content_extension(unnamed) == kind  # read as what it holds
+        rendered, repaired = load_audio_source(wrong, render, suffix=kind)
+        assert repaired == [] and abs(rendered.shape[1] - 5.0 * render.sample_rate) < 0.1 * render.sample_rate
+    alone = tmp_path / "alone.mp3"  # a tag and nothing after it: left to decoding, as before
+    alone.write_bytes(tag)
+    assert check_file(alone) is None
+
+
+def test_a_raw_aac_stream_whose_estimate_passes_max_seconds_is_decoded_not_refused(tmp_path):
+    """FFmpeg estimates a raw stream's length from its first frames' bitrate: a quiet start (few bytes a
+    frame) makes it many times the music's; the decoded length is what render.max_seconds is held against."""
+    quiet_start = np.concatenate([np.zeros((2, 20 * RATE), np.float32), sweep(10.0)], axis=1)
+    path = write_adts(tmp_path / "take.aac", quiet_start, RATE)
+    with FFmpegAudioFile(path) as handle:
+        estimated = handle.frames / RATE
+    render = section_params("render").model_copy(update={"max_seconds": 60.0})
+    assert estimated > 60.0  # refused from the header before
+    rendered, repaired = load_audio_source(path, render)
+    assert repaired == [] and abs(rendered.shape[1] - 30.0 * render.sample_rate) < 0.1 * render.sample_rate
+    render = render.model_copy(update={"max_seconds": 20.0})
+    with pytest.raises(RenderError, match="^too_long: the audio lasts more than 20 s"):
+        load_audio_source(path, render)
 
 
 def test_download_keeps_m4a_files_and_names_one_under_another_extension(tmp_path):

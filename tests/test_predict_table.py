@@ -95,7 +95,7 @@ def test_a_file_that_cannot_be_scored_keeps_what_render_repaired_in_its_row():
                             repaired=["cut short: x", "cut short: y"])
     assert csv_rows(prediction, ["bach", "palestrina"]) == [
         ["cut.wav", "", "", "", "", "", "", "", "", "too_short: shorter than one 4 s clip", "", "",
-         "cut short: x; cut short: y"]]
+         "cut short: x | cut short: y"]]
     with pytest.raises(ValueError, match="every class's probability"):  # top-k labels are not a row
         csv_rows(Prediction("a.wav", labels=[("bach", 0.9)], novelty=0.1, flagged=False, clips=1),
                  ["bach", "palestrina"])
