@@ -17,7 +17,13 @@ with pretty_midi, seeded per piece:
   place them; a note that would then
   sound into the next one of its pitch in its part ends where that one
   starts (MIDI cannot hold both: the first note-off would end the two);
-- ``performed``: tempo 0.95, velocity and timing together.
+- ``performed``: tempo 0.95, velocity and timing together;
+- ``no tempo map``: every note at the second it sounds, in a file of one tempo,
+  120 beats a minute (what MIDI assumes of a file without a tempo map, such as
+  a performance recorded from a keyboard): the notes' sound is the same, the
+  quarter notes ``features.symbolic_piece`` counts in are half seconds;
+- ``recorded``: velocity and timing drawn, and no tempo map: a keyboard
+  player's file.
 
 Each copy draws from its own seed (``musicid.augment.copy_seed`` of the
 track and the copy's number).
@@ -58,7 +64,7 @@ from musicid.augment import copy_seed, scale_tempo  # noqa: E402
 from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
 
-VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed")
+VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed", "no tempo map", "recorded")
 WAYS = {"notes": "the MIDI files, as predict names them (audio and notes):",
         "audio": "the audio branch alone (what a recording of them gets; symbolic models only):"}
 
@@ -96,11 +102,21 @@ def variant(source: Path, name: str, seed: int) -> pretty_midi.PrettyMIDI:
     data.seek(0)
     played = pretty_midi.PrettyMIDI(data)
     rng = np.random.default_rng(seed)
-    if name in ("velocity", "performed"):
+    if name in ("velocity", "performed", "recorded"):
         _velocities(played, rng)
-    if name in ("timing", "performed"):
+    if name in ("timing", "performed", "recorded"):
         _timing(played, rng)
+    if name in ("no tempo map", "recorded"):
+        return _without_tempo_map(played)
     return played
+
+
+def _without_tempo_map(midi: pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
+    """The notes (and controls) of ``midi`` at the seconds they sound, in a file of one tempo, 120 beats a minute,
+    without its time and key signatures (which count in beats), at 960 ticks a beat (about half a millisecond)."""
+    flat = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
+    flat.instruments = midi.instruments
+    return flat
 
 
 def composers(clips: Path) -> dict[str, str]:

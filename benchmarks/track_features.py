@@ -27,12 +27,20 @@ a run with ``features.symbolic_piece: true`` gives, without training it again. P
 regression-alone figures over the folds (mean +- sd, each fold) and the paired difference of ``both`` from
 ``clips`` (mean +- sd, folds better / worse).
 
+``--mode played``: the whole piece's statistics of each task's MIDI files as written and as two of
+``benchmarks/performed_midi.py``'s copies (seeded as there, copy numbers 7 and 8): ``no tempo map`` (every note
+at its second, in a file of 120 beats a minute, so that a quarter note is half a second whatever the piece's
+tempo, as in a performance recorded from a keyboard) and ``recorded`` (that, with velocities and onsets drawn
+around their own), cross-validated as ``--mode cv`` alone and beside the clips' statistics (those of the
+scores' clips: only the whole piece's block reads the copy). Prints mean +- sd over the repeats and the paired
+difference from the scores'.
+
 ``--mode cost``: what reading the whole piece adds to the parse of a task's MIDI files (musicid.symbolic's
 read_midi_notes, as featurize's workers call it, with and without the piece), both ways in turn ``--repeats`` times
 in one process: the best time of each, and their ratio.
 
     python benchmarks/track_features.py --out <composer_quality out> --tasks default-piano quartets lopsided
-        [--mode cv|suite|cost] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
+        [--mode cv|suite|played|cost] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
 """
 
 from __future__ import annotations
@@ -57,13 +65,19 @@ from musicid.track_model import (TrackStatistics, checkpoint_regression, fit_reg
 from musicid.training import checkpoint_track_prior, load_checkpoint  # noqa: E402
 
 
-def piece_table(task_dir: Path, tracks: np.ndarray) -> np.ndarray:
-    """The whole piece's statistics [M, PIECE_DIM] of ``tracks``, read (as featurize reads them) from the task's
-    raw folder; every render setting of a task shares its MIDI files."""
+def raw_folder(task_dir: Path, tracks: np.ndarray) -> Path:
+    """A raw folder of the task that holds every one of ``tracks`` (every render setting shares its MIDI files)."""
     raws = [raw for raw in sorted(task_dir.glob("data-*/raw")) if all((raw / track).is_file() for track in tracks)]
     if not raws:
         raise stop(f"no raw folder under {task_dir} holds all of its tracks")
-    pieces = [read_midi_notes(raws[0] / track)[1] for track in tracks]
+    return raws[0]
+
+
+def piece_table(task_dir: Path, tracks: np.ndarray) -> np.ndarray:
+    """The whole piece's statistics [M, PIECE_DIM] of ``tracks``, read (as featurize reads them) from the task's
+    raw folder."""
+    raw = raw_folder(task_dir, tracks)
+    pieces = [read_midi_notes(raw / track)[1] for track in tracks]
     if any(piece is None for piece in pieces):
         raise stop(f"a track of {task_dir} has no notes")
     return np.stack(pieces)
@@ -130,6 +144,35 @@ def cv_mode(args, task: str) -> None:
     for name, (pooled, per_fold) in results.items():
         print(f"| {name} | {cell(pooled)} | {cell(per_fold)} | "
               f"{'' if name == 'clips' else against(pooled, results['clips'][0])} |")
+
+
+def played_mode(args, task: str) -> None:
+    import io
+
+    from musicid.augment import copy_seed
+    from performed_midi import VARIANTS, variant
+
+    tracks, clips, y = task_tracks(args.out / task, args.config, args.seed)
+    raw = raw_folder(args.out / task, tracks)
+    sets = {"score": piece_table(args.out / task, tracks)}
+    for name in ("no tempo map", "recorded"):
+        rows = []
+        for track in tracks:
+            data = io.BytesIO()
+            variant(raw / track, name, copy_seed(0, str(track), VARIANTS.index(name) + 1)).write(data)
+            rows.append(read_midi_notes(data.getvalue())[1])
+        sets[name] = np.stack(rows)
+    print(f"{task}: {len(tracks)} tracks, {args.repeats} x {args.folds}-fold, C {args.c:g}; clips alone "
+          f"{cell(cross_validate(clips, y, args.folds, args.repeats, args.c)[0])}")
+    print("| MIDI | piece alone | against the score | clips + piece | against the score |")
+    print("|---|---|---|---|---|")
+    results = {}
+    for name, piece in sets.items():
+        results[name] = [cross_validate(x, y, args.folds, args.repeats, args.c)[0]
+                         for x in (piece, np.hstack([clips, piece]))]
+        (alone, both), (base_alone, base_both) = results[name], results["score"]
+        print(f"| {name} | {cell(alone)} | {'' if name == 'score' else against(alone, base_alone)} | "
+              f"{cell(both)} | {'' if name == 'score' else against(both, base_both)} |")
 
 
 def suite_fold(task_dir: Path, config: str, fold: int, seed: int, c: float) -> dict[str, float]:
@@ -204,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="composer_quality.py's --out")
     parser.add_argument("--tasks", nargs="+", required=True)
-    parser.add_argument("--mode", choices=("cv", "suite", "cost"), default="suite")
+    parser.add_argument("--mode", choices=("cv", "suite", "played", "cost"), default="suite")
     parser.add_argument("--config", default="default", help="the configuration whose runs are read")
     parser.add_argument("--seed", type=int, default=0, help="their train.seed")
     parser.add_argument("--folds", type=int, default=5, help="--mode cv: folds of each split")
-    parser.add_argument("--repeats", type=int, default=20, help="--mode cv: splits; --mode cost: timings")
+    parser.add_argument("--repeats", type=int, default=20, help="--mode cv, played: splits; --mode cost: timings")
     parser.add_argument("--c", type=float, default=0.1, help="C of the regression (train.track_notes)")
     args = parser.parse_args(argv)
     if not args.c > 0 or args.folds < 2 or args.repeats < 2:
@@ -220,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| task | MIDI files | notes | notes alone, s | with the piece, s | ratio |")
         print("|---|---|---|---|---|---|")
     for task in args.tasks:
-        {"cv": cv_mode, "suite": suite_mode, "cost": cost_mode}[args.mode](args, task)
+        {"cv": cv_mode, "suite": suite_mode, "played": played_mode, "cost": cost_mode}[args.mode](args, task)
     return 0
 
 
