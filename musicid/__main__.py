@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         "predict", help="who wrote or plays these MIDI or audio files, and how new they look",
         epilog="exit status: 0 every path scored, 1 some path could not be scored (each line says why), "
                "2 no usable model, a usage error (a bad --jobs or MUSICID_JOBS too) or a Dask scheduler that "
-               "cannot be reached or is lost, 130 Ctrl-C",
+               "cannot be reached or is lost, 130 Ctrl-C, 143 SIGTERM",
         description="Render, clip and featurize each file as the pipeline did (with the params stored in "
-                    "the checkpoint), then print the most likely labels and a novelty score: the distance "
-                    "of the file's mean embedding to the nearest known class (higher: less like any of them).")
+                    "the checkpoint), then print the most likely labels and a novelty score: how far the "
+                    "file's mean embedding lies from the nearest known class, mixed for a MIDI file with how "
+                    "unlike its notes are (train.novelty_notes; higher: less like any of them).")
     predict.add_argument("paths", nargs="+", help="files, or folders searched for MIDI and audio files")
     predict.add_argument("--model", default="models/model.pt",
                          help="checkpoint (default: models/model.pt, made by `dvc repro train`)")
@@ -89,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--clip-audio", type=share, default=None, metavar="SHARE",
                          help="with --clips: a MIDI clip's answer takes this share from its audio alone and the "
                               "rest from the model with its notes, as evaluate.clip_audio does (default 0.5, "
-                              "params.yaml's)")
+                              "evaluate.clip_audio's default)")
     cv = commands.add_parser(
         "cv", help="per-fold and mean +- sd test scores of k-fold cross-validation experiments",
-        epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment (or a name matched "
-               "none), 2 `dvc exp show` failed",
+        epilog="exit status: 0 scores printed, 1 no scored cross-validation experiment, a name that matched "
+               "none or a group with a fold missing, 2 `dvc exp show` failed",
         description="Read `dvc exp show --json` in the current folder, group the experiments whose params "
                     "differ only in split.fold and that read the same collection (data/raw; folds run on "
                     "different code are warned of) (run with split.folds >= 2, e.g. `dvc exp run --queue -S "
