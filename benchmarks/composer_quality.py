@@ -166,7 +166,7 @@ CONFIGS = {
 NEUTRAL_TRAIN = {"ema": 0.0, "keep": "best", "roll_channels": [16, 32, 64], "roll_pool": 1, "track_notes": 0.0,
                  "symbolic_transpose": 0, "track_balance": 0.0, "track_prior": 0.0}
 NEUTRAL_EVALUATE = {"clip_audio": 0.0}
-NEUTRAL_SPLIT = {"group": "track"}
+NEUTRAL_SPLIT = {"group": "track", "order": "shuffle"}
 NEUTRAL_FEATURES = {"symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
                     "symbolic_piece": False, "symbolic_onsets": False}
 

@@ -67,10 +67,11 @@ def split_units(tracks: dict[str, dict], group: str) -> dict[str, str]:
 
 
 def deal_units(tracks: dict[str, dict], units: dict[str, str], val: float, test: float, seed: int,
-               holdout_classes: list[str] = (), folds: int = 0, fold: int = 0) -> dict[str, str]:
+               holdout_classes: list[str] = (), folds: int = 0, fold: int = 0, order: str = "shuffle",
+               ) -> dict[str, str]:
     """track id -> split: :func:`assign_splits` of the units (:func:`split_units`), each track in its unit's."""
     unit_labels = {units[track]: record["label"] for track, record in tracks.items()}
-    dealt = assign_splits(unit_labels, val, test, seed, holdout_classes, folds, fold)
+    dealt = assign_splits(unit_labels, val, test, seed, holdout_classes, folds, fold, order)
     return {track: dealt[units[track]] for track in sorted(tracks)}
 
 
@@ -120,8 +121,13 @@ def split_sizes(n: int, val: float, test: float) -> tuple[int, int]:
     return n_test, n_val
 
 
-def _order(members: list[str], *key: object) -> list[str]:
-    """``members`` (sorted track ids) in an order drawn by a generator seeded with ``key`` (e.g. seed, label)."""
+def _order(members: list[str], *key: object, order: str = "shuffle") -> list[str]:
+    """``members`` (sorted track ids) in an order seeded with ``key`` (e.g. seed, label): ``shuffle``, one
+    permutation of them all drawn by a generator (a track added anywhere reorders every one); ``stable``, each
+    track's place by a hash of ``key`` and its own id, so that the others keep their order whatever is added or
+    taken away (split.order)."""
+    if order == "stable":
+        return sorted(members, key=lambda member: hashlib.sha256(":".join(map(str, (*key, member))).encode()).digest())
     key_seed = int.from_bytes(hashlib.sha256(":".join(map(str, key)).encode()).digest()[:8], "little")
     return [members[i] for i in np.random.default_rng(key_seed).permutation(len(members))]
 
@@ -134,11 +140,12 @@ def _by_label(tracks: dict[str, str]) -> dict[str, list[str]]:
     return {label: sorted(by_label[label]) for label in sorted(by_label)}
 
 
-def assign_folds(tracks: dict[str, str], folds: int, seed: int, holdout_classes: list[str] = ()) -> dict[str, int]:
+def assign_folds(tracks: dict[str, str], folds: int, seed: int, holdout_classes: list[str] = (),
+                 order: str = "shuffle") -> dict[str, int]:
     """Deal the tracks of the known classes into ``folds`` folds: track id -> fold (0 .. folds - 1).
 
     tracks: track id -> label.  Stratified and grouped: each class's tracks,
-    in an order seeded by ``seed`` and the label, are dealt round-robin, so
+    in an order seeded by ``seed`` and the label (``order``, see :func:`_order`), are dealt round-robin, so
     the fold sizes of one class differ by at most one and a track (with all
     its renders) is in one fold.  The deal goes on across the classes (in
     label order) where the previous class stopped, so that the fold sizes
@@ -151,22 +158,24 @@ def assign_folds(tracks: dict[str, str], folds: int, seed: int, holdout_classes:
     for label, members in _by_label(tracks).items():
         if label in holdout_classes:
             continue
-        for track in _order(members, seed, label):
+        for track in _order(members, seed, label, order=order):
             assignment[track] = dealt % folds
             dealt += 1
     return assignment
 
 
 def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
-                  holdout_classes: list[str] = (), folds: int = 0, fold: int = 0) -> dict[str, str]:
+                  holdout_classes: list[str] = (), folds: int = 0, fold: int = 0,
+                  order: str = "shuffle") -> dict[str, str]:
     """Map each track id to "train", "val" or "test".
 
     tracks: track id -> label.  Every track of a class in ``holdout_classes``
     goes to test.  For every other label:
 
-    - ``folds`` 0: its tracks are shuffled with a generator seeded by
-      ``seed`` and the label, then :func:`split_sizes` tracks go to test and
-      val, the rest (at least one) to train;
+    - ``folds`` 0: its tracks are put in an order seeded by ``seed`` and the
+      label (``order``: :func:`_order`), then :func:`split_sizes` tracks go to
+      test and val, the rest (at least one) to train; with ``stable``, a track
+      added to a class moves at most one other across each of its boundaries;
     - ``folds`` >= 2: the tracks of fold ``fold`` of :func:`assign_folds` go
       to test (``test`` is unused); of the others, ``round(val * n)`` (at
       least one when ``val`` > 0, see :func:`split_sizes`), drawn with a
@@ -177,7 +186,7 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
     (:func:`too_small_classes`) is a ValueError: the caller leaves it out first.
     """
     by_label = _by_label(tracks)
-    folded = assign_folds(tracks, folds, seed, holdout_classes) if folds else {}
+    folded = assign_folds(tracks, folds, seed, holdout_classes, order) if folds else {}
     splits: dict[str, str] = {}
     for label, members in by_label.items():
         if label in holdout_classes:
@@ -185,7 +194,7 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
             continue
         if not folds:
             n_test, n_val = split_sizes(len(members), val, test)
-            for rank, track in enumerate(_order(members, seed, label)):
+            for rank, track in enumerate(_order(members, seed, label, order=order)):
                 splits[track] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             continue
         if len(members) < tracks_needed(val, test, folds):
@@ -193,7 +202,7 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
         splits.update({track: "test" for track in members if folded[track] == fold})
         rest = [track for track in members if folded[track] != fold]
         _, n_val = split_sizes(len(rest), val, 0.0)
-        for rank, track in enumerate(_order(rest, seed, label, fold)):
+        for rank, track in enumerate(_order(rest, seed, label, fold, order=order)):
             splits[track] = "val" if rank < n_val else "train"
     return {track: splits[track] for track in sorted(splits)}
 

@@ -160,6 +160,9 @@ class SplitParams(Section):
     # What is dealt: each track; each sub-folder of a label folder as one (folder); each folder a file sits in,
     # however deep below its label folder, as one (parent).
     group: Literal["track", "folder", "parent"]
+    # The order a class's tracks are dealt in: one seeded shuffle of them all (an added track reorders every one),
+    # or each track's own hash with the seed (stable: an added track moves at most one other per boundary).
+    order: Literal["shuffle", "stable"]
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:

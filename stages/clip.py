@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     # cutting finds: it is made once, and a class left out below (no training clip) leaves every other track
     # where it was.
     all_splits = deal_units(tracks, units, split_params.val, split_params.test, split_params.seed, holdout,
-                            split_params.folds, split_params.fold)
+                            split_params.folds, split_params.fold, split_params.order)
     splittable = tracks
     # A known class whose every train track gives no clip (too short, or all silence) cannot be trained on: a
     # first pass finds it, and the others are cut again without it (the default dataset has none).

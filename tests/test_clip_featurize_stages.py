@@ -114,6 +114,24 @@ def test_clip_stage_is_deterministic(tmp_path, audio):
     assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()
 
 
+def test_the_stage_deals_tracks_in_the_order_split_order_names(tmp_path, audio):
+    """split.order reaches the deal: the table's splits are assign_splits' with that order, and the stable
+    order's differ from the shuffle's on these tracks."""
+    from musicid.clips import assign_splits
+
+    report = json.loads((audio / "report.json").read_text())
+    tracks = {r["source"]: r["label"] for r in report["files"] if r["status"] == "rendered"}
+    written = {}
+    for order in ("shuffle", "stable"):
+        code, clips = run_clip(tmp_path, audio, name=order, split={"order": order})
+        assert code == 0
+        with h5py.File(clips, "r") as table:
+            written[order] = dict(zip(read_strings(table["track"]), read_strings(table["split"])))
+        expected = assign_splits(tracks, 0.2, 0.2, 0, order=order)
+        assert written[order] == {track: expected[track] for track in written[order]}
+    assert written["shuffle"] != written["stable"]
+
+
 def test_class_cap(tmp_path, audio):
     _, clips = run_clip(tmp_path, audio, clip={"max_clips_per_class": 12, "max_clips_per_track": 0})
     with h5py.File(clips, "r") as table:

@@ -79,7 +79,7 @@ def test_every_bad_key_of_every_section_is_named_by_the_first_stage(tmp_path):
 def test_missing_key_is_named():
     with pytest.raises(ParamsError, match=r"missing key split\.seed"):
         parse_section({"val": 0.1, "test": 0.2, "holdout_classes": [], "folds": 0, "fold": 0,
-                       "group": "track"}, "split")
+                       "group": "track", "order": "shuffle"}, "split")
 
 
 def test_mapping_and_optional_values():
@@ -105,13 +105,13 @@ def test_wrong_type_is_named():
 def test_bool_is_not_accepted_as_number():
     with pytest.raises(ParamsError, match=r"split\.seed must be an integer"):
         parse_section({"val": 0.1, "test": 0.2, "seed": True, "holdout_classes": [], "folds": 0, "fold": 0,
-                       "group": "track"}, "split")
+                       "group": "track", "order": "shuffle"}, "split")
 
 
 def test_range_check_is_named():
     with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
         parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": [], "folds": 0, "fold": 0,
-                       "group": "track"}, "split")
+                       "group": "track", "order": "shuffle"}, "split")
 
 
 def test_odd_n_fft_is_refused():
@@ -122,11 +122,11 @@ def test_odd_n_fft_is_refused():
 
 def test_int_accepted_for_float():
     test = parse_section({"val": 0.1, "test": 0, "seed": 1, "holdout_classes": [], "folds": 5, "fold": 0,
-                          "group": "track"}, "split").test
+                          "group": "track", "order": "shuffle"}, "split").test
     assert isinstance(test, float) and test == 0.0
     with pytest.raises(ParamsError, match=r"split\.val must be > 0: train needs validation tracks"):
         parse_section({"val": 0, "test": 0.2, "seed": 1, "holdout_classes": [], "folds": 0, "fold": 0,
-                       "group": "track"}, "split")
+                       "group": "track", "order": "shuffle"}, "split")
 
 
 def test_missing_file_and_section(tmp_path):
@@ -216,6 +216,7 @@ def test_yaml_nan_is_refused_when_loaded(tmp_path):
     ("train", "loss", "hinge", r"train\.loss must be 'ce', 'triplet' or 'ce\+triplet', got 'hinge'"),
     ("render", "channels", 3, r"render\.channels must be 1 or 2, got 3"),
     ("split", "group", "album", r"split\.group must be 'track', 'folder' or 'parent', got 'album'"),
+    ("split", "order", "random", r"split\.order must be 'shuffle' or 'stable', got 'random'"),
     ("render", "program", 128, r"render\.program must be <= 127, got 128"),
     ("render", "interpolation", "cubic", r"render\.interpolation must be 'none', 'linear', '4th' or '7th', got 'cubic'"),
     ("train", "channels", [8, 2.5], r"train\.channels\[1\] must be an integer, got 2\.5"),
