@@ -190,20 +190,22 @@ def predict_command(args: argparse.Namespace) -> int:
     except StageError as error:  # the cluster's scheduler lost, or its workers all gone: what was scored is out
         print(f"predict: {error}", file=sys.stderr)
         if args.json:  # the files scored before it, which text and CSV have printed already
-            print_json(args.model, predictor, warning, results)
+            print_json(args.model, predictor, warning, results, str(error))
         return EXIT_MODEL
     if args.json:
         print_json(args.model, predictor, warning, results)
     return EXIT_UNSCORED if any(r.error for r in results) else EXIT_SCORED
 
 
-def print_json(model: str, predictor, warning: str | None, results: list) -> None:
-    """predict --json's document: the model, its novelty threshold and each file's answer."""
+def print_json(model: str, predictor, warning: str | None, results: list, stopped: str | None = None) -> None:
+    """predict --json's document: the model, its novelty threshold and each file's answer; ``stopped``, why
+    the run ended before its last file (then an ``error`` key says so: the files are those scored before)."""
     reference = predictor.novelty_reference
     print(json.dumps({"model": model,
                       "novelty_threshold": round(reference, 6) if reference == reference else None,
                       "novelty_threshold_tracks": predictor.novelty_reference_tracks,
                       "warning": warning,
+                      **({"error": stopped} if stopped else {}),
                       "files": [r.to_dict() for r in results]}, indent=2))
 
 

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from musicid.filetypes import ASF_HEADER, id3_end, is_adts
+from musicid.filetypes import ASF_HEADER, MP3_PADDING, id3_end, is_adts
 
 DECODE_BLOCK_FRAMES = 1 << 16  # source frames decoded (and resampled) at a time
 
@@ -148,6 +148,8 @@ def adts_shortfall(data: bytes) -> int:
     bytes after the last frame that start none). Such a stream declares no length; a copy cut short ends inside
     a frame, which FFmpeg drops without a word."""
     at = id3_end(data) or 0
+    if data[at:at + 1] == b"\0":  # padding after the tag, as an MP3's (filetypes reads past it too)
+        at += len(data[at:at + MP3_PADDING]) - len(data[at:at + MP3_PADDING].lstrip(b"\0"))
     while at + 7 <= len(data):
         if not is_adts(data[at:at + 2]):
             return 0  # not a frame where one should start: not followed further

@@ -175,7 +175,9 @@ def assign_splits(tracks: dict[str, str], val: float, test: float, seed: int,
     - ``folds`` 0: its tracks are put in an order seeded by ``seed`` and the
       label (``order``: :func:`_order`), then :func:`split_sizes` tracks go to
       test and val, the rest (at least one) to train; with ``stable``, a track
-      added to a class moves at most one other across each of its boundaries;
+      added to a class moves at most one other across each of its boundaries,
+      or two across the val | train one when rounding gives test and val a
+      track more each at once;
     - ``folds`` >= 2: the tracks of fold ``fold`` of :func:`assign_folds` go
       to test (``test`` is unused); of the others, ``round(val * n)`` (at
       least one when ``val`` > 0, see :func:`split_sizes`), drawn with a

@@ -161,7 +161,7 @@ class SplitParams(Section):
     # however deep below its label folder, as one (parent).
     group: Literal["track", "folder", "parent"]
     # The order a class's tracks are dealt in: one seeded shuffle of them all (an added track reorders every one),
-    # or each track's own hash with the seed (stable: an added track moves at most one other per boundary).
+    # or each track's own hash with the seed (stable: an added track moves at most three others of its class).
     order: Literal["shuffle", "stable"]
 
     @model_validator(mode="after")

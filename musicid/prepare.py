@@ -7,6 +7,7 @@ Nothing here needs PyTorch, so a worker process starts in about a second.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ from musicid.symbolic import clip_features, read_midi_notes, sounding
 from musicid.synth import FluidSynthUnavailable, MidiRenderer, SoundFontUnreadable
 
 OUT_OF_MEMORY = "out_of_memory: its audio, clips or features did not fit in this machine's memory"
+
+
+def out_of_memory(machine: str = "this machine") -> str:
+    """OUT_OF_MEMORY, naming the machine that ran out (a cluster's worker)."""
+    return OUT_OF_MEMORY.replace("this machine", machine)
 WORKER_CRASH = "worker_crash: the worker processes reading this file died, one after another"
 
 
@@ -166,7 +172,7 @@ class FileReader:
             return self._prepare(path)
         except MemoryError:
             # A very long file (or a damaged one that claims hours): this file only, not the files after it.
-            return Prepared(Prediction(printable(str(path)), error=OUT_OF_MEMORY))
+            return Prepared(Prediction(printable(str(path)), error=out_of_memory(self.machine)))
 
     def _prepare(self, path: Path) -> Prepared:
         prediction = Prediction(printable(str(path)))
@@ -285,13 +291,19 @@ def _prepare_sent(item: tuple[Path, str | None, bytes | None]) -> Prepared:
 
     worker = get_worker()
     _WORKER_READER.machine = f"the Dask worker {worker.address}"
+    folder = None
     try:
-        with tempfile.TemporaryDirectory(prefix="musicid-predict-", dir=worker.local_directory) as folder:
-            local = Path(folder) / path.name
-            local.write_bytes(data)
-            prepared = _WORKER_READER.prepare(local)
+        folder = Path(tempfile.mkdtemp(prefix="musicid-predict-", dir=worker.local_directory))
+        local = folder / path.name
+        local.write_bytes(data)
     except OSError as error:  # the worker's disk full, or its directory gone
-        prepared = Prepared(Prediction("", error=f"worker_error: the Dask worker {worker.address} could not "
-                                                 f"hold a copy of the file ({error.strerror or error})"))
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return Prepared(Prediction(printable(str(path)), error=f"worker_error: the Dask worker {worker.address} "
+                                   f"could not hold a copy of the file ({error.strerror or error})"))
+    try:
+        prepared = _WORKER_READER.prepare(local)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     prepared.prediction.path = printable(str(path))
     return prepared

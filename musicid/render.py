@@ -48,7 +48,7 @@ from musicid.audio import (DECODE_BLOCK_FRAMES, UNKNOWN_LENGTH, AudioTooLong, Le
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
-from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, WAV_EXTENSIONS
+from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, MP3_PADDING, WAV_EXTENSIONS, id3_end
 from musicid.io import safe_name, write_bytes_atomic
 from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
@@ -443,7 +443,24 @@ def length_declared(path: Path, data: bytes | None, suffix: str | None = None) -
     AAC stream (ADTS) do not: their count is an estimate from the bitrate."""
     suffix = (suffix or path.suffix).lower()
     return suffix not in ESTIMATED_LENGTH or \
-        (suffix == ".mp3" and any(tag in _head(path, data) for tag in (b"Xing", b"Info", b"VBRI")))
+        (suffix == ".mp3" and any(tag in _first_frame(path, data) for tag in (b"Xing", b"Info", b"VBRI")))
+
+
+FIRST_FRAME_BYTES = 256  # an MP3's first frame as far as a Xing or Info (at 13 to 36 bytes) or VBRI (36) header
+
+
+def _first_frame(path: Path, data: bytes | None) -> bytes:
+    """The first bytes of an MP3's first frame: after its ID3 tag (whose text could hold "Info") and any zero
+    padding after that."""
+    head = _head(path, data, 10)
+    start = id3_end(head) or 0
+    if data is None:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            rest = handle.read(MP3_PADDING + FIRST_FRAME_BYTES)
+    else:
+        rest = data[start:start + MP3_PADDING + FIRST_FRAME_BYTES]
+    return rest.lstrip(b"\0")[:FIRST_FRAME_BYTES]
 
 
 def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,

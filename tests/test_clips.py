@@ -28,7 +28,8 @@ def test_splits_are_per_track_stratified_and_seeded():
 
 def test_a_stable_order_moves_few_tracks_when_a_collection_grows():
     """split.order stable: each track placed by its own hash, so a track added to a class moves at most one other
-    across each of its boundaries (test | val | train: two), and no track of another class; the shuffle's one
+    across each of its boundaries (test | val | train: two at the default fractions), and no track of another
+    class; the shuffle's one
     permutation of the class moves many (8.9 on average here, up to 24; stable 0.7). The sizes are the same either way."""
     def collection(count, added=False):  # class a's files every other number, one more between them; b stays
         a = [f"a/{i:03d}.mid" for i in range(0, 2 * count, 2)] + ([f"a/{count | 1:03d}.mid"] if added else [])

@@ -599,6 +599,31 @@ def test_predict_losing_its_cluster_still_gives_what_it_scored(tmp_path, monkeyp
     assert predict(songs / "piece.mid", songs / "tune.wav", "--model", model, "--json") == 2
     out, err = capsys.readouterr()
     assert err.endswith("predict: lost the Dask scheduler at tcp://127.0.0.1:9 (CommClosedError: x)\n")
-    assert [f["path"] for f in json.loads(out)["files"]] == [str(songs / "piece.mid")]
+    document = json.loads(out)
+    assert [f["path"] for f in document["files"]] == [str(songs / "piece.mid")]
+    assert document["error"] == "lost the Dask scheduler at tcp://127.0.0.1:9 (CommClosedError: x)"
     assert predict(songs / "piece.mid", songs / "tune.wav", "--model", model) == 2
     assert capsys.readouterr().out.splitlines()[1].startswith(f"{songs / 'piece.mid'}: bach 0.75")
+
+
+def test_a_file_too_large_to_send_to_the_cluster_is_its_own_line(tmp_path, monkeypatch):
+    """Predict reads each file whole to send it: one that does not fit in memory is that file's out_of_memory,
+    the others are sent; an unreadable one is its unreadable reason."""
+    from musicid import prepare
+
+    big, fine, locked = (tmp_path / name for name in ("big.wav", "fine.wav", "locked.wav"))
+    for path in (big, fine, locked):
+        path.write_bytes(b"RIFF")
+    read = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "big.wav":
+            raise MemoryError
+        if self.name == "locked.wav":
+            raise PermissionError(13, "Permission denied")
+        return read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert list(prepare._with_bytes([(big, None), (fine, None), (locked, None), (tmp_path, "no_files: x")])) == [
+        (big, prepare.OUT_OF_MEMORY, None), (fine, None, b"RIFF"), (locked, "unreadable: Permission denied", None),
+        (tmp_path, "no_files: x", None)]

@@ -270,6 +270,7 @@ def test_a_raw_aac_stream_is_read_and_its_estimated_length_never_makes_it_cut_sh
     tag = b"ID3\x04\x00\x00\x00\x00\x00\x05" + bytes(5)  # a 5-byte ID3v2 tag, then the frames
     assert adts_shortfall(tag + data) == 0 and adts_shortfall(tag + data[:-3]) == 3
     assert adts_shortfall(data[:100] + b"junk" + data[100:]) == 0  # damage, not a cut: not followed
+    assert adts_shortfall(tag + bytes(100) + data[:-300]) > 0  # zero padding after the tag, as filetypes skips it
     misnamed = tmp_path / "take.mp3"
     misnamed.write_bytes(path.read_bytes())
     assert check_file(misnamed) == "named .mp3 but looks like AAC audio (ADTS)"
@@ -298,6 +299,30 @@ def test_after_an_id3_tag_the_frames_tell_a_raw_aac_stream_from_an_mp3(tmp_path)
     alone = tmp_path / "alone.mp3"  # a tag and nothing after it: left to decoding, as before
     alone.write_bytes(tag)
     assert check_file(alone) is None
+
+
+def test_only_an_mp3s_first_frame_can_declare_its_length(tmp_path):
+    """A Xing or Info header in the first frame declares an MP3's length; the word in its ID3 tag's text (a
+    comment "See the Info page") does not, and the estimate is then not held against render.max_seconds."""
+    import io
+
+    import soundfile
+
+    from musicid.filetypes import _mp3_frame_length
+    from musicid.render import length_declared
+
+    encoded = io.BytesIO()
+    soundfile.write(encoded, sweep(2.0).T, RATE, format="MP3")
+    data = encoded.getvalue()
+    assert b"Xing" in data[:64]  # libsndfile's encoder writes one in its first frame
+    frames = data[_mp3_frame_length(data[:4]):]  # without that frame: no declared length
+    comment = b"COMM" + (16).to_bytes(4, "big") + b"\0\0" + b"\0eng\0See the Info p"
+    tag = b"ID3\x03\x00\x00" + bytes([0, 0, 0, len(comment)]) + comment
+    for name, content, declared in (("xing", data, True), ("plain", frames, False), ("tagged", tag + frames, False),
+                                    ("tagged-xing", tag + bytes(40) + data, True)):
+        path = tmp_path / f"{name}.mp3"
+        path.write_bytes(content)
+        assert length_declared(path, None) is declared and length_declared(path, content) is declared, name
 
 
 def test_a_raw_aac_stream_whose_estimate_passes_max_seconds_is_decoded_not_refused(tmp_path):
