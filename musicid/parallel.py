@@ -99,14 +99,24 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+# The signals that end a run (the stage's or predict's handler raises on them), held back while work is handed
+# to a pool (_interrupts_held).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Hold back SIGINT in this thread while worker processes may start (a pool spawns them in ``submit``).
+    """Hold back SIGINT and SIGTERM in this thread while worker processes may start (a pool spawns them in
+    ``submit``), and while the pool's locks are held there.
 
-    A Ctrl-C reaches every process of the terminal's group, workers included; one still importing NumPy
-    would print its own KeyboardInterrupt traceback beside the stage's one line. A spawned process inherits
-    this thread's signal mask, so it starts with SIGINT held back, and :func:`_start_worker` then ignores
-    it. Here the held Ctrl-C arrives when the block ends.
+    A Ctrl-C reaches every process of the terminal's group, workers included; one still importing NumPy would
+    print its own KeyboardInterrupt traceback beside the stage's one line. A spawned process inherits this
+    thread's signal mask, so it starts with both held back, and :func:`_start_worker` then ignores SIGINT.
+    Here a held signal arrives when the block ends, outside the pool's ``submit``: the stage's handler raises
+    (KeyboardInterrupt, or Terminated for a SIGTERM), and raised inside ``submit``, between the acquire of the
+    lock of its queue of work ids and the block that releases it, it left that lock held, so that the pool's
+    manager thread waited for it for ever and the stage's shutdown of the pool with it (a SIGTERM to predict
+    did so once in a test run: its threads' stacks showed just that).
     """
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX
         yield
@@ -115,7 +125,7 @@ def _interrupts_held() -> Iterator[None]:
     # pthread_sigmask itself, and the mask must still be put back.
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
@@ -124,9 +134,11 @@ def _interrupts_held() -> Iterator[None]:
 def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
     if hasattr(signal, "pthread_sigmask"):
         # A Ctrl-C is the stage's to handle: one held back while this worker started is dropped, later ones are
-        # ignored (a worker interrupted while idle or importing NumPy would print a traceback of its own).
+        # ignored (a worker interrupted while idle or importing NumPy would print a traceback of its own). A
+        # SIGTERM held back meanwhile arrives now and ends the worker as it always does (the pool itself ends a
+        # broken pool's workers with SIGTERM, so they must not ignore it).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _exit_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
