@@ -106,29 +106,48 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Hold back SIGINT and SIGTERM in this thread while worker processes may start (a pool spawns them in
-    ``submit``), and while the pool's locks are held there.
+    """Hold back SIGINT and SIGTERM while work is handed to a pool (``submit``, which may also start worker
+    processes).
 
-    A Ctrl-C reaches every process of the terminal's group, workers included; one still importing NumPy would
-    print its own KeyboardInterrupt traceback beside the stage's one line. A spawned process inherits this
-    thread's signal mask, so it starts with both held back, and :func:`_start_worker` then ignores SIGINT.
-    Here a held signal arrives when the block ends, outside the pool's ``submit``: the stage's handler raises
-    (KeyboardInterrupt, or Terminated for a SIGTERM), and raised inside ``submit``, between the acquire of the
-    lock of its queue of work ids and the block that releases it, it left that lock held, so that the pool's
-    manager thread waited for it for ever and the stage's shutdown of the pool with it (a SIGTERM to predict
-    did so once in a test run: its threads' stacks showed just that).
+    The stage's handlers (and predict's) raise on them (KeyboardInterrupt, or Terminated for a SIGTERM), in
+    this process's main thread. Raised inside ``submit``, between the acquire of the lock of its queue of work
+    ids and the block that releases it, such an exception left that lock held, so that the pool's manager
+    thread waited for it for ever and the stage's shutdown of the pool with it (a SIGTERM to predict did so
+    once in a test run: its threads' stacks showed just that). So here the handlers are swapped for one that
+    notes the signal, and the first noted runs its own handler when the block ends. (A signal mask alone does
+    not do it: the process's other threads, the pool's own, take the signal, and Python runs the handler in
+    the main thread all the same.) The mask is set too: a spawned worker inherits it, starts with both held
+    back, and :func:`_start_worker` ignores a Ctrl-C, which reaches every process of the terminal's group (one
+    still importing NumPy would print a traceback of its own), and takes a SIGTERM as it comes.
     """
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
-        yield
-        return
-    # The mask is read before it changes: a Ctrl-C pending as it changes raises KeyboardInterrupt out of
-    # pthread_sigmask itself, and the mask must still be put back.
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    noted: list[tuple[int, object]] = []
+    swapped: dict[int, Callable] = {}
+
+    def note(signum, frame) -> None:
+        noted.append((signum, frame))
+
+    before = None
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        if threading.current_thread() is threading.main_thread():  # handlers belong to the main thread
+            for signum in STOP_SIGNALS:
+                handler = signal.getsignal(signum)
+                if callable(handler):
+                    swapped[signum] = handler
+                    signal.signal(signum, note)
+        if hasattr(signal, "pthread_sigmask"):  # POSIX
+            # The mask is read before it changes: a signal pending as it changes would run its handler out of
+            # pthread_sigmask itself, and the mask must still be put back.
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        if noted:
+            signum, frame = noted[0]
+            swapped[signum](signum, frame)
 
 
 def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
