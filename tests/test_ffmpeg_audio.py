@@ -169,6 +169,19 @@ def test_an_m4a_without_audio_or_of_garbage_is_an_error_not_a_crash(tmp_path):
         load_audio_source(garbage, section_params("render"))
 
 
+def garbage_and_misnamed(tmp_path, path, magic: bytes, other: str, kind: str, render) -> None:
+    """A file of ``path``'s kind that starts with its ``magic`` bytes and holds nothing else it can use is FFmpeg's
+    decode_error; ``path`` under the ``other`` extension is named for what it holds (``kind``) and read as its own."""
+    garbage = tmp_path / f"garbage{path.suffix}"
+    garbage.write_bytes(magic + bytes(range(256)) * 4)
+    with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
+        load_audio_source(garbage, render)
+    misnamed = tmp_path / f"{path.stem}{other}"
+    misnamed.write_bytes(path.read_bytes())
+    assert check_file(misnamed) == f"named {other} but looks like {kind}"
+    assert content_extension(misnamed) == path.suffix
+
+
 @pytest.mark.parametrize("codec", ["wmav1", "wmav2"])
 def test_wma_decodes_to_the_music_it_holds_and_a_cut_one_keeps_what_it_holds(tmp_path, codec):
     audio = sweep()
@@ -198,14 +211,8 @@ def test_wma_decodes_to_the_music_it_holds_and_a_cut_one_keeps_what_it_holds(tmp
         repaired[0]
     assert asf_seconds(cut.read_bytes()) == asf_seconds(data) == pytest.approx(6.0, abs=0.05)
     assert asf_seconds(b"RIFF....WAVE") is None and asf_seconds(data[:40]) is None  # not ASF; no properties
-    garbage = tmp_path / "garbage.wma"
-    garbage.write_bytes(data[:16] + bytes(range(256)) * 4)  # an ASF header's GUID, then nothing it can use
-    with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
-        load_audio_source(garbage, render)
-    misnamed = tmp_path / "take.mp3"
-    misnamed.write_bytes(path.read_bytes())
-    assert check_file(misnamed) == "named .mp3 but looks like Windows Media (ASF) data"
-    assert content_extension(misnamed) == ".wma"
+    # an ASF header's GUID, then nothing it can use
+    garbage_and_misnamed(tmp_path, path, data[:16], ".mp3", "Windows Media (ASF) data", render)
 
 
 def test_wavpack_decodes_to_its_exact_samples_and_a_cut_one_keeps_what_it_holds(tmp_path):
@@ -227,14 +234,7 @@ def test_wavpack_decodes_to_its_exact_samples_and_a_cut_one_keeps_what_it_holds(
     assert 2.0 * render.sample_rate < rendered.shape[1] < 3.5 * render.sample_rate
     assert len(repaired) == 1 and repaired[0].startswith("cut short: ") and " of the 6.0 s its header declares" in \
         repaired[0]
-    garbage = tmp_path / "garbage.wv"
-    garbage.write_bytes(b"wvpk" + bytes(range(256)) * 4)
-    with pytest.raises(RenderError, match="^decode_error: FFmpegDecodeError: "):
-        load_audio_source(garbage, render)
-    misnamed = tmp_path / "take.flac"
-    misnamed.write_bytes(path.read_bytes())
-    assert check_file(misnamed) == "named .flac but looks like WavPack audio"
-    assert content_extension(misnamed) == ".wv"
+    garbage_and_misnamed(tmp_path, path, b"wvpk", ".flac", "WavPack audio", render)
 
 
 def test_a_raw_aac_stream_is_read_and_its_estimated_length_never_makes_it_cut_short(tmp_path):
