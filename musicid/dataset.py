@@ -26,6 +26,9 @@ Labels of a folder tree, one rule:
 * A label folder that is hidden (``.git``, ``__MACOSX``) or named like what
   the pipeline writes beside the labels (``manifest.json``, ``report.json``,
   ``_unlabeled``) is refused whole (``reserved_label``).
+* With ``dataset.label_table``, a table of the collection gives each file its
+  label instead (:mod:`musicid.label_table`): the folders are then only where
+  the files are, and a file no row names is skipped.
 
 Links (files or folders) are never followed and special files (FIFOs, sockets,
 devices) never opened; each is listed with its reason.  Every other file is
@@ -70,6 +73,7 @@ from typing import Callable
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, WAV_EXTENSIONS, check_file, content_extension
 from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, unreadable_reason
+from musicid.label_table import LabelTableError, Row, find_table, read_table, rows_by_file, table_key
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -311,6 +315,7 @@ SYMLINK_REASON = "symlink: links are not followed"
 NO_LABEL_REASON = "no_label: the file is not inside a label folder"
 EMPTY_FOLDER_REASON = "empty_folder: a label folder with no file in it (an unfinished copy?)"
 NO_SUCH_CLASS_REASON = "no_such_class: no usable files with this label"
+NOT_IN_TABLE_REASON = "not_in_label_table: no row of dataset.label_table names this file"
 
 
 class CollectionError(ValueError):
@@ -457,6 +462,23 @@ def special_file_reason(mode: int) -> str | None:
     return "not_a_regular_file: unknown kind"
 
 
+def _file_refusal(path: Path) -> str | None:
+    """Why the file at ``path`` is not read at all (a link, a special file, a hidden file, an extension of no
+    MIDI or audio kind), or None."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return SYMLINK_REASON
+    special = special_file_reason(mode)
+    if special:
+        return special
+    if is_hidden(path.name):  # .DS_Store, macOS's ._x.mid beside x.mid
+        return HIDDEN_REASON
+    extension = path.suffix.lower()
+    if extension not in ACCEPTED_EXTENSIONS:
+        return f"unsupported_type: {extension or 'no extension'}"
+    return None
+
+
 def _folder_label(folder: str, labels: dict[str, str]) -> tuple[str, str]:
     """(the name ``folder`` is mapped to through ``labels``, the label that gives): composed (NFC) first,
     so that a name spelled with combining accents is the name spelled without them."""
@@ -541,20 +563,9 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
             path = folder / name
             relative = printable((relative_folder / name).as_posix())
             hold(path)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                skip(relative, label_of(path), SYMLINK_REASON)
-                continue
-            special = special_file_reason(mode)
-            if special:
-                skip(relative, label_of(path), special)
-                continue
-            if is_hidden(name):  # .DS_Store, macOS's ._x.mid beside x.mid
-                skip(relative, label_of(path), HIDDEN_REASON)
-                continue
-            extension = path.suffix.lower()
-            if extension not in ACCEPTED_EXTENSIONS:
-                skip(relative, label_of(path), f"unsupported_type: {extension or 'no extension'}")
+            refusal = _file_refusal(path)
+            if refusal:
+                skip(relative, label_of(path), refusal)
                 continue
             parents = relative.split("/")[:-1]
             marks = [index for index, part in enumerate(parents) if _is_unlabeled(part, unlabeled)]
@@ -578,9 +589,122 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
     return _Tree(sorted(found, key=lambda item: item.relative), folders, saw_unlabeled)
 
 
+def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_origin: str,
+                labels: dict[str, str], unlabeled: str | None, skip, skip_row) -> tuple[_Tree, set[str]]:
+    """Every usable file under ``root``, labelled by the rows of the label table at ``table`` that name it
+    (``by_file``: table_key -> rows); records each thing left out through ``skip`` (a path below ``root``),
+    a row naming no file through ``skip_row`` (its origin ``<table_origin>:<line>``).  Returns the tree and
+    the keys of the rows that named a file found."""
+    base = table.parent if table.is_relative_to(root) else root
+    found: list[_Found] = []
+    folders: dict[str, dict[str, str]] = {}
+    saw_unlabeled = False
+    named: set[str] = set()
+
+    def row_label(row: Row) -> str | None:
+        return _folder_label(row.label, labels)[1] if row.label else None
+
+    def unreadable(error: OSError) -> None:
+        path = Path(error.filename)
+        skip((printable(path.relative_to(root).as_posix()) if path != root else ".") + "/", None,
+             unreadable_reason(error))
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        folder = Path(folder)
+        relative_folder = folder.relative_to(root)
+        kept = []
+        for name in sorted(subfolders):
+            relative = printable((relative_folder / name).as_posix())
+            saw_unlabeled = saw_unlabeled or _is_unlabeled(name, unlabeled)
+            if (folder / name).is_symlink():
+                skip(relative + "/", None, SYMLINK_REASON)
+            elif is_hidden(name) and not _is_unlabeled(name, unlabeled):
+                skip(relative + "/", None, HIDDEN_REASON)
+            else:
+                kept.append(name)
+        subfolders[:] = kept  # os.walk enters only these, in this (sorted) order
+
+        for name in sorted(names):
+            path = folder / name
+            if path == table:
+                continue
+            relative = printable((relative_folder / name).as_posix())
+            below = printable(path.relative_to(base).as_posix()) if path.is_relative_to(base) else None
+            key = table_key(below) if below is not None else None
+            rows = by_file.get(key, []) if key else []
+            if rows:
+                named.add(key)
+            given = sorted({unicodedata.normalize("NFC", row.label) for row in rows})
+            refusal = _file_refusal(path)
+            if refusal:
+                skip(relative, row_label(rows[0]) if len(given) == 1 else None, refusal)
+                continue
+            parents = relative.split("/")[:-1]
+            marks = [index for index, part in enumerate(parents) if _is_unlabeled(part, unlabeled)]
+            if marks:
+                found.append(_Found(path, relative, None, "__".join(relative.split("/")[marks[0] + 1:])))
+                continue
+            if not rows:
+                skip(relative, None, NOT_IN_TABLE_REASON)
+                continue
+            lines = ", ".join(str(row.line) for row in rows)
+            if len(given) > 1:
+                skip(relative, None, f"conflicting_labels: lines {lines} of the label table give "
+                                     f"{', '.join(map(repr, given))}")
+                continue
+            if not given[0]:
+                skip(relative, None, f"no_label: line{'s' if len(rows) > 1 else ''} {lines} of the label table "
+                                     f"give{'' if len(rows) > 1 else 's'} it none")
+                continue
+            reason = _label_folder_reason(given[0], labels)
+            if reason:
+                skip(relative, None, reason)
+                continue
+            name_of_label, label = _folder_label(given[0], labels)
+            folders.setdefault(label, {})[given[0]] = name_of_label
+            parts = below.split("/")
+            group = next((row.group for row in rows if row.group), "")
+            found.append(_Found(path, relative, label, "__".join(parts),
+                                unicodedata.normalize("NFC", group) if group else
+                                (parts[0] if len(parts) > 1 else ""),
+                                "/".join(parts[:-1]) if len(parts) > 2 else ""))
+    for key, rows in by_file.items():
+        if key not in named:
+            for row in rows:
+                skip_row(f"{table_origin}:{row.line}", row_label(row),
+                     f"no_such_file: {row.path}" if row.path else "no_path: the row names no file")
+    return _Tree(sorted(found, key=lambda item: item.relative), folders, saw_unlabeled), named
+
+
+def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -> tuple[Path, str, list[Row]]:
+    """(the table's path, its origin in the manifest's records, its rows) for ``dataset.label_table``."""
+    given = Path(label_table.file).expanduser()
+    table = given if given.is_absolute() else find_table(root, label_table.file)
+    if table is None or not table.is_file():
+        raise DatasetParamError(f"dataset.label_table.file {label_table.file!r}: no such file "
+                                + (f"({table})" if given.is_absolute() else
+                                   f"in {where} (a relative path is read inside the collection)"))
+    # Inside the collection (found there, or an absolute path into it), its rows are read from its folder
+    # and it is not a file of the collection; outside, they are read from the collection's root.
+    inside = table.resolve().is_relative_to(root.resolve())
+    if inside:
+        table = root / table.resolve().relative_to(root.resolve())
+    origin = origin_prefix + printable(table.relative_to(root).as_posix()) if inside else str(table)
+    try:
+        data = table.read_bytes()
+    except OSError as error:
+        raise DatasetParamError(f"dataset.label_table.file {origin}: {unreadable_reason(error)}") from None
+    try:
+        rows = read_table(data, label_table.path_column, label_table.label_column, label_table.group_column,
+                          origin)
+    except LabelTableError as error:
+        raise DatasetParamError(str(error)) from None
+    return table, origin, rows
+
+
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
-                 extra_skipped: list[dict] = (), progress=lambda items, **_: items) -> dict:
+                 extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None) -> dict:
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
@@ -592,8 +716,14 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     are compared composed (NFC) and made file-name safe as labels are
     (``"Bach, J.S."`` is the label ``Bach__J.S``).
 
+    ``label_table`` (``dataset.label_table``; its ``file`` None or the
+    section left out: labels are folder names) takes each file's label from
+    a table instead (:mod:`musicid.label_table`); ``labels`` then renames the
+    table's labels.
+
     Raises :class:`DatasetParamError` when ``classes`` names a label not
-    found or no folder is named ``unlabeled``, and :class:`CollectionError`
+    found or no folder is named ``unlabeled``, or the label table cannot be
+    read or names no file of the collection, and :class:`CollectionError`
     when two label folders would become one label without ``labels`` saying
     so; before any file is read.
     """
@@ -607,8 +737,27 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     wanted = {name: _folder_label(name, labels)[1] for name in classes}
     classes = list(wanted.values())
     where = origin_prefix.rstrip("/#") or str(root)
-    label_root = find_label_root(root, unlabeled)
-    tree = _walk(root, label_root, labels, unlabeled, skip)
+    if label_table is not None and label_table.file is not None:
+        table, table_origin, rows = _read_label_table(root, origin_prefix, where, label_table)
+        by_file = rows_by_file(rows)
+        label_root = root
+        tree, named = _walk_table(root, table, by_file, table_origin, labels, unlabeled, skip,
+                                  lambda origin, label, reason: skipped.append(
+                                      {"origin": origin, "label": label, "reason": reason}))
+        if not named:  # every row misses: the paths are read from another folder than the user meant
+            example = next((row for row in rows if row.path), rows[0])
+            base = table.parent if table.is_relative_to(root) else root
+            shown = printable(base.relative_to(root).as_posix()) if base.is_relative_to(root) else str(base)
+            raise DatasetParamError(
+                f"dataset.label_table.path_column {label_table.path_column!r}: no row of {table_origin} names a "
+                f"file of {where} (line {example.line}: {example.path!r}); paths are read relative to the "
+                f"table's folder ({'the collection' if shown == '.' else shown}), with / or \\ between folders")
+        kind, place, table_labels = "labels", f"of {table_origin}", {unicodedata.normalize("NFC", row.label)
+                                                                     for row in rows}
+    else:
+        label_root = find_label_root(root, unlabeled)
+        tree = _walk(root, label_root, labels, unlabeled, skip)
+        kind, place, table_labels = "label folders", f"in {where}", None
     found = tree.files
     if unlabeled is not None and not tree.saw_unlabeled:
         raise DatasetParamError(f"dataset.unlabeled {unlabeled!r}: no folder of that name in {where} (set it to "
@@ -616,7 +765,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     # A misspelt key of dataset.labels would quietly leave its folder under its own name: one class more.
     folder_names = {unicodedata.normalize("NFC", name) for folders in tree.folders.values() for name in folders}
     unmatched = sorted(key for key in labels if unicodedata.normalize("NFC", key) not in folder_names
-                       and not (label_root / key).is_dir())
+                       and not (key in table_labels if table_labels is not None else (label_root / key).is_dir()))
+    if unmatched and table_labels is not None:
+        raise DatasetParamError(f"dataset.labels maps {', '.join(map(repr, unmatched))}, not one of the labels "
+                                f"{place}: {', '.join(map(repr, sorted(table_labels - {''}))) or 'none'} (a key is "
+                                "a label as the table writes it)")
     if unmatched:
         raise DatasetParamError(f"dataset.labels maps {', '.join(map(repr, unmatched))}, not a label folder found in "
                                 f"{where}: {', '.join(map(repr, sorted(folder_names))) or 'none'} (a key is a "
@@ -634,7 +787,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         mapping = ", ".join(f"{name!r}: {first if index == 0 else f'{stem}-{index + 1}'}"
                             for index, name in enumerate(names))
         raise CollectionError(
-            f"the label folders {listed} in {where} would {'both' if len(names) == 2 else 'all'} become the label "
+            f"the {kind} {listed} {place} would {'both' if len(names) == 2 else 'all'} become the label "
             f"{label!r} (a label keeps letters, digits and .-_ only); rename {'one' if len(names) == 2 else 'them'}, "
             f"or map them with dataset.labels, e.g. {{{mapping}}}"
             + (f" ({len(clashes) - 1} more such label{'s' if len(clashes) > 2 else ''})" if len(clashes) > 1 else ""))
@@ -652,7 +805,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             ", ".join(map(repr, folders[:-1])) + f" and {folders[-1]!r}"
         mapping = ", ".join(f"{folder!r}: {group[-1]}" for folder in folders)
         raise CollectionError(
-            f"the label folders {listed} in {where} differ only in case: they would be "
+            f"the {kind} {listed} {place} differ only in case: they would be "
             f"{len(group)} classes, and folders of data/raw that a case-insensitive file system (macOS, Windows) "
             f"cannot hold apart; rename {'one' if len(folders) == 2 else 'them'}, or map them to one label with "
             f"dataset.labels, e.g. {{{mapping}}}"
@@ -661,9 +814,10 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     unknown = [name for name, label in wanted.items() if label not in found_labels]
     if unknown and len(unknown) < len(classes):  # a misspelt class would quietly train one class fewer
         # A folder of that name that held nothing usable is not a misspelling: say so.
-        empty = [name for name in unknown if (label_root / name).is_dir()]
-        held = (f"; {', '.join(map(repr, empty))}: a folder with no MIDI or audio file kept (see the manifest's "
-                "skipped)") if empty else ""
+        empty = [name for name in unknown if (unicodedata.normalize("NFC", name) in table_labels
+                                              if table_labels is not None else (label_root / name).is_dir())]
+        held = (f"; {', '.join(map(repr, empty))}: a {'label' if table_labels is not None else 'folder'} with no "
+                f"MIDI or audio file kept (see the manifest's skipped)") if empty else ""
         raise DatasetParamError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
                                 f"{where}: {', '.join(found_labels)} (set dataset.classes to some of these, or to "
                                 f"[] to keep every label){held}")

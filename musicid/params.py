@@ -45,6 +45,17 @@ def _no_duplicates(key: str, values: list) -> None:
         raise KeyProblem(key, f"has duplicates: {values}")
 
 
+class LabelTableParams(Section):
+    """``dataset.label_table``: each file's label read from a table of the collection (a CSV with a column of
+    paths and one of labels, as MAESTRO's) instead of from the folder it sits in."""
+
+    file: str | None  # the table: a path inside the collection (or on disk); null: labels are folder names
+    path_column: str = Field(min_length=1)  # each row's file, relative to the table's folder
+    label_column: str = Field(min_length=1)  # its label, as a label folder's name would be
+    group_column: str | None  # rows of one value are one work for split.group folder; null: the path's folders
+
+
+
 class DatasetParams(Section):
     source: Literal["music21", "url", "path"]  # offline corpus, an archive, or a local folder
     classes: list[str]  # labels to keep; for url and path sources, [] keeps every label found
@@ -54,8 +65,9 @@ class DatasetParams(Section):
     sha256: str | None  # source "url": the archive's SHA-256; null fetches and prints it
     allow_unverified: bool  # source "url": use an archive without a pinned sha256
     path: str | None  # source "path": a local folder (relative to params.yaml's folder)
-    labels: dict[str, str]  # folder name -> label, to merge or rename classes
+    labels: dict[str, str]  # folder name (or label_table label) -> label, to merge or rename classes
     unlabeled: str | None  # folder name of files with no label, kept apart for prediction
+    label_table: LabelTableParams  # url and path sources: labels from a table instead of folder names
     max_bytes: int = Field(gt=0)  # cap on the bytes an archive may expand to
     max_files: int = Field(gt=0)  # cap on the number of files in an archive
     timeout_s: float = Field(gt=0)  # source "music21": wall-clock limit on converting one score
@@ -99,6 +111,18 @@ class DatasetParams(Section):
             raise KeyProblem("sha256", f"must be 64 hexadecimal digits, got {self.sha256!r}")
         if self.source == "path" and not self.path:
             raise KeyProblem("path", "must be set when dataset.source is path")
+        table = self.label_table
+        if table.file is not None and not table.file.strip():
+            raise KeyProblem("label_table.file", "must name the table (a CSV file), or be null")
+        if table.label_column == table.path_column:
+            raise KeyProblem("label_table.label_column", f"must be another column than label_table.path_column, "
+                                                         f"got {table.label_column!r}")
+        if table.group_column is not None and table.group_column in (table.path_column, table.label_column):
+            raise KeyProblem("label_table.group_column", f"must be another column than label_table.path_column "
+                                                         f"and label_table.label_column, got {table.group_column!r}")
+        if self.source == "music21" and self.label_table.file is not None:
+            raise KeyProblem("label_table.file", "is for dataset.source url or path (the music21 corpus is "
+                                                 "labelled by composer): set it to null")
         _no_duplicates("classes", self.classes)
         if self.unlabeled is not None and ("/" in self.unlabeled or not self.unlabeled.strip()):
             raise KeyProblem("unlabeled", f"must be a single folder name, got {self.unlabeled!r}")

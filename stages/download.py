@@ -52,7 +52,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
-                  progress=progress)
+                  progress=progress, label_table=params.label_table)
     if params.source == "path":
         given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
         root = (params_dir / given).resolve()
@@ -150,6 +150,10 @@ def require_labelled_files(params, manifest: dict) -> None:
         raise EmptyCollectionError(f"no piece of dataset.classes [{', '.join(params.classes)}] could be "
                                    f"written as MIDI{skipped}")
     where = params.path if params.source == "path" else params.url
+    if params.label_table.file is not None:
+        raise EmptyCollectionError(f"no labelled file kept from {where}{skipped}; the rows of "
+                                   f"dataset.label_table.file {params.label_table.file!r} must name MIDI or audio "
+                                   f"files of the collection and give each a label")
     must = "hold" if params.source == "path" else "be an archive of"
     raise EmptyCollectionError(f"no labelled file kept from {where}{skipped}; dataset.{params.source} must "
                                f"{must} <label>/<files> folders of MIDI or audio files")
