@@ -238,16 +238,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"clip: warning: {warning}", file=sys.stderr)
     if split_params.group == "track" and in_folders:
         print(f"clip: note: {in_folders} of the {rendered} tracks sit in sub-folders of their label folder (works, "
-              "albums): split.group folder keeps each sub-folder on one side of the split, so that no work or album "
-              "is both trained and scored on", file=sys.stderr)
+              "albums) or have a dataset.label_table group: split.group folder keeps each sub-folder or group on "
+              "one side of the split, so that no work or album is both trained and scored on", file=sys.stderr)
     elif split_params.group != "track" and not in_folders:
         print(f"clip: warning: split.group {split_params.group}: no track sits in a sub-folder of its label folder "
               "(a collection rendered before download recorded folders is rendered again by `dvc repro`), so each "
               "track is a group of its own, as with split.group track", file=sys.stderr)
     elif split_params.group != "track":
         print(f"clip: split.group {split_params.group}: {len(set(units[t] for t in tracks))} groups of "
-              f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} in sub-folders "
-              "of their label folder; each other track is a group of its own)", file=sys.stderr)
+              f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} with a folder: "
+              "a sub-folder of their label folder, or their dataset.label_table group; each other track is a group "
+              "of its own)", file=sys.stderr)
     if split_params.group == "folder" and deeper:
         print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "
               "(Sonatas/op2/1.mid): split.group folder deals the whole first folder as one group, split.group "

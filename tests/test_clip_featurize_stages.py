@@ -1074,7 +1074,7 @@ def test_split_group_folder_keeps_a_folders_tracks_on_one_side(tmp_path, audio, 
                 sides = {splits[t] for t in works if works[t] == work and t.startswith(f"{label}/")}
                 assert len(sides) == 1, (fold, label, work, sides)
         assert {splits[t] for t in works if t.startswith("a/")} >= {"test"}  # each class tested in each fold
-        assert "clip: split.group folder: 28 groups of 46 tracks (27 in sub-folders" in capsys.readouterr().err
+        assert "clip: split.group folder: 28 groups of 46 tracks (27 with a folder: a sub-folder" in capsys.readouterr().err
     # Every work is tested in exactly one fold.
     tested = [{t for t, split in table_splits(tmp_path / f"fold{fold}.h5").items() if split == "test"}
               for fold in range(3)]
@@ -1118,7 +1118,7 @@ def test_split_group_parent_deals_each_folder_a_track_sits_in_as_one(tmp_path, a
         assert all(len(side) == 1 for side in sides), (label, sides)  # a work's tracks on one side
         assert set().union(*sides) == {"train", "val", "test"}  # its three works dealt apart
     err = capsys.readouterr().err
-    assert "clip: split.group parent: 28 groups of 46 tracks (27 in sub-folders" in err
+    assert "clip: split.group parent: 28 groups of 46 tracks (27 with a folder: a sub-folder" in err
     assert "clip: note:" not in err
 
 
