@@ -33,9 +33,10 @@ Labels of a folder tree, one rule:
 Links (files or folders) are never followed and special files (FIFOs, sockets,
 devices) never opened; each is listed with its reason.  Every other file is
 checked before it is kept: its extension must be a MIDI or audio one and its
-first bytes must agree with it; identical content twice under one label is kept
-once, and identical content under two labels is dropped from both (it would
-leak across the split with contradictory labels).  Output names keep the
+first bytes must agree with it; identical content (for MIDI files, the same
+notes: :func:`musicid.midi.notes_digest`) twice under one label is kept once,
+and under two labels is dropped from both (it would leak across the split
+with contradictory labels).  Output names keep the
 extension, so ``x.mid``, ``x.midi`` and ``x.wav`` stay three files.
 
 The manifest (``manifest.json``) holds one record per kept file, sorted by path::
@@ -340,7 +341,8 @@ class Candidate:
     inner: str  # its path below its label (or unlabeled) folder, "/" replaced by "__"
     sha256: str
     size: int
-    music: str = ""  # the digest of the music it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
+    content: str = ""  # the digest of what it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
+    music: str = ""  # the digest of the music it holds: of a MIDI file's notes, else its content's
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
@@ -350,9 +352,9 @@ class Candidate:
         return self.music or self.sha256
 
 
-def music_digest(path: Path, digest: str) -> str:
+def content_digest(path: Path, digest: str) -> str:
     """The sha256 of the MIDI file a RIFF-wrapped one (RMID) holds, as render unwraps it, so that a ``.rmi``
-    copy of a ``.mid`` is found to be the same piece; ``digest`` for any other file."""
+    copy of a ``.mid`` is found to hold the same content; ``digest`` for any other file."""
     with open(path, "rb") as handle:
         head = handle.read(12)
     if head[:4] != b"RIFF" or head[8:12] != b"RMID":
@@ -364,6 +366,25 @@ def music_digest(path: Path, digest: str) -> str:
         return hashlib.sha256(unwrap_rmid(path.read_bytes())).hexdigest()
     except RenderError:  # no data chunk: render names it; as a file, it is itself
         return digest
+
+
+def music_digest(path: Path, content: str) -> str:
+    """What two files must share to be one piece: for a MIDI file, the notes it plays
+    (:func:`musicid.midi.notes_digest`: a copy another program saved is the same piece), ``notes:`` and their
+    digest; ``content`` (:func:`content_digest`) for any other file, and for a MIDI file whose notes cannot be
+    read (render says why) or take longer than PICK_CHECK_SECONDS to read."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[:4] != b"MThd" and (head[:4] != b"RIFF" or head[8:12] != b"RMID"):
+        return content
+    from musicid.midi import notes_digest
+
+    try:
+        notes = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout, notes_digest,
+                                path.read_bytes())
+    except ConversionTimeout:
+        return content
+    return f"notes:{notes}" if notes else content
 
 
 @dataclass(frozen=True)
@@ -839,7 +860,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             fitting = content_extension(item.path) if mismatch else None
             if not mismatch or fitting:
                 digest, size = sha256_file(item.path), item.path.stat().st_size
-                music = music_digest(item.path, digest)
+                content = content_digest(item.path, digest)
+                music = music_digest(item.path, content)
         except OSError as error:  # no permission, or gone since the walk: this file only
             skip(item.relative, item.label, unreadable_reason(error))
             continue
@@ -847,7 +869,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             skip(item.relative, item.label, f"content_mismatch: {mismatch}")
             continue
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
-        candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, music,
+        candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, content, music,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
                                     folder=item.folder, parent=item.parent))
 
@@ -909,7 +931,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     }
 
 
-PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks; a slower one is left to render
+PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks or its notes; a slower one is left to render
 
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:
@@ -970,22 +992,25 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
 
 
 def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
-    """Keep the first of identical files (the same music: a ``.rmi`` holding a ``.mid``'s bytes too) with one
-    label; drop those claimed by two labels."""
+    """Keep the first of files that hold one piece (the same bytes, or MIDI files that play the same notes:
+    :func:`music_digest`) with one label; drop those claimed by two labels."""
     by_hash: dict[str, list[Candidate]] = {}
     for candidate in sorted(candidates, key=lambda c: c.relative):
         by_hash.setdefault(candidate.music_sha256, []).append(candidate)
     kept = []
     for group in by_hash.values():
         group_labels = sorted({c.label for c in group})
+        same = "content" if len({c.content for c in group}) == 1 else "notes"
         if len(group_labels) > 1:
             for candidate in group:
                 skip(candidate.relative, candidate.label,
-                     f"ambiguous_label: the same content is under {', '.join(group_labels)}")
+                     f"ambiguous_label: the same {same} {'is' if same == 'content' else 'are'} under "
+                     f"{', '.join(group_labels)}")
             continue
         kept.append(group[0])
         for candidate in group[1:]:
-            skip(candidate.relative, candidate.label, f"duplicate: same content as {group[0].relative}")
+            what = "content" if candidate.content == group[0].content else "notes"
+            skip(candidate.relative, candidate.label, f"duplicate: same {what} as {group[0].relative}")
     return sorted(kept, key=lambda c: c.relative)
 
 

@@ -24,6 +24,7 @@ mido's reason.
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import itertools
 import struct
@@ -73,6 +74,15 @@ def read_midi(path: str | Path | bytes, program: int | None = None) -> MidiSourc
 
 def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     """:func:`read_midi` of a file's bytes (e.g. received from another machine, or written by mido)."""
+    midi, data, repairs, rewrite = _repaired(data, program)
+    if rewrite:
+        data = _serialize(midi)
+    return MidiSource(data, _end_time(midi), repairs, rewrite)
+
+
+def _repaired(data: bytes, program: int | None = None):
+    """(the mido file, the bytes it was read from, the repairs made, whether ``data`` no longer holds the
+    repairs and must be written again) of :func:`read_midi_data`."""
     import mido
 
     repairs: list[str] = []
@@ -134,9 +144,49 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     if program is not None:
         force_program(midi, program)
         rewrite = True
-    if rewrite:
-        data = _serialize(midi)
-    return MidiSource(data, _end_time(midi), repairs, rewrite)
+    return midi, data, repairs, rewrite
+
+
+NOTE_GRID = 48  # steps a beat: onsets compared on this grid (a 32nd-note triplet is 4 steps)
+
+
+def notes_digest(data: bytes) -> str | None:
+    """The sha256 of what a MIDI file plays, to find one piece saved twice: each note's onset in beats (on a grid
+    of 1 / NOTE_GRID beat, counted from the first note), its pitch, and its channel's instrument (its program,
+    or drums).  A copy another program saved (other meta events, track layout or running status, another
+    resolution or tempo map, other velocities or note lengths) has the same digest; the same notes on other
+    instruments do not.  The file is read as render reads it (its repairs made); None for one it cannot read
+    (render says why) or without a note.
+    """
+    try:
+        midi = _repaired(data)[0]
+    except RenderError:
+        return None
+    if midi.ticks_per_beat <= 0:  # a division of 0 ticks: no beat to count in
+        return None
+    # The tracks on one timeline, as a player merges them (a program set in another track counts), the events
+    # of one tick in the order of their tracks; only what the digest reads (mido.merge_tracks copies all).
+    events = []
+    for index, track in enumerate(midi.tracks):
+        tick = 0
+        for position, message in enumerate(track):
+            tick += message.time
+            if message.type == "program_change" or (message.type == "note_on" and message.velocity > 0):
+                events.append((tick, index, position, message))
+    events.sort(key=lambda event: event[:3])
+    programs = [0] * 16
+    notes = []
+    for tick, _, _, message in events:
+        if message.type == "program_change":
+            programs[message.channel] = message.program
+        else:
+            instrument = -1 if message.channel == DRUM_CHANNEL else programs[message.channel]
+            notes.append((round(tick * NOTE_GRID / midi.ticks_per_beat), instrument, message.note))
+    if not notes:
+        return None
+    first = min(onset for onset, _, _ in notes)
+    played = sorted((onset - first, instrument, pitch) for onset, instrument, pitch in notes)
+    return hashlib.sha256(repr(played).encode()).hexdigest()
 
 
 def fit_cut_file(data: bytes) -> tuple[bytes, str]:

@@ -237,3 +237,12 @@ def test_performed_midi_scores_the_audio_branch_alone_on_the_same_renders(tmp_pa
     assert sum(result["same"]["audio"].values()) == len(performed.VARIANTS) - 1
     assert result["largest_change"]["audio"]["tempo 1.1"] == pytest.approx(0.5)
     assert result["largest_change"]["notes"] == dict.fromkeys(performed.VARIANTS, 0.0)
+
+
+def test_notes_digest_checks_its_arguments_first(capsys, tmp_path):
+    notes = load_benchmark("notes_digest")
+    with pytest.raises(SystemExit) as stopped:
+        notes.main([str(tmp_path), "--repeat", "0"])
+    assert stopped.value.code == 2 and "--repeat must be at least 1, got 0" in capsys.readouterr().err
+    assert notes.main([str(tmp_path)]) == 1
+    assert f"no MIDI file under {tmp_path}" in capsys.readouterr().err

@@ -588,3 +588,70 @@ def test_a_riff_wrapped_copy_of_a_midi_file_is_the_same_piece(tmp_path):
     manifest = collect(tmp_path / "src", tmp_path / "out2")
     assert [r["path"] for r in manifest["files"]] == ["bach/prelude.mid", "haydn/other.mid"]
     assert reasons(manifest) == {"bach/riff.rmi": "duplicate: same content as bach/prelude.mid"}
+
+
+def _played(notes, ticks_per_beat=480, tempo=500000, program=0, channel=0, lead_in=0, velocity=90, split=False,
+            name=None):
+    """A MIDI file playing ``notes`` ((beat, pitch) pairs, each half a beat long), written as a given program
+    would: its resolution, tempo, instrument, velocities, lead-in (beats of silence first), a track name, and
+    the notes in one track or split over two."""
+    import io
+
+    import mido
+
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    conductor = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo, time=0)])
+    if name:
+        conductor.append(mido.MetaMessage("track_name", name=name, time=0))
+    midi.tracks.append(conductor)
+    parts = [notes[0::2], notes[1::2]] if split else [notes]
+    for part in parts:
+        events = [(round((lead_in + beat) * ticks_per_beat), "note_on", pitch, velocity) for beat, pitch in part] + \
+            [(round((lead_in + beat + 0.5) * ticks_per_beat), "note_off", pitch, 0) for beat, pitch in part]
+        track = mido.MidiTrack([mido.Message("program_change", channel=channel, program=program, time=0)])
+        now = 0
+        for tick, kind, pitch, loud in sorted(events, key=lambda e: (e[0], e[1] == "note_on")):
+            track.append(mido.Message(kind, channel=channel, note=pitch, velocity=loud, time=tick - now))
+            now = tick
+        midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+TUNE = [(0, 60), (0.5, 64), (1, 67), (1.5, 72), (2.25, 71), (3, 67), (4, 65)]
+
+
+def test_a_midi_file_saved_again_by_another_program_is_the_same_piece(tmp_path):
+    """Collections gathered from the web hold one sequence saved by several programs: other bytes, the same
+    notes. As two tracks, one piece could be trained on and scored on."""
+    original = _played(TUNE)
+    copies = {"bach/original.mid": original,
+              "bach/resaved.mid": _played(TUNE, ticks_per_beat=96, tempo=600000, velocity=64, split=True,
+                                          lead_in=2, name="Prelude (copy)"),
+              "bach/other_tune.mid": _played(TUNE[:-1] + [(4, 66)]),
+              "bach/on_a_violin.mid": _played(TUNE, program=40),
+              "bach/drums.mid": _played(TUNE, channel=9),
+              "haydn/a.mid": midi_bytes(61)}
+    tree(tmp_path / "src", copies)
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == [
+        "bach/drums.mid", "bach/on_a_violin.mid", "bach/original.mid", "bach/other_tune.mid", "haydn/a.mid"]
+    assert reasons(manifest) == {"bach/resaved.mid": "duplicate: same notes as bach/original.mid"}
+    # Under two labels, neither is believed.
+    tree(tmp_path / "src", {"haydn/resaved.mid": copies.pop("bach/resaved.mid")})
+    (tmp_path / "src" / "bach" / "resaved.mid").unlink()
+    manifest = collect(tmp_path / "src", tmp_path / "out2")
+    assert reasons(manifest) == {"bach/original.mid": "ambiguous_label: the same notes are under bach, haydn",
+                                 "haydn/resaved.mid": "ambiguous_label: the same notes are under bach, haydn"}
+
+
+def test_the_notes_digest_reads_the_music_not_the_bytes():
+    from musicid.midi import notes_digest
+
+    digest = notes_digest(_played(TUNE))
+    assert digest == notes_digest(_played(TUNE, ticks_per_beat=960, tempo=400000, velocity=30, lead_in=1.5))
+    assert digest != notes_digest(_played([(beat, pitch + 2) for beat, pitch in TUNE]))  # transposed
+    assert digest != notes_digest(_played([(beat * 1.5, pitch) for beat, pitch in TUNE]))  # another rhythm
+    assert notes_digest(b"MThd garbage") is None
+    assert notes_digest(_played([])) is None  # no note: render says so, the bytes stay its identity
