@@ -228,3 +228,11 @@ def printable(name: str) -> str:
     hold; they are written ``\\xNN``.  Any other name comes back as it is.
     """
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def size_words(count: int) -> str:
+    """``1.2 GB`` or ``368.6 kB``: a byte count as a person reads it."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.clips import (ClipTask, DamagedAudio, clip_track, crashed_track, deal_units, expected_clip_count,
                            split_units, too_small_classes, track_caps, wav_damage)
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
-from musicid.io import dumps_json
+from musicid.io import dumps_json, size_words
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import ParamsError, as_dict, load_section
 from musicid.progress import progress
@@ -42,6 +43,16 @@ def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, st
         return f"0 rendered tracks: its {files} rejected ({', '.join(f'{r} {n}' for r, n in sorted(counts.items()))})"
 
     return {label: reason(counts) for label, counts in sorted(reasons.items())}
+
+
+def projected_clips(seconds: float, renders: int, augmented: int, cap: int, clip_params) -> int:
+    """Clips a track gives at most (no clip silent): each of its ``renders`` plain renders and ``augmented``
+    copies of ``seconds`` (a copy's tempo change aside), each at most its share of ``cap`` (0: no cap),
+    as :func:`musicid.clips.clip_track` shares it."""
+    count = expected_clip_count(seconds, clip_params.clip_seconds, clip_params.hop_seconds)
+    if cap:
+        count = min(count, max(1, cap // max(1, renders)))
+    return count * (renders + augmented)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +138,20 @@ def run(args: argparse.Namespace) -> int:
             caps.update(track_caps(demands, {t: len(outputs[t]) for t in members}, clip_params.max_clips_per_track,
                                    clip_params.max_clips_per_class))
         order = sorted(tracks)
+        # The table is float32 audio, written as the tracks are cut: one the disk cannot hold would stop the
+        # stage at the end of its work. Its size is known only then (silent clips are skipped); every clip
+        # the renders' lengths allow is an upper bound, said now.
+        projected = sum(projected_clips(tracks[t].get("duration_s") or 0, len(outputs[t]), len(augmented[t]),
+                                        caps.get(t, 0), clip_params) for t in order)
+        needed = projected * clip_samples * 4
+        folder = next(parent for parent in args.out.resolve().parents if parent.exists())
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            print(f"clip: warning: {args.out} may take up to {size_words(needed)} ({projected} clips of "
+                  f"{clip_params.clip_seconds:g} s at {clip_params.sample_rate} Hz, float32, fewer once silence is "
+                  f"skipped) and its disk has {size_words(free)} free: free space, or cap the training clips "
+                  f"(clip.max_clips_per_track, clip.max_clips_per_class), raise clip.hop_seconds or lower "
+                  f"clip.sample_rate", file=sys.stderr)
 
         def tasks() -> Iterator[ClipTask]:
             # A local worker reads a track's WAVs itself (the stage holds none); a Dask worker, which may be

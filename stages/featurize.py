@@ -41,7 +41,7 @@ from musicid.features import (PITCH_KINDS, FeatureBlock, RunningBandStats, block
                               constant_q_cutoff, mel_filterbank, n_bands, n_frames)
 from musicid.h5 import (SHARED_ATTRS, STRING, RowWriter, WriteError, error_cause, feature_columns, read_strings,
                         staged_table)
-from musicid.io import dumps_json
+from musicid.io import dumps_json, size_words
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
 from musicid.params import as_dict, load_section
 from musicid.piece import PIECE_DIM
@@ -139,14 +139,6 @@ def feature_batches(audio, ranges: list[tuple[int, int]], params, sample_rate: i
         return (compute_features(audio[start:stop], params, sample_rate, threads) for start, stop in ranges)
     blocks = (FeatureBlock(start, audio[start:stop], params, sample_rate) for start, stop in ranges)
     return ordered_map(block_features, blocks, jobs=threads, scheduler=scheduler, on_crash=block_crashed)
-
-
-def size_words(count: int) -> str:
-    """``1.2 GB`` or ``368.6 kB``: a byte count as a person reads it."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} bytes"
 
 
 def empty_mel_bands(sample_rate: int, params) -> int:

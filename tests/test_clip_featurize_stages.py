@@ -237,6 +237,32 @@ def test_a_table_the_disk_cannot_hold_is_found_before_any_work(tmp_path, audio, 
     assert run_featurize(tmp_path, clips)[0] == 0
 
 
+def test_a_clips_table_the_disk_may_not_hold_is_warned_of_before_any_work(tmp_path, audio, capsys, monkeypatch):
+    """A table of 200 hours of music is 46 GB of float32 clips: a full disk at the end of an hour's work is
+    said at its start, from the renders' lengths (the silent track's 5 clips counted: an upper bound)."""
+    usage = CLIP.shutil.disk_usage(tmp_path)
+
+    def disk(free):
+        monkeypatch.setattr(CLIP.shutil, "disk_usage", lambda path: usage._replace(free=free))
+
+    disk(2_900_000)
+    code, clips = run_clip(tmp_path, audio)
+    err = capsys.readouterr().err
+    # 19 tracks x 5 clips x 8000 samples x 4 bytes = 3.04 MB; 90 clips (2.88 MB) are written: a warning, no stop.
+    assert code == 0 and clips.exists()
+    assert (f"clip: warning: {clips} may take up to 3.0 MB (95 clips of 1 s at 8000 Hz, float32, fewer once "
+            "silence is skipped) and its disk has 2.9 MB free: free space, or cap the training clips "
+            "(clip.max_clips_per_track, clip.max_clips_per_class), raise clip.hop_seconds or lower "
+            "clip.sample_rate\n") in err
+    disk(3_100_000)
+    assert run_clip(tmp_path, audio, name="roomy")[0] == 0
+    assert "may take up to" not in capsys.readouterr().err
+    # Capped training tracks count at their cap: 2 for each of the 13 training tracks, 5 for each of the other 6.
+    disk(1_000_000)
+    assert run_clip(tmp_path, audio, name="capped", clip={"max_clips_per_track": 2})[0] == 0
+    assert "(56 clips of 1 s" in capsys.readouterr().err
+
+
 def add_tracks(root, label, count, seconds, frequency=600.0, rejected=(), prefix="n", amplitude=0.3):
     """Add ``count`` rendered tracks of ``label`` (tones of ``seconds``) and rejected sources to report.json."""
     report = json.loads((root / "report.json").read_text())
