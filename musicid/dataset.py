@@ -74,7 +74,7 @@ from typing import Callable
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, WAV_EXTENSIONS, check_file, content_extension
 from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, unreadable_reason
-from musicid.label_table import LabelTableError, Row, find_table, read_table, rows_by_file, table_key
+from musicid.label_table import LabelTableError, Row, find_table, read_table, rows_by_file, split_of, table_key
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -346,6 +346,7 @@ class Candidate:
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
+    split: str = ""  # the split its label table gives it (dataset.label_table.split_column), or ""
 
     @property
     def music_sha256(self) -> str:
@@ -397,6 +398,7 @@ class _Found:
     inner: str
     folder: str = ""  # the folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folders below its label folder, "/"-joined, when two or more: split.group parent
+    split: str = ""  # the split its label table's split column gives (train, val, test); "": the pipeline deals it
 
 
 def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str:
@@ -611,7 +613,8 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
 
 
 def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_origin: str,
-                labels: dict[str, str], unlabeled: str | None, skip, skip_row) -> tuple[_Tree, set[str]]:
+                labels: dict[str, str], unlabeled: str | None, skip, skip_row,
+                split_column: str | None = None) -> tuple[_Tree, set[str]]:
     """Every usable file under ``root``, labelled by the rows of the label table at ``table`` that name it
     (``by_file``: table_key -> rows); records each thing left out through ``skip`` (a path below ``root``),
     a row naming no file through ``skip_row`` (its origin ``<table_origin>:<line>``).  Returns the tree and
@@ -681,6 +684,16 @@ def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_or
             if reason:
                 skip(relative, None, reason)
                 continue
+            split = ""
+            if split_column:
+                written = sorted({row.split for row in rows})
+                split = split_of(written[0]) if len(written) == 1 else None
+                if not split:
+                    skip(relative, _folder_label(given[0], labels)[1],
+                         f"no_split: line{'s' if len(rows) > 1 else ''} {lines} of the label table "
+                         f"give{'' if len(rows) > 1 else 's'} {' and '.join(map(repr, written))} in its split "
+                         f"column, not one of train, validation or test")
+                    continue
             name_of_label, label = _folder_label(given[0], labels)
             folders.setdefault(label, {})[given[0]] = name_of_label
             parts = below.split("/")
@@ -688,7 +701,7 @@ def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_or
             found.append(_Found(path, relative, label, "__".join(parts),
                                 unicodedata.normalize("NFC", group) if group else
                                 (parts[0] if len(parts) > 1 else ""),
-                                "/".join(parts[:-1]) if len(parts) > 2 else ""))
+                                "/".join(parts[:-1]) if len(parts) > 2 else "", split))
     for key, rows in by_file.items():
         if key not in named:
             for row in rows:
@@ -717,7 +730,7 @@ def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -
         raise DatasetParamError(f"dataset.label_table.file {origin}: {unreadable_reason(error)}") from None
     try:
         rows = read_table(data, label_table.path_column, label_table.label_column, label_table.group_column,
-                          origin)
+                          origin, label_table.split_column)
     except LabelTableError as error:
         raise DatasetParamError(str(error)) from None
     return table, origin, rows
@@ -764,7 +777,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         label_root = root
         tree, named = _walk_table(root, table, by_file, table_origin, labels, unlabeled, skip,
                                   lambda origin, label, reason: skipped.append(
-                                      {"origin": origin, "label": label, "reason": reason}))
+                                      {"origin": origin, "label": label, "reason": reason}),
+                                  label_table.split_column)
         if not named:  # every row misses: the paths are read from another folder than the user meant
             example = next((row for row in rows if row.path), rows[0])
             base = table.parent if table.is_relative_to(root) else root
@@ -871,7 +885,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
         candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, content, music,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
-                                    folder=item.folder, parent=item.parent))
+                                    folder=item.folder, parent=item.parent, split=item.split))
 
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
@@ -914,7 +928,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                       "size": candidate.size, "origin": origin_prefix + candidate.relative,
                       **({"renamed": candidate.renamed} if candidate.renamed else {}),
                       **({"folder": candidate.folder} if candidate.folder else {}),
-                      **({"parent": candidate.parent} if candidate.parent else {})})
+                      **({"parent": candidate.parent} if candidate.parent else {}),
+                      **({"split": candidate.split} if candidate.split else {})})
 
     unlabeled_files = []
     for candidate in _deduplicate([c for c in candidates if c.label is None], skip):

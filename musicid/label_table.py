@@ -12,6 +12,9 @@ name of its folder:
   on disk for a folder collection;
 * each row's path is relative to the table's folder (to the collection's root
   for a table kept outside it), written with ``/`` or ``\\``;
+* with ``split_column``, each file's split is the collection's own (``train``,
+  ``validation`` or ``val`` or ``dev``, ``test``, in any case), used by the clip
+  stage instead of dealing the tracks itself;
 * the table is UTF-8 text (a BOM allowed), its first row naming the columns,
   separated by commas, semicolons or tabs (whichever gives the named columns);
   other columns are ignored; quoted fields may hold the separator.
@@ -43,6 +46,7 @@ class Row:
     path: str  # as written
     label: str  # "" when the cell is empty
     group: str  # the group column's value ("" without one)
+    split: str = ""  # the split column's value ("" without one)
 
 
 def table_key(path: str) -> str:
@@ -85,7 +89,7 @@ def _columns(header: list[str], names: dict[str, str | None], shown: str) -> dic
 
 
 def read_table(data: bytes, path_column: str, label_column: str, group_column: str | None,
-               shown: str) -> list[Row]:
+               shown: str, split_column: str | None = None) -> list[Row]:
     """The rows of the table whose bytes are ``data``: those with a path or a label (blank ones left out)."""
     try:
         text = data.decode("utf-8-sig")
@@ -99,7 +103,8 @@ def read_table(data: bytes, path_column: str, label_column: str, group_column: s
     lines = text.splitlines()
     if not lines:
         raise LabelTableError(f"dataset.label_table.file {shown} is empty")
-    names = {"path_column": path_column, "label_column": label_column, "group_column": group_column}
+    names = {"path_column": path_column, "label_column": label_column, "group_column": group_column,
+             "split_column": split_column}
     # The separator is the one whose first row holds every named column; none: the first row is shown as the
     # separator that splits it most reads it.
     headers = {delimiter: next(csv.reader([lines[0]], delimiter=delimiter)) for delimiter in DELIMITERS}
@@ -121,7 +126,8 @@ def read_table(data: bytes, path_column: str, label_column: str, group_column: s
                 index = columns.get(key)
                 return cells[index].strip() if index is not None and index < len(cells) else ""
 
-            row = Row(reader.line_num, cell("path_column"), cell("label_column"), cell("group_column"))
+            row = Row(reader.line_num, cell("path_column"), cell("label_column"), cell("group_column"),
+                      cell("split_column"))
             if row.path or row.label:
                 rows.append(row)
     except csv.Error as error:
@@ -129,6 +135,16 @@ def read_table(data: bytes, path_column: str, label_column: str, group_column: s
     if not rows:
         raise LabelTableError(f"dataset.label_table.file {shown} has no row below its first")
     return rows
+
+
+# A split column's values, as collections write them (MAESTRO: train, validation, test), case aside.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test", "testing": "test"}
+
+
+def split_of(value: str) -> str | None:
+    """The pipeline's split (train, val, test) a split column's ``value`` names, or None."""
+    return SPLIT_NAMES.get(value.strip().casefold())
 
 
 def rows_by_file(rows: list[Row]) -> dict[str, list[Row]]:

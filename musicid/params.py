@@ -53,6 +53,7 @@ class LabelTableParams(Section):
     path_column: str = Field(min_length=1)  # each row's file, relative to the table's folder
     label_column: str = Field(min_length=1)  # its label, as a label folder's name would be
     group_column: str | None  # rows of one value are one work for split.group folder; null: the path's folders
+    split_column: str | None  # each file's split, the collection's own (train, validation, test); null: split.*
 
 
 
@@ -120,6 +121,10 @@ class DatasetParams(Section):
         if table.group_column is not None and table.group_column in (table.path_column, table.label_column):
             raise KeyProblem("label_table.group_column", f"must be another column than label_table.path_column "
                                                          f"and label_table.label_column, got {table.group_column!r}")
+        if table.split_column is not None and table.split_column in (table.path_column, table.label_column,
+                                                                     table.group_column):
+            raise KeyProblem("label_table.split_column", f"must be another column than the table's other columns, "
+                                                         f"got {table.split_column!r}")
         if self.source == "music21" and self.label_table.file is not None:
             raise KeyProblem("label_table.file", "is for dataset.source url or path (the music21 corpus is "
                                                  "labelled by composer): set it to null")

@@ -80,6 +80,16 @@ def run(args: argparse.Namespace) -> int:
                   f"{', '.join(labels_found)})" if missing
                   else f"must leave at least two of the classes {labels_found} to train on")
         raise ParamsError(f"{args.params}: split.holdout_classes {reason}")
+    # A collection that gives its own split (dataset.label_table.split_column) is scored on it, as published
+    # results on it are: every track then has one, and there are no folds to deal.
+    given = {t: r["split"] for t, r in tracks.items() if r.get("split")}
+    if given and len(given) < len(tracks):
+        raise StageError(f"{len(tracks) - len(given)} of the {len(tracks)} rendered tracks have no split of the "
+                         f"collection's own (dataset.label_table.split_column) and the others have one: "
+                         f"{report_path} is older than data/raw/manifest.json; render again (`dvc repro render`)")
+    if given and split_params.folds:
+        raise ParamsError(f"{args.params}: split.folds must be 0 when the collection gives its own split "
+                          f"(dataset.label_table.split_column), got {split_params.folds}")
     # A class too small for the split is left out whole, never trained on; one whose every file was rejected
     # has no track at all, and is named too (it would vanish from every output without a word).
     # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
@@ -88,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         (f"group of rendered tracks (split.group {split_params.group})",
          f"groups of rendered tracks (split.group {split_params.group})")
     excluded = {**unrendered_classes(report["files"], labels_found),
-                **too_small_classes({units[t]: r["label"] for t, r in tracks.items()}, split_params.val,
-                                    split_params.test, holdout, split_params.folds, words)}
+                **({} if given else too_small_classes({units[t]: r["label"] for t, r in tracks.items()},
+                                                      split_params.val, split_params.test, holdout,
+                                                      split_params.folds, words))}
     # Sub-folders of label folders, counted on every rendered track (a class of one folder may be left out).
     in_folders, rendered = sum(1 for record in tracks.values() if record.get("folder")), len(tracks)
     deeper = sum(1 for record in tracks.values() if record.get("parent"))
@@ -97,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
     # The split depends on the tracks' names (and folders), split.seed and split.folds alone, not on what
     # cutting finds: it is made once, and a class left out below (no training clip) leaves every other track
     # where it was.
-    all_splits = deal_units(tracks, units, split_params.val, split_params.test, split_params.seed, holdout,
-                            split_params.folds, split_params.fold, split_params.order)
+    all_splits = {t: "test" if tracks[t]["label"] in holdout else given[t] for t in sorted(tracks)} if given else \
+        deal_units(tracks, units, split_params.val, split_params.test, split_params.seed, holdout,
+                   split_params.folds, split_params.fold, split_params.order)
     splittable = tracks
     # A known class whose every train track gives no clip (too short, or all silence) cannot be trained on: a
     # first pass finds it, and the others are cut again without it (the default dataset has none).
@@ -117,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
         label_names = known + holdout
         label_index = {name: i for i, name in enumerate(label_names)}
         splits = {t: all_splits[t] for t in tracks}
+        empty = [split for split in ("val", "test") if given and split not in splits.values()]
+        if empty:  # train reads val to keep an epoch and stops without one; evaluate scores test
+            raise StageError(f"the collection's own split (dataset.label_table.split_column) puts no track of the "
+                             f"classes kept in {' or '.join(empty)}: each needs some (or set the split column to "
+                             f"null, and split.val and split.test deal the tracks)")
         # A train track's augmented renders (render.augment) are cut too; val, test and held-out tracks are
         # scored on plain renders only, as prediction renders a file.
         outputs = {t: list(r["outputs"]) for t, r in tracks.items()}
@@ -261,7 +278,10 @@ def run(args: argparse.Namespace) -> int:
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)
-    if split_params.group == "track" and in_folders:
+    if given:
+        print("clip: the collection's own split, from its label table (dataset.label_table.split_column): "
+              "split.val, split.test, split.seed, split.group and split.order are not used", file=sys.stderr)
+    elif split_params.group == "track" and in_folders:
         print(f"clip: note: {in_folders} of the {rendered} tracks sit in sub-folders of their label folder (works, "
               "albums) or have a dataset.label_table group: split.group folder keeps each sub-folder or group on "
               "one side of the split, so that no work or album is both trained and scored on", file=sys.stderr)
@@ -274,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
               f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} with a folder: "
               "a sub-folder of their label folder, or their dataset.label_table group; each other track is a group "
               "of its own)", file=sys.stderr)
-    if split_params.group == "folder" and deeper:
+    if split_params.group == "folder" and deeper and not given:
         print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "
               "(Sonatas/op2/1.mid): split.group folder deals the whole first folder as one group, split.group "
               "parent each folder a track sits in", file=sys.stderr)
@@ -293,12 +313,16 @@ def run(args: argparse.Namespace) -> int:
 def scoreless_splits(tracks: dict[str, dict], splits: dict[str, str], dropped: dict[str, str],
                      known: list[str]) -> list[str]:
     """A line for each known class whose every val or test track was dropped (too short, silent): the
-    split had tracks of it but has nothing of it to score, so its scores leave the class out."""
+    split had tracks of it but has nothing of it to score, so its scores leave the class out; and for each
+    that a collection's own split puts no track of in val or test (the pipeline's split always does)."""
     found = []
     for label in known:
         for split in ("val", "test"):
             members = [t for t in tracks if tracks[t]["label"] == label and splits[t] == split]
-            if members and all(t in dropped for t in members):
+            if not members and any(record.get("split") for record in tracks.values()):
+                found.append(f"{label} has no {split} track in the collection's own split "
+                             f"(dataset.label_table.split_column): the {split} scores leave {label} out")
+            elif members and all(t in dropped for t in members):
                 reasons = ", ".join(sorted({dropped[t] for t in members}))
                 found.append(f"{label} has no {split} clip: its {len(members)} {split} "
                              f"track{'s' if len(members) > 1 else ''} gave none ({reasons}); the {split} "
@@ -416,7 +440,9 @@ def classes_without_train_clip(clips_per: Counter, dropped: dict[str, str], know
             train_tracks = sorted(t for t in tracks if tracks[t]["label"] == label and splits[t] == "train")
             lacking[label] = (f"no clip in the train split: of its {len(train_tracks)} train "
                               f"track{'s' if len(train_tracks) != 1 else ''}, "
-                              f"{no_clip_words(train_tracks, dropped, tracks, clip_params)}")
+                              f"{no_clip_words(train_tracks, dropped, tracks, clip_params)}") if train_tracks else \
+                "no track in the train split (the collection's own split, dataset.label_table.split_column, " \
+                "puts none there)"
     return lacking
 
 

@@ -237,6 +237,57 @@ def test_a_table_the_disk_cannot_hold_is_found_before_any_work(tmp_path, audio, 
     assert run_featurize(tmp_path, clips)[0] == 0
 
 
+def test_a_collections_own_split_is_used_as_it_is(tmp_path, audio, capsys):
+    """A label table's split column (MAESTRO's train/validation/test) is the split, whatever split.* say."""
+    report_path = audio / "report.json"
+    report = json.loads(report_path.read_text())
+    given = {}
+    for record in report["files"]:
+        if record["status"] == "rendered":
+            number = int(record["source"][-5]) if record["source"][-5].isdigit() else 0
+            given[record["source"]] = record["split"] = ["train", "train", "train", "val", "test", "test"][number]
+    report_path.write_text(json.dumps(report))
+    code, clips = run_clip(tmp_path, audio, split={"seed": 7, "val": 0.5, "group": "folder", "order": "stable"})
+    assert code == 0
+    assert "clip: the collection's own split, from its label table" in capsys.readouterr().err
+    with h5py.File(clips, "r") as table:
+        tracks, splits = read_strings(table["track"]), read_strings(table["split"])
+    assert dict(zip(tracks, splits)) == {track: split for track, split in given.items() if track != "a/quiet.mid"}
+    # A held-out class goes to test whole, as always.
+    code, clips = run_clip(tmp_path, audio, name="held", split={"holdout_classes": ["c"]})
+    with h5py.File(clips, "r") as table:
+        labels, splits = table["label"][:], read_strings(table["split"])
+    assert code == 0 and set(splits[labels == 2]) == {"test"} and "train" in set(splits[labels < 2])
+    # No folds to deal; and a report with a split for some tracks only is older than the manifest.
+    assert run_clip(tmp_path, audio, name="folds", split={"folds": 3})[0] == 2
+    assert ("split.folds must be 0 when the collection gives its own split (dataset.label_table.split_column), "
+            "got 3") in capsys.readouterr().err
+    # A class the split puts no track of in train is left out; val and test must keep some track.
+    for record in report["files"]:
+        if record["label"] == "c" and record["status"] == "rendered":
+            record["split"] = "train"
+        elif record["status"] == "rendered" and record["split"] == "test":
+            record["split"] = "val"
+    report_path.write_text(json.dumps(report))
+    assert run_clip(tmp_path, audio, name="no_test")[0] == 1
+    assert ("the collection's own split (dataset.label_table.split_column) puts no track of the classes kept in "
+            "test: each needs some") in capsys.readouterr().err
+    own = {"a": ["val", "test"], "b": ["test", "test"], "c": ["test"] * 6}
+    for record in report["files"]:
+        if record["status"] == "rendered":
+            number = int(record["source"][-5]) if record["source"][-5].isdigit() else 5
+            record["split"] = (own[record["label"]] + ["train"] * 6)[number]
+    report_path.write_text(json.dumps(report))
+    assert run_clip(tmp_path, audio, name="c_in_test")[0] == 0
+    captured = capsys.readouterr()
+    assert "c                    left out: no track in the train split (the collection's own split" in captured.out
+    assert "b has no val track in the collection's own split" in captured.err
+    del report["files"][0]["split"]
+    report_path.write_text(json.dumps(report))
+    assert run_clip(tmp_path, audio, name="mixed")[0] == 1
+    assert "1 of the 19 rendered tracks have no split of the collection's own" in capsys.readouterr().err
+
+
 def test_a_clips_table_the_disk_may_not_hold_is_warned_of_before_any_work(tmp_path, audio, capsys, monkeypatch):
     """A table of 200 hours of music is 46 GB of float32 clips: a full disk at the end of an hour's work is
     said at its start, from the renders' lengths (the silent track's 5 clips counted: an upper bound)."""

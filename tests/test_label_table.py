@@ -12,6 +12,8 @@ from tests.archives import midi_bytes, wav_bytes, zip_bytes
 from tests.test_download_stage import manifest, raw_files, run_stage, tree, workspace  # noqa: F401 (fixture)
 
 TABLE = dict(path_column="midi_filename", label_column="canonical_composer", group_column=None)
+COLUMNS = dict(file="maestro.csv", path_column="midi_filename", label_column="canonical_composer",
+               group_column="canonical_title", split_column=None)
 
 
 def rows(text: str | bytes, **columns):
@@ -60,12 +62,14 @@ def test_paths_compare_with_either_separator_and_composed_accents():
 def test_params_are_checked_naming_the_key():
     base = dict(source="path", classes=[], max_per_class=0, seed=0, url=None, sha256=None, allow_unverified=False,
                 path="x", labels={}, unlabeled=None, max_bytes=1, max_files=1, timeout_s=1, program=None)
-    table = dict(file="t.csv", path_column="path", label_column="label", group_column=None)
+    table = dict(file="t.csv", path_column="path", label_column="label", group_column=None, split_column=None)
     assert parse_section({**base, "label_table": table}, "dataset").label_table.file == "t.csv"
     with pytest.raises(ParamsError, match=r"dataset\.label_table\.label_column must be another column"):
         parse_section({**base, "label_table": {**table, "label_column": "path"}}, "dataset")
     with pytest.raises(ParamsError, match=r"dataset\.label_table\.group_column must be another column"):
         parse_section({**base, "label_table": {**table, "group_column": "label"}}, "dataset")
+    with pytest.raises(ParamsError, match=r"dataset\.label_table\.split_column must be another column"):
+        parse_section({**base, "label_table": {**table, "split_column": "path"}}, "dataset")
     with pytest.raises(ParamsError, match=r"dataset\.label_table\.file must name the table"):
         parse_section({**base, "label_table": {**table, "file": " "}}, "dataset")
     with pytest.raises(ParamsError, match=r"dataset\.label_table\.file is for dataset\.source url or path"):
@@ -88,10 +92,7 @@ MAESTRO_LIKE = (
 
 
 def labelled_by_table(workspace, table: dict | None = None, **dataset):
-    return run_stage(workspace, source="path", path="../src",
-                     label_table={"file": "maestro.csv", "path_column": "midi_filename",
-                                  "label_column": "canonical_composer", "group_column": "canonical_title",
-                                  **(table or {})}, **dataset)
+    return run_stage(workspace, source="path", path="../src", label_table={**COLUMNS, **(table or {})}, **dataset)
 
 
 @pytest.fixture
@@ -180,8 +181,7 @@ def test_an_archive_wrapping_its_table_in_a_folder(workspace):
         "maestro-v3/2004/a.midi": midi_bytes(60), "maestro-v3/2004/b.midi": midi_bytes(61)}))
     assert run_stage(workspace, source="url", url=archive.as_uri(),
                      sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
-                     label_table={"file": "maestro-v3.csv", "path_column": "midi_filename",
-                                  "label_column": "canonical_composer", "group_column": None}) == 0
+                     label_table={**COLUMNS, "file": "maestro-v3.csv", "group_column": None}) == 0
     assert raw_files(workspace) == ["Bach/2004__a.midi", "Chopin/2004__b.midi", "manifest.json"]
     assert manifest(workspace)["skipped"] == []
 
@@ -190,3 +190,18 @@ def test_unlabeled_folder_beside_a_table(maestro_like):
     tree(maestro_like / "src", {"new/x.mid": midi_bytes(70)})
     assert labelled_by_table(maestro_like, unlabeled="new") == 0
     assert [r["path"] for r in manifest(maestro_like)["unlabeled"]] == ["_unlabeled/x.mid"]
+
+
+def test_the_collections_own_split_goes_into_the_manifest(maestro_like):
+    table = maestro_like / "src" / "maestro.csv"
+    table.write_text(MAESTRO_LIKE.replace(",train,2006/deep", ",Dev,2006/deep").replace(",test,", ",TEST,")
+                     .replace("Prelude in C,train,", "Prelude in C,later,"))
+    assert labelled_by_table(maestro_like, {"split_column": "split"}) == 0
+    result = manifest(maestro_like)
+    # train, validation and test in any case and spelling a collection uses (MAESTRO: validation).
+    assert [(r["path"], r.get("split")) for r in result["files"]] == [
+        ("Chopin/2004__b.midi", "train"), ("Chopin/2006__c.midi", "test"), ("Chopin/2006__deep__f.midi", "val")]
+    assert ("../src/2004/a.midi", "Bach__J.S", "no_split: line 2 of the label table gives 'later' in its split "
+            "column, not one of train, validation or test") in [(r["origin"], r["label"], r["reason"])
+                                                          for r in result["skipped"]]
+    assert labelled_by_table(maestro_like, {"split_column": "part"}) == 2

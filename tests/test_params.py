@@ -88,7 +88,7 @@ def test_mapping_and_optional_values():
     base = dict(source="path", classes=[], max_per_class=0, seed=0, url=None, sha256=None,
                 allow_unverified=False, path="x", unlabeled=None, max_bytes=1, max_files=1, timeout_s=1,
                 program=None, label_table=dict(file=None, path_column="path", label_column="label",
-                                               group_column=None))
+                                               group_column=None, split_column=None))
     assert parse_section({**base, "labels": {"Bach, J.S.": "bach"}}, "dataset").labels == {"Bach, J.S.": "bach"}
     assert parse_section({**base, "labels": None}, "dataset").labels == {}
     with pytest.raises(ParamsError, match=r"dataset\.labels\.x must be a string"):

@@ -81,9 +81,13 @@ def test_a_sources_folder_goes_from_the_manifest_into_its_record(tmp_path, raw):
             record["folder"] = "opus 1"
         if record["path"] == "a/one.mid":  # split.group parent's: the folders it sits in, two or more deep
             record["parent"] = "opus 1/no 2"
+        if record["path"] == "b/tone.wav":  # a label table's split column: the collection's own split
+            record["split"] = "val"
     (raw / "manifest.json").write_text(json.dumps(listed))
     assert run(tmp_path, raw) == 0
     report = json.loads((tmp_path / "audio" / "report.json").read_text())
+    assert {r["source"]: r.get("split") for r in report["files"]} == {
+        "a/one.mid": None, "a/two.mid": None, "b/empty.mid": None, "b/three.mid": None, "b/tone.wav": "val"}
     assert {r["source"]: r.get("folder") for r in report["files"]} == {
         "a/one.mid": "opus 1", "a/two.mid": None, "b/empty.mid": "opus 1", "b/three.mid": None, "b/tone.wav": None}
     assert {r["source"]: r.get("parent") for r in report["files"]} == {
