@@ -73,8 +73,9 @@ from typing import Callable
 
 from musicid.deadline import call_with_limit
 from musicid.filetypes import ACCEPTED_EXTENSIONS, WAV_EXTENSIONS, check_file, content_extension
-from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, unreadable_reason
-from musicid.label_table import LabelTableError, Row, find_table, read_table, rows_by_file, split_of, table_key
+from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, size_words, unreadable_reason
+from musicid.label_table import (MAX_TABLE_BYTES, LabelTableError, Row, file_key, find_table, read_table, rows_by_file,
+                                 split_of)
 from musicid.midi import with_program
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -614,7 +615,7 @@ def _walk(root: Path, label_root: Path, labels: dict[str, str], unlabeled: str |
 
 def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_origin: str,
                 labels: dict[str, str], unlabeled: str | None, skip, skip_row,
-                split_column: str | None = None) -> tuple[_Tree, set[str]]:
+                split_column: str | None = None, grouped: bool = False) -> tuple[_Tree, set[str]]:
     """Every usable file under ``root``, labelled by the rows of the label table at ``table`` that name it
     (``by_file``: table_key -> rows); records each thing left out through ``skip`` (a path below ``root``),
     a row naming no file through ``skip_row`` (its origin ``<table_origin>:<line>``).  Returns the tree and
@@ -625,8 +626,9 @@ def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_or
     saw_unlabeled = False
     named: set[str] = set()
 
-    def row_label(row: Row) -> str | None:
-        return _folder_label(row.label, labels)[1] if row.label else None
+    def mapped(row: Row) -> str:
+        """The label a row gives, once dataset.labels renamed it and it is made safe ("" for none)."""
+        return _folder_label(row.label, labels)[1] if row.label else ""
 
     def unreadable(error: OSError) -> None:
         path = Path(error.filename)
@@ -653,18 +655,20 @@ def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_or
             if path == table:
                 continue
             relative = printable((relative_folder / name).as_posix())
-            below = printable(path.relative_to(base).as_posix()) if path.is_relative_to(base) else None
-            key = table_key(below) if below is not None else None
+            parts = tuple(printable(part) for part in path.relative_to(base).parts) \
+                if path.is_relative_to(base) else None
+            key = file_key(parts) if parts else None
             rows = by_file.get(key, []) if key else []
             if rows:
                 named.add(key)
-            given = sorted({unicodedata.normalize("NFC", row.label) for row in rows})
+            # Rows are compared by the label they give once renamed (two spellings dataset.labels merges agree),
+            # and a row that gives none does not contradict one that does.
+            given = sorted({mapped(row) for row in rows} - {""})
             refusal = _file_refusal(path)
             if refusal:
-                skip(relative, row_label(rows[0]) if len(given) == 1 else None, refusal)
+                skip(relative, given[0] if len(given) == 1 else None, refusal)
                 continue
-            parents = relative.split("/")[:-1]
-            marks = [index for index, part in enumerate(parents) if _is_unlabeled(part, unlabeled)]
+            marks = [index for index, part in enumerate(relative.split("/")[:-1]) if _is_unlabeled(part, unlabeled)]
             if marks:
                 found.append(_Found(path, relative, None, "__".join(relative.split("/")[marks[0] + 1:])))
                 continue
@@ -673,58 +677,92 @@ def _walk_table(root: Path, table: Path, by_file: dict[str, list[Row]], table_or
                 continue
             lines = ", ".join(str(row.line) for row in rows)
             if len(given) > 1:
+                written = sorted({unicodedata.normalize("NFC", row.label) for row in rows if row.label})
                 skip(relative, None, f"conflicting_labels: lines {lines} of the label table give "
-                                     f"{', '.join(map(repr, given))}")
+                                     f"{', '.join(map(repr, written))}")
                 continue
-            if not given[0]:
+            if not given:
                 skip(relative, None, f"no_label: line{'s' if len(rows) > 1 else ''} {lines} of the label table "
                                      f"give{'' if len(rows) > 1 else 's'} it none")
                 continue
-            reason = _label_folder_reason(given[0], labels)
+            first = next(row for row in rows if row.label and mapped(row) == given[0])
+            written = unicodedata.normalize("NFC", first.label)
+            reason = _label_folder_reason(written, labels)
             if reason:
                 skip(relative, None, reason)
                 continue
             split = ""
             if split_column:
-                written = sorted({row.split for row in rows})
-                split = split_of(written[0]) if len(written) == 1 else None
+                splits = sorted({row.split for row in rows})
+                split = split_of(splits[0]) if len(splits) == 1 else None
                 if not split:
-                    skip(relative, _folder_label(given[0], labels)[1],
+                    skip(relative, given[0],
                          f"no_split: line{'s' if len(rows) > 1 else ''} {lines} of the label table "
-                         f"give{'' if len(rows) > 1 else 's'} {' and '.join(map(repr, written))} in its split "
+                         f"give{'' if len(rows) > 1 else 's'} {' and '.join(map(repr, splits))} in its split "
                          f"column, not one of train, validation or test")
                     continue
-            name_of_label, label = _folder_label(given[0], labels)
-            folders.setdefault(label, {})[given[0]] = name_of_label
-            parts = below.split("/")
-            group = next((row.group for row in rows if row.group), "")
-            found.append(_Found(path, relative, label, "__".join(parts),
-                                unicodedata.normalize("NFC", group) if group else
-                                (parts[0] if len(parts) > 1 else ""),
+            name_of_label, label = _folder_label(written, labels)
+            for row in rows:
+                if row.label:
+                    folders.setdefault(label, {})[unicodedata.normalize("NFC", row.label)] = \
+                        _folder_label(row.label, labels)[0]
+            if grouped:
+                # The group column names every file's work: a file without one is a group of its own, and its
+                # folders do not join it to a work of that name.
+                group = next((row.group for row in rows if row.group), "")
+                folder_of = unicodedata.normalize("NFC", group) if group else ""
+            else:
+                folder_of = parts[0] if len(parts) > 1 else ""
+            found.append(_Found(path, relative, label, "__".join(parts), folder_of,
                                 "/".join(parts[:-1]) if len(parts) > 2 else "", split))
     for key, rows in by_file.items():
-        if key not in named:
-            for row in rows:
-                skip_row(f"{table_origin}:{row.line}", row_label(row),
-                     f"no_such_file: {row.path}" if row.path else "no_path: the row names no file")
+        if key in named:
+            continue
+        for row in rows:
+            if not row.path:
+                reason = "no_path: the row names no file"
+            elif key == ".." or key.startswith(("../", "/")):
+                reason = f"outside: {row.path} is not below the table's folder"
+            elif (base / key).is_dir():
+                reason = f"not_a_file: {row.path} is a folder"
+            elif (base / key) == table:
+                reason = f"not_a_file: {row.path} is the label table"
+            else:
+                reason = f"no_such_file: {row.path}"
+            skip_row(f"{table_origin}:{row.line}", mapped(row) or None, reason)
     return _Tree(sorted(found, key=lambda item: item.relative), folders, saw_unlabeled), named
 
 
 def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -> tuple[Path, str, list[Row]]:
-    """(the table's path, its origin in the manifest's records, its rows) for ``dataset.label_table``."""
+    """(the table's path, its origin in the manifest's records, its rows) for ``dataset.label_table``.
+
+    A relative ``file`` is a path inside the collection (also looked for inside its one wrapping folder), the
+    table's rows then read from the folder it is in, where it sits (a link is not followed to find that
+    folder); an absolute one is a path on disk, its rows read from the collection's root unless it lies in
+    the collection.
+    """
     given = Path(label_table.file).expanduser()
-    table = given if given.is_absolute() else find_table(root, label_table.file)
+    if given.is_absolute():
+        table = given
+        if table.resolve().is_relative_to(root.resolve()):
+            table = root / table.resolve().relative_to(root.resolve())
+    else:
+        written = os.path.normpath(label_table.file)
+        if written == ".." or written.startswith("../"):
+            raise DatasetParamError(f"dataset.label_table.file {label_table.file!r} leads out of the collection: "
+                                    f"give a path inside {where}, or an absolute path")
+        table = find_table(root, written)
     if table is None or not table.is_file():
         raise DatasetParamError(f"dataset.label_table.file {label_table.file!r}: no such file "
                                 + (f"({table})" if given.is_absolute() else
                                    f"in {where} (a relative path is read inside the collection)"))
-    # Inside the collection (found there, or an absolute path into it), its rows are read from its folder
-    # and it is not a file of the collection; outside, they are read from the collection's root.
-    inside = table.resolve().is_relative_to(root.resolve())
-    if inside:
-        table = root / table.resolve().relative_to(root.resolve())
+    inside = table.is_relative_to(root)
     origin = origin_prefix + printable(table.relative_to(root).as_posix()) if inside else str(table)
     try:
+        size = table.stat().st_size
+        if size > MAX_TABLE_BYTES:
+            raise DatasetParamError(f"dataset.label_table.file {origin} is {size_words(size)}, more than a table of "
+                                    f"labels holds (at most {size_words(MAX_TABLE_BYTES)} is read): is it the table?")
         data = table.read_bytes()
     except OSError as error:
         raise DatasetParamError(f"dataset.label_table.file {origin}: {unreadable_reason(error)}") from None
@@ -778,7 +816,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         tree, named = _walk_table(root, table, by_file, table_origin, labels, unlabeled, skip,
                                   lambda origin, label, reason: skipped.append(
                                       {"origin": origin, "label": label, "reason": reason}),
-                                  label_table.split_column)
+                                  label_table.split_column, label_table.group_column is not None)
         if not named:  # every row misses: the paths are read from another folder than the user meant
             example = next((row for row in rows if row.path), rows[0])
             base = table.parent if table.is_relative_to(root) else root
@@ -946,7 +984,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     }
 
 
-PICK_CHECK_SECONDS = 20  # reading one file for dataset.max_per_class's picks or its notes; a slower one is left to render
+# Reading one file for dataset.max_per_class's picks, or its notes; a slower one is left to render.
+PICK_CHECK_SECONDS = 20
 
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import csv
 import io
+import posixpath
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 DELIMITERS = (",", ";", "\t")
+MAX_TABLE_BYTES = 100_000_000  # MAESTRO's table is 0.3 MB; a larger file is not a table of labels
 
 
 class LabelTableError(ValueError):
@@ -50,9 +52,16 @@ class Row:
 
 
 def table_key(path: str) -> str:
-    """A row's path, or a file's path below the table's folder, as the two are compared: ``/``-separated,
-    without ``.`` parts, composed (NFC)."""
-    parts = [part for part in PurePosixPath(path.strip().replace("\\", "/")).parts if part not in (".", "")]
+    """A row's path as it is compared with the files' (:func:`file_key`): ``/``-separated (a ``\\`` is a
+    folder separator in a table written on Windows), without ``.`` parts and with ``x/..`` taken away,
+    composed (NFC); "" for no path. One that leaves the table's folder keeps its leading ``..``."""
+    text = path.strip().replace("\\", "/")
+    return unicodedata.normalize("NFC", posixpath.normpath(text)) if text else ""
+
+
+def file_key(parts: tuple[str, ...]) -> str:
+    """A file's path below the table's folder (its names, as printable gives them) as it is compared with the
+    rows' (:func:`table_key`): a ``\\`` inside a name stays part of that name."""
     return unicodedata.normalize("NFC", "/".join(parts))
 
 

@@ -148,15 +148,19 @@ def _repaired(data: bytes, program: int | None = None):
 
 
 NOTE_GRID = 48  # steps a beat: onsets compared on this grid (a 32nd-note triplet is 4 steps)
+MIN_DIGEST_NOTES = 8  # fewer heard notes say too little to call two files one piece
+_VOLUME_CONTROLS = {7: 100, 11: 127}  # channel volume and expression, with their usual starting values
 
 
 def notes_digest(data: bytes) -> str | None:
-    """The sha256 of what a MIDI file plays, to find one piece saved twice: each note's onset in beats (on a grid
-    of 1 / NOTE_GRID beat, counted from the first note), its pitch, and its channel's instrument (its program,
-    or drums).  A copy another program saved (other meta events, track layout or running status, another
-    resolution or tempo map, other velocities or note lengths) has the same digest; the same notes on other
-    instruments do not.  The file is read as render reads it (its repairs made); None for one it cannot read
-    (render says why) or without a note.
+    """The sha256 of what a MIDI file plays, to find one piece saved twice: each heard note's onset in beats
+    (counted from the first note, on a grid of 1 / NOTE_GRID beat), its pitch, and its channel's instrument
+    (its program, or drums).  A copy another program saved (other meta events, track layout or running
+    status, another resolution or tempo map, other velocities or note lengths, a lead-in) has the same
+    digest; the same notes on other instruments do not, nor a copy in which a part is silenced (a note
+    under channel volume or expression 0 is not heard, so not counted).  The file is read as render reads
+    it (its repairs made); None for one it cannot read (render says why) or with fewer than
+    MIN_DIGEST_NOTES heard notes.
     """
     try:
         midi = _repaired(data)[0]
@@ -171,21 +175,26 @@ def notes_digest(data: bytes) -> str | None:
         tick = 0
         for position, message in enumerate(track):
             tick += message.time
-            if message.type == "program_change" or (message.type == "note_on" and message.velocity > 0):
+            if message.type == "program_change" or (message.type == "note_on" and message.velocity > 0) or \
+                    (message.type == "control_change" and message.control in _VOLUME_CONTROLS):
                 events.append((tick, index, position, message))
     events.sort(key=lambda event: event[:3])
     programs = [0] * 16
+    levels = {control: [start] * 16 for control, start in _VOLUME_CONTROLS.items()}
     notes = []
     for tick, _, _, message in events:
         if message.type == "program_change":
             programs[message.channel] = message.program
-        else:
+        elif message.type == "control_change":
+            levels[message.control][message.channel] = message.value
+        elif all(level[message.channel] > 0 for level in levels.values()):
             instrument = -1 if message.channel == DRUM_CHANNEL else programs[message.channel]
-            notes.append((round(tick * NOTE_GRID / midi.ticks_per_beat), instrument, message.note))
-    if not notes:
+            notes.append((tick, instrument, message.note))
+    if len(notes) < MIN_DIGEST_NOTES:
         return None
-    first = min(onset for onset, _, _ in notes)
-    played = sorted((onset - first, instrument, pitch) for onset, instrument, pitch in notes)
+    first = min(tick for tick, _, _ in notes)
+    played = sorted((round((tick - first) * NOTE_GRID / midi.ticks_per_beat), instrument, pitch)
+                    for tick, instrument, pitch in notes)
     return hashlib.sha256(repr(played).encode()).hexdigest()
 
 

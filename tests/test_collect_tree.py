@@ -619,7 +619,8 @@ def _played(notes, ticks_per_beat=480, tempo=500000, program=0, channel=0, lead_
     return buffer.getvalue()
 
 
-TUNE = [(0, 60), (0.5, 64), (1, 67), (1.5, 72), (2.25, 71), (3, 67), (4, 65)]
+TUNE = [(0, 60), (0.5, 64), (1, 67), (1.5, 72), (2.25, 71), (3, 67), (4, 65), (4.5, 64), (5, 62), (6, 60),
+        (7 + 1 / 48, 59)]  # the last one step of the grid late, as a player's note may be
 
 
 def test_a_midi_file_saved_again_by_another_program_is_the_same_piece(tmp_path):
@@ -653,5 +654,30 @@ def test_the_notes_digest_reads_the_music_not_the_bytes():
     assert digest == notes_digest(_played(TUNE, ticks_per_beat=960, tempo=400000, velocity=30, lead_in=1.5))
     assert digest != notes_digest(_played([(beat, pitch + 2) for beat, pitch in TUNE]))  # transposed
     assert digest != notes_digest(_played([(beat * 1.5, pitch) for beat, pitch in TUNE]))  # another rhythm
+    # A lead-in of one tick, or of a performer's odd number of ticks, is no other piece.
+    assert notes_digest(_played(TUNE, ticks_per_beat=96, lead_in=1 / 96)) == digest
+    assert notes_digest(_played(TUNE, ticks_per_beat=480, lead_in=137 / 480)) == digest
     assert notes_digest(b"MThd garbage") is None
     assert notes_digest(_played([])) is None  # no note: render says so, the bytes stay its identity
+    assert notes_digest(_played(TUNE[:7])) is None  # too few notes to tell two pieces apart
+    assert notes_digest(_played(TUNE[:8])) is not None
+
+
+def test_a_silenced_copy_is_not_the_piece_it_silences(tmp_path):
+    """A copy whose part is muted by its channel volume renders as silence and is rejected: it must not take
+    the place of the copy that sounds."""
+    import io
+
+    import mido
+
+    from musicid.midi import notes_digest
+
+    muted = mido.MidiFile(file=io.BytesIO(_played(TUNE)))
+    muted.tracks[1].insert(1, mido.Message("control_change", channel=0, control=7, value=0, time=0))
+    buffer = io.BytesIO()
+    muted.save(file=buffer)
+    assert notes_digest(buffer.getvalue()) is None  # no note heard
+    tree(tmp_path / "src", {"bach/a_muted_copy.mid": buffer.getvalue(), "bach/prelude.mid": _played(TUNE),
+                            "haydn/a.mid": midi_bytes(61)})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a_muted_copy.mid", "bach/prelude.mid", "haydn/a.mid"]

@@ -205,3 +205,49 @@ def test_the_collections_own_split_goes_into_the_manifest(maestro_like):
             "column, not one of train, validation or test") in [(r["origin"], r["label"], r["reason"])
                                                           for r in result["skipped"]]
     assert labelled_by_table(maestro_like, {"split_column": "part"}) == 2
+
+
+def test_rows_are_matched_by_their_normal_path_and_odd_rows_say_why(workspace):
+    tree(workspace / "src", {
+        "t.csv": ("midi_filename,canonical_composer,canonical_title\n"
+                  "a/../a/x.mid,Bach,\n"        # the same file, written the long way
+                  "a,Bach,\n"                   # a folder
+                  "../y.mid,Bach,\n"            # outside the table's folder
+                  "c/d.mid,Bach,\n"             # names c/d.mid only, not a file literally named c\d.mid
+                  "a/z.mid,Bach,Sonata\n"
+                  "a/z.mid,,Sonata\n"           # an empty label contradicts nothing
+                  "b/w.mid,JS Bach,\n"
+                  "b/w.mid,Bach,\n"             # two spellings dataset.labels makes one
+                  "2006/v.mid,Haydn,\n"         # no group: its own, not the group named like its folder
+                  "b/u.mid,Haydn,2006\n").encode(),
+        "a/x.mid": midi_bytes(60), "a/z.mid": midi_bytes(61), "c\\d.mid": midi_bytes(62), "b/w.mid": midi_bytes(63),
+        "2006/v.mid": midi_bytes(64), "b/u.mid": midi_bytes(65)})
+    assert run_stage(workspace, source="path", path="../src", labels={"JS Bach": "Bach"},
+                     label_table={**COLUMNS, "file": "t.csv"}) == 0
+    result = manifest(workspace)
+    assert [(r["path"], r["label"], r.get("folder")) for r in result["files"]] == [
+        ("Bach/a__x.mid", "Bach", None), ("Bach/a__z.mid", "Bach", "Sonata"), ("Bach/b__w.mid", "Bach", None),
+        ("Haydn/2006__v.mid", "Haydn", None), ("Haydn/b__u.mid", "Haydn", "2006")]
+    assert {(r["origin"], r["reason"]) for r in result["skipped"]} == {
+        ("../src/c\\d.mid", "not_in_label_table: no row of dataset.label_table names this file"),
+        ("../src/t.csv:3", "not_a_file: a is a folder"), ("../src/t.csv:4", "outside: ../y.mid is not below the "
+                                                                             "table's folder"),
+        ("../src/t.csv:5", "no_such_file: c/d.mid")}
+
+
+def test_where_the_table_is_decides_where_its_rows_are_read_from(maestro_like, capsys):
+    assert labelled_by_table(maestro_like, {"file": "../maestro.csv"}) == 2
+    assert "dataset.label_table.file '../maestro.csv' leads out of the collection" in capsys.readouterr().err
+    # An absolute path into the collection is a table of it: its rows are read from its own folder.
+    assert labelled_by_table(maestro_like, {"file": str(maestro_like / "src" / "maestro.csv")}) == 0
+    assert [r["path"] for r in manifest(maestro_like)["files"]][0] == "Bach__J.S/2004__a.midi"
+
+
+def test_a_file_too_large_to_be_a_table_is_refused(maestro_like, capsys, monkeypatch):
+    from musicid import dataset
+
+    monkeypatch.setattr(dataset, "MAX_TABLE_BYTES", 100)
+    assert labelled_by_table(maestro_like) == 2
+    assert (f"dataset.label_table.file ../src/maestro.csv is {len(MAESTRO_LIKE.encode())} bytes, more than a "
+            "table of labels holds (at most "
+            "100 bytes is read): is it the table?") in capsys.readouterr().err
