@@ -34,9 +34,10 @@ Links (files or folders) are never followed and special files (FIFOs, sockets,
 devices) never opened; each is listed with its reason.  Every other file is
 checked before it is kept: its extension must be a MIDI or audio one and its
 first bytes must agree with it; identical content (for MIDI files, the same
-notes: :func:`musicid.midi.notes_digest`) twice under one label is kept once,
-and under two labels is dropped from both (it would leak across the split
-with contradictory labels).  Output names keep the
+notes: :func:`musicid.midi.notes_digest`; for audio files of one length, the
+same decoded samples: :func:`with_samples_digests`) twice under one label is
+kept once, and under two labels is dropped from both (it would leak across
+the split with contradictory labels).  Output names keep the
 extension, so ``x.mid``, ``x.midi`` and ``x.wav`` stay three files.
 
 The manifest (``manifest.json``) holds one record per kept file, sorted by path::
@@ -67,6 +68,7 @@ import stat
 import time
 import unicodedata
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -343,7 +345,7 @@ class Candidate:
     sha256: str
     size: int
     content: str = ""  # the digest of what it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
-    music: str = ""  # the digest of the music it holds: of a MIDI file's notes, else its content's
+    music: str = ""  # the digest of the music it holds: a MIDI file's notes, an audio file's samples, or content
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
@@ -925,6 +927,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
                                     folder=item.folder, parent=item.parent, split=item.split))
 
+    candidates = with_samples_digests(candidates)
     labelled = [c for c in candidates if c.label is not None]
     kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
     by_label: dict[str, list[Candidate]] = {}
@@ -1045,6 +1048,60 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
         raise RenderError("silent", "every sample has the same value (digital silence)")
 
 
+SAMPLES_CHECK_SECONDS = 300  # decoding one recording to compare its samples; a slower one keeps its bytes' identity
+
+
+def samples_digest(path: Path, suffix: str) -> str:
+    """The sha256 of an audio file's decoded samples (float32, as render reads them), and its channel count."""
+    import numpy as np
+
+    from musicid.audio import open_audio, read_blocks
+
+    digest = hashlib.sha256()
+    with open_audio(path, suffix) as handle:
+        digest.update(f"{handle.channels}:".encode())
+        for block in read_blocks(handle):
+            digest.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
+    return digest.hexdigest()
+
+
+def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates``, an audio file's ``music`` made the digest of its decoded samples (``samples:...``) when
+    another audio file of other bytes declares the same number of frames at the same rate: one recording
+    kept in two lossless formats (``take1.wav`` and ``take1 (copy).flac``) decodes to the same samples. The
+    headers are read for every audio file; only files whose lengths coincide are decoded. A file that
+    cannot be read or decoded within SAMPLES_CHECK_SECONDS keeps its bytes' identity (render says why)."""
+    from musicid.audio import audio_header
+    from musicid.filetypes import MIDI_EXTENSIONS
+
+    by_length: dict[tuple[int, int], list[int]] = {}
+    for index, candidate in enumerate(candidates):
+        suffix = Path(candidate.inner).suffix.lower()
+        if suffix in MIDI_EXTENSIONS:
+            continue
+        try:
+            frames, rate = audio_header(candidate.path, suffix)
+        except Exception:  # noqa: BLE001 - a file libsndfile or FFmpeg cannot open: render names it
+            continue
+        if frames > 0:
+            by_length.setdefault((frames, rate), []).append(index)
+    digested = list(candidates)
+    for members in by_length.values():
+        if len({candidates[index].content for index in members}) < 2:
+            continue  # one file, or copies of the same bytes: already one
+        for index in members:
+            candidate = candidates[index]
+            try:
+                digest = call_with_limit(time.monotonic() + SAMPLES_CHECK_SECONDS, ConversionTimeout,
+                                         samples_digest, candidate.path, Path(candidate.inner).suffix.lower())
+            except ConversionTimeout:
+                continue
+            except Exception:  # noqa: BLE001 - a decoding error: render names it
+                continue
+            digested[index] = dataclasses.replace(candidate, music=f"samples:{digest}")
+    return digested
+
+
 def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
     """Keep the first of files that hold one piece (the same bytes, or MIDI files that play the same notes:
     :func:`music_digest`) with one label; drop those claimed by two labels."""
@@ -1054,7 +1111,9 @@ def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
     kept = []
     for group in by_hash.values():
         group_labels = sorted({c.label for c in group})
-        same = "content" if len({c.content for c in group}) == 1 else "notes"
+        # The same bytes (or MIDI file), the same notes, or the same decoded samples.
+        kind = "notes" if group[0].music.startswith("notes:") else "samples"
+        same = "content" if len({c.content for c in group}) == 1 else kind
         if len(group_labels) > 1:
             for candidate in group:
                 skip(candidate.relative, candidate.label,
@@ -1063,7 +1122,7 @@ def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
             continue
         kept.append(group[0])
         for candidate in group[1:]:
-            what = "content" if candidate.content == group[0].content else "notes"
+            what = "content" if candidate.content == group[0].content else kind
             skip(candidate.relative, candidate.label, f"duplicate: same {what} as {group[0].relative}")
     return sorted(kept, key=lambda c: c.relative)
 

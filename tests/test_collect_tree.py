@@ -681,3 +681,44 @@ def test_a_silenced_copy_is_not_the_piece_it_silences(tmp_path):
                             "haydn/a.mid": midi_bytes(61)})
     manifest = collect(tmp_path / "src", tmp_path / "out")
     assert [r["path"] for r in manifest["files"]] == ["bach/a_muted_copy.mid", "bach/prelude.mid", "haydn/a.mid"]
+
+
+def test_one_recording_in_two_lossless_formats_is_one_track(tmp_path):
+    """take1.wav and its FLAC, AIFF or WavPack copy under other names decode to the same samples: as two
+    tracks, one recording could be trained on and scored on. Recordings of equal length are compared by
+    their samples, not taken for one."""
+    import numpy as np
+    import soundfile
+
+    from tests.conftest import write_wavpack
+
+    rng = np.random.default_rng(0)
+    # 16-bit samples given as such: libsndfile's float-to-16-bit rounding differs between its WAV and FLAC writers.
+    music = np.round((0.3 * np.sin(np.arange(16000) * 0.05) + 0.01 * rng.standard_normal(16000)) * 32768) \
+        .astype(np.int16)
+    other = np.roll(music, 100)  # the same length, other samples
+    src = tmp_path / "src"
+    for name, data, fmt in (("bach/take1.wav", music, "WAV"), ("bach/backup/take1 (copy).flac", music, "FLAC"),
+                            ("bach/take2.wav", other, "WAV"), ("haydn/a.aiff", music[::2] * 0.5, "AIFF")):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(str(src / name), data, 16000, format=fmt, subtype="PCM_16")
+    floats = music.astype(np.float32) / 32768  # write_wavpack takes floats on the 16-bit grid
+    write_wavpack(src / "bach" / "old" / "take1.wv", np.stack([floats, floats]), 16000)  # stereo: another recording
+    manifest = collect(src, tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == [
+        "bach/backup__take1__copy.flac", "bach/old__take1.wv", "bach/take2.wav", "haydn/a.aiff"]
+    assert reasons(manifest) == {"bach/take1.wav": "duplicate: same samples as bach/backup/take1 (copy).flac"}
+    # The same recording under two labels is believed under neither.
+    soundfile.write(str(src / "haydn" / "b.aiff"), music, 16000, format="AIFF", subtype="PCM_16")
+    manifest = collect(src, tmp_path / "out2")
+    assert reasons(manifest)["haydn/b.aiff"] == "ambiguous_label: the same samples are under bach, haydn"
+    # The stereo WavPack file and a stereo WAV of its samples are one (FFmpeg decodes 16-bit WavPack exactly).
+    soundfile.write(str(src / "bach" / "stereo.wav"), np.stack([music, music], axis=1), 16000, subtype="PCM_16")
+    (src / "haydn" / "b.aiff").unlink()
+    manifest = collect(src, tmp_path / "out3")
+    assert reasons(manifest)["bach/stereo.wav"] == "duplicate: same samples as bach/old/take1.wv"
+    # A 24-bit copy of 16-bit samples decodes to the same values.
+    from musicid.dataset import samples_digest
+
+    soundfile.write(str(tmp_path / "hi.flac"), music.astype(np.int32) << 16, 16000, subtype="PCM_24")
+    assert samples_digest(tmp_path / "hi.flac", ".flac") == samples_digest(src / "bach" / "take1.wav", ".wav")
