@@ -1051,8 +1051,9 @@ def _check_audio(path: Path, suffix: str | None = None) -> None:
 SAMPLES_CHECK_SECONDS = 300  # decoding one recording to compare its samples; a slower one keeps its bytes' identity
 
 
-def samples_digest(path: Path, suffix: str) -> str:
-    """The sha256 of an audio file's decoded samples (float32, as render reads them), and its channel count."""
+def samples_digest(path: Path, suffix: str, first_block: bool = False) -> str:
+    """The sha256 of an audio file's decoded samples (float32, as render reads them), and its channel count;
+    of its first block of samples only with ``first_block`` (a quick look that tells most recordings apart)."""
     import numpy as np
 
     from musicid.audio import open_audio, read_blocks
@@ -1062,6 +1063,8 @@ def samples_digest(path: Path, suffix: str) -> str:
         digest.update(f"{handle.channels}:".encode())
         for block in read_blocks(handle):
             digest.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            if first_block:
+                break
     return digest.hexdigest()
 
 
@@ -1069,8 +1072,9 @@ def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
     """``candidates``, an audio file's ``music`` made the digest of its decoded samples (``samples:...``) when
     another audio file of other bytes declares the same number of frames at the same rate: one recording
     kept in two lossless formats (``take1.wav`` and ``take1 (copy).flac``) decodes to the same samples. The
-    headers are read for every audio file; only files whose lengths coincide are decoded. A file that
-    cannot be read or decoded within SAMPLES_CHECK_SECONDS keeps its bytes' identity (render says why)."""
+    headers are read for every audio file; only files whose lengths coincide are read, their first block
+    first, and only those whose first blocks agree are decoded whole. A file that cannot be read or decoded
+    within SAMPLES_CHECK_SECONDS keeps its bytes' identity (render says why)."""
     from musicid.audio import audio_header
     from musicid.filetypes import MIDI_EXTENSIONS
 
@@ -1085,20 +1089,31 @@ def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
             continue
         if frames > 0:
             by_length.setdefault((frames, rate), []).append(index)
+    def digest_of(candidate: Candidate, first_block: bool) -> str | None:
+        try:
+            return call_with_limit(time.monotonic() + SAMPLES_CHECK_SECONDS, ConversionTimeout, samples_digest,
+                                   candidate.path, Path(candidate.inner).suffix.lower(), first_block)
+        except Exception:  # noqa: BLE001 - too slow, or a decoding error: render names it
+            return None
+
     digested = list(candidates)
     for members in by_length.values():
         if len({candidates[index].content for index in members}) < 2:
             continue  # one file, or copies of the same bytes: already one
+        # The first block tells most recordings of one length apart (excerpts cut to one length): only files
+        # whose first blocks agree are decoded whole.
+        by_start: dict[str, list[int]] = {}
         for index in members:
-            candidate = candidates[index]
-            try:
-                digest = call_with_limit(time.monotonic() + SAMPLES_CHECK_SECONDS, ConversionTimeout,
-                                         samples_digest, candidate.path, Path(candidate.inner).suffix.lower())
-            except ConversionTimeout:
+            start = digest_of(candidates[index], first_block=True)
+            if start is not None:
+                by_start.setdefault(start, []).append(index)
+        for alike in by_start.values():
+            if len({candidates[index].content for index in alike}) < 2:
                 continue
-            except Exception:  # noqa: BLE001 - a decoding error: render names it
-                continue
-            digested[index] = dataclasses.replace(candidate, music=f"samples:{digest}")
+            for index in alike:
+                digest = digest_of(candidates[index], first_block=False)
+                if digest is not None:
+                    digested[index] = dataclasses.replace(candidates[index], music=f"samples:{digest}")
     return digested
 
 

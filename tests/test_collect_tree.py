@@ -722,3 +722,25 @@ def test_one_recording_in_two_lossless_formats_is_one_track(tmp_path):
 
     soundfile.write(str(tmp_path / "hi.flac"), music.astype(np.int32) << 16, 16000, subtype="PCM_24")
     assert samples_digest(tmp_path / "hi.flac", ".flac") == samples_digest(src / "bach" / "take1.wav", ".wav")
+
+
+def test_recordings_that_start_alike_are_compared_whole(tmp_path):
+    """Two takes that agree for their first block of samples and differ later are two recordings."""
+    import numpy as np
+    import soundfile
+
+    from musicid.audio import DECODE_BLOCK_FRAMES
+
+    rng = np.random.default_rng(1)
+    take = rng.integers(-9000, 9000, DECODE_BLOCK_FRAMES + 5000).astype(np.int16)
+    other = take.copy()
+    other[-1] += 1  # one sample of the second block differs
+    src = tmp_path / "src"
+    (src / "bach").mkdir(parents=True)
+    soundfile.write(str(src / "bach" / "a.wav"), take, 16000, subtype="PCM_16")
+    soundfile.write(str(src / "bach" / "b.wav"), other, 16000, subtype="PCM_16")
+    soundfile.write(str(src / "bach" / "c.flac"), other, 16000, subtype="PCM_16")
+    tree(src, {"haydn/x.mid": midi_bytes(61)})
+    manifest = collect(src, tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == ["bach/a.wav", "bach/b.wav", "haydn/x.mid"]
+    assert reasons(manifest) == {"bach/c.flac": "duplicate: same samples as bach/b.wav"}
