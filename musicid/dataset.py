@@ -34,7 +34,8 @@ Links (files or folders) are never followed and special files (FIFOs, sockets,
 devices) never opened; each is listed with its reason.  Every other file is
 checked before it is kept: its extension must be a MIDI or audio one and its
 first bytes must agree with it; identical content (for MIDI files, the same
-notes: :func:`musicid.midi.notes_digest`; for audio files of one length, the
+notes: :func:`musicid.midi.notes_digest`, or notes all held in another file:
+:func:`_held_in_another`; for audio files of one length, the
 same decoded samples: :func:`with_samples_digests`) twice under one label is
 kept once, and under two labels is dropped from both (it would leak across
 the split with contradictory labels).  Output names keep the
@@ -346,6 +347,8 @@ class Candidate:
     size: int
     content: str = ""  # the digest of what it holds: of the MIDI file inside a RIFF (RMID) one, else sha256
     music: str = ""  # the digest of the music it holds: a MIDI file's notes, an audio file's samples, or content
+    early: frozenset = frozenset()  # a MIDI file's musicid.midi.early_notes (empty for a short file or audio)
+    heard: int = 0  # how many notes a MIDI file plays that are heard
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
@@ -372,23 +375,33 @@ def content_digest(path: Path, digest: str) -> str:
         return digest
 
 
-def music_digest(path: Path, content: str) -> str:
-    """What two files must share to be one piece: for a MIDI file, the notes it plays
-    (:func:`musicid.midi.notes_digest`: a copy another program saved is the same piece), ``notes:`` and their
-    digest; ``content`` (:func:`content_digest`) for any other file, and for a MIDI file whose notes cannot be
+def _midi_identity(data: bytes) -> tuple[str | None, frozenset, int]:
+    """(:func:`musicid.midi.notes_digest`, :func:`musicid.midi.early_notes`, how many notes are heard) of a
+    MIDI file's bytes, its notes read once."""
+    from musicid.midi import MIN_DIGEST_NOTES, early_notes, heard_notes
+
+    notes = heard_notes(data)
+    if notes is None or len(notes) < MIN_DIGEST_NOTES:
+        return None, frozenset(), 0
+    return hashlib.sha256(repr(notes).encode()).hexdigest(), early_notes(notes), len(notes)
+
+
+def music_digest(path: Path, content: str) -> tuple[str, frozenset, int]:
+    """(what two files must share to be one piece, the notes of its first beats, how many notes it plays): for
+    a MIDI file, ``notes:`` and the digest of the notes it plays (:func:`musicid.midi.notes_digest`: a copy
+    another program saved is the same piece), :func:`musicid.midi.early_notes` and the count; ``(content,
+    frozenset(), 0)`` (:func:`content_digest`) for any other file, and for a MIDI file whose notes cannot be
     read (render says why) or take longer than PICK_CHECK_SECONDS to read."""
     with open(path, "rb") as handle:
         head = handle.read(12)
     if head[:4] != b"MThd" and (head[:4] != b"RIFF" or head[8:12] != b"RMID"):
-        return content
-    from musicid.midi import notes_digest
-
+        return content, frozenset(), 0
     try:
-        notes = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout, notes_digest,
-                                path.read_bytes())
+        notes, early, count = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
+                                              _midi_identity, path.read_bytes())
     except ConversionTimeout:
-        return content
-    return f"notes:{notes}" if notes else content
+        return content, frozenset(), 0
+    return (f"notes:{notes}", early, count) if notes else (content, frozenset(), 0)
 
 
 @dataclass(frozen=True)
@@ -915,7 +928,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             if not mismatch or fitting:
                 digest, size = sha256_file(item.path), item.path.stat().st_size
                 content = content_digest(item.path, digest)
-                music = music_digest(item.path, content)
+                music, early, heard = music_digest(item.path, content)
         except OSError as error:  # no permission, or gone since the walk: this file only
             skip(item.relative, item.label, unreadable_reason(error))
             continue
@@ -924,12 +937,13 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             continue
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
         candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, content, music,
+                                    early=early, heard=heard,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
                                     folder=item.folder, parent=item.parent, split=item.split))
 
     candidates = with_samples_digests(candidates)
     labelled = [c for c in candidates if c.label is not None]
-    kept = _one_file_per_work(_deduplicate(labelled, skip), skip)
+    kept = _one_file_per_work(_held_in_another(_deduplicate(labelled, skip), skip), skip)
     by_label: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_label.setdefault(candidate.label, []).append(candidate)
@@ -1140,6 +1154,47 @@ def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
             what = "content" if candidate.content == group[0].content else kind
             skip(candidate.relative, candidate.label, f"duplicate: same {what} as {group[0].relative}")
     return sorted(kept, key=lambda c: c.relative)
+
+
+def _held_in_another(candidates: list[Candidate], skip) -> list[Candidate]:
+    """Drop MIDI files whose every note is a note of another (:func:`musicid.midi.holds_notes`): a copy cut
+    short (an interrupted download, which render would read as far as it goes), an excerpt from the start or
+    one part alone is that piece, and kept as a track of its own it could be trained on while the piece is
+    scored on. Under one label the whole file stays; under two, neither (as for any copy). Pairs are first
+    told apart by the notes of their first beats; only files that pass are read again."""
+    from musicid.midi import heard_notes, holds_notes
+
+    midi = sorted((c for c in candidates if c.early), key=lambda c: (-c.heard, c.relative))
+    notes: dict[str, list | None] = {}
+
+    def notes_of(candidate: Candidate) -> list | None:
+        if candidate.relative not in notes:
+            try:
+                notes[candidate.relative] = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS,
+                                                            ConversionTimeout, heard_notes, candidate.path.read_bytes())
+            except (ConversionTimeout, OSError):
+                notes[candidate.relative] = None
+        return notes[candidate.relative]
+
+    dropped: set[str] = set()
+    for index, part in enumerate(midi):
+        # The longer files (and those as long, before it by path) that could hold it.
+        whole = next((c for c in midi[:index] if part.early <= c.early and notes_of(c) and notes_of(part)
+                      and holds_notes(notes_of(c), notes_of(part))), None)
+        if whole is None:
+            continue
+        if whole.label != part.label:
+            for candidate in (whole, part):
+                if candidate.relative not in dropped:
+                    skip(candidate.relative, candidate.label,
+                         f"ambiguous_label: the notes of {part.relative} are all in {whole.relative}, under "
+                         f"{', '.join(sorted({whole.label, part.label}))}")
+                    dropped.add(candidate.relative)
+        elif part.relative not in dropped:
+            skip(part.relative, part.label, f"duplicate: its notes are all in {whole.relative} (a copy cut short, "
+                                            f"an excerpt or a part of it)")
+            dropped.add(part.relative)
+    return [candidate for candidate in candidates if candidate.relative not in dropped]
 
 
 def _work_rank(candidate: Candidate) -> tuple:

@@ -152,16 +152,10 @@ MIN_DIGEST_NOTES = 8  # fewer heard notes say too little to call two files one p
 _VOLUME_CONTROLS = {7: 100, 11: 127}  # channel volume and expression, with their usual starting values
 
 
-def notes_digest(data: bytes) -> str | None:
-    """The sha256 of what a MIDI file plays, to find one piece saved twice: each heard note's onset in beats
-    (counted from the first note, on a grid of 1 / NOTE_GRID beat), its pitch, and its channel's instrument
-    (its program, or drums).  A copy another program saved (other meta events, track layout or running
-    status, another resolution or tempo map, other velocities or note lengths, a lead-in) has the same
-    digest; the same notes on other instruments do not, nor a copy in which a part is silenced (a note
-    under channel volume or expression 0 is not heard, so not counted).  The file is read as render reads
-    it (its repairs made); None for one it cannot read (render says why) or with fewer than
-    MIN_DIGEST_NOTES heard notes.
-    """
+def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
+    """What a MIDI file plays, as :func:`notes_digest` compares it: each heard note's (onset in steps of
+    1 / NOTE_GRID beat from the first note, instrument: its program or -1 for drums, pitch), sorted; None
+    for a file render cannot read (it says why) or without a heard note."""
     try:
         midi = _repaired(data)[0]
     except RenderError:
@@ -190,12 +184,57 @@ def notes_digest(data: bytes) -> str | None:
         elif all(level[message.channel] > 0 for level in levels.values()):
             instrument = -1 if message.channel == DRUM_CHANNEL else programs[message.channel]
             notes.append((tick, instrument, message.note))
-    if len(notes) < MIN_DIGEST_NOTES:
+    if not notes:
         return None
     first = min(tick for tick, _, _ in notes)
-    played = sorted((round((tick - first) * NOTE_GRID / midi.ticks_per_beat), instrument, pitch)
-                    for tick, instrument, pitch in notes)
-    return hashlib.sha256(repr(played).encode()).hexdigest()
+    return sorted((round((tick - first) * NOTE_GRID / midi.ticks_per_beat), instrument, pitch)
+                  for tick, instrument, pitch in notes)
+
+
+def notes_digest(data: bytes) -> str | None:
+    """The sha256 of what a MIDI file plays, to find one piece saved twice: each heard note's onset in beats
+    (counted from the first note, on a grid of 1 / NOTE_GRID beat), its pitch, and its channel's instrument
+    (its program, or drums).  A copy another program saved (other meta events, track layout or running
+    status, another resolution or tempo map, other velocities or note lengths, a lead-in) has the same
+    digest; the same notes on other instruments do not, nor a copy in which a part is silenced (a note
+    under channel volume or expression 0 is not heard, so not counted).  The file is read as render reads
+    it (its repairs made); None for one it cannot read (render says why) or with fewer than
+    MIN_DIGEST_NOTES heard notes.
+    """
+    notes = heard_notes(data)
+    if notes is None or len(notes) < MIN_DIGEST_NOTES:
+        return None
+    return hashlib.sha256(repr(notes).encode()).hexdigest()
+
+
+MIN_CONTAINED_NOTES = 64  # a file of fewer heard notes is never taken for a part of another
+EARLY_BEATS = 2  # the beats from the first note whose notes a file's :func:`early_notes` hold
+
+
+def early_notes(notes: list[tuple[int, int, int]] | None) -> frozenset:
+    """The heard notes (:func:`heard_notes`) of a file's first EARLY_BEATS beats, for one of at least
+    MIN_CONTAINED_NOTES (empty otherwise): a file held in another (:func:`holds_notes`) has its early notes
+    among the other's, which is quick to test on many pairs."""
+    if notes is None or len(notes) < MIN_CONTAINED_NOTES:
+        return frozenset()
+    return frozenset(note for note in notes if note[0] < EARLY_BEATS * NOTE_GRID)
+
+
+def holds_notes(whole: list[tuple[int, int, int]], part: list[tuple[int, int, int]]) -> bool:
+    """Whether every heard note of ``part`` is one of ``whole`` (both sorted, as :func:`heard_notes` gives
+    them; a note twice in ``part`` must be twice in ``whole``), ``part`` having at least MIN_CONTAINED_NOTES:
+    a copy cut short (the tracks it holds whole, the one it stops in as far as it goes, none after) or an
+    excerpt from the start, or one part of the piece alone."""
+    if len(part) < MIN_CONTAINED_NOTES or len(part) > len(whole):
+        return False
+    position = 0
+    for note in part:
+        while position < len(whole) and whole[position] < note:
+            position += 1
+        if position == len(whole) or whole[position] != note:
+            return False
+        position += 1
+    return True
 
 
 def fit_cut_file(data: bytes) -> tuple[bytes, str]:

@@ -744,3 +744,46 @@ def test_recordings_that_start_alike_are_compared_whole(tmp_path):
     manifest = collect(src, tmp_path / "out")
     assert [r["path"] for r in manifest["files"]] == ["bach/a.wav", "bach/b.wav", "haydn/x.mid"]
     assert reasons(manifest) == {"bach/c.flac": "duplicate: same samples as bach/b.wav"}
+
+
+LONG_TUNE = [(beat / 2, 48 + (beat * 7) % 24) for beat in range(120)]
+
+
+def test_a_copy_cut_short_is_the_piece_it_was_cut_from(tmp_path):
+    """An interrupted download of piece.mid (render reads the tracks it holds, the one it stops in as far as
+    it goes) or an excerpt of it is that piece: as a track of its own it could be trained on while the piece
+    is scored on."""
+    whole = _played(LONG_TUNE, split=True)
+    cut = whole[: len(whole) * 2 // 3]  # stops inside the second part's track: its first part whole
+    excerpt = _played(LONG_TUNE[:80])
+    variation = _played(LONG_TUNE[:60] + [(30 + beat / 2, 40 + beat % 5) for beat in range(60)])  # opens alike
+    short = _played(LONG_TUNE[:40])  # too few notes to be taken for a part of anything
+    tree(tmp_path / "src", {"bach/piece.mid": whole, "bach/piece (1).mid": cut, "bach/excerpt.mid": excerpt,
+                            "bach/variation.mid": variation, "bach/short.mid": short, "haydn/a.mid": midi_bytes(61)})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert [r["path"] for r in manifest["files"]] == [
+        "bach/piece.mid", "bach/short.mid", "bach/variation.mid", "haydn/a.mid"]
+    assert reasons(manifest) == {
+        "bach/piece (1).mid": "duplicate: its notes are all in bach/piece.mid (a copy cut short, an excerpt or a "
+                              "part of it)",
+        "bach/excerpt.mid": "duplicate: its notes are all in bach/piece.mid (a copy cut short, an excerpt or a part "
+                            "of it)"}
+    # Under two labels neither is believed.
+    (tmp_path / "src" / "bach" / "excerpt.mid").rename(tmp_path / "src" / "haydn" / "excerpt.mid")
+    manifest = collect(tmp_path / "src", tmp_path / "out2")
+    assert reasons(manifest)["haydn/excerpt.mid"] == reasons(manifest)["bach/piece.mid"] == (
+        "ambiguous_label: the notes of haydn/excerpt.mid are all in bach/piece.mid, under bach, haydn")
+
+
+def test_a_file_is_held_in_another_only_if_every_note_of_it_is():
+    from musicid.midi import early_notes, heard_notes, holds_notes
+
+    whole = heard_notes(_played(LONG_TUNE))
+    assert holds_notes(whole, heard_notes(_played(LONG_TUNE[:90])))
+    assert holds_notes(whole, heard_notes(_played(LONG_TUNE[0::2] + LONG_TUNE[1:70:2])))  # a part, and half another
+    assert not holds_notes(whole, heard_notes(_played(LONG_TUNE[:50])))  # under 64 notes: never
+    assert not holds_notes(whole, heard_notes(_played(LONG_TUNE[:89] + [(44.5, 90)])))  # one note not in it
+    assert not holds_notes(whole, heard_notes(_played(LONG_TUNE[:80] + LONG_TUNE[79:80])))  # a note twice
+    assert not holds_notes(whole, heard_notes(_played(LONG_TUNE[1:91])))  # counted from another first note
+    assert early_notes(heard_notes(_played(LONG_TUNE[:90]))) <= early_notes(whole)
+    assert early_notes(heard_notes(_played(LONG_TUNE[:50]))) == frozenset()
