@@ -349,6 +349,7 @@ class Candidate:
     music: str = ""  # the digest of the music it holds: a MIDI file's notes, an audio file's samples, or content
     early: frozenset = frozenset()  # a MIDI file's musicid.midi.early_notes (empty for a short file or audio)
     heard: int = 0  # how many notes a MIDI file plays that are heard
+    pitches: tuple = ()  # how often it plays each pitch (musicid.midi.pitch_counts), for a file with early notes
     renamed: str = ""  # why its extension was changed to fit what it holds ("" when it was not)
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
@@ -375,33 +376,36 @@ def content_digest(path: Path, digest: str) -> str:
         return digest
 
 
-def _midi_identity(data: bytes) -> tuple[str | None, frozenset, int]:
-    """(:func:`musicid.midi.notes_digest`, :func:`musicid.midi.early_notes`, how many notes are heard) of a
-    MIDI file's bytes, its notes read once."""
-    from musicid.midi import MIN_DIGEST_NOTES, early_notes, heard_notes
+def _midi_identity(data: bytes) -> tuple[str | None, frozenset, int, tuple[int, ...]]:
+    """(:func:`musicid.midi.notes_digest`, :func:`musicid.midi.early_notes`, how many notes are heard,
+    :func:`musicid.midi.pitch_counts`) of a MIDI file's bytes, its notes read once."""
+    from musicid.midi import MIN_DIGEST_NOTES, early_notes, heard_notes, pitch_counts
 
     notes = heard_notes(data)
     if notes is None or len(notes) < MIN_DIGEST_NOTES:
-        return None, frozenset(), 0
-    return hashlib.sha256(repr(notes).encode()).hexdigest(), early_notes(notes), len(notes)
+        return None, frozenset(), 0, ()
+    early = early_notes(notes)
+    return hashlib.sha256(repr(notes).encode()).hexdigest(), early, len(notes), pitch_counts(notes) if early else ()
 
 
-def music_digest(path: Path, content: str) -> tuple[str, frozenset, int]:
-    """(what two files must share to be one piece, the notes of its first beats, how many notes it plays): for
-    a MIDI file, ``notes:`` and the digest of the notes it plays (:func:`musicid.midi.notes_digest`: a copy
-    another program saved is the same piece), :func:`musicid.midi.early_notes` and the count; ``(content,
-    frozenset(), 0)`` (:func:`content_digest`) for any other file, and for a MIDI file whose notes cannot be
-    read (render says why) or take longer than PICK_CHECK_SECONDS to read."""
+def music_digest(path: Path, content: str) -> tuple[str, frozenset, int, tuple[int, ...]]:
+    """(what two files must share to be one piece, the notes of its first beats, how many notes it plays, how
+    often it plays each pitch): for a MIDI file, ``notes:`` and the digest of the notes it plays
+    (:func:`musicid.midi.notes_digest`: a copy another program saved is the same piece) and what
+    :func:`_held_in_another` pairs files by; ``(content, frozenset(), 0, ())`` (:func:`content_digest`) for any
+    other file, and for a MIDI file whose notes cannot be read (render says why) or take longer than
+    PICK_CHECK_SECONDS to read."""
+    nothing = (content, frozenset(), 0, ())
     with open(path, "rb") as handle:
         head = handle.read(12)
     if head[:4] != b"MThd" and (head[:4] != b"RIFF" or head[8:12] != b"RMID"):
-        return content, frozenset(), 0
+        return nothing
     try:
-        notes, early, count = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
-                                              _midi_identity, path.read_bytes())
+        notes, early, count, pitches = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
+                                                       _midi_identity, path.read_bytes())
     except ConversionTimeout:
-        return content, frozenset(), 0
-    return (f"notes:{notes}", early, count) if notes else (content, frozenset(), 0)
+        return nothing
+    return (f"notes:{notes}", early, count, pitches) if notes else nothing
 
 
 @dataclass(frozen=True)
@@ -928,7 +932,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             if not mismatch or fitting:
                 digest, size = sha256_file(item.path), item.path.stat().st_size
                 content = content_digest(item.path, digest)
-                music, early, heard = music_digest(item.path, content)
+                music, early, heard, pitches = music_digest(item.path, content)
         except OSError as error:  # no permission, or gone since the walk: this file only
             skip(item.relative, item.label, unreadable_reason(error))
             continue
@@ -937,13 +941,16 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             continue
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
         candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, content, music,
-                                    early=early, heard=heard,
+                                    early=early, heard=heard, pitches=pitches,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
                                     folder=item.folder, parent=item.parent, split=item.split))
 
     candidates = with_samples_digests(candidates)
     labelled = [c for c in candidates if c.label is not None]
-    kept = _one_file_per_work(_held_in_another(_deduplicate(labelled, skip), skip), skip)
+    # One file per work first, so that a work whose kept file is then found to be a copy goes whole: its
+    # audio export must not stay behind as a track of the music that was dropped.
+    works = _one_file_per_work(labelled, skip)
+    kept = _held_in_another(works, _deduplicate(works, skip), skip)
     by_label: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_label.setdefault(candidate.label, []).append(candidate)
@@ -1067,7 +1074,8 @@ SAMPLES_CHECK_SECONDS = 300  # decoding one recording to compare its samples; a 
 
 def samples_digest(path: Path, suffix: str, first_block: bool = False) -> str:
     """The sha256 of an audio file's decoded samples (float32, as render reads them), and its channel count;
-    of its first block of samples only with ``first_block`` (a quick look that tells most recordings apart)."""
+    with ``first_block``, of its samples up to the end of its first block that is not one value throughout
+    (a quick look that tells most recordings apart, a silent lead-in aside)."""
     import numpy as np
 
     from musicid.audio import open_audio, read_blocks
@@ -1077,7 +1085,7 @@ def samples_digest(path: Path, suffix: str, first_block: bool = False) -> str:
         digest.update(f"{handle.channels}:".encode())
         for block in read_blocks(handle):
             digest.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
-            if first_block:
+            if first_block and block.size and block.min() != block.max():
                 break
     return digest.hexdigest()
 
@@ -1086,10 +1094,11 @@ def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
     """``candidates``, an audio file's ``music`` made the digest of its decoded samples (``samples:...``) when
     another audio file of other bytes declares the same number of frames at the same rate: one recording
     kept in two lossless formats (``take1.wav`` and ``take1 (copy).flac``) decodes to the same samples. The
-    headers are read for every audio file; only files whose lengths coincide are read, their first block
-    first, and only those whose first blocks agree are decoded whole. A file that cannot be read or decoded
-    within SAMPLES_CHECK_SECONDS keeps its bytes' identity (render says why)."""
-    from musicid.audio import audio_header
+    headers are read for every audio file; only files whose lengths coincide are read, up to their first
+    block with sound first, and only those that agree so far are decoded whole; each content once (copies of
+    the same bytes share its digest). A file that cannot be read or decoded within SAMPLES_CHECK_SECONDS keeps
+    its bytes' identity (render says why)."""
+    from musicid.audio import DECODE_BLOCK_FRAMES, audio_header
     from musicid.filetypes import MIDI_EXTENSIONS
 
     by_length: dict[tuple[int, int], list[int]] = {}
@@ -1103,15 +1112,21 @@ def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
             continue
         if frames > 0:
             by_length.setdefault((frames, rate), []).append(index)
+    digests: dict[tuple[str, bool], str | None] = {}  # (content, first block only) -> digest: each content once
+
     def digest_of(candidate: Candidate, first_block: bool) -> str | None:
-        try:
-            return call_with_limit(time.monotonic() + SAMPLES_CHECK_SECONDS, ConversionTimeout, samples_digest,
-                                   candidate.path, Path(candidate.inner).suffix.lower(), first_block)
-        except Exception:  # noqa: BLE001 - too slow, or a decoding error: render names it
-            return None
+        key = (candidate.content, first_block)
+        if key not in digests:
+            try:
+                digests[key] = call_with_limit(time.monotonic() + SAMPLES_CHECK_SECONDS, ConversionTimeout,
+                                               samples_digest, candidate.path, Path(candidate.inner).suffix.lower(),
+                                               first_block)
+            except Exception:  # noqa: BLE001 - too slow, or a decoding error: render names it
+                digests[key] = None
+        return digests[key]
 
     digested = list(candidates)
-    for members in by_length.values():
+    for (frames, _), members in by_length.items():
         if len({candidates[index].content for index in members}) < 2:
             continue  # one file, or copies of the same bytes: already one
         # The first block tells most recordings of one length apart (excerpts cut to one length): only files
@@ -1125,7 +1140,9 @@ def with_samples_digests(candidates: list[Candidate]) -> list[Candidate]:
             if len({candidates[index].content for index in alike}) < 2:
                 continue
             for index in alike:
-                digest = digest_of(candidates[index], first_block=False)
+                # A file of one block (or a silent lead-in and one block) was read whole by the first look.
+                digest = digest_of(candidates[index], first_block=False) \
+                    if frames > DECODE_BLOCK_FRAMES else digest_of(candidates[index], first_block=True)
                 if digest is not None:
                     digested[index] = dataclasses.replace(candidates[index], music=f"samples:{digest}")
     return digested
@@ -1156,45 +1173,64 @@ def _deduplicate(candidates: list[Candidate], skip) -> list[Candidate]:
     return sorted(kept, key=lambda c: c.relative)
 
 
-def _held_in_another(candidates: list[Candidate], skip) -> list[Candidate]:
-    """Drop MIDI files whose every note is a note of another (:func:`musicid.midi.holds_notes`): a copy cut
-    short (an interrupted download, which render would read as far as it goes), an excerpt from the start or
-    one part alone is that piece, and kept as a track of its own it could be trained on while the piece is
-    scored on. Under one label the whole file stays; under two, neither (as for any copy). Pairs are first
-    told apart by the notes of their first beats; only files that pass are read again."""
+def _held_in_another(candidates: list[Candidate], kept: list[Candidate], skip) -> list[Candidate]:
+    """``kept`` (what :func:`_deduplicate` kept of ``candidates``) without the MIDI files whose every note is a
+    note of another file of ``candidates`` (:func:`musicid.midi.holds_notes`): a copy cut short (an
+    interrupted download, which render would read as far as it goes), an excerpt from the start, or one part
+    alone is that piece, and kept as a track of its own it could be trained on while the piece is scored on.
+
+    A file held only in files of its own label goes, naming the largest of them that is kept; one held in a
+    file of another label goes as ``ambiguous_label`` (the file that holds it, more of the music, stays); one
+    whose holders were all dropped for their own labels' sake goes with them. Files are compared from the
+    largest down; a pair is compared note by note only when the smaller one's notes of its first beats
+    (:func:`musicid.midi.early_notes`) are all among the larger one's, found through an index of those notes,
+    and it plays no pitch more often (:func:`musicid.midi.pitch_counts`).
+    """
     from musicid.midi import heard_notes, holds_notes
 
     midi = sorted((c for c in candidates if c.early), key=lambda c: (-c.heard, c.relative))
-    notes: dict[str, list | None] = {}
+    holding: dict[tuple, set[int]] = {}  # an early note -> the files (indexes into midi) whose early notes hold it
+    for index, candidate in enumerate(midi):
+        for note in candidate.early:
+            holding.setdefault(note, set()).add(index)
+    notes: dict[int, list | None] = {}
 
-    def notes_of(candidate: Candidate) -> list | None:
-        if candidate.relative not in notes:
+    def notes_of(index: int) -> list | None:
+        if index not in notes:
             try:
-                notes[candidate.relative] = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS,
-                                                            ConversionTimeout, heard_notes, candidate.path.read_bytes())
+                notes[index] = call_with_limit(time.monotonic() + PICK_CHECK_SECONDS, ConversionTimeout,
+                                               heard_notes, midi[index].path.read_bytes())
             except (ConversionTimeout, OSError):
-                notes[candidate.relative] = None
-        return notes[candidate.relative]
+                notes[index] = None
+        return notes[index]
 
+    survivors = {c.relative for c in kept}
     dropped: set[str] = set()
     for index, part in enumerate(midi):
-        # The longer files (and those as long, before it by path) that could hold it.
-        whole = next((c for c in midi[:index] if part.early <= c.early and notes_of(c) and notes_of(part)
-                      and holds_notes(notes_of(c), notes_of(part))), None)
-        if whole is None:
+        if part.relative not in survivors:
             continue
-        if whole.label != part.label:
-            for candidate in (whole, part):
-                if candidate.relative not in dropped:
-                    skip(candidate.relative, candidate.label,
-                         f"ambiguous_label: the notes of {part.relative} are all in {whole.relative}, under "
-                         f"{', '.join(sorted({whole.label, part.label}))}")
-                    dropped.add(candidate.relative)
-        elif part.relative not in dropped:
-            skip(part.relative, part.label, f"duplicate: its notes are all in {whole.relative} (a copy cut short, "
-                                            f"an excerpt or a part of it)")
-            dropped.add(part.relative)
-    return [candidate for candidate in candidates if candidate.relative not in dropped]
+        postings = sorted((holding[note] for note in part.early), key=len)
+        possible = set(postings[0]).intersection(*postings[1:]) if postings else set()
+        holders = [midi[other] for other in sorted(possible)
+                   if other != index and midi[other].heard >= part.heard and midi[other].music != part.music
+                   and all(mine <= theirs for mine, theirs in zip(part.pitches, midi[other].pitches))
+                   and notes_of(other) and notes_of(index) and holds_notes(notes_of(other), notes_of(index))]
+        if not holders:
+            continue
+        others = sorted({h.label for h in holders} - {part.label})
+        standing = [h for h in holders if h.label == part.label and h.relative in survivors
+                    and h.relative not in dropped]
+        if others:
+            skip(part.relative, part.label, f"ambiguous_label: its notes are all in {holders[0].relative}, under "
+                                            f"{', '.join(others)}")
+        elif standing:
+            skip(part.relative, part.label, f"duplicate: its notes are all in {standing[0].relative} (a copy cut "
+                                            f"short, an excerpt or a part of it)")
+        else:  # every holder was dropped for being under two labels: so is what it holds
+            skip(part.relative, part.label, f"ambiguous_label: its notes are all in {holders[0].relative}, "
+                                            f"which is under two labels")
+        dropped.add(part.relative)
+    return [candidate for candidate in kept if candidate.relative not in dropped]
 
 
 def _work_rank(candidate: Candidate) -> tuple:

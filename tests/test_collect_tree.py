@@ -746,6 +746,41 @@ def test_recordings_that_start_alike_are_compared_whole(tmp_path):
     assert reasons(manifest) == {"bach/c.flac": "duplicate: same samples as bach/b.wav"}
 
 
+def test_excerpts_of_one_length_are_told_apart_without_decoding_them_whole(tmp_path, monkeypatch):
+    """Excerpts cut to one length, each after a silent lead-in longer than a block: read up to their first
+    block with sound, not decoded whole; a copy of the same bytes is decoded once."""
+    import numpy as np
+    import soundfile
+
+    from musicid import dataset
+    from musicid.audio import DECODE_BLOCK_FRAMES
+
+    whole_reads = []
+    real = dataset.samples_digest
+
+    def counted(path, suffix, first_block=False):
+        if not first_block:
+            whole_reads.append(path.name)
+        return real(path, suffix, first_block)
+
+    monkeypatch.setattr(dataset, "samples_digest", counted)
+    rng = np.random.default_rng(2)
+    src = tmp_path / "src"
+    (src / "bach").mkdir(parents=True)
+    for name in ("e1", "e2", "e3"):
+        excerpt = np.concatenate([np.zeros(DECODE_BLOCK_FRAMES + 100, np.int16),
+                                  rng.integers(-9000, 9000, 20000).astype(np.int16)])
+        soundfile.write(str(src / "bach" / f"{name}.wav"), excerpt, 16000, subtype="PCM_16")
+    (src / "bach" / "e3 copy.wav").write_bytes((src / "bach" / "e3.wav").read_bytes())
+    soundfile.write(str(src / "bach" / "e3 (lossless).flac"),
+                    soundfile.read(str(src / "bach" / "e3.wav"), dtype="int16")[0], 16000, subtype="PCM_16")
+    tree(src, {"haydn/x.mid": midi_bytes(61)})
+    manifest = collect(src, tmp_path / "out")
+    assert reasons(manifest) == {"bach/e3 copy.wav": "duplicate: same samples as bach/e3 (lossless).flac",
+                                 "bach/e3.wav": "duplicate: same samples as bach/e3 (lossless).flac"}
+    assert sorted(whole_reads) == ["e3 (lossless).flac", "e3 copy.wav"]  # e1 and e2: their first sound differs
+
+
 LONG_TUNE = [(beat / 2, 48 + (beat * 7) % 24) for beat in range(120)]
 
 
@@ -768,11 +803,44 @@ def test_a_copy_cut_short_is_the_piece_it_was_cut_from(tmp_path):
                               "part of it)",
         "bach/excerpt.mid": "duplicate: its notes are all in bach/piece.mid (a copy cut short, an excerpt or a part "
                             "of it)"}
-    # Under two labels neither is believed.
+    # Under another label the part is not believed; the file that holds it, more of the music, stays.
     (tmp_path / "src" / "bach" / "excerpt.mid").rename(tmp_path / "src" / "haydn" / "excerpt.mid")
     manifest = collect(tmp_path / "src", tmp_path / "out2")
-    assert reasons(manifest)["haydn/excerpt.mid"] == reasons(manifest)["bach/piece.mid"] == (
-        "ambiguous_label: the notes of haydn/excerpt.mid are all in bach/piece.mid, under bach, haydn")
+    assert "bach/piece.mid" in [r["path"] for r in manifest["files"]]
+    assert reasons(manifest)["haydn/excerpt.mid"] == "ambiguous_label: its notes are all in bach/piece.mid, under bach"
+
+
+def test_a_part_goes_with_its_work_and_only_for_a_file_that_stays(tmp_path):
+    """Review cases: the audio export of a part must go with the part; a part held in a piece that is itself
+    under two labels goes too; a part held in a file dropped for another part's sake still has a kept
+    holder to be dropped for, or is kept."""
+    whole = _played(LONG_TUNE)
+    soprano = [(beat / 2, 60 + (beat * 3) % 12) for beat in range(100)]
+    voices = [(beat / 2, 40 + (beat * 5) % 12) for beat in range(100)]
+    chorale = _played(soprano + voices)
+    tree(tmp_path / "src", {
+        "bach/piece.mid": whole, "bach/excerpt.mid": _played(LONG_TUNE[:80]), "bach/excerpt.wav": wav_bytes(),
+        "bach/other.mid": _played(LONG_TUNE[:90], program=40),  # other instruments: not held
+        "mozart/chorale.mid": chorale, "haydn/soprano.mid": _played(soprano),
+        "mozart/bass.mid": _played(voices)})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert reasons(manifest) == {
+        "bach/excerpt.wav": "same_work: kept bach/excerpt.mid",
+        "bach/excerpt.mid": "duplicate: its notes are all in bach/piece.mid (a copy cut short, an excerpt or a "
+                            "part of it)",
+        "haydn/soprano.mid": "ambiguous_label: its notes are all in mozart/chorale.mid, under mozart",
+        "mozart/bass.mid": "duplicate: its notes are all in mozart/chorale.mid (a copy cut short, an excerpt or a "
+                           "part of it)",
+        "": "no_such_class: no usable files with this label"}  # haydn: its one file went
+    assert [r["path"] for r in manifest["files"]] == ["bach/other.mid", "bach/piece.mid", "mozart/chorale.mid"]
+    # A piece under two labels (the same notes twice) is believed under neither, nor is its cut copy.
+    tree(tmp_path / "src2", {"bach/piece.mid": whole, "haydn/piece_resaved.mid": _played(LONG_TUNE, velocity=50),
+                             "bach/piece (1).mid": _played(LONG_TUNE[:70]), "bach/b.mid": midi_bytes(62),
+                             "haydn/c.mid": midi_bytes(63)})
+    manifest = collect(tmp_path / "src2", tmp_path / "out2")
+    assert [r["path"] for r in manifest["files"]] == ["bach/b.mid", "haydn/c.mid"]
+    assert reasons(manifest)["bach/piece (1).mid"] == (
+        "ambiguous_label: its notes are all in bach/piece.mid, under haydn")
 
 
 def test_a_file_is_held_in_another_only_if_every_note_of_it_is():
