@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -195,16 +196,33 @@ def test_a_lost_scheduler_or_all_workers_stop_the_stage_with_nothing_written(tmp
     write_manifest(raw)
     address = doomed_cluster.scheduler_address
     if loss == "scheduler":
-        timer, message = threading.Timer(4.0, doomed_cluster.close), f"lost the Dask scheduler at {address}"
+        action, message = doomed_cluster.close, f"lost the Dask scheduler at {address}"
     else:  # the workers go, the scheduler stays
         monkeypatch.setattr(cluster_module, "NO_WORKERS_S", 3.0)
-        timer = threading.Timer(3.0, doomed_cluster.scale, args=(0,))
+        action = functools.partial(doomed_cluster.scale, 0)
         message = f"the Dask scheduler at {address} has had no workers for 3 s"
-    timer.start()
+    # Taken away once the stage's work runs on the cluster (the slow file sleeps 30 s there), not after a fixed
+    # time: on a loaded machine the stage may take longer than that to start.
+    started, cancelled = threading.Event(), threading.Event()
+
+    def take_away():
+        deadline = time.monotonic() + 60
+        while not cancelled.is_set() and time.monotonic() < deadline:
+            if any(task.state == "processing" for task in list(doomed_cluster.scheduler.tasks.values())):
+                started.set()
+                time.sleep(0.5)
+                action()
+                return
+            time.sleep(0.1)
+
+    taker = threading.Thread(target=take_away, daemon=True)
+    taker.start()
     try:
         code = render(tmp_path, raw, "audio", "--scheduler", address)
     finally:
-        timer.cancel()
+        cancelled.set()
+        taker.join(timeout=30)
+    assert started.is_set()
     assert code == 1
     err = capsys.readouterr().err
     assert message in err
