@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     noted = best_seconds(notes_digest, data, args.repeat)
     groups = collections.Counter(digest for digest in map(notes_digest, data) if digest)
     unread = sum(1 for item in data if notes_digest(item) is None)
-    # Files held in another (a copy cut short, an excerpt), paired as download pairs them: the notes of their
+    # Files held in another (a copy cut short, an excerpt), paired much as download pairs them (here the first
+    # holder found ends a file's search, and no file is dropped on the way): the notes of their
     # first beats (kept from the first reading) through an index, then their pitches' counts, then, for the
     # pairs that pass, the two files read again and compared note by note. Timed from the early notes on.
     early = [early_notes(heard_notes(item)) for item in data]

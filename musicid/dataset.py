@@ -1221,7 +1221,8 @@ def _held_in_another(candidates: list[Candidate], kept: list[Candidate], skip) -
         standing = [h for h in holders if h.label == part.label and h.relative in survivors
                     and h.relative not in dropped]
         if others:
-            skip(part.relative, part.label, f"ambiguous_label: its notes are all in {holders[0].relative}, under "
+            foreign = next(h for h in holders if h.label != part.label)
+            skip(part.relative, part.label, f"ambiguous_label: its notes are all in {foreign.relative}, under "
                                             f"{', '.join(others)}")
         elif standing:
             skip(part.relative, part.label, f"duplicate: its notes are all in {standing[0].relative} (a copy cut "

@@ -840,7 +840,7 @@ def test_a_part_goes_with_its_work_and_only_for_a_file_that_stays(tmp_path):
     manifest = collect(tmp_path / "src2", tmp_path / "out2")
     assert [r["path"] for r in manifest["files"]] == ["bach/b.mid", "haydn/c.mid"]
     assert reasons(manifest)["bach/piece (1).mid"] == (
-        "ambiguous_label: its notes are all in bach/piece.mid, under haydn")
+        "ambiguous_label: its notes are all in haydn/piece_resaved.mid, under haydn")
 
 
 def test_a_file_is_held_in_another_only_if_every_note_of_it_is():
@@ -855,3 +855,11 @@ def test_a_file_is_held_in_another_only_if_every_note_of_it_is():
     assert not holds_notes(whole, heard_notes(_played(LONG_TUNE[1:91])))  # counted from another first note
     assert early_notes(heard_notes(_played(LONG_TUNE[:90]))) <= early_notes(whole)
     assert early_notes(heard_notes(_played(LONG_TUNE[:50]))) == frozenset()
+
+
+def test_a_part_under_two_labels_names_the_file_of_the_other_label(tmp_path):
+    longer = _played(LONG_TUNE + [(61 + beat / 2, 50) for beat in range(20)])
+    tree(tmp_path / "src", {"chopin/longer.mid": longer, "bach/piece.mid": _played(LONG_TUNE),
+                            "chopin/part.mid": _played(LONG_TUNE[:80])})
+    manifest = collect(tmp_path / "src", tmp_path / "out")
+    assert reasons(manifest)["chopin/part.mid"] == "ambiguous_label: its notes are all in bach/piece.mid, under bach"
