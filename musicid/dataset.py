@@ -379,13 +379,14 @@ def content_digest(path: Path, digest: str) -> str:
 def _midi_identity(data: bytes) -> tuple[str | None, frozenset, int, tuple[int, ...]]:
     """(:func:`musicid.midi.notes_digest`, :func:`musicid.midi.early_notes`, how many notes are heard,
     :func:`musicid.midi.pitch_counts`) of a MIDI file's bytes, its notes read once."""
-    from musicid.midi import MIN_DIGEST_NOTES, early_notes, heard_notes, pitch_counts
+    from musicid.midi import digest_of_notes, early_notes, heard_notes, pitch_counts
 
     notes = heard_notes(data)
-    if notes is None or len(notes) < MIN_DIGEST_NOTES:
+    digest = digest_of_notes(notes)
+    if digest is None:
         return None, frozenset(), 0, ()
     early = early_notes(notes)
-    return hashlib.sha256(repr(notes).encode()).hexdigest(), early, len(notes), pitch_counts(notes) if early else ()
+    return digest, early, len(notes), pitch_counts(notes) if early else ()
 
 
 def music_digest(path: Path, content: str) -> tuple[str, frozenset, int, tuple[int, ...]]:

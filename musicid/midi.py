@@ -201,7 +201,11 @@ def notes_digest(data: bytes) -> str | None:
     it (its repairs made); None for one it cannot read (render says why) or with fewer than
     MIN_DIGEST_NOTES heard notes.
     """
-    notes = heard_notes(data)
+    return digest_of_notes(heard_notes(data))
+
+
+def digest_of_notes(notes: list[tuple[int, int, int]] | None) -> str | None:
+    """:func:`notes_digest` of a file's :func:`heard_notes` (read once by a caller that needs them for more)."""
     if notes is None or len(notes) < MIN_DIGEST_NOTES:
         return None
     return hashlib.sha256(repr(notes).encode()).hexdigest()
