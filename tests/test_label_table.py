@@ -251,3 +251,15 @@ def test_a_file_too_large_to_be_a_table_is_refused(maestro_like, capsys, monkeyp
     assert (f"dataset.label_table.file ../src/maestro.csv is {len(MAESTRO_LIKE.encode())} bytes, more than a "
             "table of labels holds (at most "
             "100 bytes is read): is it the table?") in capsys.readouterr().err
+
+
+def test_a_row_naming_nothing_or_the_table_itself_says_so(maestro_like):
+    with open(maestro_like / "src" / "maestro.csv", "a") as table:
+        table.write("Chopin,Nocturne,train,\n"          # a label and no path
+                    "Chopin,Table,train,maestro.csv\n")  # the table itself
+    assert labelled_by_table(maestro_like) == 0
+    rows = {r["origin"]: r["reason"] for r in manifest(maestro_like)["skipped"]
+            if r["origin"].startswith("../src/maestro")}
+    assert rows == {"../src/maestro.csv:6": "no_such_file: 2006/gone.midi",
+                    "../src/maestro.csv:10": "no_path: the row names no file",
+                    "../src/maestro.csv:11": "not_a_file: maestro.csv is the label table"}
