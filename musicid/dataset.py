@@ -80,6 +80,7 @@ from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, size_
 from musicid.label_table import (MAX_TABLE_BYTES, LabelTableError, Row, file_key, find_table, read_table, rows_by_file,
                                  split_of)
 from musicid.midi import with_program
+from musicid.parallel import ordered_map, resolve_jobs
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
 # one work in several of them (``beethoven/opus18no1/movement1.krn`` and ``.mxl``):
@@ -796,7 +797,8 @@ def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -
 
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
-                 extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None) -> dict:
+                 extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None,
+                 jobs: int = 1) -> dict:
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
@@ -812,6 +814,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     section left out: labels are folder names) takes each file's label from
     a table instead (:mod:`musicid.label_table`); ``labels`` then renames the
     table's labels.
+
+    ``jobs`` local worker processes (0: :func:`musicid.parallel.resolve_jobs`)
+    read the files (:func:`identify`, and the picks of ``max_per_class``) when
+    they hold enough to be worth the workers' start (:func:`read_jobs`); the
+    manifest is the same whatever ``jobs``.
 
     Raises :class:`DatasetParamError` when ``classes`` names a label not
     found or no folder is named ``unlabeled``, or the label table cannot be
@@ -920,29 +927,30 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             f"{', '.join(found_labels) or 'none'} (set dataset.classes to [] to keep every label, "
             f"or to some of these)")
 
-    candidates: list[Candidate] = []
-    for item in progress(found, total=len(found), desc="check"):
+    wanted_files = []
+    for item in found:
         if item.label is not None and classes and item.label not in classes:
             skip(item.relative, item.label, "not_in_classes")
+        else:
+            wanted_files.append(item)
+    # Each file read once (its bytes hashed, a MIDI file's notes read): on workers when that is worth their start.
+    workers = read_jobs(jobs, [item.path for item in wanted_files])
+    identities = ordered_map(identify, [item.path for item in wanted_files], jobs=workers, on_crash=crashed_read)
+    candidates: list[Candidate] = []
+    for item, identity in zip(wanted_files, progress(identities, total=len(wanted_files), desc="check")):
+        if isinstance(identity, str):  # no permission, gone since the walk, or it killed its worker: this file only
+            skip(item.relative, item.label, identity)
             continue
-        try:
-            mismatch = check_file(item.path)
-            # Music under another kind's extension (an MP3 named .wav) is kept under the extension of what
-            # it holds, which the stages after read it by.
-            fitting = content_extension(item.path) if mismatch else None
-            if not mismatch or fitting:
-                digest, size = sha256_file(item.path), item.path.stat().st_size
-                content = content_digest(item.path, digest)
-                music, early, heard, pitches = music_digest(item.path, content)
-        except OSError as error:  # no permission, or gone since the walk: this file only
-            skip(item.relative, item.label, unreadable_reason(error))
+        if identity.mismatch and not identity.fitting:
+            skip(item.relative, item.label, f"content_mismatch: {identity.mismatch}")
             continue
-        if mismatch and not fitting:
-            skip(item.relative, item.label, f"content_mismatch: {mismatch}")
-            continue
+        # Music under another kind's extension (an MP3 named .wav) is kept under the extension of what it
+        # holds, which the stages after read it by.
+        fitting, mismatch = identity.fitting, identity.mismatch
         inner = str(PurePosixPath(item.inner).with_suffix(fitting)) if fitting else item.inner
-        candidates.append(Candidate(item.path, item.relative, item.label, inner, digest, size, content, music,
-                                    early=early, heard=heard, pitches=pitches,
+        candidates.append(Candidate(item.path, item.relative, item.label, inner, identity.sha256, identity.size,
+                                    identity.content, identity.music, early=identity.early, heard=identity.heard,
+                                    pitches=identity.pitches,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
                                     folder=item.folder, parent=item.parent, split=item.split))
 
@@ -962,16 +970,23 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             # Taken in a seeded order, each read as render will read it: a file that cannot be used
             # (cut short, no notes) does not take the place of one that can.
             ranked = sorted(members, key=lambda c: hashlib.sha256(f"{seed}:{c.relative}".encode()).hexdigest())
+            # Read a few ahead on workers (when worth their start); those not needed are dropped unread.
+            reasons = ordered_map(_pick_reason, ((c.path, Path(c.inner).suffix) for c in ranked),
+                                  jobs=min(resolve_jobs(read_jobs(jobs, [c.path for c in ranked[:max_per_class]])),
+                                           max_per_class), on_crash=crashed_read)
             members = []
-            for candidate in ranked:
-                if len(members) == max_per_class:
-                    skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
-                    continue
-                unusable = unusable_reason(candidate.path, Path(candidate.inner).suffix)
-                if unusable:
-                    skip(candidate.relative, label, unusable)
-                else:
-                    members.append(candidate)
+            try:
+                for candidate in ranked:
+                    if len(members) == max_per_class:
+                        skip(candidate.relative, label, f"over_max_per_class: {max_per_class}")
+                        continue
+                    unusable = next(reasons)
+                    if unusable:
+                        skip(candidate.relative, label, unusable)
+                    else:
+                        members.append(candidate)
+            finally:
+                reasons.close()
         chosen.extend(sorted(members, key=lambda c: c.relative))
 
     # A class that did not come is named: one that dataset.classes asks for, or (keeping every label) a label
@@ -1011,6 +1026,76 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 
 # Reading one file for dataset.max_per_class's picks, or its notes; a slower one is left to render.
 PICK_CHECK_SECONDS = 20
+
+# Reading the files is spread over workers only when they hold this much MIDI (its notes read: about 1.2 ms a KB) or
+# this much in all (hashed at some hundreds of MB a second): below it, starting the workers (about 0.25 s) would cost
+# as much as it saves.
+SPREAD_MIDI_BYTES = 1 << 20
+SPREAD_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What :func:`identify` reads of a file: ``mismatch``, what its first bytes say against its extension
+    (None: they agree), and ``fitting``, the extension of what it holds instead (None: no other one fits);
+    the rest only when the file is kept (no mismatch, or one that fits): :class:`Candidate`'s fields."""
+
+    mismatch: str | None
+    fitting: str | None
+    sha256: str = ""
+    size: int = 0
+    content: str = ""
+    music: str = ""
+    early: frozenset = frozenset()
+    heard: int = 0
+    pitches: tuple = ()
+
+
+def identify(path: Path) -> Identity | str:
+    """Read the file at ``path`` for :func:`collect_tree`: its kind against its extension, its bytes' sha256,
+    :func:`content_digest` and :func:`music_digest`; or why it cannot be read (no permission, gone since the
+    walk: :func:`musicid.io.unreadable_reason`). Runs in a worker process (module-level, picklable results)."""
+    try:
+        mismatch = check_file(path)
+        fitting = content_extension(path) if mismatch else None
+        if mismatch and not fitting:
+            return Identity(mismatch, None)
+        digest, size = sha256_file(path), path.stat().st_size
+        content = content_digest(path, digest)
+        music, early, heard, pitches = music_digest(path, content)
+    except OSError as error:
+        return unreadable_reason(error)
+    return Identity(mismatch, fitting, digest, size, content, music, early, heard, pitches)
+
+
+def crashed_read(item) -> str:
+    """The reason of a file whose reading killed worker after worker (:func:`musicid.parallel.ordered_map`)."""
+    return "worker_crash: the worker processes reading this file died, one after another"
+
+
+def _pick_reason(item: tuple[Path, str]) -> str | None:
+    """:func:`unusable_reason` of one ``(path, suffix)``, for :func:`musicid.parallel.ordered_map`."""
+    return unusable_reason(*item)
+
+
+def read_jobs(jobs: int, paths: list[Path]) -> int:
+    """``jobs`` when reading the files at ``paths`` is worth starting workers (SPREAD_MIDI_BYTES of MIDI or
+    SPREAD_BYTES in all), else 1 (read here)."""
+    from musicid.filetypes import MIDI_EXTENSIONS
+
+    if jobs == 1:
+        return 1
+    midi = every = 0
+    for path in paths:
+        try:
+            size = path.lstat().st_size
+        except OSError:  # read (and named) by identify
+            continue
+        every += size
+        midi += size if path.suffix.lower() in MIDI_EXTENSIONS else 0
+        if midi >= SPREAD_MIDI_BYTES or every >= SPREAD_BYTES:
+            return jobs
+    return 1
 
 
 def unusable_reason(path: Path, suffix: str | None = None) -> str | None:

@@ -4,8 +4,11 @@
 
 Sources (params `dataset.source`): the offline music21 corpus, an archive at a
 URL (verified by its SHA-256), or a local folder.  The music21 conversions run
-on ``--jobs`` local processes or on a Dask cluster (``--scheduler``); the other
-sources are copied and hashed here, work bound by the disk, not worth sending.
+on ``--jobs`` local processes or on a Dask cluster (``--scheduler``).  The
+files of the other sources are read (hashed, a MIDI file's notes read to find
+copies) on ``--jobs`` local processes once they hold enough to be worth them
+(:func:`musicid.dataset.read_jobs`), never on a cluster: they are on this
+machine's disk.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
-                  progress=progress, label_table=params.label_table)
+                  progress=progress, label_table=params.label_table, jobs=jobs)
     if params.source == "path":
         given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
         root = (params_dir / given).resolve()
