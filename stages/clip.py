@@ -45,14 +45,20 @@ def unrendered_classes(records: list[dict], rendered: list[str]) -> dict[str, st
     return {label: reason(counts) for label, counts in sorted(reasons.items())}
 
 
-def projected_clips(seconds: float, renders: int, augmented: int, cap: int, clip_params) -> int:
-    """Clips a track gives at most (no clip silent): each of its ``renders`` plain renders and ``augmented``
-    copies of ``seconds`` (a copy's tempo change aside), each at most its share of ``cap`` (0: no cap),
-    as :func:`musicid.clips.clip_track` shares it."""
-    count = expected_clip_count(seconds, clip_params.clip_seconds, clip_params.hop_seconds)
-    if cap:
-        count = min(count, max(1, cap // max(1, renders)))
-    return count * (renders + augmented)
+def projected_clips(seconds: float, renders: int, tempos: list[float], cap: int, clip_params) -> int:
+    """Clips a track gives at most (no clip silent): each of its ``renders`` plain renders of ``seconds`` and
+    an augmented copy (render.augment) for each of ``tempos``, its tempo factor, each at most its share of
+    ``cap`` (0: no cap), as :func:`musicid.clips.clip_track` shares it. A copy at x0.9 is counted at
+    ``seconds / 0.9`` and one at x1.1 at ``seconds``: the notes' time scales, the release after them does not,
+    so these bound the copies' lengths from above."""
+    share = max(1, cap // max(1, renders)) if cap else None
+
+    def count(length: float) -> int:
+        clips = expected_clip_count(length, clip_params.clip_seconds, clip_params.hop_seconds)
+        return min(clips, share) if share else clips
+
+    return count(seconds) * renders + sum(count(seconds / min(tempo, 1.0) if tempo > 0 else seconds)
+                                          for tempo in tempos)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         # The table is float32 audio, written as the tracks are cut: one the disk cannot hold would stop the
         # stage at the end of its work. Its size is known only then (silent clips are skipped); every clip
         # the renders' lengths allow is an upper bound, said now.
-        projected = sum(projected_clips(tracks[t].get("duration_s") or 0, len(outputs[t]), len(augmented[t]),
+        tempos = {t: [copy.get("tempo") or 1.0 for copy in tracks[t].get("augmented", [])] if augmented[t] else []
+                  for t in order}
+        projected = sum(projected_clips(tracks[t].get("duration_s") or 0, len(outputs[t]), tempos[t],
                                         caps.get(t, 0), clip_params) for t in order)
         needed = projected * clip_samples * 4
         folder = next(parent for parent in args.out.resolve().parents if parent.exists())

@@ -312,6 +312,19 @@ def test_a_clips_table_the_disk_may_not_hold_is_warned_of_before_any_work(tmp_pa
     disk(1_000_000)
     assert run_clip(tmp_path, audio, name="capped", clip={"max_clips_per_track": 2})[0] == 0
     assert "(56 clips of 1 s" in capsys.readouterr().err
+    # Two augmented copies of each training track at x0.5 and x1.25: the slower one counted at twice the
+    # length (10 clips), the faster one at the plain render's (5): 95 + 13 x 15 clips.
+    add_augmented(audio)
+    report = json.loads((audio / "report.json").read_text())
+    for record in report["files"]:
+        for copy, tempo in zip(record.get("augmented", []), (0.5, 1.25)):
+            copy["tempo"] = tempo
+    (audio / "report.json").write_text(json.dumps(report))
+    assert run_clip(tmp_path, audio, name="augmented")[0] == 0
+    assert f"({95 + 13 * 15} clips of 1 s" in capsys.readouterr().err
+    # Capped at 6 a track: the slow copy gives 6 of its 10, so 13 x (5 + 6 + 5) + 6 x 5.
+    assert run_clip(tmp_path, audio, name="augmented-capped", clip={"max_clips_per_track": 6})[0] == 0
+    assert f"({13 * 16 + 6 * 5} clips of 1 s" in capsys.readouterr().err
 
 
 def add_tracks(root, label, count, seconds, frequency=600.0, rejected=(), prefix="n", amplitude=0.3):
