@@ -75,7 +75,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from musicid.deadline import call_with_limit
-from musicid.filetypes import ACCEPTED_EXTENSIONS, WAV_EXTENSIONS, check_file, content_extension
+from musicid.filetypes import (ACCEPTED_EXTENSIONS, SCORE_EXTENSIONS, SCORE_KINDS, WAV_EXTENSIONS, check_file,
+                               content_extension, score_mismatch)
 from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, size_words, unreadable_reason
 from musicid.label_table import (MAX_TABLE_BYTES, LabelTableError, Row, file_key, find_table, read_table, rows_by_file,
                                  split_of)
@@ -189,14 +190,14 @@ class ConversionTimeout(Exception):
     """A score took longer to convert than ``dataset.timeout_s``."""
 
 
-def _convert(piece: CorpusPiece, converter) -> bytes:
+def _convert(source: Path, converter) -> bytes:
     from music21.converter.subConverters import ConverterMidi
     from music21.midi.translate import music21ObjectToMidiFile
 
     # From the score itself, never through music21's pickle cache in its scratch folder (/tmp/music21): a pickle
     # half written there (a run killed or timed out while writing it, or another process writing it at the same
     # time) made this good score unconvertible, in this run and every later one.
-    score = converter.parse(corpus_root() / piece.relative_path, forceSource=True, storePickle=False)
+    score = converter.parse(source, forceSource=True, storePickle=False)
     # What score.write("midi") writes to a file (music21's ConverterMidi.write, its default options),
     # as bytes in memory: nothing on disk that a killed worker would leave behind.
     return music21ObjectToMidiFile(score, addStartDelay=False, addEndDelay=True,
@@ -216,27 +217,53 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf,
     collection's editorial choice (Palestrina's voices as "voice oohs"), so
     they would tell the collections apart rather than the composers.
     """
+    return (piece, *score_file_to_midi(corpus_root() / piece.relative_path, timeout_s, program))
+
+
+def score_file_to_midi(source: Path, timeout_s: float = math.inf,
+                       program: int | None = None) -> tuple[bytes | None, str | None]:
+    """``(MIDI bytes, None)`` of the score file at ``source`` (any format music21 reads), or ``(None, reason)``:
+    see :func:`score_to_midi`."""
     from music21 import converter
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, piece, converter)
+            data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, source, converter)
         except ConversionTimeout:
-            return piece, None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
+            return None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser
             # A score music21 cannot handle is reported, not fatal: its reason goes
             # into the manifest and the other pieces carry on.
             message = str(error).splitlines()[0][:200] if str(error) else ""
-            return piece, None, f"unconvertible: {type(error).__name__}: {message}"
+            return None, f"unconvertible: {type(error).__name__}: {message}"
     if not data:
-        return piece, None, "unconvertible: music21 wrote an empty MIDI file"
+        return None, "unconvertible: music21 wrote an empty MIDI file"
     if program is not None:
         try:
             data = with_program(data, program)
         except Exception as error:  # noqa: BLE001 - mido raises many types on a file it cannot read
-            return piece, None, f"unconvertible: music21 wrote a MIDI file mido cannot read ({type(error).__name__})"
-    return piece, data, None
+            return None, f"unconvertible: music21 wrote a MIDI file mido cannot read ({type(error).__name__})"
+    return data, None
+
+
+def collection_score_to_midi(path: Path, timeout_s: float = math.inf) -> tuple[bytes | None, str | None]:
+    """A collection's score file (SCORE_EXTENSIONS) as MIDI bytes, or why not: its content checked first
+    (``content_mismatch``: a ``.xml`` file that is no MusicXML score), then converted as the corpus is, with the
+    instruments it names (``dataset.program`` is the corpus's; ``render.program`` puts every file of a
+    collection on one). Runs in a worker process; an OSError (no permission, gone) is its reason."""
+    try:
+        mismatch = score_mismatch(path)
+    except OSError as error:
+        return None, unreadable_reason(error)
+    if mismatch:
+        return None, f"content_mismatch: {mismatch}"
+    return score_file_to_midi(path, timeout_s)
+
+
+def crashed_conversion(path: Path) -> tuple[None, str]:
+    """The result of a score file that killed worker after worker: skipped, ``worker_crash``."""
+    return None, "worker_crash: the worker processes converting this score died, one after another"
 
 
 def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
@@ -355,6 +382,7 @@ class Candidate:
     folder: str = ""  # the first folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folder it sits in, below its label folder, when two or more deep: split.group parent
     split: str = ""  # the split its label table gives it (dataset.label_table.split_column), or ""
+    converted: str = ""  # what it was before download wrote it as MIDI (a score: "Humdrum kern score"), or ""
 
     @property
     def music_sha256(self) -> str:
@@ -421,6 +449,7 @@ class _Found:
     folder: str = ""  # the folder below its label folder it sits in ("" directly in it): split.group folder
     parent: str = ""  # the folders below its label folder, "/"-joined, when two or more: split.group parent
     split: str = ""  # the split its label table's split column gives (train, val, test); "": the pipeline deals it
+    converted: str = ""  # a score written as MIDI for the stages after (path: the MIDI file): what it was
 
 
 def _output_name(folder: str, inner: str, relative: str, taken: set[str]) -> str:
@@ -452,14 +481,27 @@ def is_hidden(name: str) -> bool:
 
 
 def _holds_music(folder: Path) -> bool:
-    """Whether ``folder`` directly holds a file (not a folder) with a MIDI or audio extension; True for a folder
-    that cannot be listed, so that it is not stepped into as a wrapper (the walk records it unreadable)."""
+    """Whether ``folder`` directly holds a file (not a folder) named like music (:func:`_is_music_name`); True
+    for a folder that cannot be listed, so that it is not stepped into as a wrapper (the walk records it
+    unreadable)."""
     try:
         with os.scandir(folder) as entries:
-            return any(not entry.is_dir(follow_symlinks=False) and
-                       Path(entry.name).suffix.lower() in ACCEPTED_EXTENSIONS for entry in entries)
+            return any(not entry.is_dir(follow_symlinks=False) and _is_music_name(Path(entry.path))
+                       for entry in entries)
     except OSError:
         return True
+
+
+def _is_music_name(path: Path) -> bool:
+    """Whether the file at ``path`` is named like music: a MIDI, audio or score extension; a ``.xml`` file
+    only when it holds a MusicXML score (a wrapper folder's ``metadata.xml`` does not make it a label)."""
+    extension = path.suffix.lower()
+    if extension == ".xml":
+        try:
+            return score_mismatch(path) is None
+        except OSError:
+            return False
+    return extension in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS
 
 
 def _is_unlabeled(name: str, unlabeled: str | None) -> bool:
@@ -519,7 +561,7 @@ def _file_refusal(path: Path) -> str | None:
     if is_hidden(path.name):  # .DS_Store, macOS's ._x.mid beside x.mid
         return HIDDEN_REASON
     extension = path.suffix.lower()
-    if extension not in ACCEPTED_EXTENSIONS:
+    if extension not in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS:
         return f"unsupported_type: {extension or 'no extension'}"
     return None
 
@@ -798,7 +840,7 @@ def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -
 def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
                  extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None,
-                 jobs: int = 1) -> dict:
+                 jobs: int = 1, timeout_s: float = math.inf) -> dict:
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
@@ -819,6 +861,12 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
     read the files (:func:`identify`, and the picks of ``max_per_class``) when
     they hold enough to be worth the workers' start (:func:`read_jobs`); the
     manifest is the same whatever ``jobs``.
+
+    Score files (SCORE_EXTENSIONS: MusicXML, kern, ABC) are written out as MIDI
+    by music21 (:func:`collection_score_to_midi`, each within ``timeout_s``
+    seconds, on the ``jobs`` workers from SPREAD_SCORES of them), kept as
+    ``<label>/<name>.mid`` with ``converted`` in their record; the stages after
+    see MIDI files only.
 
     Raises :class:`DatasetParamError` when ``classes`` names a label not
     found or no folder is named ``unlabeled``, or the label table cannot be
@@ -933,6 +981,29 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             skip(item.relative, item.label, "not_in_classes")
         else:
             wanted_files.append(item)
+    # Scores (MusicXML, kern, ABC) are written out as MIDI first, as the corpus is: the stages after see MIDI
+    # only, and the written file is read below as any MIDI file of the collection (its notes find its copies).
+    scratch = out_dir / SCORES_SCRATCH
+    scores = [item for item in wanted_files if item.path.suffix.lower() in SCORE_EXTENSIONS]
+    if scores:
+        scratch.mkdir(parents=True, exist_ok=True)
+        results = ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
+                              [item.path for item in scores], jobs=jobs if len(scores) >= SPREAD_SCORES else 1,
+                              on_crash=crashed_conversion)
+        written: dict[str, _Found] = {}
+        for index, (item, (data, reason)) in enumerate(zip(scores, progress(results, total=len(scores),
+                                                                            desc="scores"))):
+            if data is None:
+                skip(item.relative, item.label, reason)
+                continue
+            target = scratch / f"{index}.mid"
+            target.write_bytes(data)
+            written[item.relative] = dataclasses.replace(
+                item, path=target, inner=str(PurePosixPath(item.inner).with_suffix(".mid")),
+                converted=f"{SCORE_KINDS[item.path.suffix.lower()]} score written as MIDI by music21")
+        converted = {item.relative for item in scores}
+        wanted_files = [written[item.relative] if item.relative in converted else item for item in wanted_files
+                        if item.relative not in converted or item.relative in written]
     # Each file read once (its bytes hashed, a MIDI file's notes read): on workers when that is worth their start.
     workers = read_jobs(jobs, [item.path for item in wanted_files])
     identities = ordered_map(identify, [item.path for item in wanted_files], jobs=workers, on_crash=crashed_read)
@@ -952,7 +1023,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                                     identity.content, identity.music, early=identity.early, heard=identity.heard,
                                     pitches=identity.pitches,
                                     renamed=f"{mismatch}: kept as {fitting}" if fitting else "",
-                                    folder=item.folder, parent=item.parent, split=item.split))
+                                    folder=item.folder, parent=item.parent, split=item.split,
+                                    converted=item.converted))
 
     candidates = with_samples_digests(candidates)
     labelled = [c for c in candidates if c.label is not None]
@@ -1005,6 +1077,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
                       "size": candidate.size, "origin": origin_prefix + candidate.relative,
                       **({"renamed": candidate.renamed} if candidate.renamed else {}),
+                      **({"converted": candidate.converted} if candidate.converted else {}),
                       **({"folder": candidate.folder} if candidate.folder else {}),
                       **({"parent": candidate.parent} if candidate.parent else {}),
                       **({"split": candidate.split} if candidate.split else {})})
@@ -1015,8 +1088,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
         _copy(candidate.path, out_dir / name)
         unlabeled_files.append({"path": name, "label": None, "sha256": candidate.sha256,
                                 "size": candidate.size, "origin": origin_prefix + candidate.relative,
-                                **({"renamed": candidate.renamed} if candidate.renamed else {})})
+                                **({"renamed": candidate.renamed} if candidate.renamed else {}),
+                                **({"converted": candidate.converted} if candidate.converted else {})})
 
+    if scores:  # the written MIDI files are copied to their places: the scratch folder is no output
+        shutil.rmtree(scratch)
     return {
         "files": sorted(files, key=lambda record: record["path"]),
         "skipped": sort_skipped(skipped),
@@ -1026,6 +1102,11 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 
 # Reading one file for dataset.max_per_class's picks, or its notes; a slower one is left to render.
 PICK_CHECK_SECONDS = 20
+
+# Scores are written as MIDI on workers from this many (music21 takes a second or more for most scores): the
+# folder scores are written to meanwhile, inside the stage's output folder, is removed before the stage ends.
+SPREAD_SCORES = 4
+SCORES_SCRATCH = ".scores"
 
 # Reading the files is spread over workers only when they hold this much MIDI (its notes read: about 1.2 ms a KB) or
 # this much in all (hashed at some hundreds of MB a second): below it, starting the workers (about 0.25 s) would cost
@@ -1321,10 +1402,13 @@ def _held_in_another(candidates: list[Candidate], kept: list[Candidate], skip) -
 
 
 def _work_rank(candidate: Candidate) -> tuple:
-    """Which file of one work is kept: MIDI first (its notes give the symbolic features, and it renders as
-    the collection's other MIDI files), then lossless audio, then lossy; then by path."""
-    extension = Path(candidate.inner).suffix.lower()
-    return ACCEPTED_EXTENSIONS.index(extension), candidate.relative
+    """Which file of one work is kept: a score first (SCORE_EXTENSIONS' order, as for the corpus: a MIDI file
+    beside it is most often its export), then MIDI (its notes give the symbolic features, and it renders as the
+    collection's other MIDI files), then lossless audio, then lossy; then by path."""
+    original = PurePosixPath(candidate.relative).suffix.lower()
+    if candidate.converted and original in SCORE_EXTENSIONS:
+        return (0, SCORE_EXTENSIONS.index(original)), candidate.relative
+    return (1, ACCEPTED_EXTENSIONS.index(Path(candidate.inner).suffix.lower())), candidate.relative
 
 
 def _one_file_per_work(candidates: list[Candidate], skip) -> list[Candidate]:

@@ -17,6 +17,12 @@ MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".wv", ".ogg", ".oga", ".opus", ".mp3",
                     ".m4a", ".wma", ".aac")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
+# Scores a collection may hold beside them, which download writes out as MIDI with music21 (as it writes the
+# corpus): the stages after it see MIDI only. In the order one file of a work is kept (a score before its export).
+SCORE_EXTENSIONS = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
+SCORE_KINDS = {".mxl": "compressed MusicXML", ".musicxml": "MusicXML", ".xml": "MusicXML", ".krn": "Humdrum kern",
+               ".abc": "ABC"}
+SCORE_HEAD_BYTES = 65536  # read for a score's signs: a MusicXML root element, a kern spine, an ABC header
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
 KINDS = (("MIDI data", ".mid"), ("WAV audio", ".wav"), ("FLAC audio", ".flac"), ("AIFF audio", ".aiff"),
@@ -202,3 +208,34 @@ def content_extension(path: str | Path) -> str | None:
         elif _fits(extension, head[:64]):
             return extension
     return None
+
+
+def score_mismatch(path: str | Path) -> str | None:
+    """None when the file at ``path`` (a SCORE_EXTENSIONS one) holds what its extension says, as far as its first
+    SCORE_HEAD_BYTES tell: a zip archive (``.mxl``); a ``<score-partwise>`` or ``<score-timewise>`` root
+    element (``.xml``, ``.musicxml``: other XML files are common beside scores); text with a ``**kern`` spine
+    (``.krn``) or an ``X:`` or ``K:`` field (``.abc``). Else why not. Whether music21 can read it is found when
+    it is converted."""
+    path = Path(path)
+    extension = path.suffix.lower()
+    with open(path, "rb") as handle:
+        head = handle.read(SCORE_HEAD_BYTES)
+    kind = SCORE_KINDS.get(extension)
+    if kind is None:
+        return f"unsupported extension {extension!r}"
+    if extension == ".mxl":
+        return None if head.startswith(b"PK\x03\x04") else f"named {extension} but looks like {_looks_like(head)}"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16, which MusicXML may be written in
+        text = head.decode("utf-16", errors="replace")
+    elif b"\0" in head:
+        return f"named {extension} but looks like {_looks_like(head[:64])}"
+    else:
+        text = head.decode("utf-8", errors="replace")
+    if extension in (".xml", ".musicxml"):
+        found = "<score-partwise" in text or "<score-timewise" in text
+    elif extension == ".krn":
+        found = any(token == "**kern" for line in text.splitlines() if line.startswith("**")
+                    for token in line.split("\t"))
+    else:
+        found = any(line.startswith(("X:", "K:")) for line in text.splitlines())
+    return None if found else f"named {extension} but holds no {kind} score"

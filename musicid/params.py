@@ -71,7 +71,7 @@ class DatasetParams(Section):
     label_table: LabelTableParams  # url and path sources: labels from a table instead of folder names
     max_bytes: int = Field(gt=0)  # cap on the bytes an archive may expand to
     max_files: int = Field(gt=0)  # cap on the number of files in an archive
-    timeout_s: float = Field(gt=0)  # source "music21": wall-clock limit on converting one score
+    timeout_s: float = Field(gt=0)  # wall-clock limit on converting one score (the corpus, a collection's scores)
     program: int | None = Field(ge=0, le=127)  # source "music21": every melodic part on this General MIDI program
 
     @field_validator("labels", mode="before")

@@ -16,7 +16,7 @@ import numpy as np
 
 from musicid.dataset import is_hidden
 from musicid.features import n_bands
-from musicid.filetypes import ACCEPTED_EXTENSIONS
+from musicid.filetypes import ACCEPTED_EXTENSIONS, SCORE_EXTENSIONS
 from musicid.io import unreadable_reason
 from musicid.metrics import clip_answers, pool, prior_corrected
 from musicid.model import symbolic_input
@@ -55,7 +55,7 @@ def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]], Count
         folders[:] = sorted(name for name in folders if not is_hidden(name))  # visited in a fixed order
         for name in names:
             # Every name of a file, a broken link or a FIFO named like music: predict says what each one is.
-            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS and not is_hidden(name):
+            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS and not is_hidden(name):
                 files.append(Path(root) / name)
             elif not is_hidden(name):
                 others[Path(name).suffix.lower() or "no extension"] += 1

@@ -17,9 +17,9 @@ import numpy as np
 from musicid.audio import to_channels, wav_bytes
 from musicid.checks import RenderError
 from musicid.clips import cut_clips, load_mono
-from musicid.dataset import special_file_reason
+from musicid.dataset import collection_score_to_midi, special_file_reason
 from musicid.features import compute_features
-from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, check_file, content_extension
+from musicid.filetypes import ACCEPTED_EXTENSIONS, MIDI_EXTENSIONS, SCORE_EXTENSIONS, check_file, content_extension
 from musicid.io import printable, unreadable_reason
 from musicid.parallel import ordered_map
 from musicid.render import load_source
@@ -121,14 +121,15 @@ class FileReader:
         clips, offsets, repairs, _, _ = self.clips_offsets_silent(path)
         return clips, offsets, repairs
 
-    def clips_offsets_silent(self, path: Path, suffix: str | None = None,
+    def clips_offsets_silent(self, path: Path, suffix: str | None = None, data: bytes | None = None,
                              ) -> tuple[np.ndarray, np.ndarray, list[str], int, np.ndarray | None]:
         """:meth:`clips_and_offsets`, how many clips were skipped as silence and the render each clip is cut
         from (a MIDI file's: int [k], the SoundFont's place in ``render.soundfonts``; None for an audio file);
-        ``suffix``: the kind of file it is read as (default: its own extension's)."""
+        ``suffix``: the kind of file it is read as (default: its own extension's); ``data``: its bytes, when
+        they are not the file's own (a score written as MIDI)."""
         suffix = (suffix or path.suffix).lower()
         renderer = self.midi_renderer() if suffix in MIDI_EXTENSIONS else None
-        renders, repairs = load_source(renderer, path, self.render_params, suffix=suffix)
+        renders, repairs = load_source(renderer, path, self.render_params, data=data, suffix=suffix)
         clips, offsets, silent = [], [], 0
         for audio in renders:
             # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is
@@ -148,13 +149,13 @@ class FileReader:
         return self.read_notes_of(path, offsets_s, clip_samples)[0]
 
     def read_notes_of(self, path: Path, offsets_s: np.ndarray, clip_samples: int, suffix: str | None = None,
-                      ) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
+                      data: bytes | None = None) -> tuple[np.ndarray | None, str | None, np.ndarray | None]:
         """(:meth:`notes_of`, None, the whole piece's statistics with features.symbolic_piece, else None), or
         (None, why a MIDI file's notes are not read: featurize's words, None)."""
         if (suffix or path.suffix).lower() not in MIDI_EXTENSIONS:
             return None, None, None
         try:
-            notes, piece = read_midi_notes(path, self.features.symbolic_piece)
+            notes, piece = read_midi_notes(path if data is None else data, self.features.symbolic_piece)
         except RenderError as error:
             return None, str(error), None
         # Every render of a MIDI file is plain (no transposition, tempo 1): WAV time is MIDI time.
@@ -179,6 +180,11 @@ class FileReader:
         prediction.error = not_a_file_reason(path)
         if prediction.error:
             return Prepared(prediction)
+        if path.suffix.lower() in SCORE_EXTENSIONS:  # written as MIDI as download writes a collection's scores
+            data, prediction.error = collection_score_to_midi(path, self.render_params.timeout_s)
+            if prediction.error:
+                return Prepared(prediction)
+            return self._prepared(path, prediction, None, ".mid", data)
         try:
             # download's check: an empty file, or a web page saved as .mid (other extensions: load_source says so)
             mismatch = check_file(path) if path.suffix.lower() in ACCEPTED_EXTENSIONS else None
@@ -189,18 +195,24 @@ class FileReader:
         if mismatch and not fitting:
             prediction.error = f"content_mismatch: {mismatch}"
             return Prepared(prediction)
+        return self._prepared(path, prediction, mismatch, fitting)
+
+    def _prepared(self, path: Path, prediction: Prediction, mismatch: str | None, fitting: str | None,
+                  data: bytes | None = None) -> Prepared:
+        """:meth:`_prepare` once the file is known to be read as ``fitting`` (its own kind: None), from ``data``
+        (its bytes when they are not the file's own: a score written as MIDI)."""
         try:
-            clips, offsets, repaired, silent, renders = self.clips_offsets_silent(path, fitting)
-            prediction.repaired = [f"{mismatch}: read as {fitting}"] + repaired if fitting else repaired
+            clips, offsets, repaired, silent, renders = self.clips_offsets_silent(path, fitting, data)
+            prediction.repaired = [f"{mismatch}: read as {fitting}"] + repaired if mismatch else repaired
         except RenderError as error:
-            prediction.error = str(error) + (f" ({mismatch}: read as {fitting})" if fitting else "")
+            prediction.error = str(error) + (f" ({mismatch}: read as {fitting})" if mismatch else "")
             return Prepared(prediction)
         if len(clips) == 0:  # the clip stage's words for a track it drops
             prediction.error = (f"silent: every {self.clip.clip_seconds:g} s clip is mostly silence" if silent
                                 else f"too_short: shorter than one {self.clip.clip_seconds:g} s clip")
             return Prepared(prediction)
         features = compute_features(clips, self.features, self.clip.sample_rate)
-        notes, prediction.notes_unread, piece = self.read_notes_of(path, offsets, clips.shape[1], fitting) \
+        notes, prediction.notes_unread, piece = self.read_notes_of(path, offsets, clips.shape[1], fitting, data) \
             if self.uses_symbolic else (None, None, None)
         prediction.symbolic = notes is not None
         prediction.clips = len(clips)

@@ -55,7 +55,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
-                  progress=progress, label_table=params.label_table, jobs=jobs)
+                  progress=progress, label_table=params.label_table, jobs=jobs, timeout_s=params.timeout_s)
     if params.source == "path":
         given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
         root = (params_dir / given).resolve()

@@ -727,3 +727,24 @@ def test_the_share_of_a_clips_audio_without_clips_is_a_usage_error(inputs, capsy
 def test_a_clips_start_is_shown_as_minutes_and_seconds_rounded_once():
     assert [minutes_seconds(s) for s in (0.0, 4.0, 59.96, 119.96, 61.25, 3600.0)] == \
         ["0:00.0", "0:04.0", "1:00.0", "2:00.0", "1:01.2", "60:00.0"]
+
+
+def test_a_score_is_scored_as_the_midi_file_music21_writes_of_it(inputs, capsys):
+    """Download writes a collection's scores as MIDI with music21; predict reads a score the same way."""
+    from musicid.dataset import score_file_to_midi
+    from tests.test_scores import TUNE, kern
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    folder = inputs / "scores"
+    folder.mkdir()
+    (folder / "tune.krn").write_bytes(kern(TUNE * 2))  # 24 quarter notes at music21's 120 bpm: 12 s, 3 clips
+    written, reason = score_file_to_midi(folder / "tune.krn")
+    assert reason is None
+    (folder / "tune_as_midi.mid").write_bytes(written)
+    (folder / "notes.xml").write_bytes(b'<?xml version="1.0"?><plist/>\n')
+    assert main(["predict", str(folder), "--model", str(model), "--json"]) == 1  # one file cannot be scored
+    files = {Path(f["path"]).name: f for f in json.loads(capsys.readouterr().out)["files"]}
+    assert files["notes.xml"]["error"] == "content_mismatch: named .xml but holds no MusicXML score"
+    assert files["tune.krn"]["error"] is None and files["tune.krn"]["clips"] == 3
+    assert files["tune.krn"]["labels"] == files["tune_as_midi.mid"]["labels"]
+    assert files["tune.krn"]["novelty"] == files["tune_as_midi.mid"]["novelty"]
