@@ -197,7 +197,11 @@ def _convert(source: Path, converter) -> bytes:
     # From the score itself, never through music21's pickle cache in its scratch folder (/tmp/music21): a pickle
     # half written there (a run killed or timed out while writing it, or another process writing it at the same
     # time) made this good score unconvertible, in this run and every later one.
-    score = converter.parse(source, forceSource=True, storePickle=False)
+    if source.suffix.lower() == ".mxl" and source.suffix != ".mxl":
+        # music21 unpacks a compressed score by its lower-case extension only: as music21 would unpack it.
+        score = converter.parseData(converter.ArchiveManager(source).getData(), format="musicxml")
+    else:
+        score = converter.parse(source, forceSource=True, storePickle=False)
     # What score.write("midi") writes to a file (music21's ConverterMidi.write, its default options),
     # as bytes in memory: nothing on disk that a killed worker would leave behind.
     return music21ObjectToMidiFile(score, addStartDelay=False, addEndDelay=True,
@@ -220,10 +224,10 @@ def score_to_midi(piece: CorpusPiece, timeout_s: float = math.inf,
     return (piece, *score_file_to_midi(corpus_root() / piece.relative_path, timeout_s, program))
 
 
-def score_file_to_midi(source: Path, timeout_s: float = math.inf,
-                       program: int | None = None) -> tuple[bytes | None, str | None]:
+def score_file_to_midi(source: Path, timeout_s: float = math.inf, program: int | None = None,
+                       limit: str = "dataset.timeout_s") -> tuple[bytes | None, str | None]:
     """``(MIDI bytes, None)`` of the score file at ``source`` (any format music21 reads), or ``(None, reason)``:
-    see :func:`score_to_midi`."""
+    see :func:`score_to_midi`; ``limit`` names the param ``timeout_s`` comes from, in a timeout's reason."""
     from music21 import converter
 
     with warnings.catch_warnings():
@@ -231,7 +235,7 @@ def score_file_to_midi(source: Path, timeout_s: float = math.inf,
         try:
             data = call_with_limit(time.monotonic() + timeout_s, ConversionTimeout, _convert, source, converter)
         except ConversionTimeout:
-            return None, f"timeout: music21 took longer than dataset.timeout_s ({timeout_s:g} s)"
+            return None, f"timeout: music21 took longer than {limit} ({timeout_s:g} s)"
         except Exception as error:  # noqa: BLE001 - any failure of a third-party parser
             # A score music21 cannot handle is reported, not fatal: its reason goes
             # into the manifest and the other pieces carry on.
@@ -247,18 +251,41 @@ def score_file_to_midi(source: Path, timeout_s: float = math.inf,
     return data, None
 
 
-def collection_score_to_midi(path: Path, timeout_s: float = math.inf) -> tuple[bytes | None, str | None]:
+def collection_score_to_midi(path: Path, timeout_s: float = math.inf,
+                             limit: str = "dataset.timeout_s") -> tuple[bytes | None, str | None]:
     """A collection's score file (SCORE_EXTENSIONS) as MIDI bytes, or why not: its content checked first
-    (``content_mismatch``: a ``.xml`` file that is no MusicXML score), then converted as the corpus is, with the
-    instruments it names (``dataset.program`` is the corpus's; ``render.program`` puts every file of a
-    collection on one). Runs in a worker process; an OSError (no permission, gone) is its reason."""
+    (``content_mismatch``: a ``.xml`` file that is no MusicXML score; ``too_large``: more than MAX_SCORE_BYTES
+    of score text, which music21 holds whole in memory, several times over), then converted as the corpus is,
+    with the instruments it names (``dataset.program`` is the corpus's; ``render.program`` puts every file of a
+    collection on one), and the MIDI file read as render reads it (a score of no note is ``no_notes``, so that
+    it never takes the place of its MIDI export). Runs in a worker process; an OSError (no permission, gone)
+    is its reason. ``limit``: see :func:`score_file_to_midi`."""
+    from musicid.checks import RenderError
+    from musicid.filetypes import score_text_bytes
+    from musicid.midi import read_midi
+
     try:
         mismatch = score_mismatch(path)
+        size = None if mismatch else score_text_bytes(path)
     except OSError as error:
         return None, unreadable_reason(error)
     if mismatch:
         return None, f"content_mismatch: {mismatch}"
-    return score_file_to_midi(path, timeout_s)
+    if size > MAX_SCORE_BYTES:
+        return None, (f"too_large: {size_words(size)} of score text (more than {size_words(MAX_SCORE_BYTES)}, "
+                      "which music21 would hold in memory several times over)")
+    data, reason = score_file_to_midi(path, timeout_s, limit=limit)
+    if data is not None:
+        try:
+            read_midi(data)
+        except RenderError as error:
+            return None, str(error)
+    return data, reason
+
+
+# The most score text (a MusicXML file, or what a .mxl holds once unpacked) download and predict convert: the
+# longest scores of the corpus hold some 10 MB; music21 holds a score's text and its tree several times over.
+MAX_SCORE_BYTES = 100_000_000
 
 
 def crashed_conversion(path: Path) -> tuple[None, str]:
@@ -486,22 +513,29 @@ def _holds_music(folder: Path) -> bool:
     unreadable)."""
     try:
         with os.scandir(folder) as entries:
-            return any(not entry.is_dir(follow_symlinks=False) and _is_music_name(Path(entry.path))
+            return any(not entry.is_dir(follow_symlinks=False)
+                       and _is_music_name(Path(entry.path), entry.is_file(follow_symlinks=False))
                        for entry in entries)
     except OSError:
         return True
 
 
-def _is_music_name(path: Path) -> bool:
+def _is_music_name(path: Path, regular: bool) -> bool:
     """Whether the file at ``path`` is named like music: a MIDI, audio or score extension; a ``.xml`` file
-    only when it holds a MusicXML score (a wrapper folder's ``metadata.xml`` does not make it a label)."""
+    only when it holds a MusicXML score (a wrapper folder's ``metadata.xml`` does not make it a label), which
+    is read only for a ``regular`` file (a link is never followed, a FIFO never opened)."""
     extension = path.suffix.lower()
     if extension == ".xml":
-        try:
-            return score_mismatch(path) is None
-        except OSError:
-            return False
+        return regular and is_musicxml(path)
     return extension in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS
+
+
+def is_musicxml(path: Path) -> bool:
+    """Whether the regular file at ``path`` holds a MusicXML score (:func:`musicid.filetypes.score_mismatch`)."""
+    try:
+        return score_mismatch(path) is None
+    except OSError:
+        return False
 
 
 def _is_unlabeled(name: str, unlabeled: str | None) -> bool:
@@ -837,7 +871,15 @@ def _read_label_table(root: Path, origin_prefix: str, where: str, label_table) -
     return table, origin, rows
 
 
-def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
+def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str], *args, **kwargs) -> dict:
+    """:func:`_collect_tree`, with the folder scores are written to meanwhile removed however it ends."""
+    try:
+        return _collect_tree(root, origin_prefix, out_dir, classes, *args, **kwargs)
+    finally:
+        shutil.rmtree(out_dir / SCORES_SCRATCH, ignore_errors=True)
+
+
+def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
                  extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None,
                  jobs: int = 1, timeout_s: float = math.inf) -> dict:
@@ -1071,7 +1113,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
             skip("", label, NO_SUCH_CLASS_REASON)
 
     files, taken = [], set()
-    for candidate in sorted(chosen, key=lambda c: (c.label, c.relative)):
+    # A file of the collection keeps its own name before a score written as MIDI takes it (u.mid, u.krn).
+    for candidate in sorted(chosen, key=lambda c: (c.label, bool(c.converted), c.relative)):
         name = _output_name(candidate.label, candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
@@ -1083,7 +1126,8 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                       **({"split": candidate.split} if candidate.split else {})})
 
     unlabeled_files = []
-    for candidate in _deduplicate([c for c in candidates if c.label is None], skip):
+    for candidate in sorted(_deduplicate([c for c in candidates if c.label is None], skip),
+                            key=lambda c: (bool(c.converted), c.relative)):
         name = _output_name("_unlabeled", candidate.inner, candidate.relative, taken)
         _copy(candidate.path, out_dir / name)
         unlabeled_files.append({"path": name, "label": None, "sha256": candidate.sha256,
@@ -1091,8 +1135,6 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
                                 **({"renamed": candidate.renamed} if candidate.renamed else {}),
                                 **({"converted": candidate.converted} if candidate.converted else {})})
 
-    if scores:  # the written MIDI files are copied to their places: the scratch folder is no output
-        shutil.rmtree(scratch)
     return {
         "files": sorted(files, key=lambda record: record["path"]),
         "skipped": sort_skipped(skipped),

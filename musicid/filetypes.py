@@ -239,3 +239,18 @@ def score_mismatch(path: str | Path) -> str | None:
     else:
         found = any(line.startswith(("X:", "K:")) for line in text.splitlines())
     return None if found else f"named {extension} but holds no {kind} score"
+
+
+def score_text_bytes(path: str | Path) -> int:
+    """How many bytes of score text music21 reads of the score file at ``path``: its size, or for a ``.mxl``
+    the sizes its members declare once unpacked (a zip of a few KB can unpack to gigabytes)."""
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() != ".mxl":
+        return path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, EOFError, ValueError):  # music21 says what is wrong with it
+        return path.stat().st_size

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import is_hidden
+from musicid.dataset import is_hidden, is_musicxml
 from musicid.features import n_bands
 from musicid.filetypes import ACCEPTED_EXTENSIONS, SCORE_EXTENSIONS
 from musicid.io import unreadable_reason
@@ -55,10 +55,16 @@ def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]], Count
         folders[:] = sorted(name for name in folders if not is_hidden(name))  # visited in a fixed order
         for name in names:
             # Every name of a file, a broken link or a FIFO named like music: predict says what each one is.
-            if Path(name).suffix.lower() in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS and not is_hidden(name):
-                files.append(Path(root) / name)
-            elif not is_hidden(name):
-                others[Path(name).suffix.lower() or "no extension"] += 1
+            if is_hidden(name):
+                continue
+            path, suffix = Path(root) / name, Path(name).suffix.lower()
+            # A .xml file beside music is most often not a score (iTunes Library.xml): a regular one is read
+            # for a MusicXML score first (a FIFO or a broken link so named is kept, to be named as such).
+            if suffix in ACCEPTED_EXTENSIONS + SCORE_EXTENSIONS and (
+                    suffix != ".xml" or not os.path.isfile(path) or is_musicxml(path)):
+                files.append(path)
+            else:
+                others[suffix or "no extension"] += 1
     return sorted(files), sorted(unlisted), others
 
 

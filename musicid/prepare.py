@@ -181,7 +181,8 @@ class FileReader:
         if prediction.error:
             return Prepared(prediction)
         if path.suffix.lower() in SCORE_EXTENSIONS:  # written as MIDI as download writes a collection's scores
-            data, prediction.error = collection_score_to_midi(path, self.render_params.timeout_s)
+            data, prediction.error = collection_score_to_midi(path, self.render_params.timeout_s,
+                                                              limit="render.timeout_s")
             if prediction.error:
                 return Prepared(prediction)
             return self._prepared(path, prediction, None, ".mid", data)

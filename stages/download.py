@@ -191,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     skipped = skipped_files(manifest)
     detail = f" ({reason_counts(skipped)})" if skipped else ""
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
-    print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}, "
+    scores = sum(1 for record in manifest["files"] + manifest["unlabeled"] if record.get("converted"))
+    written = f" ({scores} written from scores)" if scores else ""
+    print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}{written}, "
           f"{len(skipped)} skipped{detail}{workers} -> {args.out}")
     return 0
 

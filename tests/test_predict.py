@@ -741,10 +741,14 @@ def test_a_score_is_scored_as_the_midi_file_music21_writes_of_it(inputs, capsys)
     written, reason = score_file_to_midi(folder / "tune.krn")
     assert reason is None
     (folder / "tune_as_midi.mid").write_bytes(written)
-    (folder / "notes.xml").write_bytes(b'<?xml version="1.0"?><plist/>\n')
-    assert main(["predict", str(folder), "--model", str(model), "--json"]) == 1  # one file cannot be scored
+    (folder / "Library.xml").write_bytes(b'<?xml version="1.0"?><plist/>\n')  # beside music, no score
+    assert main(["predict", str(folder), "--model", str(model), "--json"]) == 0
     files = {Path(f["path"]).name: f for f in json.loads(capsys.readouterr().out)["files"]}
-    assert files["notes.xml"]["error"] == "content_mismatch: named .xml but holds no MusicXML score"
+    assert sorted(files) == ["tune.krn", "tune_as_midi.mid"]
     assert files["tune.krn"]["error"] is None and files["tune.krn"]["clips"] == 3
     assert files["tune.krn"]["labels"] == files["tune_as_midi.mid"]["labels"]
     assert files["tune.krn"]["novelty"] == files["tune_as_midi.mid"]["novelty"]
+    # Named itself, a .xml that is no score gets its reason.
+    assert main(["predict", str(folder / "Library.xml"), "--model", str(model), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["files"][0]["error"] == \
+        "content_mismatch: named .xml but holds no MusicXML score"

@@ -6,8 +6,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from musicid.dataset import collect_tree
 from musicid.filetypes import score_mismatch
 from tests.archives import midi_bytes
@@ -151,7 +149,7 @@ def test_a_score_is_told_by_its_content_not_its_name(tmp_path):
         "h.krn": "named .krn but looks like unknown data starting 00012a2a6b65726e"}
 
 
-def test_the_download_stage_writes_a_folder_of_scores(tmp_path, monkeypatch):
+def test_the_download_stage_writes_a_folder_of_scores(tmp_path, monkeypatch, capsys):
     """dataset.timeout_s holds for a collection's scores as for the corpus's."""
     import yaml
 
@@ -168,6 +166,8 @@ def test_the_download_stage_writes_a_folder_of_scores(tmp_path, monkeypatch):
     assert [(r["path"], r["origin"].rsplit("/", 2)[-2:]) for r in manifest["files"]] == [
         ("bach/a.mid", ["bach", "a.krn"]), ("haydn/b.mid", ["haydn", "b.abc"]), ("haydn/c.mid", ["haydn", "c.mid"])]
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["bach", "haydn", "manifest.json"]
+    assert capsys.readouterr().out.startswith("download: 3 files kept (bach 1, haydn 2) (2 written from scores), "
+                                              "0 skipped")
     params["dataset"]["timeout_s"] = 1e-9
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert stage.main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"), "--jobs", "1"]) == 0
@@ -177,10 +177,70 @@ def test_the_download_stage_writes_a_folder_of_scores(tmp_path, monkeypatch):
                   if r["reason"] == "timeout: music21 took longer than dataset.timeout_s (1e-09 s)") == ["a.krn", "b.abc"]
 
 
-@pytest.mark.parametrize("name", ["x.krn", "x.mxl"])
-def test_score_mismatch_reads_no_further_than_its_head(tmp_path, name):
-    (tmp_path / name).write_bytes(b"")
-    assert score_mismatch(tmp_path / name).startswith(f"named {Path(name).suffix} but")
+def test_a_score_is_judged_by_its_head_alone(tmp_path):
+    """score_mismatch reads SCORE_HEAD_BYTES: a kern spine after 64 KB of comments is not looked for."""
+    from musicid.filetypes import SCORE_HEAD_BYTES
+
+    (tmp_path / "late.krn").write_bytes(b"!! a comment\n" * (SCORE_HEAD_BYTES // 13 + 1) + kern(TUNE))
+    (tmp_path / "early.krn").write_bytes(b"!! a comment\n" * (SCORE_HEAD_BYTES // 13 - 20) + kern(TUNE))
+    assert score_mismatch(tmp_path / "late.krn") == "named .krn but holds no Humdrum kern score"
+    assert score_mismatch(tmp_path / "early.krn") is None
+
+
+def test_odd_scores_each_get_their_reason_and_never_take_a_good_files_place(tmp_path, monkeypatch):
+    """A compressed score named in capitals (music21 unpacks .mxl only), a score of no note beside its MIDI
+    export (the export stays), a score too large for memory, and names taken by scores last."""
+    import musicid.dataset
+
+    src = tmp_path / "src"
+    tree(src, {"bach/empty.musicxml": musicxml([]), "bach/empty.mid": midi_bytes(60),
+               "bach/big.abc": abc(TUNE) + b"% padding\n" * 300, "haydn/h.mid": midi_bytes(62),
+               "unl/u.krn": kern(OTHER), "unl/u.mid": midi_bytes(64)})
+    mxl(TUNE, src / "bach" / "UPPER.MXL")
+    mxl(TUNE, tmp_path / "lower.mxl")
+    monkeypatch.setattr(musicid.dataset, "MAX_SCORE_BYTES", 2500)
+    (tmp_path / "out").mkdir()
+    manifest = collect_tree(src, "src/", tmp_path / "out", classes=[], labels={}, unlabeled="unl", max_per_class=0,
+                            seed=0)
+    found = reasons(manifest)
+    assert found["bach/empty.musicxml"].startswith("no_notes")
+    assert found["bach/big.abc"] == ("too_large: 3.1 kB of score text (more than 2.5 kB, which music21 would hold "
+                                     "in memory several times over)")
+    assert [r["origin"] for r in manifest["files"]] == ["src/bach/UPPER.MXL", "src/bach/empty.mid", "src/haydn/h.mid"]
+    from musicid.dataset import score_file_to_midi
+
+    assert (tmp_path / "out" / "bach" / "UPPER.mid").read_bytes() == score_file_to_midi(tmp_path / "lower.mxl")[0]
+    # The collection's own u.mid keeps its name; the score written as MIDI takes another.
+    unlabeled = {r["origin"]: r["path"] for r in manifest["unlabeled"]}
+    assert unlabeled["src/unl/u.mid"] == "_unlabeled/u.mid"
+    assert unlabeled["src/unl/u.krn"].startswith("_unlabeled/u-") and unlabeled["src/unl/u.krn"].endswith(".mid")
+    # A compressed score is measured unpacked: 12 notes of MusicXML are some 1.7 kB.
+    monkeypatch.setattr(musicid.dataset, "MAX_SCORE_BYTES", 1000)
+    from musicid.dataset import collection_score_to_midi
+
+    assert collection_score_to_midi(tmp_path / "lower.mxl")[1].startswith("too_large: 1.")
+    # predict names its own limit.
+    assert collection_score_to_midi(src / "haydn" / "h.mid", 1e-9)[1].startswith("content_mismatch") and \
+        collection_score_to_midi(src / "unl" / "u.krn", 1e-9, limit="render.timeout_s")[1] == \
+        "timeout: music21 took longer than render.timeout_s (1e-09 s)"
+
+
+def test_a_fifo_or_a_link_named_xml_is_not_opened_when_looking_for_the_labels(tmp_path):
+    import os
+    import threading
+
+    src = tmp_path / "src"
+    tree(src, {"collection/bach/a.krn": kern(TUNE), "collection/haydn/b.abc": abc(OTHER)})
+    os.mkfifo(src / "collection" / "pipe.xml")
+    (tmp_path / "score.xml").write_bytes(musicxml(TUNE))
+    (src / "collection" / "link.xml").symlink_to(tmp_path / "score.xml")
+    (tmp_path / "out").mkdir()
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(collect(src, tmp_path / "out")), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "collect_tree opened the FIFO"
+    assert [r["path"] for r in result["files"]] == ["bach/a.mid", "haydn/b.mid"]  # the wrapper stepped into
 
 
 def test_a_wrapping_folder_with_a_metadata_xml_is_still_stepped_into(tmp_path):
