@@ -30,6 +30,11 @@ Labels of a folder tree, one rule:
   label instead (:mod:`musicid.label_table`): the folders are then only where
   the files are, and a file no row names is skipped.
 
+Score files of a folder tree (MusicXML, MEI, Humdrum kern, ABC:
+``musicid.filetypes.SCORE_EXTENSIONS``) are written out as MIDI by music21, as
+the corpus is, and kept as ``<label>/<name>.mid`` (``converted`` in their
+record): the stages after download see MIDI and audio files only.
+
 Links (files or folders) are never followed and special files (FIFOs, sockets,
 devices) never opened; each is listed with its reason.  Every other file is
 checked before it is kept: its extension must be a MIDI or audio one and its

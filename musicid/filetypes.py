@@ -19,9 +19,9 @@ AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".wv", "
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
 # Scores a collection may hold beside them, which download writes out as MIDI with music21 (as it writes the
 # corpus): the stages after it see MIDI only. In the order one file of a work is kept (a score before its export).
-SCORE_EXTENSIONS = (".mxl", ".musicxml", ".xml", ".krn", ".abc")
-SCORE_KINDS = {".mxl": "compressed MusicXML", ".musicxml": "MusicXML", ".xml": "MusicXML", ".krn": "Humdrum kern",
-               ".abc": "ABC"}
+SCORE_EXTENSIONS = (".mxl", ".musicxml", ".xml", ".mei", ".krn", ".abc")
+SCORE_KINDS = {".mxl": "compressed MusicXML", ".musicxml": "MusicXML", ".xml": "MusicXML", ".mei": "MEI",
+               ".krn": "Humdrum kern", ".abc": "ABC"}
 SCORE_HEAD_BYTES = 65536  # read for a score's signs: a MusicXML root element, a kern spine, an ABC header
 WAV_EXTENSIONS = (".wav", ".wave")
 # What a file holds -> the extension a file of it is given when its own does not fit (see content_extension).
@@ -213,7 +213,8 @@ def content_extension(path: str | Path) -> str | None:
 def score_mismatch(path: str | Path) -> str | None:
     """None when the file at ``path`` (a SCORE_EXTENSIONS one) holds what its extension says, as far as its first
     SCORE_HEAD_BYTES tell: a zip archive (``.mxl``); a ``<score-partwise>`` or ``<score-timewise>`` root
-    element (``.xml``, ``.musicxml``: other XML files are common beside scores); text with a ``**kern`` spine
+    element (``.xml``, ``.musicxml``: other XML files are common beside scores), an ``<mei>`` one (``.mei``,
+    the Music Encoding Initiative's); text with a ``**kern`` spine
     (``.krn``) or an ``X:`` or ``K:`` field (``.abc``). Else why not. Whether music21 can read it is found when
     it is converted."""
     path = Path(path)
@@ -233,6 +234,8 @@ def score_mismatch(path: str | Path) -> str | None:
         text = head.decode("utf-8", errors="replace")
     if extension in (".xml", ".musicxml"):
         found = "<score-partwise" in text or "<score-timewise" in text
+    elif extension == ".mei":
+        found = "<mei " in text or "<mei>" in text
     elif extension == ".krn":
         found = any(token == "**kern" for line in text.splitlines() if line.startswith("**")
                     for token in line.split("\t"))

@@ -43,6 +43,22 @@ def mxl(pitches: list[int], path: Path) -> None:
         archive.writestr("score.xml", musicxml(pitches))
 
 
+def mei(pitches: list[int]) -> bytes:
+    """An MEI score of one staff playing ``pitches`` as quarter notes in 4/4."""
+    notes = []
+    for pitch in pitches:
+        name = KERN_NAMES[pitch % 12]
+        accidental = {"#": ' accid.ges="s"', "-": ' accid.ges="f"'}.get(name[1:], "")
+        notes.append(f'<note pname="{name[0]}" oct="{pitch // 12 - 1}" dur="4"{accidental}/>')
+    measures = "".join(f'<measure n="{start // 4 + 1}"><staff n="1"><layer n="1">{"".join(notes[start:start + 4])}'
+                       "</layer></staff></measure>" for start in range(0, len(notes), 4))
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<mei xmlns="http://www.music-encoding.org/ns/mei" '
+            'meiversion="4.0.0"><meiHead><fileDesc><titleStmt><title>t</title></titleStmt><pubStmt/></fileDesc>'
+            '</meiHead><music><body><mdiv><score><scoreDef meter.count="4" meter.unit="4"><staffGrp>'
+            '<staffDef n="1" lines="5" clef.shape="G" clef.line="2"/></staffGrp></scoreDef>'
+            f"<section>{measures}</section></score></mdiv></body></music></mei>\n").encode()
+
+
 def kern(pitches: list[int]) -> bytes:
     """A Humdrum **kern spine playing ``pitches`` as quarter notes in 4/4."""
     lines = ["!!!COM: Nobody", "**kern", "*M4/4"]
@@ -91,6 +107,7 @@ def test_scores_are_written_as_midi_and_read_as_any_midi_file(tmp_path):
                "haydn/notes.xml": b'<?xml version="1.0"?><plist><dict/></plist>\n',  # a sidecar, not a score
                "haydn/broken.krn": b"!!!COM x\n**kern\n4c\n*-\n", "haydn/binary.abc": b"X:1\x00\x01\x02"})
     mxl([n + 5 for n in TUNE], src / "haydn" / "rondo.mxl")
+    tree(src, {"haydn/finale.mei": mei([n - 5 for n in TUNE]), "haydn/readme.mei": b"<?xml version='1.0'?><x/>"})
     out = tmp_path / "out"
     out.mkdir()
     manifest = collect(src, out)
@@ -100,24 +117,29 @@ def test_scores_are_written_as_midi_and_read_as_any_midi_file(tmp_path):
         "bach/fugue.musicxml": ("bach/fugue.mid", "MusicXML score written as MIDI by music21"),
         "haydn/minuet.xml": ("haydn/minuet.mid", "MusicXML score written as MIDI by music21"),
         "haydn/rondo.mxl": ("haydn/rondo.mid", "compressed MusicXML score written as MIDI by music21"),
-        "haydn/trio.abc": ("haydn/trio.mid", "ABC score written as MIDI by music21")}
+        "haydn/trio.abc": ("haydn/trio.mid", "ABC score written as MIDI by music21"),
+        "haydn/finale.mei": ("haydn/finale.mid", "MEI score written as MIDI by music21")}
     found = reasons(manifest)
     assert found["bach/prelude.mid"] == "same_work: kept bach/prelude.krn"
     assert found["bach/toccata.abc"] == "duplicate: same notes as bach/prelude.krn"
     assert found["haydn/notes.xml"] == "content_mismatch: named .xml but holds no MusicXML score"
     assert found["haydn/binary.abc"].startswith("content_mismatch: named .abc but looks like")
     assert found["haydn/broken.krn"].startswith("unconvertible: ")
-    assert len(found) == 5
+    assert found["haydn/readme.mei"] == "content_mismatch: named .mei but holds no MEI score"
+    assert len(found) == 6
     # What is kept is the MIDI file music21 writes (the record's sha256 is its own), and nothing else is left.
     import pretty_midi
 
     fugue = pretty_midi.PrettyMIDI(str(out / "bach" / "fugue.mid"))
     assert [note.pitch for note in fugue.instruments[0].notes] == OTHER
+    finale = pretty_midi.PrettyMIDI(str(out / "haydn" / "finale.mid"))  # an MEI score's sharp (accid.ges) kept
+    assert [note.pitch for note in finale.instruments[0].notes] == [n - 5 for n in TUNE]
     import hashlib
 
     assert records["bach/fugue.musicxml"]["sha256"] == hashlib.sha256((out / "bach/fugue.mid").read_bytes()).hexdigest()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
-        "bach", "bach/fugue.mid", "bach/prelude.mid", "haydn", "haydn/minuet.mid", "haydn/rondo.mid", "haydn/trio.mid"]
+        "bach", "bach/fugue.mid", "bach/prelude.mid", "haydn", "haydn/finale.mid", "haydn/minuet.mid", "haydn/rondo.mid",
+        "haydn/trio.mid"]
     # The same scores give the same bytes, read here or on workers.
     again = tmp_path / "again"
     again.mkdir()
