@@ -108,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="read the experiments of every commit (`dvc exp show -A`), not only the current one's")
     cv.add_argument("--json", action="store_true", help="print one JSON document for machines")
     cache = commands.add_parser(
-        "cache", help="the render stage's per-source cache: its size, or empty it",
+        "cache", help="the render stage's per-source cache and download's converted scores: their size, or empty "
+                      "them",
         description="The render stage keeps each source's result in a cache of its own "
                     "($MUSICID_RENDER_CACHE, else render/ in the user's cache folder), so that adding a file "
-                    "renders only that file. `info` prints where it is and how big; `clear` removes every entry.")
+                    "renders only that file, and download the MIDI files music21 wrote of scores "
+                    "($MUSICID_SCORE_CACHE, else scores/ there). `info` prints where they are and how big; `clear` "
+                    "removes every entry.")
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
     if args.command == "cv":
@@ -210,6 +213,38 @@ def print_json(model: str, predictor, warning: str | None, results: list, stoppe
 
 
 def render_cache_command(action: str) -> int:
+    """``cache info|clear``: the render cache's line, then the score cache's (:func:`_score_cache_command`)."""
+    code = _render_cache_command(action)
+    return code if code == 2 else max(code, _score_cache_command(action))
+
+
+def _score_cache_command(action: str) -> int:
+    from musicid import render_cache, score_cache
+
+    try:
+        root = score_cache.cache_dir()
+    except ValueError as error:
+        print(f"cache: {error}", file=sys.stderr)
+        return 2
+    found = render_cache.entries(root) if root.is_dir() else []
+    size = sum(size for _, size, _ in found)
+    if action == "clear":
+        kept = [path for _, _, path in found if not render_cache.remove_file(path)]
+        for folder in sorted({path.parent for _, _, path in found}):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        print(f"score cache {root}: removed {len(found) - len(kept)} entries")
+        if kept:
+            print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
+            return 1
+        return 0
+    print(f"score cache {root}: {len(found)} entries, {size / 1e9:.2f} GB (limit {score_cache.MAX_BYTES / 1e9:g} GB)")
+    return 0
+
+
+def _render_cache_command(action: str) -> int:
     from musicid import render_cache
 
     try:

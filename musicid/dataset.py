@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import os
 import shutil
@@ -298,6 +299,24 @@ def crashed_conversion(path: Path) -> tuple[None, str]:
     return None, "worker_crash: the worker processes converting this score died, one after another"
 
 
+def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[dict, dict]:
+    """``({item: key}, {item: cached MIDI bytes})`` for ``items`` (an item and its score file's path) in ``cache``
+    (a :class:`musicid.score_cache.ScoreCache`, or None: nothing cached); a score that cannot be read here has
+    no key (its conversion says why)."""
+    keys, cached = {}, {}
+    if cache is None:
+        return keys, cached
+    for item, path in items:
+        try:
+            keys[item] = cache.key(kind, path.suffix, path.read_bytes())
+        except OSError:
+            continue
+        data = cache.get(keys[item])
+        if data is not None:
+            cached[item] = data
+    return keys, cached
+
+
 def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
     """The result of a score that killed worker after worker (local or Dask): skipped, ``worker_crash``."""
     return piece, None, "worker_crash: the worker processes converting this score died, one after another"
@@ -311,6 +330,7 @@ def export_music21(
     map_function: Callable,
     timeout_s: float = math.inf,
     program: int | None = None,
+    cache=None,
 ) -> dict:
     """Write the chosen corpus pieces as MIDI under ``out_dir/<label>/``.
 
@@ -324,6 +344,8 @@ def export_music21(
     ``(piece, MIDI bytes or None, reason or None)``.  Only this process
     writes under ``out_dir``.  ``program``: see :func:`score_to_midi`; the
     manifest records it, and the render stage passes it on with its params.
+    ``cache``: a :class:`musicid.score_cache.ScoreCache` (None: every score is
+    converted), whose scores are not converted again.
     Returns the manifest (not yet written).
     """
     chosen: list[CorpusPiece] = []
@@ -338,11 +360,15 @@ def export_music21(
         chosen.extend(select_pieces(works, max_per_class, seed))
 
     files: list[dict] = []
+    keys, cached = _cached_scores(cache, "corpus", [(piece, corpus_root() / piece.relative_path) for piece in chosen])
     convert = functools.partial(score_to_midi, timeout_s=timeout_s, program=program)
-    for piece, data, reason in map_function(convert, chosen):
+    converted = map_function(convert, [piece for piece in chosen if piece not in cached])
+    for piece, data, reason in itertools.chain(((piece, data, None) for piece, data in cached.items()), converted):
         if data is None:
             skipped.append({"origin": piece.origin, "label": piece.label, "reason": reason})
             continue
+        if piece in keys and piece not in cached:
+            cache.put(keys[piece], data)
         target = out_dir / piece.output_name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -887,7 +913,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
                  extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None,
-                 jobs: int = 1, timeout_s: float = math.inf) -> dict:
+                 jobs: int = 1, timeout_s: float = math.inf, score_cache=None) -> dict:
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
@@ -913,7 +939,8 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
     by music21 (:func:`collection_score_to_midi`, each within ``timeout_s``
     seconds, on the ``jobs`` workers from SPREAD_SCORES of them), kept as
     ``<label>/<name>.mid`` with ``converted`` in their record; the stages after
-    see MIDI files only.
+    see MIDI files only; those in ``score_cache`` (a
+    :class:`musicid.score_cache.ScoreCache`, or None) are not converted again.
 
     Raises :class:`DatasetParamError` when ``classes`` names a label not
     found or no folder is named ``unlabeled``, or the label table cannot be
@@ -1034,15 +1061,21 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
     scores = [item for item in wanted_files if item.path.suffix.lower() in SCORE_EXTENSIONS]
     if scores:
         scratch.mkdir(parents=True, exist_ok=True)
+        keys, cached = _cached_scores(score_cache, "collection", [(item.relative, item.path) for item in scores])
+        missing = [item for item in scores if item.relative not in cached]
         results = ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
-                              [item.path for item in scores], jobs=jobs if len(scores) >= SPREAD_SCORES else 1,
+                              [item.path for item in missing], jobs=jobs if len(missing) >= SPREAD_SCORES else 1,
                               on_crash=crashed_conversion)
+        results = dict(zip((item.relative for item in missing), progress(results, total=len(missing),
+                                                                         desc="scores")))
         written: dict[str, _Found] = {}
-        for index, (item, (data, reason)) in enumerate(zip(scores, progress(results, total=len(scores),
-                                                                            desc="scores"))):
+        for index, item in enumerate(scores):
+            data, reason = (cached[item.relative], None) if item.relative in cached else results[item.relative]
             if data is None:
                 skip(item.relative, item.label, reason)
                 continue
+            if item.relative in keys and item.relative not in cached:
+                score_cache.put(keys[item.relative], data)
             target = scratch / f"{index}.mid"
             target.write_bytes(data)
             written[item.relative] = dataclasses.replace(

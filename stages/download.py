@@ -30,6 +30,7 @@ from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
 from musicid.params import load_section
 from musicid.progress import progress, progress_enabled
+from musicid.score_cache import open_cache
 from musicid.stage import run_stage
 
 
@@ -39,10 +40,12 @@ def in_dvc_temporary_copy(folder: Path) -> bool:
     return any(parts[i:i + 3] == (".dvc", "tmp", "exps") for i in range(len(parts)))
 
 
-def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str | None = None) -> dict:
+def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str | None = None,
+             score_cache=None) -> dict:
     """Fill ``staging`` from the configured source; return the manifest.
 
     ``scheduler``: a Dask scheduler's address for the music21 conversions (None: ``jobs`` local processes).
+    ``score_cache``: a :class:`musicid.score_cache.ScoreCache` of converted scores (None: none).
     """
     if params.source == "music21":
         def run_all(function, items):
@@ -51,11 +54,12 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
 
         return export_music21(classes=params.classes, max_per_class=params.max_per_class,
                               seed=params.seed, out_dir=staging, map_function=run_all,
-                              timeout_s=params.timeout_s, program=params.program)
+                              timeout_s=params.timeout_s, program=params.program, cache=score_cache)
 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
-                  progress=progress, label_table=params.label_table, jobs=jobs, timeout_s=params.timeout_s)
+                  progress=progress, label_table=params.label_table, jobs=jobs, timeout_s=params.timeout_s,
+                  score_cache=score_cache)
     if params.source == "path":
         given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
         root = (params_dir / given).resolve()
@@ -169,11 +173,13 @@ def run(args: argparse.Namespace) -> int:
     scheduler = resolve_scheduler(args.scheduler) if params.source == "music21" else None
     workers = f"; {where(args.jobs, scheduler)}" if params.source == "music21" else ""
 
+    # Scores music21 converted in an earlier run are not converted again (musicid.score_cache).
+    score_cache = open_cache(params.program if params.source == "music21" else None, params.timeout_s)
     try:
         # The new tree replaces data/raw only once complete: a failed download
         # leaves no partial data/raw behind.
         with atomic_directory(args.out) as staging:
-            manifest = download(params, args.params.resolve().parent, staging, args.jobs, scheduler)
+            manifest = download(params, args.params.resolve().parent, staging, args.jobs, scheduler, score_cache)
             # Raised inside the staging block, so the previous data/raw stays as it was.
             require_labelled_files(params, manifest)
             write_json_atomic(staging / "manifest.json", manifest)
@@ -193,6 +199,14 @@ def run(args: argparse.Namespace) -> int:
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
     scores = sum(1 for record in manifest["files"] + manifest["unlabeled"] if record.get("converted"))
     written = f" ({scores} written from scores)" if scores else ""
+    if score_cache is not None:
+        score_cache.prune()
+        if score_cache.hits:
+            workers += f"; {score_cache.hits} scores from the score cache"
+        if score_cache.failed_writes:
+            print(f"download: warning: {score_cache.failed_writes} converted scores could not be kept in the "
+                  f"score cache {score_cache.root} (no room or no permission?): they are converted again next time",
+                  file=sys.stderr)
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}{written}, "
           f"{len(skipped)} skipped{detail}{workers} -> {args.out}")
     return 0

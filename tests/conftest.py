@@ -52,6 +52,20 @@ def private_render_cache(tmp_path_factory):
         os.environ["MUSICID_RENDER_CACHE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_score_cache(tmp_path_factory):
+    """As :func:`private_render_cache`, for the MIDI files download writes of scores (musicid.score_cache)."""
+    import os
+
+    previous = os.environ.get("MUSICID_SCORE_CACHE")
+    os.environ["MUSICID_SCORE_CACHE"] = str(tmp_path_factory.mktemp("score-cache"))
+    yield
+    if previous is None:
+        del os.environ["MUSICID_SCORE_CACHE"]
+    else:
+        os.environ["MUSICID_SCORE_CACHE"] = previous
+
+
 def section_params(section: str, **overrides):
     """The validated ``section`` of the project's params.yaml, with ``overrides`` applied.
 

@@ -1,0 +1,163 @@
+"""Download's cache of converted scores: a score is converted once, and the output is a run's from scratch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import musicid.dataset
+from musicid import score_cache
+from musicid.dataset import CorpusPiece, collect_tree, export_music21, score_to_midi
+from tests.archives import midi_bytes
+from tests.test_scores import OTHER, TUNE, abc, kern, tree
+
+
+@pytest.fixture
+def cache_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "score-cache"
+    monkeypatch.setenv("MUSICID_SCORE_CACHE", str(folder))
+    monkeypatch.delenv("MUSICID_NO_CACHE", raising=False)
+    return folder
+
+
+def counting(monkeypatch, name: str) -> list:
+    """Count the calls of musicid.dataset.<name> (run in this process: fewer than SPREAD_SCORES scores)."""
+    calls = []
+    real = getattr(musicid.dataset, name)
+
+    def counted(item, *args, **kwargs):
+        calls.append(item)
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(musicid.dataset, name, counted)
+    return calls
+
+
+def collect(tmp_path, name: str, timeout_s: float = 120.0) -> tuple[dict, dict]:
+    out = tmp_path / name
+    out.mkdir()
+    cache = score_cache.open_cache(None, timeout_s)
+    manifest = collect_tree(tmp_path / "src", "src/", out, classes=[], labels={}, unlabeled=None, max_per_class=0,
+                            seed=0, timeout_s=timeout_s, score_cache=cache)
+    return manifest, {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_a_collections_scores_are_converted_once_and_give_a_runs_bytes_from_scratch(tmp_path, cache_folder,
+                                                                                     monkeypatch):
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER), "haydn/c.mid": midi_bytes(60),
+                            "haydn/bad.krn": b"!!!COM x\n**kern\n4c\n*-\n"})  # unconvertible: never kept
+    calls = counting(monkeypatch, "collection_score_to_midi")
+    first, first_files = collect(tmp_path, "first")
+    assert sorted(path.name for path in calls) == ["a.krn", "b.abc", "bad.krn"]
+    calls.clear()
+    second, second_files = collect(tmp_path, "second")
+    assert [path.name for path in calls] == ["bad.krn"]  # a failure is tried again, a success is not
+    assert second == first and second_files == first_files
+    # Without the cache, the same bytes.
+    monkeypatch.setenv("MUSICID_NO_CACHE", "1")
+    assert score_cache.open_cache(None, 120.0) is None
+    monkeypatch.delenv("MUSICID_NO_CACHE")
+    calls.clear()
+    out = tmp_path / "scratch"
+    out.mkdir()
+    assert collect_tree(tmp_path / "src", "src/", out, classes=[], labels={}, unlabeled=None, max_per_class=0,
+                        seed=0, timeout_s=120.0) == first
+    assert len(calls) == 3
+    # Another limit is another key: a slow score must still be refused under a smaller one.
+    third, _ = collect(tmp_path, "third", timeout_s=1e-9)
+    assert {r["origin"] for r in third["skipped"] if r["reason"].startswith("timeout")} == {
+        "src/bach/a.krn", "src/haydn/b.abc", "src/haydn/bad.krn"}
+    # An edited score is another key too.
+    (tmp_path / "src" / "bach" / "a.krn").write_bytes(kern(list(reversed(TUNE))))
+    calls.clear()
+    collect(tmp_path, "edited")
+    assert sorted(path.name for path in calls) == ["a.krn", "bad.krn"]
+
+
+def test_a_damaged_entry_is_a_miss_and_is_removed(tmp_path, cache_folder, monkeypatch):
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "haydn/c.mid": midi_bytes(60)})
+    first, first_files = collect(tmp_path, "first")
+    entry, = cache_folder.glob("*/*.entry")
+    blob = bytearray(entry.read_bytes())
+    blob[-5] ^= 0xFF  # one byte of the MIDI file changed on disk
+    entry.write_bytes(bytes(blob))
+    calls = counting(monkeypatch, "collection_score_to_midi")
+    second, second_files = collect(tmp_path, "second")
+    assert [path.name for path in calls] == ["a.krn"] and second_files == first_files
+    assert entry.read_bytes() != bytes(blob)  # written again, whole
+
+
+def test_the_corpus_is_converted_once_for_each_program(tmp_path, cache_folder, monkeypatch):
+    pieces = [CorpusPiece("bach", "bach/bwv66.6.mxl"), CorpusPiece("bach", "bach/bwv86.6.mxl")]
+    monkeypatch.setattr(musicid.dataset, "list_corpus_pieces", lambda label: pieces)
+    converted = []
+
+    def run(out: str, program: int | None) -> dict:
+        def convert(function, items):
+            converted.extend(piece.relative_path for piece in items)
+            return map(function, items)
+
+        (tmp_path / out).mkdir()
+        return export_music21(["bach"], max_per_class=0, seed=0, out_dir=tmp_path / out, map_function=convert,
+                              program=program, cache=score_cache.open_cache(program, 120.0))
+
+    first = run("first", 0)
+    assert converted == ["bach/bwv66.6.mxl", "bach/bwv86.6.mxl"]
+    converted.clear()
+    assert run("second", 0) == first and converted == []
+    assert (tmp_path / "second" / "bach" / "bwv66.6.mid").read_bytes() == score_to_midi(pieces[0], program=0)[1]
+    assert run("piano_free", None) != first and len(converted) == 2  # another program, another key
+
+
+def test_the_download_stage_says_what_the_cache_served(tmp_path, cache_folder, monkeypatch, capsys):
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT, load_stage
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    tree(tmp_path / "coll", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER)})
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"source": "path", "path": str(tmp_path / "coll"), "classes": [], "max_per_class": 0})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = load_stage("download")
+    arguments = ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"), "--jobs", "1"]
+    assert stage.main(arguments) == 0
+    assert "from the score cache" not in capsys.readouterr().out
+    manifest = (tmp_path / "raw" / "manifest.json").read_bytes()
+    assert stage.main(arguments) == 0
+    assert "; 2 scores from the score cache -> " in capsys.readouterr().out
+    assert (tmp_path / "raw" / "manifest.json").read_bytes() == manifest
+    monkeypatch.setenv("MUSICID_SCORE_CACHE", "relative/scores")
+    assert stage.main(arguments) == 1
+    assert "MUSICID_SCORE_CACHE must be an absolute path, got 'relative/scores'" in capsys.readouterr().err
+    assert json.loads((tmp_path / "raw" / "manifest.json").read_bytes()) == json.loads(manifest)  # left as it was
+
+
+def test_the_cache_command_shows_and_clears_the_scores(tmp_path, cache_folder, monkeypatch, capsys):
+    from musicid.__main__ import main
+
+    monkeypatch.setenv("MUSICID_RENDER_CACHE", str(tmp_path / "render-cache"))
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER)})
+    collect(tmp_path, "first")
+    size = sum(p.stat().st_size for p in cache_folder.glob("*/*.entry"))
+    assert main(["cache", "info"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == \
+        f"score cache {cache_folder}: 2 entries, {size / 1e9:.2f} GB (limit 1 GB)"
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"score cache {cache_folder}: removed 2 entries"
+    assert list(cache_folder.iterdir()) == []
+
+
+def test_pruning_keeps_the_runs_own_entries(tmp_path, cache_folder, monkeypatch):
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER)})
+    collect(tmp_path, "first")
+    (tmp_path / "src" / "haydn" / "b.abc").unlink()
+    tree(tmp_path / "src", {"haydn/c.abc": abc(list(reversed(OTHER)))})
+    monkeypatch.setattr(score_cache, "MAX_BYTES", 0)
+    cache = score_cache.open_cache(None, 120.0)
+    (tmp_path / "second").mkdir()
+    collect_tree(tmp_path / "src", "src/", tmp_path / "second", classes=[], labels={}, unlabeled=None,
+                 max_per_class=0, seed=0, timeout_s=120.0, score_cache=cache)
+    assert cache.prune() == 1  # b.abc's entry, not used by this run
+    assert {p.stem for p in cache_folder.glob("*/*.entry")} == cache.used and len(cache.used) == 2
