@@ -23,13 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(params: Path, out: Path, cache: Path, jobs: int) -> float:
+def run(params: Path, out: Path, cache: Path, jobs: int) -> tuple[float, str]:
+    """(seconds, the stage's summary line) of one download into ``out`` with the score cache ``cache``."""
     environment = {**os.environ, "MUSICID_SCORE_CACHE": str(cache), "MUSICID_PROGRESS": "0"}
     environment.pop("MUSICID_NO_CACHE", None)
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--params", str(params), "--out", str(out),
-                    "--jobs", str(jobs)], check=True, env=environment, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py"), "--params", str(params), "--out",
+                           str(out), "--jobs", str(jobs)], check=True, env=environment, capture_output=True, text=True)
+    return time.perf_counter() - start, done.stdout.strip().splitlines()[-1]
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -54,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             for kind in (("empty", "full") if index % 2 == 0 else ("full", "empty")):
                 cache = warm if kind == "full" else scratch / f"cold-{index}"
                 out = scratch / f"{kind}-{index}"
-                times[kind].append(run(args.params.resolve(), out, cache, args.jobs))
+                seconds, summary = run(args.params.resolve(), out, cache, args.jobs)
+                times[kind].append(seconds)
+                if (kind == "full") != ("from the score cache" in summary):  # the full cache must serve, the empty not
+                    print(f"run {kind} {index + 1}: {summary}", file=sys.stderr)
+                    return 1
                 if files(out) != reference:
                     print(f"run {kind} {index + 1} wrote other files than the first run", file=sys.stderr)
                     return 1

@@ -214,8 +214,7 @@ def print_json(model: str, predictor, warning: str | None, results: list, stoppe
 
 def render_cache_command(action: str) -> int:
     """``cache info|clear``: the render cache's line, then the score cache's (:func:`_score_cache_command`)."""
-    code = _render_cache_command(action)
-    return code if code == 2 else max(code, _score_cache_command(action))
+    return max(_render_cache_command(action), _score_cache_command(action))  # both, whatever the first says
 
 
 def _score_cache_command(action: str) -> int:

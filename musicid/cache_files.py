@@ -51,7 +51,7 @@ def entries(root: Path) -> list[tuple[float, int, Path]]:
     for path in sorted(Path(root).glob("*/*")):
         try:
             stat = path.stat()
-        except FileNotFoundError:
+        except OSError:  # gone meanwhile, a link to nowhere or a loop: not an entry
             continue
         if path.name.endswith(".tmp"):
             if time.time() - stat.st_mtime > 24 * 3600:  # a killed run's; a live run's is minutes old

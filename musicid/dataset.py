@@ -300,21 +300,43 @@ def crashed_conversion(path: Path) -> tuple[None, str]:
 
 
 def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[dict, dict]:
-    """``({item: key}, {item: cached MIDI bytes})`` for ``items`` (an item and its score file's path) in ``cache``
-    (a :class:`musicid.score_cache.ScoreCache`, or None: nothing cached); a score that cannot be read here has
-    no key (its conversion says why)."""
+    """``({item: (key, digest of the score's bytes)}, {item: cached MIDI bytes})`` for ``items`` (an item and its
+    score file's path) in ``cache`` (a :class:`musicid.score_cache.ScoreCache`, or None: nothing cached). A score
+    that cannot be read here, or of more than MAX_SCORE_BYTES (``too_large``, found from its first bytes), has no
+    key: its conversion says why."""
+    from musicid.render_cache import file_sha256
+
     keys, cached = {}, {}
     if cache is None:
         return keys, cached
     for item, path in items:
         try:
-            keys[item] = cache.key(kind, path.suffix, path.read_bytes())
+            if path.stat().st_size > MAX_SCORE_BYTES:
+                continue
+            digest = file_sha256(path)  # block by block
         except OSError:
             continue
-        data = cache.get(keys[item])
+        keys[item] = (cache.key(kind, path.suffix, digest), digest)
+        data = cache.get(keys[item][0])
         if data is not None:
             cached[item] = data
     return keys, cached
+
+
+def _keep_converted(cache, keys: dict, item, path: Path, data: bytes) -> None:
+    """Put a score's conversion in ``cache`` under its key, unless the score's bytes changed since they were
+    hashed (edited during the run: the conversion may be of the new bytes, the key is of the old)."""
+    from musicid.render_cache import file_sha256
+
+    if item not in keys:
+        return
+    key, digest = keys[item]
+    try:
+        unchanged = file_sha256(path) == digest
+    except OSError:
+        return
+    if unchanged:
+        cache.put(key, data)
 
 
 def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
@@ -367,8 +389,8 @@ def export_music21(
         if data is None:
             skipped.append({"origin": piece.origin, "label": piece.label, "reason": reason})
             continue
-        if piece in keys and piece not in cached:
-            cache.put(keys[piece], data)
+        if piece not in cached:
+            _keep_converted(cache, keys, piece, corpus_root() / piece.relative_path, data)
         target = out_dir / piece.output_name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -1063,19 +1085,19 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
         scratch.mkdir(parents=True, exist_ok=True)
         keys, cached = _cached_scores(score_cache, "collection", [(item.relative, item.path) for item in scores])
         missing = [item for item in scores if item.relative not in cached]
-        results = ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
-                              [item.path for item in missing], jobs=jobs if len(missing) >= SPREAD_SCORES else 1,
-                              on_crash=crashed_conversion)
-        results = dict(zip((item.relative for item in missing), progress(results, total=len(missing),
-                                                                         desc="scores")))
+        # In order as they come: each conversion kept (in the cache, then on disk) as soon as it is done.
+        results = iter(progress(ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
+                                            [item.path for item in missing],
+                                            jobs=jobs if len(missing) >= SPREAD_SCORES else 1,
+                                            on_crash=crashed_conversion), total=len(missing), desc="scores"))
         written: dict[str, _Found] = {}
         for index, item in enumerate(scores):
-            data, reason = (cached[item.relative], None) if item.relative in cached else results[item.relative]
+            data, reason = (cached[item.relative], None) if item.relative in cached else next(results)
             if data is None:
                 skip(item.relative, item.label, reason)
                 continue
-            if item.relative in keys and item.relative not in cached:
-                score_cache.put(keys[item.relative], data)
+            if item.relative not in cached:
+                _keep_converted(score_cache, keys, item.relative, item.path, data)
             target = scratch / f"{index}.mid"
             target.write_bytes(data)
             written[item.relative] = dataclasses.replace(

@@ -11,7 +11,7 @@ Key.  The sha256 of everything a conversion depends on: the score's bytes and
 its kind (its extension, lower case); whether it is the corpus's (written for
 ``dataset.program``) or a collection's (checked and read back as render reads
 it); ``dataset.program`` and ``dataset.timeout_s`` (a smaller limit must still
-refuse a slow score); the versions of music21 and mido; and the statements of
+refuse a slow score); the versions of Python, music21 and mido; and the statements of
 :mod:`musicid.dataset` and every ``musicid`` module it imports (their syntax
 trees: an edited comment changes no key).  Only conversions that gave a MIDI
 file are kept: a failure (a timeout depends on the machine's load) is tried
@@ -36,6 +36,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def conversion_context(program: int | None, timeout_s: float) -> str:
         code.update(path.name.encode() + b"\0" + statements(path.read_text(encoding="utf-8")).encode() + b"\0")
     versions = {name: importlib.metadata.version(name) for name in ("music21", "mido")}
     return hashlib.sha256(json.dumps({"program": program, "timeout_s": timeout_s, "libraries": versions,
-                                      "code": code.hexdigest()}, sort_keys=True).encode()).hexdigest()
+                                      "python": list(sys.version_info[:2]), "code": code.hexdigest()},
+                                     sort_keys=True).encode()).hexdigest()
 
 
 class ScoreCache:
@@ -74,10 +76,12 @@ class ScoreCache:
         self.used: set[str] = set()
         self.hits = 0
         self.failed_writes = 0
+        self.write_error = ""
 
-    def key(self, kind: str, suffix: str, data: bytes) -> str:
-        """The key of a score of ``data`` bytes with extension ``suffix``; ``kind`` ``corpus`` or ``collection``."""
-        identity = json.dumps([self.context, kind, suffix.lower(), hashlib.sha256(data).hexdigest()])
+    def key(self, kind: str, suffix: str, digest: str) -> str:
+        """The key of a score whose bytes' sha256 is ``digest``, with extension ``suffix``; ``kind`` ``corpus`` or
+        ``collection``."""
+        identity = json.dumps([self.context, kind, suffix.lower(), digest])
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -122,14 +126,19 @@ class ScoreCache:
             finally:
                 if os.path.exists(temporary):
                     os.unlink(temporary)
-        except OSError:
+        except OSError as error:
             self.failed_writes += 1
+            self.write_error = f"{type(error).__name__}: {error}"[:200]
             return
         self.used.add(key)
 
     def prune(self) -> int:
-        """Remove least recently used entries (never this run's) down to MAX_BYTES; how many went."""
-        return prune(self.root, MAX_BYTES, keep=self.used)
+        """Remove least recently used entries (never this run's) down to MAX_BYTES; how many went (0 when the
+        cache cannot be listed: it only saves time)."""
+        try:
+            return prune(self.root, MAX_BYTES, keep=self.used)
+        except OSError:
+            return 0
 
 
 def open_cache(program: int | None, timeout_s: float) -> ScoreCache | None:

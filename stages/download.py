@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             workers += f"; {score_cache.hits} scores from the score cache"
         if score_cache.failed_writes:
             print(f"download: warning: {score_cache.failed_writes} converted scores could not be kept in the "
-                  f"score cache {score_cache.root} (no room or no permission?): they are converted again next time",
+                  f"score cache {score_cache.root} ({score_cache.write_error}): they are converted again next time",
                   file=sys.stderr)
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}{written}, "
           f"{len(skipped)} skipped{detail}{workers} -> {args.out}")

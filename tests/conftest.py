@@ -66,6 +66,13 @@ def private_score_cache(tmp_path_factory):
         os.environ["MUSICID_SCORE_CACHE"] = previous
 
 
+@pytest.fixture(autouse=True)
+def own_score_cache(tmp_path_factory, monkeypatch):
+    """Each test its own score cache (a module's shared fixtures use the session's): a download's summary line
+    never depends on which tests ran before it in the same process."""
+    monkeypatch.setenv("MUSICID_SCORE_CACHE", str(tmp_path_factory.mktemp("score-cache")))
+
+
 def section_params(section: str, **overrides):
     """The validated ``section`` of the project's params.yaml, with ``overrides`` applied.
 

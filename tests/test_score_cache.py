@@ -107,7 +107,10 @@ def test_the_corpus_is_converted_once_for_each_program(tmp_path, cache_folder, m
     converted.clear()
     assert run("second", 0) == first and converted == []
     assert (tmp_path / "second" / "bach" / "bwv66.6.mid").read_bytes() == score_to_midi(pieces[0], program=0)[1]
-    assert run("piano_free", None) != first and len(converted) == 2  # another program, another key
+    run("piano_free", None)
+    assert len(converted) == 2  # another program, another key: converted again, to other bytes
+    assert (tmp_path / "piano_free" / "bach" / "bwv66.6.mid").read_bytes() != \
+        (tmp_path / "second" / "bach" / "bwv66.6.mid").read_bytes()
 
 
 def test_the_download_stage_says_what_the_cache_served(tmp_path, cache_folder, monkeypatch, capsys):
@@ -161,3 +164,100 @@ def test_pruning_keeps_the_runs_own_entries(tmp_path, cache_folder, monkeypatch)
                  max_per_class=0, seed=0, timeout_s=120.0, score_cache=cache)
     assert cache.prune() == 1  # b.abc's entry, not used by this run
     assert {p.stem for p in cache_folder.glob("*/*.entry")} == cache.used and len(cache.used) == 2
+
+
+def test_an_interrupted_run_keeps_what_it_converted_and_an_edited_score_is_not_kept(tmp_path, cache_folder,
+                                                                                   monkeypatch):
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "bach/b.abc": abc(OTHER), "haydn/c.krn": kern(OTHER[::-1])})
+    real = musicid.dataset.collection_score_to_midi
+
+    def stopped(path, *args, **kwargs):
+        if path.name == "c.krn":
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(musicid.dataset, "collection_score_to_midi", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        collect(tmp_path, "stopped")
+    assert len(list(cache_folder.glob("*/*.entry"))) == 2  # a.krn's and b.abc's, kept as they came
+    assert not (tmp_path / "stopped" / ".scores").exists()
+
+    def edited(path, *args, **kwargs):  # the score changes between its hashing and its conversion
+        if path.name == "c.krn":
+            path.write_bytes(kern(TUNE[::-1]))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(musicid.dataset, "collection_score_to_midi", edited)
+    manifest, _ = collect(tmp_path, "edited")
+    assert len(manifest["files"]) == 3
+    assert len(list(cache_folder.glob("*/*.entry"))) == 2  # not kept under its old bytes' key
+
+
+def test_the_key_follows_what_a_conversion_depends_on(tmp_path, cache_folder, monkeypatch):
+    contexts = {score_cache.conversion_context(0, 120.0), score_cache.conversion_context(None, 120.0),
+                score_cache.conversion_context(0, 60.0)}
+    real_version = score_cache.importlib.metadata.version
+    monkeypatch.setattr(score_cache.importlib.metadata, "version",
+                        lambda name: "0.0" if name == "music21" else real_version(name))
+    contexts.add(score_cache.conversion_context(0, 120.0))
+    monkeypatch.setattr(score_cache.importlib.metadata, "version", real_version)
+    monkeypatch.setattr(score_cache.sys, "version_info", (2, 7, 0))
+    contexts.add(score_cache.conversion_context(0, 120.0))
+    assert len(contexts) == 5
+    cache = score_cache.ScoreCache(cache_folder, "context")
+    assert len({cache.key("corpus", ".krn", "d"), cache.key("collection", ".krn", "d"),
+                cache.key("collection", ".abc", "d"), cache.key("collection", ".KRN", "d"),
+                cache.key("collection", ".krn", "e")}) == 4  # the extension's case aside
+    # A used entry is the last to go: reading it makes it the most recent.
+    cache.put("ab" * 32, b"MThd")
+    entry = cache.path("ab" * 32)
+    import os
+
+    os.utime(entry, (1_000_000, 1_000_000))
+    assert cache.get("ab" * 32) == b"MThd" and entry.stat().st_mtime > 1_000_000
+
+
+def test_a_score_too_large_is_not_read_whole_for_its_key(tmp_path, cache_folder, monkeypatch):
+    tree(tmp_path / "src", {"bach/a.krn": kern(TUNE), "haydn/big.abc": abc(OTHER) + b"% padding\n" * 400,
+                            "haydn/c.mid": midi_bytes(60)})
+    monkeypatch.setattr(musicid.dataset, "MAX_SCORE_BYTES", 3000)
+    reads = []
+    real = score_cache.ScoreCache.key
+    monkeypatch.setattr(score_cache.ScoreCache, "key",
+                        lambda self, kind, suffix, digest: reads.append(suffix) or real(self, kind, suffix, digest))
+    manifest, _ = collect(tmp_path, "out")
+    assert reads == [".krn"]
+    assert [r["reason"].split(":")[0] for r in manifest["skipped"]] == ["too_large"]
+
+
+def test_a_cache_that_cannot_be_written_is_named_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from tests.conftest import PROJECT_ROOT, load_stage
+
+    (tmp_path / "not-a-folder").write_text("a file where the cache would be")
+    monkeypatch.setenv("MUSICID_SCORE_CACHE", str(tmp_path / "not-a-folder"))
+    monkeypatch.delenv("MUSICID_NO_CACHE", raising=False)
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    tree(tmp_path / "coll", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER)})
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["dataset"].update({"source": "path", "path": str(tmp_path / "coll"), "classes": [], "max_per_class": 0})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_stage("download").main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"),
+                                        "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "download: warning: 2 converted scores could not be kept in the score cache" in err
+    assert "(NotADirectoryError: " in err and "they are converted again next time" in err
+
+
+def test_the_cache_command_shows_the_scores_whatever_the_render_cache_says(tmp_path, cache_folder, monkeypatch,
+                                                                         capsys):
+    from musicid.__main__ import main
+
+    monkeypatch.setenv("MUSICID_RENDER_CACHE", "relative/render")
+    assert main(["cache", "info"]) == 2
+    shown = capsys.readouterr()
+    assert "MUSICID_RENDER_CACHE must be an absolute path" in shown.err
+    assert shown.out == f"score cache {cache_folder}: 0 entries, 0.00 GB (limit 1 GB)\n"
+    assert main(["cache", "clear"]) == 2
+    assert capsys.readouterr().out == f"score cache {cache_folder}: removed 0 entries\n"
