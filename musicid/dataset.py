@@ -304,8 +304,6 @@ def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[
     score file's path) in ``cache`` (a :class:`musicid.score_cache.ScoreCache`, or None: nothing cached). A score
     that cannot be read here, or of more than MAX_SCORE_BYTES (``too_large``, found from its first bytes), has no
     key: its conversion says why."""
-    from musicid.render_cache import file_sha256
-
     keys, cached = {}, {}
     if cache is None:
         return keys, cached
@@ -313,7 +311,7 @@ def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[
         try:
             if path.stat().st_size > MAX_SCORE_BYTES:
                 continue
-            digest = file_sha256(path)  # block by block
+            digest = sha256_file(path)  # block by block
         except OSError:
             continue
         keys[item] = (cache.key(kind, path.suffix, digest), digest)
@@ -326,13 +324,11 @@ def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[
 def _keep_converted(cache, keys: dict, item, path: Path, data: bytes) -> None:
     """Put a score's conversion in ``cache`` under its key, unless the score's bytes changed since they were
     hashed (edited during the run: the conversion may be of the new bytes, the key is of the old)."""
-    from musicid.render_cache import file_sha256
-
     if item not in keys:
         return
     key, digest = keys[item]
     try:
-        unchanged = file_sha256(path) == digest
+        unchanged = sha256_file(path) == digest
     except OSError:
         return
     if unchanged:
