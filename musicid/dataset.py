@@ -294,6 +294,43 @@ def collection_score_to_midi(path: Path, timeout_s: float = math.inf,
 MAX_SCORE_BYTES = 100_000_000
 
 
+def _scores_with_bytes(paths: list[Path]):
+    """``(extension, bytes, None)`` of each score file, read as the cluster takes them; ``(extension, None, reason)``
+    for one that cannot be read, or larger than MAX_SCORE_BYTES (not read)."""
+    for path in paths:
+        try:
+            size = path.stat().st_size
+            if size > MAX_SCORE_BYTES:
+                yield path.suffix, None, (f"too_large: {size_words(size)} of score text (more than "
+                                          f"{size_words(MAX_SCORE_BYTES)}, which music21 would hold in memory "
+                                          "several times over)")
+                continue
+            yield path.suffix, path.read_bytes(), None
+        except OSError as error:
+            yield path.suffix, None, unreadable_reason(error)
+
+
+def _score_sent(item: tuple[str, bytes | None, str | None], timeout_s: float = math.inf,
+                ) -> tuple[bytes | None, str | None]:
+    """On a cluster's worker: :func:`collection_score_to_midi` of a score sent as ``(extension, bytes, reason)``,
+    written under a name of that extension in a folder of the worker's own directory (which its nanny removes
+    should the worker die on it), removed after (a conversion does not depend on the file's name)."""
+    suffix, data, reason = item
+    if data is None:
+        return None, reason
+    import tempfile
+
+    from distributed import get_worker
+
+    folder = Path(tempfile.mkdtemp(prefix="musicid-score-", dir=get_worker().local_directory))
+    try:
+        local = folder / f"score{suffix}"
+        local.write_bytes(data)
+        return collection_score_to_midi(local, timeout_s)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def crashed_conversion(path: Path) -> tuple[None, str]:
     """The result of a score file that killed worker after worker: skipped, ``worker_crash``."""
     return None, "worker_crash: the worker processes converting this score died, one after another"
@@ -931,7 +968,7 @@ def collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[st
 def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[str],
                  labels: dict[str, str], unlabeled: str | None, max_per_class: int, seed: int,
                  extra_skipped: list[dict] = (), progress=lambda items, **_: items, label_table=None,
-                 jobs: int = 1, timeout_s: float = math.inf, score_cache=None) -> dict:
+                 jobs: int = 1, timeout_s: float = math.inf, score_cache=None, scheduler: str | None = None) -> dict:
     """Copy the usable files of the tree at ``root`` into ``out_dir``; return the manifest.
 
     ``origin_prefix + relative path`` names each file's origin in the manifest.
@@ -955,7 +992,8 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
 
     Score files (SCORE_EXTENSIONS: MusicXML, kern, ABC) are written out as MIDI
     by music21 (:func:`collection_score_to_midi`, each within ``timeout_s``
-    seconds, on the ``jobs`` workers from SPREAD_SCORES of them), kept as
+    seconds, on the ``jobs`` workers from SPREAD_SCORES of them, or on the
+    Dask cluster at ``scheduler``, each sent with its bytes), kept as
     ``<label>/<name>.mid`` with ``converted`` in their record; the stages after
     see MIDI files only; those in ``score_cache`` (a
     :class:`musicid.score_cache.ScoreCache`, or None) are not converted again.
@@ -1082,10 +1120,15 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
         keys, cached = _cached_scores(score_cache, "collection", [(item.relative, item.path) for item in scores])
         missing = [item for item in scores if item.relative not in cached]
         # In order as they come: each conversion kept (in the cache, then on disk) as soon as it is done.
-        results = iter(progress(ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
-                                            [item.path for item in missing],
-                                            jobs=jobs if len(missing) >= SPREAD_SCORES else 1,
-                                            on_crash=crashed_conversion), total=len(missing), desc="scores"))
+        if scheduler:  # sent with their bytes: the cluster's workers need not see this machine's files
+            converting = ordered_map(functools.partial(_score_sent, timeout_s=timeout_s),
+                                     _scores_with_bytes([item.path for item in missing]), 0, scheduler=scheduler,
+                                     on_crash=crashed_conversion)
+        else:
+            converting = ordered_map(functools.partial(collection_score_to_midi, timeout_s=timeout_s),
+                                     [item.path for item in missing],
+                                     jobs=jobs if len(missing) >= SPREAD_SCORES else 1, on_crash=crashed_conversion)
+        results = iter(progress(converting, total=len(missing), desc="scores"))
         written: dict[str, _Found] = {}
         for index, item in enumerate(scores):
             data, reason = (cached[item.relative], None) if item.relative in cached else next(results)

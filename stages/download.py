@@ -4,8 +4,9 @@
 
 Sources (params `dataset.source`): the offline music21 corpus, an archive at a
 URL (verified by its SHA-256), or a local folder.  The music21 conversions run
-on ``--jobs`` local processes or on a Dask cluster (``--scheduler``).  The
-files of the other sources are read (hashed, a MIDI file's notes read to find
+on ``--jobs`` local processes or on a Dask cluster (``--scheduler``), and so do
+a collection's score conversions (each score sent with its bytes).  The other
+files of a collection are read (hashed, a MIDI file's notes read to find
 copies) on ``--jobs`` local processes once they hold enough to be worth them
 (:func:`musicid.dataset.read_jobs`), never on a cluster: they are on this
 machine's disk.
@@ -44,7 +45,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
              score_cache=None) -> dict:
     """Fill ``staging`` from the configured source; return the manifest.
 
-    ``scheduler``: a Dask scheduler's address for the music21 conversions (None: ``jobs`` local processes).
+    ``scheduler``: a Dask scheduler's address for the conversions of scores (None: ``jobs`` local processes).
     ``score_cache``: a :class:`musicid.score_cache.ScoreCache` of converted scores (None: none).
     """
     if params.source == "music21":
@@ -59,7 +60,7 @@ def download(params, params_dir: Path, staging: Path, jobs: int, scheduler: str 
     common = dict(out_dir=staging, classes=params.classes, labels=params.labels,
                   unlabeled=params.unlabeled, max_per_class=params.max_per_class, seed=params.seed,
                   progress=progress, label_table=params.label_table, jobs=jobs, timeout_s=params.timeout_s,
-                  score_cache=score_cache)
+                  score_cache=score_cache, scheduler=scheduler)
     if params.source == "path":
         given = Path(params.path).expanduser()  # ~/music is the user's folder, as in a shell
         root = (params_dir / given).resolve()
@@ -170,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "dataset")
     check_jobs(args.jobs)
-    scheduler = resolve_scheduler(args.scheduler) if params.source == "music21" else None
+    scheduler = resolve_scheduler(args.scheduler)
     workers = f"; {where(args.jobs, scheduler)}" if params.source == "music21" else ""
 
     # Scores music21 converted in an earlier run are not converted again (musicid.score_cache).
@@ -199,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
     unlabeled = f", {len(manifest['unlabeled'])} unlabeled" if manifest["unlabeled"] else ""
     scores = sum(1 for record in manifest["files"] + manifest["unlabeled"] if record.get("converted"))
     written = f" ({scores} written from scores)" if scores else ""
+    if scheduler and params.source != "music21" and scores > (score_cache.hits if score_cache else 0):
+        workers = f"; scores converted on the {where(args.jobs, scheduler)}"
     if score_cache is not None:
         score_cache.prune()
         if score_cache.hits:
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output directory (data/raw)")
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (0: $MUSICID_JOBS, else one per core)")
     parser.add_argument("--scheduler", default=None,
-                        help="a Dask scheduler's address for the music21 conversions (default: $MUSICID_SCHEDULER; "
+                        help="a Dask scheduler's address for the conversions of scores (default: $MUSICID_SCHEDULER; "
                              "unset: local workers)")
     args = parser.parse_args(argv)
     return run_stage("download", lambda: run(args))

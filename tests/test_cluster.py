@@ -645,3 +645,26 @@ def test_a_file_too_large_to_send_to_the_cluster_is_its_own_line(tmp_path, monke
     assert list(prepare._with_bytes([(big, None), (fine, None), (locked, None), (tmp_path, "no_files: x")])) == [
         (big, prepare.OUT_OF_MEMORY, None), (fine, None, b"RIFF"), (locked, "unreadable: Permission denied", None),
         (tmp_path, "no_files: x", None)]
+
+
+def test_a_collections_scores_are_converted_on_a_cluster_as_on_the_local_pool(tmp_path, cluster, monkeypatch,
+                                                                            capsys):
+    """The workers need not see the collection: each score is sent with its bytes."""
+    from tests.test_scores import OTHER, TUNE, abc, kern, mxl, musicxml
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    collection = tmp_path / "coll"
+    for name, data in {"bach/a.krn": kern(TUNE), "bach/b.abc": abc(OTHER), "haydn/c.musicxml": musicxml(TUNE[::-1]),
+                       "haydn/notes.xml": b'<?xml version="1.0"?><plist/>\n', "haydn/d.krn": b"**kern\n*-\n"}.items():
+        (collection / name).parent.mkdir(parents=True, exist_ok=True)
+        (collection / name).write_bytes(data)
+    mxl(OTHER[::-1], collection / "haydn" / "E.MXL")
+    dataset = {"source": "path", "path": str(collection), "classes": [], "max_per_class": 0}
+    assert download(tmp_path, "local", "--jobs", "2", **dataset) == 0
+    assert download(tmp_path, "cluster", "--scheduler", cluster.scheduler_address, **dataset) == 0
+    local, remote = files_of(tmp_path / "local"), files_of(tmp_path / "cluster")
+    assert sorted(local) == ["bach/a.mid", "bach/b.mid", "haydn/E.mid", "haydn/c.mid", "manifest.json"]
+    assert local.keys() == remote.keys() and [name for name in local if local[name] != remote[name]] == []
+    out = capsys.readouterr().out
+    assert f"(4 written from scores), 2 skipped (content_mismatch 1, no_notes 1); scores converted on the Dask " \
+           f"cluster {cluster.scheduler_address}, 2 worker threads -> " in out
