@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 # Exit codes: every path scored; some path (a file, or a folder with no MIDI or
@@ -217,28 +218,49 @@ def render_cache_command(action: str) -> int:
     return max(_render_cache_command(action), _score_cache_command(action))  # both, whatever the first says
 
 
-def _score_cache_command(action: str) -> int:
-    from musicid import render_cache, score_cache
+def _listed(cache_dir) -> tuple[Path, list] | None:
+    """(the cache's folder, its entries: :func:`musicid.cache_files.entries`), or None once the variable that
+    names the folder is said to be unusable."""
+    from musicid.cache_files import entries
 
     try:
-        root = score_cache.cache_dir()
+        root = cache_dir()
     except ValueError as error:
         print(f"cache: {error}", file=sys.stderr)
+        return None
+    return root, (entries(root) if root.is_dir() else [])
+
+
+def _clear(kind: str, root: Path, found: list, show_size: bool) -> int:
+    """Remove the entries ``found`` under ``root`` and the folders they leave empty; say so for the ``kind``
+    cache (with the bytes removed when ``show_size``); 1 when some could not be removed."""
+    from musicid.cache_files import remove_file
+
+    kept = [(size, path) for _, size, path in found if not remove_file(path)]
+    gone = sum(size for _, size, _ in found) - sum(kept_size for kept_size, _ in kept)
+    for folder in sorted({path.parent for _, _, path in found}):  # the entries' folders, now empty
+        try:
+            folder.rmdir()
+        except OSError:  # something else is in it (a live run's file), or it cannot be removed
+            pass
+    print(f"{kind} cache {root}: removed {len(found) - len(kept)} entries"
+          + (f" ({gone / 1e9:.2f} GB)" if show_size else ""))
+    if kept:
+        print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _score_cache_command(action: str) -> int:
+    from musicid import score_cache
+
+    listed = _listed(score_cache.cache_dir)
+    if listed is None:
         return 2
-    found = render_cache.entries(root) if root.is_dir() else []
-    size = sum(size for _, size, _ in found)
+    root, found = listed
     if action == "clear":
-        kept = [path for _, _, path in found if not render_cache.remove_file(path)]
-        for folder in sorted({path.parent for _, _, path in found}):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
-        print(f"score cache {root}: removed {len(found) - len(kept)} entries")
-        if kept:
-            print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
-            return 1
-        return 0
+        return _clear("score", root, found, show_size=False)
+    size = sum(size for _, size, _ in found)
     print(f"score cache {root}: {len(found)} entries, {size / 1e9:.2f} GB (limit {score_cache.MAX_BYTES / 1e9:g} GB)")
     return 0
 
@@ -246,26 +268,13 @@ def _score_cache_command(action: str) -> int:
 def _render_cache_command(action: str) -> int:
     from musicid import render_cache
 
-    try:
-        root = render_cache.cache_dir()
-    except ValueError as error:
-        print(f"cache: {error}", file=sys.stderr)
+    listed = _listed(render_cache.cache_dir)
+    if listed is None:
         return 2
-    found = render_cache.entries(root) if root.is_dir() else []
-    size = sum(size for _, size, _ in found)
+    root, found = listed
     if action == "clear":
-        kept = [(size, path) for _, size, path in found if not render_cache.remove_file(path)]
-        gone = size - sum(kept_size for kept_size, _ in kept)
-        for folder in sorted({path.parent for _, _, path in found}):  # the entries' folders, now empty
-            try:
-                folder.rmdir()
-            except OSError:  # something else is in it (a live run's file), or it cannot be removed
-                pass
-        print(f"render cache {root}: removed {len(found) - len(kept)} entries ({gone / 1e9:.2f} GB)")
-        if kept:
-            print(f"cache: {len(kept)} entries could not be removed (no permission to write {root}?)", file=sys.stderr)
-            return 1
-        return 0
+        return _clear("render", root, found, show_size=True)
+    size = sum(size for _, size, _ in found)
     try:
         bound = render_cache.size_limit()
         limit, problem = ("none" if bound == sys.maxsize else f"{bound / 1e9:g} GB"), None

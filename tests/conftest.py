@@ -38,32 +38,22 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_render_cache(tmp_path_factory):
-    """Every render in the tests (stage scripts, `dvc repro` in subprocesses) uses a cache of the test run's
-    own, never the user's; tests of the cache point it at their own folder."""
+def private_caches(tmp_path_factory):
+    """Every render in the tests (stage scripts, `dvc repro` in subprocesses) uses a render cache of the test
+    run's own, never the user's, and so does every score conversion (musicid.score_cache); tests of the caches
+    point them at their own folders."""
     import os
 
-    previous = os.environ.get("MUSICID_RENDER_CACHE")
-    os.environ["MUSICID_RENDER_CACHE"] = str(tmp_path_factory.mktemp("render-cache"))
+    variables = ("MUSICID_RENDER_CACHE", "MUSICID_SCORE_CACHE")
+    previous = {name: os.environ.get(name) for name in variables}
+    for name in variables:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower().replace("_", "-")))
     yield
-    if previous is None:
-        del os.environ["MUSICID_RENDER_CACHE"]
-    else:
-        os.environ["MUSICID_RENDER_CACHE"] = previous
-
-
-@pytest.fixture(scope="session", autouse=True)
-def private_score_cache(tmp_path_factory):
-    """As :func:`private_render_cache`, for the MIDI files download writes of scores (musicid.score_cache)."""
-    import os
-
-    previous = os.environ.get("MUSICID_SCORE_CACHE")
-    os.environ["MUSICID_SCORE_CACHE"] = str(tmp_path_factory.mktemp("score-cache"))
-    yield
-    if previous is None:
-        del os.environ["MUSICID_SCORE_CACHE"]
-    else:
-        os.environ["MUSICID_SCORE_CACHE"] = previous
+    for name, value in previous.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)
