@@ -278,8 +278,7 @@ def collection_score_to_midi(path: Path, timeout_s: float = math.inf,
     if mismatch:
         return None, f"content_mismatch: {mismatch}"
     if size > MAX_SCORE_BYTES:
-        return None, (f"too_large: {size_words(size)} of score text (more than {size_words(MAX_SCORE_BYTES)}, "
-                      "which music21 would hold in memory several times over)")
+        return None, too_large_reason(size)
     data, reason = score_file_to_midi(path, timeout_s, limit=limit)
     if data is not None:
         try:
@@ -294,6 +293,12 @@ def collection_score_to_midi(path: Path, timeout_s: float = math.inf,
 MAX_SCORE_BYTES = 100_000_000
 
 
+def too_large_reason(size: int) -> str:
+    """Why a score of ``size`` bytes of score text (more than MAX_SCORE_BYTES) is not converted."""
+    return (f"too_large: {size_words(size)} of score text (more than {size_words(MAX_SCORE_BYTES)}, which music21 "
+            "would hold in memory several times over)")
+
+
 def _scores_with_bytes(paths: list[Path]):
     """``(extension, bytes, None)`` of each score file, read as the cluster takes them; ``(extension, None, reason)``
     for one that cannot be read, or larger than MAX_SCORE_BYTES (not read)."""
@@ -301,9 +306,7 @@ def _scores_with_bytes(paths: list[Path]):
         try:
             size = path.stat().st_size
             if size > MAX_SCORE_BYTES:
-                yield path.suffix, None, (f"too_large: {size_words(size)} of score text (more than "
-                                          f"{size_words(MAX_SCORE_BYTES)}, which music21 would hold in memory "
-                                          "several times over)")
+                yield path.suffix, None, too_large_reason(size)
                 continue
             yield path.suffix, path.read_bytes(), None
         except OSError as error:
