@@ -58,6 +58,7 @@ class MidiSource:
 
     data: bytes  # the Standard MIDI File bytes to hand to FluidSynth
     end_seconds: float  # time of the last note event
+    programs: tuple[int, ...]  # the General MIDI programs of the notes heard, sorted; -1 for drums (channel 10)
     repairs: list[str]  # what was repaired, empty for a file read as it is
     rewritten_by_mido: bool  # ``data`` was written by mido (SMPTE conversion, forced program)
 
@@ -77,7 +78,8 @@ def read_midi_data(data: bytes, program: int | None = None) -> MidiSource:
     midi, data, repairs, rewrite = _repaired(data, program)
     if rewrite:
         data = _serialize(midi)
-    return MidiSource(data, _end_time(midi), repairs, rewrite)
+    end_seconds, programs = _played(midi)
+    return MidiSource(data, end_seconds, programs, repairs, rewrite)
 
 
 def _repaired(data: bytes, program: int | None = None):
@@ -514,16 +516,19 @@ def coarser_ticks(data: bytes, most: int) -> bytes:
     return _serialize(midi)
 
 
-def _end_time(midi) -> float:
-    """Seconds of the last note event, following tempo changes in every track, as FluidSynth's player does.
+def _played(midi) -> tuple[float, tuple[int, ...]]:
+    """(seconds of the last note event, the programs heard: :attr:`MidiSource.programs`), following tempo
+    and program changes in every track, as FluidSynth's player does.
 
-    The same float as summing the delta times of mido's merged playback
-    (``for message in midi``), delta by delta, without building that merged
-    copy of every message: the messages of all tracks are sorted by absolute
-    tick (stable, as mido sorts them), and since mido drops the end-of-track
-    events and adds their delta to the next message, each delta is the
-    distance in ticks to the previous other message, converted with mido's own
-    :func:`tick2second` at the tempo then in force.
+    The seconds are the same float as summing the delta times of mido's merged
+    playback (``for message in midi``), delta by delta, without building that
+    merged copy of every message: the messages of all tracks are sorted by
+    absolute tick (stable, as mido sorts them), and since mido drops the
+    end-of-track events and adds their delta to the next message, each delta
+    is the distance in ticks to the previous other message, converted with
+    mido's own :func:`tick2second` at the tempo then in force.  A program is
+    heard when a note starts on its channel (drums: on channel 10) while the
+    channel's volume and expression are not 0, as :func:`heard_notes` counts.
     """
     from mido.midifiles.units import tick2second
 
@@ -541,6 +546,9 @@ def _end_time(midi) -> float:
         entries.sort(key=lambda entry: entry[0])
         tempo = 500000  # microseconds per beat until a set_tempo (MIDI's default, mido's DEFAULT_TEMPO)
         previous, now, last_note, notes = 0, 0.0, 0.0, 0
+        channel_programs = [0] * 16
+        levels = {control: [start] * 16 for control, start in _VOLUME_CONTROLS.items()}
+        heard = set()
         for tick, message in entries:
             if tick > previous:
                 now += tick2second(tick - previous, ticks_per_beat, tempo)
@@ -548,11 +556,19 @@ def _end_time(midi) -> float:
             kind = message.type
             if kind == "note_on":
                 last_note = now
-                notes += message.velocity > 0
+                if message.velocity > 0:
+                    notes += 1
+                    channel = message.channel
+                    if all(level[channel] > 0 for level in levels.values()):
+                        heard.add(-1 if channel == DRUM_CHANNEL else channel_programs[channel])
             elif kind == "note_off":
                 last_note = now
             elif kind == "set_tempo":
                 tempo = message.tempo
+            elif kind == "program_change":
+                channel_programs[message.channel] = message.program
+            elif kind == "control_change" and message.control in levels:
+                levels[message.control][message.channel] = message.value
         if last_tick > previous:  # the closing end-of-track delta, converted as mido converts it
             tick2second(last_tick - previous, ticks_per_beat, tempo)
     except RenderError:
@@ -561,7 +577,7 @@ def _end_time(midi) -> float:
         raise RenderError("unparseable", f"{type(error).__name__}: {error}"[:200]) from None
     if notes == 0:
         raise RenderError("no_notes", "the file holds no note events")
-    return float(last_note)
+    return float(last_note), tuple(sorted(heard))
 
 
 def midi_end_time(midi: str | Path | bytes) -> float:

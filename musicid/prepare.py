@@ -129,7 +129,7 @@ class FileReader:
         they are not the file's own (a score written as MIDI)."""
         suffix = (suffix or path.suffix).lower()
         renderer = self.midi_renderer() if suffix in MIDI_EXTENSIONS else None
-        renders, repairs = load_source(renderer, path, self.render_params, data=data, suffix=suffix)
+        renders, repairs, _ = load_source(renderer, path, self.render_params, data=data, suffix=suffix)
         clips, offsets, silent = [], [], 0
         for audio in renders:
             # What the training clips were cut from: render's 16-bit WAV, read back by clip. The rounding is

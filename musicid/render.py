@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, TypeVar
+from typing import BinaryIO, Callable, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,14 @@ TRACK_ID_BYTES = 200  # room left for "__<soundfont>.wav" (or "__aug<k>.wav") wi
 SOUNDFONT_SUFFIX_BYTES = 40
 
 _worker_renderer: MidiRenderer | None = None
+
+
+class Loaded(NamedTuple):
+    """What :func:`load_source` gives for one source."""
+
+    renders: list[np.ndarray]  # audio float32 [channels, n] at render.sample_rate Hz, one per output
+    repairs: list[str]  # what was repaired to use the source: empty for a whole one
+    programs: tuple[int, ...] | None  # a MIDI file's programs heard (musicid.midi.MidiSource); None for audio
 
 
 def init_worker(render: RenderParams) -> None:
@@ -215,8 +223,8 @@ def _render_validated(renderer: MidiRenderer, midi: Path | bytes, index: int, ex
 
 
 def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
-                       deadline: float, data: bytes | None = None) -> tuple[list[np.ndarray], list[str]]:
-    """Render one MIDI file with every SoundFont; returns (renders, what was repaired).
+                       deadline: float, data: bytes | None = None) -> Loaded:
+    """Render one MIDI file with every SoundFont; returns its renders, what was repaired and its programs.
 
     ``data``: the file's bytes, when they are at hand (``path`` is then not read).
     When FluidSynth's player gives empty, truncated or silent audio for a file
@@ -258,7 +266,7 @@ def render_midi_source(renderer: MidiRenderer, path: Path, render: RenderParams,
             raise RenderError(first.reason, f"{first.detail}; re-serialized with mido: "
                                             f"{second.reason}: {second.detail}") from None
         repairs.append(f"FluidSynth's player gave {first.reason}; re-serialized with mido")
-    return renders, repairs
+    return Loaded(renders, repairs, source.programs)
 
 
 def render_augmented(renderer: MidiRenderer, path: Path, render: RenderParams, source: str,
@@ -500,14 +508,13 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
 
 
 def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: bytes | None = None,
-                suffix: str | None = None) -> tuple[list[np.ndarray], list[str]]:
+                suffix: str | None = None) -> Loaded:
     """Render (MIDI, once per SoundFont of ``renderer``) or decode (audio) one source and check it.
 
     ``data``: the file's bytes, when they are at hand (``path`` then only names the file, by its suffix).
     ``suffix``: the kind of file it is read as, when not its own extension's (an MP3 named ``.wav``).
 
-    Returns (audio float32 [channels, n] at ``render.sample_rate`` Hz per output,
-    what was repaired: empty unless the source was recovered); raises
+    Returns its :class:`Loaded` (what was repaired: empty unless the source was recovered); raises
     :class:`RenderError` with the reason when the source is unusable, ``timeout``
     when it took longer than ``render.timeout_s``.
     """
@@ -517,7 +524,7 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: 
         return render_midi_source(renderer, path, render, deadline, data)
     if suffix in AUDIO_EXTENSIONS:
         audio, repairs = load_audio_source(path, render, data, suffix)
-        return [audio], repairs
+        return Loaded([audio], repairs, None)
     raise RenderError("unsupported_format", f"unknown file type {suffix!r}")
 
 
@@ -540,7 +547,7 @@ def render_one(task: RenderTask) -> Rendered:
     path = Path(task.source)  # names the file; its bytes are task.data (or task.file's), read from memory
     data = Path(task.file).read_bytes() if task.file and not task.data else task.data
     try:
-        renders, repairs = load_source(renderer, path, task.render, data)
+        renders, repairs, programs = load_source(renderer, path, task.render, data)
     except RenderError as error:
         record["reason"] = error.reason
         record["detail"] = error.detail or None
@@ -553,6 +560,8 @@ def render_one(task: RenderTask) -> Rendered:
     else:
         record["status"] = "rendered"
     record["duration_s"] = round(renders[0].shape[1] / sample_rate, 3)
+    if programs is not None:  # what the render plays: the instruments the file names, or render.program
+        record["programs"] = list(programs)
     for copy, name in enumerate(task.augmented_names, start=1):
         try:
             augmentation, audio = render_augmented(renderer, path, task.render, task.source, copy, data)

@@ -17,6 +17,7 @@ from pathlib import Path
 # This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from musicid.instruments import instrument_warning
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
@@ -178,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({speed}{workers}){cached} -> {args.out}")
+    warning = instrument_warning(records, recorded_params(params, manifest)["program"])
+    if warning:
+        print(f"render: warning: {warning}", file=sys.stderr)
     return 0
 
 

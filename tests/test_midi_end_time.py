@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from musicid.checks import RenderError
-from musicid.midi import _end_time, midi_end_time, read_midi, read_midi_data
+from musicid.midi import _played, midi_end_time, read_midi, read_midi_data
 
 
 def end_time_by_merged_playback(midi: mido.MidiFile) -> float:
@@ -53,10 +53,10 @@ def test_end_time_is_bit_identical_to_merged_playback(seed):
     midi = random_file(seed)
     if not any(message.type == "note_on" and message.velocity > 0 for track in midi.tracks for message in track):
         with pytest.raises(RenderError) as error:
-            _end_time(midi)
+            _played(midi)[0]
         assert error.value.reason == "no_notes"
         return
-    assert _end_time(midi) == end_time_by_merged_playback(midi)
+    assert _played(midi)[0] == end_time_by_merged_playback(midi)
 
 
 def test_tempo_set_at_a_note_s_tick_in_a_later_track_applies_after_it():
@@ -66,7 +66,7 @@ def test_tempo_set_at_a_note_s_tick_in_a_later_track_applies_after_it():
     midi.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=64, time=480),
                                        mido.Message("note_off", note=60, time=480)]))
     midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=1000000, time=480)]))
-    assert _end_time(midi) == 0.5 + 1.0
+    assert _played(midi)[0] == 0.5 + 1.0
 
 
 def test_end_of_track_events_between_notes_do_not_split_a_delta():
@@ -76,7 +76,7 @@ def test_end_of_track_events_between_notes_do_not_split_a_delta():
                                        mido.MetaMessage("end_of_track", time=5)]))
     midi.tracks.append(mido.MidiTrack([mido.Message("note_off", note=60, time=6)]))
     assert end_time_by_merged_playback(midi) == 6 * 0.1
-    assert _end_time(midi) == 6 * 0.1 != 5 * 0.1 + 1 * 0.1
+    assert _played(midi)[0] == 6 * 0.1 != 5 * 0.1 + 1 * 0.1
 
 
 def test_zero_ticks_per_beat_is_unparseable_as_before(tmp_path):

@@ -73,6 +73,25 @@ def test_a_collection_written_on_one_program_is_recorded_as_rendered_with_it(tmp
     assert json.loads((tmp_path / "plain" / "report.json").read_text())["params"]["program"] == render_program
 
 
+def test_each_midi_file_s_programs_are_recorded_and_instruments_that_name_a_label_are_warned_of(tmp_path, raw,
+                                                                                                  capsys):
+    # a/one.mid plays the piano, a/two.mid a violin, b/three.mid an organ: neither of a's is heard in b, so the
+    # instruments alone name label a (musicid.instruments); b has one such file, which names nothing.
+    assert run(tmp_path, raw) == 0
+    records = {r["source"]: r for r in json.loads((tmp_path / "audio" / "report.json").read_text())["files"]}
+    assert {source: record.get("programs") for source, record in records.items()} == {
+        "a/one.mid": [0], "a/two.mid": [40], "b/empty.mid": None, "b/three.mid": [19], "b/tone.wav": None}
+    err = capsys.readouterr().err
+    assert "render: warning: the instruments alone tell labels apart: 2 of the 2 MIDI files of 'a' play " \
+           "instruments that name it (commonest: Acoustic Grand Piano (0), 1 of its files and 0 of other " \
+           "labels')." in err and "`render.program: 0`" in err and "'b'" not in err
+    # render.program puts every part on one program: the records say so, and nothing is named
+    assert run(tmp_path, raw, out_name="piano", program=0) == 0
+    records = json.loads((tmp_path / "piano" / "report.json").read_text())["files"]
+    assert [r.get("programs") for r in records] == [[0], [0], None, [0], None]
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_a_sources_folder_goes_from_the_manifest_into_its_record(tmp_path, raw):
     """split.group folder reads the sub-folder of its label folder each source came from in the render report."""
     listed = json.loads((raw / "manifest.json").read_text())
