@@ -196,6 +196,9 @@ class ConversionTimeout(Exception):
     """A score took longer to convert than ``dataset.timeout_s``."""
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def _convert(source: Path, converter) -> bytes:
     from music21.converter.subConverters import ConverterMidi
     from music21.midi.translate import music21ObjectToMidiFile
@@ -206,6 +209,10 @@ def _convert(source: Path, converter) -> bytes:
     if source.suffix.lower() == ".mxl" and source.suffix != ".mxl":
         # music21 unpacks a compressed score by its lower-case extension only: as music21 would unpack it.
         score = converter.parseData(converter.ArchiveManager(source).getData(), format="musicxml")
+    elif source.suffix.lower() == ".krn" and (data := source.read_bytes()).startswith(UTF8_BOM):
+        # music21 reads kern as Latin-1, so a UTF-8 byte order mark (a Windows editor's) becomes three letters
+        # glued to the first line, which then fails to parse or parses as other data: read without it.
+        score = converter.parseData(data[len(UTF8_BOM):].decode("latin-1"), format="humdrum")
     else:
         score = converter.parse(source, forceSource=True, storePickle=False)
     # What score.write("midi") writes to a file (music21's ConverterMidi.write, its default options),

@@ -231,7 +231,7 @@ def score_mismatch(path: str | Path) -> str | None:
     elif b"\0" in head:
         return f"named {extension} but looks like {_looks_like(head[:64])}"
     else:
-        text = head.decode("utf-8", errors="replace")
+        text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a UTF-8 byte order mark
     if extension in (".xml", ".musicxml"):
         found = "<score-partwise" in text or "<score-timewise" in text
     elif extension == ".mei":
