@@ -65,6 +65,8 @@ record, its origin ending in ``/``).
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -75,7 +77,6 @@ import stat
 import time
 import unicodedata
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -346,11 +347,24 @@ def crashed_conversion(path: Path) -> tuple[None, str]:
     return None, "worker_crash: the worker processes converting this score died, one after another"
 
 
+def repeatable_failure(reason: str) -> bool:
+    """Whether a score's conversion failed for a reason of the score's own, which the same bytes, code and
+    libraries give again (kept in the score cache): music21's error on it, or a MIDI file render refuses. Not
+    a timeout, a crash, a file that could not be read, or music21 running out of memory or failing on the
+    file system."""
+    if reason.startswith(("no_notes", "unparseable")):
+        return True
+    if not reason.startswith("unconvertible: "):
+        return False
+    error = getattr(builtins, reason.removeprefix("unconvertible: ").split(":", 1)[0], None)
+    return not (isinstance(error, type) and issubclass(error, (MemoryError, OSError)))
+
+
 def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[dict, dict]:
-    """``({item: (key, digest of the score's bytes)}, {item: cached MIDI bytes})`` for ``items`` (an item and its
-    score file's path) in ``cache`` (a :class:`musicid.score_cache.ScoreCache`, or None: nothing cached). A score
-    that cannot be read here, or of more than MAX_SCORE_BYTES (``too_large``, found from its first bytes), has no
-    key: its conversion says why."""
+    """``({item: (key, digest of the score's bytes)}, {item: cached MIDI bytes or a failure's reason})`` for
+    ``items`` (an item and its score file's path) in ``cache`` (a :class:`musicid.score_cache.ScoreCache`, or
+    None: nothing cached). A score that cannot be read here, or of more than MAX_SCORE_BYTES (``too_large``,
+    found from its first bytes), has no key: its conversion says why."""
     keys, cached = {}, {}
     if cache is None:
         return keys, cached
@@ -362,16 +376,22 @@ def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[
         except OSError:
             continue
         keys[item] = (cache.key(kind, path.suffix, digest), digest)
-        data = cache.get(keys[item][0])
-        if data is not None:
-            cached[item] = data
+        result = cache.get(keys[item][0])
+        if result is not None:
+            cached[item] = result
     return keys, cached
 
 
-def _keep_converted(cache, keys: dict, item, path: Path, data: bytes) -> None:
-    """Put a score's conversion in ``cache`` under its key, unless the score's bytes changed since they were
-    hashed (edited during the run: the conversion may be of the new bytes, the key is of the old)."""
-    if item not in keys:
+def _from_cache(result: bytes | str) -> tuple[bytes | None, str | None]:
+    """A cached result as a conversion gives it: ``(MIDI bytes, None)`` or ``(None, reason)``."""
+    return (None, result) if isinstance(result, str) else (result, None)
+
+
+def _keep_converted(cache, keys: dict, item, path: Path, data: bytes | None, reason: str | None) -> None:
+    """Put a score's conversion (its MIDI bytes, or its reason when :func:`repeatable_failure`) in ``cache``
+    under its key, unless the score's bytes changed since they were hashed (edited during the run: the
+    conversion may be of the new bytes, the key is of the old)."""
+    if item not in keys or (data is None and not repeatable_failure(reason)):
         return
     key, digest = keys[item]
     try:
@@ -379,7 +399,7 @@ def _keep_converted(cache, keys: dict, item, path: Path, data: bytes) -> None:
     except OSError:
         return
     if unchanged:
-        cache.put(key, data)
+        cache.put(key, data if data is not None else reason)
 
 
 def crashed_score(piece: CorpusPiece) -> tuple[CorpusPiece, None, str]:
@@ -428,12 +448,13 @@ def export_music21(
     keys, cached = _cached_scores(cache, "corpus", [(piece, corpus_root() / piece.relative_path) for piece in chosen])
     convert = functools.partial(score_to_midi, timeout_s=timeout_s, program=program)
     converted = map_function(convert, [piece for piece in chosen if piece not in cached])
-    for piece, data, reason in itertools.chain(((piece, data, None) for piece, data in cached.items()), converted):
+    for piece, data, reason in itertools.chain(((piece, *_from_cache(result)) for piece, result in cached.items()),
+                                               converted):
+        if piece not in cached:
+            _keep_converted(cache, keys, piece, corpus_root() / piece.relative_path, data, reason)
         if data is None:
             skipped.append({"origin": piece.origin, "label": piece.label, "reason": reason})
             continue
-        if piece not in cached:
-            _keep_converted(cache, keys, piece, corpus_root() / piece.relative_path, data)
         target = out_dir / piece.output_name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -1141,12 +1162,12 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
         results = iter(progress(converting, total=len(missing), desc="scores"))
         written: dict[str, _Found] = {}
         for index, item in enumerate(scores):
-            data, reason = (cached[item.relative], None) if item.relative in cached else next(results)
+            data, reason = _from_cache(cached[item.relative]) if item.relative in cached else next(results)
+            if item.relative not in cached:
+                _keep_converted(score_cache, keys, item.relative, item.path, data, reason)
             if data is None:
                 skip(item.relative, item.label, reason)
                 continue
-            if item.relative not in cached:
-                _keep_converted(score_cache, keys, item.relative, item.path, data)
             target = scratch / f"{index}.mid"
             target.write_bytes(data)
             written[item.relative] = dataclasses.replace(

@@ -13,9 +13,12 @@ its kind (its extension, lower case); whether it is the corpus's (written for
 it); ``dataset.program`` and ``dataset.timeout_s`` (a smaller limit must still
 refuse a slow score); the versions of Python, music21 and mido; and the statements of
 :mod:`musicid.dataset` and every ``musicid`` module it imports (their syntax
-trees: an edited comment changes no key).  Only conversions that gave a MIDI
-file are kept: a failure (a timeout depends on the machine's load) is tried
-again.
+trees: an edited comment changes no key).  A conversion that gave a MIDI file
+is kept, and so is one that failed for a reason of the score's own (music21's
+error on it, a MIDI file of no note: :func:`musicid.dataset.repeatable_failure`),
+so that a collection's few bad scores do not cost their minutes on every run;
+a timeout (it depends on the machine's load), a crash, or an error of memory
+or of the file system is tried again.
 
 Place and size.  ``$MUSICID_SCORE_CACHE``, else ``scores/`` in the user's cache
 folder (:func:`musicid.fetch.default_cache_dir`), never inside the project;
@@ -25,7 +28,7 @@ it off with the render cache; ``python -m musicid cache info|clear`` shows and
 empties both.
 
 Entries.  ``<key[:2]>/<key>.entry``: one JSON line (the MIDI file's sha256 and
-size) and the MIDI bytes after it, written under a temporary name and renamed,
+size) and the MIDI bytes after it, or for a failure one JSON line of its reason, written under a temporary name and renamed,
 so a killed run leaves no half entry; one whose bytes do not match its digest
 is removed and counted as a miss.
 """
@@ -74,7 +77,8 @@ class ScoreCache:
         self.root = Path(root)
         self.context = context
         self.used: set[str] = set()
-        self.hits = 0
+        self.hits = 0  # MIDI files served
+        self.failures = 0  # failures served
         self.failed_writes = 0
         self.write_error = ""
 
@@ -87,8 +91,9 @@ class ScoreCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}{SUFFIX}"
 
-    def get(self, key: str) -> bytes | None:
-        """The MIDI bytes stored under ``key``, or None (absent, or damaged: then removed)."""
+    def get(self, key: str) -> bytes | str | None:
+        """The MIDI bytes, or the reason of the failure, stored under ``key``, or None (absent, or damaged: then
+        removed)."""
         path = self.path(key)
         try:
             blob = path.read_bytes()
@@ -98,7 +103,10 @@ class ScoreCache:
             line_end = blob.index(b"\n")
             header = json.loads(blob[:line_end])
             data = blob[line_end + 1:]
-            if len(data) != header["size"] or hashlib.sha256(data).hexdigest() != header["sha256"]:
+            if "reason" in header:
+                if not isinstance(header["reason"], str) or data:
+                    raise ValueError("a failure's entry holds a reason only")
+            elif len(data) != header["size"] or hashlib.sha256(data).hexdigest() != header["sha256"]:
                 raise ValueError("the MIDI bytes do not match the entry's digest")
         except (ValueError, KeyError, TypeError):
             remove_file(path)
@@ -108,20 +116,27 @@ class ScoreCache:
         except OSError:
             pass
         self.used.add(key)
+        if "reason" in header:
+            self.failures += 1
+            return header["reason"]
         self.hits += 1
         return data
 
-    def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key``; a failure (disk full, no permission) is counted, not raised: the cache
-        only saves time."""
+    def put(self, key: str, result: bytes | str) -> None:
+        """Store ``result`` (MIDI bytes, or a failure's reason) under ``key``; a failure to write (disk full, no
+        permission) is counted, not raised: the cache only saves time."""
         path = self.path(key)
+        if isinstance(result, str):
+            blob = json.dumps({"reason": result}, sort_keys=True).encode() + b"\n"
+        else:
+            header = {"sha256": hashlib.sha256(result).hexdigest(), "size": len(result)}
+            blob = json.dumps(header, sort_keys=True).encode() + b"\n" + result
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
             try:
                 with os.fdopen(handle, "wb") as out:
-                    header = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                    out.write(json.dumps(header, sort_keys=True).encode() + b"\n" + data)
+                    out.write(blob)
                 os.replace(temporary, path)
             finally:
                 if os.path.exists(temporary):

@@ -204,10 +204,11 @@ def run(args: argparse.Namespace) -> int:
         workers = f"; scores converted on the {where(args.jobs, scheduler)}"
     if score_cache is not None:
         score_cache.prune()
-        if score_cache.hits:
-            workers += f"; {score_cache.hits} scores from the score cache"
+        if score_cache.hits or score_cache.failures:
+            failures = f" ({score_cache.failures} of them failures of an earlier run)" if score_cache.failures else ""
+            workers += f"; {score_cache.hits + score_cache.failures} scores from the score cache{failures}"
         if score_cache.failed_writes:
-            print(f"download: warning: {score_cache.failed_writes} converted scores could not be kept in the "
+            print(f"download: warning: {score_cache.failed_writes} scores' conversions could not be kept in the "
                   f"score cache {score_cache.root} ({score_cache.write_error}): they are converted again next time",
                   file=sys.stderr)
     print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}{written}, "
