@@ -65,7 +65,6 @@ record, its origin ending in ``/``).
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import functools
 import hashlib
@@ -347,17 +346,29 @@ def crashed_conversion(path: Path) -> tuple[None, str]:
     return None, "worker_crash: the worker processes converting this score died, one after another"
 
 
+# The errors a parser raises on what it reads, which the same bytes give again: music21's own (named
+# ...Exception, or MEI's ...Error below), and Python's for bad data. Not MemoryError, RecursionError (how deep the
+# call starts: a pool process or a Dask worker's thread) or an OSError (the file system): those are tried again.
+_SCORE_ERRORS = frozenset({"ValueError", "KeyError", "IndexError", "TypeError", "AttributeError", "ZeroDivisionError",
+                           "AssertionError", "UnicodeDecodeError", "UnicodeError", "LookupError", "ArithmeticError",
+                           "NotImplementedError", "StopIteration", "EOFError", "ParseError", "KeySignatureError",
+                           "MeiValidityError", "MeiValueError", "MeiAttributeError", "MeiElementError"})
+_DETERMINED_REASONS = ("no_notes: ", "unconvertible: music21 wrote an empty MIDI file")
+
+
 def repeatable_failure(reason: str) -> bool:
     """Whether a score's conversion failed for a reason of the score's own, which the same bytes, code and
-    libraries give again (kept in the score cache): music21's error on it, or a MIDI file render refuses. Not
-    a timeout, a crash, a file that could not be read, or music21 running out of memory or failing on the
+    libraries give again (kept in the score cache): an error of music21 or Python's on bad data
+    (``unconvertible: <error>``), a written MIDI file that render refuses (``no_notes``; ``unparseable: <error>``).
+    Not a timeout, a crash, a file that could not be read, or an error of memory, recursion depth or the
     file system."""
-    if reason.startswith(("no_notes", "unparseable")):
+    if reason.startswith(_DETERMINED_REASONS):
         return True
-    if not reason.startswith("unconvertible: "):
-        return False
-    error = getattr(builtins, reason.removeprefix("unconvertible: ").split(":", 1)[0], None)
-    return not (isinstance(error, type) and issubclass(error, (MemoryError, OSError)))
+    for prefix in ("unconvertible: ", "unparseable: "):
+        if reason.startswith(prefix):
+            error = reason.removeprefix(prefix).split(":", 1)[0]
+            return error in _SCORE_ERRORS or (error.endswith("Exception") and error != "Exception")
+    return False
 
 
 def _cached_scores(cache, kind: str, items: list[tuple[object, Path]]) -> tuple[dict, dict]:

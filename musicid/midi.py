@@ -152,6 +152,17 @@ def _repaired(data: bytes, program: int | None = None):
 NOTE_GRID = 48  # steps a beat: onsets compared on this grid (a 32nd-note triplet is 4 steps)
 MIN_DIGEST_NOTES = 8  # fewer heard notes say too little to call two files one piece
 _VOLUME_CONTROLS = {7: 100, 11: 127}  # channel volume and expression, with their usual starting values
+_RESET_ALL_CONTROLLERS = 121
+_LEVEL_CONTROLS = {*_VOLUME_CONTROLS, _RESET_ALL_CONTROLLERS}
+
+
+def _follow_level(levels: dict[int, list[int]], message) -> None:
+    """Keep ``levels`` (control -> value per channel) after a control change: a reset of all controllers sets
+    expression back to 127 and leaves the volume, as FluidSynth does (MIDI's recommended practice RP-015)."""
+    if message.control == _RESET_ALL_CONTROLLERS:
+        levels[11][message.channel] = 127
+    elif message.control in levels:
+        levels[message.control][message.channel] = message.value
 
 
 def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
@@ -172,7 +183,7 @@ def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
         for position, message in enumerate(track):
             tick += message.time
             if message.type == "program_change" or (message.type == "note_on" and message.velocity > 0) or \
-                    (message.type == "control_change" and message.control in _VOLUME_CONTROLS):
+                    (message.type == "control_change" and message.control in _LEVEL_CONTROLS):
                 events.append((tick, index, position, message))
     events.sort(key=lambda event: event[:3])
     programs = [0] * 16
@@ -182,7 +193,7 @@ def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
         if message.type == "program_change":
             programs[message.channel] = message.program
         elif message.type == "control_change":
-            levels[message.control][message.channel] = message.value
+            _follow_level(levels, message)
         elif all(level[message.channel] > 0 for level in levels.values()):
             instrument = -1 if message.channel == DRUM_CHANNEL else programs[message.channel]
             notes.append((tick, instrument, message.note))
@@ -567,8 +578,8 @@ def _played(midi) -> tuple[float, tuple[int, ...]]:
                 tempo = message.tempo
             elif kind == "program_change":
                 channel_programs[message.channel] = message.program
-            elif kind == "control_change" and message.control in levels:
-                levels[message.control][message.channel] = message.value
+            elif kind == "control_change":
+                _follow_level(levels, message)
         if last_tick > previous:  # the closing end-of-track delta, converted as mido converts it
             tick2second(last_tick - previous, ticks_per_beat, tempo)
     except RenderError:
@@ -671,7 +682,7 @@ def force_program(midi, program: int) -> None:
         for index, message in enumerate(track):
             if message.type == "program_change" and message.channel != DRUM_CHANNEL:
                 track[index] = message.copy(program=program)
-    if midi.type != 2 and midi.tracks:
+    if midi.tracks:  # FluidSynth's player plays the tracks of a type-2 file together too: track 0 sets them all
         first = [mido.Message("program_change", channel=c, program=program, time=0)
                  for c in range(16) if c != DRUM_CHANNEL]
         midi.tracks[0][0:0] = first

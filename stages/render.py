@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"render: {status['rendered']} rendered, {status['recovered']} recovered, "
           f"{status['rejected']} rejected{detail}{augmented}; {seconds / 60:.1f} min of audio in {elapsed:.0f} s "
           f"({speed}{workers}){cached} -> {args.out}")
-    warning = instrument_warning(records, recorded_params(params, manifest)["program"])
+    warning = instrument_warning(records)
     if warning:
         print(f"render: warning: {warning}", file=sys.stderr)
     return 0

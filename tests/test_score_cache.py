@@ -99,8 +99,14 @@ def test_only_a_failure_of_the_score_s_own_is_kept():
     assert repeatable_failure("unconvertible: HumdrumException: no spine found")
     assert repeatable_failure("unconvertible: music21 wrote an empty MIDI file")
     assert repeatable_failure("no_notes: the file holds no note events")
+    assert repeatable_failure("unconvertible: MeiValidityError: no <score>")
+    assert repeatable_failure("unparseable: KeySignatureError: Could not decode key with 9 flats and mode 0")
     for reason in ("unconvertible: MemoryError: ", "unconvertible: PermissionError: [Errno 13] /tmp/music21",
                    "unconvertible: OSError: [Errno 28] No space left on device",
+                   "unconvertible: UnsupportedOperation: not readable", "unconvertible: BadGzipFile: x",
+                   "unconvertible: RecursionError: maximum recursion depth exceeded",
+                   "unconvertible: music21 wrote a MIDI file mido cannot read (MemoryError)",
+                   "unparseable: MemoryError: ", "unconvertible: Exception: anything",
                    "timeout: music21 took longer than dataset.timeout_s (120 s)",
                    "worker_crash: the worker processes converting this score died, one after another",
                    "unreadable: PermissionError", "too_large: 2 GB of score text (more than 100 MB, ...)",
