@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.clips import (ClipTask, DamagedAudio, clip_track, crashed_track, deal_units, expected_clip_count,
                            split_units, too_small_classes, track_caps, wav_damage)
+from musicid.copies import recording_copies
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json, size_words
 from musicid.parallel import check_jobs, ordered_map, resolve_jobs, resolve_scheduler, where
@@ -74,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
     tracks = {r["source"]: r for r in report["files"] if r["status"] != "rejected"}
     if not tracks:
         raise StageError(no_track_message(report["files"], report_path))
+    # A recording saved twice (a lossy copy, another level) is one track, never on both sides of the split.
+    copies = recording_copies(tracks, args.audio)
+    tracks = {t: r for t, r in tracks.items() if t not in copies}
+    if not tracks:
+        raise StageError(f"no track left: every rendered recording is a copy of another under another label "
+                         f"({next(iter(copies.values()))}, and {len(copies) - 1} more)")
     labels_found = sorted({r["label"] for r in tracks.values()})
     if len(labels_found) < 2:  # nothing to tell apart, whatever the params
         raise StageError(f"every rendered track is of one class ({labels_found[0]}): at least two are needed "
@@ -252,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
                         # Of the train clips in "counts", those cut from augmented renders, by label.
                         "augmented_clips": {label: augmented_per[label] for label in label_names},
                         "dropped_tracks": dropped, "excluded_classes": excluded, "holdout_classes": holdout,
+                        **({"copies_left_out": copies} if copies else {}),
                     }).encode("utf-8"))
                 except OSError as error:
                     raise WriteError(args.report, error_cause(error)) from None
@@ -283,6 +291,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} tracks/clips: {cells}{'  (held out: unknown)' if label in holdout else ''}")
     for label, reason in excluded.items():
         print(f"  {label:20s} left out: {reason}")
+    if copies:
+        shown = "; ".join(f"{track}: {reason}" for track, reason in list(copies.items())[:3])
+        print(f"clip: warning: {len(copies)} recordings left out as copies of another (the same audio in two "
+              f"files: a lossy copy, another level; listed in {args.report} under copies_left_out): {shown}"
+              f"{'; ...' if len(copies) > 3 else ''}", file=sys.stderr)
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)

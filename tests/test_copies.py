@@ -1,0 +1,126 @@
+"""Recordings saved twice (a lossy copy, another level, a longer lead-in): found in the clip stage, one kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from musicid.copies import copy_groups, fingerprint, similarity
+from tests.conftest import PROJECT_ROOT, load_stage, write_wav
+
+RATE = 16000
+CLIP = load_stage("clip")
+
+
+def music(seed: int, seconds: float) -> np.ndarray:
+    """A tune of seeded random notes (a tone and two overtones, a decay each), as a recording would vary."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * RATE), np.float32)
+    start = 0
+    while start < len(out):
+        length = int(rng.uniform(0.15, 0.6) * RATE)
+        t = np.arange(min(length, len(out) - start)) / RATE
+        pitch = 110 * 2 ** (rng.integers(0, 36) / 12)
+        tone = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in (1, 2, 3)) * np.exp(-3 * t)
+        out[start:start + len(t)] += (0.2 * rng.uniform(0.3, 1.0) * tone).astype(np.float32)
+        start += length
+    return out
+
+
+def save(path, audio, fmt="WAV", subtype=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio, RATE, format=fmt, subtype=subtype)
+    return path
+
+
+@pytest.mark.parametrize("seconds", [8.0, 30.0])  # compared whole, and first by its first 20 s
+def test_a_lossy_copy_another_level_and_a_lead_in_are_copies_and_other_music_is_not(tmp_path, seconds):
+    tune = music(1, seconds)
+    paths = {"original": save(tmp_path / "o.wav", tune),
+             "vorbis": save(tmp_path / "v.ogg", tune, "OGG", "VORBIS"),
+             "half": save(tmp_path / "h.wav", 0.5 * tune),
+             "lead_in": save(tmp_path / "l.wav", np.concatenate([np.zeros(RATE // 2, np.float32), tune])),
+             "other": save(tmp_path / "x.wav", music(2, seconds)),
+             "same_length_noise": save(tmp_path / "n.wav", np.random.default_rng(3).normal(
+                 0, 0.1, int(seconds * RATE)).astype(np.float32))}
+    prints = {name: fingerprint(path) for name, path in paths.items()}
+    for name in ("vorbis", "half", "lead_in"):
+        assert similarity(prints["original"], prints[name]) >= 0.99, name
+    assert similarity(prints["original"], prints["other"]) < 0.5
+    assert copy_groups(prints) == [["half", "lead_in", "original", "vorbis"]]
+
+
+def test_a_steady_tone_or_a_short_sound_is_no_copy_of_another(tmp_path):
+    # Two files of one steady tone: nothing varies in time to tell them apart or alike (download finds files of
+    # the same samples; clip would compare numerical noise).
+    tone = np.sin(2 * np.pi * 440 * np.arange(10 * RATE) / RATE).astype(np.float32)
+    short = music(4, 3.0)  # shorter than 5 s: too little to tell
+    prints = {"a": fingerprint(save(tmp_path / "a.wav", tone)), "b": fingerprint(save(tmp_path / "b.wav", tone)),
+              "c": fingerprint(save(tmp_path / "c.wav", short)), "d": fingerprint(save(tmp_path / "d.wav", short))}
+    assert copy_groups(prints) == []
+
+
+def test_copies_of_copies_join_one_group_and_lengths_far_apart_are_not_compared():
+    rng = np.random.default_rng(0)
+
+    def smooth(frames):  # varying over seconds, as music's spectrum does, not from one frame to the next
+        walk = np.cumsum(rng.normal(size=(frames, 32)), axis=0)
+        return (walk - walk.mean(axis=0)).astype(np.float32)
+
+    base = smooth(400)
+    prints = {"a": base, "b": base[3:] + 0.01, "c": base[:-5], "d": smooth(400),
+              "e": np.concatenate([base, base])}  # twice as long: not compared, whatever it holds
+    assert copy_groups(prints) == [["a", "b", "c"]]
+
+
+def collection(root, tracks):
+    """data/audio of recordings (track id -> (label, samples)) and its report."""
+    files = []
+    for source, (label, audio) in tracks.items():
+        name = source.rsplit(".", 1)[0] + ".wav"
+        write_wav(root / name, audio, RATE)
+        files.append({"source": source, "label": label, "status": "rendered", "reason": None,
+                      "duration_s": round(len(audio) / RATE, 3), "outputs": [name]})
+    (root / "report.json").write_text(json.dumps({"files": sorted(files, key=lambda r: r["source"])}))
+
+
+def test_the_clip_stage_keeps_one_recording_of_copies_and_none_of_copies_under_two_labels(tmp_path, monkeypatch,
+                                                                                          capsys):
+    import yaml
+
+    monkeypatch.setenv("MUSICID_PROGRESS", "0")
+    tracks = {f"{label}/t{index}.flac": (label, music(10 * index + ord(label), 8.0))
+              for label in "abc" for index in range(5)}
+    tracks["a/t0 (mp3).mp3"] = ("a", 0.5 * tracks["a/t0.flac"][1])  # the same recording, at half the level
+    tracks["a/t0 again.ogg"] = ("a", np.concatenate([np.zeros(RATE // 4, np.float32), tracks["a/t0.flac"][1]]))
+    tracks["c/t1 copy.wav"] = ("c", tracks["b/t1.flac"][1])  # one recording under two labels
+    tracks["a/score.mid"] = ("a", tracks["b/t2.flac"][1])  # a MIDI file's render is not compared here
+    collection(tmp_path / "audio", tracks)
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["clip"].update({"sample_rate": RATE, "clip_seconds": 2.0, "hop_seconds": 2.0})
+    params["split"].update({"val": 0.2, "test": 0.2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    arguments = ["--params", str(tmp_path / "params.yaml"), "--audio", str(tmp_path / "audio"),
+                 "--out", str(tmp_path / "clips.h5"), "--report", str(tmp_path / "report.json"), "--jobs", "2"]
+    assert CLIP.main(arguments) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["copies_left_out"] == {
+        "a/t0 (mp3).mp3": "copy: the same recording as a/t0.flac",  # the lossless one is kept
+        "a/t0 again.ogg": "copy: the same recording as a/t0.flac",
+        "b/t1.flac": "ambiguous_label: the same recording as c/t1 copy.wav, under b, c",
+        "c/t1 copy.wav": "ambiguous_label: the same recording as b/t1.flac, under b, c"}
+    assert sum(cell["tracks"] for label in report["counts"].values() for cell in label.values()) == len(tracks) - 4
+    err = capsys.readouterr().err
+    assert "clip: warning: 4 recordings left out as copies of another" in err and "copies_left_out" in err
+    first = (tmp_path / "clips.h5").read_bytes()
+    assert CLIP.main(arguments) == 0 and (tmp_path / "clips.h5").read_bytes() == first  # the same bytes again
+    # Without copies the report is as it always was: no copies_left_out.
+    for source in ("a/t0 (mp3).mp3", "a/t0 again.ogg", "c/t1 copy.wav"):
+        del tracks[source]
+    collection(tmp_path / "plain", tracks)
+    arguments[3] = str(tmp_path / "plain")
+    assert CLIP.main(arguments) == 0
+    assert "copies_left_out" not in json.loads((tmp_path / "report.json").read_text())
