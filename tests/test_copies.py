@@ -32,7 +32,10 @@ def music(seed: int, seconds: float) -> np.ndarray:
 
 def save(path, audio, fmt="WAV", subtype=None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, audio, RATE, format=fmt, subtype=subtype)
+    # In blocks: libsndfile's Vorbis encoder can crash when handed a long signal in one write.
+    with soundfile.SoundFile(path, "w", RATE, 1, format=fmt, subtype=subtype) as out:
+        for start in range(0, len(audio), 4096):
+            out.write(audio[start:start + 4096])
     return path
 
 
