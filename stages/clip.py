@@ -293,9 +293,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} left out: {reason}")
     if copies:
         shown = "; ".join(f"{track}: {reason}" for track, reason in list(copies.items())[:3])
-        print(f"clip: warning: {len(copies)} recordings left out as copies of another (the same audio in two "
-              f"files: a lossy copy, another level; listed in {args.report} under copies_left_out): {shown}"
-              f"{'; ...' if len(copies) > 3 else ''}", file=sys.stderr)
+        print(f"clip: warning: {len(copies)} recording{'s' if len(copies) != 1 else ''} left out, the same audio "
+              f"as another file (a lossy copy, another level; listed in {args.report} under copies_left_out): "
+              f"{shown}{'; ...' if len(copies) > 3 else ''}", file=sys.stderr)
     for warning in scoreless_splits(tracks, splits, dropped, known) + dominant_tracks(
             track_clips, tracks, splits, known, clip_params.max_clips_per_track):
         print(f"clip: warning: {warning}", file=sys.stderr)

@@ -117,7 +117,7 @@ def test_the_clip_stage_keeps_one_recording_of_copies_and_none_of_copies_under_t
         "c/t1 copy.wav": "ambiguous_label: the same recording as b/t1.flac, under b, c"}
     assert sum(cell["tracks"] for label in report["counts"].values() for cell in label.values()) == len(tracks) - 4
     err = capsys.readouterr().err
-    assert "clip: warning: 4 recordings left out as copies of another" in err and "copies_left_out" in err
+    assert "clip: warning: 4 recordings left out, the same audio as another file" in err and "copies_left_out" in err
     first = (tmp_path / "clips.h5").read_bytes()
     assert CLIP.main(arguments) == 0 and (tmp_path / "clips.h5").read_bytes() == first  # the same bytes again
     # Without copies the report is as it always was: no copies_left_out.
