@@ -2,8 +2,8 @@
 
 Fingerprints the WAVs a render wrote (default: data/audio, the default dataset's 160 renders, about six
 hours), in the stage's process and on 2 workers, side by side, then compares them all (copy_groups), and
-times the comparison of N synthetic 30-second fingerprints, every one of the same length (the worst case:
-a collection of excerpts). Prints seconds and seconds per recorded hour.
+times the comparison of N synthetic fingerprints of 30 s and of 10 s, every one of the same length (the worst
+case: a collection of excerpts). Prints seconds and seconds per recorded hour.
 
     python benchmarks/copies_speed.py [--audio data/audio] [--excerpts 1000] [--repeats 2] [--times 1]
 """
@@ -58,14 +58,15 @@ def main() -> int:
     print(f"comparing the {len(paths)}: {time.perf_counter() - started:.2f} s, {len(groups)} groups of copies"
           + (f" ({'; '.join(' = '.join(Path(p).name for p in g) for g in groups)})" if groups else ""))
     rng = np.random.default_rng(0)
-    excerpts = {}
-    for index in range(args.excerpts):  # smooth over seconds, as music's spectrum is, each its own
-        walk = np.cumsum(rng.normal(size=(300, BANDS)), axis=0)
-        excerpts[f"x{index}"] = (walk - walk.mean(axis=0)).astype(np.float32)
-    started = time.perf_counter()
-    groups = copy_groups(excerpts)
-    print(f"comparing {args.excerpts} excerpts of 30 s, all of one length: {time.perf_counter() - started:.2f} s, "
-          f"{len(groups)} groups of copies")
+    for seconds in (30, 10):  # compared first by their first 10 s, or 5 s
+        excerpts = {}
+        for index in range(args.excerpts):  # smooth over seconds, as music's spectrum is, each its own
+            walk = np.cumsum(rng.normal(size=(seconds * 10, BANDS)), axis=0)
+            excerpts[f"x{index}"] = (walk - walk.mean(axis=0)).astype(np.float32)
+        started = time.perf_counter()
+        groups = copy_groups(excerpts)
+        print(f"comparing {args.excerpts} excerpts of {seconds} s, all of one length: "
+              f"{time.perf_counter() - started:.2f} s, {len(groups)} groups of copies")
     return 0
 
 

@@ -9,18 +9,22 @@ is tested on music it was trained on (GTZAN's repeats inflated a decade of
 published scores).  The clip stage therefore compares the rendered audio of
 every two audio sources of about the same length and deals copies as one unit.
 
-Fingerprint: the rendered WAV at FINGERPRINT_RATE Hz, a log-mel spectrogram of
-BANDS bands every 0.1 s, its quiet lead-in and tail (QUIET_DB below its loudest
-frame) cut off, each band's mean over time removed (a copy at another level is
-the same).  Two fingerprints whose lengths differ by at most
-max(MAX_LAG_FRAMES, 2 %) are compared at every lag up to MAX_LAG_FRAMES (a
-codec's delay, a lead-in that is not quite silent): their Pearson correlation
-at the best lag.  Copies measure 0.99 and more (MP3 and Ogg Vorbis copies, half
-the level, 0.3 s of silence before); two renders of different pieces of the
-same length at most 0.82 on the default dataset, one pair of variants of one
-Kyrie 0.96 (MIDI renders, which this module is not used on).  SIMILARITY is
-the line.  Floating point: another CPU may compute a correlation a little
-differently; nothing measured lies near the line.
+Fingerprint (:func:`fingerprint`): the rendered WAV at FINGERPRINT_RATE Hz,
+framed from its first sample within ONSET_DB of its peak (a lead-in of any
+length, a codec's delay), a log-mel spectrogram of BANDS bands every 0.1 s,
+floored FLOOR_DB below its loudest (a codec's noise), its quiet head and tail
+cut, each band's mean over the sounding frames removed (the level), the quiet
+frames inside set to 0 (where two pieces fall silent must not make them
+alike).  Recordings whose lengths differ by at most max(MAX_LAG_FRAMES, 2 %)
+are compared (:func:`copy_groups`): first coarsely, all of a block against all
+their peers at once; then, for those alike at first, whole, at every lag up to
+MAX_LAG_FRAMES, and framed again a quarter frame later where the whole frames
+fall short.  A cosine similarity of SIMILARITY makes copies.  Measured on the
+default dataset's renders: Ogg Vorbis and MP3 copies 0.99 and more, half the
+level and a lead-in 1.0; different pieces of one length at most 0.81, two
+variants of one Kyrie 0.97 (MIDI renders, which this module is not used on).
+Floating point: another CPU may compute a similarity a little differently,
+which matters only for a pair within a hair of the line.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ MIN_FRAMES = 50  # 5 s: shorter sounds are too alike to call copies
 LOSSY_EXTENSIONS = frozenset({".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"})
 
 
-def fingerprint(path: str | Path) -> np.ndarray:
-    """float32 [frames, BANDS] of the WAV file at ``path`` (see the module's docstring); [0, BANDS] (never
-    compared) when it holds less than one frame above its quiet floor, or a sound that varies by less than
-    MIN_VARIATION over time (a steady tone)."""
+def fingerprint(path: str | Path, offset: int = 0) -> np.ndarray:
+    """float32 [frames, BANDS] of the WAV file at ``path`` (see the module's docstring), framed ``offset``
+    samples (at FINGERPRINT_RATE) after its onset; [0, BANDS] (never compared) when it holds less than one frame
+    above its quiet floor, or a sound that varies by less than MIN_VARIATION over time (a steady tone)."""
     import librosa
 
     from musicid.clips import load_mono
@@ -57,26 +61,30 @@ def fingerprint(path: str | Path) -> np.ndarray:
     # (a codec's delay, added silence) is framed at the same point of the music, to the sample.
     peak = float(np.max(np.abs(mono))) if len(mono) else 0.0
     if peak > 0:
-        mono = mono[int(np.argmax(np.abs(mono) >= peak * 10 ** (-ONSET_DB / 20))):]
+        mono = mono[int(np.argmax(np.abs(mono) >= peak * 10 ** (-ONSET_DB / 20))) + offset:]
     if len(mono) < N_FFT:
         return np.zeros((0, BANDS), dtype=np.float32)
     mel = librosa.feature.melspectrogram(y=mono, sr=FINGERPRINT_RATE, n_fft=N_FFT, hop_length=HOP, n_mels=BANDS,
                                          power=2.0, center=False)
     energy = mel.sum(axis=0)
-    loud = np.flatnonzero(energy >= energy.max() * 10 ** (-QUIET_DB / 10)) if energy.max() > 0 else []
-    if len(loud) == 0:
+    loud = energy >= energy.max() * 10 ** (-QUIET_DB / 10) if energy.max() > 0 else np.zeros(len(energy), bool)
+    if not loud.any():
         return np.zeros((0, BANDS), dtype=np.float32)
+    first, last = np.flatnonzero(loud)[[0, -1]]
+    loud = loud[first:last + 1]
     # Bands more than FLOOR_DB below the loudest are floored: there a codec's noise, not the music, would vary.
-    log = np.log10(np.maximum(mel[:, loud[0]:loud[-1] + 1], mel.max() * 10 ** (-FLOOR_DB / 10))).T
-    varying = log - log.mean(axis=0)
-    if varying.std() < MIN_VARIATION:  # a steady sound: nothing in time to tell one recording from another
+    log = np.log10(np.maximum(mel[:, first:last + 1], mel.max() * 10 ** (-FLOOR_DB / 10))).T
+    # Each band's mean over the sounding frames removed (the level); a quiet frame inside is 0, so that where
+    # two pieces fall silent (the same digital silence in both) makes them no more alike.
+    varying = np.where(loud[:, None], log - log[loud].mean(axis=0), 0.0)
+    if varying[loud].std() < MIN_VARIATION:  # a steady sound: nothing in time to tell one recording from another
         return np.zeros((0, BANDS), dtype=np.float32)
     return varying.astype(np.float32)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """The Pearson correlation of two fingerprints at their best lag (at most MAX_LAG_FRAMES); -1 when they
-    overlap by fewer than MIN_FRAMES frames."""
+    """The cosine similarity of two fingerprints (each band's mean already removed) at their best lag (whole
+    frames, at most MAX_LAG_FRAMES); -1 when they overlap by fewer than MIN_FRAMES frames."""
     best = -1.0
     for lag in range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1):
         x, y = a[max(lag, 0):], b[max(-lag, 0):]
@@ -85,8 +93,6 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
             continue
         x = x[:n].ravel().astype(np.float64)
         y = y[:n].ravel().astype(np.float64)
-        x -= x.mean()
-        y -= y.mean()
         norm = np.linalg.norm(x) * np.linalg.norm(y)
         if norm > 0:
             best = max(best, float(x @ y / norm))
@@ -98,45 +104,53 @@ def comparable(a: int, b: int) -> bool:
     return min(a, b) >= MIN_FRAMES and abs(a - b) <= max(MAX_LAG_FRAMES, 0.02 * max(a, b))
 
 
-POOL = 10  # frames averaged into one for the first, coarse comparison (1 s)
-HEAD = 20  # coarse frames: the first 20 s of two fingerprints are compared first
-COARSE_SIMILARITY = 0.8  # what the coarse comparison must reach for the whole one to be made
+# The first, coarse comparison: each fingerprint's first seconds, smoothed over 1 s, taken every STEP frames
+# (0.2 s) in BANDS // SQUEEZE bands, all of a block of tracks against all their peers at once, at every lag of
+# STEP frames up to MAX_LAG_FRAMES (a lag between two steps is off by at most 0.1 s of 1 s smoothing).
+SMOOTH = 10  # frames: 1 s
+STEP = 2
+SQUEEZE = 4
+LONG_HEAD = 100  # frames (10 s) compared first when both are as long
+SHORT_HEAD = MIN_FRAMES  # and the first 5 s of shorter ones
+COARSE_SIMILARITY = 0.7  # what the coarse comparison must reach for the whole one to be made
+PHASES = 4  # a copy cut or shifted by part of a frame is framed again at HOP / PHASES steps before it is judged
+BLOCK = 256  # tracks whose heads are compared with their peers' at once
 
 
-def _heads(prints: list[np.ndarray]) -> np.ndarray:
-    """float64 [n, HEAD, BANDS]: the first HEAD seconds of each fingerprint, averaged over 1 s frames."""
-    return np.stack([print_[:HEAD * POOL].reshape(HEAD, POOL, BANDS).mean(axis=1, dtype=np.float64)
-                     for print_ in prints])
+def _head(print_: np.ndarray, frames: int) -> np.ndarray:
+    """float32 [steps, BANDS // SQUEEZE]: the first ``frames`` frames smoothed over SMOOTH, every STEP."""
+    part = print_[:frames].reshape(frames, BANDS // SQUEEZE, SQUEEZE).mean(axis=2)
+    kernel = np.ones(SMOOTH) / SMOOTH
+    smooth = np.stack([np.convolve(part[:, band], kernel, mode="valid") for band in range(part.shape[1])], axis=1)
+    return smooth[::STEP].astype(np.float32)
 
 
 def _standardized(heads: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """float64 [n, (stop - start) * BANDS]: frames start..stop of each head, flattened, mean removed, unit norm
-    (a silent one all 0)."""
-    flat = heads[:, start:stop].reshape(len(heads), -1)
-    flat = flat - flat.mean(axis=1, keepdims=True)
+    """float64 [n, (stop - start) * bands]: steps start..stop of each head, flattened, unit norm (0 stays 0)."""
+    flat = heads[:, start:stop].reshape(len(heads), -1).astype(np.float64)
     norms = np.linalg.norm(flat, axis=1, keepdims=True)
     return np.divide(flat, norms, out=np.zeros_like(flat), where=norms > 0)
 
 
 def _head_similarities(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """[len(rows), len(columns)]: the correlation of each head of ``rows`` with each of ``columns`` (each
-    [n, HEAD, BANDS]) at their best lag (whole seconds, up to MAX_LAG_FRAMES), a block at a time."""
+    """[len(rows), len(columns)]: the cosine similarity of each head of ``rows`` with each of ``columns`` at
+    their best lag (STEP frames at a time, up to MAX_LAG_FRAMES)."""
+    steps = rows.shape[1]
     best = np.full((len(rows), len(columns)), -1.0)
-    for lag in range(-(MAX_LAG_FRAMES // POOL), MAX_LAG_FRAMES // POOL + 1):
-        x = _standardized(rows, max(lag, 0), HEAD + min(lag, 0))
-        y = _standardized(columns, max(-lag, 0), HEAD - max(lag, 0))
+    for lag in range(-(MAX_LAG_FRAMES // STEP), MAX_LAG_FRAMES // STEP + 1):
+        x = _standardized(rows, max(lag, 0), steps + min(lag, 0))
+        y = _standardized(columns, max(-lag, 0), steps - max(lag, 0))
         np.maximum(best, x @ y.T, out=best)
     return best
 
 
-BLOCK = 256  # tracks whose heads are compared with their peers' at once
-
-
-def copy_groups(prints: dict[str, np.ndarray]) -> list[list[str]]:
+def copy_groups(prints: dict[str, np.ndarray], phases=None) -> list[list[str]]:
     """The groups of two or more tracks (track id -> fingerprint) that are copies of one another, each sorted,
-    sorted by their first track: every two of about the same length are compared (their first 20 s at 1 s
-    frames first, a track against all its peers at once: a collection of thousands of 30-second excerpts has
-    millions of such pairs; then whole), and a copy of a copy joins the group."""
+    sorted by their first track: every two of about the same length are compared, first coarsely (their first
+    10 s, or 5 s, a block of tracks against all their peers at once: a collection of thousands of excerpts of
+    one length has millions of such pairs), then whole; a copy of a copy joins the group. ``phases(track, k)``:
+    the track's fingerprint framed k * HOP / PHASES samples later (k = 1 .. PHASES - 1), to judge a pair off by
+    part of a frame; None: whole frames only."""
     parent = {track: track for track in prints}
 
     def root(track: str) -> str:
@@ -145,74 +159,88 @@ def copy_groups(prints: dict[str, np.ndarray]) -> list[list[str]]:
             track = parent[track]
         return track
 
+    phased: dict[tuple[str, int], np.ndarray] = {}
+
+    def copies(first: str, second: str) -> bool:
+        if similarity(prints[first], prints[second]) >= SIMILARITY:
+            return True
+        for k in range(1, PHASES if phases else 1):
+            if (second, k) not in phased:
+                phased[second, k] = phases(second, k)
+            if similarity(prints[first], phased[second, k]) >= SIMILARITY:
+                return True
+        return False
+
     by_length = [track for track in sorted(prints, key=lambda track: (len(prints[track]), track))
                  if len(prints[track]) >= MIN_FRAMES]
     lengths = [len(prints[track]) for track in by_length]
-    headed = [length >= HEAD * POOL for length in lengths]
-    heads = _heads([prints[track] for track, has in zip(by_length, headed) if has]) if any(headed) else None
-    head_index = np.cumsum(headed) - 1  # each headed track's row in heads
+    shorts = np.stack([_head(prints[track], SHORT_HEAD) for track in by_length]) if by_length else None
+    longs = {index: _head(prints[track], LONG_HEAD) for index, track in enumerate(by_length)
+             if lengths[index] >= LONG_HEAD}
     ends = []  # for each track, the end of the run of tracks after it that are comparable with it
     for index in range(len(by_length)):
         end = max(ends[-1] if ends else 0, index + 1)
         while end < len(by_length) and comparable(lengths[index], lengths[end]):
             end += 1
         ends.append(end)
-    candidates = []
     for start in range(0, len(by_length), BLOCK):
         stop = min(start + BLOCK, len(by_length))
-        last = ends[stop - 1]
-        headed_rows = [i for i in range(start, stop) if headed[i]]
-        scores = None
-        if headed_rows and last > headed_rows[0] + 1:
-            # a headed track is followed by headed tracks only (sorted by length)
-            columns = range(headed_rows[0] + 1, last)
-            scores = _head_similarities(heads[head_index[headed_rows[0]]:head_index[headed_rows[-1]] + 1],
-                                        heads[head_index[columns[0]]:head_index[columns[-1]] + 1])
-        for index in range(start, stop):
-            for other in range(index + 1, ends[index]):
-                if headed[index]:
-                    score = scores[index - headed_rows[0], other - headed_rows[0] - 1]
-                    if score < COARSE_SIMILARITY:
-                        continue
-                candidates.append((index, other))  # shorter than HEAD: compared whole straight away
-    for index, other in candidates:
-        first, second = by_length[index], by_length[other]
-        if root(first) != root(second) and similarity(prints[first], prints[second]) >= SIMILARITY:
-            low, high = sorted((root(first), root(second)))
-            parent[high] = low
+        for rows in ([i for i in range(start, stop) if i not in longs], [i for i in range(start, stop) if i in longs]):
+            if not rows or ends[rows[-1]] <= rows[0] + 1:
+                continue
+            columns = range(rows[0] + 1, ends[rows[-1]])  # sorted by length: a long row's columns are long too
+            if rows[0] in longs:
+                scores = _head_similarities(np.stack([longs[i] for i in rows]), np.stack([longs[j] for j in columns]))
+            else:
+                scores = _head_similarities(shorts[rows[0]:rows[-1] + 1], shorts[columns[0]:columns[-1] + 1])
+            for row, index in enumerate(rows):
+                for other in range(index + 1, ends[index]):
+                    first, second = by_length[index], by_length[other]
+                    if scores[row, other - columns[0]] >= COARSE_SIMILARITY and root(first) != root(second) and \
+                            copies(first, second):
+                        low, high = sorted((root(first), root(second)))
+                        parent[high] = low
     groups: dict[str, list[str]] = {}
     for track in sorted(prints):
         groups.setdefault(root(track), []).append(track)
     return sorted((members for members in groups.values() if len(members) > 1), key=lambda members: members[0])
 
 
-def _fingerprint_or_none(path: str) -> np.ndarray | None:
-    """:func:`fingerprint`, or None for a WAV that cannot be read (the clip stage names it when it cuts)."""
+def _fingerprint_or_none(path: str, offset: int = 0) -> np.ndarray | None:
+    """:func:`fingerprint`, or None for a WAV that cannot be decoded (the clip stage names it when it cuts)."""
+    import soundfile
+
     try:
-        return fingerprint(path)
-    except Exception:  # noqa: BLE001 - damaged audio is reported where the track is cut
+        return fingerprint(path, offset)
+    except (OSError, ValueError, RuntimeError, soundfile.LibsndfileError):
         return None
 
 
 def recording_copies(tracks: dict[str, dict], audio_dir: Path) -> dict[str, str]:
     """track id -> why it is left out, for the audio sources among ``tracks`` (track id -> render-report record)
-    that are copies of another (:func:`copy_groups`): of copies under one label the first by name is kept and
-    the others are ``copy: the same recording as <track>``; copies under two labels all go, ``ambiguous_label``
-    (which label is right, only the user can say), as the download stage does with files of the same samples.
-    MIDI files are left alone (the download stage compares their notes)."""
+    that are copies of another (:func:`copy_groups`): of copies under one label the first by name is kept (a
+    lossless one before a lossy one, LOSSY_EXTENSIONS, by extension) and the others are ``copy: the same
+    recording as <track>``; copies under two labels all go, ``ambiguous_label`` (which label is right, only
+    the user can say), as the download stage does with files of the same samples. MIDI files are left alone
+    (the download stage compares their notes)."""
     from musicid.filetypes import MIDI_EXTENSIONS
     from musicid.progress import progress
 
     recordings = sorted(track for track in tracks if Path(track).suffix.lower() not in MIDI_EXTENSIONS)
     if len(recordings) < 2:
         return {}
-    paths = [str(Path(audio_dir) / tracks[track]["outputs"][0]) for track in recordings]
-    # In the stage's process: on 2 workers it took longer, 0.68x (benchmarks/copies_speed.py, 24 hours).
-    results = map(_fingerprint_or_none, paths)
+    paths = {track: str(Path(audio_dir) / tracks[track]["outputs"][0]) for track in recordings}
+    # In the stage's process, whose BLAS already uses the cores (benchmarks/copies_speed.py).
+    results = (_fingerprint_or_none(paths[track]) for track in recordings)
     prints = {track: print_ for track, print_ in zip(recordings, progress(results, total=len(paths), desc="copies"))
               if print_ is not None}
+
+    def phase(track: str, k: int) -> np.ndarray:
+        framed = _fingerprint_or_none(paths[track], k * HOP // PHASES)
+        return framed if framed is not None else prints[track]
+
     left_out = {}
-    for group in copy_groups(prints):
+    for group in copy_groups(prints, phase):
         labels = sorted({tracks[track]["label"] for track in group})
         if len(labels) > 1:
             for track in group:

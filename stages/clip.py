@@ -77,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
         raise StageError(no_track_message(report["files"], report_path))
     # A recording saved twice (a lossy copy, another level) is one track, never on both sides of the split.
     copies = recording_copies(tracks, args.audio)
+    vanished = {r["label"]: f"every track left out as the same recording as another file's ({len(copies)} such "
+                            f"tracks are listed under copies_left_out in {args.report})"
+                for t, r in tracks.items() if t in copies}
     tracks = {t: r for t, r in tracks.items() if t not in copies}
+    for record in tracks.values():
+        vanished.pop(record["label"], None)
     if not tracks:
         raise StageError(f"no track left: every rendered recording is a copy of another under another label "
                          f"({next(iter(copies.values()))}, and {len(copies) - 1} more)")
@@ -87,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
                          f"(dataset.classes, or a <label>/ folder each in a collection; {report_path} lists "
                          "what was rendered)")
     holdout = sorted(set(split_params.holdout_classes))
+    if any(label in vanished for label in holdout):
+        raise ParamsError(f"{args.params}: split.holdout_classes names "
+                          f"{', '.join(label for label in holdout if label in vanished)}: "
+                          f"{vanished[next(label for label in holdout if label in vanished)]}")
     missing = [label for label in holdout if label not in labels_found]
     if missing or len(labels_found) - len(holdout) < 2:
         reason = (f"names classes with no rendered track: {missing} (the classes rendered: "
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     words = ("rendered track", "rendered tracks") if split_params.group == "track" else \
         (f"group of rendered tracks (split.group {split_params.group})",
          f"groups of rendered tracks (split.group {split_params.group})")
-    excluded = {**unrendered_classes(report["files"], labels_found),
+    excluded = {**unrendered_classes(report["files"], labels_found), **vanished,
                 **({} if given else too_small_classes({units[t]: r["label"] for t, r in tracks.items()},
                                                       split_params.val, split_params.test, holdout,
                                                       split_params.folds, words))}
@@ -118,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
     in_folders, rendered = sum(1 for record in tracks.values() if record.get("folder")), len(tracks)
     deeper = sum(1 for record in tracks.values() if record.get("parent"))
     tracks = {t: r for t, r in tracks.items() if r["label"] not in excluded}
-    # The split depends on the tracks' names (and folders), split.seed and split.folds alone, not on what
-    # cutting finds: it is made once, and a class left out below (no training clip) leaves every other track
-    # where it was.
+    # The split depends on the tracks' names (and folders; copies of one recording left out above), split.seed
+    # and split.folds alone, not on what cutting finds: it is made once, and a class left out below (no
+    # training clip) leaves every other track where it was.
     all_splits = {t: "test" if tracks[t]["label"] in holdout else given[t] for t in sorted(tracks)} if given else \
         deal_units(tracks, units, split_params.val, split_params.test, split_params.seed, holdout,
                    split_params.folds, split_params.fold, split_params.order)
