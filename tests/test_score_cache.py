@@ -148,10 +148,12 @@ def test_the_corpus_is_converted_once_for_each_program(tmp_path, cache_folder, m
         (tmp_path / "second" / "bach" / "bwv66.6.mid").read_bytes()
 
 
-def test_the_download_stage_says_what_the_cache_served(tmp_path, cache_folder, monkeypatch, capsys):
+def collection_download(tmp_path, monkeypatch) -> list[str]:
+    """A folder of two good scores and one music21 cannot convert, params.yaml reading it, and the download
+    stage's arguments for it."""
     import yaml
 
-    from tests.conftest import PROJECT_ROOT, load_stage
+    from tests.conftest import PROJECT_ROOT
 
     monkeypatch.setenv("MUSICID_PROGRESS", "0")
     tree(tmp_path / "coll", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER),
@@ -159,8 +161,14 @@ def test_the_download_stage_says_what_the_cache_served(tmp_path, cache_folder, m
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     params["dataset"].update({"source": "path", "path": str(tmp_path / "coll"), "classes": [], "max_per_class": 0})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"), "--jobs", "1"]
+
+
+def test_the_download_stage_says_what_the_cache_served(tmp_path, cache_folder, monkeypatch, capsys):
+    from tests.conftest import load_stage
+
     stage = load_stage("download")
-    arguments = ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"), "--jobs", "1"]
+    arguments = collection_download(tmp_path, monkeypatch)
     assert stage.main(arguments) == 0
     assert "from the score cache" not in capsys.readouterr().out
     manifest = (tmp_path / "raw" / "manifest.json").read_bytes()
@@ -267,21 +275,12 @@ def test_a_score_too_large_is_not_read_whole_for_its_key(tmp_path, cache_folder,
 
 
 def test_a_cache_that_cannot_be_written_is_named_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
-    import yaml
-
-    from tests.conftest import PROJECT_ROOT, load_stage
+    from tests.conftest import load_stage
 
     (tmp_path / "not-a-folder").write_text("a file where the cache would be")
     monkeypatch.setenv("MUSICID_SCORE_CACHE", str(tmp_path / "not-a-folder"))
     monkeypatch.delenv("MUSICID_NO_CACHE", raising=False)
-    monkeypatch.setenv("MUSICID_PROGRESS", "0")
-    tree(tmp_path / "coll", {"bach/a.krn": kern(TUNE), "haydn/b.abc": abc(OTHER),
-                             "haydn/bad.krn": b"!!!COM x\n**kern\n4c\n*-\n"})
-    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    params["dataset"].update({"source": "path", "path": str(tmp_path / "coll"), "classes": [], "max_per_class": 0})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    assert load_stage("download").main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "raw"),
-                                        "--jobs", "1"]) == 0
+    assert load_stage("download").main(collection_download(tmp_path, monkeypatch)) == 0
     err = capsys.readouterr().err
     assert "download: warning: 3 scores' conversions could not be kept in the score cache" in err
     assert "(NotADirectoryError: " in err and "they are converted again next time" in err
