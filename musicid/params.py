@@ -226,6 +226,7 @@ class ClipParams(Section):
     max_silence: float = Field(ge=0, le=1)  # clips with a larger fraction of silent frames are skipped
     max_clips_per_track: int = Field(ge=0)  # 0: no cap; otherwise evenly spaced clips are kept
     max_clips_per_class: int = Field(ge=0)  # 0: no cap; otherwise shared out over the class's training tracks
+    find_copies: bool  # copies of one recording among the audio sources left out before the split, one kept (musicid.copies)
 
     @model_validator(mode="after")
     def _check(self) -> ClipParams:

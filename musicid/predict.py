@@ -101,7 +101,7 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
 # Params a checkpoint may lack, with the value that reproduces how it was made.
 ABSENT_KEYS = {
     "render": {"interpolation": "4th", "augment": {"copies": 0, "transpose": 0, "tempo": 0.0, "programs": [], "soundfonts": [], "seed": 0}},
-    "clip": {},
+    "clip": {"find_copies": True},  # never read by predict
     "features": {"symbolic": False, "symbolic_key": "absolute", "symbolic_texture": False, "symbolic_roll": False,
                  "symbolic_piece": False, "symbolic_onsets": False,
                  "bins_per_octave": 12,

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if not tracks:
         raise StageError(no_track_message(report["files"], report_path))
     # A recording saved twice (a lossy copy, another level) is one track, never on both sides of the split.
-    copies = recording_copies(tracks, args.audio)
+    copies = recording_copies(tracks, args.audio) if clip_params.find_copies else {}
     vanished = {r["label"]: f"every track left out as the same recording as another file's ({len(copies)} such "
                             f"tracks are listed under copies_left_out in {args.report})"
                 for t, r in tracks.items() if t in copies}

@@ -179,6 +179,18 @@ def test_the_clip_stage_keeps_one_recording_of_copies_and_none_of_copies_under_t
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     first = (tmp_path / "clips.h5").read_bytes()
     assert CLIP.main(arguments) == 0 and (tmp_path / "clips.h5").read_bytes() == first  # the same bytes again
+    # Turned off, every source is a track of its own, copies and all.
+    params["clip"]["find_copies"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    capsys.readouterr()
+    assert CLIP.main(arguments) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "copies_left_out" not in report
+    assert list(report["excluded_classes"]) == ["d"] and report["excluded_classes"]["d"].startswith("1 rendered track;")
+    assert sum(cell["tracks"] for label in report["counts"].values() for cell in label.values()) == len(tracks) - 1
+    assert "recordings left out" not in capsys.readouterr().err
+    params["clip"]["find_copies"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     # Without copies the report is as it always was: no copies_left_out.
     for source in ("a/t0 (mp3).mp3", "a/t0 again.ogg", "c/t1 copy.wav", "d/x.wav"):
         del tracks[source]
