@@ -148,6 +148,19 @@ def lost_classes(manifest: dict) -> list[str]:
     return lines
 
 
+def one_label(params, manifest: dict) -> list[str]:
+    """A line when every kept file is of one label: nothing can be told apart (clip stops, stages later), and on
+    a collection the usual cause is a dataset.path that points at one label's folder."""
+    labels = sorted({record["label"] for record in manifest["files"]})
+    if len(labels) != 1:
+        return []
+    cause = ("dataset.classes names one" if params.source == "music21" else
+             "a collection holds a folder for each label, <label>/<file>: is dataset.path one label's folder "
+             "rather than the folder holding them?" if params.source == "path" else
+             "a collection holds a folder for each label, <label>/<file>")
+    return [f"every file kept is of one label, {labels[0]}, and the model needs two or more ({cause})"]
+
+
 def require_labelled_files(params, manifest: dict) -> None:
     """Stop with a message naming the param to change when no labelled file was kept."""
     if manifest["files"]:
@@ -191,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"download: {error}", file=sys.stderr)
         return 1
 
-    for line in lost_classes(manifest):
+    for line in lost_classes(manifest) + one_label(params, manifest):
         print(f"download: warning: {line}", file=sys.stderr)
     counts = Counter(record["label"] for record in manifest["files"])
     per_label = ", ".join(f"{label} {counts[label]}" for label in sorted(counts))

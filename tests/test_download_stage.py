@@ -463,3 +463,17 @@ def test_a_collection_inside_the_project_that_git_does_not_ignore_is_warned_of(w
     assert run_stage(workspace, source="path", path="mycoll") == 0
     assert run_stage(workspace, source="path", path="../outside") == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_path_at_one_labels_folder_is_warned_of(workspace, capsys):
+    """dataset.path pointing at a label's folder (bach/) by mistake: its sub-folder is taken for the one label and
+    its files for unlabelled ones; the model needs two labels, so download says so, not clip after render."""
+    tree(workspace / "src", {"bach/Chorales/one.mid": midi_bytes(60), "bach/Chorales/two.mid": midi_bytes(62),
+                             "bach/three.mid": midi_bytes(64), "mozart/a.mid": midi_bytes(65)})
+    assert run_stage(workspace, source="path", path="../src/bach") == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "download: warning: every file kept is of one label, Chorales, and the model needs two or more (a "
+        "collection holds a folder for each label, <label>/<file>: is dataset.path one label's folder rather than "
+        "the folder holding them?)"]
+    assert run_stage(workspace, source="path", path="../src") == 0  # two labels: no warning
+    assert capsys.readouterr().err == ""
