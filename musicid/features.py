@@ -148,7 +148,7 @@ PITCH_KINDS = ("cqt", "chroma")
 
 def n_bands(features: FeatureParams) -> int:
     """Rows of each clip's feature matrix for the ``features`` params section."""
-    return {"logmel": features.n_mels, "mfcc": features.n_mfcc, "cqt": features.n_bins, "chroma": 12}[features.kind]
+    return features.bands
 
 
 def constant_q_cutoff(features: FeatureParams) -> float:

@@ -266,6 +266,11 @@ class FeatureParams(Section):
     bins_per_octave: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins per octave, a multiple of 12
     n_bins: int = Field(gt=0)  # kinds "cqt" and "chroma": constant-Q bins from fmin up (84 at 12 per octave: 7 octaves)
 
+    @property
+    def bands(self) -> int:
+        """Rows of each clip's feature matrix."""
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc, "cqt": self.n_bins, "chroma": 12}[self.kind]
+
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> FeatureParams:
         if self.n_fft % 2:
@@ -555,12 +560,34 @@ def load_section(path: str | Path, section: str) -> Section:
     if section not in document:
         raise ParamsError(f"{path}: missing section '{section}'")
     params, problems = _check_section(document[section], section)
+    parsed = {section: params}
     for other in SECTIONS:
         if other in document and other != section:
-            problems += _check_section(document[other], other)[1]
+            parsed[other], found = _check_section(document[other], other)
+            problems += found
+    problems += _mask_problems(parsed.get("train"), parsed.get("features"), parsed.get("clip"))
     if problems:
         raise ParamsError(_problems_message(str(path), problems))
     return params
+
+
+def _mask_problems(train: TrainParams | None, features: FeatureParams | None, clip: ClipParams | None) -> list[str]:
+    """A SpecAugment mask wider than the features it masks would blank whole clips: the params alone give each
+    clip's bands and frames, so every stage refuses it, not train after featurize has run (train checks its
+    table again)."""
+    if train is None or features is None:
+        return []
+    problems = []
+    if train.freq_mask > features.bands:
+        problems.append(f"train.freq_mask must be at most the {features.bands} bands of the features "
+                        f"(features.kind {features.kind}), got {train.freq_mask}")
+    if clip is not None:
+        frames = 1 + int(round(clip.clip_seconds * clip.sample_rate)) // features.hop_length  # features.n_frames
+        if train.time_mask > frames:
+            problems.append(f"train.time_mask must be at most the {frames} frames of a clip (clip.clip_seconds "
+                            f"{clip.clip_seconds:g} at clip.sample_rate {clip.sample_rate} Hz, features.hop_length "
+                            f"{features.hop_length}), got {train.time_mask}")
+    return problems
 
 
 def as_dict(params: Section) -> dict:

@@ -329,6 +329,36 @@ def test_a_bad_value_in_any_section_stops_every_stage(tmp_path):
         load_section(tmp_path / "params.yaml", "features")
 
 
+def test_a_mask_wider_than_the_features_stops_every_stage(tmp_path):
+    """The params alone give a clip's bands and frames: a SpecAugment mask wider than them stops download, not
+    train after featurize has worked."""
+    import yaml
+
+    from musicid.features import n_frames
+
+    values = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    bands = values["features"]["n_mels"]
+    frames = n_frames(int(round(values["clip"]["clip_seconds"] * values["clip"]["sample_rate"])),
+                      values["features"]["hop_length"])
+
+    def refusal(**train) -> str:
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**values, "train": {**values["train"], **train}}))
+        with pytest.raises(ParamsError) as refused:
+            load_section(tmp_path / "params.yaml", "dataset")
+        return str(refused.value)
+
+    assert refusal(freq_mask=bands + 1).endswith(
+        f"train.freq_mask must be at most the {bands} bands of the features (features.kind logmel), got {bands + 1}")
+    assert refusal(time_mask=frames + 1).endswith(
+        f"train.time_mask must be at most the {frames} frames of a clip (clip.clip_seconds 4 at clip.sample_rate "
+        f"16000 Hz, features.hop_length 512), got {frames + 1}")
+    for train in ({"freq_mask": bands}, {"time_mask": frames}):  # as wide as the features: allowed
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**values, "train": {**values["train"], **train}}))
+        assert load_section(tmp_path / "params.yaml", "dataset")
+    values["features"].update({"kind": "chroma"})  # 12 rows whatever n_mels says
+    assert "at most the 12 bands of the features (features.kind chroma), got 13" in refusal(freq_mask=13)
+
+
 @pytest.mark.parametrize("name, refused", [
     ("trian", "train"), ("splits", "split"), ("Clip", "clip"), ("feature", "features"), ("evaluation", "evaluate"),
     ("training", "train"), ("renders", "render"),
