@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from musicid.io import safe_name
+
 
 class ParamsError(ValueError):
     """A params file or one of its values is invalid; the message names the key."""
@@ -192,6 +194,13 @@ class SplitParams(Section):
     # The order a class's tracks are dealt in: one seeded shuffle of them all (an added track reorders every one),
     # or each track's own hash with the seed (stable: an added track moves at most three others of its class).
     order: Literal["shuffle", "stable"]
+
+    @field_validator("holdout_classes")
+    @classmethod
+    def _as_labels(cls, names: list[str]) -> list[str]:
+        """A class named as its folder reads (`Élan Drones`) is the label download gives it (`Élan_Drones`), as
+        in dataset.classes."""
+        return [safe_name(name) for name in names]
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:

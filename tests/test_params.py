@@ -130,6 +130,15 @@ def test_int_accepted_for_float():
                        "group": "track", "order": "shuffle"}, "split")
 
 
+def test_holdout_classes_may_name_a_class_as_its_folder_reads():
+    """As dataset.classes: the folder's name (with combining accents too) is the label download gives it."""
+    split = {"val": 0.1, "test": 0.2, "seed": 1, "folds": 0, "fold": 0, "group": "track", "order": "shuffle"}
+    parsed = parse_section({**split, "holdout_classes": ["\u00c9lan Drones", "bach", "Dvor\u030ca\u0301k"]}, "split")
+    assert parsed.holdout_classes == ["\u00c9lan_Drones", "bach", "Dvo\u0159\u00e1k"]
+    with pytest.raises(ParamsError, match=r"split\.holdout_classes"):
+        parse_section({**split, "holdout_classes": ["a b", "a_b"]}, "split")  # one label, named twice
+
+
 def test_missing_file_and_section(tmp_path):
     with pytest.raises(ParamsError, match="params file not found"):
         load_section(tmp_path / "nope.yaml", "split")
