@@ -379,11 +379,11 @@ def dominant_tracks(track_clips: Counter, tracks: dict[str, dict], splits: dict[
             share = f"{track} gives {given[track]} of {label}'s {total} {split} clips ({len(given)} tracks)"
             if split == "train":
                 now = f" (now {max_per_track})" if max_per_track else ""
-                found.append(f"{share}: most of what the model learns of {label} is that one recording; set "
+                found.append(f"{share}: most of what the model learns of {label} is that one track; set "
                              f"clip.max_clips_per_track{now} or clip.max_clips_per_class to bound it, or train.track_balance "
                              f"to weigh it less")
             else:
-                found.append(f"{share}: {label}'s clip-level {split} scores are mostly that one recording (its "
+                found.append(f"{share}: {label}'s clip-level {split} scores are mostly that one track (its "
                              f"track-level ones count it once)")
     return found
 
