@@ -167,7 +167,7 @@ def test_a_composer_the_corpus_does_not_have_stops_the_export(tmp_path):
     from musicid.dataset import CollectionError
 
     with pytest.raises(CollectionError, match=r"dataset.classes names 'bahc', for which the music21 corpus has no "
-                                              r"scores \(it has: .*\bbach\b.*\bpalestrina\b"):
+                                              r"scores; is it 'bach'\? \(it has: .*\bbach\b.*\bpalestrina\b"):
         export_music21(["bach", "bahc"], max_per_class=2, seed=0, out_dir=tmp_path, map_function=_fake_convert)
     assert list(tmp_path.iterdir()) == []
 

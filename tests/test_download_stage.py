@@ -128,9 +128,14 @@ def test_classes_filter_and_cap(workspace, capsys):
     # A class that is not a label of the collection at all (misspelt) stops the stage, data/raw unchanged.
     capsys.readouterr()
     assert run_stage(workspace, source="path", path="../src", classes=["blues", "rokc"]) == 2
-    assert capsys.readouterr().err == ("download: dataset.classes names 'rokc', not a label found in ../src: "
-                                       "blues, disco, jazz, rock (set dataset.classes to some of these, or to [] "
-                                       "to keep every label)\n")
+    assert capsys.readouterr().err == ("download: dataset.classes names 'rokc', not a label found in ../src; is it "
+                                       "'rock'?: blues, disco, jazz, rock (set dataset.classes to some of these, or "
+                                       "to [] to keep every label)\n")
+    # Written in another case: the label is named; nothing near it: no guess.
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "Jazz"]) == 2
+    assert "names 'Jazz', not a label found in ../src; is it 'jazz'?: blues" in capsys.readouterr().err
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "techno"]) == 2
+    assert "names 'techno', not a label found in ../src: blues" in capsys.readouterr().err
     assert manifest(workspace) == result
 
 
