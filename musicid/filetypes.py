@@ -12,8 +12,8 @@ from pathlib import Path
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
 # Lossless first: download keeps them first. .wave is WAV, .aifc AIFF-C, .oga and .opus Ogg (Vorbis, Opus, FLAC);
-# .wv WavPack, .m4a MPEG-4 audio (AAC, or ALAC), .wma Windows Media audio and .aac a raw AAC stream (ADTS), which
-# FFmpeg decodes (musicid.audio.FFMPEG_EXTENSIONS); libsndfile the others.
+# .wv WavPack, .m4a MPEG-4 audio (AAC, or ALAC), .wma Windows Media audio, .aac a raw AAC stream (ADTS) and .mp3,
+# which FFmpeg decodes (musicid.audio.FFMPEG_EXTENSIONS); libsndfile the others.
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".aiff", ".aif", ".aifc", ".wv", ".ogg", ".oga", ".opus", ".mp3",
                     ".m4a", ".wma", ".aac")
 ACCEPTED_EXTENSIONS = MIDI_EXTENSIONS + AUDIO_EXTENSIONS
