@@ -186,6 +186,48 @@ class _SeekGuard:
         return self._raw.tell()
 
 
+class _FromOffset:
+    """A binary file as seen from ``start`` on (its byte ``start`` is byte 0): FFmpeg reads an MP3 from its first
+    frame when zero bytes come before it."""
+
+    def __init__(self, raw: BinaryIO, start: int):
+        self._raw, self._start = raw, start
+        raw.seek(start)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            if offset < 0:
+                raise ValueError(f"negative seek position {offset}")
+            offset += self._start
+        return self._raw.seek(offset, whence) - self._start
+
+    def tell(self) -> int:
+        return self._raw.tell() - self._start
+
+
+def padded_mp3_start(raw: BinaryIO) -> int | None:
+    """Where an MP3's first frame starts (an offset in ``raw``, read from its current position, which is kept)
+    when zero bytes, a stream's padding (up to MP3_PADDING, after an ID3 tag or not), come before it; None when
+    none do. FFmpeg takes a Xing, Info or VBRI header (the length, the encoder's delay) only from a first frame
+    where it looks for one: after padding it guessed the length from the bitrate (an 8 s file as 11.9 s, then
+    "cut short") and kept the delay."""
+    start = raw.tell()
+    try:
+        tag = id3_end(raw.read(10)) or 0
+        raw.seek(start + tag)
+        head = raw.read(MP3_PADDING + 2)
+    finally:
+        raw.seek(start)
+    after = head.lstrip(b"\0")
+    if len(after) == len(head) or len(head) - len(after) > MP3_PADDING or len(after) < 2:
+        return None
+    frame = after[0] == 0xFF and (after[1] & 0xE0) == 0xE0 and (after[1] & 0x06) != 0  # an MPEG audio frame
+    return start + tag + len(head) - len(after) if frame else None
+
+
 class FFmpegAudioFile:
     """The part of ``soundfile.SoundFile`` that decoding reads (``samplerate``, ``channels``, ``frames``,
     ``read``), for a file of FFMPEG_EXTENSIONS: its first audio stream decoded by FFmpeg (PyAV), a packet at a
@@ -214,6 +256,9 @@ class FFmpegAudioFile:
         start = raw.tell()
         declared = asf_seconds(raw.read(ASF_HEAD_BYTES))
         raw.seek(start)
+        first_frame = padded_mp3_start(raw)
+        if first_frame is not None:
+            raw = _FromOffset(raw, first_frame)
         # Tags are never read here: one in another encoding than UTF-8 (a Latin-1 title) must not stop the music.
         self._container = av.open(_SeekGuard(raw), "r", metadata_errors="replace")
         if not self._container.streams.audio:

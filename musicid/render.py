@@ -476,7 +476,7 @@ def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: i
     """What render says of an audio file that holds less than it declares ([] when it is whole): decoding
     stopped by an error, fewer frames than the header's count, or a WAV whose data chunk declares more bytes
     than the file has (libsndfile then counts only the frames present). An MP3's count is used only when the
-    file has a Xing, Info or VBRI header: without one libsndfile guesses it from the first frame's bitrate; a
+    file has a Xing, Info or VBRI header: without one the decoder guesses it from the bitrate; a
     raw AAC stream's never (FFmpeg's is from its mean bitrate): one is cut short when its last frame is
     (:func:`musicid.audio.adts_shortfall`), which FFmpeg drops without an error."""
     counted = length_declared(path, data, suffix)
