@@ -450,8 +450,8 @@ def export_music21(
     for label in classes:
         pieces = list_corpus_pieces(label)
         if not pieces:  # a misspelt name would quietly train one class fewer
-            raise DatasetParamError(f"dataset.classes names {label!r}, for which the music21 corpus has no scores"
-                                    f"{did_you_mean(label, corpus_composers())} (it has: "
+            raise DatasetParamError(f"dataset.classes names {label!r}{did_you_mean(label, corpus_composers())}, "
+                                    f"for which the music21 corpus has no scores (it has: "
                                     f"{', '.join(corpus_composers())})")
         works, twins = one_file_per_work(pieces)
         skipped.extend(twins)
@@ -731,11 +731,11 @@ def _file_refusal(path: Path) -> str | None:
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
-    """``; is it 'bach'?`` for a name written in another case or nearly spelt as one of ``choices``, else ``""``."""
+    """`` (is it 'bach'?)`` for a name written in another case or nearly spelt as one of ``choices``, else ``""``."""
     folded = {choice.casefold(): choice for choice in choices}
     near = [folded[name.casefold()]] if name.casefold() in folded else [
         folded[match] for match in difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.75)]
-    return f"; is it {near[0]!r}?" if near else ""
+    return f" (is it {near[0]!r}?)" if near else ""
 
 
 def _folder_label(folder: str, labels: dict[str, str]) -> tuple[str, str]:
@@ -1148,9 +1148,10 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
                                               if table_labels is not None else (label_root / name).is_dir())]
         held = (f"; {', '.join(map(repr, empty))}: a {'label' if table_labels is not None else 'folder'} with no "
                 f"MIDI or audio file kept (see the manifest's skipped)") if empty else ""
-        raise DatasetParamError(f"dataset.classes names {', '.join(map(repr, unknown))}, not a label found in "
-                                f"{where}{did_you_mean(unknown[0], found_labels)}: {', '.join(found_labels)} (set "
-                                f"dataset.classes to some of these, or to [] to keep every label){held}")
+        named = ", ".join(f"{name!r}{did_you_mean(name, found_labels)}" for name in unknown)
+        raise DatasetParamError(f"dataset.classes names {named}, not a label found in {where}: "
+                                f"{', '.join(found_labels)} (set dataset.classes to some of these, or to [] to keep "
+                                f"every label){held}")
     if classes and not set(classes) & set(found_labels):
         raise DatasetParamError(
             f"dataset.classes [{', '.join(wanted)}] names none of the labels found in {where}: "

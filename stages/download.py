@@ -154,7 +154,9 @@ def one_label(params, manifest: dict) -> list[str]:
     labels = sorted({record["label"] for record in manifest["files"]})
     if len(labels) != 1:
         return []
-    cause = ("dataset.classes names one" if params.source == "music21" else
+    cause = ("dataset.classes names one" if len(params.classes) == 1 else
+             "the other classes' files were all left out: see the warnings above and the manifest's skipped"
+             if params.classes else
              "a collection holds a folder for each label, <label>/<file>: is dataset.path one label's folder "
              "rather than the folder holding them?" if params.source == "path" else
              "a collection holds a folder for each label, <label>/<file>")

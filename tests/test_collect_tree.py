@@ -438,7 +438,7 @@ def test_classes_may_name_a_folder_that_dataset_labels_renames(tmp_path):
     assert [r["label"] for r in manifest["files"]] == ["bach", "haydn"]
 
 
-    with pytest.raises(CollectionError, match=r"dataset.classes names 'Hadyn', not a label found in src; is it 'haydn'\?: bach, "):
+    with pytest.raises(CollectionError, match=r"dataset.classes names 'Hadyn' \(is it 'haydn'\?\), not a label found in src: bach, "):
         collect(tmp_path / "src", tmp_path / "out2", classes=["Bach, J.S.", "Hadyn"], labels={"Bach, J.S.": "bach"})
     # A class whose folder is there but holds nothing usable is no misspelling: the message says so.
     (tmp_path / "src" / "schubert").mkdir()

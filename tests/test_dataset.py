@@ -166,8 +166,8 @@ def test_export_writes_each_work_of_the_corpus_once_before_the_cap(tmp_path):
 def test_a_composer_the_corpus_does_not_have_stops_the_export(tmp_path):
     from musicid.dataset import CollectionError
 
-    with pytest.raises(CollectionError, match=r"dataset.classes names 'bahc', for which the music21 corpus has no "
-                                              r"scores; is it 'bach'\? \(it has: .*\bbach\b.*\bpalestrina\b"):
+    with pytest.raises(CollectionError, match=r"dataset.classes names 'bahc' \(is it 'bach'\?\), for which the music21 "
+                                              r"corpus has no scores \(it has: .*\bbach\b.*\bpalestrina\b"):
         export_music21(["bach", "bahc"], max_per_class=2, seed=0, out_dir=tmp_path, map_function=_fake_convert)
     assert list(tmp_path.iterdir()) == []
 

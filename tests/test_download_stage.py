@@ -128,14 +128,13 @@ def test_classes_filter_and_cap(workspace, capsys):
     # A class that is not a label of the collection at all (misspelt) stops the stage, data/raw unchanged.
     capsys.readouterr()
     assert run_stage(workspace, source="path", path="../src", classes=["blues", "rokc"]) == 2
-    assert capsys.readouterr().err == ("download: dataset.classes names 'rokc', not a label found in ../src; is it "
-                                       "'rock'?: blues, disco, jazz, rock (set dataset.classes to some of these, or "
+    assert capsys.readouterr().err == ("download: dataset.classes names 'rokc' (is it 'rock'?), not a label found in "
+                                       "../src: blues, disco, jazz, rock (set dataset.classes to some of these, or "
                                        "to [] to keep every label)\n")
     # Written in another case: the label is named; nothing near it: no guess.
-    assert run_stage(workspace, source="path", path="../src", classes=["blues", "Jazz"]) == 2
-    assert "names 'Jazz', not a label found in ../src; is it 'jazz'?: blues" in capsys.readouterr().err
-    assert run_stage(workspace, source="path", path="../src", classes=["blues", "techno"]) == 2
-    assert "names 'techno', not a label found in ../src: blues" in capsys.readouterr().err
+    assert run_stage(workspace, source="path", path="../src", classes=["blues", "Jazz", "techno", "dicso"]) == 2
+    assert "names 'Jazz' (is it 'jazz'?), 'techno', 'dicso' (is it 'disco'?), not a label found in ../src: blues" \
+        in capsys.readouterr().err
     assert manifest(workspace) == result
 
 
@@ -482,3 +481,11 @@ def test_a_path_at_one_labels_folder_is_warned_of(workspace, capsys):
         "the folder holding them?)"]
     assert run_stage(workspace, source="path", path="../src") == 0  # two labels: no warning
     assert capsys.readouterr().err == ""
+
+
+def test_one_label_left_by_dataset_classes_is_said_so(workspace, capsys):
+    tree(workspace / "src", {"bach/one.mid": midi_bytes(60), "mozart/a.mid": midi_bytes(65)})
+    assert run_stage(workspace, source="path", path="../src", classes=["bach"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "download: warning: every file kept is of one label, bach, and the model needs two or more "
+        "(dataset.classes names one)"]
