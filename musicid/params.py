@@ -590,8 +590,10 @@ def _mask_problems(train: TrainParams | None, features: FeatureParams | None, cl
     if train.freq_mask > features.bands:
         problems.append(f"train.freq_mask must be at most the {features.bands} bands of the features "
                         f"(features.kind {features.kind}), got {train.freq_mask}")
-    if clip is not None:
-        frames = 1 + int(round(clip.clip_seconds * clip.sample_rate)) // features.hop_length  # features.n_frames
+    samples = int(round(clip.clip_seconds * clip.sample_rate)) if clip is not None else 0
+    # A hop longer than half a clip is featurize's to name (features.hop_length), not the mask's.
+    if clip is not None and 2 * features.hop_length <= samples:
+        frames = 1 + samples // features.hop_length  # features.n_frames
         if train.time_mask > frames:
             problems.append(f"train.time_mask must be at most the {frames} frames of a clip (clip.clip_seconds "
                             f"{clip.clip_seconds:g} at clip.sample_rate {clip.sample_rate} Hz, features.hop_length "
