@@ -1111,12 +1111,12 @@ def test_one_recording_that_gives_most_of_a_class_is_warned_about():
                      "b/x": 50, "b/y": 60, "b/z": 100})  # b/z: 100 of 210, not most
     assert dominant_tracks(clips, tracks, splits, ["a", "b"], 0) == [
         "a/long gives 900 of a's 995 train clips (3 tracks): most of what the model learns of a is that one "
-        "recording; set clip.max_clips_per_track or clip.max_clips_per_class to bound it, or "
+        "track; set clip.max_clips_per_track or clip.max_clips_per_class to bound it, or "
         "train.track_balance to weigh it less"]
     clips["a/t3"] = 600  # the long one in test: its clip-level scores, not its track-level ones
     assert dominant_tracks(clips, tracks, splits, ["a"], 16)[1] == (
         "a/t3 gives 600 of a's 685 test clips (3 tracks): a's clip-level test scores are mostly that one "
-        "recording (its track-level ones count it once)")
+        "track (its track-level ones count it once)")
     # With two tracks in a split one of them always gives most: nothing to say.
     assert dominant_tracks(clips, tracks, {**splits, "a/s2": "val"}, ["a"], 0) == [dominant_tracks(
         clips, tracks, splits, ["a"], 0)[1]]

@@ -427,7 +427,8 @@ def test_cross_validation_counts_the_committed_fold_and_runs_the_other_as_an_exp
     assert sum(len(t) for t in tested) == len(all_tracks) and set().union(*tested) == all_tracks
     assert all(len(t) >= 3 for t in tested)  # a test track of each class in every fold
 
-    summary = run_json([sys.executable, "-m", "musicid", "cv", "--json"], project)
+    # Named: another test's experiment (train.epochs=2) is a fold 0 of another group of params.
+    summary = run_json([sys.executable, "-m", "musicid", "cv", "--json", commit, "fold1"], project)
     [group] = summary["groups"]
     assert group["folds"] == 2 and group["folds_present"] == [0, 1] and group["warnings"] == []
     assert [row["experiment"] for row in group["per_fold"]] == [commit, "fold1"]
@@ -436,7 +437,7 @@ def test_cross_validation_counts_the_committed_fold_and_runs_the_other_as_an_exp
         assert [row[key] for row in group["per_fold"]] == values
         assert group["mean"][key] == pytest.approx(sum(values) / 2, abs=1e-12)
         assert group["sd"][key] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12)
-    table = run([sys.executable, "-m", "musicid", "cv"], project)
+    table = run([sys.executable, "-m", "musicid", "cv", commit, "fold1"], project)
     assert table.startswith("split.folds=2: 2 of 2 folds\n") and "mean +- sd" in table
 
     # The experiment is named: DVC shows it, and diffs and plots it beside the commit.
