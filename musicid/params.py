@@ -584,7 +584,7 @@ def _mask_problems(train: TrainParams | None, features: FeatureParams | None, cl
     """A SpecAugment mask wider than the features it masks would blank whole clips: the params alone give each
     clip's bands and frames, so every stage refuses it, not train after featurize has run (train checks its
     table again)."""
-    if train is None or features is None:
+    if train is None or features is None or train.masks == 0:  # masking off: no width matters
         return []
     problems = []
     if train.freq_mask > features.bands:

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for key, width, limit, what in (("freq_mask", params.freq_mask, train_x.shape[1], "bands"),
                                     ("time_mask", params.time_mask, train_x.shape[2], "frames")):
-        if width > limit:  # a mask wider than the clip would blank whole clips: a bad param, found against the table
+        if width > limit and params.masks:  # a mask wider than the clip would blank whole clips (masks 0: none)
             raise ParamsError(f"{args.params}: train.{key} must be at most the features' {limit} {what} "
                               f"({args.features}), got {width}")
     if len(val_x) == 0:

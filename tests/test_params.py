@@ -361,7 +361,8 @@ def test_a_mask_wider_than_the_features_stops_every_stage(tmp_path):
     assert refusal(time_mask=frames + 1).endswith(
         f"train.time_mask must be at most the {frames} frames of a clip (clip.clip_seconds 4 at clip.sample_rate "
         f"16000 Hz, features.hop_length 512), got {frames + 1}")
-    for train in ({"freq_mask": bands}, {"time_mask": frames}):  # as wide as the features: allowed
+    for train in ({"freq_mask": bands}, {"time_mask": frames},  # as wide as the features: allowed
+                  {"freq_mask": bands + 1, "time_mask": frames + 1, "masks": 0}):  # and any width with masking off
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({**values, "train": {**values["train"], **train}}))
         assert load_section(tmp_path / "params.yaml", "dataset")
     values["features"].update({"kind": "chroma"})  # 12 rows whatever n_mels says

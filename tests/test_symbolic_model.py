@@ -337,6 +337,7 @@ def test_train_with_a_lighter_roll_branch_and_its_params_checked(tmp_path, param
                                             f"({tmp_path / 'features.h5'}), got 9\n")
     assert TRAIN.main(with_train(time_mask=17)) == 2
     assert "train.time_mask must be at most the features' 16 frames" in capsys.readouterr().err
+    assert TRAIN.main(with_train(freq_mask=9, time_mask=17, masks=0)) == 0  # masking off: no width matters
 
 
 def test_the_roll_cost_benchmark_times_each_branch_against_none(tmp_path, params, monkeypatch, capsys):
