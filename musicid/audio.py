@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from musicid.filetypes import ASF_HEADER, MP3_PADDING, id3_end, is_adts
+from musicid.filetypes import ASF_HEADER, first_bytes_of_frames, frames_start, is_adts, is_mpeg_frame
 
 DECODE_BLOCK_FRAMES = 1 << 16  # source frames decoded (and resampled) at a time
 
@@ -149,9 +149,7 @@ def adts_shortfall(data: bytes) -> int:
     a stream whose frames each fit in it (or one whose frames cannot be followed: damage that is not a cut, or
     bytes after the last frame that start none). Such a stream declares no length; a copy cut short ends inside
     a frame, which FFmpeg drops without a word."""
-    at = id3_end(data) or 0
-    if data[at:at + 1] == b"\0":  # padding after the tag, as an MP3's (filetypes reads past it too)
-        at += len(data[at:at + MP3_PADDING]) - len(data[at:at + MP3_PADDING].lstrip(b"\0"))
+    at = frames_start(io.BytesIO(data))[1]  # after an ID3 tag and padding, as an MP3's
     while at + 7 <= len(data):
         if not is_adts(data[at:at + 2]):
             return 0  # not a frame where one should start: not followed further
@@ -214,18 +212,8 @@ def padded_mp3_start(raw: BinaryIO) -> int | None:
     none do. FFmpeg takes a Xing, Info or VBRI header (the length, the encoder's delay) only from a first frame
     where it looks for one: after padding it guessed the length from the bitrate (an 8 s file as 11.9 s, then
     "cut short") and kept the delay."""
-    start = raw.tell()
-    try:
-        tag = id3_end(raw.read(10)) or 0
-        raw.seek(start + tag)
-        head = raw.read(MP3_PADDING + 2)
-    finally:
-        raw.seek(start)
-    after = head.lstrip(b"\0")
-    if len(after) == len(head) or len(head) - len(after) > MP3_PADDING or len(after) < 2:
-        return None
-    frame = after[0] == 0xFF and (after[1] & 0xE0) == 0xE0 and (after[1] & 0x06) != 0  # an MPEG audio frame
-    return start + tag + len(head) - len(after) if frame else None
+    tag, frames = frames_start(raw)
+    return raw.tell() + frames if frames > tag and is_mpeg_frame(first_bytes_of_frames(raw, 2)) else None
 
 
 class FFmpegAudioFile:

@@ -8,6 +8,7 @@ file would fail much later, or worse, be half-read; here it is caught at once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 # .kar: a karaoke file, a standard MIDI file with lyrics; .rmi: a MIDI file in a RIFF wrapper (unwrapped by midi.py)
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".rmi")
@@ -60,11 +61,13 @@ def _looks_like(head: bytes) -> str:
 MP3_PADDING = 1 << 16  # zero bytes an MP3 file may start with before its first frame (libsndfile skips them)
 
 
-def _is_mp3(head: bytes) -> bool:
-    if head.startswith(b"ID3"):
-        return True
-    # An MPEG audio frame header: 11 sync bits, then a valid layer field.
+def is_mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, then a valid layer field."""
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+
+
+def _is_mp3(head: bytes) -> bool:
+    return head.startswith(b"ID3") or is_mpeg_frame(head)
 
 
 def is_adts(head: bytes) -> bool:
@@ -81,14 +84,39 @@ def id3_end(head: bytes) -> int | None:
     return 10 + size + (10 if head[5] & 0x10 else 0)  # and a footer, when its flag says so
 
 
-def _tagged_kind(handle, head: bytes) -> str | None:
-    """``.aac`` or ``.mp3`` for a file (``handle``, open for reading) whose first bytes ``head`` are an ID3v2
-    tag, by the frame after the tag (an MP3's frames may follow zero bytes of padding); None when neither
-    follows it (a tag alone, or damage: decoding will say)."""
-    handle.seek(id3_end(head))
-    after = handle.read(64)
-    if after[:1] == b"\0":
-        after = (after + handle.read(MP3_PADDING - len(after))).lstrip(b"\0")[:64]
+def frames_start(handle: BinaryIO) -> tuple[int, int]:
+    """Where an MP3's or a raw AAC stream's frames start in ``handle`` (a binary file at the stream's first byte;
+    its position is kept): (the end of the ID3v2 tag the stream starts with, 0 without one; that, plus the zero
+    bytes after it when at most MP3_PADDING of them, a stream's padding, come before the first byte of another
+    value). Offsets are from the handle's position. Every reader of such streams here (the content check,
+    render's Xing header, FFmpeg's MP3, a raw AAC stream's last frame) starts there."""
+    start = handle.tell()
+    try:
+        tag = id3_end(handle.read(10)) or 0
+        handle.seek(start + tag)
+        head = handle.read(MP3_PADDING + 1)
+    finally:
+        handle.seek(start)
+    zeros = len(head) - len(head.lstrip(b"\0"))
+    return tag, tag + (zeros if zeros < len(head) else 0)  # only zeros to the end, or too many: no frames there
+
+
+def first_bytes_of_frames(handle: BinaryIO, size: int = 64) -> bytes:
+    """The first ``size`` bytes of a stream's frames (:func:`frames_start`); the handle's position is kept."""
+    start = handle.tell()
+    try:
+        handle.seek(start + frames_start(handle)[1])
+        return handle.read(size)
+    finally:
+        handle.seek(start)
+
+
+def _tagged_kind(handle: BinaryIO) -> str | None:
+    """``.aac`` or ``.mp3`` for a file (``handle``, open for reading) that starts with an ID3v2 tag, by the frame
+    after the tag (and any padding after it); None when neither follows it (a tag alone, or damage: decoding
+    will say)."""
+    handle.seek(0)
+    after = first_bytes_of_frames(handle)
     return ".aac" if is_adts(after) else ".mp3" if _is_mp3(after) else None
 
 
@@ -133,12 +161,11 @@ def check_file(path: str | Path) -> str | None:
     with open(path, "rb") as handle:
         head = handle.read(64)
         if extension == ".mp3" and head[:1] == b"\0":
-            padded = head + handle.read(MP3_PADDING - len(head))
-            after = padded.lstrip(b"\0")
-            if after and _is_mp3(after[:64]):
+            handle.seek(0)
+            if _is_mp3(first_bytes_of_frames(handle)):
                 return None
         if extension in (".mp3", ".aac") and id3_end(head) is not None:
-            kind = _tagged_kind(handle, head)
+            kind = _tagged_kind(handle)
             if kind not in (None, extension):
                 return f"named {extension} but looks like {dict((e, k) for k, e in KINDS)[kind]} (after an ID3 tag)"
     return content_mismatch(extension, head)
@@ -198,7 +225,7 @@ def content_extension(path: str | Path) -> str | None:
     with open(path, "rb") as handle:
         head = handle.read(MP3_HEAD_BYTES)
         if id3_end(head) is not None:  # an MP3's or a raw AAC stream's tag: the frames after it say which (an
-            return _tagged_kind(handle, head) or ".mp3"  # MP3's when they say neither: libsndfile decides)
+            return _tagged_kind(handle) or ".mp3"  # MP3's when they say neither: libsndfile decides)
     for _, extension in KINDS:
         if extension == ".mp3":
             if _is_mp3_stream(head):

@@ -48,7 +48,7 @@ from musicid.audio import (DECODE_BLOCK_FRAMES, UNKNOWN_LENGTH, AudioTooLong, Le
 from musicid.checks import (MAX_AUDIO_PEAK, RenderError, check_audio_header, cut_after_last_loud,
                             peak_level, validate_audio)
 from musicid.deadline import call_with_limit
-from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, MP3_PADDING, WAV_EXTENSIONS, id3_end
+from musicid.filetypes import AUDIO_EXTENSIONS, MIDI_EXTENSIONS, WAV_EXTENSIONS, first_bytes_of_frames
 from musicid.io import safe_name, write_bytes_atomic
 from musicid.midi import midi_end_time, read_midi, reserialize_midi
 from musicid.params import RenderParams
@@ -438,14 +438,6 @@ def _validate_source(audio: np.ndarray, render: RenderParams, level: Level,
         raise
 
 
-def _head(path: Path, data: bytes | None, size: int = 1 << 14) -> bytes:
-    """A file's first ``size`` bytes (from ``data`` when given)."""
-    if data is not None:
-        return data[:size]
-    with open(path, "rb") as handle:
-        return handle.read(size)
-
-
 def length_declared(path: Path, data: bytes | None, suffix: str | None = None) -> bool:
     """Whether an audio file's header declares its length; an MP3 without a Xing, Info or VBRI header and a raw
     AAC stream (ADTS) do not: their count is an estimate from the bitrate."""
@@ -460,15 +452,8 @@ FIRST_FRAME_BYTES = 256  # an MP3's first frame as far as a Xing or Info (at 13 
 def _first_frame(path: Path, data: bytes | None) -> bytes:
     """The first bytes of an MP3's first frame: after its ID3 tag (whose text could hold "Info") and any zero
     padding after that."""
-    head = _head(path, data, 10)
-    start = id3_end(head) or 0
-    if data is None:
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            rest = handle.read(MP3_PADDING + FIRST_FRAME_BYTES)
-    else:
-        rest = data[start:start + MP3_PADDING + FIRST_FRAME_BYTES]
-    return rest.lstrip(b"\0")[:FIRST_FRAME_BYTES]
+    with open(path, "rb") if data is None else io.BytesIO(data) as handle:
+        return first_bytes_of_frames(handle, FIRST_FRAME_BYTES)
 
 
 def cut_short(path: Path, data: bytes | None, frames_read: int, header_frames: int, file_rate: int,

@@ -489,3 +489,28 @@ def test_one_label_left_by_dataset_classes_is_said_so(workspace, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "download: warning: every file kept is of one label, bach, and the model needs two or more "
         "(dataset.classes names one)"]
+
+
+def test_one_label_left_when_the_other_classes_files_are_all_bad_is_said_so(workspace, capsys):
+    """dataset.classes names two, but every file of one of them is skipped (here an HTML page saved as .mid):
+    the warning for that label comes first, then the one-label warning points back at it."""
+    tree(workspace / "src", {"bach/one.mid": midi_bytes(60), "mozart/page.mid": b"<!DOCTYPE html><html></html>"})
+    assert run_stage(workspace, source="path", path="../src", classes=["bach", "mozart"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "download: warning: no file of label mozart was kept",
+        "download: warning: every file kept is of one label, bach, and the model needs two or more"]
+    assert lines[1].endswith("(the other classes' files were all left out: see the warnings above and the "
+                             "manifest's skipped)")
+
+
+def test_an_archive_of_one_label_is_warned_of(workspace, capsys):
+    """An archive whose files all sit under one label folder: the warning says what a collection holds, without
+    the question about dataset.path (which a url source does not have)."""
+    archive = workspace / "set.zip"
+    archive.write_bytes(zip_bytes({"true/a.wav": wav_bytes(value=0.1), "true/b.wav": wav_bytes(value=0.2)}))
+    assert run_stage(workspace, source="url", url=archive.as_uri(),
+                     sha256=hashlib.sha256(archive.read_bytes()).hexdigest()) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "download: warning: every file kept is of one label, true, and the model needs two or more (a collection "
+        "holds a folder for each label, <label>/<file>)"]

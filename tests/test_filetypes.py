@@ -99,3 +99,28 @@ def test_only_a_run_of_mpeg_frames_makes_a_misnamed_file_an_mp3(tmp_path):
         (tmp_path / name).write_bytes(data)
     assert {name: content_extension(tmp_path / name) for name in files} == {
         "frames.wav": ".mp3", "tagged.wav": ".mp3", "pcm.wav": None, "utf16.wav": None, "cut.wav": None}
+
+
+def test_frames_start_after_a_tag_and_padding_and_not_past_too_much_padding():
+    """The one place every reader of an MP3 or raw AAC stream finds its frames: past an ID3v2 tag (its size from
+    its header, a footer's 10 bytes when flagged) and up to MP3_PADDING zero bytes; more zeros, or zeros to the
+    end, are no padding, and the frames are taken to start where they do (decoding then says what is wrong)."""
+    import io
+
+    from musicid.filetypes import MP3_PADDING, first_bytes_of_frames, frames_start
+
+    frame = bytes([0xFF, 0xFB, 0x90, 0x64]) + b"Xing" + bytes(56)
+    tag = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + b"T" * 128  # a 128-byte tag (syncsafe 0x80)
+    footer = b"ID3\x04\x00\x10" + bytes([0, 0, 0, 6]) + b"TIT2xx" + b"3DI" + bytes(7)
+    cases = [(frame, (0, 0)), (tag + frame, (138, 138)), (bytes(300) + frame, (0, 300)),
+             (tag + bytes(5) + frame, (138, 143)), (footer + frame, (26, 26)),
+             (bytes(MP3_PADDING) + frame, (0, MP3_PADDING)), (bytes(MP3_PADDING + 1) + frame, (0, 0)),
+             (bytes(40), (0, 0)), (tag, (138, 138)), (b"", (0, 0))]
+    for data, expected in cases:
+        handle = io.BytesIO(b"junk" + data)
+        handle.seek(4)  # offsets are from the handle's position, which is kept
+        assert frames_start(handle) == expected, data[:12]
+        assert handle.tell() == 4
+        assert first_bytes_of_frames(handle, 8) == data[expected[1]:expected[1] + 8]
+        assert handle.tell() == 4
+    assert first_bytes_of_frames(io.BytesIO(tag + bytes(5) + frame), 8) == frame[:8]
