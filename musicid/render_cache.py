@@ -52,6 +52,7 @@ from pathlib import Path
 from musicid.cache_files import (DISABLE_ENV, PACKAGE, SUFFIX, code_modules, enabled, entries,  # noqa: F401
                                  prune, remove_file)
 from musicid.cluster import statements
+from musicid.io import sha256_file
 from musicid.params import RenderParams, as_dict
 from musicid.stage import StageError
 
@@ -139,17 +140,9 @@ def fluidsynth_version() -> str:
     return function().decode()
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sha256_or_missing(path: str) -> str:
     try:
-        return file_sha256(path)
+        return sha256_file(path)
     except OSError as error:
         return f"missing ({type(error).__name__})"
 
