@@ -16,6 +16,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from musicid.io import safe_name
+
 # Test scores of metrics/metrics.json (the evaluate stage), as "split.level.score".
 SCORES = ("test.track.macro_f1", "test.clip.macro_f1", "test.track.balanced_accuracy",
           "test.clip.balanced_accuracy")
@@ -23,6 +25,7 @@ METRICS_FILE = "metrics/metrics.json"
 PARAMS_FILE = "params.yaml"
 RAW_DATA = "data/raw"  # the download stage's output: the collection as the stages after it read it
 FOLD, FOLDS = "split.fold", "split.folds"
+LABEL_PARAMS = ("split.holdout_classes",)  # class names that musicid.params.SplitParams reads as labels
 
 
 @dataclass
@@ -136,6 +139,14 @@ def canonical(value):
     return value
 
 
+def canonical_param(key: str, value):
+    """:func:`canonical`, and for a param naming classes as split reads them the labels download gives them
+    (``split.holdout_classes: ['Élan Drones']`` and ``['Élan_Drones']`` hold out the same class)."""
+    if key in LABEL_PARAMS and isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return [safe_name(name) for name in value]
+    return canonical(value)
+
+
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
     """(groups of the scored cross-validation runs, runs left out).
 
@@ -158,7 +169,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[Run]]:
                 or not _scored(run):
             left_out.append(run)
             continue
-        params = {key: canonical(value) for key, value in sorted(run.params.items()) if key != FOLD}
+        params = {key: canonical_param(key, value) for key, value in sorted(run.params.items()) if key != FOLD}
         collection = {RAW_DATA: run.inputs[RAW_DATA]} if run.inputs and RAW_DATA in run.inputs else None
         key = json.dumps([params, collection], sort_keys=True)
         group = groups.setdefault(key, Group(params=params, folds=folds, by_fold={}, inputs=collection))

@@ -324,3 +324,16 @@ def test_experiments_of_other_commits_are_pointed_to(monkeypatch, capsys):
     assert main(["cv", "-A"]) == 1  # fold 0 is still queued there
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "split.folds=2: 1 of 2 folds"
+
+
+def test_a_held_out_class_named_as_its_folder_reads_or_as_its_label_is_one_configuration():
+    """split reads `Élan Drones` as the label download gives it, `Élan_Drones` (musicid.params.SplitParams): the
+    folds of either spelling are one group; another class held out is another."""
+    runs = [run(f"h{fold}", fold, (0.8, 0.6, 0.7, 0.5)) for fold in range(3)]
+    for fold, names in enumerate((["Élan Drones"], ["Élan_Drones"], ["E\u0301lan Drones"])):
+        runs[fold].params["split.holdout_classes"] = names
+    groups, left_out = group_runs(runs)
+    assert left_out == [] and len(groups) == 1 and list(groups[0].by_fold) == [0, 1, 2]
+    assert groups[0].params["split.holdout_classes"] == ["Élan_Drones"]
+    runs[2].params["split.holdout_classes"] = ["Other"]
+    assert len(group_runs(runs)[0]) == 2
