@@ -200,7 +200,13 @@ class SplitParams(Section):
     def _as_labels(cls, names: list[str]) -> list[str]:
         """A class named as its folder reads (`Élan Drones`) is the label download gives it (`Élan_Drones`), as
         in dataset.classes."""
-        return [safe_name(name) for name in names]
+        labels = [safe_name(name) for name in names]
+        for label in sorted({label for label in labels if labels.count(label) > 1}):
+            spellings = sorted({name for name, other in zip(names, labels) if other == label})
+            if len(spellings) > 1:  # two spellings of one label (the same spelling twice: _no_duplicates says so)
+                raise KeyProblem("holdout_classes",
+                                 f"names the class {label} twice: {' and '.join(map(repr, spellings))}")
+        return labels
 
     @model_validator(mode="after")
     def _check(self) -> SplitParams:

@@ -135,8 +135,12 @@ def test_holdout_classes_may_name_a_class_as_its_folder_reads():
     split = {"val": 0.1, "test": 0.2, "seed": 1, "folds": 0, "fold": 0, "group": "track", "order": "shuffle"}
     parsed = parse_section({**split, "holdout_classes": ["\u00c9lan Drones", "bach", "Dvor\u030ca\u0301k"]}, "split")
     assert parsed.holdout_classes == ["\u00c9lan_Drones", "bach", "Dvo\u0159\u00e1k"]
-    with pytest.raises(ParamsError, match=r"split\.holdout_classes"):
-        parse_section({**split, "holdout_classes": ["a b", "a_b"]}, "split")  # one label, named twice
+    with pytest.raises(ParamsError) as raised:  # one label, named twice: both spellings are named
+        parse_section({**split, "holdout_classes": ["c", "a_b", "a b"]}, "split")
+    assert str(raised.value) == "params.yaml: split.holdout_classes names the class a_b twice: 'a b' and 'a_b'"
+    with pytest.raises(ParamsError) as raised:
+        parse_section({**split, "holdout_classes": ["a_b", "a_b"]}, "split")
+    assert str(raised.value) == "params.yaml: split.holdout_classes has duplicates: ['a_b', 'a_b']"
 
 
 def test_missing_file_and_section(tmp_path):
