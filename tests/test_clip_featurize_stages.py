@@ -576,9 +576,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run_limited(limit: int, script: str, *arguments) -> subprocess.CompletedProcess:
+    """No byte code is written under the limit: Python does not check that a .pyc was written whole, and a
+    module compiled there (its source newer than its .pyc) would be left truncated for every later import."""
     return subprocess.run([sys.executable, "-c", LIMITED, str(limit), str(PROJECT_ROOT / "stages" / script),
                            *map(str, arguments)], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0"})
+                          env={"PYTHONPATH": str(PROJECT_ROOT), "MUSICID_PROGRESS": "0",
+                               "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, audio):

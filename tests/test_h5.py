@@ -73,7 +73,8 @@ def test_a_failed_write_is_one_error_not_a_crash(tmp_path, limit, batches):
 
     target = tmp_path / "t.h5"
     result = subprocess.run([sys.executable, "-c", FULL_DISK, str(target), str(limit), str(batches)],
-                            capture_output=True, text=True, env={"PYTHONPATH": str(PROJECT_ROOT)})
+                            capture_output=True, text=True,  # no .pyc written under the limit (run_limited)
+                            env={"PYTHONPATH": str(PROJECT_ROOT), "PYTHONDONTWRITEBYTECODE": "1"})
     assert result.returncode == 0, result.stderr  # -11 was HDF5 crashing at exit on the unwritable file
     assert result.stdout == f"cannot write {target}: File too large\n"
     assert result.stderr == ""
