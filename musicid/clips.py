@@ -56,14 +56,30 @@ def split_units(tracks: dict[str, dict], group: str) -> dict[str, str]:
     ``parent``: the tracks whose sources sat in one folder are one unit, however
     deep below the label folder (the record's ``parent`` when two or more deep,
     else its ``folder``): ``<label>/<folders>/``.
+
+    Whatever ``group``, the versions of one work (the record's ``work``: MIDI files whose melodic patterns are
+    mostly the same, musicid.dataset.versions_of_works) are in one unit, with the units of the other versions:
+    named by the first of those units' names.
     """
-    if group == "track":
-        return {track: track for track in tracks}
     units = {}
     for track, record in tracks.items():
         folder = (record.get("parent") if group == "parent" else None) or record.get("folder")
-        units[track] = f"{record['label']}/{folder}/" if folder else track
-    return units
+        units[track] = f"{record['label']}/{folder}/" if folder and group != "track" else track
+    parent = {unit: unit for unit in units.values()}
+
+    def root(unit: str) -> str:
+        while parent[unit] != unit:
+            unit = parent[unit]
+        return unit
+
+    first_of_work: dict[tuple[str, str], str] = {}
+    for track in sorted(tracks):
+        work = tracks[track].get("work")
+        if work:
+            other = first_of_work.setdefault((tracks[track]["label"], work), units[track])
+            low, high = sorted((root(units[track]), root(other)))
+            parent[high] = low
+    return {track: root(unit) for track, unit in units.items()}
 
 
 def deal_units(tracks: dict[str, dict], units: dict[str, str], val: float, test: float, seed: int,

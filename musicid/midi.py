@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from musicid.checks import RenderError
 
 DRUM_CHANNEL = 9  # General MIDI channel 10
@@ -169,12 +171,44 @@ def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
     """What a MIDI file plays, as :func:`notes_digest` compares it: each heard note's (onset in steps of
     1 / NOTE_GRID beat from the first note, instrument: its program or -1 for drums, pitch), sorted; None
     for a file render cannot read (it says why) or without a heard note."""
+    return _heard(data)[0]
+
+
+def heard_notes_and_patterns(data: bytes) -> tuple[list[tuple[int, int, int]] | None, np.ndarray | None]:
+    """(:func:`heard_notes`, :func:`melodic_patterns`) of a MIDI file's bytes, read once."""
+    return _heard(data)
+
+
+PATTERN_INTERVALS = 4  # a melodic pattern: this many successive intervals of one part (5 notes)
+MIN_PATTERNS = 32  # a file with fewer distinct patterns is too short to be called a version of another
+
+
+def melodic_patterns(parts: dict[tuple[int, int], list[tuple[int, int]]]) -> np.ndarray | None:
+    """The distinct melodic patterns a file's parts play: in each part (a track's channel; drums left out), its
+    heard notes in the order they start (a chord from the low note up), every run of PATTERN_INTERVALS
+    successive intervals in semitones, one int64 each; sorted. Neither tempo nor rhythm nor key changes them:
+    two versions of one work (another edition's note values, a transposition, a performance of the score)
+    share most of them, two works rarely a quarter (:func:`musicid.dataset.same_work_pairs`). None for a file
+    of fewer than MIN_PATTERNS."""
+    codes = []
+    for notes in parts.values():
+        pitches = np.array([pitch for _, pitch in sorted(notes)], dtype=np.int64)
+        if len(pitches) <= PATTERN_INTERVALS:
+            continue
+        steps = np.clip(np.diff(pitches), -63, 63) + 64  # 7 bits an interval
+        windows = np.lib.stride_tricks.sliding_window_view(steps, PATTERN_INTERVALS)
+        codes.append(windows @ (1 << (7 * np.arange(PATTERN_INTERVALS, dtype=np.int64))))
+    patterns = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    return patterns if len(patterns) >= MIN_PATTERNS else None
+
+
+def _heard(data: bytes) -> tuple[list[tuple[int, int, int]] | None, np.ndarray | None]:
     try:
         midi = _repaired(data)[0]
     except RenderError:
-        return None
+        return None, None
     if midi.ticks_per_beat <= 0:  # a division of 0 ticks: no beat to count in
-        return None
+        return None, None
     # The tracks on one timeline, as a player merges them (a program set in another track counts), the events
     # of one tick in the order of their tracks; only what the digest reads (mido.merge_tracks copies all).
     events = []
@@ -189,7 +223,8 @@ def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
     programs = [0] * 16
     levels = {control: [start] * 16 for control, start in _VOLUME_CONTROLS.items()}
     notes = []
-    for tick, _, _, message in events:
+    parts: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (track, channel) -> its heard (tick, pitch)
+    for tick, track, _, message in events:
         if message.type == "program_change":
             programs[message.channel] = message.program
         elif message.type == "control_change":
@@ -197,11 +232,13 @@ def heard_notes(data: bytes) -> list[tuple[int, int, int]] | None:
         elif all(level[message.channel] > 0 for level in levels.values()):
             instrument = -1 if message.channel == DRUM_CHANNEL else programs[message.channel]
             notes.append((tick, instrument, message.note))
+            if message.channel != DRUM_CHANNEL:
+                parts.setdefault((track, message.channel), []).append((tick, message.note))
     if not notes:
-        return None
+        return None, None
     first = min(tick for tick, _, _ in notes)
     return sorted((round((tick - first) * NOTE_GRID / midi.ticks_per_beat), instrument, pitch)
-                  for tick, instrument, pitch in notes)
+                  for tick, instrument, pitch in notes), melodic_patterns(parts)
 
 
 def notes_digest(data: bytes) -> str | None:

@@ -324,6 +324,12 @@ def run(args: argparse.Namespace) -> int:
               f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} with a folder: "
               "a sub-folder of their label folder, or their dataset.label_table group; each other track is a group "
               "of its own)", file=sys.stderr)
+    versions = [track for track, record in tracks.items() if record.get("work")]
+    if versions and not given:
+        works = len({(tracks[track]["label"], tracks[track]["work"]) for track in versions})
+        print(f"clip: {len(versions)} tracks are versions of {works} work{'s' if works != 1 else ''} (download found "
+              "them by their notes: another edition, a transposition, another performance; `work` in "
+              "data/raw/manifest.json): each work's versions are dealt to one side of the split", file=sys.stderr)
     if split_params.group == "folder" and deeper and not given:
         print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "
               "(Sonatas/op2/1.mid): split.group folder deals the whole first folder as one group, split.group "

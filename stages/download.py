@@ -226,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"download: warning: {score_cache.failed_writes} scores' conversions could not be kept in the "
                   f"score cache {score_cache.root} ({score_cache.write_error}): they are converted again next time",
                   file=sys.stderr)
-    print(f"download: {len(manifest['files'])} files kept ({per_label}){unlabeled}{written}, "
+    versions = [record for record in manifest["files"] if record.get("work")]
+    works = len({(record["label"], record["work"]) for record in versions})
+    versions_said = f", {len(versions)} of them versions of {works} work{'s' if works != 1 else ''}" if versions else ""
+    print(f"download: {len(manifest['files'])} files kept ({per_label}){versions_said}{unlabeled}{written}, "
           f"{len(skipped)} skipped{detail}{workers} -> {args.out}")
     return 0
 

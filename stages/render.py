@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with atomic_directory(args.out) as staging:
         planned = plan_tasks(manifest, args.raw, params)
-        folders = {record["path"]: {key: record[key] for key in ("folder", "parent", "split") if record.get(key)}
+        folders = {record["path"]: {key: record[key] for key in ("folder", "parent", "split", "work")
+                                    if record.get(key)}
                    for record in manifest["files"]}
         # Every source is read and hashed before the first render: its own bar (gigabytes of audio take a while).
         keys = [cache_key(cache, path, task) for path, task in progress(planned, total=len(planned), desc="hash")] \
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                         cache.put(key, rendered)
                 record = dict(write_rendered(rendered, staging))
                 # split.group folder and parent: the sub-folders of its label it came from (and the collection's
-                # own split, from its label table)
+                # own split, from its label table; and the work it is a version of, which the split deals whole)
                 record.update(folders.get(task.source, {}))
                 records.append(record)
         if records and all(record["status"] == "rejected" for record in records):

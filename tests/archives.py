@@ -55,3 +55,29 @@ def tar_bytes(members: dict[str, bytes], mode: str = "w:gz", links: dict[str, tu
             info.linkname = target
             archive.addfile(info)
     return buffer.getvalue()
+
+
+def parts_midi(parts: list[list[int]], beat: float = 0.5, transpose: int = 0, program: int = 0) -> bytes:
+    """A MIDI file of one track per part, each playing its pitches one after another, ``beat`` seconds each
+    (another beat: the same notes in other note values)."""
+    import io
+
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    for pitches in parts:
+        instrument = pretty_midi.Instrument(program=program)
+        for step, pitch in enumerate(pitches):
+            instrument.notes.append(pretty_midi.Note(velocity=80, pitch=pitch + transpose, start=step * beat,
+                                                     end=(step + 1) * beat))
+        midi.instruments.append(instrument)
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+def tune(seed: int, length: int = 80, low: int = 55) -> list[int]:
+    import numpy as np
+
+    return [int(p) for p in low + np.random.default_rng(seed).integers(0, 20, length)]
+

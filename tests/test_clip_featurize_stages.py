@@ -1221,3 +1221,27 @@ def test_split_group_folder_on_a_collection_without_folders_is_warned_about(tmp_
     assert "clip: warning: split.group folder: no track sits in a sub-folder" in capsys.readouterr().err
     code, by_track = run_clip(tmp_path, audio, name="by_track")
     assert table_splits(clips) == table_splits(by_track)  # each track alone: the split by track
+
+
+def test_the_versions_of_a_work_are_on_one_side_of_every_fold(tmp_path, audio, capsys):
+    """Two versions of each of three works of class a (download's manifest names each one's work, render copies
+    it): by track, whatever the fold, a work's versions are tested, validated or trained on together."""
+    add_tracks(audio, "a", 6, 2.0, prefix="version", frequency=250.0)
+    report = json.loads((audio / "report.json").read_text())
+    works = {f"a/version{i}.mid": f"a/version{i - i % 2}.mid" for i in range(6)}
+    for record in report["files"]:
+        if record["source"] in works:
+            record["work"] = works[record["source"]]
+    assert sum("work" in record for record in report["files"]) == 6
+    (audio / "report.json").write_text(json.dumps(report))
+    for fold in range(3):
+        code, clips = run_clip(tmp_path, audio, name=f"fold{fold}", split={"folds": 3, "fold": fold, "val": 0.2})
+        assert code == 0
+        splits = table_splits(clips)
+        for work in set(works.values()):
+            assert len({splits[t] for t in works if works[t] == work}) == 1, (fold, work, splits)
+        assert "clip: 6 tracks are versions of 3 works (download found them by their notes" in \
+            capsys.readouterr().err
+    tested = [{t for t, split in table_splits(tmp_path / f"fold{fold}.h5").items() if split == "test"}
+              for fold in range(3)]
+    assert sorted(works) == sorted(t for fold in tested for t in fold if t in works)

@@ -3,7 +3,8 @@ import pytest
 
 from musicid.clips import (ClipTask, DamagedAudio, assign_folds, assign_splits, clip_starts, clip_track, cut_clips,
                            evenly_spaced, expected_clip_count, load_mono, normalize_loudness, normalize_track, track_caps,
-                           silent_fraction, split_sizes, too_small_classes, track_level, tracks_needed, wav_damage)
+                           silent_fraction, split_sizes, split_units, too_small_classes, track_level, tracks_needed,
+                           wav_damage)
 from tests.conftest import section_params, sine, write_wav
 
 
@@ -393,3 +394,19 @@ def test_level_measures_in_blocks_equal_one_pass(monkeypatch):
     blocked = module.frame_rms(mono, 400), module.silent_fraction(windows, 400, 0.01)
     assert np.array_equal(whole[0], blocked[0]) and np.array_equal(whole[1], blocked[1])
     assert whole[1].max() > 0.5  # the silent stretch is measured
+
+
+def test_the_versions_of_a_work_are_one_unit_whatever_split_group():
+    """Tracks whose records name one work (download's versions_of_works) are dealt as one, with their folders'
+    units when split.group deals folders; the unit is named by the first name among them."""
+    tracks = {"a/x.wav": {"label": "a", "work": "a/x.mid"}, "a/y.wav": {"label": "a"},
+              "a/z_old.wav": {"label": "a", "work": "a/x.mid", "folder": "old"},
+              "a/w.wav": {"label": "a", "folder": "old"}, "b/x.wav": {"label": "b", "work": "b/x.mid"},
+              "b/v.wav": {"label": "b", "work": "b/x.mid"}}
+    assert split_units(tracks, "track") == {"a/x.wav": "a/x.wav", "a/y.wav": "a/y.wav", "a/z_old.wav": "a/x.wav",
+                                            "a/w.wav": "a/w.wav", "b/x.wav": "b/v.wav", "b/v.wav": "b/v.wav"}
+    # By folder, the work joins old/'s unit: x, z_old and w are one.
+    assert split_units(tracks, "folder") == {"a/x.wav": "a/old/", "a/y.wav": "a/y.wav", "a/z_old.wav": "a/old/",
+                                             "a/w.wav": "a/old/", "b/x.wav": "b/v.wav", "b/v.wav": "b/v.wav"}
+    without = {track: {k: v for k, v in record.items() if k != "work"} for track, record in tracks.items()}
+    assert split_units(without, "track") == {track: track for track in tracks}

@@ -5,6 +5,7 @@ import pytest
 
 from musicid.dataset import (CorpusPiece, corpus_root, export_music21, list_corpus_pieces, one_file_per_work,
                              score_to_midi, select_pieces)
+from tests.archives import parts_midi, tune
 
 
 def test_output_name_flattens_nested_paths():
@@ -193,3 +194,69 @@ def test_a_score_that_takes_too_long_to_convert_is_skipped_as_timeout():
     assert reason == "timeout: music21 took longer than dataset.timeout_s (0.001 s)"
     # With time enough, the same score converts.
     assert score_to_midi(piece, timeout_s=60)[1]
+
+
+def test_versions_of_one_work_are_found_by_their_melodic_patterns():
+    """Another edition of a work (other note values, a transposition, a few notes changed) shares most of its
+    melodic patterns; two works, even with one part in common (two harmonisations of one tune), do not."""
+    from musicid.dataset import same_work_groups, versions_of_works
+    from musicid.midi import heard_notes_and_patterns
+
+    soprano, alto, bass = tune(1), tune(2), tune(3, low=40)
+    varied = list(alto)
+    varied[10], varied[40] = varied[10] + 1, varied[40] - 2  # a reading with two notes changed
+    files = {
+        "a/work.mid": parts_midi([soprano, alto, bass]),
+        "a/work_old.mid": parts_midi([soprano, varied, bass], beat=0.3, transpose=2),
+        "a/other.mid": parts_midi([tune(4), tune(5), tune(6, low=40)]),
+        "a/reharmonised.mid": parts_midi([soprano, tune(7), tune(8, low=40)]),
+        "a/short.mid": parts_midi([[60, 62, 64, 65, 67, 69]]),
+    }
+    names = sorted(files)
+    work, old = names.index("a/work.mid"), names.index("a/work_old.mid")
+    patterns = [heard_notes_and_patterns(files[name])[1] for name in names]
+    assert patterns[names.index("a/short.mid")] is None  # too short to compare
+    assert same_work_groups(patterns) == [[work, old]]
+    # One label: both stay, one work (the first version's) to the split.
+    assert versions_of_works(names, ["a"] * len(names), patterns) == ({}, {work: work, old: work})
+    # The same work under two labels is neither's.
+    labels = ["b" if name == "a/work_old.mid" else "a" for name in names]
+    reasons, works = versions_of_works(names, labels, patterns)
+    assert sorted(reasons) == [work, old] and works == {}
+    assert reasons[old].startswith("ambiguous_label: a version of a/work.mid (")
+    assert reasons[old].endswith("% of their melodic patterns shared), one work under a, b")
+
+
+def test_groups_join_through_a_chain_of_versions_and_pass_over_files_without_patterns():
+    import numpy as np
+
+    from musicid.dataset import SAME_WORK_SHARE, same_work_groups
+
+    base = np.arange(100, dtype=np.int64)
+    shifted = base + 40  # 60 of 140 shared with base: 0.43, under the share
+    assert 60 / 140 < SAME_WORK_SHARE
+    middle = base + 20  # 80 of 120 with each: 0.67
+    assert same_work_groups([base, None, shifted]) == []
+    assert same_work_groups([base, None, shifted, middle]) == [[0, 2, 3]]
+    assert same_work_groups([None, base]) == [] and same_work_groups([]) == []
+
+
+def test_export_marks_the_versions_of_a_work_the_corpus_holds_twice(tmp_path):
+    """As monteverdi/madrigal.3.1 and madrigal.3.1_old (the same pitches, other note values): two tracks, one
+    work to the split; another piece is no work's."""
+    pieces = list_corpus_pieces("monteverdi")[:3]
+    played = {pieces[0].relative_path: parts_midi([tune(1), tune(2)]),
+              pieces[1].relative_path: parts_midi([tune(1), tune(2)], beat=0.25),
+              pieces[2].relative_path: parts_midi([tune(3), tune(4)])}
+
+    def convert(function, chosen):
+        for piece in chosen:
+            yield (piece, played[piece.relative_path], None) if piece.relative_path in played else (piece, None, "x")
+
+    manifest = export_music21(["monteverdi"], max_per_class=0, seed=0, out_dir=tmp_path, map_function=convert)
+    works = {record["origin"]: record.get("work") for record in manifest["files"]}
+    assert works == {f"music21:{pieces[0].relative_path}": pieces[0].output_name,
+                     f"music21:{pieces[1].relative_path}": pieces[0].output_name,
+                     f"music21:{pieces[2].relative_path}": None}
+    assert all(record["reason"] == "x" for record in manifest["skipped"])
+

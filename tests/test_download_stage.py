@@ -514,3 +514,32 @@ def test_an_archive_of_one_label_is_warned_of(workspace, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "download: warning: every file kept is of one label, true, and the model needs two or more (a collection "
         "holds a folder for each label, <label>/<file>)"]
+
+
+def test_two_versions_of_one_work_in_a_collection_are_one_work_to_the_split(workspace, capsys):
+    """The same pitches in other note values and another key under another name (an edition, a performance of
+    the score): both stay, each a track, marked as one work; a third piece is no work's. Under two labels, the
+    work goes as ambiguous."""
+    from tests.archives import parts_midi, tune
+
+    tree(workspace / "src", {"bach/BWV 1.mid": parts_midi([tune(1), tune(2)]),
+                             "bach/bwv1 (old edition).mid": parts_midi([tune(1), tune(2)], beat=0.3, transpose=-3),
+                             "bach/BWV 2.mid": parts_midi([tune(3), tune(4)]),
+                             "mozart/K1.mid": parts_midi([tune(5), tune(6)])})
+    assert run_stage(workspace, source="path", path="../src") == 0
+    files = {record["origin"]: record for record in manifest(workspace)["files"]}
+    first = files["../src/bach/BWV 1.mid"]["path"]
+    assert {origin: record.get("work") for origin, record in files.items()} == {
+        "../src/bach/BWV 1.mid": first, "../src/bach/bwv1 (old edition).mid": first, "../src/bach/BWV 2.mid": None,
+        "../src/mozart/K1.mid": None}
+    assert manifest(workspace)["skipped"] == []
+    assert "download: 4 files kept (bach 3, mozart 1), 2 of them versions of 1 work, 0 skipped" in \
+        capsys.readouterr().out
+
+    (workspace / "src/mozart/K1.mid").write_bytes(parts_midi([tune(2), tune(1)], beat=0.7))  # Bach's, parts swapped
+    assert run_stage(workspace, source="path", path="../src", classes=["bach", "mozart"]) == 0
+    assert sorted((r["origin"], r["reason"].split(" (")[0]) for r in manifest(workspace)["skipped"]
+                  if r["reason"].startswith("ambiguous_label")) == [
+        ("../src/bach/BWV 1.mid", "ambiguous_label: a version of bach/bwv1"),
+        ("../src/bach/bwv1 (old edition).mid", "ambiguous_label: a version of bach/BWV 1.mid"),
+        ("../src/mozart/K1.mid", "ambiguous_label: a version of bach/BWV 1.mid")]
