@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                     "removes every entry.")
     cache.add_argument("action", choices=["info", "clear"])
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file's name a console's encoding cannot show: escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     if args.command == "cv":
         return cross_validation(args.experiments, args.json, args.all_commits)
     if args.command == "cache":

@@ -72,9 +72,13 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
     """(path, None) for each file given directly and each MIDI or audio file inside a given folder
     (sorted; hidden files and folders left out), and (folder, reason) for a folder that holds none, so
     that it is reported, not skipped. A broken link named like a MIDI or audio file is kept: predict says
-    what it is, where leaving it out would hide a file the user meant to ask about."""
+    what it is, where leaving it out would hide a file the user meant to ask about. A file reached twice is
+    listed once; an empty path is reported as missing (Path("") would be the current folder)."""
     found: list[tuple[Path, str | None]] = []
     for given in paths:
+        if str(given) == "":  # Path("") is the current folder: a shell variable left unset, not a wish to score it
+            found.append((Path(""), "missing: an empty path (an unset variable?)"))
+            continue
         path = Path(given)
         try:
             is_dir = path.is_dir()
@@ -95,7 +99,15 @@ def collect_inputs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
                                                     if others else "")))
         else:
             found.append((path, None))
-    return found
+    # A file named twice (by itself and in its folder, or twice over) is scored once, where it first came.
+    seen: set[str] = set()
+    unique = []
+    for path, reason in found:
+        key = os.path.abspath(path) if reason is None else None
+        if key is None or key not in seen:
+            unique.append((path, reason))
+            seen.add(key)
+    return unique
 
 
 # Params a checkpoint may lack, with the value that reproduces how it was made.

@@ -752,3 +752,30 @@ def test_a_score_is_scored_as_the_midi_file_music21_writes_of_it(inputs, capsys)
     assert main(["predict", str(folder / "Library.xml"), "--model", str(model), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["files"][0]["error"] == \
         "content_mismatch: named .xml but holds no MusicXML score"
+
+
+def test_a_file_named_twice_is_listed_once_and_an_empty_path_is_not_the_current_folder(inputs, monkeypatch):
+    """`predict songs songs/tune.wav` scored tune.wav twice; `predict "$UNSET"` scored the current folder."""
+    from musicid.predict import collect_inputs
+
+    monkeypatch.chdir(inputs)
+    songs = sorted((inputs / "songs").iterdir())
+    listed = collect_inputs([inputs / "songs", inputs / "songs" / "tune.wav", "songs/tune.wav"])
+    assert [path for path, _ in listed] == [path for path in songs if not path.name.startswith(".")]
+    assert collect_inputs([""]) == [(Path(""), "missing: an empty path (an unset variable?)")]
+
+
+def test_a_name_the_console_cannot_show_is_escaped_not_a_crash(inputs):
+    """A console whose encoding has no ♪ (PYTHONIOENCODING=latin-1): the line is printed with the character
+    escaped, and the file after it is scored."""
+    import subprocess
+    import sys
+
+    model = write_checkpoint(inputs / "model.pt", reference=1e9, reference_tracks=24)
+    result = subprocess.run([sys.executable, "-m", "musicid", "predict", "--model", str(model),
+                             str(inputs / "Tëst ♪.wav"), str(inputs / "songs" / "tune.wav")], capture_output=True,
+                            env={**os.environ, "PYTHONIOENCODING": "latin-1", "MUSICID_PROGRESS": "0"})
+    assert b"Traceback" not in result.stderr, result.stderr
+    lines = result.stdout.decode("latin-1").splitlines()
+    assert lines[1] == f"{inputs}/Tëst \\u266a.wav: cannot score (missing: no such file)"
+    assert lines[2].startswith(f"{inputs / 'songs' / 'tune.wav'}: ") and result.returncode == 1
