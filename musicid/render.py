@@ -76,10 +76,11 @@ class Loaded(NamedTuple):
     programs: tuple[int, ...] | None  # a MIDI file's programs heard (musicid.midi.MidiSource); None for audio
 
 
-def init_worker(render: RenderParams) -> None:
-    """Load the SoundFonts (those of render.augment too) once in this process (a pool initializer)."""
+def init_worker(render: RenderParams, midi: bool = True) -> None:
+    """Load the SoundFonts (those of render.augment too) once in this process (a pool initializer); with
+    ``midi`` False (a collection of recordings alone) FluidSynth is not loaded, nor any SoundFont."""
     global _worker_renderer
-    _worker_renderer = MidiRenderer(render, augment=True)
+    _worker_renderer = MidiRenderer(render, augment=True) if midi else None
 
 
 @dataclass(frozen=True)
@@ -506,6 +507,8 @@ def load_source(renderer: MidiRenderer, path: Path, render: RenderParams, data: 
     deadline = time.monotonic() + render.timeout_s
     suffix = (suffix or path.suffix).lower()
     if suffix in MIDI_EXTENSIONS:
+        if renderer is None:  # a worker set up for recordings alone (init_worker): never given MIDI by the stage
+            raise RenderError("no_fluidsynth", "this process was set up without FluidSynth (no MIDI source expected)")
         return render_midi_source(renderer, path, render, deadline, data)
     if suffix in AUDIO_EXTENSIONS:
         audio, repairs = load_audio_source(path, render, data, suffix)
@@ -527,7 +530,7 @@ def render_one(task: RenderTask) -> Rendered:
     if task.render.augment.copies:  # absent when augmentation is off: the report is as it always was
         record["augmented"], record["augment_rejected"] = [], []
     renderer = _worker_renderer
-    sample_rate = renderer.sample_rate
+    sample_rate = task.render.sample_rate
     wavs = []
     path = Path(task.source)  # names the file; its bytes are task.data (or task.file's), read from memory
     data = Path(task.file).read_bytes() if task.file and not task.data else task.data

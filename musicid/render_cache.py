@@ -160,10 +160,15 @@ def machine_resources(render: RenderParams) -> dict:
     return {"soundfonts": {path: _sha256_or_missing(path) for path in soundfonts}, "fluidsynth": fluidsynth_version()}
 
 
-def render_environment(render: RenderParams) -> dict:
-    """What a render depends on besides its source: params, SoundFont contents, FluidSynth, libraries, code."""
-    return {"params": as_dict(render), **machine_resources(render), "libraries": library_versions(),
-            "code": code_version()}
+NO_SYNTHESIS = {"soundfonts": {}, "fluidsynth": None}  # the machine_resources of a run of recordings alone
+
+
+def render_environment(render: RenderParams, midi: bool = True) -> dict:
+    """What a render depends on besides its source: params, SoundFont contents, FluidSynth, libraries, code;
+    with ``midi`` False (a collection of recordings alone) neither SoundFonts nor FluidSynth, which such a run
+    does not load (a machine without them renders it)."""
+    return {"params": as_dict(render), **(machine_resources(render) if midi else NO_SYNTHESIS),
+            "libraries": library_versions(), "code": code_version()}
 
 
 def render_context(render: RenderParams, environment: dict | None = None) -> str:
@@ -211,6 +216,10 @@ def init_checked_worker(render: RenderParams, expected_environment: dict) -> Non
 
     from musicid.synth import FluidSynthUnavailable
 
+    midi = expected_environment.get("fluidsynth") is not None
+    if not midi:  # recordings alone: FluidSynth and the SoundFonts play no part
+        init_worker(render, midi=False)
+        return
     try:
         found = machine_resources(render)
     except (FluidSynthUnavailable, OSError) as error:  # no library, or a damaged one, on the worker

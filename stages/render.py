@@ -26,6 +26,8 @@ from musicid.render import (RenderTask, Rendered, assign_all_outputs, crashed, i
                             write_rendered)
 from musicid.render_cache import RenderCache, init_checked_worker, open_cache, render_environment, size_limit
 from musicid.synth import FluidSynthUnavailable, MidiRenderer
+from musicid.cache_files import enabled as cache_enabled
+from musicid.filetypes import MIDI_EXTENSIONS
 from musicid.stage import StageError, run_stage
 
 # Results that depend on the machine's load or luck, never reused from the render cache.
@@ -89,20 +91,24 @@ def cacheable(rendered: Rendered) -> bool:
 def run(args: argparse.Namespace) -> int:
     """The work of the stage; failures a user can fix end in one line (musicid.stage)."""
     params = load_section(args.params, "render")
-    try:
-        # Load FluidSynth and every SoundFont once here, so that a missing or broken
-        # one stops the stage with its name rather than inside a worker process.
-        MidiRenderer(params, augment=True)
-    except FluidSynthUnavailable as error:
-        print(f"render: {error}", file=sys.stderr)
-        return 2
-    check_jobs(args.jobs)
     manifest = json.loads((args.raw / "manifest.json").read_text())
+    # A collection of recordings alone needs neither FluidSynth nor a SoundFont.
+    midi = any(Path(record["path"]).suffix.lower() in MIDI_EXTENSIONS for record in manifest["files"])
+    if midi:
+        try:
+            # Load FluidSynth and every SoundFont once here, so that a missing or broken
+            # one stops the stage with its name rather than inside a worker process.
+            MidiRenderer(params, augment=True)
+        except FluidSynthUnavailable as error:
+            print(f"render: {error}", file=sys.stderr)
+            return 2
+    check_jobs(args.jobs)
     scheduler = resolve_scheduler(args.scheduler)
     workers = where(args.jobs, scheduler)  # also stops at once when a named scheduler cannot be reached
 
-    # Dask workers first check that they would render what this machine would (init_checked_worker).
-    environment = render_environment(params) if scheduler else None
+    # Dask workers first check that they would render what this machine would (init_checked_worker); the
+    # render cache's entries are this environment's.
+    environment = render_environment(params, midi) if scheduler or cache_enabled() else None
     try:
         cache = open_cache(params, environment)
         cache_limit = size_limit() if cache else 0
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         misses = (ship(path, task) for (path, task), hit in zip(planned, found) if not hit)
         rendered_misses = ordered_map(render_one, misses, jobs=args.jobs,
                                       initializer=init_checked_worker if scheduler else init_worker,
-                                      initargs=(params, environment) if scheduler else (params,),
+                                      initargs=(params, environment) if scheduler else (params, midi),
                                       scheduler=scheduler, on_crash=crashed, isolate=True)
         records, from_cache, cached_seconds = [], 0, 0.0
         # Closed at the loop's end, not when collected (the last next() leaves it suspended): the shutdown of
@@ -138,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                     cached_seconds += rendered.record["duration_s"] or 0
                 else:
                     if hit:  # the entry went bad or away since it was found: render the source here
-                        init_worker(params)
+                        init_worker(params, midi)
                         rendered = render_one(with_data(path, task))
                     else:
                         rendered = next(rendered_misses)

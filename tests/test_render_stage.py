@@ -369,3 +369,27 @@ def test_soundfonts_that_are_folders_texts_or_one_file_twice_are_refused(tmp_pat
             f"({os.path.realpath(SOUNDFONT)}): each MIDI file would be rendered twice alike; list it once") in \
         capfd.readouterr().err
     assert not (tmp_path / "audio").exists()
+
+
+def test_a_collection_of_recordings_alone_needs_no_soundfont_nor_fluidsynth(tmp_path, raw, capsys, monkeypatch):
+    """No MIDI source: render loads neither FluidSynth nor a SoundFont, so a machine without them (here: a
+    SoundFont that is not there, and a FluidSynth that cannot be loaded) renders a collection of recordings; the
+    same params with a MIDI file beside them stop the stage at once, naming the SoundFont."""
+    from musicid import synth
+
+    manifest(raw, ["b/tone.wav"])
+    absent = str(tmp_path / "nope.sf2")
+    assert run(tmp_path, raw, "plain", jobs=1) == 0
+    capsys.readouterr()
+
+    def no_library():
+        raise synth.FluidSynthUnavailable("cannot load the FluidSynth library (test)")
+
+    monkeypatch.setattr(synth, "_load_fluidsynth", no_library)
+    for jobs in (1, 2):
+        assert run(tmp_path, raw, f"alone{jobs}", jobs=jobs, soundfonts=[absent]) == 0, capsys.readouterr().err
+        assert (tmp_path / f"alone{jobs}" / "b" / "tone.wav").read_bytes() == \
+            (tmp_path / "plain" / "b" / "tone.wav").read_bytes()
+    manifest(raw, ["a/one.mid", "b/tone.wav"])
+    assert run(tmp_path, raw, "mixed", jobs=1, soundfonts=[absent]) == 2
+    assert "fluid-soundfont-gm" in capsys.readouterr().err and not (tmp_path / "mixed").exists()
