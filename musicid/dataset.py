@@ -1280,29 +1280,27 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
         if label not in by_label:
             skip("", label, NO_SUCH_CLASS_REASON)
 
-    files, taken, written = [], set(), {}  # written: a kept file's path in the collection -> in data/raw
+    files, taken, record_of = [], set(), {}  # record_of: a kept file's path in the collection -> its record
     # A file of the collection keeps its own name before a score written as MIDI takes it (u.mid, u.krn).
     for candidate in sorted(chosen, key=lambda c: (c.label, bool(c.converted), c.relative)):
         name = _output_name(candidate.label, candidate.inner, candidate.relative, taken)
-        written[candidate.relative] = name
         _copy(candidate.path, out_dir / name)
-        files.append({"path": name, "label": candidate.label, "sha256": candidate.sha256,
-                      "size": candidate.size, "origin": origin_prefix + candidate.relative,
-                      **({"renamed": candidate.renamed} if candidate.renamed else {}),
-                      **({"converted": candidate.converted} if candidate.converted else {}),
-                      **({"folder": candidate.folder} if candidate.folder else {}),
-                      **({"parent": candidate.parent} if candidate.parent else {}),
-                      **({"split": candidate.split} if candidate.split else {})})
+        record_of[candidate.relative] = {"path": name, "label": candidate.label, "sha256": candidate.sha256,
+                                         "size": candidate.size, "origin": origin_prefix + candidate.relative,
+                                         **({"renamed": candidate.renamed} if candidate.renamed else {}),
+                                         **({"converted": candidate.converted} if candidate.converted else {}),
+                                         **({"folder": candidate.folder} if candidate.folder else {}),
+                                         **({"parent": candidate.parent} if candidate.parent else {}),
+                                         **({"split": candidate.split} if candidate.split else {})}
+        files.append(record_of[candidate.relative])
     # Versions of one work (each a track) are one work to the split, named by the first kept version's path (a
     # version dataset.max_per_class left out has no say; a work with one version kept is a track as any other).
     by_work: dict[str, list[str]] = {}
-    for relative in sorted(set(versions) & set(written)):
+    for relative in sorted(set(versions) & set(record_of)):
         by_work.setdefault(versions[relative], []).append(relative)
-    work_of = {relative: written[members[0]] for members in by_work.values() if len(members) > 1
-               for relative in members}
-    for record, candidate in zip(files, sorted(chosen, key=lambda c: (c.label, bool(c.converted), c.relative))):
-        if candidate.relative in work_of:
-            record["work"] = work_of[candidate.relative]
+    for members in by_work.values():
+        for relative in members if len(members) > 1 else ():
+            record_of[relative]["work"] = record_of[members[0]]["path"]
 
     unlabeled_files = []
     for candidate in sorted(_deduplicate([c for c in candidates if c.label is None], skip),
@@ -1638,6 +1636,7 @@ def same_work_groups(patterns: list) -> list[list[int]]:
     1.0), a chorale with and without its instrumental parts (0.61), one score in two formats (0.69); the
     next pair, two harmonisations of one tune, shares 0.49."""
     import scipy.sparse
+    from scipy.sparse.csgraph import connected_components
 
     present = [index for index, found in enumerate(patterns) if found is not None and len(found)]
     if len(present) < 2:
@@ -1648,26 +1647,20 @@ def same_work_groups(patterns: list) -> list[list[int]]:
     matrix = scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
                                      shape=(len(present), int(columns.max()) + 1))
     sizes = np.diff(matrix.indptr)
-    parent = list(range(len(present)))
-
-    def root(node: int) -> int:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
     transposed = matrix.T.tocsc()
+    pairs = []
     for start in range(0, len(present), PAIRING_ROWS):
         shared = (matrix[start:start + PAIRING_ROWS] @ transposed).tocoo()  # patterns two files share
         rows, cols = shared.row + start, shared.col
-        union = sizes[rows] + sizes[cols] - shared.data
-        for row, col in zip(rows[(rows < cols) & (shared.data >= SAME_WORK_SHARE * union)],
-                            cols[(rows < cols) & (shared.data >= SAME_WORK_SHARE * union)]):
-            parent[max(root(row), root(col))] = min(root(row), root(col))
+        alike = (rows < cols) & (shared.data >= SAME_WORK_SHARE * (sizes[rows] + sizes[cols] - shared.data))
+        pairs.append((rows[alike], cols[alike]))
+    rows, cols = (np.concatenate(side) for side in zip(*pairs))
+    _, component = connected_components(scipy.sparse.coo_matrix((np.ones(len(rows)), (rows, cols)),
+                                                                shape=(len(present), len(present))), directed=False)
     groups: dict[int, list[int]] = {}
-    for node in range(len(present)):
-        groups.setdefault(root(node), []).append(present[node])
-    return sorted((sorted(group) for group in groups.values() if len(group) > 1), key=lambda group: group[0])
+    for node, found in enumerate(component):
+        groups.setdefault(int(found), []).append(present[node])
+    return sorted((group for group in groups.values() if len(group) > 1), key=lambda group: group[0])
 
 
 def pattern_share(first, second) -> float:

@@ -188,7 +188,7 @@ def melodic_patterns(parts: dict[tuple[int, int], list[tuple[int, int]]]) -> np.
     heard notes in the order they start (a chord from the low note up), every run of PATTERN_INTERVALS
     successive intervals in semitones, one int64 each; sorted. Neither tempo nor rhythm nor key changes them:
     two versions of one work (another edition's note values, a transposition, a performance of the score)
-    share most of them, two works rarely a quarter (:func:`musicid.dataset.same_work_pairs`). None for a file
+    share most of them, two works rarely a quarter (:func:`musicid.dataset.same_work_groups`). None for a file
     of fewer than MIN_PATTERNS."""
     codes = []
     for notes in parts.values():
