@@ -217,7 +217,8 @@ class SplitParams(Section):
             raise KeyProblem("test", "must be > 0 when split.folds is 0: evaluate scores the test tracks (with "
                                      "split.folds >= 2 the test fold is the test split), got 0")
         if self.folds == 0 and self.val + self.test >= 1:
-            raise KeyProblem("test", f"val + test must be < 1, got {self.val} + {self.test}")
+            raise KeyProblem("test", f"must leave tracks to train on: split.val + split.test must be < 1, got "
+                                    f"{self.val} + {self.test}")
         if self.folds == 1:
             raise KeyProblem("folds", "must be 0 (one split by fractions) or at least 2, got 1")
         if self.folds == 0 and self.fold != 0:

@@ -31,7 +31,8 @@ def test_fold_params_that_are_fine():
     assert section_params("split", folds=5, fold=4).fold == 4
     # split.test is unused with folds, so val + test is not checked then; it still is without.
     assert section_params("split", folds=5, fold=0, val=0.5, test=0.6).val == 0.5
-    with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
+    with pytest.raises(ParamsError, match=r"split\.test must leave tracks to train on: "
+                                          r"split\.val \+ split\.test must be < 1"):
         section_params("split", val=0.5, test=0.6)
 
 

@@ -110,7 +110,8 @@ def test_bool_is_not_accepted_as_number():
 
 
 def test_range_check_is_named():
-    with pytest.raises(ParamsError, match=r"split\.test val \+ test must be < 1"):
+    with pytest.raises(ParamsError, match=r"split\.test must leave tracks to train on: "
+                                          r"split\.val \+ split\.test must be < 1"):
         parse_section({"val": 0.5, "test": 0.5, "seed": 0, "holdout_classes": [], "folds": 0, "fold": 0,
                        "group": "track", "order": "shuffle"}, "split")
 
