@@ -35,12 +35,20 @@ around their own), cross-validated as ``--mode cv`` alone and beside the clips' 
 scores' clips: only the whole piece's block reads the copy). Prints mean +- sd over the repeats and the paired
 difference from the scores'.
 
+``--mode grams``: a bag of interval n-grams beside the notes' regression, a lever measured and not built. Each
+track's MIDI file is read part by part, each run of ``--grams`` successive melodic intervals counted (as the
+n-gram profiles of composer recognition in the literature), and a second logistic regression (tf-idf of the counts,
+balanced class weights, C = ``--grams-c``) cross-validated as ``--mode cv`` on the same splits as the regression on
+the clips' and whole piece's statistics (what train fits by default); prints both alone and their probabilities
+summed (the n-grams' weighed ``--grams-weight``), with the paired difference (mean +- sd, repeats better / worse).
+
 ``--mode cost``: what reading the whole piece adds to the parse of a task's MIDI files (musicid.symbolic's
 read_midi_notes, as featurize's workers call it, with and without the piece), both ways in turn ``--repeats`` times
 in one process: the best time of each, and their ratio.
 
     python benchmarks/track_features.py --out <composer_quality out> --tasks default-piano quartets lopsided
-        [--mode cv|suite|played|cost] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
+        [--mode cv|suite|played|cost|grams] [--config default] [--seed 0] [--repeats 20] [--folds 5] [--c 0.1]
+        [--grams 1 2 3] [--grams-c 1] [--grams-weight 0.5]
 """
 
 from __future__ import annotations
@@ -104,25 +112,45 @@ def task_tracks(task_dir: Path, config: str, seed: int) -> tuple[np.ndarray, np.
     return statistics_.tracks, statistics_.values, labels
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, folds: int, repeats: int, c: float) -> tuple[list, list]:
+def cross_validate(x, y: np.ndarray, folds: int, repeats: int, c: float, model=None) -> tuple[list, list]:
     """(pooled macro-F1 per repeat, mean of the folds' macro-F1 per repeat)."""
+    pooled, per_fold, _ = cross_validate_probabilities(x, y, folds, repeats, c, model)
+    return pooled, per_fold
+
+
+def regression(c: float):
+    """The pipeline's regression on the notes' statistics: standardised inputs, balanced class weights."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pooled, per_fold = [], []
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
+
+
+def cross_validate_probabilities(x, y: np.ndarray, folds: int, repeats: int, c: float, model=None,
+                                 ) -> tuple[list, list, list]:
+    """:func:`cross_validate`, and each repeat's out-of-fold probabilities [M, classes]. ``x``: an array or a list
+    of one input per track; ``model``: a function of C giving an unfitted scikit-learn model (:func:`regression`)."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    model = model or regression
+    pooled, per_fold, probabilities = [], [], []
     for repeat in range(repeats):
-        answer = np.zeros_like(y)
+        answers = np.zeros((len(y), int(y.max()) + 1))
         scores = []
-        for train, test in StratifiedKFold(folds, shuffle=True, random_state=repeat).split(x, y):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
-            answer[test] = model.fit(x[train], y[train]).predict(x[test])
-            scores.append(f1_score(y[test], answer[test], average="macro", labels=np.unique(y)))
-        pooled.append(float(f1_score(y, answer, average="macro")))
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=repeat).split(np.zeros(len(y)), y):
+            fitted = model(c).fit(pick(x, train), y[train])
+            answers[np.ix_(test, fitted.classes_)] = fitted.predict_proba(pick(x, test))
+            scores.append(f1_score(y[test], answers[test].argmax(1), average="macro", labels=np.unique(y)))
+        pooled.append(float(f1_score(y, answers.argmax(1), average="macro")))
         per_fold.append(float(np.mean(scores)))
-    return pooled, per_fold
+        probabilities.append(answers)
+    return pooled, per_fold, probabilities
+
+
+def pick(x, rows: np.ndarray):
+    return x[rows] if isinstance(x, np.ndarray) else [x[row] for row in rows]
 
 
 def against(values: list[float], base: list[float]) -> str:
@@ -173,6 +201,66 @@ def played_mode(args, task: str) -> None:
         (alone, both), (base_alone, base_both) = results[name], results["score"]
         print(f"| {name} | {cell(alone)} | {'' if name == 'score' else against(alone, base_alone)} | "
               f"{cell(both)} | {'' if name == 'score' else against(both, base_both)} |")
+
+
+def interval_grams(path: Path, sizes: tuple[int, ...]) -> dict[str, int]:
+    """How often each run of ``sizes`` successive melodic intervals occurs in a MIDI file, part by part (pretty_midi's
+    instruments, drums out; a part's notes in the order they start, a chord from the low note up; intervals in
+    semitones, larger than an octave counted as one): ``{"2:2,-1": 14, ...}``."""
+    import collections
+    import io
+
+    import pretty_midi
+
+    from musicid.midi import read_midi
+    from musicid.symbolic import MAX_TICKS
+
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_TICKS)  # as read_midi_notes
+    counts: collections.Counter = collections.Counter()
+    for part in pretty_midi.PrettyMIDI(io.BytesIO(read_midi(path).data)).instruments:
+        if part.is_drum:
+            continue
+        steps = np.clip(np.diff([note.pitch for note in sorted(part.notes, key=lambda n: (n.start, n.pitch))]),
+                        -12, 12)
+        for size in sizes:
+            for start in range(len(steps) - size + 1):
+                counts[f"{size}:" + ",".join(str(step) for step in steps[start:start + size])] += 1
+    return dict(counts)
+
+
+def grams_model(c: float):
+    """A bag of interval n-grams: tf-idf (log counts) and a logistic regression with balanced class weights."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(DictVectorizer(), TfidfTransformer(sublinear_tf=True),
+                         LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
+
+
+def grams_mode(args, task: str) -> None:
+    """The notes' regression as train fits it (clips' and whole piece's statistics), alone and with a second
+    regression on each track's interval n-grams beside it (the two answers' probabilities summed, the second
+    weighed ``--grams-weight``), on the same splits."""
+    from sklearn.metrics import f1_score
+
+    tracks, clips, y = task_tracks(args.out / task, args.config, args.seed)
+    both = np.hstack([clips, piece_table(args.out / task, tracks)])
+    raw = raw_folder(args.out / task, tracks)
+    grams = [interval_grams(raw / track, tuple(args.grams)) for track in tracks]
+    print(f"{task}: {len(tracks)} tracks, {args.repeats} x {args.folds}-fold, C {args.c:g}; n-grams of "
+          f"{', '.join(str(size) for size in args.grams)} intervals, C {args.grams_c:g}, weight {args.grams_weight:g}")
+    base, _, base_answers = cross_validate_probabilities(both, y, args.folds, args.repeats, args.c)
+    alone, _, gram_answers = cross_validate_probabilities(grams, y, args.folds, args.repeats, args.grams_c,
+                                                          grams_model)
+    fused = [float(f1_score(y, (a + args.grams_weight * b).argmax(1), average="macro"))
+             for a, b in zip(base_answers, gram_answers)]
+    print("| set | pooled macro-F1 | against clips + piece (repeats better / worse) |")
+    print("|---|---|---|")
+    print(f"| clips + piece | {cell(base)} |  |")
+    print(f"| n-grams | {cell(alone)} | {against(alone, base)} |")
+    print(f"| clips + piece, n-grams beside | {cell(fused)} | {against(fused, base)} |")
 
 
 def suite_fold(task_dir: Path, config: str, fold: int, seed: int, c: float) -> dict[str, float]:
@@ -247,15 +335,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="composer_quality.py's --out")
     parser.add_argument("--tasks", nargs="+", required=True)
-    parser.add_argument("--mode", choices=("cv", "suite", "played", "cost"), default="suite")
+    parser.add_argument("--mode", choices=("cv", "suite", "played", "cost", "grams"), default="suite")
     parser.add_argument("--config", default="default", help="the configuration whose runs are read")
     parser.add_argument("--seed", type=int, default=0, help="their train.seed")
     parser.add_argument("--folds", type=int, default=5, help="--mode cv: folds of each split")
     parser.add_argument("--repeats", type=int, default=20, help="--mode cv, played: splits; --mode cost: timings")
     parser.add_argument("--c", type=float, default=0.1, help="C of the regression (train.track_notes)")
+    parser.add_argument("--grams", type=int, nargs="+", default=[1, 2, 3],
+                        help="--mode grams: the n-grams' sizes, in intervals")
+    parser.add_argument("--grams-c", type=float, default=1.0, help="--mode grams: C of the n-grams' regression")
+    parser.add_argument("--grams-weight", type=float, default=0.5,
+                        help="--mode grams: the n-grams' share beside the notes' regression")
     args = parser.parse_args(argv)
     if not args.c > 0 or args.folds < 2 or args.repeats < 2:
         parser.error("--c must be > 0, --folds and --repeats at least 2")
+    if not args.grams_c > 0 or not args.grams_weight > 0 or min(args.grams) < 1:
+        parser.error("--grams-c and --grams-weight must be > 0, --grams at least 1")
     if args.mode == "suite":
         print("| task | track macro-F1 of | mean +- sd | folds | both against clips (folds better / worse) |")
         print("|---|---|---|---|---|")
@@ -263,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| task | MIDI files | notes | notes alone, s | with the piece, s | ratio |")
         print("|---|---|---|---|---|---|")
     for task in args.tasks:
-        {"cv": cv_mode, "suite": suite_mode, "played": played_mode, "cost": cost_mode}[args.mode](args, task)
+        {"cv": cv_mode, "suite": suite_mode, "played": played_mode, "cost": cost_mode,
+         "grams": grams_mode}[args.mode](args, task)
     return 0
 
 

@@ -3,6 +3,8 @@ by the stages."""
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -95,3 +97,30 @@ def test_cost_mode_times_both_parses(suite_folder, capsys):
     assert track_features.main(["--out", str(suite_folder), "--tasks", "tiny", "--mode", "cost", "--repeats", "2"]) == 0
     row = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].strip("|").split("|")]
     assert row[:3] == ["tiny", "18", str(18 * 8)] and row[5].endswith("x")
+
+
+def test_interval_grams_count_each_part_apart(tmp_path):
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    for pitches, drum in (([60, 62, 64, 60, 79], False), ([48, 50, 52], False), ([36, 36, 38], True)):
+        part = pretty_midi.Instrument(program=0, is_drum=drum)
+        part.notes = [pretty_midi.Note(velocity=90, pitch=p, start=0.5 * k, end=0.5 * k + 0.4)
+                      for k, p in enumerate(pitches)]
+        midi.instruments.append(part)
+    midi.write(str(tmp_path / "a.mid"))
+    grams = track_features.interval_grams(tmp_path / "a.mid", (1, 2))
+    # 60 62 64 60 79: +2 +2 -4 and a leap of 19 counted as an octave; 48 50 52 apart (no 64 -> 48 step); no drums.
+    assert grams == {"1:2": 4, "1:-4": 1, "1:12": 1, "2:2,2": 2, "2:2,-4": 1, "2:-4,12": 1}
+
+
+def test_grams_mode_reads_the_n_grams_beside_the_regression(suite_folder, capsys):
+    assert track_features.main(["--out", str(suite_folder), "--tasks", "tiny", "--mode", "grams", "--repeats", "3",
+                                "--folds", "3", "--grams", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 18 tracks, 3 x 3-fold, C 0.1; n-grams of 1, 2 intervals, C 1, weight 0.5" in out
+    found = rows(out)
+    assert set(found) == {"clips + piece", "n-grams", "clips + piece, n-grams beside"}
+    # Steps against leaps of a minor third: the n-grams alone name every track in every split.
+    assert found["n-grams"][1] == "1.000 +- 0.000"
+    assert re.fullmatch(r"[+-]\d\.\d{3} \+- \d\.\d{3} \(\d / \d\)", found["clips + piece, n-grams beside"][2])
