@@ -89,7 +89,7 @@ from musicid.filetypes import (ACCEPTED_EXTENSIONS, SCORE_EXTENSIONS, SCORE_KIND
 from musicid.io import RESERVED_LABELS, printable, safe_name, sha256_file, size_words, unreadable_reason
 from musicid.label_table import (MAX_TABLE_BYTES, LabelTableError, Row, file_key, find_table, read_table, rows_by_file,
                                  split_of)
-from musicid.midi import heard_notes_and_patterns, with_program
+from musicid.midi import WHOLE_FILE, heard_notes_and_patterns, with_program
 from musicid.parallel import ordered_map, resolve_jobs
 
 # Formats music21 reads as scores, in order of preference when the corpus holds
@@ -1241,7 +1241,8 @@ def _collect_tree(root: Path, origin_prefix: str, out_dir: Path, classes: list[s
     # One file per work first, so that a work whose kept file is then found to be a copy goes whole: its
     # audio export must not stay behind as a track of the music that was dropped.
     works = _one_file_per_work(labelled, skip)
-    kept, versions = _versions_of_one_work(_held_in_another(works, _deduplicate(works, skip), skip), skip)
+    kept, versions = _versions_of_one_work(_held_in_another(works, _deduplicate(works, skip), skip), skip,
+                                            progress)
     by_label: dict[str, list[Candidate]] = {}
     for candidate in kept:
         by_label.setdefault(candidate.label, []).append(candidate)
@@ -1622,54 +1623,81 @@ def _held_in_another(candidates: list[Candidate], kept: list[Candidate], skip) -
 
 
 SAME_WORK_SHARE = 0.5  # the share of melodic patterns (Jaccard) from which two MIDI files are one work
-PAIRING_ROWS = 512  # files whose shared patterns are counted at once against all the others
+PAIRING_ROWS = 512  # files whose shared patterns are counted at once against the others
 
 
-def same_work_groups(patterns: list) -> list[list[int]]:
+def same_work_groups(patterns: list, progress=lambda items, **_: items) -> list[list[int]]:
     """Groups of two or more of the files whose :func:`musicid.midi.melodic_patterns` are ``patterns`` (None: a
     file too short to compare, or not MIDI) that are versions of one work: joined by pairs whose distinct
-    patterns overlap by at least SAME_WORK_SHARE of their union (Jaccard). Each group's indexes sorted, the
-    groups by their first. In the music21 corpus two versions of one work in the default classes (a madrigal
-    in two editions, the same pitches in other note values; a Kyrie in two readings) share 1.0 and 0.94, and
-    no two other pieces of those 160 more than 0.28 (12,561 pairs). Of Bach's 413 chorale files, 19 pairs
-    share 0.57 to 1.0: one harmonisation in two works (BWV 158.4 and BWV 279, 0.96; BWV 227.1 and 227.11,
-    1.0), a chorale with and without its instrumental parts (0.61), one score in two formats (0.69); the
-    next pair, two harmonisations of one tune, shares 0.49."""
+    patterns, the parts' or the whole file's (compared apart), overlap by at least SAME_WORK_SHARE of their
+    union (Jaccard). Each group's indexes sorted, the groups by their first. In the music21 corpus two versions
+    of one work in the default classes (a madrigal in two editions, the same pitches in other note values; a
+    Kyrie in two readings) share 1.0 and 0.94, and no two other pieces of those 160 more than 0.28 (12,561
+    pairs; heard as one part, 0.14). Of Bach's 413 chorale files, 19 pairs share 0.57 to 1.0: one
+    harmonisation in two works (BWV 158.4 and BWV 279, 0.96; BWV 227.1 and 227.11, 1.0), a chorale with and
+    without its instrumental parts (0.61), one score in two formats (0.69); the next pair, two harmonisations of
+    one tune, shares 0.49."""
     import scipy.sparse
     from scipy.sparse.csgraph import connected_components
 
-    present = [index for index, found in enumerate(patterns) if found is not None and len(found)]
-    if len(present) < 2:
-        return []
-    codes = np.concatenate([patterns[index] for index in present])
-    owners = np.repeat(np.arange(len(present)), [len(patterns[index]) for index in present])
-    columns = np.unique(codes, return_inverse=True)[1]
-    matrix = scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
-                                     shape=(len(present), int(columns.max()) + 1))
-    sizes = np.diff(matrix.indptr)
-    transposed = matrix.T.tocsc()
-    pairs = []
-    for start in range(0, len(present), PAIRING_ROWS):
-        shared = (matrix[start:start + PAIRING_ROWS] @ transposed).tocoo()  # patterns two files share
-        rows, cols = shared.row + start, shared.col
-        alike = (rows < cols) & (shared.data >= SAME_WORK_SHARE * (sizes[rows] + sizes[cols] - shared.data))
-        pairs.append((rows[alike], cols[alike]))
+    pairs = [alike_pairs([None if found is None else found[(found >= WHOLE_FILE) == whole] for found in patterns],
+                         progress) for whole in (False, True)]
     rows, cols = (np.concatenate(side) for side in zip(*pairs))
     _, component = connected_components(scipy.sparse.coo_matrix((np.ones(len(rows)), (rows, cols)),
-                                                                shape=(len(present), len(present))), directed=False)
+                                                                shape=(len(patterns), len(patterns))),
+                                        directed=False)
     groups: dict[int, list[int]] = {}
     for node, found in enumerate(component):
-        groups.setdefault(int(found), []).append(present[node])
+        groups.setdefault(int(found), []).append(node)
     return sorted((group for group in groups.values() if len(group) > 1), key=lambda group: group[0])
 
 
+def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): the pairs of files (indexes into ``patterns``, one set of distinct codes each, or None or empty
+    for a file not compared) whose sets overlap by SAME_WORK_SHARE of their union or more. The files are taken in
+    order of size and each block of PAIRING_ROWS is counted against the larger files only up to twice its largest:
+    a set more than twice the size of another cannot hold half their union (scipy's sparse product)."""
+    import scipy.sparse
+
+    present = np.array([index for index, found in enumerate(patterns) if found is not None and len(found)],
+                       dtype=np.int64)
+    if len(present) < 2:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    sizes = np.array([len(patterns[index]) for index in present])
+    order = np.argsort(sizes, kind="stable")
+    present, sizes = present[order], sizes[order]
+    codes = np.concatenate([patterns[index] for index in present])
+    owners = np.repeat(np.arange(len(present)), sizes)
+    columns = np.unique(codes, return_inverse=True)[1]
+    matrix = scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
+                                     shape=(len(present), int(columns.max()) + 1))
+    transposed = matrix.T.tocsc()
+    found_rows, found_cols = [], []
+    for start in progress(range(0, len(present), PAIRING_ROWS), desc="versions"):
+        stop = np.searchsorted(sizes, sizes[min(start + PAIRING_ROWS, len(present)) - 1] / SAME_WORK_SHARE,
+                               side="right")
+        shared = (matrix[start:start + PAIRING_ROWS] @ transposed[:, start:stop]).tocoo()  # patterns both hold
+        rows, cols = shared.row + start, shared.col + start
+        alike = (rows < cols) & (shared.data >= SAME_WORK_SHARE * (sizes[rows] + sizes[cols] - shared.data))
+        found_rows.append(present[rows[alike]])
+        found_cols.append(present[cols[alike]])
+    return np.concatenate(found_rows), np.concatenate(found_cols)
+
+
 def pattern_share(first, second) -> float:
-    """The Jaccard overlap of two files' melodic patterns (sorted unique int64 arrays)."""
-    shared = len(np.intersect1d(first, second, assume_unique=True))
-    return shared / (len(first) + len(second) - shared)
+    """The overlap (Jaccard) of two files' melodic patterns (:func:`musicid.midi.melodic_patterns`): of their
+    parts' or of the whole file's, whichever is the larger."""
+    shares = [0.0]
+    for whole in (False, True):
+        mine, theirs = first[(first >= WHOLE_FILE) == whole], second[(second >= WHOLE_FILE) == whole]
+        if len(mine) and len(theirs):
+            shared = len(np.intersect1d(mine, theirs, assume_unique=True))
+            shares.append(shared / (len(mine) + len(theirs) - shared))
+    return max(shares)
 
 
-def versions_of_works(names: list[str], labels: list[str], patterns: list) -> tuple[dict[int, str], dict[int, int]]:
+def versions_of_works(names: list[str], labels: list[str], patterns: list, progress=lambda items, **_: items,
+                      ) -> tuple[dict[int, str], dict[int, int]]:
     """(the files to skip, index -> reason; the work of each other file held in two versions or more, index ->
     the index of its first version by name) for the groups of :func:`same_work_groups`. A work under one label
     keeps every version, each a track of its own (two pianists' performances of one piece are two recordings
@@ -1677,26 +1705,30 @@ def versions_of_works(names: list[str], labels: list[str], patterns: list) -> tu
     never on two sides of it. A work under two labels goes whole as ``ambiguous_label``, as the same notes under
     two labels do."""
     reasons, works = {}, {}
-    for group in same_work_groups(patterns):
+    for group in same_work_groups(patterns, progress):
         group = sorted(group, key=lambda index: names[index])
         group_labels = sorted({labels[index] for index in group})
         for index in group:
             if len(group_labels) > 1:
-                other = group[1] if index == group[0] else group[0]
-                share = pattern_share(patterns[index], patterns[other])
-                reasons[index] = (f"ambiguous_label: a version of {names[other]} ({share:.0%} of their melodic "
-                                  f"patterns shared), one work under {', '.join(group_labels)}")
+                # Named: the closest version under another label (a chain of versions can join two files that
+                # share less than SAME_WORK_SHARE: then say so).
+                shares = {other: pattern_share(patterns[index], patterns[other]) for other in group
+                          if labels[other] != labels[index]}
+                other = max(shares, key=lambda found: (shares[found], -group.index(found)))  # first by name on a tie
+                through = "" if shares[other] >= SAME_WORK_SHARE else ", joined through other versions"
+                reasons[index] = (f"ambiguous_label: a version of {names[other]} ({shares[other]:.0%} of their "
+                                  f"melodic patterns shared{through}), one work under {', '.join(group_labels)}")
             else:
                 works[index] = group[0]
     return reasons, works
 
 
-def _versions_of_one_work(kept: list[Candidate], skip) -> tuple[list[Candidate], dict[str, str]]:
+def _versions_of_one_work(kept: list[Candidate], skip, progress) -> tuple[list[Candidate], dict[str, str]]:
     """(``kept`` without the works its MIDI files hold under two labels, the work of each file held in two
     versions or more: its path -> the path of the work's first version) (:func:`versions_of_works`): another
     edition, a transposition, the same notes in other note values, another performance of the score."""
     reasons, works = versions_of_works([c.relative for c in kept], [c.label for c in kept],
-                                       [c.patterns for c in kept])
+                                       [c.patterns for c in kept], progress)
     for index, reason in sorted(reasons.items()):
         skip(kept[index].relative, kept[index].label, reason)
     return ([candidate for index, candidate in enumerate(kept) if index not in reasons],

@@ -227,6 +227,95 @@ def test_versions_of_one_work_are_found_by_their_melodic_patterns():
     assert reasons[old].endswith("% of their melodic patterns shared), one work under a, b")
 
 
+def piano_piece(seed: int, jitter: float = 0.0, tempo: float = 1.0, one_track: bool = False) -> bytes:
+    """A piano piece: a right hand's tune over a left hand's two-note chords, one a beat; as a score (two tracks,
+    exact onsets) or as a performance recorded in one track (``one_track``: both hands in one stream, every onset
+    moved by a normal ``jitter`` in seconds, so that a chord's notes are spread, at another ``tempo``)."""
+    import io
+
+    import numpy as np
+    import pretty_midi
+
+    rng = np.random.default_rng(seed + 1000)
+    right, left = tune(seed, 120, low=60), tune(seed + 500, 120, low=40)
+    hands = [[(step, pitch) for step, pitch in enumerate(right)],
+             [(step, pitch + offset) for step, pitch in enumerate(left) for offset in (0, 7)]]
+    midi = pretty_midi.PrettyMIDI()
+    tracks = [pretty_midi.Instrument(program=0)] if one_track else [pretty_midi.Instrument(program=0) for _ in hands]
+    for index, hand in enumerate(hands):
+        for step, pitch in hand:
+            start = max(0.0, step * 0.5 / tempo + (rng.normal(0, jitter) if jitter else 0.0))
+            tracks[0 if one_track else index].notes.append(
+                pretty_midi.Note(velocity=int(rng.integers(50, 100)), pitch=pitch, start=start, end=start + 0.4))
+    midi.instruments.extend(tracks)
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+def test_a_performance_in_one_track_is_a_version_of_the_score_in_parts():
+    """A keyboard performance records both hands in one track and spreads each chord over a few milliseconds:
+    its parts are not the score's, but the whole file heard as one part is, chord by chord."""
+    from musicid.dataset import SAME_WORK_SHARE, pattern_share, same_work_groups
+    from musicid.midi import WHOLE_FILE, heard_notes_and_patterns
+
+    score = heard_notes_and_patterns(piano_piece(1))[1]
+    performances = [heard_notes_and_patterns(piano_piece(1, jitter=0.012, tempo=tempo, one_track=True))[1]
+                    for tempo in (0.9, 1.15)]
+    other = heard_notes_and_patterns(piano_piece(2, jitter=0.012, one_track=True))[1]
+    for performance in performances:
+        # The parts alone: the score's right and left hand against one stream of both, nothing like a version.
+        parts = pattern_share(score[score < WHOLE_FILE], performance[performance < WHOLE_FILE])
+        assert parts < 0.2
+        assert pattern_share(score, performance) >= 0.9
+    assert pattern_share(performances[0], performances[1]) >= 0.9
+    assert pattern_share(score, other) < SAME_WORK_SHARE / 2
+    assert same_work_groups([score, other, *performances]) == [[0, 2, 3]]
+
+
+def test_a_chord_spread_over_milliseconds_is_still_a_chord():
+    """The score in its two parts, each onset moved by a few milliseconds (a performance recorded part by part):
+    every chord's notes still read from the low note up."""
+    from musicid.dataset import pattern_share
+    from musicid.midi import WHOLE_FILE, heard_notes_and_patterns
+
+    score = heard_notes_and_patterns(piano_piece(3))[1]
+    spread = heard_notes_and_patterns(piano_piece(3, jitter=0.015))[1]
+    assert pattern_share(score[score < WHOLE_FILE], spread[spread < WHOLE_FILE]) >= 0.9
+
+
+@pytest.mark.parametrize("rows", [1, 3, 512])
+def test_pairs_by_size_are_every_pair_at_the_share(rows, monkeypatch):
+    """alike_pairs counts each block of files (in order of size) against the files up to twice its largest: it
+    finds every pair the share joins, one that holds half their union exactly (one set twice the other, inside
+    it) among them, whatever the block."""
+    import numpy as np
+
+    import musicid.dataset
+    from musicid.dataset import SAME_WORK_SHARE, alike_pairs
+
+    monkeypatch.setattr(musicid.dataset, "PAIRING_ROWS", rows)
+
+    rng = np.random.default_rng(0)
+    sets = [np.unique(rng.integers(0, 300, int(rng.integers(5, 200)))) for _ in range(60)]
+    sets += [np.arange(1000, 1100), np.arange(1000, 1050), np.arange(1000, 1049), None, np.zeros(0, np.int64)]
+    for index in range(0, 40, 4):  # versions: a part of another set and a few codes of their own
+        sets[index + 1] = np.unique(np.concatenate([sets[index][rng.random(len(sets[index])) > 0.3],
+                                                    rng.integers(0, 300, 5)]))
+    expected = set()
+    for first in range(len(sets)):
+        for second in range(first + 1, len(sets)):
+            if sets[first] is None or sets[second] is None or not len(sets[first]) or not len(sets[second]):
+                continue
+            shared = len(np.intersect1d(sets[first], sets[second]))
+            if shared >= SAME_WORK_SHARE * (len(sets[first]) + len(sets[second]) - shared):
+                expected.add((first, second))
+    assert (60, 61) in expected and (60, 62) not in expected  # 50 of 100: in; 49 of 100: out
+    assert len(expected) > 10
+    rows, cols = alike_pairs(sets)
+    assert {(min(a, b), max(a, b)) for a, b in zip(rows.tolist(), cols.tolist())} == expected
+
+
 def test_groups_join_through_a_chain_of_versions_and_pass_over_files_without_patterns():
     import numpy as np
 
