@@ -116,7 +116,10 @@ def run(args: argparse.Namespace) -> int:
     # has no track at all, and is named too (it would vanish from every output without a word).
     # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
     units = split_units(tracks, split_params.group)
-    words = ("rendered track", "rendered tracks") if split_params.group == "track" else \
+    works = any(record.get("work") for record in tracks.values())  # the versions of one work are one unit
+    words = ("rendered track", "rendered tracks") if split_params.group == "track" and not works else \
+        ("unit of rendered tracks (the versions of one work are one)",
+         "units of rendered tracks (the versions of one work are one)") if split_params.group == "track" else \
         (f"group of rendered tracks (split.group {split_params.group})",
          f"groups of rendered tracks (split.group {split_params.group})")
     excluded = {**unrendered_classes(report["files"], labels_found), **vanished,
@@ -324,12 +327,25 @@ def run(args: argparse.Namespace) -> int:
               f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} with a folder: "
               "a sub-folder of their label folder, or their dataset.label_table group; each other track is a group "
               "of its own)", file=sys.stderr)
-    versions = [track for track, record in tracks.items() if record.get("work")]
+    held = Counter((record["label"], record["work"]) for record in tracks.values() if record.get("work"))
+    versions = {track: (record["label"], record["work"]) for track, record in tracks.items()
+                if held[record["label"], record.get("work")] > 1}  # a work with two versions or more rendered
+    works = len(set(versions.values()))
     if versions and not given:
-        works = len({(tracks[track]["label"], tracks[track]["work"]) for track in versions})
         print(f"clip: {len(versions)} tracks are versions of {works} work{'s' if works != 1 else ''} (download found "
               "them by their notes: another edition, a transposition, another performance; `work` in "
               "data/raw/manifest.json): each work's versions are dealt to one side of the split", file=sys.stderr)
+    elif versions:
+        sides: dict[tuple[str, str], set[str]] = {}
+        for track, work in versions.items():
+            sides.setdefault(work, set()).add(all_splits[track])
+        apart = sorted(work for work, found in sides.items() if len(found) > 1)
+        if apart:
+            print(f"clip: warning: {len(apart)} of {works} work{'s' if works != 1 else ''} held in two versions or "
+                  f"more {'have' if len(apart) != 1 else 'has'} versions on two sides of the collection's own split "
+                  f"(dataset.label_table.split_column), first {apart[0][1]}: the scores count such a work trained "
+                  "on as unseen (download found them by their notes; `work` in data/raw/manifest.json)",
+                  file=sys.stderr)
     if split_params.group == "folder" and deeper and not given:
         print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "
               "(Sonatas/op2/1.mid): split.group folder deals the whole first folder as one group, split.group "

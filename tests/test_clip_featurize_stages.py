@@ -1245,3 +1245,50 @@ def test_the_versions_of_a_work_are_on_one_side_of_every_fold(tmp_path, audio, c
     tested = [{t for t, split in table_splits(tmp_path / f"fold{fold}.h5").items() if split == "test"}
               for fold in range(3)]
     assert sorted(works) == sorted(t for fold in tested for t in fold if t in works)
+
+
+def test_versions_on_two_sides_of_a_collections_own_split_are_warned_of(tmp_path, audio, capsys):
+    """A collection's own split is used as it is, but versions of one work on two sides of it are named; a version
+    whose other versions were not rendered is no work held twice."""
+    add_tracks(audio, "a", 5, 2.0, prefix="version", frequency=250.0)
+    report = json.loads((audio / "report.json").read_text())
+    works = {"a/version0.mid": "a/version0.mid", "a/version1.mid": "a/version0.mid",  # train and test
+             "a/version2.mid": "a/version2.mid", "a/version3.mid": "a/version2.mid",  # both train
+             "a/version4.mid": "a/lost.mid"}  # its other version rejected by render
+    own = {"a/version1.mid": "test"}
+    for record in report["files"]:
+        if record["status"] == "rendered":
+            number = int(record["source"][-5]) if record["source"][-5].isdigit() else 0
+            record["split"] = own.get(record["source"], ["train", "train", "train", "val", "test", "test"][number]
+                                      if "version" not in record["source"] else "train")
+            if record["source"] in works:
+                record["work"] = works[record["source"]]
+    (audio / "report.json").write_text(json.dumps(report))
+    code, clips = run_clip(tmp_path, audio)
+    assert code == 0
+    err = capsys.readouterr().err
+    assert ("clip: warning: 1 of 2 works held in two versions or more has versions on two sides of the "
+            "collection's own split (dataset.label_table.split_column), first a/version0.mid") in err
+    assert table_splits(clips)["a/version1.mid"] == "test"  # the split as given
+    # Dealt by the pipeline instead, the two works are counted (the lone version is not) and no warning is given.
+    for record in report["files"]:
+        record.pop("split", None)
+    (audio / "report.json").write_text(json.dumps(report))
+    assert run_clip(tmp_path, audio, name="dealt")[0] == 0
+    err = capsys.readouterr().err
+    assert "clip: 4 tracks are versions of 2 works" in err and "warning: 1 of 2 works" not in err
+
+
+def test_a_class_too_small_counts_the_versions_of_a_work_as_one(tmp_path, audio, capsys):
+    """With split.group track, a class of three tracks two of which are versions of one work has two units: too
+    few for val and test and train, and the reason says it counts units."""
+    add_tracks(audio, "d", 3, 2.0, prefix="piece", frequency=700.0)
+    report = json.loads((audio / "report.json").read_text())
+    for record in report["files"]:
+        if record["source"] in ("d/piece0.mid", "d/piece1.mid"):
+            record["work"] = "d/piece0.mid"
+    (audio / "report.json").write_text(json.dumps(report))
+    code, _ = run_clip(tmp_path, audio, split={"val": 0.2, "test": 0.2})
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "2 units of rendered tracks (the versions of one work are one)" in captured.out + captured.err
