@@ -246,3 +246,17 @@ def test_notes_digest_checks_its_arguments_first(capsys, tmp_path):
     assert stopped.value.code == 2 and "--repeat must be at least 1, got 0" in capsys.readouterr().err
     assert notes.main([str(tmp_path)]) == 1
     assert f"no MIDI file under {tmp_path}" in capsys.readouterr().err
+
+
+def test_work_pairing_finds_the_pairs_of_the_product_it_replaced(capsys, monkeypatch):
+    pairing = load_benchmark("work_pairing")
+    assert pairing.main(["--files", "120", "--repeat", "1"]) == 0
+    row = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].strip("|").split("|")]
+    assert row[0] == "120" and int(row[4]) >= 4 and row[5].endswith("x")  # every 25th file's version at least
+    # A pairing that misses a pair is caught.
+    monkeypatch.setattr(pairing, "alike_pairs", lambda patterns: tuple(a[1:] for a in pairing.all_pairs(patterns)))
+    with pytest.raises(SystemExit, match="the two found different pairs"):
+        pairing.main(["--files", "120", "--repeat", "1"])
+    with pytest.raises(SystemExit):
+        pairing.main(["--files", "1"])
+    assert "--files must be at least 2" in capsys.readouterr().err
