@@ -63,6 +63,7 @@ from invariance import choose_pieces, run_arguments  # noqa: E402
 from musicid.augment import copy_seed, scale_tempo  # noqa: E402
 from musicid.h5 import read_strings  # noqa: E402
 from musicid.predict import Predictor  # noqa: E402
+from musicid.symbolic import MAX_TICKS  # noqa: E402
 
 VARIANTS = ("rewritten", "tempo 0.9", "tempo 1.1", "velocity", "timing", "performed", "no tempo map", "recorded")
 WAYS = {"notes": "the MIDI files, as predict names them (audio and notes):",
@@ -100,6 +101,8 @@ def variant(source: Path, name: str, seed: int) -> pretty_midi.PrettyMIDI:
     data = io.BytesIO()
     midi.save(file=data)
     data.seek(0)
+    # A long music21 export passes pretty_midi's 10 million ticks: allowed as musicid.symbolic allows it.
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, MAX_TICKS)
     played = pretty_midi.PrettyMIDI(data)
     rng = np.random.default_rng(seed)
     if name in ("velocity", "performed", "recorded"):

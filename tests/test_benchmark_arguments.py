@@ -260,3 +260,19 @@ def test_work_pairing_finds_the_pairs_of_the_product_it_replaced(capsys, monkeyp
     with pytest.raises(SystemExit):
         pairing.main(["--files", "1"])
     assert "--files must be at least 2" in capsys.readouterr().err
+
+
+def test_performed_versions_finds_one_track_recordings_of_the_scores(tmp_path, capsys):
+    from tests.archives import parts_midi, tune
+
+    for seed in range(3):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        (tmp_path / "a" / f"piece{seed}.mid").write_bytes(parts_midi([tune(seed), tune(seed + 10, low=40)]))
+    versions = load_benchmark("performed_versions")
+    assert versions.main(["--raw", str(tmp_path)]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| parts")}
+    # Two parts in one track: part by part nothing like the score; as one part, the score's own.
+    assert rows == {"parts and the whole file": "3 of 3", "parts alone": "0 of 3"}
+    with pytest.raises(SystemExit, match="no MIDI file of .* has patterns to compare"):
+        versions.main(["--raw", str(tmp_path / "empty")])
