@@ -17,7 +17,7 @@ from pathlib import Path
 # This project's musicid before any installed one: a queued `dvc exp run` runs the stages in a copy of the
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicid.instruments import instrument_warning
+from musicid.instruments import DRUMS, instrument_warning
 from musicid.io import atomic_directory, write_json_atomic
 from musicid.parallel import check_jobs, ordered_map, resolve_scheduler, where
 from musicid.params import RenderParams, as_dict, load_section
@@ -189,6 +189,13 @@ def run(args: argparse.Namespace) -> int:
     warning = instrument_warning(records)
     if warning:
         print(f"render: warning: {warning}", file=sys.stderr)
+    drums = sorted(record["source"] for record in records if record["status"] != "rejected"
+                   and record.get("programs") == [DRUMS])
+    if drums:
+        print(f"render: warning: {len(drums)} MIDI file{'s play' if len(drums) != 1 else ' plays'} drums alone "
+              f"(channel 10), first {drums[0]}: no melody, harmony or pitch for the notes' features; a "
+              "collection of composers rarely means to hold such a file (a drummer's collection does)",
+              file=sys.stderr)
     return 0
 
 

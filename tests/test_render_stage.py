@@ -82,9 +82,9 @@ def test_each_midi_file_s_programs_are_recorded_and_instruments_that_name_a_labe
     assert {source: record.get("programs") for source, record in records.items()} == {
         "a/one.mid": [0], "a/two.mid": [40], "b/empty.mid": None, "b/three.mid": [19], "b/tone.wav": None}
     err = capsys.readouterr().err
-    assert "render: warning: the instruments alone tell labels apart: 2 of the 2 MIDI files of 'a' play " \
-           "instruments that name it (most of them: Acoustic Grand Piano (0), in 1 of its files and 0 of the " \
-           "other labels' 1)." in err and "`render.program: 0`" in err and "'b'" not in err
+    assert "render: warning: the instruments alone tell labels apart: 2 of the 2 MIDI files of 'a' play an " \
+           "instrument at least 4 times as common in its files as in the other labels' or heard in no other (most " \
+           "of them: Acoustic Grand Piano (0), in 1 of its 2 files against 0 of the other labels' 1)." in err and "`render.program: 0`" in err and "'b'" not in err
     # render.program puts every part on one program: the records say so, and nothing is named
     assert run(tmp_path, raw, out_name="piano", program=0) == 0
     records = json.loads((tmp_path / "piano" / "report.json").read_text())["files"]
@@ -393,3 +393,19 @@ def test_a_collection_of_recordings_alone_needs_no_soundfont_nor_fluidsynth(tmp_
     manifest(raw, ["a/one.mid", "b/tone.wav"])
     assert run(tmp_path, raw, "mixed", jobs=1, soundfonts=[absent]) == 2
     assert "fluid-soundfont-gm" in capsys.readouterr().err and not (tmp_path / "mixed").exists()
+
+
+def test_a_midi_file_of_drums_alone_is_warned_of(tmp_path, raw, capsys):
+    """A drum track saved in a composer's folder renders (a drummer's collection is all such files), and is named."""
+    write_midi(raw / "b" / "metronome.mid", [(37, 0.5 * k, 0.5 * k + 0.1) for k in range(8)], drum=True)
+    manifest(raw, ["a/one.mid", "a/two.mid", "b/empty.mid", "b/metronome.mid", "b/three.mid", "b/tone.wav"])
+    assert run(tmp_path, raw) == 0
+    records = {r["source"]: r for r in json.loads((tmp_path / "audio" / "report.json").read_text())["files"]}
+    assert records["b/metronome.mid"]["status"] == "rendered" and records["b/metronome.mid"]["programs"] == [-1]
+    assert ("render: warning: 1 MIDI file plays drums alone (channel 10), first b/metronome.mid: no melody, "
+            "harmony or pitch for the notes' features") in capsys.readouterr().err
+    # Without it, no such warning.
+    (raw / "b" / "metronome.mid").unlink()
+    manifest(raw, ["a/one.mid", "a/two.mid", "b/empty.mid", "b/three.mid", "b/tone.wav"])
+    assert run(tmp_path, raw, out_name="plain") == 0
+    assert "drums alone" not in capsys.readouterr().err
