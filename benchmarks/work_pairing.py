@@ -27,20 +27,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicid.dataset import PAIRING_ROWS, SAME_WORK_SHARE, alike_pairs  # noqa: E402
+from musicid.dataset import PAIRING_ROWS, SAME_WORK_SHARE, alike_pairs, pattern_matrix  # noqa: E402
 
 
 def all_pairs(patterns: list) -> tuple[np.ndarray, np.ndarray]:
     """The pairing before: every file's patterns against all others', both halves of the product."""
-    import scipy.sparse
-
     present = np.array([index for index, found in enumerate(patterns) if found is not None and len(found)])
     sizes = np.array([len(patterns[index]) for index in present])
-    codes = np.concatenate([patterns[index] for index in present])
-    owners = np.repeat(np.arange(len(present)), sizes)
-    columns = np.unique(codes, return_inverse=True)[1]
-    matrix = scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
-                                     shape=(len(present), int(columns.max()) + 1))
+    matrix = pattern_matrix([patterns[index] for index in present])
     transposed = matrix.T.tocsc()
     found_rows, found_cols = [], []
     for start in range(0, len(present), PAIRING_ROWS):

@@ -1657,8 +1657,6 @@ def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.n
     for a file not compared) whose sets overlap by SAME_WORK_SHARE of their union or more. The files are taken in
     order of size and each block of PAIRING_ROWS is counted against the larger files only up to twice its largest:
     a set more than twice the size of another cannot hold half their union (scipy's sparse product)."""
-    import scipy.sparse
-
     present = np.array([index for index, found in enumerate(patterns) if found is not None and len(found)],
                        dtype=np.int64)
     if len(present) < 2:
@@ -1666,11 +1664,7 @@ def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.n
     sizes = np.array([len(patterns[index]) for index in present])
     order = np.argsort(sizes, kind="stable")
     present, sizes = present[order], sizes[order]
-    codes = np.concatenate([patterns[index] for index in present])
-    owners = np.repeat(np.arange(len(present)), sizes)
-    columns = np.unique(codes, return_inverse=True)[1]
-    matrix = scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
-                                     shape=(len(present), int(columns.max()) + 1))
+    matrix = pattern_matrix([patterns[index] for index in present])
     transposed = matrix.T.tocsc()
     found_rows, found_cols = [], []
     for start in progress(range(0, len(present), PAIRING_ROWS), desc="versions"):
@@ -1682,6 +1676,18 @@ def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.n
         found_rows.append(present[rows[alike]])
         found_cols.append(present[cols[alike]])
     return np.concatenate(found_rows), np.concatenate(found_cols)
+
+
+def pattern_matrix(sets: list[np.ndarray]):
+    """A scipy CSR matrix float32 [files, distinct codes]: 1 where a file's set (non-empty, distinct codes) holds a
+    code, so that a row's product with another's counts the codes they share."""
+    import scipy.sparse
+
+    codes = np.concatenate(sets)
+    owners = np.repeat(np.arange(len(sets)), [len(found) for found in sets])
+    columns = np.unique(codes, return_inverse=True)[1]
+    return scipy.sparse.csr_matrix((np.ones(len(codes), dtype=np.float32), (owners, columns)),
+                                   shape=(len(sets), int(columns.max()) + 1))
 
 
 def pattern_share(first, second) -> float:
