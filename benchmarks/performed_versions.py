@@ -7,8 +7,8 @@ their own, sd 15 ms clipped to 30 ms, no tempo map; seeded per file as there) wi
 one track, and compares it with the files by their melodic patterns as download does
 (:func:`musicid.dataset.pattern_share`, :func:`musicid.midi.melodic_patterns`):
 
-- the share of the copy with its own score, read both ways (the parts' patterns or the whole file's as one part,
-  the larger) and part by part alone (what download read before the whole file was compared);
+- the share of the copy with its own score, read both ways (the parts' patterns or the top line's, the larger)
+  and part by part alone (each part's top line: the one track's against the score's parts);
 - the largest share of the copy with any other file of the collection that is not a version of its score
   (download's :func:`musicid.dataset.same_work_groups`): a false join from SAME_WORK_SHARE.
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| read | copies found (share >= {:g}) | share with its score | largest share with another file |"
           .format(SAME_WORK_SHARE))
     print("|---|---|---|---|")
-    print(f"| parts and the whole file | {sum(s >= SAME_WORK_SHARE for s in both)} of {len(both)} | {spread(both)} | "
+    print(f"| parts and the top line | {sum(s >= SAME_WORK_SHARE for s in both)} of {len(both)} | {spread(both)} | "
           f"{spread(others)} |")
     print(f"| parts alone | {sum(s >= SAME_WORK_SHARE for s in parts)} of {len(parts)} | {spread(parts)} | |")
     return 0

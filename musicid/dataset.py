@@ -1629,11 +1629,11 @@ PAIRING_ROWS = 512  # files whose shared patterns are counted at once against th
 def same_work_groups(patterns: list, progress=lambda items, **_: items) -> list[list[int]]:
     """Groups of two or more of the files whose :func:`musicid.midi.melodic_patterns` are ``patterns`` (None: a
     file too short to compare, or not MIDI) that are versions of one work: joined by pairs whose distinct
-    patterns, the parts' or the whole file's (compared apart), overlap by at least SAME_WORK_SHARE of their
-    union (Jaccard). Each group's indexes sorted, the groups by their first. In the music21 corpus two versions
-    of one work in the default classes (a madrigal in two editions, the same pitches in other note values; a
-    Kyrie in two readings) share 1.0 and 0.94, and no two other pieces of those 160 more than 0.28 (12,561
-    pairs; heard as one part, 0.14). Of Bach's 413 chorale files, 19 pairs share 0.57 to 1.0: one
+    patterns, the parts' top lines' or the whole file's (compared apart), overlap by at least SAME_WORK_SHARE of
+    their union (Jaccard). Each group's indexes sorted, the groups by their first. In the music21 corpus two
+    versions of one work in the default classes (a madrigal in two editions, the same pitches in other note
+    values; a Kyrie in two readings) share 1.0 and 0.94, and no two other pieces of those 160 more than 0.28
+    (12,561 pairs; their top lines 0.26). Of Bach's 413 chorale files, 19 pairs share 0.57 to 1.0: one
     harmonisation in two works (BWV 158.4 and BWV 279, 0.96; BWV 227.1 and 227.11, 1.0), a chorale with and
     without its instrumental parts (0.61), one score in two formats (0.69); the next pair, two harmonisations of
     one tune, shares 0.49."""
@@ -1641,7 +1641,7 @@ def same_work_groups(patterns: list, progress=lambda items, **_: items) -> list[
     from scipy.sparse.csgraph import connected_components
 
     pairs = [alike_pairs([None if found is None else found[(found >= WHOLE_FILE) == whole] for found in patterns],
-                         progress) for whole in (False, True)]
+                         progress, f"versions ({which})") for whole, which in ((False, "parts"), (True, "top line"))]
     rows, cols = (np.concatenate(side) for side in zip(*pairs))
     _, component = connected_components(scipy.sparse.coo_matrix((np.ones(len(rows)), (rows, cols)),
                                                                 shape=(len(patterns), len(patterns))),
@@ -1652,7 +1652,8 @@ def same_work_groups(patterns: list, progress=lambda items, **_: items) -> list[
     return sorted((group for group in groups.values() if len(group) > 1), key=lambda group: group[0])
 
 
-def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.ndarray, np.ndarray]:
+def alike_pairs(patterns: list, progress=lambda items, **_: items, desc: str = "versions",
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols): the pairs of files (indexes into ``patterns``, one set of distinct codes each, or None or empty
     for a file not compared) whose sets overlap by SAME_WORK_SHARE of their union or more. The files are taken in
     order of size and each block of PAIRING_ROWS is counted against the larger files only up to twice its largest:
@@ -1667,7 +1668,7 @@ def alike_pairs(patterns: list, progress=lambda items, **_: items) -> tuple[np.n
     matrix = pattern_matrix([patterns[index] for index in present])
     transposed = matrix.T.tocsc()
     found_rows, found_cols = [], []
-    for start in progress(range(0, len(present), PAIRING_ROWS), desc="versions"):
+    for start in progress(range(0, len(present), PAIRING_ROWS), desc=desc):
         stop = np.searchsorted(sizes, sizes[min(start + PAIRING_ROWS, len(present)) - 1] / SAME_WORK_SHARE,
                                side="right")
         shared = (matrix[start:start + PAIRING_ROWS] @ transposed[:, start:stop]).tocoo()  # patterns both hold
@@ -1692,7 +1693,7 @@ def pattern_matrix(sets: list[np.ndarray]):
 
 def pattern_share(first, second) -> float:
     """The overlap (Jaccard) of two files' melodic patterns (:func:`musicid.midi.melodic_patterns`): of their
-    parts' or of the whole file's, whichever is the larger."""
+    parts' or of their top lines', whichever is the larger."""
     shares = [0.0]
     for whole in (False, True):
         mine, theirs = first[(first >= WHOLE_FILE) == whole], second[(second >= WHOLE_FILE) == whole]

@@ -182,41 +182,51 @@ def heard_notes_and_patterns(data: bytes) -> tuple[list[tuple[int, int, int]] | 
 PATTERN_INTERVALS = 4  # a melodic pattern: this many successive intervals of one part (5 notes)
 MIN_PATTERNS = 32  # a file with fewer distinct patterns is too short to be called a version of another
 CHORD_BEATS = 0.1  # notes starting within this many beats of a chord's first note are one chord (50 ms at 120 bpm)
-WHOLE_FILE = 1 << 40  # added to the patterns of the whole file heard as one part (above every part's 28-bit code)
+WHOLE_FILE = 1 << 40  # added to the patterns of the whole file's top line (above every part's 28-bit code)
 
 
 def melodic_patterns(parts: dict[tuple[int, int], list[tuple[int, int]]], ticks_per_beat: int) -> np.ndarray | None:
-    """The distinct melodic patterns a file plays, two sets in one sorted int64 array. In each part (a track's
-    channel; drums left out), its heard notes (tick, pitch) in the order they start, a chord from the low note up
-    (notes within CHORD_BEATS of the chord's first onset are one chord: a performance spreads a chord over a few
-    milliseconds), every run of PATTERN_INTERVALS successive intervals in semitones, one code each (below
-    WHOLE_FILE); and the same of every part's notes heard as one part, each code + WHOLE_FILE: what a keyboard
-    performance recorded in one track plays, both hands in one stream. Neither tempo nor rhythm nor key changes
-    them: two versions of one work (another edition's note values, a transposition, a performance of the score,
-    a score in parts against a performance in one track) share most of one set or the other, two works rarely a
-    quarter (:func:`musicid.dataset.same_work_groups` compares each set apart). A set of fewer than MIN_PATTERNS
-    is left out; None when both are."""
+    """The distinct melodic patterns a file plays, two sets in one sorted int64 array: every run of
+    PATTERN_INTERVALS successive intervals in semitones, one code each, of the top line of each part (a track's
+    channel; drums left out), its highest note at each chord in the order they start (notes within CHORD_BEATS of
+    a chord's first onset are one chord: a performance spreads a chord over a few milliseconds; a single note is
+    a chord of one), codes below WHOLE_FILE; and of the whole file's top line, every part's notes heard as one,
+    each code + WHOLE_FILE: what a keyboard performance recorded in one track shares with its score in parts (both
+    hands in one stream). The chords' lower notes are left out, so that two pieces over the same block chords do
+    not share their spacing. Neither tempo nor key changes them, nor note values slower than CHORD_BEATS apart:
+    two versions of one work (another edition's note values, a transposition, a performance of the score, a score
+    in parts against a performance in one track) share most of one set or the other, two works rarely a quarter
+    (:func:`musicid.dataset.same_work_groups` compares each set apart). Notes closer than CHORD_BEATS (64ths,
+    grace notes) are read as a chord. A set of fewer than MIN_PATTERNS is left out; None when both are."""
     tolerance = CHORD_BEATS * ticks_per_beat
-    found = [_patterns(list(parts.values()), tolerance),
-             _patterns([[note for notes in parts.values() for note in notes]], tolerance) + WHOLE_FILE]
+    lines = [_top_line(notes, tolerance) for notes in parts.values() if len(notes) > PATTERN_INTERVALS]
+    merged = [note for notes in parts.values() for note in notes]
+    top = [_top_line(merged, tolerance)] if len(merged) > PATTERN_INTERVALS else []
+    found = [_codes(lines), _codes(top) + WHOLE_FILE]
     kept = [codes for codes in found if len(codes) >= MIN_PATTERNS]
     return np.concatenate(kept) if kept else None
 
 
-def _patterns(parts: list[list[tuple[int, int]]], tolerance: float) -> np.ndarray:
-    """The distinct pattern codes of ``parts`` (each a list of (tick, pitch)), sorted (:func:`melodic_patterns`)."""
+def _top_line(notes: list[tuple[int, int]], tolerance: float) -> np.ndarray:
+    """The highest pitch of each chord of ``notes`` ((tick, pitch) each), in the order the chords start; a chord:
+    the notes within ``tolerance`` ticks of its first onset (a single note is a chord of one)."""
+    ticks, pitches = np.array(sorted(notes), dtype=np.int64).T
+    chords = np.empty(len(ticks), dtype=np.int64)
+    first = ticks[0]
+    for index, tick in enumerate(ticks.tolist()):
+        if tick - first > tolerance:
+            first = tick
+        chords[index] = first
+    last = np.r_[np.nonzero(np.diff(chords))[0], len(chords) - 1]  # each chord's last note: its highest (sorted)
+    return np.maximum.reduceat(pitches, np.r_[0, last[:-1] + 1])
+
+
+def _codes(lines: list[np.ndarray]) -> np.ndarray:
+    """The distinct codes of every run of PATTERN_INTERVALS successive intervals of each line of pitches, sorted."""
     codes = []
-    for notes in parts:
-        if len(notes) <= PATTERN_INTERVALS:
+    for pitches in lines:
+        if len(pitches) <= PATTERN_INTERVALS:
             continue
-        ticks, pitches = np.array(sorted(notes), dtype=np.int64).T
-        chords = np.empty(len(ticks), dtype=np.int64)  # each note's chord: the onset of the chord's first note
-        first = ticks[0]
-        for index, tick in enumerate(ticks.tolist()):
-            if tick - first > tolerance:
-                first = tick
-            chords[index] = first
-        pitches = pitches[np.lexsort((pitches, chords))]
         steps = np.clip(np.diff(pitches), -63, 63) + 64  # 7 bits an interval
         windows = np.lib.stride_tricks.sliding_window_view(steps, PATTERN_INTERVALS)
         codes.append(windows @ (1 << (7 * np.arange(PATTERN_INTERVALS, dtype=np.int64))))

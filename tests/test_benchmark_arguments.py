@@ -272,7 +272,7 @@ def test_performed_versions_finds_one_track_recordings_of_the_scores(tmp_path, c
     assert versions.main(["--raw", str(tmp_path)]) == 0
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in capsys.readouterr().out.splitlines()
             if line.startswith("| parts")}
-    # Two parts in one track: part by part nothing like the score; as one part, the score's own.
-    assert rows == {"parts and the whole file": "3 of 3", "parts alone": "0 of 3"}
+    # Two parts in one track: part by part nothing like the score; its top line, the score's own.
+    assert rows == {"parts and the top line": "3 of 3", "parts alone": "0 of 3"}
     with pytest.raises(SystemExit, match="no MIDI file of .* has patterns to compare"):
         versions.main(["--raw", str(tmp_path / "empty")])
