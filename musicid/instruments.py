@@ -99,8 +99,9 @@ def instrument_warning(records: list[dict]) -> str | None:
     for label, (marked, files, instrument, own, elsewhere) in named.items():
         name = f"{instrument_name(instrument)} ({'drums' if instrument == DRUMS else instrument})"
         parts.append(f"{marked} of the {files} MIDI files of {label!r} play an instrument at least {RATIO:g} times as "
-                     f"common in its files as in the other labels' or heard in no other (most of them: {name}, in "
-                     f"{own} of its {files} files against {elsewhere} of the other labels' {others - files})")
+                     f"common in its files as in the other labels', or only instruments no other label plays (most "
+                     f"of them: {name}, in {own} of its {files} files against {elsewhere} of the other labels' "
+                     f"{others - files})")
     # What render.program would leave (every melodic part on one program, the drums as they are), and what
     # taking the drums out would.
     one_program = [{**record, "programs": sorted({p if p == DRUMS else 0 for p in record["programs"]})}

@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     # has no track at all, and is named too (it would vanish from every output without a word).
     # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
     units = split_units(tracks, split_params.group)
-    works = any(record.get("work") for record in tracks.values())  # the versions of one work are one unit
-    words = ("rendered track", "rendered tracks") if split_params.group == "track" and not works else \
+    held = Counter((record["label"], record["work"]) for record in tracks.values() if record.get("work"))
+    joined = any(count > 1 for count in held.values())  # the versions of a work rendered twice or more: one unit
+    words = ("rendered track", "rendered tracks") if split_params.group == "track" and not joined else \
         ("unit of rendered tracks (the versions of one work are one)",
          "units of rendered tracks (the versions of one work are one)") if split_params.group == "track" else \
         (f"group of rendered tracks (split.group {split_params.group})",
@@ -343,8 +344,9 @@ def run(args: argparse.Namespace) -> int:
         if apart:
             print(f"clip: warning: {len(apart)} of {works} work{'s' if works != 1 else ''} held in two versions or "
                   f"more {'have' if len(apart) != 1 else 'has'} versions on two sides of the collection's own split "
-                  f"(dataset.label_table.split_column), first {apart[0][1]}: the scores count such a work trained "
-                  "on as unseen (download found them by their notes; `work` in data/raw/manifest.json)",
+                  f"(dataset.label_table.split_column), first {apart[0][1]}: its versions on the val or test side are "
+                  "scored as unseen music although another version was trained on (download found them by their "
+                  "notes; `work` in data/raw/manifest.json)",
                   file=sys.stderr)
     if split_params.group == "folder" and deeper and not given:
         print(f"clip: note: {deeper} rendered tracks sit two or more folders below their label folder "

@@ -29,8 +29,8 @@ def test_one_source_s_string_quartet_against_another_s_string_ensemble_names_tha
     # other files and 12 of the others' 31 (1.7 times): not RATIO.
     assert marked_labels(records(*quartets)) == {"beethoven": (17, 17, 40, 17, 3)}
     assert "17 of the 17 MIDI files of 'beethoven' play an instrument at least 4 times as common in its files as " \
-           "in the other labels' or heard in no other (most of them: Violin (40), in 17 of its 17 files against 3 " \
-           "of the other labels' 21)" in instrument_warning(records(*quartets))
+           "in the other labels', or only instruments no other label plays (most of them: Violin (40), in 17 of " \
+           "its 17 files against 3 of the other labels' 21)" in instrument_warning(records(*quartets))
 
 
 def test_one_instrument_for_every_file_names_nothing_however_lopsided():
@@ -75,8 +75,8 @@ def test_audio_files_and_rejected_sources_are_left_out():
 def test_the_warning_says_what_to_set_and_when_that_would_not_do():
     warning = instrument_warning(records(*[("a", [40, 41, 42])] * 3, *[("b", [0])] * 3))
     assert "3 of the 3 MIDI files of 'a' play an instrument at least 4 times as common in its files as in the " \
-           "other labels' or heard in no other (most of them: Violin (40), in 3 of its 3 files against 0 of the " \
-           "other labels' 3)" in warning and "`render.program: 0`" in warning
+           "other labels', or only instruments no other label plays (most of them: Violin (40), in 3 of its 3 " \
+           "files against 0 of the other labels' 3)" in warning and "`render.program: 0`" in warning
     # Drums beside the melodic parts: render.program would leave them, so the advice is about the drums,
     # whether render.program is set (every melodic part on one program) or not.
     for pop, classical in (([-1, 0, 33], [0, 33]), ([-1, 0], [0])):
