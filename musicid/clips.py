@@ -82,6 +82,16 @@ def split_units(tracks: dict[str, dict], group: str) -> dict[str, str]:
     return {track: root(unit) for track, unit in units.items()}
 
 
+def versions_held(tracks: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """track id -> (label, work) for the tracks of each work (the record's ``work``) held in two versions or more
+    among ``tracks`` (render-report records): a version whose others were not rendered is a track as any other."""
+    from collections import Counter
+
+    held = Counter((record["label"], record["work"]) for record in tracks.values() if record.get("work"))
+    return {track: (record["label"], record["work"]) for track, record in tracks.items()
+            if record.get("work") and held[record["label"], record["work"]] > 1}
+
+
 def deal_units(tracks: dict[str, dict], units: dict[str, str], val: float, test: float, seed: int,
                holdout_classes: list[str] = (), folds: int = 0, fold: int = 0, order: str = "shuffle",
                ) -> dict[str, str]:

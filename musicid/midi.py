@@ -180,7 +180,7 @@ def heard_notes_and_patterns(data: bytes) -> tuple[list[tuple[int, int, int]] | 
 
 
 PATTERN_INTERVALS = 4  # a melodic pattern: this many successive intervals of one part (5 notes)
-MIN_PATTERNS = 32  # a file with fewer distinct patterns is too short to be called a version of another
+MIN_PATTERNS = 32  # a set of fewer distinct patterns is too short to call a file a version of another
 CHORD_BEATS = 0.1  # notes starting within this many beats of a chord's first note are one chord (50 ms at 120 bpm)
 WHOLE_FILE = 1 << 40  # added to the patterns of the whole file's top line (above every part's 28-bit code)
 
@@ -217,8 +217,7 @@ def _top_line(notes: list[tuple[int, int]], tolerance: float) -> np.ndarray:
         if tick - first > tolerance:
             first = tick
         chords[index] = first
-    last = np.r_[np.nonzero(np.diff(chords))[0], len(chords) - 1]  # each chord's last note: its highest (sorted)
-    return np.maximum.reduceat(pitches, np.r_[0, last[:-1] + 1])
+    return np.maximum.reduceat(pitches, np.r_[0, np.nonzero(np.diff(chords))[0] + 1])  # from each chord's first
 
 
 def _codes(lines: list[np.ndarray]) -> np.ndarray:

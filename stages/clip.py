@@ -21,7 +21,7 @@ import numpy as np
 # project (.dvc/tmp/exps/...), whose code is the experiment's, while an editable install points elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicid.clips import (ClipTask, DamagedAudio, clip_track, crashed_track, deal_units, expected_clip_count,
-                           split_units, too_small_classes, track_caps, wav_damage)
+                           split_units, too_small_classes, track_caps, versions_held, wav_damage)
 from musicid.copies import recording_copies
 from musicid.h5 import SPLITS, RowWriter, WriteError, clip_columns, error_cause, staged_table
 from musicid.io import dumps_json, size_words
@@ -116,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     # has no track at all, and is named too (it would vanish from every output without a word).
     # split.group folder: the tracks of one sub-folder of a label folder (a work, an album) are dealt as one.
     units = split_units(tracks, split_params.group)
-    held = Counter((record["label"], record["work"]) for record in tracks.values() if record.get("work"))
-    joined = any(count > 1 for count in held.values())  # the versions of a work rendered twice or more: one unit
+    joined = bool(versions_held(tracks))  # the versions of a work rendered twice or more: one unit
     words = ("rendered track", "rendered tracks") if split_params.group == "track" and not joined else \
         ("unit of rendered tracks (the versions of one work are one)",
          "units of rendered tracks (the versions of one work are one)") if split_params.group == "track" else \
@@ -328,9 +327,7 @@ def run(args: argparse.Namespace) -> int:
               f"{len(tracks)} tracks ({sum(1 for record in tracks.values() if record.get('folder'))} with a folder: "
               "a sub-folder of their label folder, or their dataset.label_table group; each other track is a group "
               "of its own)", file=sys.stderr)
-    held = Counter((record["label"], record["work"]) for record in tracks.values() if record.get("work"))
-    versions = {track: (record["label"], record["work"]) for track, record in tracks.items()
-                if held[record["label"], record.get("work")] > 1}  # a work with two versions or more rendered
+    versions = versions_held(tracks)
     works = len(set(versions.values()))
     if versions and not given:
         print(f"clip: {len(versions)} tracks are versions of {works} work{'s' if works != 1 else ''} (download found "
