@@ -276,3 +276,19 @@ def test_performed_versions_finds_one_track_recordings_of_the_scores(tmp_path, c
     assert rows == {"parts and the top line": "3 of 3", "parts alone": "0 of 3"}
     with pytest.raises(SystemExit, match="no MIDI file of .* has patterns to compare"):
         versions.main(["--raw", str(tmp_path / "empty")])
+
+
+def test_performed_midi_copies_a_long_fine_grained_export(tmp_path):
+    """A music21 export of a long movement passes pretty_midi's 10 million ticks (10080 a beat): its copies are
+    read as musicid.symbolic reads it, not refused as corrupt."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(resolution=10080, initial_tempo=120.0)
+    part = pretty_midi.Instrument(program=0)
+    part.notes = [pretty_midi.Note(velocity=80, pitch=60 + k % 12, start=k * 110.0, end=k * 110.0 + 1.0)
+                  for k in range(11)]
+    midi.instruments.append(part)
+    midi.write(str(tmp_path / "long.mid"))
+    performed = load_benchmark("performed_midi")
+    copy = performed.variant(tmp_path / "long.mid", "recorded", 1)
+    assert len(copy.instruments[0].notes) == 11 and copy.get_end_time() > 1000
